@@ -1,0 +1,5 @@
+"""Allow ``python -m edgehive``."""
+
+from edgehive.cli import main
+
+raise SystemExit(main())

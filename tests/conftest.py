@@ -1,0 +1,7 @@
+"""Fixtures for real parts, shared by every test (see tests/fixtures/)."""
+
+pytest_plugins = [
+    "tests.fixtures.apiserver",
+    "tests.fixtures.podman",
+    "tests.fixtures.brokers",
+]
