@@ -1,11 +1,9 @@
 """``python -m broker``: run the embedded MQTT broker in the foreground."""
 
 import argparse
-import logging
 
 from broker import cli
 
-parser = argparse.ArgumentParser(prog="python -m broker", description="Run the embedded MQTT broker.")
-cli.add_arguments(parser)
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-raise SystemExit(cli.main(parser.parse_args()))
+parser = argparse.ArgumentParser(prog="python -m broker", description="Run the embedded MQTT broker (amqtt).")
+cli.add_broker_arguments(parser)
+raise SystemExit(cli.broker_main(parser.parse_args()))

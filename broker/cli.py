@@ -1,26 +1,95 @@
-"""Command-line options of the embedded broker, shared by ``python -m broker`` and ``edgehive broker``."""
+"""The ``broker``, ``bridge`` and ``passwd`` commands, shared by ``python -m broker`` and ``edgehive``."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from broker.embedded import BrokerSettings, Listen, run
+from broker import logs, settings
+from broker.bridge import Bridge, BridgeSettings
+from broker.connection import TlsSettings
+from broker.embedded import BrokerSettings, run
+from broker.mosquitto import write_config
+from broker.passwords import set_password
+from broker.runtime import ProcessSettings, StopSignal
+from broker.url import BrokerUrl
+
+log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen",
-        action="append",
-        type=Listen.parse,
-        metavar="HOST:PORT",
-        help="address to accept MQTT clients on; repeatable (default 127.0.0.1:1883)",
-    )
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_arguments(parser, BrokerSettings)
 
 
-def settings_from(args: argparse.Namespace) -> BrokerSettings:
-    return BrokerSettings(listen=tuple(args.listen)) if args.listen else BrokerSettings()
+def broker_main(args: argparse.Namespace) -> int:
+    s = settings.load(BrokerSettings, args)
+    logs.setup("broker", s.log_level, s.log_format)
+    if s.mosquitto_config:
+        conf = write_config(s, Path(s.mosquitto_config))
+        print(f"wrote {conf}; run: mosquitto -c {conf}")
+        return 0
+    return run(s)
 
 
-def main(args: argparse.Namespace) -> int:
-    run(settings_from(args))
+@dataclass(frozen=True)
+class BridgeProcessSettings(ProcessSettings):
+    node: str = field(default="", metadata={"help": "the edge node this bridge serves (required)"})
+    cloud: str = field(default="", metadata={"help": "cloud broker URL, mqtt[s]://user:pass@host:port (required)"})
+    edge: str = field(default="mqtt://127.0.0.1:1884", metadata={"help": "edge broker URL"})
+    cloud_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// cloud broker"})
+    cloud_cert: str | None = field(default=None, metadata={"help": "client certificate for the cloud broker"})
+    cloud_key: str | None = field(default=None, metadata={"help": "client key for the cloud broker"})
+    edge_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// edge broker"})
+    window: int = field(default=100, metadata={"help": "most unacknowledged messages per direction"})
+
+    def to_bridge(self) -> BridgeSettings:
+        if not self.node or not self.cloud:
+            raise settings.SettingsError("the bridge needs --node and --cloud")
+        return BridgeSettings(
+            node=self.node, cloud=BrokerUrl.parse(self.cloud), edge=BrokerUrl.parse(self.edge),
+            cloud_tls=TlsSettings(self.cloud_ca, self.cloud_cert, self.cloud_key),
+            edge_tls=TlsSettings(self.edge_ca), window=self.window,
+        )
+
+
+def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_arguments(parser, BridgeProcessSettings)
+
+
+def bridge_main(args: argparse.Namespace) -> int:
+    s = settings.load(BridgeProcessSettings, args)
+    logs.setup("bridge", s.log_level, s.log_format)
+    try:
+        bridge_settings = s.to_bridge()
+    except ValueError as exc:
+        print(f"edgehive bridge: {exc}", file=sys.stderr)
+        return 2
+    stop = StopSignal().install()
+    bridge = Bridge(bridge_settings).start()
+    log.info("bridge: %s received, draining", stop.wait())
+    bridge.stop()
+    log.info("bridge stopped: %s", bridge.counters.snapshot())
+    return 0
+
+
+def add_passwd_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="password file (created if missing)")
+    parser.add_argument("user", help="user name: a node's name, or a cloud user such as 'cloud'")
+    parser.add_argument("--password", help="the password (default: read from the terminal or stdin)")
+
+
+def passwd_main(args: argparse.Namespace) -> int:
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"password for {args.user}: ") if sys.stdin.isatty() else sys.stdin.readline()
+        password = password.rstrip("\n")
+    if not password:
+        print("edgehive passwd: an empty password is not allowed", file=sys.stderr)
+        return 2
+    set_password(args.file, args.user, password)
+    print(f"{args.file}: set the password of {args.user}")
     return 0

@@ -1,7 +1,8 @@
 """The embedded MQTT broker (amqtt), so that edgehive runs with nothing else installed.
 
-Production deployments may use mosquitto instead; amqtt is the default because it
-is pure Python and ships with the project.
+With a password file it refuses anonymous clients and enforces the link ACL of
+broker.acl; without one it is an open development broker (loopback by default).
+Production deployments may run mosquitto with the same rules (broker.mosquitto).
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker
+
+from broker.runtime import ProcessSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +38,103 @@ class Listen:
         return cls(host.strip("[]"), int(port))
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
-class BrokerSettings:
-    """What the embedded broker needs to start; anonymous clients only, for now."""
+class BrokerSettings(ProcessSettings):
+    listen: tuple[str, ...] = field(default=("127.0.0.1:1883",),
+                                    metadata={"help": "HOST:PORT to accept clients on; repeatable"})
+    tls_cert: str | None = field(default=None, metadata={"help": "server certificate: listeners use TLS"})
+    tls_key: str | None = field(default=None, metadata={"help": "server key"})
+    tls_ca: str | None = field(default=None, metadata={"help": "CA for client certificates (optional)"})
+    password_file: str | None = field(default=None, metadata={
+        "help": "users in mosquitto's format (edgehive passwd); enables authentication and the link ACL"})
+    cloud_users: tuple[str, ...] = field(default=("cloud",), metadata={
+        "help": "users allowed every topic; every other user is a node, limited to its own link topics"})
+    mosquitto_config: str | None = field(default=None, metadata={
+        "help": "write mosquitto.conf, passwd and acl with these rules into this directory and exit"})
 
-    listen: tuple[Listen, ...] = (Listen("127.0.0.1", 1883),)
+    def __post_init__(self) -> None:
+        for address in self.listen:
+            Listen.parse(address)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.password_file is not None and not Path(self.password_file).is_file():
+            raise ValueError(f"password file {self.password_file} does not exist (create it with edgehive passwd)")
+
+    @property
+    def addresses(self) -> list[Listen]:
+        return [Listen.parse(a) for a in self.listen]
 
 
 def amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
     """Translate our settings into amqtt's configuration mapping."""
     listeners: dict[str, Any] = {}
-    for i, address in enumerate(settings.listen):
-        name = "default" if i == 0 else f"listener-{i}"
-        listeners[name] = {"type": "tcp", "bind": str(address)}
-    return {
-        "listeners": listeners,
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    }
+    for i, address in enumerate(settings.addresses):
+        listener: dict[str, Any] = {"type": "tcp", "bind": str(address)}
+        if settings.tls_cert:
+            listener.update(ssl=True, certfile=settings.tls_cert, keyfile=settings.tls_key)
+            if settings.tls_ca:
+                listener["cafile"] = settings.tls_ca
+        listeners["default" if i == 0 else f"listener-{i}"] = listener
+    plugins: dict[str, Any]
+    if settings.password_file:
+        plugins = {
+            "broker.amqtt_plugins.PasswordFileAuth": {"password_file": settings.password_file},
+            "broker.amqtt_plugins.LinkAclPlugin": {"cloud_users": list(settings.cloud_users)},
+        }
+    else:
+        plugins = {"broker.amqtt_plugins.OpenAuth": {}}
+    return {"listeners": listeners, "plugins": plugins}
+
+
+class _SnapshotIterationDict(dict[str, Any]):
+    """A dict that iterates over a copy of itself.
+
+    amqtt 0.12 walks its subscription table across ``await`` points (topic checks,
+    retained messages); a client subscribing meanwhile made the walk fail with
+    "dictionary changed size during iteration" and the message was dropped for
+    every subscriber. Iterating a snapshot makes the walk safe.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(super().items())
+
+
+class EmbeddedBroker(Broker):  # type: ignore[misc]
+    """amqtt's broker with two of its 0.12.1 defects mended (both measured here)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._subscriptions = _SnapshotIterationDict()
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        # On every connect amqtt offers the client the retained messages of *every*
+        # filter any client has subscribed to, bypassing the ACL: a node would see
+        # other clients' retained traffic. Only the client's own filters count.
+        topic_filter = subscription[0]
+        if all(s.client_id != session.client_id for s, _ in self._subscriptions.get(topic_filter, ())):
+            return
+        await super()._publish_retained_messages_for_subscription(subscription, session)
 
 
 async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
     """Run the broker until ``stop`` is set, then shut it down cleanly."""
-    broker = Broker(amqtt_config(settings))
+    broker = EmbeddedBroker(amqtt_config(settings))
     await broker.start()
-    log.info("broker listening on %s", ", ".join(map(str, settings.listen)))
+    mode = f"users from {settings.password_file}, link ACL" if settings.password_file else "anonymous, no ACL"
+    log.info("broker listening on %s (%s%s)", ", ".join(map(str, settings.addresses)), mode,
+             ", TLS" if settings.tls_cert else "")
     await stop.wait()
     await broker.shutdown()
     log.info("broker stopped")
 
 
-def run(settings: BrokerSettings) -> None:
+def run(settings: BrokerSettings) -> int:
     """Run the broker in the foreground until SIGINT or SIGTERM."""
 
     async def main() -> None:
@@ -76,3 +145,4 @@ def run(settings: BrokerSettings) -> None:
         await serve(settings, stop)
 
     asyncio.run(main())
+    return 0

@@ -1,50 +1,100 @@
-"""``edgehive``: one command to start and inspect an edgehive stack."""
+"""``edgehive``: one command to run, join and inspect an edgehive stack."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from broker import cli as broker_cli
+from broker import logs
 from broker.embedded import Listen
-from edgehive.launcher import Component, Supervisor
+from broker.launch import KINDS
+from broker.settings import SettingsError
+from edgehive import bench, stack
+from edgehive.launcher import Supervisor
 
 log = logging.getLogger("edgehive")
 
 
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edgehive"
+
+
 def _up(args: argparse.Namespace) -> int:
-    components = [
-        Component("cloud-broker", "broker", ("--listen", str(args.cloud_listen))),
-        Component("edge-broker", "broker", ("--listen", str(args.edge_listen))),
-    ]
-    supervisor = Supervisor(components)
-    supervisor.start()
-    log.info(
-        "edgehive is up: cloud broker mqtt://%s, edge broker mqtt://%s; Ctrl-C stops everything",
-        args.cloud_listen,
-        args.edge_listen,
-    )
-    return supervisor.wait()
+    logs.setup("edgehive-up", "info")
+    settings = stack.StackSettings(state_dir=args.state_dir, cloud_listen=args.cloud_listen,
+                                   edge_listen=args.edge_listen, node=args.node)
+    children, watches = stack.build(settings)
+    log_dir = settings.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def close_watches() -> None:
+        for watch in watches:
+            watch.close(drain_timeout=0)
+
+    supervisor = Supervisor(children, status_file=settings.state_dir / "status.json", log_dir=log_dir,
+                            before_stop=close_watches)
+    for watch in watches:
+        watch.start()
+    print(f"edgehive up: cloud broker mqtt://{settings.cloud_listen}, edge broker mqtt://{settings.edge_listen}, "
+          f"node {settings.node}; logs in {log_dir}; Ctrl-C stops everything", flush=True)
+    return supervisor.run()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        report = bench.bench_link(args.broker, args.messages, args.rate, progress=not args.json)
+    except bench.BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    bench.print_report(report, args.json)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="run a whole stack on this machine with embedded defaults")
+    up = commands.add_parser("up", help="run a local stack (brokers, bridge) with embedded defaults")
     up.add_argument("--cloud-listen", type=Listen.parse, default=Listen("127.0.0.1", 1883), metavar="HOST:PORT")
     up.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT")
+    up.add_argument("--node", default="edge-1", help="name of the local edge node (default edge-1)")
+    up.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                    help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=_up)
 
-    broker = commands.add_parser("broker", help="run the embedded MQTT broker (amqtt)")
-    broker_cli.add_arguments(broker)
-    broker.set_defaults(func=broker_cli.main)
+    broker = commands.add_parser("broker", help="run the embedded MQTT broker, or write a mosquitto config")
+    broker_cli.add_broker_arguments(broker)
+    broker.set_defaults(func=broker_cli.broker_main)
+
+    bridge = commands.add_parser("bridge", help="run one edge node's bridge to the cloud broker")
+    broker_cli.add_bridge_arguments(bridge)
+    bridge.set_defaults(func=broker_cli.bridge_main)
+
+    passwd = commands.add_parser("passwd", help="add a user to a broker password file, or change its password")
+    broker_cli.add_passwd_arguments(passwd)
+    passwd.set_defaults(func=broker_cli.passwd_main)
+    bench_parser = commands.add_parser("bench", help="measure edgehive against a baseline from the same run")
+    scenarios = bench_parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    link = scenarios.add_parser("link", help="the bridge: throughput ratio and added latency")
+    link.add_argument("--broker", choices=KINDS, default="amqtt")
+    link.add_argument("--messages", type=int, default=5000, help="messages per throughput run (default 5000)")
+    link.add_argument("--rate", type=int, default=1000, help="msg/s for the latency runs (default 1000)")
+    link.add_argument("--json", action="store_true", help="print one JSON object")
+    link.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except SettingsError as exc:
+        print(f"edgehive {args.command}: {exc}", file=sys.stderr)
+        return 2
     return status

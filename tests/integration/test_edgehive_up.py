@@ -1,54 +1,64 @@
-"""`edgehive up` (the README's main command) starts its brokers and stops them on Ctrl-C."""
+"""`edgehive up` (the README's main command): healthy children, restarts after kill -9, clean Ctrl-C."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
+from typing import Any
 
-from tests.fixtures.mqtt import TestClient, mqtt_ready
 from tests.fixtures.processes import free_port, wait_until
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def status(state_dir: Path) -> dict[str, dict[str, Any]]:
+    data = json.loads((state_dir / "status.json").read_text())
+    return {row["name"]: row for row in data["children"]}
 
 
-def test_up_runs_both_brokers_until_interrupted(tmp_path: Path) -> None:
-    cloud, edge = free_port(), free_port()
-    log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
-         "--edge-listen", f"127.0.0.1:{edge}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+def all_healthy(state_dir: Path) -> dict[str, dict[str, Any]] | None:
     try:
-        for port in (cloud, edge):
-            wait_until(partial(mqtt_ready, "127.0.0.1", port, None, None), timeout=30,
-                       what=f"edgehive up's broker on {port}")
-        brokers = children_of(proc.pid)
-        assert len(brokers) == 2
-        with TestClient("127.0.0.1", edge) as c:
-            c.subscribe("x")
-            c.publish("x", b"hello")
-            assert c.expect().payload == b"hello"
+        rows = status(state_dir)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return rows if rows and all(r["healthy"] for r in rows.values()) else None
+
+
+def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
+    cloud, edge = free_port(), free_port()
+    state = tmp_path / "state"
+    with (tmp_path / "up.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
+             "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        rows = wait_until(lambda: all_healthy(state), timeout=60, what="every child of edgehive up healthy")
+        assert set(rows) == {"cloud-broker", "edge-broker", "bridge-edge-1"}
+        pids = {name: row["pid"] for name, row in rows.items()}
+
+        os.kill(pids["bridge-edge-1"], signal.SIGKILL)
+        restarted = wait_until(
+            lambda: (r := all_healthy(state)) and r["bridge-edge-1"]["restarts"] == 1 and r,
+            timeout=60, what="the bridge restarted and healthy again")
+        assert restarted["bridge-edge-1"]["pid"] != pids["bridge-edge-1"]
+        assert restarted["bridge-edge-1"]["last_exit"] == -signal.SIGKILL
+        assert restarted["cloud-broker"]["restarts"] == 0
+        all_pids = [row["pid"] for row in restarted.values()]
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        for pid in brokers:
-            assert not Path(f"/proc/{pid}").exists(), f"broker {pid} outlived edgehive up"
+        for pid in all_pids:
+            assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived edgehive up"
+        final = status(state)
+        assert {row["state"] for row in final.values()} == {"stopped"}
+        output = (tmp_path / "up.out").read_text()
+        assert "COMPONENT" in output
+        assert "bridge-edge-1" in output
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        log.close()

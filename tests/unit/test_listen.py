@@ -1,4 +1,6 @@
-"""Listen addresses given on the command line."""
+"""Listen addresses and the embedded broker's amqtt configuration."""
+
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from broker.embedded import BrokerSettings, Listen, amqtt_config
 )
 def test_parse_accepts_host_and_port(text: str, host: str, port: int) -> None:
     assert Listen.parse(text) == Listen(host, port)
+    assert Listen.parse(str(Listen(host, port))) == Listen(host, port)
 
 
 @pytest.mark.parametrize("text", ["1883", "localhost", ":1883", "host:0", "host:70000", "host:abc"])
@@ -20,5 +23,19 @@ def test_parse_names_the_bad_address(text: str) -> None:
 
 
 def test_amqtt_config_has_one_listener_per_address() -> None:
-    config = amqtt_config(BrokerSettings(listen=(Listen("127.0.0.1", 1), Listen("127.0.0.1", 2))))
+    config = amqtt_config(BrokerSettings(listen=("127.0.0.1:1", "127.0.0.1:2")))
     assert [v["bind"] for v in config["listeners"].values()] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert "broker.amqtt_plugins.OpenAuth" in config["plugins"]
+
+
+def test_password_file_turns_on_auth_and_acl(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("")
+    config = amqtt_config(BrokerSettings(password_file=str(passwd), tls_cert="c.pem", tls_key="k.pem"))
+    assert set(config["plugins"]) == {"broker.amqtt_plugins.PasswordFileAuth", "broker.amqtt_plugins.LinkAclPlugin"}
+    assert config["listeners"]["default"]["ssl"] is True
+
+
+def test_settings_refuse_a_missing_password_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        BrokerSettings(password_file=str(tmp_path / "nope"))

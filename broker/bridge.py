@@ -1,0 +1,145 @@
+"""The bridge: the only thing that crosses between a node's edge broker and the cloud broker.
+
+It carries the node's down topic from the cloud broker to the edge broker and its up
+topic the other way, as opaque bytes. A message is acknowledged to the broker it
+came from only once the other broker has acknowledged the copy, so killing the
+bridge at any moment loses nothing: the source broker still holds whatever was not
+passed on, in the bridge's persistent session, and delivers it again.
+
+The bridge also tells the edge whether the cloud is reachable, with a retained
+envelope on ``edgehive/link/<node>/state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from broker.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
+from broker.counters import Counters
+from broker.url import BrokerUrl
+from schemas import topics
+from schemas.envelope import Envelope, Group, Op
+from schemas.names import require_node_name
+
+log = logging.getLogger(__name__)
+
+MODULE = "bridge"
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    node: str
+    cloud: BrokerUrl
+    edge: BrokerUrl
+    cloud_tls: TlsSettings | None = None
+    edge_tls: TlsSettings | None = None
+    window: int = 100
+    keepalive: int = 30
+
+    def __post_init__(self) -> None:
+        require_node_name(self.node)
+
+    @property
+    def client_id(self) -> str:
+        """Fixed per node, so that a restarted bridge resumes its persistent sessions."""
+        return f"edgehive-bridge-{self.node}"
+
+
+def link_state(node: str, up: bool, reason: str) -> bytes:
+    """The retained link-state envelope EdgeHub reads: ``body.state`` is ``up`` or ``down``."""
+    envelope = Envelope(node=node, src=MODULE, group=Group.HUB, op=Op.CONNECTED if up else Op.DISCONNECTED,
+                        body={"state": "up" if up else "down", "reason": reason})
+    return envelope.encode()
+
+
+@dataclass(frozen=True)
+class _Item:
+    topic: str
+    payload: bytes
+    retain: bool
+    incoming: Incoming | None  # None for the bridge's own state messages
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings) -> None:
+        self.settings = settings
+        node = settings.node
+        self.counters = Counters()
+        self.cloud = Connection(
+            ConnectionSettings(url=settings.cloud, client_id=settings.client_id, clean_start=False,
+                               keepalive=settings.keepalive, window=settings.window, tls=settings.cloud_tls),
+            name=f"bridge-{node}-cloud",
+        )
+        self.edge = Connection(
+            ConnectionSettings(url=settings.edge, client_id=settings.client_id, clean_start=False,
+                               keepalive=settings.keepalive, window=settings.window, tls=settings.edge_tls,
+                               will=Will(topics.link_state(node), link_state(node, False, "bridge lost"))),
+            name=f"bridge-{node}-edge",
+        )
+        self._down: queue.Queue[_Item | None] = queue.Queue()
+        self._up: queue.Queue[_Item | None] = queue.Queue()
+        self.cloud.subscribe(topics.link_down(node))
+        self.edge.subscribe(topics.link_up(node))
+        self.cloud.on_message(lambda m: self._down.put(_Item(m.topic, m.payload, False, m)))
+        self.edge.on_message(lambda m: self._up.put(_Item(m.topic, m.payload, False, m)))
+        self.cloud.on_connection_change(self._cloud_changed)
+        self.edge.on_connection_change(self._edge_changed)
+        self._threads = [
+            threading.Thread(target=self._forward, args=(self._down, self.edge, "down"), daemon=True,
+                             name=f"bridge-{node}-down"),
+            threading.Thread(target=self._forward, args=(self._up, self.cloud, "up"), daemon=True,
+                             name=f"bridge-{node}-up"),
+        ]
+
+    def start(self) -> Bridge:
+        for thread in self._threads:
+            thread.start()
+        self.edge.start()
+        self.cloud.start()
+        log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node, self.settings.cloud,
+                 self.settings.edge)
+        return self
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop taking messages, pass on what is in hand, say the link is down, disconnect."""
+        self.cloud.close(drain_timeout)
+        self._queue_state(False, "bridge stopped")
+        self._down.put(None)
+        self._up.put(None)
+        for thread in self._threads:
+            thread.join(timeout=drain_timeout)
+        self.edge.close(drain_timeout)
+
+    # The link state follows the cloud connection; it is (re)published whenever
+    # the edge connection comes up, since a restarted edge broker forgets it.
+    def _cloud_changed(self, up: bool) -> None:
+        self._queue_state(up, "cloud broker connected" if up else "cloud broker unreachable")
+
+    def _edge_changed(self, up: bool) -> None:
+        if up:
+            self._queue_state(self.cloud.connected, "edge broker connected")
+
+    def _queue_state(self, up: bool, reason: str) -> None:
+        # Through the down queue, never from a network thread: publishing may block.
+        self._down.put(_Item(topics.link_state(self.settings.node), link_state(self.settings.node, up, reason),
+                             True, None))
+
+    def _forward(self, source: queue.Queue[_Item | None], target: Connection, direction: str) -> None:
+        while (item := source.get()) is not None:
+            on_acked = item.incoming.ack if item.incoming is not None else None
+            target.publish(item.topic, item.payload, qos=1, retain=item.retain, on_acked=on_acked)
+            if item.incoming is not None:
+                self.counters.inc(f"forwarded_{direction}")
+
+
+if __name__ == "__main__":  # python -m broker.bridge
+    import argparse
+
+    from broker import cli
+
+    parser = argparse.ArgumentParser(prog="python -m broker.bridge", description="Run one node's MQTT bridge.")
+    cli.add_bridge_arguments(parser)
+    raise SystemExit(cli.bridge_main(parser.parse_args()))

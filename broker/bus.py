@@ -1,0 +1,220 @@
+"""The bus: envelopes over one MQTT connection, for every component.
+
+Handlers run one at a time on a worker thread, never on the network thread, so a
+handler may publish or wait for a reply without stalling acknowledgements. A
+message is acknowledged to the broker only after its handler returned, so a crash
+mid-handler means redelivery, not loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from broker.connection import Connection, ConnectionSettings, Incoming
+from broker.counters import Counters
+from schemas import topics
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send, decode, salvage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, str], Iterable[Send] | None]
+"""Takes an envelope and the topic it came on; returns what to publish in answer (or None)."""
+
+
+class RequestTimeout(TimeoutError):
+    """No reply arrived in time."""
+
+
+class RequestError(RuntimeError):
+    """The other side answered with an ``error`` envelope."""
+
+    def __init__(self, reply: Envelope) -> None:
+        body = reply.body if isinstance(reply.body, dict) else {}
+        self.code = int(body.get("code", 500)) if isinstance(body.get("code"), int) else 500
+        self.reason = str(body.get("reason", "no reason given"))
+        self.reply = reply
+        super().__init__(f"{reply.src} answered {self.code}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    connection: ConnectionSettings
+    module: str
+    """This component's name: the ``src`` of what it sends and the name of its inbox."""
+    side: topics.Side
+    node: str
+    """The node this component belongs to (on the cloud side, a default for its own messages)."""
+    max_size: int = DEFAULT_MAX_SIZE
+
+
+ErrorRoute = Callable[[str, Salvage], str | None]
+"""Given the topic a bad message came on and what was salvaged from it, where the error reply goes."""
+
+
+@dataclass
+class _Waiter:
+    event: threading.Event = field(default_factory=threading.Event)
+    reply: Envelope | None = None
+
+
+class Bus:
+    """Subscribe handlers, publish envelopes, and make requests that wait for a reply."""
+
+    def __init__(self, settings: BusSettings, *, error_route: ErrorRoute | None = None) -> None:
+        self.settings = settings
+        self.inbox = topics.inbox(settings.side, settings.module)
+        self.connection = Connection(settings.connection, name=settings.module)
+        self.counters: Counters = self.connection.counters
+        self._error_route = error_route or self._reply_to_sender_inbox
+        self._handlers: list[tuple[str, Handler]] = []
+        self._waiters: dict[str, _Waiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._work: queue.Queue[tuple[Incoming, Envelope | EnvelopeError] | Callable[[], None] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work_loop, name=f"{settings.module}-handlers", daemon=True)
+        self.connection.on_message(self._on_incoming)
+        self.connection.subscribe(self.inbox)
+
+    # -- wiring ----------------------------------------------------------------
+
+    def handle(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Run ``handler`` for every valid envelope on topics matching ``topic_filter``."""
+        self._handlers.append((topic_filter, handler))
+        if topic_filter != self.inbox:
+            self.connection.subscribe(topic_filter, qos)
+
+    def start(self) -> Bus:
+        self._worker.start()
+        self.connection.start()
+        return self
+
+    def close(self, drain_timeout: float = 5.0) -> bool:
+        """Finish queued messages, wait for in-flight publishes, disconnect. True when nothing was cut off."""
+        self._work.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout=drain_timeout)
+        return self.connection.close(drain_timeout)
+
+    # -- sending ---------------------------------------------------------------
+
+    def envelope(self, group: Group, op: Op, **fields: object) -> Envelope:
+        """A new envelope from this module, for this module's node unless ``node`` is given."""
+        fields.setdefault("node", self.settings.node)
+        return Envelope(src=self.settings.module, group=group, op=op, **fields)  # type: ignore[arg-type]
+
+    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None) -> None:
+        self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=1, retain=retain,
+                                timeout=timeout)
+
+    def send(self, sends: Iterable[Send]) -> None:
+        for item in sends:
+            self.publish(item.topic, item.envelope)
+
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+        """Publish and wait for the envelope whose ``parent`` is this one's id.
+
+        Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``.
+        """
+        waiter = _Waiter()
+        with self._waiters_lock:
+            self._waiters[envelope.id] = waiter
+        try:
+            self.publish(topic, envelope, timeout=timeout)
+            if not waiter.event.wait(timeout):
+                self.counters.inc("request_timeouts")
+                raise RequestTimeout(f"no reply to {envelope.op.value} {envelope.res or ''} on {topic} "
+                                     f"within {timeout} s")
+        finally:
+            with self._waiters_lock:
+                self._waiters.pop(envelope.id, None)
+        assert waiter.reply is not None
+        if waiter.reply.op == Op.ERROR:
+            raise RequestError(waiter.reply)
+        return waiter.reply
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _on_incoming(self, incoming: Incoming) -> None:
+        """Network thread: decode, hand replies to their waiting requests, queue the rest."""
+        try:
+            envelope: Envelope | EnvelopeError = decode(incoming.payload, self.settings.max_size)
+        except EnvelopeError as exc:
+            envelope = exc
+        if isinstance(envelope, Envelope) and envelope.parent is not None:
+            with self._waiters_lock:
+                waiter = self._waiters.get(envelope.parent)
+            if waiter is not None:
+                waiter.reply = envelope
+                waiter.event.set()
+                incoming.ack()
+                return
+        self._work.put((incoming, envelope))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the handler thread, in turn with messages: for work a network thread must not do."""
+        self._work.put(fn)
+
+    def _work_loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            if callable(item):
+                try:
+                    item()
+                except Exception:
+                    self.counters.inc("handler_errors")
+                    log.exception("scheduled call failed")
+                continue
+            incoming, envelope = item
+            try:
+                if isinstance(envelope, EnvelopeError):
+                    self._reject(incoming, envelope)
+                else:
+                    self._dispatch(incoming.topic, envelope)
+            finally:
+                incoming.ack()
+
+    def _dispatch(self, topic: str, envelope: Envelope) -> None:
+        handlers = [h for f, h in self._handlers if topics.matches(f, topic)]
+        if not handlers:
+            self.counters.inc("unhandled")
+            log.debug("no handler for %s %s on %s", envelope.op.value, envelope.id, topic)
+            return
+        self.counters.inc("handled")
+        for handler in handlers:
+            try:
+                self.send(handler(envelope, topic) or ())
+            except Exception as exc:
+                self.counters.inc("handler_errors")
+                log.exception("handler for %s failed on envelope %s (%s %s from %s)", topic, envelope.id,
+                              envelope.op.value, envelope.res or "-", envelope.src)
+                if envelope.op == Op.QUERY:
+                    self._publish_error(self._error_route(topic, Salvage(envelope.id, envelope.src, envelope.node)),
+                                        envelope.error(self.settings.module, 500, f"{type(exc).__name__}: {exc}"))
+
+    def _reject(self, incoming: Incoming, error: EnvelopeError) -> None:
+        self.counters.inc("invalid")
+        self.counters.inc(f"invalid_{error.field}")
+        log.warning("dropped an invalid message on %s (%d bytes): %s", incoming.topic, len(incoming.payload), error)
+        found = salvage(incoming.payload)
+        if found is None:
+            return
+        reply = Envelope(node=found.node or self.settings.node, src=self.settings.module, group=Group.BUS,
+                         op=Op.ERROR, parent=found.id, body={"code": 400, "reason": str(error)})
+        self._publish_error(self._error_route(incoming.topic, found), reply)
+
+    def _publish_error(self, topic: str | None, reply: Envelope) -> None:
+        if topic is None:
+            return
+        try:
+            self.publish(topic, reply, timeout=5.0)
+            self.counters.inc("error_replies")
+        except Exception:
+            log.exception("could not send the error reply for %s to %s", reply.parent, topic)
+
+    def _reply_to_sender_inbox(self, _topic: str, found: Salvage) -> str | None:
+        try:
+            return topics.inbox(self.settings.side, found.src)
+        except ValueError:
+            return None

@@ -1,0 +1,66 @@
+"""Password files in mosquitto's format, so that one file serves amqtt and mosquitto alike.
+
+Each line is ``user:$7$<iterations>$<salt>$<hash>``: PBKDF2-HMAC-SHA512 with the
+salt and hash in base64, which is what ``mosquitto_passwd`` writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+ITERATIONS = 20_000
+_SALT_BYTES = 12
+
+
+class PasswordFileError(ValueError):
+    """A password file line that cannot be read; the message names the file and line."""
+
+
+def hash_password(password: str, iterations: int = ITERATIONS) -> str:
+    salt = secrets.token_bytes(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    parts = stored.split("$")
+    if len(parts) != 5 or parts[1] != "7" or not parts[2].isdigit():
+        return False
+    try:
+        salt = base64.b64decode(parts[3], validate=True)
+        expected = base64.b64decode(parts[4], validate=True)
+    except ValueError:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+    return hmac.compare_digest(digest, expected)
+
+
+def read_password_file(path: Path) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, stored = line.partition(":")
+        if not sep or not user or not stored.startswith("$7$"):
+            raise PasswordFileError(f"{path}:{number}: expected user:$7$... (write it with 'edgehive passwd')")
+        users[user] = stored
+    return users
+
+
+def set_password(path: Path, user: str, password: str) -> None:
+    """Add or replace one user, atomically, keeping the file private to its owner."""
+    if not user or ":" in user or any(c.isspace() for c in user):
+        raise ValueError(f"user name {user!r} may not be empty or contain ':' or spaces")
+    users = read_password_file(path) if path.exists() else {}
+    users[user] = hash_password(password)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"{u}:{h}\n" for u, h in users.items())
+    tmp.replace(path)

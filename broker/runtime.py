@@ -1,0 +1,180 @@
+"""The life of an edgehive process: settings, logging, the bus, health, and a clean stop.
+
+Every component is a small class with ``attach(bus)`` (subscribe its handlers) and
+``close()``; ``run_component`` does the rest the same way for all of them:
+
+- settings from flags, ``EDGEHIVE_*`` variables and a YAML file (broker.settings);
+- a retained status envelope on ``edgehive/status/<module>``, ``up`` while it runs,
+  ``down`` when it stops or (through the MQTT will) when it dies;
+- an answer to a ``hub``/``query`` on its inbox with its counters, so any
+  component can be asked whether it is alive and what it has seen;
+- SIGTERM or SIGINT: stop taking messages, finish the ones in hand, exit 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from broker import logs, settings
+from broker.bus import Bus, BusSettings
+from broker.connection import ConnectionSettings, TlsSettings, Will
+from broker.url import BrokerUrl
+from schemas import topics
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
+from schemas.names import require_module_name, require_node_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """Settings every edgehive process has."""
+
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_format: str = field(default="text", metadata={"help": "text or json"})
+
+
+@dataclass(frozen=True)
+class ComponentSettings(ProcessSettings):
+    """Settings every bus component has; components extend this dataclass."""
+
+    node: str = field(default="edge-1", metadata={"help": "the edge node this process serves or speaks for"})
+    broker: str = field(default="mqtt://127.0.0.1:1884", metadata={"help": "broker URL, mqtt:// or mqtts://"})
+    broker_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// broker"})
+    broker_cert: str | None = field(default=None, metadata={"help": "client certificate for mqtts://"})
+    broker_key: str | None = field(default=None, metadata={"help": "client key for mqtts://"})
+    window: int = field(default=100, metadata={"help": "most unacknowledged publishes at once"})
+    max_envelope_size: int = field(default=DEFAULT_MAX_SIZE, metadata={"help": "largest envelope accepted, bytes"})
+
+    def __post_init__(self) -> None:
+        require_node_name(self.node)
+        BrokerUrl.parse(self.broker)
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1, not {self.window}")
+
+
+class Component(Protocol):
+    def attach(self, bus: Bus) -> None:
+        """Register handlers; called once, before the bus connects."""
+
+    def close(self) -> None:
+        """Release what the component holds; called after the bus stopped delivering."""
+
+
+S = TypeVar("S", bound=ComponentSettings)
+
+
+class StopSignal:
+    """Set by SIGTERM or SIGINT; what a process's main thread waits on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: str | None = None
+
+    def install(self) -> StopSignal:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received = signal.Signals(signum).name
+        self.event.set()
+
+    def wait(self) -> str:
+        while not self.event.wait(1.0):
+            pass
+        return self.received or "stop"
+
+
+def status_envelope(module: str, node: str, state: str, **extra: Any) -> Envelope:
+    return Envelope(node=node, src=module, group=Group.HUB, op=Op.UPDATE,
+                    body={"state": state, "pid": os.getpid(), **extra})
+
+
+def bus_settings(module: str, side: topics.Side, s: ComponentSettings) -> BusSettings:
+    url = BrokerUrl.parse(s.broker)
+    tls = TlsSettings(s.broker_ca, s.broker_cert, s.broker_key) if url.tls else None
+    will = Will(topics.status(module), status_envelope(module, s.node, "down", reason="connection lost").encode())
+    return BusSettings(
+        connection=ConnectionSettings(url=url, client_id=f"edgehive-{module}-{s.node}", clean_start=False,
+                                      window=s.window, tls=tls, will=will),
+        module=module, side=side, node=s.node, max_size=s.max_envelope_size,
+    )
+
+
+class Health:
+    """The component's retained status and its answer to status queries."""
+
+    def __init__(self, bus: Bus, module: str) -> None:
+        self.bus = bus
+        self.module = module
+        self.started = time.time()
+
+    def report(self) -> dict[str, Any]:
+        return {"component": self.module, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
+                "connected": self.bus.connection.connected, "counters": self.bus.counters.snapshot()}
+
+    def on_query(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        if envelope.group != Group.HUB or envelope.op != Op.QUERY:
+            return None
+        return [Send(topics.inbox(self.bus.settings.side, envelope.src), envelope.reply(self.module, self.report()))]
+
+    def publish(self, state: str) -> None:
+        body = status_envelope(self.module, self.bus.settings.node, state, started=int(self.started))
+        self.bus.publish(topics.status(self.module), body, retain=True, timeout=5.0)
+
+
+def run_component(
+    module: str,
+    side: topics.Side,
+    settings_cls: type[S],
+    make: Callable[[S], Component],
+    argv: Sequence[str] | None = None,
+    *,
+    description: str = "",
+) -> int:
+    """Run one component process until SIGTERM/SIGINT; returns the exit status."""
+    require_module_name(module)
+    s = settings.parse(settings_cls, argv, prog=f"python -m {module}", description=description)
+    logs.setup(module, s.log_level, s.log_format)
+    stop = StopSignal().install()
+    bus = Bus(bus_settings(module, side, s))
+    component = make(s)
+    health = Health(bus, module)
+    bus.handle(bus.inbox, health.on_query)
+    component.attach(bus)
+
+    def on_connection(up: bool) -> None:
+        if up:  # (re)publish: a restarted broker has forgotten the retained status
+            bus.call_soon(lambda: health.publish("up"))
+
+    bus.connection.on_connection_change(on_connection)
+    bus.start()
+    log.info("%s started for node %s on %s (settings: %s)", module, s.node, BrokerUrl.parse(s.broker),
+             _public(s))
+    why = stop.wait()
+    log.info("%s: %s received, draining", module, why)
+    try:
+        if bus.connection.connected:
+            health.publish("down")
+    except Exception:
+        log.warning("could not publish the final status", exc_info=True)
+    drained = bus.close()
+    component.close()
+    log.info("%s stopped%s", module, "" if drained else " (some publishes were not acknowledged)")
+    return 0
+
+
+def _public(s: ComponentSettings) -> dict[str, Any]:
+    """Settings for the start-up log line, without secrets."""
+    values = dataclasses.asdict(s)
+    values["broker"] = str(BrokerUrl.parse(s.broker))
+    return {k: v for k, v in values.items() if v is not None}

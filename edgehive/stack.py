@@ -1,0 +1,109 @@
+"""The local stack that ``edgehive up`` runs: a cloud broker, one edge node, and the link between them.
+
+It keeps its state (credentials, logs, status) in one directory, so a second
+``edgehive up`` finds the same users and passwords. Later components join by
+adding a Child here.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.connection import Connection, ConnectionSettings, Incoming
+from broker.embedded import Listen
+from broker.passwords import read_password_file, set_password
+from broker.url import BrokerUrl
+from edgehive.launcher import Child, python_module
+from schemas import topics
+from schemas.envelope import EnvelopeError, Op, decode
+
+log = logging.getLogger(__name__)
+
+CLOUD_USER = "cloud"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    state_dir: Path
+    cloud_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1883))
+    edge_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1884))
+    node: str = "edge-1"
+
+
+@dataclass
+class Credentials:
+    """Passwords of the stack's broker users, kept next to the password file (mode 600)."""
+
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def ensure(cls, state_dir: Path, users: list[str]) -> tuple[Credentials, Path]:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        secrets_file = state_dir / "credentials"
+        passwd = state_dir / "passwd"
+        creds = cls()
+        if secrets_file.exists():
+            for line in secrets_file.read_text().splitlines():
+                user, _, password = line.partition(":")
+                if user and password:
+                    creds.passwords[user] = password
+        known = read_password_file(passwd) if passwd.exists() else {}
+        for user in users:
+            if user not in creds.passwords or user not in known:
+                creds.passwords[user] = secrets.token_urlsafe(18)
+                set_password(passwd, user, creds.passwords[user])
+        secrets_file.touch(mode=0o600)
+        secrets_file.write_text("".join(f"{u}:{p}\n" for u, p in creds.passwords.items()))
+        return creds, passwd
+
+
+class LinkWatch:
+    """Reads the bridges' retained link state on the edge broker; doubles as the edge broker's health."""
+
+    def __init__(self, url: BrokerUrl, client_id: str) -> None:
+        self.states: dict[str, str] = {}
+        self.connection = Connection(ConnectionSettings(url=url, client_id=client_id), name="up-watch-edge")
+        self.connection.subscribe(f"{topics.LINK}/+/state")
+        self.connection.on_message(self._on_message)
+
+    def _on_message(self, incoming: Incoming) -> None:
+        incoming.ack()
+        parsed = incoming.topic.split("/")
+        try:
+            envelope = decode(incoming.payload)
+        except EnvelopeError:
+            return
+        self.states[parsed[2]] = "up" if envelope.op == Op.CONNECTED else "down"
+
+    def link_up(self, node: str) -> bool:
+        return self.states.get(node) == "up"
+
+
+def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
+    """The children to supervise, and the watch connections their health checks read."""
+    creds, passwd = Credentials.ensure(settings.state_dir, [CLOUD_USER, settings.node])
+    cloud_url = BrokerUrl(settings.cloud_listen.host, settings.cloud_listen.port, username=CLOUD_USER,
+                          password=creds.passwords[CLOUD_USER])
+    edge_url = BrokerUrl(settings.edge_listen.host, settings.edge_listen.port)
+
+    cloud_watch = Connection(ConnectionSettings(url=cloud_url, client_id="edgehive-up-watch"), name="up-watch-cloud")
+    edge_watch = LinkWatch(edge_url, "edgehive-up-watch")
+    children = [
+        Child("cloud-broker",
+              python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
+              healthy=lambda: cloud_watch.connected),
+        Child("edge-broker", python_module("broker", "--listen", str(settings.edge_listen)),
+              healthy=lambda: edge_watch.connection.connected),
+        Child(f"bridge-{settings.node}",
+              python_module("broker.bridge", "--node", settings.node, "--edge", f"mqtt://{settings.edge_listen}"),
+              # The password goes by environment, not argv, so that ps does not show it.
+              env={"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@"
+                                     f"{settings.cloud_listen}"},
+              healthy=lambda: edge_watch.link_up(settings.node)),
+    ]
+    log.info("stack state in %s; cloud broker user %r, password in %s", settings.state_dir, cloud_url.username,
+             settings.state_dir / "credentials")
+    return children, [cloud_watch, edge_watch.connection]

@@ -1,0 +1,88 @@
+"""Every MQTT topic edgehive uses, built here and nowhere else.
+
+The link topics are fixed by ARCHITECTURE.md because broker ACLs depend on them.
+Every function validates the names it puts into a topic, so a bad node name can
+never turn into a wildcard or another node's topic.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from schemas.names import require_module_name, require_node_name
+
+ROOT = "edgehive"
+LINK = f"{ROOT}/link"
+
+
+class Side(StrEnum):
+    CLOUD = "cloud"
+    EDGE = "edge"
+
+
+class Direction(StrEnum):
+    DOWN = "down"
+    UP = "up"
+
+
+def link(node: str, direction: Direction) -> str:
+    return f"{LINK}/{require_node_name(node)}/{direction.value}"
+
+
+def link_down(node: str) -> str:
+    """Cloud to edge: CloudHub publishes on the cloud broker; the bridge carries it to the edge broker."""
+    return link(node, Direction.DOWN)
+
+
+def link_up(node: str) -> str:
+    """Edge to cloud: EdgeHub publishes on the edge broker; the bridge carries it to the cloud broker."""
+    return link(node, Direction.UP)
+
+
+def link_state(node: str) -> str:
+    """Retained on the edge broker by the bridge: whether the cloud link is up."""
+    return f"{LINK}/{require_node_name(node)}/state"
+
+
+def all_links(direction: Direction) -> str:
+    """The filter CloudHub subscribes to, for every node's up (or down) topic."""
+    return f"{LINK}/+/{direction.value}"
+
+
+def parse_link(topic: str) -> tuple[str, Direction] | None:
+    """``(node, direction)`` for a link topic, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != LINK:
+        return None
+    try:
+        return require_node_name(parts[2]), Direction(parts[3])
+    except ValueError:
+        return None
+
+
+def inbox(side: Side, module: str) -> str:
+    """A module's own topic on its side's broker, where requests and replies for it arrive."""
+    return f"{ROOT}/{side.value}/{require_module_name(module)}"
+
+
+def status(component: str) -> str:
+    """Retained health of one component process on the broker it uses."""
+    return f"{ROOT}/status/{require_module_name(component)}"
+
+
+def all_status() -> str:
+    return f"{ROOT}/status/+"
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching (``+`` one level, ``#`` the rest), for routing after a shared subscription."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    if topic.startswith("$") and not topic_filter.startswith("$"):
+        return False  # MQTT: wildcards at the first level never match $-topics
+    for i, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if i >= len(topic_parts) or (part != "+" and part != topic_parts[i]):
+            return False
+    return len(filter_parts) == len(topic_parts)
