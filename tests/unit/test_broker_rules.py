@@ -10,6 +10,7 @@ from broker.acl import LinkAcl
 from broker.embedded import BrokerSettings
 from broker.mosquitto import write_config
 from broker.passwords import PasswordFileError, hash_password, read_password_file, set_password, verify_password
+from edgehive.cli import main
 
 
 def test_hash_verifies_and_matches_mosquitto_passwd() -> None:
@@ -69,3 +70,17 @@ def test_mosquitto_config_has_the_same_rules(tmp_path: Path) -> None:
     assert "pattern read edgehive/link/%u/down" in acl
     assert "user cloud\ntopic readwrite #" in acl
     assert (tmp_path / "out" / "passwd").read_text() == passwd.read_text()
+
+
+def test_cli_writes_mosquitto_config_and_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    passwd = tmp_path / "passwd"
+    assert main(["passwd", str(passwd), "edge-9", "--password", "pw9"]) == 0
+    assert verify_password("pw9", read_password_file(passwd)["edge-9"])
+    out_dir = tmp_path / "mq"
+    assert main(["broker", "--listen", "127.0.0.1:1999", "--password-file", str(passwd),
+                 "--mosquitto-config", str(out_dir)]) == 0
+    assert f"mosquitto -c {out_dir / 'mosquitto.conf'}" in capsys.readouterr().out
+    assert "listener 1999 127.0.0.1" in (out_dir / "mosquitto.conf").read_text()
+    assert "pattern write edgehive/link/%u/up" in (out_dir / "acl").read_text()
+    assert main(["broker", "--listen", "nonsense"]) == 2
+    assert "is not HOST:PORT" in capsys.readouterr().err
