@@ -65,6 +65,21 @@ def inbox(side: Side, module: str) -> str:
     return f"{ROOT}/{side.value}/{require_module_name(module)}"
 
 
+def from_cloud(module: str) -> str:
+    """On the edge broker: where EdgeHub delivers what the cloud sent to ``module``."""
+    return f"{inbox(Side.EDGE, module)}/from-cloud"
+
+
+def to_cloud() -> str:
+    """On the edge broker: what modules send to the cloud; EdgeHub takes it from here (outbox or direct)."""
+    return f"{ROOT}/{Side.EDGE.value}/to-cloud"
+
+
+def cloud_link() -> str:
+    """On the edge broker, retained: EdgeHub's ``connected``/``disconnected`` envelope for every module."""
+    return f"{ROOT}/{Side.EDGE.value}/cloud-link"
+
+
 def status(component: str) -> str:
     """Retained health of one component process on the broker it uses."""
     return f"{ROOT}/status/{require_module_name(component)}"

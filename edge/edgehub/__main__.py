@@ -1,0 +1,8 @@
+"""``python -m edge.edgehub``: the edge end of the cloud link, with the durable outbox."""
+
+from broker.runtime import run_component
+from edge.edgehub.hub import MODULE, EdgeHub, EdgeHubSettings
+from schemas.topics import Side
+
+raise SystemExit(run_component(MODULE, Side.EDGE, EdgeHubSettings, EdgeHub,
+                               description="Route cloud traffic to the node's modules and send theirs up."))

@@ -1,0 +1,132 @@
+"""MetaManager's logic: envelopes in, store changes and envelopes out. No network here.
+
+From the cloud (via EdgeHub): insert/update/delete of objects, applied idempotently,
+then forwarded to the module that acts on them, then acknowledged; and resync
+queries, answered with what the store holds. From the node's modules: queries for
+one object or a page of a kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge.metamanager.store import MetaStore, Outcome, Stored
+from schemas import kinds, topics
+from schemas.envelope import Envelope, Group, Op, Send
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+MODULE = "metamanager"
+STORED_KINDS = kinds.EDGED_KINDS | kinds.DEVICETWIN_KINDS
+MAX_PAGE = 500
+
+
+def owner_of(kind: str) -> str | None:
+    if kind in kinds.EDGED_KINDS:
+        return "edged"
+    if kind in kinds.DEVICETWIN_KINDS:
+        return "devicetwin"
+    return None
+
+
+class BadObject(ValueError):
+    """An object that cannot be stored under its key; the message says why."""
+
+
+def check_object(key: ResourceKey, obj: Any) -> None:
+    """The object must be a map whose metadata names the key it is sent under."""
+    if key.kind == kinds.MEMBERSHIP:
+        if not isinstance(obj, dict):
+            raise BadObject("a membership must be a map")
+        return
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        raise BadObject(f"{key}: the object must be a map with metadata")
+    meta = obj["metadata"]
+    if meta.get("name") != key.name:
+        raise BadObject(f"{key}: metadata.name is {meta.get('name')!r}, not {key.name!r}")
+    if key.namespace is not None and meta.get("namespace") != key.namespace:
+        raise BadObject(f"{key}: metadata.namespace is {meta.get('namespace')!r}, not {key.namespace!r}")
+
+
+def _item(stored: Stored, with_object: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"key": str(stored.key), "rv": stored.rv, "uid": stored.uid}
+    if with_object:
+        item["object"] = stored.obj
+    return item
+
+
+class MetaManager:
+    def __init__(self, store: MetaStore) -> None:
+        self.store = store
+
+    # -- from the cloud ------------------------------------------------------------
+
+    def on_cloud(self, envelope: Envelope) -> list[Send]:
+        if envelope.group == Group.META and envelope.op == Op.QUERY:
+            return [self._to_cloud(self._page_reply(envelope, with_object=False))]
+        if envelope.op not in (Op.INSERT, Op.UPDATE, Op.DELETE, Op.PATCH) or envelope.res is None:
+            return [self._to_cloud(envelope.error(MODULE, 400, f"MetaManager does not handle {envelope.op.value} "
+                                                               f"{envelope.group.value} without a resource"))]
+        key = envelope.res
+        if key.kind not in STORED_KINDS:
+            return [self._to_cloud(envelope.error(MODULE, 400, f"unknown kind {key.kind!r}; this node stores "
+                                                               f"{', '.join(sorted(STORED_KINDS))}"))]
+        if envelope.op == Op.DELETE:
+            uid = envelope.body.get("metadata", {}).get("uid") if isinstance(envelope.body, dict) else None
+            outcome = self.store.delete(key, uid if isinstance(uid, str) else None)
+        else:
+            try:
+                check_object(key, envelope.body)
+            except BadObject as exc:
+                return [self._to_cloud(envelope.error(MODULE, 400, str(exc)))]
+            outcome = self.store.upsert(key, envelope.rv, envelope.body)
+        sends: list[Send] = []
+        owner = owner_of(key.kind)
+        if owner is not None and outcome in (Outcome.APPLIED, Outcome.DELETED):
+            forward = Envelope(node=envelope.node, src=MODULE, group=envelope.group, op=envelope.op, res=key,
+                               rv=envelope.rv, body=envelope.body)
+            sends.append(Send(topics.inbox(topics.Side.EDGE, owner), forward))
+        sends.append(self._to_cloud(envelope.reply(MODULE, {"outcome": outcome.value})))
+        return sends
+
+    # -- from the node's modules ----------------------------------------------------
+
+    def on_local(self, envelope: Envelope) -> list[Send]:
+        """Queries: ``res`` names one object, or ``body.list`` names a kind to page through."""
+        if envelope.op != Op.QUERY or envelope.group not in (Group.META, Group.RESOURCE):
+            return []
+        reply_to = topics.inbox(topics.Side.EDGE, envelope.src)
+        if envelope.res is not None:
+            stored = self.store.get(envelope.res)
+            if stored is None:
+                return [Send(reply_to, envelope.error(MODULE, 404, f"{envelope.res} is not stored on this node"))]
+            return [Send(reply_to, envelope.reply(MODULE, _item(stored, with_object=True)))]
+        return [Send(reply_to, self._page_reply(envelope, with_object=True))]
+
+    def lookup(self, key: ResourceKey) -> Stored | None:
+        return self.store.get(key)
+
+    def remember(self, key: ResourceKey, rv: str | None, obj: Any) -> None:
+        """Keep an object the cloud sent in answer to a query."""
+        check_object(key, obj)
+        self.store.upsert(key, rv, obj)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _page_reply(self, envelope: Envelope, *, with_object: bool) -> Envelope:
+        body = envelope.body if isinstance(envelope.body, dict) else {}
+        kind = body.get("list")
+        after = body.get("after") or ""
+        limit = body.get("limit") or 200
+        if kind is not None and not isinstance(kind, str):
+            return envelope.error(MODULE, 400, "body.list must be a kind name")
+        if not isinstance(after, str) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
+            return envelope.error(MODULE, 400, f"body.after must be a key and body.limit 1..{MAX_PAGE}")
+        items, nxt = self.store.page(kind, after, limit)
+        return envelope.reply(MODULE, {"items": [_item(s, with_object) for s in items], "next": nxt})
+
+    @staticmethod
+    def _to_cloud(envelope: Envelope) -> Send:
+        return Send(topics.to_cloud(), envelope)

@@ -1,0 +1,144 @@
+"""MetaManager's store: every object the cloud sent this node, in SQLite, newest resourceVersion wins.
+
+KubeEdge writes whatever arrives last; a message delayed on the link could then
+overwrite a newer object with an older one. Here a write applies only when its
+resourceVersion is newer than the stored one (or the object was recreated with a
+new UID), so duplicates and reordering leave the store as it should be.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
+
+from edge.storage import integrity_ok, open_database
+from schemas.resource import ResourceKey
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    STALE = "stale"  # not newer than what is stored: acknowledged, not applied
+    DELETED = "deleted"
+    ABSENT = "absent"  # delete of something we do not hold (or hold under another UID)
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: ResourceKey
+    rv: str
+    uid: str | None
+    obj: Any
+
+
+def newer(incoming: str | None, stored: str | None) -> bool:
+    """Kubernetes resourceVersions are opaque, but etcd's are integers: compare them as such when they are."""
+    if stored is None:
+        return True
+    if incoming is None:
+        return False
+    if incoming.isdigit() and stored.isdigit():
+        return int(incoming) > int(stored)
+    return incoming != stored
+
+
+def _migration_1(db: SqliteDatabase) -> None:
+    db.execute_sql(
+        "CREATE TABLE resource (key TEXT PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT, rv TEXT NOT NULL, "
+        "uid TEXT, value BLOB NOT NULL, updated_ms INTEGER NOT NULL)")
+    db.execute_sql("CREATE INDEX resource_kind ON resource (kind, key)")
+
+
+MIGRATIONS = [_migration_1]
+
+
+class MetaStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = open_database(path, MIGRATIONS, name="MetaManager")
+
+        class Resource(Model):
+            key = CharField(primary_key=True)
+            kind = CharField()
+            namespace = CharField(null=True)
+            rv = CharField()
+            uid = CharField(null=True)
+            value = BlobField()
+            updated_ms = IntegerField()
+
+            class Meta:
+                database = self.db
+                table_name = "resource"
+
+        self._model = Resource
+
+    def close(self) -> None:
+        self.db.close()
+
+    def integrity_ok(self) -> bool:
+        return integrity_ok(self.db)
+
+    def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
+        """Store ``obj`` unless what is stored is as new or newer."""
+        uid = _uid(obj)
+        with self.db.atomic():
+            row = self._model.get_or_none(self._model.key == str(key))
+            if row is not None and not newer(rv, row.rv) and (uid is None or uid == row.uid):
+                return Outcome.STALE
+            self._model.replace(key=str(key), kind=key.kind, namespace=key.namespace, rv=rv or "0", uid=uid,
+                                value=msgpack.packb(obj, use_bin_type=True),
+                                updated_ms=time.time_ns() // 1_000_000).execute()
+        return Outcome.APPLIED
+
+    def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
+        """Remove ``key``; with a UID, only if the stored object has that UID (a recreated one stays)."""
+        with self.db.atomic():
+            query = self._model.delete().where(self._model.key == str(key))
+            if uid is not None:
+                query = query.where((self._model.uid == uid) | self._model.uid.is_null())
+            removed = query.execute()
+        return Outcome.DELETED if removed else Outcome.ABSENT
+
+    def get(self, key: ResourceKey) -> Stored | None:
+        row = self._model.get_or_none(self._model.key == str(key))
+        return None if row is None else _stored(row)
+
+    def page(self, kind: str | None, after: str = "", limit: int = 200) -> tuple[list[Stored], str | None]:
+        """Objects in key order after ``after``; the second value is where the next page starts, or None."""
+        query = self._model.select().where(self._model.key > after)
+        if kind is not None:
+            query = query.where(self._model.kind == kind)
+        rows = list(query.order_by(self._model.key).limit(limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_stored(r) for r in rows], (rows[-1].key if more else None)
+
+    def all(self, kind: str | None = None) -> Iterator[Stored]:
+        after = ""
+        while True:
+            items, nxt = self.page(kind, after, 500)
+            yield from items
+            if nxt is None:
+                return
+            after = nxt
+
+    def count(self) -> int:
+        return int(self._model.select().count())
+
+
+def _uid(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("uid"), str):
+            return str(meta["uid"])
+    return None
+
+
+def _stored(row: Any) -> Stored:
+    return Stored(ResourceKey.parse(row.key), row.rv, row.uid, msgpack.unpackb(row.value, raw=False))
