@@ -107,7 +107,12 @@ class Connection:
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._generation = 0  # bumps on every connect; acks for an older one are stale
+        self._generation = 0  # bumps on every connect attempt; acks for an older one are stale
+        # paho is not safe against a publish (or ack) from another thread while it opens a new
+        # socket: the packet can leave before CONNECT and the broker drops the connection
+        # (measured with amqtt). Connecting and every write from outside the network thread
+        # take this lock.
+        self._io_lock = threading.Lock()
         # The publish window: free slots, and what to do when each PUBACK arrives.
         self._slots = threading.Semaphore(settings.window)
         self._lock = threading.Lock()
@@ -164,7 +169,8 @@ class Connection:
         with self._lock:
             self._subscriptions[topic_filter] = qos
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            with self._io_lock:
+                self._client.subscribe(topic_filter, qos)
 
     # -- life cycle ------------------------------------------------------------
 
@@ -203,11 +209,13 @@ class Connection:
         while not self._closing.is_set():
             if not self._socket_open():
                 try:
-                    if first:
-                        self._client.connect(url.host, url.port, keepalive=self.settings.keepalive)
-                        first = False
-                    else:
-                        self._client.reconnect()
+                    with self._io_lock:
+                        self._generation += 1
+                        if first:
+                            self._client.connect(url.host, url.port, keepalive=self.settings.keepalive)
+                            first = False
+                        else:
+                            self._client.reconnect()
                 except (OSError, ssl.SSLError) as exc:
                     self._wait_before_retry(backoff, f"cannot connect ({exc})")
                     continue
@@ -239,7 +247,6 @@ class Connection:
             log.error("%s: %s refused the connection: %s (check the username, password and ACL)",
                       self.name, self.settings.url, code)
             return
-        self._generation += 1
         self.settings.backoff.reset()
         self.counters.inc("connects")
         log.info("%s: connected to %s (session present: %s)", self.name, self.settings.url,
@@ -301,8 +308,10 @@ class Connection:
         def ack() -> None:
             # After a reconnect the broker redelivers what we had not acknowledged,
             # possibly under the same packet id: an ack from before would hit the wrong message.
-            if qos > 0 and generation == self._generation:
-                self._client.ack(mid, qos)
+            if qos > 0:
+                with self._io_lock:
+                    if generation == self._generation:
+                        self._client.ack(mid, qos)
 
         incoming = Incoming(message.topic, bytes(message.payload), qos, bool(message.retain), bool(message.dup), ack)
         try:
@@ -349,7 +358,8 @@ class Connection:
                                  f"{timeout} s; is {self.settings.url} reachable?")
         with self._lock:
             self._inflight += 1
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        with self._io_lock:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             self.counters.inc("dropped_qos0")
             self._complete(None)

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.apiserver",
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
+    "tests.support.edge_node",
 ]

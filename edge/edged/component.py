@@ -1,0 +1,156 @@
+"""EdgeD as a process: the kubelet on the edge bus.
+
+At start it lists this node's pods, ConfigMaps and Secrets from MetaManager (this
+is how pods come back after a reboot with no link), registers the node, and then
+follows MetaManager's forwards. Pod status changes and the node status every
+``node_status_s`` go to the cloud through EdgeHub's outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker.bus import Bus, RequestError, RequestTimeout
+from broker.connection import PublishTimeout
+from broker.runtime import ComponentSettings
+from edge.edged.kubelet import Kubelet
+from edge.edged.node import node_object, node_status
+from edge.edged.runtime import PodmanRuntime
+from edge.edged.volumes import Volumes
+from schemas import kinds, topics
+from schemas.envelope import Envelope, Group, Op, Send
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+MODULE = "edged"
+
+
+@dataclass(frozen=True)
+class EdgeDSettings(ComponentSettings):
+    podman_url: str = field(default="unix:///run/podman/podman.sock", metadata={"help": "podman REST socket"})
+    data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
+    node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
+    pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
+
+
+class EdgeD:
+    def __init__(self, settings: EdgeDSettings) -> None:
+        self.settings = settings
+        self.node = settings.node
+        self.runtime = PodmanRuntime(settings.podman_url, settings.node)
+        self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
+                               workers=settings.pod_workers)
+        self.bus: Bus | None = None
+        self._early: list[Envelope] = []  # forwards that arrived while the first list was running
+        self._listed = threading.Event()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._load, name="initial-list", daemon=True),
+                         threading.Thread(target=self._node_loop, name="node-status", daemon=True)]
+
+    def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        bus.handle(bus.inbox, self.on_forward)
+        self.kubelet.start()
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.kubelet.stop()
+        self.runtime.close()
+
+    # -- desired state ---------------------------------------------------------------
+
+    def on_forward(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        if envelope.src != "metamanager" or envelope.res is None or envelope.op not in (
+                Op.INSERT, Op.UPDATE, Op.DELETE, Op.PATCH):
+            return None
+        with self._lock:
+            if not self._listed.is_set():
+                self._early.append(envelope)
+                return None
+        self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
+        return None
+
+    def _apply(self, key: ResourceKey, obj: Any) -> None:
+        if key.kind == kinds.POD:
+            if obj is None or (obj.get("spec") or {}).get("nodeName") in (None, self.node):
+                self.kubelet.set_pod(key, obj)
+        elif key.kind in (kinds.CONFIGMAP, kinds.SECRET):
+            self.kubelet.set_config(key, obj)
+
+    def _load(self) -> None:
+        """List pods, ConfigMaps and Secrets from MetaManager until it answers."""
+        assert self.bus is not None
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                pods = self._list(kinds.POD)
+                config = {**self._list(kinds.CONFIGMAP), **self._list(kinds.SECRET)}
+                break
+            except (RequestTimeout, RequestError, PublishTimeout) as exc:
+                attempt += 1
+                log.log(logging.INFO if attempt < 5 else logging.WARNING,
+                        "waiting for MetaManager to list this node's objects (%s); retrying", exc)
+                self._stop.wait(min(5.0, 0.5 * attempt))
+        else:
+            return
+        mine = {k: p for k, p in pods.items() if (p.get("spec") or {}).get("nodeName") in (None, self.node)}
+        self.kubelet.replace_all(mine, config)
+        with self._lock:
+            self._listed.set()
+            early, self._early = self._early, []
+        for envelope in early:
+            assert envelope.res is not None
+            self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
+        log.info("loaded %d pods and %d ConfigMaps/Secrets from MetaManager", len(mine), len(config))
+
+    def _list(self, kind: str) -> dict[ResourceKey, dict[str, Any]]:
+        assert self.bus is not None
+        out: dict[ResourceKey, dict[str, Any]] = {}
+        after: str | None = ""
+        while after is not None:
+            query = self.bus.envelope(Group.META, Op.QUERY, body={"list": kind, "after": after, "limit": 200})
+            reply = self.bus.request(topics.inbox(topics.Side.EDGE, "metamanager"), query, timeout=5.0)
+            body = reply.body if isinstance(reply.body, dict) else {}
+            for item in body.get("items") or []:
+                out[ResourceKey.parse(item["key"])] = item["object"]
+            after = body.get("next")
+        return out
+
+    # -- reports ---------------------------------------------------------------------
+
+    def _report(self, key: ResourceKey, meta: dict[str, Any], status: dict[str, Any]) -> None:
+        assert self.bus is not None
+        body = {"metadata": {k: meta.get(k) for k in ("name", "namespace", "uid")}, "status": status}
+        envelope = self.bus.envelope(Group.RESOURCE, Op.UPDATE, res=ResourceKey(key.namespace, kinds.PODSTATUS,
+                                                                                 key.name), body=body)
+        self.bus.publish(topics.to_cloud(), envelope, timeout=10)
+
+    def _node_loop(self) -> None:
+        assert self.bus is not None
+        registered = False
+        while not self._stop.is_set():
+            ready = self.runtime.ping()
+            message = "podman is ready" if ready else f"podman does not answer at {self.settings.podman_url}"
+            try:
+                if not registered:
+                    obj = node_object(self.node, self.kubelet.host_ip, ready, message)
+                    self.bus.publish(topics.to_cloud(), self.bus.envelope(
+                        Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
+                    registered = True
+                else:
+                    self.bus.publish(topics.to_cloud(), self.bus.envelope(
+                        Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
+                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time())}), timeout=10)
+            except PublishTimeout:
+                log.warning("node status not handed to the broker; will try again")
+            self._stop.wait(self.settings.node_status_s)

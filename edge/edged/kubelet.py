@@ -1,0 +1,454 @@
+"""EdgeD's core: make what runs in podman match the pods this node should run, and say how they are.
+
+A sync pass lists this node's containers once, then lets each pod's worker act on
+its own pod in a thread pool (so one slow image or a long graceful stop holds up
+no other pod): create the podman pod and containers, restart what exited as the
+restart policy says with CrashLoopBackOff delays, run probes, stop what is
+deleted, and remove what no pod claims. A pass runs when a pod or its
+ConfigMaps/Secrets change and every second; status goes upstream only when it
+changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, config_refs, plan_pod
+from edge.edged.runtime import Observed, PodmanRuntime, PullError, RuntimeError_
+from edge.edged.status import ContainerView, failed_status, pod_status, rfc3339
+from edge.edged.volumes import Volumes
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 10.0
+BACKOFF_MAX_S = 300.0
+BACKOFF_RESET_AFTER_S = 600.0
+SYNC_PERIOD_S = 1.0
+
+StatusSink = Callable[[ResourceKey, dict[str, Any], dict[str, Any]], None]
+"""Receives (pod key, pod metadata, status) whenever a pod's status changes."""
+
+
+def restart_delay(attempt: int) -> float:
+    """Before starting attempt ``attempt`` (1 = first restart): none, then 10 s doubling to 300 s."""
+    if attempt <= 1:
+        return 0.0
+    return float(min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (attempt - 2)))
+
+
+@dataclass
+class _ContainerBook:
+    waiting_reason: str | None = None
+    waiting_message: str = ""
+    next_start_at: float = 0.0
+    pull_failures: int = 0
+    next_pull_at: float = 0.0
+    liveness_failures: int = 0
+    readiness_successes: int = 0
+    ready: bool = False
+    next_probe_at: float = 0.0
+    last_terminated: dict[str, Any] | None = None
+
+
+@dataclass
+class PodWorker:
+    """Everything EdgeD remembers about one pod between passes; rebuilt from podman after a restart."""
+
+    key: ResourceKey
+    uid: str
+    started: float = field(default_factory=time.time)
+    books: dict[str, _ContainerBook] = field(default_factory=dict)
+    pod_started: bool = False
+    terminated: bool = False
+    last_status: dict[str, Any] | None = None
+    busy: Future[None] | None = None
+
+    def book(self, name: str) -> _ContainerBook:
+        return self.books.setdefault(name, _ContainerBook())
+
+
+class Kubelet:
+    def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
+                 *, host_ip: str = "", workers: int = 8) -> None:
+        self.node = node
+        self.runtime = runtime
+        self.volumes = volumes
+        self.report = report
+        self.host_ip = host_ip or _host_ip()
+        self._lock = threading.Lock()
+        self._pods: dict[ResourceKey, dict[str, Any]] = {}
+        self._config: dict[ResourceKey, dict[str, Any]] = {}
+        self._workers: dict[str, PodWorker] = {}  # by pod UID
+        self._deleted_grace: dict[str, int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pod-worker")
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kubelet-sync", daemon=True)
+        self.ready = threading.Event()  # set once the desired state has been loaded
+
+    # -- desired state -------------------------------------------------------------
+
+    def set_pod(self, key: ResourceKey, pod: dict[str, Any] | None) -> None:
+        with self._lock:
+            if pod is None:
+                old = self._pods.pop(key, None)
+                if old is not None:  # deleted outright: still stop it as gently as its spec asks
+                    uid = str((old.get("metadata") or {}).get("uid", ""))
+                    grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                    self._deleted_grace[uid] = int(grace) if isinstance(grace, int) else 30
+            else:
+                self._pods[key] = pod
+        self._kick.set()
+
+    def set_config(self, key: ResourceKey, obj: dict[str, Any] | None) -> None:
+        """A ConfigMap or Secret changed: the pods that use it sync again (files are rewritten)."""
+        with self._lock:
+            if obj is None:
+                self._config.pop(key, None)
+            else:
+                self._config[key] = obj
+        self._kick.set()
+
+    def replace_all(self, pods: dict[ResourceKey, dict[str, Any]], config: dict[ResourceKey, dict[str, Any]]) -> None:
+        with self._lock:
+            self._pods = dict(pods)
+            self._config = dict(config)
+        self.ready.set()
+        self._kick.set()
+
+    def pods_needing(self, key: ResourceKey) -> list[ResourceKey]:
+        with self._lock:
+            return [k for k, pod in self._pods.items() if key in config_refs(pod)]
+
+    def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
+        with self._lock:
+            return self._config.get(key)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop managing; running pods are left running (they outlive EdgeD, as with a kubelet)."""
+        self._stop.set()
+        self._kick.set()
+        self._thread.join(timeout=10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(SYNC_PERIOD_S)
+            self._kick.clear()
+            if self._stop.is_set() or not self.ready.is_set():
+                continue
+            try:
+                self.sync_once()
+            except RuntimeError_ as exc:
+                log.warning("sync pass failed: %s", exc)
+            except Exception:
+                log.exception("sync pass failed")
+
+    def sync_once(self) -> None:
+        observed = self.runtime.containers()
+        by_uid: dict[str, list[Observed]] = {}
+        for o in observed:
+            by_uid.setdefault(o.pod_uid, []).append(o)
+        with self._lock:
+            desired = dict(self._pods)
+        wanted_uids: set[str] = set()
+        for key, pod in desired.items():
+            uid = str((pod.get("metadata") or {}).get("uid", ""))
+            wanted_uids.add(uid)
+            worker = self._workers.get(uid)
+            if worker is None:
+                worker = self._workers[uid] = PodWorker(key, uid)
+            if worker.busy is None or worker.busy.done():
+                worker.busy = self._pool.submit(self._sync_pod_safely, worker, pod, by_uid.get(uid, []))
+        self._remove_orphans(wanted_uids, by_uid)
+
+    def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]]) -> None:
+        for name, uid in self.runtime.pods().items():
+            if uid in wanted:
+                continue
+            worker = self._workers.get(uid)
+            if worker is not None and worker.busy is not None and not worker.busy.done():
+                continue
+            log.info("removing pod %s (uid %s): no longer assigned to this node", name, uid)
+            self._workers[uid] = worker = worker or PodWorker(_orphan_key(name), uid)
+            worker.busy = self._pool.submit(self._remove_pod, name, uid, self._deleted_grace.pop(uid, 0))
+        for uid in list(self._workers):
+            if uid not in wanted and uid not in by_uid:
+                worker = self._workers[uid]
+                if worker.busy is None or worker.busy.done():
+                    del self._workers[uid]
+        for uid in self.volumes.known_uids() - wanted - set(by_uid):
+            self.volumes.remove(uid)
+
+    def _remove_pod(self, podman_name: str, uid: str, grace: int) -> None:
+        try:
+            self.runtime.remove_pod(podman_name, grace)
+            self.volumes.remove(uid)
+        except RuntimeError_ as exc:
+            log.warning("could not remove pod %s: %s", podman_name, exc)
+
+    def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed]) -> None:
+        try:
+            status = self.sync_pod(worker, pod, observed)
+        except RuntimeError_ as exc:
+            log.warning("pod %s: %s", worker.key, exc)
+            return
+        except Exception:
+            log.exception("pod %s: sync failed", worker.key)
+            return
+        if status is not None and status != worker.last_status:
+            worker.last_status = status
+            self.report(worker.key, pod.get("metadata") or {}, status)
+
+    # -- one pod -------------------------------------------------------------------------
+
+    def sync_pod(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed]) -> dict[str, Any] | None:
+        start_time = rfc3339(worker.started)
+        meta = pod.get("metadata") or {}
+        try:
+            plan = plan_pod(pod, self.node, self._lookup)
+        except ConfigError as exc:
+            return self._waiting_on_config(worker, pod, exc, start_time)
+        except PodSpecError as exc:
+            return failed_status(exc.reason, exc.message, self.host_ip, start_time)
+        except (KeyError, TypeError, ValueError) as exc:
+            return failed_status("InvalidSpec", f"the pod spec is malformed: {exc}", self.host_ip, start_time)
+
+        if meta.get("deletionTimestamp"):
+            return self._terminate(worker, plan, observed, start_time)
+
+        self.volumes.prepare(plan)
+        pods = self.runtime.pods()
+        if pods.get(plan.podman_name) != plan.uid:
+            if plan.podman_name in pods:  # an older pod of the same name: replaced by this one
+                self.runtime.remove_pod(plan.podman_name, plan.grace_s)
+            self.runtime.create_pod(plan)
+            worker.pod_started = False
+            observed = []
+        latest: dict[str, Observed] = {}
+        for o in observed:
+            if o.container not in latest or o.attempt > latest[o.container].attempt:
+                latest[o.container] = o
+        created: list[str] = []
+        now = time.time()
+        for container in plan.containers:
+            book = worker.book(container.name)
+            current = latest.get(container.name)
+            if current is not None and current.spec_hash != container.spec_hash:
+                log.info("pod %s: container %s changed; replacing it", plan.key, container.name)
+                self.runtime.stop_container(current.id, plan.grace_s)
+                self.runtime.remove_container(current.id)
+                new_id = self._create(plan, container, book, current.attempt + 1)
+                if new_id:
+                    created.append(new_id)
+                continue
+            if current is None:
+                new_id = self._create(plan, container, book, 0)
+                if new_id:
+                    created.append(new_id)
+            elif current.running:
+                book.waiting_reason = None
+                self._probe(plan, container, book, current, now)
+            elif current.finished:
+                new_id = self._maybe_restart(plan, container, book, current, now)
+                if new_id:
+                    created.append(new_id)
+            elif current.state in ("created", "configured", "initialized"):
+                created.append(current.id)
+        if created:
+            if not worker.pod_started:
+                self.runtime.start_pod(plan.podman_name)
+                worker.pod_started = True
+            else:
+                for container_id in created:
+                    self.runtime.start_container(container_id)
+            observed = [o for o in self.runtime.containers() if o.pod_uid == plan.uid]
+            latest = {}
+            for o in observed:
+                if o.container not in latest or o.attempt > latest[o.container].attempt:
+                    latest[o.container] = o
+        elif observed:
+            worker.pod_started = True
+        views = []
+        for container in plan.containers:
+            book = worker.book(container.name)
+            current = latest.get(container.name)
+            if current is not None and current.running and book.waiting_reason == "ContainerCreating":
+                book.waiting_reason = None
+            ready = book.ready if container.readiness is not None else True
+            views.append(ContainerView(container.name, container.image, current, book.waiting_reason,
+                                       book.waiting_message, ready, book.last_terminated))
+        pod_ip = self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
+        return pod_status(plan.restart_policy, views, pod_ip=pod_ip, host_ip=self.host_ip, start_time=start_time,
+                          since=start_time)
+
+    def _waiting_on_config(self, worker: PodWorker, pod: dict[str, Any], exc: ConfigError,
+                           start_time: str) -> dict[str, Any]:
+        containers = (pod.get("spec") or {}).get("containers") or []
+        views = [ContainerView(str(c.get("name")), str(c.get("image", "")), None, exc.reason, exc.message, False,
+                               None) for c in containers]
+        return pod_status((pod.get("spec") or {}).get("restartPolicy", "Always"), views, pod_ip="",
+                          host_ip=self.host_ip, start_time=start_time, since=start_time)
+
+    def _create(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, attempt: int) -> str | None:
+        """Create a container (after the image is known to be there); None while it must wait."""
+        now = time.time()
+        if not self._image_ready(container, book, now):
+            return None
+        try:
+            container_id = self.runtime.create_container(plan, container, attempt,
+                                                         self.volumes.mounts(plan, container))
+        except RuntimeError_ as exc:
+            book.waiting_reason, book.waiting_message = "CreateContainerError", str(exc)
+            return None
+        book.waiting_reason, book.waiting_message = "ContainerCreating", ""
+        book.liveness_failures = book.readiness_successes = 0
+        book.ready = False
+        book.next_probe_at = 0.0
+        return container_id
+
+    def _image_ready(self, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
+        present = self.runtime.image_present(container.image)
+        if container.pull_policy == "Never":
+            if not present:
+                book.waiting_reason = "ErrImageNeverPull"
+                book.waiting_message = f'image "{container.image}" is not present and its pull policy is Never'
+            return present
+        if present and container.pull_policy == "IfNotPresent":
+            return True
+        if now < book.next_pull_at:
+            book.waiting_reason = "ImagePullBackOff"
+            book.waiting_message = f'Back-off pulling image "{container.image}"'
+            return False
+        try:
+            self.runtime.pull(container.image)
+        except PullError as exc:
+            book.pull_failures += 1
+            book.next_pull_at = now + restart_delay(book.pull_failures + 1)
+            book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
+            return False
+        book.pull_failures = 0
+        return True
+
+    def _maybe_restart(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, current: Observed,
+                       now: float) -> str | None:
+        restart = plan.restart_policy == "Always" or (plan.restart_policy == "OnFailure" and current.exit_code != 0)
+        if not restart:
+            book.waiting_reason = None
+            return None
+        attempt = current.attempt + 1
+        ran_for = (current.finished_at or now) - current.started_at
+        delay = 0.0 if ran_for >= BACKOFF_RESET_AFTER_S else restart_delay(attempt)
+        due = (current.finished_at or now) + delay
+        if now < due:
+            book.waiting_reason = "CrashLoopBackOff"
+            book.waiting_message = (f"back-off {delay:.0f}s restarting failed container={container.name} "
+                                    f"pod={plan.key.name}_{plan.key.namespace}({plan.uid})")
+            book.last_terminated = _last_terminated(current)
+            return None
+        book.last_terminated = _last_terminated(current)
+        new_id = self._create(plan, container, book, attempt)
+        if new_id:
+            self.runtime.remove_container(current.id)
+            log.info("pod %s: restarted container %s (restart %d, exit code %d)", plan.key, container.name,
+                     attempt, current.exit_code)
+        return new_id
+
+    def _probe(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, current: Observed,
+               now: float) -> None:
+        if now < book.next_probe_at:
+            return
+        liveness, readiness = container.liveness, container.readiness
+        period = float(min(p.get("periodSeconds", 10) for p in (liveness, readiness) if p) if (liveness or readiness)
+                       else 3600)
+        delay = float(min(p.get("initialDelaySeconds", 0) for p in (liveness, readiness) if p)
+                      if (liveness or readiness) else 0)
+        if now - current.started_at < delay:
+            book.next_probe_at = current.started_at + delay
+            return
+        book.next_probe_at = now + period
+        if readiness is not None:
+            if self._run_probe(plan, current, readiness):
+                book.readiness_successes += 1
+                book.ready = book.readiness_successes >= int(readiness.get("successThreshold", 1))
+            else:
+                book.readiness_successes = 0
+                book.ready = False
+        if liveness is not None:
+            if self._run_probe(plan, current, liveness):
+                book.liveness_failures = 0
+            else:
+                book.liveness_failures += 1
+                if book.liveness_failures >= int(liveness.get("failureThreshold", 3)):
+                    log.info("pod %s: container %s failed its liveness probe %d times; restarting it", plan.key,
+                             container.name, book.liveness_failures)
+                    book.liveness_failures = 0
+                    self.runtime.stop_container(current.id, plan.grace_s)
+
+    def _run_probe(self, plan: PodPlan, current: Observed, probe: dict[str, Any]) -> bool:
+        if "exec" in probe:
+            command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
+            try:
+                code, _ = self.runtime.exec(current.id, command)
+            except RuntimeError_:
+                return False
+            return code == 0
+        get = probe["httpGet"] or {}
+        host = get.get("host") or (self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name))
+        url = f"{str(get.get('scheme', 'HTTP')).lower()}://{host}:{get.get('port')}{get.get('path', '/')}"
+        try:
+            with urllib.request.urlopen(url, timeout=float(probe.get("timeoutSeconds", 1))) as response:
+                return bool(200 <= response.status < 400)
+        except (OSError, ValueError):
+            return False
+
+    def _terminate(self, worker: PodWorker, plan: PodPlan, observed: list[Observed], start_time: str) -> dict[str, Any]:
+        if not worker.terminated:
+            log.info("pod %s is being deleted: stopping it with %d s grace", plan.key, plan.grace_s)
+            self.runtime.remove_pod(plan.podman_name, plan.grace_s)
+            worker.terminated = True
+        views = [ContainerView(c.name, c.image, None, None, "", False, None) for c in plan.containers]
+        status = pod_status(plan.restart_policy, views, pod_ip="", host_ip=self.host_ip, start_time=start_time,
+                            since=start_time)
+        for s in status["containerStatuses"]:
+            s["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        status["phase"] = "Succeeded" if plan.restart_policy != "Always" else "Failed"
+        return status
+
+
+def _last_terminated(current: Observed) -> dict[str, Any]:
+    return {"exitCode": current.exit_code, "reason": "Completed" if current.exit_code == 0 else "Error",
+            "startedAt": rfc3339(current.started_at), "finishedAt": rfc3339(current.finished_at or time.time()),
+            "containerID": f"podman://{current.id}"}
+
+
+def _orphan_key(podman_name: str) -> ResourceKey:
+    namespace, _, name = podman_name.partition("_")
+    try:
+        return ResourceKey(namespace, "pod", name)
+    except ValueError:
+        return ResourceKey(None, "pod", "orphan")
+
+
+def _host_ip() -> str:
+    """The address other hosts would reach this node on (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

@@ -1,0 +1,393 @@
+"""From a Kubernetes Pod to what podman must create, as a kubelet would read the spec. No I/O here.
+
+The pod's ConfigMaps and Secrets come in as plain maps (``lookup``), so every
+rule (env from keys, envFrom, volume files, quantities, image pull policy) can be
+tested with nothing running. A spec this node cannot honour raises
+``PodSpecError`` with the reason a user will see in the pod's status.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from schemas.resource import ResourceKey
+
+LABEL_PREFIX = "io.edgehive."
+NODE_LABEL = LABEL_PREFIX + "node"
+UID_LABEL = LABEL_PREFIX + "uid"
+NAMESPACE_LABEL = LABEL_PREFIX + "namespace"
+POD_LABEL = LABEL_PREFIX + "pod"
+CONTAINER_LABEL = LABEL_PREFIX + "container"
+ATTEMPT_LABEL = LABEL_PREFIX + "attempt"
+HASH_LABEL = LABEL_PREFIX + "spec-hash"
+
+DEFAULT_GRACE_S = 30
+
+
+class PodSpecError(ValueError):
+    """The pod cannot run on this node as written; ``reason`` is the kubelet-style reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ConfigError(PodSpecError):
+    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("CreateContainerConfigError", message)
+
+
+Lookup = Callable[[ResourceKey], dict[str, Any] | None]
+"""Returns the stored ConfigMap or Secret for a key, or None."""
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Files of a configMap or secret volume: relative path -> (content, mode)."""
+
+    files: dict[str, tuple[bytes, int]]
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: str
+    target: str
+    read_only: bool
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    name: str
+    kind: str  # configMap | secret | emptyDir | hostPath
+    source: ResourceKey | None = None  # for configMap and secret
+    host_path: str = ""  # for hostPath
+    memory: bool = False  # emptyDir medium Memory
+    files: FileSet | None = None  # for configMap and secret
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    image: str
+    pull_policy: str
+    entrypoint: list[str] | None
+    command: list[str] | None
+    env: dict[str, str]
+    mounts: list[Mount]
+    working_dir: str | None
+    mem_limit: int | None
+    nano_cpus: int | None
+    spec_hash: str
+    liveness: dict[str, Any] | None
+    readiness: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    key: ResourceKey
+    uid: str
+    podman_name: str
+    labels: dict[str, str]
+    restart_policy: str
+    grace_s: int
+    ports: list[dict[str, Any]]
+    host_network: bool
+    containers: list[ContainerPlan]
+    volumes: dict[str, VolumePlan] = field(default_factory=dict)
+    config_refs: frozenset[ResourceKey] = frozenset()
+
+
+def podman_pod_name(namespace: str, name: str) -> str:
+    """Kubernetes names never contain ``_``, so this cannot collide."""
+    return f"{namespace}_{name}"
+
+
+def container_name(namespace: str, pod: str, container: str, attempt: int) -> str:
+    return f"{namespace}_{pod}_{container}_{attempt}"
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_quantity(text: Any, what: str) -> float:
+    """A Kubernetes quantity (``128Mi``, ``500m``, ``2``) as a number of base units."""
+    match = _QUANTITY.match(str(text).strip())
+    if match is None:
+        raise PodSpecError("InvalidSpec", f"{what} {text!r} is not a Kubernetes quantity (e.g. 128Mi, 500m)")
+    number, suffix = float(match.group(1)), match.group(2)
+    if suffix == "m":
+        return number / 1000
+    return number * _FACTORS[suffix]
+
+
+def _decode_secret(value: Any) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except ValueError:
+        raise PodSpecError("InvalidSecret", "a secret value is not base64") from None
+
+
+def config_data(obj: dict[str, Any], secret: bool) -> dict[str, bytes]:
+    """The key -> bytes content of a ConfigMap (data + binaryData) or Secret (base64 data + stringData)."""
+    out: dict[str, bytes] = {}
+    if secret:
+        for k, v in (obj.get("data") or {}).items():
+            out[k] = _decode_secret(v)
+        for k, v in (obj.get("stringData") or {}).items():
+            out[k] = str(v).encode()
+    else:
+        for k, v in (obj.get("data") or {}).items():
+            out[k] = str(v).encode()
+        for k, v in (obj.get("binaryData") or {}).items():
+            out[k] = base64.b64decode(str(v))
+    return out
+
+
+class _Resolver:
+    """Fetches the ConfigMaps and Secrets a pod refers to, remembering which."""
+
+    def __init__(self, namespace: str, lookup: Lookup) -> None:
+        self.namespace = namespace
+        self.lookup = lookup
+        self.refs: set[ResourceKey] = set()
+
+    def data(self, kind: str, name: str, optional: bool) -> dict[str, bytes] | None:
+        if not isinstance(name, str) or not name:
+            raise PodSpecError("InvalidSpec", f"a {kind} reference has no name")
+        key = ResourceKey(self.namespace, kind, name)
+        self.refs.add(key)
+        obj = self.lookup(key)
+        if obj is None:
+            if optional:
+                return None
+            raise ConfigError(f'{kind} "{name}" not found')
+        return config_data(obj, secret=kind == "secret")
+
+
+def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        for kind, ref_name in (("configmap", "configMapRef"), ("secret", "secretRef")):
+            ref = source.get(ref_name)
+            if ref is not None:
+                data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
+                for k, v in (data or {}).items():
+                    env[prefix + k] = v.decode(errors="replace")
+    meta = pod.get("metadata") or {}
+    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
+              "metadata.uid": meta.get("uid", ""), "spec.nodeName": node, "spec.serviceAccountName":
+              (pod.get("spec") or {}).get("serviceAccountName", "")}
+    for item in container.get("env") or []:
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise PodSpecError("InvalidSpec", "an env entry has no name")
+        if "value" in item:
+            env[name] = str(item["value"])
+            continue
+        source = item.get("valueFrom") or {}
+        for kind, ref_name in (("configmap", "configMapKeyRef"), ("secret", "secretKeyRef")):
+            ref = source.get(ref_name)
+            if ref is None:
+                continue
+            optional = bool(ref.get("optional"))
+            data = resolver.data(kind, ref.get("name"), optional)
+            key = ref.get("key")
+            if data is not None and key in data:
+                env[name] = data[key].decode(errors="replace")
+            elif not optional:
+                raise ConfigError(f'couldn\'t find key {key} in {kind} {resolver.namespace}/{ref.get("name")}')
+        field_ref = source.get("fieldRef")
+        if field_ref is not None:
+            path = field_ref.get("fieldPath")
+            if path not in fields:
+                raise PodSpecError("InvalidSpec", f"env {name}: fieldRef {path!r} is not supported on this node "
+                                                  f"(supported: {', '.join(sorted(fields))})")
+            env[name] = str(fields[path])
+        env.setdefault(name, "")
+    return env
+
+
+def _files(source: dict[str, Any], data: dict[str, bytes] | None) -> FileSet:
+    mode = int(source.get("defaultMode", 0o644))
+    files: dict[str, tuple[bytes, int]] = {}
+    if data is None:
+        return FileSet(files)
+    items = source.get("items")
+    if items:
+        for item in items:
+            key, path = item.get("key"), item.get("path")
+            if key not in data:
+                if source.get("optional"):
+                    continue
+                raise ConfigError(f"key {key} not found for volume item {path}")
+            files[_safe_relative(path)] = (data[key], int(item.get("mode", mode)))
+    else:
+        for key, content in data.items():
+            files[_safe_relative(key)] = (content, mode)
+    return FileSet(files)
+
+
+def _safe_relative(path: Any) -> str:
+    p = PurePosixPath(str(path))
+    if p.is_absolute() or ".." in p.parts or str(path) in ("", "."):
+        raise PodSpecError("InvalidSpec", f"volume path {path!r} must be relative, without '..'")
+    return str(p)
+
+
+def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]:
+    plans: dict[str, VolumePlan] = {}
+    for vol in spec.get("volumes") or []:
+        name = vol.get("name")
+        if not isinstance(name, str) or not name:
+            raise PodSpecError("InvalidSpec", "a volume has no name")
+        if "configMap" in vol:
+            src = vol["configMap"]
+            data = resolver.data("configmap", src.get("name"), bool(src.get("optional")))
+            plans[name] = VolumePlan(name, "configMap", ResourceKey(resolver.namespace, "configmap", src.get("name")),
+                                     files=_files(src, data))
+        elif "secret" in vol:
+            src = vol["secret"]
+            data = resolver.data("secret", src.get("secretName"), bool(src.get("optional")))
+            plans[name] = VolumePlan(name, "secret", ResourceKey(resolver.namespace, "secret", src.get("secretName")),
+                                     files=_files({"defaultMode": 0o644, **src}, data))
+        elif "emptyDir" in vol:
+            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
+        elif "hostPath" in vol:
+            path = (vol["hostPath"] or {}).get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.path must be absolute")
+            plans[name] = VolumePlan(name, "hostPath", host_path=path)
+        else:
+            kinds = sorted(k for k in vol if k != "name")
+            raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
+                                              "on this node (configMap, secret, emptyDir, hostPath are)")
+    return plans
+
+
+def _probe(container: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    probe = container.get(kind)
+    if probe is None:
+        return None
+    if "exec" not in probe and "httpGet" not in probe:
+        raise PodSpecError("InvalidSpec", f"container {container.get('name')}: {kind} must use exec or httpGet")
+    return dict(probe)
+
+
+def _pull_policy(container: dict[str, Any], image: str) -> str:
+    policy = container.get("imagePullPolicy")
+    if policy is None:
+        tag = image.rsplit("/", 1)[-1]
+        policy = "Always" if ":" not in tag or tag.endswith(":latest") else "IfNotPresent"
+    if policy not in ("Always", "IfNotPresent", "Never"):
+        raise PodSpecError("InvalidSpec", f"imagePullPolicy {policy!r} is not Always, IfNotPresent or Never")
+    return str(policy)
+
+
+def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
+    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec")
+    namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+    if not isinstance(spec, dict) or not isinstance(namespace, str) or not isinstance(name, str):
+        raise PodSpecError("InvalidSpec", "the pod has no spec, name or namespace")
+    if not isinstance(uid, str) or not uid:
+        raise PodSpecError("InvalidSpec", "the pod has no metadata.uid")
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise PodSpecError("InvalidSpec", "spec.containers is empty")
+    if spec.get("initContainers"):
+        raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
+    resolver = _Resolver(namespace, lookup)
+    volumes = _volumes(spec, resolver)
+    restart_policy = spec.get("restartPolicy", "Always")
+    if restart_policy not in ("Always", "OnFailure", "Never"):
+        raise PodSpecError("InvalidSpec", f"restartPolicy {restart_policy!r} is not Always, OnFailure or Never")
+    ports: list[dict[str, Any]] = []
+    plans: list[ContainerPlan] = []
+    seen: set[str] = set()
+    for c in containers:
+        cname, image = c.get("name"), c.get("image")
+        if not isinstance(cname, str) or not cname or cname in seen:
+            raise PodSpecError("InvalidSpec", f"container name {cname!r} is missing or repeated")
+        seen.add(cname)
+        if not isinstance(image, str) or not image:
+            raise PodSpecError("InvalidSpec", f"container {cname} has no image")
+        mounts = []
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") not in volumes:
+                raise PodSpecError("InvalidSpec", f"container {cname} mounts unknown volume {m.get('name')!r}")
+            target = m.get("mountPath")
+            if not isinstance(target, str) or not target.startswith("/"):
+                raise PodSpecError("InvalidSpec", f"container {cname}: mountPath must be absolute")
+            sub = m.get("subPath") or ""
+            mounts.append(Mount(m["name"], target, bool(m.get("readOnly")), _safe_relative(sub) if sub else ""))
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                ports.append({"container_port": int(p["containerPort"]), "host_port": int(p["hostPort"]),
+                              "protocol": str(p.get("protocol", "TCP")).lower(),
+                              **({"host_ip": p["hostIP"]} if p.get("hostIP") else {})})
+        limits = (c.get("resources") or {}).get("limits") or {}
+        mem = int(parse_quantity(limits["memory"], "memory limit")) if "memory" in limits else None
+        cpu = int(parse_quantity(limits["cpu"], "cpu limit") * 1e9) if "cpu" in limits else None
+        spec_hash = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        plans.append(ContainerPlan(
+            name=cname, image=image, pull_policy=_pull_policy(c, image),
+            entrypoint=list(map(str, c["command"])) if c.get("command") else None,
+            command=list(map(str, c["args"])) if c.get("args") else None,
+            env=_env(c, pod, resolver, node), mounts=mounts, working_dir=c.get("workingDir"),
+            mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash,
+            liveness=_probe(c, "livenessProbe"), readiness=_probe(c, "readinessProbe"),
+        ))
+    meta_grace = meta.get("deletionGracePeriodSeconds")
+    grace = meta_grace if isinstance(meta_grace, int) else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+    labels = {NODE_LABEL: node, UID_LABEL: uid, NAMESPACE_LABEL: namespace, POD_LABEL: name}
+    return PodPlan(
+        key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
+        labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
+        host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
+        config_refs=frozenset(resolver.refs),
+    )
+
+
+def config_refs(pod: dict[str, Any]) -> frozenset[ResourceKey]:
+    """The ConfigMaps and Secrets a pod refers to, found without resolving them (for update fan-out)."""
+    found: set[tuple[str, Any]] = set()
+    spec = pod.get("spec") or {}
+    ns = (pod.get("metadata") or {}).get("namespace", "default")
+    for vol in spec.get("volumes") or []:
+        if "configMap" in vol and vol["configMap"].get("name"):
+            found.add(("configmap", vol["configMap"]["name"]))
+        if "secret" in vol and vol["secret"].get("secretName"):
+            found.add(("secret", vol["secret"]["secretName"]))
+    for c in spec.get("containers") or []:
+        for source in c.get("envFrom") or []:
+            if (source.get("configMapRef") or {}).get("name"):
+                found.add(("configmap", source["configMapRef"]["name"]))
+            if (source.get("secretRef") or {}).get("name"):
+                found.add(("secret", source["secretRef"]["name"]))
+        for item in c.get("env") or []:
+            src = item.get("valueFrom") or {}
+            if (src.get("configMapKeyRef") or {}).get("name"):
+                found.add(("configmap", src["configMapKeyRef"]["name"]))
+            if (src.get("secretKeyRef") or {}).get("name"):
+                found.add(("secret", src["secretKeyRef"]["name"]))
+    keys: set[ResourceKey] = set()
+    for kind, name in found:
+        with contextlib.suppress(ValueError):
+            keys.add(ResourceKey(ns, kind, str(name)))
+    return frozenset(keys)

@@ -1,0 +1,118 @@
+"""Pod status as a kubelet reports it: phase, conditions, one status per container. No I/O here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from edge.edged.runtime import Observed
+
+
+def rfc3339(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+@dataclass
+class ContainerView:
+    """What EdgeD knows of one container of a pod, from podman and from its own bookkeeping."""
+
+    name: str
+    image: str
+    observed: Observed | None
+    waiting_reason: str | None
+    waiting_message: str
+    ready: bool
+    last_terminated: dict[str, Any] | None
+
+    @property
+    def restart_count(self) -> int:
+        return self.observed.attempt if self.observed is not None else 0
+
+
+def _terminated(observed: Observed) -> dict[str, Any]:
+    return {
+        "exitCode": observed.exit_code,
+        "reason": "Completed" if observed.exit_code == 0 else "Error",
+        "startedAt": rfc3339(observed.started_at),
+        "finishedAt": rfc3339(observed.finished_at or observed.started_at),
+        "containerID": f"podman://{observed.id}",
+    }
+
+
+def container_status(view: ContainerView) -> dict[str, Any]:
+    observed = view.observed
+    state: dict[str, Any]
+    if view.waiting_reason is not None:
+        state = {"waiting": {"reason": view.waiting_reason, **({"message": view.waiting_message}
+                                                                 if view.waiting_message else {})}}
+    elif observed is not None and observed.running:
+        state = {"running": {"startedAt": rfc3339(observed.started_at)}}
+    elif observed is not None and observed.finished:
+        state = {"terminated": _terminated(observed)}
+    else:
+        state = {"waiting": {"reason": "ContainerCreating"}}
+    status: dict[str, Any] = {
+        "name": view.name,
+        "state": state,
+        "lastState": {"terminated": view.last_terminated} if view.last_terminated else {},
+        "ready": bool(view.ready and observed is not None and observed.running),
+        "restartCount": view.restart_count,
+        "image": view.image,
+        "imageID": observed.image_id if observed is not None else "",
+        "started": bool(observed is not None and observed.running),
+    }
+    if observed is not None:
+        status["containerID"] = f"podman://{observed.id}"
+    return status
+
+
+def phase(restart_policy: str, statuses: list[dict[str, Any]]) -> str:
+    states = [next(iter(s["state"])) for s in statuses]
+    if any(s == "running" for s in states):
+        return "Running"
+    terminated = [s["state"]["terminated"] for s in statuses if "terminated" in s["state"]]
+    if len(terminated) == len(statuses):
+        if all(t["exitCode"] == 0 for t in terminated):
+            return "Succeeded"
+        if restart_policy == "Never":
+            return "Failed"
+    ever_ran = any(s["restartCount"] > 0 or "terminated" in s["state"] or s["lastState"] for s in statuses)
+    return "Running" if ever_ran and restart_policy != "Never" else "Pending"
+
+
+def condition(kind: str, ok: bool, since: str, reason: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": since}
+    if reason and not ok:
+        entry["reason"] = reason
+    return entry
+
+
+def pod_status(restart_policy: str, views: list[ContainerView], *, pod_ip: str, host_ip: str, start_time: str,
+               since: str) -> dict[str, Any]:
+    statuses = [container_status(v) for v in views]
+    all_ready = all(s["ready"] for s in statuses)
+    not_ready = [s["name"] for s in statuses if not s["ready"]]
+    reason = "ContainersNotReady" if not_ready else ""
+    status: dict[str, Any] = {
+        "phase": phase(restart_policy, statuses),
+        "conditions": [
+            condition("Initialized", True, since),
+            condition("Ready", all_ready, since, reason),
+            condition("ContainersReady", all_ready, since, reason),
+            condition("PodScheduled", True, since),
+        ],
+        "hostIP": host_ip,
+        "startTime": start_time,
+        "containerStatuses": statuses,
+    }
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    return status
+
+
+def failed_status(reason: str, message: str, host_ip: str, start_time: str) -> dict[str, Any]:
+    """A pod that cannot run on this node at all."""
+    return {"phase": "Failed", "reason": reason, "message": message, "hostIP": host_ip, "startTime": start_time,
+            "conditions": [condition("PodScheduled", True, start_time)], "containerStatuses": []}

@@ -1,0 +1,83 @@
+"""Pod volumes on the host: ConfigMap and Secret files, emptyDirs, hostPaths.
+
+Each pod's volumes live under ``<data-dir>/pods/<uid>/volumes/<name>/`` and are
+bind-mounted into its containers. ConfigMap and Secret files are replaced
+atomically (write, then rename), so a running container sees either the old or
+the new content, never half a file, and sees changes without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge.edged.podspec import ContainerPlan, FileSet, PodPlan
+from edge.edged.runtime import HostMount
+
+
+class Volumes:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "pods"
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.root / uid
+
+    def prepare(self, plan: PodPlan) -> None:
+        """Create every volume of the pod and write its files (again: this is how updates arrive)."""
+        base = self.pod_dir(plan.uid) / "volumes"
+        for volume in plan.volumes.values():
+            if volume.kind in ("configMap", "secret", "emptyDir"):
+                target = base / volume.name
+                target.mkdir(parents=True, exist_ok=True)
+                if volume.files is not None:
+                    write_files(target, volume.files)
+            elif volume.kind == "hostPath":
+                Path(volume.host_path).mkdir(parents=True, exist_ok=True)
+
+    def mounts(self, plan: PodPlan, container: ContainerPlan) -> list[HostMount]:
+        base = self.pod_dir(plan.uid) / "volumes"
+        out = []
+        for m in container.mounts:
+            volume = plan.volumes[m.volume]
+            if volume.kind == "emptyDir" and volume.memory and not m.sub_path:
+                out.append(HostMount("", m.target, False, tmpfs=True))
+                continue
+            source = Path(volume.host_path) if volume.kind == "hostPath" else base / volume.name
+            if m.sub_path:
+                source = source / m.sub_path
+            read_only = m.read_only or volume.kind in ("configMap", "secret")
+            out.append(HostMount(str(source), m.target, read_only))
+        return out
+
+    def remove(self, uid: str) -> None:
+        shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+
+    def known_uids(self) -> set[str]:
+        return {p.name for p in self.root.iterdir()} if self.root.is_dir() else set()
+
+
+def write_files(directory: Path, fileset: FileSet) -> bool:
+    """Make ``directory`` hold exactly ``fileset``; returns whether anything changed."""
+    changed = False
+    for rel, (content, mode) in fileset.files.items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.read_bytes() == content and (path.stat().st_mode & 0o777) == mode:
+                continue
+        except FileNotFoundError:
+            pass
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        changed = True
+    for path in sorted(directory.rglob("*"), reverse=True):
+        rel = str(path.relative_to(directory))
+        if path.is_file() and rel not in fileset.files and not path.name.startswith(".tmp-"):
+            path.unlink()
+            changed = True
+    return changed

@@ -1,0 +1,132 @@
+"""A whole edge node on real parts: cloud and edge brokers, the bridge, EdgeHub, MetaManager, EdgeD."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from broker.url import BrokerUrl
+from schemas import topics
+from schemas.envelope import Op, decode
+from tests.fixtures.brokers import Broker, BrokerFactory
+from tests.fixtures.mqtt import TestClient
+from tests.fixtures.podman import Podman
+from tests.fixtures.processes import ManagedProcess, wait_until
+from tests.support.cloud import FakeCloud
+
+NODE = "edge-1"
+USERS = {"cloud": "cloud-pw", NODE: "node-pw"}
+EDGE_COMPONENTS = ("edgehub", "metamanager", "edged")
+
+
+@dataclass
+class EdgeNode:
+    cloud_broker: Broker
+    edge_broker: Broker
+    podman: Podman
+    workdir: Path
+    node: str = NODE
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    starts: int = 0
+
+    def argv(self, component: str) -> list[str]:
+        common = ["--node", self.node, "--broker", self.edge_broker.url(), "--log-level", "info"]
+        extra = {
+            "edgehub": ["--outbox", str(self.workdir / "outbox.db"), "--keepalive-s", "5", "--resend-s", "3"],
+            "metamanager": ["--db", str(self.workdir / "meta.db")],
+            "edged": ["--podman-url", self.podman.base_url, "--data-dir", str(self.workdir / "edged"),
+                      "--node-status-s", "2"],
+        }[component]
+        return [sys.executable, "-m", f"edge.{component}", *common, *extra]
+
+    def start(self, component: str) -> ManagedProcess:
+        self.starts += 1
+        process = ManagedProcess(f"{component}-{self.starts}", self.argv(component),
+                                 self.workdir / f"{component}-{self.starts}.log").start()
+        self.processes[component] = process
+        with TestClient(self.edge_broker.host, self.edge_broker.port) as watcher:
+            watcher.subscribe(topics.status(component))
+            wait_until(lambda: _status_up(watcher, process.pid), timeout=30, what=f"{component} up",
+                       alive=process)
+        return process
+
+    def start_all(self) -> None:
+        for component in EDGE_COMPONENTS:
+            self.start(component)
+
+    def stop(self, component: str) -> None:
+        self.processes[component].stop()
+
+    def kill(self, component: str) -> None:
+        self.processes[component].kill()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+
+def _status_up(watcher: TestClient, pid: int) -> bool:
+    envelope = decode(watcher.expect().payload)
+    return bool(envelope.body.get("state") == "up" and envelope.body.get("pid") == pid)
+
+
+@dataclass
+class Link:
+    """The bridge process between the two brokers, stoppable to cut the link."""
+
+    argv: list[str]
+    workdir: Path
+    edge_broker: Broker
+    process: ManagedProcess | None = None
+    starts: int = 0
+
+    def up(self) -> None:
+        self.starts += 1
+        self.process = ManagedProcess(f"bridge-{self.starts}", self.argv, self.workdir / f"bridge-{self.starts}.log")
+        self.process.start()
+        self.wait_state(Op.CONNECTED)
+
+    def down(self) -> None:
+        assert self.process is not None
+        self.process.stop()
+        self.wait_state(Op.DISCONNECTED)
+
+    def wait_state(self, op: Op) -> None:
+        with TestClient(self.edge_broker.host, self.edge_broker.port) as client:
+            client.subscribe(topics.link_state(NODE))
+            wait_until(lambda: decode(client.expect().payload).op == op, timeout=30, what=f"link state {op.value}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture
+def edge_node(edgehive_broker: BrokerFactory, podman: Podman, tmp_path: Path) -> Iterator[tuple[EdgeNode, Link,
+                                                                                                FakeCloud]]:
+    cloud_broker = edgehive_broker("amqtt", users=USERS)
+    edge_broker = edgehive_broker("amqtt")
+    link = Link([sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", edge_broker.url(),
+                 "--cloud", cloud_broker.url(NODE, USERS[NODE])], tmp_path, edge_broker)
+    cloud = FakeCloud(BrokerUrl.parse(cloud_broker.url("cloud", USERS["cloud"])), NODE).start()
+    link.up()
+    node = EdgeNode(cloud_broker, edge_broker, podman, tmp_path)
+    try:
+        node.start_all()
+        yield node, link, cloud
+    finally:
+        node.stop_all()
+        link.stop()
+        cloud.close()
+        remove_pods(podman)
+
+
+def remove_pods(podman: Podman) -> None:
+    """Leave the session's podman service empty for the next test."""
+    with podman.client() as client:
+        for pod in client.pods.list():
+            pod.remove(force=True)
