@@ -100,6 +100,9 @@ class PodmanRuntime:
             self.client.images.pull(image)
         except (ImageNotFound, APIError, PodmanError, OSError) as exc:
             raise PullError(f"failed to pull image {image!r}: {exc}") from exc
+        if not self.image_present(image):  # podman-py does not always raise when the pull failed
+            raise PullError(f"failed to pull image {image!r}: no such image after the pull (is the registry "
+                            "reachable from this node?)")
 
     # -- pods ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 from podman import PodmanClient
@@ -53,7 +54,7 @@ def exec_in(node: EdgeNode, pod_name: str, command: list[str]) -> tuple[int, str
         code, output = matches[0].exec_run(command, demux=True)
     assert isinstance(output, tuple)
     out, err = output
-    return int(code), bytes(out or b"").decode() + bytes(err or b"").decode()
+    return int(code or 0), bytes(out or b"").decode() + bytes(err or b"").decode()
 
 
 def test_pod_with_configmap_volume_and_secret_env(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
@@ -81,3 +82,127 @@ def test_pod_with_configmap_volume_and_secret_env(edge_node: tuple[EdgeNode, Lin
     wait_until(lambda: exec_in(node, "app", ["cat", "/etc/app/mode"]) == (0, "safe"), timeout=15,
                what="the ConfigMap file to change in the container")
     print(f"\npod running {started_in:.2f} s after its envelope was acknowledged-sent")
+
+
+def send_config_and_pod(cloud: FakeCloud, name: str, command: str = "sleep 3600") -> dict[str, Any]:
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "configmap", f"{name}-cfg"),
+                                       configmap(f"{name}-cfg", {"greeting": "hello"}, "5"), rv="5"))
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "secret", f"{name}-sec"),
+                                       secret(f"{name}-sec", {"pw": "hunter2"}, "6"), rv="6"))
+    spec = pod(name, command, volumes=[{"name": "cfg", "configMap": {"name": f"{name}-cfg"}}],
+               container={"volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}],
+                          "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": f"{name}-sec",
+                                                                                "key": "pw"}}}]})
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", name), spec, rv="7"))
+    return spec
+
+
+def restart_count(cloud: FakeCloud, name: str) -> int:
+    status = cloud.pod_status(NS, name)
+    return int(status["containerStatuses"][0]["restartCount"]) if status and status["containerStatuses"] else -1
+
+
+def test_offline_restart_of_a_killed_container_and_outbox_drain(
+        edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    node, link, cloud = edge_node
+    send_config_and_pod(cloud, "worker")
+    wait_until(lambda: running(cloud, "worker"), timeout=30, what="worker Running")
+    link.down()
+    before = len(cloud.upstream("podstatus"))
+    # Kill the container's main process from inside: EdgeD must restart it, with no cloud.
+    for expected in (1, 2):
+        code, _ = exec_in(node, "worker", ["sh", "-c", "kill -9 $(pidof sleep)"])
+        assert code in (0, 137)
+        wait_until(partial(_restarted_locally, node, "worker", expected), timeout=30,
+                   what=f"restart {expected} while offline")
+    assert len(cloud.upstream("podstatus")) == before  # nothing went up meanwhile
+    link.up()
+    final = wait_until(lambda: (s := cloud.pod_status(NS, "worker")) and s["containerStatuses"][0]["restartCount"] == 2
+                       and "running" in s["containerStatuses"][0]["state"] and s, timeout=30,
+                       what="the last status after the link returned")
+    assert final["phase"] == "Running"
+    arrived = len(cloud.upstream("podstatus")) - before
+    # Statuses while offline coalesced: a handful at most, not one per change.
+    assert 1 <= arrived <= 3, arrived
+
+
+def _restarted_locally(node: EdgeNode, pod_name: str, attempt: int) -> bool:
+    with PodmanClient(base_url=node.podman.base_url) as client:
+        return any(c.attrs["Labels"].get("io.edgehive.attempt") == str(attempt) and c.attrs.get("State") == "running"
+                   for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"}))
+
+
+def test_reboot_with_the_link_down_restores_pods_from_sqlite(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    node, link, cloud = edge_node
+    for name in ("alpha", "beta"):
+        send_config_and_pod(cloud, name)
+    for name in ("alpha", "beta"):
+        wait_until(partial(running, cloud, name), timeout=30, what=f"{name} Running")
+    link.down()
+    node.stop_all()
+    with PodmanClient(base_url=node.podman.base_url) as client:
+        for p in client.pods.list():
+            p.remove(force=True)
+        assert not client.containers.list(all=True)
+    t0 = time.monotonic()
+    node.start_all()
+    for name in ("alpha", "beta"):
+        wait_until(partial(_restarted_locally, node, name, 0), timeout=30, what=f"{name} running again")
+    restored = time.monotonic() - t0
+    assert exec_in(node, "alpha", ["cat", "/cfg/greeting"]) == (0, "hello")
+    assert exec_in(node, "beta", ["sh", "-c", "echo -n $PW"]) == (0, "hunter2")
+    assert restored < 10, f"restore took {restored:.1f} s"
+    print(f"\nboth pods running {restored:.1f} s after the edge processes were started again, offline")
+
+
+def test_duplicates_and_reordering_leave_the_right_state(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    node, _link, cloud = edge_node
+    key = ResourceKey(NS, "configmap", "order")
+    newer = cloud.envelope(Op.UPDATE, key, configmap("order", {"v": "new"}, "30"), rv="30")
+    older = cloud.envelope(Op.UPDATE, key, configmap("order", {"v": "old"}, "29"), rv="29")
+    assert cloud.send_and_wait(newer).body == {"outcome": "applied"}
+    assert cloud.send_and_wait(newer).body == {"outcome": "stale"}  # the same message again
+    assert cloud.send_and_wait(older).body == {"outcome": "stale"}  # overtaken on the way
+    spec = pod("reader", "sleep 3600", volumes=[{"name": "c", "configMap": {"name": "order"}}],
+               container={"volumeMounts": [{"name": "c", "mountPath": "/c"}]})
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "reader"), spec, rv="31"))
+    first = cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "reader"), spec, rv="31")
+    assert cloud.send_and_wait(first).body == {"outcome": "stale"}
+    wait_until(lambda: running(cloud, "reader"), timeout=30, what="reader Running")
+    assert exec_in(node, "reader", ["cat", "/c/v"]) == (0, "new")
+    # A delete of a pod under another UID (an older incarnation) leaves the current one alone.
+    stale_delete = cloud.envelope(Op.DELETE, ResourceKey(NS, "pod", "reader"),
+                                  {"metadata": {"name": "reader", "namespace": NS, "uid": "some-old-uid"}})
+    assert cloud.send_and_wait(stale_delete).body == {"outcome": "absent"}
+    assert running(cloud, "reader")
+    with PodmanClient(base_url=node.podman.base_url) as client:
+        assert len([p for p in client.pods.list() if p.name == f"{NS}_reader"]) == 1
+
+
+def test_bad_input_gets_an_error_or_a_failed_status(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    node, _link, cloud = edge_node
+    unknown = cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "gizmo", "g1"), {"metadata": {}}))
+    assert unknown.op == Op.ERROR
+    assert "unknown kind 'gizmo'" in unknown.body["reason"]
+    mismatched = cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "configmap", "a"),
+                                                    configmap("b", {}, "1"), rv="1"))
+    assert mismatched.op == Op.ERROR
+    assert "metadata.name is 'b'" in mismatched.body["reason"]
+    bad_pod = pod("broken", "true")
+    bad_pod["spec"]["volumes"] = [{"name": "v", "nfs": {"server": "x"}}]
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "broken"), bad_pod, rv="2"))
+    status = wait_until(lambda: cloud.pod_status(NS, "broken"), timeout=30, what="broken's status")
+    assert status["phase"] == "Failed"
+    assert "nfs is not supported" in status["message"]
+    never = pod("never", "true", container={"image": "localhost/absent:1", "imagePullPolicy": "Never"})
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "never"), never, rv="3"))
+    waiting = wait_until(lambda: (s := cloud.pod_status(NS, "never")) and s["containerStatuses"] and s,
+                         timeout=30, what="never's status")
+    assert waiting["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+    pull = pod("pull", "true", container={"image": "registry.invalid/app:1", "imagePullPolicy": "IfNotPresent"})
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "pull"), pull, rv="4"))
+    waiting = wait_until(lambda: (s := cloud.pod_status(NS, "pull")) and s["containerStatuses"] and s,
+                         timeout=30, what="pull's status")
+    assert waiting["containerStatuses"][0]["state"]["waiting"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    for component, process in node.processes.items():
+        assert process.returncode() is None, f"{component} died"

@@ -79,6 +79,8 @@ class FakeCloud:
 
     def send_and_wait(self, envelope: Envelope, timeout: float = 20.0) -> Envelope:
         """Send and wait for the edge's reply (MetaManager's acknowledgement or error)."""
+        with self._changed:
+            self.replies.pop(envelope.id, None)  # a resend of the same message gets its own answer
         self.send(envelope)
         return self.wait_reply(envelope.id, timeout)
 
