@@ -25,6 +25,7 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         f"persistence true\npersistence_location {directory / 'data'}/\nautosave_interval 60",
         f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         "max_inflight_messages 100",
+        "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error\nlog_type warning\nlog_type notice",
     ]

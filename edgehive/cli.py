@@ -14,7 +14,7 @@ from broker import logs
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, stack
+from edgehive import bench, bench_edge, stack
 from edgehive.launcher import Supervisor
 
 log = logging.getLogger("edgehive")
@@ -56,6 +56,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_edge(args: argparse.Namespace) -> int:
+    try:
+        report = bench_edge.bench_edge(args.objects, args.pods, args.restore_pods, progress=not args.json,
+                                       broker=args.broker)
+    except bench.BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    bench_edge.print_report(report, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -87,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--rate", type=int, default=1000, help="msg/s for the latency runs (default 1000)")
     link.add_argument("--json", action="store_true", help="print one JSON object")
     link.set_defaults(func=_bench)
+    edge = scenarios.add_parser("edge", help="an edge node: commits/s, pod start, offline restore")
+    edge.add_argument("--broker", choices=KINDS, default="amqtt")
+    edge.add_argument("--objects", type=int, default=1000)
+    edge.add_argument("--pods", type=int, default=20)
+    edge.add_argument("--restore-pods", type=int, default=10)
+    edge.add_argument("--json", action="store_true", help="print one JSON object")
+    edge.set_defaults(func=_bench_edge)
     return parser
 
 

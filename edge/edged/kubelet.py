@@ -116,7 +116,9 @@ class Kubelet:
                 self._config.pop(key, None)
             else:
                 self._config[key] = obj
-        self._kick.set()
+            used = any(key in config_refs(pod) for pod in self._pods.values())
+        if used:
+            self._kick.set()
 
     def replace_all(self, pods: dict[ResourceKey, dict[str, Any]], config: dict[ResourceKey, dict[str, Any]]) -> None:
         with self._lock:
@@ -160,6 +162,7 @@ class Kubelet:
 
     def sync_once(self) -> None:
         observed = self.runtime.containers()
+        podman_pods = self.runtime.pods()
         by_uid: dict[str, list[Observed]] = {}
         for o in observed:
             by_uid.setdefault(o.pod_uid, []).append(o)
@@ -173,11 +176,12 @@ class Kubelet:
             if worker is None:
                 worker = self._workers[uid] = PodWorker(key, uid)
             if worker.busy is None or worker.busy.done():
-                worker.busy = self._pool.submit(self._sync_pod_safely, worker, pod, by_uid.get(uid, []))
-        self._remove_orphans(wanted_uids, by_uid)
+                worker.busy = self._pool.submit(self._sync_pod_safely, worker, pod, by_uid.get(uid, []),
+                                                podman_pods)
+        self._remove_orphans(wanted_uids, by_uid, podman_pods)
 
-    def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]]) -> None:
-        for name, uid in self.runtime.pods().items():
+    def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]], podman_pods: dict[str, str]) -> None:
+        for name, uid in podman_pods.items():
             if uid in wanted:
                 continue
             worker = self._workers.get(uid)
@@ -201,9 +205,10 @@ class Kubelet:
         except RuntimeError_ as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
 
-    def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed]) -> None:
+    def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
+                         podman_pods: dict[str, str]) -> None:
         try:
-            status = self.sync_pod(worker, pod, observed)
+            status = self.sync_pod(worker, pod, observed, podman_pods)
         except RuntimeError_ as exc:
             log.warning("pod %s: %s", worker.key, exc)
             return
@@ -216,7 +221,8 @@ class Kubelet:
 
     # -- one pod -------------------------------------------------------------------------
 
-    def sync_pod(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed]) -> dict[str, Any] | None:
+    def sync_pod(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
+                 podman_pods: dict[str, str]) -> dict[str, Any] | None:
         start_time = rfc3339(worker.started)
         meta = pod.get("metadata") or {}
         try:
@@ -232,9 +238,8 @@ class Kubelet:
             return self._terminate(worker, plan, observed, start_time)
 
         self.volumes.prepare(plan)
-        pods = self.runtime.pods()
-        if pods.get(plan.podman_name) != plan.uid:
-            if plan.podman_name in pods:  # an older pod of the same name: replaced by this one
+        if podman_pods.get(plan.podman_name) != plan.uid:
+            if plan.podman_name in podman_pods:  # an older pod of the same name: replaced by this one
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)
             self.runtime.create_pod(plan)
             worker.pod_started = False
@@ -276,11 +281,7 @@ class Kubelet:
             else:
                 for container_id in created:
                     self.runtime.start_container(container_id)
-            observed = [o for o in self.runtime.containers() if o.pod_uid == plan.uid]
-            latest = {}
-            for o in observed:
-                if o.container not in latest or o.attempt > latest[o.container].attempt:
-                    latest[o.container] = o
+            self._kick.set()  # the next pass sees them running and reports it, without another list here
         elif observed:
             worker.pod_started = True
         views = []

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from schemas import topics
 from schemas.envelope import Envelope, Group, Op, Send
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -32,19 +37,65 @@ class MetaManagerComponent:
         self.manager = MetaManager(self.store)
         self.link = LinkState()
         self.bus: Bus | None = None
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
+        self._writes: queue.Queue[Envelope | None] = queue.Queue()
+        self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         log.info("store %s holds %d objects", settings.db, self.store.count())
 
     def attach(self, bus: Bus) -> None:
         self.bus = bus
-        bus.handle(topics.from_cloud(MODULE), lambda envelope, _t: self.manager.on_cloud(envelope))
+        bus.handle(topics.from_cloud(MODULE), self.on_cloud)
         bus.handle(bus.inbox, self.on_local)
         self.link.attach(bus)
+        self._committer.start()
 
-    def on_local(self, envelope: Envelope, _topic: str) -> Iterable[Send]:
-        key = envelope.res
-        if envelope.op == Op.QUERY and key is not None and self.link.connected and self.manager.lookup(key) is None:
-            self._ask_cloud(envelope)
-        return self.manager.on_local(envelope)
+    def on_cloud(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """Writes go to the committer, which applies whatever has queued up in one transaction.
+
+        The MQTT acknowledgement to the broker comes before the commit; the cloud's
+        acknowledgement (the ``response``) only after it, and that is the one that counts:
+        what the cloud has not heard back about, it sends again.
+        """
+        self._writes.put(envelope)
+        return None
+
+    def _commit_loop(self) -> None:
+        assert self.bus is not None
+        while (first := self._writes.get()) is not None:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._writes.put(None)
+                    break
+                batch.append(item)
+            try:
+                sends = self.manager.on_cloud_batch(batch)
+            except Exception:
+                log.exception("a batch of %d writes failed; the cloud will resend them", len(batch))
+                continue
+            self.bus.send(sends)
+
+    def on_local(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """Queries are answered on their own threads (SQLite reads run beside the writer in WAL mode), so a
+        burst of writes from the cloud never starves EdgeD's listing, and a query that has to ask the cloud
+        holds up no write."""
+        if envelope.op == Op.QUERY and envelope.group in (Group.META, Group.RESOURCE):
+            self._readers.submit(self._answer, envelope)
+        return None
+
+    def _answer(self, envelope: Envelope) -> None:
+        assert self.bus is not None
+        try:
+            key = envelope.res
+            if key is not None and self.link.connected and self.manager.lookup(key) is None:
+                self._ask_cloud(envelope)
+            self.bus.send(self.manager.on_local(envelope))
+        except Exception:
+            log.exception("answering query %s from %s failed", envelope.id, envelope.src)
 
     def _ask_cloud(self, request: Envelope) -> None:
         """An object the node does not hold yet: ask the cloud once, and keep the answer."""
@@ -58,4 +109,7 @@ class MetaManagerComponent:
             log.info("the cloud did not provide %s: %s", request.res, exc)
 
     def close(self) -> None:
+        self._writes.put(None)
+        self._committer.join(timeout=10)
+        self._readers.shutdown(wait=True, cancel_futures=True)
         self.store.close()

@@ -63,6 +63,14 @@ class MetaManager:
 
     # -- from the cloud ------------------------------------------------------------
 
+    def on_cloud_batch(self, envelopes: list[Envelope]) -> list[Send]:
+        """Apply a burst in one transaction; forwards and acknowledgements follow the commit."""
+        sends: list[Send] = []
+        with self.store.transaction():
+            for envelope in envelopes:
+                sends.extend(self.on_cloud(envelope))
+        return sends
+
     def on_cloud(self, envelope: Envelope) -> list[Send]:
         if envelope.group == Group.META and envelope.op == Op.QUERY:
             return [self._to_cloud(self._page_reply(envelope, with_object=False))]

@@ -84,26 +84,33 @@ class MetaStore:
     def integrity_ok(self) -> bool:
         return integrity_ok(self.db)
 
+    def transaction(self) -> Any:
+        """One transaction (one fsync) around many writes: how a burst from the cloud stays cheap."""
+        return self.db.atomic()
+
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
-        """Store ``obj`` unless what is stored is as new or newer."""
+        """Store ``obj`` unless what is stored is as new or newer (call inside ``transaction()`` for batches)."""
         uid = _uid(obj)
         with self.db.atomic():
-            row = self._model.get_or_none(self._model.key == str(key))
-            if row is not None and not newer(rv, row.rv) and (uid is None or uid == row.uid):
+            row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
+            if row is not None and not newer(rv, row[0]) and (uid is None or uid == row[1]):
                 return Outcome.STALE
-            self._model.replace(key=str(key), kind=key.kind, namespace=key.namespace, rv=rv or "0", uid=uid,
-                                value=msgpack.packb(obj, use_bin_type=True),
-                                updated_ms=time.time_ns() // 1_000_000).execute()
+            self.db.execute_sql(
+                "INSERT OR REPLACE INTO resource (key, kind, namespace, rv, uid, value, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(key), key.kind, key.namespace, rv or "0", uid, msgpack.packb(obj, use_bin_type=True),
+                 time.time_ns() // 1_000_000))
         return Outcome.APPLIED
 
     def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
         """Remove ``key``; with a UID, only if the stored object has that UID (a recreated one stays)."""
         with self.db.atomic():
-            query = self._model.delete().where(self._model.key == str(key))
-            if uid is not None:
-                query = query.where((self._model.uid == uid) | self._model.uid.is_null())
-            removed = query.execute()
-        return Outcome.DELETED if removed else Outcome.ABSENT
+            if uid is None:
+                cursor = self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
+            else:
+                cursor = self.db.execute_sql("DELETE FROM resource WHERE key = ? AND (uid = ? OR uid IS NULL)",
+                                             (str(key), uid))
+        return Outcome.DELETED if cursor.rowcount else Outcome.ABSENT
 
     def get(self, key: ResourceKey) -> Stored | None:
         row = self._model.get_or_none(self._model.key == str(key))
