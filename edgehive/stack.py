@@ -60,13 +60,16 @@ class Credentials:
         return creds, passwd
 
 
-class LinkWatch:
-    """Reads the bridges' retained link state on the edge broker; doubles as the edge broker's health."""
+class EdgeWatch:
+    """Reads the retained link state and component statuses on the edge broker; its own connection
+    doubles as the edge broker's health."""
 
     def __init__(self, url: BrokerUrl, client_id: str) -> None:
-        self.states: dict[str, str] = {}
+        self.links: dict[str, bool] = {}
+        self.components: dict[str, bool] = {}
         self.connection = Connection(ConnectionSettings(url=url, client_id=client_id), name="up-watch-edge")
         self.connection.subscribe(f"{topics.LINK}/+/state")
+        self.connection.subscribe(topics.all_status())
         self.connection.on_message(self._on_message)
 
     def _on_message(self, incoming: Incoming) -> None:
@@ -76,10 +79,16 @@ class LinkWatch:
             envelope = decode(incoming.payload)
         except EnvelopeError:
             return
-        self.states[parsed[2]] = "up" if envelope.op == Op.CONNECTED else "down"
+        if parsed[1] == "link":
+            self.links[parsed[2]] = envelope.op == Op.CONNECTED
+        elif isinstance(envelope.body, dict):
+            self.components[parsed[2]] = envelope.body.get("state") == "up"
 
     def link_up(self, node: str) -> bool:
-        return self.states.get(node) == "up"
+        return self.links.get(node, False)
+
+    def component_up(self, name: str) -> bool:
+        return self.components.get(name, False)
 
 
 def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
@@ -90,7 +99,11 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     edge_url = BrokerUrl(settings.edge_listen.host, settings.edge_listen.port)
 
     cloud_watch = Connection(ConnectionSettings(url=cloud_url, client_id="edgehive-up-watch"), name="up-watch-cloud")
-    edge_watch = LinkWatch(edge_url, "edgehive-up-watch")
+    edge_watch = EdgeWatch(edge_url, "edgehive-up-watch")
+    data = settings.state_dir / "data"
+    podman_socket = settings.state_dir / "podman.sock"
+    podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
+    edge_common = ("--node", settings.node, "--broker", f"mqtt://{settings.edge_listen}")
     children = [
         Child("cloud-broker",
               python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
@@ -103,6 +116,16 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
               env={"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@"
                                      f"{settings.cloud_listen}"},
               healthy=lambda: edge_watch.link_up(settings.node)),
+        Child("edgehub", python_module("edge.edgehub", *edge_common, "--outbox", str(data / "outbox.db")),
+              healthy=lambda: edge_watch.component_up("edgehub")),
+        Child("metamanager", python_module("edge.metamanager", *edge_common, "--db", str(data / "metamanager.db")),
+              healthy=lambda: edge_watch.component_up("metamanager")),
+        # The host's podman, on a socket of the stack's own; pods run as the machine's containers.
+        Child("podman", ["podman", "system", "service", "--time=0", f"unix://{podman_socket}"],
+              healthy=podman_socket.exists),
+        Child("edged", python_module("edge.edged", *edge_common, "--podman-url", f"unix://{podman_socket}",
+                                     "--data-dir", str(data / "edged")),
+              healthy=lambda: edge_watch.component_up("edged")),
     ]
     log.info("stack state in %s; cloud broker user %r, password in %s", settings.state_dir, cloud_url.username,
              settings.state_dir / "credentials")

@@ -139,8 +139,11 @@ class EdgeHub:
             else:
                 self.bus.counters.inc("dropped_offline")
             return None
+        evicted = self.outbox.evicted
         self.outbox.add(envelope.id, envelope.encode(self.settings.max_envelope_size), coalesce_key(envelope))
         self.bus.counters.inc("outbox_added")
+        if self.outbox.evicted > evicted:
+            self.bus.counters.inc("outbox_evicted", self.outbox.evicted - evicted)
         self._poke()
         return None
 

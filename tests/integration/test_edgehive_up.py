@@ -37,7 +37,8 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         )
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=60, what="every child of edgehive up healthy")
-        assert set(rows) == {"cloud-broker", "edge-broker", "bridge-edge-1"}
+        assert set(rows) == {"cloud-broker", "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman",
+                             "edged"}
         pids = {name: row["pid"] for name, row in rows.items()}
 
         os.kill(pids["bridge-edge-1"], signal.SIGKILL)
