@@ -48,7 +48,8 @@ class EdgeD:
         self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
                                workers=settings.pod_workers)
         self.bus: Bus | None = None
-        self._early: list[Envelope] = []  # forwards that arrived while the first list was running
+        self._early: list[Envelope] = []  # forwards that arrived while a list was running
+        self._metamanager_pid: int | None = None
         self._listed = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -58,6 +59,7 @@ class EdgeD:
     def attach(self, bus: Bus) -> None:
         self.bus = bus
         bus.handle(bus.inbox, self.on_forward)
+        bus.handle(topics.status("metamanager"), self.on_metamanager_status)
         self.kubelet.start()
         for thread in self._threads:
             thread.start()
@@ -78,6 +80,21 @@ class EdgeD:
                 self._early.append(envelope)
                 return None
         self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
+        return None
+
+    def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """MetaManager (re)started: list again, since it may have died between a commit and its forward."""
+        body = envelope.body if isinstance(envelope.body, dict) else {}
+        pid = body.get("pid")
+        if body.get("state") != "up" or pid == self._metamanager_pid:
+            return None
+        first = self._metamanager_pid is None
+        self._metamanager_pid = pid if isinstance(pid, int) else None
+        if not first and self._listed.is_set():
+            log.info("MetaManager restarted (pid %s): listing this node's objects again", pid)
+            with self._lock:
+                self._listed.clear()
+            threading.Thread(target=self._load, name="relist", daemon=True).start()
         return None
 
     def _apply(self, key: ResourceKey, obj: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+import urllib.request
 import uuid
 from functools import partial
 from typing import Any
@@ -13,7 +14,7 @@ from podman import PodmanClient
 from edge.metamanager.store import MetaStore
 from schemas.envelope import Op
 from schemas.resource import ResourceKey
-from tests.fixtures.processes import wait_until
+from tests.fixtures.processes import free_port, wait_until
 from tests.support.cloud import FakeCloud
 from tests.support.edge_node import EdgeNode, Link
 
@@ -264,3 +265,79 @@ def test_sigkill_of_metamanager_mid_stream_loses_nothing_acknowledged(
 
 def fewer_missing(messages: list[Any], cloud: FakeCloud, before: int) -> bool:
     return sum(1 for m in messages if m.id not in cloud.replies) < before
+
+
+def test_probes_host_ports_and_graceful_deletion(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    node, _link, cloud = edge_node
+    # A web server on a hostPort, ready when its file exists; its liveness probe fails once /tmp/sick exists.
+    web = pod("web", "echo ok > /tmp/index.html; trap 'echo TERM > /proc/1/fd/1; exit 0' TERM; "
+                     "httpd -f -p 8080 -h /tmp & wait",
+              container={
+                  "ports": [{"containerPort": 8080, "hostPort": free_port()}],
+                  "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/index.html"]}, "periodSeconds": 1},
+                  "livenessProbe": {"exec": {"command": ["sh", "-c", "test ! -f /tmp/sick"]}, "periodSeconds": 1,
+                                    "failureThreshold": 2},
+              })
+    host_port = web["spec"]["containers"][0]["ports"][0]["hostPort"]
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "web"), web, rv="1"))
+    ready = wait_until(lambda: (s := running(cloud, "web")) and s["containerStatuses"][0]["ready"] and s,
+                       timeout=30, what="web Ready")
+    assert {c["type"]: c["status"] for c in ready["conditions"]}["Ready"] == "True"
+    with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/index.html", timeout=5) as response:
+        assert response.read() == b"ok\n"
+
+    exec_in(node, "web", ["touch", "/tmp/sick"])
+    restarted = wait_until(lambda: (s := running(cloud, "web")) and s["containerStatuses"][0]["restartCount"] >= 1
+                           and s, timeout=40, what="the liveness probe to restart web")
+    assert restarted["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 0  # stopped with SIGTERM
+
+    # Deletion as the API server does it: a deletionTimestamp first, then the pod stops within its grace period.
+    deleting = dict(web, metadata={**web["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z",
+                                   "deletionGracePeriodSeconds": 5})
+    cloud.send_and_wait(cloud.envelope(Op.UPDATE, ResourceKey(NS, "pod", "web"), deleting, rv="2"))
+    wait_until(lambda: not _pod_exists(node, "web"), timeout=30, what="web's podman pod to be removed")
+    final = wait_until(lambda: (s := cloud.pod_status(NS, "web")) and s["phase"] != "Running" and s, timeout=30,
+                       what="web's final status")
+    assert all("terminated" in c["state"] for c in final["containerStatuses"])
+
+
+def test_restart_policies_and_crash_loop_backoff(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    _node, _link, cloud = edge_node
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "once"),
+                                       pod("once", "exit 3", restartPolicy="Never"), rv="1"))
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "done"),
+                                       pod("done", "exit 0", restartPolicy="OnFailure"), rv="1"))
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "crash"), pod("crash", "exit 1"), rv="1"))
+    failed = wait_until(lambda: (s := cloud.pod_status(NS, "once")) and s["phase"] == "Failed" and s, timeout=30,
+                        what="once Failed")
+    assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert failed["containerStatuses"][0]["restartCount"] == 0
+    wait_until(lambda: (s := cloud.pod_status(NS, "done")) and s["phase"] == "Succeeded", timeout=30,
+               what="done Succeeded")
+    looping = wait_until(
+        lambda: (s := cloud.pod_status(NS, "crash")) and s["containerStatuses"]
+        and s["containerStatuses"][0]["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and s,
+        timeout=40, what="crash in CrashLoopBackOff")
+    assert looping["containerStatuses"][0]["restartCount"] >= 1
+    assert looping["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
+    assert "back-off 10s" in looping["containerStatuses"][0]["state"]["waiting"]["message"]
+
+
+def test_edged_lists_again_when_metamanager_restarts(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
+    """A MetaManager that died between its commit and the forward to EdgeD loses no pod."""
+    node, _link, _cloud = edge_node
+    node.stop("metamanager")
+    store = MetaStore(node.workdir / "meta.db")  # committed, never forwarded
+    try:
+        store.upsert(ResourceKey(NS, "pod", "orphaned"), "5", pod("orphaned", "sleep 3600"))
+    finally:
+        store.close()
+    node.start("metamanager")
+    wait_until(partial(_restarted_locally, node, "orphaned", 0), timeout=30, what="the pod EdgeD never heard of")
+
+
+def _pod_exists(node: EdgeNode, name: str) -> bool:
+    with PodmanClient(base_url=node.podman.base_url) as client:
+        return any(p.name == f"{NS}_{name}" for p in client.pods.list())
+
+
