@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from broker import logs, settings
-from broker.bus import Bus, BusSettings
+from broker.bus import Bus, BusSettings, ErrorRoute
 from broker.connection import ConnectionSettings, TlsSettings, Will
 from broker.url import BrokerUrl
 from schemas import topics
@@ -140,13 +140,14 @@ def run_component(
     argv: Sequence[str] | None = None,
     *,
     description: str = "",
+    error_route: ErrorRoute | None = None,
 ) -> int:
     """Run one component process until SIGTERM/SIGINT; returns the exit status."""
     require_module_name(module)
     s = settings.parse(settings_cls, argv, prog=f"python -m {module}", description=description)
     logs.setup(module, s.log_level, s.log_format)
     stop = StopSignal().install()
-    bus = Bus(bus_settings(module, side, s))
+    bus = Bus(bus_settings(module, side, s), error_route=error_route)
     component = make(s)
     health = Health(bus, module)
     bus.handle(bus.inbox, health.on_query)

@@ -80,6 +80,20 @@ def cloud_link() -> str:
     return f"{ROOT}/{Side.EDGE.value}/cloud-link"
 
 
+def from_edge(module: str) -> str:
+    """On the cloud broker: where CloudHub delivers what edge nodes sent to ``module``."""
+    return f"{inbox(Side.CLOUD, module)}/from-edge"
+
+
+def node_session(node: str) -> str:
+    """On the cloud broker, retained: CloudHub's ``connected``/``disconnected`` envelope for one node."""
+    return f"{ROOT}/{Side.CLOUD.value}/nodes/{require_node_name(node)}/session"
+
+
+def all_node_sessions() -> str:
+    return f"{ROOT}/{Side.CLOUD.value}/nodes/+/session"
+
+
 def status(component: str) -> str:
     """Retained health of one component process on the broker it uses."""
     return f"{ROOT}/status/{require_module_name(component)}"

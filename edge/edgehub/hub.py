@@ -178,6 +178,9 @@ class EdgeHub:
                 self._sent_seq = 0  # on return, send everything again, in order
             self._dirty = True
             self._wake.notify_all()
+        if changed and up:
+            # Say hello at once: the cloud starts this node's session on the first thing it hears.
+            self.bus.publish(topics.link_up(self.node), self.bus.envelope(Group.HUB, Op.KEEPALIVE))
         if changed or reason == "starting":
             log.info("cloud link %s (%s); outbox holds %d entries", "up" if up else "down", reason,
                      self.outbox.count())

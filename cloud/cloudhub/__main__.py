@@ -1,0 +1,8 @@
+"""``python -m cloud.cloudhub``: the cloud end of every edge node's link."""
+
+from broker.runtime import run_component
+from cloud.cloudhub.hub import MODULE, CloudHub, CloudHubSettings
+from schemas.topics import Side
+
+raise SystemExit(run_component(MODULE, Side.CLOUD, CloudHubSettings, CloudHub, error_route=CloudHub.error_route,
+                               description="Reliable per-node delivery to edge nodes, and routing of what they send."))
