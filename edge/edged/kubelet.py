@@ -21,10 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, config_refs, plan_pod
+from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.runtime import Observed, PodmanRuntime, PullError, RuntimeError_
 from edge.edged.status import ContainerView, failed_status, pod_status, rfc3339
 from edge.edged.volumes import Volumes
+from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)

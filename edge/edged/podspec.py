@@ -9,7 +9,6 @@ tested with nothing running. A spec this node cannot honour raises
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
@@ -362,32 +361,3 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
         config_refs=frozenset(resolver.refs),
     )
-
-
-def config_refs(pod: dict[str, Any]) -> frozenset[ResourceKey]:
-    """The ConfigMaps and Secrets a pod refers to, found without resolving them (for update fan-out)."""
-    found: set[tuple[str, Any]] = set()
-    spec = pod.get("spec") or {}
-    ns = (pod.get("metadata") or {}).get("namespace", "default")
-    for vol in spec.get("volumes") or []:
-        if "configMap" in vol and vol["configMap"].get("name"):
-            found.add(("configmap", vol["configMap"]["name"]))
-        if "secret" in vol and vol["secret"].get("secretName"):
-            found.add(("secret", vol["secret"]["secretName"]))
-    for c in spec.get("containers") or []:
-        for source in c.get("envFrom") or []:
-            if (source.get("configMapRef") or {}).get("name"):
-                found.add(("configmap", source["configMapRef"]["name"]))
-            if (source.get("secretRef") or {}).get("name"):
-                found.add(("secret", source["secretRef"]["name"]))
-        for item in c.get("env") or []:
-            src = item.get("valueFrom") or {}
-            if (src.get("configMapKeyRef") or {}).get("name"):
-                found.add(("configmap", src["configMapKeyRef"]["name"]))
-            if (src.get("secretKeyRef") or {}).get("name"):
-                found.add(("secret", src["secretKeyRef"]["name"]))
-    keys: set[ResourceKey] = set()
-    for kind, name in found:
-        with contextlib.suppress(ValueError):
-            keys.add(ResourceKey(ns, kind, str(name)))
-    return frozenset(keys)

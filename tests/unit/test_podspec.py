@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from edge.edged.kubelet import restart_delay
-from edge.edged.podspec import ConfigError, PodSpecError, config_refs, parse_quantity, plan_pod
+from edge.edged.podspec import ConfigError, PodSpecError, parse_quantity, plan_pod
 from edge.edged.status import ContainerView, phase, pod_status
+from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
 
 CONFIG = {
@@ -93,9 +94,12 @@ def test_quantities_and_pull_policy_defaults() -> None:
 
 
 def test_config_refs_without_resolving() -> None:
-    refs = config_refs(pod(envFrom=[{"secretRef": {"name": "sec"}}], spec={"volumes": [
-        {"name": "v", "configMap": {"name": "cfg"}}]}))
-    assert refs == {ResourceKey("ns", "secret", "sec"), ResourceKey("ns", "configmap", "cfg")}
+    refs = config_refs(pod(envFrom=[{"secretRef": {"name": "sec"}}], spec={
+        "volumes": [{"name": "v", "configMap": {"name": "cfg"}},
+                    {"name": "p", "projected": {"sources": [{"configMap": {"name": "proj"}}]}}],
+        "imagePullSecrets": [{"name": "pull"}]}))
+    assert refs == {ResourceKey("ns", "secret", "sec"), ResourceKey("ns", "configmap", "cfg"),
+                    ResourceKey("ns", "configmap", "proj"), ResourceKey("ns", "secret", "pull")}
 
 
 def test_crash_loop_backoff_delays() -> None:

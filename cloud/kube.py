@@ -1,0 +1,172 @@
+"""The Kubernetes API, through the official client: the only module of the cloud side that imports it.
+
+Objects travel as plain maps in the API's own JSON spelling (``spec.nodeName``,
+not ``spec.node_name``), read with ``_preload_content=False``: the edge receives
+exactly what ``kubectl get -o json`` shows, and no time goes into building model
+objects that would be turned back into maps at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+log = logging.getLogger(__name__)
+
+STRATEGIC = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+
+
+class KubeError(RuntimeError):
+    """The API server refused a request; ``status`` is its HTTP status (0 when it could not be reached)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"API server answered {status}: {reason}" if status else f"API server unreachable: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class Gone(KubeError):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # edgehive's kind: pod, configmap, secret, node
+    api_version: str
+    kind: str
+    list_all: str  # method of CoreV1Api listing every namespace
+
+
+KINDS = {
+    "pod": Kind("pod", "v1", "Pod", "list_pod_for_all_namespaces"),
+    "configmap": Kind("configmap", "v1", "ConfigMap", "list_config_map_for_all_namespaces"),
+    "secret": Kind("secret", "v1", "Secret", "list_secret_for_all_namespaces"),
+    "node": Kind("node", "v1", "Node", "list_node"),
+}
+
+
+def _error(exc: Exception) -> KubeError:
+    if isinstance(exc, ApiException):
+        reason = exc.reason or ""
+        with contextlib.suppress(ValueError, AttributeError):
+            reason = json.loads(exc.body or "{}").get("message", reason)
+        return KubeError(int(exc.status or 0), str(reason))
+    return KubeError(0, str(exc))
+
+
+class Kube:
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None) -> Kube:
+        """From a kubeconfig file, or from the pod's service account when running in a cluster."""
+        try:
+            if kubeconfig:
+                return cls(k8s_config.new_client_from_config(config_file=kubeconfig))
+            k8s_config.load_incluster_config()
+            return cls(k8s.ApiClient())
+        except Exception as exc:
+            raise KubeError(0, f"cannot load the Kubernetes configuration ({exc}); pass --kubeconfig") from exc
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = fn(*args, _preload_content=False, **kwargs)
+            data = response.data
+            return json.loads(data) if data else {}
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
+
+    # -- reading -----------------------------------------------------------------------
+
+    def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+        spec = KINDS[kind]
+        result = self._call(getattr(self.core, spec.list_all))
+        items = result.get("items") or []
+        for item in items:  # list items come without these
+            item.setdefault("apiVersion", spec.api_version)
+            item.setdefault("kind", spec.kind)
+        return items, str(result.get("metadata", {}).get("resourceVersion", ""))
+
+    def watch(self, kind: str, resource_version: str, timeout_s: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events (type, object) from ``resource_version``; BOOKMARKs included; Gone when it is too old."""
+        spec = KINDS[kind]
+        try:
+            response = getattr(self.core, spec.list_all)(
+                watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+                timeout_seconds=timeout_s, _preload_content=False)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
+        try:
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind_name, obj = event.get("type"), event.get("object") or {}
+                if kind_name == "ERROR":
+                    code = int(obj.get("code", 0))
+                    if code == 410:
+                        raise Gone(410, obj.get("message", "resource version too old"))
+                    raise KubeError(code, obj.get("message", "watch error"))
+                obj.setdefault("apiVersion", spec.api_version)
+                obj.setdefault("kind", spec.kind)
+                yield str(kind_name), obj
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
+        finally:
+            response.close()
+            response.release_conn()
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(self.core.read_node, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(self.core.read_namespaced_pod, name, namespace))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- writing -----------------------------------------------------------------------
+
+    def create_node(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.create_node, body))
+
+    def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.patch_node, name, patch, _content_type=STRATEGIC))
+
+    def patch_node_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.patch_node_status, name, patch, _content_type=STRATEGIC))
+
+    def patch_pod_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.patch_namespaced_pod_status, name, namespace, patch, _content_type=STRATEGIC))
+
+    def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
+        """Finish a deletion as a kubelet does: grace period 0, only if the pod is still this UID."""
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
+        try:
+            self._call(self.core.delete_namespaced_pod, name, namespace, body=body)
+        except KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
