@@ -1,0 +1,109 @@
+"""List, then watch from the list's resourceVersion; keep a cache; list again on 410 Gone.
+
+Each kind runs in its own thread and reports changes as (type, object) events; a
+relist after 410 is turned into the events that reconcile the cache with the new
+list, so the controller never sees a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from broker.backoff import Backoff
+from cloud.kube import Gone, Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str, dict[str, Any]], None]
+"""(kind, ADDED|MODIFIED|DELETED, object)"""
+
+
+def object_key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or "-"), str(meta.get("name") or "")
+
+
+def resource_version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Informer:
+    def __init__(self, kube: Kube, kind: str, sink: EventSink, *, watch_timeout_s: int = 300) -> None:
+        self.kube = kube
+        self.kind = kind
+        self.sink = sink
+        self.watch_timeout_s = watch_timeout_s
+        self.synced = threading.Event()
+        self.relists = 0
+        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"informer-{kind}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._cache.get((namespace or "-", name))
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._cache.values())
+
+    def _run(self) -> None:
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        rv = ""
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    rv = self._relist()
+                for kind, obj in self.kube.watch(self.kind, rv, self.watch_timeout_s):
+                    if self._stop.is_set():
+                        return
+                    rv = resource_version(obj) or rv
+                    if kind == "BOOKMARK":
+                        continue
+                    self._apply(kind, obj)
+                backoff.reset()
+            except Gone:
+                log.info("%s watch expired (410): listing again", self.kind)
+                rv = ""
+            except KubeError as exc:
+                delay = backoff.next()
+                log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind, exc, delay)
+                self._stop.wait(delay)
+
+    def _relist(self) -> str:
+        items, rv = self.kube.list(self.kind)
+        fresh = {object_key(o): o for o in items}
+        with self._lock:
+            old = self._cache
+            self._cache = dict(fresh)
+        for key, obj in fresh.items():
+            before = old.get(key)
+            if before is None:
+                self.sink(self.kind, "ADDED", obj)
+            elif resource_version(before) != resource_version(obj):
+                self.sink(self.kind, "MODIFIED", obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self.sink(self.kind, "DELETED", obj)
+        self.relists += 1
+        self.synced.set()
+        return rv
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        key = object_key(obj)
+        with self._lock:
+            if kind == "DELETED":
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = obj
+        self.sink(self.kind, kind, obj)

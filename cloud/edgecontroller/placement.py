@@ -1,0 +1,166 @@
+"""Which objects each edge node must hold, and what to send it when that changes. No I/O here.
+
+A node holds its pods and the ConfigMaps and Secrets those pods refer to, and
+nothing else: when the last pod using a Secret leaves a node, the Secret is
+deleted there too (KubeEdge keeps sending it forever). ``sent`` is what this
+controller last queued for each node; after a reconnect it is replaced by what
+the node reports it holds, so only the differences travel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import kinds
+from schemas.envelope import Op
+from schemas.podrefs import config_refs
+from schemas.resource import ResourceKey
+
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+
+
+@dataclass(frozen=True)
+class Change:
+    node: str
+    op: Op
+    key: ResourceKey
+    rv: str
+    body: dict[str, Any]
+
+
+def key_of(kind: str, obj: dict[str, Any]) -> ResourceKey:
+    meta = obj.get("metadata") or {}
+    return ResourceKey(meta.get("namespace") if kind != kinds.NODE else None, kind, str(meta.get("name")))
+
+
+def _rv(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+
+
+def _uid(obj: dict[str, Any]) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
+
+
+def _newer(a: str, b: str) -> bool:
+    if a.isdigit() and b.isdigit():
+        return int(a) > int(b)
+    return a != b
+
+
+class Placement:
+    def __init__(self) -> None:
+        self.edge_nodes: set[str] = set()
+        self.pods: dict[ResourceKey, dict[str, Any]] = {}
+        self.pod_node: dict[ResourceKey, str] = {}
+        self.pods_by_node: dict[str, set[ResourceKey]] = {}
+        self.configs: dict[ResourceKey, dict[str, Any]] = {}
+        self.pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
+        self.node_refs: dict[str, Counter[ResourceKey]] = {}  # how many of the node's pods use each object
+        self.sent: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
+
+    # -- events ------------------------------------------------------------------------
+
+    def on_node(self, event: str, obj: dict[str, Any]) -> set[str]:
+        name = str((obj.get("metadata") or {}).get("name"))
+        is_edge = event != "DELETED" and EDGE_ROLE_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
+        if is_edge and name not in self.edge_nodes:
+            self.edge_nodes.add(name)
+            return {name}
+        if not is_edge and name in self.edge_nodes:
+            self.edge_nodes.discard(name)
+            self.sent.pop(name, None)
+        return set()
+
+    def on_pod(self, event: str, obj: dict[str, Any]) -> set[str]:
+        key = key_of(kinds.POD, obj)
+        affected: set[str] = set()
+        old_node = self.pod_node.pop(key, None)
+        if old_node is not None:
+            self.pods_by_node.get(old_node, set()).discard(key)
+            self.node_refs.get(old_node, Counter()).subtract(self.pod_refs.pop(key, frozenset()))
+            self.node_refs[old_node] += Counter()  # drop the zero counts
+            affected.add(old_node)
+        self.pods.pop(key, None)
+        node = (obj.get("spec") or {}).get("nodeName")
+        if event != "DELETED" and node:
+            self.pods[key] = obj
+            self.pod_node[key] = node
+            self.pods_by_node.setdefault(node, set()).add(key)
+            refs = config_refs(obj)
+            self.pod_refs[key] = refs
+            self.node_refs.setdefault(node, Counter()).update(refs)
+            affected.add(node)
+        return affected & self.edge_nodes
+
+    def on_config(self, kind: str, event: str, obj: dict[str, Any]) -> set[str]:
+        key = key_of(kind, obj)
+        if event == "DELETED":
+            self.configs.pop(key, None)
+        else:
+            self.configs[key] = obj
+        return {node for node in self.edge_nodes if self.node_refs.get(node, Counter())[key] > 0}
+
+    # -- what a node should hold -------------------------------------------------------------
+
+    def _refs(self, node: str) -> list[ResourceKey]:
+        return [k for k, n in self.node_refs.get(node, Counter()).items() if n > 0]
+
+    def desired(self, node: str) -> dict[ResourceKey, dict[str, Any]]:
+        if node not in self.edge_nodes:
+            return {}
+        out = {k: self.pods[k] for k in self.pods_by_node.get(node, ())}
+        for ref in self._refs(node):
+            obj = self.configs.get(ref)
+            if obj is not None:
+                out[ref] = obj
+        return out
+
+    def uses(self, node: str, key: ResourceKey) -> bool:
+        """Whether ``node`` may read ``key`` (a query from the edge is answered only then)."""
+        return node in self.edge_nodes and self.node_refs.get(node, Counter())[key] > 0
+
+    def wanted(self, node: str, key: ResourceKey) -> dict[str, Any] | None:
+        if node not in self.edge_nodes:
+            return None
+        if key.kind == kinds.POD:
+            return self.pods.get(key) if self.pod_node.get(key) == node else None
+        return self.configs.get(key) if self.node_refs.get(node, Counter())[key] > 0 else None
+
+    def changes(self, node: str, only: ResourceKey | None = None) -> list[Change]:
+        """What to send ``node`` so that it holds ``desired(node)``, given what was sent before
+        (for one object only, with ``only``: a ConfigMap event need not look at the rest)."""
+        sent = self.sent.setdefault(node, {})
+        if only is not None:
+            obj = self.wanted(node, only)
+            want = {only: obj} if obj is not None else {}
+            stale = [only] if only in sent and obj is None else []
+        else:
+            want = self.desired(node)
+            stale = [k for k in sent if k not in want]
+        out: list[Change] = []
+        for key, obj in want.items():
+            rv, uid = _rv(obj), _uid(obj)
+            if sent.get(key) != (rv, uid):
+                out.append(Change(node, Op.UPDATE if key in sent else Op.INSERT, key, rv, obj))
+                sent[key] = (rv, uid)
+        for key in stale:
+            rv, uid = sent.pop(key)
+            meta: dict[str, Any] = {"name": key.name, "namespace": key.namespace}
+            if uid is not None:
+                meta["uid"] = uid
+            out.append(Change(node, Op.DELETE, key, rv, {"metadata": meta}))
+        return out
+
+    def resync(self, node: str, held: dict[ResourceKey, tuple[str, str | None]]) -> list[Change]:
+        """The node reports what it holds (key -> (rv, uid)): send what is newer, delete what is not wanted."""
+        sent = dict(held)  # changes() deletes what is not wanted and updates what differs
+        want = self.desired(node)
+        for key, (rv, uid) in held.items():
+            obj = want.get(key)
+            if obj is not None and _uid(obj) == uid and not _newer(_rv(obj), rv):
+                sent[key] = (_rv(obj), uid)  # up to date
+        self.sent[node] = sent
+        return self.changes(node)
