@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
     "tests.support.edge_node",
+    "tests.support.cluster",
 ]

@@ -36,23 +36,27 @@ class EdgeNode:
     def argv(self, component: str) -> list[str]:
         common = ["--node", self.node, "--broker", self.edge_broker.url(), "--log-level", "info"]
         extra = {
-            "edgehub": ["--outbox", str(self.workdir / "outbox.db"), "--keepalive-s", "5", "--resend-s", "3"],
-            "metamanager": ["--db", str(self.workdir / "meta.db")],
-            "edged": ["--podman-url", self.podman.base_url, "--data-dir", str(self.workdir / "edged"),
+            "edgehub": ["--outbox", str(self.data / "outbox.db"), "--keepalive-s", "3", "--resend-s", "3"],
+            "metamanager": ["--db", str(self.data / "meta.db")],
+            "edged": ["--podman-url", self.podman.base_url, "--data-dir", str(self.data / "edged"),
                       "--node-status-s", "2"],
         }[component]
         return [sys.executable, "-m", f"edge.{component}", *common, *extra]
 
     def start(self, component: str) -> ManagedProcess:
         self.starts += 1
-        process = ManagedProcess(f"{component}-{self.starts}", self.argv(component),
-                                 self.workdir / f"{component}-{self.starts}.log").start()
+        process = ManagedProcess(f"{self.node}-{component}-{self.starts}", self.argv(component),
+                                 self.workdir / f"{self.node}-{component}-{self.starts}.log").start()
         self.processes[component] = process
         with TestClient(self.edge_broker.host, self.edge_broker.port) as watcher:
             watcher.subscribe(topics.status(component))
             wait_until(lambda: _status_up(watcher, process.pid), timeout=30, what=f"{component} up",
                        alive=process)
         return process
+
+    @property
+    def data(self) -> Path:
+        return self.workdir if self.node == NODE else self.workdir / self.node
 
     def start_all(self) -> None:
         for component in EDGE_COMPONENTS:
@@ -81,12 +85,14 @@ class Link:
     argv: list[str]
     workdir: Path
     edge_broker: Broker
+    node: str = NODE
     process: ManagedProcess | None = None
     starts: int = 0
 
     def up(self) -> None:
         self.starts += 1
-        self.process = ManagedProcess(f"bridge-{self.starts}", self.argv, self.workdir / f"bridge-{self.starts}.log")
+        self.process = ManagedProcess(f"bridge-{self.node}-{self.starts}", self.argv,
+                                      self.workdir / f"bridge-{self.node}-{self.starts}.log")
         self.process.start()
         self.wait_state(Op.CONNECTED)
 
@@ -97,7 +103,7 @@ class Link:
 
     def wait_state(self, op: Op) -> None:
         with TestClient(self.edge_broker.host, self.edge_broker.port) as client:
-            client.subscribe(topics.link_state(NODE))
+            client.subscribe(topics.link_state(self.node))
             wait_until(lambda: decode(client.expect().payload).op == op, timeout=30, what=f"link state {op.value}")
 
     def stop(self) -> None:

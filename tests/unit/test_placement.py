@@ -65,7 +65,7 @@ def test_resync_sends_only_the_difference() -> None:
     p.on_node("ADDED", node("e1"))
     p.on_config("configmap", "ADDED", cm("a", "10"))
     p.on_pod("ADDED", pod("web", "e1", "11", cm="a"))
-    held = {
+    held: dict[ResourceKey, tuple[str, str | None]] = {
         ResourceKey("ns", "configmap", "a"): ("9", "c-a"),  # older: resend
         ResourceKey("ns", "pod", "web"): ("11", "u-web"),  # current: leave
         ResourceKey("ns", "pod", "gone"): ("3", "u-gone"),  # deleted while away: delete

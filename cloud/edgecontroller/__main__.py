@@ -1,0 +1,8 @@
+"""``python -m cloud.edgecontroller``: Kubernetes objects to edge nodes, and their status back."""
+
+from broker.runtime import run_component
+from cloud.edgecontroller.controller import MODULE, EdgeController, EdgeControllerSettings
+from schemas.topics import Side
+
+raise SystemExit(run_component(MODULE, Side.CLOUD, EdgeControllerSettings, EdgeController,
+                               description="Send edge nodes their pods, ConfigMaps and Secrets; write their status."))
