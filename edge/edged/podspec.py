@@ -164,7 +164,7 @@ class _Resolver:
         self.lookup = lookup
         self.refs: set[ResourceKey] = set()
 
-    def data(self, kind: str, name: str, optional: bool) -> dict[str, bytes] | None:
+    def data(self, kind: str, name: Any, optional: bool) -> dict[str, bytes] | None:
         if not isinstance(name, str) or not name:
             raise PodSpecError("InvalidSpec", f"a {kind} reference has no name")
         key = ResourceKey(self.namespace, kind, name)
@@ -264,6 +264,21 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
             data = resolver.data("secret", src.get("secretName"), bool(src.get("optional")))
             plans[name] = VolumePlan(name, "secret", ResourceKey(resolver.namespace, "secret", src.get("secretName")),
                                      files=_files({"defaultMode": 0o644, **src}, data))
+        elif "projected" in vol:
+            src = vol["projected"] or {}
+            files: dict[str, tuple[bytes, int]] = {}
+            mode = int(src.get("defaultMode", 0o644))
+            for source in src.get("sources") or []:
+                for kind, field_name in (("configmap", "configMap"), ("secret", "secret")):
+                    if field_name in source:
+                        ref = source[field_name] or {}
+                        data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
+                        files.update(_files({"defaultMode": mode, **ref}, data).files)
+                unsupported = sorted(k for k in source if k not in ("configMap", "secret"))
+                if unsupported:
+                    raise PodSpecError("InvalidSpec", f"volume {name}: projected source {unsupported[0]} is not "
+                                                      "supported on this node (configMap and secret are)")
+            plans[name] = VolumePlan(name, "configMap", None, files=FileSet(files))
         elif "emptyDir" in vol:
             plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
         elif "hostPath" in vol:

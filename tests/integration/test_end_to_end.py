@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from kubernetes import client as k8s
 from podman import PodmanClient
 
+from edge.metamanager.store import MetaStore
 from tests.fixtures.processes import wait_until
 from tests.support.cluster import Cluster, node_names
 
@@ -73,3 +75,88 @@ def test_kubectl_flow(cluster_factory: Any) -> None:
     assert deleted_after <= 3 + 2, f"deletion took {deleted_after:.1f} s"
     assert running_after <= 3, f"Running after {running_after:.1f} s"
     print(f"\nRunning in the API server {running_after:.2f} s after create; deleted in {deleted_after:.2f} s")
+
+
+def edge_store(cluster: Cluster, node: str) -> dict[str, str]:
+    """What a node's MetaManager holds, read from its SQLite file: key -> resourceVersion."""
+    edge, _link = cluster.nodes[node]
+    store = MetaStore(edge.data / "meta.db")
+    try:
+        return {str(s.key): s.rv for s in store.all() if s.key.namespace == cluster.namespace}
+    finally:
+        store.close()
+
+
+def api_view(cluster: Cluster, node: str, configmaps: list[str]) -> dict[str, str]:
+    """What the node should hold: its pods and the ConfigMaps among ``configmaps`` that exist."""
+    core, ns = cluster.core, cluster.namespace
+    view = {f"{ns}/pod/{p.metadata.name}": p.metadata.resource_version
+            for p in core.list_namespaced_pod(ns).items if p.spec.node_name == node}
+    for cm in core.list_namespaced_config_map(ns).items:
+        if cm.metadata.name in configmaps:
+            view[f"{ns}/configmap/{cm.metadata.name}"] = cm.metadata.resource_version
+    return view
+
+
+def test_configmaps_reach_only_the_nodes_that_use_them(cluster_factory: Any) -> None:
+    first, second = node_names(2)
+    cluster: Cluster = cluster_factory([first, second])
+    core, ns = cluster.core, cluster.namespace
+    core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="only-second"),
+                                                          data={"k": "v"}))
+    core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="both"), data={"k": "v"}))
+    core.create_namespaced_pod(ns, pod_manifest("p2", second, "sleep 3600", container={"envFrom": [
+        {"configMapRef": {"name": "only-second"}}, {"configMapRef": {"name": "both"}}]}))
+    core.create_namespaced_pod(ns, pod_manifest("p1", first, "sleep 3600", container={"envFrom": [
+        {"configMapRef": {"name": "both"}}]}))
+    wait_until(lambda: running(cluster, "p1") and running(cluster, "p2"), timeout=30, what="both pods Running")
+    assert f"{ns}/configmap/only-second" in edge_store(cluster, second)
+    assert f"{ns}/configmap/both" in edge_store(cluster, first)
+    assert f"{ns}/configmap/only-second" not in edge_store(cluster, first)
+    # When the last pod using it leaves, the ConfigMap leaves the node too.
+    core.delete_namespaced_pod("p1", ns)
+    wait_until(lambda: f"{ns}/configmap/both" not in edge_store(cluster, first), timeout=30,
+               what="the unused ConfigMap removed from the first node")
+
+
+def test_link_cut_for_a_minute_then_convergence(cluster_factory: Any) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    names = [f"cm-{i}" for i in range(100)]
+    # A pod that will use all of them (optional, so it runs before they exist).
+    core.create_namespaced_pod(ns, pod_manifest("consumer", node, "sleep 3600", volumes=[
+        {"name": "all", "projected": {"sources": [{"configMap": {"name": n, "optional": True}} for n in names]}}]))
+    wait_until(lambda: running(cluster, "consumer"), timeout=30, what="consumer Running")
+    _edge, link = cluster.nodes[node]
+    link.down()
+    cut = time.monotonic()
+    for name in names:
+        core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name), data={"v": "1"}))
+    for name in names[:50]:
+        core.patch_namespaced_config_map(name, ns, {"data": {"v": "2"}})
+    for name in names[50:70]:
+        core.delete_namespaced_config_map(name, ns)
+    for i in range(5):
+        core.create_namespaced_pod(ns, pod_manifest(f"late-{i}", node, "sleep 3600"))
+    wait_until(lambda: _ready_status(cluster, node) == "Unknown", timeout=60, what="NodeReady Unknown during the cut")
+    remaining = 60 - (time.monotonic() - cut)
+    if remaining > 0:
+        time.sleep(remaining)  # the scenario itself: the link stays down for a minute
+    link.up()
+    back = time.monotonic()
+    wait_until(lambda: edge_store(cluster, node) == api_view(cluster, node, names), timeout=30,
+               what="the node's store to equal the API server's view")
+    converged = time.monotonic() - back
+    for i in range(5):
+        wait_until(partial(running, cluster, f"late-{i}"), timeout=30, what=f"late-{i} Running")
+    wait_until(lambda: _ready_status(cluster, node) == "True", timeout=30, what="NodeReady True again")
+    assert len([k for k in edge_store(cluster, node) if "/configmap/" in k]) == 80
+    print(f"\nstore converged {converged:.1f} s after the link returned")
+
+
+def _ready_status(cluster: Cluster, node: str) -> str:
+    for condition in cluster.core.read_node(node).status.conditions or []:
+        if condition.type == "Ready":
+            return str(condition.status)
+    return ""

@@ -121,3 +121,15 @@ def test_phase_rules() -> None:
                         pod_ip="", host_ip="10.0.0.1", start_time="t", since="t")
     assert status["phase"] == "Pending"
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
+
+
+def test_projected_volume_merges_sources() -> None:
+    plan = plan_pod(pod(volumeMounts=[{"name": "p", "mountPath": "/p"}], spec={"volumes": [{"name": "p", "projected": {
+        "sources": [{"configMap": {"name": "cfg", "items": [{"key": "a", "path": "a"}]}},
+                    {"secret": {"name": "sec"}}, {"configMap": {"name": "absent", "optional": True}}]}}]}),
+        "n", lookup)
+    files = plan.volumes["p"].files
+    assert files is not None
+    assert files.files == {"a": (b"1", 0o644), "pw": (b"hunter2", 0o644)}
+    with pytest.raises(PodSpecError, match="projected source downwardAPI"):
+        plan_pod(pod(spec={"volumes": [{"name": "p", "projected": {"sources": [{"downwardAPI": {}}]}}]}), "n", lookup)
