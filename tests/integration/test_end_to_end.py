@@ -6,12 +6,17 @@ import time
 from functools import partial
 from typing import Any
 
+import msgpack
 from kubernetes import client as k8s
 from podman import PodmanClient
 
 from edge.metamanager.store import MetaStore
+from schemas import topics
+from schemas.envelope import Envelope, Group, Op, decode
+from schemas.resource import ResourceKey
+from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import Cluster, node_names
+from tests.support.cluster import NODE_PW, Cluster, node_names
 
 IMAGE = "localhost/busybox:latest"
 
@@ -160,3 +165,104 @@ def _ready_status(cluster: Cluster, node: str) -> str:
         if condition.type == "Ready":
             return str(condition.status)
     return ""
+
+
+def test_cloudhub_killed_during_a_stream_of_updates(cluster_factory: Any) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    names = [f"cm-{i}" for i in range(50)]
+    for name in names:
+        core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name), data={"v": "0"}))
+    core.create_namespaced_pod(ns, pod_manifest("consumer", node, "sleep 3600", volumes=[
+        {"name": "all", "projected": {"sources": [{"configMap": {"name": n}} for n in names]}}]))
+    wait_until(lambda: running(cluster, "consumer"), timeout=30, what="consumer Running")
+    for i in range(500):
+        core.patch_namespaced_config_map(names[i % 50], ns, {"data": {"v": str(i + 1)}})
+        if i == 200:
+            cluster.cloud["cloudhub"].kill()
+        if i == 260:
+            cluster.start_cloud("cloudhub")
+    wait_until(lambda: edge_store(cluster, node) == api_view(cluster, node, names), timeout=60,
+               what="the node to converge after CloudHub's crash")
+    edge, _link = cluster.nodes[node]
+    store = MetaStore(edge.data / "meta.db")
+    try:
+        for i, name in enumerate(names):
+            stored = store.get(ResourceKey(ns, "configmap", name))
+            assert stored is not None
+            assert stored.obj["data"] == {"v": str(450 + i + 1)}  # the last update of each, nothing stale
+    finally:
+        store.close()
+
+
+def test_edgecontroller_restart_loses_no_status(cluster_factory: Any) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    core.create_namespaced_pod(ns, pod_manifest("steady", node, "sleep 3600"))
+    wait_until(lambda: running(cluster, "steady"), timeout=30, what="steady Running")
+    cluster.cloud["edgecontroller"].stop()
+    code, _ = exec_in(cluster, "steady", ["sh", "-c", "kill -9 $(pidof sleep)"])
+    assert code in (0, 137)
+    cluster.start_cloud("edgecontroller")
+    restarted = wait_until(
+        lambda: (p := running(cluster, "steady")) and p.status.container_statuses[0].restart_count == 1 and p,
+        timeout=40, what="the restart made while EdgeController was away to reach the API server")
+    assert restarted.status.container_statuses[0].last_state.terminated is not None
+    nodes = [n for n in core.list_node().items if n.metadata.name == node]
+    assert len(nodes) == 1
+    assert "node-role.kubernetes.io/edge" in nodes[0].metadata.labels
+
+
+def test_bad_input_from_an_edge_changes_nothing(cluster_factory: Any) -> None:
+    mine, other = node_names(2)
+    cluster: Cluster = cluster_factory([mine, other])
+    core, ns = cluster.core, cluster.namespace
+    core.create_namespaced_pod(ns, pod_manifest("theirs", other, "sleep 3600"))
+    before = wait_until(lambda: running(cluster, "theirs"), timeout=30, what="theirs Running")
+    broker = cluster.cloud_broker
+    with TestClient(broker.host, broker.port, username=mine, password=NODE_PW) as edge:
+        edge.subscribe(topics.link_down(mine))
+        # 1. speaking for another node
+        forged = Envelope(node=other, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
+                          res=ResourceKey(ns, "podstatus", "theirs"), body={"status": {"phase": "Failed"}})
+        edge.publish(topics.link_up(mine), forged.encode())
+        reply = _reply_to(edge, forged.id)
+        assert (reply.op, reply.body["code"]) == (Op.ERROR, 403)
+        # 2. a status for a pod bound to another node, under its own name
+        sneaky = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
+                          res=ResourceKey(ns, "podstatus", "theirs"),
+                          body={"metadata": {"uid": before.metadata.uid}, "status": {"phase": "Failed"}})
+        edge.publish(topics.link_up(mine), sneaky.encode())
+        reply = _reply_to(edge, sneaky.id)
+        assert (reply.op, reply.body["code"]) == (Op.ERROR, 403)
+        assert "not bound to" in reply.body["reason"]
+        # 3. a status for a pod that does not exist: acknowledged, and the node is told to drop it
+        ghost = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
+                         res=ResourceKey(ns, "podstatus", "ghost"),
+                         body={"metadata": {"uid": "ghost-uid"}, "status": {"phase": "Running"}})
+        edge.publish(topics.link_up(mine), ghost.encode())
+        seen = [decode(edge.expect().payload) for _ in range(2)]
+        assert {e.op for e in seen} == {Op.RESPONSE, Op.DELETE}
+        # 4. garbage, and a broken envelope whose sender can be told why
+        edge.publish(topics.link_up(mine), b"\xff\x00garbage")
+        broken = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE).to_map()
+        broken["op"] = "explode"
+        edge.publish(topics.link_up(mine), msgpack.packb(broken))
+        reply = _reply_to(edge, broken["id"])
+        assert (reply.op, reply.body["code"]) == (Op.ERROR, 400)
+    after = cluster.pod("theirs")
+    assert after.status.phase == "Running"
+    assert cluster.pod("ghost") is None
+    for process in cluster.cloud.values():
+        assert process.returncode() is None
+
+
+def _reply_to(client: TestClient, msg_id: str) -> Envelope:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        envelope = decode(client.expect().payload)
+        if envelope.parent == msg_id:
+            return envelope
+    raise AssertionError(f"no reply to {msg_id}")
