@@ -16,6 +16,7 @@ from broker.launch import KINDS
 from broker.settings import SettingsError
 from edgehive import bench, bench_edge, stack
 from edgehive.launcher import Supervisor
+from edgehive.localcluster import LocalClusterError
 
 log = logging.getLogger("edgehive")
 
@@ -28,8 +29,13 @@ def default_state_dir() -> Path:
 def _up(args: argparse.Namespace) -> int:
     logs.setup("edgehive-up", "info")
     settings = stack.StackSettings(state_dir=args.state_dir, cloud_listen=args.cloud_listen,
-                                   edge_listen=args.edge_listen, node=args.node)
-    children, watches = stack.build(settings)
+                                   edge_listen=args.edge_listen, node=args.node, kubeconfig=args.kubeconfig,
+                                   apiserver_port=args.apiserver_port, etcd_port=args.etcd_port)
+    try:
+        children, watches = stack.build(settings)
+    except LocalClusterError as exc:
+        print(f"edgehive up: {exc}", file=sys.stderr)
+        return 1
     log_dir = settings.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -41,8 +47,10 @@ def _up(args: argparse.Namespace) -> int:
                             before_stop=close_watches)
     for watch in watches:
         watch.start()
-    print(f"edgehive up: cloud broker mqtt://{settings.cloud_listen}, edge broker mqtt://{settings.edge_listen}, "
-          f"node {settings.node}; logs in {log_dir}; Ctrl-C stops everything", flush=True)
+    kubeconfig = settings.kubeconfig or settings.state_dir / "apiserver" / "kubeconfig"
+    print(f"edgehive up: node {settings.node}; cloud broker mqtt://{settings.cloud_listen}, edge broker "
+          f"mqtt://{settings.edge_listen}; logs in {log_dir}; Ctrl-C stops everything\n"
+          f"  kubectl --kubeconfig {kubeconfig} get nodes", flush=True)
     return supervisor.run()
 
 
@@ -75,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cloud-listen", type=Listen.parse, default=Listen("127.0.0.1", 1883), metavar="HOST:PORT")
     up.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT")
     up.add_argument("--node", default="edge-1", help="name of the local edge node (default edge-1)")
+    up.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local API server")
+    up.add_argument("--apiserver-port", type=int, default=6443, help="local API server port (default 6443)")
+    up.add_argument("--etcd-port", type=int, default=2379, help="local etcd client port; peer is the next one")
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=_up)

@@ -17,6 +17,7 @@ from broker.embedded import Listen
 from broker.passwords import read_password_file, set_password
 from broker.url import BrokerUrl
 from edgehive.launcher import Child, python_module
+from edgehive.localcluster import LocalApiServer
 from schemas import topics
 from schemas.envelope import EnvelopeError, Op, decode
 
@@ -31,6 +32,9 @@ class StackSettings:
     cloud_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1883))
     edge_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1884))
     node: str = "edge-1"
+    kubeconfig: Path | None = None  # the user's cluster; None runs the local API server
+    apiserver_port: int = 6443
+    etcd_port: int = 2379
 
 
 @dataclass
@@ -60,14 +64,14 @@ class Credentials:
         return creds, passwd
 
 
-class EdgeWatch:
-    """Reads the retained link state and component statuses on the edge broker; its own connection
-    doubles as the edge broker's health."""
+class StatusWatch:
+    """Reads the retained link states and component statuses on one broker; its own connection
+    doubles as that broker's health."""
 
-    def __init__(self, url: BrokerUrl, client_id: str) -> None:
+    def __init__(self, url: BrokerUrl, client_id: str, name: str) -> None:
         self.links: dict[str, bool] = {}
         self.components: dict[str, bool] = {}
-        self.connection = Connection(ConnectionSettings(url=url, client_id=client_id), name="up-watch-edge")
+        self.connection = Connection(ConnectionSettings(url=url, client_id=client_id), name=name)
         self.connection.subscribe(f"{topics.LINK}/+/state")
         self.connection.subscribe(topics.all_status())
         self.connection.on_message(self._on_message)
@@ -97,22 +101,36 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     cloud_url = BrokerUrl(settings.cloud_listen.host, settings.cloud_listen.port, username=CLOUD_USER,
                           password=creds.passwords[CLOUD_USER])
     edge_url = BrokerUrl(settings.edge_listen.host, settings.edge_listen.port)
+    # Passwords go by environment, not argv, so that ps does not show them.
+    cloud_env = {"EDGEHIVE_BROKER": str(cloud_url.with_password())}
 
-    cloud_watch = Connection(ConnectionSettings(url=cloud_url, client_id="edgehive-up-watch"), name="up-watch-cloud")
-    edge_watch = EdgeWatch(edge_url, "edgehive-up-watch")
+    cloud_watch = StatusWatch(cloud_url, "edgehive-up-watch", "up-watch-cloud")
+    edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge")
     data = settings.state_dir / "data"
     podman_socket = settings.state_dir / "podman.sock"
     podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
     edge_common = ("--node", settings.node, "--broker", f"mqtt://{settings.edge_listen}")
-    children = [
+    children: list[Child] = []
+    kubeconfig = settings.kubeconfig
+    if kubeconfig is None:
+        local = LocalApiServer(settings.state_dir / "apiserver", port=settings.apiserver_port,
+                               etcd_port=settings.etcd_port, etcd_peer_port=settings.etcd_port + 1)
+        local.prepare()
+        kubeconfig = local.kubeconfig
+        children += [Child("etcd", local.etcd_argv()), Child("kube-apiserver", local.apiserver_argv(),
+                                                             healthy=local.ready)]
+    children += [
         Child("cloud-broker",
               python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
-              healthy=lambda: cloud_watch.connected),
+              healthy=lambda: cloud_watch.connection.connected),
+        Child("cloudhub", python_module("cloud.cloudhub"), env=cloud_env,
+              healthy=lambda: cloud_watch.component_up("cloudhub")),
+        Child("edgecontroller", python_module("cloud.edgecontroller", "--kubeconfig", str(kubeconfig)), env=cloud_env,
+              healthy=lambda: cloud_watch.component_up("edgecontroller")),
         Child("edge-broker", python_module("broker", "--listen", str(settings.edge_listen)),
               healthy=lambda: edge_watch.connection.connected),
         Child(f"bridge-{settings.node}",
               python_module("broker.bridge", "--node", settings.node, "--edge", f"mqtt://{settings.edge_listen}"),
-              # The password goes by environment, not argv, so that ps does not show it.
               env={"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@"
                                      f"{settings.cloud_listen}"},
               healthy=lambda: edge_watch.link_up(settings.node)),
@@ -127,6 +145,6 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
                                      "--data-dir", str(data / "edged")),
               healthy=lambda: edge_watch.component_up("edged")),
     ]
-    log.info("stack state in %s; cloud broker user %r, password in %s", settings.state_dir, cloud_url.username,
+    log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
              settings.state_dir / "credentials")
-    return children, [cloud_watch, edge_watch.connection]
+    return children, [cloud_watch.connection, edge_watch.connection]

@@ -50,6 +50,8 @@ class EdgeD:
         self.bus: Bus | None = None
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
+        self._edgehub_pid: int | None = None
+        self._register = threading.Event()
         self._listed = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -60,12 +62,14 @@ class EdgeD:
         self.bus = bus
         bus.handle(bus.inbox, self.on_forward)
         bus.handle(topics.status("metamanager"), self.on_metamanager_status)
+        bus.handle(topics.status("edgehub"), self.on_edgehub_status)
         self.kubelet.start()
         for thread in self._threads:
             thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._register.set()  # wakes the node-status thread so it can see the stop
         self.kubelet.stop()
         self.runtime.close()
 
@@ -95,6 +99,17 @@ class EdgeD:
             with self._lock:
                 self._listed.clear()
             threading.Thread(target=self._load, name="relist", daemon=True).start()
+        return None
+
+    def on_edgehub_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """EdgeHub (re)appeared: what was published for the cloud before it subscribed may be gone
+        (a fresh broker keeps nothing for a client it never saw), so register and report again."""
+        body = envelope.body if isinstance(envelope.body, dict) else {}
+        pid = body.get("pid")
+        if body.get("state") == "up" and pid != self._edgehub_pid:
+            self._edgehub_pid = pid if isinstance(pid, int) else None
+            self.kubelet.report_again()
+            self._register.set()
         return None
 
     def _apply(self, key: ResourceKey, obj: Any) -> None:
@@ -153,21 +168,22 @@ class EdgeD:
         self.bus.publish(topics.to_cloud(), envelope, timeout=10)
 
     def _node_loop(self) -> None:
+        """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""
         assert self.bus is not None
-        registered = False
+        self._register.wait()
         while not self._stop.is_set():
             ready = self.runtime.ping()
             message = "podman is ready" if ready else f"podman does not answer at {self.settings.podman_url}"
             try:
-                if not registered:
+                if self._register.is_set():
+                    self._register.clear()
                     obj = node_object(self.node, self.kubelet.host_ip, ready, message)
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
-                    registered = True
                 else:
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
                         body={"status": node_status(self.kubelet.host_ip, ready, message, time.time())}), timeout=10)
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
-            self._stop.wait(self.settings.node_status_s)
+            self._register.wait(self.settings.node_status_s)

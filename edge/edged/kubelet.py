@@ -128,9 +128,11 @@ class Kubelet:
         self.ready.set()
         self._kick.set()
 
-    def pods_needing(self, key: ResourceKey) -> list[ResourceKey]:
-        with self._lock:
-            return [k for k, pod in self._pods.items() if key in config_refs(pod)]
+    def report_again(self) -> None:
+        """Send every pod's status again on the next pass, changed or not."""
+        for worker in list(self._workers.values()):
+            worker.last_status = None
+        self._kick.set()
 
     def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
         with self._lock:

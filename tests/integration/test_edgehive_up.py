@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from tests.fixtures.processes import free_port, wait_until
 
@@ -26,19 +30,44 @@ def all_healthy(state_dir: Path) -> dict[str, dict[str, Any]] | None:
     return rows if rows and all(r["healthy"] for r in rows.values()) else None
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _node_ready(api: Any, name: str) -> bool:
+    try:
+        node = k8s.CoreV1Api(api).read_node(name)
+    except k8s.exceptions.ApiException:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
+    etcd_port = free_port()
+    while _port_taken(etcd_port + 1):  # etcd's peer port is the next one
+        etcd_port = free_port()
     state = tmp_path / "state"
     with (tmp_path / "up.out").open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
-             "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state)],
+             "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
+             "--etcd-port", str(etcd_port)],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        rows = wait_until(lambda: all_healthy(state), timeout=60, what="every child of edgehive up healthy")
-        assert set(rows) == {"cloud-broker", "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman",
-                             "edged"}
+        rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
+        assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller", "edge-broker",
+                             "bridge-edge-1", "edgehub", "metamanager", "podman", "edged"}
+        # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
+        kubeconfig = state / "apiserver" / "kubeconfig"
+        assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()
+        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            wait_until(lambda: _node_ready(api, "edge-1"), timeout=60, what="edge-1 Ready in the API server")
+        finally:
+            api.close()
         pids = {name: row["pid"] for name, row in rows.items()}
 
         os.kill(pids["bridge-edge-1"], signal.SIGKILL)
