@@ -14,7 +14,7 @@ from broker import logs
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_edge, stack
+from edgehive import bench, bench_cloud, bench_edge, stack
 from edgehive.launcher import Supervisor
 from edgehive.localcluster import LocalClusterError
 
@@ -75,6 +75,16 @@ def _bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_cloud(args: argparse.Namespace) -> int:
+    try:
+        report = bench_cloud.bench_cloud(args.objects, args.pods, args.broker, progress=not args.json)
+    except bench.BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    bench_cloud.print_report(report, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--restore-pods", type=int, default=10)
     edge.add_argument("--json", action="store_true", help="print one JSON object")
     edge.set_defaults(func=_bench_edge)
+    cloud = scenarios.add_parser("cloud", help="API server to edge: commit rate against raw creates, pod start")
+    cloud.add_argument("--broker", choices=KINDS, default="amqtt")
+    cloud.add_argument("--objects", type=int, default=1000)
+    cloud.add_argument("--pods", type=int, default=20)
+    cloud.add_argument("--json", action="store_true", help="print one JSON object")
+    cloud.set_defaults(func=_bench_cloud)
     return parser
 
 

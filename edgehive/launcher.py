@@ -8,6 +8,7 @@ SIGINT or SIGTERM stops every child it started and nothing else.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from broker.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
 STABLE_AFTER = 30.0
 """A child that ran this long without dying has its restart backoff reset."""
 
@@ -69,6 +71,19 @@ def _safe(probe: Callable[[], bool]) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: if the supervisor is killed outright, the kernel sends us SIGTERM.
+
+    Children run in their own session (so a terminal's Ctrl-C reaches only the supervisor);
+    without this, a SIGKILLed supervisor would leave its whole stack running.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -94,7 +109,8 @@ class Supervisor:
         # Its own session: a Ctrl-C in the terminal reaches the supervisor only, which then stops
         # the children in order instead of racing them.
         child.proc = subprocess.Popen(child.argv, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, no locks
         if output is not None:
             output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()

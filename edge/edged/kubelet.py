@@ -34,6 +34,7 @@ BACKOFF_START_S = 10.0
 BACKOFF_MAX_S = 300.0
 BACKOFF_RESET_AFTER_S = 600.0
 SYNC_PERIOD_S = 1.0
+MIN_PASS_INTERVAL_S = 0.1
 
 StatusSink = Callable[[ResourceKey, dict[str, Any], dict[str, Any]], None]
 """Receives (pod key, pod metadata, status) whenever a pod's status changes."""
@@ -71,6 +72,8 @@ class PodWorker:
     pod_started: bool = False
     terminated: bool = False
     last_status: dict[str, Any] | None = None
+    plan: PodPlan | None = None
+    plan_signature: tuple[str, int] | None = None
     busy: Future[None] | None = None
 
     def book(self, name: str) -> _ContainerBook:
@@ -90,6 +93,9 @@ class Kubelet:
         self._config: dict[ResourceKey, dict[str, Any]] = {}
         self._workers: dict[str, PodWorker] = {}  # by pod UID
         self._deleted_grace: dict[str, int] = {}
+        self._pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
+        self._used: set[ResourceKey] = set()
+        self._config_version: dict[ResourceKey, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pod-worker")
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -108,7 +114,13 @@ class Kubelet:
                     self._deleted_grace[uid] = int(grace) if isinstance(grace, int) else 30
             else:
                 self._pods[key] = pod
+            self._index_refs()
         self._kick.set()
+
+    def _index_refs(self) -> None:
+        """Which ConfigMaps and Secrets the desired pods use (kept, not recomputed per config event)."""
+        self._pod_refs = {k: config_refs(p) for k, p in self._pods.items()}
+        self._used = set().union(*self._pod_refs.values()) if self._pod_refs else set()
 
     def set_config(self, key: ResourceKey, obj: dict[str, Any] | None) -> None:
         """A ConfigMap or Secret changed: the pods that use it sync again (files are rewritten)."""
@@ -117,7 +129,8 @@ class Kubelet:
                 self._config.pop(key, None)
             else:
                 self._config[key] = obj
-            used = any(key in config_refs(pod) for pod in self._pods.values())
+            self._config_version[key] = self._config_version.get(key, 0) + 1
+            used = key in self._used
         if used:
             self._kick.set()
 
@@ -125,6 +138,9 @@ class Kubelet:
         with self._lock:
             self._pods = dict(pods)
             self._config = dict(config)
+            for key in config:
+                self._config_version[key] = self._config_version.get(key, 0) + 1
+            self._index_refs()
         self.ready.set()
         self._kick.set()
 
@@ -133,6 +149,13 @@ class Kubelet:
         for worker in list(self._workers.values()):
             worker.last_status = None
         self._kick.set()
+
+    def _signature(self, worker: PodWorker, pod: dict[str, Any]) -> tuple[str, int]:
+        """Changes when the pod or any ConfigMap/Secret it uses changes: until then its plan stands."""
+        with self._lock:
+            refs = self._pod_refs.get(worker.key, frozenset())
+            return (str((pod.get("metadata") or {}).get("resourceVersion")),
+                    sum(self._config_version.get(k, 0) for k in refs))
 
     def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
         with self._lock:
@@ -151,9 +174,14 @@ class Kubelet:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
             self._kick.wait(SYNC_PERIOD_S)
+            # A burst of changes (a thousand ConfigMaps) makes one pass per MIN_PASS_INTERVAL_S, not one each:
+            # every pass lists podman's containers and pods.
+            self._stop.wait(max(0.0, last + MIN_PASS_INTERVAL_S - time.monotonic()))
             self._kick.clear()
+            last = time.monotonic()
             if self._stop.is_set() or not self.ready.is_set():
                 continue
             try:
@@ -228,8 +256,12 @@ class Kubelet:
                  podman_pods: dict[str, str]) -> dict[str, Any] | None:
         start_time = rfc3339(worker.started)
         meta = pod.get("metadata") or {}
+        signature = self._signature(worker, pod)
         try:
-            plan = plan_pod(pod, self.node, self._lookup)
+            if worker.plan is not None and worker.plan_signature == signature:
+                plan, fresh = worker.plan, False
+            else:
+                plan, fresh = plan_pod(pod, self.node, self._lookup), True
         except ConfigError as exc:
             return self._waiting_on_config(worker, pod, exc, start_time)
         except PodSpecError as exc:
@@ -240,7 +272,9 @@ class Kubelet:
         if meta.get("deletionTimestamp"):
             return self._terminate(worker, plan, observed, start_time)
 
-        self.volumes.prepare(plan)
+        if fresh:  # planning again means something changed: files are written again
+            self.volumes.prepare(plan)
+            worker.plan, worker.plan_signature = plan, signature
         if podman_pods.get(plan.podman_name) != plan.uid:
             if plan.podman_name in podman_pods:  # an older pod of the same name: replaced by this one
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)

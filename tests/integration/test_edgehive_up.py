@@ -89,6 +89,10 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         assert "COMPONENT" in output
         assert "bridge-edge-1" in output
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: stop the stack the normal way first
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its children follow (PR_SET_PDEATHSIG)
+                proc.wait()
