@@ -17,12 +17,26 @@ from dataclasses import dataclass, field
 from broker.connection import Connection, ConnectionSettings, Incoming
 from broker.counters import Counters
 from schemas import topics
-from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send, decode, salvage
+from schemas.envelope import (
+    DEFAULT_MAX_SIZE,
+    Envelope,
+    EnvelopeError,
+    Group,
+    Op,
+    RawSend,
+    Salvage,
+    Send,
+    decode,
+    salvage,
+)
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Envelope, str], Iterable[Send] | None]
+Handler = Callable[[Envelope, str], Iterable[Send | RawSend] | None]
 """Takes an envelope and the topic it came on; returns what to publish in answer (or None)."""
+
+RawHandler = Callable[[str, bytes], Iterable[Send | RawSend] | None]
+"""For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
 
 
 class RequestTimeout(TimeoutError):
@@ -71,9 +85,11 @@ class Bus:
         self.counters: Counters = self.connection.counters
         self._error_route = error_route or self._reply_to_sender_inbox
         self._handlers: list[tuple[str, Handler]] = []
+        self._raw_handlers: list[tuple[str, RawHandler]] = []
         self._waiters: dict[str, _Waiter] = {}
         self._waiters_lock = threading.Lock()
-        self._work: queue.Queue[tuple[Incoming, Envelope | EnvelopeError] | Callable[[], None] | None] = queue.Queue()
+        self._work: queue.Queue[tuple[Incoming, Envelope | EnvelopeError | None] | Callable[[], None] | None] = (
+            queue.Queue())
         self._worker = threading.Thread(target=self._work_loop, name=f"{settings.module}-handlers", daemon=True)
         self.connection.on_message(self._on_incoming)
         self.connection.subscribe(self.inbox)
@@ -85,6 +101,11 @@ class Bus:
         self._handlers.append((topic_filter, handler))
         if topic_filter != self.inbox:
             self.connection.subscribe(topic_filter, qos)
+
+    def handle_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
+        """Run ``handler`` for every message on topics matching ``topic_filter``, undecoded."""
+        self._raw_handlers.append((topic_filter, handler))
+        self.connection.subscribe(topic_filter, qos)
 
     def start(self) -> Bus:
         self._worker.start()
@@ -109,9 +130,12 @@ class Bus:
         self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=1, retain=retain,
                                 timeout=timeout)
 
-    def send(self, sends: Iterable[Send]) -> None:
+    def send(self, sends: Iterable[Send | RawSend]) -> None:
         for item in sends:
-            self.publish(item.topic, item.envelope)
+            if isinstance(item, RawSend):
+                self.connection.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+            else:
+                self.publish(item.topic, item.envelope)
 
     def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
         """Publish and wait for the envelope whose ``parent`` is this one's id.
@@ -139,6 +163,9 @@ class Bus:
 
     def _on_incoming(self, incoming: Incoming) -> None:
         """Network thread: decode, hand replies to their waiting requests, queue the rest."""
+        if self._raw_handlers and any(topics.matches(f, incoming.topic) for f, _ in self._raw_handlers):
+            self._work.put((incoming, None))
+            return
         try:
             envelope: Envelope | EnvelopeError = decode(incoming.payload, self.settings.max_size)
         except EnvelopeError as exc:
@@ -168,7 +195,9 @@ class Bus:
                 continue
             incoming, envelope = item
             try:
-                if isinstance(envelope, EnvelopeError):
+                if envelope is None:
+                    self._dispatch_raw(incoming)
+                elif isinstance(envelope, EnvelopeError):
                     self._reject(incoming, envelope)
                 else:
                     self._dispatch(incoming.topic, envelope)
@@ -192,6 +221,16 @@ class Bus:
                 if envelope.op == Op.QUERY:
                     self._publish_error(self._error_route(topic, Salvage(envelope.id, envelope.src, envelope.node)),
                                         envelope.error(self.settings.module, 500, f"{type(exc).__name__}: {exc}"))
+
+    def _dispatch_raw(self, incoming: Incoming) -> None:
+        for topic_filter, handler in self._raw_handlers:
+            if not topics.matches(topic_filter, incoming.topic):
+                continue
+            try:
+                self.send(handler(incoming.topic, incoming.payload) or ())
+            except Exception:
+                self.counters.inc("handler_errors")
+                log.exception("handler for %s failed on a %d-byte message", incoming.topic, len(incoming.payload))
 
     def _reject(self, incoming: Incoming, error: EnvelopeError) -> None:
         self.counters.inc("invalid")

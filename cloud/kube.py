@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +42,29 @@ class Gone(KubeError):
 
 @dataclass(frozen=True)
 class Kind:
-    name: str  # edgehive's kind: pod, configmap, secret, node
+    name: str  # edgehive's kind: pod, configmap, secret, node, device, devicemodel
     api_version: str
     kind: str
-    list_all: str  # method of CoreV1Api listing every namespace
+    list_all: str = ""  # method of CoreV1Api listing every namespace; empty for custom resources
+    plural: str = ""  # for custom resources
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.split("/")[1]
 
 
+DEVICES = "devices.kubeedge.io/v1beta1"
 KINDS = {
     "pod": Kind("pod", "v1", "Pod", "list_pod_for_all_namespaces"),
     "configmap": Kind("configmap", "v1", "ConfigMap", "list_config_map_for_all_namespaces"),
     "secret": Kind("secret", "v1", "Secret", "list_secret_for_all_namespaces"),
     "node": Kind("node", "v1", "Node", "list_node"),
+    "device": Kind("device", DEVICES, "Device", plural="devices"),
+    "devicemodel": Kind("devicemodel", DEVICES, "DeviceModel", plural="devicemodels"),
 }
 
 
@@ -69,6 +81,13 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
         self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.extensions = k8s.ApiextensionsV1Api(api_client)
+
+    def _lister(self, spec: Kind) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if spec.plural:
+            return self.custom.list_cluster_custom_object, (spec.group, spec.version, spec.plural)
+        return getattr(self.core, spec.list_all), ()
 
     @classmethod
     def connect(cls, kubeconfig: str | None) -> Kube:
@@ -96,7 +115,8 @@ class Kube:
 
     def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
         spec = KINDS[kind]
-        result = self._call(getattr(self.core, spec.list_all))
+        lister, args = self._lister(spec)
+        result = self._call(lister, *args)
         items = result.get("items") or []
         for item in items:  # list items come without these
             item.setdefault("apiVersion", spec.api_version)
@@ -106,9 +126,10 @@ class Kube:
     def watch(self, kind: str, resource_version: str, timeout_s: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events (type, object) from ``resource_version``; BOOKMARKs included; Gone when it is too old."""
         spec = KINDS[kind]
+        lister, args = self._lister(spec)
         try:
-            response = getattr(self.core, spec.list_all)(
-                watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+            response = lister(
+                *args, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
                 timeout_seconds=timeout_s, _preload_content=False)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _error(exc) from exc
@@ -161,6 +182,31 @@ class Kube:
 
     def patch_pod_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call(self.core.patch_namespaced_pod_status, name, namespace, patch, _content_type=STRATEGIC))
+
+    def ensure_crds(self, manifests: Iterable[dict[str, Any]]) -> None:
+        """Create the CRDs that are missing (an existing one is left as its owner made it)."""
+        for manifest in manifests:
+            try:
+                self._call(self.extensions.create_custom_resource_definition, manifest)
+                log.info("installed CRD %s", manifest["metadata"]["name"])
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+
+    def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        spec = KINDS[kind]
+        try:
+            return dict(self._call(self.custom.get_namespaced_custom_object, spec.group, spec.version, namespace,
+                                   spec.plural, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_custom_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        spec = KINDS[kind]
+        return dict(self._call(self.custom.patch_namespaced_custom_object_status, spec.group, spec.version,
+                               namespace, spec.plural, name, patch, _content_type=MERGE))
 
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         """Finish a deletion as a kubelet does: grace period 0, only if the pod is still this UID."""

@@ -222,3 +222,13 @@ class Send:
 
     topic: str
     envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class RawSend:
+    """Bytes for a topic that does not carry envelopes (device JSON), with their QoS and retain flag."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False

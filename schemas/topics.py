@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.names import require_module_name, require_node_name
+from schemas.names import is_namespace, is_object_name, require_module_name, require_node_name
 
 ROOT = "edgehive"
 LINK = f"{ROOT}/link"
@@ -115,3 +115,38 @@ def matches(topic_filter: str, topic: str) -> bool:
         if i >= len(topic_parts) or (part != "+" and part != topic_parts[i]):
             return False
     return len(filter_parts) == len(topic_parts)
+
+
+# -- KubeEdge's device topics (v1.17+, namespaced), on the edge broker --------------------------
+
+HW_EVENTS = "$hw/events"
+DEVICE_REQUESTS = ("twin/update", "twin/get", "state/update")
+"""What devices publish; each is answered on the same topic with ``/result`` (and, for updates, more)."""
+
+
+def device(namespace: str, name: str, suffix: str) -> str:
+    """``$hw/events/device/<ns>/<name>/<suffix>``, e.g. suffix ``twin/update/delta``."""
+    if not is_namespace(namespace) or not is_object_name(name):
+        raise ValueError(f"{namespace}/{name} is not a valid device (namespace and DNS-1123 name)")
+    return f"{HW_EVENTS}/device/{namespace}/{name}/{suffix}"
+
+
+def device_requests() -> list[str]:
+    """The filters EventBus subscribes to for what devices send."""
+    return [f"{HW_EVENTS}/device/+/+/{suffix}" for suffix in DEVICE_REQUESTS]
+
+
+def parse_device(topic: str) -> tuple[str, str, str] | None:
+    """``(namespace, name, suffix)`` of a device topic; None when the topic is not one (or names are invalid)."""
+    prefix = f"{HW_EVENTS}/device/"
+    if not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix):].split("/", 2)
+    if len(parts) != 3 or not is_namespace(parts[0]) or not is_object_name(parts[1]):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def membership(node: str, suffix: str) -> str:
+    """``$hw/events/node/<node>/membership/<suffix>``: ``get``, ``get/result`` or ``updated``."""
+    return f"{HW_EVENTS}/node/{require_node_name(node)}/membership/{suffix}"

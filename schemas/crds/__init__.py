@@ -1,0 +1,14 @@
+"""The CustomResourceDefinitions edgehive installs: KubeEdge's devices.kubeedge.io/v1beta1."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+FILES = ("devices.kubeedge.io_devicemodels.yaml", "devices.kubeedge.io_devices.yaml")
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [yaml.safe_load(resources.files(__package__).joinpath(name).read_text()) for name in FILES]
