@@ -1,9 +1,7 @@
 """EdgeController: the API server's view of edge nodes, both ways.
 
-Down: informers on Nodes, Pods, ConfigMaps and Secrets feed the placement (which
-node holds what); every change becomes objects queued at CloudHub for the nodes
-concerned. When a node's session starts, the node's store is listed (keys and
-versions only) and only the differences are sent.
+Down (cloud/nodesync.py): each node gets its pods and the ConfigMaps and Secrets
+they use; after a reconnect only the differences.
 
 Up: node registration and status, pod status, and queries, written to (or read
 from) the API server; the edge's entry is acknowledged after the write succeeded,
@@ -13,29 +11,22 @@ or refused with the reason when it cannot ever succeed.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.bus import Bus, RequestError, RequestTimeout
 from broker.runtime import ComponentSettings
-from cloud.edgecontroller.informer import Informer
-from cloud.edgecontroller.placement import EDGE_ROLE_LABEL, Change, Placement
 from cloud.kube import Kube, KubeError
-from schemas import kinds, topics
-from schemas.envelope import Envelope, Group, Op, Send
+from cloud.nodesync import NodeSync
+from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
+from schemas import kinds
+from schemas.envelope import Envelope, Op, Send
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
 MODULE = "edgecontroller"
-CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
-WATCHED = (kinds.NODE, kinds.POD, kinds.CONFIGMAP, kinds.SECRET)
-OWNED_AT_EDGE = (kinds.POD, kinds.CONFIGMAP, kinds.SECRET)
 TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
 
 
@@ -67,124 +58,18 @@ def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] |
     return out
 
 
-class EdgeController:
+class EdgeController(NodeSync):
+    module = MODULE
+
     def __init__(self, settings: EdgeControllerSettings) -> None:
         self.settings = settings
-        self.kube = Kube.connect(settings.kubeconfig)
-        self.placement = Placement()
-        self.bus: Bus | None = None
-        self._events: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in WATCHED}
-        self._sessions: dict[str, str] = {}  # node -> current session id
-        self._connected: set[str] = set()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resync")
-        self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
+        super().__init__(Kube.connect(settings.kubeconfig), Placement(), (kinds.CONFIGMAP, kinds.SECRET),
+                         query_timeout_s=settings.query_timeout_s)
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(topics.from_edge(MODULE), self.on_edge)
-        bus.handle(topics.all_node_sessions(), self.on_session)
-        self._thread.start()
-        for informer in self.informers.values():
-            informer.start()
-
-    def close(self) -> None:
-        for informer in self.informers.values():
-            informer.stop()
-        self._events.put(None)
-        self._thread.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.kube.close()
-
-    # -- down: the cluster's changes ---------------------------------------------------------
-
-    def _sink(self, kind: str, event: str, obj: dict[str, Any]) -> None:
-        self._events.put(("event", kind, event, obj))
-
-    def _reconcile_loop(self) -> None:
-        while (item := self._events.get()) is not None:
-            try:
-                if item[0] == "event":
-                    self._on_event(item[1], item[2], item[3])
-                elif item[0] == "resync":
-                    self._send(self.placement.resync(item[1], item[2]))
-                    log.info("node %s resynchronised", item[1])
-            except Exception:
-                log.exception("reconcile step failed on %s", item[:3])
-
-    def _on_event(self, kind: str, event: str, obj: dict[str, Any]) -> None:
-        if kind == kinds.NODE:
-            nodes = self.placement.on_node(event, obj)
-            for node in nodes:
-                self._send(self.placement.changes(node))
-        elif kind == kinds.POD:
-            for node in self.placement.on_pod(event, obj):
-                self._send(self.placement.changes(node))
-        else:
-            nodes = self.placement.on_config(kind, event, obj)
-            meta = obj.get("metadata") or {}
-            key = ResourceKey(meta.get("namespace"), kind, str(meta.get("name")))
-            for node in nodes:
-                self._send(self.placement.changes(node, key))
-            if event == "DELETED":  # a deleted object a node held: changes() above saw it wanted no more
-                for node in self.placement.edge_nodes:
-                    if key in self.placement.sent.get(node, {}):
-                        self._send(self.placement.changes(node, key))
-
-    def _send(self, changes: list[Change]) -> None:
-        assert self.bus is not None
-        for change in changes:
-            envelope = Envelope(node=change.node, src=MODULE, group=Group.RESOURCE, op=change.op, res=change.key,
-                                rv=change.rv, body=change.body)
-            self.bus.publish(CLOUDHUB, envelope, timeout=30)
-            self.bus.counters.inc("downstream_" + change.op.value)
-
-    # -- sessions ------------------------------------------------------------------------------
-
-    def on_session(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
-        node = envelope.node
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        session = str(body.get("session", ""))
-        if envelope.op == Op.CONNECTED:
-            self._connected.add(node)
-            if self._sessions.get(node) != session:
-                self._sessions[node] = session
-                self._pool.submit(self._resync, node, session)
-        elif envelope.op == Op.DISCONNECTED:
-            self._connected.discard(node)
-            self._pool.submit(self._mark_unknown, node, session)
-        return None
-
-    def _resync(self, node: str, session: str) -> None:
-        assert self.bus is not None
-        for informer in self.informers.values():
-            if not informer.synced.wait(60):
-                log.warning("informers not synced after 60 s; resync of %s proceeds", node)
-                break
-        held: dict[ResourceKey, tuple[str, str | None]] = {}
-        try:
-            for kind in OWNED_AT_EDGE:
-                after: str | None = ""
-                while after is not None:
-                    query = Envelope(node=node, src=MODULE, group=Group.META, op=Op.QUERY,
-                                     body={"list": kind, "after": after, "limit": 500})
-                    reply = self.bus.request(CLOUDHUB, query, timeout=self.settings.query_timeout_s)
-                    page = reply.body if isinstance(reply.body, dict) else {}
-                    for item in page.get("items") or []:
-                        held[ResourceKey.parse(item["key"])] = (str(item["rv"]), item.get("uid"))
-                    after = page.get("next")
-        except (RequestTimeout, RequestError, ValueError, KeyError) as exc:
-            log.warning("could not list what node %s holds (%s); it will get everything again", node, exc)
-            held = {}
-        if self._sessions.get(node) == session:
-            self._events.put(("resync", node, held))
-
-    def _mark_unknown(self, node: str, session: str) -> None:
+    def on_disconnected(self, node: str, session: str) -> None:
         if self.settings.node_grace_s > 0:
             time.sleep(self.settings.node_grace_s)  # a timer, not synchronisation: the grace period itself
-        if node in self._connected or self._sessions.get(node) != session:
-            return
-        if node not in self.placement.edge_nodes:
+        if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
             return
         condition = {"type": "Ready", "status": "Unknown", "reason": "EdgeLinkLost",
                      "message": "edgehive: the node's link to the cloud is down", "lastHeartbeatTime": now_rfc3339(),
@@ -201,29 +86,25 @@ class EdgeController:
         key = envelope.res
         try:
             if envelope.op == Op.QUERY:
-                return [self._reply(self._answer_query(envelope))]
+                return [self.reply(self._answer_query(envelope))]
             if key is None:
-                return [self._reply(envelope.reply(MODULE, {"ignored": True}))]
+                return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
             if key.kind == kinds.NODE and envelope.op in (Op.INSERT, Op.UPDATE):
                 self._register_node(envelope)
             elif key.kind == kinds.NODESTATUS:
                 self._node_status(envelope)
             elif key.kind == kinds.PODSTATUS:
-                return [self._reply(self._pod_status(envelope))]
+                return [self.reply(self._pod_status(envelope))]
             else:
-                return [self._reply(envelope.reply(MODULE, {"ignored": True}))]
+                return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
         except Refused as exc:
-            return [self._reply(envelope.error(MODULE, exc.code, exc.reason))]
+            return [self.reply(envelope.error(MODULE, exc.code, exc.reason))]
         except KubeError as exc:
             if exc.status in TRANSIENT:
                 log.warning("%s from %s not written yet (%s); the edge will send it again", key, envelope.node, exc)
                 return None
-            return [self._reply(envelope.error(MODULE, exc.status, exc.reason))]
-        return [self._reply(envelope.reply(MODULE, {"ok": True}))]
-
-    @staticmethod
-    def _reply(envelope: Envelope) -> Send:
-        return Send(CLOUDHUB, envelope)
+            return [self.reply(envelope.error(MODULE, exc.status, exc.reason))]
+        return [self.reply(envelope.reply(MODULE, {"ok": True}))]
 
     def _answer_query(self, envelope: Envelope) -> Envelope:
         key = envelope.res
@@ -289,7 +170,7 @@ class EdgeController:
                                                                                            key.name)
         if pod is None or (reported_uid and pod["metadata"].get("uid") != reported_uid):
             # Unknown here: the node runs something the cluster no longer has. Tell it to stop.
-            self._send([Change(envelope.node, Op.DELETE, ResourceKey(key.namespace, kinds.POD, key.name), "0",
+            self.send([Change(envelope.node, Op.DELETE, ResourceKey(key.namespace, kinds.POD, key.name), "0",
                                {"metadata": {"name": key.name, "namespace": key.namespace, "uid": reported_uid}})])
             return envelope.reply(MODULE, {"ok": True, "note": "no such pod; asked the node to remove it"})
         if (pod.get("spec") or {}).get("nodeName") != envelope.node:

@@ -23,6 +23,7 @@ from edge.edged.kubelet import Kubelet
 from edge.edged.node import node_object, node_status
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.volumes import Volumes
+from edge.metaclient import list_objects
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.resource import ResourceKey
@@ -125,8 +126,8 @@ class EdgeD:
         attempt = 0
         while not self._stop.is_set():
             try:
-                pods = self._list(kinds.POD)
-                config = {**self._list(kinds.CONFIGMAP), **self._list(kinds.SECRET)}
+                pods = list_objects(self.bus, kinds.POD)
+                config = {**list_objects(self.bus, kinds.CONFIGMAP), **list_objects(self.bus, kinds.SECRET)}
                 break
             except (RequestTimeout, RequestError, PublishTimeout) as exc:
                 attempt += 1
@@ -144,19 +145,6 @@ class EdgeD:
             assert envelope.res is not None
             self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
         log.info("loaded %d pods and %d ConfigMaps/Secrets from MetaManager", len(mine), len(config))
-
-    def _list(self, kind: str) -> dict[ResourceKey, dict[str, Any]]:
-        assert self.bus is not None
-        out: dict[ResourceKey, dict[str, Any]] = {}
-        after: str | None = ""
-        while after is not None:
-            query = self.bus.envelope(Group.META, Op.QUERY, body={"list": kind, "after": after, "limit": 200})
-            reply = self.bus.request(topics.inbox(topics.Side.EDGE, "metamanager"), query, timeout=5.0)
-            body = reply.body if isinstance(reply.body, dict) else {}
-            for item in body.get("items") or []:
-                out[ResourceKey.parse(item["key"])] = item["object"]
-            after = body.get("next")
-        return out
 
     # -- reports ---------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from cloud.edgecontroller.placement import EDGE_ROLE_LABEL, Placement
+from cloud.placement import EDGE_ROLE_LABEL, Placement
 from schemas.envelope import Op
 from schemas.resource import ResourceKey
 
@@ -31,15 +31,15 @@ def test_configs_follow_the_pods_that_use_them() -> None:
     p = Placement()
     assert p.on_node("ADDED", node("e1")) == {"e1"}
     assert p.on_node("ADDED", node("cloud-worker", edge=False)) == set()
-    assert p.on_config("configmap", "ADDED", cm("shared", "1")) == set()  # nobody uses it yet
-    assert p.on_pod("ADDED", pod("web", "e1", "2", cm="shared")) == {"e1"}
+    assert p.on_secondary("configmap", "ADDED", cm("shared", "1")) == set()  # nobody uses it yet
+    assert p.on_primary("ADDED", pod("web", "e1", "2", cm="shared")) == {"e1"}
     assert summary(p.changes("e1")) == [("e1", "insert", "ns/configmap/shared"), ("e1", "insert", "ns/pod/web")]
     assert p.changes("e1") == []  # nothing new
-    assert p.on_config("configmap", "MODIFIED", cm("shared", "3")) == {"e1"}
+    assert p.on_secondary("configmap", "MODIFIED", cm("shared", "3")) == {"e1"}
     assert summary(p.changes("e1", ResourceKey("ns", "configmap", "shared"))) == [
         ("e1", "update", "ns/configmap/shared")]
-    assert p.on_pod("ADDED", pod("batch", "cloud-worker", "4", cm="shared")) == set()  # not an edge node
-    assert p.on_pod("DELETED", pod("web", "e1", "5", cm="shared")) == {"e1"}
+    assert p.on_primary("ADDED", pod("batch", "cloud-worker", "4", cm="shared")) == set()  # not an edge node
+    assert p.on_primary("DELETED", pod("web", "e1", "5", cm="shared")) == {"e1"}
     deleted = p.changes("e1")
     assert summary(deleted) == [("e1", "delete", "ns/configmap/shared"), ("e1", "delete", "ns/pod/web")]
     assert {c.body["metadata"]["uid"] for c in deleted} == {"c-shared", "u-web"}
@@ -49,11 +49,11 @@ def test_a_node_never_gets_another_nodes_config() -> None:
     p = Placement()
     p.on_node("ADDED", node("e1"))
     p.on_node("ADDED", node("e2"))
-    p.on_config("secret", "ADDED", {"metadata": {"name": "only2", "namespace": "ns", "resourceVersion": "1"}})
+    p.on_secondary("secret", "ADDED", {"metadata": {"name": "only2", "namespace": "ns", "resourceVersion": "1"}})
     spec = pod("p2", "e2", "2")
     spec["spec"]["containers"][0]["env"] = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "only2",
                                                                                          "key": "k"}}}]
-    p.on_pod("ADDED", spec)
+    p.on_primary("ADDED", spec)
     assert p.changes("e1") == []
     assert summary(p.changes("e2")) == [("e2", "insert", "ns/pod/p2"), ("e2", "insert", "ns/secret/only2")]
     assert not p.uses("e1", ResourceKey("ns", "secret", "only2"))
@@ -63,8 +63,8 @@ def test_a_node_never_gets_another_nodes_config() -> None:
 def test_resync_sends_only_the_difference() -> None:
     p = Placement()
     p.on_node("ADDED", node("e1"))
-    p.on_config("configmap", "ADDED", cm("a", "10"))
-    p.on_pod("ADDED", pod("web", "e1", "11", cm="a"))
+    p.on_secondary("configmap", "ADDED", cm("a", "10"))
+    p.on_primary("ADDED", pod("web", "e1", "11", cm="a"))
     held: dict[ResourceKey, tuple[str, str | None]] = {
         ResourceKey("ns", "configmap", "a"): ("9", "c-a"),  # older: resend
         ResourceKey("ns", "pod", "web"): ("11", "u-web"),  # current: leave
@@ -73,7 +73,7 @@ def test_resync_sends_only_the_difference() -> None:
     assert summary(p.resync("e1", held)) == [("e1", "delete", "ns/pod/gone"), ("e1", "update", "ns/configmap/a")]
     assert p.changes("e1") == []
     # A pod recreated under the same name is sent again even with an older-looking version.
-    p.on_pod("MODIFIED", pod("web", "e1", "12", cm="a", uid="u-new"))
+    p.on_primary("MODIFIED", pod("web", "e1", "12", cm="a", uid="u-new"))
     (change,) = p.changes("e1")
     assert change.op == Op.UPDATE
     assert change.body["metadata"]["uid"] == "u-new"

@@ -1,8 +1,9 @@
 """Which objects each edge node must hold, and what to send it when that changes. No I/O here.
 
-A node holds its pods and the ConfigMaps and Secrets those pods refer to, and
-nothing else: when the last pod using a Secret leaves a node, the Secret is
-deleted there too (KubeEdge keeps sending it forever). ``sent`` is what this
+A node holds its primary objects (pods, or devices), those bound to it by
+``spec.nodeName``, and the secondary objects they refer to (ConfigMaps and
+Secrets, or DeviceModels), and nothing else: when the last pod using a Secret
+leaves a node, the Secret is deleted there too (KubeEdge keeps sending it forever). ``sent`` is what this
 controller last queued for each node; after a reconnect it is replaced by what
 the node reports it holds, so only the differences travel.
 """
@@ -10,6 +11,7 @@ the node reports it holds, so only the differences travel.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +52,23 @@ def _newer(a: str, b: str) -> bool:
     return a != b
 
 
+Refs = Callable[[dict[str, Any]], frozenset[ResourceKey]]
+
+
+def model_refs(device: dict[str, Any]) -> frozenset[ResourceKey]:
+    """The DeviceModel a Device uses."""
+    name = ((device.get("spec") or {}).get("deviceModelRef") or {}).get("name")
+    namespace = (device.get("metadata") or {}).get("namespace")
+    try:
+        return frozenset({ResourceKey(namespace, kinds.DEVICEMODEL, str(name))}) if name else frozenset()
+    except ValueError:
+        return frozenset()
+
+
 class Placement:
-    def __init__(self) -> None:
+    def __init__(self, primary: str = kinds.POD, refs: Refs = config_refs) -> None:
+        self.primary = primary
+        self.refs = refs
         self.edge_nodes: set[str] = set()
         self.pods: dict[ResourceKey, dict[str, Any]] = {}
         self.pod_node: dict[ResourceKey, str] = {}
@@ -74,8 +91,8 @@ class Placement:
             self.sent.pop(name, None)
         return set()
 
-    def on_pod(self, event: str, obj: dict[str, Any]) -> set[str]:
-        key = key_of(kinds.POD, obj)
+    def on_primary(self, event: str, obj: dict[str, Any]) -> set[str]:
+        key = key_of(self.primary, obj)
         affected: set[str] = set()
         old_node = self.pod_node.pop(key, None)
         if old_node is not None:
@@ -89,13 +106,13 @@ class Placement:
             self.pods[key] = obj
             self.pod_node[key] = node
             self.pods_by_node.setdefault(node, set()).add(key)
-            refs = config_refs(obj)
+            refs = self.refs(obj)
             self.pod_refs[key] = refs
             self.node_refs.setdefault(node, Counter()).update(refs)
             affected.add(node)
         return affected & self.edge_nodes
 
-    def on_config(self, kind: str, event: str, obj: dict[str, Any]) -> set[str]:
+    def on_secondary(self, kind: str, event: str, obj: dict[str, Any]) -> set[str]:
         key = key_of(kind, obj)
         if event == "DELETED":
             self.configs.pop(key, None)
@@ -125,7 +142,7 @@ class Placement:
     def wanted(self, node: str, key: ResourceKey) -> dict[str, Any] | None:
         if node not in self.edge_nodes:
             return None
-        if key.kind == kinds.POD:
+        if key.kind == self.primary:
             return self.pods.get(key) if self.pod_node.get(key) == node else None
         return self.configs.get(key) if self.node_refs.get(node, Counter())[key] > 0 else None
 

@@ -1,0 +1,157 @@
+"""What EdgeController and DeviceController share: keeping each edge node's share of the cluster in sync.
+
+Informers feed a placement (which node holds which objects); each change becomes
+objects queued at CloudHub for the nodes concerned. When a node's session starts
+(CloudHub announces a new session id), the node's store is listed for the kinds
+this controller owns (keys and versions only) and only the differences are sent.
+Subclasses handle what nodes send up (``on_edge``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from broker.bus import Bus, RequestError, RequestTimeout
+from cloud.informer import Informer
+from cloud.kube import Kube
+from cloud.placement import Change, Placement
+from schemas import kinds, topics
+from schemas.envelope import Envelope, Group, Op, Send
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
+
+
+class NodeSync:
+    module: str = ""
+
+    def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], *,
+                 query_timeout_s: float = 10.0) -> None:
+        self.kube = kube
+        self.placement = placement
+        self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
+        self.query_timeout_s = query_timeout_s
+        self.bus: Bus | None = None
+        self._events: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
+        self._sessions: dict[str, str] = {}  # node -> current session id
+        self._connected: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resync")
+        self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
+
+    def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        bus.handle(topics.from_edge(self.module), self.on_edge)
+        bus.handle(topics.all_node_sessions(), self.on_session)
+        self._thread.start()
+        for informer in self.informers.values():
+            informer.start()
+
+    def close(self) -> None:
+        for informer in self.informers.values():
+            informer.stop()
+        self._events.put(None)
+        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.kube.close()
+
+    def on_edge(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
+        raise NotImplementedError
+
+    def on_disconnected(self, node: str, session: str) -> None:
+        """A node's session ended (CloudHub heard nothing for its timeout)."""
+
+    # -- down: the cluster's changes ---------------------------------------------------------
+
+    def _sink(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        self._events.put(("event", kind, event, obj))
+
+    def _reconcile_loop(self) -> None:
+        while (item := self._events.get()) is not None:
+            try:
+                if item[0] == "event":
+                    self._on_event(item[1], item[2], item[3])
+                elif item[0] == "resync":
+                    self.send(self.placement.resync(item[1], item[2]))
+                    log.info("node %s resynchronised (%s)", item[1], ", ".join(self.owned))
+            except Exception:
+                log.exception("reconcile step failed on %s", item[:3])
+
+    def _on_event(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        if kind == kinds.NODE:
+            for node in self.placement.on_node(event, obj):
+                self.send(self.placement.changes(node))
+        elif kind == self.placement.primary:
+            for node in self.placement.on_primary(event, obj):
+                self.send(self.placement.changes(node))
+        else:
+            meta = obj.get("metadata") or {}
+            key = ResourceKey(meta.get("namespace"), kind, str(meta.get("name")))
+            nodes = self.placement.on_secondary(kind, event, obj)
+            if event == "DELETED":  # nodes that held it see it as no longer wanted
+                nodes |= {n for n in self.placement.edge_nodes if key in self.placement.sent.get(n, {})}
+            for node in nodes:
+                self.send(self.placement.changes(node, key))
+
+    def send(self, changes: list[Change]) -> None:
+        assert self.bus is not None
+        for change in changes:
+            envelope = Envelope(node=change.node, src=self.module, group=Group.RESOURCE, op=change.op,
+                                res=change.key, rv=change.rv, body=change.body)
+            self.bus.publish(CLOUDHUB, envelope, timeout=30)
+            self.bus.counters.inc("downstream_" + change.op.value)
+
+    @staticmethod
+    def reply(envelope: Envelope) -> Send:
+        """Answers to a node go through CloudHub, straight down its link."""
+        return Send(CLOUDHUB, envelope)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def on_session(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        node = envelope.node
+        body = envelope.body if isinstance(envelope.body, dict) else {}
+        session = str(body.get("session", ""))
+        if envelope.op == Op.CONNECTED:
+            self._connected.add(node)
+            if self._sessions.get(node) != session:
+                self._sessions[node] = session
+                self._pool.submit(self._resync, node, session)
+        elif envelope.op == Op.DISCONNECTED:
+            self._connected.discard(node)
+            self._pool.submit(self.on_disconnected, node, session)
+        return None
+
+    def still_gone(self, node: str, session: str) -> bool:
+        return node not in self._connected and self._sessions.get(node) == session
+
+    def _resync(self, node: str, session: str) -> None:
+        assert self.bus is not None
+        for informer in self.informers.values():
+            if not informer.synced.wait(60):
+                log.warning("informers not synced after 60 s; resync of %s proceeds", node)
+                break
+        held: dict[ResourceKey, tuple[str, str | None]] = {}
+        try:
+            for kind in self.owned:
+                after: str | None = ""
+                while after is not None:
+                    query = Envelope(node=node, src=self.module, group=Group.META, op=Op.QUERY,
+                                     body={"list": kind, "after": after, "limit": 500})
+                    reply = self.bus.request(CLOUDHUB, query, timeout=self.query_timeout_s)
+                    page = reply.body if isinstance(reply.body, dict) else {}
+                    for item in page.get("items") or []:
+                        held[ResourceKey.parse(item["key"])] = (str(item["rv"]), item.get("uid"))
+                    after = page.get("next")
+        except (RequestTimeout, RequestError, ValueError, KeyError) as exc:
+            log.warning("could not list what node %s holds (%s); it will get everything again", node, exc)
+            held = {}
+        if self._sessions.get(node) == session:
+            self._events.put(("resync", node, held))

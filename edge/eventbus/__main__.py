@@ -1,0 +1,8 @@
+"""``python -m edge.eventbus``: KubeEdge's device topics on this node's broker."""
+
+from broker.runtime import run_component
+from edge.eventbus.door import MODULE, EventBus, EventBusSettings
+from schemas.topics import Side
+
+raise SystemExit(run_component(MODULE, Side.EDGE, EventBusSettings, EventBus,
+                               description="Turn device JSON into envelopes for DeviceTwin, and its answers back."))

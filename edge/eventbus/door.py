@@ -1,0 +1,83 @@
+"""EventBus: the door between devices (KubeEdge's JSON topics) and DeviceTwin (envelopes).
+
+It does not judge what devices say: DeviceTwin validates and answers. It only
+turns each device message into an envelope, and DeviceTwin's answers back into
+JSON on the device topics. Topics a user lists in ``upload_topics`` go to the
+cloud as ``upload`` envelopes, through EdgeHub's outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from broker.bus import Bus
+from broker.runtime import ComponentSettings
+from schemas import topics, twin
+from schemas.envelope import Envelope, Group, Op, RawSend, Send
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+MODULE = "eventbus"
+
+
+@dataclass(frozen=True)
+class EventBusSettings(ComponentSettings):
+    upload_topics: tuple[str, ...] = field(default=("$hw/events/upload/#",), metadata={
+        "help": "MQTT filters whose messages go to the cloud as they are; repeatable"})
+
+
+class EventBus:
+    def __init__(self, settings: EventBusSettings) -> None:
+        self.settings = settings
+        self.node = settings.node
+        self.twin_inbox = topics.inbox(topics.Side.EDGE, "devicetwin")
+        self.bus: Bus | None = None
+
+    def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        for topic_filter in topics.device_requests():
+            bus.handle_raw(topic_filter, self.on_device)
+        bus.handle_raw(topics.membership(self.node, "get"), self.on_membership_get)
+        for topic_filter in self.settings.upload_topics:
+            bus.handle_raw(topic_filter, self.on_upload)
+        bus.handle(bus.inbox, self.on_answers)
+
+    def close(self) -> None:
+        pass
+
+    def on_device(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+        assert self.bus is not None
+        parsed = topics.parse_device(topic)
+        if parsed is None:
+            self.bus.counters.inc("bad_device_topic")
+            return None
+        namespace, name, request = parsed
+        op = Op.QUERY if request == "twin/get" else Op.UPDATE
+        envelope = self.bus.envelope(Group.TWIN, op, res=ResourceKey(namespace, "device", name),
+                                     body={"request": request, "payload": payload})
+        return [Send(self.twin_inbox, envelope)]
+
+    def on_membership_get(self, _topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+        assert self.bus is not None
+        envelope = self.bus.envelope(Group.TWIN, Op.QUERY, body={"request": "membership/get", "payload": payload})
+        return [Send(self.twin_inbox, envelope)]
+
+    def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+        assert self.bus is not None
+        envelope = self.bus.envelope(Group.USER, Op.UPLOAD, body={"topic": topic, "payload": payload})
+        return [Send(topics.to_cloud(), envelope)]
+
+    def on_answers(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
+        if envelope.src != "devicetwin" or not isinstance(envelope.body, dict):
+            return None
+        out: list[Send | RawSend] = []
+        for item in envelope.body.get("publish") or []:
+            try:
+                topic, obj, qos, retain = item
+                out.append(RawSend(str(topic), twin.dumps(obj) if obj is not None else b"", int(qos), bool(retain)))
+            except (TypeError, ValueError):
+                log.warning("DeviceTwin sent an answer that cannot be published: %r", str(item)[:100])
+        return out
