@@ -1,0 +1,132 @@
+"""DeviceTwin against KubeEdge's documented JSON, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.devicetwin.store import TwinStore
+from edge.devicetwin.twins import DeviceTwin, Publication
+from schemas import twin
+from schemas.resource import ResourceKey
+
+NS, DEV = "default", "thermo-1"
+TOPIC = f"$hw/events/device/{NS}/{DEV}"
+
+
+def device(desired: dict[str, str], rv: str = "10", node: str = "edge-1") -> dict[str, Any]:
+    return {"apiVersion": "devices.kubeedge.io/v1beta1", "kind": "Device",
+            "metadata": {"name": DEV, "namespace": NS, "resourceVersion": rv},
+            "spec": {"deviceModelRef": {"name": "thermo"}, "nodeName": node,
+                     "properties": [{"name": k, "desired": {"value": v}} for k, v in desired.items()]}}
+
+
+MODEL = {"metadata": {"name": "thermo", "namespace": NS}, "spec": {"properties": [
+    {"name": "temperature", "type": "FLOAT"}, {"name": "setpoint", "type": "INT"}]}}
+
+
+@pytest.fixture
+def dt(tmp_path: Path) -> DeviceTwin:
+    d = DeviceTwin(TwinStore(tmp_path / "twin.db"), "edge-1")
+    d.on_cloud(ResourceKey(NS, "devicemodel", "thermo"), MODEL)
+    return d
+
+
+def body(pub: Publication) -> dict[str, Any]:
+    assert pub.payload is not None
+    return pub.payload
+
+
+def by_topic(pubs: list[Publication]) -> dict[str, Any]:
+    return {p.topic: p for p in pubs}
+
+
+def update(dt: DeviceTwin, body: dict[str, Any]) -> dict[str, Publication]:
+    return by_topic(dt.on_device(NS, DEV, "twin/update", json.dumps(body).encode()))
+
+
+def test_membership_and_desired_value_delta(dt: DeviceTwin) -> None:
+    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"})))
+    added = pubs["$hw/events/node/edge-1/membership/updated"].payload
+    assert added["added_devices"][0]["id"] == f"{NS}/{DEV}"
+    assert added["removed_devices"] == []
+    delta = pubs[f"{TOPIC}/twin/update/delta"]
+    assert (delta.retain, delta.qos) == (True, 1)
+    assert body(delta)["delta"] == {"setpoint": "25"}
+    entry = body(delta)["twin"]["setpoint"]
+    assert entry["expected"]["value"] == "25"
+    assert entry["metadata"] == {"type": "int"}
+    assert "expected_version" not in entry  # KubeEdge drops versions in answers
+
+
+def test_update_result_document_and_cleared_delta(dt: DeviceTwin) -> None:
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
+    pubs = update(dt, {"event_id": "e1", "timestamp": 1717000000000, "twin": {
+        "temperature": {"actual": {"value": "23.5"}, "metadata": {"type": "float"}},
+        "setpoint": {"actual": {"value": "25"}}}})
+    result = body(pubs[f"{TOPIC}/twin/update/result"])
+    assert result["event_id"] == "e1"
+    assert set(result["twin"]) == {"temperature", "setpoint"}
+    assert result["twin"]["temperature"]["actual"]["value"] == "23.5"
+    assert isinstance(result["twin"]["temperature"]["actual"]["metadata"]["timestamp"], int)
+    doc = body(pubs[f"{TOPIC}/twin/update/document"])
+    assert doc["twin"]["temperature"]["last"] is None
+    assert "actual" not in doc["twin"]["setpoint"]["last"]  # before: desired only
+    assert doc["twin"]["setpoint"]["current"]["actual"]["value"] == "25"
+    # The device now reports the desired value: the retained delta is cleared.
+    cleared = pubs[f"{TOPIC}/twin/update/delta"]
+    assert (cleared.payload, cleared.retain) == (None, True)
+    report = dict(dt.take_reports())[ResourceKey(NS, "devicestatus", DEV)]
+    twins = {t["propertyName"]: t for t in report["twins"]}
+    assert twins["temperature"]["reported"]["value"] == "23.5"
+    assert twins["setpoint"]["observedDesired"] == {"value": "25", "metadata": {"version": "10"}}
+    assert dt.take_reports() == []  # nothing new
+
+
+def test_errors_use_kubeedge_codes_and_change_nothing(dt: DeviceTwin) -> None:
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({}))
+    for request, code in [
+        (b"{not json", twin.BAD_REQUEST),
+        (json.dumps({"event_id": "x", "twin": {"bad name!": {"actual": {"value": "1"}}}}).encode(), twin.BAD_REQUEST),
+        (json.dumps({"event_id": "x", "twin": {"temperature": {"actual": {"value": "hot"}}}}).encode(),
+         twin.BAD_REQUEST),
+        (json.dumps({"event_id": "x", "twin": {"t": {"actual": {"value": "x" * 600}}}}).encode(), twin.BAD_REQUEST),
+        (json.dumps({"event_id": "x", "twin": {"t": {"actual": {"value": 3}}}}).encode(), twin.BAD_REQUEST),
+        (b"[1,2]", twin.BAD_REQUEST),
+    ]:
+        (pub,) = dt.on_device(NS, DEV, "twin/update", request)
+        assert pub.topic == f"{TOPIC}/twin/update/result"
+        assert body(pub)["code"] == code
+        assert set(body(pub)) == {"event_id", "timestamp", "code", "reason"}
+    (unknown,) = dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"g","twin":{"a":{"actual":{"value":"1"}}}}')
+    assert body(unknown)["code"] == twin.NOT_FOUND
+    assert body(unknown)["event_id"] == "g"
+    assert dt.store.twins(f"{NS}/{DEV}") == {}
+
+
+def test_removed_desired_value_is_announced_as_null(dt: DeviceTwin) -> None:
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
+    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), device({}, rv="11")))
+    delta = pubs[f"{TOPIC}/twin/update/delta"].payload
+    assert delta["delta"] == {"setpoint": None}
+
+
+def test_get_state_membership_and_removal(dt: DeviceTwin) -> None:
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
+    (got,) = dt.on_device(NS, DEV, "twin/get", b'{"event_id":"q"}')
+    assert body(got)["event_id"] == "q"
+    assert body(got)["twin"]["setpoint"]["expected"]["value"] == "25"
+    assert body(got)["twin"]["setpoint"]["desired_version"] == 10
+    (state,) = dt.on_device(NS, DEV, "state/update", b'{"event_id":"s","state":"online"}')
+    assert body(state)["device"]["state"] == "online"
+    assert body(state)["device"]["last_online"]
+    (bad_state,) = dt.on_device(NS, DEV, "state/update", b'{"state":"sleepy"}')
+    assert body(bad_state)["code"] == twin.BAD_REQUEST
+    (members,) = dt.membership_get(b'{"event_id":"m"}')
+    assert [d["id"] for d in body(members)["devices"]] == [f"{NS}/{DEV}"]
+    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), None))
+    assert body(pubs["$hw/events/node/edge-1/membership/updated"])["removed_devices"][0]["name"] == DEV
+    assert dt.store.device(f"{NS}/{DEV}") is None
