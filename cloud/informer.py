@@ -97,6 +97,7 @@ class Informer:
                 self.sink(self.kind, "DELETED", obj)
         self.relists += 1
         self.synced.set()
+        log.info("listed %d %s objects at resourceVersion %s; watching", len(fresh), self.kind, rv)
         return rv
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:

@@ -107,6 +107,7 @@ class NodeSync:
                                 res=change.key, rv=change.rv, body=change.body)
             self.bus.publish(CLOUDHUB, envelope, timeout=30)
             self.bus.counters.inc("downstream_" + change.op.value)
+            log.debug("queued %s %s for %s", change.op.value, change.key, change.node)
 
     @staticmethod
     def reply(envelope: Envelope) -> Send:

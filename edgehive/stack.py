@@ -127,6 +127,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
               healthy=lambda: cloud_watch.component_up("cloudhub")),
         Child("edgecontroller", python_module("cloud.edgecontroller", "--kubeconfig", str(kubeconfig)), env=cloud_env,
               healthy=lambda: cloud_watch.component_up("edgecontroller")),
+        Child("devicecontroller", python_module("cloud.devicecontroller", "--kubeconfig", str(kubeconfig)),
+              env=cloud_env, healthy=lambda: cloud_watch.component_up("devicecontroller")),
         Child("edge-broker", python_module("broker", "--listen", str(settings.edge_listen)),
               healthy=lambda: edge_watch.connection.connected),
         Child(f"bridge-{settings.node}",
@@ -144,6 +146,10 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
         Child("edged", python_module("edge.edged", *edge_common, "--podman-url", f"unix://{podman_socket}",
                                      "--data-dir", str(data / "edged")),
               healthy=lambda: edge_watch.component_up("edged")),
+        Child("devicetwin", python_module("edge.devicetwin", *edge_common, "--db", str(data / "devicetwin.db")),
+              healthy=lambda: edge_watch.component_up("devicetwin")),
+        Child("eventbus", python_module("edge.eventbus", *edge_common),
+              healthy=lambda: edge_watch.component_up("eventbus")),
     ]
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
              settings.state_dir / "credentials")

@@ -58,8 +58,9 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         )
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
-        assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller", "edge-broker",
-                             "bridge-edge-1", "edgehub", "metamanager", "podman", "edged"}
+        assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller",
+                             "devicecontroller", "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman",
+                             "edged", "devicetwin", "eventbus"}
         # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
         kubeconfig = state / "apiserver" / "kubeconfig"
         assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()

@@ -42,7 +42,8 @@ class Cluster:
     def cloud_argv(self, component: str) -> list[str]:
         common = ["--broker", self.cloud_broker.url("cloud", CLOUD_PW), "--log-level", "info"]
         extra = {"cloudhub": ["--keepalive-timeout-s", "8"],
-                 "edgecontroller": ["--kubeconfig", str(self.api.kubeconfig)]}[component]
+                 "edgecontroller": ["--kubeconfig", str(self.api.kubeconfig)],
+                 "devicecontroller": ["--kubeconfig", str(self.api.kubeconfig)]}[component]
         return [sys.executable, "-m", f"cloud.{component}", *common, *extra]
 
     def start_cloud(self, component: str) -> ManagedProcess:
@@ -109,6 +110,7 @@ def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman
         made.append(cluster)
         cluster.start_cloud("cloudhub")
         cluster.start_cloud("edgecontroller")
+        cluster.start_cloud("devicecontroller")
         for name in nodes:
             cluster.add_node(name)
         for name in nodes:

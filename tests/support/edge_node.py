@@ -20,7 +20,7 @@ from tests.support.cloud import FakeCloud
 
 NODE = "edge-1"
 USERS = {"cloud": "cloud-pw", NODE: "node-pw"}
-EDGE_COMPONENTS = ("edgehub", "metamanager", "edged")
+EDGE_COMPONENTS = ("edgehub", "metamanager", "edged", "devicetwin", "eventbus")
 
 
 @dataclass
@@ -40,6 +40,8 @@ class EdgeNode:
             "metamanager": ["--db", str(self.data / "meta.db")],
             "edged": ["--podman-url", self.podman.base_url, "--data-dir", str(self.data / "edged"),
                       "--node-status-s", "2"],
+            "devicetwin": ["--db", str(self.data / "devicetwin.db"), "--report-interval-s", "0.2"],
+            "eventbus": [],
         }[component]
         return [sys.executable, "-m", f"edge.{component}", *common, *extra]
 
