@@ -112,75 +112,87 @@ def _running(core: Any, name: str) -> bool:
     return bool(pod.status.phase == "Running" and statuses and all(s.state.running for s in statuses))
 
 
+@dataclass
+class System:
+    """A whole edgehive system started by a benchmark, and what the benchmark needs to reach it."""
+
+    work: Path
+    kube: Kube
+    cloud_url: BrokerUrl
+    edge_url: BrokerUrl
+    edge: _EdgeProcesses
+
+
+def start_system(stack: ExitStack, broker: str, say: Any, *, before_edge: Any = None) -> System:
+    """API server, brokers, CloudHub, EdgeController, DeviceController, bridge, a podman service and the edge
+    components of node NODE, all stopped by ``stack``. ``before_edge(edge_url)`` runs before the edge components
+    start (for a baseline that must have the edge broker to itself)."""
+    podman_bin = shutil.which("podman")
+    if podman_bin is None or not BUSYBOX_ROOTFS.is_file():
+        raise BenchError("the benchmark needs podman and the busybox image: run scripts/setup first")
+    work = Path(tempfile.mkdtemp(prefix="ehbench-", dir="/tmp"))
+    if not os.environ.get("EDGEHIVE_BENCH_KEEP"):  # set it to keep the logs for a look afterwards
+        stack.callback(shutil.rmtree, work, True)
+    say(f"working in {work}; starting the API server, brokers, cloud and edge components")
+    local = LocalApiServer(work / "apiserver", port=_free_port(), etcd_port=_free_port(),
+                           etcd_peer_port=_free_port(), etcd_data=Path("/dev/shm") / work.name)
+    stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
+    local.prepare()
+    stack.enter_context(_process(local.etcd_argv(), work / "etcd.log"))
+    stack.enter_context(_process(local.apiserver_argv(), work / "apiserver.log"))
+    passwd = work / "passwd"
+    set_password(passwd, "cloud", "bench-cloud")
+    set_password(passwd, NODE, "bench-node")
+    cloud_port, edge_port = _free_port(), _free_port()
+    for sub in ("cloud", "edge"):
+        (work / sub).mkdir()
+    stack.enter_context(_process(broker_argv(broker, BrokerSettings(
+        listen=(f"127.0.0.1:{cloud_port}",), password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
+    stack.enter_context(_process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
+                                             work / "edge"), work / "edge.log"))
+    cloud_url = BrokerUrl("127.0.0.1", cloud_port, username="cloud", password="bench-cloud")
+    edge_url = BrokerUrl("127.0.0.1", edge_port)
+    _wait(local.ready, 60, f"the API server (see {work}/apiserver.log)")
+    if not (wait_ready(cloud_url, 20) and wait_ready(edge_url, 20)):
+        raise BenchError(f"brokers did not start; see {work}")
+    env = {**os.environ, "EDGEHIVE_BROKER": cloud_url.with_password()}
+    for component in ("cloudhub", "edgecontroller", "devicecontroller"):
+        extra = [] if component == "cloudhub" else ["--kubeconfig", str(local.kubeconfig)]
+        stack.enter_context(_process([sys.executable, "-m", f"cloud.{component}", *extra], work / f"{component}.log",
+                                     env))
+    flags = ["--root", str(work / "pm/root"), "--runroot", str(work / "pm/run"), "--tmpdir", str(work / "pm/tmp")]
+    subprocess.run([podman_bin, *flags, "import", "--quiet", "--change", 'CMD ["/bin/sh"]', str(BUSYBOX_ROOTFS),
+                    IMAGE], check=True, capture_output=True)
+    podman_sock = work / "podman.sock"
+    stack.enter_context(_process([podman_bin, *flags, "system", "service", "--time=0", f"unix://{podman_sock}"],
+                                 work / "podman.log"))
+    stack.callback(lambda: subprocess.run([podman_bin, *flags, "system", "reset", "--force"],
+                                          capture_output=True, check=False))
+    stack.callback(lambda: subprocess.run([podman_bin, *flags, "pod", "rm", "--all", "--force", "--time", "0"],
+                                          capture_output=True, check=False))
+    stack.enter_context(_process([sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
+                                  "--cloud", f"mqtt://{NODE}:bench-node@127.0.0.1:{cloud_port}"], work / "bridge.log"))
+    if before_edge is not None:
+        before_edge(edge_url)
+    edge = _EdgeProcesses(work, edge_url, f"unix://{podman_sock}")
+    stack.callback(edge.stop)
+    edge.start()
+    _wait_status(edge_url, ("edgehub", "metamanager", "edged", "devicetwin", "eventbus"))
+    kube = Kube.connect(str(local.kubeconfig))
+    stack.callback(kube.close)
+    kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
+    _wait(lambda: kube.get_node(NODE) is not None, 60, "the edge node to register")
+    return System(work, kube, cloud_url, edge_url, edge)
+
+
 def bench_cloud(objects: int = 1000, pods: int = 20, broker: str = "amqtt", progress: bool = True) -> CloudReport:
     def say(text: str) -> None:
         if progress:
             print(f"bench cloud: {text}", file=sys.stderr, flush=True)
 
-    podman_bin = shutil.which("podman")
-    if podman_bin is None or not BUSYBOX_ROOTFS.is_file():
-        raise BenchError("bench cloud needs podman and the busybox image: run scripts/setup first")
     with ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="ehbc-", dir="/tmp"))
-        if not os.environ.get("EDGEHIVE_BENCH_KEEP"):
-            stack.callback(shutil.rmtree, work, True)
-        say(f"working in {work}; starting the API server, brokers, cloud and edge components")
-        local = LocalApiServer(work / "apiserver", port=_free_port(), etcd_port=_free_port(),
-                               etcd_peer_port=_free_port(), etcd_data=Path("/dev/shm") / work.name)
-        stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
-        local.prepare()
-        stack.enter_context(_process(local.etcd_argv(), work / "etcd.log"))
-        stack.enter_context(_process(local.apiserver_argv(), work / "apiserver.log"))
-        passwd = work / "passwd"
-        set_password(passwd, "cloud", "bench-cloud")
-        set_password(passwd, NODE, "bench-node")
-        cloud_port, edge_port = _free_port(), _free_port()
-        for sub in ("cloud", "edge"):
-            (work / sub).mkdir()
-        stack.enter_context(_process(broker_argv(broker, BrokerSettings(
-            listen=(f"127.0.0.1:{cloud_port}",), password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
-        stack.enter_context(_process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
-                                                 work / "edge"), work / "edge.log"))
-        cloud_url = BrokerUrl("127.0.0.1", cloud_port, username="cloud", password="bench-cloud")
-        edge_url = BrokerUrl("127.0.0.1", edge_port)
-        deadline = time.monotonic() + 60
-        while not local.ready():
-            if time.monotonic() > deadline:
-                raise BenchError(f"bench cloud: the API server did not start; see {work}/apiserver.log")
-            time.sleep(0.2)
-        if not (wait_ready(cloud_url, 20) and wait_ready(edge_url, 20)):
-            raise BenchError(f"bench cloud: brokers did not start; see {work}")
-        env = {**os.environ, "EDGEHIVE_BROKER": cloud_url.with_password()}
-        stack.enter_context(_process([sys.executable, "-m", "cloud.cloudhub"], work / "cloudhub.log", env))
-        stack.enter_context(_process([sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig",
-                                      str(local.kubeconfig)], work / "edgecontroller.log", env))
-        flags = ["--root", str(work / "pm/root"), "--runroot", str(work / "pm/run"), "--tmpdir", str(work / "pm/tmp")]
-        subprocess.run([podman_bin, *flags, "import", "--quiet", "--change", 'CMD ["/bin/sh"]', str(BUSYBOX_ROOTFS),
-                        IMAGE], check=True, capture_output=True)
-        podman_sock = work / "podman.sock"
-        stack.enter_context(_process([podman_bin, *flags, "system", "service", "--time=0", f"unix://{podman_sock}"],
-                                     work / "podman.log"))
-        stack.callback(lambda: subprocess.run([podman_bin, *flags, "system", "reset", "--force"],
-                                              capture_output=True, check=False))
-        stack.callback(lambda: subprocess.run([podman_bin, *flags, "pod", "rm", "--all", "--force", "--time", "0"],
-                                              capture_output=True, check=False))
-        stack.enter_context(_process([sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
-                                      "--cloud", f"mqtt://{NODE}:bench-node@127.0.0.1:{cloud_port}"],
-                                     work / "bridge.log"))
-        edge = _EdgeProcesses(work, edge_url, f"unix://{podman_sock}")
-        stack.callback(edge.stop)
-        edge.start()
-        _wait_status(edge_url, ("edgehub", "metamanager", "edged"))
-
-        kube = Kube.connect(str(local.kubeconfig))
-        stack.callback(kube.close)
-        core = kube.core  # the bench is a Kubernetes client like kubectl
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
-        deadline = time.monotonic() + 60
-        while kube.get_node(NODE) is None:
-            if time.monotonic() > deadline:
-                raise BenchError("bench cloud: the edge node did not register")
-            time.sleep(0.2)
+        system = start_system(stack, broker, say)
+        core, cloud_url = system.kube.core, system.cloud_url  # the bench is a Kubernetes client like kubectl
         acks = _Acks(cloud_url)
         stack.callback(acks.close)
 

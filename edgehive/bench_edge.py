@@ -206,6 +206,8 @@ class _EdgeProcesses:
         ]
         if with_edged:
             argvs.append(["edge.edged", "--podman-url", self.podman_url, "--data-dir", str(self.work / "edged")])
+            argvs.append(["edge.devicetwin", "--db", str(self.work / "devicetwin.db")])
+            argvs.append(["edge.eventbus"])
         for module, *extra in argvs:
             log = (self.work / f"{module}.log").open("ab")
             self.procs.append(subprocess.Popen([sys.executable, "-m", module, *common, *extra], stdout=log,

@@ -14,7 +14,7 @@ from broker import logs
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, stack
+from edgehive import bench, bench_cloud, bench_edge, bench_twin, stack
 from edgehive.launcher import Supervisor
 from edgehive.localcluster import LocalClusterError
 
@@ -85,6 +85,16 @@ def _bench_cloud(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_twin(args: argparse.Namespace) -> int:
+    try:
+        report = bench_twin.bench_twin(args.updates, args.broker, progress=not args.json)
+    except bench.BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    bench_twin.print_report(report, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -132,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.add_argument("--pods", type=int, default=20)
     cloud.add_argument("--json", action="store_true", help="print one JSON object")
     cloud.set_defaults(func=_bench_cloud)
+    twin = scenarios.add_parser("twin", help="device updates through EventBus and DeviceTwin, and to the API server")
+    twin.add_argument("--broker", choices=KINDS, default="amqtt")
+    twin.add_argument("--updates", type=int, default=5000)
+    twin.add_argument("--json", action="store_true", help="print one JSON object")
+    twin.set_defaults(func=_bench_twin)
     return parser
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MODULE = "devicetwin"
 MAX_BATCH = 500
+PUBLICATIONS_PER_ENVELOPE = 300  # keeps each envelope well under the 1 MiB limit
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,14 @@ class DeviceTwinComponent:
                     log.exception("a batch of %d device messages failed", len(batch))
                     self.bus.counters.inc("batch_errors")
                     continue
-            if publications:
-                self.bus.publish(topics.inbox(topics.Side.EDGE, "eventbus"), self.bus.envelope(
-                    Group.BUS, Op.UPDATE, body={"publish": [[p.topic, p.payload, p.qos, p.retain]
-                                                            for p in publications]}), timeout=30)
+            for start in range(0, len(publications), PUBLICATIONS_PER_ENVELOPE):
+                chunk = publications[start:start + PUBLICATIONS_PER_ENVELOPE]
+                try:
+                    self.bus.publish(topics.inbox(topics.Side.EDGE, "eventbus"), self.bus.envelope(
+                        Group.BUS, Op.UPDATE, body={"publish": [[p.topic, p.payload, p.qos, p.retain]
+                                                                for p in chunk]}), timeout=30)
+                except Exception:
+                    log.exception("could not hand %d answers to EventBus", len(chunk))
             if self.twin.dirty and time.monotonic() - last_report >= self.settings.report_interval_s:
                 last_report = time.monotonic()
                 for key, status in self.twin.take_reports():
@@ -136,11 +141,16 @@ class DeviceTwinComponent:
         if envelope.src == "metamanager":
             assert envelope.res is not None
             return self.twin.on_cloud(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
-        request, payload = body.get("request"), body.get("payload")
-        if not isinstance(request, str) or not isinstance(payload, bytes):
-            return []
-        if request == "membership/get":
-            return self.twin.membership_get(payload)
-        if envelope.res is None or envelope.res.namespace is None:
-            return []
-        return self.twin.on_device(envelope.res.namespace, envelope.res.name, request, payload)
+        out: list[Publication] = []
+        for item in body.get("requests") or []:
+            try:
+                namespace, name, request, payload = item
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(payload, bytes) or not isinstance(request, str):
+                continue
+            if request == "membership/get":
+                out += self.twin.membership_get(payload)
+            else:
+                out += self.twin.on_device(str(namespace), str(name), request, payload)
+        return out

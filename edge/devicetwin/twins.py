@@ -50,6 +50,7 @@ class DeviceTwin:
     store: TwinStore
     node: str
     dirty: set[str] = field(default_factory=set)  # device ids with news for the cloud
+    _last_delta: dict[str, Any] = field(default_factory=dict)  # what each device's retained delta says now
 
     # -- requests from devices --------------------------------------------------------------
 
@@ -139,8 +140,15 @@ class DeviceTwin:
         return [Publication(topic, twin.membership_get_result(event_id, devices), qos=0)]
 
     def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = ()) -> list[Publication]:
-        """The retained delta: set while some expected value differs from the actual one, cleared after."""
+        """The retained delta: set while some expected value differs from the actual one, cleared after.
+
+        Published only when it changes (what differs, not when): a device reporting readings with no
+        desired value outstanding costs no delta traffic at all."""
         payload = twin.delta({k: shown(t) for k, t in twins.items()}, removed)
+        differing = payload["delta"] if payload is not None else None
+        if device.id in self._last_delta and self._last_delta[device.id] == differing:
+            return []
+        self._last_delta[device.id] = differing
         topic = topics.device(device.namespace, device.name, "twin/update/delta")
         return [Publication(topic, payload, qos=1, retain=True)]
 

@@ -9,14 +9,16 @@ cloud as ``upload`` envelopes, through EdgeHub's outbox.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker.bus import Bus
 from broker.runtime import ComponentSettings
 from schemas import topics, twin
 from schemas.envelope import Envelope, Group, Op, RawSend, Send
-from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,26 @@ class EventBusSettings(ComponentSettings):
         "help": "MQTT filters whose messages go to the cloud as they are; repeatable"})
 
 
+BATCH_WINDOW_S = 0.005
+MAX_BATCH = 500
+
+
 class EventBus:
+    """Device requests travel to DeviceTwin in batches: whatever arrived within ``BATCH_WINDOW_S`` goes
+    in one envelope, so a busy node costs one message per batch instead of one per reading."""
+
     def __init__(self, settings: EventBusSettings) -> None:
         self.settings = settings
         self.node = settings.node
         self.twin_inbox = topics.inbox(topics.Side.EDGE, "devicetwin")
         self.bus: Bus | None = None
+        self._pending: list[list[Any]] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._flusher = threading.Thread(target=self._flush_loop, name="batcher", daemon=True)
 
     def attach(self, bus: Bus) -> None:
+        self._flusher.start()
         self.bus = bus
         for topic_filter in topics.device_requests():
             bus.handle_raw(topic_filter, self.on_device)
@@ -46,7 +60,10 @@ class EventBus:
         bus.handle(bus.inbox, self.on_answers)
 
     def close(self) -> None:
-        pass
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._flusher.join(timeout=5)
 
     def on_device(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
         assert self.bus is not None
@@ -54,16 +71,30 @@ class EventBus:
         if parsed is None:
             self.bus.counters.inc("bad_device_topic")
             return None
-        namespace, name, request = parsed
-        op = Op.QUERY if request == "twin/get" else Op.UPDATE
-        envelope = self.bus.envelope(Group.TWIN, op, res=ResourceKey(namespace, "device", name),
-                                     body={"request": request, "payload": payload})
-        return [Send(self.twin_inbox, envelope)]
+        self._queue([*parsed, payload])
+        return None
 
     def on_membership_get(self, _topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
-        assert self.bus is not None
-        envelope = self.bus.envelope(Group.TWIN, Op.QUERY, body={"request": "membership/get", "payload": payload})
-        return [Send(self.twin_inbox, envelope)]
+        self._queue(["", "", "membership/get", payload])
+        return None
+
+    def _queue(self, request: list[Any]) -> None:
+        with self._cond:
+            self._pending.append(request)
+            self._cond.notify()
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stop)
+                if self._stop and not self._pending:
+                    return
+            time.sleep(BATCH_WINDOW_S)  # a batching window, not synchronisation: let a burst gather
+            with self._cond:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            if self.bus is not None and batch:
+                self.bus.publish(self.twin_inbox, self.bus.envelope(Group.TWIN, Op.UPDATE, body={"requests": batch}),
+                                 timeout=30)
 
     def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
         assert self.bus is not None

@@ -1,0 +1,240 @@
+"""``edgehive bench twin``: device updates through EventBus and DeviceTwin, against an echo baseline.
+
+(a) 10 devices with 5 properties each publish twin/update messages flat out; an
+update counts once its result has been published back (after DeviceTwin's commit).
+The baseline is the same publishes answered by a bare echo client on the same
+broker, measured in the same run before the edge components start. (b) At 100
+updates/s, the time from a device's publish to the value in the Device status in
+the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from broker.connection import Connection, ConnectionSettings, Incoming
+from broker.url import BrokerUrl
+from edgehive.bench import BenchError, _percentiles
+from edgehive.bench_cloud import NAMESPACE, NODE, _wait, start_system
+from schemas import topics
+
+DEVICES = 10
+PROPERTIES = 5
+RATE = 100
+
+
+@dataclass
+class TwinReport:
+    broker: str
+    updates: int
+    edge_updates_per_s: float
+    baseline_per_s: float
+    ratio: float
+    to_apiserver_ms: dict[str, float]
+
+
+def _update(event: str, values: dict[str, str]) -> bytes:
+    return json.dumps({"event_id": event, "timestamp": int(time.time() * 1000), "twin": {
+        k: {"actual": {"value": v}, "metadata": {"type": "float"}} for k, v in values.items()}}).encode()
+
+
+class _Devices:
+    """One MQTT connection playing every device: publishes updates, counts the results."""
+
+    def __init__(self, url: BrokerUrl, name: str) -> None:
+        self.results = 0
+        self.target = 0
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self.connection = Connection(ConnectionSettings(url=url, client_id=name, window=200), name=name)
+        self.connection.subscribe(f"$hw/events/device/{NAMESPACE}/+/twin/update/result", qos=0)
+        self.connection.on_message(self._on_result)
+        self.connection.start()
+        if not self.connection.wait_connected(20):
+            raise BenchError("the device client could not connect to the edge broker")
+
+    def _on_result(self, incoming: Incoming) -> None:
+        incoming.ack()
+        with self._lock:
+            self.results += 1
+            if self.results >= self.target:
+                self.done.set()
+
+    def run(self, count: int) -> float:
+        """Publish ``count`` updates round robin over the devices; updates/s until the last result."""
+        with self._lock:
+            self.results, self.target = 0, count
+            self.done.clear()
+        start = time.perf_counter()
+        for i in range(count):
+            name = f"dev-{i % DEVICES}"
+            values = {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)}
+            self.connection.publish(topics.device(NAMESPACE, name, "twin/update"), _update(f"u{i}", values))
+        if not self.done.wait(120):
+            raise BenchError(f"bench twin: {self.results} of {count} results in 120 s")
+        return count / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.connection.close(drain_timeout=1)
+
+
+class _Echo:
+    """The baseline: answers every update on its result topic, as DeviceTwin would, but doing nothing else."""
+
+    def __init__(self, url: BrokerUrl) -> None:
+        self.connection = Connection(ConnectionSettings(url=url, client_id="bench-twin-echo", window=200),
+                                     name="bench-twin-echo")
+        self.connection.subscribe(f"$hw/events/device/{NAMESPACE}/+/twin/update")
+        self._pending: list[str] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self.connection.on_message(self._on_update)
+        threading.Thread(target=self._reply_loop, daemon=True).start()
+        self.connection.start()
+        if not self.connection.wait_connected(20):
+            raise BenchError("the echo client could not connect")
+
+    def _on_update(self, incoming: Incoming) -> None:
+        incoming.ack()
+        with self._cond:
+            self._pending.append(incoming.topic + "/result")
+            self._cond.notify()
+
+    def _reply_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stop)
+                if self._stop:
+                    return
+                batch, self._pending = self._pending, []
+            for result_topic in batch:
+                self.connection.publish(result_topic, b'{"event_id":"","timestamp":0,"twin":{}}', qos=0)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self.connection.close(drain_timeout=1)
+
+
+def _model() -> dict[str, Any]:
+    return {"apiVersion": "devices.kubeedge.io/v1beta1", "kind": "DeviceModel", "metadata": {"name": "bench"},
+            "spec": {"properties": [{"name": f"p{j}", "type": "FLOAT"} for j in range(PROPERTIES)]}}
+
+
+def _device(name: str) -> dict[str, Any]:
+    return {"apiVersion": "devices.kubeedge.io/v1beta1", "kind": "Device", "metadata": {"name": name},
+            "spec": {"deviceModelRef": {"name": "bench"}, "nodeName": NODE,
+                     "properties": [{"name": f"p{j}"} for j in range(PROPERTIES)]}}
+
+
+def bench_twin(updates: int = 5000, broker: str = "amqtt", progress: bool = True) -> TwinReport:
+    def say(text: str) -> None:
+        if progress:
+            print(f"bench twin: {text}", file=sys.stderr, flush=True)
+
+    baseline: dict[str, float] = {}
+
+    def measure_baseline(edge_url: BrokerUrl) -> None:
+        say(f"baseline: {updates} updates answered by an echo client on the edge broker")
+        echo = _Echo(edge_url)
+        devices = _Devices(edge_url, "bench-devices-baseline")
+        try:
+            baseline["rate"] = devices.run(updates)
+        finally:
+            devices.close()
+            echo.close()
+
+    with ExitStack() as stack:
+        system = start_system(stack, broker, say, before_edge=measure_baseline)
+        custom = system.kube.custom
+        _wait(lambda: _crds_established(system.kube), 60, "the devices.kubeedge.io CRDs")
+        group, version = "devices.kubeedge.io", "v1beta1"
+        _wait(lambda: bool(custom.create_namespaced_custom_object(group, version, NAMESPACE, "devicemodels",
+                                                                  _model())), 30, "the DeviceModel")
+        for i in range(DEVICES):
+            custom.create_namespaced_custom_object(group, version, NAMESPACE, "devices", _device(f"dev-{i}"))
+        devices = _Devices(system.edge_url, "bench-devices")
+        stack.callback(devices.close)
+        say("waiting for the devices to reach the node")
+        _wait(lambda: _all_members(devices), 60, "the devices to become members of the node")
+        say(f"edge: {updates} updates through EventBus and DeviceTwin")
+        edge_rate = devices.run(updates)
+
+        say(f"to the API server: updates at {RATE}/s, watching the Device status")
+        latencies = _to_apiserver(system, devices)
+    return TwinReport(broker=broker, updates=updates, edge_updates_per_s=round(edge_rate, 1),
+                      baseline_per_s=round(baseline["rate"], 1), ratio=round(edge_rate / baseline["rate"], 3),
+                      to_apiserver_ms=_percentiles(latencies))
+
+
+def _crds_established(kube: Any) -> bool:
+    try:
+        crd = kube.extensions.read_custom_resource_definition("devices.devices.kubeedge.io")
+    except Exception:
+        return False
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
+def _all_members(devices: _Devices) -> bool:
+    """Each device answers a twin/update with a result, not a 404."""
+    try:
+        devices.run(DEVICES)
+    except BenchError:
+        return False
+    return True
+
+
+def _to_apiserver(system: Any, devices: _Devices, seconds: float = 5.0) -> list[int]:
+    """Publish p0 values at RATE/s to dev-0; poll its status and time each value's first appearance."""
+    sent: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            obj = system.kube.get_custom("device", NAMESPACE, "dev-0") or {}
+            now = time.perf_counter_ns()
+            for twin in (obj.get("status") or {}).get("twins") or []:
+                if twin.get("propertyName") == "p0":
+                    value = str((twin.get("reported") or {}).get("value"))
+                    seen.setdefault(value, now)
+            stop.wait(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    count = int(seconds * RATE)
+    start = time.perf_counter_ns()
+    for i in range(count):
+        due = start + int(i * 1e9 / RATE)
+        while (now := time.perf_counter_ns()) < due:
+            time.sleep(min(0.001, (due - now) / 1e9))
+        value = f"7{i}.5"
+        sent[value] = time.perf_counter_ns()
+        devices.connection.publish(topics.device(NAMESPACE, "dev-0", "twin/update"),
+                                   _update(f"l{i}", {"p0": value}))
+    last = f"7{count - 1}.5"
+    _wait(lambda: last in seen, 30, "the last value in the Device status")
+    stop.set()
+    poller.join(timeout=5)
+    return [seen[v] - t for v, t in sent.items() if v in seen]
+
+
+def print_report(report: TwinReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"broker": report.broker, "edge_updates_per_s": report.edge_updates_per_s,
+                          "baseline_per_s": report.baseline_per_s, "ratio": report.ratio,
+                          "to_apiserver_ms": report.to_apiserver_ms}))
+        return
+    print(f"twin benchmark, {report.updates} updates ({DEVICES} devices x {PROPERTIES} properties), "
+          f"{report.broker} brokers")
+    print(f"  edge: update -> commit -> result   {report.edge_updates_per_s:>8.0f}/s (goal >= 2000); "
+          f"echo baseline {report.baseline_per_s:.0f}/s, ratio {report.ratio:.2f}")
+    print(f"  device -> Device status at {RATE}/s   p50 {report.to_apiserver_ms['p50']:.0f} ms, "
+          f"p99 {report.to_apiserver_ms['p99']:.0f} ms (goal p50 <= 500 ms; only values the status showed)")
