@@ -97,7 +97,7 @@ def test_every_message_arrives_through_faults(link: tuple[Broker, Broker, Bridge
         if restart_edge_broker:
             faults.append((0.7, "restart edge broker"))
         for fraction, fault in faults:
-            wait_until(partial(reached, fraction), timeout=120, what=f"{fraction:.0%} progress")
+            wait_until(partial(reached, fraction), timeout=240, what=f"{fraction:.0%} progress")
             if fault == "kill bridge":
                 bridge.kill()
                 bridge.start()

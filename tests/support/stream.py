@@ -37,7 +37,7 @@ class StreamEnd:
     """One end: sends ``total`` messages on ``out_topic`` and receives the peer's on ``in_topic``."""
 
     def __init__(self, name: str, connection: Connection, out_topic: str, in_topic: str, total: int, *,
-                 ahead: int = 2000, resend: bool = True, resend_after: float = 3.0) -> None:
+                 ahead: int = 1000, resend: bool = True, resend_after: float = 8.0) -> None:
         self.name = name
         self.connection = connection
         self.out_topic = out_topic
