@@ -8,11 +8,13 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker import logs, settings
 from broker.bridge import Bridge, BridgeSettings
 from broker.connection import TlsSettings
 from broker.embedded import BrokerSettings, run
+from broker.healthfile import HealthFile
 from broker.mosquitto import write_config
 from broker.passwords import set_password
 from broker.runtime import ProcessSettings, StopSignal
@@ -70,8 +72,16 @@ def bridge_main(args: argparse.Namespace) -> int:
         return 2
     stop = StopSignal().install()
     bridge = Bridge(bridge_settings).start()
+
+    def probe() -> tuple[str, dict[str, Any]]:
+        if bridge.cloud.connected and bridge.edge.connected:
+            return "up", {}
+        return "down", {"cloud": bridge.cloud.connected, "edge": bridge.edge.connected}
+
+    health = HealthFile.from_env("bridge", probe)
     log.info("bridge: %s received, draining", stop.wait())
     bridge.stop()
+    health.close()
     log.info("bridge stopped: %s", bridge.counters.snapshot())
     return 0
 

@@ -18,6 +18,7 @@ from typing import Any
 from amqtt.broker import Broker
 from amqtt.contexts import Action
 
+from broker.healthfile import HealthFile
 from broker.runtime import ProcessSettings
 
 log = logging.getLogger(__name__)
@@ -141,12 +142,15 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
 async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
     """Run the broker until ``stop`` is set, then shut it down cleanly."""
     broker = EmbeddedBroker(amqtt_config(settings))
+    health = HealthFile.from_env("broker")
     await broker.start()
+    health.set("up", listen=[str(a) for a in settings.addresses])
     mode = f"users from {settings.password_file}, link ACL" if settings.password_file else "anonymous, no ACL"
     log.info("broker listening on %s (%s%s)", ", ".join(map(str, settings.addresses)), mode,
              ", TLS" if settings.tls_cert else "")
     await stop.wait()
     await broker.shutdown()
+    health.close()
     log.info("broker stopped")
 
 

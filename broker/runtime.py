@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from broker import logs, settings
 from broker.bus import Bus, BusSettings, ErrorRoute
 from broker.connection import ConnectionSettings, TlsSettings, Will
+from broker.healthfile import HealthFile
 from broker.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
@@ -147,6 +148,7 @@ def run_component(
     s = settings.parse(settings_cls, argv, prog=f"python -m {module}", description=description)
     logs.setup(module, s.log_level, s.log_format)
     stop = StopSignal().install()
+    health_file = HealthFile.from_env(module)
     bus = Bus(bus_settings(module, side, s), error_route=error_route)
     component = make(s)
     health = Health(bus, module)
@@ -156,6 +158,10 @@ def run_component(
     def on_connection(up: bool) -> None:
         if up:  # (re)publish: a restarted broker has forgotten the retained status
             bus.call_soon(lambda: health.publish("up"))
+        if up:
+            health_file.set("up")
+        else:
+            health_file.set("down", reason=f"broker {BrokerUrl.parse(s.broker)} unreachable")
 
     bus.connection.on_connection_change(on_connection)
     bus.start()
@@ -170,6 +176,7 @@ def run_component(
         log.warning("could not publish the final status", exc_info=True)
     drained = bus.close()
     component.close()
+    health_file.close()
     log.info("%s stopped%s", module, "" if drained else " (some publishes were not acknowledged)")
     return 0
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -90,15 +92,27 @@ class Kube:
         return getattr(self.core, spec.list_all), ()
 
     @classmethod
-    def connect(cls, kubeconfig: str | None) -> Kube:
-        """From a kubeconfig file, or from the pod's service account when running in a cluster."""
+    def connect(cls, kubeconfig: str | None, server: str | None = None, wait_s: float = 300.0) -> Kube:
+        """From a kubeconfig file, or from the pod's service account when running in a cluster.
+
+        A kubeconfig that does not exist yet is waited for (with a log line every 10 s): in a
+        compose stack the API server's container writes it moments after the controllers start.
+        ``server`` replaces the kubeconfig's address, for a kubeconfig written for another host
+        (k3s writes https://127.0.0.1:6443).
+        """
+        if kubeconfig:
+            _wait_for_file(Path(kubeconfig), wait_s)
         try:
             if kubeconfig:
-                return cls(k8s_config.new_client_from_config(config_file=kubeconfig))
-            k8s_config.load_incluster_config()
-            return cls(k8s.ApiClient())
+                api_client = k8s_config.new_client_from_config(config_file=kubeconfig)
+            else:
+                k8s_config.load_incluster_config()
+                api_client = k8s.ApiClient()
         except Exception as exc:
             raise KubeError(0, f"cannot load the Kubernetes configuration ({exc}); pass --kubeconfig") from exc
+        if server:
+            api_client.configuration.host = server.rstrip("/")
+        return cls(api_client)
 
     def close(self) -> None:
         self.api_client.close()
@@ -216,3 +230,16 @@ class Kube:
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
+
+
+def _wait_for_file(path: Path, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    next_note = time.monotonic()
+    while not path.exists():
+        now = time.monotonic()
+        if now >= deadline:
+            raise KubeError(0, f"kubeconfig {path} did not appear within {wait_s:.0f} s; check --kubeconfig")
+        if now >= next_note:
+            log.info("waiting for kubeconfig %s to appear", path)
+            next_note = now + 10.0
+        time.sleep(0.2)

@@ -14,7 +14,7 @@ from broker import logs
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, bench_twin, stack
+from edgehive import bench, bench_cloud, bench_edge, bench_twin, run, stack
 from edgehive.launcher import Supervisor
 from edgehive.localcluster import LocalClusterError
 
@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     passwd = commands.add_parser("passwd", help="add a user to a broker password file, or change its password")
     broker_cli.add_passwd_arguments(passwd)
     passwd.set_defaults(func=broker_cli.passwd_main)
+    run_parser = commands.add_parser("run", help="run one component in the foreground (a container's command)")
+    run_parser.add_argument("component", choices=run.COMPONENTS, metavar="COMPONENT",
+                            help=", ".join(run.COMPONENTS))
+    run_parser.add_argument("args", nargs=argparse.REMAINDER, help="the component's own flags (see its --help)")
+    run_parser.set_defaults(func=lambda a: run.run(a.component, a.args))
+
     bench_parser = commands.add_parser("bench", help="measure edgehive against a baseline from the same run")
     scenarios = bench_parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
     link = scenarios.add_parser("link", help="the bridge: throughput ratio and added latency")

@@ -35,6 +35,8 @@ class DeviceControllerSettings(ComponentSettings):
     node: str = field(default="cloud", metadata={"help": "name used on messages that concern no node"})
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
+    kube_server: str | None = field(default=None, metadata={
+        "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
     install_crds: bool = field(default=True, metadata={"help": "create the devices.kubeedge.io CRDs if missing"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
 
@@ -73,7 +75,8 @@ class DeviceController(NodeSync):
 
     def __init__(self, settings: DeviceControllerSettings) -> None:
         self.settings = settings
-        super().__init__(Kube.connect(settings.kubeconfig), Placement(kinds.DEVICE, model_refs),
+        kube = Kube.connect(settings.kubeconfig, settings.kube_server)
+        super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), query_timeout_s=settings.query_timeout_s)
 
     def attach(self, bus: Any) -> None:

@@ -35,6 +35,8 @@ class EdgeControllerSettings(ComponentSettings):
     node: str = field(default="cloud", metadata={"help": "name used on messages that concern no node"})
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
+    kube_server: str | None = field(default=None, metadata={
+        "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
     node_grace_s: float = field(default=0.0, metadata={
         "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
@@ -63,7 +65,8 @@ class EdgeController(NodeSync):
 
     def __init__(self, settings: EdgeControllerSettings) -> None:
         self.settings = settings
-        super().__init__(Kube.connect(settings.kubeconfig), Placement(), (kinds.CONFIGMAP, kinds.SECRET),
+        kube = Kube.connect(settings.kubeconfig, settings.kube_server)
+        super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET),
                          query_timeout_s=settings.query_timeout_s)
 
     def on_disconnected(self, node: str, session: str) -> None:

@@ -1,0 +1,49 @@
+"""``edgehive run COMPONENT [ARGS...]``: one component in the foreground, as a container runs it.
+
+The image holds every component and the command picks one (as ``keadm`` or a
+Greengrass nucleus image would): the components in their own modules run in this
+process with their own flags; the brokers and the local API server, which are other
+programs wrapped with a health file and users from the environment, are in
+``edgehive.services``.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+
+from edgehive import services
+
+MODULES = {
+    "cloudhub": "cloud.cloudhub",
+    "edgecontroller": "cloud.edgecontroller",
+    "devicecontroller": "cloud.devicecontroller",
+    "edgehub": "edge.edgehub",
+    "metamanager": "edge.metamanager",
+    "edged": "edge.edged",
+    "eventbus": "edge.eventbus",
+    "devicetwin": "edge.devicetwin",
+    "bridge": "broker.bridge",
+}
+SERVICES: dict[str, Callable[[Sequence[str]], int]] = {
+    "broker": services.broker_main,
+    "apiserver": services.apiserver_main,
+}
+COMPONENTS = sorted([*MODULES, *SERVICES])
+
+
+def run(component: str, args: Sequence[str]) -> int:
+    if component in SERVICES:
+        return SERVICES[component](args)
+    module = MODULES.get(component)
+    if module is None:
+        print(f"edgehive run: no component {component!r}; choose one of: {', '.join(COMPONENTS)}", file=sys.stderr)
+        return 2
+    sys.argv = [f"edgehive run {component}", *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

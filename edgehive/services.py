@@ -1,0 +1,177 @@
+"""The programs a container runs that are not bus components: a broker and the local API server.
+
+Each wraps other processes (mosquitto; etcd and kube-apiserver), keeps the container's
+health file (broker.healthfile) true to them, passes SIGTERM on, and exits non-zero
+when a wrapped process dies on its own, so the container's restart policy takes over.
+Users and ports come from flags or the environment, so a compose file needs no
+configuration files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from broker import logs
+from broker.embedded import BrokerSettings, Listen
+from broker.embedded import run as run_amqtt
+from broker.healthfile import HealthFile, Probe
+from broker.mosquitto import write_config
+from broker.passwords import set_password
+from edgehive.localcluster import LocalApiServer, LocalClusterError
+
+log = logging.getLogger("edgehive.services")
+
+STOP_TIMEOUT_S = 20.0
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("EDGEHIVE_STATE_DIR", "/var/lib/edgehive"))
+
+
+def parse_users(value: str) -> dict[str, str]:
+    """``user:password`` pairs separated by commas or spaces; a malformed pair is an error that names it."""
+    users: dict[str, str] = {}
+    for pair in value.replace(",", " ").split():
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"broker user {pair.split(':')[0]!r}: write USER:PASSWORD")
+        users[user] = password
+    return users
+
+
+def program(child: subprocess.Popen[bytes]) -> str:
+    args = child.args
+    return str(args[0]) if isinstance(args, list | tuple) else str(args)
+
+
+def supervise(name: str, children: list[subprocess.Popen[bytes]], health: HealthFile) -> int:
+    """Wait until a stop signal (stop every child, exit 0) or a child's own exit (stop the rest, exit 1)."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: %s received, stopping", name, signal.Signals(signum).name)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    status = 0
+    while not stopping.wait(0.2):
+        dead = [c for c in children if c.poll() is not None]
+        if dead:
+            log.error("%s: %s exited with %s; stopping the rest so the container restarts", name,
+                      program(dead[0]), dead[0].returncode)
+            status = 1
+            break
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for child in reversed(children):
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s: %s ignored SIGTERM for %.0f s; killing it", name, program(child), STOP_TIMEOUT_S)
+            child.kill()
+            child.wait()
+    health.close()
+    return status
+
+
+def tcp_probe(port: int) -> Probe:
+    def probe() -> tuple[str, dict[str, Any]]:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return "up", {"port": port}
+        except OSError as exc:
+            return "down", {"reason": f"port {port}: {exc}"}
+    return probe
+
+
+def broker_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="edgehive run broker", description=(
+        "An MQTT broker with edgehive's users and link ACL: mosquitto (default) or the embedded amqtt broker. "
+        "Users come from $EDGEHIVE_BROKER_USERS as USER:PASSWORD pairs; without users it is anonymous "
+        "(an edge node's local broker)."))
+    parser.add_argument("--kind", choices=("mosquitto", "amqtt"), default=os.environ.get("EDGEHIVE_BROKER_KIND")
+                        or "mosquitto")
+    parser.add_argument("--listen", type=Listen.parse, default=Listen("0.0.0.0", 1883), metavar="HOST:PORT")
+    parser.add_argument("--cloud-users", default="cloud", help="users allowed every topic (comma-separated)")
+    parser.add_argument("--log-level", default=os.environ.get("EDGEHIVE_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    logs.setup("broker", args.log_level)
+    try:
+        users = parse_users(os.environ.get("EDGEHIVE_BROKER_USERS", ""))
+    except ValueError as exc:
+        print(f"edgehive run broker: $EDGEHIVE_BROKER_USERS: {exc}", file=sys.stderr)
+        return 2
+    directory = state_dir() / "broker"
+    directory.mkdir(parents=True, exist_ok=True)
+    password_file = None
+    if users:
+        password_file = directory / "passwd"
+        password_file.unlink(missing_ok=True)  # the environment is the truth: a removed user is gone
+        for user, password in users.items():
+            set_password(password_file, user, password)
+    settings = BrokerSettings(listen=(str(args.listen),), password_file=str(password_file) if password_file else None,
+                              cloud_users=tuple(u for u in args.cloud_users.split(",") if u))
+    log.info("%s broker on %s, %s", args.kind, args.listen,
+             f"users {', '.join(sorted(users))} with the link ACL" if users else "anonymous")
+    if args.kind == "amqtt":
+        return run_amqtt(settings)
+    conf = write_config(settings, directory / "mosquitto")
+    child = subprocess.Popen(["mosquitto", "-c", str(conf)])
+    health = HealthFile.from_env("broker", tcp_probe(args.listen.port))
+    return supervise("broker", [child], health)
+
+
+def apiserver_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="edgehive run apiserver", description=(
+        "etcd and kube-apiserver in one container, for the compose stack where no k3s image can be pulled. "
+        "Writes an admin kubeconfig for the other containers and one for the host once the API is ready."))
+    parser.add_argument("--port", type=int, default=6443)
+    parser.add_argument("--san", action="append", default=[], metavar="DNS:NAME|IP:ADDR",
+                        help="an extra name in the serving certificate (repeatable); "
+                             "DNS:apiserver, DNS:localhost and IP:127.0.0.1 are always in")
+    parser.add_argument("--kubeconfig-out", type=Path, default=Path("/etc/edgehive/kube/kubeconfig"))
+    parser.add_argument("--server-url", default="https://apiserver:6443",
+                        help="the address other containers use, written into --kubeconfig-out")
+    parser.add_argument("--host-url", default="https://127.0.0.1:6443",
+                        help="the address the host uses (the published port), written into "
+                             "--kubeconfig-out with the suffix .host")
+    parser.add_argument("--log-level", default=os.environ.get("EDGEHIVE_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    logs.setup("apiserver", args.log_level)
+    sans = ("DNS:apiserver", "DNS:localhost", "IP:127.0.0.1", *args.san)
+    local = LocalApiServer(state_dir() / "apiserver", port=args.port, bind_address="0.0.0.0", sans=sans)
+    try:
+        local.prepare()
+    except LocalClusterError as exc:
+        print(f"edgehive run apiserver: {exc}", file=sys.stderr)
+        return 2
+    etcd = subprocess.Popen(local.etcd_argv())
+    apiserver = subprocess.Popen(local.apiserver_argv())
+    exported = threading.Event()
+
+    def probe() -> tuple[str, dict[str, Any]]:
+        if not local.ready():
+            return "down", {"reason": "kube-apiserver not ready"}
+        if not exported.is_set():  # written once the API answers, so a reader can use it at once
+            local.write_kubeconfig(args.kubeconfig_out, args.server_url)
+            local.write_kubeconfig(args.kubeconfig_out.with_name(args.kubeconfig_out.name + ".host"), args.host_url)
+            log.info("API server ready; kubeconfigs in %s(.host)", args.kubeconfig_out)
+            exported.set()
+        return "up", {}
+
+    health = HealthFile.from_env("apiserver", probe)
+    return supervise("apiserver", [etcd, apiserver], health)
