@@ -10,24 +10,9 @@ from kubernetes import client as k8s
 
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
+from tests.support import devices
 from tests.support.cluster import Cluster, node_names
-
-GROUP, VERSION = "devices.kubeedge.io", "v1beta1"
-
-
-def model(name: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DeviceModel", "metadata": {"name": name},
-            "spec": {"protocol": "modbus", "properties": [
-                {"name": "temperature", "type": "FLOAT", "accessMode": "ReadOnly", "minimum": "-40",
-                 "maximum": "125", "unit": "C"},
-                {"name": "setpoint", "type": "INT", "accessMode": "ReadWrite"}]}}
-
-
-def device(name: str, node: str, setpoint: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Device", "metadata": {"name": name},
-            "spec": {"deviceModelRef": {"name": "thermo"}, "nodeName": node, "protocol": {"protocolName": "modbus"},
-                     "properties": [{"name": "setpoint", "desired": {"value": setpoint}},
-                                    {"name": "temperature", "reportToCloud": True}]}}
+from tests.support.devices import GROUP, VERSION, next_json, reading
 
 
 def custom(cluster: Cluster) -> k8s.CustomObjectsApi:
@@ -35,36 +20,15 @@ def custom(cluster: Cluster) -> k8s.CustomObjectsApi:
 
 
 def apply(cluster: Cluster, node: str, setpoint: str = "25") -> None:
-    api = custom(cluster)
-    wait_until(lambda: _crds_ready(cluster), timeout=30, what="the devices.kubeedge.io CRDs")
-    wait_until(lambda: api.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "devicemodels",
-                                                          model("thermo")), timeout=20, what="the DeviceModel")
-    api.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "devices", device("thermo-1", node,
-                                                                                              setpoint))
-
-
-def _crds_ready(cluster: Cluster) -> bool:
-    ext = k8s.ApiextensionsV1Api(cluster.api.client)
-    for name in ("devices.devices.kubeedge.io", "devicemodels.devices.kubeedge.io"):
-        try:
-            crd = ext.read_custom_resource_definition(name)
-        except k8s.exceptions.ApiException:
-            return False
-        if not any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
-            return False
-    return True
+    devices.apply(cluster.api.client, cluster.namespace, node, setpoint)
 
 
 def status(cluster: Cluster) -> dict[str, Any]:
-    obj = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "devices", "thermo-1")
-    return dict(obj.get("status") or {})
+    return devices.status(cluster.api.client, cluster.namespace)
 
 
 def reported(cluster: Cluster, prop: str) -> str | None:
-    for twin in status(cluster).get("twins") or []:
-        if twin.get("propertyName") == prop and "reported" in twin:
-            return str(twin["reported"]["value"])
-    return None
+    return devices.reported(cluster.api.client, cluster.namespace, prop)
 
 
 def device_client(cluster: Cluster, node: str, client_id: str = "") -> TestClient:
@@ -73,21 +37,7 @@ def device_client(cluster: Cluster, node: str, client_id: str = "") -> TestClien
 
 
 def topic(cluster: Cluster, suffix: str) -> str:
-    return f"$hw/events/device/{cluster.namespace}/thermo-1/{suffix}"
-
-
-def reading(event: str, value: str) -> bytes:
-    return json.dumps({"event_id": event, "timestamp": int(time.time() * 1000),
-                       "twin": {"temperature": {"actual": {"value": value}, "metadata": {"type": "float"}}}}).encode()
-
-
-def next_json(client: TestClient, topic_name: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = client.expect(timeout=max(0.1, deadline - time.monotonic()))
-        if message.topic == topic_name and message.payload:
-            return dict(json.loads(message.payload))
-    raise AssertionError(f"nothing on {topic_name} within {timeout} s")
+    return devices.topic(cluster.namespace, suffix)
 
 
 def test_desired_value_down_readings_up(cluster_factory: Any) -> None:

@@ -1,0 +1,130 @@
+"""The compose stack for real: podman-compose brings up every component in its own container.
+
+One stack for the module (it takes about 20 s to be healthy): a Pod runs on the edge
+node and a device's reading reaches its Device; a killed component is restarted by
+its restart policy and the flow still works; ``down`` leaves nothing of ours behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from edgehive.compose import COMPOSE_FILE, LOCAL_APISERVER, ROOT, ComposeStack, podman
+from tests.fixtures.mqtt import TestClient
+from tests.fixtures.processes import wait_until
+from tests.support import devices
+
+pytestmark = pytest.mark.slow
+
+NODE = "edge-1"
+SERVICES = {"apiserver", "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "edge-1-broker",
+            "edge-1-bridge", "edge-1-edgehub", "edge-1-metamanager", "edge-1-edged", "edge-1-devicetwin",
+            "edge-1-eventbus"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    stack = ComposeStack(f"ehtest{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("compose"))
+    try:
+        stack.up()
+        stack.wait_healthy(timeout=120)
+        yield stack
+    finally:
+        if stack.containers():
+            stack.down()
+
+
+@pytest.fixture(scope="module")
+def kube(stack: ComposeStack) -> k8s.ApiClient:
+    path = stack.copy_out("apiserver", "/etc/edgehive/kube/kubeconfig.host", stack.work_dir / "kubeconfig")
+    return k8s_config.new_client_from_config(str(path))
+
+
+def config_services(*files: Path) -> set[str]:
+    argv = [sys.executable, "-m", "podman_compose"]
+    for f in files:
+        argv += ["-f", str(f)]
+    result = subprocess.run([*argv, "config"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
+    return set(parsed["services"])
+
+
+def test_compose_files_validate() -> None:
+    assert config_services(COMPOSE_FILE) == SERVICES
+    assert config_services(COMPOSE_FILE, LOCAL_APISERVER) == SERVICES
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2, "containers": [
+                {"name": "main", "image": "localhost/busybox:latest", "imagePullPolicy": "Never",
+                 "command": ["sleep", "3600"]}]}}
+
+
+def run_pod(kube: k8s.ApiClient, name: str) -> None:
+    core = k8s.CoreV1Api(kube)
+    core.create_namespaced_pod("default", pod(name))
+    wait_until(lambda: core.read_namespaced_pod(name, "default").status.phase == "Running", timeout=60,
+               what=f"pod {name} Running on {NODE}")
+    assert podman("pod", "exists", f"default_{name}", check=False).returncode == 0
+
+
+def device_reading_reaches_status(stack: ComposeStack, kube: k8s.ApiClient, value: str) -> None:
+    with TestClient("127.0.0.1", stack.ports["edge_broker"]) as dev:
+        dev.publish(devices.topic("default", "twin/update"), devices.reading(f"r-{value}", value))
+    wait_until(lambda: devices.reported(kube, "default", "temperature") == value, timeout=30,
+               what=f"reading {value} in the Device status")
+
+
+def test_pod_and_device_end_to_end(stack: ComposeStack, kube: k8s.ApiClient) -> None:
+    core = k8s.CoreV1Api(kube)
+    wait_until(lambda: any(c.type == "Ready" and c.status == "True"
+                           for c in core.read_node(NODE).status.conditions or []), timeout=60, what=f"{NODE} Ready")
+    run_pod(kube, "hello")
+    devices.apply(kube, "default", NODE, setpoint="21")
+    with TestClient("127.0.0.1", stack.ports["edge_broker"]) as dev:
+        dev.subscribe(devices.topic("default", "twin/update/delta"))
+        delta = devices.next_json(dev, devices.topic("default", "twin/update/delta"), timeout=30)
+        assert delta["delta"] == {"setpoint": "21"}
+    device_reading_reaches_status(stack, kube, "19.5")
+
+
+@pytest.mark.parametrize("service", ["cloudhub", "edge-1-metamanager", "edge-1-bridge"])
+def test_crashed_component_is_restarted(stack: ComposeStack, kube: k8s.ApiClient, service: str) -> None:
+    """A crash (the container's process SIGKILLed, as the OOM killer would) is a restart, by the policy.
+
+    ``podman kill`` is not used: podman, like Docker, records it as a stop by the user and
+    then does not apply the restart policy.
+    """
+    before = stack.restart_count(service)
+    os.kill(stack.main_pid(service), signal.SIGKILL)
+    wait_until(lambda: stack.restart_count(service) > before, timeout=30, what=f"{service} restarted")
+    wait_until(lambda: stack.healthy(service), timeout=60, what=f"{service} healthy again")
+    run_pod(kube, f"after-{service}")
+    device_reading_reaches_status(stack, kube, f"{len(service)}.25")
+
+
+def test_down_leaves_nothing_behind(stack: ComposeStack, kube: k8s.ApiClient) -> None:
+    core = k8s.CoreV1Api(kube)
+    names = [p.metadata.name for p in core.list_namespaced_pod("default").items]
+    assert "hello" in names
+    for name in names:
+        core.delete_namespaced_pod(name, "default")
+    wait_until(lambda: not core.list_namespaced_pod("default").items, timeout=60, what="the pods deleted")
+    stack.down()
+    assert stack.leftovers() == []
+    pods = podman("pod", "ps", "--filter", f"label=io.edgehive.node={NODE}", "--format", "{{.Name}}").stdout
+    assert pods.strip() == "", f"EdgeD's pods left behind: {pods}"
