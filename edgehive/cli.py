@@ -14,7 +14,7 @@ from broker import logs
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, bench_twin, run, stack
+from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, run, stack
 from edgehive.launcher import Supervisor
 from edgehive.localcluster import LocalClusterError
 
@@ -95,6 +95,16 @@ def _bench_twin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stack(args: argparse.Namespace) -> int:
+    try:
+        report = bench_stack.bench_stack(args.runs, progress=not args.json)
+    except bench.BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    bench_stack.print_report(report, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -153,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     twin.add_argument("--updates", type=int, default=5000)
     twin.add_argument("--json", action="store_true", help="print one JSON object")
     twin.set_defaults(func=_bench_twin)
+    stack_bench = scenarios.add_parser("stack", help="image size, one component container's start, compose stack "
+                                                      "to healthy")
+    stack_bench.add_argument("--runs", type=int, default=3, help="component starts to take the median of")
+    stack_bench.add_argument("--json", action="store_true", help="print one JSON object")
+    stack_bench.set_defaults(func=_bench_stack)
     return parser
 
 
