@@ -29,6 +29,21 @@ class OpenAuth(BaseAuthPlugin):
         return True
 
 
+class CertificateAuth(BaseAuthPlugin):
+    """Admits a client whose TLS certificate the listener verified; its CN became the user name.
+
+    The handshake already checked the chain and the CRL; this only refuses a connection
+    that somehow arrived without an identity (a listener without TLS, for instance).
+    """
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        if not getattr(session, "edgehive_identity", None):
+            log.warning("refused client %s: no client certificate", session.client_id)
+            return False
+        session.is_anonymous = False
+        return True
+
+
 class PasswordFileAuth(BaseAuthPlugin):
     """Checks users against a mosquitto-format password file, re-read when it changes (no restart)."""
 

@@ -8,8 +8,10 @@ Production deployments may run mosquitto with the same rules (broker.mosquitto).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 
 from broker.healthfile import HealthFile
+from broker.revocation import CrlFollower, certificate_identity
 from broker.runtime import ProcessSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,11 @@ class BrokerSettings(ProcessSettings):
         "help": "users in mosquitto's format (edgehive passwd); enables authentication and the link ACL"})
     cloud_users: tuple[str, ...] = field(default=("cloud",), metadata={
         "help": "users allowed every topic; every other user is a node, limited to its own link topics"})
+    client_certs: bool = field(default=False, metadata={
+        "help": "require a client certificate from --tls-ca; its CN is the user (a node's identity), with the "
+                "link ACL"})
+    crl_file: str | None = field(default=None, metadata={
+        "help": "certificates revoked by the CA (PEM CRL); re-read when it changes, revoked clients are cut off"})
     mosquitto_config: str | None = field(default=None, metadata={
         "help": "write mosquitto.conf, passwd and acl with these rules into this directory and exit"})
 
@@ -64,6 +72,10 @@ class BrokerSettings(ProcessSettings):
             raise ValueError("--tls-cert and --tls-key go together")
         if self.password_file is not None and not Path(self.password_file).is_file():
             raise ValueError(f"password file {self.password_file} does not exist (create it with edgehive passwd)")
+        if self.client_certs and not (self.tls_cert and self.tls_ca):
+            raise ValueError("--client-certs needs --tls-cert, --tls-key and --tls-ca (the CA that signs identities)")
+        if self.client_certs and self.password_file:
+            raise ValueError("--client-certs and --password-file exclude each other: identities are certificates")
 
     @property
     def addresses(self) -> list[Listen]:
@@ -81,7 +93,12 @@ def amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
                 listener["cafile"] = settings.tls_ca
         listeners["default" if i == 0 else f"listener-{i}"] = listener
     plugins: dict[str, Any]
-    if settings.password_file:
+    if settings.client_certs:
+        plugins = {
+            "broker.amqtt_plugins.CertificateAuth": {},
+            "broker.amqtt_plugins.LinkAclPlugin": {"cloud_users": list(settings.cloud_users)},
+        }
+    elif settings.password_file:
         plugins = {
             "broker.amqtt_plugins.PasswordFileAuth": {"password_file": settings.password_file},
             "broker.amqtt_plugins.LinkAclPlugin": {"cloud_users": list(settings.cloud_users)},
@@ -110,9 +127,68 @@ class _SnapshotIterationDict(dict[str, Any]):
 class EmbeddedBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with three of its 0.12.1 defects mended (each measured here)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], *, client_certs: bool = False, crl_file: str | None = None) -> None:
         super().__init__(config)
         self._subscriptions = _SnapshotIterationDict()
+        self._client_certs = client_certs
+        self._crl = CrlFollower(Path(crl_file)) if crl_file else None
+        self._contexts: list[ssl.SSLContext] = []
+
+    # -- identities from client certificates (--client-certs) --------------------------------
+
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
+        context: ssl.SSLContext = Broker._create_ssl_context(listener)
+        if self._client_certs:
+            context.verify_mode = ssl.CERT_REQUIRED  # amqtt leaves it optional: no certificate, no entry
+            if self._crl is not None:
+                self._crl.load_into(context)
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+            self._contexts.append(context)
+        return context
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> tuple[Any, Any]:
+        handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        if self._client_certs:
+            stream = getattr(writer, "_writer", None)
+            cert = stream.get_extra_info("peercert") if stream is not None else None
+            identity = certificate_identity(cert)
+            if identity and self._crl is not None:
+                self._crl.changed()  # an SSL context keeps the CRL it loaded first: ask the file itself
+                if identity[1] in self._crl.serials:
+                    log.warning("refused client %s: certificate %s of %s is revoked", session.client_id,
+                                identity[1], identity[0])
+                    identity = None
+            # The certificate names the user; whatever user name the client sent is ignored.
+            session.username = identity[0] if identity else None
+            session.edgehive_identity = identity
+        return handler, session
+
+    async def follow_revocations(self, stop: asyncio.Event) -> None:
+        """Re-read the CRL when it changes; new handshakes check it, and connected revoked clients are dropped."""
+        if self._crl is None:
+            return
+        seen = self._crl.version
+        while not stop.is_set():
+            self._crl.changed()
+            if self._crl.version != seen:
+                seen = self._crl.version
+                for context in self._contexts:
+                    self._crl.load_into(context)
+                await self._drop_revoked()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _drop_revoked(self) -> None:
+        assert self._crl is not None
+        revoked = self._crl.serials
+        for session, handler in list(self._sessions.values()):
+            identity = getattr(session, "edgehive_identity", None)
+            if identity and identity[1] in revoked and handler is not None:
+                log.warning("client %s (certificate %s for %s) is revoked: disconnecting it", session.client_id,
+                            identity[1], identity[0])
+                with contextlib.suppress(Exception):
+                    await handler.handle_connection_closed()
 
     async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
         # amqtt refuses every client publish to a topic starting with "$"; KubeEdge's device
@@ -141,14 +217,21 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
 
 async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
     """Run the broker until ``stop`` is set, then shut it down cleanly."""
-    broker = EmbeddedBroker(amqtt_config(settings))
+    broker = EmbeddedBroker(amqtt_config(settings), client_certs=settings.client_certs, crl_file=settings.crl_file)
     health = HealthFile.from_env("broker")
     await broker.start()
+    revocations = asyncio.ensure_future(broker.follow_revocations(stop))
     health.set("up", listen=[str(a) for a in settings.addresses])
-    mode = f"users from {settings.password_file}, link ACL" if settings.password_file else "anonymous, no ACL"
+    if settings.client_certs:
+        mode = f"identities from client certificates of {settings.tls_ca}, link ACL"
+    elif settings.password_file:
+        mode = f"users from {settings.password_file}, link ACL"
+    else:
+        mode = "anonymous, no ACL"
     log.info("broker listening on %s (%s%s)", ", ".join(map(str, settings.addresses)), mode,
              ", TLS" if settings.tls_cert else "")
     await stop.wait()
+    await revocations
     await broker.shutdown()
     health.close()
     log.info("broker stopped")

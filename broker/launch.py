@@ -40,10 +40,17 @@ def broker_argv(kind: str, settings: BrokerSettings, workdir: Path) -> list[str]
             argv += ["--listen", address]
         if settings.password_file:
             argv += ["--password-file", settings.password_file]
+        if settings.password_file or settings.client_certs:
             for user in settings.cloud_users:
                 argv += ["--cloud-users", user]
         if settings.tls_cert and settings.tls_key:
             argv += ["--tls-cert", settings.tls_cert, "--tls-key", settings.tls_key]
+        if settings.tls_ca:
+            argv += ["--tls-ca", settings.tls_ca]
+        if settings.client_certs:
+            argv.append("--client-certs")
+        if settings.crl_file:
+            argv += ["--crl-file", settings.crl_file]
         return argv
     if kind == "mosquitto":
         conf = write_config(settings, workdir / "mosquitto")

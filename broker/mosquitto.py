@@ -29,7 +29,10 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         "log_dest stderr",
         "log_type error\nlog_type warning\nlog_type notice",
     ]
-    if settings.password_file:
+    if settings.client_certs:
+        # The certificate is the identity: its CN is the user the ACL's %u patterns see.
+        lines += ["allow_anonymous false", f"acl_file {directory / 'acl'}"]
+    elif settings.password_file:
         lines += ["allow_anonymous false", f"password_file {directory / 'passwd'}", f"acl_file {directory / 'acl'}"]
     else:
         lines.append("allow_anonymous true")
@@ -37,7 +40,11 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         lines.append(f"\nlistener {address.port} {address.host}")
         if settings.tls_cert:
             lines += [f"certfile {settings.tls_cert}", f"keyfile {settings.tls_key}"]
-            if settings.tls_ca:
+            if settings.client_certs:
+                lines += [f"cafile {settings.tls_ca}", "require_certificate true", "use_identity_as_username true"]
+                if settings.crl_file:
+                    lines.append(f"crlfile {settings.crl_file}")
+            elif settings.tls_ca:
                 lines += [f"cafile {settings.tls_ca}", "require_certificate false"]
     return "\n".join(lines) + "\n"
 
@@ -49,6 +56,7 @@ def write_config(settings: BrokerSettings, directory: Path) -> Path:
     if settings.password_file:
         shutil.copyfile(settings.password_file, directory / "passwd")
         (directory / "passwd").chmod(0o600)
+    if settings.password_file or settings.client_certs:
         (directory / "acl").write_text(LinkAcl(frozenset(settings.cloud_users)).mosquitto_acl())
     conf = directory / "mosquitto.conf"
     conf.write_text(mosquitto_conf(settings, directory))

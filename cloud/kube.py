@@ -8,6 +8,7 @@ objects that would be turned back into maps at once.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -183,7 +184,42 @@ class Kube:
                 return None
             raise
 
+    def get_secret(self, namespace: str, name: str) -> tuple[dict[str, bytes], str] | None:
+        """The Secret's data, decoded, and its resourceVersion (for a conflict-checked replace)."""
+        try:
+            obj = self._call(self.core.read_namespaced_secret, name, namespace)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        return data, str(obj["metadata"]["resourceVersion"])
+
     # -- writing -----------------------------------------------------------------------
+
+    def ensure_namespace(self, name: str) -> None:
+        try:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            self._call(self.core.create_namespace, body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+
+    def create_secret(self, namespace: str, name: str, data: dict[str, bytes]) -> bool:
+        """False when it already exists (it is left as it is)."""
+        try:
+            self._call(self.core.create_namespaced_secret, namespace, _secret(name, data))
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def replace_secret(self, namespace: str, name: str, data: dict[str, bytes], resource_version: str) -> None:
+        """Replace only if nobody changed it since ``resource_version`` was read (KubeError 409 otherwise)."""
+        body = _secret(name, data)
+        body["metadata"]["resourceVersion"] = resource_version
+        self._call(self.core.replace_namespaced_secret, name, namespace, body)
 
     def create_node(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call(self.core.create_node, body))
@@ -243,3 +279,8 @@ def _wait_for_file(path: Path, wait_s: float) -> None:
             log.info("waiting for kubeconfig %s to appear", path)
             next_note = now + 10.0
         time.sleep(0.2)
+
+
+def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from broker import cli as broker_cli
 from broker import logs
+from broker.connection import Connection
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, run, stack
-from edgehive.launcher import Supervisor
+from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, identity_cli, run, stack
+from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
 
 log = logging.getLogger("edgehive")
@@ -24,6 +25,22 @@ log = logging.getLogger("edgehive")
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "edgehive"
+
+
+def _supervise(children: list[Child], watches: list[Connection], state_dir: Path, banner: str) -> int:
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def close_watches() -> None:
+        for watch in watches:
+            watch.close(drain_timeout=0)
+
+    supervisor = Supervisor(children, status_file=state_dir / "status.json", log_dir=log_dir,
+                            before_stop=close_watches)
+    for watch in watches:
+        watch.start()
+    print(f"{banner}; logs in {log_dir}; Ctrl-C stops everything", flush=True)
+    return supervisor.run()
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -36,22 +53,21 @@ def _up(args: argparse.Namespace) -> int:
     except LocalClusterError as exc:
         print(f"edgehive up: {exc}", file=sys.stderr)
         return 1
-    log_dir = settings.state_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-
-    def close_watches() -> None:
-        for watch in watches:
-            watch.close(drain_timeout=0)
-
-    supervisor = Supervisor(children, status_file=settings.state_dir / "status.json", log_dir=log_dir,
-                            before_stop=close_watches)
-    for watch in watches:
-        watch.start()
     kubeconfig = settings.kubeconfig or settings.state_dir / "apiserver" / "kubeconfig"
-    print(f"edgehive up: node {settings.node}; cloud broker mqtt://{settings.cloud_listen}, edge broker "
-          f"mqtt://{settings.edge_listen}; logs in {log_dir}; Ctrl-C stops everything\n"
-          f"  kubectl --kubeconfig {kubeconfig} get nodes", flush=True)
-    return supervisor.run()
+    return _supervise(children, watches, settings.state_dir,
+                      f"edgehive up: node {settings.node}; cloud broker mqtt://{settings.cloud_listen}, edge broker "
+                      f"mqtt://{settings.edge_listen}\n  kubectl --kubeconfig {kubeconfig} get nodes")
+
+
+def _edge(args: argparse.Namespace) -> int:
+    logs.setup("edgehive-edge", "info")
+    try:
+        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen)
+    except FileNotFoundError as exc:
+        print(f"edgehive edge: {exc}", file=sys.stderr)
+        return 1
+    return _supervise(children, watches, args.state_dir,
+                      f"edgehive edge: the node joined in {args.state_dir}; its broker mqtt://{args.edge_listen}")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -120,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=_up)
 
+    edge = commands.add_parser("edge", help="run a joined edge node's processes (after edgehive join)")
+    edge.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"), help="what edgehive join wrote")
+    edge.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT",
+                      help="the node's broker, for its components and devices (default loopback 1884)")
+    edge.set_defaults(func=_edge)
+
     broker = commands.add_parser("broker", help="run the embedded MQTT broker, or write a mosquitto config")
     broker_cli.add_broker_arguments(broker)
     broker.set_defaults(func=broker_cli.broker_main)
@@ -131,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     passwd = commands.add_parser("passwd", help="add a user to a broker password file, or change its password")
     broker_cli.add_passwd_arguments(passwd)
     passwd.set_defaults(func=broker_cli.passwd_main)
+    identity_cli.add_commands(commands)
+
     run_parser = commands.add_parser("run", help="run one component in the foreground (a container's command)")
     run_parser.add_argument("component", choices=run.COMPONENTS, metavar="COMPONENT",
                             help=", ".join(run.COMPONENTS))

@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from broker import logs
 from broker.embedded import BrokerSettings, Listen
 from broker.embedded import run as run_amqtt
 from broker.healthfile import HealthFile, Probe
 from broker.mosquitto import write_config
+from broker.mosquitto_process import MosquittoProcess
 from broker.passwords import set_password
 from edgehive.localcluster import LocalApiServer, LocalClusterError
 
@@ -50,12 +51,23 @@ def parse_users(value: str) -> dict[str, str]:
     return users
 
 
-def program(child: subprocess.Popen[bytes]) -> str:
+class Child(Protocol):
+    """What supervise needs of a process: Popen, or a wrapper that restarts its own."""
+
+    @property
+    def args(self) -> Any: ...
+    def poll(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def program(child: Child) -> str:
     args = child.args
     return str(args[0]) if isinstance(args, list | tuple) else str(args)
 
 
-def supervise(name: str, children: list[subprocess.Popen[bytes]], health: HealthFile) -> int:
+def supervise(name: str, children: Sequence[Child], health: HealthFile) -> int:
     """Wait until a stop signal (stop every child, exit 0) or a child's own exit (stop the rest, exit 1)."""
     stopping = threading.Event()
 
@@ -70,7 +82,7 @@ def supervise(name: str, children: list[subprocess.Popen[bytes]], health: Health
         dead = [c for c in children if c.poll() is not None]
         if dead:
             log.error("%s: %s exited with %s; stopping the rest so the container restarts", name,
-                      program(dead[0]), dead[0].returncode)
+                      program(dead[0]), dead[0].poll())
             status = 1
             break
     for child in reversed(children):
@@ -107,6 +119,12 @@ def broker_main(argv: Sequence[str]) -> int:
                         or "mosquitto")
     parser.add_argument("--listen", type=Listen.parse, default=Listen("0.0.0.0", 1883), metavar="HOST:PORT")
     parser.add_argument("--cloud-users", default="cloud", help="users allowed every topic (comma-separated)")
+    parser.add_argument("--tls-cert", help="server certificate: the listener uses TLS")
+    parser.add_argument("--tls-key", help="server key")
+    parser.add_argument("--tls-ca", help="the CA that signs node identities (with --client-certs)")
+    parser.add_argument("--client-certs", action="store_true",
+                        help="identities are client certificates (CN = user) instead of passwords")
+    parser.add_argument("--crl-file", help="revoked certificates; followed: revoked clients are cut off")
     parser.add_argument("--log-level", default=os.environ.get("EDGEHIVE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logs.setup("broker", args.log_level)
@@ -123,14 +141,26 @@ def broker_main(argv: Sequence[str]) -> int:
         password_file.unlink(missing_ok=True)  # the environment is the truth: a removed user is gone
         for user, password in users.items():
             set_password(password_file, user, password)
-    settings = BrokerSettings(listen=(str(args.listen),), password_file=str(password_file) if password_file else None,
-                              cloud_users=tuple(u for u in args.cloud_users.split(",") if u))
-    log.info("%s broker on %s, %s", args.kind, args.listen,
-             f"users {', '.join(sorted(users))} with the link ACL" if users else "anonymous")
+    try:
+        settings = BrokerSettings(listen=(str(args.listen),),
+                                  password_file=str(password_file) if password_file else None,
+                                  cloud_users=tuple(u for u in args.cloud_users.split(",") if u),
+                                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
+                                  client_certs=args.client_certs, crl_file=args.crl_file)
+    except ValueError as exc:
+        print(f"edgehive run broker: {exc}", file=sys.stderr)
+        return 2
+    log.info("%s broker on %s, %s", args.kind, args.listen, "client certificates with the link ACL"
+             if args.client_certs else f"users {', '.join(sorted(users))} with the link ACL" if users else "anonymous")
     if args.kind == "amqtt":
         return run_amqtt(settings)
     conf = write_config(settings, directory / "mosquitto")
-    child = subprocess.Popen(["mosquitto", "-c", str(conf)])
+    if os.geteuid() == 0:
+        # Started as root, mosquitto becomes user 'mosquitto', which cannot read private state or
+        # certificate directories; the image runs it as its own non-root user instead.
+        log.warning("running mosquitto as root; run this as an unprivileged user in production")
+        conf.write_text(conf.read_text() + "user root\n")
+    child = MosquittoProcess(["mosquitto", "-c", str(conf)], Path(args.crl_file) if args.crl_file else None)
     health = HealthFile.from_env("broker", tcp_probe(args.listen.port))
     return supervise("broker", [child], health)
 

@@ -106,10 +106,6 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
 
     cloud_watch = StatusWatch(cloud_url, "edgehive-up-watch", "up-watch-cloud")
     edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge")
-    data = settings.state_dir / "data"
-    podman_socket = settings.state_dir / "podman.sock"
-    podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
-    edge_common = ("--node", settings.node, "--broker", f"mqtt://{settings.edge_listen}")
     children: list[Child] = []
     kubeconfig = settings.kubeconfig
     if kubeconfig is None:
@@ -129,13 +125,27 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
               healthy=lambda: cloud_watch.component_up("edgecontroller")),
         Child("devicecontroller", python_module("cloud.devicecontroller", "--kubeconfig", str(kubeconfig)),
               env=cloud_env, healthy=lambda: cloud_watch.component_up("devicecontroller")),
-        Child("edge-broker", python_module("broker", "--listen", str(settings.edge_listen)),
+    ]
+    bridge_env = {"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
+    children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, (), bridge_env)
+    log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
+             settings.state_dir / "credentials")
+    return children, [cloud_watch.connection, edge_watch.connection]
+
+
+def edge_children(node: str, state_dir: Path, edge_listen: Listen, edge_watch: StatusWatch,
+                  bridge_args: tuple[str, ...], bridge_env: dict[str, str]) -> list[Child]:
+    """One edge node's processes: its broker, the bridge to the cloud, podman's API and the five components."""
+    data = state_dir / "data"
+    podman_socket = state_dir / "podman.sock"
+    podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
+    edge_common = ("--node", node, "--broker", f"mqtt://{edge_listen}")
+    return [
+        Child("edge-broker", python_module("broker", "--listen", str(edge_listen)),
               healthy=lambda: edge_watch.connection.connected),
-        Child(f"bridge-{settings.node}",
-              python_module("broker.bridge", "--node", settings.node, "--edge", f"mqtt://{settings.edge_listen}"),
-              env={"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@"
-                                     f"{settings.cloud_listen}"},
-              healthy=lambda: edge_watch.link_up(settings.node)),
+        Child(f"bridge-{node}",
+              python_module("broker.bridge", "--node", node, "--edge", f"mqtt://{edge_listen}", *bridge_args),
+              env=bridge_env, healthy=lambda: edge_watch.link_up(node)),
         Child("edgehub", python_module("edge.edgehub", *edge_common, "--outbox", str(data / "outbox.db")),
               healthy=lambda: edge_watch.component_up("edgehub")),
         Child("metamanager", python_module("edge.metamanager", *edge_common, "--db", str(data / "metamanager.db")),
@@ -151,6 +161,15 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
         Child("eventbus", python_module("edge.eventbus", *edge_common),
               healthy=lambda: edge_watch.component_up("eventbus")),
     ]
-    log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
-             settings.state_dir / "credentials")
-    return children, [cloud_watch.connection, edge_watch.connection]
+
+
+def build_joined_edge(state_dir: Path, edge_listen: Listen) -> tuple[list[Child], list[Connection]]:
+    """The processes of a node that ``edgehive join`` set up in ``state_dir``: its bridge uses edge.yaml."""
+    config = state_dir / "edge.yaml"
+    if not config.exists():
+        raise FileNotFoundError(f"{config} is missing: run edgehive join first")
+    node = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
+                 if line.startswith("node:")), "")
+    edge_watch = StatusWatch(BrokerUrl(edge_listen.host, edge_listen.port), "edgehive-edge-watch", "edge-watch")
+    children = edge_children(node, state_dir, edge_listen, edge_watch, ("--config", str(config)), {})
+    return children, [edge_watch.connection]

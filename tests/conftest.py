@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.apiserver",
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
+    "tests.fixtures.netns",
     "tests.support.edge_node",
     "tests.support.cluster",
 ]

@@ -1,0 +1,1 @@
+"""The HTTPS endpoint edge nodes join through."""

@@ -1,0 +1,41 @@
+"""``python -m cloud.joinserver``: the HTTPS endpoint edge nodes join through (port 10002, as KubeEdge's)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from broker import logs, settings
+from broker.embedded import Listen
+from broker.healthfile import HealthFile
+from broker.runtime import StopSignal
+from cloud.clusterpki import ClusterPki
+from cloud.joinserver.server import JoinServer, JoinServerSettings
+from cloud.kube import Kube, KubeError
+
+log = logging.getLogger("cloud.joinserver")
+
+
+def main() -> int:
+    s = settings.parse(JoinServerSettings, None, prog="python -m cloud.joinserver",
+                       description="Edge nodes trade a join token and a CSR for their certificate here.")
+    logs.setup("joinserver", s.log_level, s.log_format)
+    stop = StopSignal().install()
+    try:
+        address = Listen.parse(s.listen)
+        server = JoinServer((address.host, address.port), ClusterPki(Kube.connect(s.kubeconfig, s.kube_server)),
+                            s.cloud_broker)
+    except KubeError as exc:
+        print(f"joinserver: {exc}", file=sys.stderr)
+        return 1
+    server.serve_in_thread()
+    health = HealthFile.from_env("joinserver")
+    health.set("up")
+    log.info("joinserver listening on https://%s, telling nodes to use %s", s.listen, s.cloud_broker)
+    log.info("joinserver: %s received, stopping", stop.wait())
+    server.shutdown()
+    health.close()
+    return 0
+
+
+raise SystemExit(main())

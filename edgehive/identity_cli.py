@@ -1,0 +1,145 @@
+"""``edgehive init``, ``gettoken``, ``join`` and ``node``: setting up the cloud and adding edge nodes safely."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cloud.clusterpki import ClusterPki
+from cloud.kube import Kube, KubeError
+from edgehive.join import JoinError, join
+from schemas import crds
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    unit = text[-1:]
+    if unit not in DURATION_UNITS or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 1h or 2d")
+    return int(text[:-1]) * DURATION_UNITS[unit]
+
+
+def _pki(args: argparse.Namespace) -> ClusterPki:
+    return ClusterPki(Kube.connect(args.kubeconfig and str(args.kubeconfig), wait_s=0))
+
+
+def init_main(args: argparse.Namespace) -> int:
+    try:
+        pki = _pki(args)
+        created = pki.init(args.broker_name)
+        pki.kube.ensure_crds(crds.manifests())
+        ca, _ = pki.ca()
+        broker, cloud = pki.broker_identity(), pki.cloud_identity()
+        crl = pki.crl()
+    except KubeError as exc:
+        print(f"edgehive init: {exc}", file=sys.stderr)
+        return 1
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"ca.crt": ca.cert_pem, "broker.crt": broker.cert_pem, "broker.key": broker.key_pem,
+             "cloud.crt": cloud.cert_pem, "cloud.key": cloud.key_pem, "crl.pem": crl}
+    for name, data in files.items():
+        path = out / name
+        path.touch(mode=0o600)
+        path.write_bytes(data)
+    (out / "cloud.yaml").write_text(
+        "# Written by edgehive init: settings for cloudhub, edgecontroller and devicecontroller (--config).\n"
+        f"broker: mqtts://{args.cloud_broker}\nbroker_ca: {out / 'ca.crt'}\n"
+        f"broker_cert: {out / 'cloud.crt'}\nbroker_key: {out / 'cloud.key'}\n")
+    print(f"edgehive init: {'created ' + ', '.join(created) if created else 'everything was already there'}; "
+          f"CA sha256 {ca.hash[:16]}...; files in {out}\n"
+          f"  cloud broker: edgehive broker --listen 0.0.0.0:8883 --tls-cert {out / 'broker.crt'} "
+          f"--tls-key {out / 'broker.key'} --tls-ca {out / 'ca.crt'} --client-certs --crl-file {out / 'crl.pem'}\n"
+          f"  join endpoint: python -m cloud.joinserver --cloud-broker mqtts://{args.cloud_broker}"
+          f"{' --kubeconfig ' + str(args.kubeconfig) if args.kubeconfig else ''}\n"
+          "  a token for a node: edgehive gettoken --ttl 1h")
+    return 0
+
+
+def gettoken_main(args: argparse.Namespace) -> int:
+    try:
+        token = _pki(args).gettoken(args.ttl)
+    except KubeError as exc:
+        print(f"edgehive gettoken: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+def join_main(args: argparse.Namespace) -> int:
+    try:
+        join(args.cloud, args.token, args.node, args.state_dir)
+    except JoinError as exc:
+        print(f"edgehive join: {exc}", file=sys.stderr)
+        return 1
+    print(f"edgehive join: node {args.node} joined; its certificate and configuration are in {args.state_dir}\n"
+          f"  start it: edgehive edge --state-dir {args.state_dir}")
+    return 0
+
+
+def node_main(args: argparse.Namespace) -> int:
+    try:
+        pki = _pki(args)
+        if args.action == "list":
+            registry = pki.registry()
+            rows = [{"node": name, "serial": entry.get("serial"), "not_after": entry.get("not_after"),
+                     "joined": entry.get("joined")} for name, entry in sorted(registry.nodes.items())]
+            if args.json:
+                print(json.dumps({"nodes": rows, "revoked": registry.revoked}))
+            else:
+                print(f"{'NODE':<24} {'CERTIFICATE EXPIRES':<27} JOINED")
+                for row in rows:
+                    joined = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(row["joined"] or 0)))
+                    print(f"{row['node']:<24} {row['not_after']!s:<27} {joined}")
+                print(f"{len(rows)} nodes; {len(registry.revoked)} revoked certificates")
+            return 0
+        crl = pki.revoke(args.name)
+    except KeyError as exc:
+        print(f"edgehive node: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except KubeError as exc:
+        print(f"edgehive node: {exc}", file=sys.stderr)
+        return 1
+    if args.crl_out:
+        args.crl_out.write_bytes(crl)
+    print(f"edgehive node: revoked {args.name}'s certificates and join token"
+          + (f"; CRL written to {args.crl_out} (the brokers reload it)" if args.crl_out else ""))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = commands.add_parser("init", help="set up the cloud: cluster CA, broker certificate, CRDs (idempotent)")
+    init.add_argument("--kubeconfig", type=Path, help="the cluster (default: in-cluster)")
+    init.add_argument("--broker-name", action="append", default=[], metavar="DNS:NAME|IP:ADDR",
+                      help="a name edge nodes reach the cloud by (repeatable); localhost and 127.0.0.1 always")
+    init.add_argument("--cloud-broker", default="127.0.0.1:8883", metavar="HOST:PORT",
+                      help="where the cloud components reach the cloud broker (default 127.0.0.1:8883)")
+    init.add_argument("--out", type=Path, default=Path("edgehive-cloud"), help="where to write the cloud's files")
+    init.set_defaults(func=init_main)
+
+    gettoken = commands.add_parser("gettoken", help="print a join token for one edge node")
+    gettoken.add_argument("--kubeconfig", type=Path)
+    gettoken.add_argument("--ttl", type=duration, default=3600.0, help="how long it is valid (default 1h)")
+    gettoken.set_defaults(func=gettoken_main)
+
+    join_parser = commands.add_parser("join", help="give this edge node its identity from the cloud")
+    join_parser.add_argument("--cloud", required=True, metavar="HOST:PORT", help="the cloud's join endpoint")
+    join_parser.add_argument("--token", required=True, help="what edgehive gettoken printed")
+    join_parser.add_argument("--node", required=True, help="this node's name")
+    join_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"),
+                             help="where to keep the identity and the configuration")
+    join_parser.set_defaults(func=join_main)
+
+    node = commands.add_parser("node", help="the nodes that joined: list, revoke")
+    node.add_argument("--kubeconfig", type=Path)
+    actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="nodes and their certificates")
+    listing.add_argument("--json", action="store_true")
+    revoke = actions.add_parser("revoke", help="revoke a node's certificates and token")
+    revoke.add_argument("name")
+    revoke.add_argument("--crl-out", type=Path, help="write the new CRL here (the brokers' --crl-file)")
+    node.set_defaults(func=node_main)
