@@ -1,0 +1,107 @@
+"""From a clean cluster to a working edge node on another host, the way an operator does it.
+
+``edgehive init`` on the cloud, ``edgehive gettoken``, then ``edgehive join`` and ``edgehive
+edge`` in a second network namespace with its own address; every cloud link is TLS with
+client certificates. A Pod runs there and a device's reading reaches its Device.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.fixtures.apiserver import ApiServer
+from tests.fixtures.brokers import tcp_ready
+from tests.fixtures.mqtt import TestClient
+from tests.fixtures.netns import Host
+from tests.fixtures.processes import ManagedProcess, free_port, wait_until
+from tests.support import devices
+
+pytestmark = pytest.mark.slow
+
+EDGEHIVE = [sys.executable, "-m", "edgehive"]
+
+
+def run(argv: list[str]) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{' '.join(argv[:6])}... failed: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: Callable[[], Host],
+                                             tmp_path: Path) -> None:
+    host = netns_host()
+    node = f"joined-{uuid.uuid4().hex[:6]}"
+    kubeconfig = str(apiserver.kubeconfig)
+    broker_port, join_port, edge_port = free_port(), free_port(), free_port()
+    cloud = tmp_path / "cloud"
+    init = [*EDGEHIVE, "init", "--kubeconfig", kubeconfig, "--broker-name", f"IP:{host.peer_address}",
+            "--cloud-broker", f"127.0.0.1:{broker_port}", "--out", str(cloud)]
+    run(init)
+    assert "already there" in run(init)  # idempotent
+    processes: list[ManagedProcess] = []
+
+    def start(name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, tmp_path / f"{name}.log").start()
+        processes.append(process)
+        return process
+
+    try:
+        broker = start("cloud-broker", [
+            sys.executable, "-m", "broker", "--listen", f"127.0.0.1:{broker_port}",
+            "--listen", f"{host.peer_address}:{broker_port}", "--tls-cert", str(cloud / "broker.crt"),
+            "--tls-key", str(cloud / "broker.key"), "--tls-ca", str(cloud / "ca.crt"), "--client-certs",
+            "--crl-file", str(cloud / "crl.pem")])
+        wait_until(lambda: tcp_ready("127.0.0.1", broker_port), timeout=20, what="the cloud broker", alive=broker)
+        for component in ("cloudhub", "edgecontroller", "devicecontroller"):
+            extra = [] if component == "cloudhub" else ["--kubeconfig", kubeconfig]
+            start(component, [sys.executable, "-m", f"cloud.{component}", "--config", str(cloud / "cloud.yaml"),
+                              *extra])
+        joinserver = start("joinserver", [
+            sys.executable, "-m", "cloud.joinserver", "--listen", f"{host.peer_address}:{join_port}",
+            "--kubeconfig", kubeconfig, "--cloud-broker", f"mqtts://{host.peer_address}:{broker_port}"])
+        wait_until(lambda: tcp_ready(host.peer_address, join_port), timeout=20, what="the join endpoint",
+                   alive=joinserver)
+        token = run([*EDGEHIVE, "gettoken", "--kubeconfig", kubeconfig, "--ttl", "10m"]).strip()
+
+        state = tmp_path / "edge"
+        out = run(host.argv(*EDGEHIVE, "join", "--cloud", f"{host.peer_address}:{join_port}", "--token", token,
+                            "--node", node, "--state-dir", str(state)))
+        assert f"node {node} joined" in out
+        start("edge", host.argv(*EDGEHIVE, "edge", "--state-dir", str(state), "--edge-listen",
+                                f"{host.address}:{edge_port}"))
+
+        core = k8s.CoreV1Api(apiserver.client)
+        wait_until(lambda: any(c.type == "Ready" and c.status == "True"
+                               for c in core.read_node(node).status.conditions or []), timeout=90,
+                   what=f"node {node} Ready through the TLS link")
+        namespace = f"join-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_pod(namespace, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": "localhost/busybox:latest", "imagePullPolicy": "Never",
+                 "command": ["sleep", "3600"]}]}})
+        wait_until(lambda: core.read_namespaced_pod("hello", namespace).status.phase == "Running", timeout=60,
+                   what="the pod Running on the joined node")
+
+        devices.apply(apiserver.client, namespace, node, setpoint="22")
+        with TestClient(host.address, edge_port) as dev:
+            dev.subscribe(devices.topic(namespace, "twin/update/delta"))
+            delta = devices.next_json(dev, devices.topic(namespace, "twin/update/delta"), timeout=30)
+            assert delta["delta"] == {"setpoint": "22"}
+            dev.publish(devices.topic(namespace, "twin/update"), devices.reading("j1", "23.5"))
+        wait_until(lambda: devices.reported(apiserver.client, namespace, "temperature") == "23.5", timeout=30,
+                   what="the reading in the Device status")
+
+        core.delete_namespaced_pod("hello", namespace)
+        wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout=60, what="the pod deleted")
+    finally:
+        for process in reversed(processes):
+            process.stop(timeout=30)
