@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -47,6 +48,41 @@ class TlsSettings:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+
+
+class ClientIdentity:
+    """The TLS context of an ``mqtts://`` connection, and its client certificate kept current.
+
+    A node's certificate is rotated by writing new files (edgehive renew); the connection
+    that is up keeps its session on the old, still valid certificate, and the next
+    connection presents the new one: rotation without a moment offline.
+    """
+
+    def __init__(self, tls: TlsSettings | None) -> None:
+        self.tls = tls or TlsSettings()
+        self.context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls.ca_file)
+        self._mark = self._files_mark()
+        if self.tls.cert_file:
+            self.context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+
+    def _files_mark(self) -> tuple[float, ...]:
+        paths = [p for p in (self.tls.cert_file, self.tls.key_file) if p]
+        try:
+            return tuple(os.stat(p).st_mtime for p in paths)
+        except OSError:
+            return ()
+
+    def refresh(self, name: str) -> None:
+        mark = self._files_mark()
+        if not self.tls.cert_file or not mark or mark == self._mark:
+            return
+        try:
+            self.context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        except (OSError, ssl.SSLError) as exc:  # half-written pair: keep the old one, try again next time
+            log.warning("%s: the new client certificate is not usable yet (%s)", name, exc)
+            return
+        self._mark = mark
+        log.info("%s: using the renewed client certificate %s", name, self.tls.cert_file)
 
 
 @dataclass(frozen=True)
@@ -125,6 +161,7 @@ class Connection:
         self._inflight = 0
         self._awaiting_suback: set[int] = set()
         self._drained = threading.Condition(self._lock)
+        self._identity = ClientIdentity(settings.tls) if settings.url.tls else None
         self._client = self._make_client()
 
     # -- set-up ----------------------------------------------------------------
@@ -143,10 +180,8 @@ class Connection:
         client.max_queued_messages_set(0)
         if s.url.username is not None:
             client.username_pw_set(s.url.username, s.url.password)
-        if s.url.tls:
-            tls = s.tls or TlsSettings()
-            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if self._identity is not None:
+            client.tls_set_context(self._identity.context)
         if s.will is not None:
             client.will_set(s.will.topic, s.will.payload, qos=1, retain=s.will.retain)
         client.on_connect = self._on_connect
@@ -220,6 +255,8 @@ class Connection:
                             self._client.connect(url.host, url.port, keepalive=self.settings.keepalive)
                             first = False
                         else:
+                            if self._identity is not None:
+                                self._identity.refresh(self.name)
                             self._client.reconnect()
                         self._no_delay()
                 except (OSError, ssl.SSLError) as exc:

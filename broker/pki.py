@@ -53,16 +53,21 @@ def ca_hash(cert_pem: bytes) -> str:
 class CertInfo:
     subject_cn: str
     serial: str  # upper-case hex, as openssl prints it
+    not_before: datetime
     not_after: datetime
     issuer_cn: str
 
 
 def cert_info(cert_pem: bytes) -> CertInfo:
-    out = _openssl("x509", "-noout", "-subject", "-issuer", "-serial", "-enddate", "-nameopt", "RFC2253",
-                   stdin=cert_pem).decode()
+    out = _openssl("x509", "-noout", "-subject", "-issuer", "-serial", "-startdate", "-enddate", "-nameopt",
+                   "RFC2253", stdin=cert_pem).decode()
     fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    end = datetime.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
-    return CertInfo(subject_cn=_cn(fields.get("subject", "")), serial=fields["serial"].upper(), not_after=end,
+
+    def when(text: str) -> datetime:
+        return datetime.strptime(text, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
+
+    return CertInfo(subject_cn=_cn(fields.get("subject", "")), serial=fields["serial"].upper(),
+                    not_before=when(fields["notBefore"]), not_after=when(fields["notAfter"]),
                     issuer_cn=_cn(fields.get("issuer", "")))
 
 

@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
 from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, identity_cli, run, stack
+from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
 
@@ -66,8 +69,21 @@ def _edge(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"edgehive edge: {exc}", file=sys.stderr)
         return 1
+    threading.Thread(target=_keep_identity_fresh, args=(EdgeIdentity(args.state_dir),), name="renewal",
+                     daemon=True).start()
     return _supervise(children, watches, args.state_dir,
                       f"edgehive edge: the node joined in {args.state_dir}; its broker mqtt://{args.edge_listen}")
+
+
+def _keep_identity_fresh(identity: EdgeIdentity, every_s: float = 3600.0) -> None:
+    """Renew the node's certificate when a third of its life is left; a failure is retried an hour later."""
+    while True:
+        try:
+            if renew_if_due(identity):
+                log.info("renewed the node's certificate; connections use it from their next connect")
+        except (JoinError, OSError) as exc:
+            log.warning("could not renew the node's certificate (%s); retrying in %.0f s", exc, every_s)
+        time.sleep(every_s)
 
 
 def _bench(args: argparse.Namespace) -> int:

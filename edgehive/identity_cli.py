@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from broker.pki import cert_info
 from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
-from edgehive.join import JoinError, join
+from edgehive.join import EdgeIdentity, JoinError, join, renew
 from schemas import crds
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -81,6 +82,22 @@ def join_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def renew_main(args: argparse.Namespace) -> int:
+    identity = EdgeIdentity(args.state_dir)
+    try:
+        cloud = args.cloud or identity.endpoint.read_text().strip()
+        renew(cloud, identity, identity.node())
+    except FileNotFoundError as exc:
+        print(f"edgehive renew: {exc.filename} is missing: was this node joined (edgehive join)?", file=sys.stderr)
+        return 1
+    except JoinError as exc:
+        print(f"edgehive renew: {exc}", file=sys.stderr)
+        return 1
+    print(f"edgehive renew: new certificate in {identity.cert}, valid until "
+          f"{cert_info(identity.cert.read_bytes()).not_after:%Y-%m-%d}; connections use it from their next connect")
+    return 0
+
+
 def node_main(args: argparse.Namespace) -> int:
     try:
         pki = _pki(args)
@@ -133,6 +150,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     join_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"),
                              help="where to keep the identity and the configuration")
     join_parser.set_defaults(func=join_main)
+
+    renew_parser = commands.add_parser("renew", help="replace this node's certificate before it expires")
+    renew_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"))
+    renew_parser.add_argument("--cloud", metavar="HOST:PORT", help="the join endpoint (default: the one joined)")
+    renew_parser.set_defaults(func=renew_main)
 
     node = commands.add_parser("node", help="the nodes that joined: list, revoke")
     node.add_argument("--kubeconfig", type=Path)

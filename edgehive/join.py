@@ -15,6 +15,7 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ class EdgeIdentity:
     @property
     def config(self) -> Path:
         return self.state_dir / "edge.yaml"
+
+    @property
+    def endpoint(self) -> Path:
+        """The join endpoint HOST:PORT, for renewals."""
+        return self.state_dir / "pki" / "endpoint"
+
+    def node(self) -> str:
+        return cert_info(self.cert.read_bytes()).subject_cn
+
+    def remaining_fraction(self, now: datetime | None = None) -> float:
+        """How much of the certificate's life is left (0 when expired)."""
+        info = cert_info(self.cert.read_bytes())
+        life = (info.not_after - info.not_before).total_seconds()
+        left = (info.not_after - (now or datetime.now(UTC))).total_seconds()
+        return max(0.0, left / life) if life > 0 else 0.0
 
 
 def _request(url: str, context: ssl.SSLContext, body: dict[str, Any] | None, timeout: float) -> bytes:
@@ -110,6 +126,7 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
     identity.key.touch(mode=0o600)
     identity.key.write_bytes(key_pem)
     identity.cert.write_bytes(cert_pem)
+    identity.endpoint.write_text(cloud + "\n")
     identity.config.write_text(
         "# Written by edgehive join. The edge processes read it with --config.\n"
         f"node: {node}\n"
@@ -138,3 +155,15 @@ def renew(cloud: str, identity: EdgeIdentity, node: str, timeout: float = 20.0) 
     new_cert.write_bytes(str(answer["certificate"]).encode())
     new_key.replace(identity.key)
     new_cert.replace(identity.cert)
+
+
+RENEW_WHEN_LEFT = 1 / 3
+"""Renew when a third of the certificate's life is left (four months of a year), as kubelet rotates."""
+
+
+def renew_if_due(identity: EdgeIdentity, threshold: float = RENEW_WHEN_LEFT) -> bool:
+    """Renew through the endpoint the node joined with, when the certificate is due; True if it was renewed."""
+    if identity.remaining_fraction() >= threshold:
+        return False
+    renew(identity.endpoint.read_text().strip(), identity, identity.node())
+    return True

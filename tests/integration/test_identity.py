@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.pki import CertificateAuthority, new_key_and_csr
+from broker.connection import Connection, ConnectionSettings, TlsSettings
+from broker.pki import CertificateAuthority, cert_info, new_key_and_csr
+from broker.url import BrokerUrl
 from cloud.clusterpki import ClusterPki, JoinRefused
 from cloud.kube import Kube
-from edgehive.join import JoinError, fetch_ca, join
+from edgehive.join import JoinError, fetch_ca, join, renew, renew_if_due
 from schemas import jointoken, topics
 from schemas.jointoken import JoinToken
 from tests.fixtures.apiserver import ApiServer
@@ -229,3 +231,37 @@ def test_revoked_node_is_cut_off_mosquitto(pki: ClusterPki, tmp_path: Path) -> N
 def _connects(port: int, tls: TlsFiles) -> bool:
     TestClient("127.0.0.1", port, tls=tls).connect().close()
     return True
+
+
+def test_rotation_keeps_the_link_and_the_next_connect_uses_the_new_certificate(
+        pki: ClusterPki, join_endpoint: str, cert_broker: Callable[[str], tuple[Broker, Path]],
+        tmp_path: Path) -> None:
+    broker, crl = cert_broker("amqtt")
+    node = "edge-rotating"
+    identity = join(join_endpoint, str(pki.gettoken(60)), node, tmp_path / "edge")
+    old = cert_info(identity.cert.read_bytes())
+    url = BrokerUrl("127.0.0.1", broker.port, tls=True)
+    connection = Connection(ConnectionSettings(
+        url=url, client_id=f"bridge-{node}",
+        tls=TlsSettings(str(identity.ca), str(identity.cert), str(identity.key))), name="rotating")
+    drops: list[bool] = []
+    connection.on_connection_change(lambda up: drops.append(up) if not up else None)
+    connection.start()
+    try:
+        wait_until(lambda: connection.connected, timeout=20, what="the node connected with its first certificate")
+        renew(join_endpoint, identity, node)
+        new = cert_info(identity.cert.read_bytes())
+        assert new.serial != old.serial
+        assert new.subject_cn == node
+        assert connection.connected
+        assert drops == []  # renewing did not take the link down
+        assert pki.registry().nodes[node]["serial"] == new.serial
+        # Retire the old certificate alone: the broker drops the session made with it, and the
+        # reconnect presents the new one.
+        ca, _ = pki.ca()
+        crl.write_bytes(ca.crl([(old.serial, node)]))
+        wait_until(lambda: drops, timeout=15, what="the session on the old certificate dropped")
+        wait_until(lambda: connection.connected, timeout=20, what="the reconnect with the renewed certificate")
+    finally:
+        connection.close(drain_timeout=0)
+    assert not renew_if_due(identity)  # a fresh certificate is not due
