@@ -69,7 +69,11 @@ class ClusterPki:
     # -- set-up ------------------------------------------------------------------------
 
     def init(self, broker_names: Iterable[str]) -> list[str]:
-        """Create what is missing; returns the names of the Secrets it created (empty on a rerun)."""
+        """Create what is missing; returns what it created or changed (empty on a rerun).
+
+        A broker name not in the broker's certificate yet re-issues it with every name so far
+        (restart the cloud broker and the join endpoint to serve it).
+        """
         self.kube.ensure_namespace(self.namespace)
         created: list[str] = []
         ca = CertificateAuthority.create()
@@ -77,11 +81,23 @@ class ClusterPki:
                                                                "token.key": secrets.token_bytes(32)}):
             created.append(CA_SECRET)
         ca, _ = self.ca()  # the one that won, if another init raced us
-        names = sorted(set(broker_names) | {"DNS:localhost", "IP:127.0.0.1"})
-        key, cert = ca.issue("edgehive-cloud-broker", server_names=names)
-        if self.kube.create_secret(self.namespace, BROKER_SECRET, {"tls.crt": cert, "tls.key": key,
-                                                                   "names": ",".join(names).encode()}):
-            created.append(BROKER_SECRET)
+        names = set(broker_names) | {"DNS:localhost", "IP:127.0.0.1"}
+        found = self.kube.get_secret(self.namespace, BROKER_SECRET)
+        if found is None:
+            key, cert = ca.issue("edgehive-cloud-broker", server_names=sorted(names))
+            if self.kube.create_secret(self.namespace, BROKER_SECRET, {"tls.crt": cert, "tls.key": key,
+                                                                       "names": ",".join(sorted(names)).encode()}):
+                created.append(BROKER_SECRET)
+        else:
+            data, version = found
+            had = set(filter(None, data.get("names", b"").decode().split(",")))
+            if not names <= had:  # a new address for the cloud: the certificate must name it too
+                names |= had
+                key, cert = ca.issue("edgehive-cloud-broker", server_names=sorted(names))
+                self.kube.replace_secret(self.namespace, BROKER_SECRET, {"tls.crt": cert, "tls.key": key,
+                                                                         "names": ",".join(sorted(names)).encode()},
+                                         version)
+                created.append(f"{BROKER_SECRET} (now also for {', '.join(sorted(names - had))})")
         key, cert = ca.issue(CLOUD_USER, client=True)
         if self.kube.create_secret(self.namespace, CLOUD_SECRET, {"tls.crt": cert, "tls.key": key}):
             created.append(CLOUD_SECRET)

@@ -51,7 +51,7 @@ def init_main(args: argparse.Namespace) -> int:
         "# Written by edgehive init: settings for cloudhub, edgecontroller and devicecontroller (--config).\n"
         f"broker: mqtts://{args.cloud_broker}\nbroker_ca: {out / 'ca.crt'}\n"
         f"broker_cert: {out / 'cloud.crt'}\nbroker_key: {out / 'cloud.key'}\n")
-    print(f"edgehive init: {'created ' + ', '.join(created) if created else 'everything was already there'}; "
+    print(f"edgehive init: {'made ' + ', '.join(created) if created else 'everything was already there'}; "
           f"CA sha256 {ca.hash[:16]}...; files in {out}\n"
           f"  cloud broker: edgehive broker --listen 0.0.0.0:8883 --tls-cert {out / 'broker.crt'} "
           f"--tls-key {out / 'broker.key'} --tls-ca {out / 'ca.crt'} --client-certs --crl-file {out / 'crl.pem'}\n"

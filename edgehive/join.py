@@ -82,7 +82,13 @@ def _request(url: str, context: ssl.SSLContext, body: dict[str, Any] | None, tim
     except ssl.SSLCertVerificationError as exc:
         raise JoinError(f"the join endpoint's certificate does not fit ({exc.verify_message}); the address "
                         "must be one of the names given to edgehive init --broker-name") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise JoinError(f"the join endpoint's certificate does not fit ({exc.reason.verify_message}); the "
+                            "address must be one of the names given to edgehive init --broker-name") from exc
+        raise JoinError(f"cannot reach {url} ({exc.reason}); check the address and that the cloud's join "
+                        "endpoint (python -m cloud.joinserver) runs") from exc
+    except OSError as exc:
         raise JoinError(f"cannot reach {url} ({getattr(exc, 'reason', exc)}); check the address and that "
                         "the cloud's join endpoint (python -m cloud.joinserver) runs") from exc
 
