@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from schemas import topics
+from schemas.envelope import Op, decode
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import tcp_ready
-from tests.fixtures.mqtt import TestClient
+from tests.fixtures.mqtt import MqttError, TestClient
 from tests.fixtures.netns import Host
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support import devices
@@ -102,6 +104,26 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
 
         core.delete_namespaced_pod("hello", namespace)
         wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout=60, what="the pod deleted")
+
+        # Revoked: the bridge is cut off (the edge broker's retained link state turns down) and stays off.
+        run([*EDGEHIVE, "node", "revoke", node, "--kubeconfig", kubeconfig, "--crl-out", str(cloud / "crl.pem")])
+        with TestClient(host.address, edge_port) as watch:
+            watch.subscribe(topics.link_state(node))
+            wait_until(lambda: _link_down(watch), timeout=30, what="the revoked node's link down")
+            with pytest.raises(MqttError):  # quiet for 5 s, and never "up" again: the bridge cannot reconnect
+                _never_up(watch)
     finally:
         for process in reversed(processes):
             process.stop(timeout=30)
+
+
+def _link_down(client: TestClient) -> bool:
+    message = client.expect(timeout=1)
+    return decode(message.payload).op == Op.DISCONNECTED
+
+
+def _never_up(client: TestClient) -> None:
+    """Read link states until none comes for 5 s (MqttError); an "up" among them fails the test."""
+    while True:
+        message = client.expect(timeout=5)
+        assert decode(message.payload).op != Op.CONNECTED, "the revoked node reconnected"
