@@ -17,6 +17,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
+from broker.backoff import Backoff
 from broker.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
 from broker.counters import Counters
 from broker.url import BrokerUrl
@@ -38,6 +39,11 @@ class BridgeSettings:
     edge_tls: TlsSettings | None = None
     window: int = 100
     keepalive: int = 30
+    cloud_keepalive: int = 10
+    """MQTT keepalive towards the cloud: after 1.5 of them without a word the cloud broker publishes our
+    will, so CloudHub learns of a silent cut (a dead radio link, a pulled cable) within 15 s."""
+    reconnect_max_s: float = 5.0
+    """The longest wait between attempts to reach the cloud: a node is back within seconds of its link."""
 
     def __post_init__(self) -> None:
         require_node_name(self.node)
@@ -70,7 +76,10 @@ class Bridge:
         self.counters = Counters()
         self.cloud = Connection(
             ConnectionSettings(url=settings.cloud, client_id=settings.client_id, clean_start=False,
-                               keepalive=settings.keepalive, window=settings.window, tls=settings.cloud_tls),
+                               keepalive=settings.cloud_keepalive, window=settings.window, tls=settings.cloud_tls,
+                               # CloudHub hears "gone" from the broker at once instead of after its timeout.
+                               will=Will(topics.link_up(node), link_state(node, False, "link lost")),
+                               backoff=Backoff(maximum=settings.reconnect_max_s)),
             name=f"bridge-{node}-cloud",
         )
         self.edge = Connection(

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,7 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
     async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
                                          remote_port: int) -> tuple[Any, Any]:
         handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        _enforce_keepalive(handler, reader, writer, session)
         if self._client_certs:
             stream = getattr(writer, "_writer", None)
             cert = stream.get_extra_info("peercert") if stream is not None else None
@@ -213,6 +215,47 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
         if all(s.client_id != session.client_id for s, _ in self._subscriptions.get(topic_filter, ())):
             return
         await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
+def _enforce_keepalive(handler: Any, reader: Any, writer: Any, session: Any) -> None:
+    """Close a client that is silent for 1.5 keepalive periods, as MQTT requires; its will is then published.
+
+    amqtt 0.12's broker notices the silence (its read times out after one keepalive) and
+    does nothing about it, so a client whose network died (not closed: a cut cable, a
+    dead radio) stayed connected for ever and its will never went out.
+    """
+    keepalive = int(getattr(session, "keep_alive", 0) or 0)
+    if keepalive <= 0:
+        return
+    last = [time.monotonic()]
+    original = reader.read
+
+    async def read(n: int = -1) -> bytes:
+        data: bytes = await original(n)
+        last[0] = time.monotonic()
+        return data
+
+    reader.read = read
+    loop = asyncio.get_running_loop()
+
+    closing: list[asyncio.Future[None]] = []
+
+    def check() -> None:
+        if closing:
+            return
+        silent = time.monotonic() - last[0]
+        if silent >= 1.5 * keepalive:
+            log.info("client %s silent for %.0f s (keepalive %d s): closing it", session.client_id, silent, keepalive)
+            stream = getattr(writer, "_writer", None)
+            if stream is not None:  # abort: a polite close would wait for the dead peer to take our unsent bytes
+                closing.append(loop.create_future())
+                stream.transport.abort()
+            else:
+                closing.append(asyncio.ensure_future(writer.close()))
+        else:
+            loop.call_later(1.5 * keepalive - silent, check)
+
+    handler.handle_read_timeout = check
 
 
 async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:

@@ -114,14 +114,18 @@ def bus_settings(module: str, side: topics.Side, s: ComponentSettings) -> BusSet
 class Health:
     """The component's retained status and its answer to status queries."""
 
-    def __init__(self, bus: Bus, module: str) -> None:
+    def __init__(self, bus: Bus, module: str, extra: Callable[[], dict[str, Any]] | None = None) -> None:
         self.bus = bus
         self.module = module
         self.started = time.time()
+        self.extra = extra  # the component's own report (CloudHub: every node's link)
 
     def report(self) -> dict[str, Any]:
-        return {"component": self.module, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
-                "connected": self.bus.connection.connected, "counters": self.bus.counters.snapshot()}
+        report = {"component": self.module, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
+                  "connected": self.bus.connection.connected, "counters": self.bus.counters.snapshot()}
+        if self.extra is not None:
+            report.update(self.extra())
+        return report
 
     def on_query(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         if envelope.group != Group.HUB or envelope.op != Op.QUERY:
@@ -151,7 +155,7 @@ def run_component(
     health_file = HealthFile.from_env(module)
     bus = Bus(bus_settings(module, side, s), error_route=error_route)
     component = make(s)
-    health = Health(bus, module)
+    health = Health(bus, module, getattr(component, "report", None))
     bus.handle(bus.inbox, health.on_query)
     component.attach(bus)
 

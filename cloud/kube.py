@@ -258,6 +258,12 @@ class Kube:
         return dict(self._call(self.custom.patch_namespaced_custom_object_status, spec.group, spec.version,
                                namespace, spec.plural, name, patch, _content_type=MERGE))
 
+    def patch_custom(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of the object itself (its spec); with metadata.resourceVersion it fails on a conflict."""
+        spec = KINDS[kind]
+        return dict(self._call(self.custom.patch_namespaced_custom_object, spec.group, spec.version, namespace,
+                               spec.plural, name, patch, _content_type=MERGE))
+
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         """Finish a deletion as a kubelet does: grace period 0, only if the pod is still this UID."""
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}

@@ -17,7 +17,7 @@ from broker.connection import Connection
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, identity_cli, run, stack
+from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, identity_cli, run, stack, twin_cli
 from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker_cli.add_passwd_arguments(passwd)
     passwd.set_defaults(func=broker_cli.passwd_main)
     identity_cli.add_commands(commands)
+    twin_cli.add_commands(commands)
 
     run_parser = commands.add_parser("run", help="run one component in the foreground (a container's command)")
     run_parser.add_argument("component", choices=run.COMPONENTS, metavar="COMPONENT",

@@ -8,10 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+from broker import settings
 from broker.pki import cert_info
 from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
+from edgehive import status
 from edgehive.join import EdgeIdentity, JoinError, join, renew
+from edgehive.status import StatusSettings
 from schemas import crds
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -98,6 +101,17 @@ def renew_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_main(args: argparse.Namespace) -> int:
+    try:
+        s = settings.load(StatusSettings, args)
+        found = status.describe(s, args.name)
+    except (KubeError, ValueError) as exc:
+        print(f"edgehive node describe: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(found) if s.json else status.render_description(found))
+    return 0 if found["registered"] or found["link"] else 1
+
+
 def node_main(args: argparse.Namespace) -> int:
     try:
         pki = _pki(args)
@@ -128,6 +142,17 @@ def node_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_main(args: argparse.Namespace) -> int:
+    try:
+        s = settings.load(StatusSettings, args)
+        nodes, problem = status.gather(s)
+    except (KubeError, ValueError) as exc:
+        print(f"edgehive status: {exc}", file=sys.stderr)
+        return 1
+    print(status.render(nodes, problem, s.json))
+    return 0 if problem is None else 1
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = commands.add_parser("init", help="set up the cloud: cluster CA, broker certificate, CRDs (idempotent)")
     init.add_argument("--kubeconfig", type=Path, help="the cluster (default: in-cluster)")
@@ -151,6 +176,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              help="where to keep the identity and the configuration")
     join_parser.set_defaults(func=join_main)
 
+    status_parser = commands.add_parser("status", help="every edge node: ready, link, last keepalive, queues, "
+                                                       "outbox, pods")
+    settings.add_arguments(status_parser, StatusSettings)
+    status_parser.set_defaults(func=status_main)
+
     renew_parser = commands.add_parser("renew", help="replace this node's certificate before it expires")
     renew_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"))
     renew_parser.add_argument("--cloud", metavar="HOST:PORT", help="the join endpoint (default: the one joined)")
@@ -161,6 +191,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing = actions.add_parser("list", help="nodes and their certificates")
     listing.add_argument("--kubeconfig", type=Path)
     listing.add_argument("--json", action="store_true")
+    describe = actions.add_parser("describe", help="one node: conditions, link, pods, devices, identity")
+    describe.add_argument("name")
+    settings.add_arguments(describe, StatusSettings)
+    describe.set_defaults(func=describe_main)
     revoke = actions.add_parser("revoke", help="revoke a node's certificates and token")
     revoke.add_argument("--kubeconfig", type=Path)
     revoke.add_argument("name")

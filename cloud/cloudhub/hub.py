@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker.bus import Bus
 from broker.runtime import ComponentSettings
@@ -53,6 +54,8 @@ class Session:
     id: str
     last_seen: float
     connected: bool = True
+    outbox: int | None = None  # what the node's EdgeHub still holds, from its last keepalive
+    since: float = field(default_factory=time.time)  # wall clock of the last change, for people
 
 
 class CloudHub:
@@ -105,6 +108,9 @@ class CloudHub:
             log.warning("node %s sent %s about node %s: refused", node, envelope.id, envelope.node)
             return [Send(topics.link_down(node), _as_node(envelope.error(
                 MODULE, 403, f"a node may only speak for itself: this link is {node}'s"), node))]
+        if envelope.group == Group.HUB and envelope.op == Op.DISCONNECTED:
+            self._gone(node, str((envelope.body or {}).get("reason", "link lost")))  # the bridge's will
+            return None
         self._seen(node)
         if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
             with self._lock:
@@ -121,6 +127,9 @@ class CloudHub:
                 return [Send(topics.inbox(topics.Side.CLOUD, asked[0]), envelope)]
             return None
         if envelope.op == Op.KEEPALIVE:
+            if isinstance(envelope.body, dict) and isinstance(envelope.body.get("outbox"), int):
+                with self._lock:
+                    self._sessions[node].outbox = envelope.body["outbox"]
             return None
         module = ROUTES.get(envelope.group)
         if module is None:
@@ -207,6 +216,16 @@ class CloudHub:
         bus = self.bus
         bus.call_soon(lambda: bus.publish(topics.node_session(node), envelope, retain=True))
 
+    def _gone(self, node: str, reason: str) -> None:
+        with self._lock:
+            session = self._sessions.get(node)
+            if session is None or not session.connected:
+                return
+            session.connected = False
+            session.since = time.time()
+        log.info("node %s disconnected: %s", node, reason)
+        self._announce(node, session)
+
     def _session_loop(self) -> None:
         while not self._stop.wait(1.0):
             now = time.monotonic()
@@ -217,8 +236,28 @@ class CloudHub:
                         session.connected = False
                         gone.append((node, session))
             for node, session in gone:
+                session.since = time.time()
                 log.info("node %s disconnected: nothing heard for %.0f s", node, self.settings.keepalive_timeout_s)
                 self._announce(node, session)
+
+    def report(self) -> dict[str, Any]:
+        """Every node's link, for hub/query answers (edgehive status)."""
+        now = time.monotonic()
+        with self._lock:
+            names = sorted(set(self._sessions) | set(self._queues))
+            nodes = {}
+            for node in names:
+                session, queue = self._sessions.get(node), self._queues.get(node)
+                nodes[node] = {
+                    "connected": bool(session and session.connected),
+                    "session": session.id if session else None,
+                    "last_seen_s": round(now - session.last_seen, 1) if session else None,
+                    "since": round(session.since) if session else None,
+                    "outbox": session.outbox if session else None,
+                    "queued": len(queue) if queue else 0,
+                    "inflight": queue.inflight if queue else 0,
+                }
+        return {"nodes": nodes, "keepalive_timeout_s": self.settings.keepalive_timeout_s}
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
         with self._lock:

@@ -192,8 +192,9 @@ class EdgeHub:
         while not self._stop.wait(self.settings.keepalive_s):
             if self.link_up and self.bus is not None:
                 try:
-                    self.bus.publish(topics.link_up(self.node), self.bus.envelope(Group.HUB, Op.KEEPALIVE),
-                                     timeout=5)
+                    # The outbox size rides along, so the cloud can show what a node still has to say.
+                    self.bus.publish(topics.link_up(self.node), self.bus.envelope(
+                        Group.HUB, Op.KEEPALIVE, body={"outbox": self.outbox.count()}), timeout=5)
                 except Exception:
                     log.warning("keepalive not sent", exc_info=True)
 

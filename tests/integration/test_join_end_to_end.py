@@ -7,11 +7,14 @@ client certificates. A Pod runs there and a device's reading reaches its Device.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -101,6 +104,45 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
             dev.publish(devices.topic(namespace, "twin/update"), devices.reading("j1", "23.5"))
         wait_until(lambda: devices.reported(apiserver.client, namespace, "temperature") == "23.5", timeout=30,
                    what="the reading in the Device status")
+
+        # The operator's view and hand: twin get shows the reading, twin set reaches the device as a delta.
+        device = f"{namespace}/{devices.DEVICE}"
+        twins = {t["property"]: t for t in json.loads(run([*EDGEHIVE, "twin", "get", device, "--kubeconfig",
+                                                               kubeconfig, "--json"]))["twins"]}
+        assert twins["temperature"]["reported"] == "23.5"
+        assert twins["setpoint"]["desired"] == "22"
+        with TestClient(host.address, edge_port) as dev:
+            dev.subscribe(devices.topic(namespace, "twin/update/delta"))
+            run([*EDGEHIVE, "twin", "set", device, "setpoint=24", "--kubeconfig", kubeconfig])
+            wait_until(lambda: devices.next_json(dev, devices.topic(namespace, "twin/update/delta"),
+                                                 timeout=2)["delta"] == {"setpoint": "24"}, timeout=30,
+                       what="the new desired value at the device")
+        described = json.loads(run([*EDGEHIVE, "node", "describe", node, "--config", str(cloud / "cloud.yaml"),
+                                    "--kubeconfig", kubeconfig, "--json"]))
+        assert described["link"]["connected"] is True
+        assert described["identity"]["serial"]
+        assert f"{namespace}/hello Running" in described["pods"]
+        assert described["devices"] == [device]
+
+        # edgehive status: the node, its link and its pod; then the link cut (the veth down, as a dead radio
+        # would) and healed, each seen within one keepalive period plus the broker's grace (1.5 x 10 s).
+        status = [*EDGEHIVE, "status", "--config", str(cloud / "cloud.yaml"), "--kubeconfig", kubeconfig, "--json"]
+
+        def mine() -> dict[str, Any]:
+            nodes = json.loads(run(status))["nodes"]
+            return dict(next(n for n in nodes if n["name"] == node))
+
+        wait_until(lambda: mine()["link"] == "up" and mine()["pods"] == {"Running": 1}, timeout=30,
+                   what="edgehive status showing the node up with its pod")
+        assert mine()["ready"] == "Ready"
+        host.link(False)
+        t0 = time.monotonic()
+        wait_until(lambda: mine()["link"] == "down", timeout=25, what="edgehive status showing the link down")
+        down_s = time.monotonic() - t0
+        host.link(True)
+        t0 = time.monotonic()
+        wait_until(lambda: mine()["link"] == "up", timeout=25, what="edgehive status showing the link up again")
+        print(f"\nstatus saw the cut after {down_s:.1f} s and the return after {time.monotonic() - t0:.1f} s")
 
         core.delete_namespaced_pod("hello", namespace)
         wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout=60, what="the pod deleted")
