@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker.backoff import Backoff
 from broker.counters import Counters
 from broker.url import BrokerUrl
+from schemas.topics import topic_class
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,7 @@ class Connection:
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.counters.inc("received")
+        self.counters.inc(f"in:{topic_class(message.topic)}")
         generation = self._generation
         mid, qos = message.mid, message.qos
 
@@ -437,6 +439,7 @@ class Connection:
             self._complete(None)
             return
         self.counters.inc("published")
+        self.counters.inc(f"out:{topic_class(topic)}")
         with self._lock:
             if info.mid in self._early:
                 self._early.discard(info.mid)

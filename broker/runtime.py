@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from broker import logs, settings
+from broker import logs, metrics, settings
 from broker.bus import Bus, BusSettings, ErrorRoute
 from broker.connection import ConnectionSettings, TlsSettings, Will
 from broker.healthfile import HealthFile
@@ -54,6 +54,8 @@ class ComponentSettings(ProcessSettings):
     broker_key: str | None = field(default=None, metadata={"help": "client key for mqtts://"})
     window: int = field(default=100, metadata={"help": "most unacknowledged publishes at once"})
     max_envelope_size: int = field(default=DEFAULT_MAX_SIZE, metadata={"help": "largest envelope accepted, bytes"})
+    metrics_listen: str | None = field(default=None, metadata={
+        "help": "HOST:PORT to serve Prometheus metrics on (/metrics); off by default"})
 
     def __post_init__(self) -> None:
         require_node_name(self.node)
@@ -156,6 +158,9 @@ def run_component(
     bus = Bus(bus_settings(module, side, s), error_route=error_route)
     component = make(s)
     health = Health(bus, module, getattr(component, "report", None))
+    if s.metrics_listen:
+        metrics.serve(s.metrics_listen, metrics.ComponentCollector(module, s.node, bus.counters,
+                                                                   getattr(component, "report", None)))
     bus.handle(bus.inbox, health.on_query)
     component.attach(bus)
 

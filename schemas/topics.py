@@ -150,3 +150,21 @@ def parse_device(topic: str) -> tuple[str, str, str] | None:
 def membership(node: str, suffix: str) -> str:
     """``$hw/events/node/<node>/membership/<suffix>``: ``get``, ``get/result`` or ``updated``."""
     return f"{HW_EVENTS}/node/{require_node_name(node)}/membership/{suffix}"
+
+
+def topic_class(topic: str) -> str:
+    """A topic's kind, for metrics: link, from-cloud, to-cloud, from-edge, cloud-link, session, status, inbox,
+    device, membership, or other (a bounded set, so that a label never grows with node or device names)."""
+    parts = topic.split("/")
+    if topic.startswith(HW_EVENTS + "/"):
+        return "membership" if parts[2] == "node" else "device"
+    if parts[0] != ROOT or len(parts) < 2:
+        return "other"
+    if parts[1] == "link":
+        return "link"
+    if parts[1] == "status":
+        return "status"
+    last = parts[-1]
+    if last in ("from-cloud", "to-cloud", "from-edge", "cloud-link", "session"):
+        return last
+    return "inbox" if len(parts) == 3 else "other"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from broker.bus import Bus, RequestError, RequestTimeout
 from broker.connection import PublishTimeout
+from broker.metrics import SQLITE_COMMIT_SECONDS
 from broker.runtime import ComponentSettings
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin, Publication
@@ -112,7 +113,7 @@ class DeviceTwinComponent:
             publications: list[Publication] = []
             if batch:
                 try:
-                    with self.store.transaction():
+                    with SQLITE_COMMIT_SECONDS.time(), self.store.transaction():
                         for envelope in batch:
                             publications += self._apply(envelope)
                 except Exception:

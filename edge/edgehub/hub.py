@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.bus import Bus
 from broker.runtime import ComponentSettings
@@ -84,6 +85,10 @@ class EdgeHub:
         bus.call_soon(lambda: self._announce(False, "starting"))
         for thread in self._threads:
             thread.start()
+
+    def report(self) -> dict[str, Any]:
+        """For status queries and metrics: what the outbox holds."""
+        return {"outbox_size": self.outbox.count(), "link_up": self.link_up}
 
     def close(self) -> None:
         self._stop.set()

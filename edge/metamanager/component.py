@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.bus import Bus, RequestError, RequestTimeout
+from broker.metrics import SQLITE_COMMIT_SECONDS
 from broker.runtime import ComponentSettings
 from edge.linkstate import LinkState
 from edge.metamanager.manager import MODULE, BadObject, MetaManager
@@ -73,7 +74,8 @@ class MetaManagerComponent:
                     break
                 batch.append(item)
             try:
-                sends = self.manager.on_cloud_batch(batch)
+                with SQLITE_COMMIT_SECONDS.time():
+                    sends = self.manager.on_cloud_batch(batch)
             except Exception:
                 log.exception("a batch of %d writes failed; the cloud will resend them", len(batch))
                 continue
