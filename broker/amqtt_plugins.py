@@ -11,7 +11,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from broker.acl import LinkAcl
-from broker.passwords import PasswordFileError, read_password_file, verify_password
+from broker.passwords import PasswordFile
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +53,11 @@ class PasswordFileAuth(BaseAuthPlugin):
 
     def __init__(self, context: object) -> None:
         super().__init__(context)
-        self._path = Path(self.config.password_file)
-        self._mtime: float | None = None
-        self._users: dict[str, str] = {}
-        self._reload()
-
-    def _reload(self) -> None:
-        try:
-            mtime = self._path.stat().st_mtime
-            if mtime != self._mtime:
-                self._users = read_password_file(self._path)
-                self._mtime = mtime
-                log.info("loaded %d users from %s", len(self._users), self._path)
-        except (OSError, PasswordFileError) as exc:
-            log.error("cannot read the password file, keeping the previous users: %s", exc)
+        self._users = PasswordFile(Path(self.config.password_file))
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        self._reload()
         user = session.username
-        stored = self._users.get(user) if user else None
-        if stored is None or not verify_password(session.password or "", stored):
+        if not self._users.check(user, session.password):
             log.warning("refused client %s: unknown user or wrong password (user %r)", session.client_id, user)
             return False
         return True

@@ -22,6 +22,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 
 from broker.healthfile import HealthFile
+from broker.passwords import PasswordFile
 from broker.revocation import CrlFollower, certificate_identity
 from broker.runtime import ProcessSettings
 
@@ -63,6 +64,13 @@ class BrokerSettings(ProcessSettings):
                 "link ACL"})
     crl_file: str | None = field(default=None, metadata={
         "help": "certificates revoked by the CA (PEM CRL); re-read when it changes, revoked clients are cut off"})
+    device_listen: str | None = field(default=None, metadata={
+        "help": "an edge broker's listener for devices on other hosts (HOST:PORT); they need a user from "
+                "--device-password-file and may use only $hw/events/ topics"})
+    device_password_file: str | None = field(default=None, metadata={
+        "help": "device users in mosquitto's format (edgehive passwd), for --device-listen"})
+    device_tls_cert: str | None = field(default=None, metadata={"help": "TLS certificate for --device-listen"})
+    device_tls_key: str | None = field(default=None, metadata={"help": "TLS key for --device-listen"})
     mosquitto_config: str | None = field(default=None, metadata={
         "help": "write mosquitto.conf, passwd and acl with these rules into this directory and exit"})
 
@@ -75,12 +83,22 @@ class BrokerSettings(ProcessSettings):
             raise ValueError(f"password file {self.password_file} does not exist (create it with edgehive passwd)")
         if self.client_certs and not (self.tls_cert and self.tls_ca):
             raise ValueError("--client-certs needs --tls-cert, --tls-key and --tls-ca (the CA that signs identities)")
+        if self.device_listen is not None:
+            Listen.parse(self.device_listen)
+            if not self.device_password_file or not Path(self.device_password_file).is_file():
+                raise ValueError("--device-listen needs --device-password-file (create it with edgehive passwd)")
+            if (self.device_tls_cert is None) != (self.device_tls_key is None):
+                raise ValueError("--device-tls-cert and --device-tls-key go together")
         if self.client_certs and self.password_file:
             raise ValueError("--client-certs and --password-file exclude each other: identities are certificates")
 
     @property
     def addresses(self) -> list[Listen]:
         return [Listen.parse(a) for a in self.listen]
+
+
+DEVICE_LISTENER = "devices"
+DEVICE_TOPICS = "$hw/events/"
 
 
 def amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
@@ -93,6 +111,11 @@ def amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
             if settings.tls_ca:
                 listener["cafile"] = settings.tls_ca
         listeners["default" if i == 0 else f"listener-{i}"] = listener
+    if settings.device_listen:
+        devices: dict[str, Any] = {"type": "tcp", "bind": str(Listen.parse(settings.device_listen))}
+        if settings.device_tls_cert:
+            devices.update(ssl=True, certfile=settings.device_tls_cert, keyfile=settings.device_tls_key)
+        listeners[DEVICE_LISTENER] = devices
     plugins: dict[str, Any]
     if settings.client_certs:
         plugins = {
@@ -128,8 +151,10 @@ class _SnapshotIterationDict(dict[str, Any]):
 class EmbeddedBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with three of its 0.12.1 defects mended (each measured here)."""
 
-    def __init__(self, config: dict[str, Any], *, client_certs: bool = False, crl_file: str | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, client_certs: bool = False, crl_file: str | None = None,
+                 device_password_file: str | None = None) -> None:
         super().__init__(config)
+        self._device_users = PasswordFile(Path(device_password_file)) if device_password_file else None
         self._subscriptions = _SnapshotIterationDict()
         self._client_certs = client_certs
         self._crl = CrlFollower(Path(crl_file)) if crl_file else None
@@ -165,6 +190,26 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
             session.username = identity[0] if identity else None
             session.edgehive_identity = identity
         return handler, session
+
+    # -- devices on other hosts (--device-listen) -------------------------------------------
+
+    async def _authenticate(self, session: Any, listener: Any) -> bool:
+        if self._device_users is None or listener is not self.listeners_config.get(DEVICE_LISTENER):
+            return bool(await super()._authenticate(session, listener))
+        session.edgehive_device = True
+        if not self._device_users.check(session.username, session.password):
+            log.warning("refused device client %s from %s: unknown user or wrong password (user %r)",
+                        session.client_id, session.remote_address, session.username)
+            return False
+        session.is_anonymous = False
+        return True
+
+    async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
+        if getattr(session, "edgehive_device", False) and not topic.startswith(DEVICE_TOPICS):
+            log.warning("device client %s (user %r) may use only %s topics, not %s", session.client_id,
+                        session.username, DEVICE_TOPICS, topic)
+            return False
+        return bool(await super()._topic_filtering(session, topic, action))
 
     async def follow_revocations(self, stop: asyncio.Event) -> None:
         """Re-read the CRL when it changes; new handshakes check it, and connected revoked clients are dropped."""
@@ -260,7 +305,8 @@ def _enforce_keepalive(handler: Any, reader: Any, writer: Any, session: Any) -> 
 
 async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
     """Run the broker until ``stop`` is set, then shut it down cleanly."""
-    broker = EmbeddedBroker(amqtt_config(settings), client_certs=settings.client_certs, crl_file=settings.crl_file)
+    broker = EmbeddedBroker(amqtt_config(settings), client_certs=settings.client_certs, crl_file=settings.crl_file,
+                            device_password_file=settings.device_password_file)
     health = HealthFile.from_env("broker")
     await broker.start()
     revocations = asyncio.ensure_future(broker.follow_revocations(stop))

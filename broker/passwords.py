@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ITERATIONS = 20_000
 _SALT_BYTES = 12
@@ -64,3 +67,28 @@ def set_password(path: Path, user: str, password: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{u}:{h}\n" for u, h in users.items())
     tmp.replace(path)
+
+
+class PasswordFile:
+    """A password file that is re-read when it changes, so users can be added without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._users: dict[str, str] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime != self._mtime:
+                self._users = read_password_file(self.path)
+                self._mtime = mtime
+                log.info("loaded %d users from %s", len(self._users), self.path)
+        except (OSError, PasswordFileError) as exc:
+            log.error("cannot read the password file, keeping the previous users: %s", exc)
+
+    def check(self, user: str | None, password: str | None) -> bool:
+        self._reload()
+        stored = self._users.get(user) if user else None
+        return stored is not None and verify_password(password or "", stored)

@@ -64,8 +64,17 @@ def _up(args: argparse.Namespace) -> int:
 
 def _edge(args: argparse.Namespace) -> int:
     logs.setup("edgehive-edge", "info")
+    if args.device_listen and not args.device_users:
+        print("edgehive edge: --device-listen needs --device-users (create it with edgehive passwd)", file=sys.stderr)
+        return 2
     try:
-        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen)
+        device_args: tuple[str, ...] = ()
+        if args.device_listen:
+            device_args = ("--device-listen", args.device_listen, "--device-password-file", str(args.device_users))
+            if args.device_tls_cert:
+                device_args += ("--device-tls-cert", str(args.device_tls_cert), "--device-tls-key",
+                                str(args.device_tls_key))
+        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen, device_args)
     except FileNotFoundError as exc:
         print(f"edgehive edge: {exc}", file=sys.stderr)
         return 1
@@ -156,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"), help="what edgehive join wrote")
     edge.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT",
                       help="the node's broker, for its components and devices (default loopback 1884)")
+    edge.add_argument("--device-listen", metavar="HOST:PORT",
+                      help="also accept devices on other hosts here: users from --device-users, $hw/events/ only")
+    edge.add_argument("--device-users", type=Path, help="device users (edgehive passwd FILE USER)")
+    edge.add_argument("--device-tls-cert", type=Path, help="TLS for --device-listen")
+    edge.add_argument("--device-tls-key", type=Path)
     edge.set_defaults(func=_edge)
 
     broker = commands.add_parser("broker", help="run the embedded MQTT broker, or write a mosquitto config")

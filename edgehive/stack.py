@@ -134,14 +134,15 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
 
 
 def edge_children(node: str, state_dir: Path, edge_listen: Listen, edge_watch: StatusWatch,
-                  bridge_args: tuple[str, ...], bridge_env: dict[str, str]) -> list[Child]:
+                  bridge_args: tuple[str, ...], bridge_env: dict[str, str],
+                  broker_args: tuple[str, ...] = ()) -> list[Child]:
     """One edge node's processes: its broker, the bridge to the cloud, podman's API and the five components."""
     data = state_dir / "data"
     podman_socket = state_dir / "podman.sock"
     podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
     edge_common = ("--node", node, "--broker", f"mqtt://{edge_listen}")
     return [
-        Child("edge-broker", python_module("broker", "--listen", str(edge_listen)),
+        Child("edge-broker", python_module("broker", "--listen", str(edge_listen), *broker_args),
               healthy=lambda: edge_watch.connection.connected),
         Child(f"bridge-{node}",
               python_module("broker.bridge", "--node", node, "--edge", f"mqtt://{edge_listen}", *bridge_args),
@@ -163,13 +164,16 @@ def edge_children(node: str, state_dir: Path, edge_listen: Listen, edge_watch: S
     ]
 
 
-def build_joined_edge(state_dir: Path, edge_listen: Listen) -> tuple[list[Child], list[Connection]]:
-    """The processes of a node that ``edgehive join`` set up in ``state_dir``: its bridge uses edge.yaml."""
+def build_joined_edge(state_dir: Path, edge_listen: Listen,
+                      broker_args: tuple[str, ...] = ()) -> tuple[list[Child], list[Connection]]:
+    """The processes of a node that ``edgehive join`` set up in ``state_dir``: its bridge uses edge.yaml.
+
+    ``broker_args`` go to the node's broker (a device listener for devices on other hosts)."""
     config = state_dir / "edge.yaml"
     if not config.exists():
         raise FileNotFoundError(f"{config} is missing: run edgehive join first")
     node = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
                  if line.startswith("node:")), "")
     edge_watch = StatusWatch(BrokerUrl(edge_listen.host, edge_listen.port), "edgehive-edge-watch", "edge-watch")
-    children = edge_children(node, state_dir, edge_listen, edge_watch, ("--config", str(config)), {})
+    children = edge_children(node, state_dir, edge_listen, edge_watch, ("--config", str(config)), {}, broker_args)
     return children, [edge_watch.connection]

@@ -44,7 +44,7 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
     host = netns_host()
     node = f"joined-{uuid.uuid4().hex[:6]}"
     kubeconfig = str(apiserver.kubeconfig)
-    broker_port, join_port, edge_port = free_port(), free_port(), free_port()
+    broker_port, join_port, edge_port, device_port = free_port(), free_port(), free_port(), free_port()
     cloud = tmp_path / "cloud"
     init = [*EDGEHIVE, "init", "--kubeconfig", kubeconfig, "--broker-name", f"IP:{host.peer_address}",
             "--cloud-broker", f"127.0.0.1:{broker_port}", "--out", str(cloud)]
@@ -79,8 +79,13 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
         out = run(host.argv(*EDGEHIVE, "join", "--cloud", f"{host.peer_address}:{join_port}", "--token", token,
                             "--node", node, "--state-dir", str(state)))
         assert f"node {node} joined" in out
+        # Devices come from other hosts to a listener of their own, with a user; (the test also watches the
+        # node's own broker from outside, which a real node keeps on loopback).
+        device_users = tmp_path / "devices"
+        run([*EDGEHIVE, "passwd", str(device_users), "thermo-dev", "--password", "dev-pw"])
         start("edge", host.argv(*EDGEHIVE, "edge", "--state-dir", str(state), "--edge-listen",
-                                f"{host.address}:{edge_port}"))
+                                f"{host.address}:{edge_port}", "--device-listen", f"{host.address}:{device_port}",
+                                "--device-users", str(device_users)))
 
         core = k8s.CoreV1Api(apiserver.client)
         wait_until(lambda: any(c.type == "Ready" and c.status == "True"
@@ -97,7 +102,7 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
                    what="the pod Running on the joined node")
 
         devices.apply(apiserver.client, namespace, node, setpoint="22")
-        with TestClient(host.address, edge_port) as dev:
+        with TestClient(host.address, device_port, username="thermo-dev", password="dev-pw") as dev:
             dev.subscribe(devices.topic(namespace, "twin/update/delta"))
             delta = devices.next_json(dev, devices.topic(namespace, "twin/update/delta"), timeout=30)
             assert delta["delta"] == {"setpoint": "22"}
@@ -111,7 +116,7 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
                                                                kubeconfig, "--json"]))["twins"]}
         assert twins["temperature"]["reported"] == "23.5"
         assert twins["setpoint"]["desired"] == "22"
-        with TestClient(host.address, edge_port) as dev:
+        with TestClient(host.address, device_port, username="thermo-dev", password="dev-pw") as dev:
             dev.subscribe(devices.topic(namespace, "twin/update/delta"))
             run([*EDGEHIVE, "twin", "set", device, "setpoint=24", "--kubeconfig", kubeconfig])
             wait_until(lambda: devices.next_json(dev, devices.topic(namespace, "twin/update/delta"),
