@@ -51,6 +51,10 @@ def broker_argv(kind: str, settings: BrokerSettings, workdir: Path) -> list[str]
             argv.append("--client-certs")
         if settings.crl_file:
             argv += ["--crl-file", settings.crl_file]
+        if settings.device_listen and settings.device_password_file:
+            argv += ["--device-listen", settings.device_listen, "--device-password-file", settings.device_password_file]
+            if settings.device_tls_cert and settings.device_tls_key:
+                argv += ["--device-tls-cert", settings.device_tls_cert, "--device-tls-key", settings.device_tls_key]
         return argv
     if kind == "mosquitto":
         conf = write_config(settings, workdir / "mosquitto")

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from broker.acl import LinkAcl
-from broker.embedded import BrokerSettings
+from broker.embedded import DEVICE_TOPICS, BrokerSettings, Listen
 
 MAX_QUEUED_MESSAGES = 100_000
 """Per offline client; about what an hour of a busy node's traffic needs."""
@@ -29,15 +29,22 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         "log_dest stderr",
         "log_type error\nlog_type warning\nlog_type notice",
     ]
+    security: list[str]
     if settings.client_certs:
         # The certificate is the identity: its CN is the user the ACL's %u patterns see.
-        lines += ["allow_anonymous false", f"acl_file {directory / 'acl'}"]
+        security = ["allow_anonymous false", f"acl_file {directory / 'acl'}"]
     elif settings.password_file:
-        lines += ["allow_anonymous false", f"password_file {directory / 'passwd'}", f"acl_file {directory / 'acl'}"]
+        security = ["allow_anonymous false", f"password_file {directory / 'passwd'}", f"acl_file {directory / 'acl'}"]
     else:
-        lines.append("allow_anonymous true")
+        security = ["allow_anonymous true"]
+    per_listener = settings.device_listen is not None  # devices have rules of their own on their listener
+    lines[1] = f"per_listener_settings {'true' if per_listener else 'false'}"
+    if not per_listener:
+        lines += security
     for address in settings.addresses:
         lines.append(f"\nlistener {address.port} {address.host}")
+        if per_listener:
+            lines += security
         if settings.tls_cert:
             lines += [f"certfile {settings.tls_cert}", f"keyfile {settings.tls_key}"]
             if settings.client_certs:
@@ -46,6 +53,12 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
                     lines.append(f"crlfile {settings.crl_file}")
             elif settings.tls_ca:
                 lines += [f"cafile {settings.tls_ca}", "require_certificate false"]
+    if settings.device_listen is not None:
+        device = Listen.parse(settings.device_listen)
+        lines += [f"\nlistener {device.port} {device.host}", "allow_anonymous false",
+                  f"password_file {directory / 'devices'}", f"acl_file {directory / 'device-acl'}"]
+        if settings.device_tls_cert:
+            lines += [f"certfile {settings.device_tls_cert}", f"keyfile {settings.device_tls_key}"]
     return "\n".join(lines) + "\n"
 
 
@@ -58,6 +71,11 @@ def write_config(settings: BrokerSettings, directory: Path) -> Path:
         (directory / "passwd").chmod(0o600)
     if settings.password_file or settings.client_certs:
         (directory / "acl").write_text(LinkAcl(frozenset(settings.cloud_users)).mosquitto_acl())
+    if settings.device_password_file:
+        shutil.copyfile(settings.device_password_file, directory / "devices")
+        (directory / "devices").chmod(0o600)
+        (directory / "device-acl").write_text(
+            f"# Devices: KubeEdge's device topics only.\npattern readwrite {DEVICE_TOPICS}#\n")
     conf = directory / "mosquitto.conf"
     conf.write_text(mosquitto_conf(settings, directory))
     return conf
