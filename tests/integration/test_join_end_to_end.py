@@ -151,6 +151,9 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
 
         core.delete_namespaced_pod("hello", namespace)
         wait_until(lambda: not core.list_namespaced_pod(namespace).items, timeout=60, what="the pod deleted")
+        wait_until(lambda: subprocess.run(["podman", "pod", "exists", f"{namespace}_hello"],
+                                          check=False).returncode != 0, timeout=60,
+                   what="EdgeD removing the pod's containers on the node")
 
         # Revoked: the bridge is cut off (the edge broker's retained link state turns down) and stays off.
         run([*EDGEHIVE, "node", "revoke", node, "--kubeconfig", kubeconfig, "--crl-out", str(cloud / "crl.pem")])
