@@ -8,8 +8,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from broker import cli as broker_cli
 from broker import logs
@@ -23,6 +24,7 @@ from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
 
 log = logging.getLogger("edgehive")
+R = TypeVar("R")
 
 
 def default_state_dir() -> Path:
@@ -95,55 +97,41 @@ def _keep_identity_fresh(identity: EdgeIdentity, every_s: float = 3600.0) -> Non
         time.sleep(every_s)
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _run_bench(measure: Callable[[], R], report: Callable[[R, bool], None], as_json: bool) -> int:
+    """Every benchmark the same way: a BenchError is one line on stderr and status 1."""
     try:
-        report = bench.bench_link(args.broker, args.messages, args.rate, progress=not args.json)
+        result = measure()
     except bench.BenchError as exc:
         print(f"edgehive bench: {exc}", file=sys.stderr)
         return 1
-    bench.print_report(report, args.json)
+    report(result, as_json)
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return _run_bench(lambda: bench.bench_link(args.broker, args.messages, args.rate, progress=not args.json),
+                      bench.print_report, args.json)
 
 
 def _bench_edge(args: argparse.Namespace) -> int:
-    try:
-        report = bench_edge.bench_edge(args.objects, args.pods, args.restore_pods, progress=not args.json,
-                                       broker=args.broker)
-    except bench.BenchError as exc:
-        print(f"edgehive bench: {exc}", file=sys.stderr)
-        return 1
-    bench_edge.print_report(report, args.json)
-    return 0
+    return _run_bench(lambda: bench_edge.bench_edge(args.objects, args.pods, args.restore_pods,
+                                                    progress=not args.json, broker=args.broker),
+                      bench_edge.print_report, args.json)
 
 
 def _bench_cloud(args: argparse.Namespace) -> int:
-    try:
-        report = bench_cloud.bench_cloud(args.objects, args.pods, args.broker, progress=not args.json)
-    except bench.BenchError as exc:
-        print(f"edgehive bench: {exc}", file=sys.stderr)
-        return 1
-    bench_cloud.print_report(report, args.json)
-    return 0
+    return _run_bench(lambda: bench_cloud.bench_cloud(args.objects, args.pods, args.broker, progress=not args.json),
+                      bench_cloud.print_report, args.json)
 
 
 def _bench_twin(args: argparse.Namespace) -> int:
-    try:
-        report = bench_twin.bench_twin(args.updates, args.broker, progress=not args.json)
-    except bench.BenchError as exc:
-        print(f"edgehive bench: {exc}", file=sys.stderr)
-        return 1
-    bench_twin.print_report(report, args.json)
-    return 0
+    return _run_bench(lambda: bench_twin.bench_twin(args.updates, args.broker, progress=not args.json),
+                      bench_twin.print_report, args.json)
 
 
 def _bench_stack(args: argparse.Namespace) -> int:
-    try:
-        report = bench_stack.bench_stack(args.runs, progress=not args.json)
-    except bench.BenchError as exc:
-        print(f"edgehive bench: {exc}", file=sys.stderr)
-        return 1
-    bench_stack.print_report(report, args.json)
-    return 0
+    return _run_bench(lambda: bench_stack.bench_stack(args.runs, progress=not args.json),
+                      bench_stack.print_report, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ import pytest
 
 from broker.healthfile import HealthFile, check
 from edgehive.services import parse_users
+from tests.fixtures.processes import wait_until
 
 
 def test_health_file_verdicts(tmp_path: Path) -> None:
@@ -45,10 +46,7 @@ def test_probe_drives_the_state(tmp_path: Path) -> None:
         return last[-1]
 
     writer = HealthFile(path, "broker", refresh_s=0.02, probe=probe)
-    deadline = time.monotonic() + 5
-    while not check(path).healthy and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert check(path).healthy
+    wait_until(lambda: check(path).healthy, timeout=5, what="the probe's up in the health file")
     assert ("down", {"reason": "port 1883 refused"}) in last
     writer.close()
 
