@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from broker.backoff import Backoff
 from broker.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
@@ -135,6 +136,19 @@ class Bridge:
         # Through the down queue, never from a network thread: publishing may block.
         self._down.put(_Item(topics.link_state(self.settings.node), link_state(self.settings.node, up, reason),
                              True, None))
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """The bridge's state for metrics: both connections, what was forwarded, what waits."""
+        counts = self.counters.snapshot()
+        sides = {"cloud": self.cloud, "edge": self.edge}
+        connects = {side: c.counters.snapshot().get("connects", 0) for side, c in sides.items()}
+        return {
+            "connected": {side: c.connected for side, c in sides.items()},
+            "reconnects": {side: max(0, n - 1) for side, n in connects.items()},
+            "connect_failures": {side: c.counters.snapshot().get("connect_failures", 0) for side, c in sides.items()},
+            "forwarded": {"up": counts.get("forwarded_up", 0), "down": counts.get("forwarded_down", 0)},
+            "pending": {"up": self._up.qsize(), "down": self._down.qsize()},
+        }
 
     def _forward(self, source: queue.Queue[_Item | None], target: Connection, direction: str) -> None:
         while (item := source.get()) is not None:

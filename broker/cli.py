@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker import logs, settings
+from broker import logs, metrics, settings
 from broker.bridge import Bridge, BridgeSettings
 from broker.connection import TlsSettings
 from broker.embedded import BrokerSettings, run
 from broker.healthfile import HealthFile
 from broker.mosquitto import write_config
 from broker.passwords import set_password
-from broker.runtime import ProcessSettings, StopSignal
+from broker.runtime import MetricsSettings, StopSignal
 from broker.url import BrokerUrl
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def broker_main(args: argparse.Namespace) -> int:
 
 
 @dataclass(frozen=True)
-class BridgeProcessSettings(ProcessSettings):
+class BridgeProcessSettings(MetricsSettings):
     node: str = field(default="", metadata={"help": "the edge node this bridge serves (required)"})
     cloud: str = field(default="", metadata={"help": "cloud broker URL, mqtt[s]://user:pass@host:port (required)"})
     edge: str = field(default="mqtt://127.0.0.1:1884", metadata={"help": "edge broker URL"})
@@ -72,6 +72,8 @@ def bridge_main(args: argparse.Namespace) -> int:
         return 2
     stop = StopSignal().install()
     bridge = Bridge(bridge_settings).start()
+    if s.metrics_listen:
+        metrics.serve(s.metrics_listen, metrics.BridgeCollector(bridge_settings.node, bridge.report))
 
     def probe() -> tuple[str, dict[str, Any]]:
         if bridge.cloud.connected and bridge.edge.connected:

@@ -21,10 +21,12 @@ from typing import Any
 from amqtt.broker import Broker
 from amqtt.contexts import Action
 
+from broker import metrics
+from broker.counters import Counters
 from broker.healthfile import HealthFile
 from broker.passwords import PasswordFile
 from broker.revocation import CrlFollower, certificate_identity
-from broker.runtime import ProcessSettings
+from broker.runtime import MetricsSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class Listen:
 
 
 @dataclass(frozen=True)
-class BrokerSettings(ProcessSettings):
+class BrokerSettings(MetricsSettings):
     listen: tuple[str, ...] = field(default=("127.0.0.1:1883",),
                                     metadata={"help": "HOST:PORT to accept clients on; repeatable"})
     tls_cert: str | None = field(default=None, metadata={"help": "server certificate: listeners use TLS"})
@@ -75,6 +77,7 @@ class BrokerSettings(ProcessSettings):
         "help": "write mosquitto.conf, passwd and acl with these rules into this directory and exit"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for address in self.listen:
             Listen.parse(address)
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -159,6 +162,18 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
         self._client_certs = client_certs
         self._crl = CrlFollower(Path(crl_file)) if crl_file else None
         self._contexts: list[ssl.SSLContext] = []
+        self.counters = Counters()
+
+    def stats(self) -> dict[str, float]:
+        """Figures for metrics; read from another thread, so only atomic copies of amqtt's dicts."""
+        sessions = list(self._sessions.values())
+        connected = sum(1 for session, _ in sessions if session.transitions.is_connected())
+        offline = sum(session.retained_messages.qsize() for session, _ in sessions
+                      if not session.transitions.is_connected())
+        counts = self.counters.snapshot()
+        return {"clients_connected": connected, "sessions": len(sessions), "retained": len(self._retained_messages),
+                "queued_offline": offline, "messages_received": counts.get("messages_received", 0),
+                "connections_refused": counts.get("connections_refused", 0)}
 
     # -- identities from client certificates (--client-certs) --------------------------------
 
@@ -186,6 +201,8 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
                     log.warning("refused client %s: certificate %s of %s is revoked", session.client_id,
                                 identity[1], identity[0])
                     identity = None
+            if identity is None:
+                self.counters.inc("connections_refused")
             # The certificate names the user; whatever user name the client sent is ignored.
             session.username = identity[0] if identity else None
             session.edgehive_identity = identity
@@ -195,11 +212,15 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         if self._device_users is None or listener is not self.listeners_config.get(DEVICE_LISTENER):
-            return bool(await super()._authenticate(session, listener))
+            accepted = bool(await super()._authenticate(session, listener))
+            if not accepted and not self._client_certs:  # refused certificates are counted at the handshake
+                self.counters.inc("connections_refused")
+            return accepted
         session.edgehive_device = True
         if not self._device_users.check(session.username, session.password):
             log.warning("refused device client %s from %s: unknown user or wrong password (user %r)",
                         session.client_id, session.remote_address, session.username)
+            self.counters.inc("connections_refused")
             return False
         session.is_anonymous = False
         return True
@@ -241,6 +262,7 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
         # amqtt refuses every client publish to a topic starting with "$"; KubeEdge's device
         # topics all live under "$hw/", so devices could not talk at all. Only $SYS stays reserved.
         app_message = wait_deliver.result()
+        self.counters.inc("messages_received")
         topic = str(getattr(app_message, "topic", "") or "")
         if not topic.startswith("$") or topic.startswith("$SYS"):
             return bool(await super()._handle_message_delivery(client_session, handler, wait_deliver))
@@ -309,6 +331,8 @@ async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
                             device_password_file=settings.device_password_file)
     health = HealthFile.from_env("broker")
     await broker.start()
+    if settings.metrics_listen:
+        metrics.serve(settings.metrics_listen, metrics.BrokerCollector("amqtt", broker.stats))
     revocations = asyncio.ensure_future(broker.follow_revocations(stop))
     health.set("up", listen=[str(a) for a in settings.addresses])
     if settings.client_certs:

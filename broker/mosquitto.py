@@ -13,12 +13,14 @@ from pathlib import Path
 
 from broker.acl import LinkAcl
 from broker.embedded import DEVICE_TOPICS, BrokerSettings, Listen
+from broker.mosquitto_sys import SYS_ACL, SYS_INTERVAL_S, sys_listener_lines
 
 MAX_QUEUED_MESSAGES = 100_000
 """Per offline client; about what an hour of a busy node's traffic needs."""
 
 
-def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
+def mosquitto_conf(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None) -> str:
+    """``sys_socket``: also listen there for our metrics reader (broker.mosquitto_sys)."""
     lines = [
         "# Written by 'edgehive broker --mosquitto-config'; reload with SIGHUP after editing passwd or acl.",
         "per_listener_settings false",
@@ -37,7 +39,8 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         security = ["allow_anonymous false", f"password_file {directory / 'passwd'}", f"acl_file {directory / 'acl'}"]
     else:
         security = ["allow_anonymous true"]
-    per_listener = settings.device_listen is not None  # devices have rules of their own on their listener
+    # Devices and the metrics reader have rules of their own on their listeners.
+    per_listener = settings.device_listen is not None or sys_socket is not None
     lines[1] = f"per_listener_settings {'true' if per_listener else 'false'}"
     if not per_listener:
         lines += security
@@ -59,10 +62,12 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
                   f"password_file {directory / 'devices'}", f"acl_file {directory / 'device-acl'}"]
         if settings.device_tls_cert:
             lines += [f"certfile {settings.device_tls_cert}", f"keyfile {settings.device_tls_key}"]
+    if sys_socket is not None:
+        lines += [f"sys_interval {SYS_INTERVAL_S}", *sys_listener_lines(sys_socket, directory / "sys-acl")]
     return "\n".join(lines) + "\n"
 
 
-def write_config(settings: BrokerSettings, directory: Path) -> Path:
+def write_config(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None) -> Path:
     """Write mosquitto.conf, passwd and acl into ``directory``; returns the path of mosquitto.conf."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
@@ -76,6 +81,8 @@ def write_config(settings: BrokerSettings, directory: Path) -> Path:
         (directory / "devices").chmod(0o600)
         (directory / "device-acl").write_text(
             f"# Devices: KubeEdge's device topics only.\npattern readwrite {DEVICE_TOPICS}#\n")
+    if sys_socket is not None:
+        (directory / "sys-acl").write_text(SYS_ACL)
     conf = directory / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(settings, directory))
+    conf.write_text(mosquitto_conf(settings, directory, sys_socket))
     return conf

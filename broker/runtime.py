@@ -44,7 +44,19 @@ class ProcessSettings:
 
 
 @dataclass(frozen=True)
-class ComponentSettings(ProcessSettings):
+class MetricsSettings(ProcessSettings):
+    """Settings of a process that can serve Prometheus metrics: components, the bridge, the brokers."""
+
+    metrics_listen: str | None = field(default=None, metadata={
+        "help": "HOST:PORT to serve Prometheus metrics on (/metrics); off by default"})
+
+    def __post_init__(self) -> None:
+        if self.metrics_listen is not None:
+            metrics.parse_listen(self.metrics_listen)
+
+
+@dataclass(frozen=True)
+class ComponentSettings(MetricsSettings):
     """Settings every bus component has; components extend this dataclass."""
 
     node: str = field(default="edge-1", metadata={"help": "the edge node this process serves or speaks for"})
@@ -54,10 +66,9 @@ class ComponentSettings(ProcessSettings):
     broker_key: str | None = field(default=None, metadata={"help": "client key for mqtts://"})
     window: int = field(default=100, metadata={"help": "most unacknowledged publishes at once"})
     max_envelope_size: int = field(default=DEFAULT_MAX_SIZE, metadata={"help": "largest envelope accepted, bytes"})
-    metrics_listen: str | None = field(default=None, metadata={
-        "help": "HOST:PORT to serve Prometheus metrics on (/metrics); off by default"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_node_name(self.node)
         BrokerUrl.parse(self.broker)
         if self.window < 1:

@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from broker import logs
+from broker import logs, metrics
 from broker.embedded import BrokerSettings, Listen
 from broker.embedded import run as run_amqtt
 from broker.healthfile import HealthFile, Probe
 from broker.mosquitto import write_config
 from broker.mosquitto_process import MosquittoProcess
+from broker.mosquitto_sys import SysReader
 from broker.passwords import set_password
 from edgehive.localcluster import LocalApiServer, LocalClusterError
 
@@ -125,6 +126,8 @@ def broker_main(argv: Sequence[str]) -> int:
     parser.add_argument("--client-certs", action="store_true",
                         help="identities are client certificates (CN = user) instead of passwords")
     parser.add_argument("--crl-file", help="revoked certificates; followed: revoked clients are cut off")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics there "
+                        "(mosquitto's come from its $SYS topics, over a private Unix socket)")
     parser.add_argument("--log-level", default=os.environ.get("EDGEHIVE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logs.setup("broker", args.log_level)
@@ -146,7 +149,8 @@ def broker_main(argv: Sequence[str]) -> int:
                                   password_file=str(password_file) if password_file else None,
                                   cloud_users=tuple(u for u in args.cloud_users.split(",") if u),
                                   tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
-                                  client_certs=args.client_certs, crl_file=args.crl_file)
+                                  client_certs=args.client_certs, crl_file=args.crl_file,
+                                  metrics_listen=args.metrics_listen)
     except ValueError as exc:
         print(f"edgehive run broker: {exc}", file=sys.stderr)
         return 2
@@ -154,13 +158,18 @@ def broker_main(argv: Sequence[str]) -> int:
              if args.client_certs else f"users {', '.join(sorted(users))} with the link ACL" if users else "anonymous")
     if args.kind == "amqtt":
         return run_amqtt(settings)
-    conf = write_config(settings, directory / "mosquitto")
+    sys_socket = directory / "mosquitto" / "sys.sock" if args.metrics_listen else None
+    conf = write_config(settings, directory / "mosquitto", sys_socket)
     if os.geteuid() == 0:
         # Started as root, mosquitto becomes user 'mosquitto', which cannot read private state or
         # certificate directories; the image runs it as its own non-root user instead.
         log.warning("running mosquitto as root; run this as an unprivileged user in production")
         conf.write_text(conf.read_text() + "user root\n")
     child = MosquittoProcess(["mosquitto", "-c", str(conf)], Path(args.crl_file) if args.crl_file else None)
+    if args.metrics_listen and sys_socket is not None:
+        reader = SysReader(sys_socket).start()
+        metrics.serve(args.metrics_listen, metrics.BrokerCollector(
+            "mosquitto", lambda: {**reader.stats(), "restarts": child.restarts}))
     health = HealthFile.from_env("broker", tcp_probe(args.listen.port))
     return supervise("broker", [child], health)
 
