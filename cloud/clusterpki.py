@@ -195,11 +195,9 @@ class ClusterPki:
 
     def revoke(self, node: str) -> bytes:
         """Revoke every certificate the node was given and the token it joined with; returns the new CRL."""
-        registry = self.registry()
-        if node not in registry.nodes and node not in registry.revoked.values():
-            raise KeyError(f"no node {node!r} has joined this cluster (edgehive node list)")
-
         def record(reg: Registry) -> None:
+            if node not in reg.nodes and node not in reg.revoked.values():
+                raise KeyError(f"no node {node!r} has joined this cluster (edgehive node list)")
             entry = reg.nodes.pop(node, None)
             if entry:
                 reg.revoked[str(entry["serial"])] = node
@@ -208,9 +206,9 @@ class ClusterPki:
                 if entry.get("token") and entry["token"] not in reg.revoked_tokens:
                     reg.revoked_tokens.append(str(entry["token"]))
 
-        self._update(record)
-        return self.crl()
+        return self.crl(self._update(record))
 
-    def crl(self) -> bytes:
+    def crl(self, registry: Registry | None = None) -> bytes:
+        """The CRL of every revoked serial (of ``registry``, or read now)."""
         ca, _ = self.ca()
-        return ca.crl(sorted(self.registry().revoked.items()))
+        return ca.crl(sorted((registry or self.registry()).revoked.items()))
