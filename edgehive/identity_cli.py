@@ -76,7 +76,7 @@ def gettoken_main(args: argparse.Namespace) -> int:
 
 def join_main(args: argparse.Namespace) -> int:
     try:
-        join(args.cloud, args.token, args.node, args.state_dir)
+        join(args.cloud, args.token, args.node, args.state_dir, cloud_broker=args.cloud_broker)
     except JoinError as exc:
         print(f"edgehive join: {exc}", file=sys.stderr)
         return 1
@@ -174,6 +174,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     join_parser.add_argument("--node", required=True, help="this node's name")
     join_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"),
                              help="where to keep the identity and the configuration")
+    join_parser.add_argument("--cloud-broker", metavar="mqtts://HOST:PORT",
+                             help="the cloud broker as this node reaches it (default: what the join endpoint says)")
     join_parser.set_defaults(func=join_main)
 
     status_parser = commands.add_parser("status", help="every edge node: ready, link, last keepalive, queues, "

@@ -21,6 +21,7 @@ from typing import Any
 
 from broker.embedded import Listen
 from broker.pki import ca_hash, cert_info, new_key_and_csr
+from broker.url import BrokerUrl
 from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name
 
@@ -110,8 +111,17 @@ def fetch_ca(cloud: str, token: JoinToken, timeout: float = 20.0) -> bytes:
     return ca_pem
 
 
-def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float = 20.0) -> EdgeIdentity:
+def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float = 20.0,
+         cloud_broker: str | None = None) -> EdgeIdentity:
+    """``cloud_broker``: the cloud broker as this node reaches it (another address or a NAT), instead of the
+    one the join endpoint names."""
     Listen.parse(cloud)
+    if cloud_broker is not None:
+        try:
+            if not BrokerUrl.parse(cloud_broker).tls:
+                raise JoinError(f"--cloud-broker {cloud_broker}: the link needs TLS (mqtts://HOST:PORT)")
+        except ValueError as exc:
+            raise JoinError(f"--cloud-broker: {exc}") from exc
     if not is_node_name(node):
         raise JoinError(f"{node!r} is not a valid node name (lower-case letters, digits and '-', at most 63)")
     try:
@@ -136,7 +146,7 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
     identity.config.write_text(
         "# Written by edgehive join. The edge processes read it with --config.\n"
         f"node: {node}\n"
-        f"cloud: {answer['cloud_broker']}\n"
+        f"cloud: {cloud_broker or answer['cloud_broker']}\n"
         f"cloud_ca: {identity.ca}\n"
         f"cloud_cert: {identity.cert}\n"
         f"cloud_key: {identity.key}\n")
