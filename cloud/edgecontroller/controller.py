@@ -178,14 +178,34 @@ class EdgeController(NodeSync):
             return envelope.reply(MODULE, {"ok": True, "note": "no such pod; asked the node to remove it"})
         if (pod.get("spec") or {}).get("nodeName") != envelope.node:
             raise Refused(403, f"pod {key.namespace}/{key.name} is not bound to {envelope.node}")
-        patch = dict(status)
-        patch["conditions"] = keep_transition_times(status.get("conditions") or [],
-                                                    (pod.get("status") or {}).get("conditions") or [])
+        patch = status_patch(status, (pod.get("status") or {}).get("conditions") or [])
         self.kube.patch_pod_status(key.namespace or "", key.name, {"status": patch})
         if (pod.get("metadata") or {}).get("deletionTimestamp") and _all_stopped(status):
             self.kube.delete_pod_now(key.namespace or "", key.name, pod["metadata"]["uid"])
             log.info("pod %s/%s stopped on %s: deletion completed", key.namespace, key.name, envelope.node)
         return envelope.reply(MODULE, {"ok": True})
+
+
+REPORTED_LISTS = ("podIPs", "containerStatuses", "initContainerStatuses")
+
+
+def status_patch(status: dict[str, Any], current_conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """A strategic merge patch that makes the pod's status what the node reports.
+
+    A strategic merge adds list items by their key: a pod that got a new address (its
+    sandbox made again after a power cut) would keep the old one beside it, and the API
+    server refuses two IPs of one family, so no status of that pod would ever be written
+    again. The node's lists are the whole truth: they replace the stored ones.
+    """
+    patch = dict(status)
+    patch["conditions"] = keep_transition_times(status.get("conditions") or [], current_conditions)
+    for name in REPORTED_LISTS:
+        if isinstance(patch.get(name), list):
+            patch[name] = [{"$patch": "replace"}, *patch[name]]
+    if not patch.get("podIP"):
+        patch["podIP"] = None
+        patch["podIPs"] = [{"$patch": "replace"}]
+    return patch
 
 
 class Refused(Exception):

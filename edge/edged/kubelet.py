@@ -40,6 +40,10 @@ StatusSink = Callable[[ResourceKey, dict[str, Any], dict[str, Any]], None]
 """Receives (pod key, pod metadata, status) whenever a pod's status changes."""
 
 
+MAX_NAME_ATTEMPTS = 20
+"""How far container names may skip past names held by leftovers of interrupted creates."""
+
+
 def restart_delay(attempt: int) -> float:
     """Before starting attempt ``attempt`` (1 = first restart): none, then 10 s doubling to 300 s."""
     if attempt <= 1:
@@ -75,6 +79,8 @@ class PodWorker:
     plan: PodPlan | None = None
     plan_signature: tuple[str, int] | None = None
     busy: Future[None] | None = None
+    remake: bool = False
+    """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
 
     def book(self, name: str) -> _ContainerBook:
         return self.books.setdefault(name, _ContainerBook())
@@ -275,11 +281,11 @@ class Kubelet:
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
             worker.plan, worker.plan_signature = plan, signature
-        if podman_pods.get(plan.podman_name) != plan.uid:
-            if plan.podman_name in podman_pods:  # an older pod of the same name: replaced by this one
+        if podman_pods.get(plan.podman_name) != plan.uid or worker.remake:
+            if plan.podman_name in podman_pods:  # an older pod of the same name, or a broken one: replaced
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)
             self.runtime.create_pod(plan)
-            worker.pod_started = False
+            worker.pod_started = worker.remake = False
             observed = []
         latest: dict[str, Observed] = {}
         for o in observed:
@@ -302,6 +308,8 @@ class Kubelet:
                 new_id = self._create(plan, container, book, 0)
                 if new_id:
                     created.append(new_id)
+                elif book.waiting_reason == "CreateContainerError" and not observed:
+                    worker.remake = True  # nothing of ours runs in that pod: nothing is lost by making it again
             elif current.running:
                 book.waiting_reason = None
                 self._probe(plan, container, book, current, now)
@@ -351,6 +359,15 @@ class Kubelet:
             container_id = self.runtime.create_container(plan, container, attempt,
                                                          self.volumes.mounts(plan, container))
         except RuntimeError_ as exc:
+            if "already in use" in str(exc) and attempt < MAX_NAME_ATTEMPTS:
+                # A create cut short (power, or podman killed) can leave the name taken in podman's storage by
+                # a container its database never recorded: invisible, not removable through the API. The
+                # next attempt number gives the container a name of its own.
+                log.warning("pod %s: the name of container %s attempt %d is held by a leftover of an "
+                            "interrupted create; using attempt %d", plan.key, container.name, attempt, attempt + 1)
+                return self._create(plan, container, book, attempt + 1)
+            if book.waiting_message != str(exc):  # said once, not at every pass
+                log.warning("pod %s: cannot create container %s: %s", plan.key, container.name, exc)
             book.waiting_reason, book.waiting_message = "CreateContainerError", str(exc)
             return None
         book.waiting_reason, book.waiting_message = "ContainerCreating", ""

@@ -14,6 +14,7 @@ What the scenarios check is read from the real stores: MetaManager's SQLite file
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -58,6 +59,18 @@ class EdgeSite:
     workdir: Path
     process: ManagedProcess | None = None
     starts: int = 0
+    data_tmpfs_mb: int | None = None
+    """The node's data directory (its SQLite stores, pod volumes) on a tmpfs this small: a disk that can fill."""
+
+    def mount_data(self) -> None:
+        if self.data_tmpfs_mb is not None:
+            data = self.state / "data"
+            data.mkdir(parents=True, exist_ok=True)
+            run(["mount", "-t", "tmpfs", "-o", f"size={self.data_tmpfs_mb}m", "edgehive-test", str(data)])
+
+    def unmount_data(self) -> None:
+        if self.data_tmpfs_mb is not None:
+            subprocess.run(["umount", str(self.state / "data")], capture_output=True, check=False)
 
     def start(self) -> ManagedProcess:
         self.starts += 1
@@ -71,6 +84,14 @@ class EdgeSite:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=30)
+
+    def healthy_since(self, since: float) -> bool:
+        """``edgehive edge`` reports every child healthy, in a status written after ``since`` (time.time())."""
+        try:
+            status = json.loads((self.state / "status.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(status["ts"] >= since and all(child["healthy"] for child in status["children"]))
 
     def in_host(self, *command: str) -> list[str]:
         return self.host.argv(*command)
@@ -241,8 +262,11 @@ def podman_pods(namespace: str) -> set[str]:
     return {name for name in out.split() if name.startswith(f"{namespace}_")}
 
 
-def make_fleet(api: ApiServer, hosts: list[Host], workdir: Path, broker_kind: str = "amqtt") -> Fleet:
-    """init, the cloud side, then each node joined with a token and started on its own host; all Ready."""
+def make_fleet(api: ApiServer, hosts: list[Host], workdir: Path, broker_kind: str = "amqtt",
+               data_tmpfs_mb: int | None = None, made: list[Fleet] | None = None) -> Fleet:
+    """init, the cloud side, then each node joined with a token and started on its own host; all Ready.
+
+    The fleet goes into ``made`` as soon as it exists, so that a failure half-way is cleaned up too."""
     cloud_dir = workdir / "cloud"
     kubeconfig = str(api.kubeconfig)
     broker_port, join_port = free_port(), free_port()
@@ -251,10 +275,12 @@ def make_fleet(api: ApiServer, hosts: list[Host], workdir: Path, broker_kind: st
          "--cloud-broker", f"127.0.0.1:{broker_port}", "--out", str(cloud_dir)])
     namespace = f"res-{uuid.uuid4().hex[:6]}"
     fleet = Fleet(api, workdir, namespace, broker_kind, cloud_dir, broker_port)
+    if made is not None:
+        made.append(fleet)
     tag = uuid.uuid4().hex[:4]
     for i, host in enumerate(hosts):
         node = f"site-{tag}-{i + 1}"
-        fleet.sites[node] = EdgeSite(node, host, workdir / node, free_port(), workdir)
+        fleet.sites[node] = EdgeSite(node, host, workdir / node, free_port(), workdir, data_tmpfs_mb=data_tmpfs_mb)
     fleet.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     fleet.start_broker()
     for component in CLOUD_COMPONENTS:
@@ -269,6 +295,7 @@ def make_fleet(api: ApiServer, hosts: list[Host], workdir: Path, broker_kind: st
         broker = f"mqtts://{site.host.peer_address}:{broker_port}"
         run(site.in_host(*EDGEHIVE, "join", "--cloud", f"{first}:{join_port}", "--token", token, "--node", node,
                          "--state-dir", str(site.state), "--cloud-broker", broker))
+        site.mount_data()
         site.start()
     for node, site in fleet.sites.items():
         wait_until(lambda n=node: fleet.node_ready(n), timeout=120, what=f"node {node} Ready",  # type: ignore[misc]
@@ -282,23 +309,28 @@ def make_fleet(api: ApiServer, hosts: list[Host], workdir: Path, broker_kind: st
 def fleet_factory(apiserver: ApiServer, netns_host: Callable[[], Host], tmp_path: Path) -> Iterator[Any]:
     made: list[Fleet] = []
 
-    def make(nodes: int, broker_kind: str = "amqtt") -> Fleet:
-        fleet = make_fleet(apiserver, [netns_host() for _ in range(nodes)], tmp_path, broker_kind)
-        made.append(fleet)
-        return fleet
+    def make(nodes: int, broker_kind: str = "amqtt", data_tmpfs_mb: int | None = None) -> Fleet:
+        return make_fleet(apiserver, [netns_host() for _ in range(nodes)], tmp_path, broker_kind, data_tmpfs_mb,
+                          made)
 
     yield make
     for fleet in made:
         fleet.partition(False)
-        for pod in fleet.core.list_namespaced_pod(fleet.namespace).items:
-            fleet.core.delete_namespaced_pod(pod.metadata.name, fleet.namespace, grace_period_seconds=0)
-        wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=90,  # type: ignore[misc]
-                   what="EdgeD removing the pods")
-        fleet.stop()
+        try:
+            for pod in fleet.core.list_namespaced_pod(fleet.namespace).items:
+                fleet.core.delete_namespaced_pod(pod.metadata.name, fleet.namespace, grace_period_seconds=0)
+            wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=90,  # type: ignore[misc]
+                       what="EdgeD removing the pods")
+        finally:
+            fleet.stop()
+            for name in podman_pods(fleet.namespace):  # only when the check above failed
+                subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True, check=False)
         left = fleet.leftovers()
         for site in fleet.sites.values():  # clean up whatever the check found, then fail on it
             for pid in site.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         kill_processes_mentioning(str(tmp_path))
+        for site in fleet.sites.values():
+            site.unmount_data()
         assert not left, "processes left behind:\n" + "\n".join(left)

@@ -11,9 +11,11 @@ and every Device shows its last reading.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +162,24 @@ class Workload:
                 problems.append(f"device {name} shows {shown}, last sent {value}")
         return problems
 
+    def disrupt(self, action: Callable[[], None], what: str, stream_s: float = 8.0, readings: int = 400,
+                converge_s: float = 90.0) -> tuple[float, float]:
+        """Run a mixed stream with device readings, do ``action`` a third of the way in, wait for convergence.
+
+        Returns the seconds from the action to convergence and from the end of the stream to it."""
+        sims = self.start_devices(readings, stream_s)
+        stream = self.stream(stream_s)
+        time.sleep(stream_s / 3)  # into the middle of the stream: the moment of the fault is the scenario
+        done_at = time.monotonic()
+        action()
+        stream.join(timeout=stream_s + 60)
+        for sim in sims:
+            wait_until(lambda s=sim: s.returncode() is not None, timeout=120,  # type: ignore[misc]
+                       what=f"{sim.name} done", interval=0.5)
+            assert sim.returncode() == 0, sim.log_tail()
+        after_stream = self.wait_converged(converge_s, what)
+        return time.monotonic() - done_at, after_stream
+
     def wait_converged(self, timeout: float, after: str) -> float:
         """Seconds until ``differences`` is empty; fails with what still differs at the deadline."""
         start = time.monotonic()
@@ -169,4 +189,21 @@ class Workload:
             if not problems:
                 return time.monotonic() - start
             time.sleep(0.5)  # polling interval of the condition
-        pytest.fail(f"not converged {timeout:.0f} s after {after}: " + "; ".join(problems[:8]), pytrace=False)
+        pytest.fail(f"not converged {timeout:.0f} s after {after}: " + "; ".join(problems[:8]) + "\n"
+                    + self.evidence(problems[:3]), pytrace=False)
+
+    def evidence(self, problems: list[str]) -> str:
+        """The nodes' log lines about the objects named in ``problems``, and podman's view of the pods: what
+        a failure report needs, since the logs live in a temporary directory that will be gone."""
+        names = {word for problem in problems for word in problem.replace(":", " ").split()
+                 if word.startswith(("p-", "holder-", "cm-")) or "-dev-" in word}
+        lines = []
+        for site in self.fleet.sites.values():
+            for log_file in sorted((site.state / "logs").glob("*.log")):
+                hits = [line for line in log_file.read_text(errors="replace").splitlines()
+                        if any(name in line for name in names)]
+                lines += [f"{log_file.name}: {line}" for line in hits[-12:]]
+        pods = subprocess.run(["podman", "ps", "-a", "--filter", f"name={self.fleet.namespace}_",
+                               "--format", "{{.Names}} {{.Status}} {{.PodName}}"],
+                              capture_output=True, text=True, check=False, timeout=60).stdout
+        return "\n".join(lines) + "\npodman ps -a:\n" + pods
