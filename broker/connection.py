@@ -432,8 +432,15 @@ class Connection:
                                  f"{timeout} s; is {self.settings.url} reachable?")
         with self._lock:
             self._inflight += 1
-        with self._io_lock:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            with self._io_lock:
+                info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except Exception:
+            # paho refuses a bad topic (empty, wildcards), QoS or payload type with ValueError/TypeError
+            # before anything is sent: give the slot back, or every such call leaks one and after
+            # ``window`` of them this connection can never publish again (found by tests/resilience/test_fuzz.py).
+            self._complete(None)
+            raise
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             self.counters.inc("dropped_qos0")
             self._complete(None)

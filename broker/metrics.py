@@ -58,7 +58,8 @@ SQLITE_COMMIT_SECONDS = Timings()
 
 ERRORS = ("invalid", "handler_errors", "error_replies", "request_timeouts", "publish_timeouts", "unhandled",
           "wrong_node", "bad_device_topic", "batch_errors", "connect_failures", "connect_refused",
-          "subscribe_refused", "dropped_qos0", "dropped_offline", "outbox_evicted")
+          "subscribe_refused", "dropped_qos0", "dropped_offline", "outbox_evicted", "refused", "bad_link_topic")
+"""``refused``: a valid envelope (or device request) the component turned down with an error answer."""
 
 
 class ComponentCollector:

@@ -231,7 +231,8 @@ class Kube:
         return dict(self._call(self.core.patch_node_status, name, patch, _content_type=STRATEGIC))
 
     def patch_pod_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call(self.core.patch_namespaced_pod_status, name, namespace, patch, _content_type=STRATEGIC))
+        """A JSON merge patch: the lists in it (addresses, container statuses, conditions) replace the stored ones."""
+        return dict(self._call(self.core.patch_namespaced_pod_status, name, namespace, patch, _content_type=MERGE))
 
     def ensure_crds(self, manifests: Iterable[dict[str, Any]]) -> None:
         """Create the CRDs that are missing (an existing one is left as its owner made it)."""

@@ -109,9 +109,10 @@ class NodeSync:
             self.bus.counters.inc("downstream_" + change.op.value)
             log.debug("queued %s %s for %s", change.op.value, change.key, change.node)
 
-    @staticmethod
-    def reply(envelope: Envelope) -> Send:
-        """Answers to a node go through CloudHub, straight down its link."""
+    def reply(self, envelope: Envelope) -> Send:
+        """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
+        if envelope.op == Op.ERROR and self.bus is not None:
+            self.bus.counters.inc("refused")
         return Send(CLOUDHUB, envelope)
 
     # -- sessions ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ failing somewhere deep in its own logic.
 from __future__ import annotations
 
 import re
+import reprlib
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -54,9 +55,16 @@ class EnvelopeError(ValueError):
     """An envelope that cannot be accepted; ``field`` names what is wrong with it."""
 
     def __init__(self, field: str, reason: str) -> None:
+        # Both can come from the sender (an unknown key, a bad resource key) and be up to a MiB long;
+        # they go into log lines and error replies, so they are clipped.
+        field, reason = _clip(field, 64), _clip(reason, 300)
         super().__init__(f"envelope field {field!r}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def new_id() -> str:
@@ -120,6 +128,8 @@ class Envelope:
 
 
 _FIELDS = frozenset({"v", "id", "parent", "ts", "node", "src", "group", "op", "res", "rv", "body"})
+FIELDS = _FIELDS
+"""Every field an envelope may carry; an EnvelopeError's ``field`` is one of these, ``payload``, or an unknown key."""
 _REQUIRED = ("v", "id", "ts", "node", "src", "group", "op")
 
 
@@ -151,23 +161,25 @@ def from_map(raw: Any) -> Envelope:
         if name not in raw:
             raise EnvelopeError(name, "missing")
     if type(raw["v"]) is not int or raw["v"] != VERSION:
-        raise EnvelopeError("v", f"unsupported envelope version {raw['v']!r} (this side speaks {VERSION})")
+        raise EnvelopeError("v", f"unsupported envelope version {_short(raw['v'])} (this side speaks {VERSION})")
     _check_id("id", raw["id"])
     if raw.get("parent") is not None:
         _check_id("parent", raw["parent"])
     ts = raw["ts"]
     if type(ts) is not int or not 0 <= ts < 2**63:
-        raise EnvelopeError("ts", f"expected milliseconds since the epoch, got {ts!r}")
+        raise EnvelopeError("ts", f"expected milliseconds since the epoch, got {_short(ts)}")
     if not is_node_name(raw["node"]):
         raise EnvelopeError("node", f"{_short(raw['node'])} is not a valid node name")
     if not is_module_name(raw["src"]):
         raise EnvelopeError("src", f"{_short(raw['src'])} is not a valid module name")
+    # Only strings reach the enums: Enum's own error message is a plain repr() of the value, which raised
+    # RecursionError for a list nested ~1000 deep (found by test_fuzz_decoders.py).
     try:
-        group = Group(raw["group"])
+        group = Group(raw["group"] if isinstance(raw["group"], str) else "")
     except ValueError:
         raise EnvelopeError("group", f"{_short(raw['group'])} is not one of {[g.value for g in Group]}") from None
     try:
-        op = Op(raw["op"])
+        op = Op(raw["op"] if isinstance(raw["op"], str) else "")
     except ValueError:
         raise EnvelopeError("op", f"{_short(raw['op'])} is not one of {[o.value for o in Op]}") from None
     res = None
@@ -188,8 +200,19 @@ def _check_id(name: str, value: Any) -> None:
         raise EnvelopeError(name, f"{_short(value)} is not a message id (1-64 of A-Z a-z 0-9 . _ : -)")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr of a refused value for the error message.
+
+    Plain ``repr`` recursed into whatever the sender nested: msgpack decodes up to 1024 levels, and a field
+    nested ~1000 deep made ``repr`` raise RecursionError, so decode() failed with that instead of EnvelopeError
+    (found by tests/unit/test_fuzz_decoders.py). reprlib stops at a few levels and a few dozen characters.
+    """
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from broker.bus import Bus
 from broker.runtime import ComponentSettings
 from cloud.cloudhub.queue import NodeQueue
-from schemas import topics
+from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Salvage, Send
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,20 @@ class CloudHub:
     def on_up(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
         assert self.bus is not None
         parsed = topics.parse_link(topic)
-        if parsed is None:
+        if parsed is None:  # edgehive/link/<not a node name>/up: no node can have sent it, no one to answer
+            self.bus.counters.inc("bad_link_topic")
+            log.warning("dropped %s on %.200s: not a node's link topic", envelope.id, topic)
             return None
         node = parsed[0]
-        if envelope.node != node:
+        if envelope.node != node or not _own_resource(envelope, node):
             self.bus.counters.inc("wrong_node")
-            log.warning("node %s sent %s about node %s: refused", node, envelope.id, envelope.node)
+            log.warning("node %s sent %s about node %s (%s): refused", node, envelope.id, envelope.node,
+                        envelope.res or "-")
             return [Send(topics.link_down(node), _as_node(envelope.error(
                 MODULE, 403, f"a node may only speak for itself: this link is {node}'s"), node))]
         if envelope.group == Group.HUB and envelope.op == Op.DISCONNECTED:
-            self._gone(node, str((envelope.body or {}).get("reason", "link lost")))  # the bridge's will
+            body = envelope.body if isinstance(envelope.body, dict) else {}  # any shape may arrive
+            self._gone(node, str(body.get("reason", "link lost")))  # the bridge's will
             return None
         self._seen(node)
         if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
@@ -133,6 +137,7 @@ class CloudHub:
             return None
         module = ROUTES.get(envelope.group)
         if module is None:
+            self.bus.counters.inc("refused")
             return [Send(topics.link_down(node), envelope.error(MODULE, 400, f"no cloud module takes group "
                                                                              f"{envelope.group.value}"))]
         self.bus.counters.inc("upstream_routed")
@@ -152,6 +157,7 @@ class CloudHub:
                     self._forget_old_queries()
             return [Send(topics.link_down(node), envelope)]
         if envelope.res is None:
+            self.bus.counters.inc("refused")
             return [Send(topics.inbox(topics.Side.CLOUD, envelope.src),
                          envelope.error(MODULE, 400, "objects for a node need a resource key"))]
         with self._lock:
@@ -262,6 +268,18 @@ class CloudHub:
     def queue_depths(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {node: {"queued": len(q), "inflight": q.inflight} for node, q in self._queues.items()}
+
+
+NODE_SCOPED = frozenset({kinds.NODE, kinds.NODESTATUS, kinds.LEASE})
+"""Kinds named after the node they describe: a node may send only its own."""
+
+
+def _own_resource(envelope: Envelope, node: str) -> bool:
+    """A node's Node, NodeStatus and Lease carry its own name; one naming another node is refused here, at the
+    door, instead of relying on every controller to check (found by tests/resilience/test_fuzz.py)."""
+    if envelope.op in (Op.RESPONSE, Op.ERROR):
+        return True  # an acknowledgement names what the cloud sent this node; it is matched by its parent id
+    return envelope.res is None or envelope.res.kind not in NODE_SCOPED or envelope.res.name == node
 
 
 def _as_node(envelope: Envelope, node: str) -> Envelope:

@@ -114,12 +114,21 @@ class DeviceController(NodeSync):
         model = self.informers[kinds.DEVICEMODEL].get(key.namespace, str(model_name)) if model_name else None
         props = {p.get("name"): p for p in ((model or {}).get("spec") or {}).get("properties") or []
                  if isinstance(p, dict)}
+        reported_twins = status.get("twins")
+        # Checked before use: a node that sent twins or reported values of another shape raised in this handler
+        # (AttributeError, TypeError, RecursionError from str() of a deeply nested value), so its entry was never
+        # answered and came back for ever (found by tests/resilience/test_fuzz.py).
+        if not isinstance(reported_twins, list | None) or not all(
+                not isinstance(t, dict) or (isinstance(t.get("reported"), dict | None) and isinstance(
+                    (t.get("reported") or {}).get("value"), str | None)) for t in reported_twins or []):
+            return [self.reply(envelope.error(MODULE, 400, "status.twins must be a list of twins whose reported "
+                                                           "value is a string"))]
         twins, refused = [], []
-        for reported_twin in status.get("twins") or []:
+        for reported_twin in reported_twins or []:
             if not isinstance(reported_twin, dict) or not isinstance(reported_twin.get("propertyName"), str):
                 continue
             value = (reported_twin.get("reported") or {}).get("value")
-            why = check_reported(props.get(reported_twin["propertyName"]), str(value)) if value is not None else None
+            why = check_reported(props.get(reported_twin["propertyName"]), value) if value is not None else None
             if why is not None:
                 refused.append(f"{reported_twin['propertyName']}: {why}")
                 reported_twin = {k: v for k, v in reported_twin.items() if k != "reported"}  # noqa: PLW2901

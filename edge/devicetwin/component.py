@@ -16,16 +16,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.bus import Bus, RequestError, RequestTimeout
 from broker.connection import PublishTimeout
 from broker.metrics import SQLITE_COMMIT_SECONDS
-from broker.runtime import ComponentSettings
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin, Publication
 from edge.metaclient import list_objects
+from edge.storage import DiskFull, DiskGuard, StoreSettings, is_storage_error
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.names import is_namespace, is_object_name
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,18 @@ PUBLICATIONS_PER_ENVELOPE = 300  # keeps each envelope well under the 1 MiB limi
 
 
 @dataclass(frozen=True)
-class DeviceTwinSettings(ComponentSettings):
+class Relist:
+    """MetaManager's full list of devices and models, queued for the committer.
+
+    A type of its own, not an envelope with a ``relist`` body: a Device object from the cloud that
+    happened to carry a ``relist`` field used to be taken for one (found by tests/resilience/test_fuzz.py).
+    """
+
+    objects: dict[ResourceKey, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DeviceTwinSettings(StoreSettings):
     db: str = field(default="/var/lib/edgehive/devicetwin.db", metadata={"help": "SQLite file of the twins"})
     report_interval_s: float = field(default=0.2, metadata={"help": "how often device news go to the cloud"})
 
@@ -47,9 +60,11 @@ class DeviceTwinComponent:
         self.store = TwinStore(Path(settings.db))
         self.twin = DeviceTwin(self.store, settings.node)
         self.bus: Bus | None = None
-        self._work: queue.Queue[Envelope | None] = queue.Queue()
+        self._work: queue.Queue[Envelope | Relist | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
         self._metamanager_pid: object = None
+        self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
+        self._refused_while_full = False
 
     def attach(self, bus: Bus) -> None:
         self.bus = bus
@@ -72,8 +87,7 @@ class DeviceTwinComponent:
         except (RequestTimeout, RequestError, PublishTimeout) as exc:
             log.warning("could not list devices from MetaManager (%s); will try when it restarts", exc)
             return
-        self._work.put(Envelope(node=self.settings.node, src="metamanager", group=Group.META, op=Op.QUERY,
-                                body={"relist": [[str(k), v] for k, v in objects.items()]}))
+        self._work.put(Relist(objects))
 
     def close(self) -> None:
         self._work.put(None)
@@ -93,7 +107,7 @@ class DeviceTwinComponent:
         assert self.bus is not None
         last_report = 0.0
         while True:
-            batch: list[Envelope] = []
+            batch: list[Envelope | Relist] = []
             try:
                 first = self._work.get(timeout=self.settings.report_interval_s)
                 if first is None:
@@ -111,15 +125,20 @@ class DeviceTwinComponent:
                     break
                 batch.append(item)
             publications: list[Publication] = []
+            if batch and not self._room_for(batch):
+                continue
             if batch:
                 try:
                     with SQLITE_COMMIT_SECONDS.time(), self.store.transaction():
-                        for envelope in batch:
-                            publications += self._apply(envelope)
+                        for item in batch:
+                            publications += self._apply_one(item)
                 except Exception:
                     log.exception("a batch of %d device messages failed", len(batch))
                     self.bus.counters.inc("batch_errors")
                     continue
+                finally:
+                    if refused := self.twin.take_refused():
+                        self.bus.counters.inc("refused", refused)
             for start in range(0, len(publications), PUBLICATIONS_PER_ENVELOPE):
                 chunk = publications[start:start + PUBLICATIONS_PER_ENVELOPE]
                 try:
@@ -131,27 +150,73 @@ class DeviceTwinComponent:
             if self.twin.dirty and time.monotonic() - last_report >= self.settings.report_interval_s:
                 last_report = time.monotonic()
                 for key, status in self.twin.take_reports():
-                    self.bus.publish(topics.to_cloud(), self.bus.envelope(Group.TWIN, Op.UPDATE, res=key,
-                                                                          body={"status": status}), timeout=30)
-                    self.bus.counters.inc("reports")
+                    try:
+                        self.bus.publish(topics.to_cloud(), self.bus.envelope(Group.TWIN, Op.UPDATE, res=key,
+                                                                              body={"status": status}), timeout=30)
+                        self.bus.counters.inc("reports")
+                    except Exception:  # too large, or the broker gone: this thread must live on either way
+                        self.bus.counters.inc("handler_errors")
+                        log.exception("could not send the status of %s to the cloud", key)
 
-    def _apply(self, envelope: Envelope) -> list[Publication]:
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        if envelope.src == "metamanager" and "relist" in body:
-            return self.twin.replace_devices({ResourceKey.parse(k): v for k, v in body["relist"]})
+    def _room_for(self, batch: list[Envelope | Relist]) -> bool:
+        """False while the disk is full: the batch is refused (a device's update is not taken, so its next one
+        counts). Once there is room again, the devices are listed from MetaManager anew, since an update
+        it forwarded meanwhile was refused here."""
+        assert self.bus is not None
+        try:
+            self.guard.check()
+        except DiskFull:
+            self.bus.counters.inc("disk_full", len(batch))
+            self._refused_while_full = True
+            return False
+        if self._refused_while_full:
+            self._refused_while_full = False
+            threading.Thread(target=self._relist, name="relist", daemon=True).start()
+        return True
+
+    def _apply_one(self, item: Envelope | Relist) -> list[Publication]:
+        """One queued item in its own savepoint: if it fails, it alone is rolled back and the rest of the
+        batch is kept (one bad envelope used to cost every device request that happened to share its batch)."""
+        assert self.bus is not None
+        try:
+            with self.store.transaction():
+                return self._apply(item)
+        except Exception as exc:
+            if is_storage_error(exc):
+                raise  # the store itself (a full disk): the whole batch fails, as before
+            self.bus.counters.inc("batch_errors")
+            log.exception("could not apply %s", item.id if isinstance(item, Envelope) else "MetaManager's list")
+            return []
+
+    def _apply(self, item: Envelope | Relist) -> list[Publication]:
+        if isinstance(item, Relist):
+            return self.twin.replace_devices(item.objects)
+        envelope = item
         if envelope.src == "metamanager":
             assert envelope.res is not None
             return self.twin.on_cloud(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
+        requests = envelope.body.get("requests") if isinstance(envelope.body, dict) else None
+        if not isinstance(requests, list):
+            self._refuse(envelope, "body.requests must be a list")
+            return []
         out: list[Publication] = []
-        for item in body.get("requests") or []:
-            try:
-                namespace, name, request, payload = item
-            except (TypeError, ValueError):
+        for request_item in requests:
+            # EventBus sends [namespace, name, request, payload]; anything else on this inbox is refused
+            # and counted (topics.device() raised ValueError on a bad name, losing the batch).
+            if not (isinstance(request_item, list) and len(request_item) == 4):
+                self._refuse(envelope, "a request must be [namespace, name, request, payload]")
                 continue
+            namespace, name, request, payload = request_item
             if not isinstance(payload, bytes) or not isinstance(request, str):
-                continue
-            if request == "membership/get":
+                self._refuse(envelope, "a request's name must be a string and its payload bytes")
+            elif request == "membership/get":
                 out += self.twin.membership_get(payload)
+            elif request not in topics.DEVICE_REQUESTS or not is_namespace(namespace) or not is_object_name(name):
+                self._refuse(envelope, f"{str(namespace)[:64]}/{str(name)[:64]} {request[:40]} is not a device request")
             else:
-                out += self.twin.on_device(str(namespace), str(name), request, payload)
+                out += self.twin.on_device(namespace, name, request, payload)
         return out
+
+    def _refuse(self, envelope: Envelope, reason: str) -> None:
+        self.twin.refused += 1
+        log.warning("refused part of %s from %s: %s", envelope.id, envelope.src, reason)

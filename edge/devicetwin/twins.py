@@ -45,12 +45,50 @@ def shown(t: Twin) -> dict[str, Any]:
     return out
 
 
+def object_problem(kind: str, obj: Any) -> str | None:
+    """Why a Device or DeviceModel from the cloud cannot be used, or None.
+
+    MetaManager only checks that an object is a map whose metadata names its key; the code below reads
+    ``spec``, ``properties``, ``desired`` and ``deviceModelRef`` as maps and lists, and an object with
+    another shape there raised AttributeError or TypeError in the committer, losing the whole batch
+    (found by tests/resilience/test_fuzz.py). Such an object is refused and changes nothing.
+    """
+    if not isinstance(obj, dict):
+        return "the object is not a map"
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict | None) or not isinstance((meta or {}).get("annotations"), dict | None):
+        return "metadata and metadata.annotations must be maps"
+    spec = obj.get("spec")
+    if not isinstance(spec, dict | None):
+        return "spec must be a map"
+    spec = spec or {}
+    properties = spec.get("properties")
+    if not isinstance(properties, list | None):
+        return "spec.properties must be a list"
+    if kind == DEVICE:
+        if not isinstance(spec.get("nodeName"), str | None):
+            return "spec.nodeName must be a string"
+        ref = spec.get("deviceModelRef")
+        if not isinstance(ref, dict | None) or not isinstance((ref or {}).get("name"), str | None):
+            return "spec.deviceModelRef must be a map with a name"
+        for prop in properties or []:
+            if isinstance(prop, dict) and not isinstance(prop.get("desired"), dict | None):
+                return f"spec.properties[{str(prop.get('name'))[:40]!r}].desired must be a map"
+    return None
+
+
 @dataclass
 class DeviceTwin:
     store: TwinStore
     node: str
     dirty: set[str] = field(default_factory=set)  # device ids with news for the cloud
     _last_delta: dict[str, Any] = field(default_factory=dict)  # what each device's retained delta says now
+    refused: int = 0
+    """Requests answered with an error and cloud objects turned down, since the last ``take_refused``."""
+
+    def take_refused(self) -> int:
+        count, self.refused = self.refused, 0
+        return count
 
     # -- requests from devices --------------------------------------------------------------
 
@@ -73,6 +111,7 @@ class DeviceTwin:
                 return self._state(device, obj)
             raise TwinError(twin.BAD_REQUEST, f"{request} is not a device request")
         except TwinError as exc:
+            self.refused += 1
             return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason), qos=0)]
 
     def _update(self, device: Device, obj: dict[str, Any], event_id: str) -> list[Publication]:
@@ -134,6 +173,7 @@ class DeviceTwin:
         try:
             event_id = twin.event_id_of(twin.loads(payload))
         except TwinError as exc:
+            self.refused += 1
             return [Publication(topic, twin.error("", exc.code, exc.reason), qos=0)]
         devices = [twin.membership_device(d.id, d.name, d.description, d.state, d.last_online)
                    for d in self.store.devices()]
@@ -161,6 +201,12 @@ class DeviceTwin:
     # -- objects from the cloud (forwarded by MetaManager after its commit) ----------------
 
     def on_cloud(self, key: ResourceKey, obj: dict[str, Any] | None) -> list[Publication]:
+        if key.kind in (DEVICE, DEVICEMODEL) and obj is not None:
+            problem = object_problem(key.kind, obj)
+            if problem is not None:
+                self.refused += 1
+                log.warning("refused %s from the cloud: %s", key, problem)
+                return []
         if key.kind == DEVICEMODEL:
             self.store.put_model(f"{key.namespace}/{key.name}", obj)
             return []
@@ -186,7 +232,10 @@ class DeviceTwin:
                         state=existing.state if existing else "unknown",
                         last_online=existing.last_online if existing else "")
         self.store.put_device(device)
-        version = int(meta.get("resourceVersion") or 0) if str(meta.get("resourceVersion", "")).isdigit() else 0
+        rv = str(meta.get("resourceVersion") or "")
+        # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true and int("²") raises, and a 20-digit
+        # version raised OverflowError in the store (found by tests/resilience/test_fuzz.py).
+        version = int(rv) if rv.isascii() and rv.isdigit() and int(rv) < 2**63 else 0
         twins, removed = self._apply_desired(device, spec, version)
         out: list[Publication] = []
         if existing is None:

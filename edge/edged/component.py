@@ -18,12 +18,12 @@ from typing import Any
 
 from broker.bus import Bus, RequestError, RequestTimeout
 from broker.connection import PublishTimeout
-from broker.runtime import ComponentSettings
 from edge.edged.kubelet import Kubelet
 from edge.edged.node import node_object, node_status
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.volumes import Volumes
 from edge.metaclient import list_objects
+from edge.storage import DiskFull, DiskGuard, StoreSettings
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.resource import ResourceKey
@@ -34,7 +34,7 @@ MODULE = "edged"
 
 
 @dataclass(frozen=True)
-class EdgeDSettings(ComponentSettings):
+class EdgeDSettings(StoreSettings):
     podman_url: str = field(default="unix:///run/podman/podman.sock", metadata={"help": "podman REST socket"})
     data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
     node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
@@ -44,6 +44,7 @@ class EdgeDSettings(ComponentSettings):
 class EdgeD:
     def __init__(self, settings: EdgeDSettings) -> None:
         self.settings = settings
+        self.disk = DiskGuard(Path(settings.data_dir), settings.disk_reserve_bytes)
         self.node = settings.node
         self.runtime = PodmanRuntime(settings.podman_url, settings.node)
         self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
@@ -155,6 +156,16 @@ class EdgeD:
                                                                                  key.name), body=body)
         self.bus.publish(topics.to_cloud(), envelope, timeout=10)
 
+    def _disk_full(self) -> str | None:
+        """Why the node's stores refuse writes (they share this data directory's disk), or None."""
+        try:
+            self.disk.check()
+        except DiskFull as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot check the free space of {self.settings.data_dir}: {exc}"
+        return None
+
     def _node_loop(self) -> None:
         """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""
         assert self.bus is not None
@@ -162,16 +173,18 @@ class EdgeD:
         while not self._stop.is_set():
             ready = self.runtime.ping()
             message = "podman is ready" if ready else f"podman does not answer at {self.settings.podman_url}"
+            disk_full = self._disk_full()
             try:
                 if self._register.is_set():
                     self._register.clear()
-                    obj = node_object(self.node, self.kubelet.host_ip, ready, message)
+                    obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full)
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
                 else:
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
-                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time())}), timeout=10)
+                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full)}),
+                        timeout=10)
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
             self._register.wait(self.settings.node_status_s)

@@ -32,7 +32,9 @@ def capacity() -> dict[str, str]:
     return {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_bytes() // 1024}Ki", "pods": str(MAX_PODS)}
 
 
-def node_status(host_ip: str, ready: bool, message: str, heartbeat: float | None = None) -> dict[str, Any]:
+def node_status(host_ip: str, ready: bool, message: str, heartbeat: float | None = None,
+                disk_full: str | None = None) -> dict[str, Any]:
+    """``disk_full``: why the node's stores refuse writes (kubelet's DiskPressure); None while they do not."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(heartbeat or time.time()))
     cap = capacity()
     return {
@@ -44,18 +46,23 @@ def node_status(host_ip: str, ready: bool, message: str, heartbeat: float | None
             "type": "Ready", "status": "True" if ready else "False",
             "reason": "EdgeReady" if ready else "EdgeNotReady", "message": message,
             "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }, {
+            "type": "DiskPressure", "status": "True" if disk_full else "False",
+            "reason": "EdgeHasDiskPressure" if disk_full else "EdgeHasNoDiskPressure",
+            "message": disk_full or "the node's stores have room", "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
         }],
         "nodeInfo": {"architecture": _arch(), "operatingSystem": "linux", "kernelVersion": platform.release(),
                      "kubeletVersion": "edgehive-0.1.0", "containerRuntimeVersion": "podman"},
     }
 
 
-def node_object(name: str, host_ip: str, ready: bool, message: str) -> dict[str, Any]:
+def node_object(name: str, host_ip: str, ready: bool, message: str, disk_full: str | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {
             EDGE_ROLE_LABEL: "", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": _arch()}},
         "spec": {},
-        "status": node_status(host_ip, ready, message),
+        "status": node_status(host_ip, ready, message, disk_full=disk_full),
     }

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from broker.bus import Bus
-from broker.runtime import ComponentSettings
 from edge.edgehub.outbox import Outbox
+from edge.storage import DiskGuard, StoreSettings, is_disk_full
 from schemas import kinds, topics
-from schemas.envelope import Envelope, Group, Op, Send
+from schemas.envelope import Envelope, EnvelopeError, Group, Op, Send
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ QUERY_MEMORY_S = 120.0
 
 
 @dataclass(frozen=True)
-class EdgeHubSettings(ComponentSettings):
+class EdgeHubSettings(StoreSettings):
     outbox: str = field(default="/var/lib/edgehive/outbox.db", metadata={"help": "SQLite file of the outbox"})
     outbox_max_bytes: int = field(default=64 * 1024 * 1024, metadata={"help": "cap of the outbox on disk"})
     keepalive_s: float = field(default=15.0, metadata={"help": "seconds between keepalives to the cloud"})
@@ -61,6 +61,7 @@ class EdgeHub:
         self.settings = settings
         self.node = settings.node
         self.outbox = Outbox(Path(settings.outbox), settings.outbox_max_bytes)
+        self.guard = DiskGuard(Path(settings.outbox), settings.disk_reserve_bytes)
         self.bus: Bus | None = None
         self.link_up = False
         self._queries: dict[str, tuple[str, float]] = {}  # query id -> (asking module, when)
@@ -121,7 +122,10 @@ class EdgeHub:
             if envelope.group == Group.HUB:
                 return None  # a keepalive answered
         module = ROUTES.get(envelope.group)
-        if module is None:
+        if module is None:  # group hub, and not an answer: no edge module takes it
+            self.bus.counters.inc("refused")
+            log.warning("dropped %s %s %s from the cloud: no edge module takes it", envelope.id,
+                        envelope.group.value, envelope.op.value)
             return None
         return [Send(topics.from_cloud(module), envelope)]
 
@@ -144,13 +148,36 @@ class EdgeHub:
             else:
                 self.bus.counters.inc("dropped_offline")
             return None
+        try:
+            payload = envelope.encode(self.settings.max_envelope_size)
+        except EnvelopeError as exc:  # re-encoded larger than it arrived (msgpack float32 becomes float64)
+            self.bus.counters.inc("refused")
+            return [Send(topics.inbox(topics.Side.EDGE, envelope.src), envelope.error(MODULE, 413, exc.reason))]
         evicted = self.outbox.evicted
-        self.outbox.add(envelope.id, envelope.encode(self.settings.max_envelope_size), coalesce_key(envelope))
+        try:
+            self.guard.check()
+            self.outbox.add(envelope.id, payload, coalesce_key(envelope))
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            return self._disk_full(envelope, payload, str(exc))
         self.bus.counters.inc("outbox_added")
         if self.outbox.evicted > evicted:
             self.bus.counters.inc("outbox_evicted", self.outbox.evicted - evicted)
         self._poke()
         return None
+
+    def _disk_full(self, envelope: Envelope, payload: bytes, reason: str) -> Iterable[Send] | None:
+        """The outbox cannot take the entry. A state report (node, pod or device status) still goes up
+        while the link is there, without the outbox: a newer one replaces it anyway, and it is how the
+        cloud learns of the DiskPressure. Anything else is refused to its sender, which keeps it."""
+        assert self.bus is not None
+        if coalesce_key(envelope) is not None and self.link_up:
+            self._send(payload)
+            self.bus.counters.inc("sent_undurable")
+            return None
+        self.bus.counters.inc("disk_full")
+        return [Send(topics.inbox(topics.Side.EDGE, envelope.src), envelope.error(MODULE, 507, reason))]
 
     def _poke(self) -> None:
         with self._wake:

@@ -9,6 +9,7 @@ cloud as ``upload`` envelopes, through EdgeHub's outbox.
 from __future__ import annotations
 
 import logging
+import reprlib
 import threading
 import time
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from typing import Any
 from broker.bus import Bus
 from broker.runtime import ComponentSettings
 from schemas import topics, twin
-from schemas.envelope import Envelope, Group, Op, RawSend, Send
+from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class EventBus:
         parsed = topics.parse_device(topic)
         if parsed is None:
             self.bus.counters.inc("bad_device_topic")
+            log.info("dropped a message on %.200s: not a valid namespace/device name", topic)
             return None
         self._queue([*parsed, payload])
         return None
@@ -99,16 +101,46 @@ class EventBus:
     def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
         assert self.bus is not None
         envelope = self.bus.envelope(Group.USER, Op.UPLOAD, body={"topic": topic, "payload": payload})
+        try:
+            envelope.encode(self.settings.max_envelope_size)
+        except EnvelopeError as exc:
+            # Refused here with a reason, rather than failing later in the bus as a "handler error".
+            self.bus.counters.inc("refused")
+            log.warning("dropped a %d-byte upload on %.200s: %s", len(payload), topic, exc.reason)
+            return None
         return [Send(topics.to_cloud(), envelope)]
 
     def on_answers(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
+        """DeviceTwin's answers: ``[topic, JSON object or None, qos, retain]``, each published on a device topic.
+
+        Each item is checked before anything is published: a topic outside ``$hw/events/`` (EventBus is the
+        door for devices, not a way onto the node's internal topics), a wildcard or a QoS paho refuses, or a
+        value JSON cannot write (nested too deeply: RecursionError) is refused and counted. A bad topic used to
+        reach paho, which raised after the publish window slot was taken (found by tests/resilience/test_fuzz.py).
+        """
+        assert self.bus is not None
         if envelope.src != "devicetwin" or not isinstance(envelope.body, dict):
             return None
+        items = envelope.body.get("publish")
+        if not isinstance(items, list):
+            self.bus.counters.inc("refused")
+            log.warning("refused %s from %s: body.publish must be a list", envelope.id, envelope.src)
+            return None
         out: list[Send | RawSend] = []
-        for item in envelope.body.get("publish") or []:
+        for item in items:
             try:
                 topic, obj, qos, retain = item
-                out.append(RawSend(str(topic), twin.dumps(obj) if obj is not None else b"", int(qos), bool(retain)))
-            except (TypeError, ValueError):
-                log.warning("DeviceTwin sent an answer that cannot be published: %r", str(item)[:100])
+                if not (isinstance(topic, str) and _answer_topic(topic)) or type(qos) is not int or \
+                        qos not in (0, 1, 2) or not isinstance(retain, bool) or not isinstance(obj, dict | None):
+                    raise ValueError("not [device topic, object or null, qos 0-2, retain]")
+                out.append(RawSend(topic, twin.dumps(obj) if obj is not None else b"", qos, retain))
+            except (TypeError, ValueError, RecursionError) as exc:
+                self.bus.counters.inc("refused")
+                log.warning("DeviceTwin sent an answer that cannot be published (%s): %s", exc, reprlib.repr(item))
         return out
+
+
+def _answer_topic(topic: str) -> bool:
+    """A topic EventBus may publish DeviceTwin's answers on: under ``$hw/events/``, no wildcards, MQTT's length."""
+    return topic.startswith(topics.HW_EVENTS + "/") and not any(c in topic for c in "+#\0") and \
+        len(topic.encode(errors="replace")) <= 65535

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from broker.bus import Bus, RequestError, RequestTimeout
 from broker.metrics import SQLITE_COMMIT_SECONDS
-from broker.runtime import ComponentSettings
 from edge.linkstate import LinkState
 from edge.metamanager.manager import MODULE, BadObject, MetaManager
 from edge.metamanager.store import MetaStore
+from edge.storage import DiskFull, DiskGuard, StoreSettings, is_disk_full
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op, Send
 
@@ -25,7 +25,7 @@ MAX_BATCH = 200
 
 
 @dataclass(frozen=True)
-class MetaManagerSettings(ComponentSettings):
+class MetaManagerSettings(StoreSettings):
     db: str = field(default="/var/lib/edgehive/metamanager.db", metadata={"help": "SQLite file of the store"})
     cloud_query_timeout: float = field(default=3.0, metadata={
         "help": "seconds to wait for the cloud when a module asks for an object this node does not hold"})
@@ -35,7 +35,8 @@ class MetaManagerComponent:
     def __init__(self, settings: MetaManagerSettings) -> None:
         self.settings = settings
         self.store = MetaStore(Path(settings.db))
-        self.manager = MetaManager(self.store)
+        self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
+        self.manager = MetaManager(self.store, settings.node, settings.max_envelope_size)
         self.link = LinkState()
         self.bus: Bus | None = None
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
@@ -74,12 +75,37 @@ class MetaManagerComponent:
                     break
                 batch.append(item)
             try:
+                self.guard.check()
                 with SQLITE_COMMIT_SECONDS.time():
                     sends = self.manager.on_cloud_batch(batch)
-            except Exception:
-                log.exception("a batch of %d writes failed; the cloud will resend them", len(batch))
+            except Exception as exc:
+                # Not acknowledged either way: the cloud sends these again, so nothing it sent is lost.
+                if is_disk_full(exc):  # the guard said so once already; SQLite's own ENOSPC is said here
+                    self.bus.counters.inc("disk_full", len(batch))
+                    (log.debug if isinstance(exc, DiskFull) else log.error)("refused %d writes: %s", len(batch), exc)
+                else:
+                    log.exception("a batch of %d writes failed; the cloud will resend them", len(batch))
                 continue
-            self.bus.send(sends)
+            if self.manager.failed:
+                self.bus.counters.inc("batch_errors", self.manager.failed)
+                self.manager.failed = 0
+            self._send(sends)
+
+    def _send(self, sends: list[Send]) -> None:
+        """Count refusals, then send each answer on its own: one that cannot be sent must neither stop the
+        others nor end this thread (an exception here used to kill the committer for good while the process
+        stayed up)."""
+        assert self.bus is not None
+        for send in sends:
+            if send.envelope.op == Op.ERROR:
+                self.bus.counters.inc("refused")
+                log.info("refused %s from %s: %s", send.envelope.parent, send.envelope.node, send.envelope.body)
+            try:
+                self.bus.send([send])
+            except Exception:
+                self.bus.counters.inc("handler_errors")
+                log.exception("could not send %s %s to %s", send.envelope.op.value, send.envelope.res or "",
+                              send.topic)
 
     def on_local(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """Queries are answered on their own threads (SQLite reads run beside the writer in WAL mode), so a
@@ -95,7 +121,7 @@ class MetaManagerComponent:
             key = envelope.res
             if key is not None and self.link.connected and self.manager.lookup(key) is None:
                 self._ask_cloud(envelope)
-            self.bus.send(self.manager.on_local(envelope))
+            self._send(self.manager.on_local(envelope))
         except Exception:
             log.exception("answering query %s from %s failed", envelope.id, envelope.src)
 

@@ -120,3 +120,32 @@ def test_custom_resource_definition(apiserver: ApiServer, namespace: str) -> Non
         assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"] == {"size": 3}
     finally:
         ext.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_a_pod_status_patch_replaces_the_reported_lists(apiserver: ApiServer, namespace: str) -> None:
+    """EdgeController's pod status patch on the real API server: the node's lists replace the stored ones.
+
+    A strategic merge of podIPs kept a pod's old address beside its new one (after its sandbox was made
+    again), and the API server refuses two addresses of one family: no status could be written again."""
+    from cloud.edgecontroller.controller import status_patch  # noqa: PLC0415 (the unit under test)
+    from cloud.kube import Kube  # noqa: PLC0415
+
+    core = k8s.CoreV1Api(apiserver.client)
+    core.create_namespaced_pod(namespace, pod("moved", "edge-x"))
+    kube = Kube(apiserver.client)
+
+    def report(ip: str, container_id: str) -> dict[str, Any]:
+        return {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [],
+                "containerStatuses": [{"name": "main", "ready": True, "restartCount": 0, "image": "busybox",
+                                       "imageID": "", "containerID": container_id,
+                                       "state": {"running": {"startedAt": "2026-11-27T00:00:00Z"}}}]}
+
+    for ip, cid in (("10.88.0.7", "podman://a"), ("10.88.0.8", "podman://b")):
+        current = core.read_namespaced_pod("moved", namespace).status.conditions or []
+        kube.patch_pod_status(namespace, "moved", {"status": status_patch(report(ip, cid), [
+            k8s.ApiClient().sanitize_for_serialization(c) for c in current])})
+    status = core.read_namespaced_pod("moved", namespace).status
+    assert status.phase == "Running"
+    assert [p.ip for p in status.pod_ips] == ["10.88.0.8"]
+    assert [(c.name, c.container_id) for c in status.container_statuses] == [("main", "podman://b")]
+    assert status.container_statuses[0].state.running is not None

@@ -219,6 +219,9 @@ class Fleet:
             api[f"{self.namespace}_{pod.metadata.name}"] = pod
             if (pod.status.phase or "") != "Running":
                 problems.append(f"pod {pod.metadata.name} is {pod.status.phase}")
+            elif not pod.status.container_statuses or not all(c.state and c.state.running
+                                                                  for c in pod.status.container_statuses):
+                problems.append(f"pod {pod.metadata.name}: not every container shows running in the API")
         running = podman_pods(self.namespace)
         problems += [f"pod {name} runs in podman but not in the API" for name in sorted(running - api.keys())]
         problems += [f"pod {name} is not in podman" for name in sorted(api.keys() - running)]
