@@ -18,7 +18,20 @@ from broker.connection import Connection
 from broker.embedded import Listen
 from broker.launch import KINDS
 from broker.settings import SettingsError
-from edgehive import bench, bench_cloud, bench_edge, bench_stack, bench_twin, identity_cli, run, stack, twin_cli
+from edgehive import (
+    bench,
+    bench_all,
+    bench_cloud,
+    bench_edge,
+    bench_footprint,
+    bench_scale,
+    bench_stack,
+    bench_twin,
+    identity_cli,
+    run,
+    stack,
+    twin_cli,
+)
 from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
@@ -134,6 +147,27 @@ def _bench_stack(args: argparse.Namespace) -> int:
                       bench_stack.print_report, args.json)
 
 
+def _bench_all(args: argparse.Namespace) -> int:
+    try:
+        report, rows = bench_all.bench_all([k for k in args.only.split(",") if k], progress=not args.json)
+    except bench.BenchError as exc:
+        print(f"edgehive bench all: {exc}", file=sys.stderr)
+        return 1
+    bench_all.write_report(report, rows, args.out, args.json)
+    return 1 if any("error" in value for value in report.values()) else 0
+
+
+def _bench_footprint(args: argparse.Namespace) -> int:
+    return _run_bench(lambda: bench_footprint.bench_footprint(args.pods, progress=not args.json),
+                      bench_footprint.print_report, args.json)
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    # Progress always (on stderr; the JSON is alone on stdout): the run takes 10 minutes and more.
+    return _run_bench(lambda: bench_scale.bench_scale(args.nodes, args.pods_per_node, args.broker, progress=True),
+                      bench_scale.print_report, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgehive", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -211,6 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     stack_bench.add_argument("--runs", type=int, default=3, help="component starts to take the median of")
     stack_bench.add_argument("--json", action="store_true", help="print one JSON object")
     stack_bench.set_defaults(func=_bench_stack)
+    footprint = scenarios.add_parser("footprint", help="PSS of one idle edge node's processes (edgehive up, N pods)")
+    footprint.add_argument("--pods", type=int, default=10, help="pods running on the node while idle (default 10)")
+    footprint.add_argument("--json", action="store_true", help="print one JSON object")
+    footprint.set_defaults(func=_bench_footprint)
+    scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "
+                                               "memory per node, a thundering herd's latency and resync time")
+    scale.add_argument("--nodes", type=int, default=1000, help="simulated edge nodes (default 1000)")
+    scale.add_argument("--pods-per-node", type=int, default=10, help="pods bound to each node (default 10)")
+    scale.add_argument("--broker", choices=KINDS, default="mosquitto")
+    scale.add_argument("--json", action="store_true", help="print one JSON object")
+    scale.set_defaults(func=_bench_scale)
+    every = scenarios.add_parser("all", help="every scenario above, one JSON report and a summary table")
+    every.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    every.add_argument("--out", type=Path, default=Path("edgehive-bench.json"), help="where to write the JSON report")
+    every.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
+    every.set_defaults(func=_bench_all)
     return parser
 
 

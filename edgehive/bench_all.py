@@ -1,0 +1,96 @@
+"""``edgehive bench all``: every benchmark in one run, one JSON report and one table.
+
+Each scenario keeps its own command (``edgehive bench link|edge|cloud|twin|stack|scale|
+footprint``) and measures its own baseline in the same run; this runs them one after
+another, so that a release's figures come from one machine in one state. A scenario
+that fails is reported with its error and the others still run: one missing figure
+should not cost all the others. The JSON holds each scenario under its own key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgehive import bench, bench_cloud, bench_edge, bench_footprint, bench_scale, bench_stack, bench_twin
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    run: Callable[[bool], Any]
+    """Measure (``progress`` says whether to print progress) and return the scenario's report dataclass."""
+    show: Callable[[Any, bool], None]
+    """The scenario's own printer: its readable report."""
+    headline: Callable[[Any], str]
+    """One line for the summary table."""
+
+
+def _r(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("link", lambda p: bench.bench_link("mosquitto", 5000, 1000, progress=p), bench.print_report,
+             lambda r: f"bridge/baseline throughput {_r(r.ratio)}, added p50 {_r(r.added_latency_ms['p50'], 1)} ms"),
+    Scenario("edge", lambda p: bench_edge.bench_edge(progress=p), bench_edge.print_report,
+             lambda r: f"{_r(r.commit_per_s, 0)} commits/s, ratio {_r(r.ratio)}, offline restore "
+                       f"{_r(r.offline_restore_s, 1)} s"),
+    Scenario("cloud", lambda p: bench_cloud.bench_cloud(progress=p), bench_cloud.print_report,
+             lambda r: f"{_r(r.edge_commit_per_s, 0)} objects/s to the edge, ratio {_r(r.ratio)} to raw creates"),
+    Scenario("twin", lambda p: bench_twin.bench_twin(progress=p), bench_twin.print_report,
+             lambda r: f"{_r(r.edge_updates_per_s, 0)} updates/s, ratio {_r(r.ratio)}, "
+                       f"to the API p99 {_r(r.to_apiserver_ms['p99'], 0)} ms"),
+    Scenario("stack", lambda p: bench_stack.bench_stack(progress=p), bench_stack.print_report,
+             lambda r: f"image {_r(r.image_mb, 1)} MB, start ratio {_r(r.start_ratio)}, stack healthy "
+                       f"{_r(r.stack_healthy_s, 1)} s"),
+    Scenario("scale", lambda p: bench_scale.bench_scale(progress=p), bench_scale.print_report,
+             lambda r: f"{r.nodes} nodes: cloud {_r(r.cloud_cpu_cores)} cores, {_r(r.cloud_kb_per_node, 1)} KB/node, "
+                       f"herd p99 {_r(r.herd_p99_ms, 0)} ms, resynced in {_r(r.herd_resync_s, 1)} s"),
+    Scenario("footprint", lambda p: bench_footprint.bench_footprint(progress=p), bench_footprint.print_report,
+             lambda r: f"edge PSS {_r(r.edge_pss_mb, 1)} MB (distinct pages {_r(r.edge_distinct_mb, 1)} MB; "
+                       "goal <= 150)"),
+)
+
+
+def bench_all(only: Sequence[str] = (), progress: bool = True) -> tuple[dict[str, Any], list[tuple[str, str, float]]]:
+    """Run the chosen scenarios (all by default); returns the JSON report and the summary rows."""
+    unknown = set(only) - {s.key for s in SCENARIOS}
+    if unknown:
+        raise bench.BenchError(f"no scenario {', '.join(sorted(unknown))}; there are "
+                               f"{', '.join(s.key for s in SCENARIOS)}")
+    report: dict[str, Any] = {}
+    rows: list[tuple[str, str, float]] = []
+    for scenario in SCENARIOS:
+        if only and scenario.key not in only:
+            continue
+        if progress:
+            print(f"\n=== {scenario.key} ===", flush=True)
+        start = time.monotonic()
+        try:
+            result = scenario.run(progress)
+        except bench.BenchError as exc:
+            report[scenario.key] = {"error": str(exc)}
+            rows.append((scenario.key, f"FAILED: {exc}", time.monotonic() - start))
+            continue
+        report[scenario.key] = dataclasses.asdict(result)
+        rows.append((scenario.key, scenario.headline(result), time.monotonic() - start))
+        if progress:
+            scenario.show(result, False)
+    return report, rows
+
+
+def write_report(report: dict[str, Any], rows: list[tuple[str, str, float]], out: Path, as_json: bool) -> None:
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    if as_json:
+        print(json.dumps(report))
+        return
+    print(f"\n{'SCENARIO':<10} {'TOOK':>7}  FIGURES")
+    for key, headline, took in rows:
+        print(f"{key:<10} {took:6.0f}s  {headline}")
+    print(f"\nthe whole report: {out}")
