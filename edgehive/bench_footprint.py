@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cloud.kube import Kube
 from edgehive.bench import BenchError, _free_port
 from edgehive.launcher import _die_with_parent
 from edgehive.localcluster import APISERVER_BIN
@@ -395,10 +396,6 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         raise BenchError("bench footprint needs podman, etcd and kube-apiserver: run scripts/setup first")
     if subprocess.run([podman, "image", "exists", IMAGE], check=False).returncode != 0:
         raise BenchError(f"bench footprint needs the image {IMAGE}: run scripts/setup first")
-    # Imported here: the Kubernetes client takes about a second to import, which every edgehive command would pay.
-    from kubernetes import client as k8s  # noqa: PLC0415
-    from kubernetes import config as k8s_config  # noqa: PLC0415
-
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="ehfp-", dir="/tmp"))
@@ -422,15 +419,15 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         stack.push(teardown)
         _wait(lambda: _all_healthy(up.state), 180, "every child of edgehive up healthy", up.proc, up.log)
         kubeconfig = up.state / "apiserver" / "kubeconfig"
-        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
-        stack.callback(api.close)
-        core = k8s.CoreV1Api(api)
+        kube = Kube.connect(str(kubeconfig))
+        stack.callback(kube.close)
+        core = kube.core  # the bench is a Kubernetes client like kubectl
         _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in core.read_node(NODE).status.conditions),
               90, f"{NODE} Ready", up.proc, up.log)
         ready_s = time.monotonic() - started
 
         say(f"{pods} pods on {NODE} in namespace {namespace}")
-        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+        core.create_namespace({"metadata": {"name": namespace}})
         t0 = time.monotonic()
         for i in range(pods):
             core.create_namespaced_pod(namespace, _pod_manifest(f"idle-{i}"))

@@ -35,7 +35,14 @@ from schemas.podrefs import config_refs
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import tcp_ready
 from tests.fixtures.netns import Host
-from tests.fixtures.processes import ManagedProcess, free_port, kill_processes_mentioning, wait_until
+from tests.fixtures.processes import (
+    ManagedProcess,
+    command_line,
+    free_port,
+    kill_processes_mentioning,
+    processes_mentioning,
+    wait_until,
+)
 from tests.support import devices
 
 EDGEHIVE = [sys.executable, "-m", "edgehive"]
@@ -104,11 +111,8 @@ class EdgeSite:
     def pid_of(self, marker: str) -> int | None:
         """The process on this host whose command line contains ``marker`` (e.g. ``-m edge.metamanager``)."""
         for pid in self.pids():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline and "nsenter" not in cmdline:
+            cmdline = command_line(pid)
+            if cmdline is not None and marker in cmdline and "nsenter" not in cmdline:
                 return pid
         return None
 
@@ -244,18 +248,8 @@ class Fleet:
 
     def leftovers(self) -> list[str]:
         """Processes still running that this fleet started: on a node's host, or naming a path of its workdir."""
-        marker = str(self.workdir).encode()
         found = [f"{pid} on {site.node}'s host" for site in self.sites.values() for pid in site.pids()]
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline:
-                text = cmdline.replace(b"\0", b" ").decode(errors="replace")
-                found.append(f"{entry.name}: {text[:160]}")
+        found += [f"{pid}: {cmdline[:160]}" for pid, cmdline in processes_mentioning(str(self.workdir)).items()]
         return found
 
 

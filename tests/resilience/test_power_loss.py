@@ -58,19 +58,17 @@ def power_cut(site: EdgeSite, namespace: str) -> int:
     the host is empty, which is what the power going out leaves.
     """
     killed: set[int] = set()
-    victims = set(site.pids()) | set(container_pids(namespace))
-    deadline = time.monotonic() + 20
-    while victims:
+
+    def kill(victims: set[int]) -> bool:
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        killed |= victims
-        if time.monotonic() > deadline:
-            left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:120] for pid in victims
-                    if Path(f"/proc/{pid}/cmdline").exists()}
-            pytest.fail(f"processes on {site.node}'s host outlive SIGKILL: {left}", pytrace=False)
-        time.sleep(0.05)  # let the kernel finish the kills before looking again
-        victims = set(site.pids())
+        killed.update(victims)
+        return not victims
+
+    kill(set(site.pids()) | set(container_pids(namespace)))
+    wait_until(lambda: kill(set(site.pids())), timeout=20, interval=0.05,
+               what=f"every process on {site.node}'s host gone after SIGKILL")
     return len(killed)
 
 
