@@ -108,6 +108,11 @@ class Bus:
         self._raw_handlers.append((topic_filter, handler))
         self.connection.subscribe(topic_filter, qos)
 
+    def on_session_lost(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the handler thread, after the messages already received, whenever the broker
+        turns out to have lost this component's session (see ``Connection.on_session_lost``)."""
+        self.connection.on_session_lost(lambda: self.call_soon(callback))
+
     def start(self) -> Bus:
         self._worker.start()
         self.connection.start()

@@ -142,6 +142,9 @@ class Connection:
         self.counters = Counters()
         self._handler: MessageHandler = lambda incoming: incoming.ack()
         self._listeners: list[ConnectionListener] = []
+        self._session_lost_listeners: list[Callable[[], None]] = []
+        self._session_present = False
+        self._ever_ready = False
         self._subscriptions: dict[str, int] = {}
         self._connected = threading.Event()
         self._closing = threading.Event()
@@ -203,6 +206,12 @@ class Connection:
 
     def on_connection_change(self, listener: ConnectionListener) -> None:
         self._listeners.append(listener)
+
+    def on_session_lost(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the network thread, so it must not block) when a reconnect finds that the
+        broker no longer has this client's session: a broker restarted without its store has dropped
+        whatever it held for us, and whatever it held for everyone else too."""
+        self._session_lost_listeners.append(listener)
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
@@ -302,8 +311,8 @@ class Connection:
             return
         self.settings.backoff.reset()
         self.counters.inc("connects")
-        log.info("%s: connected to %s (session present: %s)", self.name, self.settings.url,
-                 bool(getattr(flags, "session_present", False)))
+        self._session_present = bool(getattr(flags, "session_present", False))
+        log.info("%s: connected to %s (session present: %s)", self.name, self.settings.url, self._session_present)
         with self._lock:
             subscriptions = list(self._subscriptions.items())
             self._awaiting_suback = set()
@@ -331,6 +340,16 @@ class Connection:
 
     def _mark_ready(self) -> None:
         """Connected and every subscription acknowledged: only now can nothing addressed to us be missed."""
+        if self._ever_ready and not self._session_present and not self.settings.clean_start:
+            self.counters.inc("sessions_lost")
+            log.warning("%s: %s had lost this client's session; what it held for us is gone", self.name,
+                        self.settings.url)
+            for lost_listener in self._session_lost_listeners:
+                try:
+                    lost_listener()
+                except Exception:
+                    log.exception("%s: session-lost listener failed", self.name)
+        self._ever_ready = True
         self._connected.set()
         for listener in self._listeners:
             self._call_listener(listener, True)

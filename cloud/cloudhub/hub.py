@@ -75,6 +75,7 @@ class CloudHub:
         self.bus = bus
         bus.handle(topics.all_links(topics.Direction.UP), self.on_up)
         bus.handle(bus.inbox, self.on_module)
+        bus.on_session_lost(self.announce_all)
         for thread in self._threads:
             thread.start()
 
@@ -221,6 +222,16 @@ class CloudHub:
                             op=Op.CONNECTED if session.connected else Op.DISCONNECTED, body=body)
         bus = self.bus
         bus.call_soon(lambda: bus.publish(topics.node_session(node), envelope, retain=True))
+
+    def announce_all(self) -> None:
+        """The cloud broker lost its store: the retained session announcements went with it, and a controller
+        that missed one would never resynchronise that node. Announce every session again (same ids: a
+        controller that saw one does nothing)."""
+        with self._lock:
+            sessions = list(self._sessions.items())
+        for node, session in sessions:
+            self._announce(node, session)
+        log.info("announced %d node sessions again", len(sessions))
 
     def _gone(self, node: str, reason: str) -> None:
         with self._lock:

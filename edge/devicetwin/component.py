@@ -37,6 +37,9 @@ MAX_BATCH = 500
 PUBLICATIONS_PER_ENVELOPE = 300  # keeps each envelope well under the 1 MiB limit
 
 
+RELIST_ATTEMPTS = 10
+
+
 @dataclass(frozen=True)
 class Relist:
     """MetaManager's full list of devices and models, queued for the committer.
@@ -46,6 +49,8 @@ class Relist:
     """
 
     objects: dict[ResourceKey, dict[str, Any]]
+    report_all: bool = False
+    """Send every device's status to the cloud again (what was on its way may have been lost)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class DeviceTwinComponent:
         self.bus = bus
         bus.handle(bus.inbox, self.on_message)
         bus.handle(topics.status("metamanager"), self.on_metamanager_status)
+        bus.on_session_lost(self.on_session_lost)
         self._thread.start()
 
     def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
@@ -80,14 +86,24 @@ class DeviceTwinComponent:
             threading.Thread(target=self._relist, name="relist", daemon=True).start()
         return None
 
-    def _relist(self) -> None:
+    def on_session_lost(self) -> None:
+        """The edge broker lost its sessions: a forward from MetaManager, and a report on its way to EdgeHub,
+        may have gone with them."""
+        threading.Thread(target=self._relist, kwargs={"report_all": True}, name="relist", daemon=True).start()
+
+    def _relist(self, report_all: bool = False) -> None:
         assert self.bus is not None
-        try:
-            objects = {**list_objects(self.bus, kinds.DEVICEMODEL), **list_objects(self.bus, kinds.DEVICE)}
-        except (RequestTimeout, RequestError, PublishTimeout) as exc:
-            log.warning("could not list devices from MetaManager (%s); will try when it restarts", exc)
+        for attempt in range(1, RELIST_ATTEMPTS + 1):
+            try:
+                objects = {**list_objects(self.bus, kinds.DEVICEMODEL), **list_objects(self.bus, kinds.DEVICE)}
+            except (RequestTimeout, RequestError, PublishTimeout) as exc:
+                log.warning("could not list devices from MetaManager (%s; attempt %d of %d)", exc, attempt,
+                            RELIST_ATTEMPTS)
+                time.sleep(min(5.0, 0.5 * attempt))  # backoff between requests, on this relist's own thread
+                continue
+            self._work.put(Relist(objects, report_all))
             return
-        self._work.put(Relist(objects))
+        log.error("gave up listing devices from MetaManager; they are listed again when it restarts")
 
     def close(self) -> None:
         self._work.put(None)
@@ -190,6 +206,8 @@ class DeviceTwinComponent:
 
     def _apply(self, item: Envelope | Relist) -> list[Publication]:
         if isinstance(item, Relist):
+            if item.report_all:
+                self.twin.dirty.update(device.id for device in self.store.devices())
             return self.twin.replace_devices(item.objects)
         envelope = item
         if envelope.src == "metamanager":

@@ -55,6 +55,7 @@ class EdgeD:
         self._edgehub_pid: int | None = None
         self._register = threading.Event()
         self._listed = threading.Event()
+        self._list_again = False  # a relist was asked for while a list was running
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._load, name="initial-list", daemon=True),
@@ -65,6 +66,7 @@ class EdgeD:
         bus.handle(bus.inbox, self.on_forward)
         bus.handle(topics.status("metamanager"), self.on_metamanager_status)
         bus.handle(topics.status("edgehub"), self.on_edgehub_status)
+        bus.on_session_lost(self.on_session_lost)
         self.kubelet.start()
         for thread in self._threads:
             thread.start()
@@ -96,12 +98,25 @@ class EdgeD:
             return None
         first = self._metamanager_pid is None
         self._metamanager_pid = pid if isinstance(pid, int) else None
-        if not first and self._listed.is_set():
-            log.info("MetaManager restarted (pid %s): listing this node's objects again", pid)
-            with self._lock:
-                self._listed.clear()
-            threading.Thread(target=self._load, name="relist", daemon=True).start()
+        if not first:
+            self._relist(f"MetaManager restarted (pid {pid})")
         return None
+
+    def on_session_lost(self) -> None:
+        """The edge broker lost its sessions (restarted without a store): a forward queued for us, and a status
+        queued for EdgeHub, went with them. List again, and report the node and every pod again."""
+        self._relist("the edge broker lost this component's session")
+        self.kubelet.report_again()
+        self._register.set()
+
+    def _relist(self, why: str) -> None:
+        with self._lock:
+            if not self._listed.is_set():  # a list is running, and may have read MetaManager before the loss
+                self._list_again = True
+                return
+            self._listed.clear()
+        log.info("%s: listing this node's objects again", why)
+        threading.Thread(target=self._load, name="relist", daemon=True).start()
 
     def on_edgehub_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """EdgeHub (re)appeared: what was published for the cloud before it subscribed may be gone
@@ -142,10 +157,13 @@ class EdgeD:
         with self._lock:
             self._listed.set()
             early, self._early = self._early, []
+            again, self._list_again = self._list_again, False
         for envelope in early:
             assert envelope.res is not None
             self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
         log.info("loaded %d pods and %d ConfigMaps/Secrets from MetaManager", len(mine), len(config))
+        if again:
+            self._relist("a relist was asked for during this one")
 
     # -- reports ---------------------------------------------------------------------
 

@@ -50,3 +50,25 @@ def test_window_blocks_while_the_broker_is_down_and_drains_after(edgehive_broker
     finally:
         pub.close(drain_timeout=1)
         sub.close(drain_timeout=1)
+
+
+@pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
+def test_a_broker_that_lost_our_session_is_noticed(edgehive_broker: BrokerFactory, kind: str) -> None:
+    # edgehive's amqtt keeps sessions in memory (lost by a restart); its mosquitto keeps them on disk.
+    broker = edgehive_broker(kind)
+    url = BrokerUrl.parse(broker.url())
+    lost: list[int] = []
+    conn = Connection(ConnectionSettings(url, client_id=f"keeper-{kind}", clean_start=False,
+                                         backoff=Backoff(initial=0.1, maximum=0.5)), name="keeper")
+    conn.on_session_lost(lambda: lost.append(1))
+    conn.start()
+    try:
+        assert conn.wait_connected(10)
+        assert not lost, "a first connection has no session to lose"
+        broker.restart()
+        wait_until(lambda: conn.counters.get("connects") == 2 and conn.connected, timeout=20,
+                   what="the reconnect")
+        assert lost == ([1] if kind == "amqtt" else [])
+        assert conn.counters.get("sessions_lost") == len(lost)
+    finally:
+        conn.close(drain_timeout=1)

@@ -4,7 +4,8 @@ Run on the node's host (``python -m tests.resilience.device_sim``), against the 
 broker on loopback, as real devices beside the node would. Readings are spread evenly
 over ``--seconds``; reading ``k`` of a device has the value ``value(k)``, so a test knows
 every device's last value without asking the simulator. Each publish waits for the
-broker's PUBACK: a reading the simulator counted was accepted by the node.
+broker's PUBACK, and is sent again across a broker restart as a device's client would:
+a reading the simulator counted was accepted by the node.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ def main() -> int:
     sent = dict.fromkeys(names, args.first)
     with TestClient("127.0.0.1", args.port, client_id=f"sim-{args.namespace}-{names[0]}", timeout=30) as client:
         for name in names:
-            client.publish(f"{base}/{name}/state/update", json.dumps({"state": "online"}).encode())
+            client.publish_until_acked(f"{base}/{name}/state/update", json.dumps({"state": "online"}).encode(), 120)
         start = time.monotonic()
         for i in range(args.readings):
             name = names[i % len(names)]
-            client.publish(f"{base}/{name}/twin/update", twin_update(sent[name]))
+            client.publish_until_acked(f"{base}/{name}/twin/update", twin_update(sent[name]), 120)
             sent[name] += 1
             if i % 500 == 0:
                 print(f"{i} readings sent", flush=True)
