@@ -14,11 +14,12 @@ from typing import Any
 
 from broker.backoff import Backoff
 from cloud.kube import Gone, Kube, KubeError
+from cloud.packed import Packed, slim
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[str, str, dict[str, Any]], None]
-"""(kind, ADDED|MODIFIED|DELETED, object)"""
+EventSink = Callable[[str, str, dict[str, Any], Packed], None]
+"""(kind, ADDED|MODIFIED|DELETED, object, the same object as the cache keeps it)"""
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -38,7 +39,7 @@ class Informer:
         self.watch_timeout_s = watch_timeout_s
         self.synced = threading.Event()
         self.relists = 0
-        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._cache: dict[tuple[str, str], Packed] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer-{kind}", daemon=True)
@@ -50,12 +51,10 @@ class Informer:
         self._stop.set()
 
     def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A decoded copy of the cached object."""
         with self._lock:
-            return self._cache.get((namespace or "-", name))
-
-    def items(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._cache.values())
+            packed = self._cache.get((namespace or "-", name))
+        return None if packed is None else packed.obj()
 
     def _run(self) -> None:
         backoff = Backoff(initial=0.5, maximum=10.0)
@@ -82,19 +81,20 @@ class Informer:
 
     def _relist(self) -> str:
         items, rv = self.kube.list(self.kind)
-        fresh = {object_key(o): o for o in items}
+        fresh = {object_key(o): (slim(o), Packed.of(o)) for o in items}
+        del items
         with self._lock:
             old = self._cache
-            self._cache = dict(fresh)
-        for key, obj in fresh.items():
+            self._cache = {key: packed for key, (_, packed) in fresh.items()}
+        for key, (obj, packed) in fresh.items():
             before = old.get(key)
             if before is None:
-                self.sink(self.kind, "ADDED", obj)
-            elif resource_version(before) != resource_version(obj):
-                self.sink(self.kind, "MODIFIED", obj)
-        for key, obj in old.items():
+                self.sink(self.kind, "ADDED", obj, packed)
+            elif before.rv != packed.rv:
+                self.sink(self.kind, "MODIFIED", obj, packed)
+        for key, gone in old.items():
             if key not in fresh:
-                self.sink(self.kind, "DELETED", obj)
+                self.sink(self.kind, "DELETED", gone.obj(), gone)
         self.relists += 1
         self.synced.set()
         log.info("listed %d %s objects at resourceVersion %s; watching", len(fresh), self.kind, rv)
@@ -102,9 +102,10 @@ class Informer:
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         key = object_key(obj)
+        packed = Packed.of(slim(obj))
         with self._lock:
             if kind == "DELETED":
                 self._cache.pop(key, None)
             else:
-                self._cache[key] = obj
-        self.sink(self.kind, kind, obj)
+                self._cache[key] = packed
+        self.sink(self.kind, kind, obj, packed)

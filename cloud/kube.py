@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
+CONNECTION_POOL = 32
 
 
 class KubeError(RuntimeError):
@@ -103,17 +104,21 @@ class Kube:
         """
         if kubeconfig:
             _wait_for_file(Path(kubeconfig), wait_s)
+        configuration = k8s.Configuration()
         try:
             if kubeconfig:
-                api_client = k8s_config.new_client_from_config(config_file=kubeconfig)
+                k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
+                                            persist_config=False)
             else:
-                k8s_config.load_incluster_config()
-                api_client = k8s.ApiClient()
+                k8s_config.load_incluster_config(client_configuration=configuration)
         except Exception as exc:
             raise KubeError(0, f"cannot load the Kubernetes configuration ({exc}); pass --kubeconfig") from exc
         if server:
-            api_client.configuration.host = server.rstrip("/")
-        return cls(api_client)
+            configuration.host = server.rstrip("/")
+        # Watches hold a connection each, and EdgeController writes with several threads; the default pool
+        # (5 per CPU) then drops connections and every later call pays a new TLS handshake.
+        configuration.connection_pool_maxsize = CONNECTION_POOL
+        return cls(k8s.ApiClient(configuration))
 
     def close(self) -> None:
         self.api_client.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.packed import Packed
 from schemas import kinds
 from schemas.envelope import Op
 from schemas.podrefs import config_refs
@@ -35,15 +36,6 @@ class Change:
 def key_of(kind: str, obj: dict[str, Any]) -> ResourceKey:
     meta = obj.get("metadata") or {}
     return ResourceKey(meta.get("namespace") if kind != kinds.NODE else None, kind, str(meta.get("name")))
-
-
-def _rv(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "0")
-
-
-def _uid(obj: dict[str, Any]) -> str | None:
-    uid = (obj.get("metadata") or {}).get("uid")
-    return str(uid) if uid else None
 
 
 def _newer(a: str, b: str) -> bool:
@@ -70,10 +62,10 @@ class Placement:
         self.primary = primary
         self.refs = refs
         self.edge_nodes: set[str] = set()
-        self.pods: dict[ResourceKey, dict[str, Any]] = {}
+        self.pods: dict[ResourceKey, Packed] = {}
         self.pod_node: dict[ResourceKey, str] = {}
         self.pods_by_node: dict[str, set[ResourceKey]] = {}
-        self.configs: dict[ResourceKey, dict[str, Any]] = {}
+        self.configs: dict[ResourceKey, Packed] = {}
         self.pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
         self.node_refs: dict[str, Counter[ResourceKey]] = {}  # how many of the node's pods use each object
         self.sent: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
@@ -91,7 +83,8 @@ class Placement:
             self.sent.pop(name, None)
         return set()
 
-    def on_primary(self, event: str, obj: dict[str, Any]) -> set[str]:
+    def on_primary(self, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
+        """``packed``: the object as an informer already keeps it, to share rather than pack again."""
         key = key_of(self.primary, obj)
         affected: set[str] = set()
         old_node = self.pod_node.pop(key, None)
@@ -103,7 +96,7 @@ class Placement:
         self.pods.pop(key, None)
         node = (obj.get("spec") or {}).get("nodeName")
         if event != "DELETED" and node:
-            self.pods[key] = obj
+            self.pods[key] = packed or Packed.of(obj)
             self.pod_node[key] = node
             self.pods_by_node.setdefault(node, set()).add(key)
             refs = self.refs(obj)
@@ -112,12 +105,12 @@ class Placement:
             affected.add(node)
         return affected & self.edge_nodes
 
-    def on_secondary(self, kind: str, event: str, obj: dict[str, Any]) -> set[str]:
+    def on_secondary(self, kind: str, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
         key = key_of(kind, obj)
         if event == "DELETED":
             self.configs.pop(key, None)
         else:
-            self.configs[key] = obj
+            self.configs[key] = packed or Packed.of(obj)
         return {node for node in self.edge_nodes if self.node_refs.get(node, Counter())[key] > 0}
 
     # -- what a node should hold -------------------------------------------------------------
@@ -125,7 +118,7 @@ class Placement:
     def _refs(self, node: str) -> list[ResourceKey]:
         return [k for k, n in self.node_refs.get(node, Counter()).items() if n > 0]
 
-    def desired(self, node: str) -> dict[ResourceKey, dict[str, Any]]:
+    def desired(self, node: str) -> dict[ResourceKey, Packed]:
         if node not in self.edge_nodes:
             return {}
         out = {k: self.pods[k] for k in self.pods_by_node.get(node, ())}
@@ -139,7 +132,7 @@ class Placement:
         """Whether ``node`` may read ``key`` (a query from the edge is answered only then)."""
         return node in self.edge_nodes and self.node_refs.get(node, Counter())[key] > 0
 
-    def wanted(self, node: str, key: ResourceKey) -> dict[str, Any] | None:
+    def wanted(self, node: str, key: ResourceKey) -> Packed | None:
         if node not in self.edge_nodes:
             return None
         if key.kind == self.primary:
@@ -159,10 +152,9 @@ class Placement:
             stale = [k for k in sent if k not in want]
         out: list[Change] = []
         for key, obj in want.items():
-            rv, uid = _rv(obj), _uid(obj)
-            if sent.get(key) != (rv, uid):
-                out.append(Change(node, Op.UPDATE if key in sent else Op.INSERT, key, rv, obj))
-                sent[key] = (rv, uid)
+            if sent.get(key) != (obj.rv, obj.uid):
+                out.append(Change(node, Op.UPDATE if key in sent else Op.INSERT, key, obj.rv, obj.obj()))
+                sent[key] = (obj.rv, obj.uid)
         for key in stale:
             rv, uid = sent.pop(key)
             meta: dict[str, Any] = {"name": key.name, "namespace": key.namespace}
@@ -177,7 +169,7 @@ class Placement:
         want = self.desired(node)
         for key, (rv, uid) in held.items():
             obj = want.get(key)
-            if obj is not None and _uid(obj) == uid and not _newer(_rv(obj), rv):
-                sent[key] = (_rv(obj), uid)  # up to date
+            if obj is not None and obj.uid == uid and not _newer(obj.rv, rv):
+                sent[key] = (obj.rv, uid)  # up to date
         self.sent[node] = sent
         return self.changes(node)

@@ -11,15 +11,18 @@ or refused with the reason when it cannot ever succeed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from broker.runtime import ComponentSettings
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
+from cloud.writer import KeyedWriter
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.resource import ResourceKey
@@ -40,6 +43,7 @@ class EdgeControllerSettings(ComponentSettings):
     node_grace_s: float = field(default=0.0, metadata={
         "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
+    api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
 
 
 def now_rfc3339() -> str:
@@ -68,12 +72,26 @@ class EdgeController(NodeSync):
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET),
                          query_timeout_s=settings.query_timeout_s)
+        self.writer = KeyedWriter(settings.api_writers, "api-writer")
+
+    def close(self) -> None:
+        self.writer.close()
+        super().close()
 
     def on_disconnected(self, node: str, session: str) -> None:
-        if self.settings.node_grace_s > 0:
-            time.sleep(self.settings.node_grace_s)  # a timer, not synchronisation: the grace period itself
+        if self.settings.node_grace_s > 0:  # a timer, not synchronisation: the grace period itself
+            timer = threading.Timer(self.settings.node_grace_s, self._mark_unknown_later, (node, session))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._mark_unknown_later(node, session)
+
+    def _mark_unknown_later(self, node: str, session: str) -> None:
+        self.writer.submit(("node", node), partial(self._mark_unknown, node, session))
+
+    def _mark_unknown(self, node: str, session: str) -> bool:
         if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
-            return
+            return True
         condition = {"type": "Ready", "status": "Unknown", "reason": "EdgeLinkLost",
                      "message": "edgehive: the node's link to the cloud is down", "lastHeartbeatTime": now_rfc3339(),
                      "lastTransitionTime": now_rfc3339()}
@@ -82,32 +100,49 @@ class EdgeController(NodeSync):
             log.info("node %s: NodeReady Unknown (link lost)", node)
         except KubeError as exc:
             log.warning("could not mark node %s Unknown: %s", node, exc)
+        return True
 
     # -- up: what nodes report ----------------------------------------------------------------
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """Queries are answered here, from the informers' caches; writes go to the writer (cloud/writer.py),
+        keyed by the object they change, and are answered once the API server has taken them."""
         key = envelope.res
+        if envelope.op == Op.QUERY:
+            return [self.reply(self._answer_query(envelope))]
+        handler: Callable[[Envelope], Envelope] | None = None
+        if key is not None and key.kind == kinds.NODE and envelope.op in (Op.INSERT, Op.UPDATE):
+            handler = self._register_node
+        elif key is not None and key.kind == kinds.NODESTATUS:
+            handler = self._node_status
+        elif key is not None and key.kind == kinds.PODSTATUS:
+            handler = self._pod_status
+        if key is None or handler is None:
+            return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
+        target = ("pod", key.namespace, key.name) if key.kind == kinds.PODSTATUS else ("node", envelope.node)
+        self.writer.submit(target, partial(self._write, envelope, handler), partial(self._ack, envelope))
+        return None
+
+    def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:
+        """Runs on a writer thread: the write, then its answer to the node. True when the write was taken."""
+        assert self.bus is not None
         try:
-            if envelope.op == Op.QUERY:
-                return [self.reply(self._answer_query(envelope))]
-            if key is None:
-                return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
-            if key.kind == kinds.NODE and envelope.op in (Op.INSERT, Op.UPDATE):
-                self._register_node(envelope)
-            elif key.kind == kinds.NODESTATUS:
-                self._node_status(envelope)
-            elif key.kind == kinds.PODSTATUS:
-                return [self.reply(self._pod_status(envelope))]
-            else:
-                return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
+            answer = handler(envelope)
         except Refused as exc:
-            return [self.reply(envelope.error(MODULE, exc.code, exc.reason))]
+            answer = envelope.error(MODULE, exc.code, exc.reason)
         except KubeError as exc:
             if exc.status in TRANSIENT:
-                log.warning("%s from %s not written yet (%s); the edge will send it again", key, envelope.node, exc)
-                return None
-            return [self.reply(envelope.error(MODULE, exc.status, exc.reason))]
-        return [self.reply(envelope.reply(MODULE, {"ok": True}))]
+                log.warning("%s from %s not written yet (%s); the edge will send it again", envelope.res,
+                            envelope.node, exc)
+                return False
+            answer = envelope.error(MODULE, exc.status, exc.reason)
+        self.bus.send([self.reply(answer)])
+        return answer.op != Op.ERROR
+
+    def _ack(self, envelope: Envelope) -> None:
+        """Answers an entry that a newer one of the same object replaced before it was written."""
+        assert self.bus is not None
+        self.bus.send([self.reply(envelope.reply(MODULE, {"ok": True, "replaced": True}))])
 
     def _answer_query(self, envelope: Envelope) -> Envelope:
         key = envelope.res
@@ -122,7 +157,7 @@ class EdgeController(NodeSync):
         return Envelope(node=reply.node, src=reply.src, group=reply.group, op=reply.op, res=reply.res, body=obj,
                         rv=str(obj.get("metadata", {}).get("resourceVersion", "")) or None, parent=reply.parent)
 
-    def _register_node(self, envelope: Envelope) -> None:
+    def _register_node(self, envelope: Envelope) -> Envelope:
         node = envelope.node
         if envelope.res is not None and envelope.res.name != node:
             raise Refused(403, f"node {node} may only register itself")
@@ -147,8 +182,9 @@ class EdgeController(NodeSync):
             log.info("node %s adopted (it already existed)", node)
         if isinstance(status, dict):
             self._write_node_status(node, status)
+        return envelope.reply(MODULE, {"ok": True})
 
-    def _node_status(self, envelope: Envelope) -> None:
+    def _node_status(self, envelope: Envelope) -> Envelope:
         if envelope.res is None or envelope.res.name != envelope.node:
             raise Refused(403, f"node {envelope.node} may only report its own status")
         body = envelope.body if isinstance(envelope.body, dict) else {}
@@ -162,6 +198,7 @@ class EdgeController(NodeSync):
         if self.informers[kinds.NODE].get(None, envelope.node) is None and self.kube.get_node(envelope.node) is None:
             raise Refused(404, f"node {envelope.node} is not registered")
         self._write_node_status(envelope.node, status)
+        return envelope.reply(MODULE, {"ok": True})
 
     def _write_node_status(self, node: str, status: dict[str, Any]) -> None:
         current = self.informers[kinds.NODE].get(None, node) or self.kube.get_node(node) or {}

@@ -125,6 +125,15 @@ class EdgeSite:
             return {key: (rv, uid) for key, rv, uid in db.execute("SELECT key, rv, uid FROM resource")}
 
 
+@dataclass(frozen=True)
+class ApiView:
+    """One listing of the test namespace (kubernetes client models)."""
+
+    pods: list[Any]
+    configmaps: list[Any]
+    secrets: list[Any]
+
+
 @dataclass
 class Fleet:
     api: ApiServer
@@ -180,7 +189,14 @@ class Fleet:
 
     # -- what each node should hold, from the API server ----------------------------------
 
-    def expected(self, node: str) -> dict[str, str | None]:
+    def api_view(self) -> ApiView:
+        """The namespace's pods, ConfigMaps and Secrets as the API server has them now: one listing that every
+        check of one moment shares (each node's check listed them again)."""
+        return ApiView(self.core.list_namespaced_pod(self.namespace).items,
+                       self.core.list_namespaced_config_map(self.namespace).items,
+                       self.core.list_namespaced_secret(self.namespace).items)
+
+    def expected(self, node: str, view: ApiView) -> dict[str, str | None]:
         """The node's share of this namespace as MetaManager should hold it: key -> resourceVersion.
 
         Pods carry ``None``: the node's own status reports change a pod's version all the time, and
@@ -188,25 +204,25 @@ class Fleet:
         """
         want: dict[str, str | None] = {}
         referenced: set[str] = set()
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
+        for pod in view.pods:
             if pod.spec.node_name != node or pod.metadata.deletion_timestamp is not None:
                 continue
             want[f"{self.namespace}/pod/{pod.metadata.name}"] = None
             body = k8s.ApiClient().sanitize_for_serialization(pod)
             referenced |= {str(key) for key in config_refs(body)}
-        for cm in self.core.list_namespaced_config_map(self.namespace).items:
+        for cm in view.configmaps:
             key = f"{self.namespace}/configmap/{cm.metadata.name}"
             if key in referenced:
                 want[key] = cm.metadata.resource_version
-        for secret in self.core.list_namespaced_secret(self.namespace).items:
+        for secret in view.secrets:
             key = f"{self.namespace}/secret/{secret.metadata.name}"
             if key in referenced:
                 want[key] = secret.metadata.resource_version
         return want
 
-    def store_differences(self, node: str) -> list[str]:
+    def store_differences(self, node: str, view: ApiView) -> list[str]:
         """What differs between the node's store and the API server's view (empty when converged)."""
-        want = self.expected(node)
+        want = self.expected(node, view)
         mine = {key: value for key, value in self.sites[node].stored().items()
                 if key.startswith(f"{self.namespace}/") and key.split("/")[1] in ("pod", "configmap", "secret")}
         problems = [f"missing {key}" for key in sorted(want.keys() - mine.keys())]
@@ -215,11 +231,11 @@ class Fleet:
                      if key in mine and rv is not None and mine[key][0] != rv]
         return problems
 
-    def pod_differences(self) -> list[str]:
+    def pod_differences(self, view: ApiView | None = None) -> list[str]:
         """Pods: every pod Running in the API, and podman running exactly this namespace's pods."""
         problems = []
         api = {}
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
+        for pod in (view or self.api_view()).pods:
             api[f"{self.namespace}_{pod.metadata.name}"] = pod
             if (pod.status.phase or "") != "Running":
                 problems.append(f"pod {pod.metadata.name} is {pod.status.phase}")

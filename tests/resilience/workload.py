@@ -154,8 +154,9 @@ class Workload:
 
     def differences(self) -> list[str]:
         """Everything that still differs from the API server's view (empty once converged)."""
-        problems = [f"{node}: {p}" for node in self.nodes for p in self.fleet.store_differences(node)]
-        problems += self.fleet.pod_differences()
+        view = self.fleet.api_view()
+        problems = [f"{node}: {p}" for node in self.nodes for p in self.fleet.store_differences(node, view)]
+        problems += self.fleet.pod_differences(view)
         for name, value in self.expected_devices.items():
             shown = self.fleet.device_reported(name)
             if shown != (value, "online"):
