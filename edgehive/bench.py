@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
 from schemas import topics
+from schemas.envelope import Envelope, EnvelopeError, decode
 
 NODE = "bench-node"
 CLOUD_USER, CLOUD_PASSWORD = "cloud", "bench-cloud"
@@ -92,6 +93,30 @@ class _Receiver:
         message.ack()
         if self.count >= self.expected:
             self.done.set()
+
+
+def watch_envelopes(url: BrokerUrl, client_id: str, topic_filter: str, on_envelope: Callable[[Envelope, int], None],
+                    what: str, *, window: int = 100, clock: Callable[[], int] = time.perf_counter_ns) -> Connection:
+    """A connection that hands each envelope on ``topic_filter`` to ``on_envelope`` with the moment it arrived
+    (``clock``); what does not decode is skipped. BenchError names ``what`` when the broker cannot be reached."""
+
+    def on_message(incoming: Incoming) -> None:
+        now = clock()
+        incoming.ack()
+        try:
+            envelope = decode(incoming.payload)
+        except EnvelopeError:
+            return
+        on_envelope(envelope, now)
+
+    connection = Connection(ConnectionSettings(url=url, client_id=client_id, window=window), name=client_id)
+    connection.subscribe(topic_filter)
+    connection.on_message(on_message)
+    connection.start()
+    if not connection.wait_connected(20):
+        connection.close(drain_timeout=0)
+        raise BenchError(f"cannot connect to {url} to watch {what}")
+    return connection
 
 
 def _connect(url: BrokerUrl, name: str, window: int = 100) -> Connection:

@@ -22,18 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.connection import Connection, ConnectionSettings, Incoming
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
 from cloud.kube import Kube
-from edgehive.bench import BenchError, _free_port, _percentiles, _process
+from edgehive.bench import BenchError, _free_port, _percentiles, _process, watch_envelopes
 from edgehive.bench_edge import BUSYBOX_ROOTFS, IMAGE, _EdgeProcesses, _wait_status
 from edgehive.bench_edge import NODE as BENCH_NODE
 from edgehive.localcluster import LocalApiServer
 from schemas import topics
-from schemas.envelope import EnvelopeError, Op, decode
+from schemas.envelope import Envelope, Op
 
 NODE = BENCH_NODE
 NAMESPACE = "bench"
@@ -57,20 +56,10 @@ class _Acks:
     def __init__(self, url: BrokerUrl) -> None:
         self.at: dict[str, int] = {}  # configmap name -> when its commit was acknowledged
         self._cond = threading.Condition()
-        self.connection = Connection(ConnectionSettings(url=url, client_id="bench-acks"), name="bench-acks")
-        self.connection.subscribe(topics.link_up(NODE))
-        self.connection.on_message(self._on_message)
-        self.connection.start()
-        if not self.connection.wait_connected(20):
-            raise BenchError("bench cloud: cannot watch the cloud broker")
+        self.connection = watch_envelopes(url, "bench-acks", topics.link_up(NODE), self._on_envelope,
+                                          "the node's acknowledgements")
 
-    def _on_message(self, incoming: Incoming) -> None:
-        now = time.perf_counter_ns()
-        incoming.ack()
-        try:
-            envelope = decode(incoming.payload)
-        except EnvelopeError:
-            return
+    def _on_envelope(self, envelope: Envelope, now: int) -> None:
         if envelope.op == Op.RESPONSE and envelope.res is not None and envelope.res.kind == "configmap":
             with self._cond:
                 self.at.setdefault(envelope.res.name, now)

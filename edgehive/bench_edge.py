@@ -32,7 +32,7 @@ from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
-from edgehive.bench import BenchError, _free_port, _percentiles, _process
+from edgehive.bench import BenchError, _free_port, _percentiles, _process, watch_envelopes
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey
@@ -63,21 +63,10 @@ class _Cloud:
         self.replies: dict[str, int] = {}
         self.running: dict[str, int] = {}
         self._cond = threading.Condition()
-        self.connection = Connection(ConnectionSettings(url=url, client_id="bench-cloud", window=200),
-                                     name="bench-cloud")
-        self.connection.subscribe(topics.link_up(NODE))
-        self.connection.on_message(self._on_message)
-        self.connection.start()
-        if not self.connection.wait_connected(20):
-            raise BenchError("the bench could not connect to its cloud broker")
+        self.connection = watch_envelopes(url, "bench-cloud", topics.link_up(NODE), self._on_envelope,
+                                          "the node's link", window=200)
 
-    def _on_message(self, incoming: Incoming) -> None:
-        now = time.perf_counter_ns()
-        incoming.ack()
-        try:
-            envelope = decode(incoming.payload)
-        except EnvelopeError:
-            return
+    def _on_envelope(self, envelope: Envelope, now: int) -> None:
         with self._cond:
             if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent:
                 self.replies[envelope.parent] = now

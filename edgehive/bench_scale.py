@@ -65,7 +65,6 @@ from typing import IO, Any
 
 from broker.backoff import Backoff
 from broker.bridge import link_state
-from broker.connection import Connection, ConnectionSettings, Incoming
 from broker.embedded import BrokerSettings
 from broker.launch import BrokerMissing, broker_argv, wait_ready
 from broker.url import BrokerUrl
@@ -73,7 +72,7 @@ from cloud.kube import Kube
 from edge.edged.node import node_object, node_status
 from edge.metamanager.manager import MAX_PAGE, STORED_KINDS, BadObject, check_object
 from edge.metamanager.store import Outcome, newer
-from edgehive.bench import BenchError, _free_port, _percentiles, _process, _Route, _run_path
+from edgehive.bench import BenchError, _free_port, _percentiles, _process, _Route, _run_path, watch_envelopes
 from edgehive.bench_edge import _wait_status
 from edgehive.localcluster import LocalApiServer, LocalClusterError
 from schemas import kinds, topics
@@ -789,21 +788,11 @@ class _Sessions:
     def __init__(self, url: BrokerUrl) -> None:
         self.lock = threading.Lock()
         self.last: dict[str, tuple[Op, int]] = {}
-        self.connection = Connection(ConnectionSettings(url=url, client_id=f"bench-scale-sessions-{os.getpid()}"),
-                                     name="bench-sessions")
-        self.connection.subscribe(topics.all_node_sessions())
-        self.connection.on_message(self._on_message)
-        self.connection.start()
-        if not self.connection.wait_connected(20):
-            raise BenchError("bench scale: cannot watch CloudHub's session announcements")
+        self.connection = watch_envelopes(url, f"bench-scale-sessions-{os.getpid()}", topics.all_node_sessions(),
+                                          self._on_envelope, "CloudHub's session announcements",
+                                          clock=time.monotonic_ns)
 
-    def _on_message(self, incoming: Incoming) -> None:
-        t = time.monotonic_ns()
-        incoming.ack()
-        try:
-            envelope = decode(incoming.payload)
-        except EnvelopeError:
-            return
+    def _on_envelope(self, envelope: Envelope, t: int) -> None:
         with self.lock:
             self.last[envelope.node] = (envelope.op, t)
 
