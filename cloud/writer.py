@@ -7,9 +7,9 @@ behind it (nodes turned Unknown 90 s late). Here the handler only queues the wri
 
 - Per key (a node, a pod) writes run in arrival order and never two at once, so a node's
   status and its NodeReady=Unknown cannot overtake each other.
-- A write queued for a key that has not started yet is replaced by a newer one: statuses
-  are whole states, and the edge's outbox coalesces them the same way. The replaced
-  write's envelope is answered with the newer one's outcome.
+- A write queued for a key that has not started yet is replaced by a newer one of the same
+  kind (tag): statuses are whole states, and the edge's outbox coalesces them the same way.
+  The replaced write's envelope is answered with the newer one's outcome.
 - The answer (an ack or a refusal) goes out after the write, as the delivery protocol wants.
 """
 
@@ -31,6 +31,7 @@ Ack = Callable[[], None]
 
 @dataclass
 class _Queued:
+    tag: Hashable
     write: Write
     ack: Ack | None  # how to answer this write if a newer one replaces it
     replaced: list[Ack] = field(default_factory=list)
@@ -39,8 +40,8 @@ class _Queued:
 class KeyedWriter:
     def __init__(self, workers: int, name: str) -> None:
         self.name = name
-        self._queued: dict[Hashable, _Queued] = {}
-        self._order: collections.deque[Hashable] = collections.deque()  # keys with a write queued, oldest first
+        self._queued: dict[Hashable, collections.deque[_Queued]] = {}  # per key, in arrival order
+        self._order: collections.deque[Hashable] = collections.deque()  # keys with writes queued, oldest first
         self._running: set[Hashable] = set()
         self._cond = threading.Condition()
         self._closed = False
@@ -50,23 +51,28 @@ class KeyedWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: Hashable, write: Write, ack_if_replaced: Ack | None = None) -> None:
+    def submit(self, key: Hashable, write: Write, ack_if_replaced: Ack | None = None, *, tag: Hashable = None) -> None:
+        """Queue ``write`` for ``key``. It replaces the last write queued for that key if that one has the same
+        ``tag`` and has not started (a node's status replaces its older status, never its registration)."""
         with self._cond:
-            queued = self._queued.get(key)
-            if queued is None:
-                self._queued[key] = _Queued(write, ack_if_replaced)
+            pending = self._queued.get(key)
+            if pending is None:
+                pending = self._queued[key] = collections.deque()
                 self._order.append(key)
                 self._cond.notify()
+            last = pending[-1] if pending else None
+            if last is not None and last.tag == tag:
+                if last.ack is not None:
+                    last.replaced.append(last.ack)
+                last.write, last.ack = write, ack_if_replaced
+                self.replaced += 1
                 return
-            if queued.ack is not None:
-                queued.replaced.append(queued.ack)
-            queued.write, queued.ack = write, ack_if_replaced
-            self.replaced += 1
+            pending.append(_Queued(tag, write, ack_if_replaced))
 
     @property
     def backlog(self) -> int:
         with self._cond:
-            return len(self._queued)
+            return sum(len(pending) for pending in self._queued.values())
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -76,7 +82,7 @@ class KeyedWriter:
             thread.join(timeout)
 
     def _next(self) -> tuple[Hashable, _Queued] | None:
-        """The oldest queued key not being written now (or None once closed)."""
+        """The oldest write of a key not being written now (or None once closed)."""
         with self._cond:
             while True:
                 if self._closed:
@@ -86,8 +92,14 @@ class KeyedWriter:
                     if key in self._running:
                         self._order.append(key)  # its turn comes after the running write
                         continue
+                    pending = self._queued[key]
+                    queued = pending.popleft()
+                    if pending:
+                        self._order.append(key)
+                    else:
+                        del self._queued[key]
                     self._running.add(key)
-                    return key, self._queued.pop(key)
+                    return key, queued
                 self._cond.wait()
 
     def _work(self) -> None:

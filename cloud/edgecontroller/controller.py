@@ -87,7 +87,7 @@ class EdgeController(NodeSync):
             self._mark_unknown_later(node, session)
 
     def _mark_unknown_later(self, node: str, session: str) -> None:
-        self.writer.submit(("node", node), partial(self._mark_unknown, node, session))
+        self.writer.submit(("node", node), partial(self._mark_unknown, node, session), tag="unknown")
 
     def _mark_unknown(self, node: str, session: str) -> bool:
         if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
@@ -120,7 +120,7 @@ class EdgeController(NodeSync):
         if key is None or handler is None:
             return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
         target = ("pod", key.namespace, key.name) if key.kind == kinds.PODSTATUS else ("node", envelope.node)
-        self.writer.submit(target, partial(self._write, envelope, handler), partial(self._ack, envelope))
+        self.writer.submit(target, partial(self._write, envelope, handler), partial(self._ack, envelope), tag=key.kind)
         return None
 
     def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:

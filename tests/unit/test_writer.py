@@ -73,6 +73,30 @@ def test_a_replaced_write_is_not_acked_when_the_newer_one_fails() -> None:
         writer.close()
 
 
+def test_a_write_of_another_kind_is_queued_behind_not_replaced() -> None:
+    writer = KeyedWriter(2, "test")
+    gate = threading.Event()
+    done: list[str] = []
+
+    def write(label: str) -> bool:
+        done.append(label)
+        return True
+
+    try:
+        writer.submit("n", lambda: gate.wait(10) and write("running"), tag="status")
+        wait_until(lambda: writer.backlog == 0, timeout=5, what="the first write to start")
+        writer.submit("n", lambda: write("register"), tag="register")
+        writer.submit("n", lambda: write("status-1"), tag="status")
+        writer.submit("n", lambda: write("status-2"), tag="status")  # replaces status-1, not the registration
+        assert writer.backlog == 2
+        gate.set()
+        wait_until(lambda: len(done) == 3, timeout=5, what="the node's writes")
+        assert done == ["running", "register", "status-2"]
+    finally:
+        gate.set()
+        writer.close()
+
+
 def test_a_failing_write_does_not_stop_the_writer() -> None:
     writer = KeyedWriter(1, "test")
     after = threading.Event()
