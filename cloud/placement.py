@@ -19,7 +19,7 @@ from cloud.packed import Packed
 from schemas import kinds
 from schemas.envelope import Op
 from schemas.podrefs import config_refs
-from schemas.resource import ResourceKey
+from schemas.resource import ResourceKey, newer_version
 
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 
@@ -36,12 +36,6 @@ class Change:
 def key_of(kind: str, obj: dict[str, Any]) -> ResourceKey:
     meta = obj.get("metadata") or {}
     return ResourceKey(meta.get("namespace") if kind != kinds.NODE else None, kind, str(meta.get("name")))
-
-
-def _newer(a: str, b: str) -> bool:
-    if a.isdigit() and b.isdigit():
-        return int(a) > int(b)
-    return a != b
 
 
 Refs = Callable[[dict[str, Any]], frozenset[ResourceKey]]
@@ -169,7 +163,7 @@ class Placement:
         want = self.desired(node)
         for key, (rv, uid) in held.items():
             obj = want.get(key)
-            if obj is not None and obj.uid == uid and not _newer(obj.rv, rv):
+            if obj is not None and obj.uid == uid and not newer_version(obj.rv, rv):
                 sent[key] = (obj.rv, uid)  # up to date
         self.sent[node] = sent
         return self.changes(node)

@@ -6,11 +6,27 @@ the envelopes always agree on one spelling.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from schemas.names import is_kind, is_namespace, is_object_name
 
 CLUSTER_SCOPE = "-"
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def newer_version(incoming: str, current: str) -> bool:
+    """Whether resourceVersion ``incoming`` is newer than ``current``.
+
+    Kubernetes calls them opaque, but etcd's are integers: compared as such when both are, and
+    any difference counts as newer otherwise. ASCII digits only: str.isdigit() is also true for
+    '²' or '①', which int() refuses, so such a version raised ValueError (found by the fuzz
+    tests: tests/unit/test_fuzz_decoders.py).
+    """
+    if _DIGITS.fullmatch(incoming) and _DIGITS.fullmatch(current):
+        return int(incoming) > int(current)
+    return incoming != current
 
 
 class ResourceKeyError(ValueError):

@@ -9,28 +9,20 @@ then with a growing delay, so a node that is slow to answer is not flooded.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from schemas.envelope import Envelope, Op
-from schemas.resource import ResourceKey
+from schemas.resource import ResourceKey, newer_version
 
 FIRST_RESEND_S = 5.0
 MAX_RESEND_S = 60.0
 
 
-_DIGITS = re.compile(r"[0-9]+")
-
-
 def newer(incoming: str | None, current: str | None) -> bool:
     if current is None or incoming is None:
         return True
-    # ASCII digits only: str.isdigit() is also true for '²' or '①', which int() refuses, so a resourceVersion
-    # like that raised ValueError here (found by the fuzz tests: tests/unit/test_fuzz_decoders.py).
-    if _DIGITS.fullmatch(incoming) and _DIGITS.fullmatch(current):
-        return int(incoming) > int(current)
-    return incoming != current
+    return newer_version(incoming, current)
 
 
 @dataclass

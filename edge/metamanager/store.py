@@ -8,7 +8,6 @@ new UID), so duplicates and reordering leave the store as it should be.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import msgpack
 from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
 
 from edge.storage import integrity_ok, open_database
-from schemas.resource import ResourceKey
+from schemas.resource import ResourceKey, newer_version
 
 
 class Outcome(Enum):
@@ -38,20 +37,13 @@ class Stored:
     obj: Any
 
 
-_DIGITS = re.compile(r"[0-9]+")
-
-
 def newer(incoming: str | None, stored: str | None) -> bool:
     """Kubernetes resourceVersions are opaque, but etcd's are integers: compare them as such when they are."""
     if stored is None:
         return True
     if incoming is None:
         return False
-    # ASCII digits only: str.isdigit() is also true for '²' or '①', which int() refuses, so a resourceVersion
-    # like that raised ValueError here (found by the fuzz tests: tests/unit/test_fuzz_decoders.py).
-    if _DIGITS.fullmatch(incoming) and _DIGITS.fullmatch(stored):
-        return int(incoming) > int(stored)
-    return incoming != stored
+    return newer_version(incoming, stored)
 
 
 def _migration_1(db: SqliteDatabase) -> None:

@@ -77,3 +77,13 @@ def test_resync_sends_only_the_difference() -> None:
     (change,) = p.changes("e1")
     assert change.op == Op.UPDATE
     assert change.body["metadata"]["uid"] == "u-new"
+
+
+def test_resync_takes_any_version_a_node_reports() -> None:
+    # The node's listing is its word: '²' passes str.isdigit() and int() refuses it; this used to raise
+    # ValueError and lose the node's resync.
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_primary("ADDED", pod("web", "e1", "11"))
+    held: dict[ResourceKey, tuple[str, str | None]] = {ResourceKey("ns", "pod", "web"): ("²", "u-web")}
+    assert summary(p.resync("e1", held)) == [("e1", "update", "ns/pod/web")]
