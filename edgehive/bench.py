@@ -10,6 +10,8 @@ is noisy, so only ratios and differences from one run mean anything.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -18,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
+from edgehive.localcluster import LocalApiServer
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, decode
 
@@ -50,6 +53,24 @@ class LinkReport:
     baseline_latency_ms: dict[str, float]
     bridge_latency_ms: dict[str, float]
     added_latency_ms: dict[str, float]
+
+
+def bench_workdir(stack: ExitStack, prefix: str) -> Path:
+    """A fresh directory under /tmp for a benchmark's logs and state, removed when ``stack`` closes unless
+    EDGEHIVE_BENCH_KEEP is set (to keep the logs for a look afterwards)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if not os.environ.get("EDGEHIVE_BENCH_KEEP"):
+        stack.callback(shutil.rmtree, work, True)
+    return work
+
+
+def bench_apiserver(stack: ExitStack, work: Path) -> LocalApiServer:
+    """A local API server in ``work`` on free ports, its etcd data in /dev/shm (removed when ``stack`` closes):
+    not yet prepared or started."""
+    local = LocalApiServer(work / "apiserver", port=_free_port(), etcd_port=_free_port(),
+                           etcd_peer_port=_free_port(), etcd_data=Path("/dev/shm") / work.name)
+    stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
+    return local
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -27,10 +26,17 @@ from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
 from cloud.kube import Kube
-from edgehive.bench import BenchError, _free_port, _percentiles, _process, watch_envelopes
+from edgehive.bench import (
+    BenchError,
+    _free_port,
+    _percentiles,
+    _process,
+    bench_apiserver,
+    bench_workdir,
+    watch_envelopes,
+)
 from edgehive.bench_edge import BUSYBOX_ROOTFS, IMAGE, _EdgeProcesses, _wait_status
 from edgehive.bench_edge import NODE as BENCH_NODE
-from edgehive.localcluster import LocalApiServer
 from schemas import topics
 from schemas.envelope import Envelope, Op
 
@@ -119,13 +125,9 @@ def start_system(stack: ExitStack, broker: str, say: Any, *, before_edge: Any = 
     podman_bin = shutil.which("podman")
     if podman_bin is None or not BUSYBOX_ROOTFS.is_file():
         raise BenchError("the benchmark needs podman and the busybox image: run scripts/setup first")
-    work = Path(tempfile.mkdtemp(prefix="ehbench-", dir="/tmp"))
-    if not os.environ.get("EDGEHIVE_BENCH_KEEP"):  # set it to keep the logs for a look afterwards
-        stack.callback(shutil.rmtree, work, True)
+    work = bench_workdir(stack, "ehbench-")
     say(f"working in {work}; starting the API server, brokers, cloud and edge components")
-    local = LocalApiServer(work / "apiserver", port=_free_port(), etcd_port=_free_port(),
-                           etcd_peer_port=_free_port(), etcd_data=Path("/dev/shm") / work.name)
-    stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
+    local = bench_apiserver(stack, work)
     local.prepare()
     stack.enter_context(_process(local.etcd_argv(), work / "etcd.log"))
     stack.enter_context(_process(local.apiserver_argv(), work / "apiserver.log"))

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,7 +31,7 @@ from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
 from broker.url import BrokerUrl
-from edgehive.bench import BenchError, _free_port, _percentiles, _process, watch_envelopes
+from edgehive.bench import BenchError, _free_port, _percentiles, _process, bench_workdir, watch_envelopes
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey
@@ -225,9 +224,7 @@ def bench_edge(objects: int = 1000, pods: int = 20, restore_pods: int = 10, prog
     if podman_bin is None or not BUSYBOX_ROOTFS.is_file():
         raise BenchError("bench edge needs podman and the busybox image: run scripts/setup first")
     with ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="ehbe-", dir="/tmp"))
-        if not os.environ.get("EDGEHIVE_BENCH_KEEP"):  # set it to keep the logs for a look afterwards
-            stack.callback(shutil.rmtree, work, True)
+        work = bench_workdir(stack, "ehbe-")
         say(f"working in {work}")
         passwd = work / "passwd"
         set_password(passwd, "cloud", CLOUD_PW)

@@ -29,7 +29,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from cloud.kube import Kube
-from edgehive.bench import BenchError, _free_port
+from edgehive.bench import BenchError, _free_port, bench_workdir
 from edgehive.launcher import _die_with_parent
 from edgehive.localcluster import APISERVER_BIN
 
@@ -398,9 +397,7 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         raise BenchError(f"bench footprint needs the image {IMAGE}: run scripts/setup first")
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="ehfp-", dir="/tmp"))
-        if not os.environ.get("EDGEHIVE_BENCH_KEEP"):  # set it to keep the logs for a look afterwards
-            stack.callback(shutil.rmtree, work, True)
+        work = bench_workdir(stack, "ehfp-")
         say(f"edgehive up in {work}")
         up = _Up(work / "state", _free_ports())
 

@@ -48,11 +48,9 @@ import json
 import os
 import random
 import re
-import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -72,7 +70,17 @@ from cloud.kube import Kube
 from edge.edged.node import node_object, node_status
 from edge.metamanager.manager import MAX_PAGE, STORED_KINDS, BadObject, check_object
 from edge.metamanager.store import Outcome, newer
-from edgehive.bench import BenchError, _free_port, _percentiles, _process, _Route, _run_path, watch_envelopes
+from edgehive.bench import (
+    BenchError,
+    _free_port,
+    _percentiles,
+    _process,
+    _Route,
+    _run_path,
+    bench_apiserver,
+    bench_workdir,
+    watch_envelopes,
+)
 from edgehive.bench_edge import _wait_status
 from edgehive.localcluster import LocalApiServer, LocalClusterError
 from schemas import kinds, topics
@@ -968,13 +976,9 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str,
 
 
 def _start_cloud(stack: ExitStack, broker: str, say: Callable[[str], None]) -> _Cloud:
-    work = Path(tempfile.mkdtemp(prefix="ehscale-", dir="/tmp"))
-    if not os.environ.get("EDGEHIVE_BENCH_KEEP"):  # set it to keep the logs for a look afterwards
-        stack.callback(shutil.rmtree, work, True)
+    work = bench_workdir(stack, "ehscale-")
     say(f"working in {work}; starting etcd, kube-apiserver, the {broker} cloud broker, CloudHub, EdgeController")
-    local = LocalApiServer(work / "apiserver", port=_free_port(), etcd_port=_free_port(),
-                           etcd_peer_port=_free_port(), etcd_data=Path("/dev/shm") / work.name)
-    stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
+    local = bench_apiserver(stack, work)
     try:
         local.prepare()
         broker_dir = work / "broker"
