@@ -181,7 +181,7 @@ class EdgeController(NodeSync):
             self.kube.patch_node(node, {"metadata": {"labels": labels}})
             log.info("node %s adopted (it already existed)", node)
         if isinstance(status, dict):
-            self._write_node_status(node, status)
+            self._write_node_status(node, status, existing or {})
         return envelope.reply(MODULE, {"ok": True})
 
     def _node_status(self, envelope: Envelope) -> Envelope:
@@ -195,13 +195,14 @@ class EdgeController(NodeSync):
         # The informer's cache answers for a registered node; only a node it has not seen yet costs a GET. A GET
         # for every status was half of EdgeController's API calls: with 1,000 nodes reporting every 10 s it could
         # write only ~60 statuses/s and fell behind (edgehive bench scale).
-        if self.informers[kinds.NODE].get(None, envelope.node) is None and self.kube.get_node(envelope.node) is None:
+        current = self.informers[kinds.NODE].get(None, envelope.node) or self.kube.get_node(envelope.node)
+        if current is None:
             raise Refused(404, f"node {envelope.node} is not registered")
-        self._write_node_status(envelope.node, status)
+        self._write_node_status(envelope.node, status, current)
         return envelope.reply(MODULE, {"ok": True})
 
-    def _write_node_status(self, node: str, status: dict[str, Any]) -> None:
-        current = self.informers[kinds.NODE].get(None, node) or self.kube.get_node(node) or {}
+    def _write_node_status(self, node: str, status: dict[str, Any], current: dict[str, Any]) -> None:
+        """``current``: the Node as last read (its conditions keep their transition times)."""
         now = now_rfc3339()
         conditions = [{**c, "lastHeartbeatTime": now} for c in status.get("conditions") or []]
         patch: dict[str, Any] = {k: status[k] for k in ("capacity", "allocatable", "addresses", "nodeInfo")
