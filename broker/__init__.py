@@ -1,5 +1,6 @@
-"""The bus: the embedded MQTT broker, the client wrapper and the bridge.
+"""What serves MQTT: the embedded broker (amqtt) and its plugins, the configuration writers and
+supervisor for mosquitto, the link ACL and password files, and the bridge (a node's only link to
+the cloud). The only package that imports amqtt.
 
-The only package that imports paho-mqtt or amqtt, so that the transport can be
-swapped or tested without touching a component.
+Stands on ``runtime``; ``cloud`` and ``edge`` never import it.
 """

@@ -18,10 +18,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from broker.backoff import Backoff
-from broker.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
-from broker.counters import Counters
-from broker.url import BrokerUrl
+from runtime.backoff import Backoff
+from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
+from runtime.counters import Counters
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
 from schemas.names import require_node_name

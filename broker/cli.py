@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker import logs, metrics, settings
+from broker import metrics
 from broker.bridge import Bridge, BridgeSettings
-from broker.connection import TlsSettings
 from broker.embedded import BrokerSettings, run
-from broker.healthfile import HealthFile
 from broker.mosquitto import write_config
 from broker.passwords import set_password
-from broker.runtime import MetricsSettings, StopSignal
-from broker.url import BrokerUrl
+from runtime import logs, settings
+from runtime.component import MetricsSettings, StopSignal
+from runtime.connection import TlsSettings
+from runtime.healthfile import HealthFile
+from runtime.metrics import serve as serve_metrics
+from runtime.url import BrokerUrl
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def bridge_main(args: argparse.Namespace) -> int:
     stop = StopSignal().install()
     bridge = Bridge(bridge_settings).start()
     if s.metrics_listen:
-        metrics.serve(s.metrics_listen, metrics.BridgeCollector(bridge_settings.node, bridge.report))
+        serve_metrics(s.metrics_listen, metrics.BridgeCollector(bridge_settings.node, bridge.report))
 
     def probe() -> tuple[str, dict[str, Any]]:
         if bridge.cloud.connected and bridge.edge.connected:

@@ -22,32 +22,15 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 
 from broker import metrics
-from broker.counters import Counters
-from broker.healthfile import HealthFile
 from broker.passwords import PasswordFile
 from broker.revocation import CrlFollower, certificate_identity
-from broker.runtime import MetricsSettings
+from runtime.address import Address
+from runtime.component import MetricsSettings
+from runtime.counters import Counters
+from runtime.healthfile import HealthFile
+from runtime.metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Listen:
-    """A TCP address to accept MQTT clients on."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> Listen:
-        """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6), naming the problem on bad input."""
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"listen address {text!r} is not HOST:PORT (for example 127.0.0.1:1883)")
-        return cls(host.strip("[]"), int(port))
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +62,7 @@ class BrokerSettings(MetricsSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         for address in self.listen:
-            Listen.parse(address)
+            Address.parse(address)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         if self.password_file is not None and not Path(self.password_file).is_file():
@@ -87,7 +70,7 @@ class BrokerSettings(MetricsSettings):
         if self.client_certs and not (self.tls_cert and self.tls_ca):
             raise ValueError("--client-certs needs --tls-cert, --tls-key and --tls-ca (the CA that signs identities)")
         if self.device_listen is not None:
-            Listen.parse(self.device_listen)
+            Address.parse(self.device_listen)
             if not self.device_password_file or not Path(self.device_password_file).is_file():
                 raise ValueError("--device-listen needs --device-password-file (create it with edgehive passwd)")
             if (self.device_tls_cert is None) != (self.device_tls_key is None):
@@ -96,8 +79,8 @@ class BrokerSettings(MetricsSettings):
             raise ValueError("--client-certs and --password-file exclude each other: identities are certificates")
 
     @property
-    def addresses(self) -> list[Listen]:
-        return [Listen.parse(a) for a in self.listen]
+    def addresses(self) -> list[Address]:
+        return [Address.parse(a) for a in self.listen]
 
 
 DEVICE_LISTENER = "devices"
@@ -115,7 +98,7 @@ def amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
                 listener["cafile"] = settings.tls_ca
         listeners["default" if i == 0 else f"listener-{i}"] = listener
     if settings.device_listen:
-        devices: dict[str, Any] = {"type": "tcp", "bind": str(Listen.parse(settings.device_listen))}
+        devices: dict[str, Any] = {"type": "tcp", "bind": str(Address.parse(settings.device_listen))}
         if settings.device_tls_cert:
             devices.update(ssl=True, certfile=settings.device_tls_cert, keyfile=settings.device_tls_key)
         listeners[DEVICE_LISTENER] = devices
@@ -332,7 +315,7 @@ async def serve(settings: BrokerSettings, stop: asyncio.Event) -> None:
     health = HealthFile.from_env("broker")
     await broker.start()
     if settings.metrics_listen:
-        metrics.serve(settings.metrics_listen, metrics.BrokerCollector("amqtt", broker.stats))
+        serve_metrics(settings.metrics_listen, metrics.BrokerCollector("amqtt", broker.stats))
     revocations = asyncio.ensure_future(broker.follow_revocations(stop))
     health.set("up", listen=[str(a) for a in settings.addresses])
     if settings.client_certs:

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from broker.connection import Connection, ConnectionSettings
 from broker.embedded import BrokerSettings
 from broker.mosquitto import write_config
-from broker.url import BrokerUrl
+from runtime.connection import Connection, ConnectionSettings
+from runtime.url import BrokerUrl
 
 KINDS = ("amqtt", "mosquitto")
 

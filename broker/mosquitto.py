@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 from broker.acl import LinkAcl
-from broker.embedded import DEVICE_TOPICS, BrokerSettings, Listen
+from broker.embedded import DEVICE_TOPICS, BrokerSettings
 from broker.mosquitto_sys import SYS_ACL, SYS_INTERVAL_S, sys_listener_lines
+from runtime.address import Address
 
 MAX_QUEUED_MESSAGES = 100_000
 """Per offline client; about what an hour of a busy node's traffic needs."""
@@ -57,7 +58,7 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path, sys_socket: Path |
             elif settings.tls_ca:
                 lines += [f"cafile {settings.tls_ca}", "require_certificate false"]
     if settings.device_listen is not None:
-        device = Listen.parse(settings.device_listen)
+        device = Address.parse(settings.device_listen)
         lines += [f"\nlistener {device.port} {device.host}", "allow_anonymous false",
                   f"password_file {directory / 'devices'}", f"acl_file {directory / 'device-acl'}"]
         if settings.device_tls_cert:

@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from broker.pki import PkiError, crl_serials
+from runtime.pki import PkiError, crl_serials
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from broker.pki import CertificateAuthority, PkiError, cert_info
 from cloud.kube import Kube, KubeError
+from runtime.pki import CertificateAuthority, PkiError, cert_info
 from schemas import jointoken
 from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name

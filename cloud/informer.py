@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from broker.backoff import Backoff
 from cloud.kube import Gone, Kube, KubeError
 from cloud.packed import Packed, slim
+from runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

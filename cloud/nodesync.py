@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from broker.bus import Bus, RequestError, RequestTimeout
 from cloud.informer import Informer
 from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
+from runtime.bus import Bus, RequestError, RequestTimeout
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.resource import ResourceKey

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from broker.bus import Bus
+from runtime.bus import Bus
 from schemas import topics
 from schemas.envelope import Envelope, Op, Send
 

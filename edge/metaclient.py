@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.bus import Bus
+from runtime.bus import Bus
 from schemas import topics
 from schemas.envelope import Group, Op
 from schemas.resource import ResourceKey

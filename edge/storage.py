@@ -20,7 +20,7 @@ from pathlib import Path
 
 from peewee import PeeweeException, SqliteDatabase
 
-from broker.runtime import ComponentSettings
+from runtime.component import ComponentSettings
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from broker.connection import Connection, ConnectionSettings, Incoming
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
-from broker.url import BrokerUrl
 from edgehive.localcluster import LocalApiServer
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, decode
 

@@ -24,7 +24,6 @@ from typing import Any
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
-from broker.url import BrokerUrl
 from cloud.kube import Kube
 from edgehive.bench import (
     BenchError,
@@ -37,6 +36,7 @@ from edgehive.bench import (
 )
 from edgehive.bench_edge import BUSYBOX_ROOTFS, IMAGE, _EdgeProcesses, _wait_status
 from edgehive.bench_edge import NODE as BENCH_NODE
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Op
 

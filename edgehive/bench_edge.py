@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.connection import Connection, ConnectionSettings, Incoming
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
 from broker.passwords import set_password
-from broker.url import BrokerUrl
 from edgehive.bench import BenchError, _free_port, _percentiles, _process, bench_workdir, watch_envelopes
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey

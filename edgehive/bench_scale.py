@@ -61,11 +61,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from broker.backoff import Backoff
 from broker.bridge import link_state
 from broker.embedded import BrokerSettings
 from broker.launch import BrokerMissing, broker_argv, wait_ready
-from broker.url import BrokerUrl
 from cloud.kube import Kube
 from edge.edged.node import node_object, node_status
 from edge.metamanager.manager import MAX_PAGE, STORED_KINDS, BadObject, check_object
@@ -83,6 +81,8 @@ from edgehive.bench import (
 )
 from edgehive.bench_edge import _wait_status
 from edgehive.localcluster import LocalApiServer, LocalClusterError
+from runtime.backoff import Backoff
+from runtime.url import BrokerUrl
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey

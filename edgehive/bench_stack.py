@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from broker.embedded import BrokerSettings
-from broker.healthfile import check
 from broker.launch import broker_argv, wait_ready
-from broker.url import BrokerUrl
 from edgehive.bench import BenchError, _free_port, _process
 from edgehive.compose import IMAGES, ComposeError, ComposeStack, missing_images, podman
+from runtime.healthfile import check
+from runtime.url import BrokerUrl
 
 COMPONENT = "metamanager"
 STACK_GOAL_S = 30.0

@@ -18,10 +18,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from broker.connection import Connection, ConnectionSettings, Incoming
-from broker.url import BrokerUrl
 from edgehive.bench import BenchError, _percentiles
 from edgehive.bench_cloud import NAMESPACE, NODE, _wait, start_system
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
 from schemas import topics
 
 DEVICES = 10

@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from broker import cli as broker_cli
-from broker import logs
-from broker.connection import Connection
-from broker.embedded import Listen
 from broker.launch import KINDS
-from broker.settings import SettingsError
 from edgehive import (
     bench,
     bench_all,
@@ -35,6 +31,10 @@ from edgehive import (
 from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
+from runtime import logs
+from runtime.address import Address
+from runtime.connection import Connection
+from runtime.settings import SettingsError
 
 log = logging.getLogger("edgehive")
 R = TypeVar("R")
@@ -173,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run a local stack (brokers, bridge) with embedded defaults")
-    up.add_argument("--cloud-listen", type=Listen.parse, default=Listen("127.0.0.1", 1883), metavar="HOST:PORT")
-    up.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT")
+    up.add_argument("--cloud-listen", type=Address.parse, default=Address("127.0.0.1", 1883), metavar="HOST:PORT")
+    up.add_argument("--edge-listen", type=Address.parse, default=Address("127.0.0.1", 1884), metavar="HOST:PORT")
     up.add_argument("--node", default="edge-1", help="name of the local edge node (default edge-1)")
     up.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local API server")
     up.add_argument("--apiserver-port", type=int, default=6443, help="local API server port (default 6443)")
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     edge = commands.add_parser("edge", help="run a joined edge node's processes (after edgehive join)")
     edge.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"), help="what edgehive join wrote")
-    edge.add_argument("--edge-listen", type=Listen.parse, default=Listen("127.0.0.1", 1884), metavar="HOST:PORT",
+    edge.add_argument("--edge-listen", type=Address.parse, default=Address("127.0.0.1", 1884), metavar="HOST:PORT",
                       help="the node's broker, for its components and devices (default loopback 1884)")
     edge.add_argument("--device-listen", metavar="HOST:PORT",
                       help="also accept devices on other hosts here: users from --device-users, $hw/events/ only")

@@ -1,6 +1,6 @@
 """``python -m edgehive.health``: the containers' healthcheck, exit 0 when the component is up.
 
-Reads the health file the component keeps fresh (broker.healthfile), so a check costs
+Reads the health file the component keeps fresh (runtime.healthfile), so a check costs
 one small Python start-up and no network.
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from broker.healthfile import ENV_VAR, MAX_AGE_S, check
+from runtime.healthfile import ENV_VAR, MAX_AGE_S, check
 
 
 def main(argv: Sequence[str] | None = None) -> int:

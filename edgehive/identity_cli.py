@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from broker import settings
-from broker.pki import cert_info
 from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
 from edgehive import status
 from edgehive.join import EdgeIdentity, JoinError, join, renew
 from edgehive.status import StatusSettings
+from runtime import settings
+from runtime.pki import cert_info
 from schemas import crds
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.embedded import Listen
-from broker.pki import ca_hash, cert_info, new_key_and_csr
-from broker.url import BrokerUrl
+from runtime.address import Address
+from runtime.pki import ca_hash, cert_info, new_key_and_csr
+from runtime.url import BrokerUrl
 from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name
 
@@ -115,7 +115,7 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
          cloud_broker: str | None = None) -> EdgeIdentity:
     """``cloud_broker``: the cloud broker as this node reaches it (another address or a NAT), instead of the
     one the join endpoint names."""
-    Listen.parse(cloud)
+    Address.parse(cloud)
     if cloud_broker is not None:
         try:
             if not BrokerUrl.parse(cloud_broker).tls:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from broker.backoff import Backoff
+from runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

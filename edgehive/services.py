@@ -1,7 +1,7 @@
 """The programs a container runs that are not bus components: a broker and the local API server.
 
 Each wraps other processes (mosquitto; etcd and kube-apiserver), keeps the container's
-health file (broker.healthfile) true to them, passes SIGTERM on, and exits non-zero
+health file (runtime.healthfile) true to them, passes SIGTERM on, and exits non-zero
 when a wrapped process dies on its own, so the container's restart policy takes over.
 Users and ports come from flags or the environment, so a compose file needs no
 configuration files.
@@ -22,15 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from broker import logs, metrics
-from broker.embedded import BrokerSettings, Listen
+from broker import metrics
+from broker.embedded import BrokerSettings
 from broker.embedded import run as run_amqtt
-from broker.healthfile import HealthFile, Probe
 from broker.mosquitto import write_config
 from broker.mosquitto_process import MosquittoProcess
 from broker.mosquitto_sys import SysReader
 from broker.passwords import set_password
 from edgehive.localcluster import LocalApiServer, LocalClusterError
+from runtime import logs
+from runtime.address import Address
+from runtime.healthfile import HealthFile, Probe
+from runtime.metrics import serve as serve_metrics
 
 log = logging.getLogger("edgehive.services")
 
@@ -118,7 +121,7 @@ def broker_main(argv: Sequence[str]) -> int:
         "(an edge node's local broker)."))
     parser.add_argument("--kind", choices=("mosquitto", "amqtt"), default=os.environ.get("EDGEHIVE_BROKER_KIND")
                         or "mosquitto")
-    parser.add_argument("--listen", type=Listen.parse, default=Listen("0.0.0.0", 1883), metavar="HOST:PORT")
+    parser.add_argument("--listen", type=Address.parse, default=Address("0.0.0.0", 1883), metavar="HOST:PORT")
     parser.add_argument("--cloud-users", default="cloud", help="users allowed every topic (comma-separated)")
     parser.add_argument("--tls-cert", help="server certificate: the listener uses TLS")
     parser.add_argument("--tls-key", help="server key")
@@ -168,7 +171,7 @@ def broker_main(argv: Sequence[str]) -> int:
     child = MosquittoProcess(["mosquitto", "-c", str(conf)], Path(args.crl_file) if args.crl_file else None)
     if args.metrics_listen and sys_socket is not None:
         reader = SysReader(sys_socket).start()
-        metrics.serve(args.metrics_listen, metrics.BrokerCollector(
+        serve_metrics(args.metrics_listen, metrics.BrokerCollector(
             "mosquitto", lambda: {**reader.stats(), "restarts": child.restarts}))
     health = HealthFile.from_env("broker", tcp_probe(args.listen.port))
     return supervise("broker", [child], health)

@@ -12,12 +12,12 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.connection import Connection, ConnectionSettings, Incoming
-from broker.embedded import Listen
 from broker.passwords import read_password_file, set_password
-from broker.url import BrokerUrl
 from edgehive.launcher import Child, python_module
 from edgehive.localcluster import LocalApiServer
+from runtime.address import Address
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import EnvelopeError, Op, decode
 
@@ -29,8 +29,8 @@ CLOUD_USER = "cloud"
 @dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
-    cloud_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1883))
-    edge_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 1884))
+    cloud_listen: Address = field(default_factory=lambda: Address("127.0.0.1", 1883))
+    edge_listen: Address = field(default_factory=lambda: Address("127.0.0.1", 1884))
     node: str = "edge-1"
     kubeconfig: Path | None = None  # the user's cluster; None runs the local API server
     apiserver_port: int = 6443
@@ -133,7 +133,7 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     return children, [cloud_watch.connection, edge_watch.connection]
 
 
-def edge_children(node: str, state_dir: Path, edge_listen: Listen, edge_watch: StatusWatch,
+def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: StatusWatch,
                   bridge_args: tuple[str, ...], bridge_env: dict[str, str],
                   broker_args: tuple[str, ...] = ()) -> list[Child]:
     """One edge node's processes: its broker, the bridge to the cloud, podman's API and the five components."""
@@ -164,7 +164,7 @@ def edge_children(node: str, state_dir: Path, edge_listen: Listen, edge_watch: S
     ]
 
 
-def build_joined_edge(state_dir: Path, edge_listen: Listen,
+def build_joined_edge(state_dir: Path, edge_listen: Address,
                       broker_args: tuple[str, ...] = ()) -> tuple[list[Child], list[Connection]]:
     """The processes of a node that ``edgehive join`` set up in ``state_dir``: its bridge uses edge.yaml.
 

@@ -15,11 +15,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from broker.bus import Bus, BusSettings, RequestTimeout
-from broker.connection import ConnectionSettings
-from broker.runtime import ComponentSettings, bus_settings
 from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
+from runtime.bus import Bus, BusSettings, RequestTimeout
+from runtime.component import ComponentSettings, bus_settings
+from runtime.connection import ConnectionSettings
 from schemas import topics
 from schemas.envelope import Group, Op
 

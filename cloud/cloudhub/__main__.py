@@ -1,7 +1,7 @@
 """``python -m cloud.cloudhub``: the cloud end of every edge node's link."""
 
-from broker.runtime import run_component
 from cloud.cloudhub.hub import MODULE, CloudHub, CloudHubSettings
+from runtime.component import run_component
 from schemas.topics import Side
 
 raise SystemExit(run_component(MODULE, Side.CLOUD, CloudHubSettings, CloudHub, error_route=CloudHub.error_route,

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.bus import Bus
-from broker.runtime import ComponentSettings
 from cloud.cloudhub.queue import NodeQueue
+from runtime.bus import Bus
+from runtime.component import ComponentSettings
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Salvage, Send
 

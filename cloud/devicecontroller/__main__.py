@@ -1,7 +1,7 @@
 """``python -m cloud.devicecontroller``: KubeEdge Devices to edge nodes, and their status back."""
 
-from broker.runtime import run_component
 from cloud.devicecontroller.controller import MODULE, DeviceController, DeviceControllerSettings
+from runtime.component import run_component
 from schemas.topics import Side
 
 raise SystemExit(run_component(MODULE, Side.CLOUD, DeviceControllerSettings, DeviceController,

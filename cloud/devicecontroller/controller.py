@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.runtime import ComponentSettings
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import Placement, model_refs
+from runtime.component import ComponentSettings
 from schemas import crds, kinds
 from schemas.envelope import Envelope, Group, Op, Send
 

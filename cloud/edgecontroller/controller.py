@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from broker.runtime import ComponentSettings
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
 from cloud.writer import KeyedWriter
+from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.resource import ResourceKey

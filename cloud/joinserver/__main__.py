@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from broker import logs, settings
-from broker.embedded import Listen
-from broker.healthfile import HealthFile
-from broker.runtime import StopSignal
 from cloud.clusterpki import ClusterPki
 from cloud.joinserver.server import JoinServer, JoinServerSettings
 from cloud.kube import Kube, KubeError
+from runtime import logs, settings
+from runtime.address import Address
+from runtime.component import StopSignal
+from runtime.healthfile import HealthFile
 
 log = logging.getLogger("cloud.joinserver")
 
@@ -22,7 +22,7 @@ def main() -> int:
     logs.setup("joinserver", s.log_level, s.log_format)
     stop = StopSignal().install()
     try:
-        address = Listen.parse(s.listen)
+        address = Address.parse(s.listen)
         server = JoinServer((address.host, address.port), ClusterPki(Kube.connect(s.kubeconfig, s.kube_server)),
                             s.cloud_broker)
     except KubeError as exc:

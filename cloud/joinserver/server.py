@@ -24,10 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from broker.embedded import Listen
-from broker.runtime import ProcessSettings
 from cloud.clusterpki import ClusterPki, JoinRefused
 from cloud.kube import KubeError
+from runtime.address import Address
+from runtime.component import ProcessSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class JoinServerSettings(ProcessSettings):
         "help": "the cloud broker URL joining nodes are told to use, mqtts://HOST:PORT (required)"})
 
     def __post_init__(self) -> None:
-        Listen.parse(self.listen)
+        Address.parse(self.listen)
         if not self.cloud_broker.startswith("mqtts://"):
             raise ValueError("--cloud-broker must be an mqtts:// URL: nodes connect with their certificate over TLS")
 

@@ -1,7 +1,7 @@
 """``python -m edge.devicetwin``: this node's device twins."""
 
-from broker.runtime import run_component
 from edge.devicetwin.component import MODULE, DeviceTwinComponent, DeviceTwinSettings
+from runtime.component import run_component
 from schemas.topics import Side
 
 raise SystemExit(run_component(MODULE, Side.EDGE, DeviceTwinSettings, DeviceTwinComponent,

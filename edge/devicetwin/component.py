@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.bus import Bus, RequestError, RequestTimeout
-from broker.connection import PublishTimeout
-from broker.metrics import SQLITE_COMMIT_SECONDS
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin, Publication
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings, is_storage_error
+from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.connection import PublishTimeout
+from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.names import is_namespace, is_object_name

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.bus import Bus, RequestError, RequestTimeout
-from broker.connection import PublishTimeout
 from edge.edged.kubelet import Kubelet
 from edge.edged.node import node_object, node_status
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.volumes import Volumes
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings
+from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.connection import PublishTimeout
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.resource import ResourceKey

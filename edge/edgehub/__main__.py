@@ -1,7 +1,7 @@
 """``python -m edge.edgehub``: the edge end of the cloud link, with the durable outbox."""
 
-from broker.runtime import run_component
 from edge.edgehub.hub import MODULE, EdgeHub, EdgeHubSettings
+from runtime.component import run_component
 from schemas.topics import Side
 
 raise SystemExit(run_component(MODULE, Side.EDGE, EdgeHubSettings, EdgeHub,

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.bus import Bus
 from edge.edgehub.outbox import Outbox
 from edge.storage import DiskGuard, StoreSettings, is_disk_full
+from runtime.bus import Bus
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, Send
 

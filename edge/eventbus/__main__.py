@@ -1,7 +1,7 @@
 """``python -m edge.eventbus``: KubeEdge's device topics on this node's broker."""
 
-from broker.runtime import run_component
 from edge.eventbus.door import MODULE, EventBus, EventBusSettings
+from runtime.component import run_component
 from schemas.topics import Side
 
 raise SystemExit(run_component(MODULE, Side.EDGE, EventBusSettings, EventBus,

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.bus import Bus
-from broker.runtime import ComponentSettings
+from runtime.bus import Bus
+from runtime.component import ComponentSettings
 from schemas import topics, twin
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 

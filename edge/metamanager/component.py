@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.bus import Bus, RequestError, RequestTimeout
-from broker.metrics import SQLITE_COMMIT_SECONDS
 from edge.linkstate import LinkState
 from edge.metamanager.manager import MODULE, BadObject, MetaManager
 from edge.metamanager.store import MetaStore
 from edge.storage import DiskFull, DiskGuard, StoreSettings, is_disk_full
+from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op, Send
 

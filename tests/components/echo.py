@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broker.bus import Bus
-from broker.runtime import ComponentSettings, run_component
+from runtime.bus import Bus
+from runtime.component import ComponentSettings, run_component
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op, Send
 

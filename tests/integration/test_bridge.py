@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.connection import Connection, ConnectionSettings
-from broker.url import BrokerUrl
+from runtime.connection import Connection, ConnectionSettings
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Op, decode
 from tests.fixtures.brokers import Broker, BrokerFactory

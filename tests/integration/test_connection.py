@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from broker.backoff import Backoff
-from broker.connection import Connection, ConnectionSettings, Incoming, PublishTimeout
-from broker.url import BrokerUrl
+from runtime.backoff import Backoff
+from runtime.connection import Connection, ConnectionSettings, Incoming, PublishTimeout
+from runtime.url import BrokerUrl
 from tests.fixtures.brokers import BrokerFactory
 from tests.fixtures.processes import wait_until
 

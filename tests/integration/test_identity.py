@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.connection import Connection, ConnectionSettings, TlsSettings
-from broker.pki import CertificateAuthority, cert_info, new_key_and_csr
-from broker.url import BrokerUrl
 from cloud.clusterpki import ClusterPki, JoinRefused
 from cloud.kube import Kube
 from edgehive.join import JoinError, fetch_ca, join, renew, renew_if_due
+from runtime.connection import Connection, ConnectionSettings, TlsSettings
+from runtime.pki import CertificateAuthority, cert_info, new_key_and_csr
+from runtime.url import BrokerUrl
 from schemas import jointoken, topics
 from schemas.jointoken import JoinToken
 from tests.fixtures.apiserver import ApiServer

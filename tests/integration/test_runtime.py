@@ -11,9 +11,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from broker.bus import Bus, BusSettings, RequestError
-from broker.connection import ConnectionSettings
-from broker.url import BrokerUrl
+from runtime.bus import Bus, BusSettings, RequestError
+from runtime.connection import ConnectionSettings
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op, decode
 from tests.fixtures.brokers import Broker, BrokerFactory

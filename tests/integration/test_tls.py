@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.connection import Connection, ConnectionSettings, Incoming, TlsSettings
-from broker.url import BrokerUrl
+from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings
+from runtime.url import BrokerUrl
 from tests.fixtures.brokers import BrokerFactory
 from tests.fixtures.pki import make_certificates
 from tests.fixtures.processes import wait_until

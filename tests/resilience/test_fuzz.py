@@ -44,9 +44,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kubernetes import client as k8s
 
-from broker.bus import Bus, BusSettings, RequestError
-from broker.connection import ConnectionSettings
-from broker.url import BrokerUrl
+from runtime.bus import Bus, BusSettings, RequestError
+from runtime.connection import ConnectionSettings
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import DEFAULT_MAX_SIZE, FIELDS, Envelope, EnvelopeError, Group, Op, decode
 from schemas.names import is_namespace, is_object_name

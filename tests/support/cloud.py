@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from broker.connection import Connection, ConnectionSettings, Incoming
-from broker.url import BrokerUrl
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey

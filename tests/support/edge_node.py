@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.url import BrokerUrl
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Op, decode
 from tests.fixtures.brokers import Broker, BrokerFactory

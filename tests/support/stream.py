@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from broker.connection import Connection, Incoming
+from runtime.connection import Connection, Incoming
 
 _DATA, _ACK = b"D", b"A"
 _PAD = b"x" * 100

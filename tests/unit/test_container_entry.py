@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.healthfile import HealthFile, check
 from edgehive.services import parse_users
+from runtime.healthfile import HealthFile, check
 from tests.fixtures.processes import wait_until
 
 

@@ -24,10 +24,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from broker.bus import Bus
-from broker.connection import Connection, ConnectionSettings, PublishTimeout
-from broker.counters import Counters
-from broker.url import BrokerUrl
 from cloud.cloudhub import queue as cloud_queue
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
@@ -35,6 +31,10 @@ from edge.eventbus.door import EventBus, EventBusSettings
 from edge.metamanager import store as meta_store
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.store import MetaStore
+from runtime.bus import Bus
+from runtime.connection import Connection, ConnectionSettings, PublishTimeout
+from runtime.counters import Counters
+from runtime.url import BrokerUrl
 from schemas import topics, twin
 from schemas.envelope import DEFAULT_MAX_SIZE, FIELDS, Envelope, EnvelopeError, Group, Op, decode, salvage
 from schemas.names import is_module_name, is_node_name

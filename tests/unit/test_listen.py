@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.embedded import BrokerSettings, Listen, amqtt_config
+from broker.embedded import BrokerSettings, amqtt_config
+from runtime.address import Address
 
 
 @pytest.mark.parametrize(
@@ -12,14 +13,14 @@ from broker.embedded import BrokerSettings, Listen, amqtt_config
     [("127.0.0.1:1883", "127.0.0.1", 1883), ("0.0.0.0:8883", "0.0.0.0", 8883), ("[::1]:1884", "::1", 1884)],
 )
 def test_parse_accepts_host_and_port(text: str, host: str, port: int) -> None:
-    assert Listen.parse(text) == Listen(host, port)
-    assert Listen.parse(str(Listen(host, port))) == Listen(host, port)
+    assert Address.parse(text) == Address(host, port)
+    assert Address.parse(str(Address(host, port))) == Address(host, port)
 
 
 @pytest.mark.parametrize("text", ["1883", "localhost", ":1883", "host:0", "host:70000", "host:abc"])
 def test_parse_names_the_bad_address(text: str) -> None:
     with pytest.raises(ValueError, match="is not HOST:PORT"):
-        Listen.parse(text)
+        Address.parse(text)
 
 
 def test_amqtt_config_has_one_listener_per_address() -> None:

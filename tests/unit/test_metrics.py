@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from broker.counters import Counters
-from broker.metrics import ComponentCollector, Timings
+from runtime.counters import Counters
+from runtime.metrics import ComponentCollector, Timings
 
 
 def test_counters_and_cloudhub_report_become_metrics() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import settings
-from broker.runtime import ComponentSettings
+from runtime import settings
+from runtime.component import ComponentSettings
 
 
 @dataclass(frozen=True)

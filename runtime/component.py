@@ -3,7 +3,7 @@
 Every component is a small class with ``attach(bus)`` (subscribe its handlers) and
 ``close()``; ``run_component`` does the rest the same way for all of them:
 
-- settings from flags, ``EDGEHIVE_*`` variables and a YAML file (broker.settings);
+- settings from flags, ``EDGEHIVE_*`` variables and a YAML file (runtime.settings);
 - a retained status envelope on ``edgehive/status/<module>``, ``up`` while it runs,
   ``down`` when it stops or (through the MQTT will) when it dies;
 - an answer to a ``hub``/``query`` on its inbox with its counters, so any
@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from broker import logs, metrics, settings
-from broker.bus import Bus, BusSettings, ErrorRoute
-from broker.connection import ConnectionSettings, TlsSettings, Will
-from broker.healthfile import HealthFile
-from broker.url import BrokerUrl
+from runtime import logs, metrics, settings
+from runtime.bus import Bus, BusSettings, ErrorRoute
+from runtime.connection import ConnectionSettings, TlsSettings, Will
+from runtime.healthfile import HealthFile
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.names import require_module_name, require_node_name

@@ -30,9 +30,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.backoff import Backoff
-from broker.counters import Counters
-from broker.url import BrokerUrl
+from runtime.backoff import Backoff
+from runtime.counters import Counters
+from runtime.url import BrokerUrl
 from schemas.topics import topic_class
 
 log = logging.getLogger(__name__)

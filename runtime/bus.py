@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from broker.connection import Connection, ConnectionSettings, Incoming
-from broker.counters import Counters
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.counters import Counters
 from schemas import topics
 from schemas.envelope import (
     DEFAULT_MAX_SIZE,
