@@ -34,13 +34,13 @@ RESYNC_WORKERS = 32
 class NodeSync:
     module: str = ""
 
-    def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], *,
+    def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], bus: Bus, *,
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS) -> None:
         self.kube = kube
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
         self.query_timeout_s = query_timeout_s
-        self.bus: Bus | None = None
+        self.bus = bus
         self._events: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
         self._sessions: dict[str, str] = {}  # node -> current session id
@@ -50,10 +50,9 @@ class NodeSync:
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(topics.from_edge(self.module), self.on_edge)
-        bus.handle(topics.all_node_sessions(), self.on_session)
+    def start(self) -> None:
+        self.bus.handle(topics.from_edge(self.module), self.on_edge)
+        self.bus.handle(topics.all_node_sessions(), self.on_session)
         self._thread.start()
         for informer in self.informers.values():
             informer.start()
@@ -106,7 +105,6 @@ class NodeSync:
                 self.send(self.placement.changes(node, key))
 
     def send(self, changes: list[Change]) -> None:
-        assert self.bus is not None
         for change in changes:
             envelope = Envelope(node=change.node, src=self.module, group=Group.RESOURCE, op=change.op,
                                 res=change.key, rv=change.rv, body=change.body)
@@ -116,7 +114,7 @@ class NodeSync:
 
     def reply(self, envelope: Envelope) -> Send:
         """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
-        if envelope.op == Op.ERROR and self.bus is not None:
+        if envelope.op == Op.ERROR:
             self.bus.counters.inc("refused")
         return Send(CLOUDHUB, envelope)
 
@@ -140,7 +138,6 @@ class NodeSync:
         return node not in self._connected and self._sessions.get(node) == session
 
     def _resync(self, node: str, session: str) -> None:
-        assert self.bus is not None
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
