@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from cloud.informer import Informer
@@ -21,14 +22,41 @@ from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
 from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.link import BodyError, SessionNews
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
 CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
 RESYNC_WORKERS = 32
+RESYNC_PAGE = 500
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """An informer saw ``obj`` of ``kind`` change (``event``: ADDED, MODIFIED or DELETED)."""
+
+    kind: str
+    event: str
+    obj: dict[str, Any]
+    packed: Packed
+
+
+@dataclass(frozen=True)
+class NodeHolds:
+    """What a node's store holds, listed at the start of its session: key -> (resourceVersion, UID).
+    Empty when the listing failed: the node then gets everything again."""
+
+    node: str
+    held: dict[ResourceKey, tuple[str, str | None]]
+
+
+Work = ClusterEvent | NodeHolds
+"""What the reconcile thread takes in turn: the cluster's changes and the nodes' listings, one at a time, so
+that the placement has a single writer."""
 
 
 class NodeSync:
@@ -41,7 +69,7 @@ class NodeSync:
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
         self.query_timeout_s = query_timeout_s
         self.bus = bus
-        self._events: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._events: queue.Queue[Work | None] = queue.Queue()
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
         self._sessions: dict[str, str] = {}  # node -> current session id
         self._connected: set[str] = set()
@@ -75,18 +103,19 @@ class NodeSync:
     # -- down: the cluster's changes ---------------------------------------------------------
 
     def _sink(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
-        self._events.put(("event", kind, event, obj, packed))
+        self._events.put(ClusterEvent(kind, event, obj, packed))
 
     def _reconcile_loop(self) -> None:
         while (item := self._events.get()) is not None:
             try:
-                if item[0] == "event":
-                    self._on_event(item[1], item[2], item[3], item[4])
-                elif item[0] == "resync":
-                    self.send(self.placement.resync(item[1], item[2]))
-                    log.info("node %s resynchronised (%s)", item[1], ", ".join(self.owned))
+                if isinstance(item, ClusterEvent):
+                    self._on_event(item.kind, item.event, item.obj, item.packed)
+                else:
+                    self.send(self.placement.resync(item.node, item.held))
+                    log.info("node %s resynchronised (%s)", item.node, ", ".join(self.owned))
             except Exception:
-                log.exception("reconcile step failed on %s", item[:3])
+                what = f"{item.event} {item.kind}" if isinstance(item, ClusterEvent) else f"resync of {item.node}"
+                log.exception("reconcile step failed on %s", what)
 
     def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
         if kind == kinds.NODE:
@@ -121,15 +150,21 @@ class NodeSync:
     # -- sessions ------------------------------------------------------------------------------
 
     def on_session(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
-        node = envelope.node
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        session = str(body.get("session", ""))
-        if envelope.op == Op.CONNECTED:
+        """CloudHub's retained announcement of a node's session (its only publisher: no one to answer)."""
+        try:
+            news = SessionNews.parse(envelope.body)
+            news.check_op(envelope.op)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+            return None
+        node, session = envelope.node, news.session
+        if news.connected:
             self._connected.add(node)
             if self._sessions.get(node) != session:
                 self._sessions[node] = session
                 self._pool.submit(self._resync, node, session)
-        elif envelope.op == Op.DISCONNECTED:
+        else:
             self._connected.discard(node)
             self.on_disconnected(node, session)
         return None
@@ -145,17 +180,11 @@ class NodeSync:
         held: dict[ResourceKey, tuple[str, str | None]] = {}
         try:
             for kind in self.owned:
-                after: str | None = ""
-                while after is not None:
-                    query = Envelope(node=node, src=self.module, group=Group.META, op=Op.QUERY,
-                                     body={"list": kind, "after": after, "limit": 500})
-                    reply = self.bus.request(CLOUDHUB, query, timeout=self.query_timeout_s)
-                    page = reply.body if isinstance(reply.body, dict) else {}
-                    for item in page.get("items") or []:
-                        held[ResourceKey.parse(item["key"])] = (str(item["rv"]), item.get("uid"))
-                    after = page.get("next")
-        except (RequestTimeout, RequestError, ValueError, KeyError) as exc:
+                for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=self.query_timeout_s,
+                                    node=node):
+                    held[item.key] = (item.rv, item.uid)
+        except (RequestTimeout, RequestError, BodyError) as exc:
             log.warning("could not list what node %s holds (%s); it will get everything again", node, exc)
             held = {}
         if self._sessions.get(node) == session:
-            self._events.put(("resync", node, held))
+            self._events.put(NodeHolds(node, held))

@@ -228,8 +228,7 @@ class ListingPage:
     next_after: str | None
 
     @classmethod
-    def parse(cls, body: Any, *, with_objects: bool = False) -> Self:
-        """``with_objects``: every item must carry its object (a module's listing, not a resync's)."""
+    def parse(cls, body: Any) -> Self:
         body = _map(body)
         raw = body.get("items")
         if raw is None:
@@ -237,10 +236,6 @@ class ListingPage:
         if not isinstance(raw, list):
             raise BodyError("body.items", f"must be a list, not {_kind_of(raw)}")
         items = tuple(ListedItem.parse(item, f"body.items[{i}]") for i, item in enumerate(raw))
-        if with_objects:
-            for i, item in enumerate(items):
-                if item.object is None:
-                    raise BodyError(f"body.items[{i}].object", "missing")
         return cls(items, _optional_str(body, "next", "body.next"))
 
     def as_body(self) -> dict[str, Any]:

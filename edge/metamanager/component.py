@@ -37,8 +37,8 @@ class MetaManagerComponent:
         self.store = MetaStore(Path(settings.db))
         self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
         self.manager = MetaManager(self.store, settings.node, settings.max_envelope_size)
-        self.link = LinkState()
         self.bus = bus
+        self.link = LinkState(bus)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
         self._writes: queue.Queue[Envelope | None] = queue.Queue()
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
@@ -47,7 +47,7 @@ class MetaManagerComponent:
     def start(self) -> None:
         self.bus.handle(topics.from_cloud(MODULE), self.on_cloud)
         self.bus.handle(self.bus.inbox, self.on_local)
-        self.link.attach(self.bus)
+        self.link.start()
         self._committer.start()
 
     def on_cloud(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:

@@ -82,11 +82,6 @@ def test_a_bad_body_is_refused_with_the_field_named(cls: Any, body: Any, field: 
     assert str(refused.value).startswith(f"{field}: ")
 
 
-def test_a_modules_listing_needs_the_objects() -> None:
-    with pytest.raises(BodyError, match=r"body\.items\[0\]\.object: missing"):
-        ListingPage.parse({"items": [{"key": str(CM), "rv": "1"}]}, with_objects=True)
-
-
 def test_a_state_that_repeats_the_op_must_agree_with_it() -> None:
     SessionNews("s1", True).check_op(Op.CONNECTED)
     LinkChange("x").check_op(Op.DISCONNECTED)  # no state: either op
