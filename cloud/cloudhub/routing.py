@@ -143,7 +143,7 @@ class CloudRouter:
         return routed
 
     def _refuse(self, node: str, envelope: Envelope, exc: BodyError, routed: Routed | None = None) -> Routed:
-        routed = routed or Routed()
+        routed = Routed() if routed is None else routed
         self.counters.inc("refused")
         log.warning("refused %s %s from node %s: %s", envelope.op.value, envelope.id, node, exc)
         routed.sends.append(Send(topics.link_down(node), envelope.error(MODULE, 400, str(exc))))

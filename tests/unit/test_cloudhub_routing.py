@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import count
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,8 @@ def router() -> CloudRouter:
                        session_id=lambda: f"s{next(ids)}")
 
 
-def from_node(group: Group, op: Op, *, node: str = NODE, **fields: object) -> Envelope:
-    return Envelope(node=node, src="edgehub", group=group, op=op, **fields)  # type: ignore[arg-type]
+def from_node(group: Group, op: Op, *, node: str = NODE, **fields: Any) -> Envelope:
+    return Envelope(node=node, src="edgehub", group=group, op=op, **fields)
 
 
 def keepalive(body: object = None) -> Envelope:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +40,12 @@ def online(router: EdgeRouter) -> EdgeRouter:
     return router
 
 
-def from_cloud(group: Group, op: Op, *, node: str = NODE, **fields: object) -> Envelope:
-    return Envelope(node=node, src="cloudhub", group=group, op=op, **fields)  # type: ignore[arg-type]
+def from_cloud(group: Group, op: Op, *, node: str = NODE, **fields: Any) -> Envelope:
+    return Envelope(node=node, src="cloudhub", group=group, op=op, **fields)
 
 
-def from_module(src: str, group: Group, op: Op, *, node: str = NODE, **fields: object) -> Envelope:
-    return Envelope(node=node, src=src, group=group, op=op, **fields)  # type: ignore[arg-type]
+def from_module(src: str, group: Group, op: Op, *, node: str = NODE, **fields: Any) -> Envelope:
+    return Envelope(node=node, src=src, group=group, op=op, **fields)
 
 
 def bridge(op: Op, body: object) -> Envelope:
