@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from cloud.informer import Informer
@@ -21,27 +22,54 @@ from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
 from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.link import BodyError, SessionNews
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
 CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
 RESYNC_WORKERS = 32
+RESYNC_PAGE = 500
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """An informer saw ``obj`` of ``kind`` change (``event``: ADDED, MODIFIED or DELETED)."""
+
+    kind: str
+    event: str
+    obj: dict[str, Any]
+    packed: Packed
+
+
+@dataclass(frozen=True)
+class NodeHolds:
+    """What a node's store holds, listed at the start of its session: key -> (resourceVersion, UID).
+    Empty when the listing failed: the node then gets everything again."""
+
+    node: str
+    held: dict[ResourceKey, tuple[str, str | None]]
+
+
+Work = ClusterEvent | NodeHolds
+"""What the reconcile thread takes in turn: the cluster's changes and the nodes' listings, one at a time, so
+that the placement has a single writer."""
 
 
 class NodeSync:
     module: str = ""
 
-    def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], *,
+    def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], bus: Bus, *,
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS) -> None:
         self.kube = kube
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
         self.query_timeout_s = query_timeout_s
-        self.bus: Bus | None = None
-        self._events: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self.bus = bus
+        self._events: queue.Queue[Work | None] = queue.Queue()
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
         self._sessions: dict[str, str] = {}  # node -> current session id
         self._connected: set[str] = set()
@@ -50,10 +78,9 @@ class NodeSync:
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(topics.from_edge(self.module), self.on_edge)
-        bus.handle(topics.all_node_sessions(), self.on_session)
+    def start(self) -> None:
+        self.bus.handle(topics.from_edge(self.module), self.on_edge)
+        self.bus.handle(topics.all_node_sessions(), self.on_session)
         self._thread.start()
         for informer in self.informers.values():
             informer.start()
@@ -76,18 +103,19 @@ class NodeSync:
     # -- down: the cluster's changes ---------------------------------------------------------
 
     def _sink(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
-        self._events.put(("event", kind, event, obj, packed))
+        self._events.put(ClusterEvent(kind, event, obj, packed))
 
     def _reconcile_loop(self) -> None:
         while (item := self._events.get()) is not None:
             try:
-                if item[0] == "event":
-                    self._on_event(item[1], item[2], item[3], item[4])
-                elif item[0] == "resync":
-                    self.send(self.placement.resync(item[1], item[2]))
-                    log.info("node %s resynchronised (%s)", item[1], ", ".join(self.owned))
+                if isinstance(item, ClusterEvent):
+                    self._on_event(item.kind, item.event, item.obj, item.packed)
+                else:
+                    self.send(self.placement.resync(item.node, item.held))
+                    log.info("node %s resynchronised (%s)", item.node, ", ".join(self.owned))
             except Exception:
-                log.exception("reconcile step failed on %s", item[:3])
+                what = f"{item.event} {item.kind}" if isinstance(item, ClusterEvent) else f"resync of {item.node}"
+                log.exception("reconcile step failed on %s", what)
 
     def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
         if kind == kinds.NODE:
@@ -106,7 +134,6 @@ class NodeSync:
                 self.send(self.placement.changes(node, key))
 
     def send(self, changes: list[Change]) -> None:
-        assert self.bus is not None
         for change in changes:
             envelope = Envelope(node=change.node, src=self.module, group=Group.RESOURCE, op=change.op,
                                 res=change.key, rv=change.rv, body=change.body)
@@ -116,22 +143,28 @@ class NodeSync:
 
     def reply(self, envelope: Envelope) -> Send:
         """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
-        if envelope.op == Op.ERROR and self.bus is not None:
+        if envelope.op == Op.ERROR:
             self.bus.counters.inc("refused")
         return Send(CLOUDHUB, envelope)
 
     # -- sessions ------------------------------------------------------------------------------
 
     def on_session(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
-        node = envelope.node
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        session = str(body.get("session", ""))
-        if envelope.op == Op.CONNECTED:
+        """CloudHub's retained announcement of a node's session (its only publisher: no one to answer)."""
+        try:
+            news = SessionNews.parse(envelope.body)
+            news.check_op(envelope.op)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+            return None
+        node, session = envelope.node, news.session
+        if news.connected:
             self._connected.add(node)
             if self._sessions.get(node) != session:
                 self._sessions[node] = session
                 self._pool.submit(self._resync, node, session)
-        elif envelope.op == Op.DISCONNECTED:
+        else:
             self._connected.discard(node)
             self.on_disconnected(node, session)
         return None
@@ -140,7 +173,6 @@ class NodeSync:
         return node not in self._connected and self._sessions.get(node) == session
 
     def _resync(self, node: str, session: str) -> None:
-        assert self.bus is not None
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
@@ -148,17 +180,11 @@ class NodeSync:
         held: dict[ResourceKey, tuple[str, str | None]] = {}
         try:
             for kind in self.owned:
-                after: str | None = ""
-                while after is not None:
-                    query = Envelope(node=node, src=self.module, group=Group.META, op=Op.QUERY,
-                                     body={"list": kind, "after": after, "limit": 500})
-                    reply = self.bus.request(CLOUDHUB, query, timeout=self.query_timeout_s)
-                    page = reply.body if isinstance(reply.body, dict) else {}
-                    for item in page.get("items") or []:
-                        held[ResourceKey.parse(item["key"])] = (str(item["rv"]), item.get("uid"))
-                    after = page.get("next")
-        except (RequestTimeout, RequestError, ValueError, KeyError) as exc:
+                for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=self.query_timeout_s,
+                                    node=node):
+                    held[item.key] = (item.rv, item.uid)
+        except (RequestTimeout, RequestError, BodyError) as exc:
             log.warning("could not list what node %s holds (%s); it will get everything again", node, exc)
             held = {}
         if self._sessions.get(node) == session:
-            self._events.put(("resync", node, held))
+            self._events.put(NodeHolds(node, held))

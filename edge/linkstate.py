@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from runtime.bus import Bus
 from schemas import topics
 from schemas.envelope import Envelope, Op, Send
+from schemas.link import BodyError, LinkChange
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 class LinkState:
     """Follows ``edgehive/edge/cloud-link``; ``connected`` is False until EdgeHub says otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
         self._connected = threading.Event()
         self._listeners: list[Callable[[bool], None]] = []
 
@@ -27,10 +29,16 @@ class LinkState:
     def on_change(self, listener: Callable[[bool], None]) -> None:
         self._listeners.append(listener)
 
-    def attach(self, bus: Bus) -> None:
-        bus.handle(topics.cloud_link(), self._on_envelope)
+    def start(self) -> None:
+        self.bus.handle(topics.cloud_link(), self._on_envelope)
 
     def _on_envelope(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        try:
+            LinkChange.parse(envelope.body).check_op(envelope.op)
+        except BodyError as exc:  # EdgeHub publishes nothing else here: counted and logged, nobody to answer
+            self.bus.counters.inc("refused")
+            log.warning("refused cloud-link news %s from %s: %s", envelope.id, envelope.src, exc)
+            return None
         up = envelope.op == Op.CONNECTED
         if up == self.connected:
             return None

@@ -1,7 +1,8 @@
 """The life of an edgehive process: settings, logging, the bus, health, and a clean stop.
 
-Every component is a small class with ``attach(bus)`` (subscribe its handlers) and
-``close()``; ``run_component`` does the rest the same way for all of them:
+Every component is a small class made from its settings and the bus it talks on, with
+``start()`` (subscribe its handlers, start its threads) and ``close()``; ``run_component``
+does the rest the same way for all of them:
 
 - settings from flags, ``EDGEHIVE_*`` variables and a YAML file (runtime.settings);
 - a retained status envelope on ``edgehive/status/<module>``, ``up`` while it runs,
@@ -76,8 +77,11 @@ class ComponentSettings(MetricsSettings):
 
 
 class Component(Protocol):
-    def attach(self, bus: Bus) -> None:
-        """Register handlers; called once, before the bus connects."""
+    """Made with its bus (``make(settings, bus)``), so that no handler or thread ever sees a component without
+    one; making it only builds, so that a unit test can make one on a stand-in bus and call its handlers."""
+
+    def start(self) -> None:
+        """Register handlers on the bus and start the component's threads; called once, before the bus connects."""
 
     def close(self) -> None:
         """Release what the component holds; called after the bus stopped delivering."""
@@ -154,7 +158,7 @@ def run_component(
     module: str,
     side: topics.Side,
     settings_cls: type[S],
-    make: Callable[[S], Component],
+    make: Callable[[S, Bus], Component],
     argv: Sequence[str] | None = None,
     *,
     description: str = "",
@@ -167,13 +171,13 @@ def run_component(
     stop = StopSignal().install()
     health_file = HealthFile.from_env(module)
     bus = Bus(bus_settings(module, side, s), error_route=error_route)
-    component = make(s)
+    component = make(s, bus)
     health = Health(bus, module, getattr(component, "report", None))
     if s.metrics_listen:
         metrics.serve(s.metrics_listen, metrics.ComponentCollector(module, s.node, bus.counters,
                                                                    getattr(component, "report", None)))
     bus.handle(bus.inbox, health.on_query)
-    component.attach(bus)
+    component.start()
 
     def on_connection(up: bool) -> None:
         if up:  # (re)publish: a restarted broker has forgotten the retained status

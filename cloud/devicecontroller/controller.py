@@ -20,6 +20,7 @@ from typing import Any
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import Placement, model_refs
+from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import crds, kinds
 from schemas.envelope import Envelope, Group, Op, Send
@@ -73,16 +74,16 @@ def check_reported(prop: dict[str, Any] | None, value: str) -> str | None:
 class DeviceController(NodeSync):
     module = MODULE
 
-    def __init__(self, settings: DeviceControllerSettings) -> None:
+    def __init__(self, settings: DeviceControllerSettings, bus: Bus) -> None:
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
-                         (kinds.DEVICEMODEL,), query_timeout_s=settings.query_timeout_s)
+                         (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
 
-    def attach(self, bus: Any) -> None:
+    def start(self) -> None:
         if self.settings.install_crds:
             threading.Thread(target=self._install_crds, name="crds", daemon=True).start()
-        super().attach(bus)
+        super().start()
 
     def _install_crds(self) -> None:
         for attempt in range(60):
@@ -96,8 +97,7 @@ class DeviceController(NodeSync):
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         key = envelope.res
         if envelope.group == Group.USER and envelope.op == Op.UPLOAD:
-            if self.bus is not None:
-                self.bus.counters.inc("uploads")
+            self.bus.counters.inc("uploads")
             return [self.reply(envelope.reply(MODULE, {"ok": True}))]
         if key is None or key.kind != kinds.DEVICESTATUS or envelope.op not in (Op.UPDATE, Op.PATCH):
             return [self.reply(envelope.reply(MODULE, {"ignored": True}))]

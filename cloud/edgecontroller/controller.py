@@ -22,6 +22,7 @@ from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
 from cloud.writer import KeyedWriter
+from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
@@ -67,10 +68,10 @@ def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] |
 class EdgeController(NodeSync):
     module = MODULE
 
-    def __init__(self, settings: EdgeControllerSettings) -> None:
+    def __init__(self, settings: EdgeControllerSettings, bus: Bus) -> None:
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
-        super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET),
+        super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET), bus,
                          query_timeout_s=settings.query_timeout_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
 
@@ -125,7 +126,6 @@ class EdgeController(NodeSync):
 
     def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:
         """Runs on a writer thread: the write, then its answer to the node. True when the write was taken."""
-        assert self.bus is not None
         try:
             answer = handler(envelope)
         except Refused as exc:
@@ -141,7 +141,6 @@ class EdgeController(NodeSync):
 
     def _ack(self, envelope: Envelope) -> None:
         """Answers an entry that a newer one of the same object replaced before it was written."""
-        assert self.bus is not None
         self.bus.send([self.reply(envelope.reply(MODULE, {"ok": True, "replaced": True}))])
 
     def _answer_query(self, envelope: Envelope) -> Envelope:

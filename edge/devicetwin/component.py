@@ -60,22 +60,21 @@ class DeviceTwinSettings(StoreSettings):
 
 
 class DeviceTwinComponent:
-    def __init__(self, settings: DeviceTwinSettings) -> None:
+    def __init__(self, settings: DeviceTwinSettings, bus: Bus) -> None:
         self.settings = settings
         self.store = TwinStore(Path(settings.db))
         self.twin = DeviceTwin(self.store, settings.node)
-        self.bus: Bus | None = None
+        self.bus = bus
         self._work: queue.Queue[Envelope | Relist | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
         self._metamanager_pid: object = None
         self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
         self._refused_while_full = False
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(bus.inbox, self.on_message)
-        bus.handle(topics.status("metamanager"), self.on_metamanager_status)
-        bus.on_session_lost(self.on_session_lost)
+    def start(self) -> None:
+        self.bus.handle(self.bus.inbox, self.on_message)
+        self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
+        self.bus.on_session_lost(self.on_session_lost)
         self._thread.start()
 
     def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
@@ -92,7 +91,6 @@ class DeviceTwinComponent:
         threading.Thread(target=self._relist, kwargs={"report_all": True}, name="relist", daemon=True).start()
 
     def _relist(self, report_all: bool = False) -> None:
-        assert self.bus is not None
         for attempt in range(1, RELIST_ATTEMPTS + 1):
             try:
                 objects = {**list_objects(self.bus, kinds.DEVICEMODEL), **list_objects(self.bus, kinds.DEVICE)}
@@ -120,7 +118,6 @@ class DeviceTwinComponent:
         return None
 
     def _loop(self) -> None:
-        assert self.bus is not None
         last_report = 0.0
         while True:
             batch: list[Envelope | Relist] = []
@@ -178,7 +175,6 @@ class DeviceTwinComponent:
         """False while the disk is full: the batch is refused (a device's update is not taken, so its next one
         counts). Once there is room again, the devices are listed from MetaManager anew, since an update
         it forwarded meanwhile was refused here."""
-        assert self.bus is not None
         try:
             self.guard.check()
         except DiskFull:
@@ -193,7 +189,6 @@ class DeviceTwinComponent:
     def _apply_one(self, item: Envelope | Relist) -> list[Publication]:
         """One queued item in its own savepoint: if it fails, it alone is rolled back and the rest of the
         batch is kept (one bad envelope used to cost every device request that happened to share its batch)."""
-        assert self.bus is not None
         try:
             with self.store.transaction():
                 return self._apply(item)

@@ -42,14 +42,14 @@ class EdgeDSettings(StoreSettings):
 
 
 class EdgeD:
-    def __init__(self, settings: EdgeDSettings) -> None:
+    def __init__(self, settings: EdgeDSettings, bus: Bus) -> None:
         self.settings = settings
         self.disk = DiskGuard(Path(settings.data_dir), settings.disk_reserve_bytes)
         self.node = settings.node
         self.runtime = PodmanRuntime(settings.podman_url, settings.node)
         self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
                                workers=settings.pod_workers)
-        self.bus: Bus | None = None
+        self.bus = bus
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
@@ -61,12 +61,11 @@ class EdgeD:
         self._threads = [threading.Thread(target=self._load, name="initial-list", daemon=True),
                          threading.Thread(target=self._node_loop, name="node-status", daemon=True)]
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(bus.inbox, self.on_forward)
-        bus.handle(topics.status("metamanager"), self.on_metamanager_status)
-        bus.handle(topics.status("edgehub"), self.on_edgehub_status)
-        bus.on_session_lost(self.on_session_lost)
+    def start(self) -> None:
+        self.bus.handle(self.bus.inbox, self.on_forward)
+        self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
+        self.bus.handle(topics.status("edgehub"), self.on_edgehub_status)
+        self.bus.on_session_lost(self.on_session_lost)
         self.kubelet.start()
         for thread in self._threads:
             thread.start()
@@ -138,7 +137,6 @@ class EdgeD:
 
     def _load(self) -> None:
         """List pods, ConfigMaps and Secrets from MetaManager until it answers."""
-        assert self.bus is not None
         attempt = 0
         while not self._stop.is_set():
             try:
@@ -168,7 +166,6 @@ class EdgeD:
     # -- reports ---------------------------------------------------------------------
 
     def _report(self, key: ResourceKey, meta: dict[str, Any], status: dict[str, Any]) -> None:
-        assert self.bus is not None
         body = {"metadata": {k: meta.get(k) for k in ("name", "namespace", "uid")}, "status": status}
         envelope = self.bus.envelope(Group.RESOURCE, Op.UPDATE, res=ResourceKey(key.namespace, kinds.PODSTATUS,
                                                                                  key.name), body=body)
@@ -186,7 +183,6 @@ class EdgeD:
 
     def _node_loop(self) -> None:
         """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""
-        assert self.bus is not None
         self._register.wait()
         while not self._stop.is_set():
             ready = self.runtime.ping()

@@ -1,6 +1,7 @@
 """``python -m edge.edgehub``: the edge end of the cloud link, with the durable outbox."""
 
-from edge.edgehub.hub import MODULE, EdgeHub, EdgeHubSettings
+from edge.edgehub.hub import EdgeHub, EdgeHubSettings
+from edge.edgehub.routing import MODULE
 from runtime.component import run_component
 from schemas.topics import Side
 

@@ -40,25 +40,24 @@ class EventBus:
     """Device requests travel to DeviceTwin in batches: whatever arrived within ``BATCH_WINDOW_S`` goes
     in one envelope, so a busy node costs one message per batch instead of one per reading."""
 
-    def __init__(self, settings: EventBusSettings) -> None:
+    def __init__(self, settings: EventBusSettings, bus: Bus) -> None:
         self.settings = settings
         self.node = settings.node
         self.twin_inbox = topics.inbox(topics.Side.EDGE, "devicetwin")
-        self.bus: Bus | None = None
+        self.bus = bus
         self._pending: list[list[Any]] = []
         self._cond = threading.Condition()
         self._stop = False
         self._flusher = threading.Thread(target=self._flush_loop, name="batcher", daemon=True)
 
-    def attach(self, bus: Bus) -> None:
+    def start(self) -> None:
         self._flusher.start()
-        self.bus = bus
         for topic_filter in topics.device_requests():
-            bus.handle_raw(topic_filter, self.on_device)
-        bus.handle_raw(topics.membership(self.node, "get"), self.on_membership_get)
+            self.bus.handle_raw(topic_filter, self.on_device)
+        self.bus.handle_raw(topics.membership(self.node, "get"), self.on_membership_get)
         for topic_filter in self.settings.upload_topics:
-            bus.handle_raw(topic_filter, self.on_upload)
-        bus.handle(bus.inbox, self.on_answers)
+            self.bus.handle_raw(topic_filter, self.on_upload)
+        self.bus.handle(self.bus.inbox, self.on_answers)
 
     def close(self) -> None:
         with self._cond:
@@ -67,7 +66,6 @@ class EventBus:
         self._flusher.join(timeout=5)
 
     def on_device(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
-        assert self.bus is not None
         parsed = topics.parse_device(topic)
         if parsed is None:
             self.bus.counters.inc("bad_device_topic")
@@ -94,12 +92,11 @@ class EventBus:
             time.sleep(BATCH_WINDOW_S)  # a batching window, not synchronisation: let a burst gather
             with self._cond:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            if self.bus is not None and batch:
+            if batch:
                 self.bus.publish(self.twin_inbox, self.bus.envelope(Group.TWIN, Op.UPDATE, body={"requests": batch}),
                                  timeout=30)
 
     def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
-        assert self.bus is not None
         envelope = self.bus.envelope(Group.USER, Op.UPLOAD, body={"topic": topic, "payload": payload})
         try:
             envelope.encode(self.settings.max_envelope_size)
@@ -118,7 +115,6 @@ class EventBus:
         value JSON cannot write (nested too deeply: RecursionError) is refused and counted. A bad topic used to
         reach paho, which raised after the publish window slot was taken (found by tests/resilience/test_fuzz.py).
         """
-        assert self.bus is not None
         if envelope.src != "devicetwin" or not isinstance(envelope.body, dict):
             return None
         items = envelope.body.get("publish")

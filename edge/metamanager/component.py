@@ -32,23 +32,22 @@ class MetaManagerSettings(StoreSettings):
 
 
 class MetaManagerComponent:
-    def __init__(self, settings: MetaManagerSettings) -> None:
+    def __init__(self, settings: MetaManagerSettings, bus: Bus) -> None:
         self.settings = settings
         self.store = MetaStore(Path(settings.db))
         self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
         self.manager = MetaManager(self.store, settings.node, settings.max_envelope_size)
-        self.link = LinkState()
-        self.bus: Bus | None = None
+        self.bus = bus
+        self.link = LinkState(bus)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
         self._writes: queue.Queue[Envelope | None] = queue.Queue()
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         log.info("store %s holds %d objects", settings.db, self.store.count())
 
-    def attach(self, bus: Bus) -> None:
-        self.bus = bus
-        bus.handle(topics.from_cloud(MODULE), self.on_cloud)
-        bus.handle(bus.inbox, self.on_local)
-        self.link.attach(bus)
+    def start(self) -> None:
+        self.bus.handle(topics.from_cloud(MODULE), self.on_cloud)
+        self.bus.handle(self.bus.inbox, self.on_local)
+        self.link.start()
         self._committer.start()
 
     def on_cloud(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
@@ -62,7 +61,6 @@ class MetaManagerComponent:
         return None
 
     def _commit_loop(self) -> None:
-        assert self.bus is not None
         while (first := self._writes.get()) is not None:
             batch = [first]
             while len(batch) < MAX_BATCH:
@@ -95,7 +93,6 @@ class MetaManagerComponent:
         """Count refusals, then send each answer on its own: one that cannot be sent must neither stop the
         others nor end this thread (an exception here used to kill the committer for good while the process
         stayed up)."""
-        assert self.bus is not None
         for send in sends:
             if send.envelope.op == Op.ERROR:
                 self.bus.counters.inc("refused")
@@ -116,7 +113,6 @@ class MetaManagerComponent:
         return None
 
     def _answer(self, envelope: Envelope) -> None:
-        assert self.bus is not None
         try:
             key = envelope.res
             if key is not None and self.link.connected and self.manager.lookup(key) is None:
@@ -127,7 +123,6 @@ class MetaManagerComponent:
 
     def _ask_cloud(self, request: Envelope) -> None:
         """An object the node does not hold yet: ask the cloud once, and keep the answer."""
-        assert self.bus is not None
         assert request.res is not None
         query = Envelope(node=self.settings.node, src=MODULE, group=Group.META, op=Op.QUERY, res=request.res)
         try:

@@ -16,13 +16,14 @@ from edge.metamanager.store import MetaStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Send
+from schemas.link import MAX_PAGE as MAX_PAGE  # noqa: PLC0414 (re-exported: edgehive/bench_scale.py imports it)
+from schemas.link import BodyError, ListedItem, ListingPage, PageQuery
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
 MODULE = "metamanager"
 STORED_KINDS = kinds.EDGED_KINDS | kinds.DEVICETWIN_KINDS
-MAX_PAGE = 500
 
 
 def owner_of(kind: str) -> str | None:
@@ -52,11 +53,8 @@ def check_object(key: ResourceKey, obj: Any) -> None:
         raise BadObject(f"{key}: metadata.namespace is {meta.get('namespace')!r}, not {key.namespace!r}")
 
 
-def _item(stored: Stored, with_object: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"key": str(stored.key), "rv": stored.rv, "uid": stored.uid}
-    if with_object:
-        item["object"] = stored.obj
-    return item
+def _item(stored: Stored, with_object: bool) -> ListedItem:
+    return ListedItem(stored.key, stored.rv, stored.uid, stored.obj if with_object else None)
 
 
 class MetaManager:
@@ -143,7 +141,7 @@ class MetaManager:
             stored = self.store.get(envelope.res)
             if stored is None:
                 return [Send(reply_to, envelope.error(MODULE, 404, f"{envelope.res} is not stored on this node"))]
-            return [Send(reply_to, envelope.reply(MODULE, _item(stored, with_object=True)))]
+            return [Send(reply_to, envelope.reply(MODULE, _item(stored, with_object=True).as_body()))]
         return [Send(reply_to, self._page_reply(envelope, with_object=True))]
 
     def lookup(self, key: ResourceKey) -> Stored | None:
@@ -157,16 +155,12 @@ class MetaManager:
     # -- helpers ----------------------------------------------------------------------
 
     def _page_reply(self, envelope: Envelope, *, with_object: bool) -> Envelope:
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        kind = body.get("list")
-        after = body.get("after") or ""
-        limit = body.get("limit") or 200
-        if kind is not None and not isinstance(kind, str):
-            return envelope.error(MODULE, 400, "body.list must be a kind name")
-        if not isinstance(after, str) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
-            return envelope.error(MODULE, 400, f"body.after must be a key and body.limit 1..{MAX_PAGE}")
-        items, nxt = self.store.page(kind, after, limit)
-        return envelope.reply(MODULE, {"items": [_item(s, with_object) for s in items], "next": nxt})
+        try:
+            query = PageQuery.parse(envelope.body)
+        except BodyError as exc:
+            return envelope.error(MODULE, 400, str(exc))
+        items, nxt = self.store.page(query.kind, query.after, query.limit)
+        return envelope.reply(MODULE, ListingPage(tuple(_item(s, with_object) for s in items), nxt).as_body())
 
     def _error(self, envelope: Envelope, code: int, reason: str) -> Envelope:
         """An error for the cloud, about this node whatever the refused envelope named: EdgeHub sends up only

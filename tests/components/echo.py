@@ -13,11 +13,12 @@ MODULE = "echo"
 
 
 class Echo:
-    def __init__(self, settings: ComponentSettings) -> None:
+    def __init__(self, settings: ComponentSettings, bus: Bus) -> None:
         self.side = topics.Side.EDGE
+        self.bus = bus
 
-    def attach(self, bus: Bus) -> None:
-        bus.handle(bus.inbox, self.on_message)
+    def start(self) -> None:
+        self.bus.handle(self.bus.inbox, self.on_message)
 
     def on_message(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         if envelope.group != Group.USER or envelope.op != Op.QUERY:

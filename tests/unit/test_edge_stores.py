@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from edge.edgehub.hub import coalesce_key
 from edge.edgehub.outbox import Outbox
+from edge.edgehub.routing import coalesce_key
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.store import MetaStore, Outcome, newer
 from schemas.envelope import Envelope, Group, Op

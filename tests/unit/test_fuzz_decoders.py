@@ -562,9 +562,8 @@ def bad_answer_items(too_deep: Any) -> st.SearchStrategy[Any]:
 @given(st.lists(bad_answer_items(deep_map(10_000)), min_size=1, max_size=4)
        | msgpack_values.filter(lambda v: not isinstance(v, list)))
 def test_eventbus_refuses_answers_it_cannot_publish(items: Any) -> None:
-    door = EventBus(EventBusSettings(node=NODE))
     counters = Counters()
-    door.bus = cast(Bus, SimpleNamespace(counters=counters))
+    door = EventBus(EventBusSettings(node=NODE), cast(Bus, SimpleNamespace(counters=counters)))
     answer = Envelope(node=NODE, src="devicetwin", group=Group.BUS, op=Op.UPDATE, body={"publish": items})
     assert not door.on_answers(answer, "")  # nothing to publish
     assert counters.get("refused") == (len(items) if isinstance(items, list) else 1)

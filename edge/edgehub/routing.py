@@ -1,0 +1,200 @@
+"""EdgeHub's decisions: envelopes in, what to publish and what to keep out. No threads, no bus, no clock.
+
+The state is the outbox (outbox.py: what the node must tell the cloud, on disk until the
+cloud acknowledges it; this module's store, as MetaManager's store is MetaManager's),
+whether the cloud link is up, and the queries passed up (runtime/queries.py). hub.py runs
+it on the bus's handler thread, with ``now`` from the monotonic clock; its sender thread
+drains the outbox and its keepalive thread sends what ``keepalive()`` makes.
+
+- Down: only what is for this node; an answer goes to the module that asked or settles an
+  outbox entry; the rest goes by group to the module that owns it.
+- Up: answers, queries and keepalives go straight up while the link is there (the cloud
+  resends what it does not hear back about, and a query has a caller waiting with its own
+  timeout); everything else goes into the outbox.
+- The link: the bridge says when the cloud link comes and goes; the node's modules are told
+  (retained), and the cloud hears a hello at once, which starts the node's session there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.edgehub.outbox import Outbox
+from edge.storage import DiskGuard, is_disk_full
+from runtime.counters import Counters
+from runtime.queries import DIRECT_OPS, QueryMemory
+from schemas import kinds, topics
+from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
+from schemas.link import BodyError, Keepalive, LinkChange
+
+log = logging.getLogger(__name__)
+
+MODULE = "edgehub"
+ROUTES = {
+    Group.RESOURCE: "metamanager",
+    Group.META: "metamanager",
+    Group.TWIN: "devicetwin",
+    Group.BUS: "eventbus",
+    Group.USER: "eventbus",
+}
+
+
+def coalesce_key(envelope: Envelope) -> str | None:
+    """State entries coalesce per object: a newer status of the same pod replaces the unsent older one."""
+    if envelope.res is not None and envelope.res.kind in kinds.STATE_KINDS and envelope.op in (Op.UPDATE, Op.PATCH):
+        return str(envelope.res)
+    return None
+
+
+@dataclass
+class Routed:
+    """What one decision asks the hub to do."""
+
+    sends: list[Send | RawSend] = field(default_factory=list)
+    """To publish now, as a handler's answer."""
+    announce: list[Send] = field(default_factory=list)
+    """The cloud-link announcement to the node's modules: published retained."""
+    acked: str | None = None
+    """The outbox entry the cloud just acknowledged: no longer in flight."""
+    queued: bool = False
+    """The outbox has a new entry for the sender."""
+    link: bool | None = None
+    """The link just came up (True) or went down (False): the sender starts over from the oldest entry."""
+
+
+class EdgeRouter:
+    def __init__(self, node: str, outbox: Outbox, guard: DiskGuard, counters: Counters, max_size: int) -> None:
+        self.node = node
+        self.outbox = outbox
+        self.guard = guard
+        self.counters = counters
+        self.max_size = max_size
+        self.link_up = False
+        self.queries = QueryMemory()
+
+    def _envelope(self, group: Group, op: Op, body: Any = None) -> Envelope:
+        return Envelope(node=self.node, src=MODULE, group=group, op=op, body=body)
+
+    # -- downstream ------------------------------------------------------------------------
+
+    def from_cloud(self, envelope: Envelope, now: float) -> Routed:
+        if envelope.node != self.node:
+            self.counters.inc("wrong_node")
+            log.warning("dropped %s for node %s arriving at node %s", envelope.id, envelope.node, self.node)
+            return Routed()
+        asker = self.queries.asker(envelope, now)
+        if asker is not None:
+            return Routed([Send(topics.inbox(topics.Side.EDGE, asker), envelope)])
+        if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
+            if self.outbox.remove(envelope.parent):
+                self.counters.inc("upstream_acked")
+                if envelope.op == Op.ERROR:
+                    log.warning("the cloud refused upstream entry %s: %s", envelope.parent, envelope.body)
+                return Routed(acked=envelope.parent)
+            if envelope.group == Group.HUB:  # an answer to EdgeHub itself: to a keepalive
+                if envelope.op == Op.ERROR:
+                    log.warning("the cloud refused keepalive %s: %s", envelope.parent, envelope.body)
+                return Routed()
+        module = ROUTES.get(envelope.group)
+        if module is None:  # group hub, and not an answer: no edge module takes it
+            self.counters.inc("refused")
+            log.warning("dropped %s %s %s from the cloud: no edge module takes it", envelope.id,
+                        envelope.group.value, envelope.op.value)
+            return Routed()
+        return Routed([Send(topics.from_cloud(module), envelope)])
+
+    # -- upstream --------------------------------------------------------------------------
+
+    def from_module(self, envelope: Envelope, now: float) -> Routed:
+        if envelope.node != self.node:
+            self.counters.inc("wrong_node")
+            log.warning("module %s tried to send %s as node %s; this is %s", envelope.src, envelope.id,
+                        envelope.node, self.node)
+            return self._refuse(envelope, 400, f"this node is {self.node}, not {envelope.node}")
+        if envelope.op in DIRECT_OPS:
+            if not self.link_up:
+                self.counters.inc("dropped_offline")
+                if envelope.op == Op.QUERY:  # its asker need not wait out its timeout
+                    return self._refuse(envelope, 503, "the cloud link is down")
+                return Routed()
+            if envelope.op == Op.QUERY:
+                self.queries.remember(envelope, now)
+            self.counters.inc("sent_direct")
+            return Routed([Send(topics.link_up(self.node), envelope)])
+        try:
+            payload = envelope.encode(self.max_size)
+        except EnvelopeError as exc:  # re-encoded larger than it arrived (msgpack float32 becomes float64)
+            self.counters.inc("refused")
+            return self._refuse(envelope, 413, exc.reason)
+        key = coalesce_key(envelope)
+        evicted = self.outbox.evicted
+        try:
+            self.guard.check()
+            self.outbox.add(envelope.id, payload, key)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            return self._disk_full(envelope, payload, key, str(exc))
+        self.counters.inc("outbox_added")
+        if self.outbox.evicted > evicted:
+            self.counters.inc("outbox_evicted", self.outbox.evicted - evicted)
+        return Routed(queued=True)
+
+    def _disk_full(self, envelope: Envelope, payload: bytes, key: str | None, reason: str) -> Routed:
+        """The outbox cannot take the entry. A state report (node, pod or device status) still goes up
+        while the link is there, without the outbox: a newer one replaces it anyway, and it is how the
+        cloud learns of the DiskPressure. Anything else is refused to its sender, which keeps it."""
+        if key is not None and self.link_up:
+            self.counters.inc("sent_undurable")
+            return Routed([RawSend(topics.link_up(self.node), payload)])
+        self.counters.inc("disk_full")
+        return self._refuse(envelope, 507, reason)
+
+    @staticmethod
+    def _refuse(envelope: Envelope, code: int, reason: str) -> Routed:
+        return Routed([Send(topics.inbox(topics.Side.EDGE, envelope.src), envelope.error(MODULE, code, reason))])
+
+    def keepalive(self) -> Send | None:
+        """A keepalive for the cloud while the link is up; the outbox size rides along, so that the cloud can
+        show what the node still has to say."""
+        if not self.link_up:
+            return None
+        return Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE,
+                                                              Keepalive(self.outbox.count()).as_body()))
+
+    # -- the link --------------------------------------------------------------------------
+
+    def from_bridge(self, envelope: Envelope) -> Routed:
+        """The bridge's link state (retained on the node's link-state topic)."""
+        try:
+            change = LinkChange.parse(envelope.body)
+            change.check_op(envelope.op)
+        except BodyError as exc:
+            self.counters.inc("refused")
+            log.warning("refused link state %s from %s: %s", envelope.id, envelope.src, exc)
+            return Routed()
+        return self.link_changed(envelope.op == Op.CONNECTED, change.reason)
+
+    def starting(self) -> Routed:
+        """Until the bridge says otherwise, the cloud is away; the node's modules are told so at once, since a
+        retained announcement from before a restart may say the opposite."""
+        return self.link_changed(False, "starting", announce=True)
+
+    def link_changed(self, up: bool, reason: str, *, announce: bool = False) -> Routed:
+        changed = up != self.link_up
+        self.link_up = up
+        routed = Routed(link=up if changed else None)
+        if changed and up:  # say hello at once: the cloud starts this node's session on the first thing it hears
+            routed.sends.append(Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE)))
+        if changed or announce:
+            log.info("cloud link %s (%s); outbox holds %d entries", "up" if up else "down", reason,
+                     self.outbox.count())
+            routed.announce.append(Send(topics.cloud_link(), self._envelope(
+                Group.HUB, Op.CONNECTED if up else Op.DISCONNECTED, LinkChange(reason).as_body())))
+        return routed
+
+    def report(self) -> dict[str, Any]:
+        """For status queries and metrics: what the outbox holds."""
+        return {"outbox_size": self.outbox.count(), "link_up": self.link_up}
