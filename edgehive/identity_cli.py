@@ -153,8 +153,7 @@ def status_main(args: argparse.Namespace) -> int:
     return 0 if problem is None else 1
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    init = commands.add_parser("init", help="set up the cloud: cluster CA, broker certificate, CRDs (idempotent)")
+def add_init_arguments(init: argparse.ArgumentParser) -> None:
     init.add_argument("--kubeconfig", type=Path, help="the cluster (default: in-cluster)")
     init.add_argument("--broker-name", action="append", default=[], metavar="DNS:NAME|IP:ADDR",
                       help="a name edge nodes reach the cloud by (repeatable); localhost and 127.0.0.1 always")
@@ -163,12 +162,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     init.add_argument("--out", type=Path, default=Path("edgehive-cloud"), help="where to write the cloud's files")
     init.set_defaults(func=init_main)
 
-    gettoken = commands.add_parser("gettoken", help="print a join token for one edge node")
+
+def add_gettoken_arguments(gettoken: argparse.ArgumentParser) -> None:
     gettoken.add_argument("--kubeconfig", type=Path)
     gettoken.add_argument("--ttl", type=duration, default=3600.0, help="how long it is valid (default 1h)")
     gettoken.set_defaults(func=gettoken_main)
 
-    join_parser = commands.add_parser("join", help="give this edge node its identity from the cloud")
+
+def add_join_arguments(join_parser: argparse.ArgumentParser) -> None:
     join_parser.add_argument("--cloud", required=True, metavar="HOST:PORT", help="the cloud's join endpoint")
     join_parser.add_argument("--token", required=True, help="what edgehive gettoken printed")
     join_parser.add_argument("--node", required=True, help="this node's name")
@@ -178,17 +179,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              help="the cloud broker as this node reaches it (default: what the join endpoint says)")
     join_parser.set_defaults(func=join_main)
 
-    status_parser = commands.add_parser("status", help="every edge node: ready, link, last keepalive, queues, "
-                                                       "outbox, pods")
+
+def add_status_arguments(status_parser: argparse.ArgumentParser) -> None:
     settings.add_arguments(status_parser, StatusSettings)
     status_parser.set_defaults(func=status_main)
 
-    renew_parser = commands.add_parser("renew", help="replace this node's certificate before it expires")
+
+def add_renew_arguments(renew_parser: argparse.ArgumentParser) -> None:
     renew_parser.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"))
     renew_parser.add_argument("--cloud", metavar="HOST:PORT", help="the join endpoint (default: the one joined)")
     renew_parser.set_defaults(func=renew_main)
 
-    node = commands.add_parser("node", help="the nodes that joined: list, revoke")
+
+def add_node_arguments(node: argparse.ArgumentParser) -> None:
     actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="nodes and their certificates")
     listing.add_argument("--kubeconfig", type=Path)

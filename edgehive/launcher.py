@@ -71,7 +71,7 @@ def _safe(probe: Callable[[], bool]) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: if the supervisor is killed outright, the kernel sends us SIGTERM.
 
     Children run in their own session (so a terminal's Ctrl-C reaches only the supervisor);
@@ -110,7 +110,7 @@ class Supervisor:
         # the children in order instead of racing them.
         child.proc = subprocess.Popen(child.argv, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
                                       stdin=subprocess.DEVNULL, start_new_session=True,
-                                      preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, no locks
+                                      preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl, no locks
         if output is not None:
             output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()

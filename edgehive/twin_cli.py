@@ -83,8 +83,7 @@ def twin_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    twin = commands.add_parser("twin", help="a device's twin: get its desired and reported values, or set desired")
+def add_arguments(twin: argparse.ArgumentParser) -> None:
     actions = twin.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("get", "desired and reported values"), ("set", "set desired values")):
         sub = actions.add_parser(action, help=text)

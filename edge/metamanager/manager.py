@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from edge.metamanager.store import MetaStore, Outcome, Stored
+from edge.metamanager.objectstore import ObjectStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Send
@@ -58,7 +58,7 @@ def _item(stored: Stored, with_object: bool) -> ListedItem:
 
 
 class MetaManager:
-    def __init__(self, store: MetaStore, node: str | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(self, store: ObjectStore, node: str | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.store = store
         self.node = node
         """This node's name; with it, envelopes about another node are refused (None: not checked)."""

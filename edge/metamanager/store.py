@@ -3,47 +3,25 @@
 KubeEdge writes whatever arrives last; a message delayed on the link could then
 overwrite a newer object with an older one. Here a write applies only when its
 resourceVersion is newer than the stored one (or the object was recreated with a
-new UID), so duplicates and reordering leave the store as it should be.
+new UID), so duplicates and reordering leave the store as it should be. The rule and
+the interface MetaManager uses are in edge.metamanager.objectstore.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import msgpack
 from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
 
+from edge.metamanager.objectstore import Outcome, Stored, newer, should_replace, uid_of
 from edge.storage import integrity_ok, open_database
-from schemas.resource import ResourceKey, newer_version
+from schemas.resource import ResourceKey
 
-
-class Outcome(Enum):
-    APPLIED = "applied"
-    STALE = "stale"  # not newer than what is stored: acknowledged, not applied
-    DELETED = "deleted"
-    ABSENT = "absent"  # delete of something we do not hold (or hold under another UID)
-
-
-@dataclass(frozen=True)
-class Stored:
-    key: ResourceKey
-    rv: str
-    uid: str | None
-    obj: Any
-
-
-def newer(incoming: str | None, stored: str | None) -> bool:
-    """Kubernetes resourceVersions are opaque, but etcd's are integers: compare them as such when they are."""
-    if stored is None:
-        return True
-    if incoming is None:
-        return False
-    return newer_version(incoming, stored)
+__all__ = ["MIGRATIONS", "MetaStore", "Outcome", "Stored", "newer"]  # the types and the rule stay importable here
 
 
 def _migration_1(db: SqliteDatabase) -> None:
@@ -88,10 +66,10 @@ class MetaStore:
 
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
         """Store ``obj`` unless what is stored is as new or newer (call inside ``transaction()`` for batches)."""
-        uid = _uid(obj)
+        uid = uid_of(obj)
         with self.db.atomic():
             row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
-            if row is not None and not newer(rv, row[0]) and (uid is None or uid == row[1]):
+            if row is not None and not should_replace(row[0], row[1], rv, uid):
                 return Outcome.STALE
             self.db.execute_sql(
                 "INSERT OR REPLACE INTO resource (key, kind, namespace, rv, uid, value, updated_ms) "
@@ -101,7 +79,7 @@ class MetaStore:
         return Outcome.APPLIED
 
     def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
-        """Remove ``key``; with a UID, only if the stored object has that UID (a recreated one stays)."""
+        """Remove ``key``; with a UID, only if the stored object has that UID or none (a recreated one stays)."""
         with self.db.atomic():
             if uid is None:
                 cursor = self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
@@ -135,14 +113,6 @@ class MetaStore:
 
     def count(self) -> int:
         return int(self._model.select().count())
-
-
-def _uid(obj: Any) -> str | None:
-    if isinstance(obj, dict):
-        meta = obj.get("metadata")
-        if isinstance(meta, dict) and isinstance(meta.get("uid"), str):
-            return str(meta["uid"])
-    return None
 
 
 def _stored(row: Any) -> Stored:

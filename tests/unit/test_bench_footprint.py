@@ -4,15 +4,8 @@ import os
 
 import pytest
 
-from edgehive.bench_footprint import (
-    EDGE_PROCESSES,
-    Memory,
-    classify,
-    parent_pid,
-    parse_smaps_rollup,
-    read_memory,
-    settled,
-)
+from edgehive.bench.footprint import EDGE_PROCESSES, classify, settled
+from edgehive.bench.procfs import Memory, parent_pid, parse_smaps_rollup, read_memory
 
 ROLLUP = """\
 555f71e57000-7ffc5f93a000 ---p 00000000 00:00 0                          [rollup]

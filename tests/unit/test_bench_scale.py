@@ -1,30 +1,25 @@
-"""The scale bench's pure parts: its small MQTT codec, a simulated node's answers, and the bench's arithmetic."""
+"""The scale bench's pure parts: its small MQTT codec, a simulated node's answers (MetaManager's own, over the
+in-memory store), and the bench's arithmetic."""
 
 import asyncio
 
 import pytest
 
-from edgehive.bench_scale import (
+from edgehive.bench.mqtt311 import (
     CONNECT,
     PUBLISH,
-    Note,
-    SimNode,
-    busy_cores,
-    configmap_key,
     connect_packet,
-    cpu_seconds,
     encode_length,
-    match_latencies,
     parse_publish,
     puback_packet,
     publish_packet,
-    ratio,
     read_packet,
-    request_counts,
-    resynced_at,
-    rollup_kb,
     subscribe_packet,
 )
+from edgehive.bench.procfs import busy_cores, cpu_seconds, parse_smaps_rollup
+from edgehive.bench.scale_cloud import request_counts
+from edgehive.bench.scale_report import match_latencies, ratio, resynced_at
+from edgehive.bench.simnode import Note, SimNode, configmap_key
 from schemas import kinds
 from schemas.envelope import Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
@@ -37,6 +32,12 @@ def _pod(rv: str, uid: str = "u-1", name: str = "sim-0007-p0") -> Envelope:
     body = {"metadata": {"name": name, "namespace": "scale", "uid": uid, "resourceVersion": rv}, "spec": {}}
     return Envelope(node=NODE, src="edgecontroller", group=Group.RESOURCE, op=Op.INSERT,
                     res=ResourceKey("scale", kinds.POD, name), rv=rv, body=body)
+
+
+def _held(node: SimNode, key: ResourceKey = POD) -> tuple[str, str, str | None] | None:
+    """(kind, resourceVersion, UID) of what the node's store holds under ``key``."""
+    stored = node.store.get(key)
+    return None if stored is None else (stored.key.kind, stored.rv, stored.uid)
 
 
 def _listing(kind: str, after: str = "", limit: int = 500) -> Envelope:
@@ -117,7 +118,7 @@ def test_an_object_is_stored_and_acknowledged_with_its_message_id() -> None:
     assert reply.res == POD
     assert reply.body == {"outcome": "applied"}
     assert note == Note("got", str(POD), "10", "applied")
-    assert node.store[str(POD)] == (kinds.POD, "10", "u-1")
+    assert _held(node) == (kinds.POD, "10", "u-1")
 
 
 def test_an_older_or_equal_version_is_acknowledged_as_stale_and_not_applied() -> None:
@@ -128,9 +129,11 @@ def test_an_older_or_equal_version_is_acknowledged_as_stale_and_not_applied() ->
         assert replies[0].body == {"outcome": "stale"}
         assert note is not None
         assert note.outcome == "stale"
-    assert node.store[str(POD)][1] == "10"
+    held = _held(node)
+    assert held is not None
+    assert held[1] == "10"
     node.on_down(_pod("9", uid="u-2"))  # the same name recreated: another UID wins whatever its version
-    assert node.store[str(POD)] == (kinds.POD, "9", "u-2")
+    assert _held(node) == (kinds.POD, "9", "u-2")
 
 
 def test_a_delete_naming_another_uid_leaves_the_object() -> None:
@@ -139,9 +142,9 @@ def test_a_delete_naming_another_uid_leaves_the_object() -> None:
     delete = Envelope(node=NODE, src="edgecontroller", group=Group.RESOURCE, op=Op.DELETE, res=POD, rv="11",
                       body={"metadata": {"name": POD.name, "namespace": "scale", "uid": "u-other"}})
     assert node.on_down(delete)[0][0].body == {"outcome": "absent"}
-    assert str(POD) in node.store
+    assert _held(node) is not None
     assert node.on_down(delete.with_body({"metadata": {"uid": "u-1"}}))[0][0].body == {"outcome": "deleted"}
-    assert str(POD) not in node.store
+    assert _held(node) is None
 
 
 def test_an_object_whose_metadata_names_another_key_is_refused_with_400() -> None:
@@ -154,7 +157,7 @@ def test_an_object_whose_metadata_names_another_key_is_refused_with_400() -> Non
     assert replies[0].body["code"] == 400
     assert note is not None
     assert note.what == "refused"
-    assert not node.store
+    assert node.store.count() == 0
 
 
 def test_another_nodes_envelope_is_dropped_without_an_answer() -> None:
@@ -272,9 +275,10 @@ def test_cpu_seconds_from_a_stat_line_whose_name_holds_spaces_and_parentheses() 
 
 def test_rollup_gives_rss_and_pss() -> None:
     text = "55f-7ff ---p 00000000 00:00 0 [rollup]\nRss:   31624 kB\nPss:   12218 kB\nPss_Anon:  8100 kB\n"
-    assert rollup_kb(text) == (31624, 12218)
+    memory = parse_smaps_rollup(text)
+    assert (memory.rss_kb, memory.pss_kb) == (31624, 12218)
     with pytest.raises(ValueError, match="not a smaps_rollup"):
-        rollup_kb("VmRSS: 1 kB\n")
+        parse_smaps_rollup("VmRSS: 1 kB\n")
 
 
 def test_busy_cores_counts_everything_but_idle_and_iowait(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,18 +1,45 @@
-"""MetaManager's store and EdgeHub's outbox on real SQLite files."""
+"""MetaManager's stores (SQLite on real files, and in memory: the same behaviour tests for both) and EdgeHub's
+outbox on real SQLite files."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from edge.edgehub.outbox import Outbox
 from edge.edgehub.routing import coalesce_key
 from edge.metamanager.manager import MetaManager
+from edge.metamanager.memorystore import MemoryStore
+from edge.metamanager.objectstore import ObjectStore
 from edge.metamanager.store import MetaStore, Outcome, newer
 from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
 
 KEY = ResourceKey("default", "configmap", "c")
+AnyStore = MetaStore | MemoryStore
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], AnyStore]]:
+    """Makes an empty store of either kind; SQLite ones are closed after the test."""
+    opened: list[MetaStore] = []
+
+    def make() -> AnyStore:
+        if request.param == "memory":
+            return MemoryStore()
+        opened.append(MetaStore(tmp_path / f"m{len(opened)}.db"))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 def cm(uid: str = "u1", data: str = "x") -> dict[str, object]:
@@ -27,28 +54,96 @@ def test_resource_versions() -> None:
     assert newer("1", None)
 
 
-def test_store_applies_only_newer_and_survives_reopen(tmp_path: Path) -> None:
-    store = MetaStore(tmp_path / "m.db")
+def _apply_newer_only(store: ObjectStore) -> None:
     assert store.upsert(KEY, "5", cm(data="five")) == Outcome.APPLIED
     assert store.upsert(KEY, "5", cm(data="again")) == Outcome.STALE
     assert store.upsert(KEY, "4", cm(data="older")) == Outcome.STALE
     assert store.upsert(KEY, "3", cm(uid="u2", data="recreated")) == Outcome.APPLIED  # new UID wins
     assert store.delete(KEY, "u1") == Outcome.ABSENT  # the old incarnation's delete
-    store.close()
-    store = MetaStore(tmp_path / "m.db")
+
+
+def _holds_the_recreated_one_then_deletes_it(store: ObjectStore) -> None:
     stored = store.get(KEY)
     assert stored is not None
     assert stored.obj["data"] == {"k": "recreated"}
-    assert store.integrity_ok()
-    with sqlite3.connect(tmp_path / "m.db") as raw:
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
     assert store.delete(KEY, "u2") == Outcome.DELETED
     assert store.get(KEY) is None
 
 
-def test_pages(tmp_path: Path) -> None:
+def test_store_applies_only_newer(new_store: Callable[[], AnyStore]) -> None:
+    store = new_store()
+    _apply_newer_only(store)
+    _holds_the_recreated_one_then_deletes_it(store)
+
+
+def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
     store = MetaStore(tmp_path / "m.db")
+    _apply_newer_only(store)
+    store.close()
+    store = MetaStore(tmp_path / "m.db")
+    assert store.integrity_ok()
+    with sqlite3.connect(tmp_path / "m.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    _holds_the_recreated_one_then_deletes_it(store)
+
+
+def test_a_delete_without_a_uid_or_of_an_object_without_one_removes_it(new_store: Callable[[], AnyStore]) -> None:
+    store = new_store()
+    store.upsert(KEY, "1", cm())
+    assert store.delete(KEY, None) == Outcome.DELETED
+    assert store.delete(KEY, None) == Outcome.ABSENT
+    store.upsert(KEY, "1", {"metadata": {"name": "c", "namespace": "default"}})
+    assert store.delete(KEY, "any") == Outcome.DELETED
+
+
+def test_what_was_stored_or_read_is_a_copy(new_store: Callable[[], AnyStore]) -> None:
+    store = new_store()
+    obj = cm()
+    store.upsert(KEY, "1", obj)
+    obj["data"] = {"k": "changed after the write"}
+    read = store.get(KEY)
+    assert read is not None
+    read.obj["data"]["k"] = "changed after the read"
+    again = store.get(KEY)
+    assert again is not None
+    assert again.obj["data"] == {"k": "x"}
+
+
+def _fails_after(store: ObjectStore, *writes: Callable[[], object]) -> None:
+    """A transaction that writes, then raises."""
+    with store.transaction():
+        for write in writes:
+            write()
+        raise Boom
+
+
+def test_a_transaction_that_raises_is_undone_alone(new_store: Callable[[], AnyStore]) -> None:
+    store = new_store()
+    other = ResourceKey("default", "secret", "s")
+    store.upsert(KEY, "1", cm())
+    with store.transaction():
+        store.upsert(other, "1", {"metadata": {"name": "s", "namespace": "default"}})
+        with pytest.raises(Boom):
+            _fails_after(store, lambda: store.upsert(KEY, "2", cm(data="two")), lambda: store.delete(other, None))
+    kept = store.get(KEY)
+    assert kept is not None
+    assert (kept.rv, kept.obj["data"]) == ("1", {"k": "x"})
+    assert store.get(other) is not None
+
+    def nested() -> None:
+        with store.transaction():
+            store.upsert(KEY, "3", cm(data="three"))
+
+    with pytest.raises(Boom):
+        _fails_after(store, nested)  # the outer one fails after the inner one succeeded: both undone
+    undone = store.get(KEY)
+    assert undone is not None
+    assert undone.rv == "1"
+
+
+def test_pages(new_store: Callable[[], AnyStore]) -> None:
+    store = new_store()
     for i in range(25):
         key = ResourceKey("default", "configmap", f"c{i:02d}")
         store.upsert(key, "1", {"metadata": {"name": key.name, "namespace": "default"}})
@@ -60,8 +155,8 @@ def test_pages(tmp_path: Path) -> None:
     assert store.count() == 26
 
 
-def test_manager_acks_forwards_and_refuses(tmp_path: Path) -> None:
-    manager = MetaManager(MetaStore(tmp_path / "m.db"))
+def test_manager_acks_forwards_and_refuses(new_store: Callable[[], AnyStore]) -> None:
+    manager = MetaManager(new_store())
     insert = Envelope(node="edge-1", src="cloudhub", group=Group.RESOURCE, op=Op.INSERT, res=KEY, rv="3", body=cm())
     sends = manager.on_cloud(insert)
     assert [s.topic for s in sends] == ["edgehive/edge/edged", "edgehive/edge/to-cloud"]

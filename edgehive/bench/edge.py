@@ -14,10 +14,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,20 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.embedded import BrokerSettings
-from broker.launch import broker_argv, wait_ready
-from broker.passwords import set_password
-from edgehive.bench import BenchError, _free_port, _percentiles, _process, bench_workdir, watch_envelopes
+from edgehive.bench.harness import (
+    BenchError,
+    bench_workdir,
+    percentiles,
+    progress_printer,
+    wait_link,
+    wait_status,
+    wait_until,
+    watch_envelopes,
+)
+from edgehive.bench.system import IMAGE, NODE, EdgeProcesses, Podman, require_podman, start_brokers, start_podman
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
 from schemas.resource import ResourceKey
-
-NODE = "bench-edge"
-CLOUD_PW, NODE_PW = "bench-cloud", "bench-node"
-BUSYBOX_ROOTFS = Path(os.environ.get("EDGEHIVE_CACHE", "/opt/edgehive")) / "images" / "busybox-rootfs.tar"
-IMAGE = "localhost/busybox:latest"
 
 
 @dataclass
@@ -179,143 +178,81 @@ def _pod_envelope(name: str) -> Envelope:
                     res=ResourceKey("bench", "pod", name), rv="1", body=_pod(name))
 
 
-class _EdgeProcesses:
-    def __init__(self, work: Path, edge_url: BrokerUrl, podman_url: str) -> None:
-        self.work = work
-        self.edge_url = edge_url
-        self.podman_url = podman_url
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, with_edged: bool = True) -> None:
-        common = ["--node", NODE, "--broker", str(self.edge_url)]
-        argvs = [
-            ["edge.edgehub", "--outbox", str(self.work / "outbox.db")],
-            ["edge.metamanager", "--db", str(self.work / "meta.db")],
-        ]
-        if with_edged:
-            argvs.append(["edge.edged", "--podman-url", self.podman_url, "--data-dir", str(self.work / "edged")])
-            argvs.append(["edge.devicetwin", "--db", str(self.work / "devicetwin.db")])
-            argvs.append(["edge.eventbus"])
-        for module, *extra in argvs:
-            log = (self.work / f"{module}.log").open("ab")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", module, *common, *extra], stdout=log,
-                                               stderr=subprocess.STDOUT))
-            log.close()
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs = []
-
-
 def bench_edge(objects: int = 1000, pods: int = 20, restore_pods: int = 10, progress: bool = True,
                broker: str = "amqtt") -> EdgeReport:
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench edge: {text}", file=sys.stderr, flush=True)
-
-    podman_bin = shutil.which("podman")
-    if podman_bin is None or not BUSYBOX_ROOTFS.is_file():
-        raise BenchError("bench edge needs podman and the busybox image: run scripts/setup first")
+    say = progress_printer("edge", progress)
+    require_podman()
     with ExitStack() as stack:
         work = bench_workdir(stack, "ehbe-")
         say(f"working in {work}")
-        passwd = work / "passwd"
-        set_password(passwd, "cloud", CLOUD_PW)
-        set_password(passwd, NODE, NODE_PW)
-        cloud_port, edge_port = _free_port(), _free_port()
-        for sub in ("cloud", "edge"):
-            (work / sub).mkdir()
         say("starting brokers, bridge and a private podman service")
-        stack.enter_context(_process(broker_argv(broker, BrokerSettings(
-            listen=(f"127.0.0.1:{cloud_port}",), password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
-        stack.enter_context(_process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
-                                                 work / "edge"), work / "edge.log"))
-        cloud_url = BrokerUrl("127.0.0.1", cloud_port, username="cloud", password=CLOUD_PW)
-        edge_url = BrokerUrl("127.0.0.1", edge_port)
-        if not (wait_ready(cloud_url, 20) and wait_ready(edge_url, 20)):
-            raise BenchError(f"bench edge: brokers did not start; see {work}")
-        flags = ["--root", str(work / "pm/root"), "--runroot", str(work / "pm/run"), "--tmpdir", str(work / "pm/tmp")]
-        subprocess.run([podman_bin, *flags, "import", "--quiet", "--change", 'CMD ["/bin/sh"]', str(BUSYBOX_ROOTFS),
-                        IMAGE], check=True, capture_output=True)
-        podman_sock = work / "podman.sock"
-        stack.enter_context(_process([podman_bin, *flags, "system", "service", "--time=0", f"unix://{podman_sock}"],
-                                     work / "podman.log"))
-        stack.callback(lambda: subprocess.run([podman_bin, *flags, "system", "reset", "--force"],
-                                              capture_output=True, check=False))
-        stack.callback(lambda: subprocess.run([podman_bin, *flags, "pod", "rm", "--all", "--force", "--time", "0"],
-                                              capture_output=True, check=False))
-        bridge_argv = [sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
-                       "--cloud", f"mqtt://{NODE}:{NODE_PW}@127.0.0.1:{cloud_port}"]
-        bridge = stack.enter_context(_Restartable(bridge_argv, work / "bridge.log"))
-        cloud = _Cloud(cloud_url)
+        brokers = start_brokers(stack, work, broker)
+        podman = start_podman(stack, work)
+        bridge = stack.enter_context(_Restartable(brokers.bridge_argv(), work / "bridge.log"))
+        cloud = _Cloud(brokers.cloud)
         stack.callback(cloud.close)
-        _wait_link(edge_url, up=True)
+        wait_link(brokers.edge, NODE, up=True)
 
         say(f"baseline: {objects} ConfigMaps answered by an echo client on the edge broker")
-        echo = _Echo(edge_url)
+        echo = _Echo(brokers.edge)
         baseline_rate, _ = _measure(cloud, _configmaps(objects, "echo"))
         _, baseline_lat = _measure(cloud, _configmaps(2 * LATENCY_RATE, "echo-lat"), LATENCY_RATE)
         echo.close()
 
-        edge = _EdgeProcesses(work, edge_url, f"unix://{podman_sock}")
+        edge = EdgeProcesses(work, brokers.edge, podman.url)
         stack.callback(edge.stop)
         edge.start()
-        _wait_status(edge_url, ("edgehub", "metamanager", "edged"))
+        wait_status(brokers.edge, ("edgehub", "metamanager", "edged"))
         say(f"commits: {objects} ConfigMaps through EdgeHub and MetaManager")
         commit_rate, _ = _measure(cloud, _configmaps(objects, "cm"))
         say(f"latency: {2 * LATENCY_RATE} ConfigMaps at {LATENCY_RATE}/s, each path")
         _, commit_lat = _measure(cloud, _configmaps(2 * LATENCY_RATE, "cm-lat"), LATENCY_RATE)
 
         say(f"pod start: {pods} pods, one after another")
-        starts = []
-        started: list[Envelope] = []
-        for i in range(pods):
-            name = f"start-{i}"
-            envelope = _pod_envelope(name)
-            sent = cloud.send(envelope)
-            started.append(envelope)
-            cloud.wait(lambda n=name: n in cloud.running, 60, f"pod {name} Running")
-            starts.append((cloud.running[name] - sent) / 1e9)
-        for envelope in started:
-            cloud.send(Envelope(node=NODE, src="cloudhub", group=Group.RESOURCE, op=Op.DELETE, res=envelope.res,
-                                body={"metadata": envelope.body["metadata"]}))
-        deadline = time.monotonic() + 120
-        while _running_containers(podman_bin, flags) > 0:
-            if time.monotonic() > deadline:
-                raise BenchError("bench edge: deleted pods were still running after 120 s")
-            time.sleep(0.1)
-
+        starts = _pod_starts(cloud, podman, pods)
         say(f"offline restore: {restore_pods} pods, link cut, edge processes stopped, containers removed")
-        names = [f"restore-{i}" for i in range(restore_pods)]
-        for name in names:
-            cloud.send(_pod_envelope(name))
-        cloud.wait(lambda: all(n in cloud.running for n in names), 120, "the restore pods Running")
-        bridge.stop()
-        _wait_link(edge_url, up=False)
-        edge.stop()
-        subprocess.run([podman_bin, *flags, "pod", "rm", "--all", "--force", "--time", "0"], check=True,
-                       capture_output=True)
-        t0 = time.monotonic()
-        edge.start()
-        expected = len(names)
-        while _running_containers(podman_bin, flags) < expected:
-            if time.monotonic() - t0 > 120:
-                raise BenchError("bench edge: pods were not restored within 120 s")
-            time.sleep(0.05)
-        restore = time.monotonic() - t0
-    start_p = {k: round(v / 1000, 3) for k, v in _percentiles([int(s * 1e9) for s in starts]).items()}
+        restore = _offline_restore(cloud, podman, bridge, edge, brokers.edge, restore_pods)
+    start_p = {k: round(v / 1000, 3) for k, v in percentiles([int(s * 1e9) for s in starts]).items()}
     return EdgeReport(
         broker=broker, objects=objects, commit_per_s=round(commit_rate, 1), baseline_per_s=round(baseline_rate, 1),
-        ratio=round(commit_rate / baseline_rate, 3), ack_latency_ms=_percentiles(commit_lat),
-        baseline_latency_ms=_percentiles(baseline_lat), pod_start_s=start_p, offline_restore_s=round(restore, 2),
+        ratio=round(commit_rate / baseline_rate, 3), ack_latency_ms=percentiles(commit_lat),
+        baseline_latency_ms=percentiles(baseline_lat), pod_start_s=start_p, offline_restore_s=round(restore, 2),
     )
+
+
+def _pod_starts(cloud: _Cloud, podman: Podman, pods: int) -> list[float]:
+    """Seconds from each pod's envelope to its Running status, one pod after another; then the pods deleted."""
+    starts = []
+    started: list[Envelope] = []
+    for i in range(pods):
+        name = f"start-{i}"
+        envelope = _pod_envelope(name)
+        sent = cloud.send(envelope)
+        started.append(envelope)
+        cloud.wait(lambda n=name: n in cloud.running, 60, f"pod {name} Running")
+        starts.append((cloud.running[name] - sent) / 1e9)
+    for envelope in started:
+        cloud.send(Envelope(node=NODE, src="cloudhub", group=Group.RESOURCE, op=Op.DELETE, res=envelope.res,
+                            body={"metadata": envelope.body["metadata"]}))
+    wait_until(lambda: podman.running_containers() == 0, 120, "the deleted pods to stop", poll=0.1)
+    return starts
+
+
+def _offline_restore(cloud: _Cloud, podman: Podman, bridge: _Restartable, edge: EdgeProcesses, edge_url: BrokerUrl,
+                     count: int) -> float:
+    """Seconds from starting the edge processes again, after a reboot without the link, until all pods run."""
+    names = [f"restore-{i}" for i in range(count)]
+    for name in names:
+        cloud.send(_pod_envelope(name))
+    cloud.wait(lambda: all(n in cloud.running for n in names), 120, "the restore pods Running")
+    bridge.stop()
+    wait_link(edge_url, NODE, up=False)
+    edge.stop()
+    podman.remove_pods(check=True)
+    t0 = time.monotonic()
+    edge.start()
+    wait_until(lambda: podman.running_containers() >= count, 120, "the pods to be restored")
+    return time.monotonic() - t0
 
 
 class _Restartable:
@@ -335,51 +272,6 @@ class _Restartable:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _running_containers(podman_bin: str, flags: list[str]) -> int:
-    out = subprocess.run([podman_bin, *flags, "ps", "--filter", "label=io.edgehive.container", "--format", "{{.ID}}"],
-                         capture_output=True, text=True, check=False).stdout
-    return len(out.split())
-
-
-def _watch(edge_url: BrokerUrl, topic: str, accept: Any, timeout: float, what: str) -> None:
-    done = threading.Event()
-
-    def on_message(incoming: Incoming) -> None:
-        incoming.ack()
-        try:
-            if accept(incoming.topic, decode(incoming.payload)):
-                done.set()
-        except EnvelopeError:
-            pass
-
-    watch = Connection(ConnectionSettings(url=edge_url, client_id=f"bench-watch-{uuid.uuid4().hex[:6]}"),
-                       name="bench-watch")
-    watch.subscribe(topic)
-    watch.on_message(on_message)
-    watch.start()
-    try:
-        if not done.wait(timeout):
-            raise BenchError(f"bench edge: timed out waiting for {what}")
-    finally:
-        watch.close(drain_timeout=0)
-
-
-def _wait_link(edge_url: BrokerUrl, up: bool) -> None:
-    _watch(edge_url, topics.link_state(NODE), lambda _t, e: (e.op == Op.CONNECTED) == up, 30,
-           f"the link to be {'up' if up else 'down'}")
-
-
-def _wait_status(edge_url: BrokerUrl, components: tuple[str, ...]) -> None:
-    seen: set[str] = set()
-
-    def accept(topic: str, envelope: Envelope) -> bool:
-        if (envelope.body or {}).get("state") == "up":
-            seen.add(topic.rsplit("/", 1)[-1])
-        return seen >= set(components)
-
-    _watch(edge_url, topics.all_status(), accept, 60, f"{', '.join(components)} to report up")
 
 
 def print_report(report: EdgeReport, as_json: bool) -> None:

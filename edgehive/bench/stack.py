@@ -23,7 +23,7 @@ from pathlib import Path
 
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
-from edgehive.bench import BenchError, _free_port, _process
+from edgehive.bench.harness import BenchError, free_port, process, progress_printer
 from edgehive.compose import IMAGES, ComposeError, ComposeStack, missing_images, podman
 from runtime.healthfile import check
 from runtime.url import BrokerUrl
@@ -61,12 +61,12 @@ def _wait_up(health_file: Path, t0: float, timeout: float, what: str) -> float:
 
 def _component_starts(work: Path, runs: int) -> tuple[float, float]:
     """Median seconds to up: (container, host process)."""
-    port = _free_port()
+    port = free_port()
     settings = BrokerSettings(listen=(f"127.0.0.1:{port}",))
     (work / "broker").mkdir()
     container_times: list[float] = []
     host_times: list[float] = []
-    with _process(broker_argv("mosquitto", settings, work / "broker"), work / "broker.log"):
+    with process(broker_argv("mosquitto", settings, work / "broker"), work / "broker.log"):
         if not wait_ready(BrokerUrl("127.0.0.1", port), 20):
             raise BenchError(f"bench: the broker did not start; see {work}/broker.log")
         for i in range(runs):
@@ -100,10 +100,7 @@ def _component_starts(work: Path, runs: int) -> tuple[float, float]:
 
 
 def bench_stack(runs: int = 3, progress: bool = True) -> StackReport:
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench stack: {text}", file=sys.stderr, flush=True)
-
+    say = progress_printer("stack", progress)
     missing = missing_images()
     if missing:
         raise BenchError(f"bench: images {', '.join(missing)} are missing; build them with scripts/images")

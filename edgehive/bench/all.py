@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgehive import bench, bench_cloud, bench_edge, bench_footprint, bench_scale, bench_stack, bench_twin
+from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, twin
+from edgehive.bench.harness import BenchError
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,23 @@ def _r(value: Any, digits: int = 2) -> str:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("link", lambda p: bench.bench_link("mosquitto", 5000, 1000, progress=p), bench.print_report,
+    Scenario("link", lambda p: link.bench_link("mosquitto", 5000, 1000, progress=p), link.print_report,
              lambda r: f"bridge/baseline throughput {_r(r.ratio)}, added p50 {_r(r.added_latency_ms['p50'], 1)} ms"),
-    Scenario("edge", lambda p: bench_edge.bench_edge(progress=p), bench_edge.print_report,
+    Scenario("edge", lambda p: edge.bench_edge(progress=p), edge.print_report,
              lambda r: f"{_r(r.commit_per_s, 0)} commits/s, ratio {_r(r.ratio)}, offline restore "
                        f"{_r(r.offline_restore_s, 1)} s"),
-    Scenario("cloud", lambda p: bench_cloud.bench_cloud(progress=p), bench_cloud.print_report,
+    Scenario("cloud", lambda p: cloud.bench_cloud(progress=p), cloud.print_report,
              lambda r: f"{_r(r.edge_commit_per_s, 0)} objects/s to the edge, ratio {_r(r.ratio)} to raw creates"),
-    Scenario("twin", lambda p: bench_twin.bench_twin(progress=p), bench_twin.print_report,
+    Scenario("twin", lambda p: twin.bench_twin(progress=p), twin.print_report,
              lambda r: f"{_r(r.edge_updates_per_s, 0)} updates/s, ratio {_r(r.ratio)}, "
                        f"to the API p99 {_r(r.to_apiserver_ms['p99'], 0)} ms"),
-    Scenario("stack", lambda p: bench_stack.bench_stack(progress=p), bench_stack.print_report,
+    Scenario("stack", lambda p: stack.bench_stack(progress=p), stack.print_report,
              lambda r: f"image {_r(r.image_mb, 1)} MB, start ratio {_r(r.start_ratio)}, stack healthy "
                        f"{_r(r.stack_healthy_s, 1)} s"),
-    Scenario("scale", lambda p: bench_scale.bench_scale(progress=p), bench_scale.print_report,
+    Scenario("scale", lambda p: scale.bench_scale(progress=p), scale_report.print_report,
              lambda r: f"{r.nodes} nodes: cloud {_r(r.cloud_cpu_cores)} cores, {_r(r.cloud_kb_per_node, 1)} KB/node, "
                        f"herd p99 {_r(r.herd_p99_ms, 0)} ms, resynced in {_r(r.herd_resync_s, 1)} s"),
-    Scenario("footprint", lambda p: bench_footprint.bench_footprint(progress=p), bench_footprint.print_report,
+    Scenario("footprint", lambda p: footprint.bench_footprint(progress=p), footprint.print_report,
              lambda r: f"edge PSS {_r(r.edge_pss_mb, 1)} MB (distinct pages {_r(r.edge_distinct_mb, 1)} MB; "
                        "goal <= 150)"),
 )
@@ -62,7 +63,7 @@ def bench_all(only: Sequence[str] = (), progress: bool = True) -> tuple[dict[str
     """Run the chosen scenarios (all by default); returns the JSON report and the summary rows."""
     unknown = set(only) - {s.key for s in SCENARIOS}
     if unknown:
-        raise bench.BenchError(f"no scenario {', '.join(sorted(unknown))}; there are "
+        raise BenchError(f"no scenario {', '.join(sorted(unknown))}; there are "
                                f"{', '.join(s.key for s in SCENARIOS)}")
     report: dict[str, Any] = {}
     rows: list[tuple[str, str, float]] = []
@@ -74,7 +75,7 @@ def bench_all(only: Sequence[str] = (), progress: bool = True) -> tuple[dict[str
         start = time.monotonic()
         try:
             result = scenario.run(progress)
-        except bench.BenchError as exc:
+        except BenchError as exc:
             report[scenario.key] = {"error": str(exc)}
             rows.append((scenario.key, f"FAILED: {exc}", time.monotonic() - start))
             continue

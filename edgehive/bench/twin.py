@@ -11,15 +11,14 @@ the API server.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from edgehive.bench import BenchError, _percentiles
-from edgehive.bench_cloud import NAMESPACE, NODE, _wait, start_system
+from edgehive.bench.harness import BenchError, percentiles, progress_printer, wait_until
+from edgehive.bench.system import NAMESPACE, NODE, System, start_system
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
@@ -135,10 +134,7 @@ def _device(name: str) -> dict[str, Any]:
 
 
 def bench_twin(updates: int = 5000, broker: str = "amqtt", progress: bool = True) -> TwinReport:
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench twin: {text}", file=sys.stderr, flush=True)
-
+    say = progress_printer("twin", progress)
     baseline: dict[str, float] = {}
 
     def measure_baseline(edge_url: BrokerUrl) -> None:
@@ -154,16 +150,16 @@ def bench_twin(updates: int = 5000, broker: str = "amqtt", progress: bool = True
     with ExitStack() as stack:
         system = start_system(stack, broker, say, before_edge=measure_baseline)
         custom = system.kube.custom
-        _wait(lambda: _crds_established(system.kube), 60, "the devices.kubeedge.io CRDs")
+        wait_until(lambda: _crds_established(system.kube), 60, "the devices.kubeedge.io CRDs")
         group, version = "devices.kubeedge.io", "v1beta1"
-        _wait(lambda: bool(custom.create_namespaced_custom_object(group, version, NAMESPACE, "devicemodels",
+        wait_until(lambda: bool(custom.create_namespaced_custom_object(group, version, NAMESPACE, "devicemodels",
                                                                   _model())), 30, "the DeviceModel")
         for i in range(DEVICES):
             custom.create_namespaced_custom_object(group, version, NAMESPACE, "devices", _device(f"dev-{i}"))
         devices = _Devices(system.edge_url, "bench-devices")
         stack.callback(devices.close)
         say("waiting for the devices to reach the node")
-        _wait(lambda: _all_members(devices), 60, "the devices to become members of the node")
+        wait_until(lambda: _all_members(devices), 60, "the devices to become members of the node")
         say(f"edge: {updates} updates through EventBus and DeviceTwin")
         edge_rate = devices.run(updates)
 
@@ -171,7 +167,7 @@ def bench_twin(updates: int = 5000, broker: str = "amqtt", progress: bool = True
         latencies = _to_apiserver(system, devices)
     return TwinReport(broker=broker, updates=updates, edge_updates_per_s=round(edge_rate, 1),
                       baseline_per_s=round(baseline["rate"], 1), ratio=round(edge_rate / baseline["rate"], 3),
-                      to_apiserver_ms=_percentiles(latencies))
+                      to_apiserver_ms=percentiles(latencies))
 
 
 def _crds_established(kube: Any) -> bool:
@@ -191,7 +187,7 @@ def _all_members(devices: _Devices) -> bool:
     return True
 
 
-def _to_apiserver(system: Any, devices: _Devices, seconds: float = 5.0) -> list[int]:
+def _to_apiserver(system: System, devices: _Devices, seconds: float = 5.0) -> list[int]:
     """Publish p0 values at RATE/s to dev-0; poll its status and time each value's first appearance."""
     sent: dict[str, int] = {}
     seen: dict[str, int] = {}
@@ -220,7 +216,7 @@ def _to_apiserver(system: Any, devices: _Devices, seconds: float = 5.0) -> list[
         devices.connection.publish(topics.device(NAMESPACE, "dev-0", "twin/update"),
                                    _update(f"l{i}", {"p0": value}))
     last = f"7{count - 1}.5"
-    _wait(lambda: last in seen, 30, "the last value in the Device status")
+    wait_until(lambda: last in seen, 30, "the last value in the Device status")
     stop.set()
     poller.join(timeout=5)
     return [seen[v] - t for v, t in sent.items() if v in seen]

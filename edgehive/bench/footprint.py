@@ -39,8 +39,9 @@ from types import TracebackType
 from typing import Any
 
 from cloud.kube import Kube
-from edgehive.bench import BenchError, _free_port, bench_workdir
-from edgehive.launcher import _die_with_parent
+from edgehive.bench.harness import BenchError, bench_workdir, free_port, progress_printer, wait_until
+from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
+from edgehive.launcher import die_with_parent
 from edgehive.localcluster import APISERVER_BIN
 
 NODE = "edge-1"
@@ -55,7 +56,6 @@ SETTLE_WINDOW = 5
 """Consecutive one-second samples whose total RSS must agree before the node counts as idle."""
 SETTLE_TOLERANCE_KB = 1024
 SETTLE_TIMEOUT_S = 90.0
-_ROLLUP_LINE = re.compile(r"^(\w+):\s+(\d+) kB$")
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ")
 _PFN_MASK = (1 << 55) - 1
 _PRESENT = 1 << 63
@@ -83,28 +83,7 @@ class FootprintReport:
     goal_mb: float = GOAL_MB
 
 
-@dataclass(frozen=True)
-class Memory:
-    """One process's ``smaps_rollup`` figures, in kB (KiB, as the kernel writes them)."""
-
-    pss_kb: int
-    rss_kb: int
-    anon_pss_kb: int
-
-
 # -- pure parts (unit-tested) -------------------------------------------------------------------------------------
-
-
-def parse_smaps_rollup(text: str) -> Memory:
-    """Reads the rollup's ``Name: N kB`` lines; a kernel without ``Pss_Anon`` (< 5.7) reads as 0 for it."""
-    fields: dict[str, int] = {}
-    for line in text.splitlines():
-        match = _ROLLUP_LINE.match(line.strip())
-        if match:
-            fields[match.group(1)] = int(match.group(2))
-    if "Pss" not in fields or "Rss" not in fields:
-        raise ValueError("no Pss/Rss lines: not a smaps_rollup")
-    return Memory(pss_kb=fields["Pss"], rss_kb=fields["Rss"], anon_pss_kb=fields.get("Pss_Anon", 0))
 
 
 def _option(argv: Sequence[str], flag: str) -> str | None:
@@ -135,11 +114,6 @@ def classify(cmdline: Sequence[str], edge_listen: str) -> str | None:
     return EDGE_COMPONENTS.get(module)
 
 
-def parent_pid(stat: str) -> int:
-    """From ``/proc/PID/stat``; the command name in parentheses may itself hold spaces and parentheses."""
-    return int(stat[stat.rindex(")") + 2:].split()[1])
-
-
 def settled(samples: Sequence[int], window: int = SETTLE_WINDOW, tolerance_kb: int = SETTLE_TOLERANCE_KB) -> bool:
     """Idle means the last ``window`` totals lie within the tolerance of each other (1 MB or 1 %)."""
     if len(samples) < window:
@@ -153,44 +127,6 @@ def settled(samples: Sequence[int], window: int = SETTLE_WINDOW, tolerance_kb: i
 
 def _mb(kb: float) -> float:
     return round(kb / 1024, 1)
-
-
-def read_memory(pid: int) -> Memory:
-    try:
-        return parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
-    except OSError as exc:  # a component that died (and was restarted) under the measurement spoils it
-        raise BenchError(f"bench footprint: process {pid} went away while being measured ({exc})") from exc
-
-
-def _cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-
-
-def _stat_after_name(pid: int) -> list[str]:
-    """``/proc/PID/stat`` from the state on (field 3): the name before it may hold spaces and parentheses."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2:].split()
-
-
-def _start_time(pid: int) -> str:
-    """Tells a process from a later one that reuses its PID (field 22 of stat)."""
-    return _stat_after_name(pid)[19]
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                children.setdefault(parent_pid((entry / "stat").read_text()), []).append(int(entry.name))
-            except (OSError, ValueError):
-                continue  # exited while we looked
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _resident_pages(pid: int) -> set[int]:
@@ -234,22 +170,25 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait(probe: Callable[[], Any], timeout: float, what: str, alive: subprocess.Popen[bytes] | None = None,
-          log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait(probe: Callable[[], Any], timeout: float, what: str, up: _Up) -> None:
+    """Until ``probe()`` is true while ``edgehive up`` runs; a probe that raises is not ready yet (the API server
+    not up, a file half-written)."""
+
+    def ready() -> bool:
+        if up.proc.poll() is not None:
+            return True
         try:
-            result = probe()
-        except Exception:  # a probe's failure (API not up yet, a file half-written) is what we wait out
-            result = None
-        if result:
-            return result
-        if alive is not None and alive.poll() is not None:
-            raise BenchError(f"bench footprint: edgehive up exited with status {alive.returncode} while waiting "
-                             f"for {what}; see {log} (EDGEHIVE_BENCH_KEEP=1 keeps it)")
-        time.sleep(0.2)
-    raise BenchError(f"bench footprint: timed out after {timeout:.0f} s waiting for {what}"
-                     + (f"; see {log} (EDGEHIVE_BENCH_KEEP=1 keeps it)" if log else ""))
+            return bool(probe())
+        except Exception:
+            return False
+
+    try:
+        wait_until(ready, timeout, what, poll=0.2)
+    except BenchError as exc:
+        raise BenchError(f"bench footprint: {exc}; see {up.log} (EDGEHIVE_BENCH_KEEP=1 keeps it)") from None
+    if up.proc.poll() is not None:
+        raise BenchError(f"bench footprint: edgehive up exited with status {up.proc.returncode} while waiting "
+                         f"for {what}; see {up.log} (EDGEHIVE_BENCH_KEEP=1 keeps it)")
 
 
 def _all_healthy(state: Path) -> bool:
@@ -289,16 +228,16 @@ class _Up:
         with self.log.open("wb") as out:
             # If the bench is killed outright, the kernel stops edgehive up, which stops its children.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl
+                                         preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl
         self.seen: dict[int, str] = {}  # every descendant we ever saw, pid -> start time
 
     def processes(self) -> dict[str, list[int]]:
         """Descendants by edge-process name (``podman`` included); also remembers them for the final check."""
         found: dict[str, list[int]] = {}
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants(self.proc.pid):
             try:
-                self.seen.setdefault(pid, _start_time(pid))
-                name = classify(_cmdline(pid), self.edge_listen)
+                self.seen.setdefault(pid, start_time(pid))
+                name = classify(cmdline(pid), self.edge_listen)
             except (OSError, ValueError):
                 continue
             if name is not None:
@@ -328,7 +267,7 @@ class _Up:
         alive = []
         for pid, started in self.seen.items():
             try:
-                fields = _stat_after_name(pid)
+                fields = stat_fields(Path(f"/proc/{pid}/stat").read_text())
             except OSError:
                 continue
             if fields[19] == started and fields[0] != "Z":  # a zombie is gone, only not yet reaped
@@ -375,52 +314,62 @@ def _baseline() -> Memory:
 
 
 def _free_ports() -> dict[str, int]:
-    ports = {name: _free_port() for name in ("cloud", "edge", "apiserver")}
+    ports = {name: free_port() for name in ("cloud", "edge", "apiserver")}
     for _ in range(50):
-        etcd = _free_port()
+        etcd = free_port()
         if not _port_in_use(etcd + 1) and etcd + 1 not in ports.values():  # etcd's peer port is the next one
             ports["etcd"] = etcd
             return ports
     raise BenchError("bench footprint: found no free pair of ports for etcd")
 
 
-def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench footprint: {text}", file=sys.stderr, flush=True)
-
-    started = time.monotonic()
+def _require_parts() -> str:
+    """The podman binary; BenchError when a part ``edgehive up`` runs is missing."""
     podman = shutil.which("podman")
     if podman is None or shutil.which("etcd") is None or not os.access(APISERVER_BIN, os.X_OK):
         raise BenchError("bench footprint needs podman, etcd and kube-apiserver: run scripts/setup first")
     if subprocess.run([podman, "image", "exists", IMAGE], check=False).returncode != 0:
         raise BenchError(f"bench footprint needs the image {IMAGE}: run scripts/setup first")
+    return podman
+
+
+def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str], None]) -> _Up:
+    """``edgehive up`` with every child healthy; when ``stack`` closes, it is stopped and checked to have left no
+    process and no pod of ``namespace`` behind."""
+    work = bench_workdir(stack, "ehfp-")
+    say(f"edgehive up in {work}")
+    up = _Up(work / "state", _free_ports())
+
+    def teardown(exc_type: type[BaseException] | None, _exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
+        say("stopping edgehive up")
+        left = up.stop()
+        stray = _podman_pods(podman, namespace)
+        if stray:
+            subprocess.run([podman, "pod", "rm", "--force", "--time", "0", *stray], capture_output=True,
+                           check=False)
+        if (left or stray) and exc_type is None:  # a failure already on its way says more
+            raise BenchError(f"bench footprint: {len(left)} processes outlived edgehive up (killed) and "
+                             f"{len(stray)} pods were left in podman (removed); see {up.log}")
+
+    stack.push(teardown)
+    _wait(lambda: _all_healthy(up.state), 180, "every child of edgehive up healthy", up)
+    return up
+
+
+def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
+    say = progress_printer("footprint", progress)
+    started = time.monotonic()
+    podman = _require_parts()
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
-        work = bench_workdir(stack, "ehfp-")
-        say(f"edgehive up in {work}")
-        up = _Up(work / "state", _free_ports())
-
-        def teardown(exc_type: type[BaseException] | None, _exc: BaseException | None,
-                     _tb: TracebackType | None) -> None:
-            say("stopping edgehive up")
-            left = up.stop()
-            stray = _podman_pods(podman, namespace)
-            if stray:
-                subprocess.run([podman, "pod", "rm", "--force", "--time", "0", *stray], capture_output=True,
-                               check=False)
-            if (left or stray) and exc_type is None:  # a failure already on its way says more
-                raise BenchError(f"bench footprint: {len(left)} processes outlived edgehive up (killed) and "
-                                 f"{len(stray)} pods were left in podman (removed); see {up.log}")
-
-        stack.push(teardown)
-        _wait(lambda: _all_healthy(up.state), 180, "every child of edgehive up healthy", up.proc, up.log)
+        up = _start_up(stack, podman, namespace, say)
         kubeconfig = up.state / "apiserver" / "kubeconfig"
         kube = Kube.connect(str(kubeconfig))
         stack.callback(kube.close)
         core = kube.core  # the bench is a Kubernetes client like kubectl
         _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in core.read_node(NODE).status.conditions),
-              90, f"{NODE} Ready", up.proc, up.log)
+              90, f"{NODE} Ready", up)
         ready_s = time.monotonic() - started
 
         say(f"{pods} pods on {NODE} in namespace {namespace}")
@@ -428,7 +377,7 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         t0 = time.monotonic()
         for i in range(pods):
             core.create_namespaced_pod(namespace, _pod_manifest(f"idle-{i}"))
-        _wait(lambda: _all_running(core, namespace, pods), 60 + 10 * pods, f"{pods} pods Running", up.proc, up.log)
+        _wait(lambda: _all_running(core, namespace, pods), 60 + 10 * pods, f"{pods} pods Running", up)
         pods_running_s = time.monotonic() - t0
 
         pids = _edge_pids(up)
@@ -442,7 +391,7 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         say("deleting the pods")
         for i in range(pods):
             core.delete_namespaced_pod(f"idle-{i}", namespace)
-        _wait(lambda: not _podman_pods(podman, namespace), 120, "the pods gone from podman", up.proc, up.log)
+        _wait(lambda: not _podman_pods(podman, namespace), 120, "the pods gone from podman", up)
     edge_pss = sum(m.pss_kb for m in memory.values())
     return FootprintReport(
         pods=pods,

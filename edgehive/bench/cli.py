@@ -1,0 +1,139 @@
+"""The ``edgehive bench SCENARIO`` subcommands: their arguments here, each scenario imported only when it runs.
+
+The scenarios import whole systems (the kubernetes client, podman helpers, amqtt); a scenario's own run is
+the only one that pays for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from broker.launch import KINDS
+from edgehive.bench.harness import BenchError
+
+R = TypeVar("R")
+
+
+def _run_bench(measure: Callable[[], R], report: Callable[[R, bool], None], as_json: bool) -> int:
+    """Every benchmark the same way: a BenchError is one line on stderr and status 1."""
+    try:
+        result = measure()
+    except BenchError as exc:
+        print(f"edgehive bench: {exc}", file=sys.stderr)
+        return 1
+    report(result, as_json)
+    return 0
+
+
+def _link(args: argparse.Namespace) -> int:
+    from edgehive.bench import link  # noqa: PLC0415 (a scenario is loaded when it runs)
+
+    return _run_bench(lambda: link.bench_link(args.broker, args.messages, args.rate, progress=not args.json),
+                      link.print_report, args.json)
+
+
+def _edge(args: argparse.Namespace) -> int:
+    from edgehive.bench import edge  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: edge.bench_edge(args.objects, args.pods, args.restore_pods, progress=not args.json,
+                                              broker=args.broker),
+                      edge.print_report, args.json)
+
+
+def _cloud(args: argparse.Namespace) -> int:
+    from edgehive.bench import cloud  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: cloud.bench_cloud(args.objects, args.pods, args.broker, progress=not args.json),
+                      cloud.print_report, args.json)
+
+
+def _twin(args: argparse.Namespace) -> int:
+    from edgehive.bench import twin  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: twin.bench_twin(args.updates, args.broker, progress=not args.json),
+                      twin.print_report, args.json)
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from edgehive.bench import stack  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: stack.bench_stack(args.runs, progress=not args.json), stack.print_report, args.json)
+
+
+def _footprint(args: argparse.Namespace) -> int:
+    from edgehive.bench import footprint  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=not args.json),
+                      footprint.print_report, args.json)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from edgehive.bench import scale, scale_report  # noqa: PLC0415 (as above)
+
+    # Progress always (on stderr; the JSON is alone on stdout): the run takes 10 minutes and more.
+    return _run_bench(lambda: scale.bench_scale(args.nodes, args.pods_per_node, args.broker, progress=True),
+                      scale_report.print_report, args.json)
+
+
+def _all(args: argparse.Namespace) -> int:
+    from edgehive.bench import all as every  # noqa: PLC0415 (as above)
+    try:
+        report, rows = every.bench_all([k for k in args.only.split(",") if k], progress=not args.json)
+    except BenchError as exc:
+        print(f"edgehive bench all: {exc}", file=sys.stderr)
+        return 1
+    every.write_report(report, rows, args.out, args.json)
+    return 1 if any("error" in value for value in report.values()) else 0
+
+
+def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
+    scenarios = bench_parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    link = scenarios.add_parser("link", help="the bridge: throughput ratio and added latency")
+    link.add_argument("--broker", choices=KINDS, default="amqtt")
+    link.add_argument("--messages", type=int, default=5000, help="messages per throughput run (default 5000)")
+    link.add_argument("--rate", type=int, default=1000, help="msg/s for the latency runs (default 1000)")
+    link.add_argument("--json", action="store_true", help="print one JSON object")
+    link.set_defaults(func=_link)
+    edge = scenarios.add_parser("edge", help="an edge node: commits/s, pod start, offline restore")
+    edge.add_argument("--broker", choices=KINDS, default="amqtt")
+    edge.add_argument("--objects", type=int, default=1000)
+    edge.add_argument("--pods", type=int, default=20)
+    edge.add_argument("--restore-pods", type=int, default=10)
+    edge.add_argument("--json", action="store_true", help="print one JSON object")
+    edge.set_defaults(func=_edge)
+    cloud = scenarios.add_parser("cloud", help="API server to edge: commit rate against raw creates, pod start")
+    cloud.add_argument("--broker", choices=KINDS, default="amqtt")
+    cloud.add_argument("--objects", type=int, default=1000)
+    cloud.add_argument("--pods", type=int, default=20)
+    cloud.add_argument("--json", action="store_true", help="print one JSON object")
+    cloud.set_defaults(func=_cloud)
+    twin = scenarios.add_parser("twin", help="device updates through EventBus and DeviceTwin, and to the API server")
+    twin.add_argument("--broker", choices=KINDS, default="amqtt")
+    twin.add_argument("--updates", type=int, default=5000)
+    twin.add_argument("--json", action="store_true", help="print one JSON object")
+    twin.set_defaults(func=_twin)
+    stack = scenarios.add_parser("stack", help="image size, one component container's start, compose stack "
+                                               "to healthy")
+    stack.add_argument("--runs", type=int, default=3, help="component starts to take the median of")
+    stack.add_argument("--json", action="store_true", help="print one JSON object")
+    stack.set_defaults(func=_stack)
+    footprint = scenarios.add_parser("footprint", help="PSS of one idle edge node's processes (edgehive up, N pods)")
+    footprint.add_argument("--pods", type=int, default=10, help="pods running on the node while idle (default 10)")
+    footprint.add_argument("--json", action="store_true", help="print one JSON object")
+    footprint.set_defaults(func=_footprint)
+    scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "
+                                               "memory per node, a thundering herd's latency and resync time")
+    scale.add_argument("--nodes", type=int, default=1000, help="simulated edge nodes (default 1000)")
+    scale.add_argument("--pods-per-node", type=int, default=10, help="pods bound to each node (default 10)")
+    scale.add_argument("--broker", choices=KINDS, default="mosquitto")
+    scale.add_argument("--json", action="store_true", help="print one JSON object")
+    scale.set_defaults(func=_scale)
+    every = scenarios.add_parser("all", help="every scenario above, one JSON report and a summary table")
+    every.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    every.add_argument("--out", type=Path, default=Path("edgehive-bench.json"), help="where to write the JSON report")
+    every.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
+    every.set_defaults(func=_all)

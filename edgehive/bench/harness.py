@@ -1,0 +1,238 @@
+"""What the benchmarks share: their error, work directory, child processes, waits, MQTT watchers and figures.
+
+Every scenario module (link, edge, cloud, twin, stack, footprint, scale) builds on these and on
+nothing private of another scenario; a figure measured two ways would not compare.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgehive.localcluster import LocalApiServer
+from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.url import BrokerUrl
+from schemas import topics
+from schemas.envelope import Envelope, EnvelopeError, Op, decode
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run; the message says which part failed and where its logs are."""
+
+
+def progress_printer(scenario: str, enabled: bool) -> Callable[[str], None]:
+    """``say(text)``: a progress line on stderr (stdout is the report's), or nothing when not ``enabled``."""
+
+    def say(text: str) -> None:
+        if enabled:
+            print(f"bench {scenario}: {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def bench_workdir(stack: ExitStack, prefix: str) -> Path:
+    """A fresh directory under /tmp for a benchmark's logs and state, removed when ``stack`` closes unless
+    EDGEHIVE_BENCH_KEEP is set (to keep the logs for a look afterwards)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if not os.environ.get("EDGEHIVE_BENCH_KEEP"):
+        stack.callback(shutil.rmtree, work, True)
+    return work
+
+
+def bench_apiserver(stack: ExitStack, work: Path) -> LocalApiServer:
+    """A local API server in ``work`` on free ports, its etcd data in /dev/shm (removed when ``stack`` closes):
+    not yet prepared or started."""
+    local = LocalApiServer(work / "apiserver", port=free_port(), etcd_port=free_port(),
+                           etcd_peer_port=free_port(), etcd_data=Path("/dev/shm") / work.name)
+    stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
+    return local
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` running with its output in ``log``; terminated (killed after 10 s) when the block ends."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *,
+               progress: Callable[[], str] | None = None, say: Callable[[str], None] | None = None,
+               every: float = 5.0, poll: float = 0.05) -> float:
+    """Seconds until ``predicate()``; BenchError after ``timeout`` (with the last ``progress()``, which is also
+    said every ``every`` seconds while waiting)."""
+    start = time.monotonic()
+    next_note = start + every
+    while not predicate():
+        now = time.monotonic()
+        if now - start > timeout:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}"
+                             + (f" ({progress()})" if progress else ""))
+        if progress is not None and say is not None and now >= next_note:
+            say(f"  {now - start:5.0f} s: {progress()}")
+            next_note = now + every
+        time.sleep(poll)
+    return time.monotonic() - start
+
+
+def percentiles(latencies_ns: list[int]) -> dict[str, float]:
+    """p50 and p99 in milliseconds."""
+    ordered = sorted(latencies_ns)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6, 3)
+
+    return {"p50": pick(0.50), "p99": pick(0.99)}
+
+
+# -- MQTT: watching what the components say, and the raw broker rate ---------------------------------------------
+
+def connect(url: BrokerUrl, name: str, window: int = 100) -> Connection:
+    """A client of the bench's own, not started."""
+    return Connection(ConnectionSettings(url=url, client_id=f"bench-{name}", window=window), name=name)
+
+
+def watch_envelopes(url: BrokerUrl, client_id: str, topic_filter: str, on_envelope: Callable[[Envelope, int], None],
+                    what: str, *, window: int = 100, clock: Callable[[], int] = time.perf_counter_ns) -> Connection:
+    """A connection that hands each envelope on ``topic_filter`` to ``on_envelope`` with the moment it arrived
+    (``clock``); what does not decode is skipped. BenchError names ``what`` when the broker cannot be reached."""
+
+    def on_message(incoming: Incoming) -> None:
+        now = clock()
+        incoming.ack()
+        try:
+            envelope = decode(incoming.payload)
+        except EnvelopeError:
+            return
+        on_envelope(envelope, now)
+
+    connection = Connection(ConnectionSettings(url=url, client_id=client_id, window=window), name=client_id)
+    connection.subscribe(topic_filter)
+    connection.on_message(on_message)
+    connection.start()
+    if not connection.wait_connected(20):
+        connection.close(drain_timeout=0)
+        raise BenchError(f"cannot connect to {url} to watch {what}")
+    return connection
+
+
+def wait_for_envelope(url: BrokerUrl, topic_filter: str, accept: Callable[[Envelope], bool], timeout: float,
+                      what: str) -> None:
+    """Until an envelope on ``topic_filter`` is ``accept``-ed (retained ones count); BenchError after ``timeout``."""
+    done = threading.Event()
+
+    def on_envelope(envelope: Envelope, _at: int) -> None:
+        if accept(envelope):
+            done.set()
+
+    watch = watch_envelopes(url, f"bench-watch-{os.urandom(3).hex()}", topic_filter, on_envelope, what)
+    try:
+        if not done.wait(timeout):
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    finally:
+        watch.close(drain_timeout=0)
+
+
+def wait_status(url: BrokerUrl, components: tuple[str, ...], timeout: float = 60) -> None:
+    """Until every one of ``components`` has said ``up`` in its retained status on the broker at ``url``."""
+    seen: set[str] = set()
+
+    def accept(envelope: Envelope) -> bool:
+        if isinstance(envelope.body, dict) and envelope.body.get("state") == "up":
+            seen.add(envelope.src)  # a status envelope's src is its component (runtime.component)
+        return seen >= set(components)
+
+    wait_for_envelope(url, topics.all_status(), accept, timeout, f"{', '.join(components)} to report up")
+
+
+def wait_link(url: BrokerUrl, node: str, up: bool, timeout: float = 30) -> None:
+    """Until the bridge of ``node`` says, on the edge broker at ``url``, that its link is up (or down)."""
+    wait_for_envelope(url, topics.link_state(node), lambda e: (e.op == Op.CONNECTED) == up, timeout,
+                      f"the bridge to report the link {'up' if up else 'down'}")
+
+
+class _Receiver:
+    """Counts arrivals and records one-way latency from the timestamp in each payload."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.latencies_ns: list[int] = []
+        self.done = threading.Event()
+        self.last_ns = 0
+
+    def __call__(self, message: Incoming) -> None:
+        now = time.perf_counter_ns()
+        sent = struct.unpack(">q", message.payload[:8])[0]
+        self.latencies_ns.append(now - sent)
+        self.count += 1
+        self.last_ns = now
+        message.ack()
+        if self.count >= self.expected:
+            self.done.set()
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path for QoS 1 messages: published to one broker, received from another (or the same)."""
+
+    label: str
+    publish_to: BrokerUrl
+    receive_from: BrokerUrl
+    topic: str
+
+
+def run_path(route: Route, count: int, rate: float | None) -> tuple[float, list[int]]:
+    """Send ``count`` messages (flat out, or paced at ``rate``/s); return (msgs/s, latencies in ns)."""
+    label, topic = route.label, route.topic
+    receiver = _Receiver(count)
+    sub = connect(route.receive_from, f"{label}-sub")
+    sub.subscribe(topic)
+    sub.on_message(receiver)
+    pub = connect(route.publish_to, f"{label}-pub")
+    sub.start()
+    pub.start()
+    try:
+        if not (sub.wait_connected(15) and pub.wait_connected(15)):
+            raise BenchError(f"bench: could not connect to the brokers for {label}")
+        padding = b"x" * 200
+        start = time.perf_counter_ns()
+        for i in range(count):
+            if rate is not None:
+                due = start + int(i * 1e9 / rate)
+                while (now := time.perf_counter_ns()) < due:
+                    time.sleep(min(0.001, (due - now) / 1e9))
+            pub.publish(topic, struct.pack(">q", time.perf_counter_ns()) + padding)
+        if not receiver.done.wait(120):
+            raise BenchError(f"bench: {label} received {receiver.count} of {count} messages in 120 s")
+        elapsed = (receiver.last_ns - start) / 1e9
+        return count / elapsed, receiver.latencies_ns
+    finally:
+        pub.close(drain_timeout=1)
+        sub.close(drain_timeout=1)

@@ -1,0 +1,257 @@
+"""The simulator process of ``bench scale``: many simulated nodes (edgehive.bench.simnode) on one asyncio loop.
+
+Each node keeps one MQTT connection to the cloud broker as its bridge would (client id
+``edgehive-bridge-<node>``, persistent session, 10 s keepalive, a will on its up topic), through the small
+client in edgehive.bench.mqtt311. The bench starts one such process per 250 nodes and drives them all at
+once: ``python -m edgehive.bench.simulator --host H --port P --first I --count N`` reads commands (connect,
+drop, stats ID, quit) on stdin and writes JSON events on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import IO, Any
+
+from broker.bridge import link_state
+from edgehive.bench.mqtt311 import (
+    CONNACK,
+    PINGREQ_PACKET,
+    PUBLISH,
+    SUBACK,
+    Publish,
+    connect_packet,
+    parse_publish,
+    puback_packet,
+    publish_packet,
+    read_packet,
+    subscribe_packet,
+)
+from edgehive.bench.simnode import KEEPALIVE_S, MQTT_KEEPALIVE_S, RECONNECT_MAX_S, STATUS_S, Note, SimNode, node_name
+from runtime.backoff import Backoff
+from schemas import kinds, topics
+from schemas.envelope import Envelope, EnvelopeError, decode
+
+
+class _Link:
+    """One node's connection to the cloud broker."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.ready = False  # CONNACK and SUBACK seen: as the bridge, only then is the link up
+        self.last_write = time.monotonic()
+        self._packet_id = 1  # 1 is the SUBSCRIBE's
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        self.last_write = time.monotonic()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._packet_id = self._packet_id % 65535 + 1
+        self.send(publish_packet(topic, payload, self._packet_id))
+
+    def abort(self) -> None:
+        """Close the socket without DISCONNECT: the broker publishes the will, as for a cut link."""
+        self.writer.transport.abort()
+
+
+class Simulator:
+    """The nodes ``names`` on the broker at ``host:port``; commands on stdin, events as JSON lines on ``out``.
+
+    Events: ``["c", node, t]`` link up, ``["d", node, t, why]`` link lost, ``["r", node, t]`` registration
+    answered, ``["g", node, key, rv, outcome, t]`` an object stored, ``["l", node, kind, t]`` a listing's last
+    page answered, ``["stats", id, counters]``. ``t`` is CLOCK_MONOTONIC in ns, the same clock in every process.
+    """
+
+    def __init__(self, host: str, port: int, names: Iterable[str], out: IO[str], seed: int = 0) -> None:
+        self.host, self.port, self.out = host, port, out
+        self.nodes = {name: SimNode(name) for name in names}
+        self.links: dict[str, _Link] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.next_status: dict[str, float] = {}
+        self.next_keepalive: dict[str, float] = {}
+        self.counters: Counter[str] = Counter()
+        self.rng = random.Random(seed)
+        self._lines: list[str] = []
+
+    def emit(self, *fields: Any) -> None:
+        self._lines.append(json.dumps(fields, separators=(",", ":")))
+
+    def flush(self) -> None:
+        if self._lines:
+            self.out.write("\n".join(self._lines) + "\n")
+            self.out.flush()
+            self._lines.clear()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        commands: asyncio.Queue[str] = asyncio.Queue()
+
+        def read_commands() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+            loop.call_soon_threadsafe(commands.put_nowait, "quit")
+
+        threading.Thread(target=read_commands, name="commands", daemon=True).start()
+        ticker = asyncio.create_task(self._tick())
+        while True:
+            command = (await commands.get()).split()
+            if not command:
+                continue
+            if command[0] == "connect":
+                for name in self.nodes:
+                    if name not in self.tasks:
+                        self.tasks[name] = asyncio.create_task(self._keep_connected(name))
+            elif command[0] == "drop":
+                self._drop_all()
+            elif command[0] == "stats" and len(command) == 2:
+                self.counters["links_up"] = sum(1 for link in self.links.values() if link.ready)
+                self.emit("stats", command[1], dict(self.counters))
+                self.flush()
+            elif command[0] == "quit":
+                break
+        self._drop_all()
+        ticker.cancel()
+        self.flush()
+
+    def _drop_all(self) -> None:
+        """Every socket at once, before any task gets to run again: one thundering herd, not a trickle."""
+        for link in self.links.values():
+            link.abort()
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+    async def _keep_connected(self, name: str) -> None:
+        backoff = Backoff(maximum=RECONNECT_MAX_S, _rng=self.rng)  # the bridge's reconnect policy
+        while True:
+            try:
+                await self._session(name, backoff)
+                why = "closed by the broker"
+            except (OSError, EOFError, ValueError, TimeoutError) as exc:
+                why = f"{type(exc).__name__}: {exc}"[:120]
+            self.counters["links_lost"] += 1
+            self.emit("d", name, time.monotonic_ns(), why)
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, name: str, backoff: Backoff) -> None:
+        node = self.nodes[name]
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
+        link = _Link(writer)
+        self.links[name] = link
+        try:
+            link.send(connect_packet(f"edgehive-bridge-{name}", MQTT_KEEPALIVE_S, topics.link_up(name),
+                                     link_state(name, False, "link lost"), clean=False))
+            first, body = await asyncio.wait_for(read_packet(reader), 15)
+            if first >> 4 != CONNACK or len(body) < 2 or body[1] != 0:
+                raise ConnectionError(f"the broker refused the connection ({body.hex()})")
+            link.send(subscribe_packet(1, topics.link_down(name)))
+            while True:
+                first, body = await read_packet(reader)
+                if first >> 4 == PUBLISH:
+                    self._on_publish(node, link, parse_publish(first, body))
+                elif first >> 4 == SUBACK and not link.ready:
+                    backoff.reset()
+                    self._on_ready(node, link)
+        finally:
+            link.abort()
+            if self.links.get(name) is link:
+                del self.links[name]
+            node.link_lost()
+
+    def _on_ready(self, node: SimNode, link: _Link) -> None:
+        link.ready = True
+        now = time.monotonic()
+        self.counters["connects"] += 1
+        self.emit("c", node.name, time.monotonic_ns())
+        self._publish(link, node, node.keepalive())  # EdgeHub's hello: CloudHub starts the session on it
+        if not node.registered:
+            node.register()
+        self._send_due(node, link, now)
+        self.next_keepalive[node.name] = now + KEEPALIVE_S
+        self.next_status.setdefault(node.name, now + self.rng.uniform(0, STATUS_S))  # nodes start at random times
+
+    def _publish(self, link: _Link, node: SimNode, envelope: Envelope) -> None:
+        link.publish(topics.link_up(node.name), envelope.encode())
+        self.counters["tx"] += 1
+
+    def _send_due(self, node: SimNode, link: _Link, now: float) -> None:
+        for pending in node.due(now):
+            if pending.sent_at is not None:
+                self.counters["resent"] += 1
+            link.publish(topics.link_up(node.name), pending.payload)
+            pending.sent_at = now
+            self.counters["tx"] += 1
+
+    def _on_publish(self, node: SimNode, link: _Link, publish: Publish) -> None:
+        self.counters["rx"] += 1
+        t = time.monotonic_ns()
+        try:
+            envelope = decode(publish.payload)
+        except EnvelopeError:
+            self.counters["invalid"] += 1
+            envelope = None
+        if envelope is not None:
+            replies, note = node.on_down(envelope)
+            for reply in replies:
+                self._publish(link, node, reply)
+            if note is not None:
+                self._record(node, note, t)
+        if publish.packet_id is not None:
+            link.send(puback_packet(publish.packet_id))  # after the answer, as MetaManager acks after its commit
+
+    def _record(self, node: SimNode, note: Note, t: int) -> None:
+        self.counters[f"{note.what}_{note.key}" if note.what in ("acked", "listed") else note.what] += 1
+        if note.what == "got":
+            self.counters[note.outcome] += 1
+            self.emit("g", node.name, note.key, note.rv, note.outcome, t)
+        elif note.what == "listed" and note.last:
+            self.emit("l", node.name, note.key, t)
+        elif note.what == "acked" and note.key == kinds.NODE:
+            self.emit("r", node.name, t)
+
+    async def _tick(self) -> None:
+        """EdgeD's status (queued while offline too, coalesced), EdgeHub's keepalives and resends, MQTT pings."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for name, node in self.nodes.items():
+                if node.registered and now >= self.next_status.get(name, now + 1):
+                    node.status()
+                    self.counters["status_queued"] += 1
+                    self.next_status[name] = max(self.next_status[name] + STATUS_S, now)
+                link = self.links.get(name)
+                if link is None or not link.ready:
+                    continue
+                if now >= self.next_keepalive[name]:
+                    self._publish(link, node, node.keepalive())
+                    self.next_keepalive[name] = now + KEEPALIVE_S
+                self._send_due(node, link, now)
+                if now - link.last_write >= MQTT_KEEPALIVE_S / 2:
+                    link.send(PINGREQ_PACKET)
+            self.flush()
+
+
+def simulate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgehive.bench.simulator",
+                                     description="simulated edge nodes for edgehive bench scale")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0, help="index of the first node (sim-0000 is 0)")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = [node_name(i) for i in range(args.first, args.first + args.count)]
+    asyncio.run(Simulator(args.host, args.port, names, sys.stdout, args.seed).run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(simulate(sys.argv[1:]))

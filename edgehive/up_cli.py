@@ -1,0 +1,115 @@
+"""``edgehive up`` and ``edgehive edge``: a whole local stack, or a joined node's processes, under the supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from edgehive import stack
+from edgehive.join import EdgeIdentity, JoinError, renew_if_due
+from edgehive.launcher import Child, Supervisor
+from edgehive.localcluster import LocalClusterError
+from runtime import logs
+from runtime.address import Address
+from runtime.connection import Connection
+
+log = logging.getLogger("edgehive")
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edgehive"
+
+
+def _supervise(children: list[Child], watches: list[Connection], state_dir: Path, banner: str) -> int:
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def close_watches() -> None:
+        for watch in watches:
+            watch.close(drain_timeout=0)
+
+    supervisor = Supervisor(children, status_file=state_dir / "status.json", log_dir=log_dir,
+                            before_stop=close_watches)
+    for watch in watches:
+        watch.start()
+    print(f"{banner}; logs in {log_dir}; Ctrl-C stops everything", flush=True)
+    return supervisor.run()
+
+
+def up_main(args: argparse.Namespace) -> int:
+    logs.setup("edgehive-up", "info")
+    settings = stack.StackSettings(state_dir=args.state_dir, cloud_listen=args.cloud_listen,
+                                   edge_listen=args.edge_listen, node=args.node, kubeconfig=args.kubeconfig,
+                                   apiserver_port=args.apiserver_port, etcd_port=args.etcd_port)
+    try:
+        children, watches = stack.build(settings)
+    except LocalClusterError as exc:
+        print(f"edgehive up: {exc}", file=sys.stderr)
+        return 1
+    kubeconfig = settings.kubeconfig or settings.state_dir / "apiserver" / "kubeconfig"
+    return _supervise(children, watches, settings.state_dir,
+                      f"edgehive up: node {settings.node}; cloud broker mqtt://{settings.cloud_listen}, edge broker "
+                      f"mqtt://{settings.edge_listen}\n  kubectl --kubeconfig {kubeconfig} get nodes")
+
+
+def edge_main(args: argparse.Namespace) -> int:
+    logs.setup("edgehive-edge", "info")
+    if args.device_listen and not args.device_users:
+        print("edgehive edge: --device-listen needs --device-users (create it with edgehive passwd)", file=sys.stderr)
+        return 2
+    try:
+        device_args: tuple[str, ...] = ()
+        if args.device_listen:
+            device_args = ("--device-listen", args.device_listen, "--device-password-file", str(args.device_users))
+            if args.device_tls_cert:
+                device_args += ("--device-tls-cert", str(args.device_tls_cert), "--device-tls-key",
+                                str(args.device_tls_key))
+        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen, device_args)
+    except FileNotFoundError as exc:
+        print(f"edgehive edge: {exc}", file=sys.stderr)
+        return 1
+    threading.Thread(target=_keep_identity_fresh, args=(EdgeIdentity(args.state_dir),), name="renewal",
+                     daemon=True).start()
+    return _supervise(children, watches, args.state_dir,
+                      f"edgehive edge: the node joined in {args.state_dir}; its broker mqtt://{args.edge_listen}")
+
+
+def _keep_identity_fresh(identity: EdgeIdentity, every_s: float = 3600.0) -> None:
+    """Renew the node's certificate when a third of its life is left; a failure is retried an hour later."""
+    while True:
+        try:
+            if renew_if_due(identity):
+                log.info("renewed the node's certificate; connections use it from their next connect")
+        except (JoinError, OSError) as exc:
+            log.warning("could not renew the node's certificate (%s); retrying in %.0f s", exc, every_s)
+        time.sleep(every_s)
+
+
+def add_up_arguments(up: argparse.ArgumentParser) -> None:
+    up.add_argument("--cloud-listen", type=Address.parse, default=Address("127.0.0.1", 1883), metavar="HOST:PORT")
+    up.add_argument("--edge-listen", type=Address.parse, default=Address("127.0.0.1", 1884), metavar="HOST:PORT")
+    up.add_argument("--node", default="edge-1", help="name of the local edge node (default edge-1)")
+    up.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local API server")
+    up.add_argument("--apiserver-port", type=int, default=6443, help="local API server port (default 6443)")
+    up.add_argument("--etcd-port", type=int, default=2379, help="local etcd client port; peer is the next one")
+    up.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                    help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
+    up.set_defaults(func=up_main)
+
+
+def add_edge_arguments(edge: argparse.ArgumentParser) -> None:
+    edge.add_argument("--state-dir", type=Path, default=Path("edgehive-edge"), help="what edgehive join wrote")
+    edge.add_argument("--edge-listen", type=Address.parse, default=Address("127.0.0.1", 1884), metavar="HOST:PORT",
+                      help="the node's broker, for its components and devices (default loopback 1884)")
+    edge.add_argument("--device-listen", metavar="HOST:PORT",
+                      help="also accept devices on other hosts here: users from --device-users, $hw/events/ only")
+    edge.add_argument("--device-users", type=Path, help="device users (edgehive passwd FILE USER)")
+    edge.add_argument("--device-tls-cert", type=Path, help="TLS for --device-listen")
+    edge.add_argument("--device-tls-key", type=Path)
+    edge.set_defaults(func=edge_main)
