@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +25,7 @@ from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.resource import ResourceKey
+from schemas.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ class EdgeControllerSettings(ComponentSettings):
         "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

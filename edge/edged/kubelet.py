@@ -23,10 +23,11 @@ from typing import Any
 
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.runtime import Observed, PodmanRuntime, PullError, RuntimeError_
-from edge.edged.status import ContainerView, failed_status, pod_status, rfc3339
+from edge.edged.status import ContainerView, failed_status, pod_status
 from edge.edged.volumes import Volumes
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
+from schemas.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
