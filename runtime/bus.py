@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.counters import Counters
+from runtime.errors import ComponentRuntimeError
 from schemas import topics
 from schemas.envelope import (
     DEFAULT_MAX_SIZE,
@@ -40,11 +41,11 @@ RawHandler = Callable[[str, bytes], Iterable[Send | RawSend] | None]
 """For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
 
 
-class RequestTimeout(TimeoutError):
+class RequestTimeout(ComponentRuntimeError, TimeoutError):
     """No reply arrived in time."""
 
 
-class RequestError(RuntimeError):
+class RequestError(ComponentRuntimeError, RuntimeError):
     """The other side answered with an ``error`` envelope."""
 
     def __init__(self, reply: Envelope) -> None:

@@ -32,13 +32,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from runtime.backoff import Backoff
 from runtime.counters import Counters
+from runtime.errors import ComponentRuntimeError
 from runtime.url import BrokerUrl
 from schemas.topics import topic_class
 
 log = logging.getLogger(__name__)
 
 
-class PublishTimeout(TimeoutError):
+class PublishTimeout(ComponentRuntimeError, TimeoutError):
     """The in-flight window stayed full for the whole timeout: the broker is slow or unreachable."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from schemas.errors import WireFormatError
 from schemas.names import is_module_name, is_node_name
 from schemas.resource import ResourceKey, ResourceKeyError
 
@@ -51,7 +52,7 @@ class Op(StrEnum):
     DISCONNECTED = "disconnected"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(WireFormatError):
     """An envelope that cannot be accepted; ``field`` names what is wrong with it."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from schemas.errors import WireFormatError
 from schemas.names import is_kind, is_namespace, is_object_name
 
 CLUSTER_SCOPE = "-"
@@ -29,7 +30,7 @@ def newer_version(incoming: str, current: str) -> bool:
     return incoming != current
 
 
-class ResourceKeyError(ValueError):
+class ResourceKeyError(WireFormatError):
     """A resource key that does not follow ``<namespace>/<kind>/<name>``."""
 
 

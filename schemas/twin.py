@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.errors import WireFormatError
+
 BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 400, 404, 409, 500
 MAX_JSON_BYTES = 64 * 1024
 _NAME = re.compile(r"[a-zA-Z0-9\-_.,:/@#]{1,128}")
@@ -27,7 +29,7 @@ MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "float", "BOOLEAN": "bo
                "BYTES": "string", "TIMESTAMP": "int"}
 
 
-class TwinError(ValueError):
+class TwinError(WireFormatError):
     """A request that cannot be applied; ``code`` goes into the error JSON."""
 
     def __init__(self, code: int, reason: str) -> None:

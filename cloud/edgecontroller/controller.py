@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
@@ -254,7 +255,7 @@ def status_patch(status: dict[str, Any], current_conditions: list[dict[str, Any]
     return patch
 
 
-class Refused(Exception):
+class Refused(CloudError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
-from edge.edged.runtime import Observed, PodmanRuntime, PullError, RuntimeError_
+from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, failed_status, pod_status
 from edge.edged.volumes import Volumes
 from schemas.podrefs import config_refs
@@ -193,7 +193,7 @@ class Kubelet:
                 continue
             try:
                 self.sync_once()
-            except RuntimeError_ as exc:
+            except ContainerRuntimeError as exc:
                 log.warning("sync pass failed: %s", exc)
             except Exception:
                 log.exception("sync pass failed")
@@ -240,14 +240,14 @@ class Kubelet:
         try:
             self.runtime.remove_pod(podman_name, grace)
             self.volumes.remove(uid)
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
 
     def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
                          podman_pods: dict[str, str]) -> None:
         try:
             status = self.sync_pod(worker, pod, observed, podman_pods)
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             log.warning("pod %s: %s", worker.key, exc)
             return
         except Exception:
@@ -359,7 +359,7 @@ class Kubelet:
         try:
             container_id = self.runtime.create_container(plan, container, attempt,
                                                          self.volumes.mounts(plan, container))
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             if "already in use" in str(exc) and attempt < MAX_NAME_ATTEMPTS:
                 # A create cut short (power, or podman killed) can leave the name taken in podman's storage by
                 # a container its database never recorded: invisible, not removable through the API. The
@@ -392,7 +392,7 @@ class Kubelet:
             return False
         try:
             self.runtime.pull(container.image)
-        except PullError as exc:
+        except ImagePullError as exc:
             book.pull_failures += 1
             book.next_pull_at = now + restart_delay(book.pull_failures + 1)
             book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
@@ -460,7 +460,7 @@ class Kubelet:
             command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
             try:
                 code, _ = self.runtime.exec(current.id, command)
-            except RuntimeError_:
+            except ContainerRuntimeError:
                 return False
             return code == 0
         get = probe["httpGet"] or {}

@@ -12,6 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from edge.errors import EdgeError
 from edge.metamanager.store import MetaStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
@@ -33,7 +34,7 @@ def owner_of(kind: str) -> str | None:
     return None
 
 
-class BadObject(ValueError):
+class BadObject(EdgeError, ValueError):
     """An object that cannot be stored under its key; the message says why."""
 
 
