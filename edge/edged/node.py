@@ -68,3 +68,13 @@ def node_object(name: str, host_ip: str, ready: bool, message: str, disk_full: s
         "spec": {},
         "status": node_status(host_ip, ready, message, disk_full=disk_full),
     }
+
+
+def host_ip() -> str:
+    """The address other hosts would reach this node on (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

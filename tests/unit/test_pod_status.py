@@ -18,7 +18,7 @@ import pytest
 from edge.edged.kubelet import Kubelet, PodWorker
 from edge.edged.podspec import ContainerPlan, PodPlan, plan_pod
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
-from edge.edged.status import ContainerView, container_status, failed_status, pod_status
+from edge.edged.status import ContainerView, container_status, deleted_status, failed_status, pod_status, terminated
 from edge.edged.volumes import Volumes
 from schemas.resource import ResourceKey
 
@@ -198,3 +198,22 @@ def test_pod_status(case: str) -> None:
 
 def test_a_pod_that_cannot_run_here() -> None:
     assert text(failed_status("InvalidSpec", "spec.containers is empty", "192.168.1.20", START)) == GOLDEN["failed"]
+
+
+# -- status.py is the one builder: the kubelet's cases, from status.py alone -----------------------------------
+
+
+@pytest.mark.parametrize("restart_policy", sorted(DELETING))
+def test_deleted_status(restart_policy: str) -> None:
+    status = deleted_status(restart_policy, [("app", "localhost/busybox:1"), ("side", "localhost/busybox:1")],
+                            host_ip="192.168.1.20", start_time=START)
+    assert text(status) == DELETING[restart_policy]
+
+
+def test_last_state_of_a_restarted_container() -> None:
+    """The same text as the state of a terminated container, but for the end when podman gave none."""
+    expected = json.loads(GOLDEN["no_exit_time"])["containerStatuses"][0]["lastState"]["terminated"]
+    assert text(terminated(observed("app", exit_code=0, finished_at=0), T0 + 130)) == text(expected)
+    in_state = json.loads(GOLDEN["c_no_exit_time"])["state"]["terminated"]
+    assert text(terminated(observed("app", exit_code=1, finished_at=0), T0 + 10)) == text(in_state)
+
