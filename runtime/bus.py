@@ -242,7 +242,7 @@ class Bus:
     def _reject(self, incoming: Incoming, error: EnvelopeError) -> None:
         self.counters.inc("invalid")
         # An unknown key is the sender's text: counting it by name would let a sender grow the counters (and the
-        # metrics' label set) without bound, one name per message (found by tests/resilience/test_fuzz.py).
+        # metrics' label set) without bound, one name per message.
         known = error.field in FIELDS or error.field == "payload"
         self.counters.inc(f"invalid_{error.field if known else 'unknown_field'}")
         log.warning("dropped an invalid message on %s (%d bytes): %s", incoming.topic, len(incoming.payload), error)

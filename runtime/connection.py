@@ -458,7 +458,7 @@ class Connection:
         except Exception:
             # paho refuses a bad topic (empty, wildcards), QoS or payload type with ValueError/TypeError
             # before anything is sent: give the slot back, or every such call leaks one and after
-            # ``window`` of them this connection can never publish again (found by tests/resilience/test_fuzz.py).
+            # ``window`` of them this connection can never publish again.
             self._complete(None)
             raise
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:

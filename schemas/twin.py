@@ -55,8 +55,8 @@ def loads(payload: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise TwinError(BAD_REQUEST, f"not valid JSON: {exc}") from None
     except RecursionError:
-        # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raised this
-        # instead of a 400, and DeviceTwin lost the whole batch it was in (found by test_fuzz_decoders.py).
+        # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raise this.
+        # It is a 400 like any other bad JSON, or DeviceTwin would lose the whole batch the request is in.
         raise TwinError(BAD_REQUEST, "not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
@@ -125,8 +125,8 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
             raise TwinError(BAD_REQUEST, f"{name}: a twin entry must be an object")
         meta = entry.get("metadata") or {}
         kind = meta.get("type") if isinstance(meta, dict) else None
-        # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which escaped as a crash of the
-        # batch instead of a 400 (found by test_fuzz_decoders.py).
+        # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which would crash the batch
+        # instead of answering 400.
         if kind is not None and (not isinstance(kind, str) or kind not in TYPES):
             raise TwinError(BAD_REQUEST, f"{name}: type {str(kind)[:40]!r} is not one of {sorted(TYPES - {''})}")
         values: dict[str, str | None] = {}

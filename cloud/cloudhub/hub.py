@@ -287,7 +287,7 @@ NODE_SCOPED = frozenset({kinds.NODE, kinds.NODESTATUS, kinds.LEASE})
 
 def _own_resource(envelope: Envelope, node: str) -> bool:
     """A node's Node, NodeStatus and Lease carry its own name; one naming another node is refused here, at the
-    door, instead of relying on every controller to check (found by tests/resilience/test_fuzz.py)."""
+    door, so that no controller has to be trusted to check."""
     if envelope.op in (Op.RESPONSE, Op.ERROR):
         return True  # an acknowledgement names what the cloud sent this node; it is matched by its parent id
     return envelope.res is None or envelope.res.kind not in NODE_SCOPED or envelope.res.name == node

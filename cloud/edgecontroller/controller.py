@@ -262,9 +262,9 @@ class Refused(CloudError):
         self.reason = reason
 
 
-# What a node reports is read as maps and lists below (``.get``, ``{**c}``); a node that sent another shape
-# there raised AttributeError or TypeError in the handler, so its entry was never answered and its outbox
-# sent it again for ever. Such a report is refused with a 400 instead (found by tests/resilience/test_fuzz.py).
+# What a node reports is read as maps and lists below (``.get``, ``{**c}``); another shape there would raise
+# AttributeError or TypeError in the handler, so its entry would never be answered and its outbox would send
+# it again for ever. Such a report is refused with a 400 instead.
 
 def _map(value: Any, what: str) -> dict[str, Any]:
     """``value`` as a map (None: an empty one); Refused(400) for any other shape."""

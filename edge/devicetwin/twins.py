@@ -46,8 +46,8 @@ def object_problem(kind: str, obj: Any) -> str | None:
 
     MetaManager only checks that an object is a map whose metadata names its key; the code below reads
     ``spec``, ``properties``, ``desired`` and ``deviceModelRef`` as maps and lists, and an object with
-    another shape there raised AttributeError or TypeError in the committer, losing the whole batch
-    (found by tests/resilience/test_fuzz.py). Such an object is refused and changes nothing.
+    another shape there would raise AttributeError or TypeError in the committer and lose the whole batch.
+    Such an object is refused and changes nothing.
     """
     if not isinstance(obj, dict):
         return "the object is not a map"
@@ -230,7 +230,7 @@ class DeviceTwin:
         self.store.put_device(device)
         rv = str(meta.get("resourceVersion") or "")
         # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true and int("²") raises, and a 20-digit
-        # version raised OverflowError in the store (found by tests/resilience/test_fuzz.py).
+        # version would raise OverflowError in the store.
         version = int(rv) if rv.isascii() and rv.isdigit() and int(rv) < 2**63 else 0
         twins, removed = self._apply_desired(device, spec, version)
         out: list[Publication] = []

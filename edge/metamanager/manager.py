@@ -76,8 +76,8 @@ class MetaManager:
 
         Each envelope is applied in its own savepoint: one that fails on what it carries is rolled back alone
         and left unanswered (the cloud sends it again; ``failed`` counts it), instead of taking every other
-        write of the batch down with it, again on every resend (found by tests/resilience/test_fuzz.py). An
-        error of the store itself (a full disk) still fails the whole batch, unacknowledged.
+        write of the batch down with it, again on every resend. An error of the store itself (a full disk)
+        still fails the whole batch, unacknowledged.
         """
         sends: list[Send] = []
         with self.store.transaction():
@@ -111,7 +111,7 @@ class MetaManager:
         if owner is not None:
             # The forward carries the object with a longer id and src than the cloud's envelope: one that
             # arrived just under the size limit can be over it here. Refuse it before storing, or the store
-            # holds an object its owner never hears about (found by tests/resilience/test_fuzz.py).
+            # would hold an object its owner never hears about.
             try:
                 forward.encode(self.max_size)
             except EnvelopeError as exc:

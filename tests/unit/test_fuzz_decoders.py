@@ -291,7 +291,7 @@ def malformed_devices(draw: st.DrawFn, name: str = "fz-dev") -> tuple[ResourceKe
             spec["properties"] = [{"name": "setpoint", "desired": draw(wrong)}]
     obj = {"metadata": meta, "spec": spec}
     if draw(st.booleans()):
-        obj["relist"] = draw(msgpack_values)  # once taken for DeviceTwin's own relist message
+        obj["relist"] = draw(msgpack_values)  # must not be taken for DeviceTwin's own relist message
     return ResourceKey(NS, kind, name), obj
 
 
@@ -490,7 +490,7 @@ def meta_node() -> Iterator[tuple[MetaManager, Path]]:
 def test_metamanager_answers_every_envelope_of_a_batch(meta_node: tuple[MetaManager, Path],
                                                        cases: list[tuple[Envelope, int]], with_valid: bool) -> None:
     """Refused envelopes are answered with their error and change nothing; a valid one in the same batch is
-    still applied (one bad envelope used to fail the whole transaction). Code 0: acknowledged, not applied."""
+    still applied (one bad envelope must not fail the whole transaction). Code 0: acknowledged, not applied."""
     manager, path = meta_node
     before = dump(path)
     batch = [envelope for envelope, _ in cases]
@@ -512,7 +512,7 @@ def test_metamanager_answers_every_envelope_of_a_batch(meta_node: tuple[MetaMana
 
 
 def test_metamanager_takes_any_resource_version(tmp_path: Path) -> None:
-    """resourceVersions are opaque strings; '²' is a digit to str.isdigit() and used to raise in int()."""
+    """resourceVersions are opaque strings; '²' is a digit to str.isdigit() but int() refuses it."""
     manager = MetaManager(MetaStore(tmp_path / "meta.db"), NODE)
     for rv, outcome in (("10", "applied"), ("²", "applied"), ("99999999999999999999999", "applied"), ("①", "applied"),
                         ("①", "stale")):
