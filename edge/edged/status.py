@@ -83,9 +83,9 @@ def phase(restart_policy: str, statuses: list[dict[str, Any]], *, deleting: bool
     states = [next(iter(s["state"])) for s in statuses]
     if any(s == "running" for s in states):
         return "Running"
-    terminated = [s["state"]["terminated"] for s in statuses if "terminated" in s["state"]]
-    if len(terminated) == len(statuses):
-        if all(t["exitCode"] == 0 for t in terminated):
+    ended = [s["state"]["terminated"] for s in statuses if "terminated" in s["state"]]
+    if len(ended) == len(statuses):
+        if all(t["exitCode"] == 0 for t in ended):
             return "Succeeded"
         if restart_policy == "Never":
             return "Failed"
