@@ -122,8 +122,8 @@ class _SnapshotIterationDict(dict[str, Any]):
     """A dict that iterates over a copy of itself.
 
     amqtt 0.12 walks its subscription table across ``await`` points (topic checks,
-    retained messages); a client subscribing meanwhile made the walk fail with
-    "dictionary changed size during iteration" and the message was dropped for
+    retained messages); a client subscribing meanwhile makes the walk fail with
+    "dictionary changed size during iteration", and the message is dropped for
     every subscriber. Iterating a snapshot makes the walk safe.
     """
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from broker.embedded import BrokerSettings
+from broker.errors import BrokerError
 from broker.mosquitto import write_config
 from runtime.connection import Connection, ConnectionSettings
 from runtime.url import BrokerUrl
@@ -21,7 +22,7 @@ from runtime.url import BrokerUrl
 KINDS = ("amqtt", "mosquitto")
 
 
-class BrokerMissing(RuntimeError):
+class BrokerMissing(BrokerError, RuntimeError):
     """The broker program is not installed."""
 
 

@@ -14,13 +14,15 @@ import os
 import secrets
 from pathlib import Path
 
+from broker.errors import BrokerError
+
 log = logging.getLogger(__name__)
 
 ITERATIONS = 20_000
 _SALT_BYTES = 12
 
 
-class PasswordFileError(ValueError):
+class PasswordFileError(BrokerError, ValueError):
     """A password file line that cannot be read; the message names the file and line."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from runtime.pki import CertificateAuthority, PkiError, cert_info
 from schemas import jointoken
@@ -35,7 +36,7 @@ CLOUD_USER = "cloud"
 IDENTITY_DAYS = 365
 
 
-class JoinRefused(RuntimeError):
+class JoinRefused(CloudError, RuntimeError):
     """A join that must not succeed; the message is what the joining node is told."""
 
 

@@ -24,6 +24,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from cloud.errors import CloudError
+
 log = logging.getLogger(__name__)
 
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -31,7 +33,7 @@ MERGE = "application/merge-patch+json"
 CONNECTION_POOL = 32
 
 
-class KubeError(RuntimeError):
+class KubeError(CloudError, RuntimeError):
     """The API server refused a request; ``status`` is its HTTP status (0 when it could not be reached)."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from peewee import PeeweeException, SqliteDatabase
 
+from edge.errors import EdgeError
 from runtime.component import ComponentSettings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 Migration = Callable[[SqliteDatabase], None]
 
 
-class StoreError(RuntimeError):
+class StoreError(EdgeError, RuntimeError):
     """The database cannot be opened or upgraded; the message names the file and what to do."""
 
 

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgehive.errors import EdgehiveError
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 LOCAL_APISERVER = ROOT / "compose.local-apiserver.yml"
@@ -26,7 +28,7 @@ IMAGES = ("localhost/edgehive:latest", "localhost/edgehive-apiserver:latest")
 PROJECT_LABEL = "io.podman.compose.project"
 
 
-class ComposeError(RuntimeError):
+class ComposeError(EdgehiveError, RuntimeError):
     """podman-compose or podman failed; the message holds its output and what to do."""
 
 

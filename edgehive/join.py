@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgehive.errors import EdgehiveError
 from runtime.address import Address
 from runtime.pki import ca_hash, cert_info, new_key_and_csr
 from runtime.url import BrokerUrl
@@ -26,7 +27,7 @@ from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name
 
 
-class JoinError(RuntimeError):
+class JoinError(EdgehiveError, RuntimeError):
     """The join failed; the message says why and what to do."""
 
 

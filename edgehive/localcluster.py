@@ -17,12 +17,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgehive.errors import EdgehiveError
+
 CACHE = Path(os.environ.get("EDGEHIVE_CACHE", "/opt/edgehive"))
 APISERVER_BIN = Path(os.environ.get("EDGEHIVE_APISERVER_BIN") or CACHE / "k8s" / "bin" / "kube-apiserver")
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
-class LocalClusterError(RuntimeError):
+class LocalClusterError(EdgehiveError, RuntimeError):
     """A part of the local API server is missing; the message says how to get it."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.counters import Counters
+from runtime.errors import ComponentRuntimeError
 from schemas import topics
 from schemas.envelope import (
     DEFAULT_MAX_SIZE,
@@ -40,11 +41,11 @@ RawHandler = Callable[[str, bytes], Iterable[Send | RawSend] | None]
 """For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
 
 
-class RequestTimeout(TimeoutError):
+class RequestTimeout(ComponentRuntimeError, TimeoutError):
     """No reply arrived in time."""
 
 
-class RequestError(RuntimeError):
+class RequestError(ComponentRuntimeError, RuntimeError):
     """The other side answered with an ``error`` envelope."""
 
     def __init__(self, reply: Envelope) -> None:
@@ -241,7 +242,7 @@ class Bus:
     def _reject(self, incoming: Incoming, error: EnvelopeError) -> None:
         self.counters.inc("invalid")
         # An unknown key is the sender's text: counting it by name would let a sender grow the counters (and the
-        # metrics' label set) without bound, one name per message (found by tests/resilience/test_fuzz.py).
+        # metrics' label set) without bound, one name per message.
         known = error.field in FIELDS or error.field == "payload"
         self.counters.inc(f"invalid_{error.field if known else 'unknown_field'}")
         log.warning("dropped an invalid message on %s (%d bytes): %s", incoming.topic, len(incoming.payload), error)

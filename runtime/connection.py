@@ -32,13 +32,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from runtime.backoff import Backoff
 from runtime.counters import Counters
+from runtime.errors import ComponentRuntimeError
 from runtime.url import BrokerUrl
 from schemas.topics import topic_class
 
 log = logging.getLogger(__name__)
 
 
-class PublishTimeout(TimeoutError):
+class PublishTimeout(ComponentRuntimeError, TimeoutError):
     """The in-flight window stayed full for the whole timeout: the broker is slow or unreachable."""
 
 
@@ -457,7 +458,7 @@ class Connection:
         except Exception:
             # paho refuses a bad topic (empty, wildcards), QoS or payload type with ValueError/TypeError
             # before anything is sent: give the slot back, or every such call leaks one and after
-            # ``window`` of them this connection can never publish again (found by tests/resilience/test_fuzz.py).
+            # ``window`` of them this connection can never publish again.
             self._complete(None)
             raise
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:

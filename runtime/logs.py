@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any
+
+from schemas.timefmt import rfc3339
 
 QUIET_LIBRARIES = ("transitions", "amqtt", "kubernetes", "urllib3", "peewee")
 
@@ -20,7 +21,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": rfc3339(record.created, millis=int(record.msecs)),
             "level": record.levelname.lower(),
             "component": self.component,
             "logger": record.name,

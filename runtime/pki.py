@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runtime.errors import ComponentRuntimeError
+
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 CA_DAYS = 3650
 IDENTITY_DAYS = 365
 SERVER_DAYS = 825
 
 
-class PkiError(RuntimeError):
+class PkiError(ComponentRuntimeError, RuntimeError):
     """openssl refused, or a certificate or request is not what it must be; the message says which."""
 
 

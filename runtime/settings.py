@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from runtime.errors import ComponentRuntimeError
+
 T = TypeVar("T")
 ENV_PREFIX = "EDGEHIVE_"
 
 
-class SettingsError(ValueError):
+class SettingsError(ComponentRuntimeError, ValueError):
     """A setting is missing or malformed; the message says which and where it came from."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from schemas.errors import WireFormatError
 from schemas.names import is_module_name, is_node_name
 from schemas.resource import ResourceKey, ResourceKeyError
 
@@ -51,7 +52,7 @@ class Op(StrEnum):
     DISCONNECTED = "disconnected"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(WireFormatError):
     """An envelope that cannot be accepted; ``field`` names what is wrong with it."""
 
     def __init__(self, field: str, reason: str) -> None:
@@ -172,8 +173,8 @@ def from_map(raw: Any) -> Envelope:
         raise EnvelopeError("node", f"{_short(raw['node'])} is not a valid node name")
     if not is_module_name(raw["src"]):
         raise EnvelopeError("src", f"{_short(raw['src'])} is not a valid module name")
-    # Only strings reach the enums: Enum's own error message is a plain repr() of the value, which raised
-    # RecursionError for a list nested ~1000 deep (found by test_fuzz_decoders.py).
+    # Only strings reach the enums: Enum's own error message is a plain repr() of the value, which raises
+    # RecursionError for a list nested ~1000 deep (msgpack decodes up to 1024 levels).
     try:
         group = Group(raw["group"] if isinstance(raw["group"], str) else "")
     except ValueError:
@@ -208,9 +209,9 @@ _REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
 def _short(value: Any) -> str:
     """A bounded repr of a refused value for the error message.
 
-    Plain ``repr`` recursed into whatever the sender nested: msgpack decodes up to 1024 levels, and a field
-    nested ~1000 deep made ``repr`` raise RecursionError, so decode() failed with that instead of EnvelopeError
-    (found by tests/unit/test_fuzz_decoders.py). reprlib stops at a few levels and a few dozen characters.
+    Plain ``repr`` recurses into whatever the sender nested: msgpack decodes up to 1024 levels, and a field
+    nested ~1000 deep makes ``repr`` raise RecursionError, which would escape decode() instead of
+    EnvelopeError. reprlib stops at a few levels and a few dozen characters.
     """
     text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

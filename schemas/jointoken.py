@@ -19,11 +19,13 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from schemas.errors import WireFormatError
+
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-class TokenError(ValueError):
+class TokenError(WireFormatError):
     """A token that must be refused; the message says why and what to do."""
 
 

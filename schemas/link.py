@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from schemas.envelope import Op
+from schemas.errors import WireFormatError
 from schemas.resource import ResourceKey, ResourceKeyError
 
 MAX_PAGE = 500
@@ -22,7 +23,7 @@ envelope's size limit, and a page of objects is what a module asks for at a time
 DEFAULT_PAGE = 200
 
 
-class BodyError(ValueError):
+class BodyError(WireFormatError):
     """A body that cannot be accepted; ``field`` names what is wrong (``body`` for the body as a whole)."""
 
     def __init__(self, field: str, reason: str) -> None:

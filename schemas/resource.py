@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from schemas.errors import WireFormatError
 from schemas.names import is_kind, is_namespace, is_object_name
 
 CLUSTER_SCOPE = "-"
@@ -21,15 +22,14 @@ def newer_version(incoming: str, current: str) -> bool:
 
     Kubernetes calls them opaque, but etcd's are integers: compared as such when both are, and
     any difference counts as newer otherwise. ASCII digits only: str.isdigit() is also true for
-    '²' or '①', which int() refuses, so such a version raised ValueError (found by the fuzz
-    tests: tests/unit/test_fuzz_decoders.py).
+    '²' or '①', which int() refuses with ValueError.
     """
     if _DIGITS.fullmatch(incoming) and _DIGITS.fullmatch(current):
         return int(incoming) > int(current)
     return incoming != current
 
 
-class ResourceKeyError(ValueError):
+class ResourceKeyError(WireFormatError):
     """A resource key that does not follow ``<namespace>/<kind>/<name>``."""
 
 

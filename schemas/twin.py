@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.errors import WireFormatError
+
 BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 400, 404, 409, 500
 MAX_JSON_BYTES = 64 * 1024
 _NAME = re.compile(r"[a-zA-Z0-9\-_.,:/@#]{1,128}")
@@ -27,7 +29,7 @@ MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "float", "BOOLEAN": "bo
                "BYTES": "string", "TIMESTAMP": "int"}
 
 
-class TwinError(ValueError):
+class TwinError(WireFormatError):
     """A request that cannot be applied; ``code`` goes into the error JSON."""
 
     def __init__(self, code: int, reason: str) -> None:
@@ -53,8 +55,8 @@ def loads(payload: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise TwinError(BAD_REQUEST, f"not valid JSON: {exc}") from None
     except RecursionError:
-        # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raised this
-        # instead of a 400, and DeviceTwin lost the whole batch it was in (found by test_fuzz_decoders.py).
+        # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raise this.
+        # It is a 400 like any other bad JSON, or DeviceTwin would lose the whole batch the request is in.
         raise TwinError(BAD_REQUEST, "not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
@@ -123,8 +125,8 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
             raise TwinError(BAD_REQUEST, f"{name}: a twin entry must be an object")
         meta = entry.get("metadata") or {}
         kind = meta.get("type") if isinstance(meta, dict) else None
-        # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which escaped as a crash of the
-        # batch instead of a 400 (found by test_fuzz_decoders.py).
+        # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which would crash the batch
+        # instead of answering 400.
         if kind is not None and (not isinstance(kind, str) or kind not in TYPES):
             raise TwinError(BAD_REQUEST, f"{name}: type {str(kind)[:40]!r} is not one of {sorted(TYPES - {''})}")
         values: dict[str, str | None] = {}

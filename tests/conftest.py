@@ -7,5 +7,5 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.support.edge_node",
     "tests.support.cluster",
-    "tests.resilience.fleet",
+    "tests.support.fleet",
 ]

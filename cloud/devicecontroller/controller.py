@@ -115,9 +115,9 @@ class DeviceController(NodeSync):
         props = {p.get("name"): p for p in ((model or {}).get("spec") or {}).get("properties") or []
                  if isinstance(p, dict)}
         reported_twins = status.get("twins")
-        # Checked before use: a node that sent twins or reported values of another shape raised in this handler
-        # (AttributeError, TypeError, RecursionError from str() of a deeply nested value), so its entry was never
-        # answered and came back for ever (found by tests/resilience/test_fuzz.py).
+        # Checked before use: twins or reported values of another shape would raise in this handler
+        # (AttributeError, TypeError, RecursionError from str() of a deeply nested value), so the node's entry
+        # would never be answered and would come back for ever.
         if not isinstance(reported_twins, list | None) or not all(
                 not isinstance(t, dict) or (isinstance(t.get("reported"), dict | None) and isinstance(
                     (t.get("reported") or {}).get("value"), str | None)) for t in reported_twins or []):

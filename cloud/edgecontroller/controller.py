@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import EDGE_ROLE_LABEL, Change, Placement
@@ -27,6 +27,7 @@ from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.resource import ResourceKey
+from schemas.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ class EdgeControllerSettings(ComponentSettings):
         "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -257,16 +254,16 @@ def status_patch(status: dict[str, Any], current_conditions: list[dict[str, Any]
     return patch
 
 
-class Refused(Exception):
+class Refused(CloudError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
 
 
-# What a node reports is read as maps and lists below (``.get``, ``{**c}``); a node that sent another shape
-# there raised AttributeError or TypeError in the handler, so its entry was never answered and its outbox
-# sent it again for ever. Such a report is refused with a 400 instead (found by tests/resilience/test_fuzz.py).
+# What a node reports is read as maps and lists below (``.get``, ``{**c}``); another shape there would raise
+# AttributeError or TypeError in the handler, so its entry would never be answered and its outbox would send
+# it again for ever. Such a report is refused with a 400 instead.
 
 def _map(value: Any, what: str) -> dict[str, Any]:
     """``value`` as a map (None: an empty one); Refused(400) for any other shape."""

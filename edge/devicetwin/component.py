@@ -44,8 +44,8 @@ RELIST_ATTEMPTS = 10
 class Relist:
     """MetaManager's full list of devices and models, queued for the committer.
 
-    A type of its own, not an envelope with a ``relist`` body: a Device object from the cloud that
-    happened to carry a ``relist`` field used to be taken for one (found by tests/resilience/test_fuzz.py).
+    A type of its own, not an envelope with a ``relist`` body, so that no Device object from the cloud
+    that happens to carry a ``relist`` field can be taken for one.
     """
 
     objects: dict[ResourceKey, dict[str, Any]]
@@ -188,7 +188,7 @@ class DeviceTwinComponent:
 
     def _apply_one(self, item: Envelope | Relist) -> list[Publication]:
         """One queued item in its own savepoint: if it fails, it alone is rolled back and the rest of the
-        batch is kept (one bad envelope used to cost every device request that happened to share its batch)."""
+        batch is kept (one bad envelope must not cost every device request that happens to share its batch)."""
         try:
             with self.store.transaction():
                 return self._apply(item)
@@ -215,7 +215,7 @@ class DeviceTwinComponent:
         out: list[Publication] = []
         for request_item in requests:
             # EventBus sends [namespace, name, request, payload]; anything else on this inbox is refused
-            # and counted (topics.device() raised ValueError on a bad name, losing the batch).
+            # and counted (topics.device() raises ValueError on a bad name, which would lose the batch).
             if not (isinstance(request_item, list) and len(request_item) == 4):
                 self._refuse(envelope, "a request must be [namespace, name, request, payload]")
                 continue

@@ -9,7 +9,6 @@ What devices report is collected per device and sent up as one coalesced status.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from edge.devicetwin.store import Device, Twin, TwinStore
 from schemas import topics, twin
 from schemas.kinds import DEVICE, DEVICEMODEL, DEVICESTATUS
 from schemas.resource import ResourceKey
+from schemas.timefmt import rfc3339
 from schemas.twin import TwinError
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ class Publication:
     payload: dict[str, Any] | None  # None clears a retained message
     qos: int = 1
     retain: bool = False
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def shown(t: Twin) -> dict[str, Any]:
@@ -50,8 +46,8 @@ def object_problem(kind: str, obj: Any) -> str | None:
 
     MetaManager only checks that an object is a map whose metadata names its key; the code below reads
     ``spec``, ``properties``, ``desired`` and ``deviceModelRef`` as maps and lists, and an object with
-    another shape there raised AttributeError or TypeError in the committer, losing the whole batch
-    (found by tests/resilience/test_fuzz.py). Such an object is refused and changes nothing.
+    another shape there would raise AttributeError or TypeError in the committer and lose the whole batch.
+    Such an object is refused and changes nothing.
     """
     if not isinstance(obj, dict):
         return "the object is not a map"
@@ -162,7 +158,7 @@ class DeviceTwin:
 
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
         state = twin.parse_state(obj)
-        last_online = _iso(twin.now_ms()) if state in ONLINE_STATES else device.last_online
+        last_online = rfc3339(twin.now_ms() / 1000) if state in ONLINE_STATES else device.last_online
         self.store.set_state(device.id, state, last_online)
         self.dirty.add(device.id)
         return [Publication(topics.device(device.namespace, device.name, "state/update/result"),
@@ -234,7 +230,7 @@ class DeviceTwin:
         self.store.put_device(device)
         rv = str(meta.get("resourceVersion") or "")
         # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true and int("²") raises, and a 20-digit
-        # version raised OverflowError in the store (found by tests/resilience/test_fuzz.py).
+        # version would raise OverflowError in the store.
         version = int(rv) if rv.isascii() and rv.isdigit() and int(rv) < 2**63 else 0
         twins, removed = self._apply_desired(device, spec, version)
         out: list[Publication] = []

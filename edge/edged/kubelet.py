@@ -12,21 +12,22 @@ changes.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
-from edge.edged.runtime import Observed, PodmanRuntime, PullError, RuntimeError_
-from edge.edged.status import ContainerView, failed_status, pod_status, rfc3339
+from edge.edged.probes import ProbeState, run_due_probes, run_probe
+from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
+from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
 from edge.edged.volumes import Volumes
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
+from schemas.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,7 @@ class _ContainerBook:
     next_start_at: float = 0.0
     pull_failures: int = 0
     next_pull_at: float = 0.0
-    liveness_failures: int = 0
-    readiness_successes: int = 0
-    ready: bool = False
-    next_probe_at: float = 0.0
+    probes: ProbeState = field(default_factory=ProbeState)
     last_terminated: dict[str, Any] | None = None
 
 
@@ -93,7 +91,7 @@ class Kubelet:
         self.runtime = runtime
         self.volumes = volumes
         self.report = report
-        self.host_ip = host_ip or _host_ip()
+        self.host_ip = host_ip or node_host_ip()
         self._lock = threading.Lock()
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
@@ -192,7 +190,7 @@ class Kubelet:
                 continue
             try:
                 self.sync_once()
-            except RuntimeError_ as exc:
+            except ContainerRuntimeError as exc:
                 log.warning("sync pass failed: %s", exc)
             except Exception:
                 log.exception("sync pass failed")
@@ -239,14 +237,14 @@ class Kubelet:
         try:
             self.runtime.remove_pod(podman_name, grace)
             self.volumes.remove(uid)
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
 
     def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
                          podman_pods: dict[str, str]) -> None:
         try:
             status = self.sync_pod(worker, pod, observed, podman_pods)
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             log.warning("pod %s: %s", worker.key, exc)
             return
         except Exception:
@@ -276,7 +274,7 @@ class Kubelet:
             return failed_status("InvalidSpec", f"the pod spec is malformed: {exc}", self.host_ip, start_time)
 
         if meta.get("deletionTimestamp"):
-            return self._terminate(worker, plan, observed, start_time)
+            return self._terminate(worker, plan, start_time)
 
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
@@ -335,12 +333,11 @@ class Kubelet:
             current = latest.get(container.name)
             if current is not None and current.running and book.waiting_reason == "ContainerCreating":
                 book.waiting_reason = None
-            ready = book.ready if container.readiness is not None else True
+            ready = book.probes.ready if container.readiness is not None else True
             views.append(ContainerView(container.name, container.image, current, book.waiting_reason,
                                        book.waiting_message, ready, book.last_terminated))
-        pod_ip = self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
-        return pod_status(plan.restart_policy, views, pod_ip=pod_ip, host_ip=self.host_ip, start_time=start_time,
-                          since=start_time)
+        return pod_status(plan.restart_policy, views, pod_ip=self._pod_address(plan), host_ip=self.host_ip,
+                          start_time=start_time, since=start_time)
 
     def _waiting_on_config(self, worker: PodWorker, pod: dict[str, Any], exc: ConfigError,
                            start_time: str) -> dict[str, Any]:
@@ -358,7 +355,7 @@ class Kubelet:
         try:
             container_id = self.runtime.create_container(plan, container, attempt,
                                                          self.volumes.mounts(plan, container))
-        except RuntimeError_ as exc:
+        except ContainerRuntimeError as exc:
             if "already in use" in str(exc) and attempt < MAX_NAME_ATTEMPTS:
                 # A create cut short (power, or podman killed) can leave the name taken in podman's storage by
                 # a container its database never recorded: invisible, not removable through the API. The
@@ -371,9 +368,7 @@ class Kubelet:
             book.waiting_reason, book.waiting_message = "CreateContainerError", str(exc)
             return None
         book.waiting_reason, book.waiting_message = "ContainerCreating", ""
-        book.liveness_failures = book.readiness_successes = 0
-        book.ready = False
-        book.next_probe_at = 0.0
+        book.probes = ProbeState()
         return container_id
 
     def _image_ready(self, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
@@ -391,7 +386,7 @@ class Kubelet:
             return False
         try:
             self.runtime.pull(container.image)
-        except PullError as exc:
+        except ImagePullError as exc:
             book.pull_failures += 1
             book.next_pull_at = now + restart_delay(book.pull_failures + 1)
             book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
@@ -413,9 +408,9 @@ class Kubelet:
             book.waiting_reason = "CrashLoopBackOff"
             book.waiting_message = (f"back-off {delay:.0f}s restarting failed container={container.name} "
                                     f"pod={plan.key.name}_{plan.key.namespace}({plan.uid})")
-            book.last_terminated = _last_terminated(current)
+            book.last_terminated = terminated(current, time.time())
             return None
-        book.last_terminated = _last_terminated(current)
+        book.last_terminated = terminated(current, time.time())
         new_id = self._create(plan, container, book, attempt)
         if new_id:
             self.runtime.remove_container(current.id)
@@ -425,70 +420,26 @@ class Kubelet:
 
     def _probe(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, current: Observed,
                now: float) -> None:
-        if now < book.next_probe_at:
-            return
-        liveness, readiness = container.liveness, container.readiness
-        period = float(min(p.get("periodSeconds", 10) for p in (liveness, readiness) if p) if (liveness or readiness)
-                       else 3600)
-        delay = float(min(p.get("initialDelaySeconds", 0) for p in (liveness, readiness) if p)
-                      if (liveness or readiness) else 0)
-        if now - current.started_at < delay:
-            book.next_probe_at = current.started_at + delay
-            return
-        book.next_probe_at = now + period
-        if readiness is not None:
-            if self._run_probe(plan, current, readiness):
-                book.readiness_successes += 1
-                book.ready = book.readiness_successes >= int(readiness.get("successThreshold", 1))
-            else:
-                book.readiness_successes = 0
-                book.ready = False
-        if liveness is not None:
-            if self._run_probe(plan, current, liveness):
-                book.liveness_failures = 0
-            else:
-                book.liveness_failures += 1
-                if book.liveness_failures >= int(liveness.get("failureThreshold", 3)):
-                    log.info("pod %s: container %s failed its liveness probe %d times; restarting it", plan.key,
-                             container.name, book.liveness_failures)
-                    book.liveness_failures = 0
-                    self.runtime.stop_container(current.id, plan.grace_s)
+        def run(probe: dict[str, Any]) -> bool:
+            return run_probe(self.runtime, current.id, probe, lambda: self._pod_address(plan))
 
-    def _run_probe(self, plan: PodPlan, current: Observed, probe: dict[str, Any]) -> bool:
-        if "exec" in probe:
-            command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
-            try:
-                code, _ = self.runtime.exec(current.id, command)
-            except RuntimeError_:
-                return False
-            return code == 0
-        get = probe["httpGet"] or {}
-        host = get.get("host") or (self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name))
-        url = f"{str(get.get('scheme', 'HTTP')).lower()}://{host}:{get.get('port')}{get.get('path', '/')}"
-        try:
-            with urllib.request.urlopen(url, timeout=float(probe.get("timeoutSeconds", 1))) as response:
-                return bool(200 <= response.status < 400)
-        except (OSError, ValueError):
-            return False
+        failures = run_due_probes(book.probes, container, current.started_at, now, run)
+        if failures:
+            log.info("pod %s: container %s failed its liveness probe %d times; restarting it", plan.key,
+                     container.name, failures)
+            self.runtime.stop_container(current.id, plan.grace_s)
 
-    def _terminate(self, worker: PodWorker, plan: PodPlan, observed: list[Observed], start_time: str) -> dict[str, Any]:
+    def _pod_address(self, plan: PodPlan) -> str:
+        """Where the pod's containers listen: the node's own address for a pod on the host's network."""
+        return self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
+
+    def _terminate(self, worker: PodWorker, plan: PodPlan, start_time: str) -> dict[str, Any]:
         if not worker.terminated:
             log.info("pod %s is being deleted: stopping it with %d s grace", plan.key, plan.grace_s)
             self.runtime.remove_pod(plan.podman_name, plan.grace_s)
             worker.terminated = True
-        views = [ContainerView(c.name, c.image, None, None, "", False, None) for c in plan.containers]
-        status = pod_status(plan.restart_policy, views, pod_ip="", host_ip=self.host_ip, start_time=start_time,
-                            since=start_time)
-        for s in status["containerStatuses"]:
-            s["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
-        status["phase"] = "Succeeded" if plan.restart_policy != "Always" else "Failed"
-        return status
-
-
-def _last_terminated(current: Observed) -> dict[str, Any]:
-    return {"exitCode": current.exit_code, "reason": "Completed" if current.exit_code == 0 else "Error",
-            "startedAt": rfc3339(current.started_at), "finishedAt": rfc3339(current.finished_at or time.time()),
-            "containerID": f"podman://{current.id}"}
+        return deleted_status(plan.restart_policy, [(c.name, c.image) for c in plan.containers],
+                              host_ip=self.host_ip, start_time=start_time)
 
 
 def _orphan_key(podman_name: str) -> ResourceKey:
@@ -497,13 +448,3 @@ def _orphan_key(podman_name: str) -> ResourceKey:
         return ResourceKey(namespace, "pod", name)
     except ValueError:
         return ResourceKey(None, "pod", "orphan")
-
-
-def _host_ip() -> str:
-    """The address other hosts would reach this node on (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            return str(s.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"

@@ -8,6 +8,8 @@ import socket
 import time
 from typing import Any
 
+from schemas.timefmt import rfc3339
+
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 MAX_PODS = 110
 
@@ -35,7 +37,7 @@ def capacity() -> dict[str, str]:
 def node_status(host_ip: str, ready: bool, message: str, heartbeat: float | None = None,
                 disk_full: str | None = None) -> dict[str, Any]:
     """``disk_full``: why the node's stores refuse writes (kubelet's DiskPressure); None while they do not."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(heartbeat or time.time()))
+    now = rfc3339(heartbeat or time.time())
     cap = capacity()
     return {
         "capacity": cap,
@@ -66,3 +68,13 @@ def node_object(name: str, host_ip: str, ready: bool, message: str, disk_full: s
         "spec": {},
         "status": node_status(host_ip, ready, message, disk_full=disk_full),
     }
+
+
+def host_ip() -> str:
+    """The address other hosts would reach this node on (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

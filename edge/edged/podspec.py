@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.errors import EdgeError
 from schemas.resource import ResourceKey
 
 LABEL_PREFIX = "io.edgehive."
@@ -31,7 +32,7 @@ HASH_LABEL = LABEL_PREFIX + "spec-hash"
 DEFAULT_GRACE_S = 30
 
 
-class PodSpecError(ValueError):
+class PodSpecError(EdgeError, ValueError):
     """The pod cannot run on this node as written; ``reason`` is the kubelet-style reason."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -24,17 +24,18 @@ from edge.edged.podspec import (
     PodPlan,
     container_name,
 )
+from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class RuntimeError_(RuntimeError):
+class ContainerRuntimeError(EdgeError, RuntimeError):
     """podman refused or failed an operation; the message carries podman's own reason."""
 
 
-class PullError(RuntimeError_):
+class ImagePullError(ContainerRuntimeError):
     """The image could not be pulled."""
 
 
@@ -93,15 +94,15 @@ class PodmanRuntime:
         try:
             return bool(self.client.images.exists(image))
         except (PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot ask podman about image {image}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot ask podman about image {image}: {exc}") from exc
 
     def pull(self, image: str) -> None:
         try:
             self.client.images.pull(image)
         except (ImageNotFound, APIError, PodmanError, OSError) as exc:
-            raise PullError(f"failed to pull image {image!r}: {exc}") from exc
+            raise ImagePullError(f"failed to pull image {image!r}: {exc}") from exc
         if not self.image_present(image):  # podman-py does not always raise when the pull failed
-            raise PullError(f"failed to pull image {image!r}: no such image after the pull (is the registry "
+            raise ImagePullError(f"failed to pull image {image!r}: no such image after the pull (is the registry "
                             "reachable from this node?)")
 
     # -- pods ----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class PodmanRuntime:
         try:
             found = self.client.pods.list(filters={"label": f"{NODE_LABEL}={self.node}"})
         except (PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot list pods: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot list pods: {exc}") from exc
         return {p.name: (p.attrs.get("Labels") or {}).get(UID_LABEL, "") for p in found}
 
     def create_pod(self, plan: PodPlan) -> None:
@@ -123,13 +124,13 @@ class PodmanRuntime:
         try:
             self.client.pods.create(plan.podman_name, **spec)
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot create pod {plan.podman_name}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot create pod {plan.podman_name}: {exc}") from exc
 
     def start_pod(self, podman_name: str) -> None:
         try:
             self.client.pods.get(podman_name).start()
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot start pod {podman_name}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot start pod {podman_name}: {exc}") from exc
 
     def remove_pod(self, podman_name: str, grace_s: int) -> None:
         """Stop every container with ``grace_s`` for SIGTERM to work, then remove the pod."""
@@ -146,7 +147,7 @@ class PodmanRuntime:
         except NotFound:
             pass
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot remove pod {podman_name}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot remove pod {podman_name}: {exc}") from exc
 
     def pod_ip(self, podman_name: str) -> str:
         try:
@@ -169,7 +170,7 @@ class PodmanRuntime:
         try:
             found = self.client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={self.node}"})
         except (PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot list containers: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot list containers: {exc}") from exc
         out = []
         for c in found:
             a = c.attrs
@@ -211,7 +212,7 @@ class PodmanRuntime:
         try:
             created = self.client.containers.create(container.image, **kwargs)
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot create container {container.name}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot create container {container.name}: {exc}") from exc
         return str(created.id)
 
     def _image_sets_path(self, image: str) -> bool:
@@ -227,7 +228,7 @@ class PodmanRuntime:
         try:
             self.client.containers.get(container_id).start()
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"cannot start container {container_id[:12]}: {exc}") from exc
+            raise ContainerRuntimeError(f"cannot start container {container_id[:12]}: {exc}") from exc
 
     def stop_container(self, container_id: str, grace_s: int) -> None:
         try:
@@ -249,7 +250,7 @@ class PodmanRuntime:
         try:
             code, output = self.client.containers.get(container_id).exec_run(command, demux=True)
         except (APIError, PodmanError, OSError) as exc:
-            raise RuntimeError_(f"exec in {container_id[:12]} failed: {exc}") from exc
+            raise ContainerRuntimeError(f"exec in {container_id[:12]} failed: {exc}") from exc
         out, err = output if isinstance(output, tuple) else (output, b"")
         return int(code or 0), (out or b"") + (err or b"")
 

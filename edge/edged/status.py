@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from edge.edged.runtime import Observed
-
-
-def rfc3339(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+from schemas.timefmt import rfc3339
 
 
 @dataclass
@@ -30,26 +26,40 @@ class ContainerView:
         return self.observed.attempt if self.observed is not None else 0
 
 
-def _terminated(observed: Observed) -> dict[str, Any]:
+def terminated(observed: Observed, finished_if_unknown: float) -> dict[str, Any]:
+    """How a container that ran ended: a container's ``terminated`` state, or its ``lastState`` once restarted.
+
+    ``finished_if_unknown`` is the end reported when podman gave the container no exit time: its start for
+    the state it is in (it ran for no known time), the kubelet's pass for the last state of one it restarts
+    (the moment the kubelet saw it had ended).
+    """
     return {
         "exitCode": observed.exit_code,
         "reason": "Completed" if observed.exit_code == 0 else "Error",
         "startedAt": rfc3339(observed.started_at),
-        "finishedAt": rfc3339(observed.finished_at or observed.started_at),
+        "finishedAt": rfc3339(observed.finished_at or finished_if_unknown),
         "containerID": f"podman://{observed.id}",
     }
 
 
-def container_status(view: ContainerView) -> dict[str, Any]:
+STOPPED_FOR_DELETION: dict[str, Any] = {"exitCode": 0, "reason": "Completed"}
+"""The state of a container EdgeD stopped because its pod is being deleted: podman removes it with the pod,
+so no exit code or time of its own is left to report."""
+
+
+def container_status(view: ContainerView, *, deleting: bool = False) -> dict[str, Any]:
+    """``deleting``: the pod is being deleted, and EdgeD has stopped this container for it."""
     observed = view.observed
     state: dict[str, Any]
-    if view.waiting_reason is not None:
+    if deleting:
+        state = {"terminated": dict(STOPPED_FOR_DELETION)}
+    elif view.waiting_reason is not None:
         state = {"waiting": {"reason": view.waiting_reason, **({"message": view.waiting_message}
                                                                  if view.waiting_message else {})}}
     elif observed is not None and observed.running:
         state = {"running": {"startedAt": rfc3339(observed.started_at)}}
     elif observed is not None and observed.finished:
-        state = {"terminated": _terminated(observed)}
+        state = {"terminated": terminated(observed, observed.started_at)}
     else:
         state = {"waiting": {"reason": "ContainerCreating"}}
     status: dict[str, Any] = {
@@ -67,13 +77,15 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     return status
 
 
-def phase(restart_policy: str, statuses: list[dict[str, Any]]) -> str:
+def phase(restart_policy: str, statuses: list[dict[str, Any]], *, deleting: bool = False) -> str:
+    if deleting:  # a pod meant to run for ever (Always) did not succeed by being stopped
+        return "Succeeded" if restart_policy != "Always" else "Failed"
     states = [next(iter(s["state"])) for s in statuses]
     if any(s == "running" for s in states):
         return "Running"
-    terminated = [s["state"]["terminated"] for s in statuses if "terminated" in s["state"]]
-    if len(terminated) == len(statuses):
-        if all(t["exitCode"] == 0 for t in terminated):
+    ended = [s["state"]["terminated"] for s in statuses if "terminated" in s["state"]]
+    if len(ended) == len(statuses):
+        if all(t["exitCode"] == 0 for t in ended):
             return "Succeeded"
         if restart_policy == "Never":
             return "Failed"
@@ -89,13 +101,14 @@ def condition(kind: str, ok: bool, since: str, reason: str = "") -> dict[str, An
 
 
 def pod_status(restart_policy: str, views: list[ContainerView], *, pod_ip: str, host_ip: str, start_time: str,
-               since: str) -> dict[str, Any]:
-    statuses = [container_status(v) for v in views]
+               since: str, deleting: bool = False) -> dict[str, Any]:
+    """The status of a pod from what EdgeD knows of each container; ``deleting``: it is being deleted."""
+    statuses = [container_status(v, deleting=deleting) for v in views]
     all_ready = all(s["ready"] for s in statuses)
     not_ready = [s["name"] for s in statuses if not s["ready"]]
     reason = "ContainersNotReady" if not_ready else ""
     status: dict[str, Any] = {
-        "phase": phase(restart_policy, statuses),
+        "phase": phase(restart_policy, statuses, deleting=deleting),
         "conditions": [
             condition("Initialized", True, since),
             condition("Ready", all_ready, since, reason),
@@ -116,3 +129,11 @@ def failed_status(reason: str, message: str, host_ip: str, start_time: str) -> d
     """A pod that cannot run on this node at all."""
     return {"phase": "Failed", "reason": reason, "message": message, "hostIP": host_ip, "startTime": start_time,
             "conditions": [condition("PodScheduled", True, start_time)], "containerStatuses": []}
+
+
+def deleted_status(restart_policy: str, containers: list[tuple[str, str]], *, host_ip: str,
+                   start_time: str) -> dict[str, Any]:
+    """A pod being deleted, whose containers (name, image) EdgeD has stopped and removed with it."""
+    views = [ContainerView(name, image, None, None, "", False, None) for name, image in containers]
+    return pod_status(restart_policy, views, pod_ip="", host_ip=host_ip, start_time=start_time, since=start_time,
+                      deleting=True)

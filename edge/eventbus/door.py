@@ -112,8 +112,8 @@ class EventBus:
 
         Each item is checked before anything is published: a topic outside ``$hw/events/`` (EventBus is the
         door for devices, not a way onto the node's internal topics), a wildcard or a QoS paho refuses, or a
-        value JSON cannot write (nested too deeply: RecursionError) is refused and counted. A bad topic used to
-        reach paho, which raised after the publish window slot was taken (found by tests/resilience/test_fuzz.py).
+        value JSON cannot write (nested too deeply: RecursionError) is refused and counted, on its own. Left to
+        paho, it would raise only as the bus publishes it, taking the items after it down with it.
         """
         if envelope.src != "devicetwin" or not isinstance(envelope.body, dict):
             return None

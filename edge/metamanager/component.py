@@ -91,7 +91,7 @@ class MetaManagerComponent:
 
     def _send(self, sends: list[Send]) -> None:
         """Count refusals, then send each answer on its own: one that cannot be sent must neither stop the
-        others nor end this thread (an exception here used to kill the committer for good while the process
+        others nor end this thread (an exception here would end the committer for good while the process
         stayed up)."""
         for send in sends:
             if send.envelope.op == Op.ERROR:

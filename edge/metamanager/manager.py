@@ -12,6 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from edge.errors import EdgeError
 from edge.metamanager.objectstore import ObjectStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
@@ -34,7 +35,7 @@ def owner_of(kind: str) -> str | None:
     return None
 
 
-class BadObject(ValueError):
+class BadObject(EdgeError, ValueError):
     """An object that cannot be stored under its key; the message says why."""
 
 
@@ -73,8 +74,8 @@ class MetaManager:
 
         Each envelope is applied in its own savepoint: one that fails on what it carries is rolled back alone
         and left unanswered (the cloud sends it again; ``failed`` counts it), instead of taking every other
-        write of the batch down with it, again on every resend (found by tests/resilience/test_fuzz.py). An
-        error of the store itself (a full disk) still fails the whole batch, unacknowledged.
+        write of the batch down with it, again on every resend. An error of the store itself (a full disk)
+        still fails the whole batch, unacknowledged.
         """
         sends: list[Send] = []
         with self.store.transaction():
@@ -108,7 +109,7 @@ class MetaManager:
         if owner is not None:
             # The forward carries the object with a longer id and src than the cloud's envelope: one that
             # arrived just under the size limit can be over it here. Refuse it before storing, or the store
-            # holds an object its owner never hears about (found by tests/resilience/test_fuzz.py).
+            # would hold an object its owner never hears about.
             try:
                 forward.encode(self.max_size)
             except EnvelopeError as exc:

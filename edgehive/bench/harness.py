@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgehive.errors import EdgehiveError
 from edgehive.localcluster import LocalApiServer
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
@@ -27,7 +28,7 @@ from schemas import topics
 from schemas.envelope import Envelope, EnvelopeError, Op, decode
 
 
-class BenchError(RuntimeError):
+class BenchError(EdgehiveError, RuntimeError):
     """A benchmark could not run; the message says which part failed and where its logs are."""
 
 

@@ -20,8 +20,8 @@ from functools import partial
 import pytest
 
 from tests.fixtures.processes import wait_until
-from tests.resilience.fleet import EdgeSite, Fleet
-from tests.resilience.workload import Workload
+from tests.support.fleet import EdgeSite, Fleet
+from tests.support.workload import Workload
 
 pytestmark = [pytest.mark.slow]
 

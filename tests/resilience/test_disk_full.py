@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.processes import wait_until
-from tests.resilience.fleet import Fleet, podman_pods
-from tests.resilience.workload import Workload
+from tests.support.fleet import Fleet, podman_pods
+from tests.support.workload import Workload
 
 pytestmark = [pytest.mark.slow]
 

@@ -21,8 +21,8 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.fixtures.processes import wait_until
-from tests.resilience.fleet import Fleet
-from tests.resilience.workload import Workload
+from tests.support.fleet import Fleet
+from tests.support.workload import Workload
 
 pytestmark = [pytest.mark.slow]
 

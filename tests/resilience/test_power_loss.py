@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.processes import wait_until
-from tests.resilience.fleet import EdgeSite, Fleet
-from tests.resilience.workload import Workload
+from tests.support.fleet import EdgeSite, Fleet
+from tests.support.workload import Workload
 
 pytestmark = [pytest.mark.slow]
 

@@ -80,8 +80,8 @@ def test_resync_sends_only_the_difference() -> None:
 
 
 def test_resync_takes_any_version_a_node_reports() -> None:
-    # The node's listing is its word: '²' passes str.isdigit() and int() refuses it; this used to raise
-    # ValueError and lose the node's resync.
+    # The node's listing is its word: '²' passes str.isdigit() and int() refuses it; a ValueError here would
+    # lose the node's resync.
     p = Placement()
     p.on_node("ADDED", node("e1"))
     p.on_primary("ADDED", pod("web", "e1", "11"))

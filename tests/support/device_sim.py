@@ -1,6 +1,6 @@
 """Devices on an edge node: each says it is online, then publishes temperature readings in KubeEdge's twin JSON.
 
-Run on the node's host (``python -m tests.resilience.device_sim``), against the node's
+Run on the node's host (``python -m tests.support.device_sim``), against the node's
 broker on loopback, as real devices beside the node would. Readings are spread evenly
 over ``--seconds``; reading ``k`` of a device has the value ``value(k)``, so a test knows
 every device's last value without asking the simulator. Each publish waits for the
@@ -36,7 +36,7 @@ def twin_update(k: int) -> bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.resilience.device_sim")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.device_sim")
     parser.add_argument("--port", type=int, required=True, help="the node's broker on 127.0.0.1")
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--devices", required=True, help="device names, comma-separated")

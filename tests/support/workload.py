@@ -23,9 +23,8 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.fixtures.processes import ManagedProcess, wait_until
-from tests.resilience import device_sim
-from tests.resilience.fleet import EdgeSite, Fleet
-from tests.support import devices
+from tests.support import device_sim, devices
+from tests.support.fleet import EdgeSite, Fleet
 
 DEVICES = 2  # per node
 
@@ -119,7 +118,7 @@ class Workload:
         for node, site in self.fleet.sites.items():
             names = device_names(node)
             sims.append(ManagedProcess(f"devices-{node}-{self.readings}", site.in_host(
-                sys.executable, "-m", "tests.resilience.device_sim", "--port", str(site.edge_port),
+                sys.executable, "-m", "tests.support.device_sim", "--port", str(site.edge_port),
                 "--namespace", self.fleet.namespace, "--devices", ",".join(names),
                 "--readings", str(readings_per_node), "--seconds", str(seconds), "--first", str(self.readings)),
                 self.fleet.workdir / f"devices-{node}-{self.readings}.log").start())

@@ -1,0 +1,219 @@
+"""Pod status, byte for byte: what EdgeD reports for each state of a pod and its containers.
+
+Each case is pinned as the JSON text the status encodes to (key order included), so that a change to how
+the status is built cannot change what the API server receives. The deletion and restart cases go through
+the kubelet's own pass (a fake podman underneath), the others through edge/edged/status.py directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from edge.edged.kubelet import Kubelet, PodWorker
+from edge.edged.podspec import ContainerPlan, PodPlan, plan_pod
+from edge.edged.runtime import HostMount, Observed, PodmanRuntime
+from edge.edged.status import ContainerView, container_status, deleted_status, failed_status, pod_status, terminated
+from edge.edged.volumes import Volumes
+from schemas.resource import ResourceKey
+
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+START = "2026-01-01T00:00:00Z"
+KEY = ResourceKey("default", "pod", "web")
+UID = "u-1"
+GOLDEN: dict[str, str] = json.loads((Path(__file__).parent / "pod_status_golden.json").read_text())
+"""Each case's status as the JSON text the API server receives for it (pod_status_golden.json)."""
+
+
+def text(status: dict[str, Any]) -> str:
+    return json.dumps(status)
+
+
+def spec_hashes() -> dict[str, str]:
+    """The hash the kubelet labels each container of ``pod()`` with: an observed container that carries it is
+    the one the spec asks for (another would be replaced)."""
+    return {c.name: c.spec_hash for c in plan_pod(pod("Always"), "edge-1", lambda _: None).containers}
+
+
+def observed(container: str = "app", *, state: str = "exited", exit_code: int = 0, attempt: int = 0,
+             started_at: int = T0 + 10, finished_at: int = T0 + 70) -> Observed:
+    return Observed(id=f"id-{container}-{attempt}", name=f"default_web_{container}_{attempt}", pod_uid=UID,
+                    container=container, attempt=attempt, spec_hash=spec_hashes()[container], state=state,
+                    exit_code=exit_code, started_at=started_at, finished_at=finished_at, image_id="sha256:abc")
+
+
+# -- the kubelet's pass on a fake podman ------------------------------------------------------------------------
+
+
+@dataclass
+class FakePodman:
+    """What the kubelet asks of podman in one pass, answered from memory."""
+
+    removed_pods: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    def remove_pod(self, podman_name: str, grace_s: int) -> None:
+        self.removed_pods.append(podman_name)
+
+    def image_present(self, image: str) -> bool:
+        return True
+
+    def create_container(self, plan: PodPlan, container: ContainerPlan, attempt: int,
+                         mounts: list[HostMount]) -> str:
+        self.created.append(f"{container.name}-{attempt}")
+        return f"id-{container.name}-{attempt}"
+
+    def remove_container(self, container_id: str) -> None:
+        pass
+
+    def start_pod(self, podman_name: str) -> None:
+        pass
+
+    def start_container(self, container_id: str) -> None:
+        pass
+
+    def pod_ip(self, podman_name: str) -> str:
+        return "10.88.0.5"
+
+
+class FakeVolumes:
+    def prepare(self, plan: PodPlan) -> None:
+        pass
+
+    def mounts(self, plan: PodPlan, container: ContainerPlan) -> list[HostMount]:
+        return []
+
+
+def kubelet(podman: FakePodman) -> Kubelet:
+    return Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, FakeVolumes()), lambda *_: None,
+                   host_ip="192.168.1.20", workers=1)
+
+
+def pod(restart_policy: str, *, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "web", "namespace": "default", "uid": UID, "resourceVersion": "3"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:05:00Z"
+    return {"metadata": meta, "spec": {"restartPolicy": restart_policy, "containers": [
+        {"name": "app", "image": "localhost/busybox:1"}, {"name": "side", "image": "localhost/busybox:1"}]}}
+
+
+def one_pass(restart_policy: str, seen: list[Observed], *, deleting: bool = False, now: float = T0 + 100,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], FakePodman]:
+    monkeypatch.setattr(time, "time", lambda: now)
+    podman = FakePodman()
+    k = kubelet(podman)
+    try:
+        status = k.sync_pod(PodWorker(KEY, UID, started=T0), pod(restart_policy, deleting=deleting), seen,
+                            {"default_web": UID})
+    finally:
+        k._pool.shutdown()
+    assert status is not None
+    return status, podman
+
+
+DELETING = {
+    "Always": GOLDEN["deleting_always"],
+    "OnFailure": GOLDEN["deleting_onfailure"],
+    "Never": GOLDEN["deleting_never"],
+}
+
+
+@pytest.mark.parametrize("restart_policy", sorted(DELETING))
+def test_a_pod_being_deleted(restart_policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its containers are stopped and reported terminated; a pod meant to run for ever (Always) has failed."""
+    status, podman = one_pass(restart_policy, [observed(state="running")], deleting=True, monkeypatch=monkeypatch)
+    assert podman.removed_pods == ["default_web"]
+    assert text(status) == DELETING[restart_policy]
+
+
+def test_a_restarted_container_reports_how_it_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = [observed("app", exit_code=1), observed("side", state="running", started_at=T0 + 5)]
+    status, podman = one_pass("Always", seen, monkeypatch=monkeypatch)
+    assert podman.created == ["app-1"]
+    assert text(status) == GOLDEN["restarted"]
+
+
+def test_a_container_in_crash_loop_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = [observed("app", exit_code=2, attempt=3, finished_at=T0 + 95),
+            observed("side", state="running", started_at=T0 + 5)]
+    status, podman = one_pass("Always", seen, monkeypatch=monkeypatch)
+    assert podman.created == []
+    assert text(status) == GOLDEN["backoff"]
+
+
+def test_an_exit_with_no_exit_time_ends_at_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """podman gave a finished container no exit time: its last state ends when the kubelet saw it."""
+    seen = [observed("app", exit_code=0, finished_at=0), observed("side", state="running", started_at=T0 + 5)]
+    status, _ = one_pass("Always", seen, now=T0 + 130, monkeypatch=monkeypatch)
+    assert text(status) == GOLDEN["no_exit_time"]
+
+
+# -- status.py directly ---------------------------------------------------------------------------------------
+
+
+def view(name: str, seen: Observed | None, *, waiting: str | None = None, message: str = "", ready: bool = True,
+         last: dict[str, Any] | None = None) -> ContainerView:
+    return ContainerView(name, "localhost/busybox:1", seen, waiting, message, ready, last)
+
+
+CONTAINERS = {
+    "running": (view("app", observed(state="running")), GOLDEN["c_running"]),
+    "completed": (view("app", observed(exit_code=0)), GOLDEN["c_completed"]),
+    "error": (view("app", observed(exit_code=137)), GOLDEN["c_error"]),
+    "exited without exit time": (view("app", observed(exit_code=1, finished_at=0)), GOLDEN["c_no_exit_time"]),
+    "creating": (view("app", None), GOLDEN["c_creating"]),
+    "waiting with message": (view("app", None, waiting="ErrImagePull", message="no such image"), GOLDEN["c_waiting"]),
+    "created, not started": (view("app", observed(state="created", started_at=0, finished_at=0)), GOLDEN["c_created"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTAINERS))
+def test_container_status(case: str) -> None:
+    container, expected = CONTAINERS[case]
+    assert text(container_status(container)) == expected
+
+
+PODS = {
+    "running and ready": ("Always", [view("app", observed(state="running"))], "10.88.0.5", GOLDEN["p_running"]),
+    "not ready": ("Always", [view("app", observed(state="running"), ready=False), view("side", None)], "",
+                  GOLDEN["p_not_ready"]),
+    "succeeded": ("OnFailure", [view("app", observed()), view("side", observed("side"))], "", GOLDEN["p_succeeded"]),
+    "failed": ("Never", [view("app", observed(exit_code=3)), view("side", observed("side"))], "", GOLDEN["p_failed"]),
+    "restarting": ("Always", [view("app", observed(exit_code=3, attempt=2))], "", GOLDEN["p_restarting"]),
+    "pending": ("Never", [view("app", None)], "", GOLDEN["p_pending"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PODS))
+def test_pod_status(case: str) -> None:
+    restart_policy, views, pod_ip, expected = PODS[case]
+    status = pod_status(restart_policy, views, pod_ip=pod_ip, host_ip="192.168.1.20", start_time=START, since=START)
+    assert text(status) == expected
+
+
+def test_a_pod_that_cannot_run_here() -> None:
+    assert text(failed_status("InvalidSpec", "spec.containers is empty", "192.168.1.20", START)) == GOLDEN["failed"]
+
+
+# -- status.py is the one builder: the kubelet's cases, from status.py alone -----------------------------------
+
+
+@pytest.mark.parametrize("restart_policy", sorted(DELETING))
+def test_deleted_status(restart_policy: str) -> None:
+    status = deleted_status(restart_policy, [("app", "localhost/busybox:1"), ("side", "localhost/busybox:1")],
+                            host_ip="192.168.1.20", start_time=START)
+    assert text(status) == DELETING[restart_policy]
+
+
+def test_last_state_of_a_restarted_container() -> None:
+    """The same text as the state of a terminated container, but for the end when podman gave none."""
+    expected = json.loads(GOLDEN["no_exit_time"])["containerStatuses"][0]["lastState"]["terminated"]
+    assert text(terminated(observed("app", exit_code=0, finished_at=0), T0 + 130)) == text(expected)
+    in_state = json.loads(GOLDEN["c_no_exit_time"])["state"]["terminated"]
+    assert text(terminated(observed("app", exit_code=1, finished_at=0), T0 + 10)) == text(in_state)
+
