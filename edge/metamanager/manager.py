@@ -17,7 +17,6 @@ from edge.metamanager.objectstore import ObjectStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Send
-from schemas.link import MAX_PAGE as MAX_PAGE  # noqa: PLC0414 (re-exported: edgehive/bench_scale.py imports it)
 from schemas.link import BodyError, ListedItem, ListingPage, PageQuery
 from schemas.resource import ResourceKey
 
