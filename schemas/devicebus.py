@@ -44,13 +44,13 @@ class DeviceRequest:
         if not isinstance(payload, bytes):
             raise BodyError(f"{where}.payload", f"must be bytes, not {shape(payload)}")
         if not isinstance(namespace, str) or not isinstance(name, str):
-            raise BodyError(where, "namespace and name must be strings")
+            raise BodyError(where, "must name the device's namespace and name with strings")
         if request == MEMBERSHIP_GET:
             return cls(namespace, name, request, payload)
         if request not in topics.DEVICE_REQUESTS:
-            raise BodyError(f"{where}.request", f"{request[:40]!r} is not a device request")
+            raise BodyError(f"{where}.request", f"is {request[:40]!r}, not a device request")
         if not is_namespace(namespace) or not is_object_name(name):
-            raise BodyError(where, f"{namespace[:64]}/{name[:64]} is not a device's namespace/name")
+            raise BodyError(where, f"names {namespace[:64]}/{name[:64]}, not a device's namespace and name")
         return cls(namespace, name, request, payload)
 
 

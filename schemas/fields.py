@@ -22,13 +22,15 @@ _SHAPES = {dict: "a map", list: "a list", str: "a string", bytes: "bytes", int: 
 
 
 class BodyError(WireFormatError):
-    """A message body with a field of the wrong shape; ``field`` is its dotted path (``status.conditions[2]``)."""
+    """A message body with a field of the wrong shape; ``field`` is its dotted path (``status.conditions[2]``).
+
+    The message reads as a sentence about the field: ``status.conditions[2] must be a map, not a string``."""
 
     def __init__(self, field: str, reason: str) -> None:
         # Both end up in log lines and error replies, and a field path can hold a key the sender chose.
         self.field = _clip(field, 120)
         self.reason = _clip(reason, 300)
-        super().__init__(f"{self.field}: {self.reason}")
+        super().__init__(f"{self.field} {self.reason}")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -85,7 +87,7 @@ class Reader:
         """A string that must be there; lenient, an absent one reads as ""."""
         if isinstance(value, str):
             return value
-        return self.refuse(where, "missing" if value is None else f"must be a string, not {shape(value)}", "")
+        return self.refuse(where, "is missing" if value is None else f"must be a string, not {shape(value)}", "")
 
     def integer(self, value: Any, where: str) -> int | None:
         """An optional integer (a boolean is not one, though Python says so)."""
@@ -98,7 +100,7 @@ class Reader:
         found = self.mapping(value, where)
         for key, item in found.items():
             if not isinstance(key, str):
-                self.refuse(where, f"keys must be strings, not {shape(key)}", None)
+                self.refuse(where, f"must have strings as keys, not {shape(key)}", None)
             elif not isinstance(item, str):
                 self.refuse(f"{where}.{_key(key)}", f"must be a string, not {shape(item)}", None)
         return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}

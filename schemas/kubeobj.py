@@ -132,7 +132,7 @@ class Pod:
     def parse(cls, obj: Any, key: ResourceKey) -> Pod:
         body, metadata = named(obj, key)
         if not metadata.uid:
-            raise BodyError("metadata.uid", "missing: EdgeD tells a pod's incarnations apart by it")
+            raise BodyError("metadata.uid", "is missing (EdgeD tells a pod's incarnations apart by it)")
         spec = STRICT.mapping(body.get("spec"), "spec")
         STRICT.integer(spec.get("terminationGracePeriodSeconds"), "spec.terminationGracePeriodSeconds")
         STRICT.text(spec.get("restartPolicy"), "spec.restartPolicy")

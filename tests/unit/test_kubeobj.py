@@ -57,7 +57,7 @@ def test_object_meta_names_the_bad_field(field: str, value: Any) -> None:
     with pytest.raises(BodyError) as refused:
         ObjectMeta.parse({**pod()["metadata"], field: value})
     assert refused.value.field == f"metadata.{field}"
-    assert str(refused.value).startswith(f"metadata.{field}: ")
+    assert str(refused.value).startswith(f"metadata.{field} must be ")
 
 
 def test_a_label_value_is_named() -> None:
