@@ -27,4 +27,4 @@ class ComponentStatus:
     @classmethod
     def parse(cls, body: Any) -> ComponentStatus:
         found = STRICT.body(body)
-        return cls(STRICT.required_text(found.get("state"), "state"), STRICT.integer(found.get("pid"), "pid"))
+        return cls(STRICT.required_text(found.get("state"), "body.state"), STRICT.integer(found.get("pid"), "body.pid"))

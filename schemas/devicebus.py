@@ -111,11 +111,11 @@ def parse_publications(body: Any) -> list[Publication | BodyError]:
 def _batch(body: Any, name: str, parse: Callable[[Any, str], T]) -> list[T | BodyError]:
     items = STRICT.body(body).get(name)
     if not isinstance(items, list):
-        raise BodyError(name, f"must be a list, not {shape(items)}")
+        raise BodyError(f"body.{name}", f"must be a list, not {shape(items)}")
     out: list[T | BodyError] = []
     for index, item in enumerate(items):
         try:
-            out.append(parse(item, f"{name}[{index}]"))
+            out.append(parse(item, f"body.{name}[{index}]"))
         except BodyError as exc:
             out.append(exc)
     return out

@@ -38,17 +38,18 @@ class Device:
 
     @classmethod
     def read(cls, obj: Any, reader: Reader) -> Device:
-        found = reader.body(obj, "object")
-        spec = reader.mapping(found.get("spec"), "spec")
-        ref = reader.mapping(spec.get("deviceModelRef"), "spec.deviceModelRef")
+        found = reader.body(obj)
+        spec = reader.mapping(found.get("spec"), "body.spec")
+        ref = reader.mapping(spec.get("deviceModelRef"), "body.spec.deviceModelRef")
         properties = []
-        for index, prop in enumerate(reader.mappings(spec.get("properties"), "spec.properties")):
-            where = f"spec.properties[{index}]"
+        for index, prop in enumerate(reader.mappings(spec.get("properties"), "body.spec.properties")):
+            where = f"body.spec.properties[{index}]"
             desired = reader.mapping(prop.get("desired"), f"{where}.desired")
             properties.append(DeviceProperty(reader.required_text(prop.get("name"), f"{where}.name"),
                                              reader.text(desired.get("value"), f"{where}.desired.value")))
-        return cls(ObjectMeta.read(found.get("metadata"), reader), reader.text(spec.get("nodeName"), "spec.nodeName"),
-                   reader.text(ref.get("name"), "spec.deviceModelRef.name"), tuple(properties))
+        return cls(ObjectMeta.read(found.get("metadata"), reader),
+                   reader.text(spec.get("nodeName"), "body.spec.nodeName"),
+                   reader.text(ref.get("name"), "body.spec.deviceModelRef.name"), tuple(properties))
 
     @classmethod
     def parse(cls, obj: Any) -> Device:
@@ -78,11 +79,11 @@ class DeviceModel:
 
     @classmethod
     def read(cls, obj: Any, reader: Reader) -> DeviceModel:
-        found = reader.body(obj, "object")
-        spec = reader.mapping(found.get("spec"), "spec")
+        found = reader.body(obj)
+        spec = reader.mapping(found.get("spec"), "body.spec")
         properties: dict[str, ModelProperty] = {}
-        for index, prop in enumerate(reader.mappings(spec.get("properties"), "spec.properties")):
-            where = f"spec.properties[{index}]"
+        for index, prop in enumerate(reader.mappings(spec.get("properties"), "body.spec.properties")):
+            where = f"body.spec.properties[{index}]"
             name = reader.required_text(prop.get("name"), f"{where}.name")
             kind = reader.text(prop.get("type"), f"{where}.type") or "STRING"
             properties[name] = ModelProperty(name, kind.upper(), reader.text(prop.get("minimum"), f"{where}.minimum"),

@@ -22,15 +22,16 @@ _SHAPES = {dict: "a map", list: "a list", str: "a string", bytes: "bytes", int: 
 
 
 class BodyError(WireFormatError):
-    """A message body with a field of the wrong shape; ``field`` is its dotted path (``status.conditions[2]``).
+    """A message body with a field of the wrong shape; ``field`` is its path in the envelope
+    (``body.status.conditions[2]``; ``body`` for the body as a whole).
 
-    The message reads as a sentence about the field: ``status.conditions[2] must be a map, not a string``."""
+    The message is the field, then why: ``body.status.conditions[2]: must be a map, not a string``."""
 
     def __init__(self, field: str, reason: str) -> None:
         # Both end up in log lines and error replies, and a field path can hold a key the sender chose.
         self.field = _clip(field, 120)
         self.reason = _clip(reason, 300)
-        super().__init__(f"{self.field} {self.reason}")
+        super().__init__(f"{self.field}: {self.reason}")
 
 
 def _clip(text: str, limit: int) -> str:

@@ -34,7 +34,7 @@ class ObjectMeta:
     deletion_grace_period_seconds: int | None = None
 
     @classmethod
-    def read(cls, value: Any, reader: Reader, where: str = "metadata") -> ObjectMeta:
+    def read(cls, value: Any, reader: Reader, where: str = "body.metadata") -> ObjectMeta:
         m = reader.mapping(value, where)
         return cls(name=reader.text(m.get("name"), f"{where}.name"),
                    namespace=reader.text(m.get("namespace"), f"{where}.namespace"),
@@ -47,16 +47,16 @@ class ObjectMeta:
                                                                 f"{where}.deletionGracePeriodSeconds"))
 
     @classmethod
-    def parse(cls, value: Any, where: str = "metadata") -> ObjectMeta:
+    def parse(cls, value: Any, where: str = "body.metadata") -> ObjectMeta:
         """Metadata from the other side of a link; BodyError for a field of the wrong shape."""
         return cls.read(value, STRICT, where)
 
-    def check_names(self, key: ResourceKey) -> None:
+    def check_names(self, key: ResourceKey, where: str = "body.metadata") -> None:
         """The object must be the one ``key`` names (cluster-scoped: any namespace, as the API server has none)."""
         if self.name != key.name:
-            raise BodyError("metadata.name", f"is {_short(self.name)}, not {key.name!r}")
+            raise BodyError(f"{where}.name", f"is {_short(self.name)}, not {key.name!r}")
         if key.namespace is not None and self.namespace != key.namespace:
-            raise BodyError("metadata.namespace", f"is {_short(self.namespace)}, not {key.namespace!r}")
+            raise BodyError(f"{where}.namespace", f"is {_short(self.namespace)}, not {key.namespace!r}")
 
 
 def _short(value: str | None) -> str:
@@ -106,9 +106,9 @@ def deletion_body(key: ResourceKey, uid: str | None) -> dict[str, Any]:
 
 
 def named(obj: Any, key: ResourceKey) -> tuple[dict[str, Any], ObjectMeta]:
-    """An object from the other side of a link as a map, and its metadata, which must name ``key`` (the key it
-    travels and is stored under); BodyError otherwise."""
-    body = STRICT.body(obj, "object")
+    """An object from the other side of a link (an envelope's body) as a map, and its metadata, which must name
+    ``key`` (the key it travels and is stored under); BodyError otherwise."""
+    body = STRICT.body(obj)
     metadata = ObjectMeta.parse(body.get("metadata"))
     metadata.check_names(key)
     return body, metadata
@@ -132,12 +132,12 @@ class Pod:
     def parse(cls, obj: Any, key: ResourceKey) -> Pod:
         body, metadata = named(obj, key)
         if not metadata.uid:
-            raise BodyError("metadata.uid", "is missing (EdgeD tells a pod's incarnations apart by it)")
-        spec = STRICT.mapping(body.get("spec"), "spec")
-        STRICT.integer(spec.get("terminationGracePeriodSeconds"), "spec.terminationGracePeriodSeconds")
-        STRICT.text(spec.get("restartPolicy"), "spec.restartPolicy")
-        STRICT.mappings(spec.get("containers"), "spec.containers")
-        return cls(metadata, STRICT.text(spec.get("nodeName"), "spec.nodeName"), body)
+            raise BodyError("body.metadata.uid", "is missing (EdgeD tells a pod's incarnations apart by it)")
+        spec = STRICT.mapping(body.get("spec"), "body.spec")
+        STRICT.integer(spec.get("terminationGracePeriodSeconds"), "body.spec.terminationGracePeriodSeconds")
+        STRICT.text(spec.get("restartPolicy"), "body.spec.restartPolicy")
+        STRICT.mappings(spec.get("containers"), "body.spec.containers")
+        return cls(metadata, STRICT.text(spec.get("nodeName"), "body.spec.nodeName"), body)
 
 
 _DATA_FIELDS = {"configmap": ("data", "binaryData"), "secret": ("data", "stringData")}
@@ -154,5 +154,5 @@ class ConfigObject:
     def parse(cls, obj: Any, key: ResourceKey) -> ConfigObject:
         body, metadata = named(obj, key)
         for name in _DATA_FIELDS.get(key.kind, ()):
-            STRICT.text_map(body.get(name), name)
+            STRICT.text_map(body.get(name), f"body.{name}")
         return cls(metadata, body)

@@ -40,7 +40,7 @@ class NodeStatus:
     quantities, addresses is a list of {type, address}, nodeInfo maps names to strings."""
 
     @classmethod
-    def parse(cls, value: Any, where: str = "status") -> NodeStatus:
+    def parse(cls, value: Any, where: str = "body.status") -> NodeStatus:
         status = STRICT.body(value, where)
         STRICT.text_map(status.get("capacity"), f"{where}.capacity")
         STRICT.text_map(status.get("allocatable"), f"{where}.allocatable")
@@ -54,7 +54,7 @@ class NodeStatus:
     @classmethod
     def parse_report(cls, body: Any) -> NodeStatus:
         """The body of a ``nodestatus`` update: ``{"status": {...}}``."""
-        return cls.parse(STRICT.body(body).get("status"))
+        return cls.parse(STRICT.body(body).get("status"), "body.status")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class NodeRegistration:
         found = STRICT.body(body)
         metadata = ObjectMeta.parse(found.get("metadata"))
         status = found.get("status")
-        return cls(metadata.name, dict(metadata.labels), None if status is None else NodeStatus.parse(status))
+        return cls(metadata.name, dict(metadata.labels), None if status is None else NodeStatus.parse(status,
+                                                                                                         "body.status"))
 
 
 # -- pods ----------------------------------------------------------------------------------------------
@@ -101,12 +102,12 @@ class PodStatusReport:
     def parse(cls, body: Any) -> PodStatusReport:
         found = STRICT.body(body)
         metadata = ObjectMeta.parse(found.get("metadata"))
-        status = STRICT.body(found.get("status"), "status")
-        _conditions(status.get("conditions"), "status.conditions")
+        status = STRICT.body(found.get("status"), "body.status")
+        _conditions(status.get("conditions"), "body.status.conditions")
         for name in ("phase", "podIP", "hostIP", "reason", "message"):
-            STRICT.text(status.get(name), f"status.{name}")
-        STRICT.mappings(status.get("podIPs"), "status.podIPs")
-        where = "status.containerStatuses"
+            STRICT.text(status.get(name), f"body.status.{name}")
+        STRICT.mappings(status.get("podIPs"), "body.status.podIPs")
+        where = "body.status.containerStatuses"
         for index, container in enumerate(STRICT.mappings(status.get("containerStatuses"), where)):
             STRICT.text(container.get("name"), f"{where}[{index}].name")
             STRICT.mapping(container.get("state"), f"{where}[{index}].state")
@@ -156,7 +157,7 @@ class DeviceStatusReport:
     twins: list[ReportedTwin]
 
     @classmethod
-    def read(cls, value: Any, reader: Reader, where: str = "status") -> DeviceStatusReport:
+    def read(cls, value: Any, reader: Reader, where: str = "body.status") -> DeviceStatusReport:
         status = reader.body(value, where)
         twins = [ReportedTwin.read(entry, reader, f"{where}.twins[{index}]")
                  for index, entry in enumerate(reader.mappings(status.get("twins"), f"{where}.twins"))]
@@ -171,4 +172,4 @@ class DeviceStatusReport:
     @classmethod
     def view(cls, device: Any) -> DeviceStatusReport:
         """The status of a Device the API server holds (never raises)."""
-        return cls.read(LENIENT.mapping(device, "").get("status") or {}, LENIENT)
+        return cls.read(LENIENT.mapping(device, "").get("status") or {}, LENIENT, "status")

@@ -15,7 +15,7 @@ from typing import Any
 from edge.errors import EdgeError
 from edge.metamanager.objectstore import ObjectStore, Outcome, Stored
 from edge.storage import is_storage_error
-from schemas import kinds, link, topics
+from schemas import kinds, topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Send
 from schemas.fields import STRICT, BodyError
 from schemas.kubeobj import meta, named
@@ -48,7 +48,7 @@ def check_object(key: ResourceKey, obj: Any) -> None:
         else:
             named(obj, key)
     except BodyError as exc:
-        raise BadObject(f"{key}: {exc}") from None
+        raise BadObject(f"{key}: {exc.field} {exc.reason}") from None
 
 
 def _item(stored: Stored, with_object: bool) -> ListedItem:
@@ -153,7 +153,7 @@ class MetaManager:
     def _page_reply(self, envelope: Envelope, *, with_object: bool) -> Envelope:
         try:
             query = PageQuery.parse(envelope.body)
-        except link.BodyError as exc:
+        except BodyError as exc:
             return envelope.error(MODULE, 400, str(exc))
         items, nxt = self.store.page(query.kind, query.after, query.limit)
         return envelope.reply(MODULE, ListingPage(tuple(_item(s, with_object) for s in items), nxt).as_body())

@@ -46,17 +46,17 @@ def test_device_parses() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    (("metadata",), 5, "metadata"),
-    (("metadata", "annotations"), ["x"], "metadata.annotations"),
-    (("spec",), [1], "spec"),
-    (("spec", "nodeName"), 5, "spec.nodeName"),
-    (("spec", "deviceModelRef"), "thermo", "spec.deviceModelRef"),
-    (("spec", "deviceModelRef", "name"), ["thermo"], "spec.deviceModelRef.name"),
-    (("spec", "properties"), {"setpoint": {}}, "spec.properties"),
-    (("spec", "properties", 1), "temperature", "spec.properties[1]"),
-    (("spec", "properties", 0, "name"), None, "spec.properties[0].name"),
-    (("spec", "properties", 0, "desired"), "25", "spec.properties[0].desired"),
-    (("spec", "properties", 0, "desired", "value"), 25, "spec.properties[0].desired.value"),
+    (("metadata",), 5, "body.metadata"),
+    (("metadata", "annotations"), ["x"], "body.metadata.annotations"),
+    (("spec",), [1], "body.spec"),
+    (("spec", "nodeName"), 5, "body.spec.nodeName"),
+    (("spec", "deviceModelRef"), "thermo", "body.spec.deviceModelRef"),
+    (("spec", "deviceModelRef", "name"), ["thermo"], "body.spec.deviceModelRef.name"),
+    (("spec", "properties"), {"setpoint": {}}, "body.spec.properties"),
+    (("spec", "properties", 1), "temperature", "body.spec.properties[1]"),
+    (("spec", "properties", 0, "name"), None, "body.spec.properties[0].name"),
+    (("spec", "properties", 0, "desired"), "25", "body.spec.properties[0].desired"),
+    (("spec", "properties", 0, "desired", "value"), 25, "body.spec.properties[0].desired.value"),
 ])
 def test_device_names_the_bad_field(path: tuple[Any, ...], value: Any, field: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -68,7 +68,7 @@ def test_device_names_the_bad_field(path: tuple[Any, ...], value: Any, field: st
 def test_device_must_be_a_map() -> None:
     with pytest.raises(BodyError) as refused:
         Device.parse([DEVICE])
-    assert refused.value.field == "object"
+    assert refused.value.field == "body"
     assert Device.view([DEVICE]).properties == ()
 
 
@@ -81,13 +81,13 @@ def test_model_parses() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    (("spec",), "x", "spec"),
-    (("spec", "properties"), "temperature", "spec.properties"),
-    (("spec", "properties", 0), 5, "spec.properties[0]"),
-    (("spec", "properties", 0, "name"), 5, "spec.properties[0].name"),
-    (("spec", "properties", 1, "type"), ["INT"], "spec.properties[1].type"),
-    (("spec", "properties", 0, "minimum"), -40, "spec.properties[0].minimum"),
-    (("spec", "properties", 0, "maximum"), 125.0, "spec.properties[0].maximum"),
+    (("spec",), "x", "body.spec"),
+    (("spec", "properties"), "temperature", "body.spec.properties"),
+    (("spec", "properties", 0), 5, "body.spec.properties[0]"),
+    (("spec", "properties", 0, "name"), 5, "body.spec.properties[0].name"),
+    (("spec", "properties", 1, "type"), ["INT"], "body.spec.properties[1].type"),
+    (("spec", "properties", 0, "minimum"), -40, "body.spec.properties[0].minimum"),
+    (("spec", "properties", 0, "maximum"), 125.0, "body.spec.properties[0].maximum"),
 ])
 def test_model_names_the_bad_field(path: tuple[Any, ...], value: Any, field: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -106,14 +106,14 @@ def test_requests_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("item", "field"), [
-    ("twin/update", "requests[0]"),
-    (["default", "thermo-1", "twin/update"], "requests[0]"),
-    (["default", "thermo-1", 5, b"{}"], "requests[0].request"),
-    (["default", "thermo-1", "twin/update", "{}"], "requests[0].payload"),
-    ([None, "thermo-1", "twin/update", b"{}"], "requests[0]"),
-    (["default", "thermo-1", "twin/delete", b"{}"], "requests[0].request"),
-    (["Default", "thermo-1", "twin/get", b"{}"], "requests[0]"),
-    (["default", "a/b", "state/update", b"{}"], "requests[0]"),
+    ("twin/update", "body.requests[0]"),
+    (["default", "thermo-1", "twin/update"], "body.requests[0]"),
+    (["default", "thermo-1", 5, b"{}"], "body.requests[0].request"),
+    (["default", "thermo-1", "twin/update", "{}"], "body.requests[0].payload"),
+    ([None, "thermo-1", "twin/update", b"{}"], "body.requests[0]"),
+    (["default", "thermo-1", "twin/delete", b"{}"], "body.requests[0].request"),
+    (["Default", "thermo-1", "twin/get", b"{}"], "body.requests[0]"),
+    (["default", "a/b", "state/update", b"{}"], "body.requests[0]"),
 ])
 def test_a_bad_request_is_refused_alone(item: Any, field: str) -> None:
     good = DeviceRequest("default", "thermo-1", "twin/get", b"{}")
@@ -140,16 +140,16 @@ def test_publications_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("item", "field"), [
-    ({"topic": ANSWER}, "publish[0]"),
-    ([ANSWER, {}, 0], "publish[0]"),
-    (["edgehive/edge/to-cloud", {}, 0, False], "publish[0].topic"),
-    (["$hw/events/device/+/x", {}, 0, False], "publish[0].topic"),
-    ([b"$hw/events/x", {}, 0, False], "publish[0].topic"),
-    (["$hw/events/" + "x" * 70000, {}, 0, False], "publish[0].topic"),
-    ([ANSWER, [1], 0, False], "publish[0].payload"),
-    ([ANSWER, {}, 3, False], "publish[0].qos"),
-    ([ANSWER, {}, True, False], "publish[0].qos"),
-    ([ANSWER, {}, 1, 1], "publish[0].retain"),
+    ({"topic": ANSWER}, "body.publish[0]"),
+    ([ANSWER, {}, 0], "body.publish[0]"),
+    (["edgehive/edge/to-cloud", {}, 0, False], "body.publish[0].topic"),
+    (["$hw/events/device/+/x", {}, 0, False], "body.publish[0].topic"),
+    ([b"$hw/events/x", {}, 0, False], "body.publish[0].topic"),
+    (["$hw/events/" + "x" * 70000, {}, 0, False], "body.publish[0].topic"),
+    ([ANSWER, [1], 0, False], "body.publish[0].payload"),
+    ([ANSWER, {}, 3, False], "body.publish[0].qos"),
+    ([ANSWER, {}, True, False], "body.publish[0].qos"),
+    ([ANSWER, {}, 1, 1], "body.publish[0].retain"),
 ])
 def test_a_bad_publication_is_refused_alone(item: Any, field: str) -> None:
     bad, good = parse_publications({"publish": [item, [ANSWER, None, 1, True]]})
@@ -170,8 +170,8 @@ def test_component_status() -> None:
     status = ComponentStatus.parse({"state": "up", "pid": 42, "started": 1})
     assert (status.up, status.pid) == (True, 42)
     assert not ComponentStatus.parse({"state": "down", "reason": "connection lost"}).up
-    for body, field in ((None, "body"), ({"pid": 1}, "state"), ({"state": 1}, "state"),
-                        ({"state": "up", "pid": "42"}, "pid"), ({"state": "up", "pid": True}, "pid")):
+    for body, field in ((None, "body"), ({"pid": 1}, "body.state"), ({"state": 1}, "body.state"),
+                        ({"state": "up", "pid": "42"}, "body.pid"), ({"state": "up", "pid": True}, "body.pid")):
         with pytest.raises(BodyError) as refused:
             ComponentStatus.parse(body)
         assert refused.value.field == field

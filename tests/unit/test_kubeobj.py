@@ -56,17 +56,17 @@ def test_object_meta_parses_every_field() -> None:
 def test_object_meta_names_the_bad_field(field: str, value: Any) -> None:
     with pytest.raises(BodyError) as refused:
         ObjectMeta.parse({**pod()["metadata"], field: value})
-    assert refused.value.field == f"metadata.{field}"
-    assert str(refused.value).startswith(f"metadata.{field} must be ")
+    assert refused.value.field == f"body.metadata.{field}"
+    assert str(refused.value).startswith(f"body.metadata.{field}: must be ")
 
 
 def test_a_label_value_is_named() -> None:
     with pytest.raises(BodyError) as refused:
         ObjectMeta.parse({"labels": {"app": 5}})
-    assert refused.value.field == "metadata.labels.app"
+    assert refused.value.field == "body.metadata.labels.app"
     with pytest.raises(BodyError) as refused:
         ObjectMeta.parse({"labels": {b"app": "x"}})
-    assert refused.value.field == "metadata.labels"
+    assert refused.value.field == "body.metadata.labels"
 
 
 def test_metadata_that_is_not_a_map_is_refused() -> None:
@@ -106,9 +106,9 @@ def test_named_checks_the_key() -> None:
     assert found.uid == "u-1"
     assert body is not None
     named({"metadata": {"name": "edge-1"}}, ResourceKey(None, "node", "edge-1"))  # cluster-scoped: any namespace
-    for obj, field in ((5, "object"), ({}, "metadata.name"), ({"metadata": 5}, "metadata"),
-                       (pod(metadata__name="other"), "metadata.name"),
-                       (pod(metadata__namespace="kube-system"), "metadata.namespace")):
+    for obj, field in ((5, "body"), ({}, "body.metadata.name"), ({"metadata": 5}, "body.metadata"),
+                       (pod(metadata__name="other"), "body.metadata.name"),
+                       (pod(metadata__namespace="kube-system"), "body.metadata.namespace")):
         with pytest.raises(BodyError) as refused:
             named(obj, POD_KEY)
         assert refused.value.field == field
@@ -122,15 +122,15 @@ def test_pod_parses() -> None:
 
 
 @pytest.mark.parametrize(("changes", "field"), [
-    ({"metadata__uid": None}, "metadata.uid"),
-    ({"metadata__uid": ""}, "metadata.uid"),
-    ({"metadata__labels": 5}, "metadata.labels"),
-    ({"spec": []}, "spec"),
-    ({"spec__nodeName": 5}, "spec.nodeName"),
-    ({"spec__terminationGracePeriodSeconds": "30"}, "spec.terminationGracePeriodSeconds"),
-    ({"spec__restartPolicy": ["Always"]}, "spec.restartPolicy"),
-    ({"spec__containers": {"c": {}}}, "spec.containers"),
-    ({"spec__containers": [{"name": "c"}, "d"]}, "spec.containers[1]"),
+    ({"metadata__uid": None}, "body.metadata.uid"),
+    ({"metadata__uid": ""}, "body.metadata.uid"),
+    ({"metadata__labels": 5}, "body.metadata.labels"),
+    ({"spec": []}, "body.spec"),
+    ({"spec__nodeName": 5}, "body.spec.nodeName"),
+    ({"spec__terminationGracePeriodSeconds": "30"}, "body.spec.terminationGracePeriodSeconds"),
+    ({"spec__restartPolicy": ["Always"]}, "body.spec.restartPolicy"),
+    ({"spec__containers": {"c": {}}}, "body.spec.containers"),
+    ({"spec__containers": [{"name": "c"}, "d"]}, "body.spec.containers[1]"),
 ])
 def test_pod_names_the_bad_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -144,11 +144,12 @@ def test_config_objects() -> None:
     assert ConfigObject.parse(cm, cm_key).obj is cm
     secret = {"metadata": {"name": "s", "namespace": "default"}, "data": {"a": "MQ=="}, "stringData": {"b": "x"}}
     assert ConfigObject.parse(secret, secret_key).meta.name == "s"
-    for key, obj, field in ((cm_key, {**cm, "data": {"a": 1}}, "data.a"), (cm_key, {**cm, "binaryData": [1]},
-                                                                           "binaryData"),
-                            (secret_key, {**secret, "data": "x"}, "data"),
-                            (secret_key, {**secret, "stringData": {"b": None}}, "stringData.b"),
-                            (cm_key, {**cm, "metadata": {"name": "other", "namespace": "default"}}, "metadata.name")):
+    for key, obj, field in ((cm_key, {**cm, "data": {"a": 1}}, "body.data.a"),
+                            (cm_key, {**cm, "binaryData": [1]}, "body.binaryData"),
+                            (secret_key, {**secret, "data": "x"}, "body.data"),
+                            (secret_key, {**secret, "stringData": {"b": None}}, "body.stringData.b"),
+                            (cm_key, {**cm, "metadata": {"name": "other", "namespace": "default"}},
+                             "body.metadata.name")):
         with pytest.raises(BodyError) as refused:
             ConfigObject.parse(obj, key)
         assert refused.value.field == field

@@ -41,18 +41,18 @@ def test_edged_node_status_parses() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    ("status", 5, "status"),
-    ("status", None, "status"),
-    ("status.conditions", {"Ready": "True"}, "status.conditions"),
-    ("status.conditions.0", "Ready", "status.conditions[0]"),
-    ("status.conditions.1.type", None, "status.conditions[1].type"),
-    ("status.conditions.0.status", True, "status.conditions[0].status"),
-    ("status.capacity", ["cpu"], "status.capacity"),
-    ("status.capacity.cpu", 4, "status.capacity.cpu"),
-    ("status.allocatable", {"cpu": "4", "memory": None}, "status.allocatable.memory"),
-    ("status.addresses", {"InternalIP": "x"}, "status.addresses"),
-    ("status.addresses.1.address", 5, "status.addresses[1].address"),
-    ("status.nodeInfo", "linux", "status.nodeInfo"),
+    ("status", 5, "body.status"),
+    ("status", None, "body.status"),
+    ("status.conditions", {"Ready": "True"}, "body.status.conditions"),
+    ("status.conditions.0", "Ready", "body.status.conditions[0]"),
+    ("status.conditions.1.type", None, "body.status.conditions[1].type"),
+    ("status.conditions.0.status", True, "body.status.conditions[0].status"),
+    ("status.capacity", ["cpu"], "body.status.capacity"),
+    ("status.capacity.cpu", 4, "body.status.capacity.cpu"),
+    ("status.allocatable", {"cpu": "4", "memory": None}, "body.status.allocatable.memory"),
+    ("status.addresses", {"InternalIP": "x"}, "body.status.addresses"),
+    ("status.addresses.1.address", 5, "body.status.addresses[1].address"),
+    ("status.nodeInfo", "linux", "body.status.nodeInfo"),
 ])
 def test_node_status_names_the_bad_field(path: str, value: Any, field: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -82,12 +82,12 @@ def test_edged_registration_parses() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    ("metadata", "edge-1", "metadata"),
-    ("metadata.name", 5, "metadata.name"),
-    ("metadata.labels", ["a"], "metadata.labels"),
-    ("metadata.labels.kubernetes.io/os", 1, "metadata.labels.kubernetes.io/os"),
-    ("status", [1], "status"),
-    ("status.conditions", 5, "status.conditions"),
+    ("metadata", "edge-1", "body.metadata"),
+    ("metadata.name", 5, "body.metadata.name"),
+    ("metadata.labels", ["a"], "body.metadata.labels"),
+    ("metadata.labels.kubernetes.io/os", 1, "body.metadata.labels.kubernetes.io/os"),
+    ("status", [1], "body.status"),
+    ("status.conditions", 5, "body.status.conditions"),
 ])
 def test_registration_names_the_bad_field(path: str, value: Any, field: str) -> None:
     if path.startswith("metadata.labels."):  # a label key holds dots of its own
@@ -132,20 +132,20 @@ def test_pod_status_body_as_edged_builds_it() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    ("metadata", [1], "metadata"),
-    ("metadata.uid", 5, "metadata.uid"),
-    ("status", None, "status"),
-    ("status", "Running", "status"),
-    ("status.phase", 1, "status.phase"),
-    ("status.podIP", ["10.88.0.2"], "status.podIP"),
-    ("status.podIPs", "10.88.0.2", "status.podIPs"),
-    ("status.conditions", {}, "status.conditions"),
-    ("status.conditions.0.type", 5, "status.conditions[0].type"),
-    ("status.containerStatuses", {"c": {}}, "status.containerStatuses"),
-    ("status.containerStatuses.0", 5, "status.containerStatuses[0]"),
-    ("status.containerStatuses.0.state", 5, "status.containerStatuses[0].state"),
-    ("status.containerStatuses.0.lastState", [], "status.containerStatuses[0].lastState"),
-    ("status.containerStatuses.0.name", {}, "status.containerStatuses[0].name"),
+    ("metadata", [1], "body.metadata"),
+    ("metadata.uid", 5, "body.metadata.uid"),
+    ("status", None, "body.status"),
+    ("status", "Running", "body.status"),
+    ("status.phase", 1, "body.status.phase"),
+    ("status.podIP", ["10.88.0.2"], "body.status.podIP"),
+    ("status.podIPs", "10.88.0.2", "body.status.podIPs"),
+    ("status.conditions", {}, "body.status.conditions"),
+    ("status.conditions.0.type", 5, "body.status.conditions[0].type"),
+    ("status.containerStatuses", {"c": {}}, "body.status.containerStatuses"),
+    ("status.containerStatuses.0", 5, "body.status.containerStatuses[0]"),
+    ("status.containerStatuses.0.state", 5, "body.status.containerStatuses[0].state"),
+    ("status.containerStatuses.0.lastState", [], "body.status.containerStatuses[0].lastState"),
+    ("status.containerStatuses.0.name", {}, "body.status.containerStatuses[0].name"),
 ])
 def test_pod_status_names_the_bad_field(path: str, value: Any, field: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -172,20 +172,20 @@ def test_device_status_parses() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [
-    ("status", 5, "status"),
-    ("status", None, "status"),
-    ("status.state", 1, "status.state"),
-    ("status.lastOnlineTime", [], "status.lastOnlineTime"),
-    ("status.twins", {"temperature": "1"}, "status.twins"),
-    ("status.twins.0", "temperature", "status.twins[0]"),
-    ("status.twins.0.propertyName", None, "status.twins[0].propertyName"),
-    ("status.twins.1.propertyName", 5, "status.twins[1].propertyName"),
-    ("status.twins.0.reported", "23.5", "status.twins[0].reported"),
-    ("status.twins.0.reported.value", 23.5, "status.twins[0].reported.value"),
-    ("status.twins.0.reported.metadata", "x", "status.twins[0].reported.metadata"),
-    ("status.twins.0.reported.metadata.timestamp", 1, "status.twins[0].reported.metadata.timestamp"),
-    ("status.twins.1.observedDesired", [], "status.twins[1].observedDesired"),
-    ("status.twins.1.observedDesired.value", 25, "status.twins[1].observedDesired.value"),
+    ("status", 5, "body.status"),
+    ("status", None, "body.status"),
+    ("status.state", 1, "body.status.state"),
+    ("status.lastOnlineTime", [], "body.status.lastOnlineTime"),
+    ("status.twins", {"temperature": "1"}, "body.status.twins"),
+    ("status.twins.0", "temperature", "body.status.twins[0]"),
+    ("status.twins.0.propertyName", None, "body.status.twins[0].propertyName"),
+    ("status.twins.1.propertyName", 5, "body.status.twins[1].propertyName"),
+    ("status.twins.0.reported", "23.5", "body.status.twins[0].reported"),
+    ("status.twins.0.reported.value", 23.5, "body.status.twins[0].reported.value"),
+    ("status.twins.0.reported.metadata", "x", "body.status.twins[0].reported.metadata"),
+    ("status.twins.0.reported.metadata.timestamp", 1, "body.status.twins[0].reported.metadata.timestamp"),
+    ("status.twins.1.observedDesired", [], "body.status.twins[1].observedDesired"),
+    ("status.twins.1.observedDesired.value", 25, "body.status.twins[1].observedDesired.value"),
 ])
 def test_device_status_names_the_bad_field(path: str, value: Any, field: str) -> None:
     with pytest.raises(BodyError) as refused:
