@@ -35,7 +35,7 @@ class DeviceRequest:
         return [self.namespace, self.name, self.request, self.payload]
 
     @classmethod
-    def parse(cls, item: Any, where: str = "request") -> DeviceRequest:
+    def parse(cls, item: Any, where: str = "body.requests[]") -> DeviceRequest:
         if not (isinstance(item, list) and len(item) == 4):
             raise BodyError(where, f"must be [namespace, name, request, payload], not {shape(item)}")
         namespace, name, request, payload = item
@@ -77,7 +77,7 @@ class Publication:
         return [self.topic, self.payload, self.qos, self.retain]
 
     @classmethod
-    def parse(cls, item: Any, where: str = "publish") -> Publication:
+    def parse(cls, item: Any, where: str = "body.publish[]") -> Publication:
         """A topic under ``$hw/events/`` only (EventBus is the door for devices, not a way onto the node's own
         topics), with no wildcard and within MQTT's length; a QoS and a retain flag paho takes."""
         if not (isinstance(item, list) and len(item) == 4):
