@@ -15,6 +15,7 @@ from typing import Any
 from cloud.kube import Gone, Kube, KubeError
 from cloud.packed import Packed, slim
 from runtime.backoff import Backoff
+from schemas.kubeobj import meta
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,12 @@ EventSink = Callable[[str, str, dict[str, Any], Packed], None]
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or "-"), str(meta.get("name") or "")
+    found = meta(obj)
+    return found.namespace or "-", found.name or ""
 
 
 def resource_version(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return meta(obj).resource_version or ""
 
 
 class Informer:

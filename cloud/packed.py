@@ -14,12 +14,14 @@ from typing import Any
 
 import msgpack
 
+from schemas.kubeobj import meta
+
 
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop ``metadata.managedFields`` (in place): half of a pod's size, and nothing here or on the edge reads it."""
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
     return obj
 
 
@@ -32,9 +34,8 @@ class Packed:
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Packed:
-        meta = obj.get("metadata") or {}
-        uid = meta.get("uid")
-        return cls(msgpack.packb(obj), str(meta.get("resourceVersion") or "0"), str(uid) if uid else None)
+        found = meta(obj)
+        return cls(msgpack.packb(obj), found.resource_version or "0", found.uid or None)
 
     def obj(self) -> dict[str, Any]:
         """A fresh decoded copy (the caller may change it)."""

@@ -17,11 +17,11 @@ from typing import Any
 
 from cloud.packed import Packed
 from schemas import kinds
+from schemas.devices import Device
 from schemas.envelope import Op
+from schemas.kubeobj import EDGE_ROLE_LABEL, deletion_body, meta, node_name
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey, newer_version
-
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Change:
 
 
 def key_of(kind: str, obj: dict[str, Any]) -> ResourceKey:
-    meta = obj.get("metadata") or {}
-    return ResourceKey(meta.get("namespace") if kind != kinds.NODE else None, kind, str(meta.get("name")))
+    found = meta(obj)
+    return ResourceKey(found.namespace if kind != kinds.NODE else None, kind, str(found.name))
 
 
 Refs = Callable[[dict[str, Any]], frozenset[ResourceKey]]
@@ -43,10 +43,10 @@ Refs = Callable[[dict[str, Any]], frozenset[ResourceKey]]
 
 def model_refs(device: dict[str, Any]) -> frozenset[ResourceKey]:
     """The DeviceModel a Device uses."""
-    name = ((device.get("spec") or {}).get("deviceModelRef") or {}).get("name")
-    namespace = (device.get("metadata") or {}).get("namespace")
+    found = Device.view(device)
     try:
-        return frozenset({ResourceKey(namespace, kinds.DEVICEMODEL, str(name))}) if name else frozenset()
+        return frozenset({ResourceKey(found.meta.namespace, kinds.DEVICEMODEL, found.model)}) if found.model else \
+            frozenset()
     except ValueError:
         return frozenset()
 
@@ -67,8 +67,9 @@ class Placement:
     # -- events ------------------------------------------------------------------------
 
     def on_node(self, event: str, obj: dict[str, Any]) -> set[str]:
-        name = str((obj.get("metadata") or {}).get("name"))
-        is_edge = event != "DELETED" and EDGE_ROLE_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
+        found = meta(obj)
+        name = str(found.name)
+        is_edge = event != "DELETED" and EDGE_ROLE_LABEL in found.labels
         if is_edge and name not in self.edge_nodes:
             self.edge_nodes.add(name)
             return {name}
@@ -88,7 +89,7 @@ class Placement:
             self.node_refs[old_node] += Counter()  # drop the zero counts
             affected.add(old_node)
         self.pods.pop(key, None)
-        node = (obj.get("spec") or {}).get("nodeName")
+        node = node_name(obj)
         if event != "DELETED" and node:
             self.pods[key] = packed or Packed.of(obj)
             self.pod_node[key] = node
@@ -151,10 +152,7 @@ class Placement:
                 sent[key] = (obj.rv, obj.uid)
         for key in stale:
             rv, uid = sent.pop(key)
-            meta: dict[str, Any] = {"name": key.name, "namespace": key.namespace}
-            if uid is not None:
-                meta["uid"] = uid
-            out.append(Change(node, Op.DELETE, key, rv, {"metadata": meta}))
+            out.append(Change(node, Op.DELETE, key, rv, deletion_body(key, uid)))
         return out
 
     def resync(self, node: str, held: dict[ResourceKey, tuple[str, str | None]]) -> list[Change]:

@@ -22,8 +22,8 @@ from runtime.component import ComponentSettings, bus_settings
 from runtime.connection import ConnectionSettings
 from schemas import topics
 from schemas.envelope import Group, Op
-
-EDGE_ROLE = "node-role.kubernetes.io/edge"
+from schemas.fields import LENIENT
+from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, meta, node_name, status_of
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class NodeStatus:
     pods: dict[str, int] = field(default_factory=dict)
 
 
-def ask_cloudhub(s: StatusSettings) -> dict[str, Any]:
-    """CloudHub's report (``nodes``: link, session, last seen, queue, in flight, outbox)."""
+def ask_cloudhub(s: StatusSettings) -> dict[str, dict[str, Any]]:
+    """CloudHub's report on each node's link (``connected``, ``session``, ``last_seen_s``, ``queued``,
+    ``inflight``, ``outbox``), by node."""
     base = bus_settings("status", topics.Side.CLOUD, s)
     connection = ConnectionSettings(url=base.connection.url, client_id=f"edgehive-status-{os.getpid()}",
                                     tls=base.connection.tls)
@@ -62,7 +63,8 @@ def ask_cloudhub(s: StatusSettings) -> dict[str, Any]:
         query = bus.envelope(Group.HUB, Op.QUERY)
         reply = bus.request(topics.inbox(topics.Side.CLOUD, "cloudhub"), query,
                             timeout=max(0.5, deadline - time.monotonic()))
-        return dict(reply.body) if isinstance(reply.body, dict) else {}
+        nodes = LENIENT.mapping(LENIENT.mapping(reply.body, "body").get("nodes"), "nodes")
+        return {name: link for name, link in nodes.items() if isinstance(link, dict)}
     finally:
         bus.close(drain_timeout=0)
 
@@ -71,7 +73,7 @@ def gather(s: StatusSettings) -> tuple[list[NodeStatus], str | None]:
     """Every node either side knows of; the second value says what could not be asked."""
     problem = None
     try:
-        hub = ask_cloudhub(s).get("nodes", {})
+        hub = ask_cloudhub(s)
     except RequestTimeout as exc:
         hub, problem = {}, f"CloudHub did not answer ({exc}): is it running, and is --broker the cloud broker?"
     kube = Kube.connect(s.kubeconfig, wait_s=0)
@@ -82,12 +84,11 @@ def gather(s: StatusSettings) -> tuple[list[NodeStatus], str | None]:
         kube.close()
     found: dict[str, NodeStatus] = {}
     for node in nodes:
-        labels = node.get("metadata", {}).get("labels") or {}
-        name = node["metadata"]["name"]
-        if EDGE_ROLE not in labels and name not in hub:
+        node_meta = meta(node)
+        name = node_meta.name or ""
+        if EDGE_ROLE_LABEL not in node_meta.labels and name not in hub:
             continue  # not an edge node
-        ready = next((c.get("status", "?") for c in node.get("status", {}).get("conditions") or []
-                      if c.get("type") == "Ready"), "?")
+        ready = condition_states(node).get("Ready", "?")
         found[name] = NodeStatus(name, ready={"True": "Ready", "False": "NotReady"}.get(ready, "Unknown"))
     for name, link in hub.items():
         entry = found.setdefault(name, NodeStatus(name))
@@ -96,9 +97,9 @@ def gather(s: StatusSettings) -> tuple[list[NodeStatus], str | None]:
         entry.queued, entry.inflight, entry.outbox = link.get("queued", 0), link.get("inflight", 0), link.get("outbox")
     per_node: dict[str, Counter[str]] = {}
     for pod in pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if node_name in found:
-            per_node.setdefault(node_name, Counter())[(pod.get("status") or {}).get("phase", "Pending")] += 1
+        bound = node_name(pod)
+        if bound in found:
+            per_node.setdefault(bound, Counter())[status_of(pod).get("phase", "Pending")] += 1
     for name, counts in per_node.items():
         found[name].pods = dict(counts)
     return sorted(found.values(), key=lambda n: n.name), problem
@@ -123,7 +124,7 @@ def render(nodes: list[NodeStatus], problem: str | None, as_json: bool) -> str:
 def describe(s: StatusSettings, name: str) -> dict[str, Any]:
     """Everything about one node: the API's view, its link, its pods and devices, its identity."""
     try:
-        link = ask_cloudhub(s).get("nodes", {}).get(name)
+        link = ask_cloudhub(s).get(name)
     except RequestTimeout as exc:
         link = {"problem": f"CloudHub did not answer ({exc})"}
     kube = Kube.connect(s.kubeconfig, wait_s=0)
@@ -139,18 +140,15 @@ def describe(s: StatusSettings, name: str) -> dict[str, Any]:
             identity = ClusterPki(kube).registry().nodes.get(name)
     finally:
         kube.close()
-    conditions = {c.get("type"): c.get("status") for c in ((node or {}).get("status") or {}).get("conditions") or []}
     return {
         "node": name,
         "registered": node is not None,
-        "conditions": conditions,
-        "addresses": [a.get("address") for a in ((node or {}).get("status") or {}).get("addresses") or []],
+        "conditions": condition_states(node),
+        "addresses": [a.get("address") for a in LENIENT.mappings(status_of(node).get("addresses"), "addresses")],
         "link": link,
-        "pods": sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']} "
-                       f"{(p.get('status') or {}).get('phase', 'Pending')}"
-                       for p in pods if (p.get("spec") or {}).get("nodeName") == name),
-        "devices": sorted(f"{d['metadata']['namespace']}/{d['metadata']['name']}"
-                          for d in devices if (d.get("spec") or {}).get("nodeName") == name),
+        "pods": sorted(f"{meta(p).namespace}/{meta(p).name} {status_of(p).get('phase', 'Pending')}"
+                       for p in pods if node_name(p) == name),
+        "devices": sorted(f"{meta(d).namespace}/{meta(d).name}" for d in devices if node_name(d) == name),
         "identity": identity,
     }
 

@@ -16,6 +16,9 @@ from typing import Any
 
 from cloud.kube import Kube, KubeError
 from schemas import kinds
+from schemas.devices import Device
+from schemas.kubeobj import meta, node_name, spec_of
+from schemas.reports import DeviceStatusReport
 
 
 def _target(text: str) -> tuple[str, str]:
@@ -33,14 +36,13 @@ def _assignment(text: str) -> tuple[str, str]:
 
 
 def twin_rows(device: dict[str, Any]) -> list[dict[str, Any]]:
-    desired = {p.get("name"): (p.get("desired") or {}).get("value")
-               for p in (device.get("spec") or {}).get("properties") or []}
-    reported = {t.get("propertyName"): t.get("reported") or {} for t in (device.get("status") or {}).get("twins") or []}
+    desired = {p.name: p.desired for p in Device.view(device).properties}
+    reported = {t.property_name: t for t in DeviceStatusReport.view(device).twins}
     rows = []
     for prop in sorted(set(desired) | set(reported)):
-        seen = reported.get(prop, {})
-        rows.append({"property": prop, "desired": desired.get(prop), "reported": seen.get("value"),
-                     "reported_at": (seen.get("metadata") or {}).get("timestamp")})
+        seen = reported.get(prop)
+        rows.append({"property": prop, "desired": desired.get(prop), "reported": seen.reported if seen else None,
+                     "reported_at": seen.reported_metadata.get("timestamp") if seen else None})
     return rows
 
 
@@ -53,8 +55,8 @@ def twin_main(args: argparse.Namespace) -> int:
             print(f"edgehive twin: no Device {namespace}/{name} (kubectl get devices -A lists them)", file=sys.stderr)
             return 1
         if args.action == "set":
-            properties = list((device.get("spec") or {}).get("properties") or [])
-            known = {p.get("name") for p in properties}
+            properties = list(spec_of(device).get("properties") or [])
+            known = {p.name for p in Device.view(device).properties}
             for prop, _value in args.values:
                 if prop not in known:
                     print(f"edgehive twin: Device {namespace}/{name} has no property {prop!r} "
@@ -65,7 +67,7 @@ def twin_main(args: argparse.Namespace) -> int:
                 if p.get("name") in wanted:
                     p["desired"] = {**(p.get("desired") or {}), "value": wanted[p["name"]]}
             device = kube.patch_custom(kinds.DEVICE, namespace, name, {
-                "metadata": {"resourceVersion": device["metadata"]["resourceVersion"]},
+                "metadata": {"resourceVersion": meta(device).resource_version},
                 "spec": {"properties": properties}})
     except KubeError as exc:
         hint = "; someone changed it meanwhile, run it again" if exc.status == 409 else ""
@@ -73,8 +75,8 @@ def twin_main(args: argparse.Namespace) -> int:
         return 1
     rows = twin_rows(device)
     if args.json:
-        print(json.dumps({"device": f"{namespace}/{name}", "node": (device.get("spec") or {}).get("nodeName"),
-                          "state": (device.get("status") or {}).get("state"), "twins": rows}))
+        print(json.dumps({"device": f"{namespace}/{name}", "node": node_name(device),
+                          "state": DeviceStatusReport.view(device).state, "twins": rows}))
         return 0
     print(f"{'PROPERTY':<20} {'DESIRED':<16} {'REPORTED':<16} REPORTED AT")
     for row in rows:

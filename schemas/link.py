@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from schemas.envelope import Op
-from schemas.errors import WireFormatError
+from schemas.fields import BodyError as BodyError  # noqa: PLC0414 (the one error of every body; re-exported)
+from schemas.fields import shape
 from schemas.resource import ResourceKey, ResourceKeyError
 
 MAX_PAGE = 500
@@ -23,31 +24,16 @@ envelope's size limit, and a page of objects is what a module asks for at a time
 DEFAULT_PAGE = 200
 
 
-class BodyError(WireFormatError):
-    """A body that cannot be accepted; ``field`` names what is wrong (``body`` for the body as a whole)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        reason = reason if len(reason) <= 300 else reason[:297] + "..."  # it can quote the sender: bounded
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-def _kind_of(value: Any) -> str:
-    """What a refused value is, for the error: its type, never its text (which is the sender's, of any size)."""
-    return "null" if value is None else type(value).__name__
-
-
 def _map(body: Any, field: str = "body") -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise BodyError(field, f"must be a map, not {_kind_of(body)}")
+        raise BodyError(field, f"must be a map, not {shape(body)}")
     return body
 
 
 def _optional_str(body: dict[str, Any], key: str, field: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise BodyError(field, f"must be a string, not {_kind_of(value)}")
+        raise BodyError(field, f"must be a string, not {shape(value)}")
     return value
 
 
@@ -206,11 +192,11 @@ class ListedItem:
             raise BodyError(f"{field}.key", str(exc)) from None
         rv = item.get("rv")
         if not isinstance(rv, str):
-            raise BodyError(f"{field}.rv", f"must be a resourceVersion string, not {_kind_of(rv)}")
+            raise BodyError(f"{field}.rv", f"must be a resourceVersion string, not {shape(rv)}")
         uid = _optional_str(item, "uid", f"{field}.uid")
         obj = item.get("object")
         if obj is not None and not isinstance(obj, dict):
-            raise BodyError(f"{field}.object", f"must be a map, not {_kind_of(obj)}")
+            raise BodyError(f"{field}.object", f"must be a map, not {shape(obj)}")
         return cls(key, rv, uid, obj)
 
     def as_body(self) -> dict[str, Any]:
@@ -235,7 +221,7 @@ class ListingPage:
         if raw is None:
             raw = []
         if not isinstance(raw, list):
-            raise BodyError("body.items", f"must be a list, not {_kind_of(raw)}")
+            raise BodyError("body.items", f"must be a list, not {shape(raw)}")
         items = tuple(ListedItem.parse(item, f"body.items[{i}]") for i, item in enumerate(raw))
         return cls(items, _optional_str(body, "next", "body.next"))
 

@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from schemas.kinds import CONFIGMAP, SECRET
+from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
 
 
@@ -14,7 +15,7 @@ def config_refs(pod: dict[str, Any]) -> frozenset[ResourceKey]:
     """Volumes (configMap, secret, projected), env valueFrom, envFrom and imagePullSecrets."""
     found: set[tuple[str, Any]] = set()
     spec = pod.get("spec") or {}
-    ns = (pod.get("metadata") or {}).get("namespace", "default")
+    ns = meta(pod).namespace or "default"
     for vol in spec.get("volumes") or []:
         if (vol.get("configMap") or {}).get("name"):
             found.add((CONFIGMAP, vol["configMap"]["name"]))

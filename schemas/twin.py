@@ -123,8 +123,10 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
             continue
         if not isinstance(entry, dict):
             raise TwinError(BAD_REQUEST, f"{name}: a twin entry must be an object")
-        meta = entry.get("metadata") or {}
-        kind = meta.get("type") if isinstance(meta, dict) else None
+        meta = entry.get("metadata")
+        if not isinstance(meta, dict | None):
+            raise TwinError(BAD_REQUEST, f"{name}: metadata must be an object")
+        kind = (meta or {}).get("type")
         # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which would crash the batch
         # instead of answering 400.
         if kind is not None and (not isinstance(kind, str) or kind not in TYPES):

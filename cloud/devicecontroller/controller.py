@@ -23,7 +23,10 @@ from cloud.placement import Placement, model_refs
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import crds, kinds
+from schemas.devices import Device, DeviceModel, ModelProperty
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.fields import BodyError
+from schemas.reports import DeviceStatusReport
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,11 @@ class DeviceControllerSettings(ComponentSettings):
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
 
 
-def check_reported(prop: dict[str, Any] | None, value: str) -> str | None:
+def check_reported(prop: ModelProperty | None, value: str) -> str | None:
     """Why ``value`` does not fit the model's property (None when it does)."""
     if prop is None:
         return None  # a property the model does not declare: kept as the device reports it
-    kind = str(prop.get("type", "STRING")).upper()
+    kind = prop.type
     number: float | None = None
     try:
         if kind == "INT":
@@ -59,9 +62,8 @@ def check_reported(prop: dict[str, Any] | None, value: str) -> str | None:
         return f"{value!r} is not {kind}"
     if number is None:
         return None
-    for bound, sign in (("minimum", 1), ("maximum", -1)):
-        limit = prop.get(bound)
-        if limit in (None, ""):
+    for bound, limit, sign in (("minimum", prop.minimum, 1), ("maximum", prop.maximum, -1)):
+        if not limit:
             continue
         try:
             if sign * (number - float(limit)) < 0:
@@ -101,42 +103,31 @@ class DeviceController(NodeSync):
             return [self.reply(envelope.reply(MODULE, {"ok": True}))]
         if key is None or key.kind != kinds.DEVICESTATUS or envelope.op not in (Op.UPDATE, Op.PATCH):
             return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
-        device = self.informers[kinds.DEVICE].get(key.namespace, key.name)
-        if device is None:
+        found = self.informers[kinds.DEVICE].get(key.namespace, key.name)
+        if found is None:
             return [self.reply(envelope.error(MODULE, 404, f"Device {key.namespace}/{key.name} does not exist"))]
-        if (device.get("spec") or {}).get("nodeName") != envelope.node:
+        device = Device.view(found)
+        if device.node_name != envelope.node:
             return [self.reply(envelope.error(MODULE, 403, f"Device {key.namespace}/{key.name} is not bound to "
                                                            f"{envelope.node}"))]
-        status = (envelope.body or {}).get("status") if isinstance(envelope.body, dict) else None
-        if not isinstance(status, dict):
-            return [self.reply(envelope.error(MODULE, 400, "a device status must carry a status map"))]
-        model_name = ((device.get("spec") or {}).get("deviceModelRef") or {}).get("name")
-        model = self.informers[kinds.DEVICEMODEL].get(key.namespace, str(model_name)) if model_name else None
-        props = {p.get("name"): p for p in ((model or {}).get("spec") or {}).get("properties") or []
-                 if isinstance(p, dict)}
-        reported_twins = status.get("twins")
-        # Checked before use: twins or reported values of another shape would raise in this handler
-        # (AttributeError, TypeError, RecursionError from str() of a deeply nested value), so the node's entry
-        # would never be answered and would come back for ever.
-        if not isinstance(reported_twins, list | None) or not all(
-                not isinstance(t, dict) or (isinstance(t.get("reported"), dict | None) and isinstance(
-                    (t.get("reported") or {}).get("value"), str | None)) for t in reported_twins or []):
-            return [self.reply(envelope.error(MODULE, 400, "status.twins must be a list of twins whose reported "
-                                                           "value is a string"))]
+        try:
+            report = DeviceStatusReport.parse(envelope.body)
+        except BodyError as exc:
+            return [self.reply(envelope.error(MODULE, 400, str(exc)))]
+        model = self.informers[kinds.DEVICEMODEL].get(key.namespace, device.model) if device.model else None
+        props = DeviceModel.view(model).properties if model is not None else {}
         twins, refused = [], []
-        for reported_twin in reported_twins or []:
-            if not isinstance(reported_twin, dict) or not isinstance(reported_twin.get("propertyName"), str):
-                continue
-            value = (reported_twin.get("reported") or {}).get("value")
-            why = check_reported(props.get(reported_twin["propertyName"]), value) if value is not None else None
+        for reported in report.twins:
+            why = None if reported.reported is None else check_reported(props.get(reported.property_name),
+                                                                          reported.reported)
             if why is not None:
-                refused.append(f"{reported_twin['propertyName']}: {why}")
-                reported_twin = {k: v for k, v in reported_twin.items() if k != "reported"}  # noqa: PLW2901
-            twins.append(reported_twin)
+                refused.append(f"{reported.property_name}: {why}")
+            twins.append(reported.entry if why is None else reported.without_reported())
         patch: dict[str, Any] = {"twins": twins}
-        for name in ("state", "lastOnlineTime"):
-            if isinstance(status.get(name), str):
-                patch[name] = status[name]
+        if report.state is not None:
+            patch["state"] = report.state
+        if report.last_online_time is not None:
+            patch["lastOnlineTime"] = report.last_online_time
         try:
             self.kube.patch_custom_status(kinds.DEVICE, key.namespace or "", key.name, {"status": patch})
         except KubeError as exc:

@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from edge.devicetwin.store import TwinStore
-from edge.devicetwin.twins import DeviceTwin, Publication
+from edge.devicetwin.twins import DeviceTwin
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings, is_storage_error
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.connection import PublishTimeout
 from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import kinds, topics
+from schemas.componentstatus import ComponentStatus
+from schemas.devicebus import MEMBERSHIP_GET, Publication, parse_requests, publish_body
 from schemas.envelope import Envelope, Group, Op, Send
-from schemas.names import is_namespace, is_object_name
+from schemas.fields import BodyError
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,14 @@ class DeviceTwinComponent:
 
     def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """At start, and whenever MetaManager restarts: take what it holds (a forward may have been lost)."""
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        if body.get("state") == "up" and body.get("pid") != self._metamanager_pid:
-            self._metamanager_pid = body.get("pid")
+        try:
+            status = ComponentStatus.parse(envelope.body)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused the status of %s: %s", envelope.src, exc)
+            return None
+        if status.up and status.pid != self._metamanager_pid:
+            self._metamanager_pid = status.pid
             threading.Thread(target=self._relist, name="relist", daemon=True).start()
         return None
 
@@ -156,8 +163,7 @@ class DeviceTwinComponent:
                 chunk = publications[start:start + PUBLICATIONS_PER_ENVELOPE]
                 try:
                     self.bus.publish(topics.inbox(topics.Side.EDGE, "eventbus"), self.bus.envelope(
-                        Group.BUS, Op.UPDATE, body={"publish": [[p.topic, p.payload, p.qos, p.retain]
-                                                                for p in chunk]}), timeout=30)
+                        Group.BUS, Op.UPDATE, body=publish_body(chunk)), timeout=30)
                 except Exception:
                     log.exception("could not hand %d answers to EventBus", len(chunk))
             if self.twin.dirty and time.monotonic() - last_report >= self.settings.report_interval_s:
@@ -208,28 +214,21 @@ class DeviceTwinComponent:
         if envelope.src == "metamanager":
             assert envelope.res is not None
             return self.twin.on_cloud(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
-        requests = envelope.body.get("requests") if isinstance(envelope.body, dict) else None
-        if not isinstance(requests, list):
-            self._refuse(envelope, "body.requests must be a list")
+        try:
+            requests = parse_requests(envelope.body)
+        except BodyError as exc:
+            self._refuse(envelope, exc)
             return []
         out: list[Publication] = []
-        for request_item in requests:
-            # EventBus sends [namespace, name, request, payload]; anything else on this inbox is refused
-            # and counted (topics.device() raises ValueError on a bad name, which would lose the batch).
-            if not (isinstance(request_item, list) and len(request_item) == 4):
-                self._refuse(envelope, "a request must be [namespace, name, request, payload]")
-                continue
-            namespace, name, request, payload = request_item
-            if not isinstance(payload, bytes) or not isinstance(request, str):
-                self._refuse(envelope, "a request's name must be a string and its payload bytes")
-            elif request == "membership/get":
-                out += self.twin.membership_get(payload)
-            elif request not in topics.DEVICE_REQUESTS or not is_namespace(namespace) or not is_object_name(name):
-                self._refuse(envelope, f"{str(namespace)[:64]}/{str(name)[:64]} {request[:40]} is not a device request")
+        for request in requests:
+            if isinstance(request, BodyError):
+                self._refuse(envelope, request)
+            elif request.request == MEMBERSHIP_GET:
+                out += self.twin.membership_get(request.payload)
             else:
-                out += self.twin.on_device(namespace, name, request, payload)
+                out += self.twin.on_device(request.namespace, request.name, request.request, request.payload)
         return out
 
-    def _refuse(self, envelope: Envelope, reason: str) -> None:
+    def _refuse(self, envelope: Envelope, reason: BodyError) -> None:
         self.twin.refused += 1
         log.warning("refused part of %s from %s: %s", envelope.id, envelope.src, reason)

@@ -14,6 +14,10 @@ from typing import Any
 
 from edge.devicetwin.store import Device, Twin, TwinStore
 from schemas import topics, twin
+from schemas.devicebus import Publication
+from schemas.devices import Device as DeviceObject
+from schemas.devices import DeviceModel, DeviceProperty
+from schemas.fields import BodyError
 from schemas.kinds import DEVICE, DEVICEMODEL, DEVICESTATUS
 from schemas.resource import ResourceKey
 from schemas.timefmt import rfc3339
@@ -24,14 +28,6 @@ log = logging.getLogger(__name__)
 ONLINE_STATES = ("online", "ok")
 
 
-@dataclass(frozen=True)
-class Publication:
-    topic: str
-    payload: dict[str, Any] | None  # None clears a retained message
-    qos: int = 1
-    retain: bool = False
-
-
 def shown(t: Twin) -> dict[str, Any]:
     """A twin property as devices see it, plus the desired version they last confirmed (beyond KubeEdge)."""
     out = twin.entry(t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, t.optional)
@@ -39,38 +35,6 @@ def shown(t: Twin) -> dict[str, Any]:
         out["desired_version"] = t.cloud_version
         out["observed_desired_version"] = t.acked_version
     return out
-
-
-def object_problem(kind: str, obj: Any) -> str | None:
-    """Why a Device or DeviceModel from the cloud cannot be used, or None.
-
-    MetaManager only checks that an object is a map whose metadata names its key; the code below reads
-    ``spec``, ``properties``, ``desired`` and ``deviceModelRef`` as maps and lists, and an object with
-    another shape there would raise AttributeError or TypeError in the committer and lose the whole batch.
-    Such an object is refused and changes nothing.
-    """
-    if not isinstance(obj, dict):
-        return "the object is not a map"
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict | None) or not isinstance((meta or {}).get("annotations"), dict | None):
-        return "metadata and metadata.annotations must be maps"
-    spec = obj.get("spec")
-    if not isinstance(spec, dict | None):
-        return "spec must be a map"
-    spec = spec or {}
-    properties = spec.get("properties")
-    if not isinstance(properties, list | None):
-        return "spec.properties must be a list"
-    if kind == DEVICE:
-        if not isinstance(spec.get("nodeName"), str | None):
-            return "spec.nodeName must be a string"
-        ref = spec.get("deviceModelRef")
-        if not isinstance(ref, dict | None) or not isinstance((ref or {}).get("name"), str | None):
-            return "spec.deviceModelRef must be a map with a name"
-        for prop in properties or []:
-            if isinstance(prop, dict) and not isinstance(prop.get("desired"), dict | None):
-                return f"spec.properties[{str(prop.get('name'))[:40]!r}].desired must be a map"
-    return None
 
 
 @dataclass
@@ -190,28 +154,34 @@ class DeviceTwin:
 
     def _model_types(self, device: Device) -> dict[str, str]:
         model = self.store.model(f"{device.namespace}/{device.model}") if device.model else None
-        props = ((model or {}).get("spec") or {}).get("properties") or []
-        return {str(p["name"]): twin.MODEL_TYPES.get(str(p.get("type", "")).upper(), "string") for p in props
-                if isinstance(p, dict) and isinstance(p.get("name"), str)}
+        if model is None:
+            return {}
+        return {name: twin.MODEL_TYPES.get(prop.type, "string")
+                for name, prop in DeviceModel.view(model).properties.items()}
 
     # -- objects from the cloud (forwarded by MetaManager after its commit) ----------------
 
-    def on_cloud(self, key: ResourceKey, obj: dict[str, Any] | None) -> list[Publication]:
-        if key.kind in (DEVICE, DEVICEMODEL) and obj is not None:
-            problem = object_problem(key.kind, obj)
-            if problem is not None:
-                self.refused += 1
-                log.warning("refused %s from the cloud: %s", key, problem)
+    def on_cloud(self, key: ResourceKey, obj: Any) -> list[Publication]:
+        """A Device or DeviceModel from the cloud (None: deleted). One that does not parse is refused (counted)
+        and changes nothing."""
+        if key.kind not in (DEVICE, DEVICEMODEL):
+            return []
+        try:
+            if key.kind == DEVICEMODEL:
+                if obj is not None:
+                    DeviceModel.parse(obj)
+                self.store.put_model(f"{key.namespace}/{key.name}", obj)
                 return []
-        if key.kind == DEVICEMODEL:
-            self.store.put_model(f"{key.namespace}/{key.name}", obj)
+            return self._on_device(key, None if obj is None else DeviceObject.parse(obj))
+        except BodyError as exc:
+            self.refused += 1
+            log.warning("refused %s from the cloud: %s", key, exc)
             return []
-        if key.kind != DEVICE:
-            return []
+
+    def _on_device(self, key: ResourceKey, obj: DeviceObject | None) -> list[Publication]:
         device_id = f"{key.namespace}/{key.name}"
         existing = self.store.device(device_id)
-        spec = (obj or {}).get("spec") or {}
-        if obj is None or spec.get("nodeName") not in (None, self.node):
+        if obj is None or obj.node_name not in (None, self.node):
             if existing is None:
                 return []
             self.store.remove_device(device_id)
@@ -221,18 +191,15 @@ class DeviceTwin:
             return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
                     Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
                                 retain=True)]
-        meta = obj.get("metadata") or {}
-        device = Device(device_id, str(key.namespace), key.name,
-                        description=str((meta.get("annotations") or {}).get("description", "")),
-                        model=str((spec.get("deviceModelRef") or {}).get("name", "")),
+        device = Device(device_id, str(key.namespace), key.name, description=obj.description, model=obj.model or "",
                         state=existing.state if existing else "unknown",
                         last_online=existing.last_online if existing else "")
         self.store.put_device(device)
-        rv = str(meta.get("resourceVersion") or "")
-        # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true and int("²") raises, and a 20-digit
-        # version would raise OverflowError in the store.
+        rv = obj.meta.resource_version or ""
+        # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true but int("²") raises, and a larger
+        # number does not fit the store's column; any other version counts as 0.
         version = int(rv) if rv.isascii() and rv.isdigit() and int(rv) < 2**63 else 0
-        twins, removed = self._apply_desired(device, spec, version)
+        twins, removed = self._apply_desired(device, obj.properties, version)
         out: list[Publication] = []
         if existing is None:
             added = twin.membership_device(device_id, device.name, device.description, device.state,
@@ -251,17 +218,12 @@ class DeviceTwin:
                 out += self.on_cloud(ResourceKey(device.namespace, DEVICE, device.name), None)
         return out
 
-    def _apply_desired(self, device: Device, spec: dict[str, Any], version: int) -> tuple[dict[str, Twin],
-                                                                                          tuple[str, ...]]:
+    def _apply_desired(self, device: Device, properties: tuple[DeviceProperty, ...],
+                       version: int) -> tuple[dict[str, Twin], tuple[str, ...]]:
         twins = self.store.twins(device.id)
         types = self._model_types(device)
         now = twin.now_ms()
-        wanted: dict[str, str] = {}
-        for prop in spec.get("properties") or []:
-            if isinstance(prop, dict) and isinstance(prop.get("name"), str):
-                desired = (prop.get("desired") or {}).get("value")
-                if isinstance(desired, str):
-                    wanted[prop["name"]] = desired
+        wanted = {prop.name: prop.desired for prop in properties if prop.desired is not None}
         for name, value in wanted.items():
             before = twins.get(name) or Twin(name, kind=types.get(name, "string"), optional=False)
             if before.expected != value or not before.desired_by_cloud:

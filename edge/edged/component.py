@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,11 @@ from edge.storage import DiskFull, DiskGuard, StoreSettings
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.connection import PublishTimeout
 from schemas import kinds, topics
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.fields import BodyError
+from schemas.kubeobj import ConfigObject, ObjectMeta, Pod
+from schemas.reports import PodStatusReport
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -89,16 +93,27 @@ class EdgeD:
         self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
         return None
 
+    def _status(self, envelope: Envelope) -> ComponentStatus | None:
+        """Another component's retained status (None, counted as refused, when the body is not one)."""
+        try:
+            return ComponentStatus.parse(envelope.body)
+        except BodyError as exc:
+            self._refuse(f"the status of {envelope.src}", exc)
+            return None
+
+    def _refuse(self, what: str, exc: BodyError) -> None:
+        self.bus.counters.inc("refused")
+        log.warning("refused %s: %s", what, exc)
+
     def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """MetaManager (re)started: list again, since it may have died between a commit and its forward."""
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        pid = body.get("pid")
-        if body.get("state") != "up" or pid == self._metamanager_pid:
+        status = self._status(envelope)
+        if status is None or not status.up or status.pid == self._metamanager_pid:
             return None
         first = self._metamanager_pid is None
-        self._metamanager_pid = pid if isinstance(pid, int) else None
+        self._metamanager_pid = status.pid
         if not first:
-            self._relist(f"MetaManager restarted (pid {pid})")
+            self._relist(f"MetaManager restarted (pid {status.pid})")
         return None
 
     def on_session_lost(self) -> None:
@@ -120,20 +135,24 @@ class EdgeD:
     def on_edgehub_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """EdgeHub (re)appeared: what was published for the cloud before it subscribed may be gone
         (a fresh broker keeps nothing for a client it never saw), so register and report again."""
-        body = envelope.body if isinstance(envelope.body, dict) else {}
-        pid = body.get("pid")
-        if body.get("state") == "up" and pid != self._edgehub_pid:
-            self._edgehub_pid = pid if isinstance(pid, int) else None
+        status = self._status(envelope)
+        if status is not None and status.up and status.pid != self._edgehub_pid:
+            self._edgehub_pid = status.pid
             self.kubelet.report_again()
             self._register.set()
         return None
 
     def _apply(self, key: ResourceKey, obj: Any) -> None:
-        if key.kind == kinds.POD:
-            if obj is None or (obj.get("spec") or {}).get("nodeName") in (None, self.node):
-                self.kubelet.set_pod(key, obj)
-        elif key.kind in (kinds.CONFIGMAP, kinds.SECRET):
-            self.kubelet.set_config(key, obj)
+        """One object from MetaManager (None: deleted), checked here, where it enters EdgeD."""
+        try:
+            if key.kind == kinds.POD:
+                pod = None if obj is None else _mine(Pod.parse(obj, key), self.node)
+                if obj is None or pod is not None:  # a pod bound to another node is not this node's business
+                    self.kubelet.set_pod(key, pod)
+            elif key.kind in (kinds.CONFIGMAP, kinds.SECRET):
+                self.kubelet.set_config(key, None if obj is None else ConfigObject.parse(obj, key).obj)
+        except BodyError as exc:
+            self._refuse(str(key), exc)
 
     def _load(self) -> None:
         """List pods, ConfigMaps and Secrets from MetaManager until it answers."""
@@ -150,7 +169,8 @@ class EdgeD:
                 self._stop.wait(min(5.0, 0.5 * attempt))
         else:
             return
-        mine = {k: p for k, p in pods.items() if (p.get("spec") or {}).get("nodeName") in (None, self.node)}
+        mine = self._checked(pods, lambda key, obj: _mine(Pod.parse(obj, key), self.node))
+        config = self._checked(config, lambda key, obj: ConfigObject.parse(obj, key).obj)
         self.kubelet.replace_all(mine, config)
         with self._lock:
             self._listed.set()
@@ -163,10 +183,25 @@ class EdgeD:
         if again:
             self._relist("a relist was asked for during this one")
 
+    def _checked(self, objects: dict[ResourceKey, Any], check: Callable[[ResourceKey, Any], dict[str, Any] | None]
+                 ) -> dict[ResourceKey, dict[str, Any]]:
+        """The listed objects that pass ``check`` (which returns what to keep, or None to leave one out); the
+        others are refused, as their forwards would be."""
+        out: dict[ResourceKey, dict[str, Any]] = {}
+        for key, obj in objects.items():
+            try:
+                kept = check(key, obj)
+            except BodyError as exc:
+                self._refuse(str(key), exc)
+                continue
+            if kept is not None:
+                out[key] = kept
+        return out
+
     # -- reports ---------------------------------------------------------------------
 
-    def _report(self, key: ResourceKey, meta: dict[str, Any], status: dict[str, Any]) -> None:
-        body = {"metadata": {k: meta.get(k) for k in ("name", "namespace", "uid")}, "status": status}
+    def _report(self, key: ResourceKey, meta: ObjectMeta, status: dict[str, Any]) -> None:
+        body = PodStatusReport(meta.name, meta.namespace, meta.uid, status).to_body()
         envelope = self.bus.envelope(Group.RESOURCE, Op.UPDATE, res=ResourceKey(key.namespace, kinds.PODSTATUS,
                                                                                  key.name), body=body)
         self.bus.publish(topics.to_cloud(), envelope, timeout=10)
@@ -202,3 +237,8 @@ class EdgeD:
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
             self._register.wait(self.settings.node_status_s)
+
+
+def _mine(pod: Pod, node: str) -> dict[str, Any] | None:
+    """The pod, if this node should run it (bound here, or not bound yet)."""
+    return pod.obj if pod.node_name in (None, node) else None

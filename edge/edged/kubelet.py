@@ -25,6 +25,7 @@ from edge.edged.probes import ProbeState, run_due_probes, run_probe
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
 from edge.edged.volumes import Volumes
+from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
 from schemas.timefmt import rfc3339
@@ -37,7 +38,7 @@ BACKOFF_RESET_AFTER_S = 600.0
 SYNC_PERIOD_S = 1.0
 MIN_PASS_INTERVAL_S = 0.1
 
-StatusSink = Callable[[ResourceKey, dict[str, Any], dict[str, Any]], None]
+StatusSink = Callable[[ResourceKey, ObjectMeta, dict[str, Any]], None]
 """Receives (pod key, pod metadata, status) whenever a pod's status changes."""
 
 
@@ -113,7 +114,7 @@ class Kubelet:
             if pod is None:
                 old = self._pods.pop(key, None)
                 if old is not None:  # deleted outright: still stop it as gently as its spec asks
-                    uid = str((old.get("metadata") or {}).get("uid", ""))
+                    uid = meta(old).uid or ""
                     grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
                     self._deleted_grace[uid] = int(grace) if isinstance(grace, int) else 30
             else:
@@ -158,7 +159,7 @@ class Kubelet:
         """Changes when the pod or any ConfigMap/Secret it uses changes: until then its plan stands."""
         with self._lock:
             refs = self._pod_refs.get(worker.key, frozenset())
-            return (str((pod.get("metadata") or {}).get("resourceVersion")),
+            return (str(meta(pod).resource_version),
                     sum(self._config_version.get(k, 0) for k in refs))
 
     def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
@@ -205,7 +206,7 @@ class Kubelet:
             desired = dict(self._pods)
         wanted_uids: set[str] = set()
         for key, pod in desired.items():
-            uid = str((pod.get("metadata") or {}).get("uid", ""))
+            uid = meta(pod).uid or ""
             wanted_uids.add(uid)
             worker = self._workers.get(uid)
             if worker is None:
@@ -252,14 +253,13 @@ class Kubelet:
             return
         if status is not None and status != worker.last_status:
             worker.last_status = status
-            self.report(worker.key, pod.get("metadata") or {}, status)
+            self.report(worker.key, meta(pod), status)
 
     # -- one pod -------------------------------------------------------------------------
 
     def sync_pod(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
                  podman_pods: dict[str, str]) -> dict[str, Any] | None:
         start_time = rfc3339(worker.started)
-        meta = pod.get("metadata") or {}
         signature = self._signature(worker, pod)
         try:
             if worker.plan is not None and worker.plan_signature == signature:
@@ -273,7 +273,7 @@ class Kubelet:
         except (KeyError, TypeError, ValueError) as exc:
             return failed_status("InvalidSpec", f"the pod spec is malformed: {exc}", self.host_ip, start_time)
 
-        if meta.get("deletionTimestamp"):
+        if meta(pod).deletion_timestamp:
             return self._terminate(worker, plan, start_time)
 
         if fresh:  # planning again means something changed: files are written again

@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from edge.errors import EdgeError
+from schemas.kubeobj import meta, spec_of
 from schemas.resource import ResourceKey
 
 LABEL_PREFIX = "io.edgehive."
@@ -188,10 +189,10 @@ def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, no
                 data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
                 for k, v in (data or {}).items():
                     env[prefix + k] = v.decode(errors="replace")
-    meta = pod.get("metadata") or {}
-    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
-              "metadata.uid": meta.get("uid", ""), "spec.nodeName": node, "spec.serviceAccountName":
-              (pod.get("spec") or {}).get("serviceAccountName", "")}
+    pod_meta = meta(pod)
+    fields = {"metadata.name": pod_meta.name or "", "metadata.namespace": pod_meta.namespace or "",
+              "metadata.uid": pod_meta.uid or "", "spec.nodeName": node, "spec.serviceAccountName":
+              spec_of(pod).get("serviceAccountName", "")}
     for item in container.get("env") or []:
         name = item.get("name")
         if not isinstance(name, str) or not name:
@@ -315,9 +316,9 @@ def _pull_policy(container: dict[str, Any], image: str) -> str:
 
 def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
     """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run."""
-    meta = pod.get("metadata") or {}
+    pod_meta = meta(pod)
     spec = pod.get("spec")
-    namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+    namespace, name, uid = pod_meta.namespace, pod_meta.name, pod_meta.uid
     if not isinstance(spec, dict) or not isinstance(namespace, str) or not isinstance(name, str):
         raise PodSpecError("InvalidSpec", "the pod has no spec, name or namespace")
     if not isinstance(uid, str) or not uid:
@@ -368,8 +369,8 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
             mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash,
             liveness=_probe(c, "livenessProbe"), readiness=_probe(c, "readinessProbe"),
         ))
-    meta_grace = meta.get("deletionGracePeriodSeconds")
-    grace = meta_grace if isinstance(meta_grace, int) else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+    meta_grace = pod_meta.deletion_grace_period_seconds
+    grace = meta_grace if meta_grace is not None else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
     labels = {NODE_LABEL: node, UID_LABEL: uid, NAMESPACE_LABEL: namespace, POD_LABEL: name}
     return PodPlan(
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),

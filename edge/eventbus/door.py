@@ -9,17 +9,17 @@ cloud as ``upload`` envelopes, through EdgeHub's outbox.
 from __future__ import annotations
 
 import logging
-import reprlib
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import topics, twin
+from schemas.devicebus import MEMBERSHIP_GET, DeviceRequest, parse_publications, requests_body
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
+from schemas.fields import BodyError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class EventBus:
         self.node = settings.node
         self.twin_inbox = topics.inbox(topics.Side.EDGE, "devicetwin")
         self.bus = bus
-        self._pending: list[list[Any]] = []
+        self._pending: list[DeviceRequest] = []
         self._cond = threading.Condition()
         self._stop = False
         self._flusher = threading.Thread(target=self._flush_loop, name="batcher", daemon=True)
@@ -71,14 +71,14 @@ class EventBus:
             self.bus.counters.inc("bad_device_topic")
             log.info("dropped a message on %.200s: not a valid namespace/device name", topic)
             return None
-        self._queue([*parsed, payload])
+        self._queue(DeviceRequest(*parsed, payload))
         return None
 
     def on_membership_get(self, _topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
-        self._queue(["", "", "membership/get", payload])
+        self._queue(DeviceRequest("", "", MEMBERSHIP_GET, payload))
         return None
 
-    def _queue(self, request: list[Any]) -> None:
+    def _queue(self, request: DeviceRequest) -> None:
         with self._cond:
             self._pending.append(request)
             self._cond.notify()
@@ -93,8 +93,8 @@ class EventBus:
             with self._cond:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             if batch:
-                self.bus.publish(self.twin_inbox, self.bus.envelope(Group.TWIN, Op.UPDATE, body={"requests": batch}),
-                                 timeout=30)
+                self.bus.publish(self.twin_inbox, self.bus.envelope(Group.TWIN, Op.UPDATE,
+                                                                    body=requests_body(batch)), timeout=30)
 
     def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
         envelope = self.bus.envelope(Group.USER, Op.UPLOAD, body={"topic": topic, "payload": payload})
@@ -108,35 +108,33 @@ class EventBus:
         return [Send(topics.to_cloud(), envelope)]
 
     def on_answers(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
-        """DeviceTwin's answers: ``[topic, JSON object or None, qos, retain]``, each published on a device topic.
+        """DeviceTwin's answers, each published as JSON on a device topic.
 
-        Each item is checked before anything is published: a topic outside ``$hw/events/`` (EventBus is the
-        door for devices, not a way onto the node's internal topics), a wildcard or a QoS paho refuses, or a
-        value JSON cannot write (nested too deeply: RecursionError) is refused and counted, on its own. Left to
-        paho, it would raise only as the bus publishes it, taking the items after it down with it.
+        Each is checked before anything is published (schemas.devicebus.Publication: a device topic, a QoS and
+        a retain flag paho takes), and so is its JSON (a value nested too deeply for json raises RecursionError):
+        one that fails is refused and counted on its own. Left to paho, it would raise only as the bus publishes
+        it, taking the items after it down with it.
         """
-        if envelope.src != "devicetwin" or not isinstance(envelope.body, dict):
+        if envelope.src != "devicetwin":
             return None
-        items = envelope.body.get("publish")
-        if not isinstance(items, list):
-            self.bus.counters.inc("refused")
-            log.warning("refused %s from %s: body.publish must be a list", envelope.id, envelope.src)
+        try:
+            answers = parse_publications(envelope.body)
+        except BodyError as exc:
+            self._refuse(envelope, exc)
             return None
         out: list[Send | RawSend] = []
-        for item in items:
+        for answer in answers:
+            if isinstance(answer, BodyError):
+                self._refuse(envelope, answer)
+                continue
             try:
-                topic, obj, qos, retain = item
-                if not (isinstance(topic, str) and _answer_topic(topic)) or type(qos) is not int or \
-                        qos not in (0, 1, 2) or not isinstance(retain, bool) or not isinstance(obj, dict | None):
-                    raise ValueError("not [device topic, object or null, qos 0-2, retain]")
-                out.append(RawSend(topic, twin.dumps(obj) if obj is not None else b"", qos, retain))
+                payload = twin.dumps(answer.payload) if answer.payload is not None else b""
             except (TypeError, ValueError, RecursionError) as exc:
-                self.bus.counters.inc("refused")
-                log.warning("DeviceTwin sent an answer that cannot be published (%s): %s", exc, reprlib.repr(item))
+                self._refuse(envelope, exc)
+                continue
+            out.append(RawSend(answer.topic, payload, answer.qos, answer.retain))
         return out
 
-
-def _answer_topic(topic: str) -> bool:
-    """A topic EventBus may publish DeviceTwin's answers on: under ``$hw/events/``, no wildcards, MQTT's length."""
-    return topic.startswith(topics.HW_EVENTS + "/") and not any(c in topic for c in "+#\0") and \
-        len(topic.encode(errors="replace")) <= 65535
+    def _refuse(self, envelope: Envelope, why: Exception) -> None:
+        self.bus.counters.inc("refused")
+        log.warning("refused an answer in %s from %s: %s", envelope.id, envelope.src, why)

@@ -17,7 +17,9 @@ from edge.metamanager.objectstore import ObjectStore, Outcome, Stored
 from edge.storage import is_storage_error
 from schemas import kinds, topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Send
-from schemas.link import BodyError, ListedItem, ListingPage, PageQuery
+from schemas.fields import STRICT, BodyError
+from schemas.kubeobj import meta, named
+from schemas.link import ListedItem, ListingPage, PageQuery
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,14 @@ class BadObject(EdgeError, ValueError):
 
 
 def check_object(key: ResourceKey, obj: Any) -> None:
-    """The object must be a map whose metadata names the key it is sent under."""
-    if key.kind == kinds.MEMBERSHIP:
-        if not isinstance(obj, dict):
-            raise BadObject("a membership must be a map")
-        return
-    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
-        raise BadObject(f"{key}: the object must be a map with metadata")
-    meta = obj["metadata"]
-    if meta.get("name") != key.name:
-        raise BadObject(f"{key}: metadata.name is {meta.get('name')!r}, not {key.name!r}")
-    if key.namespace is not None and meta.get("namespace") != key.namespace:
-        raise BadObject(f"{key}: metadata.namespace is {meta.get('namespace')!r}, not {key.namespace!r}")
+    """The object must be a map whose metadata names the key it is sent under (a membership: any map)."""
+    try:
+        if key.kind == kinds.MEMBERSHIP:
+            STRICT.body(obj, "object")
+        else:
+            named(obj, key)
+    except BodyError as exc:
+        raise BadObject(f"{key}: {exc.field} {exc.reason}") from None
 
 
 def _item(stored: Stored, with_object: bool) -> ListedItem:
@@ -114,10 +112,8 @@ class MetaManager:
             except EnvelopeError as exc:
                 return [self._to_cloud(envelope.error(MODULE, 413, f"{key}: {exc.reason}"))]
         if envelope.op == Op.DELETE:
-            body = envelope.body if isinstance(envelope.body, dict) else {}
-            meta = body.get("metadata")  # any shape may arrive: a delete's body is only a hint for the UID
-            uid = meta.get("uid") if isinstance(meta, dict) else None
-            outcome = self.store.delete(key, uid if isinstance(uid, str) else None)
+            # Any shape may arrive: a delete's body is only a hint of which incarnation (UID) to delete.
+            outcome = self.store.delete(key, meta(envelope.body).uid)
         else:
             try:
                 check_object(key, envelope.body)

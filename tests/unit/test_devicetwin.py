@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from edge.devicetwin.store import TwinStore
-from edge.devicetwin.twins import DeviceTwin, Publication
+from edge.devicetwin.twins import DeviceTwin
 from schemas import twin
+from schemas.devicebus import Publication
 from schemas.resource import ResourceKey
 
 NS, DEV = "default", "thermo-1"

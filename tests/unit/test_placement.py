@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from cloud.placement import EDGE_ROLE_LABEL, Placement
+from cloud.placement import Placement
 from schemas.envelope import Op
+from schemas.kubeobj import EDGE_ROLE_LABEL
 from schemas.resource import ResourceKey
 
 

@@ -1,0 +1,30 @@
+"""A component's retained status (``edgehive/status/<module>``): whether it is up, and which process it is.
+
+Other components follow it to notice a restart (a new pid): EdgeD and DeviceTwin list MetaManager's
+store again then, since a forward may have been lost with the old process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.fields import STRICT
+
+UP = "up"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    state: str
+    """``up`` while it runs; ``down`` (its will, or its last word)."""
+    pid: int | None
+
+    @property
+    def up(self) -> bool:
+        return self.state == UP
+
+    @classmethod
+    def parse(cls, body: Any) -> ComponentStatus:
+        found = STRICT.body(body)
+        return cls(STRICT.required_text(found.get("state"), "body.state"), STRICT.integer(found.get("pid"), "body.pid"))

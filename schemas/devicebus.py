@@ -1,0 +1,121 @@
+"""The bodies EventBus and DeviceTwin exchange: device requests in batches one way, answers to publish the other.
+
+EventBus turns each message on a KubeEdge device topic into a DeviceRequest and sends them to
+DeviceTwin in batches (``{"requests": [[namespace, name, request, payload], ...]}``); DeviceTwin
+answers with the JSON to publish on device topics (``{"publish": [[topic, object, qos, retain], ...]}``).
+Each side parses the other's batch item by item: a bad item is refused (and counted) alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from schemas import topics
+from schemas.fields import STRICT, BodyError, shape
+from schemas.names import is_namespace, is_object_name
+
+T = TypeVar("T")
+
+MEMBERSHIP_GET = "membership/get"
+"""The one request about the node rather than a device (its namespace and name are empty)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRequest:
+    namespace: str
+    name: str
+    request: str
+    """One of topics.DEVICE_REQUESTS, or MEMBERSHIP_GET."""
+    payload: bytes
+    """The device's JSON, as it sent it: DeviceTwin parses it (schemas/twin.py) and answers a bad one."""
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, self.name, self.request, self.payload]
+
+    @classmethod
+    def parse(cls, item: Any, where: str = "body.requests[]") -> DeviceRequest:
+        if not (isinstance(item, list) and len(item) == 4):
+            raise BodyError(where, f"must be [namespace, name, request, payload], not {shape(item)}")
+        namespace, name, request, payload = item
+        if not isinstance(request, str):
+            raise BodyError(f"{where}.request", f"must be a string, not {shape(request)}")
+        if not isinstance(payload, bytes):
+            raise BodyError(f"{where}.payload", f"must be bytes, not {shape(payload)}")
+        if not isinstance(namespace, str) or not isinstance(name, str):
+            raise BodyError(where, "must name the device's namespace and name with strings")
+        if request == MEMBERSHIP_GET:
+            return cls(namespace, name, request, payload)
+        if request not in topics.DEVICE_REQUESTS:
+            raise BodyError(f"{where}.request", f"is {request[:40]!r}, not a device request")
+        if not is_namespace(namespace) or not is_object_name(name):
+            raise BodyError(where, f"names {namespace[:64]}/{name[:64]}, not a device's namespace and name")
+        return cls(namespace, name, request, payload)
+
+
+def requests_body(requests: list[DeviceRequest]) -> dict[str, Any]:
+    return {"requests": [r.to_wire() for r in requests]}
+
+
+def parse_requests(body: Any) -> list[DeviceRequest | BodyError]:
+    """Each request of a batch, or why it is refused; BodyError when the body is no batch at all."""
+    return _batch(body, "requests", DeviceRequest.parse)
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One answer of DeviceTwin's for EventBus to publish as JSON on a device topic."""
+
+    topic: str
+    payload: dict[str, Any] | None
+    """None clears a retained message."""
+    qos: int = 1
+    retain: bool = False
+
+    def to_wire(self) -> list[Any]:
+        return [self.topic, self.payload, self.qos, self.retain]
+
+    @classmethod
+    def parse(cls, item: Any, where: str = "body.publish[]") -> Publication:
+        """A topic under ``$hw/events/`` only (EventBus is the door for devices, not a way onto the node's own
+        topics), with no wildcard and within MQTT's length; a QoS and a retain flag paho takes."""
+        if not (isinstance(item, list) and len(item) == 4):
+            raise BodyError(where, f"must be [topic, object or null, qos, retain], not {shape(item)}")
+        topic, payload, qos, retain = item
+        if not (isinstance(topic, str) and _answer_topic(topic)):
+            raise BodyError(f"{where}.topic", f"must be a device topic under {topics.HW_EVENTS}/")
+        if not isinstance(payload, dict | None):
+            raise BodyError(f"{where}.payload", f"must be a map or null, not {shape(payload)}")
+        if type(qos) is not int or qos not in (0, 1, 2):
+            raise BodyError(f"{where}.qos", "must be 0, 1 or 2")
+        if not isinstance(retain, bool):
+            raise BodyError(f"{where}.retain", f"must be a boolean, not {shape(retain)}")
+        return cls(topic, payload, qos, retain)
+
+
+def _answer_topic(topic: str) -> bool:
+    return topic.startswith(topics.HW_EVENTS + "/") and not any(c in topic for c in "+#\0") and \
+        len(topic.encode(errors="replace")) <= 65535
+
+
+def publish_body(publications: list[Publication]) -> dict[str, Any]:
+    return {"publish": [p.to_wire() for p in publications]}
+
+
+def parse_publications(body: Any) -> list[Publication | BodyError]:
+    """Each answer of a batch, or why it cannot be published; BodyError when the body is no batch at all."""
+    return _batch(body, "publish", Publication.parse)
+
+
+def _batch(body: Any, name: str, parse: Callable[[Any, str], T]) -> list[T | BodyError]:
+    items = STRICT.body(body).get(name)
+    if not isinstance(items, list):
+        raise BodyError(f"body.{name}", f"must be a list, not {shape(items)}")
+    out: list[T | BodyError] = []
+    for index, item in enumerate(items):
+        try:
+            out.append(parse(item, f"body.{name}[{index}]"))
+        except BodyError as exc:
+            out.append(exc)
+    return out
