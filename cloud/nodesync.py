@@ -25,6 +25,7 @@ from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.kubeobj import meta
 from schemas.link import BodyError, SessionNews
 from schemas.resource import ResourceKey
 
@@ -125,8 +126,8 @@ class NodeSync:
             for node in self.placement.on_primary(event, obj, packed):
                 self.send(self.placement.changes(node))
         else:
-            meta = obj.get("metadata") or {}
-            key = ResourceKey(meta.get("namespace"), kind, str(meta.get("name")))
+            found = meta(obj)
+            key = ResourceKey(found.namespace, kind, str(found.name))
             nodes = self.placement.on_secondary(kind, event, obj, packed)
             if event == "DELETED":  # nodes that held it see it as no longer wanted
                 nodes |= {n for n in self.placement.edge_nodes if key in self.placement.sent.get(n, {})}

@@ -19,7 +19,9 @@ from runtime.address import Address
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import EnvelopeError, Op, decode
+from schemas.fields import BodyError
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,11 @@ class StatusWatch:
             return
         if parsed[1] == "link":
             self.links[parsed[2]] = envelope.op == Op.CONNECTED
-        elif isinstance(envelope.body, dict):
-            self.components[parsed[2]] = envelope.body.get("state") == "up"
+        else:
+            try:
+                self.components[parsed[2]] = ComponentStatus.parse(envelope.body).up
+            except BodyError:
+                return
 
     def link_up(self, node: str) -> bool:
         return self.links.get(node, False)

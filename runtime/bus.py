@@ -23,6 +23,7 @@ from schemas.envelope import (
     FIELDS,
     Envelope,
     EnvelopeError,
+    ErrorBody,
     Group,
     Op,
     RawSend,
@@ -49,9 +50,9 @@ class RequestError(ComponentRuntimeError, RuntimeError):
     """The other side answered with an ``error`` envelope."""
 
     def __init__(self, reply: Envelope) -> None:
-        body = reply.body if isinstance(reply.body, dict) else {}
-        self.code = int(body.get("code", 500)) if isinstance(body.get("code"), int) else 500
-        self.reason = str(body.get("reason", "no reason given"))
+        answer = ErrorBody.read(reply.body)
+        self.code = answer.code
+        self.reason = answer.reason
         self.reply = reply
         super().__init__(f"{reply.src} answered {self.code}: {self.reason}")
 
@@ -250,7 +251,7 @@ class Bus:
         if found is None:
             return
         reply = Envelope(node=found.node or self.settings.node, src=self.settings.module, group=Group.BUS,
-                         op=Op.ERROR, parent=found.id, body={"code": 400, "reason": str(error)})
+                         op=Op.ERROR, parent=found.id, body=ErrorBody(400, str(error)).as_body())
         self._publish_error(self._error_route(incoming.topic, found), reply)
 
     def _publish_error(self, topic: str | None, reply: Envelope) -> None:

@@ -30,6 +30,7 @@ from runtime.connection import ConnectionSettings, TlsSettings, Will
 from runtime.healthfile import HealthFile
 from runtime.url import BrokerUrl
 from schemas import topics
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.names import require_module_name, require_node_name
 
@@ -112,15 +113,16 @@ class StopSignal:
         return self.received or "stop"
 
 
-def status_envelope(module: str, node: str, state: str, **extra: Any) -> Envelope:
-    return Envelope(node=node, src=module, group=Group.HUB, op=Op.UPDATE,
-                    body={"state": state, "pid": os.getpid(), **extra})
+def status_envelope(module: str, node: str, status: ComponentStatus) -> Envelope:
+    """The retained status a component publishes (and leaves as its will)."""
+    return Envelope(node=node, src=module, group=Group.HUB, op=Op.UPDATE, body=status.as_body())
 
 
 def bus_settings(module: str, side: topics.Side, s: ComponentSettings) -> BusSettings:
     url = BrokerUrl.parse(s.broker)
     tls = TlsSettings(s.broker_ca, s.broker_cert, s.broker_key) if url.tls else None
-    will = Will(topics.status(module), status_envelope(module, s.node, "down", reason="connection lost").encode())
+    last_word = ComponentStatus("down", os.getpid(), reason="connection lost")
+    will = Will(topics.status(module), status_envelope(module, s.node, last_word).encode())
     return BusSettings(
         connection=ConnectionSettings(url=url, client_id=f"edgehive-{module}-{s.node}", clean_start=False,
                                       window=s.window, tls=tls, will=will),
@@ -150,7 +152,8 @@ class Health:
         return [Send(topics.inbox(self.bus.settings.side, envelope.src), envelope.reply(self.module, self.report()))]
 
     def publish(self, state: str) -> None:
-        body = status_envelope(self.module, self.bus.settings.node, state, started=int(self.started))
+        body = status_envelope(self.module, self.bus.settings.node,
+                               ComponentStatus(state, os.getpid(), started=int(self.started)))
         self.bus.publish(topics.status(self.module), body, retain=True, timeout=5.0)
 
 

@@ -19,6 +19,10 @@ class ComponentStatus:
     state: str
     """``up`` while it runs; ``down`` (its will, or its last word)."""
     pid: int | None
+    started: int | None = None
+    """When the process started (seconds since the epoch), in the status it publishes once up."""
+    reason: str | None = None
+    """Why it is down, in its will (``connection lost``)."""
 
     @property
     def up(self) -> bool:
@@ -28,3 +32,11 @@ class ComponentStatus:
     def parse(cls, body: Any) -> ComponentStatus:
         found = STRICT.body(body)
         return cls(STRICT.required_text(found.get("state"), "body.state"), STRICT.integer(found.get("pid"), "body.pid"))
+
+    def as_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": self.state, "pid": self.pid}
+        if self.started is not None:
+            body["started"] = self.started
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body

@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from schemas.errors import WireFormatError
+from schemas.fields import LENIENT
 from schemas.names import is_module_name, is_node_name
 from schemas.resource import ResourceKey, ResourceKeyError
 
@@ -99,7 +100,7 @@ class Envelope:
 
     def error(self, src: str, code: int, reason: str) -> Envelope:
         """An ``error`` reply; ``code`` follows HTTP (400 bad input, 404 unknown, 409 conflict, 500)."""
-        return self.reply(src, {"code": code, "reason": reason}, op=Op.ERROR)
+        return self.reply(src, ErrorBody(code, reason).as_body(), op=Op.ERROR)
 
     def with_body(self, body: Any) -> Envelope:
         return replace(self, body=body)
@@ -256,3 +257,22 @@ class RawSend:
     payload: bytes
     qos: int = 1
     retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    """The body of an ``error`` envelope: an HTTP-like code and the reason, for the asker and its log."""
+
+    code: int
+    reason: str
+
+    def as_body(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason}
+
+    @classmethod
+    def read(cls, body: Any) -> ErrorBody:
+        """Never refuses: an error is already the end of a request, so a body of another shape reads as
+        500 with no reason given rather than raising a second error about the first."""
+        found = LENIENT.body(body)
+        return cls(LENIENT.integer(found.get("code"), "body.code") or 500,
+                   LENIENT.text(found.get("reason"), "body.reason") or "no reason given")

@@ -8,9 +8,9 @@ import socket
 import time
 from typing import Any
 
+from schemas.kubeobj import EDGE_ROLE_LABEL
 from schemas.timefmt import rfc3339
 
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 MAX_PODS = 110
 
 

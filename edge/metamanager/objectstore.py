@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from schemas.kubeobj import meta
 from schemas.resource import ResourceKey, newer_version
 
 
@@ -44,11 +45,7 @@ def newer(incoming: str | None, stored: str | None) -> bool:
 
 def uid_of(obj: Any) -> str | None:
     """``metadata.uid`` of an object, None when it has none (any shape may arrive)."""
-    if isinstance(obj, dict):
-        meta = obj.get("metadata")
-        if isinstance(meta, dict) and isinstance(meta.get("uid"), str):
-            return str(meta["uid"])
-    return None
+    return meta(obj).uid
 
 
 def should_replace(held_rv: str, held_uid: str | None, rv: str | None, uid: str | None) -> bool:

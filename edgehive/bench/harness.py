@@ -6,6 +6,7 @@ nothing private of another scenario; a figure measured two ways would not compar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -25,7 +26,9 @@ from edgehive.localcluster import LocalApiServer
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import Envelope, EnvelopeError, Op, decode
+from schemas.fields import BodyError
 
 
 class BenchError(EdgehiveError, RuntimeError):
@@ -165,8 +168,9 @@ def wait_status(url: BrokerUrl, components: tuple[str, ...], timeout: float = 60
     seen: set[str] = set()
 
     def accept(envelope: Envelope) -> bool:
-        if isinstance(envelope.body, dict) and envelope.body.get("state") == "up":
-            seen.add(envelope.src)  # a status envelope's src is its component (runtime.component)
+        with contextlib.suppress(BodyError):
+            if ComponentStatus.parse(envelope.body).up:
+                seen.add(envelope.src)  # a status envelope's src is its component (runtime.component)
         return seen >= set(components)
 
     wait_for_envelope(url, topics.all_status(), accept, timeout, f"{', '.join(components)} to report up")

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode, salvage
+from runtime.bus import RequestError
+from schemas.componentstatus import ComponentStatus
+from schemas.envelope import Envelope, EnvelopeError, ErrorBody, Group, Op, decode, salvage
 from schemas.resource import ResourceKey
 
 label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
@@ -128,3 +130,24 @@ def test_salvage_reads_id_and_sender_of_an_invalid_envelope() -> None:
     assert (found.src, found.node) == ("cloudhub", "edge-1")
     assert salvage(b"\xff\x00") is None
     assert salvage(msgpack.packb({"id": "x", "src": "Bad Name"})) is None
+
+
+def test_an_error_body_is_written_and_read_in_one_place() -> None:
+    request = Envelope(node="n1", src="edged", group=Group.META, op=Op.QUERY)
+    answer = request.error("metamanager", 404, "no such object")
+    assert answer.body == {"code": 404, "reason": "no such object"}
+    assert ErrorBody.read(answer.body) == ErrorBody(404, "no such object")
+    failure = RequestError(answer)
+    assert (failure.code, failure.reason) == (404, "no such object")
+
+
+@pytest.mark.parametrize("body", [None, [], "boom", {"code": "404"}, {"code": True, "reason": 7}])
+def test_an_error_body_of_another_shape_reads_as_500(body: Any) -> None:
+    assert ErrorBody.read(body) == ErrorBody(500, "no reason given")
+
+
+def test_the_component_status_body_keeps_its_keys() -> None:
+    assert ComponentStatus("up", 42, started=1700000000).as_body() == {"state": "up", "pid": 42, "started": 1700000000}
+    will = ComponentStatus("down", 42, reason="connection lost").as_body()
+    assert will == {"state": "down", "pid": 42, "reason": "connection lost"}
+    assert ComponentStatus.parse(will) == ComponentStatus("down", 42)
