@@ -76,8 +76,18 @@ class EdgeSite:
             run(["mount", "-t", "tmpfs", "-o", f"size={self.data_tmpfs_mb}m", "edgehive-test", str(data)])
 
     def unmount_data(self) -> None:
-        if self.data_tmpfs_mb is not None:
-            subprocess.run(["umount", str(self.state / "data")], capture_output=True, check=False)
+        """Unmount the data tmpfs, waiting while processes SIGKILLed just before still hold it (umount says
+        busy until the kernel has reaped them); a mount that stays busy fails the test instead of staying."""
+        if self.data_tmpfs_mb is None:
+            return
+        data = str(self.state / "data")
+
+        def unmounted() -> bool:
+            if subprocess.run(["mountpoint", "-q", data], check=False).returncode != 0:
+                return True
+            return subprocess.run(["umount", data], capture_output=True, check=False).returncode == 0
+
+        wait_until(unmounted, timeout=30, interval=0.2, what=f"the data tmpfs {data} to unmount")
 
     def start(self) -> ManagedProcess:
         self.starts += 1
