@@ -17,11 +17,9 @@ from typing import Any
 import msgpack
 from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
 
-from edge.metamanager.objectstore import Outcome, Stored, newer, should_replace, uid_of
+from edge.metamanager.objectstore import Outcome, Stored, should_replace, uid_of
 from edge.storage import integrity_ok, open_database
 from schemas.resource import ResourceKey
-
-__all__ = ["MIGRATIONS", "MetaStore", "Outcome", "Stored", "newer"]  # the types and the rule stay importable here
 
 
 def _migration_1(db: SqliteDatabase) -> None:

@@ -13,8 +13,8 @@ from edge.edgehub.outbox import Outbox
 from edge.edgehub.routing import coalesce_key
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.memorystore import MemoryStore
-from edge.metamanager.objectstore import ObjectStore
-from edge.metamanager.store import MetaStore, Outcome, newer
+from edge.metamanager.objectstore import ObjectStore, Outcome, newer
+from edge.metamanager.store import MetaStore
 from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
 

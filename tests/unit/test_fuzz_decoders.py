@@ -25,7 +25,7 @@ from cloud.cloudhub import queue as cloud_queue
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
 from edge.eventbus.door import EventBus, EventBusSettings
-from edge.metamanager import store as meta_store
+from edge.metamanager import objectstore as meta_store
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.store import MetaStore
 from runtime.bus import Bus
