@@ -25,8 +25,9 @@ from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.fields import BodyError
 from schemas.kubeobj import meta
-from schemas.link import BodyError, SessionNews
+from schemas.link import SessionNews
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)

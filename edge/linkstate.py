@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from runtime.bus import Bus
 from schemas import topics
 from schemas.envelope import Envelope, Op, Send
-from schemas.link import BodyError, LinkChange
+from schemas.fields import BodyError
+from schemas.link import LinkChange
 
 log = logging.getLogger(__name__)
 

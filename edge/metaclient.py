@@ -7,7 +7,7 @@ from typing import Any
 from runtime.bus import Bus
 from runtime.listing import listing
 from schemas import topics
-from schemas.link import BodyError
+from schemas.fields import BodyError
 from schemas.resource import ResourceKey
 
 METAMANAGER = topics.inbox(topics.Side.EDGE, "metamanager")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 from runtime.bus import Bus
 from schemas.envelope import Group, Op
-from schemas.link import BodyError, ListedItem, ListingPage, PageQuery
+from schemas.fields import BodyError
+from schemas.link import ListedItem, ListingPage, PageQuery
 
 
 def listing(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float,

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from schemas.envelope import Op
-from schemas.fields import BodyError as BodyError  # noqa: PLC0414 (the one error of every body; re-exported)
-from schemas.fields import shape
+from schemas.fields import BodyError, shape
 from schemas.resource import ResourceKey, ResourceKeyError
 
 MAX_PAGE = 500

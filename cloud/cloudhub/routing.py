@@ -28,7 +28,8 @@ from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op, Salvage, Send
-from schemas.link import BodyError, Keepalive, LinkChange, SessionNews
+from schemas.fields import BodyError
+from schemas.link import Keepalive, LinkChange, SessionNews
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
-from schemas.link import BodyError, Keepalive, LinkChange
+from schemas.fields import BodyError
+from schemas.link import Keepalive, LinkChange
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from schemas.envelope import Op
+from schemas.fields import BodyError
 from schemas.link import (
     MAX_PAGE,
-    BodyError,
     Keepalive,
     LinkChange,
     ListedItem,

@@ -18,7 +18,8 @@ from runtime.listing import listing
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
-from schemas.link import BodyError, ListedItem, PageQuery
+from schemas.fields import BodyError
+from schemas.link import ListedItem, PageQuery
 from schemas.resource import ResourceKey
 
 NODE = "edge-1"
