@@ -165,6 +165,11 @@ class ComposeStack:
     def main_pid(self, service: str) -> int:
         return int(podman("inspect", self.container(service), "--format", "{{.State.Pid}}").stdout.strip())
 
+    def logs(self, service: str, tail: int = 40) -> str:
+        """The last ``tail`` lines a service's container wrote (stdout and stderr), for a failure's report."""
+        result = podman("logs", "--tail", str(tail), self.container(service), check=False, timeout=30)
+        return (result.stdout + result.stderr).rstrip()
+
     def copy_out(self, service: str, path: str, dest: Path) -> Path:
         podman("cp", f"{self.container(service)}:{path}", str(dest))
         return dest
