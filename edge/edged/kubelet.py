@@ -15,15 +15,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from edge.edged import hooks
+from edge.edged.handlers import run_handler
+from edge.edged.handlerspec import Probe
+from edge.edged.initcontainers import next_init, restarts
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
-from edge.edged.probes import ProbeState, run_due_probes, run_probe
+from edge.edged.podworker import (
+    BACKOFF_RESET_AFTER_S,
+    ContainerBook,
+    PodWorker,
+    newest_attempts,
+    restart_delay,
+    running_containers,
+)
+from edge.edged.probes import ProbeState, run_due_probes
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
+from edge.edged.termination import TerminationLogs
 from edge.edged.volumes import Volumes
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
@@ -32,9 +44,6 @@ from schemas.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 10.0
-BACKOFF_MAX_S = 300.0
-BACKOFF_RESET_AFTER_S = 600.0
 SYNC_PERIOD_S = 1.0
 MIN_PASS_INTERVAL_S = 0.1
 
@@ -46,51 +55,13 @@ MAX_NAME_ATTEMPTS = 20
 """How far container names may skip past names held by leftovers of interrupted creates."""
 
 
-def restart_delay(attempt: int) -> float:
-    """Before starting attempt ``attempt`` (1 = first restart): none, then 10 s doubling to 300 s."""
-    if attempt <= 1:
-        return 0.0
-    return float(min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (attempt - 2)))
-
-
-@dataclass
-class _ContainerBook:
-    waiting_reason: str | None = None
-    waiting_message: str = ""
-    next_start_at: float = 0.0
-    pull_failures: int = 0
-    next_pull_at: float = 0.0
-    probes: ProbeState = field(default_factory=ProbeState)
-    last_terminated: dict[str, Any] | None = None
-
-
-@dataclass
-class PodWorker:
-    """Everything EdgeD remembers about one pod between passes; rebuilt from podman after a restart."""
-
-    key: ResourceKey
-    uid: str
-    started: float = field(default_factory=time.time)
-    books: dict[str, _ContainerBook] = field(default_factory=dict)
-    pod_started: bool = False
-    terminated: bool = False
-    last_status: dict[str, Any] | None = None
-    plan: PodPlan | None = None
-    plan_signature: tuple[str, int] | None = None
-    busy: Future[None] | None = None
-    remake: bool = False
-    """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
-
-    def book(self, name: str) -> _ContainerBook:
-        return self.books.setdefault(name, _ContainerBook())
-
-
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
                  *, host_ip: str = "", workers: int = 8) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
+        self.termination = TerminationLogs(volumes.pod_dir)
         self.report = report
         self.host_ip = host_ip or node_host_ip()
         self._lock = threading.Lock()
@@ -225,7 +196,8 @@ class Kubelet:
                 continue
             log.info("removing pod %s (uid %s): no longer assigned to this node", name, uid)
             self._workers[uid] = worker = worker or PodWorker(_orphan_key(name), uid)
-            worker.busy = self._pool.submit(self._remove_pod, name, uid, self._deleted_grace.pop(uid, 0))
+            worker.busy = self._pool.submit(self._remove_pod, name, uid, self._deleted_grace.pop(uid, 0),
+                                            worker.plan, by_uid.get(uid, []))
         for uid in list(self._workers):
             if uid not in wanted and uid not in by_uid:
                 worker = self._workers[uid]
@@ -234,9 +206,15 @@ class Kubelet:
         for uid in self.volumes.known_uids() - wanted - set(by_uid):
             self.volumes.remove(uid)
 
-    def _remove_pod(self, podman_name: str, uid: str, grace: int) -> None:
+    def _remove_pod(self, podman_name: str, uid: str, grace: int, plan: PodPlan | None,
+                    observed: list[Observed]) -> None:
+        """``plan``: the pod's last plan, if EdgeD made one (its preStop hooks run first)."""
         try:
-            self.runtime.remove_pod(podman_name, grace)
+            if plan is None:
+                self.runtime.remove_pod(podman_name, grace)
+            else:
+                hooks.remove_pod(self.runtime, podman_name, running_containers(plan, newest_attempts(observed)), grace,
+                                 lambda: self._pod_address(plan))
             self.volumes.remove(uid)
         except ContainerRuntimeError as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
@@ -273,8 +251,9 @@ class Kubelet:
         except (KeyError, TypeError, ValueError) as exc:
             return failed_status("InvalidSpec", f"the pod spec is malformed: {exc}", self.host_ip, start_time)
 
+        latest = newest_attempts(observed)
         if meta(pod).deletion_timestamp:
-            return self._terminate(worker, plan, start_time)
+            return self._terminate(worker, plan, start_time, latest)
 
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
@@ -284,28 +263,28 @@ class Kubelet:
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)
             self.runtime.create_pod(plan)
             worker.pod_started = worker.remake = False
-            observed = []
-        latest: dict[str, Observed] = {}
-        for o in observed:
-            if o.container not in latest or o.attempt > latest[o.container].attempt:
-                latest[o.container] = o
-        created: list[str] = []
+            observed, latest = [], {}
+        if any(o.started_at > 0 for o in observed):  # a pod start would start its ended containers again
+            worker.pod_started = True
+        pending_init = next_init(plan, latest)
+        created: dict[str, ContainerPlan] = {}
         now = time.time()
-        for container in plan.containers:
+        for container in [pending_init] if pending_init is not None else plan.containers:
             book = worker.book(container.name)
             current = latest.get(container.name)
             if current is not None and current.spec_hash != container.spec_hash:
                 log.info("pod %s: container %s changed; replacing it", plan.key, container.name)
-                self.runtime.stop_container(current.id, plan.grace_s)
+                if current.running:
+                    self._kill(plan, container, current.id, plan.grace_s)
                 self.runtime.remove_container(current.id)
                 new_id = self._create(plan, container, book, current.attempt + 1)
                 if new_id:
-                    created.append(new_id)
+                    created[new_id] = container
                 continue
             if current is None:
                 new_id = self._create(plan, container, book, 0)
                 if new_id:
-                    created.append(new_id)
+                    created[new_id] = container
                 elif book.waiting_reason == "CreateContainerError" and not observed:
                     worker.remake = True  # nothing of ours runs in that pod: nothing is lost by making it again
             elif current.running:
@@ -314,9 +293,9 @@ class Kubelet:
             elif current.finished:
                 new_id = self._maybe_restart(plan, container, book, current, now)
                 if new_id:
-                    created.append(new_id)
+                    created[new_id] = container
             elif current.state in ("created", "configured", "initialized"):
-                created.append(current.id)
+                created[current.id] = container
         if created:
             if not worker.pod_started:
                 self.runtime.start_pod(plan.podman_name)
@@ -324,37 +303,64 @@ class Kubelet:
             else:
                 for container_id in created:
                     self.runtime.start_container(container_id)
+            for container_id, container in created.items():
+                self._post_start(plan, container, worker.book(container.name), container_id)
             self._kick.set()  # the next pass sees them running and reports it, without another list here
         elif observed:
             worker.pod_started = True
-        views = []
-        for container in plan.containers:
-            book = worker.book(container.name)
-            current = latest.get(container.name)
-            if current is not None and current.running and book.waiting_reason == "ContainerCreating":
-                book.waiting_reason = None
-            ready = book.probes.ready if container.readiness is not None else True
-            views.append(ContainerView(container.name, container.image, current, book.waiting_reason,
-                                       book.waiting_message, ready, book.last_terminated))
+        init_views = [self._view(plan, c, worker.book(c.name), latest.get(c.name)) for c in plan.init_containers]
+        views = [self._view(plan, c, worker.book(c.name), latest.get(c.name), initializing=pending_init is not None)
+                 for c in plan.containers]
         return pod_status(plan.restart_policy, views, pod_ip=self._pod_address(plan), host_ip=self.host_ip,
-                          start_time=start_time, since=start_time)
+                          start_time=start_time, since=start_time, init_views=init_views)
+
+    def _view(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed | None, *,
+              initializing: bool = False) -> ContainerView:
+        """``initializing``: the pod's init containers have not all succeeded (an app container waits)."""
+        if current is not None and current.running and book.waiting_reason == "ContainerCreating":
+            book.waiting_reason = None
+        if initializing and current is None:
+            return ContainerView(container.name, container.image, None, "PodInitializing", "", False, None)
+        message = self._message(plan, container, book, current) if current is not None and current.finished else ""
+        return ContainerView(container.name, container.image, current, book.waiting_reason, book.waiting_message,
+                             book.probes.ready(container), book.last_terminated, message,
+                             book.probes.started(container))
+
+    def _message(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, ended: Observed) -> str:
+        """The termination message of an ended container, read once."""
+        if book.message[0] != ended.id:
+            def logs(lines: int) -> bytes:
+                try:
+                    return self.runtime.logs(ended.id, lines)
+                except ContainerRuntimeError as exc:
+                    log.warning("pod %s: %s", plan.key, exc)
+                    return b""
+            book.message = (ended.id, self.termination.message(plan.uid, container, ended.attempt, ended.exit_code,
+                                                               logs))
+        return book.message[1]
 
     def _waiting_on_config(self, worker: PodWorker, pod: dict[str, Any], exc: ConfigError,
                            start_time: str) -> dict[str, Any]:
-        containers = (pod.get("spec") or {}).get("containers") or []
-        views = [ContainerView(str(c.get("name")), str(c.get("image", "")), None, exc.reason, exc.message, False,
-                               None) for c in containers]
-        return pod_status((pod.get("spec") or {}).get("restartPolicy", "Always"), views, pod_ip="",
-                          host_ip=self.host_ip, start_time=start_time, since=start_time)
+        spec = pod.get("spec") or {}
+        init = spec.get("initContainers") or []
 
-    def _create(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, attempt: int) -> str | None:
+        def waiting(containers: list[dict[str, Any]], reason: str, message: str) -> list[ContainerView]:
+            return [ContainerView(str(c.get("name")), str(c.get("image", "")), None, reason, message, False, None)
+                    for c in containers]
+        views = (waiting(spec.get("containers") or [], "PodInitializing", "") if init
+                 else waiting(spec.get("containers") or [], exc.reason, exc.message))
+        return pod_status(spec.get("restartPolicy", "Always"), views, pod_ip="", host_ip=self.host_ip,
+                          start_time=start_time, since=start_time, init_views=waiting(init, exc.reason, exc.message))
+
+    def _create(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, attempt: int) -> str | None:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
         if not self._image_ready(container, book, now):
             return None
         try:
-            container_id = self.runtime.create_container(plan, container, attempt,
-                                                         self.volumes.mounts(plan, container))
+            container_id = self.runtime.create_container(
+                plan, container, attempt,
+                [*self.volumes.mounts(plan, container), self.termination.mount(plan.uid, container, attempt)])
         except ContainerRuntimeError as exc:
             if "already in use" in str(exc) and attempt < MAX_NAME_ATTEMPTS:
                 # A create cut short (power, or podman killed) can leave the name taken in podman's storage by
@@ -371,7 +377,7 @@ class Kubelet:
         book.probes = ProbeState()
         return container_id
 
-    def _image_ready(self, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
+    def _image_ready(self, container: ContainerPlan, book: ContainerBook, now: float) -> bool:
         present = self.runtime.image_present(container.image)
         if container.pull_policy == "Never":
             if not present:
@@ -394,10 +400,9 @@ class Kubelet:
         book.pull_failures = 0
         return True
 
-    def _maybe_restart(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, current: Observed,
+    def _maybe_restart(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed,
                        now: float) -> str | None:
-        restart = plan.restart_policy == "Always" or (plan.restart_policy == "OnFailure" and current.exit_code != 0)
-        if not restart:
+        if not restarts(container, plan.restart_policy, current.exit_code):
             book.waiting_reason = None
             return None
         attempt = current.attempt + 1
@@ -408,9 +413,9 @@ class Kubelet:
             book.waiting_reason = "CrashLoopBackOff"
             book.waiting_message = (f"back-off {delay:.0f}s restarting failed container={container.name} "
                                     f"pod={plan.key.name}_{plan.key.namespace}({plan.uid})")
-            book.last_terminated = terminated(current, time.time())
+            book.last_terminated = terminated(current, time.time(), self._message(plan, container, book, current))
             return None
-        book.last_terminated = terminated(current, time.time())
+        book.last_terminated = terminated(current, time.time(), self._message(plan, container, book, current))
         new_id = self._create(plan, container, book, attempt)
         if new_id:
             self.runtime.remove_container(current.id)
@@ -418,28 +423,48 @@ class Kubelet:
                      attempt, current.exit_code)
         return new_id
 
-    def _probe(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, current: Observed,
+    def _probe(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed,
                now: float) -> None:
-        def run(probe: dict[str, Any]) -> bool:
-            return run_probe(self.runtime, current.id, probe, lambda: self._pod_address(plan))
+        def run(probe: Probe) -> bool:
+            outcome = run_handler(self.runtime, current.id, probe.handler, lambda: self._pod_address(plan),
+                                  float(probe.timeout_s))
+            if not outcome.ok:
+                log.debug("pod %s: container %s: probe failed: %s", plan.key, container.name, outcome.message)
+            return outcome.ok
 
-        failures = run_due_probes(book.probes, container, current.started_at, now, run)
-        if failures:
-            log.info("pod %s: container %s failed its liveness probe %d times; restarting it", plan.key,
-                     container.name, failures)
-            self.runtime.stop_container(current.id, plan.grace_s)
+        failed = run_due_probes(book.probes, container, current.started_at, now, run)
+        if failed is not None:
+            kind, probe = failed
+            log.info("pod %s: container %s failed its %s probe %d times; killing it", plan.key, container.name,
+                     kind, probe.failure_threshold)
+            self._kill(plan, container, current.id, probe.termination_grace_s or plan.grace_s)
+
+    def _kill(self, plan: PodPlan, container: ContainerPlan, container_id: str, grace_s: int) -> None:
+        """Stop a running container as kubelet kills one: its preStop hook first, within ``grace_s``."""
+        hooks.stop_container(self.runtime, container_id, container, grace_s, lambda: self._pod_address(plan))
+
+    def _post_start(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, container_id: str) -> None:
+        """A container just started runs its postStart hook; if that fails it is killed (FailedPostStartHook)."""
+        failure = hooks.post_start(self.runtime, container_id, container, lambda: self._pod_address(plan))
+        if failure:
+            log.warning("pod %s: %s; killing the container", plan.key, failure)
+            self._kill(plan, container, container_id, plan.grace_s)
+            book.waiting_reason, book.waiting_message = "PostStartHookError", failure
 
     def _pod_address(self, plan: PodPlan) -> str:
         """Where the pod's containers listen: the node's own address for a pod on the host's network."""
         return self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
 
-    def _terminate(self, worker: PodWorker, plan: PodPlan, start_time: str) -> dict[str, Any]:
+    def _terminate(self, worker: PodWorker, plan: PodPlan, start_time: str,
+                   latest: dict[str, Observed]) -> dict[str, Any]:
         if not worker.terminated:
             log.info("pod %s is being deleted: stopping it with %d s grace", plan.key, plan.grace_s)
-            self.runtime.remove_pod(plan.podman_name, plan.grace_s)
+            hooks.remove_pod(self.runtime, plan.podman_name, running_containers(plan, latest), plan.grace_s,
+                             lambda: self._pod_address(plan))
             worker.terminated = True
         return deleted_status(plan.restart_policy, [(c.name, c.image) for c in plan.containers],
-                              host_ip=self.host_ip, start_time=start_time)
+                              host_ip=self.host_ip, start_time=start_time,
+                              init_containers=[(c.name, c.image) for c in plan.init_containers])
 
 
 def _orphan_key(podman_name: str) -> ResourceKey:

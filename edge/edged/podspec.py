@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged.handlerspec import Handler, HandlerSpecError, Probe, named_ports, read_handler, read_probe
 from edge.errors import EdgeError
 from schemas.kubeobj import meta, spec_of
 from schemas.resource import ResourceKey
@@ -31,6 +32,7 @@ ATTEMPT_LABEL = LABEL_PREFIX + "attempt"
 HASH_LABEL = LABEL_PREFIX + "spec-hash"
 
 DEFAULT_GRACE_S = 30
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 class PodSpecError(EdgeError, ValueError):
@@ -91,8 +93,15 @@ class ContainerPlan:
     mem_limit: int | None
     nano_cpus: int | None
     spec_hash: str
-    liveness: dict[str, Any] | None
-    readiness: dict[str, Any] | None
+    liveness: Probe | None
+    readiness: Probe | None
+    startup: Probe | None = None
+    post_start: Handler | None = None
+    pre_stop: Handler | None = None
+    termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
+    termination_message_policy: str = "File"  # or FallbackToLogsOnError
+    init: bool = False
+    """An init container: runs to completion, in order, before the app containers start."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class PodPlan:
     containers: list[ContainerPlan]
     volumes: dict[str, VolumePlan] = field(default_factory=dict)
     config_refs: frozenset[ResourceKey] = frozenset()
+    init_containers: list[ContainerPlan] = field(default_factory=list)
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -295,13 +305,44 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
     return plans
 
 
-def _probe(container: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    probe = container.get(kind)
-    if probe is None:
-        return None
-    if "exec" not in probe and "httpGet" not in probe:
-        raise PodSpecError("InvalidSpec", f"container {container.get('name')}: {kind} must use exec or httpGet")
-    return dict(probe)
+_NOT_FOR_INIT = ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _behaviour(container: dict[str, Any], where: str, init: bool) -> dict[str, Any]:
+    """The container's probes, lifecycle hooks and termination message, as ContainerPlan fields."""
+    if init:
+        for name in _NOT_FOR_INIT:
+            if container.get(name) is not None:
+                raise PodSpecError("InvalidSpec", f"{where}.{name}: must not be set for init containers")
+    ports = named_ports(container)
+    lifecycle = container.get("lifecycle") or {}
+    path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
+    policy = container.get("terminationMessagePolicy") or "File"
+    try:
+        if not isinstance(lifecycle, dict):
+            raise HandlerSpecError(f"{where}.lifecycle must be a map")
+        unknown = sorted(k for k in lifecycle if k not in ("postStart", "preStop"))
+        if unknown:
+            raise HandlerSpecError(f"{where}.lifecycle.{unknown[0]} is not supported on this node")
+        # A tcpSocket hook is refused, not skipped: kubelet cannot run one either (the field is deprecated,
+        # kept for compatibility), and a pod that asked for it should learn that its hook will never run.
+        hooks = {field_name: read_handler(lifecycle[key], f"{where}.lifecycle.{key}", ports,
+                                          allowed=("exec", "httpGet"))
+                 for key, field_name in (("postStart", "post_start"), ("preStop", "pre_stop"))
+                 if lifecycle.get(key) is not None}
+        probes = {field_name: read_probe(container[key], f"{where}.{key}", ports, kind=field_name)
+                  for key, field_name in (("livenessProbe", "liveness"), ("readinessProbe", "readiness"),
+                                          ("startupProbe", "startup"))
+                  if container.get(key) is not None}
+    except HandlerSpecError as exc:
+        raise PodSpecError("InvalidSpec", str(exc)) from None
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise PodSpecError("InvalidSpec", f"{where}.terminationMessagePath must be an absolute path")
+    if policy not in ("File", "FallbackToLogsOnError"):
+        raise PodSpecError("InvalidSpec", f"{where}.terminationMessagePolicy must be File or FallbackToLogsOnError")
+    return {"liveness": probes.get("liveness"), "readiness": probes.get("readiness"),
+            "startup": probes.get("startup"), **hooks, "termination_message_path": path,
+            "termination_message_policy": policy, "init": init}
 
 
 def _pull_policy(container: dict[str, Any], image: str) -> str:
@@ -326,8 +367,9 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise PodSpecError("InvalidSpec", "spec.containers is empty")
-    if spec.get("initContainers"):
-        raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
+    init_containers = spec.get("initContainers") or []
+    if not isinstance(init_containers, list):
+        raise PodSpecError("InvalidSpec", "spec.initContainers must be a list")
     resolver = _Resolver(namespace, lookup)
     volumes = _volumes(spec, resolver)
     restart_policy = spec.get("restartPolicy", "Always")
@@ -335,8 +377,11 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         raise PodSpecError("InvalidSpec", f"restartPolicy {restart_policy!r} is not Always, OnFailure or Never")
     ports: list[dict[str, Any]] = []
     plans: list[ContainerPlan] = []
+    init_plans: list[ContainerPlan] = []
     seen: set[str] = set()
-    for c in containers:
+    for index, c in enumerate([*init_containers, *containers]):
+        init = index < len(init_containers)
+        where = f"spec.initContainers[{index}]" if init else f"spec.containers[{index - len(init_containers)}]"
         cname, image = c.get("name"), c.get("image")
         if not isinstance(cname, str) or not cname or cname in seen:
             raise PodSpecError("InvalidSpec", f"container name {cname!r} is missing or repeated")
@@ -361,13 +406,12 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         mem = int(parse_quantity(limits["memory"], "memory limit")) if "memory" in limits else None
         cpu = int(parse_quantity(limits["cpu"], "cpu limit") * 1e9) if "cpu" in limits else None
         spec_hash = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        plans.append(ContainerPlan(
+        (init_plans if init else plans).append(ContainerPlan(
             name=cname, image=image, pull_policy=_pull_policy(c, image),
             entrypoint=list(map(str, c["command"])) if c.get("command") else None,
             command=list(map(str, c["args"])) if c.get("args") else None,
             env=_env(c, pod, resolver, node), mounts=mounts, working_dir=c.get("workingDir"),
-            mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash,
-            liveness=_probe(c, "livenessProbe"), readiness=_probe(c, "readinessProbe"),
+            mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash, **_behaviour(c, where, init),
         ))
     meta_grace = pod_meta.deletion_grace_period_seconds
     grace = meta_grace if meta_grace is not None else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
@@ -376,5 +420,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
-        config_refs=frozenset(resolver.refs),
+        config_refs=frozenset(resolver.refs), init_containers=init_plans,
     )

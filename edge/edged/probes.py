@@ -1,85 +1,103 @@
-"""Liveness and readiness probes, as a kubelet runs them: when they are due, what their results mean, and
-running one (a command in the container, or an HTTP GET).
+"""Startup, liveness and readiness probes as a kubelet runs them: when each is due, and what a run of results
+means. No I/O here: the clock and the running of a probe come in (edge/edged/handlers.py runs them).
 
-A probe that fails to run (podman refuses the exec, the address does not answer) counts as failed, as
-kubelet's does: the container is what is being asked about, not the probe.
+Each probe of a container keeps its own schedule (first run after initialDelaySeconds from the container's
+start, then every periodSeconds) and its own result, which changes only after successThreshold successes or
+failureThreshold failures in a row. Before its first change a readiness result is failure (not ready), a
+liveness result success and a startup result unknown. While a startup probe has not succeeded, liveness and
+readiness are not run and the container is neither started nor ready; once it has, it runs no more. A
+liveness or startup result of failure means the container is to be killed; that probe then waits for the
+next container (a restart starts from a fresh ProbeState), as kubelet's does.
 """
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
+from edge.edged.handlerspec import Probe
 from edge.edged.podspec import ContainerPlan
-from edge.edged.runtime import ContainerRuntimeError, PodmanRuntime
 
-NO_PROBE_PERIOD_S = 3600.0
-"""How long to wait before looking again at a container that has no probe (nothing will change)."""
+KINDS = ("startup", "liveness", "readiness")
+"""In the order they are looked at in one pass: startup first, since it gates the other two."""
+
+INITIAL: dict[str, bool | None] = {"startup": None, "liveness": True, "readiness": False}
+
+
+@dataclass
+class ProbeTrack:
+    """One probe of one container (a kubelet's prober worker)."""
+
+    result: bool | None
+    last: bool | None = None
+    run: int = 0
+    """How many results in a row have been ``last``."""
+    next_at: float | None = None
+    on_hold: bool = False
+    """It has asked for the container to be killed: nothing more until the next container."""
 
 
 @dataclass
 class ProbeState:
     """One container's probe results; a new container (a restart) starts from a fresh one."""
 
-    liveness_failures: int = 0
-    readiness_successes: int = 0
-    ready: bool = False
-    next_at: float = 0.0
+    tracks: dict[str, ProbeTrack] = field(default_factory=dict)
+
+    def started(self, container: ContainerPlan) -> bool:
+        """A container without a startup probe is started when it runs; one with it, once the probe passed."""
+        return container.startup is None or self._result(container, "startup") is True
+
+    def ready(self, container: ContainerPlan) -> bool:
+        """Ready once started and (if it has a readiness probe) once that probe passed.
+
+        kubelet 1.20 reports a container that has a startup probe but no readiness probe ready before its
+        startup probe passed; here it is not, which is what the startup probe is for (no traffic to a
+        container still starting) and what later kubelets do."""
+        if not self.started(container):
+            return False
+        return container.readiness is None or self._result(container, "readiness") is True
+
+    def _result(self, container: ContainerPlan, kind: str) -> bool | None:
+        track = self.tracks.get(kind)
+        return track.result if track is not None else INITIAL[kind]
+
+
+def probe_of(container: ContainerPlan, kind: str) -> Probe | None:
+    probe: Probe | None = getattr(container, kind)
+    return probe
 
 
 def run_due_probes(state: ProbeState, container: ContainerPlan, started_at: float, now: float,
-                   run: Callable[[dict[str, Any]], bool]) -> int:
-    """Run the container's probes if they are due, with ``run``; updates ``state``.
+                   run: Callable[[Probe], bool]) -> tuple[str, Probe] | None:
+    """Run the container's probes that are due at ``now``, with ``run``; updates ``state``.
 
-    Returns how many liveness probes failed in a row when that reached the probe's failureThreshold, so
-    that the caller restarts the container (and the count starts over); 0 otherwise.
+    Returns the kind and probe (liveness or startup) whose result just became failure: the caller kills the
+    container (with the probe's terminationGracePeriodSeconds if it has one); None otherwise.
     """
-    if now < state.next_at:
-        return 0
-    liveness, readiness = container.liveness, container.readiness
-    period = float(min(p.get("periodSeconds", 10) for p in (liveness, readiness) if p) if (liveness or readiness)
-                   else NO_PROBE_PERIOD_S)
-    delay = float(min(p.get("initialDelaySeconds", 0) for p in (liveness, readiness) if p)
-                  if (liveness or readiness) else 0)
-    if now - started_at < delay:
-        state.next_at = started_at + delay
-        return 0
-    state.next_at = now + period
-    if readiness is not None:
-        if run(readiness):
-            state.readiness_successes += 1
-            state.ready = state.readiness_successes >= int(readiness.get("successThreshold", 1))
+    for kind in KINDS:
+        probe = probe_of(container, kind)
+        if probe is None:
+            continue
+        track = state.tracks.setdefault(kind, ProbeTrack(INITIAL[kind]))
+        if track.on_hold:
+            continue
+        if track.next_at is None:
+            track.next_at = started_at + probe.initial_delay_s
+        if now < track.next_at:
+            continue
+        track.next_at = now + probe.period_s
+        started = state.started(container)
+        if (kind == "startup") == started:  # startup runs until it passed; the others only after
+            continue
+        ok = run(probe)
+        if ok == track.last:
+            track.run += 1
         else:
-            state.readiness_successes = 0
-            state.ready = False
-    if liveness is not None:
-        if run(liveness):
-            state.liveness_failures = 0
-        else:
-            state.liveness_failures += 1
-            if state.liveness_failures >= int(liveness.get("failureThreshold", 3)):
-                failures, state.liveness_failures = state.liveness_failures, 0
-                return failures
-    return 0
-
-
-def run_probe(runtime: PodmanRuntime, container_id: str, probe: dict[str, Any], pod_address: Callable[[], str]) -> bool:
-    """One probe: ``exec`` passes on exit code 0, ``httpGet`` on a 2xx or 3xx answer. ``pod_address`` is
-    asked only for a GET that names no host (it may cost a call to podman)."""
-    if "exec" in probe:
-        command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
-        try:
-            code, _ = runtime.exec(container_id, command)
-        except ContainerRuntimeError:
-            return False
-        return code == 0
-    get = probe["httpGet"] or {}
-    host = get.get("host") or pod_address()
-    url = f"{str(get.get('scheme', 'HTTP')).lower()}://{host}:{get.get('port')}{get.get('path', '/')}"
-    try:
-        with urllib.request.urlopen(url, timeout=float(probe.get("timeoutSeconds", 1))) as response:
-            return bool(200 <= response.status < 400)
-    except (OSError, ValueError):
-        return False
+            track.last, track.run = ok, 1
+        if track.run < (probe.success_threshold if ok else probe.failure_threshold):
+            continue  # below the threshold: the result stands
+        track.result = ok
+        if not ok and kind != "readiness":
+            track.on_hold, track.run = True, 0
+            return kind, probe
+    return None

@@ -254,6 +254,14 @@ class PodmanRuntime:
         out, err = output if isinstance(output, tuple) else (output, b"")
         return int(code or 0), (out or b"") + (err or b"")
 
+    def logs(self, container_id: str, lines: int) -> bytes:
+        """The last ``lines`` lines of the container's output (stdout and stderr as they came)."""
+        try:
+            frames = self.client.containers.get(container_id).logs(stdout=True, stderr=True, tail=lines)
+        except (APIError, PodmanError, OSError) as exc:
+            raise ContainerRuntimeError(f"cannot read the log of {container_id[:12]}: {exc}") from exc
+        return frames if isinstance(frames, bytes) else b"".join(frames)
+
 
 def _mount(m: HostMount) -> dict[str, Any]:
     if m.tmpfs:

@@ -20,22 +20,27 @@ class ContainerView:
     waiting_message: str
     ready: bool
     last_terminated: dict[str, Any] | None
+    message: str = ""
+    """The termination message of the container it is in, once it has ended (termination.py)."""
+    started: bool = True
+    """Its startup probe has passed (or it has none): a running container is reported started."""
 
     @property
     def restart_count(self) -> int:
         return self.observed.attempt if self.observed is not None else 0
 
 
-def terminated(observed: Observed, finished_if_unknown: float) -> dict[str, Any]:
+def terminated(observed: Observed, finished_if_unknown: float, message: str = "") -> dict[str, Any]:
     """How a container that ran ended: a container's ``terminated`` state, or its ``lastState`` once restarted.
 
     ``finished_if_unknown`` is the end reported when podman gave the container no exit time: its start for
     the state it is in (it ran for no known time), the kubelet's pass for the last state of one it restarts
-    (the moment the kubelet saw it had ended).
+    (the moment the kubelet saw it had ended). ``message``: its termination message, if it left one.
     """
     return {
         "exitCode": observed.exit_code,
         "reason": "Completed" if observed.exit_code == 0 else "Error",
+        **({"message": message} if message else {}),
         "startedAt": rfc3339(observed.started_at),
         "finishedAt": rfc3339(observed.finished_at or finished_if_unknown),
         "containerID": f"podman://{observed.id}",
@@ -59,7 +64,7 @@ def container_status(view: ContainerView, *, deleting: bool = False) -> dict[str
     elif observed is not None and observed.running:
         state = {"running": {"startedAt": rfc3339(observed.started_at)}}
     elif observed is not None and observed.finished:
-        state = {"terminated": terminated(observed, observed.started_at)}
+        state = {"terminated": terminated(observed, observed.started_at, view.message)}
     else:
         state = {"waiting": {"reason": "ContainerCreating"}}
     status: dict[str, Any] = {
@@ -70,11 +75,36 @@ def container_status(view: ContainerView, *, deleting: bool = False) -> dict[str
         "restartCount": view.restart_count,
         "image": view.image,
         "imageID": observed.image_id if observed is not None else "",
-        "started": bool(observed is not None and observed.running),
+        "started": bool(view.started and observed is not None and observed.running),
     }
     if observed is not None:
         status["containerID"] = f"podman://{observed.id}"
     return status
+
+
+def init_container_status(view: ContainerView, *, deleting: bool = False) -> dict[str, Any]:
+    """An init container is ready once it has succeeded, and (as kubelet's) reports no ``started``."""
+    status = container_status(view, deleting=deleting)
+    ended = status["state"].get("terminated")
+    status["ready"] = bool(ended and ended["exitCode"] == 0)
+    del status["started"]
+    return status
+
+
+def init_phase(restart_policy: str, init_statuses: list[dict[str, Any]]) -> str | None:
+    """The phase while the init containers have not all succeeded (None once they have): Pending, or Failed
+    once one failed and will not be restarted."""
+    pending = failed = 0
+    for s in init_statuses:
+        ended = s["state"].get("terminated") or (s["lastState"].get("terminated") if "waiting" in s["state"]
+                                                 else None)
+        if ended is None:
+            pending += 1
+        elif ended["exitCode"] != 0:
+            failed += 1
+    if failed and restart_policy == "Never":
+        return "Failed"
+    return "Pending" if pending or failed else None
 
 
 def phase(restart_policy: str, statuses: list[dict[str, Any]], *, deleting: bool = False) -> str:
@@ -93,30 +123,38 @@ def phase(restart_policy: str, statuses: list[dict[str, Any]], *, deleting: bool
     return "Running" if ever_ran and restart_policy != "Never" else "Pending"
 
 
-def condition(kind: str, ok: bool, since: str, reason: str = "") -> dict[str, Any]:
+def condition(kind: str, ok: bool, since: str, reason: str = "", message: str = "") -> dict[str, Any]:
     entry: dict[str, Any] = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": since}
     if reason and not ok:
         entry["reason"] = reason
+        if message:
+            entry["message"] = message
     return entry
 
 
 def pod_status(restart_policy: str, views: list[ContainerView], *, pod_ip: str, host_ip: str, start_time: str,
-               since: str, deleting: bool = False) -> dict[str, Any]:
-    """The status of a pod from what EdgeD knows of each container; ``deleting``: it is being deleted."""
+               since: str, deleting: bool = False, init_views: list[ContainerView] | None = None) -> dict[str, Any]:
+    """The status of a pod from what EdgeD knows of each container; ``deleting``: it is being deleted;
+    ``init_views``: its init containers, in order."""
     statuses = [container_status(v, deleting=deleting) for v in views]
+    init_statuses = [init_container_status(v, deleting=deleting) for v in init_views or []]
     all_ready = all(s["ready"] for s in statuses)
     not_ready = [s["name"] for s in statuses if not s["ready"]]
     reason = "ContainersNotReady" if not_ready else ""
+    incomplete = [s["name"] for s in init_statuses if not s["ready"]]
     status: dict[str, Any] = {
-        "phase": phase(restart_policy, statuses, deleting=deleting),
+        "phase": (None if deleting else init_phase(restart_policy, init_statuses))
+        or phase(restart_policy, statuses, deleting=deleting),
         "conditions": [
-            condition("Initialized", True, since),
+            condition("Initialized", not incomplete, since, "ContainersNotInitialized",
+                      f"containers with incomplete status: [{' '.join(incomplete)}]"),
             condition("Ready", all_ready, since, reason),
             condition("ContainersReady", all_ready, since, reason),
             condition("PodScheduled", True, since),
         ],
         "hostIP": host_ip,
         "startTime": start_time,
+        **({"initContainerStatuses": init_statuses} if init_statuses else {}),
         "containerStatuses": statuses,
     }
     if pod_ip:
@@ -132,8 +170,9 @@ def failed_status(reason: str, message: str, host_ip: str, start_time: str) -> d
 
 
 def deleted_status(restart_policy: str, containers: list[tuple[str, str]], *, host_ip: str,
-                   start_time: str) -> dict[str, Any]:
+                   start_time: str, init_containers: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A pod being deleted, whose containers (name, image) EdgeD has stopped and removed with it."""
     views = [ContainerView(name, image, None, None, "", False, None) for name, image in containers]
+    init_views = [ContainerView(name, image, None, None, "", False, None) for name, image in init_containers or []]
     return pod_status(restart_policy, views, pod_ip="", host_ip=host_ip, start_time=start_time, since=start_time,
-                      deleting=True)
+                      deleting=True, init_views=init_views)

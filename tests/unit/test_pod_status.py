@@ -8,6 +8,7 @@ the kubelet's own pass (a fake podman underneath), the others through edge/edged
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any, cast
 
 import pytest
 
-from edge.edged.kubelet import Kubelet, PodWorker
+from edge.edged.kubelet import Kubelet
 from edge.edged.podspec import ContainerPlan, PodPlan, plan_pod
+from edge.edged.podworker import PodWorker
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, container_status, deleted_status, failed_status, pod_status, terminated
 from edge.edged.volumes import Volumes
@@ -81,7 +83,13 @@ class FakePodman:
         return "10.88.0.5"
 
 
+@dataclass
 class FakeVolumes:
+    root: Path
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.root / uid
+
     def prepare(self, plan: PodPlan) -> None:
         pass
 
@@ -89,8 +97,8 @@ class FakeVolumes:
         return []
 
 
-def kubelet(podman: FakePodman) -> Kubelet:
-    return Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, FakeVolumes()), lambda *_: None,
+def kubelet(podman: FakePodman, root: Path) -> Kubelet:
+    return Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, FakeVolumes(root)), lambda *_: None,
                    host_ip="192.168.1.20", workers=1)
 
 
@@ -103,15 +111,17 @@ def pod(restart_policy: str, *, deleting: bool = False) -> dict[str, Any]:
 
 
 def one_pass(restart_policy: str, seen: list[Observed], *, deleting: bool = False, now: float = T0 + 100,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], FakePodman]:
+             monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], FakePodman]:
+    """One pass of the kubelet over ``spec`` (``pod(restart_policy)`` if None) with ``seen`` in podman."""
     monkeypatch.setattr(time, "time", lambda: now)
     podman = FakePodman()
-    k = kubelet(podman)
-    try:
-        status = k.sync_pod(PodWorker(KEY, UID, started=T0), pod(restart_policy, deleting=deleting), seen,
-                            {"default_web": UID})
-    finally:
-        k._pool.shutdown()
+    with tempfile.TemporaryDirectory() as root:
+        k = kubelet(podman, Path(root))
+        try:
+            status = k.sync_pod(PodWorker(KEY, UID, started=T0), spec or pod(restart_policy, deleting=deleting),
+                                seen, {"default_web": UID})
+        finally:
+            k._pool.shutdown()
     assert status is not None
     return status, podman
 

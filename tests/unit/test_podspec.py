@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from edge.edged.kubelet import restart_delay
 from edge.edged.podspec import ConfigError, PodSpecError, parse_quantity, plan_pod
+from edge.edged.podworker import restart_delay
 from edge.edged.status import ContainerView, phase, pod_status
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
