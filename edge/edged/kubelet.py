@@ -21,7 +21,7 @@ from typing import Any
 from edge.edged import hooks
 from edge.edged.handlers import run_handler
 from edge.edged.handlerspec import Probe
-from edge.edged.initcontainers import next_init, restarts
+from edge.edged.initcontainers import next_init, restarts, succeeded
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.podworker import (
@@ -308,7 +308,9 @@ class Kubelet:
             self._kick.set()  # the next pass sees them running and reports it, without another list here
         elif observed:
             worker.pod_started = True
-        init_views = [self._view(plan, c, worker.book(c.name), latest.get(c.name)) for c in plan.init_containers]
+        init_views = [self._view(plan, c, worker.book(c.name), latest.get(c.name),
+                                 initializing=pending_init is not None and c is not pending_init)
+                      for c in plan.init_containers]
         views = [self._view(plan, c, worker.book(c.name), latest.get(c.name), initializing=pending_init is not None)
                  for c in plan.containers]
         return pod_status(plan.restart_policy, views, pod_ip=self._pod_address(plan), host_ip=self.host_ip,
@@ -316,9 +318,10 @@ class Kubelet:
 
     def _view(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed | None, *,
               initializing: bool = False) -> ContainerView:
-        """``initializing``: the pod's init containers have not all succeeded (an app container waits)."""
-        if current is not None and current.running and book.waiting_reason == "ContainerCreating":
-            book.waiting_reason = None
+        """``initializing``: a container before this one has not succeeded yet (this one waits for it)."""
+        if book.waiting_reason == "ContainerCreating" and (
+                (current is not None and current.running) or (container.init and succeeded(current))):
+            book.waiting_reason = None  # it started (an init container may have ended before a pass saw it run)
         if initializing and current is None:
             return ContainerView(container.name, container.image, None, "PodInitializing", "", False, None)
         message = self._message(plan, container, book, current) if current is not None and current.finished else ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import time
 import urllib.request
-import uuid
 from functools import partial
 from typing import Any
 
@@ -17,9 +16,7 @@ from schemas.resource import ResourceKey
 from tests.fixtures.processes import free_port, wait_until
 from tests.support.cloud import FakeCloud
 from tests.support.edge_node import EdgeNode, Link
-
-NS = "default"
-IMAGE = "localhost/busybox:latest"
+from tests.support.pods import NS, exec_in, pod, pod_exists
 
 
 def configmap(name: str, data: dict[str, str], rv: str) -> dict[str, Any]:
@@ -34,29 +31,10 @@ def secret(name: str, data: dict[str, str], rv: str) -> dict[str, Any]:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
-def pod(name: str, command: str, **spec: Any) -> dict[str, Any]:
-    container = {"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command]}
-    container.update(spec.pop("container", {}))
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
-            "spec": {"nodeName": "edge-1", "terminationGracePeriodSeconds": 2, "containers": [container], **spec}}
-
-
 def running(cloud: FakeCloud, name: str) -> dict[str, Any] | None:
     status = cloud.pod_status(NS, name)
     return status if status is not None and status["phase"] == "Running" and all(
         "running" in c["state"] for c in status["containerStatuses"]) else None
-
-
-def exec_in(node: EdgeNode, pod_name: str, command: list[str]) -> tuple[int, str]:
-    with PodmanClient(base_url=node.podman.base_url) as client:
-        matches = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
-                   if c.attrs.get("State") == "running" and "io.edgehive.container" in c.attrs["Labels"]]
-        assert matches, f"no running container of pod {pod_name}"
-        code, output = matches[0].exec_run(command, demux=True)
-    assert isinstance(output, tuple)
-    out, err = output
-    return int(code or 0), bytes(out or b"").decode() + bytes(err or b"").decode()
 
 
 def test_pod_with_configmap_volume_and_secret_env(edge_node: tuple[EdgeNode, Link, FakeCloud]) -> None:
@@ -295,7 +273,7 @@ def test_probes_host_ports_and_graceful_deletion(edge_node: tuple[EdgeNode, Link
     deleting = dict(web, metadata={**web["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z",
                                    "deletionGracePeriodSeconds": 5})
     cloud.send_and_wait(cloud.envelope(Op.UPDATE, ResourceKey(NS, "pod", "web"), deleting, rv="2"))
-    wait_until(lambda: not _pod_exists(node, "web"), timeout=30, what="web's podman pod to be removed")
+    wait_until(lambda: not pod_exists(node, "web"), timeout=30, what="web's podman pod to be removed")
     final = wait_until(lambda: (s := cloud.pod_status(NS, "web")) and s["phase"] != "Running" and s, timeout=30,
                        what="web's final status")
     assert all("terminated" in c["state"] for c in final["containerStatuses"])
@@ -334,10 +312,3 @@ def test_edged_lists_again_when_metamanager_restarts(edge_node: tuple[EdgeNode, 
         store.close()
     node.start("metamanager")
     wait_until(partial(_restarted_locally, node, "orphaned", 0), timeout=30, what="the pod EdgeD never heard of")
-
-
-def _pod_exists(node: EdgeNode, name: str) -> bool:
-    with PodmanClient(base_url=node.podman.base_url) as client:
-        return any(p.name == f"{NS}_{name}" for p in client.pods.list())
-
-

@@ -1,0 +1,183 @@
+"""The container lifecycle a kubelet gives a pod, on real podman through a real edge node: init containers,
+tcpSocket and startup probes, postStart and preStop hooks, termination messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.envelope import Op
+from schemas.resource import ResourceKey
+from tests.fixtures.processes import wait_until
+from tests.support.cloud import FakeCloud
+from tests.support.edge_node import EdgeNode, Link
+from tests.support.pods import IMAGE, NS, containers_of, exec_in, pod, pod_exists
+
+Node = tuple[EdgeNode, Link, FakeCloud]
+
+
+def send(cloud: FakeCloud, spec: dict[str, Any], rv: str = "1") -> None:
+    name = spec["metadata"]["name"]
+    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", name), spec, rv=rv))
+
+
+def init(name: str, command: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command],
+            **extra}
+
+
+def status_where(cloud: FakeCloud, name: str, test: Callable[[dict[str, Any]], Any], what: str,
+                 timeout: float = 40) -> dict[str, Any]:
+    """The pod's last status once ``test(status)`` holds for it; a timeout shows the last status there was."""
+    def holds() -> dict[str, Any] | None:
+        status = cloud.pod_status(NS, name)
+        return status if status is not None and test(status) else None
+    try:
+        return wait_until(holds, timeout=timeout, what=what)
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc}; the last status: {json.dumps(cloud.pod_status(NS, name))}", pytrace=False)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status["conditions"]}
+
+
+def test_init_containers_run_in_order_before_the_app(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    # "first" waits for the test's go, so the pod is seen initialising; "second" fails (and with Never, the pod
+    # fails) unless "first" has finished before it starts. Both see the emptyDir and their env, as the app does.
+    spec = pod("ordered", "cat /work/order; sleep 3600", restartPolicy="Never",
+               volumes=[{"name": "work", "emptyDir": {}}],
+               initContainers=[
+                   init("first", "until [ -f /work/go ]; do sleep 0.1; done; echo $STEP >> /work/order",
+                        env=[{"name": "STEP", "value": "first"}],
+                        volumeMounts=[{"name": "work", "mountPath": "/work"}]),
+                   init("second", "grep -q first /work/order && echo second >> /work/order",
+                        volumeMounts=[{"name": "work", "mountPath": "/work"}]),
+               ],
+               container={"volumeMounts": [{"name": "work", "mountPath": "/work"}]})
+    send(cloud, spec)
+    pending = status_where(cloud, "ordered", lambda s: s.get("initContainerStatuses") and "running" in
+                           s["initContainerStatuses"][0]["state"], "the first init container running")
+    assert pending["phase"] == "Pending"
+    assert conditions(pending)["Initialized"] == "False"
+    assert pending["initContainerStatuses"][1]["state"]["waiting"]["reason"] == "PodInitializing"
+    assert pending["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    assert containers_of(node, "ordered") == ["first"]  # nothing else made yet
+    assert exec_in(node, "ordered", ["touch", "/work/go"])[0] == 0
+
+    done = status_where(cloud, "ordered", lambda s: s["phase"] == "Running"
+                        and "running" in s["containerStatuses"][0]["state"], "the app container running")
+    assert conditions(done)["Initialized"] == "True"
+    for status in done["initContainerStatuses"]:
+        assert status["state"]["terminated"]["exitCode"] == 0, status
+        assert status["state"]["terminated"]["reason"] == "Completed"
+        assert status["ready"] is True
+        assert status["restartCount"] == 0
+        assert status["containerID"].startswith("podman://")
+        assert status["image"] == IMAGE
+    assert [s["name"] for s in done["initContainerStatuses"]] == ["first", "second"]
+    assert exec_in(node, "ordered", ["cat", "/work/order"]) == (0, "first\nsecond\n")
+
+
+def test_a_failed_init_container_fails_the_pod_under_never_and_restarts_under_on_failure(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    send(cloud, pod("initnever", "sleep 3600", restartPolicy="Never", initContainers=[init("setup", "exit 3")]))
+    send(cloud, pod("initretry", "sleep 3600", restartPolicy="OnFailure", initContainers=[init("setup", "exit 1")]))
+    failed = status_where(cloud, "initnever", lambda s: s["phase"] == "Failed", "initnever Failed")
+    ended = failed["initContainerStatuses"][0]["state"]["terminated"]
+    assert (ended["exitCode"], ended["reason"]) == (3, "Error")
+    assert failed["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    assert containers_of(node, "initnever") == ["setup"]  # the app container was never made
+
+    looping = status_where(cloud, "initretry", lambda s: s["initContainerStatuses"][0]["restartCount"] >= 1
+                           and "waiting" in s["initContainerStatuses"][0]["state"], "initretry in back-off")
+    setup = looping["initContainerStatuses"][0]
+    assert setup["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert setup["lastState"]["terminated"]["exitCode"] == 1
+    assert looping["phase"] == "Pending"
+    assert looping["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    assert "main" not in containers_of(node, "initretry")
+
+
+def test_tcp_socket_readiness_on_a_named_port(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    send(cloud, pod("tcp", "sleep 3600", container={
+        "ports": [{"name": "web", "containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 1, "timeoutSeconds": 1}}))
+    unready = status_where(cloud, "tcp", lambda s: s["phase"] == "Running", "tcp Running")
+    assert unready["containerStatuses"][0]["ready"] is False  # nothing listens yet
+    assert conditions(unready)["Ready"] == "False"
+    assert exec_in(node, "tcp", ["httpd", "-p", "8080", "-h", "/tmp"])[0] == 0  # busybox httpd: it forks
+    ready = status_where(cloud, "tcp", lambda s: s["containerStatuses"][0]["ready"], "tcp Ready")
+    assert conditions(ready)["Ready"] == "True"
+
+
+def test_a_startup_probe_holds_readiness_back_until_it_passes(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    send(cloud, pod("slow", "sleep 3600", container={
+        "startupProbe": {"exec": {"command": ["sh", "-c", "echo run >> /tmp/startup-runs; test -f /tmp/started"]},
+                         "periodSeconds": 1, "failureThreshold": 100},
+        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}))
+    status_where(cloud, "slow", lambda s: s["phase"] == "Running", "slow Running")
+    wait_until(lambda: int(exec_in(node, "slow", ["sh", "-c", "cat /tmp/startup-runs 2>/dev/null | wc -l"])[1]) >= 3,
+               timeout=30, what="three runs of the startup probe")
+    starting = cloud.pod_status(NS, "slow")
+    assert starting is not None
+    assert starting["containerStatuses"][0]["started"] is False
+    assert starting["containerStatuses"][0]["ready"] is False  # its readiness probe would pass: not yet run
+    exec_in(node, "slow", ["touch", "/tmp/started"])
+    ready = status_where(cloud, "slow", lambda s: s["containerStatuses"][0]["ready"], "slow Ready")
+    assert ready["containerStatuses"][0]["started"] is True
+    assert ready["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_post_start_runs_in_the_container_and_its_failure_kills_it(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    send(cloud, pod("hooked", "sleep 3600", container={
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo hooked > /tmp/poststart"]}}}}))
+    send(cloud, pod("badhook", "sleep 3600", restartPolicy="Never", container={
+        "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}))
+    status_where(cloud, "hooked", lambda s: s["phase"] == "Running", "hooked Running")
+    assert exec_in(node, "hooked", ["cat", "/tmp/poststart"]) == (0, "hooked\n")
+    failed = status_where(cloud, "badhook", lambda s: s["phase"] == "Failed", "badhook Failed")
+    assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+
+
+def test_pre_stop_runs_before_the_stop_signal(edge_node: Node, tmp_path: Path) -> None:
+    node, _link, cloud = edge_node
+    shared = tmp_path / "shared"
+    spec = pod("stopper", "trap 'echo TERM >> /host/order; exit 0' TERM; echo started >> /host/order; "
+                          "while true; do sleep 0.1; done",
+               volumes=[{"name": "host", "hostPath": {"path": str(shared)}}],
+               container={"volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                          "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /host/order"]}}}})
+    send(cloud, spec)
+    wait_until(lambda: (shared / "order").is_file() and (shared / "order").read_text() == "started\n", timeout=30,
+               what="the container started")
+    deleting = dict(spec, metadata={**spec["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z",
+                                    "deletionGracePeriodSeconds": 10})
+    send(cloud, deleting, rv="2")
+    wait_until(lambda: not pod_exists(node, "stopper"), timeout=30, what="stopper's podman pod removed")
+    assert (shared / "order").read_text().splitlines() == ["started", "prestop", "TERM"]
+
+
+def test_termination_messages_from_the_file_and_from_the_log(edge_node: Node) -> None:
+    _node, _link, cloud = edge_node
+    send(cloud, pod("said", "printf 'all done' > /dev/termination-log", restartPolicy="Never"))
+    send(cloud, pod("elsewhere", "printf 'custom place' > /tmp/why; exit 4", restartPolicy="Never",
+                    container={"terminationMessagePath": "/tmp/why"}))
+    send(cloud, pod("logged", "echo line1; echo oops; exit 2", restartPolicy="Never",
+                    container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    done = partial(status_where, cloud)
+    said = done("said", lambda s: s["phase"] == "Succeeded", "said Succeeded")
+    assert said["containerStatuses"][0]["state"]["terminated"]["message"] == "all done"
+    elsewhere = done("elsewhere", lambda s: s["phase"] == "Failed", "elsewhere Failed")
+    assert elsewhere["containerStatuses"][0]["state"]["terminated"]["message"] == "custom place"
+    logged = done("logged", lambda s: s["phase"] == "Failed", "logged Failed")
+    assert logged["containerStatuses"][0]["state"]["terminated"]["message"] == "line1\noops\n"
