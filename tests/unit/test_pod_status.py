@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -227,3 +227,50 @@ def test_last_state_of_a_restarted_container() -> None:
     in_state = json.loads(GOLDEN["c_no_exit_time"])["state"]["terminated"]
     assert text(terminated(observed("app", exit_code=1, finished_at=0), T0 + 10)) == text(in_state)
 
+
+
+# -- init containers through the kubelet's pass -----------------------------------------------------------------
+
+
+def pod_with_init(restart_policy: str) -> dict[str, Any]:
+    spec = pod(restart_policy)
+    spec["spec"]["initContainers"] = [{"name": "a", "image": "localhost/busybox:1"},
+                                      {"name": "b", "image": "localhost/busybox:1"}]
+    return spec
+
+
+def seen_of(spec: dict[str, Any], container: str, **kwargs: Any) -> Observed:
+    """An observed container carrying the hash the plan of ``spec`` gives ``container``."""
+    plan = plan_pod(spec, "edge-1", lambda _: None)
+    hashes = {c.name: c.spec_hash for c in [*plan.init_containers, *plan.containers]}
+    attempt = kwargs.get("attempt", 0)
+    return replace(observed("app", **kwargs), id=f"id-{container}-{attempt}", container=container,
+                   name=f"default_web_{container}_{attempt}", spec_hash=hashes[container])
+
+
+@pytest.mark.parametrize(("done", "made"), [
+    ((), ["a-0"]),
+    (("a",), ["b-0"]),
+    (("a", "b"), ["app-0", "side-0"]),
+])
+def test_init_containers_are_made_one_at_a_time_then_the_app(done: tuple[str, ...], made: list[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = pod_with_init("Always")
+    status, podman = one_pass("Always", [seen_of(spec, name) for name in done], spec=spec, monkeypatch=monkeypatch)
+    assert podman.created == made
+    assert status["phase"] == "Pending"  # nothing runs yet
+    assert status["conditions"][0]["status"] == ("True" if len(done) == 2 else "False")
+    assert [s["name"] for s in status["initContainerStatuses"]] == ["a", "b"]
+    waiting = [s["state"].get("waiting", {}).get("reason") for s in status["containerStatuses"]]
+    assert waiting == (["PodInitializing"] * 2 if len(done) < 2 else ["ContainerCreating"] * 2)
+
+
+@pytest.mark.parametrize(("restart_policy", "made", "phase"), [
+    ("Never", [], "Failed"), ("OnFailure", ["a-1"], "Pending"), ("Always", ["a-1"], "Pending")])
+def test_a_failed_init_container_is_restarted_unless_the_policy_is_never(
+        restart_policy: str, made: list[str], phase: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = pod_with_init(restart_policy)
+    status, podman = one_pass(restart_policy, [seen_of(spec, "a", exit_code=1)], spec=spec, monkeypatch=monkeypatch)
+    assert podman.created == made
+    assert status["phase"] == phase
+    assert status["conditions"][0]["status"] == "False"
