@@ -21,7 +21,7 @@ from typing import Any
 from edge.edged import hooks
 from edge.edged.handlers import run_handler
 from edge.edged.handlerspec import Probe
-from edge.edged.initcontainers import next_init, restarts, succeeded
+from edge.edged.initcontainers import next_init, restarts, runs_again, succeeded
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.podworker import (
@@ -258,6 +258,10 @@ class Kubelet:
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
             worker.plan, worker.plan_signature = plan, signature
+        if (latest and podman_pods.get(plan.podman_name) == plan.uid and runs_again(plan, latest)
+                and not self.runtime.sandbox_running(plan.podman_name)):
+            log.info("pod %s: its sandbox has stopped; making the pod again, init containers first", plan.key)
+            worker.remake = True
         if podman_pods.get(plan.podman_name) != plan.uid or worker.remake:
             if plan.podman_name in podman_pods:  # an older pod of the same name, or a broken one: replaced
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)

@@ -4,12 +4,14 @@ tcpSocket and startup probes, postStart and preStop hooks, termination messages.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from podman import PodmanClient
 
 from schemas.envelope import Op
 from schemas.resource import ResourceKey
@@ -49,9 +51,9 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
 
 def test_init_containers_run_in_order_before_the_app(edge_node: Node) -> None:
     node, _link, cloud = edge_node
-    # "first" waits for the test's go, so the pod is seen initialising; "second" fails (and with Never, the pod
-    # fails) unless "first" has finished before it starts. Both see the emptyDir and their env, as the app does.
-    spec = pod("ordered", "cat /work/order; sleep 3600", restartPolicy="Never",
+    # "first" waits for the test's go, so the pod is seen initialising; "second" fails unless "first" has
+    # finished before it starts. Both see the emptyDir and their env, as the app does.
+    spec = pod("ordered", "cat /work/order; sleep 3600",
                volumes=[{"name": "work", "emptyDir": {}}],
                initContainers=[
                    init("first", "until [ -f /work/go ]; do sleep 0.1; done; echo $STEP >> /work/order",
@@ -83,6 +85,15 @@ def test_init_containers_run_in_order_before_the_app(edge_node: Node) -> None:
         assert status["image"] == IMAGE
     assert [s["name"] for s in done["initContainerStatuses"]] == ["first", "second"]
     assert exec_in(node, "ordered", ["cat", "/work/order"]) == (0, "first\nsecond\n")
+
+    # The whole pod stopped, as a reboot of the machine leaves it: a new sandbox, whose init containers run again.
+    with PodmanClient(base_url=node.podman.base_url) as client:
+        sandbox = client.pods.get(f"{NS}_ordered")
+        for container in sorted(client.containers.list(filters={"pod": sandbox.id}),
+                                key=lambda c: c.id == sandbox.attrs["InfraContainerID"]):  # the infra last
+            container.stop(timeout=1)
+    wait_until(lambda: exec_in(node, "ordered", ["cat", "/work/order"]) == (0, "first\nsecond\n" * 2), timeout=40,
+               what="the init containers to run again in the new sandbox")
 
 
 def test_a_failed_init_container_fails_the_pod_under_never_and_restarts_under_on_failure(edge_node: Node) -> None:
@@ -149,22 +160,30 @@ def test_post_start_runs_in_the_container_and_its_failure_kills_it(edge_node: No
     assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
 
 
-def test_pre_stop_runs_before_the_stop_signal(edge_node: Node, tmp_path: Path) -> None:
+def test_pre_stop_runs_before_the_stop_signal_within_the_grace_period(edge_node: Node, tmp_path: Path) -> None:
     node, _link, cloud = edge_node
     shared = tmp_path / "shared"
-    spec = pod("stopper", "trap 'echo TERM >> /host/order; exit 0' TERM; echo started >> /host/order; "
+    # The container notes SIGTERM and carries on: only the end of the grace period stops it (SIGKILL). Its
+    # preStop hook takes a second of that period: the stop signal comes after it, the kill 3 s after the start.
+    spec = pod("stopper", "trap 'echo TERM >> /host/order' TERM; echo started >> /host/order; "
                           "while true; do sleep 0.1; done",
                volumes=[{"name": "host", "hostPath": {"path": str(shared)}}],
                container={"volumeMounts": [{"name": "host", "mountPath": "/host"}],
-                          "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /host/order"]}}}})
+                          "lifecycle": {"preStop": {"exec": {"command": [
+                              "sh", "-c", "sleep 1; echo prestop >> /host/order"]}}}})
     send(cloud, spec)
     wait_until(lambda: (shared / "order").is_file() and (shared / "order").read_text() == "started\n", timeout=30,
                what="the container started")
+    status_where(cloud, "stopper", lambda s: s["phase"] == "Running", "stopper Running")
     deleting = dict(spec, metadata={**spec["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z",
-                                    "deletionGracePeriodSeconds": 10})
+                                    "deletionGracePeriodSeconds": 3})
+    t0 = time.monotonic()
     send(cloud, deleting, rv="2")
     wait_until(lambda: not pod_exists(node, "stopper"), timeout=30, what="stopper's podman pod removed")
+    took = time.monotonic() - t0
     assert (shared / "order").read_text().splitlines() == ["started", "prestop", "TERM"]
+    # 3 s of grace, the hook's second included (podman's own stop timeout, 10 s, would take longer).
+    assert 3 <= took < 9, took
 
 
 def test_termination_messages_from_the_file_and_from_the_log(edge_node: Node) -> None:

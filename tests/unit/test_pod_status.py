@@ -58,6 +58,8 @@ class FakePodman:
 
     removed_pods: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    sandbox_up: bool = True
+    made_pods: list[str] = field(default_factory=list)
 
     def remove_pod(self, podman_name: str, grace_s: int) -> None:
         self.removed_pods.append(podman_name)
@@ -81,6 +83,12 @@ class FakePodman:
 
     def pod_ip(self, podman_name: str) -> str:
         return "10.88.0.5"
+
+    def sandbox_running(self, podman_name: str) -> bool:
+        return self.sandbox_up
+
+    def create_pod(self, plan: PodPlan) -> None:
+        self.made_pods.append(plan.podman_name)
 
 
 @dataclass
@@ -111,10 +119,11 @@ def pod(restart_policy: str, *, deleting: bool = False) -> dict[str, Any]:
 
 
 def one_pass(restart_policy: str, seen: list[Observed], *, deleting: bool = False, now: float = T0 + 100,
-             monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], FakePodman]:
+             monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any] | None = None,
+             podman: FakePodman | None = None) -> tuple[dict[str, Any], FakePodman]:
     """One pass of the kubelet over ``spec`` (``pod(restart_policy)`` if None) with ``seen`` in podman."""
     monkeypatch.setattr(time, "time", lambda: now)
-    podman = FakePodman()
+    podman = podman or FakePodman()
     with tempfile.TemporaryDirectory() as root:
         k = kubelet(podman, Path(root))
         try:
@@ -274,3 +283,23 @@ def test_a_failed_init_container_is_restarted_unless_the_policy_is_never(
     assert podman.created == made
     assert status["phase"] == phase
     assert status["conditions"][0]["status"] == "False"
+
+
+@pytest.mark.parametrize(("restart_policy", "app_exit", "made_again"), [
+    ("Always", 0, True), ("OnFailure", 1, True), ("OnFailure", 0, False), ("Never", 1, False)])
+def test_a_stopped_sandbox_is_made_again_with_its_init_containers_when_something_would_restart(
+        restart_policy: str, app_exit: int, made_again: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a reboot every container has ended and the pod's infra container is down: kubelet makes a new
+    sandbox, whose init containers run first; a pod that has finished is left as it ended."""
+    spec = pod_with_init(restart_policy)
+    seen = [seen_of(spec, "a"), seen_of(spec, "b"), seen_of(spec, "app", exit_code=app_exit),
+            seen_of(spec, "side", exit_code=app_exit)]
+    podman = FakePodman(sandbox_up=False)
+    _, podman = one_pass(restart_policy, seen, spec=spec, monkeypatch=monkeypatch, podman=podman)
+    if made_again:
+        assert (podman.removed_pods, podman.made_pods, podman.created) == (["default_web"], ["default_web"], ["a-0"])
+    else:
+        assert (podman.removed_pods, podman.made_pods) == ([], [])
+    up = FakePodman(sandbox_up=True)  # the same pod with its sandbox up: the app containers restart in it
+    _, up = one_pass(restart_policy, seen, spec=spec, monkeypatch=monkeypatch, podman=up)
+    assert up.made_pods == []
