@@ -148,6 +148,18 @@ def test_a_startup_probe_holds_readiness_back_until_it_passes(edge_node: Node) -
     assert ready["containerStatuses"][0]["restartCount"] == 0
 
 
+def test_a_startup_probe_that_never_passes_gets_the_container_restarted(edge_node: Node) -> None:
+    _node, _link, cloud = edge_node
+    send(cloud, pod("neverstarts", "sleep 3600", container={
+        "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2},
+        "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}))
+    restarted = status_where(cloud, "neverstarts", lambda s: s["containerStatuses"][0]["restartCount"] >= 1,
+                             "a restart after the startup probe failed twice")
+    main = restarted["containerStatuses"][0]
+    assert main["lastState"]["terminated"]["exitCode"] != 0  # stopped by EdgeD, not ended by itself
+    assert main["started"] is False
+
+
 def test_post_start_runs_in_the_container_and_its_failure_kills_it(edge_node: Node) -> None:
     node, _link, cloud = edge_node
     send(cloud, pod("hooked", "sleep 3600", container={
