@@ -102,12 +102,17 @@ def test_kube_api_access_and_downward_api_on_an_edge_node(cluster_factory: Any) 
     (node,) = node_names(1)
     cluster: Cluster = cluster_factory([node])
     core, ns = cluster.core, cluster.namespace
-    # No controller-manager here: the ServiceAccount and the CA ConfigMap it would make, made by hand.
-    core.create_namespaced_service_account(ns, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="robot")))
+    # No controller-manager here: the CA ConfigMap and the ServiceAccount it would make, made by hand; the
+    # ServiceAccount late, so that the pod first waits for a token it cannot get, saying why.
     ca = cluster.api.ca_file.read_text()
     core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="kube-root-ca.crt"),
                                                           data={"ca.crt": ca}))
     core.create_namespaced_pod(ns, identity_pod(node))
+    waiting = wait_until(lambda: _waiting(cluster, "who"), timeout=30, what="the pod waiting for its token")
+    assert waiting.reason == "CreateContainerConfigError"
+    assert 'volume "kube-api-access-abcde"' in waiting.message
+    assert 'serviceaccounts "robot" not found' in waiting.message
+    core.create_namespaced_service_account(ns, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="robot")))
     pod = wait_until(lambda: running(cluster, "who"), timeout=60, what="the pod Running with its token")
 
     # The token: a JWT the API server takes, for the pod's service account, bound to this pod.
@@ -198,6 +203,13 @@ def test_a_node_gets_no_token_for_a_pod_that_is_not_its_own(cluster_factory: Any
         reply = _reply_to(edge, malformed.id)
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 400)
         assert reply.body["reason"].startswith("body.namespace")
+
+
+def _waiting(cluster: Cluster, name: str) -> Any:
+    pod = cluster.pod(name)
+    statuses = (pod.status.container_statuses or []) if pod is not None else []
+    return statuses[0].state.waiting if statuses and statuses[0].state.waiting and \
+        statuses[0].state.waiting.message else None
 
 
 def _reply_to(client: TestClient, msg_id: str) -> Envelope:
