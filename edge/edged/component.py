@@ -60,7 +60,7 @@ class EdgeD:
         volumes = Volumes(Path(settings.data_dir))
         self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
         self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
-                               tokens=self.tokens, allocatable=node_allocatable(Path(settings.data_dir)))
+                               tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)))
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None

@@ -91,15 +91,16 @@ class PodWorker:
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
                  *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
-                 allocatable: Mapping[str, float] | None = None) -> None:
+                 downward_allocatable: Mapping[str, float] | None = None) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
         self.report = report
         self.host_ip = host_ip or node_host_ip()
         self.tokens = tokens
-        self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if allocatable is None else allocatable,
-                                  tokens.token if tokens else None)
+        # What a missing limit reads as in the downward API (projection.py), and where tokens come from.
+        self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if downward_allocatable is None
+                                  else downward_allocatable, tokens.token if tokens else None)
         self._lock = threading.Lock()
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
@@ -276,7 +277,7 @@ class Kubelet:
             if worker.plan is not None and worker.plan_signature == signature:
                 plan, fresh = worker.plan, False
             else:
-                plan, fresh = plan_pod(pod, self.node, self._lookup, self.node_side), True
+                plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side), True
         except ConfigError as exc:
             return self._waiting_on_config(worker, pod, exc, start_time)
         except PodSpecError as exc:

@@ -176,6 +176,20 @@ class _Resolver:
         return config_data(obj, secret=kind == "secret")
 
 
+def _projected(what: str, project: Callable[..., Any], *args: Any) -> Any:
+    """A projection.py call, its errors made the pod's: a refusal, or a wait (CreateContainerConfigError)."""
+    try:
+        return project(*args)
+    except ProjectionError as exc:
+        if exc.waiting:
+            raise ConfigError(exc.message) from None
+        raise PodSpecError("InvalidSpec", f"{what}: {exc.message}") from None
+
+
+def _relative(files: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+    return {_safe_relative(path): content for path, content in files.items()}
+
+
 def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -293,20 +307,6 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
                                               "on this node (configMap, secret, projected, downwardAPI, emptyDir, "
                                               "hostPath are)")
     return plans
-
-
-def _projected(what: str, project: Callable[..., Any], *args: Any) -> Any:
-    """A projection.py call, its errors made the pod's: a refusal, or a wait (CreateContainerConfigError)."""
-    try:
-        return project(*args)
-    except ProjectionError as exc:
-        if exc.waiting:
-            raise ConfigError(exc.message) from None
-        raise PodSpecError("InvalidSpec", f"{what}: {exc.message}") from None
-
-
-def _relative(files: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
-    return {_safe_relative(path): content for path, content in files.items()}
 
 
 def _probe(container: dict[str, Any], kind: str) -> dict[str, Any] | None:
