@@ -17,7 +17,7 @@ from schemas.envelope import Envelope, Group, Op, decode
 from schemas.tokens import TokenQuery
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import NODE_PW, Cluster, node_names
+from tests.support.cluster import NODE_INDEX_LABEL, NODE_PW, Cluster, node_names
 
 IMAGE = "localhost/busybox:latest"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -58,8 +58,8 @@ def identity_pod(node: str) -> dict[str, Any]:
                              {"name": "podinfo", "mountPath": "/etc/podinfo"}]}]}}
 
 
-def running(cluster: Cluster, name: str) -> Any:
-    pod = cluster.pod(name)
+def running(cluster: Cluster, name: str, namespace: str | None = None) -> Any:
+    pod = cluster.pod(name) if namespace is None else cluster.core.read_namespaced_pod(name, namespace)
     if pod is None or pod.status.phase != "Running":
         return None
     statuses = pod.status.container_statuses or []
@@ -166,6 +166,27 @@ def test_kube_api_access_and_downward_api_on_an_edge_node(cluster_factory: Any) 
     assert read(cluster, "who", "/var/run/secrets/vault/token") == vault
     link.up()
     wait_until(lambda: running(cluster, "who"), timeout=30, what="the pod Running again in the API server")
+
+
+def test_a_pod_as_a_real_control_plane_makes_it(controlplane_cluster: Cluster, controlplane_namespace: str) -> None:
+    """The ServiceAccount admission plugin adds the volume, kube-controller-manager makes the ServiceAccount
+    and publishes the CA, the scheduler places the pod: nothing of it written by the test."""
+    cluster, ns = controlplane_cluster, controlplane_namespace
+    cluster.core.create_namespaced_pod(ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "std"}, "spec": {
+        "nodeSelector": {NODE_INDEX_LABEL: "1"}, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                        "command": ["sleep", "3600"]}]}})
+    pod = wait_until(lambda: running(cluster, "std", ns), timeout=60, what="the standard pod Running")
+    (volume,) = [v for v in pod.spec.volumes if v.name.startswith("kube-api-access-")]
+    assert volume.projected.sources[0].service_account_token.path == "token"
+    token = wait_until(lambda: read(cluster, "std", f"{SA_DIR}/token"), timeout=10, what="the token file")
+    status = review(cluster, token)
+    assert status.authenticated, status.error
+    assert status.user.username == f"system:serviceaccount:{ns}:default"
+    assert status.user.extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
+    published = cluster.core.read_namespaced_config_map("kube-root-ca.crt", ns).data["ca.crt"]
+    assert read(cluster, "std", f"{SA_DIR}/ca.crt") == published
+    assert read(cluster, "std", f"{SA_DIR}/namespace") == ns
 
 
 def test_a_node_gets_no_token_for_a_pod_that_is_not_its_own(cluster_factory: Any) -> None:

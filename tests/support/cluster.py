@@ -117,7 +117,7 @@ def start_cluster(api: ApiServer, brokers: BrokerFactory, podman: Podman, workdi
     core = k8s.CoreV1Api(api.client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     if service_accounts:
-        disable_token_automount(core, namespace)
+        wait_for_service_account(core, namespace)
     cluster = Cluster(api, cloud_broker, brokers, podman, workdir, namespace)
     try:
         cluster.start_cloud("cloudhub")
@@ -174,7 +174,7 @@ def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
     core = controlplane_cluster.core
     namespace = f"w-{uuid.uuid4().hex[:8]}"
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
-    disable_token_automount(core, namespace)
+    wait_for_service_account(core, namespace)
     yield namespace
     try:
         core.delete_namespace(namespace)
@@ -183,17 +183,15 @@ def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
             raise
 
 
-def disable_token_automount(core: k8s.CoreV1Api, namespace: str) -> None:
-    """TEMPORARY, until EdgeD serves serviceAccountToken projections (the ``token`` branch): waits for the
-    namespace's ``default`` ServiceAccount (pods are refused without it) and sets its
-    automountServiceAccountToken to false, so that the ServiceAccount admission plugin adds no
-    ``kube-api-access-*`` volume, which EdgeD refuses for now. Remove it, and its callers' use, with that
-    branch."""
-    def patched() -> bool:
-        core.patch_namespaced_service_account("default", namespace, {"automountServiceAccountToken": False})
+def wait_for_service_account(core: k8s.CoreV1Api, namespace: str) -> None:
+    """Wait for the namespace's ``default`` ServiceAccount, which kube-controller-manager makes: the API server
+    refuses pods without it. The ServiceAccount admission plugin then gives every pod its ``kube-api-access-*``
+    volume, which EdgeD serves (edge/edged/tokens.py)."""
+    def made() -> bool:
+        core.read_namespaced_service_account("default", namespace)
         return True
 
-    wait_until(patched, timeout=SERVICE_ACCOUNT_TIMEOUT, interval=0.1,
+    wait_until(made, timeout=SERVICE_ACCOUNT_TIMEOUT, interval=0.1,
                what=f"the default ServiceAccount of {namespace} (made by kube-controller-manager)")
 
 
