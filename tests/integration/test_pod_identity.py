@@ -6,18 +6,17 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import time
 from typing import Any
 
 from kubernetes import client as k8s
 from podman import PodmanClient
 
 from schemas import topics
-from schemas.envelope import Envelope, Group, Op, decode
+from schemas.envelope import Envelope, Group, Op
 from schemas.tokens import TokenQuery
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import NODE_INDEX_LABEL, NODE_PW, Cluster, node_names
+from tests.support.cluster import NODE_INDEX_LABEL, NODE_PW, Cluster, node_names, reply_to
 
 IMAGE = "localhost/busybox:latest"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -215,13 +214,13 @@ def test_a_node_gets_no_token_for_a_pod_that_is_not_its_own(cluster_factory: Any
             ask = Envelope(node=node, src="edged", group=Group.RESOURCE, op=Op.QUERY, res=query.key(),
                            body=query.as_body())
             edge.publish(topics.link_up(node), ask.encode())
-            reply = _reply_to(edge, ask.id)
+            reply = reply_to(edge, ask.id)
             assert (reply.op, reply.body["code"]) == (Op.ERROR, 403), reply.body
             assert reason in reply.body["reason"]
         malformed = Envelope(node=node, src="edged", group=Group.RESOURCE, op=Op.QUERY,
                              res=asks["does not exist"].key(), body={"pod": "theirs"})
         edge.publish(topics.link_up(node), malformed.encode())
-        reply = _reply_to(edge, malformed.id)
+        reply = reply_to(edge, malformed.id)
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 400)
         assert reply.body["reason"].startswith("body.namespace")
 
@@ -231,12 +230,3 @@ def _waiting(cluster: Cluster, name: str) -> Any:
     statuses = (pod.status.container_statuses or []) if pod is not None else []
     return statuses[0].state.waiting if statuses and statuses[0].state.waiting and \
         statuses[0].state.waiting.message else None
-
-
-def _reply_to(client: TestClient, msg_id: str) -> Envelope:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        envelope = decode(client.expect().payload)
-        if envelope.parent == msg_id:
-            return envelope
-    raise AssertionError(f"no reply to {msg_id}")

@@ -9,6 +9,7 @@ gives each test its own namespace there.
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from schemas.envelope import Envelope, decode
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import Broker, BrokerFactory
 from tests.fixtures.controlplane import ControlPlane
+from tests.fixtures.mqtt import TestClient
 from tests.fixtures.podman import Podman
 from tests.fixtures.processes import ManagedProcess, wait_until
 from tests.support.edge_node import EdgeNode, Link, remove_pods
@@ -199,3 +202,13 @@ def _delete_pods(cluster: Cluster) -> None:
     core = cluster.core
     for pod in core.list_namespaced_pod(cluster.namespace).items:
         core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
+
+
+def reply_to(client: TestClient, msg_id: str) -> Envelope:
+    """The answer to ``msg_id`` among what ``client`` (a node's identity on the cloud broker) hears next."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        envelope = decode(client.expect().payload)
+        if envelope.parent == msg_id:
+            return envelope
+    raise AssertionError(f"no reply to {msg_id}")
