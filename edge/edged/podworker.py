@@ -52,7 +52,7 @@ class PodWorker:
     terminated: bool = False
     last_status: dict[str, Any] | None = None
     plan: PodPlan | None = None
-    plan_signature: tuple[str, int] | None = None
+    plan_signature: tuple[str, int, int] | None = None
     busy: Future[None] | None = None
     remake: bool = False
     """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
