@@ -17,6 +17,7 @@ from schemas.envelope import Op
 from schemas.resource import ResourceKey
 from tests.fixtures.processes import wait_until
 from tests.support.cloud import FakeCloud
+from tests.support.cluster import Cluster, node_names
 from tests.support.edge_node import EdgeNode, Link
 from tests.support.pods import IMAGE, NS, containers_of, exec_in, pod, pod_exists
 
@@ -212,3 +213,36 @@ def test_termination_messages_from_the_file_and_from_the_log(edge_node: Node) ->
     assert elsewhere["containerStatuses"][0]["state"]["terminated"]["message"] == "custom place"
     logged = done("logged", lambda s: s["phase"] == "Failed", "logged Failed")
     assert logged["containerStatuses"][0]["state"]["terminated"]["message"] == "line1\noops\n"
+
+
+def test_through_the_api_server(cluster_factory: Any) -> None:
+    """What the API server stores of it: init container statuses, the Initialized condition, a termination
+    message; and a pod with init containers deleted within its grace period."""
+    (node_name,) = node_names(1)
+    cluster: Cluster = cluster_factory([node_name])
+    core, ns = cluster.core, cluster.namespace
+    # It ignores SIGTERM: only the end of its grace period (2 s) stops it.
+    spec = pod("full", "trap '' TERM; cat /work/x; sleep 3600", volumes=[{"name": "work", "emptyDir": {}}],
+               initContainers=[init("setup", "echo ready > /work/x",
+                                    volumeMounts=[{"name": "work", "mountPath": "/work"}])],
+               container={"volumeMounts": [{"name": "work", "mountPath": "/work"}]})
+    ends = pod("ends", "printf 'bye' > /dev/termination-log", restartPolicy="Never")
+    for manifest in (spec, ends):
+        manifest["metadata"] = {"name": manifest["metadata"]["name"]}
+        manifest["spec"]["nodeName"] = node_name
+        core.create_namespaced_pod(ns, manifest)
+
+    def api_pod(name: str, phase: str) -> Any:
+        found = cluster.pod(name)
+        return found if found is not None and found.status.phase == phase else None
+    full = wait_until(lambda: api_pod("full", "Running"), timeout=30, what="full Running in the API server")
+    (setup,) = full.status.init_container_statuses
+    assert (setup.name, setup.state.terminated.exit_code, setup.ready) == ("setup", 0, True)
+    assert {c.type: c.status for c in full.status.conditions}["Initialized"] == "True"
+    done = wait_until(lambda: api_pod("ends", "Succeeded"), timeout=30, what="ends Succeeded in the API server")
+    assert done.status.container_statuses[0].state.terminated.message == "bye"
+
+    t0 = time.monotonic()
+    core.delete_namespaced_pod("full", ns)  # grace: the manifest's 2 s
+    wait_until(lambda: cluster.pod("full") is None, timeout=30, what="full gone from the API server")
+    assert time.monotonic() - t0 < 2 + 5  # podman's own 10 s stop timeout would take longer
