@@ -51,8 +51,8 @@ class ProbeState:
         """Ready once started and (if it has a readiness probe) once that probe passed.
 
         kubelet 1.20 reports a container that has a startup probe but no readiness probe ready before its
-        startup probe passed; here it is not, which is what the startup probe is for (no traffic to a
-        container still starting) and what later kubelets do."""
+        startup probe passed; here it is not: a container still starting should get no traffic, which is
+        what a user adds a startup probe for."""
         if not self.started(container):
             return False
         return container.readiness is None or self._result(container, "readiness") is True

@@ -130,6 +130,21 @@ def test_tcp_socket_readiness_on_a_named_port(edge_node: Node) -> None:
     assert conditions(ready)["Ready"] == "True"
 
 
+def test_http_get_readiness_on_a_named_port_and_path(edge_node: Node) -> None:
+    node, _link, cloud = edge_node
+    send(cloud, pod("http", "httpd -f -p 8080 -h /tmp", container={
+        "ports": [{"name": "web", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"port": "web", "path": "/ok.html",
+                                       "httpHeaders": [{"name": "X-Probe", "value": "edge"}]},
+                           "periodSeconds": 1, "failureThreshold": 1}}))
+    unready = status_where(cloud, "http", lambda s: s["phase"] == "Running", "http Running")
+    assert unready["containerStatuses"][0]["ready"] is False  # 404 until the file is there
+    assert exec_in(node, "http", ["sh", "-c", "echo ok > /tmp/ok.html"])[0] == 0
+    status_where(cloud, "http", lambda s: s["containerStatuses"][0]["ready"], "http Ready")
+    assert exec_in(node, "http", ["rm", "/tmp/ok.html"])[0] == 0
+    status_where(cloud, "http", lambda s: not s["containerStatuses"][0]["ready"], "http not Ready again")
+
+
 def test_a_startup_probe_holds_readiness_back_until_it_passes(edge_node: Node) -> None:
     node, _link, cloud = edge_node
     send(cloud, pod("slow", "sleep 3600", container={
@@ -171,6 +186,11 @@ def test_post_start_runs_in_the_container_and_its_failure_kills_it(edge_node: No
     assert exec_in(node, "hooked", ["cat", "/tmp/poststart"]) == (0, "hooked\n")
     failed = status_where(cloud, "badhook", lambda s: s["phase"] == "Failed", "badhook Failed")
     assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+    said = [e.body["status"]["containerStatuses"][0]["state"].get("waiting", {})
+            for e in cloud.upstream("podstatus") if e.res is not None and e.res.name == "badhook"]
+    hook_error = [w for w in said if w.get("reason") == "PostStartHookError"]
+    assert hook_error, said
+    assert "lifecycle hook for container main failed: exit code 1" in hook_error[0]["message"]
 
 
 def test_pre_stop_runs_before_the_stop_signal_within_the_grace_period(edge_node: Node, tmp_path: Path) -> None:
