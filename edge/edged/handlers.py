@@ -48,29 +48,46 @@ def run_handler(runtime: PodmanRuntime, container_id: str, handler: Handler, pod
     return _http_get(handler, host, timeout_s)
 
 
+_overdue: set[tuple[str, tuple[str, ...]]] = set()
+"""(container id, command) of the commands that outlived their timeout and still run."""
+_overdue_lock = threading.Lock()
+
+
 def _exec(runtime: PodmanRuntime, container_id: str, command: list[str], timeout_s: float | None) -> Outcome:
     """A command in the container. With a timeout, the wait is given up, not the command: podman's exec
-    cannot be cancelled, and kubelet leaves a timed-out probe's command running too."""
+    cannot be cancelled, and kubelet leaves a timed-out probe's command running too. While one still runs,
+    the same command in the same container fails at once instead of starting again, so that a probe that
+    hangs holds one thread, not one per period."""
     result: list[Outcome] = []
+    key = (container_id, tuple(command))
+    finished: list[bool] = []  # under _overdue_lock: set by the command's thread when it is done
 
     def run() -> None:
         try:
             code, output = runtime.exec(container_id, command)
+            text = output.decode(errors="replace")[-MESSAGE_LIMIT:]
+            result.append(Outcome(code == 0, text if code == 0 else f"exit code {code}: {text}".rstrip()))
         except ContainerRuntimeError as exc:
             result.append(Outcome(False, str(exc)))
-            return
-        text = output.decode(errors="replace")[-MESSAGE_LIMIT:]
-        result.append(Outcome(code == 0, text if code == 0 else f"exit code {code}: {text}".rstrip()))
+        finally:
+            with _overdue_lock:
+                finished.append(True)
+                _overdue.discard(key)
 
     if timeout_s is None:
         run()
         return result[0]
+    with _overdue_lock:
+        if key in _overdue:
+            return Outcome(False, f"command {command} is still running from an earlier time it timed out")
     thread = threading.Thread(target=run, name="handler-exec", daemon=True)
     thread.start()
     thread.join(timeout_s)
-    if not result:
-        return Outcome(False, f"command {command} timed out after {timeout_s:g}s")
-    return result[0]
+    with _overdue_lock:
+        if not finished:
+            _overdue.add(key)
+            return Outcome(False, f"command {command} timed out after {timeout_s:g}s")
+    return result[0] if result else Outcome(False, f"command {command} failed to run")
 
 
 def _http_get(handler: Handler, host: str, timeout_s: float | None) -> Outcome:

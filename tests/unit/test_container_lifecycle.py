@@ -24,6 +24,7 @@ from edge.edged.podspec import PodSpecError, plan_pod
 from edge.edged.runtime import Observed, PodmanRuntime
 from edge.edged.status import ContainerView, pod_status
 from edge.edged.termination import LOG_LIMIT, MESSAGE_LIMIT, TerminationLogs, log_message
+from tests.fixtures.processes import wait_until
 
 START = "2026-01-01T00:00:00Z"
 
@@ -268,11 +269,32 @@ class SlowExec:
         return 0, b""
 
 
-def test_an_exec_probe_past_its_timeout_fails() -> None:
-    slow = cast(PodmanRuntime, SlowExec(0.5))
-    outcome = run_handler(slow, "c", Handler("exec", command=("sleep", "9")), lambda: "", 0.1)
+class GatedExec:
+    """A runtime whose exec returns once the test opens the gate (a probe's command that hangs)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, bytes]:
+        self.calls += 1
+        self.gate.wait(10)
+        return 0, b""
+
+
+def test_an_exec_probe_past_its_timeout_fails_and_is_not_started_again_while_it_runs() -> None:
+    gated = GatedExec()
+    probe = Handler("exec", command=("sleep", "9"))
+    outcome = run_handler(cast(PodmanRuntime, gated), "c", probe, lambda: "", 0.1)
     assert not outcome.ok
     assert "timed out after 0.1s" in outcome.message
+    again = run_handler(cast(PodmanRuntime, gated), "c", probe, lambda: "", 0.1)
+    assert "still running from an earlier time" in again.message
+    assert gated.calls == 1  # one hung command holds one thread, not one per period
+    assert run_handler(cast(PodmanRuntime, gated), "other", probe, lambda: "", 0.1).ok is False  # its own
+    gated.gate.set()
+    wait_until(lambda: run_handler(cast(PodmanRuntime, gated), "c", probe, lambda: "", 1).ok, timeout=5,
+               what="the probe to run again once the hung command ended")
 
 
 def test_the_pre_stop_hook_uses_up_the_grace_period_it_takes() -> None:
