@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged.claims import ClaimRefused, ClaimWaiting, claimed_volume
+from edge.edged.pullsecrets import secret_keys
 from edge.errors import EdgeError
 from schemas.kubeobj import meta, spec_of
 from schemas.resource import ResourceKey
@@ -43,10 +45,11 @@ class PodSpecError(EdgeError, ValueError):
 
 
 class ConfigError(PodSpecError):
-    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does."""
+    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does (an unbound
+    claim too, as ContainerCreating)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("CreateContainerConfigError", message)
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError") -> None:
+        super().__init__(reason, message)
 
 
 Lookup = Callable[[ResourceKey], dict[str, Any] | None]
@@ -71,11 +74,12 @@ class Mount:
 @dataclass(frozen=True)
 class VolumePlan:
     name: str
-    kind: str  # configMap | secret | emptyDir | hostPath
+    kind: str  # configMap | secret | emptyDir | hostPath | local (a local PersistentVolume: not created here)
     source: ResourceKey | None = None  # for configMap and secret
-    host_path: str = ""  # for hostPath
+    host_path: str = ""  # for hostPath and local
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
+    read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class PodPlan:
     containers: list[ContainerPlan]
     volumes: dict[str, VolumePlan] = field(default_factory=dict)
     config_refs: frozenset[ResourceKey] = frozenset()
+    pull_secrets: tuple[ResourceKey, ...] = ()  # spec.imagePullSecrets, in order
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -250,7 +255,19 @@ def _safe_relative(path: Any) -> str:
     return str(p)
 
 
-def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]:
+def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan:
+    """A persistentVolumeClaim volume: the directory of the PersistentVolume it is bound to (edge/edged/claims.py)."""
+    try:
+        found = claimed_volume(name, source, resolver.namespace, node, resolver.lookup)
+    except ClaimWaiting as exc:
+        raise ConfigError(str(exc), reason="ContainerCreating") from None
+    except ClaimRefused as exc:
+        raise PodSpecError("InvalidSpec", str(exc)) from None
+    resolver.refs.update((found.claim, found.volume))
+    return VolumePlan(name, found.source_type, host_path=found.path, read_only=found.read_only)
+
+
+def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str = "") -> dict[str, VolumePlan]:
     plans: dict[str, VolumePlan] = {}
     for vol in spec.get("volumes") or []:
         name = vol.get("name")
@@ -288,10 +305,13 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
             if not isinstance(path, str) or not path.startswith("/"):
                 raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.path must be absolute")
             plans[name] = VolumePlan(name, "hostPath", host_path=path)
+        elif "persistentVolumeClaim" in vol:
+            plans[name] = _claim(name, vol["persistentVolumeClaim"], resolver, node)
         else:
             kinds = sorted(k for k in vol if k != "name")
             raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
-                                              "on this node (configMap, secret, emptyDir, hostPath are)")
+                                              "on this node (configMap, secret, emptyDir, hostPath, "
+                                              "persistentVolumeClaim are)")
     return plans
 
 
@@ -329,7 +349,7 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
     if spec.get("initContainers"):
         raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
     resolver = _Resolver(namespace, lookup)
-    volumes = _volumes(spec, resolver)
+    volumes = _volumes(spec, resolver, node)
     restart_policy = spec.get("restartPolicy", "Always")
     if restart_policy not in ("Always", "OnFailure", "Never"):
         raise PodSpecError("InvalidSpec", f"restartPolicy {restart_policy!r} is not Always, OnFailure or Never")
@@ -376,5 +396,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
-        config_refs=frozenset(resolver.refs),
+        config_refs=frozenset(resolver.refs), pull_secrets=secret_keys(spec, namespace),
     )
