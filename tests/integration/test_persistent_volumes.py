@@ -1,0 +1,165 @@
+"""persistentVolumeClaim volumes on real parts: claims and PersistentVolumes from the API server, through the cloud
+side to an edge node, mounted into podman containers."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.processes import wait_until
+from tests.support.cluster import Cluster, node_names
+
+
+def volume(name: str, namespace: str, claim: str, **source: Any) -> dict[str, Any]:
+    """A PersistentVolume pre-bound to ``claim`` (claimRef), as an administrator writes one for a given claim."""
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                     "persistentVolumeReclaimPolicy": "Retain", "claimRef": {"namespace": namespace, "name": claim},
+                     **source}}
+
+
+def claim(name: str, volume_name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual", "volumeName": volume_name,
+                     "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+def claiming_pod(name: str, node: str, claim_name: str, read_only: bool = False) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2,
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name,
+                                                                            "readOnly": read_only}}],
+                     "containers": [{"name": "main", "image": "localhost/busybox:latest",
+                                     "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", "sleep 3600"],
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
+
+
+def bind(cluster: Cluster, claim_name: str) -> None:
+    """STAND-IN for kube-controller-manager's PersistentVolume binder, which these tests do not run yet: the claim
+    names its pre-bound volume, and only the binder's last step, the claim's phase Bound, is written here, through
+    the status subresource as the binder writes it. Nothing on the edge side is faked."""
+    cluster.core.patch_namespaced_persistent_volume_claim_status(
+        claim_name, cluster.namespace, {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
+                                                   "capacity": {"storage": "1Gi"}}})
+
+
+def waiting(cluster: Cluster, name: str) -> Any:
+    pod = cluster.pod(name)
+    statuses = (pod.status.container_statuses or []) if pod is not None else []
+    return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
+
+
+def running(cluster: Cluster, name: str) -> Any:
+    pod = cluster.pod(name)
+    statuses = (pod.status.container_statuses or []) if pod is not None else []
+    return pod if pod is not None and pod.status.phase == "Running" and statuses and statuses[0].state.running \
+        else None
+
+
+def failed(cluster: Cluster, name: str) -> Any:
+    pod = cluster.pod(name)
+    return pod if pod is not None and pod.status.phase == "Failed" else None
+
+
+def exec_in(cluster: Cluster, pod_name: str, command: list[str]) -> tuple[int, str]:
+    with cluster.podman.client() as client:
+        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
+                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"]
+        assert found, f"no running container for {pod_name}"
+        code, output = found[0].exec_run(command, demux=True)
+    assert isinstance(output, tuple)
+    return int(code or 0), bytes(output[0] or b"").decode() + bytes(output[1] or b"").decode()
+
+
+class Volumes:
+    """PersistentVolumes are cluster-scoped and the API server lives for the session: each test deletes its own."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.names: list[str] = []
+
+    def create(self, claim_name: str, **source: Any) -> str:
+        name = f"pv-{uuid.uuid4().hex[:8]}"
+        self.cluster.core.create_persistent_volume(volume(name, self.cluster.namespace, claim_name, **source))
+        self.names.append(name)
+        return name
+
+    def delete_all(self) -> None:
+        for name in self.names:
+            self.cluster.core.delete_persistent_volume(name)
+
+
+def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(cluster_factory: Any, tmp_path: Path) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    volumes = Volumes(cluster)
+    try:
+        directory = tmp_path / "pv-data"
+        pv = volumes.create("data", hostPath={"path": str(directory)})
+        core.create_namespaced_persistent_volume_claim(ns, claim("data", pv))
+        core.create_namespaced_pod(ns, claiming_pod("writer", node, "data"))
+        state = wait_until(lambda: (w := waiting(cluster, "writer")) and "is not bound" in (w.message or "") and w,
+                           timeout=30, what="writer waiting for its claim")
+        assert state.reason == "ContainerCreating"
+        assert 'persistentvolumeclaim "data" is not bound (phase Pending)' in state.message
+
+        bind(cluster, "data")
+        wait_until(lambda: running(cluster, "writer"), timeout=30, what="writer Running once its claim is bound")
+        assert exec_in(cluster, "writer", ["sh", "-c", "echo kept > /data/file"]) == (0, "")
+        assert (directory / "file").read_text() == "kept\n"
+
+        core.create_namespaced_pod(ns, claiming_pod("reader", node, "data", read_only=True))
+        wait_until(lambda: running(cluster, "reader"), timeout=30, what="reader Running")
+        assert exec_in(cluster, "reader", ["cat", "/data/file"]) == (0, "kept\n")
+        code, output = exec_in(cluster, "reader", ["touch", "/data/other"])
+        assert code != 0
+        assert "Read-only file system" in output
+        assert not (directory / "other").exists()
+    finally:
+        volumes.delete_all()
+
+
+def test_volumes_this_node_cannot_mount_fail_the_pod_with_the_reason(cluster_factory: Any, tmp_path: Path) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    volumes = Volumes(cluster)
+    try:
+        elsewhere = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["some-other-node"]}]}]}}
+        local = volumes.create("local", local={"path": str(tmp_path)}, nodeAffinity=elsewhere)
+        nfs = volumes.create("nfs", nfs={"server": "nas.invalid", "path": "/export"})
+        for name, pv in (("local", local), ("nfs", nfs)):
+            core.create_namespaced_persistent_volume_claim(ns, claim(name, pv))
+            bind(cluster, name)
+            core.create_namespaced_pod(ns, claiming_pod(f"on-{name}", node, name))
+        pod = wait_until(lambda: failed(cluster, "on-local"), timeout=30, what="on-local Failed")
+        assert f'local persistentvolume "{local}" has a nodeAffinity that does not include node {node}' in \
+            pod.status.message
+        pod = wait_until(lambda: failed(cluster, "on-nfs"), timeout=30, what="on-nfs Failed")
+        assert f'persistentvolume "{nfs}" is of type nfs, which this node cannot mount' in pod.status.message
+    finally:
+        volumes.delete_all()
+
+
+def test_a_local_volume_on_this_node(cluster_factory: Any, tmp_path: Path) -> None:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    volumes = Volumes(cluster)
+    try:
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        (disk / "seed").write_text("from the disk\n")
+        here = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}
+        pv = volumes.create("disk", local={"path": str(disk)}, nodeAffinity=here)
+        core.create_namespaced_persistent_volume_claim(ns, claim("disk", pv))
+        bind(cluster, "disk")
+        core.create_namespaced_pod(ns, claiming_pod("user", node, "disk"))
+        wait_until(lambda: running(cluster, "user"), timeout=30, what="user Running")
+        assert exec_in(cluster, "user", ["cat", "/data/seed"]) == (0, "from the disk\n")
+    finally:
+        volumes.delete_all()
