@@ -1,14 +1,18 @@
-"""persistentVolumeClaim volumes on real parts: claims and PersistentVolumes from the API server, through the cloud
-side to an edge node, mounted into podman containers."""
+"""persistentVolumeClaim volumes on real parts: claims bound by kube-controller-manager's PersistentVolume binder,
+sent with their volumes through the cloud side to an edge node, and mounted into podman containers. The pods name
+their node (the scheduler's part is tests/workloads/test_statefulset.py)."""
 
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client as k8s
+
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import Cluster, node_names
+from tests.support.cluster import Cluster
 
 
 def volume(name: str, namespace: str, claim: str, **source: Any) -> dict[str, Any]:
@@ -35,37 +39,43 @@ def claiming_pod(name: str, node: str, claim_name: str, read_only: bool = False)
                                      "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
 
 
-def bind(cluster: Cluster, claim_name: str) -> None:
-    """STAND-IN for kube-controller-manager's PersistentVolume binder, which these tests do not run yet: the claim
-    names its pre-bound volume, and only the binder's last step, the claim's phase Bound, is written here, through
-    the status subresource as the binder writes it. Nothing on the edge side is faked."""
-    cluster.core.patch_namespaced_persistent_volume_claim_status(
-        claim_name, cluster.namespace, {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
-                                                   "capacity": {"storage": "1Gi"}}})
+def pod_of(cluster: Cluster, namespace: str, name: str) -> Any:
+    try:
+        return cluster.core.read_namespaced_pod(name, namespace)
+    except k8s.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
-def waiting(cluster: Cluster, name: str) -> Any:
-    pod = cluster.pod(name)
+def bound(cluster: Cluster, namespace: str, claim_name: str) -> bool:
+    found = cluster.core.read_namespaced_persistent_volume_claim(claim_name, namespace)
+    return bool(found.status.phase == "Bound")
+
+
+def waiting(cluster: Cluster, namespace: str, name: str) -> Any:
+    pod = pod_of(cluster, namespace, name)
     statuses = (pod.status.container_statuses or []) if pod is not None else []
     return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
 
 
-def running(cluster: Cluster, name: str) -> Any:
-    pod = cluster.pod(name)
+def running(cluster: Cluster, namespace: str, name: str) -> Any:
+    pod = pod_of(cluster, namespace, name)
     statuses = (pod.status.container_statuses or []) if pod is not None else []
     return pod if pod is not None and pod.status.phase == "Running" and statuses and statuses[0].state.running \
         else None
 
 
-def failed(cluster: Cluster, name: str) -> Any:
-    pod = cluster.pod(name)
+def failed(cluster: Cluster, namespace: str, name: str) -> Any:
+    pod = pod_of(cluster, namespace, name)
     return pod if pod is not None and pod.status.phase == "Failed" else None
 
 
-def exec_in(cluster: Cluster, pod_name: str, command: list[str]) -> tuple[int, str]:
+def exec_in(cluster: Cluster, namespace: str, pod_name: str, command: list[str]) -> tuple[int, str]:
     with cluster.podman.client() as client:
         found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
-                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"]
+                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"
+                 and c.attrs["Labels"].get("io.edgehive.namespace") == namespace]
         assert found, f"no running container for {pod_name}"
         code, output = found[0].exec_run(command, demux=True)
     assert isinstance(output, tuple)
@@ -75,13 +85,14 @@ def exec_in(cluster: Cluster, pod_name: str, command: list[str]) -> tuple[int, s
 class Volumes:
     """PersistentVolumes are cluster-scoped and the API server lives for the session: each test deletes its own."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
         self.cluster = cluster
+        self.namespace = namespace
         self.names: list[str] = []
 
     def create(self, claim_name: str, **source: Any) -> str:
         name = f"pv-{uuid.uuid4().hex[:8]}"
-        self.cluster.core.create_persistent_volume(volume(name, self.cluster.namespace, claim_name, **source))
+        self.cluster.core.create_persistent_volume(volume(name, self.namespace, claim_name, **source))
         self.names.append(name)
         return name
 
@@ -90,30 +101,33 @@ class Volumes:
             self.cluster.core.delete_persistent_volume(name)
 
 
-def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(cluster_factory: Any, tmp_path: Path) -> None:
-    (node,) = node_names(1)
-    cluster: Cluster = cluster_factory([node])
-    core, ns = cluster.core, cluster.namespace
-    volumes = Volumes(cluster)
+def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(controlplane_cluster: Cluster,
+                                                                   controlplane_namespace: str, tmp_path: Path) -> None:
+    cluster, ns = controlplane_cluster, controlplane_namespace
+    core, node = cluster.core, sorted(cluster.nodes)[0]
+    volumes = Volumes(cluster, ns)
     try:
-        directory = tmp_path / "pv-data"
-        pv = volumes.create("data", hostPath={"path": str(directory)})
+        # The claim names a volume that does not exist yet: the binder leaves it Pending, and the pod waits.
+        pv = f"pv-{uuid.uuid4().hex[:8]}"
         core.create_namespaced_persistent_volume_claim(ns, claim("data", pv))
         core.create_namespaced_pod(ns, claiming_pod("writer", node, "data"))
-        state = wait_until(lambda: (w := waiting(cluster, "writer")) and "is not bound" in (w.message or "") and w,
+        state = wait_until(lambda: (w := waiting(cluster, ns, "writer")) and "is not bound" in (w.message or "") and w,
                            timeout=30, what="writer waiting for its claim")
         assert state.reason == "ContainerCreating"
         assert 'persistentvolumeclaim "data" is not bound (phase Pending)' in state.message
 
-        bind(cluster, "data")
-        wait_until(lambda: running(cluster, "writer"), timeout=30, what="writer Running once its claim is bound")
-        assert exec_in(cluster, "writer", ["sh", "-c", "echo kept > /data/file"]) == (0, "")
+        directory = tmp_path / "pv-data"
+        volumes.names.append(pv)
+        core.create_persistent_volume(volume(pv, ns, "data", hostPath={"path": str(directory)}))
+        wait_until(lambda: bound(cluster, ns, "data"), timeout=30, what="the binder to bind the claim")
+        wait_until(lambda: running(cluster, ns, "writer"), timeout=30, what="writer Running once its claim is bound")
+        assert exec_in(cluster, ns, "writer", ["sh", "-c", "echo kept > /data/file"]) == (0, "")
         assert (directory / "file").read_text() == "kept\n"
 
         core.create_namespaced_pod(ns, claiming_pod("reader", node, "data", read_only=True))
-        wait_until(lambda: running(cluster, "reader"), timeout=30, what="reader Running")
-        assert exec_in(cluster, "reader", ["cat", "/data/file"]) == (0, "kept\n")
-        code, output = exec_in(cluster, "reader", ["touch", "/data/other"])
+        wait_until(lambda: running(cluster, ns, "reader"), timeout=30, what="reader Running")
+        assert exec_in(cluster, ns, "reader", ["cat", "/data/file"]) == (0, "kept\n")
+        code, output = exec_in(cluster, ns, "reader", ["touch", "/data/other"])
         assert code != 0
         assert "Read-only file system" in output
         assert not (directory / "other").exists()
@@ -121,11 +135,12 @@ def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(cluster_facto
         volumes.delete_all()
 
 
-def test_volumes_this_node_cannot_mount_fail_the_pod_with_the_reason(cluster_factory: Any, tmp_path: Path) -> None:
-    (node,) = node_names(1)
-    cluster: Cluster = cluster_factory([node])
-    core, ns = cluster.core, cluster.namespace
-    volumes = Volumes(cluster)
+def test_volumes_this_node_cannot_mount_fail_the_pod_with_the_reason(controlplane_cluster: Cluster,
+                                                                     controlplane_namespace: str,
+                                                                     tmp_path: Path) -> None:
+    cluster, ns = controlplane_cluster, controlplane_namespace
+    core, node = cluster.core, sorted(cluster.nodes)[0]
+    volumes = Volumes(cluster, ns)
     try:
         elsewhere = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
             {"key": "kubernetes.io/hostname", "operator": "In", "values": ["some-other-node"]}]}]}}
@@ -133,33 +148,12 @@ def test_volumes_this_node_cannot_mount_fail_the_pod_with_the_reason(cluster_fac
         nfs = volumes.create("nfs", nfs={"server": "nas.invalid", "path": "/export"})
         for name, pv in (("local", local), ("nfs", nfs)):
             core.create_namespaced_persistent_volume_claim(ns, claim(name, pv))
-            bind(cluster, name)
+            wait_until(partial(bound, cluster, ns, name), timeout=30, what=f"claim {name} bound")
             core.create_namespaced_pod(ns, claiming_pod(f"on-{name}", node, name))
-        pod = wait_until(lambda: failed(cluster, "on-local"), timeout=30, what="on-local Failed")
+        pod = wait_until(lambda: failed(cluster, ns, "on-local"), timeout=30, what="on-local Failed")
         assert f'local persistentvolume "{local}" has a nodeAffinity that does not include node {node}' in \
             pod.status.message
-        pod = wait_until(lambda: failed(cluster, "on-nfs"), timeout=30, what="on-nfs Failed")
+        pod = wait_until(lambda: failed(cluster, ns, "on-nfs"), timeout=30, what="on-nfs Failed")
         assert f'persistentvolume "{nfs}" is of type nfs, which this node cannot mount' in pod.status.message
-    finally:
-        volumes.delete_all()
-
-
-def test_a_local_volume_on_this_node(cluster_factory: Any, tmp_path: Path) -> None:
-    (node,) = node_names(1)
-    cluster: Cluster = cluster_factory([node])
-    core, ns = cluster.core, cluster.namespace
-    volumes = Volumes(cluster)
-    try:
-        disk = tmp_path / "disk"
-        disk.mkdir()
-        (disk / "seed").write_text("from the disk\n")
-        here = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}
-        pv = volumes.create("disk", local={"path": str(disk)}, nodeAffinity=here)
-        core.create_namespaced_persistent_volume_claim(ns, claim("disk", pv))
-        bind(cluster, "disk")
-        core.create_namespaced_pod(ns, claiming_pod("user", node, "disk"))
-        wait_until(lambda: running(cluster, "user"), timeout=30, what="user Running")
-        assert exec_in(cluster, "user", ["cat", "/data/seed"]) == (0, "from the disk\n")
     finally:
         volumes.delete_all()
