@@ -10,7 +10,7 @@ module's: here a volume only says what it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from schemas.fields import LENIENT, STRICT, Reader
 from schemas.kinds import PV
@@ -18,8 +18,30 @@ from schemas.kubeobj import ObjectMeta, named
 from schemas.resource import ResourceKey
 
 
+class _Object:
+    """How both kinds are read: ``parse`` where one enters a component, ``view`` of one already checked."""
+
+    __slots__ = ()
+
+    @classmethod
+    def read(cls, obj: dict[str, Any], metadata: ObjectMeta, reader: Reader) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, obj: Any, key: ResourceKey) -> Self:
+        """From the other side of a link; BodyError for a field of the wrong shape."""
+        body, metadata = named(obj, key)
+        return cls.read(body, metadata, STRICT)
+
+    @classmethod
+    def view(cls, obj: Any) -> Self:
+        """Already checked (by the API server, or where it entered)."""
+        body = LENIENT.body(obj)
+        return cls.read(body, ObjectMeta.read(body.get("metadata"), LENIENT), LENIENT)
+
+
 @dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(_Object):
     """A PersistentVolumeClaim: the volume it names (``spec.volumeName``) and its binding phase."""
 
     meta: ObjectMeta
@@ -28,23 +50,11 @@ class Claim:
     obj: dict[str, Any]
 
     @classmethod
-    def read(cls, obj: dict[str, Any], metadata: ObjectMeta, reader: Reader) -> Claim:
+    def read(cls, obj: dict[str, Any], metadata: ObjectMeta, reader: Reader) -> Self:
         spec = reader.mapping(obj.get("spec"), "body.spec")
         status = reader.mapping(obj.get("status"), "body.status")
         return cls(metadata, reader.text(spec.get("volumeName"), "body.spec.volumeName") or None,
                    reader.text(status.get("phase"), "body.status.phase"), obj)
-
-    @classmethod
-    def parse(cls, obj: Any, key: ResourceKey) -> Claim:
-        """A claim from the other side of a link; BodyError for a field of the wrong shape."""
-        body, metadata = named(obj, key)
-        return cls.read(body, metadata, STRICT)
-
-    @classmethod
-    def view(cls, obj: Any) -> Claim:
-        """A claim already checked (by the API server, or where it entered)."""
-        body = LENIENT.body(obj)
-        return cls.read(body, ObjectMeta.read(body.get("metadata"), LENIENT), LENIENT)
 
     @property
     def bound(self) -> bool:
@@ -66,7 +76,7 @@ class ClaimRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Volume:
+class Volume(_Object):
     """A PersistentVolume: its source (the one key of ``spec`` that names a volume type), the claim it is bound
     to, and the node affinity of a local volume."""
 
@@ -78,17 +88,7 @@ class Volume:
     obj: dict[str, Any]
 
     @classmethod
-    def parse(cls, obj: Any, key: ResourceKey) -> Volume:
-        body, metadata = named(obj, key)
-        return cls.read(body, metadata, STRICT)
-
-    @classmethod
-    def view(cls, obj: Any) -> Volume:
-        body = LENIENT.body(obj)
-        return cls.read(body, ObjectMeta.read(body.get("metadata"), LENIENT), LENIENT)
-
-    @classmethod
-    def read(cls, obj: dict[str, Any], metadata: ObjectMeta, reader: Reader) -> Volume:
+    def read(cls, obj: dict[str, Any], metadata: ObjectMeta, reader: Reader) -> Self:
         spec = reader.mapping(obj.get("spec"), "body.spec")
         sources = sorted(k for k in spec if k not in _NOT_SOURCES)
         source_type = sources[0] if sources else None

@@ -13,6 +13,7 @@ from kubernetes import client as k8s
 
 from tests.fixtures.processes import wait_until
 from tests.support.cluster import Cluster
+from tests.workloads.kube import exec_in
 
 
 def volume(name: str, namespace: str, claim: str, **source: Any) -> dict[str, Any]:
@@ -69,17 +70,6 @@ def running(cluster: Cluster, namespace: str, name: str) -> Any:
 def failed(cluster: Cluster, namespace: str, name: str) -> Any:
     pod = pod_of(cluster, namespace, name)
     return pod if pod is not None and pod.status.phase == "Failed" else None
-
-
-def exec_in(cluster: Cluster, namespace: str, pod_name: str, command: list[str]) -> tuple[int, str]:
-    with cluster.podman.client() as client:
-        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
-                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"
-                 and c.attrs["Labels"].get("io.edgehive.namespace") == namespace]
-        assert found, f"no running container for {pod_name}"
-        code, output = found[0].exec_run(command, demux=True)
-    assert isinstance(output, tuple)
-    return int(code or 0), bytes(output[0] or b"").decode() + bytes(output[1] or b"").decode()
 
 
 class Volumes:

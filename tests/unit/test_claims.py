@@ -10,7 +10,9 @@ import pytest
 from edge.edged.claims import node_matches
 from edge.edged.podspec import ConfigError, PodSpecError, plan_pod
 from edge.edged.volumes import Volumes
+from schemas.fields import BodyError
 from schemas.resource import ResourceKey
+from schemas.volumeclaims import Claim, Volume
 
 NODE = "edge-1"
 
@@ -123,3 +125,19 @@ def test_other_volume_types_are_refused_with_the_type_named() -> None:
 ])
 def test_node_selector_terms(terms: list[dict[str, Any]], expected: bool) -> None:
     assert node_matches(terms, NODE, {"kubernetes.io/hostname": NODE}) is expected
+
+
+def test_claims_and_volumes_entering_edged_are_checked_with_the_field_named() -> None:
+    key = ResourceKey("ns", "persistentvolumeclaim", "data")
+    with pytest.raises(BodyError, match=r"body.spec.volumeName: must be a string, not an integer"):
+        Claim.parse({"metadata": {"name": "data", "namespace": "ns"}, "spec": {"volumeName": 7}}, key)
+    parsed = Claim.parse(claim("data", "pv1"), key)
+    assert (parsed.volume_name, parsed.bound, parsed.volume_key()) == ("pv1", True, volume_key("pv1"))
+    assert not Claim.view(claim("data", "pv1", phase="Pending")).bound
+    with pytest.raises(BodyError, match=r"body.spec.hostPath.path: is missing"):
+        Volume.parse({"metadata": {"name": "pv1"}, "spec": {"hostPath": {}}}, volume_key("pv1"))
+    with pytest.raises(BodyError, match=r"body.metadata.name: is 'pv2', not 'pv1'"):
+        Volume.parse(pv("pv2", hostPath={"path": "/x"}), volume_key("pv1"))
+    found = Volume.parse(pv("pv1", local={"path": "/mnt/disk"}, nodeAffinity=on_node(NODE)), volume_key("pv1"))
+    assert (found.source_type, found.path, found.claim and found.claim.name) == ("local", "/mnt/disk", "data")
+    assert Volume.view(pv("pv1", csi={"driver": "d", "volumeHandle": "h"})).source_type == "csi"

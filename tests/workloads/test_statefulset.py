@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 
 from tests.fixtures.processes import wait_until
 from tests.support.cluster import Cluster
-from tests.workloads.kube import BUSYBOX, all_running, apply, kubectl, pods
+from tests.workloads.kube import BUSYBOX, all_running, apply, exec_in, kubectl, pods
 
 TIMEOUT = 90.0
 
@@ -36,17 +36,6 @@ def stateful_set(namespace: str, storage_class: str) -> dict[str, Any]:
                      "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
                          "accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
                          "resources": {"requests": {"storage": "1Gi"}}}}]}}
-
-
-def exec_in(cluster: Cluster, namespace: str, pod_name: str, command: list[str]) -> tuple[int, str]:
-    with cluster.podman.client() as client:
-        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
-                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"
-                 and c.attrs["Labels"].get("io.edgehive.namespace") == namespace]
-        assert found, f"no running container for {namespace}/{pod_name}"
-        code, output = found[0].exec_run(command, demux=True)
-    assert isinstance(output, tuple)
-    return int(code or 0), bytes(output[0] or b"").decode() + bytes(output[1] or b"").decode()
 
 
 def test_statefulset_on_a_local_volume(controlplane_cluster: Cluster, controlplane_namespace: str,
