@@ -83,6 +83,8 @@ class Volume(_Object):
     meta: ObjectMeta
     source_type: str | None  # hostPath, local, nfs, csi, ... (None: the spec names no source)
     path: str | None  # hostPath.path or local.path
+    host_path_type: str | None  # hostPath.type: "", Directory, DirectoryOrCreate, File, ...
+    volume_mode: str | None  # Filesystem (the default) or Block
     claim: ClaimRef | None
     node_selector_terms: list[dict[str, Any]]  # spec.nodeAffinity.required.nodeSelectorTerms
     obj: dict[str, Any]
@@ -92,10 +94,11 @@ class Volume(_Object):
         spec = reader.mapping(obj.get("spec"), "body.spec")
         sources = sorted(k for k in spec if k not in _NOT_SOURCES)
         source_type = sources[0] if sources else None
-        path = None
+        path = host_path_type = None
         if source_type in ("hostPath", "local"):
             source = reader.mapping(spec.get(source_type), f"body.spec.{source_type}")
             path = reader.required_text(source.get("path"), f"body.spec.{source_type}.path") or None
+            host_path_type = reader.text(source.get("type"), f"body.spec.{source_type}.type")
         ref = spec.get("claimRef")
         claim = None
         if ref is not None:
@@ -106,7 +109,8 @@ class Volume(_Object):
         affinity = reader.mapping(spec.get("nodeAffinity"), "body.spec.nodeAffinity")
         required = reader.mapping(affinity.get("required"), "body.spec.nodeAffinity.required")
         terms = reader.mappings(required.get("nodeSelectorTerms"), "body.spec.nodeAffinity.required.nodeSelectorTerms")
-        return cls(metadata, source_type, path, claim, terms, obj)
+        return cls(metadata, source_type, path, host_path_type,
+                   reader.text(spec.get("volumeMode"), "body.spec.volumeMode"), claim, terms, obj)
 
 
 _NOT_SOURCES = frozenset({"accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity",

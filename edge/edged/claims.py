@@ -6,6 +6,11 @@ node. Until the claim is bound, or while the claim or its volume has not reached
 node, the pod waits (ClaimWaiting, with the claim named); a volume of another type, or a
 local volume meant for another node, is refused (ClaimRefused, with the reason), since
 waiting would not change it.
+
+Directories only (volumeMode Filesystem): a hostPath volume of type "" or
+DirectoryOrCreate is made when missing, as kubelet makes it; one of type Directory, and
+a local volume (the administrator's disk), must exist (``must_exist``). The other
+hostPath types (files, sockets, devices) are refused.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from schemas.resource import ResourceKey
 from schemas.volumeclaims import Claim, Volume
 
 MOUNTABLE = ("hostPath", "local")
+HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory")
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 Lookup = Callable[[ResourceKey], dict[str, Any] | None]
@@ -41,6 +47,7 @@ class ClaimedVolume:
     source_type: str  # hostPath or local
     path: str
     read_only: bool
+    must_exist: bool  # not made here when missing
 
 
 def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, lookup: Lookup) -> ClaimedVolume:
@@ -73,6 +80,12 @@ def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, loo
                            f"which this node cannot mount ({' and '.join(MOUNTABLE)} volumes it can)")
     if not pv.path.startswith("/"):
         raise ClaimRefused(f'{where}: the path of persistentvolume "{pv.meta.name}" must be absolute')
+    if pv.volume_mode not in (None, "Filesystem"):
+        raise ClaimRefused(f'{where}: persistentvolume "{pv.meta.name}" has volumeMode {pv.volume_mode}; this node '
+                           "mounts Filesystem volumes only")
+    if pv.source_type == "hostPath" and (pv.host_path_type or "") not in HOST_PATH_TYPES:
+        raise ClaimRefused(f'{where}: persistentvolume "{pv.meta.name}" is a hostPath of type {pv.host_path_type}; '
+                           'this node mounts directories (type "", Directory or DirectoryOrCreate)')
     if pv.source_type == "local":
         if not pv.node_selector_terms:
             raise ClaimRefused(f'{where}: local persistentvolume "{pv.meta.name}" has no nodeAffinity')
@@ -83,7 +96,8 @@ def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, loo
         if not fits:
             raise ClaimRefused(f'{where}: local persistentvolume "{pv.meta.name}" has a nodeAffinity that does not '
                                f"include node {node}")
-    return ClaimedVolume(claim_key, volume_key, pv.source_type, pv.path, bool(source.get("readOnly")))
+    must_exist = pv.source_type == "local" or pv.host_path_type == "Directory"
+    return ClaimedVolume(claim_key, volume_key, pv.source_type, pv.path, bool(source.get("readOnly")), must_exist)
 
 
 def node_matches(terms: list[dict[str, Any]], node: str, labels: Mapping[str, str]) -> bool:

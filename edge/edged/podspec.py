@@ -74,7 +74,7 @@ class Mount:
 @dataclass(frozen=True)
 class VolumePlan:
     name: str
-    kind: str  # configMap | secret | emptyDir | hostPath | local (a local PersistentVolume: not created here)
+    kind: str  # configMap | secret | emptyDir | hostPath | local (a directory that must exist: never made here)
     source: ResourceKey | None = None  # for configMap and secret
     host_path: str = ""  # for hostPath and local
     memory: bool = False  # emptyDir medium Memory
@@ -264,7 +264,8 @@ def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan
     except ClaimRefused as exc:
         raise PodSpecError("InvalidSpec", str(exc)) from None
     resolver.refs.update((found.claim, found.volume))
-    return VolumePlan(name, found.source_type, host_path=found.path, read_only=found.read_only)
+    return VolumePlan(name, "local" if found.must_exist else "hostPath", host_path=found.path,
+                      read_only=found.read_only)
 
 
 def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str = "") -> dict[str, VolumePlan]:

@@ -141,3 +141,15 @@ def test_claims_and_volumes_entering_edged_are_checked_with_the_field_named() ->
     found = Volume.parse(pv("pv1", local={"path": "/mnt/disk"}, nodeAffinity=on_node(NODE)), volume_key("pv1"))
     assert (found.source_type, found.path, found.claim and found.claim.name) == ("local", "/mnt/disk", "data")
     assert Volume.view(pv("pv1", csi={"driver": "d", "volumeHandle": "h"})).source_type == "csi"
+
+
+def test_hostpath_volume_types_and_block_mode() -> None:
+    def planned(**spec: Any) -> Any:
+        return plan({CLAIM: claim("data", "pv1"), volume_key("pv1"): pv("pv1", **spec)}).volumes["data"]
+
+    assert planned(hostPath={"path": "/srv/a", "type": "DirectoryOrCreate"}).kind == "hostPath"
+    assert planned(hostPath={"path": "/srv/a", "type": "Directory"}).kind == "local"  # must exist: not made
+    with pytest.raises(PodSpecError, match="is a hostPath of type Socket; this node mounts directories"):
+        planned(hostPath={"path": "/run/x.sock", "type": "Socket"})
+    with pytest.raises(PodSpecError, match="has volumeMode Block; this node mounts Filesystem volumes only"):
+        planned(hostPath={"path": "/dev/sdb"}, volumeMode="Block")
