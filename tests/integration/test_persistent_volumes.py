@@ -121,6 +121,16 @@ def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(controlplane_
         assert code != 0
         assert "Read-only file system" in output
         assert not (directory / "other").exists()
+
+        # EdgeD starts again with its pod gone from podman: the claim and its volume come from MetaManager's
+        # store, as after a reboot, and the pod is made again over the same directory.
+        edge, _link = cluster.nodes[node]
+        edge.stop("edged")
+        with cluster.podman.client() as client:
+            client.pods.get(f"{ns}_writer").remove(force=True)
+        edge.start("edged")
+        wait_until(lambda: exec_in(cluster, ns, "writer", ["cat", "/data/file"]) == (0, "kept\n"), timeout=30,
+                   what="writer made again by the restarted EdgeD, over its volume")
     finally:
         volumes.delete_all()
 
