@@ -14,15 +14,17 @@ from tests.fixtures.registry import Registry
 from tests.support.cluster import Cluster, node_names
 
 
-def pull_secret(registry_key: str, user: str, password: str) -> dict[str, str]:
-    config = {"auths": {registry_key: {"username": user, "password": password,
-                                       "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
-    return {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}
-
-
-def create_secret(cluster: Cluster, name: str, data: dict[str, str]) -> None:
+def create_secret(cluster: Cluster, name: str, registry_key: str, user: str, password: str, *,
+                  legacy: bool = False) -> None:
+    """A kubernetes.io/dockerconfigjson Secret, or with ``legacy`` a kubernetes.io/dockercfg one (the registry
+    map itself, under .dockercfg)."""
+    auths = {registry_key: {"username": user, "password": password,
+                            "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}
+    kind, field, config = ("dockercfg", ".dockercfg", auths) if legacy else \
+        ("dockerconfigjson", ".dockerconfigjson", {"auths": auths})
     cluster.core.create_namespaced_secret(cluster.namespace, k8s.V1Secret(
-        metadata=k8s.V1ObjectMeta(name=name), type="kubernetes.io/dockerconfigjson", data=data))
+        metadata=k8s.V1ObjectMeta(name=name), type=f"kubernetes.io/{kind}",
+        data={field: base64.b64encode(json.dumps(config).encode()).decode()}))
 
 
 def private_pod(name: str, node: str, image: str, secrets: list[str]) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def test_a_private_image_pulls_only_with_its_secret(cluster_factory: Any, regist
         assert registry.image in state.message
 
         # A secret with the wrong password: the registry's 401 again, for that pull.
-        create_secret(cluster, "wrong", pull_secret(registry.host, registry.user, "not-the-password"))
+        create_secret(cluster, "wrong", registry.host, registry.user, "not-the-password")
         core.create_namespaced_pod(ns, private_pod("wrong-password", node, registry.image, ["wrong"]))
         wait_until(lambda: waiting(cluster, "wrong-password", "unauthorized: authentication required"), timeout=30,
                    what="wrong-password in ErrImagePull with the registry's 401 reason")
@@ -90,10 +92,10 @@ def test_a_private_image_pulls_only_with_its_secret(cluster_factory: Any, regist
         assert running(cluster, "anonymous") is None
         assert running(cluster, "wrong-password") is None
 
-        # The secret arrives (keyed with a scheme and a path, as docker login writes some): the pull is tried again
+        # The secret arrives (the legacy dockercfg type, keyed with a scheme and a path): the pull is tried again
         # at once, not after the back-off (10 s, then 20 s), and the pod runs.
-        create_secret(cluster, "regcred", pull_secret(f"https://{registry.host}/private", registry.user,
-                                                      registry.password))
+        create_secret(cluster, "regcred", f"https://{registry.host}/private", registry.user, registry.password,
+                      legacy=True)
         wait_until(lambda: running(cluster, "later"), timeout=9, what="later Running once its secret arrived")
         assert image_present(cluster, registry.image)
     finally:
