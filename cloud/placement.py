@@ -5,9 +5,9 @@ A node holds its primary objects (pods, or devices), those bound to it by
 and PersistentVolumeClaims, or DeviceModels), with what those refer to in turn
 (the PersistentVolume a claim is bound to), and nothing else: when the last pod
 using a Secret leaves a node, the Secret is deleted there too (KubeEdge keeps
-sending it forever). ``sent`` is what this
-controller last queued for each node; after a reconnect it is replaced by what
-the node reports it holds, so only the differences travel.
+sending it forever). ``sent`` is what this controller last queued for each node;
+after a reconnect it is replaced by what the node reports it holds, so only the
+differences travel.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Placement:
         self.primary = primary
         self.refs = refs
         self.secondary_refs = secondary_refs
-        self.config_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}  # a claim -> its volume
+        self.onward_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}  # a claim -> its volume
         self.referrers: dict[ResourceKey, set[ResourceKey]] = {}  # a volume -> the claims that name it
         self.edge_nodes: set[str] = set()
         self.pods: dict[ResourceKey, Packed] = {}
@@ -123,7 +123,7 @@ class Placement:
 
     def on_secondary(self, kind: str, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
         key = key_of(kind, obj)
-        for ref in self.config_refs.pop(key, frozenset()):
+        for ref in self.onward_refs.pop(key, frozenset()):
             self.referrers[ref].discard(key)
             if not self.referrers[ref]:
                 del self.referrers[ref]
@@ -133,7 +133,7 @@ class Placement:
             self.configs[key] = packed or Packed.of(obj)
             refs = self.secondary_refs(kind, obj)
             if refs:
-                self.config_refs[key] = refs
+                self.onward_refs[key] = refs
                 for ref in refs:
                     self.referrers.setdefault(ref, set()).add(key)
         return {node for node in self.edge_nodes if self.uses(node, key)}
@@ -142,7 +142,7 @@ class Placement:
 
     def _refs(self, node: str) -> list[ResourceKey]:
         direct = [k for k, n in self.node_refs.get(node, Counter()).items() if n > 0]
-        return direct + [ref for k in direct for ref in self.config_refs.get(k, ())]
+        return direct + [ref for k in direct for ref in self.onward_refs.get(k, ())]
 
     def desired(self, node: str) -> dict[ResourceKey, Packed]:
         if node not in self.edge_nodes:

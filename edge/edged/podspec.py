@@ -268,7 +268,7 @@ def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan
                       read_only=found.read_only)
 
 
-def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str = "") -> dict[str, VolumePlan]:
+def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, VolumePlan]:
     plans: dict[str, VolumePlan] = {}
     for vol in spec.get("volumes") or []:
         name = vol.get("name")

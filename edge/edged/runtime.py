@@ -99,7 +99,8 @@ class PodmanRuntime:
 
     def pull(self, image: str, auths: Sequence[Mapping[str, str]] = ()) -> None:
         """Pull ``image`` with each of ``auths`` (username, password) in turn until one works; with none, without
-        credentials. ImagePullError carries the registry's reason (the last one's, when all were refused)."""
+        credentials (or those of podman's own login files). ImagePullError carries the registry's reason (the last
+        one's, when every set was refused)."""
         failure: ImagePullError | None = None
         tries: Sequence[Mapping[str, str] | None] = auths or [None]
         for auth in tries:
