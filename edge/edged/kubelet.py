@@ -35,11 +35,20 @@ from edge.edged.podworker import (
 )
 from edge.edged.probes import ProbeState, run_due_probes
 from edge.edged.projection import NodeSide, node_allocatable
+from edge.edged.pullsecrets import credentials
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
-from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
+from edge.edged.status import (
+    ContainerView,
+    deleted_status,
+    failed_status,
+    pod_status,
+    terminated,
+    waiting_status,
+)
 from edge.edged.termination import TerminationLogs
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
+from schemas.kinds import PV
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
@@ -114,7 +123,7 @@ class Kubelet:
             else:
                 self._config[key] = obj
             self._config_version[key] = self._config_version.get(key, 0) + 1
-            used = key in self._used
+            used = key in self._used or key.kind == PV  # a PersistentVolume is used through its claim
         if used:
             self._kick.set()
 
@@ -257,7 +266,7 @@ class Kubelet:
             else:
                 plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side), True
         except ConfigError as exc:
-            return self._waiting_on_config(worker, pod, exc, start_time)
+            return waiting_status(pod, exc.reason, exc.message, self.host_ip, start_time)
         except PodSpecError as exc:
             return failed_status(exc.reason, exc.message, self.host_ip, start_time)
         except (KeyError, TypeError, ValueError) as exc:
@@ -358,23 +367,10 @@ class Kubelet:
                                                                logs))
         return book.message[1]
 
-    def _waiting_on_config(self, worker: PodWorker, pod: dict[str, Any], exc: ConfigError,
-                           start_time: str) -> dict[str, Any]:
-        spec = pod.get("spec") or {}
-        init = spec.get("initContainers") or []
-
-        def waiting(containers: list[dict[str, Any]], reason: str, message: str) -> list[ContainerView]:
-            return [ContainerView(str(c.get("name")), str(c.get("image", "")), None, reason, message, False, None)
-                    for c in containers]
-        views = (waiting(spec.get("containers") or [], "PodInitializing", "") if init
-                 else waiting(spec.get("containers") or [], exc.reason, exc.message))
-        return pod_status(spec.get("restartPolicy", "Always"), views, pod_ip="", host_ip=self.host_ip,
-                          start_time=start_time, since=start_time, init_views=waiting(init, exc.reason, exc.message))
-
     def _create(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, attempt: int) -> str | None:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
-        if not self._image_ready(container, book, now):
+        if not self._image_ready(plan, container, book, now):
             return None
         try:
             container_id = self.runtime.create_container(
@@ -396,7 +392,7 @@ class Kubelet:
         book.probes = ProbeState()
         return container_id
 
-    def _image_ready(self, container: ContainerPlan, book: ContainerBook, now: float) -> bool:
+    def _image_ready(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, now: float) -> bool:
         present = self.runtime.image_present(container.image)
         if container.pull_policy == "Never":
             if not present:
@@ -405,16 +401,21 @@ class Kubelet:
             return present
         if present and container.pull_policy == "IfNotPresent":
             return True
-        if now < book.next_pull_at:
+        found = credentials(container.image, plan.pull_secrets, self._lookup)
+        if now < book.next_pull_at and found.fingerprint == book.pull_credentials:
             book.waiting_reason = "ImagePullBackOff"
-            book.waiting_message = f'Back-off pulling image "{container.image}"'
+            book.waiting_message = f'Back-off pulling image "{container.image}": {book.pull_error}'
             return False
+        book.pull_credentials = found.fingerprint
         try:
-            self.runtime.pull(container.image)
+            if found.unreadable:  # kubelet does not pull with a pull secret it cannot read
+                raise ImagePullError(f"cannot pull image {container.image!r} with the pod's imagePullSecrets")
+            self.runtime.pull(container.image, [auth.auth_config() for auth in found.candidates])
         except ImagePullError as exc:
             book.pull_failures += 1
             book.next_pull_at = now + restart_delay(book.pull_failures + 1)
-            book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
+            book.pull_error = found.explain(str(exc))
+            book.waiting_reason, book.waiting_message = "ErrImagePull", book.pull_error
             return False
         book.pull_failures = 0
         return True

@@ -34,6 +34,8 @@ class ContainerBook:
     next_start_at: float = 0.0
     pull_failures: int = 0
     next_pull_at: float = 0.0
+    pull_credentials: tuple[Any, ...] = ()  # what the last pull had (a change ends its back-off)
+    pull_error: str = ""
     probes: ProbeState = field(default_factory=ProbeState)
     last_terminated: dict[str, Any] | None = None
     message: tuple[str, str] = ("", "")

@@ -176,3 +176,18 @@ def deleted_status(restart_policy: str, containers: list[tuple[str, str]], *, ho
     init_views = [ContainerView(name, image, None, None, "", False, None) for name, image in init_containers or []]
     return pod_status(restart_policy, views, pod_ip="", host_ip=host_ip, start_time=start_time, since=start_time,
                       deleting=True, init_views=init_views)
+
+
+def waiting_status(pod: dict[str, Any], reason: str, message: str, host_ip: str, start_time: str) -> dict[str, Any]:
+    """A pod that cannot be planned yet (a ConfigMap or Secret it needs is missing): every container waits
+    with ``reason``, or, when it has init containers, they do and the app containers wait for them."""
+    spec = pod.get("spec") or {}
+    init = spec.get("initContainers") or []
+
+    def waiting(containers: list[dict[str, Any]], why: str, said: str) -> list[ContainerView]:
+        return [ContainerView(str(c.get("name")), str(c.get("image", "")), None, why, said, False, None)
+                for c in containers]
+    views = (waiting(spec.get("containers") or [], "PodInitializing", "") if init
+             else waiting(spec.get("containers") or [], reason, message))
+    return pod_status(spec.get("restartPolicy", "Always"), views, pod_ip="", host_ip=host_ip, start_time=start_time,
+                      since=start_time, init_views=waiting(init, reason, message))
