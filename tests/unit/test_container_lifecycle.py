@@ -91,6 +91,9 @@ def test_the_pod_is_refused_with_the_fields_path() -> None:
     init = [{"name": "setup", "image": "localhost/busybox:1", "livenessProbe": {"exec": {"command": ["true"]}}}]
     assert "spec.initContainers[0].livenessProbe: must not be set for init containers" in refused(pod(init=init))
     assert "is missing or repeated" in refused(pod(init=[{"name": "main", "image": "localhost/busybox:1"}]))
+    sidecar = [{"name": "proxy", "image": "localhost/busybox:1", "restartPolicy": "Always"}]
+    assert "spec.initContainers[0].restartPolicy: sidecar init containers are not supported" in refused(
+        pod(init=sidecar))
 
 
 def test_init_containers_are_planned_in_order_with_volumes_and_env() -> None:
