@@ -60,9 +60,17 @@ class FakePodman:
     created: list[str] = field(default_factory=list)
     sandbox_up: bool = True
     made_pods: list[str] = field(default_factory=list)
+    stopped: list[tuple[str, int]] = field(default_factory=list)
+    exec_code: int = 0
 
     def remove_pod(self, podman_name: str, grace_s: int) -> None:
         self.removed_pods.append(podman_name)
+
+    def stop_container(self, container_id: str, grace_s: int) -> None:
+        self.stopped.append((container_id, grace_s))
+
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, bytes]:
+        return self.exec_code, b""
 
     def image_present(self, image: str) -> bool:
         return True
@@ -303,3 +311,17 @@ def test_a_stopped_sandbox_is_made_again_with_its_init_containers_when_something
     up = FakePodman(sandbox_up=True)  # the same pod with its sandbox up: the app containers restart in it
     _, up = one_pass(restart_policy, seen, spec=spec, monkeypatch=monkeypatch, podman=up)
     assert up.made_pods == []
+
+
+@pytest.mark.parametrize(("probe_grace", "stopped_with"), [(7, 7), (None, 30)])
+def test_a_failed_liveness_probe_kills_with_its_own_grace_period_or_the_pods(
+        probe_grace: int | None, stopped_with: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = pod("Always")
+    probe: dict[str, Any] = {"exec": {"command": ["false"]}, "failureThreshold": 1}
+    if probe_grace is not None:
+        probe["terminationGracePeriodSeconds"] = probe_grace
+    spec["spec"]["containers"][0]["livenessProbe"] = probe
+    seen = [seen_of(spec, "app", state="running", finished_at=0), seen_of(spec, "side", state="running")]
+    podman = FakePodman(exec_code=1)
+    one_pass("Always", seen, spec=spec, monkeypatch=monkeypatch, podman=podman)
+    assert podman.stopped == [("id-app-0", stopped_with)]
