@@ -202,7 +202,15 @@ class AdmissionWebhook:
 
     def start(self) -> None:
         pki = ClusterPki(self.kube)
-        ca, _ = pki.ca()
+        try:
+            ca, _ = pki.ca()
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            # A stack where `edgehive init` has not run yet (a bare `edgehive up`): make the cluster CA it would.
+            log.info("no cluster CA yet (%s): creating the cluster's identities as edgehive init does", exc)
+            pki.init([])
+            ca, _ = pki.ca()
         key, cert = ca.issue("edgehive-admission", server_names=server_names(self.settings))
         folder = Path(self._certs.name)
         (folder / "tls.key").write_bytes(key)

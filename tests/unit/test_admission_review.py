@@ -78,7 +78,7 @@ def test_other_pods_are_left_alone(spec: dict[str, Any], annotations: dict[str, 
 
 
 def test_only_the_time_limited_offline_tolerations_go() -> None:
-    mine = [{"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"},
+    mine: list[dict[str, Any]] = [{"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"},
             {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},  # matches every taint
             {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"},
             {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoExecute",
