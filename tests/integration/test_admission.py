@@ -63,15 +63,6 @@ def _registered(api: k8s.AdmissionregistrationV1Api, name: str) -> bool:
     return True
 
 
-@pytest.fixture
-def namespace(apiserver: ApiServer) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core = k8s.CoreV1Api(apiserver.client)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
-
-
 def manifest(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "main", "image": "localhost/busybox"}], **spec}}
@@ -87,10 +78,11 @@ FOREVER = {UNREACHABLE: None, NOT_READY: None}
 DEFAULT = {UNREACHABLE: 300, NOT_READY: 300}
 
 
-def test_edge_pods_get_forever_tolerations_at_creation(apiserver: ApiServer, webhook: Webhook,
-                                                        namespace: str) -> None:
+def test_edge_pods_get_forever_tolerations_at_creation(apiserver: ApiServer, webhook: Webhook) -> None:
     core = k8s.CoreV1Api(apiserver.client)
     tag = uuid.uuid4().hex[:6]
+    namespace = f"t-{tag}"
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     edge_node, opted_node = f"edge-{tag}", f"edge-{tag}-evictable"
     core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": edge_node, "labels": {EDGE: ""}}})
     core.create_node({"apiVersion": "v1", "kind": "Node",
@@ -138,3 +130,4 @@ def test_edge_pods_get_forever_tolerations_at_creation(apiserver: ApiServer, web
     finally:
         core.delete_node(edge_node)
         core.delete_node(opted_node)
+        core.delete_namespace(namespace)

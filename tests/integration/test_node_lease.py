@@ -12,6 +12,7 @@ from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
+from tests.integration.test_end_to_end import _ready_status as ready
 from tests.integration.test_end_to_end import _reply_to
 from tests.support.cluster import NODE_PW, Cluster, node_names
 
@@ -30,13 +31,6 @@ def renewed_at(cluster: Cluster, node: str) -> float:
     if found is None or found.spec.renew_time is None:
         return 0.0
     return float(found.spec.renew_time.timestamp())
-
-
-def ready(cluster: Cluster, node: str) -> str:
-    for condition in cluster.core.read_node(node).status.conditions or []:
-        if condition.type == "Ready":
-            return str(condition.status)
-    return ""
 
 
 def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
