@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.apiserver",
+    "tests.fixtures.controlplane",
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
     "tests.fixtures.netns",
