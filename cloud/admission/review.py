@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.errors import CloudError
+
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 OPT_OUT = "edgehive.io/evict-when-offline"
 OFFLINE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
@@ -40,7 +42,7 @@ NodeLabels = Callable[[str], Mapping[str, str] | None]
 """A node's labels by name; None when there is no such node."""
 
 
-class BadReview(ValueError):
+class BadReview(CloudError, ValueError):
     """The request is not an AdmissionReview this webhook can answer; the message says why."""
 
 

@@ -43,7 +43,8 @@ class AdmissionSettings(ComponentSettings):
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
     kube_server: str | None = field(default=None, metadata={
         "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
-    listen: str = field(default="0.0.0.0:8443", metadata={"help": "HOST:PORT the HTTPS server listens on"})
+    listen: str = field(default="0.0.0.0:8443", metadata={
+        "help": "HOST:PORT the HTTPS server listens on; port 0 takes a free one (registered with the default url)"})
     url: str | None = field(default=None, metadata={
         "help": "the URL the API server calls (default https://127.0.0.1:PORT/mutate, for an API server on this "
                 "host); ignored with --service"})
@@ -55,11 +56,20 @@ class AdmissionSettings(ComponentSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        Address.parse(self.listen)
+        listen_address(self.listen)
         if not 1 <= self.timeout_s <= 30:
             raise ValueError(f"timeout_s must be 1 to 30 (the API's limits), not {self.timeout_s}")
         if self.service is not None:
             _service_ref(self.service)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """(host to bind, port) of ``--listen``; port 0 lets the system choose (the embedded stack's choice: the
+    webhook registers the URL it really listens on, so no port has to be configured or kept free)."""
+    if text.endswith(":0"):
+        return Address.parse(text[:-2] + ":1").bind_host, 0
+    address = Address.parse(text)
+    return address.bind_host, address.port
 
 
 def _service_ref(text: str) -> dict[str, Any]:
@@ -191,8 +201,7 @@ class AdmissionWebhook:
         self.settings = settings
         self.bus = bus
         self.kube = Kube.connect(settings.kubeconfig, settings.kube_server)
-        listen = Address.parse(settings.listen)
-        self.server = _Server((listen.bind_host, listen.port), NodeLabelCache(self.kube), bus)
+        self.server = _Server(listen_address(settings.listen), NodeLabelCache(self.kube), bus)
         self._thread = threading.Thread(target=self.server.serve_forever, name="https", daemon=True)
         self._certs = tempfile.TemporaryDirectory(prefix="edgehive-admission-")
 
@@ -223,11 +232,11 @@ class AdmissionWebhook:
         config = webhook_configuration(self.settings.webhook_name,
                                        client_config(self.settings, ca.cert_pem, self.port), self.settings.timeout_s)
         self.kube.apply_mutating_webhook(config)
-        log.info("serving AdmissionReviews on %s; MutatingWebhookConfiguration %s applied", self.settings.listen,
-                 self.settings.webhook_name)
+        log.info("serving AdmissionReviews on port %d; MutatingWebhookConfiguration %s applied (%s)", self.port,
+                 self.settings.webhook_name, config["webhooks"][0]["clientConfig"].get("url", "service"))
 
     def report(self) -> dict[str, Any]:
-        return {"listen": self.settings.listen, "webhook": self.settings.webhook_name}
+        return {"port": self.port, "webhook": self.settings.webhook_name}
 
     def close(self) -> None:
         self.server.shutdown()

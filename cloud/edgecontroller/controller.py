@@ -30,7 +30,7 @@ from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.fields import BodyError
-from schemas.kubeobj import EDGE_ROLE_LABEL, conditions, deletion_body, meta, node_name
+from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, conditions, deletion_body, meta, node_name
 from schemas.reports import NodeRegistration, NodeStatus, PodStatusReport
 from schemas.resource import ResourceKey
 from schemas.timefmt import now_rfc3339
@@ -110,6 +110,8 @@ class EdgeController(NodeSync):
                      "lifecycle controller marks it Unknown", node, grace)
             return True
         current = self.informers[kinds.NODE].get(None, node) or {}
+        if condition_states(current).get("Ready") == "Unknown":  # a controller-manager without leader election
+            return True
         unknown = nodehealth.unknown_conditions(conditions(current), now_rfc3339(), grace)
         try:
             self.kube.patch_node_status(node, {"status": {"conditions": unknown}})
