@@ -240,7 +240,8 @@ class EdgeController(NodeSync):
         if not self.is_connected(node):
             return
         try:
-            self.leases.renew(node, meta(current).uid)
+            if self.leases.renew(node, meta(current).uid):
+                self.bus.counters.inc("lease_renewals")
         except (KubeError, LeaseHeld) as exc:
             self.bus.counters.inc("lease_renewals_failed")
             log.warning("node %s: Lease not renewed: %s", node, exc)

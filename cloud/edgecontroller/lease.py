@@ -58,22 +58,12 @@ class NodeLeases:
         self.kube = kube
         self.duration_s = duration_s
         self.min_interval_s = duration_s / 8
-        """Heartbeats closer than this (a node reporting every second) renew once: the kubelet's rate is a
-        quarter of the duration, and twice that rate still leaves the Lease three renewals from expiring."""
+        """Heartbeats closer together than this (a node reporting every 2 s) renew it once: at most twice the
+        kubelet's rate (every quarter of the duration), so a node reporting every 10 s renews at each report."""
         self._clock = clock
         self._lock = threading.Lock()
         self._latest: dict[str, dict[str, Any]] = {}  # node -> the Lease as last written (for its resourceVersion)
         self._renewed: dict[str, float] = {}  # node -> when (monotonic) its Lease was last renewed
-        self.renewals = 0
-
-    def last_renewed(self, node: str) -> float | None:
-        """When (time.monotonic) the node's Lease was last renewed here; None if never since this process began."""
-        with self._lock:
-            return self._renewed.get(node)
-
-    def forget(self, node: str) -> None:
-        with self._lock:
-            self._latest.pop(node, None)
 
     def renew(self, node: str, node_uid: str | None = None) -> bool:
         """Renew ``node``'s Lease now, creating it on the first renewal; False when it was renewed moments ago.
@@ -96,7 +86,6 @@ class NodeLeases:
         with self._lock:
             self._latest[node] = written
             self._renewed[node] = started
-            self.renewals += 1
         return True
 
     def _create(self, node: str, node_uid: str | None) -> dict[str, Any]:
