@@ -81,6 +81,7 @@ class EdgeController(NodeSync):
                          query_timeout_s=settings.query_timeout_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)
+        self.controller_manager = nodehealth.ControllerManagerWatch(kube)
         self._heard: dict[str, float] = {}  # node -> when (monotonic) its last heartbeat arrived
 
     def close(self) -> None:
@@ -105,7 +106,7 @@ class EdgeController(NodeSync):
         if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
             return True
         grace = self.settings.node_monitor_grace_s
-        if nodehealth.controller_manager_active(self.kube):
+        if self.controller_manager.active():
             log.info("node %s silent for %.0f s: its Lease is no longer renewed; the controller-manager's node "
                      "lifecycle controller marks it Unknown", node, grace)
             return True

@@ -17,6 +17,7 @@ while its leader-election Lease (``kube-system/kube-controller-manager``) is hel
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -50,14 +51,30 @@ def lease_fresh(lease: dict[str, Any] | None, now: float) -> bool:
     return now - renewed <= duration
 
 
-def controller_manager_active(kube: Kube) -> bool:
+class ControllerManagerWatch:
     """Whether a kube-controller-manager leads on this cluster now (its node lifecycle controller then marks
-    silent nodes Unknown). When the API server cannot tell, False: EdgeController then writes Unknown itself,
-    which repeats what the controller would write rather than leave a dead node Ready."""
-    try:
-        return lease_fresh(kube.get_lease(*CONTROLLER_MANAGER_LEASE), time.time())
-    except KubeError:
-        return False
+    silent nodes Unknown), read at most every ``cache_s``: a thousand nodes cut at once ask together. When the
+    API server cannot tell, False: EdgeController then writes Unknown itself, which repeats what the controller
+    would write rather than leave a dead node Ready."""
+
+    def __init__(self, kube: Kube, cache_s: float = 10.0) -> None:
+        self.kube = kube
+        self.cache_s = cache_s
+        self._lock = threading.Lock()
+        self._known: tuple[float, bool] | None = None  # (when read, monotonic; active)
+
+    def active(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._known is not None and now - self._known[0] < self.cache_s:
+                return self._known[1]
+        try:
+            found = lease_fresh(self.kube.get_lease(*CONTROLLER_MANAGER_LEASE), time.time())
+        except KubeError:
+            found = False
+        with self._lock:
+            self._known = (now, found)
+        return found
 
 
 def unknown_delay(last_heard: float | None, grace_s: float, now: float) -> float:

@@ -7,9 +7,13 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from cloud.edgecontroller.lease import lease_body, micro_time
+from cloud.edgecontroller.nodehealth import CONTROLLER_MANAGER_LEASE, ControllerManagerWatch
+from cloud.kube import Kube
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
+from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
 from tests.integration.test_end_to_end import _ready_status as ready
@@ -91,3 +95,23 @@ def test_a_node_renews_only_its_own_lease(cluster_factory: Any) -> None:
         assert _reply_to(edge, own.id).op == Op.RESPONSE
     assert lease(cluster, other).spec.holder_identity == other
     assert lease(cluster, mine).spec.holder_identity == mine
+
+
+def test_a_leading_controller_manager_is_seen_by_its_lease(apiserver: ApiServer) -> None:
+    """The leader-election Lease kube-controller-manager keeps (written here as it writes it): held and fresh,
+    EdgeController leaves marking silent nodes Unknown to it; stale or absent, EdgeController does it."""
+    kube = Kube.connect(str(apiserver.kubeconfig))
+    namespace, name = CONTROLLER_MANAGER_LEASE
+    try:
+        assert not ControllerManagerWatch(kube).active()
+        body = lease_body(name, 15, time.time(), None)
+        body["metadata"]["namespace"] = namespace
+        body["spec"]["holderIdentity"] = "cm-host_0d3c"
+        written = kube.create_lease(namespace, body)
+        assert ControllerManagerWatch(kube).active()
+        written["spec"]["renewTime"] = micro_time(time.time() - 60)
+        kube.replace_lease(namespace, name, written)
+        assert not ControllerManagerWatch(kube).active()
+    finally:
+        k8s.CoordinationV1Api(apiserver.client).delete_namespaced_lease(name, namespace)
+        kube.close()
