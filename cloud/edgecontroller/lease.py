@@ -84,7 +84,7 @@ class NodeLeases:
                     raise
                 lease = None  # created or written by someone else since: read it again
         with self._lock:
-            self._latest[node] = written
+            self._latest[node] = _slim(written)
             self._renewed[node] = started
         return True
 
@@ -101,3 +101,12 @@ class NodeLeases:
         renewed = {**lease, "spec": {**spec, "holderIdentity": node, "leaseDurationSeconds": self.duration_s,
                                      "renewTime": micro_time(self._clock())}}
         return self.kube.replace_lease(NAMESPACE, node, renewed)
+
+
+def _slim(lease: dict[str, Any]) -> dict[str, Any]:
+    """What the next renewal's replace needs of a written Lease: everything but managedFields, which the API
+    server keeps by itself when a replace leaves them out, and which are most of a Lease's size (a thousand
+    nodes' Leases are held here)."""
+    metadata = {k: v for k, v in (lease.get("metadata") or {}).items() if k != "managedFields"}
+    return {"apiVersion": lease.get("apiVersion", "coordination.k8s.io/v1"), "kind": lease.get("kind", "Lease"),
+            "metadata": metadata, "spec": lease.get("spec") or {}}
