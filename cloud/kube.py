@@ -274,6 +274,19 @@ class Kube:
         return dict(self._call(self.custom.patch_namespaced_custom_object, spec.group, spec.version, namespace,
                                spec.plural, name, patch, _content_type=MERGE))
 
+    def create_pod_token(self, namespace: str, service_account: str, pod: str, pod_uid: str,
+                         audiences: tuple[str, ...], expiration_seconds: int) -> tuple[str, str]:
+        """A TokenRequest for ``service_account`` bound to the pod (it stops being valid when that pod is gone),
+        as kubelet makes one: no audiences means the API server's own. Returns (token, expirationTimestamp)."""
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": pod_uid}}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        answer = self._call(self.core.create_namespaced_service_account_token, service_account, namespace, body)
+        status = answer.get("status") or {}
+        return str(status.get("token", "")), str(status.get("expirationTimestamp", ""))
+
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         """Finish a deletion as a kubelet does: grace period 0, only if the pod is still this UID."""
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}

@@ -19,6 +19,8 @@ DEVICEMODEL = "devicemodel"
 MEMBERSHIP = "membership"
 TWIN = "twin"
 DEVICESTATUS = "devicestatus"
+SERVICEACCOUNTTOKEN = "serviceaccounttoken"
+"""Queried, never stored: a node asks the cloud for a pod's bound service account token (schemas/tokens.py)."""
 
 STATE_KINDS = frozenset({NODESTATUS, PODSTATUS, LEASE, DEVICESTATUS})
 """Upstream kinds that describe current state: a newer entry replaces an older unsent one."""

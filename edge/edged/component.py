@@ -19,7 +19,9 @@ from typing import Any
 from edge.edged.kubelet import Kubelet
 from edge.edged.machine import Reserve
 from edge.edged.node import NodeFacts, node_object, node_status
+from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
+from edge.edged.tokens import TokenFetchError, TokenKeeper
 from edge.edged.volumes import Volumes
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings
@@ -32,6 +34,7 @@ from schemas.fields import BodyError
 from schemas.kubeobj import ConfigObject, ObjectMeta, Pod
 from schemas.reports import PodStatusReport
 from schemas.resource import ResourceKey
+from schemas.tokens import TokenGrant, TokenQuery
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class EdgeDSettings(StoreSettings):
     data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
     node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
     pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
+    token_timeout_s: float = field(default=10.0, metadata={
+        "help": "seconds to wait for the cloud's answer when asking for a service account token"})
     system_reserved: str = field(default="", metadata={
         "help": "kept back from allocatable for the system and edgehive, as the kubelet's --system-reserved: "
                 "cpu=100m,memory=256Mi,ephemeral-storage=1Gi"})
@@ -62,9 +67,11 @@ class EdgeD:
         self.disk = DiskGuard(Path(settings.data_dir), settings.disk_reserve_bytes)
         self.node = settings.node
         self.runtime = PodmanRuntime(settings.podman_url, settings.node)
-        self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
-                               workers=settings.pod_workers)
         self.bus = bus
+        volumes = Volumes(Path(settings.data_dir))
+        self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
+        self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
+                               tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)))
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
@@ -209,6 +216,20 @@ class EdgeD:
             if kept is not None:
                 out[key] = kept
         return out
+
+    def _fetch_token(self, query: TokenQuery) -> TokenGrant:
+        """Ask the cloud for a pod's service account token (EdgeController answers; schemas/tokens.py)."""
+        envelope = self.bus.envelope(Group.RESOURCE, Op.QUERY, res=query.key(), body=query.as_body())
+        try:
+            reply = self.bus.request(topics.to_cloud(), envelope, timeout=self.settings.token_timeout_s)
+            return TokenGrant.parse(reply.body)
+        except RequestError as exc:
+            raise TokenFetchError(f"{exc.reply.src} answered {exc.code}: {exc.reason}") from exc
+        except (RequestTimeout, PublishTimeout) as exc:
+            raise TokenFetchError(f"the cloud did not answer: {exc}") from exc
+        except BodyError as exc:
+            self._refuse("a token from the cloud", exc)
+            raise TokenFetchError(f"the cloud's answer is not a token: {exc}") from exc
 
     # -- reports ---------------------------------------------------------------------
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.probes import ProbeState, run_due_probes, run_probe
+from edge.edged.projection import NodeSide, node_allocatable
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
+from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
@@ -76,7 +79,7 @@ class PodWorker:
     terminated: bool = False
     last_status: dict[str, Any] | None = None
     plan: PodPlan | None = None
-    plan_signature: tuple[str, int] | None = None
+    plan_signature: tuple[str, int, int] | None = None
     busy: Future[None] | None = None
     remake: bool = False
     """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
@@ -87,12 +90,17 @@ class PodWorker:
 
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
-                 *, host_ip: str = "", workers: int = 8) -> None:
+                 *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
+                 downward_allocatable: Mapping[str, float] | None = None) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
         self.report = report
         self.host_ip = host_ip or node_host_ip()
+        self.tokens = tokens
+        # What a missing limit reads as in the downward API (projection.py), and where tokens come from.
+        self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if downward_allocatable is None
+                                  else downward_allocatable, tokens.token if tokens else None)
         self._lock = threading.Lock()
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
@@ -155,12 +163,14 @@ class Kubelet:
             worker.last_status = None
         self._kick.set()
 
-    def _signature(self, worker: PodWorker, pod: dict[str, Any]) -> tuple[str, int]:
-        """Changes when the pod or any ConfigMap/Secret it uses changes: until then its plan stands."""
+    def _signature(self, worker: PodWorker, pod: dict[str, Any]) -> tuple[str, int, int]:
+        """Changes when the pod or any ConfigMap/Secret it uses changes, or a service account token of it is to
+        be written or renewed (tokens.py): until then its plan stands."""
+        token_stamp = self.tokens.stamp(worker.uid) if self.tokens is not None else 0
         with self._lock:
             refs = self._pod_refs.get(worker.key, frozenset())
             return (str(meta(pod).resource_version),
-                    sum(self._config_version.get(k, 0) for k in refs))
+                    sum(self._config_version.get(k, 0) for k in refs), token_stamp)
 
     def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
         with self._lock:
@@ -231,6 +241,8 @@ class Kubelet:
                 worker = self._workers[uid]
                 if worker.busy is None or worker.busy.done():
                     del self._workers[uid]
+                    if self.tokens is not None:
+                        self.tokens.forget(uid)
         for uid in self.volumes.known_uids() - wanted - set(by_uid):
             self.volumes.remove(uid)
 
@@ -265,7 +277,7 @@ class Kubelet:
             if worker.plan is not None and worker.plan_signature == signature:
                 plan, fresh = worker.plan, False
             else:
-                plan, fresh = plan_pod(pod, self.node, self._lookup), True
+                plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side), True
         except ConfigError as exc:
             return self._waiting_on_config(worker, pod, exc, start_time)
         except PodSpecError as exc:

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.edged.podspec import PodSpecError, parse_quantity
+from edge.edged.quantity import quantity
 
 MI = 2**20
 MAX_PODS = 110
@@ -156,13 +156,13 @@ class Reserve:
         """``cpu=100m,memory=256Mi,ephemeral-storage=1Gi`` (the kubelet's flag syntax); any part may be left out."""
         values: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
-            name, _, quantity = part.partition("=")
+            name, _, text_value = part.partition("=")
             if name not in ("cpu", "memory", "ephemeral-storage"):
                 raise ValueError(f"system reserve {part!r}: write cpu=100m, memory=256Mi or ephemeral-storage=1Gi")
-            try:
-                values[name] = parse_quantity(quantity, f"system reserve of {name}")
-            except PodSpecError as exc:
-                raise ValueError(exc.message) from exc
+            amount = quantity(text_value)
+            if amount is None:
+                raise ValueError(f"system reserve of {name}: {text_value!r} is not a quantity (e.g. 256Mi, 100m)")
+            values[name] = amount
         return cls(cpu_millis=int(values.get("cpu", 0) * 1000), memory=int(values.get("memory", 0)),
                    ephemeral_storage=int(values.get("ephemeral-storage", 0)))
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.edged.machine import MAX_PODS, MachineInfo, Reserve, Thresholds, Usage, allocatable, arch, capacity
+from edge.edged import machine
+from edge.edged.machine import MAX_PODS, MachineInfo, Reserve, Thresholds, Usage, allocatable, arch
 from schemas.kubeobj import EDGE_ROLE_LABEL
 from schemas.timefmt import rfc3339
 
@@ -44,6 +45,12 @@ class NodeFacts:
     """Where pods' ephemeral storage lives (EdgeD's data directory): the kubelet's nodefs."""
 
 
+def capacity() -> dict[str, str]:
+    """This machine's capacity now, its root filesystem for ephemeral-storage (the downward API's fallback for a
+    limit a container does not set: edge/edged/projection.py)."""
+    return machine.capacity(Usage.probe(Path("/")))
+
+
 def _condition(kind: str, true: bool, reason: str, message: str, now: str) -> dict[str, Any]:
     return {"type": kind, "status": "True" if true else "False", "reason": reason, "message": message,
             "lastHeartbeatTime": now, "lastTransitionTime": now}
@@ -63,7 +70,7 @@ def node_status(host_ip: str, ready: bool, message: str, heartbeat: float | None
     pids = limits.pid_pressure(usage)
     info = facts.machine
     return {
-        "capacity": capacity(usage, facts.max_pods),
+        "capacity": machine.capacity(usage, facts.max_pods),
         "allocatable": allocatable(usage, facts.reserve, limits, facts.max_pods),
         "addresses": [{"type": "InternalIP", "address": host_ip},
                       {"type": "Hostname", "address": info.hostname}],

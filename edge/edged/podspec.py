@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged.projection import SOURCES, NodeSide, ProjectionError, env_field, projected_files, resource_value
+from edge.edged.quantity import quantity
 from edge.errors import EdgeError
-from schemas.kubeobj import meta, spec_of
+from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
 
 LABEL_PREFIX = "io.edgehive."
@@ -119,20 +120,12 @@ def container_name(namespace: str, pod: str, container: str, attempt: int) -> st
     return f"{namespace}_{pod}_{container}_{attempt}"
 
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
 def parse_quantity(text: Any, what: str) -> float:
     """A Kubernetes quantity (``128Mi``, ``500m``, ``2``) as a number of base units."""
-    match = _QUANTITY.match(str(text).strip())
-    if match is None:
+    value = quantity(text)
+    if value is None:
         raise PodSpecError("InvalidSpec", f"{what} {text!r} is not a Kubernetes quantity (e.g. 128Mi, 500m)")
-    number, suffix = float(match.group(1)), match.group(2)
-    if suffix == "m":
-        return number / 1000
-    return number * _FACTORS[suffix]
+    return value
 
 
 def _decode_secret(value: Any) -> bytes:
@@ -159,12 +152,16 @@ def config_data(obj: dict[str, Any], secret: bool) -> dict[str, bytes]:
 
 
 class _Resolver:
-    """Fetches the ConfigMaps and Secrets a pod refers to, remembering which."""
+    """Fetches the ConfigMaps and Secrets a pod refers to, remembering which; holds what the downward API and
+    token projections read (the pod, the node's side)."""
 
-    def __init__(self, namespace: str, lookup: Lookup) -> None:
+    def __init__(self, namespace: str, lookup: Lookup, pod: dict[str, Any] | None = None,
+                 side: NodeSide | None = None) -> None:
         self.namespace = namespace
         self.lookup = lookup
         self.refs: set[ResourceKey] = set()
+        self.pod = pod or {}
+        self.side = side or NodeSide()
 
     def data(self, kind: str, name: Any, optional: bool) -> dict[str, bytes] | None:
         if not isinstance(name, str) or not name:
@@ -179,6 +176,20 @@ class _Resolver:
         return config_data(obj, secret=kind == "secret")
 
 
+def _projected(what: str, project: Callable[..., Any], *args: Any) -> Any:
+    """A projection.py call, its errors made the pod's: a refusal, or a wait (CreateContainerConfigError)."""
+    try:
+        return project(*args)
+    except ProjectionError as exc:
+        if exc.waiting:
+            raise ConfigError(exc.message) from None
+        raise PodSpecError("InvalidSpec", f"{what}: {exc.message}") from None
+
+
+def _relative(files: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+    return {_safe_relative(path): content for path, content in files.items()}
+
+
 def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -189,10 +200,6 @@ def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, no
                 data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
                 for k, v in (data or {}).items():
                     env[prefix + k] = v.decode(errors="replace")
-    pod_meta = meta(pod)
-    fields = {"metadata.name": pod_meta.name or "", "metadata.namespace": pod_meta.namespace or "",
-              "metadata.uid": pod_meta.uid or "", "spec.nodeName": node, "spec.serviceAccountName":
-              spec_of(pod).get("serviceAccountName", "")}
     for item in container.get("env") or []:
         name = item.get("name")
         if not isinstance(name, str) or not name:
@@ -212,13 +219,13 @@ def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, no
                 env[name] = data[key].decode(errors="replace")
             elif not optional:
                 raise ConfigError(f'couldn\'t find key {key} in {kind} {resolver.namespace}/{ref.get("name")}')
-        field_ref = source.get("fieldRef")
-        if field_ref is not None:
-            path = field_ref.get("fieldPath")
-            if path not in fields:
-                raise PodSpecError("InvalidSpec", f"env {name}: fieldRef {path!r} is not supported on this node "
-                                                  f"(supported: {', '.join(sorted(fields))})")
-            env[name] = str(fields[path])
+        if source.get("fieldRef") is not None:
+            env[name] = _projected(f"env {name}", env_field, pod, source["fieldRef"].get("fieldPath"), node,
+                                   resolver.side)
+        if source.get("resourceFieldRef") is not None:
+            ref = source["resourceFieldRef"]
+            env[name] = _projected(f"env {name}", resource_value, pod, ref.get("containerName") or
+                                   container.get("name"), ref, resolver.side)
         env.setdefault(name, "")
     return env
 
@@ -276,11 +283,17 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
                         ref = source[field_name] or {}
                         data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
                         files.update(_files({"defaultMode": mode, **ref}, data).files)
-                unsupported = sorted(k for k in source if k not in ("configMap", "secret"))
+                files.update(_relative(_projected(f"volume {name}", projected_files, resolver.pod, name, source,
+                                                  mode, resolver.side)))
+                unsupported = sorted(k for k in source if k not in ("configMap", "secret", *SOURCES))
                 if unsupported:
                     raise PodSpecError("InvalidSpec", f"volume {name}: projected source {unsupported[0]} is not "
-                                                      "supported on this node (configMap and secret are)")
+                                                      "supported on this node (configMap, secret, downwardAPI and "
+                                                      "serviceAccountToken are)")
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(files))
+        elif "downwardAPI" in vol:
+            plans[name] = VolumePlan(name, "configMap", None, files=FileSet(_relative(_projected(
+                f"volume {name}", projected_files, resolver.pod, name, vol, 0o644, resolver.side))))
         elif "emptyDir" in vol:
             plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
         elif "hostPath" in vol:
@@ -291,7 +304,8 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
         else:
             kinds = sorted(k for k in vol if k != "name")
             raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
-                                              "on this node (configMap, secret, emptyDir, hostPath are)")
+                                              "on this node (configMap, secret, projected, downwardAPI, emptyDir, "
+                                              "hostPath are)")
     return plans
 
 
@@ -314,8 +328,9 @@ def _pull_policy(container: dict[str, Any], image: str) -> str:
     return str(policy)
 
 
-def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
-    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run."""
+def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | None = None) -> PodPlan:
+    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run. ``side``: what
+    the downward API and token projections read from the node (tokens.py, projection.py)."""
     pod_meta = meta(pod)
     spec = pod.get("spec")
     namespace, name, uid = pod_meta.namespace, pod_meta.name, pod_meta.uid
@@ -328,7 +343,7 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         raise PodSpecError("InvalidSpec", "spec.containers is empty")
     if spec.get("initContainers"):
         raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
-    resolver = _Resolver(namespace, lookup)
+    resolver = _Resolver(namespace, lookup, pod, side)
     volumes = _volumes(spec, resolver)
     restart_policy = spec.get("restartPolicy", "Always")
     if restart_policy not in ("Always", "OnFailure", "Never"):

@@ -17,8 +17,7 @@ from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
 from tests.integration.test_end_to_end import _ready_status as ready
-from tests.integration.test_end_to_end import _reply_to
-from tests.support.cluster import NODE_PW, Cluster, node_names
+from tests.support.cluster import NODE_PW, Cluster, node_names, reply_to
 
 
 def lease(cluster: Cluster, node: str) -> Any:
@@ -87,12 +86,12 @@ def test_a_node_renews_only_its_own_lease(cluster_factory: Any) -> None:
         forged = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
                           res=ResourceKey(None, "lease", other), body={})
         edge.publish(topics.link_up(mine), forged.encode())
-        reply = _reply_to(edge, forged.id)
+        reply = reply_to(edge, forged.id)
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 403)
         own = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
                        res=ResourceKey(None, "lease", mine), body={})
         edge.publish(topics.link_up(mine), own.encode())
-        assert _reply_to(edge, own.id).op == Op.RESPONSE
+        assert reply_to(edge, own.id).op == Op.RESPONSE
     assert lease(cluster, other).spec.holder_identity == other
     assert lease(cluster, mine).spec.holder_identity == mine
 
