@@ -123,6 +123,19 @@ def test_edge_pods_get_forever_tolerations_at_creation(apiserver: ApiServer, web
         assert offline_tolerations(core.create_namespaced_pod(namespace, manifest("after", nodeName=edge_node))) \
             == FOREVER
 
+        # A restart puts its registration back as it should be (someone changed it meanwhile) and serves on, with
+        # a certificate of its own from the same CA.
+        registrations = k8s.AdmissionregistrationV1Api(apiserver.client)
+        webhook.process.stop()
+        registrations.patch_mutating_webhook_configuration(webhook.name, [
+            {"op": "replace", "path": "/webhooks/0/timeoutSeconds", "value": 29}])
+        webhook.process.start()
+        wait_until(lambda: registrations.read_mutating_webhook_configuration(webhook.name).webhooks[0].timeout_seconds
+                   == 5, timeout=30, what="the restarted webhook's registration replaced", alive=webhook.process)
+        wait_until(lambda: offline_tolerations(core.create_namespaced_pod(
+            namespace, manifest(f"restarted-{uuid.uuid4().hex[:4]}", nodeName=edge_node))) == FOREVER,
+            timeout=30, what="the restarted webhook serving")
+
         # failurePolicy Ignore: with the webhook gone, pods are still created (with the default tolerations).
         webhook.process.stop()
         created = core.create_namespaced_pod(namespace, manifest("webhook-down", nodeSelector={EDGE: ""}))
