@@ -1,7 +1,8 @@
 """EdgeController: the API server's view of edge nodes, both ways.
 
-Down (cloud/nodesync.py): each node gets its pods and the ConfigMaps and Secrets
-they use; after a reconnect only the differences.
+Down (cloud/nodesync.py): each node gets its pods and the ConfigMaps, Secrets and
+PersistentVolumeClaims they use, with the PersistentVolumes those claims are bound
+to; after a reconnect only the differences.
 
 Up: node registration and status, pod status, and queries, written to (or read
 from) the API server; the edge's entry is acknowledged after the write succeeded,
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 MODULE = "edgecontroller"
 TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
+SECONDARY = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
+"""What pods refer to, placed on the nodes that run them (a PersistentVolume through its claim)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class EdgeController(NodeSync):
     def __init__(self, settings: EdgeControllerSettings, bus: Bus) -> None:
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
-        super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET), bus,
+        super().__init__(kube, Placement(), SECONDARY, bus,
                          query_timeout_s=settings.query_timeout_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)
@@ -200,8 +203,9 @@ class EdgeController(NodeSync):
 
     def _answer_query(self, envelope: Envelope) -> Envelope:
         key = envelope.res
-        if key is None or key.kind not in (kinds.CONFIGMAP, kinds.SECRET):
-            return envelope.error(MODULE, 400, "only ConfigMaps and Secrets can be asked for")
+        if key is None or key.kind not in SECONDARY:
+            return envelope.error(MODULE, 400, "only ConfigMaps, Secrets, PersistentVolumeClaims and "
+                                               "PersistentVolumes can be asked for")
         if not self.placement.uses(envelope.node, key):
             return envelope.error(MODULE, 403, f"no pod on {envelope.node} uses {key}")
         obj = self.informers[key.kind].get(key.namespace, key.name)

@@ -1,6 +1,7 @@
 """EdgeD as a process: the kubelet on the edge bus.
 
-At start it lists this node's pods, ConfigMaps and Secrets from MetaManager (this
+At start it lists this node's pods, ConfigMaps, Secrets, PersistentVolumeClaims and
+PersistentVolumes from MetaManager (this
 is how pods come back after a reboot with no link), registers the node, and then
 follows MetaManager's forwards. Pod status changes and the node status every
 ``node_status_s`` go to the cloud through EdgeHub's outbox.
@@ -35,10 +36,13 @@ from schemas.kubeobj import ConfigObject, ObjectMeta, Pod
 from schemas.reports import PodStatusReport
 from schemas.resource import ResourceKey
 from schemas.tokens import TokenGrant, TokenQuery
+from schemas.volumeclaims import Claim, Volume
 
 log = logging.getLogger(__name__)
 
 MODULE = "edged"
+CONFIG_KINDS = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
+"""What pods refer to: kept beside them for planning (edge/edged/podspec.py's lookup)."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,8 @@ class EdgeD:
                 pod = None if obj is None else _mine(Pod.parse(obj, key), self.node)
                 if obj is None or pod is not None:  # a pod bound to another node is not this node's business
                     self.kubelet.set_pod(key, pod)
-            elif key.kind in (kinds.CONFIGMAP, kinds.SECRET):
-                self.kubelet.set_config(key, None if obj is None else ConfigObject.parse(obj, key).obj)
+            elif key.kind in CONFIG_KINDS:
+                self.kubelet.set_config(key, None if obj is None else _config(key, obj))
         except BodyError as exc:
             self._refuse(str(key), exc)
 
@@ -179,7 +183,7 @@ class EdgeD:
         while not self._stop.is_set():
             try:
                 pods = list_objects(self.bus, kinds.POD)
-                config = {**list_objects(self.bus, kinds.CONFIGMAP), **list_objects(self.bus, kinds.SECRET)}
+                config = {key: obj for kind in CONFIG_KINDS for key, obj in list_objects(self.bus, kind).items()}
                 break
             except (RequestTimeout, RequestError, PublishTimeout) as exc:
                 attempt += 1
@@ -189,7 +193,7 @@ class EdgeD:
         else:
             return
         mine = self._checked(pods, lambda key, obj: _mine(Pod.parse(obj, key), self.node))
-        config = self._checked(config, lambda key, obj: ConfigObject.parse(obj, key).obj)
+        config = self._checked(config, _config)
         self.kubelet.replace_all(mine, config)
         with self._lock:
             self._listed.set()
@@ -198,7 +202,7 @@ class EdgeD:
         for envelope in early:
             assert envelope.res is not None
             self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
-        log.info("loaded %d pods and %d ConfigMaps/Secrets from MetaManager", len(mine), len(config))
+        log.info("loaded %d pods and %d objects they refer to from MetaManager", len(mine), len(config))
         if again:
             self._relist("a relist was asked for during this one")
 
@@ -281,6 +285,15 @@ class EdgeD:
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
             self._register.wait(self.settings.node_status_s)
+
+
+def _config(key: ResourceKey, obj: Any) -> dict[str, Any]:
+    """An object a pod refers to, checked where it enters EdgeD (BodyError naming the field)."""
+    if key.kind == kinds.PVC:
+        return Claim.parse(obj, key).obj
+    if key.kind == kinds.PV:
+        return Volume.parse(obj, key).obj
+    return ConfigObject.parse(obj, key).obj
 
 
 def _mine(pod: Pod, node: str) -> dict[str, Any] | None:

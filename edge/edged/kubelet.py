@@ -24,10 +24,12 @@ from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.probes import ProbeState, run_due_probes, run_probe
 from edge.edged.projection import NodeSide, node_allocatable
+from edge.edged.pullsecrets import credentials
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
+from schemas.kinds import PV
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
@@ -63,6 +65,8 @@ class _ContainerBook:
     next_start_at: float = 0.0
     pull_failures: int = 0
     next_pull_at: float = 0.0
+    pull_credentials: tuple[Any, ...] = ()  # what the last pull had (a change ends its back-off)
+    pull_error: str = ""
     probes: ProbeState = field(default_factory=ProbeState)
     last_terminated: dict[str, Any] | None = None
 
@@ -143,7 +147,7 @@ class Kubelet:
             else:
                 self._config[key] = obj
             self._config_version[key] = self._config_version.get(key, 0) + 1
-            used = key in self._used
+            used = key in self._used or key.kind == PV  # a PersistentVolume is used through its claim
         if used:
             self._kick.set()
 
@@ -362,7 +366,7 @@ class Kubelet:
     def _create(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, attempt: int) -> str | None:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
-        if not self._image_ready(container, book, now):
+        if not self._image_ready(plan, container, book, now):
             return None
         try:
             container_id = self.runtime.create_container(plan, container, attempt,
@@ -383,7 +387,7 @@ class Kubelet:
         book.probes = ProbeState()
         return container_id
 
-    def _image_ready(self, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
+    def _image_ready(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
         present = self.runtime.image_present(container.image)
         if container.pull_policy == "Never":
             if not present:
@@ -392,16 +396,21 @@ class Kubelet:
             return present
         if present and container.pull_policy == "IfNotPresent":
             return True
-        if now < book.next_pull_at:
+        found = credentials(container.image, plan.pull_secrets, self._lookup)
+        if now < book.next_pull_at and found.fingerprint == book.pull_credentials:
             book.waiting_reason = "ImagePullBackOff"
-            book.waiting_message = f'Back-off pulling image "{container.image}"'
+            book.waiting_message = f'Back-off pulling image "{container.image}": {book.pull_error}'
             return False
+        book.pull_credentials = found.fingerprint
         try:
-            self.runtime.pull(container.image)
+            if found.unreadable:  # kubelet does not pull with a pull secret it cannot read
+                raise ImagePullError(f"cannot pull image {container.image!r} with the pod's imagePullSecrets")
+            self.runtime.pull(container.image, [auth.auth_config() for auth in found.candidates])
         except ImagePullError as exc:
             book.pull_failures += 1
             book.next_pull_at = now + restart_delay(book.pull_failures + 1)
-            book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
+            book.pull_error = found.explain(str(exc))
+            book.waiting_reason, book.waiting_message = "ErrImagePull", book.pull_error
             return False
         book.pull_failures = 0
         return True

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged.claims import ClaimRefused, ClaimWaiting, claimed_volume
 from edge.edged.projection import SOURCES, NodeSide, ProjectionError, env_field, projected_files, resource_value
+from edge.edged.pullsecrets import secret_keys
 from edge.edged.quantity import quantity
 from edge.errors import EdgeError
 from schemas.kubeobj import meta
@@ -44,10 +46,11 @@ class PodSpecError(EdgeError, ValueError):
 
 
 class ConfigError(PodSpecError):
-    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does."""
+    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does (an unbound
+    claim too, as ContainerCreating)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("CreateContainerConfigError", message)
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError") -> None:
+        super().__init__(reason, message)
 
 
 Lookup = Callable[[ResourceKey], dict[str, Any] | None]
@@ -72,11 +75,12 @@ class Mount:
 @dataclass(frozen=True)
 class VolumePlan:
     name: str
-    kind: str  # configMap | secret | emptyDir | hostPath
+    kind: str  # configMap | secret | emptyDir | hostPath | local (a directory that must exist: never made here)
     source: ResourceKey | None = None  # for configMap and secret
-    host_path: str = ""  # for hostPath
+    host_path: str = ""  # for hostPath and local
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
+    read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class PodPlan:
     containers: list[ContainerPlan]
     volumes: dict[str, VolumePlan] = field(default_factory=dict)
     config_refs: frozenset[ResourceKey] = frozenset()
+    pull_secrets: tuple[ResourceKey, ...] = ()  # spec.imagePullSecrets, in order
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -257,7 +262,20 @@ def _safe_relative(path: Any) -> str:
     return str(p)
 
 
-def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]:
+def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan:
+    """A persistentVolumeClaim volume: the directory of the PersistentVolume it is bound to (edge/edged/claims.py)."""
+    try:
+        found = claimed_volume(name, source, resolver.namespace, node, resolver.lookup)
+    except ClaimWaiting as exc:
+        raise ConfigError(str(exc), reason="ContainerCreating") from None
+    except ClaimRefused as exc:
+        raise PodSpecError("InvalidSpec", str(exc)) from None
+    resolver.refs.update((found.claim, found.volume))
+    return VolumePlan(name, "local" if found.must_exist else "hostPath", host_path=found.path,
+                      read_only=found.read_only)
+
+
+def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, VolumePlan]:
     plans: dict[str, VolumePlan] = {}
     for vol in spec.get("volumes") or []:
         name = vol.get("name")
@@ -301,11 +319,13 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
             if not isinstance(path, str) or not path.startswith("/"):
                 raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.path must be absolute")
             plans[name] = VolumePlan(name, "hostPath", host_path=path)
+        elif "persistentVolumeClaim" in vol:
+            plans[name] = _claim(name, vol["persistentVolumeClaim"], resolver, node)
         else:
             kinds = sorted(k for k in vol if k != "name")
             raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
                                               "on this node (configMap, secret, projected, downwardAPI, emptyDir, "
-                                              "hostPath are)")
+                                              "hostPath, persistentVolumeClaim are)")
     return plans
 
 
@@ -344,7 +364,7 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
     if spec.get("initContainers"):
         raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
     resolver = _Resolver(namespace, lookup, pod, side)
-    volumes = _volumes(spec, resolver)
+    volumes = _volumes(spec, resolver, node)
     restart_policy = spec.get("restartPolicy", "Always")
     if restart_policy not in ("Always", "OnFailure", "Never"):
         raise PodSpecError("InvalidSpec", f"restartPolicy {restart_policy!r} is not Always, OnFailure or Never")
@@ -391,5 +411,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
-        config_refs=frozenset(resolver.refs),
+        config_refs=frozenset(resolver.refs), pull_secrets=secret_keys(spec, namespace),
     )
