@@ -187,6 +187,9 @@ class Kubelet:
                 log.exception("sync pass failed")
 
     def sync_once(self) -> None:
+        # Only workers idle before podman is listed may act on the listing: one that finished a create after
+        # it would be handed a list without its new container and create it again under the next name.
+        busy_before = {uid for uid, w in self._workers.items() if w.busy is not None and not w.busy.done()}
         observed = self.runtime.containers()
         podman_pods = self.runtime.pods()
         by_uid: dict[str, list[Observed]] = {}
@@ -201,14 +204,15 @@ class Kubelet:
             worker = self._workers.get(uid)
             if worker is None:
                 worker = self._workers[uid] = PodWorker(key, uid)
-            if worker.busy is None or worker.busy.done():
+            if uid not in busy_before and (worker.busy is None or worker.busy.done()):
                 worker.busy = self._pool.submit(self._sync_pod_safely, worker, pod, by_uid.get(uid, []),
                                                 podman_pods)
-        self._remove_orphans(wanted_uids, by_uid, podman_pods)
+        self._remove_orphans(wanted_uids, by_uid, podman_pods, busy_before)
 
-    def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]], podman_pods: dict[str, str]) -> None:
+    def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]], podman_pods: dict[str, str],
+                        busy_before: set[str]) -> None:
         for name, uid in podman_pods.items():
-            if uid in wanted:
+            if uid in wanted or uid in busy_before:
                 continue
             worker = self._workers.get(uid)
             if worker is not None and worker.busy is not None and not worker.busy.done():
