@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
 from edge.edged.node import node_object, node_status
 from edge.edged.runtime import PodmanRuntime
@@ -43,6 +44,10 @@ class EdgeDSettings(StoreSettings):
     data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
     node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
     pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
+    seccomp_dir: str = field(default=DEFAULT_SECCOMP_DIR, metadata={
+        "help": "where a pod's Localhost seccomp profiles are looked up"})
+    resolv_conf: str = field(default="/etc/resolv.conf", metadata={
+        "help": "the resolver configuration pods with dnsPolicy Default or ClusterFirst start from"})
 
 
 class EdgeD:
@@ -52,7 +57,8 @@ class EdgeD:
         self.node = settings.node
         self.runtime = PodmanRuntime(settings.podman_url, settings.node)
         self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
-                               workers=settings.pod_workers)
+                               workers=settings.pod_workers, counters=bus.counters,
+                               facts=HostFacts.detect(settings.seccomp_dir, settings.resolv_conf))
         self.bus = bus
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None

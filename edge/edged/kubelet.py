@@ -19,12 +19,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.edged.admission import Admission, check_limits, pod_requests
+from edge.edged.hostfacts import HostFacts
+from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
+from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.probes import ProbeState, run_due_probes, run_probe
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
+from edge.edged.security import non_root_violation
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
 from edge.edged.volumes import Volumes
+from runtime.counters import Counters
+from runtime.metrics import REFUSED_FIELD
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
@@ -87,7 +94,8 @@ class PodWorker:
 
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
-                 *, host_ip: str = "", workers: int = 8) -> None:
+                 *, host_ip: str = "", workers: int = 8, facts: HostFacts | None = None,
+                 counters: Counters | None = None, allocatable: Callable[[], dict[str, str]] = capacity) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
@@ -106,6 +114,10 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kubelet-sync", daemon=True)
         self.ready = threading.Event()  # set once the desired state has been loaded
+        self.facts = facts or HostFacts()
+        self.counters = counters or Counters()
+        self.admission = Admission(allocatable)
+        self._refusals_counted: set[tuple[str, str]] = set()
 
     # -- desired state -------------------------------------------------------------
 
@@ -231,6 +243,8 @@ class Kubelet:
                 worker = self._workers[uid]
                 if worker.busy is None or worker.busy.done():
                     del self._workers[uid]
+                    self.admission.forget(uid)
+                    self._refusals_counted = {r for r in self._refusals_counted if r[0] != uid}
         for uid in self.volumes.known_uids() - wanted - set(by_uid):
             self.volumes.remove(uid)
 
@@ -254,6 +268,8 @@ class Kubelet:
         if status is not None and status != worker.last_status:
             worker.last_status = status
             self.report(worker.key, meta(pod), status)
+        if status is not None and status.get("phase") in ("Succeeded", "Failed"):
+            self.admission.release(worker.uid)
 
     # -- one pod -------------------------------------------------------------------------
 
@@ -265,9 +281,11 @@ class Kubelet:
             if worker.plan is not None and worker.plan_signature == signature:
                 plan, fresh = worker.plan, False
             else:
-                plan, fresh = plan_pod(pod, self.node, self._lookup), True
+                plan, fresh = plan_pod(pod, self.node, self._lookup, self.facts), True
         except ConfigError as exc:
             return self._waiting_on_config(worker, pod, exc, start_time)
+        except FieldRefused as exc:
+            return self._refused(worker, exc, start_time)
         except PodSpecError as exc:
             return failed_status(exc.reason, exc.message, self.host_ip, start_time)
         except (KeyError, TypeError, ValueError) as exc:
@@ -275,6 +293,14 @@ class Kubelet:
 
         if meta(pod).deletion_timestamp:
             return self._terminate(worker, plan, start_time)
+        try:
+            check_limits(pod.get("spec") or {})
+            rejection = self.admission.admit(plan.uid, pod_requests(pod.get("spec") or {}),
+                                             running=podman_pods.get(plan.podman_name) == plan.uid)
+        except FieldRefused as exc:
+            return self._refused(worker, exc, start_time)
+        if rejection is not None:
+            return failed_status(rejection.reason, rejection.message, self.host_ip, start_time)
 
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
@@ -339,6 +365,14 @@ class Kubelet:
         return pod_status(plan.restart_policy, views, pod_ip=self._pod_address(plan), host_ip=self.host_ip,
                           start_time=start_time, since=start_time)
 
+    def _refused(self, worker: PodWorker, exc: FieldRefused, start_time: str) -> dict[str, Any]:
+        """A field this node does not honour: the pod fails, and the field is counted once per pod."""
+        if (worker.uid, exc.field) not in self._refusals_counted:
+            self._refusals_counted.add((worker.uid, exc.field))
+            self.counters.inc(REFUSED_FIELD + exc.field)
+            log.warning("pod %s refused: %s", worker.key, exc.message)
+        return failed_status(exc.reason, exc.message, self.host_ip, start_time)
+
     def _waiting_on_config(self, worker: PodWorker, pod: dict[str, Any], exc: ConfigError,
                            start_time: str) -> dict[str, Any]:
         containers = (pod.get("spec") or {}).get("containers") or []
@@ -351,6 +385,12 @@ class Kubelet:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
         if not self._image_ready(container, book, now):
+            return None
+        violation = container.security.run_as_non_root and non_root_violation(
+            container.security, self.runtime.image_user(container.image),
+            f"{plan.key.name}_{plan.key.namespace}({plan.uid})", container.name)
+        if violation:
+            book.waiting_reason, book.waiting_message = "CreateContainerConfigError", violation
             return None
         try:
             container_id = self.runtime.create_container(plan, container, attempt,

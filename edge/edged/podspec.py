@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged import podfields
+from edge.edged.hostfacts import HostFacts
+from edge.edged.podhost import PodHost, plan_host
+from edge.edged.security import ContainerSecurity, plan_security
 from edge.errors import EdgeError
 from schemas.kubeobj import meta, spec_of
 from schemas.resource import ResourceKey
@@ -93,6 +97,9 @@ class ContainerPlan:
     spec_hash: str
     liveness: dict[str, Any] | None
     readiness: dict[str, Any] | None
+    security: ContainerSecurity = field(default_factory=ContainerSecurity)
+    stdin: bool = False
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class PodPlan:
     containers: list[ContainerPlan]
     volumes: dict[str, VolumePlan] = field(default_factory=dict)
     config_refs: frozenset[ResourceKey] = frozenset()
+    host: PodHost = field(default_factory=PodHost)
+    fs_group: int | None = None
+    """The group that owns the pod's volume files (securityContext.fsGroup)."""
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -314,8 +324,9 @@ def _pull_policy(container: dict[str, Any], image: str) -> str:
     return str(policy)
 
 
-def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
-    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run."""
+def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, facts: HostFacts | None = None) -> PodPlan:
+    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError), or podfields.FieldRefused
+    for a field this node does not honour, when it cannot run. ``facts``: what the host offers (none by default)."""
     pod_meta = meta(pod)
     spec = pod.get("spec")
     namespace, name, uid = pod_meta.namespace, pod_meta.name, pod_meta.uid
@@ -326,6 +337,9 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise PodSpecError("InvalidSpec", "spec.containers is empty")
+    podfields.check(spec)
+    facts = facts or HostFacts()
+    security = {c.get("name"): plan_security(pod, i, facts) for i, c in enumerate(containers)}
     if spec.get("initContainers"):
         raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
     resolver = _Resolver(namespace, lookup)
@@ -368,6 +382,7 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
             env=_env(c, pod, resolver, node), mounts=mounts, working_dir=c.get("workingDir"),
             mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash,
             liveness=_probe(c, "livenessProbe"), readiness=_probe(c, "readinessProbe"),
+            security=security[cname], stdin=bool(c.get("stdin")), tty=bool(c.get("tty")),
         ))
     meta_grace = pod_meta.deletion_grace_period_seconds
     grace = meta_grace if meta_grace is not None else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
@@ -376,5 +391,6 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
-        config_refs=frozenset(resolver.refs),
+        config_refs=frozenset(resolver.refs), host=plan_host(pod, facts),
+        fs_group=(spec.get("securityContext") or {}).get("fsGroup"),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge.edged.podspec import ContainerPlan, FileSet, PodPlan
 from edge.edged.runtime import HostMount
+from edge.edged.volumeowner import prepare_owner
 
 
 class Volumes:
@@ -33,6 +34,7 @@ class Volumes:
                 target.mkdir(parents=True, exist_ok=True)
                 if volume.files is not None:
                     write_files(target, volume.files)
+                prepare_owner(target, volume.kind, plan.fs_group)
             elif volume.kind == "hostPath":
                 Path(volume.host_path).mkdir(parents=True, exist_ok=True)
 
