@@ -250,6 +250,8 @@ class PodmanRuntime:
             out["sysctls"] = dict(sec.sysctls)
         if plan.host.host_pid:
             out["pid_mode"] = "host"
+        if plan.host.host_pid or plan.host.share_pid:
+            out["init"] = False  # PID 1 is the host's init, or the infra container's catatonit, reaping for all
         if plan.host.host_ipc:
             out["ipc_mode"] = "host"
         if plan.host_network:
