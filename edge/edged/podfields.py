@@ -122,8 +122,7 @@ CONTAINER: dict[str, FieldRule] = {
     "readinessProbe": honoured("exec, httpGet (tcpSocket and timing on branch init)"),
     "resizePolicy": honoured("resources of a pod never change in place (no resize subresource in v1.20), so no "
                              "resize policy is ever applied"),
-    "resources": honoured("cpu/memory limits as cgroup limits, requests at admission; other resources refused "
-                          "(security.py, admission.py)"),
+    "resources": honoured("cpu/memory limits as cgroup limits, requests at admission; see RESOURCES"),
     "restartPolicy": honoured("sidecar init containers", branch="init"),
     "restartPolicyRules": refused("per-exit-code restart rules are not applied by EdgeD"),
     "securityContext": honoured("see SECURITY_CONTEXT (security.py)"),
@@ -172,7 +171,8 @@ SECURITY_CONTEXT: dict[str, FieldRule] = {
 
 POD_SECURITY_CONTEXT: dict[str, FieldRule] = {
     "appArmorProfile": SECURITY_CONTEXT["appArmorProfile"],
-    "fsGroup": honoured("group of the pod's volume files (setgid directories) and a supplemental group"),
+    "fsGroup": honoured("group of the pod's volume files (setgid directories) and a supplemental group; refused "
+                        "with a Memory emptyDir (security.py)"),
     "fsGroupChangePolicy": honoured("Always and OnRootMismatch both end with the volume owned by fsGroup"),
     "runAsGroup": SECURITY_CONTEXT["runAsGroup"],
     "runAsNonRoot": SECURITY_CONTEXT["runAsNonRoot"],

@@ -20,7 +20,7 @@ from typing import Any
 from edge.edged import podfields
 from edge.edged.hostfacts import HostFacts
 from edge.edged.podhost import PodHost, plan_host
-from edge.edged.security import ContainerSecurity, plan_security
+from edge.edged.security import ContainerSecurity, fs_group, plan_security
 from edge.errors import EdgeError
 from schemas.kubeobj import meta, spec_of
 from schemas.resource import ResourceKey
@@ -392,5 +392,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, facts: HostFacts | 
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
         config_refs=frozenset(resolver.refs), host=plan_host(pod, facts),
-        fs_group=(spec.get("securityContext") or {}).get("fsGroup"),
+        fs_group=fs_group(spec),
     )

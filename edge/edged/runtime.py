@@ -118,12 +118,13 @@ class PodmanRuntime:
         return {p.name: (p.attrs.get("Labels") or {}).get(UID_LABEL, "") for p in found}
 
     def create_pod(self, plan: PodPlan) -> None:
-        spec: dict[str, Any] = {"labels": plan.labels, "hostname": plan.host.hostname or plan.key.name}
+        spec: dict[str, Any] = {"labels": plan.labels}
         if plan.ports:
             spec["portmappings"] = plan.ports
-        if plan.host_network:
-            spec["netns"] = {"nsmode": "host"}
-        else:  # a pod on the host's network takes these per container: podman ignores them on such a pod
+        if plan.host_network:  # and the host's UTS namespace, as on a cluster: the pod's hostname is the node's
+            spec["netns"] = spec["utsns"] = {"nsmode": "host"}
+        else:  # a pod on the host's network takes dns and hosts per container: podman ignores them on such a pod
+            spec["hostname"] = plan.host.hostname or plan.key.name
             spec.update(_dns_and_hosts(plan, "dns_server", "dns_option", "hostadd"))
         if plan.host.share_pid:
             spec["shared_namespaces"] = ["uts", "ipc", "net", "pid"]  # podman's default set, and pid

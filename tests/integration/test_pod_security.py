@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
 from podman import PodmanClient
 
+from edge.edged.hostfacts import ResolvConf
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support.cluster import Cluster, node_names
 
@@ -98,6 +101,8 @@ def test_host_namespaces_dns_and_host_aliases(cluster_factory: Any) -> None:
                       "options": [{"name": "ndots", "value": "3"}]})
     create(cluster, "shared", node, [container("a", "sleep 3600"), container("b", "sleep 3601")],
            shareProcessNamespace=True)
+    create(cluster, "hostnet", node, [container("main", "sleep 3600")], hostNetwork=True,
+           hostAliases=[{"ip": "10.1.2.4", "hostnames": ["cache"]}], dnsConfig={"nameservers": ["10.9.8.6"]})
     wait_until(lambda: running(cluster, "hosty"), timeout=60, what="pod hosty Running")
     wait_until(lambda: running(cluster, "shared"), timeout=60, what="pod shared Running")
 
@@ -115,14 +120,22 @@ def test_host_namespaces_dns_and_host_aliases(cluster_factory: Any) -> None:
         "edge.edged") >= 0, "EdgeD's process is not visible in a hostPID pod"
     assert exec_in(cluster, "hosty", "main", "readlink /proc/self/ns/ipc")[1] == os.readlink("/proc/self/ns/ipc")
 
+    # On the host's network: the node's hostname and resolver, with the pod's alias and nameserver added.
+    wait_until(lambda: running(cluster, "hostnet"), timeout=60, what="pod hostnet Running")
+    assert exec_in(cluster, "hostnet", "main", "hostname") == (0, socket.gethostname())
+    assert "10.1.2.4\tcache" in exec_in(cluster, "hostnet", "main", "cat /etc/hosts")[1]
+    node_servers = ResolvConf.parse(Path("/etc/resolv.conf").read_text()).nameservers
+    code, resolv = exec_in(cluster, "hostnet", "main", "grep ^nameserver /etc/resolv.conf")
+    assert resolv.split("\n") == [f"nameserver {s}" for s in (*node_servers, "10.9.8.6")]
+
     code, processes = exec_in(cluster, "shared", "a", "ps")
     assert code == 0
     assert "sleep 3601" in processes, processes  # b's process, seen from a
     # Gone before the session's podman is reset: the exit handlers of containers in a shared or the host's PID
     # namespace run after `pod rm` has returned, and would write podman's event log while it is being removed.
-    for name in ("hosty", "shared"):
+    for name in ("hosty", "shared", "hostnet"):
         cluster.core.delete_namespaced_pod(name, cluster.namespace)
-    wait_until(lambda: not podman_containers(cluster, "hosty") and not podman_containers(cluster, "shared"),
+    wait_until(lambda: not any(podman_containers(cluster, p) for p in ("hosty", "shared", "hostnet")),
                timeout=30, what="the pods gone from podman")
 
 

@@ -12,6 +12,7 @@ from edge.edged.podfields import FieldRefused
 from edge.edged.security import (
     EXTRA_DEFAULT_CAPS,
     ContainerSecurity,
+    fs_group,
     non_root_violation,
     plan_security,
     podman_caps,
@@ -106,3 +107,10 @@ def test_run_as_non_root_like_kubelet(sec: ContainerSecurity, image_user: str, m
         assert found is not None
         assert message in found
         assert "(pod: 'p_ns(u)', container: main)" in found
+
+
+def test_fs_group_with_a_memory_empty_dir_is_refused() -> None:
+    assert fs_group({"securityContext": {"fsGroup": 7}, "volumes": [{"name": "d", "emptyDir": {}}]}) == 7
+    assert fs_group({"volumes": [{"name": "m", "emptyDir": {"medium": "Memory"}}]}) is None
+    with pytest.raises(FieldRefused, match=r"spec.securityContext.fsGroup is not supported on this node: volume m "):
+        fs_group({"securityContext": {"fsGroup": 7}, "volumes": [{"name": "m", "emptyDir": {"medium": "Memory"}}]})
