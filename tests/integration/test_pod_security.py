@@ -71,6 +71,8 @@ def test_security_context_runs_as_set(cluster_factory: Any) -> None:
             "runAsUser": 0, "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
             "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}),
         container("plain", "sleep 3600", securityContext={"runAsUser": 0}),
+        {"name": "shell", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh"], "stdin": True,
+         "tty": True},  # an interactive shell (kubectl run -it) waits on its terminal instead of ending
     ], securityContext={"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000], "fsGroup": 2000},
         volumes=[{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}])
     wait_until(lambda: running(cluster, "ids"), timeout=60, what="pod ids Running")
@@ -89,6 +91,8 @@ def test_security_context_runs_as_set(cluster_factory: Any) -> None:
     assert code != 0
     assert "Read-only file system" in out
     assert exec_in(cluster, "ids", "plain", "touch /x && echo ok") == (0, "ok")
+    code, terminal = exec_in(cluster, "ids", "shell", "readlink /proc/1/fd/0")
+    assert (code, terminal.startswith("/dev/pts/")) == (0, True), terminal
 
 
 def test_host_namespaces_dns_and_host_aliases(cluster_factory: Any) -> None:
@@ -152,11 +156,21 @@ def test_refused_fields_fail_the_pod_by_name(cluster_factory: Any) -> None:
     (node,) = node_names(1)
     cluster: Cluster = cluster_factory([node])
     edge_node = cluster.nodes[node][0]
-    edge_node.stop("edged")  # again with metrics on
+    edge_node.stop("edged")  # again with metrics on, and a directory of seccomp profiles
     port = free_port()
+    profiles = edge_node.workdir / "seccomp"
+    profiles.mkdir()
+    (profiles / "default.json").write_bytes(Path("/usr/share/containers/seccomp.json").read_bytes())
     edge_node.processes["edged"] = ManagedProcess(
-        f"{node}-edged-metrics", [*edge_node.argv("edged"), "--metrics-listen", f"127.0.0.1:{port}"],
+        f"{node}-edged-metrics", [*edge_node.argv("edged"), "--metrics-listen", f"127.0.0.1:{port}",
+                                  "--seccomp-dir", str(profiles)],
         edge_node.workdir / f"{node}-edged-metrics.log").start()
+    create(cluster, "seccomp", node, [
+        container("local", "sleep 3600", securityContext={
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "default.json"}}),
+        container("unconfined", "sleep 3600", securityContext={"seccompProfile": {"type": "Unconfined"}})])
+    create(cluster, "noprofile", node, [container("main", "sleep 3600", securityContext={
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "missing.json"}})])
     create(cluster, "selinux", node, [container("main", "sleep 3600", securityContext={
         "seLinuxOptions": {"level": "s0:c123,c456"}})])
     create(cluster, "nonroot", node, [container("main", "sleep 3600")], securityContext={"runAsNonRoot": True})
@@ -187,6 +201,12 @@ def test_refused_fields_fail_the_pod_by_name(cluster_factory: Any) -> None:
     assert state.message.startswith("container has runAsNonRoot and image will run as root (pod: ")
     wait_until(lambda: running(cluster, "sysctl"), timeout=60, what="pod sysctl Running")
     assert exec_in(cluster, "sysctl", "main", "cat /proc/sys/kernel/shm_rmid_forced") == (0, "1")
+
+    wait_until(lambda: running(cluster, "seccomp"), timeout=60, what="pod seccomp Running")
+    assert exec_in(cluster, "seccomp", "local", "grep ^Seccomp: /proc/self/status")[1].split()[1] == "2"
+    assert exec_in(cluster, "seccomp", "unconfined", "grep ^Seccomp: /proc/self/status")[1].split()[1] == "0"
+    pod = wait_until(lambda: failed("noprofile"), timeout=60, what="pod noprofile Failed")
+    assert "seccompProfile is not supported on this node: the Localhost profile 'missing.json'" in pod.status.message
 
     field = "spec.containers[].securityContext.seLinuxOptions"
     wait_until(lambda: metric(port, field) == 1.0, timeout=20, what="the refusal counted once on /metrics",
