@@ -1,8 +1,10 @@
-"""A local Kubernetes API server for ``edgehive up`` (and the tests): etcd plus kube-apiserver.
+"""A local Kubernetes control plane for ``edgehive up`` (and the tests): etcd, kube-apiserver and, with
+``control_plane``, kube-controller-manager and kube-scheduler.
 
-scripts/setup builds kube-apiserver v1.20.2 from Debian's source package into
-``/opt/edgehive/k8s/bin``; this module gives it certificates, an admin token and a
-kubeconfig in a state directory, and the command lines to run it and etcd.
+scripts/setup builds the three v1.20.2 binaries from Debian's source package into
+``/opt/edgehive/k8s/bin``; this module gives them certificates, a token and a kubeconfig
+each (so the API server's bootstrap RBAC roles for system:kube-controller-manager and
+system:kube-scheduler apply) in a state directory, and the command lines to run them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from edgehive.errors import EdgehiveError
 
 CACHE = Path(os.environ.get("EDGEHIVE_CACHE", "/opt/edgehive"))
 APISERVER_BIN = Path(os.environ.get("EDGEHIVE_APISERVER_BIN") or CACHE / "k8s" / "bin" / "kube-apiserver")
+CONTROLLER_MANAGER_BIN = Path(os.environ.get("EDGEHIVE_CONTROLLER_MANAGER_BIN")
+                              or APISERVER_BIN.parent / "kube-controller-manager")
+SCHEDULER_BIN = Path(os.environ.get("EDGEHIVE_SCHEDULER_BIN") or APISERVER_BIN.parent / "kube-scheduler")
+# Pods get the projected ``kube-api-access-*`` volume (bound token, kube-root-ca.crt, namespace) that
+# clusters from 1.21 on give them by default; in 1.20 it is alpha, behind this gate, on the API server
+# (the ServiceAccount admission plugin) and the controller-manager (its controllers' own bound tokens).
+FEATURE_GATES = "--feature-gates=BoundServiceAccountTokenVolume=true"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
@@ -70,6 +81,12 @@ class LocalApiServer:
     etcd_data: Path | None = None  # default: under state_dir
     bind_address: str = "127.0.0.1"
     sans: tuple[str, ...] = DEFAULT_SANS  # names the serving certificate is valid for
+    # True: a whole control plane, with the ServiceAccount admission plugin (which needs the
+    # controller-manager's service-account controller: without it every pod is refused). False: the API
+    # server alone, which tests of our own controllers use, with that plugin off.
+    control_plane: bool = False
+    controller_manager_port: int = 10257  # secure ports (/healthz), on loopback
+    scheduler_port: int = 10259
 
     @property
     def url(self) -> str:
@@ -87,10 +104,18 @@ class LocalApiServer:
     def token(self) -> str:
         return (self.state_dir / "token").read_text().strip()
 
+    def component_kubeconfig(self, component: str) -> Path:
+        """The kubeconfig of kube-controller-manager or kube-scheduler."""
+        return self.state_dir / f"{component}.kubeconfig"
+
     def prepare(self) -> None:
-        """Certificates, token and kubeconfig, made once and kept (so kubeconfigs handed out stay valid)."""
-        for binary, fix in ((str(APISERVER_BIN), "run scripts/setup to build it"),
-                            ("etcd", "run scripts/setup (apt-get install etcd-server)")):
+        """Certificates, tokens and kubeconfigs, made once and kept (so kubeconfigs handed out stay valid)."""
+        binaries = [(str(APISERVER_BIN), "run scripts/setup to build it"),
+                    ("etcd", "run scripts/setup (apt-get install etcd-server)")]
+        if self.control_plane:
+            binaries += [(str(CONTROLLER_MANAGER_BIN), "run scripts/setup to build it"),
+                         (str(SCHEDULER_BIN), "run scripts/setup to build it")]
+        for binary, fix in binaries:
             if shutil.which(binary) is None and not os.access(binary, os.X_OK):
                 raise LocalClusterError(f"{binary} is missing: {fix}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -98,15 +123,20 @@ class LocalApiServer:
         if not (self.pki / "server.crt").exists() or not san_file.exists() or \
                 san_file.read_text() != san_line(self.sans):
             make_certificates(self.pki, sans=self.sans)
-        token_file = self.state_dir / "token"
-        if not token_file.exists():
-            token_file.write_text(secrets.token_hex(16) + "\n")
-            token_file.chmod(0o600)
-        (self.state_dir / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        lines = [f'{_token(self.state_dir / "token")},admin,admin-uid,"system:masters"\n']
+        for component, user in (("kube-controller-manager", CONTROLLER_MANAGER_USER),
+                                ("kube-scheduler", SCHEDULER_USER)):
+            token = _token(self.state_dir / f"token-{component}")
+            lines.append(f"{token},{user},{user}\n")
+            self.write_kubeconfig(self.component_kubeconfig(component), self.url, embed_ca=False, user=user,
+                                  token=token)
+        (self.state_dir / "tokens.csv").write_text("".join(lines))
         self.write_kubeconfig(self.kubeconfig, self.url, embed_ca=False)
 
-    def write_kubeconfig(self, path: Path, server: str, *, embed_ca: bool = True) -> None:
-        """A kubeconfig for the admin token; ``embed_ca`` for one read on another host or container."""
+    def write_kubeconfig(self, path: Path, server: str, *, embed_ca: bool = True, user: str = "admin",
+                         token: str | None = None) -> None:
+        """A kubeconfig for the admin token (or ``user``'s ``token``); ``embed_ca`` for one read on another host
+        or container."""
         if embed_ca:
             ca = base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()
             ca_line = f"    certificate-authority-data: {ca}\n"
@@ -117,8 +147,8 @@ class LocalApiServer:
         tmp.write_text(
             "apiVersion: v1\nkind: Config\n"
             f"clusters:\n- name: edgehive\n  cluster:\n    server: {server}\n{ca_line}"
-            f"users:\n- name: admin\n  user:\n    token: {self.token}\n"
-            "contexts:\n- name: edgehive\n  context:\n    cluster: edgehive\n    user: admin\n"
+            f"users:\n- name: {user}\n  user:\n    token: {token or self.token}\n"
+            f"contexts:\n- name: edgehive\n  context:\n    cluster: edgehive\n    user: {user}\n"
             "current-context: edgehive\n")
         tmp.chmod(0o600)
         tmp.replace(path)  # readers never see half a file
@@ -140,9 +170,38 @@ class LocalApiServer:
             f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={self.state_dir / 'tokens.csv'}",
             "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--disable-admission-plugins=ServiceAccount",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            # The default admission plugins; ServiceAccount only with the controllers that serve it.
+            *([FEATURE_GATES] if self.control_plane else ["--disable-admission-plugins=ServiceAccount"]),
             "--allow-privileged=true", f"--cert-dir={self.state_dir / 'certs'}", "--v=1",
         ]
+
+    def controller_manager_argv(self) -> list[str]:
+        """Leader election off: one instance per state directory. ``--port=0`` turns the insecure port off;
+        the secure one serves /healthz (always allowed, no authentication needed). The node monitor's
+        grace period stays at its default, 40 s, as on the clusters our users run."""
+        pki = self.pki
+        return [
+            str(CONTROLLER_MANAGER_BIN), f"--kubeconfig={self.component_kubeconfig('kube-controller-manager')}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.controller_manager_port}", "--port=0",
+            f"--cert-dir={self.state_dir / 'certs-controller-manager'}", "--leader-elect=false",
+            "--use-service-account-credentials=true", f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}", f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}", FEATURE_GATES, "--v=1",
+        ]
+
+    def scheduler_argv(self) -> list[str]:
+        return [
+            str(SCHEDULER_BIN), f"--kubeconfig={self.component_kubeconfig('kube-scheduler')}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.scheduler_port}", "--port=0",
+            f"--cert-dir={self.state_dir / 'certs-scheduler'}", "--leader-elect=false", "--v=1",
+        ]
+
+    def controller_manager_healthy(self) -> bool:
+        return _healthz(self.controller_manager_port)
+
+    def scheduler_healthy(self) -> bool:
+        return _healthz(self.scheduler_port)
 
     def ready(self) -> bool:
         """True once /readyz answers 200 to our token."""
@@ -153,3 +212,24 @@ class LocalApiServer:
                 return bool(response.status == 200)
         except (OSError, ValueError):
             return False
+
+
+def _token(path: Path) -> str:
+    """The token kept in ``path``, made on first use."""
+    if not path.exists():
+        path.write_text(secrets.token_hex(16) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _healthz(port: int) -> bool:
+    """True once a component's secure port answers /healthz with 200. Its serving certificate is one it made
+    itself (--cert-dir), trusted by nobody: /healthz tells nothing secret, so it is not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False

@@ -2,9 +2,11 @@
 
 pytest_plugins = [
     "tests.fixtures.apiserver",
+    "tests.fixtures.controlplane",
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
     "tests.fixtures.netns",
+    "tests.fixtures.registry",
     "tests.support.edge_node",
     "tests.support.cluster",
     "tests.support.fleet",

@@ -105,7 +105,8 @@ POD_SPEC: dict[str, FieldRule] = {
     "terminationGracePeriodSeconds": honoured("the stop timeout of the containers"),
     "tolerations": control_plane("the scheduler and the taint manager"),
     "topologySpreadConstraints": control_plane("the scheduler places the pod"),
-    "volumes": honoured("configMap, secret, projected, emptyDir, hostPath; other types refused by podspec.py"),
+    "volumes": honoured("configMap, secret, projected, downwardAPI, emptyDir, hostPath, persistentVolumeClaim; "
+                        "other types refused by podspec.py"),
 }
 
 CONTAINER: dict[str, FieldRule] = {
@@ -171,8 +172,8 @@ SECURITY_CONTEXT: dict[str, FieldRule] = {
 
 POD_SECURITY_CONTEXT: dict[str, FieldRule] = {
     "appArmorProfile": SECURITY_CONTEXT["appArmorProfile"],
-    "fsGroup": honoured("group of the pod's volume files (setgid directories) and a supplemental group; refused "
-                        "with a Memory emptyDir (security.py)"),
+    "fsGroup": honoured("group of the files of emptyDir, configMap, secret, projected, downwardAPI and local PV "
+                        "volumes (setgid directories) and a supplemental group; refused with a Memory emptyDir"),
     "fsGroupChangePolicy": honoured("Always and OnRootMismatch both end with the volume owned by fsGroup"),
     "runAsGroup": SECURITY_CONTEXT["runAsGroup"],
     "runAsNonRoot": SECURITY_CONTEXT["runAsNonRoot"],

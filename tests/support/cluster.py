@@ -1,8 +1,15 @@
-"""The whole system on real parts: kube-apiserver, cloud broker, CloudHub, EdgeController, and edge nodes."""
+"""The whole system on real parts: kube-apiserver, cloud broker, CloudHub, EdgeController, and edge nodes.
+
+``cluster_factory`` runs them per test on the ``apiserver`` fixture (no Kubernetes controllers: pods name
+their node); ``controlplane_cluster`` runs them once per session, with two edge nodes, on the ``controlplane``
+fixture (scheduler and controller-manager: Deployments, DaemonSets, Jobs), and ``controlplane_namespace``
+gives each test its own namespace there.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,14 +20,20 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from schemas.envelope import Envelope, decode
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import Broker, BrokerFactory
+from tests.fixtures.controlplane import ControlPlane
+from tests.fixtures.mqtt import TestClient
 from tests.fixtures.podman import Podman
 from tests.fixtures.processes import ManagedProcess, wait_until
 from tests.support.edge_node import EdgeNode, Link, remove_pods
 
 CLOUD_PW = "cloud-pw"
 NODE_PW = "node-pw"
+NODE_INDEX_LABEL = "edgehive.test/node-index"
+"""On ``controlplane_cluster``'s nodes: "1" and "2", for tests that target one node with a nodeSelector."""
+SERVICE_ACCOUNT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -96,18 +109,20 @@ def node_names(count: int) -> list[str]:
     return [f"edge-{tag}-{i + 1}" for i in range(count)]
 
 
-@pytest.fixture
-def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman: Podman,
-                    tmp_path: Path) -> Iterator[Any]:
-    made: list[Cluster] = []
-
-    def make(nodes: list[str]) -> Cluster:
-        users = {"cloud": CLOUD_PW, **{n: NODE_PW for n in nodes}}
-        cloud_broker = edgehive_broker("amqtt", users=users)
-        namespace = f"t-{uuid.uuid4().hex[:8]}"
-        k8s.CoreV1Api(apiserver.client).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
-        cluster = Cluster(apiserver, cloud_broker, edgehive_broker, podman, tmp_path, namespace)
-        made.append(cluster)
+def start_cluster(api: ApiServer, brokers: BrokerFactory, podman: Podman, workdir: Path, nodes: list[str], *,
+                  service_accounts: bool = False) -> Cluster:
+    """Cloud broker, CloudHub, EdgeController, DeviceController and ``nodes``, all Ready, and a namespace of
+    the cluster's own. ``service_accounts``: the API server admits pods only once their namespace has its
+    service account (a controller-manager makes it)."""
+    users = {"cloud": CLOUD_PW, **{n: NODE_PW for n in nodes}}
+    cloud_broker = brokers("amqtt", users=users)
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(api.client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    if service_accounts:
+        wait_for_service_account(core, namespace)
+    cluster = Cluster(api, cloud_broker, brokers, podman, workdir, namespace)
+    try:
         cluster.start_cloud("cloudhub")
         cluster.start_cloud("edgecontroller")
         cluster.start_cloud("devicecontroller")
@@ -115,6 +130,20 @@ def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman
             cluster.add_node(name)
         for name in nodes:
             wait_until(partial(cluster.node_ready, name), timeout=30, what=f"node {name} Ready in the API")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture
+def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman: Podman,
+                    tmp_path: Path) -> Iterator[Any]:
+    made: list[Cluster] = []
+
+    def make(nodes: list[str]) -> Cluster:
+        cluster = start_cluster(apiserver, edgehive_broker, podman, tmp_path, nodes)
+        made.append(cluster)
         return cluster
 
     yield make
@@ -124,7 +153,62 @@ def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman
     remove_pods(podman)
 
 
+@pytest.fixture(scope="session")
+def controlplane_cluster(controlplane: ControlPlane, session_edgehive_broker: BrokerFactory, podman: Podman,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The cloud components and two edge nodes on the full control plane, for the whole session. The nodes
+    carry node-role.kubernetes.io/edge="" (as every edge node) and NODE_INDEX_LABEL "1" and "2"; tests
+    share them and take their own namespace (``controlplane_namespace``)."""
+    nodes = node_names(2)
+    cluster = start_cluster(controlplane.api, session_edgehive_broker, podman,
+                            tmp_path_factory.mktemp("controlplane-cluster"), nodes, service_accounts=True)
+    try:
+        for index, name in enumerate(nodes, start=1):
+            cluster.core.patch_node(name, {"metadata": {"labels": {NODE_INDEX_LABEL: str(index)}}})
+        yield cluster
+    finally:
+        cluster.stop()
+        remove_pods(podman)
+
+
+@pytest.fixture
+def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
+    """A namespace of the test's own on ``controlplane_cluster``, deleted afterwards (without waiting)."""
+    core = controlplane_cluster.core
+    namespace = f"w-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    wait_for_service_account(core, namespace)
+    yield namespace
+    try:
+        core.delete_namespace(namespace)
+    except k8s.exceptions.ApiException as exc:
+        if exc.status not in (404, 409):  # a test may have deleted its namespace itself
+            raise
+
+
+def wait_for_service_account(core: k8s.CoreV1Api, namespace: str) -> None:
+    """Wait for the namespace's ``default`` ServiceAccount, which kube-controller-manager makes: the API server
+    refuses pods without it. The ServiceAccount admission plugin then gives every pod its ``kube-api-access-*``
+    volume, which EdgeD serves (edge/edged/tokens.py)."""
+    def made() -> bool:
+        core.read_namespaced_service_account("default", namespace)
+        return True
+
+    wait_until(made, timeout=SERVICE_ACCOUNT_TIMEOUT, interval=0.1,
+               what=f"the default ServiceAccount of {namespace} (made by kube-controller-manager)")
+
+
 def _delete_pods(cluster: Cluster) -> None:
     core = cluster.core
     for pod in core.list_namespaced_pod(cluster.namespace).items:
         core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
+
+
+def reply_to(client: TestClient, msg_id: str) -> Envelope:
+    """The answer to ``msg_id`` among what ``client`` (a node's identity on the cloud broker) hears next."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        envelope = decode(client.expect().payload)
+        if envelope.parent == msg_id:
+            return envelope
+    raise AssertionError(f"no reply to {msg_id}")
