@@ -223,6 +223,11 @@ def check(spec: Mapping[str, Any]) -> None:
     """Every field of a pod's spec, its containers, their mounts and security contexts, against the tables."""
     check_fields(spec, POD_SPEC, "spec")
     check_fields(spec.get("securityContext") or {}, POD_SECURITY_CONTEXT, "spec.securityContext")
+    for i, volume in enumerate(spec.get("volumes") or []):
+        empty_dir = volume.get("emptyDir") if isinstance(volume, dict) else None
+        if empty_dir and empty_dir.get("sizeLimit") and empty_dir.get("medium") != "Memory":
+            raise FieldRefused(f"spec.volumes[{i}].emptyDir.sizeLimit", "a disk emptyDir's size is not enforced by "
+                               "EdgeD (kubelet evicts the pod; a Memory emptyDir's tmpfs takes the limit)")
     for kind in ("initContainers", "containers"):
         for i, c in enumerate(_containers(spec, kind)):
             where = f"spec.{kind}[{i}]"

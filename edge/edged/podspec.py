@@ -85,6 +85,7 @@ class VolumePlan:
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
     read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
+    size_limit: int | None = None  # emptyDir medium Memory: the tmpfs's size (a disk emptyDir's is refused)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,9 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(_relative(_projected(
                 f"volume {name}", projected_files, resolver.pod, name, vol, 0o644, resolver.side))))
         elif "emptyDir" in vol:
-            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
+            limit = (vol["emptyDir"] or {}).get("sizeLimit")
+            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory",
+                                     size_limit=int(parse_quantity(limit, "emptyDir sizeLimit")) if limit else None)
         elif "hostPath" in vol:
             path = (vol["hostPath"] or {}).get("path")
             if not isinstance(path, str) or not path.startswith("/"):

@@ -72,6 +72,8 @@ class HostMount:
     target: str
     read_only: bool
     tmpfs: bool = False
+    size: int | None = None
+    """Of a tmpfs, in bytes (a Memory emptyDir's sizeLimit)."""
 
 
 class PodmanRuntime:
@@ -346,5 +348,5 @@ def _dns_and_hosts(plan: PodPlan, servers: str, options: str, hosts: str) -> dic
 
 def _mount(m: HostMount) -> dict[str, Any]:
     if m.tmpfs:
-        return {"type": "tmpfs", "source": "tmpfs", "target": m.target}
+        return {"type": "tmpfs", "source": "tmpfs", "target": m.target, **({"size": m.size} if m.size else {})}
     return {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}

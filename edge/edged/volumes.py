@@ -47,7 +47,7 @@ class Volumes:
         for m in container.mounts:
             volume = plan.volumes[m.volume]
             if volume.kind == "emptyDir" and volume.memory and not m.sub_path:
-                out.append(HostMount("", m.target, False, tmpfs=True))
+                out.append(HostMount("", m.target, False, tmpfs=True, size=volume.size_limit))
                 continue
             source = Path(volume.host_path) if volume.kind in ("hostPath", "local") else base / volume.name
             if m.sub_path:

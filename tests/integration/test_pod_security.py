@@ -75,6 +75,8 @@ def test_security_context_runs_as_set(cluster_factory: Any) -> None:
          "tty": True},  # an interactive shell (kubectl run -it) waits on its terminal instead of ending
     ], securityContext={"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000], "fsGroup": 2000},
         volumes=[{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}])
+    create(cluster, "ram", node, [container("main", "sleep 3600", volumeMounts=[{"name": "ram", "mountPath": "/ram"}])],
+           volumes=[{"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "2Mi"}}])
     wait_until(lambda: running(cluster, "ids"), timeout=60, what="pod ids Running")
 
     assert exec_in(cluster, "ids", "main", "id -u; id -g") == (0, "1000\n3000")
@@ -91,6 +93,8 @@ def test_security_context_runs_as_set(cluster_factory: Any) -> None:
     assert code != 0
     assert "Read-only file system" in out
     assert exec_in(cluster, "ids", "plain", "touch /x && echo ok") == (0, "ok")
+    wait_until(lambda: running(cluster, "ram"), timeout=60, what="pod ram Running")
+    assert exec_in(cluster, "ram", "main", "df -k /ram | tail -1")[1].split()[:2] == ["tmpfs", "2048"]
     code, terminal = exec_in(cluster, "ids", "shell", "readlink /proc/1/fd/0")
     assert (code, terminal.startswith("/dev/pts/")) == (0, True), terminal
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -73,12 +74,14 @@ def refusal(p: dict[str, Any]) -> FieldRefused:
     (pod({"securityContext": {"supplementalGroupsPolicy": "Strict"}}),
      "spec.securityContext.supplementalGroupsPolicy"),
     (pod({"futureField": {"a": 1}}), "spec.futureField"),
+    (pod({"volumes": [{"name": "m", "emptyDir": {"medium": "Memory"}},
+                      {"name": "d", "emptyDir": {"sizeLimit": "1Gi"}}]}), "spec.volumes[1].emptyDir.sizeLimit"),
 ])
 def test_a_refused_field_fails_the_pod_by_name(p: dict[str, Any], path: str) -> None:
     exc = refusal(p)
     assert exc.path == path
     assert exc.message.startswith(f"{path} is not supported on this node: ")
-    assert exc.field == path.replace("[0]", "[]")
+    assert exc.field == re.sub(r"\[\d+\]", "[]", path)
 
 
 def test_default_values_of_refused_fields_run() -> None:
@@ -102,3 +105,9 @@ def test_sysctls_outside_a_containers_namespaces_are_refused_by_name() -> None:
     exc = refusal(pod({"hostNetwork": True, "securityContext": {"sysctls": [{"name": "net.ipv4.tcp_syncookies",
                                                                               "value": "0"}]}}))
     assert "not allowed with hostNetwork" in exc.message
+
+
+def test_a_memory_empty_dir_takes_its_size_limit() -> None:
+    plan = plan_pod(pod({"volumes": [{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]}),
+                    "edge-1", lambda key: None)
+    assert plan.volumes["m"].size_limit == 64 << 20
