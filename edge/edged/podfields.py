@@ -201,6 +201,8 @@ def is_unset(value: Any) -> bool:
 
 def check_fields(obj: Mapping[str, Any], table: Mapping[str, FieldRule], path: str) -> None:
     """Refuse a field of ``obj`` the table refuses (set to a non-default value) or does not know."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} is not an object")
     for name, value in obj.items():
         rule = table.get(name)
         if rule is None:

@@ -79,6 +79,8 @@ def _caps(names: Any, path: str) -> list[str]:
 def _capabilities(sc: Mapping[str, Any], path: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(add, drop, the defaults podman lacks and the spec does not drop)."""
     caps = sc.get("capabilities") or {}
+    if not isinstance(caps, Mapping):
+        raise ValueError(f"{path}.capabilities is not an object")
     add = _caps(caps.get("add"), f"{path}.capabilities.add")
     drop = _caps(caps.get("drop"), f"{path}.capabilities.drop")
     if "ALL" in drop:

@@ -111,3 +111,10 @@ def test_a_memory_empty_dir_takes_its_size_limit() -> None:
     plan = plan_pod(pod({"volumes": [{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]}),
                     "edge-1", lambda key: None)
     assert plan.volumes["m"].size_limit == 64 << 20
+
+
+@pytest.mark.parametrize("spec", [{"securityContext": ["runAsUser"]}, {"containers": [{"name": "main", "image": "i",
+                                                                                       "securityContext": "root"}]}])
+def test_a_malformed_security_context_is_an_error_not_a_crash(spec: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="is not an object"):
+        plan_pod({**pod(), "spec": {**pod()["spec"], **spec}}, "edge-1", lambda key: None)
