@@ -92,6 +92,8 @@ class Kube:
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
         self.extensions = k8s.ApiextensionsV1Api(api_client)
+        self.coordination = k8s.CoordinationV1Api(api_client)
+        self.admissionregistration = k8s.AdmissionregistrationV1Api(api_client)
 
     def _lister(self, spec: Kind) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         if spec.plural:
@@ -296,6 +298,41 @@ class Kube:
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
+
+
+    # -- leases (coordination.k8s.io/v1) -----------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(self.coordination.read_namespaced_lease, name, namespace))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """KubeError 409 when it exists already."""
+        return dict(self._call(self.coordination.create_namespaced_lease, namespace, body))
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """With ``metadata.resourceVersion`` in ``body``: KubeError 409 if someone else wrote it since."""
+        return dict(self._call(self.coordination.replace_namespaced_lease, name, namespace, body))
+
+    # -- admission webhooks ------------------------------------------------------------
+
+    def apply_mutating_webhook(self, body: dict[str, Any]) -> None:
+        """Create the MutatingWebhookConfiguration, or replace the one of that name with ``body``."""
+        name = body["metadata"]["name"]
+        try:
+            self._call(self.admissionregistration.create_mutating_webhook_configuration, body)
+            return
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        current = self._call(self.admissionregistration.read_mutating_webhook_configuration, name)
+        replacement = {**body, "metadata": {**body["metadata"],
+                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+        self._call(self.admissionregistration.replace_mutating_webhook_configuration, name, replacement)
 
 
 def _wait_for_file(path: Path, wait_s: float) -> None:

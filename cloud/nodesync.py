@@ -171,6 +171,10 @@ class NodeSync:
             self.on_disconnected(node, session)
         return None
 
+    def is_connected(self, node: str) -> bool:
+        """CloudHub's last word on the node's session was that it is connected."""
+        return node in self._connected
+
     def still_gone(self, node: str, session: str) -> bool:
         return node not in self._connected and self._sessions.get(node) == session
 

@@ -18,6 +18,7 @@ MODULES = {
     "cloudhub": "cloud.cloudhub",
     "edgecontroller": "cloud.edgecontroller",
     "devicecontroller": "cloud.devicecontroller",
+    "admission": "cloud.admission",
     "edgehub": "edge.edgehub",
     "metamanager": "edge.metamanager",
     "edged": "edge.edged",

@@ -131,6 +131,12 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
         Child("devicecontroller", python_module("cloud.devicecontroller", "--kubeconfig", str(kubeconfig)),
               env=cloud_env, healthy=lambda: cloud_watch.component_up("devicecontroller")),
     ]
+    if settings.kubeconfig is None:
+        # The autonomy webhook (edge pods are not evicted while their node is offline), on a port of the system's
+        # choosing that it registers itself; only for the stack's own API server, which calls it on this host.
+        children.append(Child("admission", python_module("cloud.admission", "--kubeconfig", str(kubeconfig),
+                                                          "--listen", "127.0.0.1:0"), env=cloud_env,
+                              healthy=lambda: cloud_watch.component_up("admission")))
     bridge_env = {"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
     children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, (), bridge_env)
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cloud.edgecontroller import nodehealth
+from cloud.edgecontroller.lease import DURATION_S, LeaseHeld, NodeLeases
 from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
@@ -30,7 +33,7 @@ from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.fields import BodyError
-from schemas.kubeobj import EDGE_ROLE_LABEL, conditions, deletion_body, meta, node_name
+from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, conditions, deletion_body, meta, node_name
 from schemas.reports import NodeRegistration, NodeStatus, PodStatusReport
 from schemas.resource import ResourceKey
 from schemas.timefmt import now_rfc3339
@@ -51,8 +54,11 @@ class EdgeControllerSettings(ComponentSettings):
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
     kube_server: str | None = field(default=None, metadata={
         "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
-    node_grace_s: float = field(default=0.0, metadata={
-        "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
+    node_monitor_grace_s: float = field(default=nodehealth.GRACE_S, metadata={
+        "help": "seconds without a heartbeat from a node before its NodeReady turns Unknown, as the "
+                "controller-manager's --node-monitor-grace-period (left to it on a cluster that runs one)"})
+    node_lease_s: int = field(default=DURATION_S, metadata={
+        "help": "leaseDurationSeconds of the nodes' Leases in kube-node-lease (renewed at each node status)"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
     token_workers: int = field(default=2, metadata={"help": "service account tokens asked of the API server at once"})
@@ -81,6 +87,9 @@ class EdgeController(NodeSync):
         super().__init__(kube, Placement(), SECONDARY, bus,
                          query_timeout_s=settings.query_timeout_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
+        self.leases = NodeLeases(kube, settings.node_lease_s)
+        self.controller_manager = nodehealth.ControllerManagerWatch(kube)
+        self._heard: dict[str, float] = {}  # node -> when (monotonic) its last heartbeat arrived
         # A TokenRequest is a call to the API server: made off the handler thread, like the writes.
         self.token_pool = ThreadPoolExecutor(settings.token_workers, thread_name_prefix="token")
 
@@ -90,8 +99,11 @@ class EdgeController(NodeSync):
         super().close()
 
     def on_disconnected(self, node: str, session: str) -> None:
-        if self.settings.node_grace_s > 0:  # a timer, not synchronisation: the grace period itself
-            timer = threading.Timer(self.settings.node_grace_s, self._mark_unknown_later, (node, session))
+        """The node's NodeReady turns Unknown once it has been silent for the grace period (cloud/edgecontroller/
+        nodehealth.py), counted from its last heartbeat; its Lease is no longer renewed from this moment."""
+        delay = nodehealth.unknown_delay(self._heard.get(node), self.settings.node_monitor_grace_s, time.monotonic())
+        if delay > 0:  # a timer, not synchronisation: the grace period itself
+            timer = threading.Timer(delay, self._mark_unknown_later, (node, session))
             timer.daemon = True
             timer.start()
         else:
@@ -103,12 +115,18 @@ class EdgeController(NodeSync):
     def _mark_unknown(self, node: str, session: str) -> bool:
         if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
             return True
-        condition = {"type": "Ready", "status": "Unknown", "reason": "EdgeLinkLost",
-                     "message": "edgehive: the node's link to the cloud is down", "lastHeartbeatTime": now_rfc3339(),
-                     "lastTransitionTime": now_rfc3339()}
+        grace = self.settings.node_monitor_grace_s
+        if self.controller_manager.active():
+            log.info("node %s silent for %.0f s: its Lease is no longer renewed; the controller-manager's node "
+                     "lifecycle controller marks it Unknown", node, grace)
+            return True
+        current = self.informers[kinds.NODE].get(None, node) or {}
+        if condition_states(current).get("Ready") == "Unknown":  # a controller-manager without leader election
+            return True
+        unknown = nodehealth.unknown_conditions(conditions(current), now_rfc3339(), grace)
         try:
-            self.kube.patch_node_status(node, {"status": {"conditions": [condition]}})
-            log.info("node %s: NodeReady Unknown (link lost)", node)
+            self.kube.patch_node_status(node, {"status": {"conditions": unknown}})
+            log.info("node %s: NodeReady Unknown (nothing heard for %.0f s)", node, grace)
         except KubeError as exc:
             log.warning("could not mark node %s Unknown: %s", node, exc)
         return True
@@ -133,6 +151,8 @@ class EdgeController(NodeSync):
             return [self.reply(envelope.error(MODULE, 400, str(exc)))]
         if key is None or handler is None:
             return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
+        if key.kind in (kinds.NODE, kinds.NODESTATUS, kinds.LEASE):
+            self._heard[envelope.node] = time.monotonic()
         target = ("pod", key.namespace, key.name) if key.kind == kinds.PODSTATUS else ("node", envelope.node)
         self.writer.submit(target, partial(self._write, envelope, handler), partial(self._ack, envelope), tag=key.kind)
         return None
@@ -154,6 +174,10 @@ class EdgeController(NodeSync):
             if key.name != node:
                 raise Refused(403, f"node {node} may only report its own status")
             return partial(self._node_status, NodeStatus.parse_report(envelope.body))
+        if key.kind == kinds.LEASE:
+            if key.name != node:
+                raise Refused(403, f"node {node} may only renew its own lease")
+            return self._renew_only
         if key.kind == kinds.PODSTATUS:
             return partial(self._pod_status, PodStatusReport.parse(envelope.body))
         return None
@@ -238,7 +262,29 @@ class EdgeController(NodeSync):
         if current is None:
             raise Refused(404, f"node {envelope.node} is not registered")
         self._write_node_status(envelope.node, status, current)
+        self._renew_lease(envelope.node, current)
         return envelope.reply(MODULE, {"ok": True})
+
+    def _renew_only(self, envelope: Envelope) -> Envelope:
+        """A bare renewal (a ``lease`` update, as KubeEdge's edge sends one): the node is heard, nothing else."""
+        current = self.informers[kinds.NODE].get(None, envelope.node) or self.kube.get_node(envelope.node)
+        if current is None:
+            raise Refused(404, f"node {envelope.node} is not registered")
+        self._renew_lease(envelope.node, current)
+        return envelope.reply(MODULE, {"ok": True})
+
+    def _renew_lease(self, node: str, current: dict[str, Any]) -> None:
+        """The node's heartbeat renews its Lease (cloud/edgecontroller/lease.py), while its link is up: a status
+        that waited in the edge's outbox through an outage is written, but renews nothing once the link is down.
+        A failed renewal is logged, not refused: the status itself was written, and the next heartbeat renews."""
+        if not self.is_connected(node):
+            return
+        try:
+            if self.leases.renew(node, meta(current).uid):
+                self.bus.counters.inc("lease_renewals")
+        except (KubeError, LeaseHeld) as exc:
+            self.bus.counters.inc("lease_renewals_failed")
+            log.warning("node %s: Lease not renewed: %s", node, exc)
 
     def _write_node_status(self, node: str, status: NodeStatus, current: dict[str, Any]) -> None:
         """``current``: the Node as last read (its conditions keep their transition times)."""

@@ -19,7 +19,8 @@ from typing import Any
 
 from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
-from edge.edged.node import node_object, node_status
+from edge.edged.machine import Reserve, Usage, allocatable
+from edge.edged.node import NodeFacts, node_object, node_status
 from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.tokens import TokenFetchError, TokenKeeper
@@ -57,6 +58,16 @@ class EdgeDSettings(StoreSettings):
         "help": "where a pod's Localhost seccomp profiles are looked up"})
     resolv_conf: str = field(default="/etc/resolv.conf", metadata={
         "help": "the resolver configuration pods with dnsPolicy Default or ClusterFirst start from"})
+    system_reserved: str = field(default="", metadata={
+        "help": "kept back from allocatable for the system and edgehive, as the kubelet's --system-reserved: "
+                "cpu=100m,memory=256Mi,ephemeral-storage=1Gi"})
+    max_pods: int = field(default=110, metadata={"help": "pods this node takes (the node's pods capacity)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        Reserve.parse(self.system_reserved)
+        if self.max_pods < 1:
+            raise ValueError(f"max_pods must be at least 1, not {self.max_pods}")
 
 
 class EdgeD:
@@ -70,7 +81,7 @@ class EdgeD:
         self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
         self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
                                tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)),
-                               counters=bus.counters,
+                               counters=bus.counters, allocatable=self._allocatable,
                                facts=HostFacts.detect(settings.seccomp_dir, settings.resolv_conf))
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
@@ -78,6 +89,7 @@ class EdgeD:
         self._register = threading.Event()
         self._listed = threading.Event()
         self._list_again = False  # a relist was asked for while a list was running
+        self._node_facts: NodeFacts | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._load, name="initial-list", daemon=True),
@@ -248,23 +260,39 @@ class EdgeD:
             return f"cannot check the free space of {self.settings.data_dir}: {exc}"
         return None
 
+    def _facts(self, runtime_up: bool) -> NodeFacts:
+        """What the node's status is built from; the runtime's version is asked for once it answers."""
+        if self._node_facts is None or (runtime_up and self._node_facts.runtime_version.endswith("unknown")):
+            version = self.runtime.version() if runtime_up else None
+            self._node_facts = NodeFacts(runtime_version=f"podman://{version or 'unknown'}",
+                                         reserve=Reserve.parse(self.settings.system_reserved),
+                                         max_pods=self.settings.max_pods, fs_path=Path(self.settings.data_dir))
+        return self._node_facts
+
+    def _allocatable(self) -> dict[str, str]:
+        """What admission counts pods' requests against (admission.py): the allocatable the node reports."""
+        facts = self._facts(runtime_up=False)
+        return allocatable(Usage.probe(facts.fs_path), facts.reserve, facts.thresholds, facts.max_pods)
+
     def _node_loop(self) -> None:
         """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""
         self._register.wait()
         while not self._stop.is_set():
             ready = self.runtime.ping()
+            facts = self._facts(ready)
             message = "podman is ready" if ready else f"podman does not answer at {self.settings.podman_url}"
             disk_full = self._disk_full()
             try:
                 if self._register.is_set():
                     self._register.clear()
-                    obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full)
+                    obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full, facts=facts)
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
                 else:
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
-                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full)}),
+                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full,
+                                                    facts=facts)}),
                         timeout=10)
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")

@@ -93,6 +93,13 @@ class PodmanRuntime:
         except (PodmanError, OSError):
             return False
 
+    def version(self) -> str | None:
+        """The runtime's version (``4.3.1``), None when it does not answer."""
+        try:
+            return str(self.client.version().get("Version") or "") or None
+        except (PodmanError, OSError):
+            return None
+
     # -- images -----------------------------------------------------------------------
 
     def image_present(self, image: str) -> bool:

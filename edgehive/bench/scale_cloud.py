@@ -45,6 +45,7 @@ RAW_NAMESPACE = "scale-raw"
 IMAGE = "localhost/busybox:latest"
 CLOUD = ("cloudhub", "edgecontroller")
 STATUS_WRITE = "PATCH nodes/status"  # how EdgeController writes a node status
+LEASE_RENEWAL = "PUT leases"  # how EdgeController renews a node Lease (cloud/edgecontroller/lease.py)
 LATENCY_RATE = 50  # ConfigMap updates per second while their latency to the nodes is measured
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from edgehive.bench.scale_cloud import CLOUD, LATENCY_RATE
+from edgehive.bench.scale_cloud import CLOUD, LATENCY_RATE, LEASE_RENEWAL
 from edgehive.bench.simnode import STATUS_S
 from schemas import kinds
 
@@ -146,6 +146,7 @@ class ScaleReport:
     status_written_per_s: float  # node status PATCHes the API server served
     status_acked_per_s: float  # answered before the node's next status replaced them
     late_answers_per_s: float  # answers to statuses already replaced: written, but over 10 s after they were sent
+    node_lease_renewals_per_s: float  # Lease PUTs the API server served: one per node status of a connected node
     steady_api_requests_per_s: dict[str, float]
     steady_msgs_per_s: float
     steady_latency_ms: dict[str, float]
@@ -187,6 +188,7 @@ def build_report(broker: str, nodes: int, pods_per_node: int, simulators: int, n
         cloud_pss_kb_per_node=round(_per_node(base.idle_pss, steady.pss, nodes), 1),
         status_sent_per_s=round(steady.status_sent, 1), status_written_per_s=steady.status_written,
         status_acked_per_s=round(steady.status_acked, 1), late_answers_per_s=round(steady.late, 1),
+        node_lease_renewals_per_s=round(steady.requests.get(LEASE_RENEWAL, 0.0), 1),
         steady_api_requests_per_s=steady.requests, steady_msgs_per_s=round(steady.msgs, 1),
         steady_latency_ms=steady_latency.percentiles,
         wills_seen_s=round(herd.wills_s, 2),
@@ -277,7 +279,7 @@ def _print_set_up_and_steady_state(r: ScaleReport) -> None:
           f"{_num(r.ratios['status_writes_offered_vs_raw_api_creates'], digits=2)} x raw API creates; "
           f"{r.status_written_per_s:.1f}/s written ({_num(r.ratios['status_written_vs_sent'], digits=2)}), "
           f"{r.status_acked_per_s:.1f}/s acknowledged within 10 s ({_num(r.ratios['status_acked_vs_sent'], digits=2)})"
-          f", {r.late_answers_per_s:.1f}/s later")
+          f", {r.late_answers_per_s:.1f}/s later; node Leases renewed {r.node_lease_renewals_per_s:.1f}/s")
     print("                           API requests/s: " + ", ".join(f"{k} {v:.0f}"
                                                                      for k, v in r.steady_api_requests_per_s.items()))
     print(f"                           node traffic {r.steady_msgs_per_s:.0f} msg/s = "

@@ -43,6 +43,22 @@ def _node_ready(api: Any, name: str) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
+def _check_autonomy_webhook(api: Any) -> None:
+    """The stack's admission webhook gives a pod that only edge nodes can run forever offline tolerations (the
+    pod selects a label no node has, so it stays Pending and touches no node)."""
+    core = k8s.CoreV1Api(api)
+    pod = core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "autonomy-check"},
+        "spec": {"nodeSelector": {"node-role.kubernetes.io/edge": "", "edgehive.test/nowhere": "x"},
+                 "containers": [{"name": "main", "image": "localhost/busybox"}]}})
+    try:
+        offline = {t.key: t.toleration_seconds for t in pod.spec.tolerations or []
+                   if t.key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")}
+        assert offline == {"node.kubernetes.io/unreachable": None, "node.kubernetes.io/not-ready": None}
+    finally:
+        core.delete_namespaced_pod("autonomy-check", "default", grace_period_seconds=0)
+
+
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
     etcd_port = free_port()
@@ -59,14 +75,15 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
         assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller",
-                             "devicecontroller", "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman",
-                             "edged", "devicetwin", "eventbus"}
+                             "devicecontroller", "admission", "edge-broker", "bridge-edge-1", "edgehub", "metamanager",
+                             "podman", "edged", "devicetwin", "eventbus"}
         # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
         kubeconfig = state / "apiserver" / "kubeconfig"
         assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()
         api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
         try:
             wait_until(lambda: _node_ready(api, "edge-1"), timeout=60, what="edge-1 Ready in the API server")
+            _check_autonomy_webhook(api)
         finally:
             api.close()
         pids = {name: row["pid"] for name, row in rows.items()}

@@ -34,7 +34,7 @@ STATUS = {"status": node_status("10.0.0.5", True, "podman is ready", 1_700_000_0
 
 def test_edged_node_status_parses() -> None:
     status = NodeStatus.parse_report(STATUS)
-    assert [c["type"] for c in status.conditions] == ["Ready", "DiskPressure"]
+    assert [c["type"] for c in status.conditions] == ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
     assert set(status.fields) == {"capacity", "allocatable", "addresses", "nodeInfo"}
     assert status.fields["addresses"][0] == {"type": "InternalIP", "address": "10.0.0.5"}
     assert NodeStatus.parse_report({"status": {}}) == NodeStatus([], {})
@@ -75,7 +75,7 @@ def test_edged_registration_parses() -> None:
     assert registration.name == "edge-1"
     assert registration.labels["node-role.kubernetes.io/edge"] == ""
     assert registration.status is not None
-    assert registration.status.conditions[0]["type"] == "Ready"
+    assert registration.status.conditions[-1]["type"] == "Ready"
     bare = NodeRegistration.parse({"metadata": {"name": "edge-1"}})
     assert (bare.labels, bare.status) == ({}, None)
     assert NodeRegistration.parse({}).name is None
