@@ -402,10 +402,10 @@ class Kubelet:
         now = time.time()
         if not self._image_ready(plan, container, book, now):
             return None
-        violation = container.security.run_as_non_root and non_root_violation(
-            container.security, self.runtime.image_user(container.image),
-            f"{plan.key.name}_{plan.key.namespace}({plan.uid})", container.name)
-        if violation:
+        violation = non_root_violation(container.security, self.runtime.image_user(container.image),
+                                       f"{plan.key.name}_{plan.key.namespace}({plan.uid})", container.name
+                                       ) if container.security.run_as_non_root else None
+        if violation is not None:
             book.waiting_reason, book.waiting_message = "CreateContainerConfigError", violation
             return None
         try:
