@@ -63,6 +63,10 @@ ERRORS = ("invalid", "handler_errors", "error_replies", "request_timeouts", "pub
 """``refused``: a valid envelope (or device request) the component turned down with an error answer."""
 
 
+REFUSED_FIELD = "refused_field:"
+"""EdgeD's counter of the pods it failed for a PodSpec field (``refused_field:spec.hostUsers``)."""
+
+
 class ComponentCollector:
     def __init__(self, component: str, node: str, counters: Counters,
                  report: Callable[[], dict[str, Any]] | None = None) -> None:
@@ -87,8 +91,12 @@ class ComponentCollector:
         errors = CounterMetricFamily("edgehive_errors", "Refused input and failures, by reason",
                                      labels=[*labels, "reason"])
         events = CounterMetricFamily("edgehive_events", "Every other counted event", labels=[*labels, "event"])
+        fields = CounterMetricFamily("edgehive_pod_fields_refused", "Pods failed for a field this node does not "
+                                     "honour, by field", labels=[*labels, "field"])
         for name, value in sorted(counts.items()):
-            if name.startswith("in:"):
+            if name.startswith(REFUSED_FIELD):
+                fields.add_metric([*base, name[len(REFUSED_FIELD):]], value)
+            elif name.startswith("in:"):
                 received.add_metric([*base, name[3:]], value)
             elif name.startswith("out:"):
                 sent.add_metric([*base, name[4:]], value)
@@ -96,7 +104,7 @@ class ComponentCollector:
                 errors.add_metric([*base, name], value)
             else:
                 events.add_metric([*base, name], value)
-        yield from (received, sent, errors, events)
+        yield from (received, sent, errors, events, fields)
         reconnects = CounterMetricFamily("edgehive_broker_reconnects", "Connections to the broker after the first",
                                          labels=labels)
         reconnects.add_metric(base, max(0, counts.get("connects", 0) - 1))

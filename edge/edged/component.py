@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
-from edge.edged.machine import Reserve
+from edge.edged.machine import Reserve, Usage, allocatable
 from edge.edged.node import NodeFacts, node_object, node_status
 from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
@@ -53,6 +54,10 @@ class EdgeDSettings(StoreSettings):
     pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
     token_timeout_s: float = field(default=10.0, metadata={
         "help": "seconds to wait for the cloud's answer when asking for a service account token"})
+    seccomp_dir: str = field(default=DEFAULT_SECCOMP_DIR, metadata={
+        "help": "where a pod's Localhost seccomp profiles are looked up"})
+    resolv_conf: str = field(default="/etc/resolv.conf", metadata={
+        "help": "the resolver configuration pods with dnsPolicy Default or ClusterFirst start from"})
     system_reserved: str = field(default="", metadata={
         "help": "kept back from allocatable for the system and edgehive, as the kubelet's --system-reserved: "
                 "cpu=100m,memory=256Mi,ephemeral-storage=1Gi"})
@@ -75,7 +80,9 @@ class EdgeD:
         volumes = Volumes(Path(settings.data_dir))
         self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
         self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
-                               tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)))
+                               tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)),
+                               counters=bus.counters, allocatable=self._allocatable,
+                               facts=HostFacts.detect(settings.seccomp_dir, settings.resolv_conf))
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
@@ -261,6 +268,11 @@ class EdgeD:
                                          reserve=Reserve.parse(self.settings.system_reserved),
                                          max_pods=self.settings.max_pods, fs_path=Path(self.settings.data_dir))
         return self._node_facts
+
+    def _allocatable(self) -> dict[str, str]:
+        """What admission counts pods' requests against (admission.py): the allocatable the node reports."""
+        facts = self._facts(runtime_up=False)
+        return allocatable(Usage.probe(facts.fs_path), facts.reserve, facts.thresholds, facts.max_pods)
 
     def _node_loop(self) -> None:
         """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""

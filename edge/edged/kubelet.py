@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from edge.edged import hooks
+from edge.edged.admission import Admission, check_limits, pod_requests
 from edge.edged.handlers import run_handler
 from edge.edged.handlerspec import Probe
+from edge.edged.hostfacts import HostFacts
 from edge.edged.initcontainers import next_init, restarts, runs_again, succeeded
+from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
+from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.podworker import (
     BACKOFF_RESET_AFTER_S,
@@ -37,6 +41,7 @@ from edge.edged.probes import ProbeState, run_due_probes
 from edge.edged.projection import NodeSide, node_allocatable
 from edge.edged.pullsecrets import credentials
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
+from edge.edged.security import non_root_violation
 from edge.edged.status import (
     ContainerView,
     deleted_status,
@@ -48,6 +53,8 @@ from edge.edged.status import (
 from edge.edged.termination import TerminationLogs
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
+from runtime.counters import Counters
+from runtime.metrics import REFUSED_FIELD
 from schemas.kinds import PV
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
@@ -70,7 +77,8 @@ MAX_NAME_ATTEMPTS = 20
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
                  *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
-                 downward_allocatable: Mapping[str, float] | None = None) -> None:
+                 downward_allocatable: Mapping[str, float] | None = None, facts: HostFacts | None = None,
+                 counters: Counters | None = None, allocatable: Callable[[], dict[str, str]] = capacity) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
@@ -94,6 +102,10 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kubelet-sync", daemon=True)
         self.ready = threading.Event()  # set once the desired state has been loaded
+        self.facts = facts or HostFacts()
+        self.counters = counters or Counters()
+        self.admission = Admission(allocatable)
+        self._refusals_counted: set[tuple[str, str]] = set()
 
     # -- desired state -------------------------------------------------------------
 
@@ -228,6 +240,8 @@ class Kubelet:
                     del self._workers[uid]
                     if self.tokens is not None:
                         self.tokens.forget(uid)
+                    self.admission.forget(uid)
+                    self._refusals_counted = {r for r in self._refusals_counted if r[0] != uid}
         for uid in self.volumes.known_uids() - wanted - set(by_uid):
             self.volumes.remove(uid)
 
@@ -257,6 +271,8 @@ class Kubelet:
         if status is not None and status != worker.last_status:
             worker.last_status = status
             self.report(worker.key, meta(pod), status)
+        if status is not None and status.get("phase") in ("Succeeded", "Failed"):
+            self.admission.release(worker.uid)
 
     # -- one pod -------------------------------------------------------------------------
 
@@ -268,9 +284,11 @@ class Kubelet:
             if worker.plan is not None and worker.plan_signature == signature:
                 plan, fresh = worker.plan, False
             else:
-                plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side), True
+                plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side, facts=self.facts), True
         except ConfigError as exc:
             return waiting_status(pod, exc.reason, exc.message, self.host_ip, start_time)
+        except FieldRefused as exc:
+            return self._refused(worker, exc, start_time)
         except PodSpecError as exc:
             return failed_status(exc.reason, exc.message, self.host_ip, start_time)
         except (KeyError, TypeError, ValueError) as exc:
@@ -279,6 +297,14 @@ class Kubelet:
         latest = newest_attempts(observed)
         if meta(pod).deletion_timestamp:
             return self._terminate(worker, plan, start_time, latest)
+        try:
+            check_limits(pod.get("spec") or {})
+            rejection = self.admission.admit(plan.uid, pod_requests(pod.get("spec") or {}),
+                                             running=podman_pods.get(plan.podman_name) == plan.uid)
+        except FieldRefused as exc:
+            return self._refused(worker, exc, start_time)
+        if rejection is not None:
+            return failed_status(rejection.reason, rejection.message, self.host_ip, start_time)
 
         if fresh:  # planning again means something changed: files are written again
             self.volumes.prepare(plan)
@@ -358,6 +384,14 @@ class Kubelet:
                              book.probes.ready(container), book.last_terminated, message,
                              book.probes.started(container))
 
+    def _refused(self, worker: PodWorker, exc: FieldRefused, start_time: str) -> dict[str, Any]:
+        """A field this node does not honour: the pod fails, and the field is counted once per pod."""
+        if (worker.uid, exc.field) not in self._refusals_counted:
+            self._refusals_counted.add((worker.uid, exc.field))
+            self.counters.inc(REFUSED_FIELD + exc.field)
+            log.warning("pod %s refused: %s", worker.key, exc.message)
+        return failed_status(exc.reason, exc.message, self.host_ip, start_time)
+
     def _message(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, ended: Observed) -> str:
         """The termination message of an ended container, read once."""
         if book.message[0] != ended.id:
@@ -375,6 +409,12 @@ class Kubelet:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
         if not self._image_ready(plan, container, book, now):
+            return None
+        violation = non_root_violation(container.security, self.runtime.image_user(container.image),
+                                       f"{plan.key.name}_{plan.key.namespace}({plan.uid})", container.name
+                                       ) if container.security.run_as_non_root else None
+        if violation is not None:
+            book.waiting_reason, book.waiting_message = "CreateContainerConfigError", violation
             return None
         try:
             container_id = self.runtime.create_container(

@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged import podfields
 from edge.edged.claims import ClaimRefused, ClaimWaiting, claimed_volume
 from edge.edged.handlerspec import Handler, HandlerSpecError, Probe, named_ports, read_handler, read_probe
+from edge.edged.hostfacts import HostFacts
+from edge.edged.podhost import PodHost, plan_host
 from edge.edged.projection import SOURCES, NodeSide, ProjectionError, env_field, projected_files, resource_value
 from edge.edged.pullsecrets import secret_keys
 from edge.edged.quantity import quantity
+from edge.edged.security import ContainerSecurity, fs_group, plan_security
 from edge.errors import EdgeError
 from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
@@ -83,6 +87,7 @@ class VolumePlan:
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
     read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
+    size_limit: int | None = None  # emptyDir medium Memory: the tmpfs's size (a disk emptyDir's is refused)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class ContainerPlan:
     termination_message_policy: str = "File"  # or FallbackToLogsOnError
     init: bool = False
     """An init container: runs to completion, in order, before the app containers start."""
+    security: ContainerSecurity = field(default_factory=ContainerSecurity)
+    stdin: bool = False
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ class PodPlan:
     config_refs: frozenset[ResourceKey] = frozenset()
     pull_secrets: tuple[ResourceKey, ...] = ()  # spec.imagePullSecrets, in order
     init_containers: list[ContainerPlan] = field(default_factory=list)
+    host: PodHost = field(default_factory=PodHost)
+    fs_group: int | None = None
+    """The group that owns the pod's volume files (securityContext.fsGroup)."""
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -323,7 +334,9 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(_relative(_projected(
                 f"volume {name}", projected_files, resolver.pod, name, vol, 0o644, resolver.side))))
         elif "emptyDir" in vol:
-            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
+            limit = (vol["emptyDir"] or {}).get("sizeLimit")
+            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory",
+                                     size_limit=int(parse_quantity(limit, "emptyDir sizeLimit")) if limit else None)
         elif "hostPath" in vol:
             path = (vol["hostPath"] or {}).get("path")
             if not isinstance(path, str) or not path.startswith("/"):
@@ -392,9 +405,11 @@ def _pull_policy(container: dict[str, Any], image: str) -> str:
     return str(policy)
 
 
-def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | None = None) -> PodPlan:
-    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run. ``side``: what
-    the downward API and token projections read from the node (tokens.py, projection.py)."""
+def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | None = None, *,
+             facts: HostFacts | None = None) -> PodPlan:
+    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError), or podfields.FieldRefused for a
+    field this node does not honour, when it cannot run. ``side``: what the downward API and token projections
+    read from the node (tokens.py, projection.py); ``facts``: what the host offers pods (none by default)."""
     pod_meta = meta(pod)
     spec = pod.get("spec")
     namespace, name, uid = pod_meta.namespace, pod_meta.name, pod_meta.uid
@@ -408,6 +423,8 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
     init_containers = spec.get("initContainers") or []
     if not isinstance(init_containers, list):
         raise PodSpecError("InvalidSpec", "spec.initContainers must be a list")
+    podfields.check(spec)
+    facts = facts or HostFacts()
     resolver = _Resolver(namespace, lookup, pod, side)
     volumes = _volumes(spec, resolver, node)
     restart_policy = spec.get("restartPolicy", "Always")
@@ -450,6 +467,9 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
             command=list(map(str, c["args"])) if c.get("args") else None,
             env=_env(c, pod, resolver, node), mounts=mounts, working_dir=c.get("workingDir"),
             mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash, **_behaviour(c, where, init),
+            security=plan_security(pod, index if init else index - len(init_containers), facts,
+                                   kind="initContainers" if init else "containers"),
+            stdin=bool(c.get("stdin")), tty=bool(c.get("tty")),
         ))
     meta_grace = pod_meta.deletion_grace_period_seconds
     grace = meta_grace if meta_grace is not None else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
@@ -459,5 +479,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
         config_refs=frozenset(resolver.refs), pull_secrets=secret_keys(spec, namespace),
-        init_containers=init_plans,
+        init_containers=init_plans, host=plan_host(pod, facts), fs_group=fs_group(spec),
     )

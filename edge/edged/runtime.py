@@ -26,6 +26,7 @@ from edge.edged.podspec import (
     PodPlan,
     container_name,
 )
+from edge.edged.security import podman_caps, podman_user
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class HostMount:
     target: str
     read_only: bool
     tmpfs: bool = False
+    size: int | None = None
+    """Of a tmpfs, in bytes (a Memory emptyDir's sizeLimit)."""
 
 
 class PodmanRuntime:
@@ -80,6 +83,7 @@ class PodmanRuntime:
         self.node = node
         self.client = PodmanClient(base_url=url)
         self._image_path: dict[str, bool] = {}
+        self._image_user: dict[str, str] = {}
 
     def close(self) -> None:
         self.client.close()
@@ -145,11 +149,16 @@ class PodmanRuntime:
         return {p.name: (p.attrs.get("Labels") or {}).get(UID_LABEL, "") for p in found}
 
     def create_pod(self, plan: PodPlan) -> None:
-        spec: dict[str, Any] = {"labels": plan.labels, "hostname": plan.key.name}
+        spec: dict[str, Any] = {"labels": plan.labels}
         if plan.ports:
             spec["portmappings"] = plan.ports
-        if plan.host_network:
-            spec["netns"] = {"nsmode": "host"}
+        if plan.host_network:  # and the host's UTS namespace, as on a cluster: the pod's hostname is the node's
+            spec["netns"] = spec["utsns"] = {"nsmode": "host"}
+        else:  # a pod on the host's network takes dns and hosts per container: podman ignores them on such a pod
+            spec["hostname"] = plan.host.hostname or plan.key.name
+            spec.update(_dns_and_hosts(plan, "dns_server", "dns_option", "hostadd"))
+        if plan.host.share_pid:
+            spec["shared_namespaces"] = ["uts", "ipc", "net", "pid"]  # podman's default set, and pid
         try:
             self.client.pods.create(plan.podman_name, **spec)
         except (APIError, PodmanError, OSError) as exc:
@@ -261,11 +270,58 @@ class PodmanRuntime:
             kwargs["mem_limit"] = container.mem_limit
         if container.nano_cpus:
             kwargs["nano_cpus"] = container.nano_cpus
+        kwargs.update(self._security_options(plan, container))
         try:
             created = self.client.containers.create(container.image, **kwargs)
         except (APIError, PodmanError, OSError) as exc:
             raise ContainerRuntimeError(f"cannot create container {container.name}: {exc}") from exc
         return str(created.id)
+
+    def _security_options(self, plan: PodPlan, container: ContainerPlan) -> dict[str, Any]:
+        """podman's options for the container's securityContext, the pod's host namespaces, dns and hosts."""
+        sec = container.security
+        image_user = self.image_user(container.image)
+        out: dict[str, Any] = {"privileged": sec.privileged, "read_only": sec.read_only,
+                               "read_write_tmpfs": False,  # Kubernetes adds no writable /tmp to a read-only root
+                               "no_new_privileges": sec.no_new_privileges, "stdin_open": container.stdin,
+                               "tty": container.tty}
+        user = podman_user(sec, image_user)
+        if user is not None:
+            out["user"] = user
+        if sec.groups:
+            out["group_add"] = [str(g) for g in sec.groups]
+        cap_add, cap_drop = podman_caps(sec, image_user)
+        if cap_add:
+            out["cap_add"] = cap_add
+        if cap_drop:
+            out["cap_drop"] = cap_drop
+        if sec.seccomp:
+            out["seccomp_profile_path"] = sec.seccomp
+        if sec.apparmor:
+            out["apparmor_profile"] = sec.apparmor
+        if sec.selinux:
+            out["security_opt"] = [f"label={o}" for o in sec.selinux]
+        if sec.sysctls:
+            out["sysctls"] = dict(sec.sysctls)
+        if plan.host.host_pid:
+            out["pid_mode"] = "host"
+        if plan.host.host_pid or plan.host.share_pid:
+            out["init"] = False  # PID 1 is the host's init, or the infra container's catatonit, reaping for all
+        if plan.host.host_ipc:
+            out["ipc_mode"] = "host"
+        if plan.host_network:
+            out.update(_dns_and_hosts(plan, "dns", "dns_opt", "extra_hosts"))
+        return out
+
+    def image_user(self, image: str) -> str:
+        """The image's ``User`` (empty: root), asked of podman once per image."""
+        if image not in self._image_user:
+            try:
+                self._image_user[image] = str((self.client.images.get(image).attrs.get("Config") or {})
+                                              .get("User") or "")
+            except (NotFound, APIError, PodmanError, OSError) as exc:
+                raise ContainerRuntimeError(f"cannot read the user of image {image}: {exc}") from exc
+        return self._image_user[image]
 
     def _image_sets_path(self, image: str) -> bool:
         if image not in self._image_path:
@@ -315,7 +371,21 @@ class PodmanRuntime:
         return frames if isinstance(frames, bytes) else b"".join(frames)
 
 
+def _dns_and_hosts(plan: PodPlan, servers: str, options: str, hosts: str) -> dict[str, Any]:
+    """The pod's resolver and /etc/hosts entries under podman's names for them (the pod's or a container's)."""
+    out: dict[str, Any] = {}
+    if plan.host.custom_dns:
+        out.update({servers: list(plan.host.dns_servers), "dns_search": list(plan.host.dns_searches),
+                    options: list(plan.host.dns_options)})
+    if plan.host.hosts:
+        if hosts == "extra_hosts":  # podman-py's container option is a map, so one address per name
+            out[hosts] = dict(plan.host.hosts)
+        else:
+            out[hosts] = [f"{name}:{ip}" for name, ip in plan.host.hosts]
+    return out
+
+
 def _mount(m: HostMount) -> dict[str, Any]:
     if m.tmpfs:
-        return {"type": "tmpfs", "source": "tmpfs", "target": m.target}
+        return {"type": "tmpfs", "source": "tmpfs", "target": m.target, **({"size": m.size} if m.size else {})}
     return {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge.edged.podspec import ContainerPlan, FileSet, PodPlan
 from edge.edged.runtime import HostMount
+from edge.edged.volumeowner import prepare_owner
 
 
 class Volumes:
@@ -34,8 +35,11 @@ class Volumes:
                 target.mkdir(parents=True, exist_ok=True)
                 if volume.files is not None:
                     write_files(target, volume.files)
+                prepare_owner(target, volume.kind, plan.fs_group)
             elif volume.kind == "hostPath":
                 Path(volume.host_path).mkdir(parents=True, exist_ok=True)
+            elif volume.kind == "local" and not volume.read_only:  # kubelet gives a local PV to fsGroup
+                prepare_owner(Path(volume.host_path), volume.kind, plan.fs_group)
 
     def mounts(self, plan: PodPlan, container: ContainerPlan) -> list[HostMount]:
         base = self.pod_dir(plan.uid) / "volumes"
@@ -43,7 +47,7 @@ class Volumes:
         for m in container.mounts:
             volume = plan.volumes[m.volume]
             if volume.kind == "emptyDir" and volume.memory and not m.sub_path:
-                out.append(HostMount("", m.target, False, tmpfs=True))
+                out.append(HostMount("", m.target, False, tmpfs=True, size=volume.size_limit))
                 continue
             source = Path(volume.host_path) if volume.kind in ("hostPath", "local") else base / volume.name
             if m.sub_path:
