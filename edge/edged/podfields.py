@@ -7,8 +7,6 @@ anything but its default, and one that sets a field the table does not know (a
 newer API than this node's), naming the field. Fields honoured only under some
 values (a sysctl, a seccomp profile, SELinux options) are checked where they are
 planned (security.py, podhost.py), which raise the same ``FieldRefused``.
-
-Fields another branch of this issue implements say so in ``branch``, one line each.
 """
 
 from __future__ import annotations
@@ -34,12 +32,10 @@ class FieldRule:
     note: str
     accepted: tuple[Any, ...] = ()
     """For a refused field: values besides the empty ones that are its default, and so run."""
-    branch: str = ""
-    """The branch of issue 15 that implements this field, when it is not this one."""
 
 
-def honoured(note: str, branch: str = "") -> FieldRule:
-    return FieldRule(State.HONOURED, note, branch=branch)
+def honoured(note: str) -> FieldRule:
+    return FieldRule(State.HONOURED, note)
 
 
 def control_plane(note: str) -> FieldRule:
@@ -64,7 +60,7 @@ class FieldRefused(EdgeError, ValueError):
 POD_SPEC: dict[str, FieldRule] = {
     "activeDeadlineSeconds": refused("the pod deadline is not enforced by EdgeD"),
     "affinity": control_plane("the scheduler places the pod"),
-    "automountServiceAccountToken": honoured("service-account token volume", branch="token"),
+    "automountServiceAccountToken": honoured("service-account token volume"),
     "containers": honoured("podman containers in the pod; see CONTAINER"),
     "dnsConfig": honoured("nameservers, searches, options in the pod's resolv.conf (podhost.py)"),
     "dnsPolicy": honoured("ClusterFirst has no cluster DNS at the edge: it falls back to Default, the node's "
@@ -79,8 +75,8 @@ POD_SPEC: dict[str, FieldRule] = {
     "hostUsers": refused("user namespaces (hostUsers: false) are not set up by EdgeD", True),
     "hostname": honoured("the pod's hostname"),
     "hostnameOverride": refused("EdgeD sets the hostname from hostname/subdomain only"),
-    "imagePullSecrets": honoured("credentials for the pull", branch="pull"),
-    "initContainers": honoured("run in order before the containers", branch="init"),
+    "imagePullSecrets": honoured("credentials for the pull"),
+    "initContainers": honoured("run in order before the containers"),
     "nodeName": control_plane("the binding; EdgeD runs only pods bound to its node"),
     "nodeSelector": control_plane("the scheduler places the pod"),
     "os": refused("this node runs Linux containers only", {"name": "linux"}),
@@ -97,8 +93,8 @@ POD_SPEC: dict[str, FieldRule] = {
     "schedulingGates": control_plane("the scheduler waits for them"),
     "schedulingGroup": control_plane("the scheduler's gang scheduling"),
     "securityContext": honoured("see POD_SECURITY_CONTEXT (security.py)"),
-    "serviceAccount": honoured("deprecated alias of serviceAccountName", branch="token"),
-    "serviceAccountName": honoured("the account of the pod's token, env fieldRef", branch="token"),
+    "serviceAccount": honoured("deprecated alias of serviceAccountName"),
+    "serviceAccountName": honoured("the account of the pod's token, env fieldRef"),
     "setHostnameAsFQDN": honoured("the hostname is hostname.subdomain.namespace.svc.cluster.local (podhost.py)"),
     "shareProcessNamespace": honoured("the pod's containers share the infra container's PID namespace"),
     "subdomain": honoured("the FQDN of setHostnameAsFQDN; its DNS record is the cluster DNS's, absent at the edge"),
@@ -112,26 +108,27 @@ POD_SPEC: dict[str, FieldRule] = {
 CONTAINER: dict[str, FieldRule] = {
     "args": honoured("podman command"),
     "command": honoured("podman entrypoint"),
-    "env": honoured("value, configMapKeyRef, secretKeyRef, fieldRef (resourceFieldRef on branch token)"),
+    "env": honoured("value, configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef (projection.py)"),
     "envFrom": honoured("configMapRef, secretRef, prefix"),
     "image": honoured("pulled as imagePullPolicy says"),
     "imagePullPolicy": honoured("Always, IfNotPresent, Never"),
-    "lifecycle": honoured("postStart and preStop hooks", branch="init"),
-    "livenessProbe": honoured("exec, httpGet (tcpSocket and timing on branch init)"),
+    "lifecycle": honoured("postStart and preStop, exec and httpGet; tcpSocket handlers refused (hooks.py)"),
+    "livenessProbe": honoured("exec, httpGet, tcpSocket, every timing field (handlerspec.py, probes.py)"),
     "name": honoured("the container's name in the pod"),
     "ports": honoured("hostPort/hostIP/protocol as podman port mappings; containerPort is informational"),
-    "readinessProbe": honoured("exec, httpGet (tcpSocket and timing on branch init)"),
+    "readinessProbe": honoured("exec, httpGet, tcpSocket, every timing field (handlerspec.py, probes.py)"),
     "resizePolicy": honoured("resources of a pod never change in place (no resize subresource in v1.20), so no "
                              "resize policy is ever applied"),
     "resources": honoured("cpu/memory limits as cgroup limits, requests at admission; see RESOURCES"),
-    "restartPolicy": honoured("sidecar init containers", branch="init"),
+    "restartPolicy": refused("sidecar init containers are not run by EdgeD: the pod's restartPolicy governs "
+                             "every container"),
     "restartPolicyRules": refused("per-exit-code restart rules are not applied by EdgeD"),
     "securityContext": honoured("see SECURITY_CONTEXT (security.py)"),
-    "startupProbe": honoured("gates liveness and readiness", branch="init"),
+    "startupProbe": honoured("gates liveness and readiness (probes.py)"),
     "stdin": honoured("podman keeps the container's stdin open"),
     "stdinOnce": honoured("stdin stays open until the first attach; EdgeD offers no attach, so it stays open"),
-    "terminationMessagePath": honoured("read when the container ends", branch="init"),
-    "terminationMessagePolicy": honoured("File or FallbackToLogsOnError", branch="init"),
+    "terminationMessagePath": honoured("read when the container ends"),
+    "terminationMessagePolicy": honoured("File or FallbackToLogsOnError"),
     "tty": honoured("podman allocates a terminal"),
     "volumeDevices": refused("raw block volumes are not attached by EdgeD"),
     "volumeMounts": honoured("bind mounts of the pod's volumes; see VOLUME_MOUNT"),
@@ -241,14 +238,14 @@ def check(spec: Mapping[str, Any]) -> None:
                     check_fields(m, VOLUME_MOUNT, f"{where}.volumeMounts[{j}]")
 
 
-def table_rows() -> list[tuple[str, State, str, str]]:
-    """(field, state, note, branch) of every field, for the closing note and the docs."""
-    rows: list[tuple[str, State, str, str]] = []
+def table_rows() -> list[tuple[str, State, str]]:
+    """(field, state, note) of every field, for the closing note and the docs."""
+    rows: list[tuple[str, State, str]] = []
     for prefix, table in (("spec", POD_SPEC), ("spec.securityContext", POD_SECURITY_CONTEXT),
                           ("spec.containers[]", CONTAINER), ("spec.containers[].securityContext", SECURITY_CONTEXT),
                           ("spec.containers[].volumeMounts[]", VOLUME_MOUNT),
                           ("spec.containers[].resources", RESOURCES)):
-        rows.extend((f"{prefix}.{name}", rule.state, rule.note, rule.branch) for name, rule in table.items())
-    rows.extend((f"spec.ephemeralContainers[].{name}", State.REFUSED, POD_SPEC["ephemeralContainers"].note, "")
+        rows.extend((f"{prefix}.{name}", rule.state, rule.note) for name, rule in table.items())
+    rows.extend((f"spec.ephemeralContainers[].{name}", State.REFUSED, POD_SPEC["ephemeralContainers"].note)
                 for name in sorted(EPHEMERAL_CONTAINER))
     return rows

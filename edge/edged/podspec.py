@@ -361,9 +361,6 @@ def _behaviour(container: dict[str, Any], where: str, init: bool) -> dict[str, A
         for name in _NOT_FOR_INIT:
             if container.get(name) is not None:
                 raise PodSpecError("InvalidSpec", f"{where}.{name}: must not be set for init containers")
-    if container.get("restartPolicy") is not None:  # Kubernetes 1.28's sidecars: an init container that runs on
-        raise PodSpecError("InvalidSpec", f"{where}.restartPolicy: sidecar init containers are not supported on "
-                                          "this node (a container follows the pod's restartPolicy)")
     ports = named_ports(container)
     lifecycle = container.get("lifecycle") or {}
     path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH

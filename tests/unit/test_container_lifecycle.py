@@ -20,6 +20,7 @@ from edge.edged.handlers import run_handler
 from edge.edged.handlerspec import Handler, HandlerSpecError, read_handler, read_probe
 from edge.edged.hooks import MIN_GRACE_AFTER_HOOK_S, pre_stop
 from edge.edged.initcontainers import next_init, restarts
+from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import PodSpecError, plan_pod
 from edge.edged.runtime import Observed, PodmanRuntime
 from edge.edged.status import ContainerView, pod_status
@@ -92,8 +93,9 @@ def test_the_pod_is_refused_with_the_fields_path() -> None:
     assert "spec.initContainers[0].livenessProbe: must not be set for init containers" in refused(pod(init=init))
     assert "is missing or repeated" in refused(pod(init=[{"name": "main", "image": "localhost/busybox:1"}]))
     sidecar = [{"name": "proxy", "image": "localhost/busybox:1", "restartPolicy": "Always"}]
-    assert "spec.initContainers[0].restartPolicy: sidecar init containers are not supported" in refused(
-        pod(init=sidecar))
+    with pytest.raises(FieldRefused, match=r"spec\.initContainers\[0\]\.restartPolicy is not supported on this "
+                                           "node: sidecar init containers"):
+        plan_pod(pod(init=sidecar), "edge-1", lambda _: None)
 
 
 def test_init_containers_are_planned_in_order_with_volumes_and_env() -> None:
