@@ -53,14 +53,15 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
              "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
-             "--etcd-port", str(etcd_port)],
+             "--etcd-port", str(etcd_port), "--controller-manager-port", str(free_port()),
+             "--scheduler-port", str(free_port())],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
-        assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller",
-                             "devicecontroller", "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman",
-                             "edged", "devicetwin", "eventbus"}
+        assert set(rows) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                             "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "edge-broker",
+                             "bridge-edge-1", "edgehub", "metamanager", "podman", "edged", "devicetwin", "eventbus"}
         # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
         kubeconfig = state / "apiserver" / "kubeconfig"
         assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()
