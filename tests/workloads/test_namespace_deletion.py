@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from kubernetes import client as k8s
-
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import NODE_INDEX_LABEL, Cluster
+from tests.support.cluster import NODE_INDEX_LABEL, Cluster, namespace_gone
 from tests.workloads.kube import BUSYBOX, all_running, apply, edge_store_keys, kubectl, podman_pods_of, pods
 
 TIMEOUT = 90.0
-
-
-def namespace_gone(core: k8s.CoreV1Api, namespace: str) -> bool:
-    try:
-        core.read_namespace(namespace)
-    except k8s.exceptions.ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
 
 
 def test_delete_namespace_removes_everything_from_api_podman_and_store(controlplane_cluster: Cluster,
