@@ -8,6 +8,7 @@ gives each test its own namespace there.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -178,8 +179,9 @@ def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     disable_token_automount(core, namespace)
     yield namespace
-    try:
+    with contextlib.suppress(k8s.exceptions.ApiException):  # only a shortcut: deleting the namespace deletes them
         core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+    try:
         core.delete_namespace(namespace)
     except k8s.exceptions.ApiException as exc:
         if exc.status not in (404, 409):  # a test may have deleted its namespace itself
