@@ -68,6 +68,9 @@ KINDS = {
     "pod": Kind("pod", "v1", "Pod", "list_pod_for_all_namespaces"),
     "configmap": Kind("configmap", "v1", "ConfigMap", "list_config_map_for_all_namespaces"),
     "secret": Kind("secret", "v1", "Secret", "list_secret_for_all_namespaces"),
+    "persistentvolumeclaim": Kind("persistentvolumeclaim", "v1", "PersistentVolumeClaim",
+                                  "list_persistent_volume_claim_for_all_namespaces"),
+    "persistentvolume": Kind("persistentvolume", "v1", "PersistentVolume", "list_persistent_volume"),
     "node": Kind("node", "v1", "Node", "list_node"),
     "device": Kind("device", DEVICES, "Device", plural="devices"),
     "devicemodel": Kind("devicemodel", DEVICES, "DeviceModel", plural="devicemodels"),
@@ -271,6 +274,19 @@ class Kube:
         spec = KINDS[kind]
         return dict(self._call(self.custom.patch_namespaced_custom_object, spec.group, spec.version, namespace,
                                spec.plural, name, patch, _content_type=MERGE))
+
+    def create_pod_token(self, namespace: str, service_account: str, pod: str, pod_uid: str,
+                         audiences: tuple[str, ...], expiration_seconds: int) -> tuple[str, str]:
+        """A TokenRequest for ``service_account`` bound to the pod (it stops being valid when that pod is gone),
+        as kubelet makes one: no audiences means the API server's own. Returns (token, expirationTimestamp)."""
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": pod_uid}}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        answer = self._call(self.core.create_namespaced_service_account_token, service_account, namespace, body)
+        status = answer.get("status") or {}
+        return str(status.get("token", "")), str(status.get("expirationTimestamp", ""))
 
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         """Finish a deletion as a kubelet does: grace period 0, only if the pod is still this UID."""

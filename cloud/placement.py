@@ -1,11 +1,13 @@
 """Which objects each edge node must hold, and what to send it when that changes. No I/O here.
 
 A node holds its primary objects (pods, or devices), those bound to it by
-``spec.nodeName``, and the secondary objects they refer to (ConfigMaps and
-Secrets, or DeviceModels), and nothing else: when the last pod using a Secret
-leaves a node, the Secret is deleted there too (KubeEdge keeps sending it forever). ``sent`` is what this
-controller last queued for each node; after a reconnect it is replaced by what
-the node reports it holds, so only the differences travel.
+``spec.nodeName``, and the secondary objects they refer to (ConfigMaps, Secrets
+and PersistentVolumeClaims, or DeviceModels), with what those refer to in turn
+(the PersistentVolume a claim is bound to), and nothing else: when the last pod
+using a Secret leaves a node, the Secret is deleted there too (KubeEdge keeps
+sending it forever). ``sent`` is what this controller last queued for each node;
+after a reconnect it is replaced by what the node reports it holds, so only the
+differences travel.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from schemas.envelope import Op
 from schemas.kubeobj import EDGE_ROLE_LABEL, deletion_body, meta, node_name
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey, newer_version
+from schemas.volumeclaims import Claim
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,20 @@ def key_of(kind: str, obj: dict[str, Any]) -> ResourceKey:
 
 
 Refs = Callable[[dict[str, Any]], frozenset[ResourceKey]]
+SecondaryRefs = Callable[[str, dict[str, Any]], frozenset[ResourceKey]]
+"""(kind, object) -> what a secondary object refers to in turn."""
+
+REFERRING_KINDS = frozenset({kinds.PVC})
+"""Secondary kinds whose objects refer to further objects (volume_refs)."""
+
+
+def volume_refs(kind: str, obj: dict[str, Any]) -> frozenset[ResourceKey]:
+    """The PersistentVolume a claim names in ``spec.volumeName`` (the PV is cluster-scoped, and only the claim
+    says which node needs it)."""
+    if kind != kinds.PVC:
+        return frozenset()
+    key = Claim.view(obj).volume_key()
+    return frozenset({key}) if key is not None else frozenset()
 
 
 def model_refs(device: dict[str, Any]) -> frozenset[ResourceKey]:
@@ -52,9 +69,13 @@ def model_refs(device: dict[str, Any]) -> frozenset[ResourceKey]:
 
 
 class Placement:
-    def __init__(self, primary: str = kinds.POD, refs: Refs = config_refs) -> None:
+    def __init__(self, primary: str = kinds.POD, refs: Refs = config_refs,
+                 secondary_refs: SecondaryRefs = volume_refs) -> None:
         self.primary = primary
         self.refs = refs
+        self.secondary_refs = secondary_refs
+        self.onward_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}  # a claim -> its volume
+        self.referrers: dict[ResourceKey, set[ResourceKey]] = {}  # a volume -> the claims that name it
         self.edge_nodes: set[str] = set()
         self.pods: dict[ResourceKey, Packed] = {}
         self.pod_node: dict[ResourceKey, str] = {}
@@ -102,16 +123,26 @@ class Placement:
 
     def on_secondary(self, kind: str, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
         key = key_of(kind, obj)
+        for ref in self.onward_refs.pop(key, frozenset()):
+            self.referrers[ref].discard(key)
+            if not self.referrers[ref]:
+                del self.referrers[ref]
         if event == "DELETED":
             self.configs.pop(key, None)
         else:
             self.configs[key] = packed or Packed.of(obj)
-        return {node for node in self.edge_nodes if self.node_refs.get(node, Counter())[key] > 0}
+            refs = self.secondary_refs(kind, obj)
+            if refs:
+                self.onward_refs[key] = refs
+                for ref in refs:
+                    self.referrers.setdefault(ref, set()).add(key)
+        return {node for node in self.edge_nodes if self.uses(node, key)}
 
     # -- what a node should hold -------------------------------------------------------------
 
     def _refs(self, node: str) -> list[ResourceKey]:
-        return [k for k, n in self.node_refs.get(node, Counter()).items() if n > 0]
+        direct = [k for k, n in self.node_refs.get(node, Counter()).items() if n > 0]
+        return direct + [ref for k in direct for ref in self.onward_refs.get(k, ())]
 
     def desired(self, node: str) -> dict[ResourceKey, Packed]:
         if node not in self.edge_nodes:
@@ -124,20 +155,27 @@ class Placement:
         return out
 
     def uses(self, node: str, key: ResourceKey) -> bool:
-        """Whether ``node`` may read ``key`` (a query from the edge is answered only then)."""
-        return node in self.edge_nodes and self.node_refs.get(node, Counter())[key] > 0
+        """Whether ``node`` may read ``key`` (a query from the edge is answered only then): one of its pods
+        refers to it, or to a claim bound to it."""
+        if node not in self.edge_nodes:
+            return False
+        counts = self.node_refs.get(node, Counter())
+        return counts[key] > 0 or any(counts[claim] > 0 for claim in self.referrers.get(key, ()))
 
     def wanted(self, node: str, key: ResourceKey) -> Packed | None:
         if node not in self.edge_nodes:
             return None
         if key.kind == self.primary:
             return self.pods.get(key) if self.pod_node.get(key) == node else None
-        return self.configs.get(key) if self.node_refs.get(node, Counter())[key] > 0 else None
+        return self.configs.get(key) if self.uses(node, key) else None
 
     def changes(self, node: str, only: ResourceKey | None = None) -> list[Change]:
         """What to send ``node`` so that it holds ``desired(node)``, given what was sent before
-        (for one object only, with ``only``: a ConfigMap event need not look at the rest)."""
+        (for one object only, with ``only``: a ConfigMap event need not look at the rest; a claim's event looks at
+        everything, since the volume it names, or named before, comes or goes with it)."""
         sent = self.sent.setdefault(node, {})
+        if only is not None and only.kind in REFERRING_KINDS:
+            only = None
         if only is not None:
             obj = self.wanted(node, only)
             want = {only: obj} if obj is not None else {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 POD = "pod"
 CONFIGMAP = "configmap"
 SECRET = "secret"
+PVC = "persistentvolumeclaim"
+PV = "persistentvolume"
 NODE = "node"
 NODESTATUS = "nodestatus"
 PODSTATUS = "podstatus"
@@ -19,11 +21,13 @@ DEVICEMODEL = "devicemodel"
 MEMBERSHIP = "membership"
 TWIN = "twin"
 DEVICESTATUS = "devicestatus"
+SERVICEACCOUNTTOKEN = "serviceaccounttoken"
+"""Queried, never stored: a node asks the cloud for a pod's bound service account token (schemas/tokens.py)."""
 
 STATE_KINDS = frozenset({NODESTATUS, PODSTATUS, LEASE, DEVICESTATUS})
 """Upstream kinds that describe current state: a newer entry replaces an older unsent one."""
 
-EDGED_KINDS = frozenset({POD, CONFIGMAP, SECRET, NODE})
+EDGED_KINDS = frozenset({POD, CONFIGMAP, SECRET, PVC, PV, NODE})
 """Stored kinds that EdgeD acts on; MetaManager forwards them to it after each commit."""
 
 DEVICETWIN_KINDS = frozenset({DEVICE, DEVICEMODEL, MEMBERSHIP})

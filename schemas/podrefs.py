@@ -1,18 +1,19 @@
-"""Which ConfigMaps and Secrets a Pod refers to: the cloud sends them only to the nodes that need them,
-and the edge rewrites a pod's files when one of them changes."""
+"""Which ConfigMaps, Secrets and PersistentVolumeClaims a Pod refers to: the cloud sends them only to the nodes
+that need them, and the edge rewrites a pod's files when one of them changes."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
-from schemas.kinds import CONFIGMAP, SECRET
+from schemas.kinds import CONFIGMAP, PVC, SECRET
 from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
 
 
 def config_refs(pod: dict[str, Any]) -> frozenset[ResourceKey]:
-    """Volumes (configMap, secret, projected), env valueFrom, envFrom and imagePullSecrets."""
+    """Volumes (configMap, secret, projected, persistentVolumeClaim), env valueFrom, envFrom and
+    imagePullSecrets. (The PersistentVolume behind a claim is the claim's reference: volumeclaims.Claim.)"""
     found: set[tuple[str, Any]] = set()
     spec = pod.get("spec") or {}
     ns = meta(pod).namespace or "default"
@@ -26,6 +27,8 @@ def config_refs(pod: dict[str, Any]) -> frozenset[ResourceKey]:
                 found.add((CONFIGMAP, source["configMap"]["name"]))
             if (source.get("secret") or {}).get("name"):
                 found.add((SECRET, source["secret"]["name"]))
+        if (vol.get("persistentVolumeClaim") or {}).get("claimName"):
+            found.add((PVC, vol["persistentVolumeClaim"]["claimName"]))
     for secret in spec.get("imagePullSecrets") or []:
         if secret.get("name"):
             found.add((SECRET, secret["name"]))

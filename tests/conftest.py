@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
     "tests.fixtures.netns",
+    "tests.fixtures.registry",
     "tests.support.edge_node",
     "tests.support.cluster",
     "tests.support.fleet",

@@ -1,7 +1,8 @@
 """EdgeController: the API server's view of edge nodes, both ways.
 
-Down (cloud/nodesync.py): each node gets its pods and the ConfigMaps and Secrets
-they use; after a reconnect only the differences.
+Down (cloud/nodesync.py): each node gets its pods and the ConfigMaps, Secrets and
+PersistentVolumeClaims they use, with the PersistentVolumes those claims are bound
+to; after a reconnect only the differences.
 
 Up: node registration and status, pod status, and queries, written to (or read
 from) the API server; the edge's entry is acknowledged after the write succeeded,
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
@@ -31,11 +34,14 @@ from schemas.kubeobj import EDGE_ROLE_LABEL, conditions, deletion_body, meta, no
 from schemas.reports import NodeRegistration, NodeStatus, PodStatusReport
 from schemas.resource import ResourceKey
 from schemas.timefmt import now_rfc3339
+from schemas.tokens import TokenGrant, TokenQuery
 
 log = logging.getLogger(__name__)
 
 MODULE = "edgecontroller"
 TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
+SECONDARY = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
+"""What pods refer to, placed on the nodes that run them (a PersistentVolume through its claim)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class EdgeControllerSettings(ComponentSettings):
         "help": "after CloudHub reports a node gone, seconds before its NodeReady turns Unknown"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
+    token_workers: int = field(default=2, metadata={"help": "service account tokens asked of the API server at once"})
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -71,12 +78,15 @@ class EdgeController(NodeSync):
     def __init__(self, settings: EdgeControllerSettings, bus: Bus) -> None:
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
-        super().__init__(kube, Placement(), (kinds.CONFIGMAP, kinds.SECRET), bus,
+        super().__init__(kube, Placement(), SECONDARY, bus,
                          query_timeout_s=settings.query_timeout_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
+        # A TokenRequest is a call to the API server: made off the handler thread, like the writes.
+        self.token_pool = ThreadPoolExecutor(settings.token_workers, thread_name_prefix="token")
 
     def close(self) -> None:
         self.writer.close()
+        self.token_pool.shutdown(wait=False, cancel_futures=True)
         super().close()
 
     def on_disconnected(self, node: str, session: str) -> None:
@@ -111,6 +121,9 @@ class EdgeController(NodeSync):
         here, before it is queued: one that cannot be written is refused at once, with the field named."""
         key = envelope.res
         if envelope.op == Op.QUERY:
+            if key is not None and key.kind == kinds.SERVICEACCOUNTTOKEN:
+                self.token_pool.submit(self._answer_token_query, envelope)
+                return None
             return [self.reply(self._answer_query(envelope))]
         try:
             handler = self._handler(envelope)
@@ -166,8 +179,9 @@ class EdgeController(NodeSync):
 
     def _answer_query(self, envelope: Envelope) -> Envelope:
         key = envelope.res
-        if key is None or key.kind not in (kinds.CONFIGMAP, kinds.SECRET):
-            return envelope.error(MODULE, 400, "only ConfigMaps and Secrets can be asked for")
+        if key is None or key.kind not in SECONDARY:
+            return envelope.error(MODULE, 400, "only ConfigMaps, Secrets, PersistentVolumeClaims and "
+                                               "PersistentVolumes can be asked for")
         if not self.placement.uses(envelope.node, key):
             return envelope.error(MODULE, 403, f"no pod on {envelope.node} uses {key}")
         obj = self.informers[key.kind].get(key.namespace, key.name)
@@ -176,6 +190,31 @@ class EdgeController(NodeSync):
         reply = envelope.reply(MODULE, obj)
         return Envelope(node=reply.node, src=reply.src, group=reply.group, op=reply.op, res=reply.res, body=obj,
                         rv=meta(obj).resource_version or None, parent=reply.parent)
+
+    def _answer_token_query(self, envelope: Envelope) -> None:
+        """A node asks for a pod's service account token (schemas/tokens.py); the rule is token_refusal's."""
+        try:
+            query = TokenQuery.parse(envelope.body)
+            query.check_key(envelope.res)
+            pod = self.informers[kinds.POD].get(query.namespace, query.pod)
+            if pod is None or token_refusal(pod, envelope.node, query) is not None:
+                pod = self.kube.get_pod(query.namespace, query.pod)  # the cache may not have seen the pod yet
+            refusal = token_refusal(pod, envelope.node, query)
+            if refusal is not None:
+                log.warning("refused node %s a token: %s", envelope.node, refusal)
+                answer = envelope.error(MODULE, 403, refusal)
+            else:
+                token, expires = self.kube.create_pod_token(query.namespace, query.service_account, query.pod,
+                                                            query.uid, query.audiences, query.expiration_seconds)
+                answer = envelope.reply(MODULE, TokenGrant(token, expires).as_body())
+        except BodyError as exc:
+            answer = envelope.error(MODULE, 400, str(exc))
+        except KubeError as exc:
+            answer = envelope.error(MODULE, exc.status or 503, exc.reason)
+        try:
+            self.bus.send([self.reply(answer)])
+        except Exception:
+            log.exception("could not answer node %s's token query", envelope.node)
 
     def _register_node(self, registration: NodeRegistration, envelope: Envelope) -> Envelope:
         node = envelope.node

@@ -1,6 +1,7 @@
 """EdgeD as a process: the kubelet on the edge bus.
 
-At start it lists this node's pods, ConfigMaps and Secrets from MetaManager (this
+At start it lists this node's pods, ConfigMaps, Secrets, PersistentVolumeClaims and
+PersistentVolumes from MetaManager (this
 is how pods come back after a reboot with no link), registers the node, and then
 follows MetaManager's forwards. Pod status changes and the node status every
 ``node_status_s`` go to the cloud through EdgeHub's outbox.
@@ -18,7 +19,9 @@ from typing import Any
 
 from edge.edged.kubelet import Kubelet
 from edge.edged.node import node_object, node_status
+from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
+from edge.edged.tokens import TokenFetchError, TokenKeeper
 from edge.edged.volumes import Volumes
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings
@@ -31,10 +34,14 @@ from schemas.fields import BodyError
 from schemas.kubeobj import ConfigObject, ObjectMeta, Pod
 from schemas.reports import PodStatusReport
 from schemas.resource import ResourceKey
+from schemas.tokens import TokenGrant, TokenQuery
+from schemas.volumeclaims import Claim, Volume
 
 log = logging.getLogger(__name__)
 
 MODULE = "edged"
+CONFIG_KINDS = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
+"""What pods refer to: kept beside them for planning (edge/edged/podspec.py's lookup)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class EdgeDSettings(StoreSettings):
     data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
     node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
     pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
+    token_timeout_s: float = field(default=10.0, metadata={
+        "help": "seconds to wait for the cloud's answer when asking for a service account token"})
 
 
 class EdgeD:
@@ -51,9 +60,11 @@ class EdgeD:
         self.disk = DiskGuard(Path(settings.data_dir), settings.disk_reserve_bytes)
         self.node = settings.node
         self.runtime = PodmanRuntime(settings.podman_url, settings.node)
-        self.kubelet = Kubelet(settings.node, self.runtime, Volumes(Path(settings.data_dir)), self._report,
-                               workers=settings.pod_workers)
         self.bus = bus
+        volumes = Volumes(Path(settings.data_dir))
+        self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
+        self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
+                               tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)))
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
@@ -149,8 +160,8 @@ class EdgeD:
                 pod = None if obj is None else _mine(Pod.parse(obj, key), self.node)
                 if obj is None or pod is not None:  # a pod bound to another node is not this node's business
                     self.kubelet.set_pod(key, pod)
-            elif key.kind in (kinds.CONFIGMAP, kinds.SECRET):
-                self.kubelet.set_config(key, None if obj is None else ConfigObject.parse(obj, key).obj)
+            elif key.kind in CONFIG_KINDS:
+                self.kubelet.set_config(key, None if obj is None else _config(key, obj))
         except BodyError as exc:
             self._refuse(str(key), exc)
 
@@ -160,7 +171,7 @@ class EdgeD:
         while not self._stop.is_set():
             try:
                 pods = list_objects(self.bus, kinds.POD)
-                config = {**list_objects(self.bus, kinds.CONFIGMAP), **list_objects(self.bus, kinds.SECRET)}
+                config = {key: obj for kind in CONFIG_KINDS for key, obj in list_objects(self.bus, kind).items()}
                 break
             except (RequestTimeout, RequestError, PublishTimeout) as exc:
                 attempt += 1
@@ -170,7 +181,7 @@ class EdgeD:
         else:
             return
         mine = self._checked(pods, lambda key, obj: _mine(Pod.parse(obj, key), self.node))
-        config = self._checked(config, lambda key, obj: ConfigObject.parse(obj, key).obj)
+        config = self._checked(config, _config)
         self.kubelet.replace_all(mine, config)
         with self._lock:
             self._listed.set()
@@ -179,7 +190,7 @@ class EdgeD:
         for envelope in early:
             assert envelope.res is not None
             self._apply(envelope.res, None if envelope.op == Op.DELETE else envelope.body)
-        log.info("loaded %d pods and %d ConfigMaps/Secrets from MetaManager", len(mine), len(config))
+        log.info("loaded %d pods and %d objects they refer to from MetaManager", len(mine), len(config))
         if again:
             self._relist("a relist was asked for during this one")
 
@@ -197,6 +208,20 @@ class EdgeD:
             if kept is not None:
                 out[key] = kept
         return out
+
+    def _fetch_token(self, query: TokenQuery) -> TokenGrant:
+        """Ask the cloud for a pod's service account token (EdgeController answers; schemas/tokens.py)."""
+        envelope = self.bus.envelope(Group.RESOURCE, Op.QUERY, res=query.key(), body=query.as_body())
+        try:
+            reply = self.bus.request(topics.to_cloud(), envelope, timeout=self.settings.token_timeout_s)
+            return TokenGrant.parse(reply.body)
+        except RequestError as exc:
+            raise TokenFetchError(f"{exc.reply.src} answered {exc.code}: {exc.reason}") from exc
+        except (RequestTimeout, PublishTimeout) as exc:
+            raise TokenFetchError(f"the cloud did not answer: {exc}") from exc
+        except BodyError as exc:
+            self._refuse("a token from the cloud", exc)
+            raise TokenFetchError(f"the cloud's answer is not a token: {exc}") from exc
 
     # -- reports ---------------------------------------------------------------------
 
@@ -237,6 +262,15 @@ class EdgeD:
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
             self._register.wait(self.settings.node_status_s)
+
+
+def _config(key: ResourceKey, obj: Any) -> dict[str, Any]:
+    """An object a pod refers to, checked where it enters EdgeD (BodyError naming the field)."""
+    if key.kind == kinds.PVC:
+        return Claim.parse(obj, key).obj
+    if key.kind == kinds.PV:
+        return Volume.parse(obj, key).obj
+    return ConfigObject.parse(obj, key).obj
 
 
 def _mine(pod: Pod, node: str) -> dict[str, Any] | None:

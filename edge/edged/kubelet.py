@@ -14,17 +14,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
 from edge.edged.probes import ProbeState, run_due_probes, run_probe
+from edge.edged.projection import NodeSide, node_allocatable
+from edge.edged.pullsecrets import credentials
 from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
 from edge.edged.status import ContainerView, deleted_status, failed_status, pod_status, terminated
+from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
+from schemas.kinds import PV
 from schemas.kubeobj import ObjectMeta, meta
 from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey
@@ -60,6 +65,8 @@ class _ContainerBook:
     next_start_at: float = 0.0
     pull_failures: int = 0
     next_pull_at: float = 0.0
+    pull_credentials: tuple[Any, ...] = ()  # what the last pull had (a change ends its back-off)
+    pull_error: str = ""
     probes: ProbeState = field(default_factory=ProbeState)
     last_terminated: dict[str, Any] | None = None
 
@@ -76,7 +83,7 @@ class PodWorker:
     terminated: bool = False
     last_status: dict[str, Any] | None = None
     plan: PodPlan | None = None
-    plan_signature: tuple[str, int] | None = None
+    plan_signature: tuple[str, int, int] | None = None
     busy: Future[None] | None = None
     remake: bool = False
     """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
@@ -87,12 +94,17 @@ class PodWorker:
 
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
-                 *, host_ip: str = "", workers: int = 8) -> None:
+                 *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
+                 downward_allocatable: Mapping[str, float] | None = None) -> None:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
         self.report = report
         self.host_ip = host_ip or node_host_ip()
+        self.tokens = tokens
+        # What a missing limit reads as in the downward API (projection.py), and where tokens come from.
+        self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if downward_allocatable is None
+                                  else downward_allocatable, tokens.token if tokens else None)
         self._lock = threading.Lock()
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
@@ -135,7 +147,7 @@ class Kubelet:
             else:
                 self._config[key] = obj
             self._config_version[key] = self._config_version.get(key, 0) + 1
-            used = key in self._used
+            used = key in self._used or key.kind == PV  # a PersistentVolume is used through its claim
         if used:
             self._kick.set()
 
@@ -155,12 +167,14 @@ class Kubelet:
             worker.last_status = None
         self._kick.set()
 
-    def _signature(self, worker: PodWorker, pod: dict[str, Any]) -> tuple[str, int]:
-        """Changes when the pod or any ConfigMap/Secret it uses changes: until then its plan stands."""
+    def _signature(self, worker: PodWorker, pod: dict[str, Any]) -> tuple[str, int, int]:
+        """Changes when the pod or any ConfigMap/Secret it uses changes, or a service account token of it is to
+        be written or renewed (tokens.py): until then its plan stands."""
+        token_stamp = self.tokens.stamp(worker.uid) if self.tokens is not None else 0
         with self._lock:
             refs = self._pod_refs.get(worker.key, frozenset())
             return (str(meta(pod).resource_version),
-                    sum(self._config_version.get(k, 0) for k in refs))
+                    sum(self._config_version.get(k, 0) for k in refs), token_stamp)
 
     def _lookup(self, key: ResourceKey) -> dict[str, Any] | None:
         with self._lock:
@@ -231,6 +245,8 @@ class Kubelet:
                 worker = self._workers[uid]
                 if worker.busy is None or worker.busy.done():
                     del self._workers[uid]
+                    if self.tokens is not None:
+                        self.tokens.forget(uid)
         for uid in self.volumes.known_uids() - wanted - set(by_uid):
             self.volumes.remove(uid)
 
@@ -265,7 +281,7 @@ class Kubelet:
             if worker.plan is not None and worker.plan_signature == signature:
                 plan, fresh = worker.plan, False
             else:
-                plan, fresh = plan_pod(pod, self.node, self._lookup), True
+                plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side), True
         except ConfigError as exc:
             if meta(pod).deletion_timestamp:  # what it mounted may be gone first (kubectl delete namespace)
                 return self._terminate_unplanned(worker, pod, start_time)
@@ -352,7 +368,7 @@ class Kubelet:
     def _create(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, attempt: int) -> str | None:
         """Create a container (after the image is known to be there); None while it must wait."""
         now = time.time()
-        if not self._image_ready(container, book, now):
+        if not self._image_ready(plan, container, book, now):
             return None
         try:
             container_id = self.runtime.create_container(plan, container, attempt,
@@ -373,7 +389,7 @@ class Kubelet:
         book.probes = ProbeState()
         return container_id
 
-    def _image_ready(self, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
+    def _image_ready(self, plan: PodPlan, container: ContainerPlan, book: _ContainerBook, now: float) -> bool:
         present = self.runtime.image_present(container.image)
         if container.pull_policy == "Never":
             if not present:
@@ -382,16 +398,21 @@ class Kubelet:
             return present
         if present and container.pull_policy == "IfNotPresent":
             return True
-        if now < book.next_pull_at:
+        found = credentials(container.image, plan.pull_secrets, self._lookup)
+        if now < book.next_pull_at and found.fingerprint == book.pull_credentials:
             book.waiting_reason = "ImagePullBackOff"
-            book.waiting_message = f'Back-off pulling image "{container.image}"'
+            book.waiting_message = f'Back-off pulling image "{container.image}": {book.pull_error}'
             return False
+        book.pull_credentials = found.fingerprint
         try:
-            self.runtime.pull(container.image)
+            if found.unreadable:  # kubelet does not pull with a pull secret it cannot read
+                raise ImagePullError(f"cannot pull image {container.image!r} with the pod's imagePullSecrets")
+            self.runtime.pull(container.image, [auth.auth_config() for auth in found.candidates])
         except ImagePullError as exc:
             book.pull_failures += 1
             book.next_pull_at = now + restart_delay(book.pull_failures + 1)
-            book.waiting_reason, book.waiting_message = "ErrImagePull", str(exc)
+            book.pull_error = found.explain(str(exc))
+            book.waiting_reason, book.waiting_message = "ErrImagePull", book.pull_error
             return False
         book.pull_failures = 0
         return True

@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge.edged.claims import ClaimRefused, ClaimWaiting, claimed_volume
+from edge.edged.projection import SOURCES, NodeSide, ProjectionError, env_field, projected_files, resource_value
+from edge.edged.pullsecrets import secret_keys
+from edge.edged.quantity import quantity
 from edge.errors import EdgeError
-from schemas.kubeobj import meta, spec_of
+from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
 
 LABEL_PREFIX = "io.edgehive."
@@ -43,10 +46,11 @@ class PodSpecError(EdgeError, ValueError):
 
 
 class ConfigError(PodSpecError):
-    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does."""
+    """A referenced ConfigMap or Secret (or key) is missing: the container waits, as kubelet's does (an unbound
+    claim too, as ContainerCreating)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("CreateContainerConfigError", message)
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError") -> None:
+        super().__init__(reason, message)
 
 
 Lookup = Callable[[ResourceKey], dict[str, Any] | None]
@@ -71,11 +75,12 @@ class Mount:
 @dataclass(frozen=True)
 class VolumePlan:
     name: str
-    kind: str  # configMap | secret | emptyDir | hostPath
+    kind: str  # configMap | secret | emptyDir | hostPath | local (a directory that must exist: never made here)
     source: ResourceKey | None = None  # for configMap and secret
-    host_path: str = ""  # for hostPath
+    host_path: str = ""  # for hostPath and local
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
+    read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class PodPlan:
     containers: list[ContainerPlan]
     volumes: dict[str, VolumePlan] = field(default_factory=dict)
     config_refs: frozenset[ResourceKey] = frozenset()
+    pull_secrets: tuple[ResourceKey, ...] = ()  # spec.imagePullSecrets, in order
 
 
 def podman_pod_name(namespace: str, name: str) -> str:
@@ -119,20 +125,12 @@ def container_name(namespace: str, pod: str, container: str, attempt: int) -> st
     return f"{namespace}_{pod}_{container}_{attempt}"
 
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
 def parse_quantity(text: Any, what: str) -> float:
     """A Kubernetes quantity (``128Mi``, ``500m``, ``2``) as a number of base units."""
-    match = _QUANTITY.match(str(text).strip())
-    if match is None:
+    value = quantity(text)
+    if value is None:
         raise PodSpecError("InvalidSpec", f"{what} {text!r} is not a Kubernetes quantity (e.g. 128Mi, 500m)")
-    number, suffix = float(match.group(1)), match.group(2)
-    if suffix == "m":
-        return number / 1000
-    return number * _FACTORS[suffix]
+    return value
 
 
 def _decode_secret(value: Any) -> bytes:
@@ -159,12 +157,16 @@ def config_data(obj: dict[str, Any], secret: bool) -> dict[str, bytes]:
 
 
 class _Resolver:
-    """Fetches the ConfigMaps and Secrets a pod refers to, remembering which."""
+    """Fetches the ConfigMaps and Secrets a pod refers to, remembering which; holds what the downward API and
+    token projections read (the pod, the node's side)."""
 
-    def __init__(self, namespace: str, lookup: Lookup) -> None:
+    def __init__(self, namespace: str, lookup: Lookup, pod: dict[str, Any] | None = None,
+                 side: NodeSide | None = None) -> None:
         self.namespace = namespace
         self.lookup = lookup
         self.refs: set[ResourceKey] = set()
+        self.pod = pod or {}
+        self.side = side or NodeSide()
 
     def data(self, kind: str, name: Any, optional: bool) -> dict[str, bytes] | None:
         if not isinstance(name, str) or not name:
@@ -179,6 +181,20 @@ class _Resolver:
         return config_data(obj, secret=kind == "secret")
 
 
+def _projected(what: str, project: Callable[..., Any], *args: Any) -> Any:
+    """A projection.py call, its errors made the pod's: a refusal, or a wait (CreateContainerConfigError)."""
+    try:
+        return project(*args)
+    except ProjectionError as exc:
+        if exc.waiting:
+            raise ConfigError(exc.message) from None
+        raise PodSpecError("InvalidSpec", f"{what}: {exc.message}") from None
+
+
+def _relative(files: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+    return {_safe_relative(path): content for path, content in files.items()}
+
+
 def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -189,10 +205,6 @@ def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, no
                 data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
                 for k, v in (data or {}).items():
                     env[prefix + k] = v.decode(errors="replace")
-    pod_meta = meta(pod)
-    fields = {"metadata.name": pod_meta.name or "", "metadata.namespace": pod_meta.namespace or "",
-              "metadata.uid": pod_meta.uid or "", "spec.nodeName": node, "spec.serviceAccountName":
-              spec_of(pod).get("serviceAccountName", "")}
     for item in container.get("env") or []:
         name = item.get("name")
         if not isinstance(name, str) or not name:
@@ -212,13 +224,13 @@ def _env(container: dict[str, Any], pod: dict[str, Any], resolver: _Resolver, no
                 env[name] = data[key].decode(errors="replace")
             elif not optional:
                 raise ConfigError(f'couldn\'t find key {key} in {kind} {resolver.namespace}/{ref.get("name")}')
-        field_ref = source.get("fieldRef")
-        if field_ref is not None:
-            path = field_ref.get("fieldPath")
-            if path not in fields:
-                raise PodSpecError("InvalidSpec", f"env {name}: fieldRef {path!r} is not supported on this node "
-                                                  f"(supported: {', '.join(sorted(fields))})")
-            env[name] = str(fields[path])
+        if source.get("fieldRef") is not None:
+            env[name] = _projected(f"env {name}", env_field, pod, source["fieldRef"].get("fieldPath"), node,
+                                   resolver.side)
+        if source.get("resourceFieldRef") is not None:
+            ref = source["resourceFieldRef"]
+            env[name] = _projected(f"env {name}", resource_value, pod, ref.get("containerName") or
+                                   container.get("name"), ref, resolver.side)
         env.setdefault(name, "")
     return env
 
@@ -250,7 +262,20 @@ def _safe_relative(path: Any) -> str:
     return str(p)
 
 
-def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]:
+def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan:
+    """A persistentVolumeClaim volume: the directory of the PersistentVolume it is bound to (edge/edged/claims.py)."""
+    try:
+        found = claimed_volume(name, source, resolver.namespace, node, resolver.lookup)
+    except ClaimWaiting as exc:
+        raise ConfigError(str(exc), reason="ContainerCreating") from None
+    except ClaimRefused as exc:
+        raise PodSpecError("InvalidSpec", str(exc)) from None
+    resolver.refs.update((found.claim, found.volume))
+    return VolumePlan(name, "local" if found.must_exist else "hostPath", host_path=found.path,
+                      read_only=found.read_only)
+
+
+def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, VolumePlan]:
     plans: dict[str, VolumePlan] = {}
     for vol in spec.get("volumes") or []:
         name = vol.get("name")
@@ -276,11 +301,17 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
                         ref = source[field_name] or {}
                         data = resolver.data(kind, ref.get("name"), bool(ref.get("optional")))
                         files.update(_files({"defaultMode": mode, **ref}, data).files)
-                unsupported = sorted(k for k in source if k not in ("configMap", "secret"))
+                files.update(_relative(_projected(f"volume {name}", projected_files, resolver.pod, name, source,
+                                                  mode, resolver.side)))
+                unsupported = sorted(k for k in source if k not in ("configMap", "secret", *SOURCES))
                 if unsupported:
                     raise PodSpecError("InvalidSpec", f"volume {name}: projected source {unsupported[0]} is not "
-                                                      "supported on this node (configMap and secret are)")
+                                                      "supported on this node (configMap, secret, downwardAPI and "
+                                                      "serviceAccountToken are)")
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(files))
+        elif "downwardAPI" in vol:
+            plans[name] = VolumePlan(name, "configMap", None, files=FileSet(_relative(_projected(
+                f"volume {name}", projected_files, resolver.pod, name, vol, 0o644, resolver.side))))
         elif "emptyDir" in vol:
             plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory")
         elif "hostPath" in vol:
@@ -288,10 +319,13 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver) -> dict[str, VolumePlan]
             if not isinstance(path, str) or not path.startswith("/"):
                 raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.path must be absolute")
             plans[name] = VolumePlan(name, "hostPath", host_path=path)
+        elif "persistentVolumeClaim" in vol:
+            plans[name] = _claim(name, vol["persistentVolumeClaim"], resolver, node)
         else:
             kinds = sorted(k for k in vol if k != "name")
             raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
-                                              "on this node (configMap, secret, emptyDir, hostPath are)")
+                                              "on this node (configMap, secret, projected, downwardAPI, emptyDir, "
+                                              "hostPath, persistentVolumeClaim are)")
     return plans
 
 
@@ -314,8 +348,9 @@ def _pull_policy(container: dict[str, Any], image: str) -> str:
     return str(policy)
 
 
-def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
-    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run."""
+def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | None = None) -> PodPlan:
+    """Everything needed to run ``pod``; raises PodSpecError (or ConfigError) when it cannot run. ``side``: what
+    the downward API and token projections read from the node (tokens.py, projection.py)."""
     pod_meta = meta(pod)
     spec = pod.get("spec")
     namespace, name, uid = pod_meta.namespace, pod_meta.name, pod_meta.uid
@@ -328,8 +363,8 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         raise PodSpecError("InvalidSpec", "spec.containers is empty")
     if spec.get("initContainers"):
         raise PodSpecError("InvalidSpec", "initContainers are not supported on this node yet")
-    resolver = _Resolver(namespace, lookup)
-    volumes = _volumes(spec, resolver)
+    resolver = _Resolver(namespace, lookup, pod, side)
+    volumes = _volumes(spec, resolver, node)
     restart_policy = spec.get("restartPolicy", "Always")
     if restart_policy not in ("Always", "OnFailure", "Never"):
         raise PodSpecError("InvalidSpec", f"restartPolicy {restart_policy!r} is not Always, OnFailure or Never")
@@ -376,5 +411,5 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup) -> PodPlan:
         key=ResourceKey(namespace, "pod", name), uid=uid, podman_name=podman_pod_name(namespace, name),
         labels=labels, restart_policy=restart_policy, grace_s=int(grace), ports=ports,
         host_network=bool(spec.get("hostNetwork")), containers=plans, volumes=volumes,
-        config_refs=frozenset(resolver.refs),
+        config_refs=frozenset(resolver.refs), pull_secrets=secret_keys(spec, namespace),
     )

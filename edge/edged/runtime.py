@@ -8,8 +8,9 @@ any restart of EdgeD, with no state of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from podman import PodmanClient
 from podman.errors import APIError, ImageNotFound, NotFound, PodmanError
@@ -96,9 +97,29 @@ class PodmanRuntime:
         except (PodmanError, OSError) as exc:
             raise ContainerRuntimeError(f"cannot ask podman about image {image}: {exc}") from exc
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, auths: Sequence[Mapping[str, str]] = ()) -> None:
+        """Pull ``image`` with each of ``auths`` (username, password) in turn until one works; with none, without
+        credentials (or those of podman's own login files). ImagePullError carries the registry's reason (the last
+        one's, when every set was refused)."""
+        failure: ImagePullError | None = None
+        tries: Sequence[Mapping[str, str] | None] = auths or [None]
+        for auth in tries:
+            try:
+                self._pull_once(image, auth)
+                return
+            except ImagePullError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def _pull_once(self, image: str, auth: Mapping[str, str] | None) -> None:
+        kwargs: dict[str, Any] = {"auth_config": dict(auth)} if auth else {}
         try:
-            self.client.images.pull(image)
+            # Streamed: podman answers 200 and says what went wrong (the registry's 401) in the stream's last line.
+            progress = self.client.images.pull(image, stream=True, decode=True, **kwargs)
+            for line in cast(Iterator[Any], progress):
+                if isinstance(line, dict) and line.get("error"):
+                    raise ImagePullError(f"failed to pull image {image!r}: {line['error']}")
         except (ImageNotFound, APIError, PodmanError, OSError) as exc:
             raise ImagePullError(f"failed to pull image {image!r}: {exc}") from exc
         if not self.image_present(image):  # podman-py does not always raise when the pull failed

@@ -1,4 +1,5 @@
-"""Pod volumes on the host: ConfigMap and Secret files, emptyDirs, hostPaths.
+"""Pod volumes on the host: ConfigMap and Secret files, emptyDirs, hostPaths, and the hostPath or local
+PersistentVolumes of claims (a local volume's directory must exist: it is the administrator's disk, not made here).
 
 Each pod's volumes live under ``<data-dir>/pods/<uid>/volumes/<name>/`` and are
 bind-mounted into its containers. ConfigMap and Secret files are replaced
@@ -44,10 +45,10 @@ class Volumes:
             if volume.kind == "emptyDir" and volume.memory and not m.sub_path:
                 out.append(HostMount("", m.target, False, tmpfs=True))
                 continue
-            source = Path(volume.host_path) if volume.kind == "hostPath" else base / volume.name
+            source = Path(volume.host_path) if volume.kind in ("hostPath", "local") else base / volume.name
             if m.sub_path:
                 source = source / m.sub_path
-            read_only = m.read_only or volume.kind in ("configMap", "secret")
+            read_only = m.read_only or volume.read_only or volume.kind in ("configMap", "secret")
             out.append(HostMount(str(source), m.target, read_only))
         return out
 

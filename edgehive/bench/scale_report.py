@@ -12,7 +12,8 @@ from edgehive.bench.scale_cloud import CLOUD, LATENCY_RATE
 from edgehive.bench.simnode import STATUS_S
 from schemas import kinds
 
-OWNED_KINDS = (kinds.POD, kinds.CONFIGMAP, kinds.SECRET)  # what EdgeController lists on every new session
+OWNED_KINDS = (kinds.POD, kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
+"""What EdgeController lists on every new session (cloud/edgecontroller/controller.py)."""
 GOAL_CPU_CORES = 1.0
 GOAL_KB_PER_NODE = 50.0
 GOAL_RESYNC_S = 60.0

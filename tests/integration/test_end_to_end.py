@@ -16,7 +16,7 @@ from schemas.envelope import Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import NODE_PW, Cluster, node_names
+from tests.support.cluster import NODE_PW, Cluster, node_names, reply_to
 
 IMAGE = "localhost/busybox:latest"
 
@@ -228,14 +228,14 @@ def test_bad_input_from_an_edge_changes_nothing(cluster_factory: Any) -> None:
         forged = Envelope(node=other, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
                           res=ResourceKey(ns, "podstatus", "theirs"), body={"status": {"phase": "Failed"}})
         edge.publish(topics.link_up(mine), forged.encode())
-        reply = _reply_to(edge, forged.id)
+        reply = reply_to(edge, forged.id)
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 403)
         # 2. a status for a pod bound to another node, under its own name
         sneaky = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
                           res=ResourceKey(ns, "podstatus", "theirs"),
                           body={"metadata": {"uid": before.metadata.uid}, "status": {"phase": "Failed"}})
         edge.publish(topics.link_up(mine), sneaky.encode())
-        reply = _reply_to(edge, sneaky.id)
+        reply = reply_to(edge, sneaky.id)
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 403)
         assert "not bound to" in reply.body["reason"]
         # 3. a status for a pod that does not exist: acknowledged, and the node is told to drop it
@@ -250,19 +250,10 @@ def test_bad_input_from_an_edge_changes_nothing(cluster_factory: Any) -> None:
         broken = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE).to_map()
         broken["op"] = "explode"
         edge.publish(topics.link_up(mine), msgpack.packb(broken))
-        reply = _reply_to(edge, broken["id"])
+        reply = reply_to(edge, broken["id"])
         assert (reply.op, reply.body["code"]) == (Op.ERROR, 400)
     after = cluster.pod("theirs")
     assert after.status.phase == "Running"
     assert cluster.pod("ghost") is None
     for process in cluster.cloud.values():
         assert process.returncode() is None
-
-
-def _reply_to(client: TestClient, msg_id: str) -> Envelope:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        envelope = decode(client.expect().payload)
-        if envelope.parent == msg_id:
-            return envelope
-    raise AssertionError(f"no reply to {msg_id}")

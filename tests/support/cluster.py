@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from schemas.envelope import Envelope, decode
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import Broker, BrokerFactory
 from tests.fixtures.controlplane import ControlPlane
+from tests.fixtures.mqtt import TestClient
 from tests.fixtures.podman import Podman
 from tests.fixtures.processes import ManagedProcess, wait_until
 from tests.support.edge_node import EdgeNode, Link, remove_pods
@@ -119,7 +122,7 @@ def start_cluster(api: ApiServer, brokers: BrokerFactory, podman: Podman, workdi
     core = k8s.CoreV1Api(api.client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     if service_accounts:
-        disable_token_automount(core, namespace)
+        wait_for_service_account(core, namespace)
     cluster = Cluster(api, cloud_broker, brokers, podman, workdir, namespace)
     try:
         cluster.start_cloud("cloudhub")
@@ -177,7 +180,7 @@ def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
     core = controlplane_cluster.core
     namespace = f"w-{uuid.uuid4().hex[:8]}"
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
-    disable_token_automount(core, namespace)
+    wait_for_service_account(core, namespace)
     yield namespace
     with contextlib.suppress(k8s.exceptions.ApiException):  # only a shortcut: deleting the namespace deletes them
         core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
@@ -200,17 +203,15 @@ def namespace_gone(core: k8s.CoreV1Api, namespace: str) -> bool:
     return False
 
 
-def disable_token_automount(core: k8s.CoreV1Api, namespace: str) -> None:
-    """TEMPORARY, until EdgeD serves serviceAccountToken projections (the ``token`` branch): waits for the
-    namespace's ``default`` ServiceAccount (pods are refused without it) and sets its
-    automountServiceAccountToken to false, so that the ServiceAccount admission plugin adds no
-    ``kube-api-access-*`` volume, which EdgeD refuses for now. Remove it, and its callers' use, with that
-    branch."""
-    def patched() -> bool:
-        core.patch_namespaced_service_account("default", namespace, {"automountServiceAccountToken": False})
+def wait_for_service_account(core: k8s.CoreV1Api, namespace: str) -> None:
+    """Wait for the namespace's ``default`` ServiceAccount, which kube-controller-manager makes: the API server
+    refuses pods without it. The ServiceAccount admission plugin then gives every pod its ``kube-api-access-*``
+    volume, which EdgeD serves (edge/edged/tokens.py)."""
+    def made() -> bool:
+        core.read_namespaced_service_account("default", namespace)
         return True
 
-    wait_until(patched, timeout=SERVICE_ACCOUNT_TIMEOUT, interval=0.1,
+    wait_until(made, timeout=SERVICE_ACCOUNT_TIMEOUT, interval=0.1,
                what=f"the default ServiceAccount of {namespace} (made by kube-controller-manager)")
 
 
@@ -218,3 +219,13 @@ def _delete_pods(cluster: Cluster) -> None:
     core = cluster.core
     for pod in core.list_namespaced_pod(cluster.namespace).items:
         core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
+
+
+def reply_to(client: TestClient, msg_id: str) -> Envelope:
+    """The answer to ``msg_id`` among what ``client`` (a node's identity on the cloud broker) hears next."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        envelope = decode(client.expect().payload)
+        if envelope.parent == msg_id:
+            return envelope
+    raise AssertionError(f"no reply to {msg_id}")

@@ -253,7 +253,7 @@ def test_latency_runs_to_the_first_receipt_of_that_version_or_a_newer_one() -> N
 
 
 def test_a_node_is_resynced_only_when_every_part_happened_after_the_herd_began() -> None:
-    listed = {kinds.POD: 150, kinds.CONFIGMAP: 160, kinds.SECRET: 170}
+    listed = {kinds.POD: 150, kinds.CONFIGMAP: 160, kinds.SECRET: 170, kinds.PVC: 165, kinds.PV: 168}
     assert resynced_at(100, session=120, listed=listed, holds=200) == 200
     assert resynced_at(100, session=120, listed=listed, holds=130) == 170
     assert resynced_at(100, session=90, listed=listed, holds=200) is None  # the session from before the herd

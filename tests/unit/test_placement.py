@@ -88,3 +88,61 @@ def test_resync_takes_any_version_a_node_reports() -> None:
     p.on_primary("ADDED", pod("web", "e1", "11"))
     held: dict[ResourceKey, tuple[str, str | None]] = {ResourceKey("ns", "pod", "web"): ("²", "u-web")}
     assert summary(p.resync("e1", held)) == [("e1", "update", "ns/pod/web")]
+
+
+def claim(name: str, rv: str, volume: str | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": f"c-{name}"},
+            "spec": {"volumeName": volume} if volume else {}, "status": {"phase": "Bound" if volume else "Pending"}}
+
+
+def volume(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": rv, "uid": f"v-{name}"},
+            "spec": {"hostPath": {"path": f"/srv/{name}"}}}
+
+
+def claiming(name: str, on: str, rv: str, claim_name: str) -> dict[str, Any]:
+    found = pod(name, on, rv)
+    found["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]
+    return found
+
+
+def test_a_claims_volume_follows_the_claim_to_the_nodes_whose_pods_use_it() -> None:
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_node("ADDED", node("e2"))
+    assert p.on_secondary("persistentvolume", "ADDED", volume("pv1", "1")) == set()
+    assert p.on_secondary("persistentvolumeclaim", "ADDED", claim("data", "2")) == set()
+    assert p.on_primary("ADDED", claiming("db", "e1", "3", "data")) == {"e1"}
+    # Not bound yet: the claim travels, no volume does.
+    assert summary(p.changes("e1")) == [("e1", "insert", "ns/persistentvolumeclaim/data"),
+                                        ("e1", "insert", "ns/pod/db")]
+    # Bound: the claim's event brings the volume it names, which is cluster-scoped.
+    assert p.on_secondary("persistentvolumeclaim", "MODIFIED", claim("data", "4", "pv1")) == {"e1"}
+    assert summary(p.changes("e1", ResourceKey("ns", "persistentvolumeclaim", "data"))) == [
+        ("e1", "insert", "-/persistentvolume/pv1"), ("e1", "update", "ns/persistentvolumeclaim/data")]
+    pv_key = ResourceKey(None, "persistentvolume", "pv1")
+    assert p.uses("e1", pv_key)
+    assert not p.uses("e2", pv_key)
+    assert p.changes("e2") == []
+    # The volume changes: only the node that holds it hears of it.
+    assert p.on_secondary("persistentvolume", "MODIFIED", volume("pv1", "5")) == {"e1"}
+    assert summary(p.changes("e1", pv_key)) == [("e1", "update", "-/persistentvolume/pv1")]
+    # The pod goes: claim and volume go with it.
+    p.on_primary("DELETED", claiming("db", "e1", "6", "data"))
+    assert summary(p.changes("e1")) == [("e1", "delete", "-/persistentvolume/pv1"),
+                                        ("e1", "delete", "ns/persistentvolumeclaim/data"),
+                                        ("e1", "delete", "ns/pod/db")]
+    assert not p.uses("e1", pv_key)
+
+
+def test_a_deleted_claim_takes_its_volume_off_the_node() -> None:
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_secondary("persistentvolumeclaim", "ADDED", claim("data", "1", "pv1"))
+    p.on_secondary("persistentvolume", "ADDED", volume("pv1", "2"))
+    p.on_primary("ADDED", claiming("db", "e1", "3", "data"))
+    assert len(p.changes("e1")) == 3
+    assert p.on_secondary("persistentvolumeclaim", "DELETED", claim("data", "4", "pv1")) == {"e1"}
+    assert summary(p.changes("e1", ResourceKey("ns", "persistentvolumeclaim", "data"))) == [
+        ("e1", "delete", "-/persistentvolume/pv1"), ("e1", "delete", "ns/persistentvolumeclaim/data")]
+    assert p.referrers == {}

@@ -131,5 +131,6 @@ def test_projected_volume_merges_sources() -> None:
     files = plan.volumes["p"].files
     assert files is not None
     assert files.files == {"a": (b"1", 0o644), "pw": (b"hunter2", 0o644)}
-    with pytest.raises(PodSpecError, match="projected source downwardAPI"):
-        plan_pod(pod(spec={"volumes": [{"name": "p", "projected": {"sources": [{"downwardAPI": {}}]}}]}), "n", lookup)
+    with pytest.raises(PodSpecError, match="projected source clusterTrustBundle"):
+        plan_pod(pod(spec={"volumes": [{"name": "p", "projected": {"sources": [{"clusterTrustBundle": {}}]}}]}), "n",
+                 lookup)

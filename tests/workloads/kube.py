@@ -81,3 +81,15 @@ def deployment_ready(apps: k8s.AppsV1Api, name: str, namespace: str, replicas: i
     status = apps.read_namespaced_deployment(name, namespace).status
     return bool(status.ready_replicas == replicas and status.updated_replicas == replicas
                 and (status.replicas or 0) == replicas)
+
+
+def exec_in(cluster: Cluster, namespace: str, pod_name: str, command: list[str]) -> tuple[int, str]:
+    """Run ``command`` in the running container of ``namespace/pod_name``: exit code, stdout and stderr."""
+    with PodmanClient(base_url=cluster.podman.base_url) as client:
+        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
+                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"
+                 and c.attrs["Labels"].get(NAMESPACE_LABEL) == namespace]
+        assert found, f"no running container for {namespace}/{pod_name}"
+        code, output = found[0].exec_run(command, demux=True)
+    assert isinstance(output, tuple)
+    return int(code or 0), bytes(output[0] or b"").decode() + bytes(output[1] or b"").decode()
