@@ -111,17 +111,17 @@ def _deployment(name: str, replicas: int) -> dict[str, Any]:
                                   "spec": {"terminationGracePeriodSeconds": 1, "containers": [_container()]}}}}
 
 
-def _no_token_automount(kube: Kube) -> None:
-    """TEMPORARY, until EdgeD serves serviceAccountToken projections: the namespace's default ServiceAccount
-    (made by the controller-manager) mounts no token, so that its pods get no ``kube-api-access-*`` volume."""
-    def patched() -> bool:
+def _service_account(kube: Kube) -> None:
+    """Waits for the namespace's default ServiceAccount, which the controller-manager makes: the API server
+    refuses pods without it (their ``kube-api-access-*`` volume names it)."""
+    def made() -> bool:
         try:
-            kube.core.patch_namespaced_service_account("default", NAMESPACE, {"automountServiceAccountToken": False})
+            kube.core.read_namespaced_service_account("default", NAMESPACE)
         except Exception:  # not made yet: waited for
             return False
         return True
 
-    wait_until(patched, 30, f"the default ServiceAccount of {NAMESPACE}", poll=0.1)
+    wait_until(made, 30, f"the default ServiceAccount of {NAMESPACE}", poll=0.1)
 
 
 def _node_ready(kube: Kube) -> bool:
@@ -163,7 +163,7 @@ def bench_workloads(replicas: int = 100, broker: str = "amqtt", progress: bool =
     with ExitStack() as stack:
         system = start_system(stack, broker, say, control_plane=True)
         kube = system.kube
-        _no_token_automount(kube)
+        _service_account(kube)
         wait_until(lambda: _node_ready(kube), 60, f"node {NODE} Ready")
         times = PodTimes(kube)
         _one_at_a_time(kube, times, one_at_a_time, say)
