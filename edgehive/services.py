@@ -1,7 +1,7 @@
-"""The programs a container runs that are not bus components: a broker and the local API server.
+"""The programs a container runs that are not bus components: a broker and the local control plane.
 
-Each wraps other processes (mosquitto; etcd and kube-apiserver), keeps the container's
-health file (runtime.healthfile) true to them, passes SIGTERM on, and exits non-zero
+Each wraps other processes (mosquitto; etcd, kube-apiserver, kube-controller-manager and kube-scheduler),
+keeps the container's health file (runtime.healthfile) true to them, passes SIGTERM on, and exits non-zero
 when a wrapped process dies on its own, so the container's restart policy takes over.
 Users and ports come from flags or the environment, so a compose file needs no
 configuration files.
@@ -179,7 +179,8 @@ def broker_main(argv: Sequence[str]) -> int:
 
 def apiserver_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="edgehive run apiserver", description=(
-        "etcd and kube-apiserver in one container, for the compose stack where no k3s image can be pulled. "
+        "etcd, kube-apiserver, kube-controller-manager and kube-scheduler in one container, for the compose stack "
+        "where no k3s image can be pulled. "
         "Writes an admin kubeconfig for the other containers and one for the host once the API is ready."))
     parser.add_argument("--port", type=int, default=6443)
     parser.add_argument("--san", action="append", default=[], metavar="DNS:NAME|IP:ADDR",
@@ -195,7 +196,8 @@ def apiserver_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     logs.setup("apiserver", args.log_level)
     sans = ("DNS:apiserver", "DNS:localhost", "IP:127.0.0.1", *args.san)
-    local = LocalApiServer(state_dir() / "apiserver", port=args.port, bind_address="0.0.0.0", sans=sans)
+    local = LocalApiServer(state_dir() / "apiserver", port=args.port, bind_address="0.0.0.0", sans=sans,
+                           control_plane=True)
     try:
         local.prepare()
     except LocalClusterError as exc:
@@ -203,11 +205,21 @@ def apiserver_main(argv: Sequence[str]) -> int:
         return 2
     etcd = subprocess.Popen(local.etcd_argv())
     apiserver = subprocess.Popen(local.apiserver_argv())
+    # The controller-manager exits when the API server does not answer within 10 s of its start, which would
+    # restart the whole container: it starts once the API server is ready (or has died: supervise sees that).
+    while not local.ready() and etcd.poll() is None and apiserver.poll() is None:
+        time.sleep(0.2)
+    controller_manager = subprocess.Popen(local.controller_manager_argv())
+    scheduler = subprocess.Popen(local.scheduler_argv())
     exported = threading.Event()
 
     def probe() -> tuple[str, dict[str, Any]]:
         if not local.ready():
             return "down", {"reason": "kube-apiserver not ready"}
+        if not local.controller_manager_healthy():
+            return "down", {"reason": "kube-controller-manager not healthy"}
+        if not local.scheduler_healthy():
+            return "down", {"reason": "kube-scheduler not healthy"}
         if not exported.is_set():  # written once the API answers, so a reader can use it at once
             local.write_kubeconfig(args.kubeconfig_out, args.server_url)
             local.write_kubeconfig(args.kubeconfig_out.with_name(args.kubeconfig_out.name + ".host"), args.host_url)
@@ -216,4 +228,4 @@ def apiserver_main(argv: Sequence[str]) -> int:
         return "up", {}
 
     health = HealthFile.from_env("apiserver", probe)
-    return supervise("apiserver", [etcd, apiserver], health)
+    return supervise("apiserver", [etcd, apiserver, controller_manager, scheduler], health)

@@ -1,4 +1,5 @@
-"""The local stack that ``edgehive up`` runs: a cloud broker, one edge node, and the link between them.
+"""The local stack that ``edgehive up`` runs: a Kubernetes control plane (unless given a cluster), a cloud
+broker, the cloud components, one edge node, and the link between them.
 
 It keeps its state (credentials, logs, status) in one directory, so a second
 ``edgehive up`` finds the same users and passwords. Later components join by
@@ -37,6 +38,8 @@ class StackSettings:
     kubeconfig: Path | None = None  # the user's cluster; None runs the local API server
     apiserver_port: int = 6443
     etcd_port: int = 2379
+    controller_manager_port: int = 10257  # the secure ports Kubernetes gives them by default
+    scheduler_port: int = 10259
 
 
 @dataclass
@@ -115,11 +118,18 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     kubeconfig = settings.kubeconfig
     if kubeconfig is None:
         local = LocalApiServer(settings.state_dir / "apiserver", port=settings.apiserver_port,
-                               etcd_port=settings.etcd_port, etcd_peer_port=settings.etcd_port + 1)
+                               etcd_port=settings.etcd_port, etcd_peer_port=settings.etcd_port + 1,
+                               control_plane=True, controller_manager_port=settings.controller_manager_port,
+                               scheduler_port=settings.scheduler_port)
         local.prepare()
         kubeconfig = local.kubeconfig
-        children += [Child("etcd", local.etcd_argv()), Child("kube-apiserver", local.apiserver_argv(),
-                                                             healthy=local.ready)]
+        # The controller-manager exits when the API server does not answer within 10 s of its start; the
+        # supervisor starts it again, so no ordering is needed here.
+        children += [Child("etcd", local.etcd_argv()),
+                     Child("kube-apiserver", local.apiserver_argv(), healthy=local.ready),
+                     Child("kube-controller-manager", local.controller_manager_argv(),
+                           healthy=local.controller_manager_healthy),
+                     Child("kube-scheduler", local.scheduler_argv(), healthy=local.scheduler_healthy)]
     children += [
         Child("cloud-broker",
               python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),

@@ -46,7 +46,9 @@ def up_main(args: argparse.Namespace) -> int:
     logs.setup("edgehive-up", "info")
     settings = stack.StackSettings(state_dir=args.state_dir, cloud_listen=args.cloud_listen,
                                    edge_listen=args.edge_listen, node=args.node, kubeconfig=args.kubeconfig,
-                                   apiserver_port=args.apiserver_port, etcd_port=args.etcd_port)
+                                   apiserver_port=args.apiserver_port, etcd_port=args.etcd_port,
+                                   controller_manager_port=args.controller_manager_port,
+                                   scheduler_port=args.scheduler_port)
     try:
         children, watches = stack.build(settings)
     except LocalClusterError as exc:
@@ -95,9 +97,15 @@ def add_up_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--cloud-listen", type=Address.parse, default=Address("127.0.0.1", 1883), metavar="HOST:PORT")
     up.add_argument("--edge-listen", type=Address.parse, default=Address("127.0.0.1", 1884), metavar="HOST:PORT")
     up.add_argument("--node", default="edge-1", help="name of the local edge node (default edge-1)")
-    up.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local API server")
+    up.add_argument("--kubeconfig", type=Path,
+                    help="use this cluster instead of starting a local control plane (etcd, kube-apiserver, "
+                         "kube-controller-manager, kube-scheduler)")
     up.add_argument("--apiserver-port", type=int, default=6443, help="local API server port (default 6443)")
     up.add_argument("--etcd-port", type=int, default=2379, help="local etcd client port; peer is the next one")
+    up.add_argument("--controller-manager-port", type=int, default=10257,
+                    help="local kube-controller-manager's secure port, on loopback (default 10257)")
+    up.add_argument("--scheduler-port", type=int, default=10259,
+                    help="local kube-scheduler's secure port, on loopback (default 10259)")
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=up_main)

@@ -286,6 +286,8 @@ class Kubelet:
             else:
                 plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side, facts=self.facts), True
         except ConfigError as exc:
+            if meta(pod).deletion_timestamp:  # what it mounted may be gone first (kubectl delete namespace)
+                return self._terminate_unplanned(worker, pod, start_time, newest_attempts(observed))
             return waiting_status(pod, exc.reason, exc.message, self.host_ip, start_time)
         except FieldRefused as exc:
             return self._refused(worker, exc, start_time)
@@ -518,6 +520,20 @@ class Kubelet:
     def _pod_address(self, plan: PodPlan) -> str:
         """Where the pod's containers listen: the node's own address for a pod on the host's network."""
         return self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
+
+    def _terminate_unplanned(self, worker: PodWorker, pod: dict[str, Any], start_time: str,
+                             latest: dict[str, Observed]) -> dict[str, Any]:
+        """A pod being deleted that cannot be planned again because a ConfigMap or Secret it uses is gone: the
+        namespace controller deletes those beside the pods, in no set order. Stopped with the plan it last ran
+        with; without one, nothing of it was created by this worker (it waited on that object), and podman
+        keeps nothing of it that the orphan sweep would not remove once the pod is gone."""
+        if worker.plan is not None:
+            return self._terminate(worker, worker.plan, start_time, latest)
+        spec = pod.get("spec") or {}
+        worker.terminated = True
+        return deleted_status(str(spec.get("restartPolicy", "Always")),
+                              [(str(c.get("name")), str(c.get("image", ""))) for c in spec.get("containers") or []],
+                              host_ip=self.host_ip, start_time=start_time)
 
     def _terminate(self, worker: PodWorker, plan: PodPlan, start_time: str,
                    latest: dict[str, Observed]) -> dict[str, Any]:

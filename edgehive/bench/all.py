@@ -1,7 +1,7 @@
 """``edgehive bench all``: every benchmark in one run, one JSON report and one table.
 
 Each scenario keeps its own command (``edgehive bench link|edge|cloud|twin|stack|scale|
-footprint``) and measures its own baseline in the same run; this runs them one after
+footprint|workloads``) and measures its own baseline in the same run; this runs them one after
 another, so that a release's figures come from one machine in one state. A scenario
 that fails is reported with its error and the others still run: one missing figure
 should not cost all the others. The JSON holds each scenario under its own key.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, twin
+from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, twin, workloads
 from edgehive.bench.harness import BenchError
 
 
@@ -53,6 +53,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("scale", lambda p: scale.bench_scale(progress=p), scale_report.print_report,
              lambda r: f"{r.nodes} nodes: cloud {_r(r.cloud_cpu_cores)} cores, {_r(r.cloud_kb_per_node, 1)} KB/node, "
                        f"herd p99 {_r(r.herd_p99_ms, 0)} ms, resynced in {_r(r.herd_resync_s, 1)} s"),
+    Scenario("workloads", lambda p: workloads.bench_workloads(progress=p), workloads.print_report,
+             lambda r: f"Deployment of {r.replicas} Ready in {_r(r.deploy_ready_s, 1)} s, pod p50 "
+                       f"{_r(r.pod_running_ms['p50'], 0)} ms, ratio {_r(r.ratio)} to nodeName pods"),
     Scenario("footprint", lambda p: footprint.bench_footprint(progress=p), footprint.print_report,
              lambda r: f"edge PSS {_r(r.edge_pss_mb, 1)} MB (distinct pages {_r(r.edge_distinct_mb, 1)} MB; "
                        "goal <= 150)"),

@@ -79,6 +79,15 @@ def _scale(args: argparse.Namespace) -> int:
                       scale_report.print_report, args.json)
 
 
+def _workloads(args: argparse.Namespace) -> int:
+    from edgehive.bench import workloads  # noqa: PLC0415 (as above)
+
+    # Progress always (on stderr; the JSON is alone on stdout): real pods take minutes.
+    return _run_bench(lambda: workloads.bench_workloads(args.replicas, args.broker, progress=True,
+                                                                one_at_a_time=args.one_at_a_time),
+                      workloads.print_report, args.json)
+
+
 def _all(args: argparse.Namespace) -> int:
     from edgehive.bench import all as every  # noqa: PLC0415 (as above)
     try:
@@ -132,6 +141,14 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--broker", choices=KINDS, default="mosquitto")
     scale.add_argument("--json", action="store_true", help="print one JSON object")
     scale.set_defaults(func=_scale)
+    workloads = scenarios.add_parser("workloads", help="a Deployment through the scheduler and controller-manager "
+                                                       "to all Ready, against plain nodeName pods")
+    workloads.add_argument("--replicas", type=int, default=100, help="replicas, and plain pods (default 100)")
+    workloads.add_argument("--one-at-a-time", type=int, default=10,
+                           help="pods started one after the other first, for one pod's latency (default 10)")
+    workloads.add_argument("--broker", choices=KINDS, default="amqtt")
+    workloads.add_argument("--json", action="store_true", help="print one JSON object")
+    workloads.set_defaults(func=_workloads)
     every = scenarios.add_parser("all", help="every scenario above, one JSON report and a summary table")
     every.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
     every.add_argument("--out", type=Path, default=Path("edgehive-bench.json"), help="where to write the JSON report")

@@ -54,11 +54,13 @@ def bench_workdir(stack: ExitStack, prefix: str) -> Path:
     return work
 
 
-def bench_apiserver(stack: ExitStack, work: Path) -> LocalApiServer:
+def bench_apiserver(stack: ExitStack, work: Path, control_plane: bool = False) -> LocalApiServer:
     """A local API server in ``work`` on free ports, its etcd data in /dev/shm (removed when ``stack`` closes):
-    not yet prepared or started."""
+    not yet prepared or started. ``control_plane``: with the controller-manager and scheduler (LocalApiServer)."""
     local = LocalApiServer(work / "apiserver", port=free_port(), etcd_port=free_port(),
-                           etcd_peer_port=free_port(), etcd_data=Path("/dev/shm") / work.name)
+                           etcd_peer_port=free_port(), etcd_data=Path("/dev/shm") / work.name,
+                           control_plane=control_plane, controller_manager_port=free_port(),
+                           scheduler_port=free_port())
     stack.callback(shutil.rmtree, Path("/dev/shm") / work.name, True)
     return local
 

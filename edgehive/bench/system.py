@@ -158,19 +158,26 @@ class System:
 
 
 def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
-                 before_edge: Callable[[BrokerUrl], None] | None = None) -> System:
+                 before_edge: Callable[[BrokerUrl], None] | None = None, control_plane: bool = False) -> System:
     """API server, brokers, CloudHub, EdgeController, DeviceController, bridge, a podman service and the edge
     components of node NODE, all stopped by ``stack``; namespace NAMESPACE exists. ``before_edge(edge_url)`` runs
-    before the edge components start (for a baseline that must have the edge broker to itself)."""
+    before the edge components start (for a baseline that must have the edge broker to itself).
+    ``control_plane``: kube-controller-manager and kube-scheduler too (and the ServiceAccount admission plugin:
+    a pod is admitted once its namespace has its service account)."""
     require_podman()
     work = bench_workdir(stack, "ehbench-")
     say(f"working in {work}; starting the API server, brokers, cloud and edge components")
-    local = bench_apiserver(stack, work)
+    local = bench_apiserver(stack, work, control_plane)
     local.prepare()
     stack.enter_context(process(local.etcd_argv(), work / "etcd.log"))
     stack.enter_context(process(local.apiserver_argv(), work / "apiserver.log"))
     brokers = start_brokers(stack, work, broker)
     wait_until(local.ready, 60, f"the API server (see {work}/apiserver.log)")
+    if control_plane:
+        stack.enter_context(process(local.controller_manager_argv(), work / "kube-controller-manager.log"))
+        stack.enter_context(process(local.scheduler_argv(), work / "kube-scheduler.log"))
+        wait_until(lambda: local.controller_manager_healthy() and local.scheduler_healthy(), 60,
+                   f"kube-controller-manager and kube-scheduler (see their logs in {work})")
     env = {**os.environ, "EDGEHIVE_BROKER": brokers.cloud.with_password()}
     for component in ("cloudhub", "edgecontroller", "devicecontroller"):
         extra = [] if component == "cloudhub" else ["--kubeconfig", str(local.kubeconfig)]

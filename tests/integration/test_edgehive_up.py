@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,16 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
              "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
-             "--etcd-port", str(etcd_port)],
+             "--etcd-port", str(etcd_port), "--controller-manager-port", str(free_port()),
+             "--scheduler-port", str(free_port())],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
-        assert set(rows) == {"etcd", "kube-apiserver", "cloud-broker", "cloudhub", "edgecontroller",
-                             "devicecontroller", "admission", "edge-broker", "bridge-edge-1", "edgehub", "metamanager",
-                             "podman", "edged", "devicetwin", "eventbus"}
+        assert set(rows) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                             "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "admission",
+                             "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman", "edged", "devicetwin",
+                             "eventbus"}
         # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
         kubeconfig = state / "apiserver" / "kubeconfig"
         assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()
@@ -84,6 +87,7 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         try:
             wait_until(lambda: _node_ready(api, "edge-1"), timeout=60, what="edge-1 Ready in the API server")
             _check_autonomy_webhook(api)
+            _quick_start_deployment(api, kubeconfig)
         finally:
             api.close()
         pids = {name: row["pid"] for name, row in rows.items()}
@@ -114,3 +118,41 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()  # its children follow (PR_SET_PDEATHSIG)
                 proc.wait()
+
+
+def _kubectl(kubeconfig: Path, *args: str) -> str:
+    result = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def _host_pods(namespace: str) -> list[str]:
+    """The machine's podman pods of ``namespace`` (edgehive up runs pods in the system's podman)."""
+    result = subprocess.run(["podman", "pod", "ls", "--format", "{{.Name}}", "--filter",
+                             f"label=io.edgehive.namespace={namespace}"], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return result.stdout.split()
+
+
+def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
+    """The README's quick start: kubectl create deployment, scheduled on edge-1 by the stack's own scheduler and
+    controller-manager; then kubectl delete namespace takes its pods off the machine's podman."""
+    namespace = f"up-{uuid.uuid4().hex[:6]}"
+    _kubectl(kubeconfig, "create", "namespace", namespace)
+    wait_until(lambda: k8s.CoreV1Api(api).read_namespaced_service_account("default", namespace), timeout=30,
+               what="the namespace's default ServiceAccount")
+    try:
+        _kubectl(kubeconfig, "-n", namespace, "create", "deployment", "d1", "--image=localhost/busybox", "--",
+                 "sleep", "3600")
+        _kubectl(kubeconfig, "-n", namespace, "patch", "deployment", "d1", "-p", json.dumps({"spec": {"template": {
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "busybox", "imagePullPolicy": "IfNotPresent"}]}}}}))
+        _kubectl(kubeconfig, "-n", namespace, "rollout", "status", "deployment/d1", "--timeout=90s")
+        pods = [p for p in k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=d1").items
+                if p.metadata.deletion_timestamp is None]
+        assert [(p.spec.node_name, p.status.phase) for p in pods] == [("edge-1", "Running")]
+        assert len(_host_pods(namespace)) >= 1
+    finally:
+        _kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
+        wait_until(lambda: not _host_pods(namespace), timeout=60, what=f"{namespace}'s pods gone from podman")

@@ -8,6 +8,7 @@ gives each test its own namespace there.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
@@ -34,6 +35,7 @@ NODE_PW = "node-pw"
 NODE_INDEX_LABEL = "edgehive.test/node-index"
 """On ``controlplane_cluster``'s nodes: "1" and "2", for tests that target one node with a nodeSelector."""
 SERVICE_ACCOUNT_TIMEOUT = 30.0
+NAMESPACE_GONE_TIMEOUT = 60.0
 
 
 @dataclass
@@ -173,17 +175,32 @@ def controlplane_cluster(controlplane: ControlPlane, session_edgehive_broker: Br
 
 @pytest.fixture
 def controlplane_namespace(controlplane_cluster: Cluster) -> Iterator[str]:
-    """A namespace of the test's own on ``controlplane_cluster``, deleted afterwards (without waiting)."""
+    """A namespace of the test's own on ``controlplane_cluster``, deleted afterwards: its pods at once (grace
+    period 0), then the namespace, waited for, so that the next test finds the shared nodes as they were."""
     core = controlplane_cluster.core
     namespace = f"w-{uuid.uuid4().hex[:8]}"
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     wait_for_service_account(core, namespace)
     yield namespace
+    with contextlib.suppress(k8s.exceptions.ApiException):  # only a shortcut: deleting the namespace deletes them
+        core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
     try:
         core.delete_namespace(namespace)
     except k8s.exceptions.ApiException as exc:
         if exc.status not in (404, 409):  # a test may have deleted its namespace itself
             raise
+    wait_until(partial(namespace_gone, core, namespace), timeout=NAMESPACE_GONE_TIMEOUT,
+               what=f"namespace {namespace} deleted")
+
+
+def namespace_gone(core: k8s.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespace(namespace)
+    except k8s.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
 
 
 def wait_for_service_account(core: k8s.CoreV1Api, namespace: str) -> None:

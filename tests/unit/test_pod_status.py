@@ -158,6 +158,33 @@ def test_a_pod_being_deleted(restart_policy: str, monkeypatch: pytest.MonkeyPatc
     assert text(status) == DELETING[restart_policy]
 
 
+@pytest.mark.parametrize("ran", [True, False], ids=["ran", "never-planned"])
+def test_a_pod_being_deleted_after_its_config_map(ran: bool, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """``kubectl delete namespace`` deletes a pod's ConfigMap beside the pod, in no set order: the pod is still
+    stopped (with the plan it ran with), not left waiting for the ConfigMap."""
+    monkeypatch.setattr(time, "time", lambda: T0 + 100)
+    podman = FakePodman()
+    k = kubelet(podman, tmp_path)
+    using = pod("Always")
+    using["spec"]["volumes"] = [{"name": "settings", "configMap": {"name": "settings"}}]
+    config = {"metadata": {"name": "settings", "namespace": "default", "uid": "cm"}, "data": {"k": "v"}}
+    worker = PodWorker(KEY, UID, started=T0)
+    try:
+        if ran:
+            monkeypatch.setattr(k, "_lookup", lambda key: config)
+            k.sync_pod(worker, using, [observed(state="running")], {"default_web": UID})
+        monkeypatch.setattr(k, "_lookup", lambda key: None)
+        deleting = {**using, "metadata": {**using["metadata"], "resourceVersion": "4",
+                                          "deletionTimestamp": "2026-01-01T00:05:00Z"}}
+        status = k.sync_pod(worker, deleting, [observed(state="running")] if ran else [], {"default_web": UID})
+    finally:
+        k._pool.shutdown()
+    assert status is not None
+    assert podman.removed_pods == (["default_web"] if ran else [])
+    assert text(status) == DELETING["Always"]
+
+
 def test_a_restarted_container_reports_how_it_ended(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = [observed("app", exit_code=1), observed("side", state="running", started_at=T0 + 5)]
     status, podman = one_pass("Always", seen, monkeypatch=monkeypatch)
