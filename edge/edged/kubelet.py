@@ -6,7 +6,8 @@ no other pod): create the podman pod and containers, restart what exited as the
 restart policy says with CrashLoopBackOff delays, run probes, stop what is
 deleted, and remove what no pod claims. A pass runs when a pod or its
 ConfigMaps/Secrets change and every second; status goes upstream only when it
-changes.
+changes. What is done to one container (create, restart, probe, hooks, its
+view) is in containeractions.py; this module decides which and when.
 """
 
 from __future__ import annotations
@@ -21,36 +22,17 @@ from typing import Any
 
 from edge.edged import hooks
 from edge.edged.admission import Admission, check_limits, pod_requests
-from edge.edged.handlers import run_handler
-from edge.edged.handlerspec import Probe
+from edge.edged.containeractions import ContainerActions
 from edge.edged.hostfacts import HostFacts
-from edge.edged.initcontainers import next_init, restarts, runs_again, succeeded
+from edge.edged.initcontainers import next_init, runs_again
 from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
-from edge.edged.podworker import (
-    BACKOFF_RESET_AFTER_S,
-    ContainerBook,
-    PodWorker,
-    newest_attempts,
-    restart_delay,
-    running_containers,
-)
-from edge.edged.probes import ProbeState, run_due_probes
+from edge.edged.podworker import PodWorker, newest_attempts, running_containers
 from edge.edged.projection import NodeSide, node_allocatable
-from edge.edged.pullsecrets import credentials
-from edge.edged.runtime import ContainerRuntimeError, ImagePullError, Observed, PodmanRuntime
-from edge.edged.security import non_root_violation
-from edge.edged.status import (
-    ContainerView,
-    deleted_status,
-    failed_status,
-    pod_status,
-    terminated,
-    waiting_status,
-)
-from edge.edged.termination import TerminationLogs
+from edge.edged.runtime import ContainerRuntimeError, Observed, PodmanRuntime
+from edge.edged.status import deleted_status, failed_status, pod_status, waiting_status
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
 from runtime.counters import Counters
@@ -70,10 +52,6 @@ StatusSink = Callable[[ResourceKey, ObjectMeta, dict[str, Any]], None]
 """Receives (pod key, pod metadata, status) whenever a pod's status changes."""
 
 
-MAX_NAME_ATTEMPTS = 20
-"""How far container names may skip past names held by leftovers of interrupted creates."""
-
-
 class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
                  *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
@@ -82,9 +60,9 @@ class Kubelet:
         self.node = node
         self.runtime = runtime
         self.volumes = volumes
-        self.termination = TerminationLogs(volumes.pod_dir)
         self.report = report
         self.host_ip = host_ip or node_host_ip()
+        self.containers = ContainerActions(runtime, volumes, self.host_ip, self._lookup)
         self.tokens = tokens
         # What a missing limit reads as in the downward API (projection.py), and where tokens come from.
         self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if downward_allocatable is None
@@ -253,7 +231,7 @@ class Kubelet:
                 self.runtime.remove_pod(podman_name, grace)
             else:
                 hooks.remove_pod(self.runtime, podman_name, running_containers(plan, newest_attempts(observed)), grace,
-                                 lambda: self._pod_address(plan))
+                                 lambda: self.containers.pod_address(plan))
             self.volumes.remove(uid)
         except ContainerRuntimeError as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
@@ -332,23 +310,23 @@ class Kubelet:
             if current is not None and current.spec_hash != container.spec_hash:
                 log.info("pod %s: container %s changed; replacing it", plan.key, container.name)
                 if current.running:
-                    self._kill(plan, container, current.id, plan.grace_s)
+                    self.containers.kill(plan, container, current.id, plan.grace_s)
                 self.runtime.remove_container(current.id)
-                new_id = self._create(plan, container, book, current.attempt + 1)
+                new_id = self.containers.create(plan, container, book, current.attempt + 1)
                 if new_id:
                     created[new_id] = container
                 continue
             if current is None:
-                new_id = self._create(plan, container, book, 0)
+                new_id = self.containers.create(plan, container, book, 0)
                 if new_id:
                     created[new_id] = container
                 elif book.waiting_reason == "CreateContainerError" and not observed:
                     worker.remake = True  # nothing of ours runs in that pod: nothing is lost by making it again
             elif current.running:
                 book.waiting_reason = None
-                self._probe(plan, container, book, current, now)
+                self.containers.probe(plan, container, book, current, now)
             elif current.finished:
-                new_id = self._maybe_restart(plan, container, book, current, now)
+                new_id = self.containers.maybe_restart(plan, container, book, current, now)
                 if new_id:
                     created[new_id] = container
             elif current.state in ("created", "configured", "initialized"):
@@ -361,30 +339,18 @@ class Kubelet:
                 for container_id in created:
                     self.runtime.start_container(container_id)
             for container_id, container in created.items():
-                self._post_start(plan, container, worker.book(container.name), container_id)
+                self.containers.post_start(plan, container, worker.book(container.name), container_id)
             self._kick.set()  # the next pass sees them running and reports it, without another list here
         elif observed:
             worker.pod_started = True
-        init_views = [self._view(plan, c, worker.book(c.name), latest.get(c.name),
-                                 initializing=pending_init is not None and c is not pending_init)
+        init_views = [self.containers.view(plan, c, worker.book(c.name), latest.get(c.name),
+                                           initializing=pending_init is not None and c is not pending_init)
                       for c in plan.init_containers]
-        views = [self._view(plan, c, worker.book(c.name), latest.get(c.name), initializing=pending_init is not None)
+        views = [self.containers.view(plan, c, worker.book(c.name), latest.get(c.name),
+                                      initializing=pending_init is not None)
                  for c in plan.containers]
-        return pod_status(plan.restart_policy, views, pod_ip=self._pod_address(plan), host_ip=self.host_ip,
-                          start_time=start_time, since=start_time, init_views=init_views)
-
-    def _view(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed | None, *,
-              initializing: bool = False) -> ContainerView:
-        """``initializing``: a container before this one has not succeeded yet (this one waits for it)."""
-        if book.waiting_reason == "ContainerCreating" and (
-                (current is not None and current.running) or (container.init and succeeded(current))):
-            book.waiting_reason = None  # it started (an init container may have ended before a pass saw it run)
-        if initializing and current is None:
-            return ContainerView(container.name, container.image, None, "PodInitializing", "", False, None)
-        message = self._message(plan, container, book, current) if current is not None and current.finished else ""
-        return ContainerView(container.name, container.image, current, book.waiting_reason, book.waiting_message,
-                             book.probes.ready(container), book.last_terminated, message,
-                             book.probes.started(container))
+        return pod_status(plan.restart_policy, views, pod_ip=self.containers.pod_address(plan),
+                          host_ip=self.host_ip, start_time=start_time, since=start_time, init_views=init_views)
 
     def _refused(self, worker: PodWorker, exc: FieldRefused, start_time: str) -> dict[str, Any]:
         """A field this node does not honour: the pod fails, and the field is counted once per pod."""
@@ -393,133 +359,6 @@ class Kubelet:
             self.counters.inc(REFUSED_FIELD + exc.field)
             log.warning("pod %s refused: %s", worker.key, exc.message)
         return failed_status(exc.reason, exc.message, self.host_ip, start_time)
-
-    def _message(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, ended: Observed) -> str:
-        """The termination message of an ended container, read once."""
-        if book.message[0] != ended.id:
-            def logs(lines: int) -> bytes:
-                try:
-                    return self.runtime.logs(ended.id, lines)
-                except ContainerRuntimeError as exc:
-                    log.warning("pod %s: %s", plan.key, exc)
-                    return b""
-            book.message = (ended.id, self.termination.message(plan.uid, container, ended.attempt, ended.exit_code,
-                                                               logs))
-        return book.message[1]
-
-    def _create(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, attempt: int) -> str | None:
-        """Create a container (after the image is known to be there); None while it must wait."""
-        now = time.time()
-        if not self._image_ready(plan, container, book, now):
-            return None
-        violation = non_root_violation(container.security, self.runtime.image_user(container.image),
-                                       f"{plan.key.name}_{plan.key.namespace}({plan.uid})", container.name
-                                       ) if container.security.run_as_non_root else None
-        if violation is not None:
-            book.waiting_reason, book.waiting_message = "CreateContainerConfigError", violation
-            return None
-        try:
-            container_id = self.runtime.create_container(
-                plan, container, attempt,
-                [*self.volumes.mounts(plan, container), self.termination.mount(plan.uid, container, attempt)])
-        except ContainerRuntimeError as exc:
-            if "already in use" in str(exc) and attempt < MAX_NAME_ATTEMPTS:
-                # A create cut short (power, or podman killed) can leave the name taken in podman's storage by
-                # a container its database never recorded: invisible, not removable through the API. The
-                # next attempt number gives the container a name of its own.
-                log.warning("pod %s: the name of container %s attempt %d is held by a leftover of an "
-                            "interrupted create; using attempt %d", plan.key, container.name, attempt, attempt + 1)
-                return self._create(plan, container, book, attempt + 1)
-            if book.waiting_message != str(exc):  # said once, not at every pass
-                log.warning("pod %s: cannot create container %s: %s", plan.key, container.name, exc)
-            book.waiting_reason, book.waiting_message = "CreateContainerError", str(exc)
-            return None
-        book.waiting_reason, book.waiting_message = "ContainerCreating", ""
-        book.probes = ProbeState()
-        return container_id
-
-    def _image_ready(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, now: float) -> bool:
-        present = self.runtime.image_present(container.image)
-        if container.pull_policy == "Never":
-            if not present:
-                book.waiting_reason = "ErrImageNeverPull"
-                book.waiting_message = f'image "{container.image}" is not present and its pull policy is Never'
-            return present
-        if present and container.pull_policy == "IfNotPresent":
-            return True
-        found = credentials(container.image, plan.pull_secrets, self._lookup)
-        if now < book.next_pull_at and found.fingerprint == book.pull_credentials:
-            book.waiting_reason = "ImagePullBackOff"
-            book.waiting_message = f'Back-off pulling image "{container.image}": {book.pull_error}'
-            return False
-        book.pull_credentials = found.fingerprint
-        try:
-            if found.unreadable:  # kubelet does not pull with a pull secret it cannot read
-                raise ImagePullError(f"cannot pull image {container.image!r} with the pod's imagePullSecrets")
-            self.runtime.pull(container.image, [auth.auth_config() for auth in found.candidates])
-        except ImagePullError as exc:
-            book.pull_failures += 1
-            book.next_pull_at = now + restart_delay(book.pull_failures + 1)
-            book.pull_error = found.explain(str(exc))
-            book.waiting_reason, book.waiting_message = "ErrImagePull", book.pull_error
-            return False
-        book.pull_failures = 0
-        return True
-
-    def _maybe_restart(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed,
-                       now: float) -> str | None:
-        if not restarts(container, plan.restart_policy, current.exit_code):
-            book.waiting_reason = None
-            return None
-        attempt = current.attempt + 1
-        ran_for = (current.finished_at or now) - current.started_at
-        delay = 0.0 if ran_for >= BACKOFF_RESET_AFTER_S else restart_delay(attempt)
-        due = (current.finished_at or now) + delay
-        if now < due:
-            book.waiting_reason = "CrashLoopBackOff"
-            book.waiting_message = (f"back-off {delay:.0f}s restarting failed container={container.name} "
-                                    f"pod={plan.key.name}_{plan.key.namespace}({plan.uid})")
-            book.last_terminated = terminated(current, time.time(), self._message(plan, container, book, current))
-            return None
-        book.last_terminated = terminated(current, time.time(), self._message(plan, container, book, current))
-        new_id = self._create(plan, container, book, attempt)
-        if new_id:
-            self.runtime.remove_container(current.id)
-            log.info("pod %s: restarted container %s (restart %d, exit code %d)", plan.key, container.name,
-                     attempt, current.exit_code)
-        return new_id
-
-    def _probe(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, current: Observed,
-               now: float) -> None:
-        def run(probe: Probe) -> bool:
-            outcome = run_handler(self.runtime, current.id, probe.handler, lambda: self._pod_address(plan),
-                                  float(probe.timeout_s))
-            if not outcome.ok:
-                log.debug("pod %s: container %s: probe failed: %s", plan.key, container.name, outcome.message)
-            return outcome.ok
-
-        failed = run_due_probes(book.probes, container, current.started_at, now, run)
-        if failed is not None:
-            kind, probe = failed
-            log.info("pod %s: container %s failed its %s probe %d times; killing it", plan.key, container.name,
-                     kind, probe.failure_threshold)
-            self._kill(plan, container, current.id, probe.termination_grace_s or plan.grace_s)
-
-    def _kill(self, plan: PodPlan, container: ContainerPlan, container_id: str, grace_s: int) -> None:
-        """Stop a running container as kubelet kills one: its preStop hook first, within ``grace_s``."""
-        hooks.stop_container(self.runtime, container_id, container, grace_s, lambda: self._pod_address(plan))
-
-    def _post_start(self, plan: PodPlan, container: ContainerPlan, book: ContainerBook, container_id: str) -> None:
-        """A container just started runs its postStart hook; if that fails it is killed (FailedPostStartHook)."""
-        failure = hooks.post_start(self.runtime, container_id, container, lambda: self._pod_address(plan))
-        if failure:
-            log.warning("pod %s: %s; killing the container", plan.key, failure)
-            self._kill(plan, container, container_id, plan.grace_s)
-            book.waiting_reason, book.waiting_message = "PostStartHookError", failure
-
-    def _pod_address(self, plan: PodPlan) -> str:
-        """Where the pod's containers listen: the node's own address for a pod on the host's network."""
-        return self.host_ip if plan.host_network else self.runtime.pod_ip(plan.podman_name)
 
     def _terminate_unplanned(self, worker: PodWorker, pod: dict[str, Any], start_time: str,
                              latest: dict[str, Observed]) -> dict[str, Any]:
@@ -540,7 +379,7 @@ class Kubelet:
         if not worker.terminated:
             log.info("pod %s is being deleted: stopping it with %d s grace", plan.key, plan.grace_s)
             hooks.remove_pod(self.runtime, plan.podman_name, running_containers(plan, latest), plan.grace_s,
-                             lambda: self._pod_address(plan))
+                             lambda: self.containers.pod_address(plan))
             worker.terminated = True
         return deleted_status(plan.restart_policy, [(c.name, c.image) for c in plan.containers],
                               host_ip=self.host_ip, start_time=start_time,

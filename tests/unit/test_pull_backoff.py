@@ -50,23 +50,23 @@ def test_back_off_holds_until_the_pull_secret_arrives(tmp_path: Path) -> None:
     plan = plan_pod(pod, "edge-1", lambda _key: None)
     container, book = plan.containers[0], ContainerBook()
 
-    assert not kubelet._image_ready(plan, container, book, 100.0)
+    assert not kubelet.containers.image_ready(plan, container, book, 100.0)
     assert book.waiting_reason == "ErrImagePull"
     assert book.waiting_message == (f"failed to pull image {IMAGE!r}: unauthorized: authentication required; "
                                     'imagePullSecrets: secret "regcred" not found')
-    assert not kubelet._image_ready(plan, container, book, 101.0)  # in back-off: no pull
+    assert not kubelet.containers.image_ready(plan, container, book, 101.0)  # in back-off: no pull
     assert book.waiting_reason == "ImagePullBackOff"
     assert 'secret "regcred" not found' in book.waiting_message
     assert len(registry.pulls) == 1
 
     kubelet.set_config(SECRET, secret("wrong"))  # new credentials: tried at once, and refused
-    assert not kubelet._image_ready(plan, container, book, 102.0)
+    assert not kubelet.containers.image_ready(plan, container, book, 102.0)
     assert registry.pulls[-1] == [{"username": "u", "password": "wrong"}]
     assert book.waiting_reason == "ErrImagePull"
     assert book.waiting_message.endswith("unauthorized: authentication required")
-    assert not kubelet._image_ready(plan, container, book, 103.0)
+    assert not kubelet.containers.image_ready(plan, container, book, 103.0)
     assert len(registry.pulls) == 2
 
     kubelet.set_config(SECRET, secret("p"))
-    assert kubelet._image_ready(plan, container, book, 104.0)
+    assert kubelet.containers.image_ready(plan, container, book, 104.0)
     assert registry.pulls[-1] == [{"username": "u", "password": "p"}]
