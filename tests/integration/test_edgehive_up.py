@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.fixtures.processes import free_port, wait_until
+from tests.support.cluster import wait_for_service_account
 
 
 def status(state_dir: Path) -> dict[str, dict[str, Any]]:
@@ -48,6 +49,7 @@ def _check_autonomy_webhook(api: Any) -> None:
     """The stack's admission webhook gives a pod that only edge nodes can run forever offline tolerations (the
     pod selects a label no node has, so it stays Pending and touches no node)."""
     core = k8s.CoreV1Api(api)
+    wait_for_service_account(core, "default")
     pod = core.create_namespaced_pod("default", {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "autonomy-check"},
         "spec": {"nodeSelector": {"node-role.kubernetes.io/edge": "", "edgehive.test/nowhere": "x"},
