@@ -138,6 +138,15 @@ class Kube:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _error(exc) from exc
 
+    def _read(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        """One object read with ``fn``, or None when it does not exist (404); other errors raise KubeError."""
+        try:
+            return dict(self._call(fn, *args))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # -- reading -----------------------------------------------------------------------
 
     def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
@@ -181,20 +190,10 @@ class Kube:
             response.release_conn()
 
     def get_node(self, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._call(self.core.read_node, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.core.read_node, name)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._call(self.core.read_namespaced_pod, name, namespace))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.core.read_namespaced_pod, name, namespace)
 
     def get_secret(self, namespace: str, name: str) -> tuple[dict[str, bytes], str] | None:
         """The Secret's data, decoded, and its resourceVersion (for a conflict-checked replace)."""
@@ -258,13 +257,8 @@ class Kube:
 
     def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         spec = KINDS[kind]
-        try:
-            return dict(self._call(self.custom.get_namespaced_custom_object, spec.group, spec.version, namespace,
-                                   spec.plural, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.custom.get_namespaced_custom_object, spec.group, spec.version, namespace, spec.plural,
+                          name)
 
     def patch_custom_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         spec = KINDS[kind]
@@ -303,12 +297,7 @@ class Kube:
     # -- leases (coordination.k8s.io/v1) -----------------------------------------------
 
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._call(self.coordination.read_namespaced_lease, name, namespace))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.coordination.read_namespaced_lease, name, namespace)
 
     def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """KubeError 409 when it exists already."""
