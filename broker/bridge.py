@@ -6,6 +6,10 @@ came from only once the other broker has acknowledged the copy, so killing the
 bridge at any moment loses nothing: the source broker still holds whatever was not
 passed on, in the bridge's persistent session, and delivers it again.
 
+The node's stream topics (``edgehive/link/<node>/stream/{down,up}``: logs, exec, port-forward
+frames) cross the same way, on queues and threads of their own, so that a burst of stream
+data never queues in front of the node's resource traffic inside the bridge.
+
 The bridge also tells the edge whether the cloud is reachable, with a retained
 envelope on ``edgehive/link/<node>/state``.
 """
@@ -21,7 +25,7 @@ from typing import Any
 from runtime.backoff import Backoff
 from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
 from runtime.counters import Counters
-from runtime.url import BrokerUrl
+from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
 from schemas.names import require_node_name
@@ -45,6 +49,8 @@ class BridgeSettings:
     will, so CloudHub learns of a silent cut (a dead radio link, a pulled cable) within 15 s."""
     reconnect_max_s: float = 5.0
     """The longest wait between attempts to reach the cloud: a node is back within seconds of its link."""
+    cloud_alternates: tuple[BrokerUrl, ...] = ()
+    """The cloud broker's other members (a NATS cluster): the bridge moves on to the next when its own dies."""
 
     def __post_init__(self) -> None:
         require_node_name(self.node)
@@ -80,7 +86,8 @@ class Bridge:
                                keepalive=settings.cloud_keepalive, window=settings.window, tls=settings.cloud_tls,
                                # CloudHub hears "gone" from the broker at once instead of after its timeout.
                                will=Will(topics.link_up(node), link_state(node, False, "link lost")),
-                               backoff=Backoff(maximum=settings.reconnect_max_s)),
+                               backoff=Backoff(maximum=settings.reconnect_max_s),
+                               alternates=settings.cloud_alternates),
             name=f"bridge-{node}-cloud",
         )
         self.edge = Connection(
@@ -91,17 +98,25 @@ class Bridge:
         )
         self._down: queue.Queue[_Item | None] = queue.Queue()
         self._up: queue.Queue[_Item | None] = queue.Queue()
+        self._stream_down: queue.Queue[_Item | None] = queue.Queue()
+        self._stream_up: queue.Queue[_Item | None] = queue.Queue()
+        stream_down, stream_up = topics.stream(node, topics.Direction.DOWN), topics.stream(node, topics.Direction.UP)
         self.cloud.subscribe(topics.link_down(node))
+        self.cloud.subscribe(stream_down)
         self.edge.subscribe(topics.link_up(node))
-        self.cloud.on_message(lambda m: self._down.put(_Item(m.topic, m.payload, False, m)))
-        self.edge.on_message(lambda m: self._up.put(_Item(m.topic, m.payload, False, m)))
+        self.edge.subscribe(stream_up)
+        self.cloud.on_message(lambda m: (self._stream_down if m.topic == stream_down else self._down).put(
+            _Item(m.topic, m.payload, False, m)))
+        self.edge.on_message(lambda m: (self._stream_up if m.topic == stream_up else self._up).put(
+            _Item(m.topic, m.payload, False, m)))
         self.cloud.on_connection_change(self._cloud_changed)
         self.edge.on_connection_change(self._edge_changed)
         self._threads = [
-            threading.Thread(target=self._forward, args=(self._down, self.edge, "down"), daemon=True,
-                             name=f"bridge-{node}-down"),
-            threading.Thread(target=self._forward, args=(self._up, self.cloud, "up"), daemon=True,
-                             name=f"bridge-{node}-up"),
+            threading.Thread(target=self._forward, args=(source, target, direction), daemon=True,
+                             name=f"bridge-{node}-{direction}")
+            for source, target, direction in ((self._down, self.edge, "down"), (self._up, self.cloud, "up"),
+                                              (self._stream_down, self.edge, "stream_down"),
+                                              (self._stream_up, self.cloud, "stream_up"))
         ]
 
     def start(self) -> Bridge:
@@ -109,16 +124,16 @@ class Bridge:
             thread.start()
         self.edge.start()
         self.cloud.start()
-        log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node, self.settings.cloud,
-                 self.settings.edge)
+        log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node,
+                 describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge)
         return self
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, pass on what is in hand, say the link is down, disconnect."""
         self.cloud.close(drain_timeout)
         self._queue_state(False, "bridge stopped")
-        self._down.put(None)
-        self._up.put(None)
+        for source in (self._down, self._up, self._stream_down, self._stream_up):
+            source.put(None)
         for thread in self._threads:
             thread.join(timeout=drain_timeout)
         self.edge.close(drain_timeout)
@@ -127,6 +142,9 @@ class Bridge:
     # the edge connection comes up, since a restarted edge broker forgets it.
     def _cloud_changed(self, up: bool) -> None:
         self._queue_state(up, "cloud broker connected" if up else "cloud broker unreachable")
+        if up:  # retained: CloudHub replicas learn of a node they have no Node for (topics.link_hello)
+            self._up.put(_Item(topics.link_hello(self.settings.node),
+                               link_state(self.settings.node, True, "bridge connected"), True, None))
 
     def _edge_changed(self, up: bool) -> None:
         if up:
@@ -146,8 +164,9 @@ class Bridge:
             "connected": {side: c.connected for side, c in sides.items()},
             "reconnects": {side: max(0, n - 1) for side, n in connects.items()},
             "connect_failures": {side: c.counters.snapshot().get("connect_failures", 0) for side, c in sides.items()},
-            "forwarded": {"up": counts.get("forwarded_up", 0), "down": counts.get("forwarded_down", 0)},
-            "pending": {"up": self._up.qsize(), "down": self._down.qsize()},
+            "forwarded": {d: counts.get(f"forwarded_{d}", 0) for d in ("up", "down", "stream_up", "stream_down")},
+            "pending": {"up": self._up.qsize(), "down": self._down.qsize(), "stream_up": self._stream_up.qsize(),
+                        "stream_down": self._stream_down.qsize()},
         }
 
     def _forward(self, source: queue.Queue[_Item | None], target: Connection, direction: str) -> None:

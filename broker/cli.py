@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker import metrics
+from broker import metrics, nats
 from broker.bridge import Bridge, BridgeSettings
 from broker.embedded import BrokerSettings, run
 from broker.mosquitto import write_config
@@ -36,13 +36,23 @@ def broker_main(args: argparse.Namespace) -> int:
         conf = write_config(s, Path(s.mosquitto_config))
         print(f"wrote {conf}; run: mosquitto -c {conf}")
         return 0
+    if s.nats_config:
+        try:
+            conf = nats.write_config(s, Path(s.nats_config))
+        except nats.NatsConfigError as exc:
+            print(f"edgehive broker: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {conf}; run: nats-server -c {conf}")
+        return 0
     return run(s)
 
 
 @dataclass(frozen=True)
 class BridgeProcessSettings(MetricsSettings):
     node: str = field(default="", metadata={"help": "the edge node this bridge serves (required)"})
-    cloud: str = field(default="", metadata={"help": "cloud broker URL, mqtt[s]://user:pass@host:port (required)"})
+    cloud: str = field(default="", metadata={
+        "help": "cloud broker URL, mqtt[s]://user:pass@host:port, or a cluster's members as "
+                "mqtt[s]://user:pass@host:port,host:port,... (required)"})
     edge: str = field(default="mqtt://127.0.0.1:1884", metadata={"help": "edge broker URL"})
     cloud_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// cloud broker"})
     cloud_cert: str | None = field(default=None, metadata={"help": "client certificate for the cloud broker"})
@@ -53,8 +63,9 @@ class BridgeProcessSettings(MetricsSettings):
     def to_bridge(self) -> BridgeSettings:
         if not self.node or not self.cloud:
             raise settings.SettingsError("the bridge needs --node and --cloud")
+        cloud = BrokerUrl.parse_list(self.cloud)
         return BridgeSettings(
-            node=self.node, cloud=BrokerUrl.parse(self.cloud), edge=BrokerUrl.parse(self.edge),
+            node=self.node, cloud=cloud[0], cloud_alternates=cloud[1:], edge=BrokerUrl.parse(self.edge),
             cloud_tls=TlsSettings(self.cloud_ca, self.cloud_cert, self.cloud_key),
             edge_tls=TlsSettings(self.edge_ca), window=self.window,
         )
@@ -94,6 +105,8 @@ def add_passwd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="password file (created if missing)")
     parser.add_argument("user", help="user name: a node's name, or a cloud user such as 'cloud'")
     parser.add_argument("--password", help="the password (default: read from the terminal or stdin)")
+    parser.add_argument("--bcrypt", action="store_true",
+                        help="store a bcrypt hash, which NATS can check (and amqtt; mosquitto cannot)")
 
 
 def passwd_main(args: argparse.Namespace) -> int:
@@ -104,6 +117,6 @@ def passwd_main(args: argparse.Namespace) -> int:
     if not password:
         print("edgehive passwd: an empty password is not allowed", file=sys.stderr)
         return 2
-    set_password(args.file, args.user, password)
+    set_password(args.file, args.user, password, use_bcrypt=args.bcrypt)
     print(f"{args.file}: set the password of {args.user}")
     return 0

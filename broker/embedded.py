@@ -58,6 +58,22 @@ class BrokerSettings(MetricsSettings):
     device_tls_key: str | None = field(default=None, metadata={"help": "TLS key for --device-listen"})
     mosquitto_config: str | None = field(default=None, metadata={
         "help": "write mosquitto.conf, passwd and acl with these rules into this directory and exit"})
+    nats_config: str | None = field(default=None, metadata={
+        "help": "write one NATS cluster member's nats.conf with these rules into this directory and exit "
+                "(the MQTT listener is --listen; users need bcrypt hashes: edgehive passwd --bcrypt)"})
+    nats_name: str = field(default="edgehive-1", metadata={"help": "this NATS member's server_name (unique)"})
+    nats_cluster: str | None = field(default=None, metadata={
+        "help": "HOST:PORT this NATS member accepts the other members' routes on"})
+    nats_routes: tuple[str, ...] = field(default=(), metadata={
+        "help": "HOST:PORT of another member's cluster listener; repeatable"})
+    nats_route_secret_file: str | None = field(default=None, metadata={
+        "help": "a file with the secret every member of the NATS cluster shares (at least 32 characters of "
+                "A-Z a-z 0-9 _ -, e.g. openssl rand -hex 32); required with --nats-cluster"})
+    nats_client_listen: str = field(default="127.0.0.1:4222", metadata={
+        "help": "HOST:PORT of NATS's own client protocol (operators' tools); nodes may use MQTT only"})
+    nats_nodes: tuple[str, ...] = field(default=(), metadata={
+        "help": "with --client-certs: the nodes whose certificates may connect (NATS has no per-user patterns); "
+                "repeatable"})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,7 +2,8 @@
 
 Used by ``edgehive bench`` and by the test fixtures, so both run the brokers exactly
 as a deployment would: ``python -m broker`` (amqtt with our plugins) or mosquitto
-with the configuration ``edgehive broker --mosquitto-config`` writes.
+with the configuration ``edgehive broker --mosquitto-config`` writes, or nats-server
+with the one ``--nats-config`` writes.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from broker import nats
 from broker.embedded import BrokerSettings
 from broker.errors import BrokerError
 from broker.mosquitto import write_config
 from runtime.connection import Connection, ConnectionSettings
 from runtime.url import BrokerUrl
 
-KINDS = ("amqtt", "mosquitto")
+KINDS = ("amqtt", "mosquitto", "nats")
 
 
 class BrokerMissing(BrokerError, RuntimeError):
@@ -30,6 +32,13 @@ def mosquitto_binary() -> str:
     found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
     if found is None:
         raise BrokerMissing("mosquitto is not installed: run scripts/setup (or apt-get install mosquitto)")
+    return found
+
+
+def nats_binary() -> str:
+    found = shutil.which("nats-server")
+    if found is None:
+        raise BrokerMissing("nats-server is not installed: run scripts/setup (or apt-get install nats-server)")
     return found
 
 
@@ -63,6 +72,9 @@ def broker_argv(kind: str, settings: BrokerSettings, workdir: Path) -> list[str]
             # As root mosquitto switches to user 'mosquitto', which cannot read private work directories.
             conf.write_text(conf.read_text() + "user root\n")
         return [mosquitto_binary(), "-c", str(conf)]
+    if kind == "nats":
+        # One member, or one of a cluster when the settings name its routes.
+        return [nats_binary(), "-c", str(nats.write_config(settings, workdir / "nats"))]
     raise ValueError(f"broker kind {kind!r} is not one of {', '.join(KINDS)}")
 
 

@@ -1,7 +1,10 @@
 """Password files in mosquitto's format, so that one file serves amqtt and mosquitto alike.
 
 Each line is ``user:$7$<iterations>$<salt>$<hash>``: PBKDF2-HMAC-SHA512 with the
-salt and hash in base64, which is what ``mosquitto_passwd`` writes.
+salt and hash in base64, which is what ``mosquitto_passwd`` writes. NATS cannot
+check those: it knows bcrypt only, so a file for a NATS cluster holds
+``user:$2b$...`` lines (``edgehive passwd --bcrypt``), which amqtt checks too
+(broker.bcrypt); mosquitto 2.0 cannot.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
+from broker import bcrypt
 from broker.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ def hash_password(password: str, iterations: int = ITERATIONS) -> str:
 
 
 def verify_password(password: str, stored: str) -> bool:
+    if bcrypt.is_bcrypt(stored):
+        return bcrypt.verify(password, stored)
     parts = stored.split("$")
     if len(parts) != 5 or parts[1] != "7" or not parts[2].isdigit():
         return False
@@ -52,18 +58,21 @@ def read_password_file(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         user, sep, stored = line.partition(":")
-        if not sep or not user or not stored.startswith("$7$"):
-            raise PasswordFileError(f"{path}:{number}: expected user:$7$... (write it with 'edgehive passwd')")
+        if not sep or not user or not (stored.startswith("$7$") or bcrypt.is_bcrypt(stored)):
+            raise PasswordFileError(f"{path}:{number}: expected user:$7$... or user:$2b$... "
+                                    "(write it with 'edgehive passwd')")
         users[user] = stored
     return users
 
 
-def set_password(path: Path, user: str, password: str) -> None:
-    """Add or replace one user, atomically, keeping the file private to its owner."""
+def set_password(path: Path, user: str, password: str, *, use_bcrypt: bool = False) -> None:
+    """Add or replace one user, atomically, keeping the file private to its owner.
+
+    ``use_bcrypt``: the hash NATS can check (and amqtt; not mosquitto)."""
     if not user or ":" in user or any(c.isspace() for c in user):
         raise ValueError(f"user name {user!r} may not be empty or contain ':' or spaces")
     users = read_password_file(path) if path.exists() else {}
-    users[user] = hash_password(password)
+    users[user] = bcrypt.hash_password(password) if use_bcrypt else hash_password(password)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

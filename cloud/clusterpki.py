@@ -13,6 +13,7 @@ joins at once cannot lose one another's record.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from runtime.pki import CertificateAuthority, PkiError, cert_info
+from runtime.url import BrokerUrl
 from schemas import jointoken
 from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name
@@ -34,6 +36,21 @@ CLOUD_SECRET = "edgehive-cloud-identity"
 REGISTRY_SECRET = "edgehive-registry"
 CLOUD_USER = "cloud"
 IDENTITY_DAYS = 365
+AUTHENTICATION_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
+"""Where every API server publishes the CA it trusts for client certificates (``client-ca-file``)."""
+
+
+def member_names(cloud_broker: str) -> list[str]:
+    """The certificate names (``DNS:``/``IP:``) of every member of a cloud broker URL, one address or a
+    cluster's list (``mqtts://h1:p1,h2:p2``): a node moves to any of them, so the certificate must name each."""
+    names = []
+    for url in BrokerUrl.parse_list(cloud_broker):
+        try:
+            ipaddress.ip_address(url.host)
+            names.append(f"IP:{url.host}")
+        except ValueError:
+            names.append(f"DNS:{url.host}")
+    return sorted(set(names))
 
 
 class JoinRefused(CloudError, RuntimeError):
@@ -116,9 +133,38 @@ class ClusterPki:
         data = self._secret(CA_SECRET)
         return CertificateAuthority(data["ca.crt"], data["ca.key"]), data["token.key"]
 
+    def ensure_ca(self) -> CertificateAuthority:
+        """The cluster CA; on a cluster where ``edgehive init`` has not run yet (a bare ``edgehive up``, a compose
+        stack), the cluster's identities are made first, as init makes them."""
+        try:
+            return self.ca()[0]
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        self.init([])
+        return self.ca()[0]
+
+    def apiserver_client_ca(self) -> bytes:
+        """The CA the API server trusts for client certificates, as it publishes it. kubeadm, k3s and the embedded
+        stack sign the API server's own kubelet client certificate with it, so it is the CA a kubelet (here the
+        stream server) checks that certificate against (a kubelet's --client-ca-file)."""
+        namespace, name = AUTHENTICATION_CONFIGMAP
+        data = self.kube.get_configmap_data(namespace, name)
+        ca = (data or {}).get("client-ca-file", "")
+        if "BEGIN CERTIFICATE" not in ca:
+            raise KubeError(404, f"ConfigMap {namespace}/{name} has no client-ca-file: the API server was started "
+                                 "without --client-ca-file; give the CA of its kubelet client certificate instead")
+        return ca.encode()
+
     def broker_identity(self) -> Identity:
         data = self._secret(BROKER_SECRET)
         return Identity(data["tls.crt"], data["tls.key"])
+
+    def unnamed_members(self, cloud_broker: str) -> list[str]:
+        """The members of ``cloud_broker`` the brokers' certificate does not name (a node could not move there)."""
+        data = self._secret(BROKER_SECRET)
+        named = set(filter(None, data.get("names", b"").decode().split(",")))
+        return [name for name in member_names(cloud_broker) if name not in named]
 
     def cloud_identity(self) -> Identity:
         data = self._secret(CLOUD_SECRET)

@@ -64,6 +64,7 @@ class Kind:
 
 
 DEVICES = "devices.kubeedge.io/v1beta1"
+RULES = "rules.kubeedge.io/v1"
 KINDS = {
     "pod": Kind("pod", "v1", "Pod", "list_pod_for_all_namespaces"),
     "configmap": Kind("configmap", "v1", "ConfigMap", "list_config_map_for_all_namespaces"),
@@ -74,6 +75,8 @@ KINDS = {
     "node": Kind("node", "v1", "Node", "list_node"),
     "device": Kind("device", DEVICES, "Device", plural="devices"),
     "devicemodel": Kind("devicemodel", DEVICES, "DeviceModel", plural="devicemodels"),
+    "rule": Kind("rule", RULES, "Rule", plural="rules"),
+    "ruleendpoint": Kind("ruleendpoint", RULES, "RuleEndpoint", plural="ruleendpoints"),
 }
 
 
@@ -84,6 +87,23 @@ def _error(exc: Exception) -> KubeError:
             reason = json.loads(exc.body or "{}").get("message", reason)
         return KubeError(int(exc.status or 0), str(reason))
     return KubeError(0, str(exc))
+
+
+def _redirect(configuration: k8s.Configuration, host: str) -> None:
+    """Send every request to ``host``. Setting the host once is not enough for a kubeconfig with a token: the
+    client then installs a hook that, before every request, copies the kubeconfig's settings (its server among
+    them) onto the configuration again and installs itself anew; so the hook is wrapped, and wrapped again
+    each time it has replaced itself."""
+    configuration.host = host
+    reload = configuration.refresh_api_key_hook
+    if reload is None:
+        return
+
+    def reload_then_redirect(config: k8s.Configuration) -> None:
+        reload(config)
+        _redirect(config, host)
+
+    configuration.refresh_api_key_hook = reload_then_redirect
 
 
 class Kube:
@@ -121,7 +141,7 @@ class Kube:
         except Exception as exc:
             raise KubeError(0, f"cannot load the Kubernetes configuration ({exc}); pass --kubeconfig") from exc
         if server:
-            configuration.host = server.rstrip("/")
+            _redirect(configuration, server.rstrip("/"))
         # Watches hold a connection each, and EdgeController writes with several threads; the default pool
         # (5 per CPU) then drops connections and every later call pays a new TLS handshake.
         configuration.connection_pool_maxsize = CONNECTION_POOL
@@ -194,6 +214,10 @@ class Kube:
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._read(self.core.read_namespaced_pod, name, namespace)
+
+    def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        found = self._read(self.core.read_namespaced_config_map, name, namespace)
+        return None if found is None else {str(k): str(v) for k, v in (found.get("data") or {}).items()}
 
     def get_secret(self, namespace: str, name: str) -> tuple[dict[str, bytes], str] | None:
         """The Secret's data, decoded, and its resourceVersion (for a conflict-checked replace)."""
@@ -293,11 +317,24 @@ class Kube:
             if exc.status not in (404, 409):
                 raise
 
+    def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.create_namespaced_event, namespace, body))
+
+    def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(self.core.patch_namespaced_event, name, namespace, patch, _content_type=MERGE))
+
 
     # -- leases (coordination.k8s.io/v1) -----------------------------------------------
 
-    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._read(self.coordination.read_namespaced_lease, name, namespace)
+    def get_lease(self, namespace: str, name: str, timeout_s: float | None = None) -> dict[str, Any] | None:
+        """``timeout_s`` bounds the request: a leader must learn it cannot renew before its Lease runs out."""
+        try:
+            kwargs: dict[str, Any] = {} if timeout_s is None else {"_request_timeout": timeout_s}
+            return dict(self._call(self.coordination.read_namespaced_lease, name, namespace, **kwargs))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """KubeError 409 when it exists already."""
@@ -306,6 +343,34 @@ class Kube:
     def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """With ``metadata.resourceVersion`` in ``body``: KubeError 409 if someone else wrote it since."""
         return dict(self._call(self.coordination.replace_namespaced_lease, name, namespace, body))
+
+    def list_leases(self, namespace: str, label_selector: str,
+                    timeout_s: float | None = None) -> tuple[dict[str, Any], ...]:
+        """The Leases in ``namespace`` that match ``label_selector``; ``timeout_s`` bounds the request (a
+        replica must learn that the API server is out of reach before its own Lease runs out)."""
+        kwargs: dict[str, Any] = {"label_selector": label_selector}
+        if timeout_s is not None:
+            kwargs["_request_timeout"] = timeout_s
+        result = self._call(self.coordination.list_namespaced_lease, namespace, **kwargs)
+        return tuple(result.get("items") or ())
+
+    def write_lease(self, namespace: str, body: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """Create the Lease, or replace it when ``body`` carries the ``metadata.resourceVersion`` it was read
+        at (KubeError 409 if someone else wrote it since, or if it exists already when creating)."""
+        kwargs: dict[str, Any] = {} if timeout_s is None else {"_request_timeout": timeout_s}
+        name = body["metadata"]["name"]
+        if body["metadata"].get("resourceVersion"):
+            return dict(self._call(self.coordination.replace_namespaced_lease, name, namespace, body, **kwargs))
+        return dict(self._call(self.coordination.create_namespaced_lease, namespace, body, **kwargs))
+
+    def delete_lease(self, namespace: str, name: str, timeout_s: float | None = None) -> None:
+        """Gone already is fine."""
+        kwargs: dict[str, Any] = {} if timeout_s is None else {"_request_timeout": timeout_s}
+        try:
+            self._call(self.coordination.delete_namespaced_lease, name, namespace, **kwargs)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
 
     # -- admission webhooks ------------------------------------------------------------
 
@@ -322,6 +387,32 @@ class Kube:
         replacement = {**body, "metadata": {**body["metadata"],
                                             "resourceVersion": current["metadata"]["resourceVersion"]}}
         self._call(self.admissionregistration.replace_mutating_webhook_configuration, name, replacement)
+
+    # -- any path ----------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None,
+                timeout_s: float = 30.0, content_type: str = "application/json") -> bytes:
+        """The raw body of any API request (a node's proxy, an aggregated API's objects); KubeError otherwise."""
+        try:
+            method, url, headers, payload, post = self.api_client.param_serialize(
+                method, path, query_params=list((query or {}).items()), body=body,
+                header_params={"Accept": "application/json, */*", "Content-Type": content_type},
+                auth_settings=["BearerToken"])
+            response = self.api_client.call_api(method, url, headers, payload, post, _request_timeout=timeout_s)
+            data = bytes(response.read() or b"")
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
+        if response.status >= 400:
+            reason = response.reason or ""
+            with contextlib.suppress(ValueError, AttributeError):
+                reason = json.loads(data).get("message", reason)
+            raise KubeError(int(response.status), str(reason))
+        return data
+
+    def request_json(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None,
+                     content_type: str = "application/json") -> dict[str, Any]:
+        data = self.request(method, path, query=query, body=body, content_type=content_type)
+        return dict(json.loads(data)) if data else {}
 
 
 def _wait_for_file(path: Path, wait_s: float) -> None:

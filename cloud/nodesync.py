@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
 RESYNC_WORKERS = 32
 RESYNC_PAGE = 500
+RESYNC_ATTEMPTS = 4
+"""Listings of a node's store tried per resync before it falls back to sending everything again."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,15 @@ class NodeSync:
     module: str = ""
 
     def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], bus: Bus, *,
-                 query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS) -> None:
+                 query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS,
+                 retry_pause_s: float = 2.0) -> None:
         self.kube = kube
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
         self.query_timeout_s = query_timeout_s
+        self.retry_pause_s = retry_pause_s
         self.bus = bus
+        self._closing = threading.Event()
         self._events: queue.Queue[Work | None] = queue.Queue()
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
         self._sessions: dict[str, str] = {}  # node -> current session id
@@ -83,11 +88,13 @@ class NodeSync:
     def start(self) -> None:
         self.bus.handle(topics.from_edge(self.module), self.on_edge)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
+        self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
         for informer in self.informers.values():
             informer.start()
 
     def close(self) -> None:
+        self._closing.set()
         for informer in self.informers.values():
             informer.stop()
         self._events.put(None)
@@ -171,6 +178,20 @@ class NodeSync:
             self.on_disconnected(node, session)
         return None
 
+    def on_broker_lost(self) -> None:
+        """The cloud broker lost this controller's session (restarted without its store): what it had taken
+        from us for CloudHub and not yet delivered is gone, a pod's delete as much as a ConfigMap's update, and
+        what we published before CloudHub subscribed again went nowhere. Nothing here sends those again, and
+        the nodes' sessions at CloudHub may well outlive the restart (no new session, no resync): so every
+        connected node is resynchronised now, by listing its store. Runs on the bus's handler thread."""
+        nodes = sorted(self._connected)
+        log.warning("the cloud broker lost this controller's session: resynchronising %d connected nodes",
+                    len(nodes))
+        for node in nodes:
+            session = self._sessions.get(node)
+            if session is not None:
+                self._pool.submit(self._resync, node, session)
+
     def is_connected(self, node: str) -> bool:
         """CloudHub's last word on the node's session was that it is connected."""
         return node in self._connected
@@ -183,14 +204,31 @@ class NodeSync:
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
                 break
-        held: dict[ResourceKey, tuple[str, str | None]] = {}
-        try:
-            for kind in self.owned:
-                for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=self.query_timeout_s,
-                                    node=node):
-                    held[item.key] = (item.rv, item.uid)
-        except (RequestTimeout, RequestError, BodyError) as exc:
-            log.warning("could not list what node %s holds (%s); it will get everything again", node, exc)
-            held = {}
+        held = self._list_store(node, session)
         if self._sessions.get(node) == session:
             self._events.put(NodeHolds(node, held))
+
+    def _list_store(self, node: str, session: str) -> dict[ResourceKey, tuple[str, str | None]]:
+        """What ``node``'s store holds; empty when it could not be listed (the node then gets everything again,
+        and nothing is deleted). A listing is tried again while the session lasts: right after a broker
+        restart the query or its answer is easily lost (CloudHub or the node's bridge not subscribed again
+        yet), and without a listing nothing the node holds that the cloud no longer has can be found."""
+        pause = self.retry_pause_s
+        for attempt in range(1, RESYNC_ATTEMPTS + 1):
+            held: dict[ResourceKey, tuple[str, str | None]] = {}
+            try:
+                for kind in self.owned:
+                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=self.query_timeout_s,
+                                        node=node):
+                        held[item.key] = (item.rv, item.uid)
+                return held
+            except (RequestTimeout, RequestError, BodyError) as exc:
+                log.warning("could not list what node %s holds (attempt %d of %d: %s)", node, attempt,
+                            RESYNC_ATTEMPTS, exc)
+            if self._sessions.get(node) != session or self._closing.is_set():
+                return {}  # a newer session's resync takes over (this one's result is dropped), or we stop
+            if attempt < RESYNC_ATTEMPTS:
+                self._closing.wait(pause)
+                pause *= 2
+        log.warning("could not list what node %s holds; it will get everything again", node)
+        return {}

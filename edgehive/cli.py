@@ -58,6 +58,18 @@ def _run(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=lambda a: run.run(a.component, a.args))
 
 
+def _mapper(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", choices=("modbus",), help="the device protocol the mapper speaks")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the mapper's own flags (see its --help)")
+    parser.set_defaults(func=_run_mapper)
+
+
+def _run_mapper(args: argparse.Namespace) -> int:
+    # By name, as `edgehive run` loads a component: the mapper's gRPC is its own, not the CLI's.
+    status: int = importlib.import_module(f"edge.mappers.{args.protocol}.main").main(args.args)
+    return status
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -83,9 +95,11 @@ COMMANDS = (
             _from("edgehive.identity_cli:add_status_arguments")),
     Command("renew", "replace this node's certificate before it expires",
             _from("edgehive.identity_cli:add_renew_arguments")),
-    Command("node", "the nodes that joined: list, revoke", _from("edgehive.identity_cli:add_node_arguments")),
+    Command("node", "edge nodes: list, add (a Node before the first registration), describe, revoke",
+            _from("edgehive.identity_cli:add_node_arguments")),
     Command("twin", "a device's twin: get its desired and reported values, or set desired",
             _from("edgehive.twin_cli:add_arguments")),
+    Command("mapper", "run a device mapper (modbus) that serves its devices to this node through DMI", _mapper),
     Command("run", "run one component in the foreground (a container's command)", _run),
     Command("bench", "measure edgehive against a baseline from the same run",
             _from("edgehive.bench.cli:add_arguments")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,8 +25,14 @@ from edgehive.errors import EdgehiveError
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 LOCAL_APISERVER = ROOT / "compose.local-apiserver.yml"
+HA = ROOT / "compose.ha.yml"
+"""The large-fleet override: a 3-member NATS cluster, CloudHub replicas, controller candidates."""
 IMAGES = ("localhost/edgehive:latest", "localhost/edgehive-apiserver:latest")
 PROJECT_LABEL = "io.podman.compose.project"
+ONE_SHOT_LABEL = "io.edgehive.one-shot"
+"""A service that does one thing and exits (compose.ha.yml's edge-1-node): done, not unhealthy, once it exited 0."""
+CNI_IPAM_DIR = Path("/var/lib/cni/networks")
+"""Where CNI's host-local IPAM plugin keeps each network's addresses (podman's CNI backend)."""
 
 
 class ComposeError(EdgehiveError, RuntimeError):
@@ -52,16 +59,17 @@ def missing_images() -> list[str]:
 
 @dataclass
 class ComposeStack:
-    """One project of docker-compose.yml (+ the local API server override), on ports of its own."""
+    """One project of docker-compose.yml (+ the local API server override, + ``overrides``), on ports of its own."""
 
     project: str
     work_dir: Path
     cloud_broker: str = "mosquitto"
+    overrides: tuple[Path, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
     podman_service: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("apiserver", "cloud_broker", "edge_broker"):
+        for name in ("apiserver", "cloud_broker", "cloud_broker_2", "cloud_broker_3", "edge_broker"):
             self.ports.setdefault(name, free_port())
         self.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -78,6 +86,8 @@ class ComposeStack:
             **os.environ,
             "EDGEHIVE_APISERVER_PORT": str(self.ports["apiserver"]),
             "EDGEHIVE_CLOUD_BROKER_PORT": str(self.ports["cloud_broker"]),
+            "EDGEHIVE_CLOUD_BROKER_2_PORT": str(self.ports["cloud_broker_2"]),  # compose.ha.yml's members
+            "EDGEHIVE_CLOUD_BROKER_3_PORT": str(self.ports["cloud_broker_3"]),
             "EDGEHIVE_EDGE_1_BROKER_PORT": str(self.ports["edge_broker"]),
             "EDGEHIVE_PODMAN_SOCKET": str(self.podman_socket),
             "EDGEHIVE_EDGE_1_EDGED_DIR": str(self.edged_dir),
@@ -85,8 +95,10 @@ class ComposeStack:
         }
 
     def compose(self, *args: str, timeout: float = 300.0) -> str:
-        argv = [sys.executable, "-m", "podman_compose", "-p", self.project, "-f", str(COMPOSE_FILE),
-                "-f", str(LOCAL_APISERVER), *args]
+        argv = [sys.executable, "-m", "podman_compose", "-p", self.project]
+        for f in (COMPOSE_FILE, LOCAL_APISERVER, *self.overrides):
+            argv += ["-f", str(f)]
+        argv += args
         log = self.work_dir / "compose.log"
         with log.open("a") as out:
             out.write(f"\n$ podman-compose {' '.join(args)}\n")
@@ -120,6 +132,21 @@ class ComposeStack:
             self.start_podman_service()
         self.compose("up", "-d")
 
+    def up_healthy(self, timeout: float = 120.0) -> float:
+        """``up``, then seconds until every container is healthy.
+
+        podman 4.3's CNI backend can miss a network created a moment before ("unable to find network ...
+        network not found" when starting the first container): the stack then comes up once more."""
+        t0 = time.monotonic()
+        try:
+            self.up()
+        except ComposeError as exc:
+            print(f"\nfirst podman-compose up failed, once more after down: {exc}")
+            self.down()
+            self.up()
+        self.wait_healthy(timeout=timeout)
+        return time.monotonic() - t0
+
     def containers(self) -> dict[str, str]:
         """Service name -> container name, for this project's containers (running or not)."""
         out = podman("ps", "-a", "--filter", f"label={PROJECT_LABEL}={self.project}", "--format", "json").stdout
@@ -133,7 +160,14 @@ class ComposeStack:
         return f"{self.project}_{service}_1"
 
     def healthy(self, service: str) -> bool:
-        return podman("healthcheck", "run", self.container(service), check=False, timeout=30).returncode == 0
+        """The healthcheck's verdict; for a one-shot service (label ONE_SHOT_LABEL), that it exited 0."""
+        container = self.container(service)
+        out = podman("inspect", container, "--format",
+                     f'{{{{index .Config.Labels "{ONE_SHOT_LABEL}"}}}} {{{{.State.Status}}}} {{{{.State.ExitCode}}}}',
+                     check=False).stdout.split()
+        if out[:1] == ["true"]:
+            return out[1:] == ["exited", "0"]
+        return podman("healthcheck", "run", container, check=False, timeout=30).returncode == 0
 
     def unhealthy(self) -> list[str]:
         services = sorted(self.containers())
@@ -177,20 +211,40 @@ class ComposeStack:
     def down(self) -> None:
         try:
             self.compose("down", "-v", "-t", "20")
+            self.forget_network_addresses()
         finally:
             if self.podman_service is not None:
                 self.podman_service.terminate()
                 self.podman_service.wait(timeout=20)
                 self.podman_service = None
 
+    @property
+    def network(self) -> str:
+        return f"{self.project}_default"
+
+    def forget_network_addresses(self) -> None:
+        """Remove the address book of this project's network once the network is gone.
+
+        With podman's CNI backend, ``podman network rm`` leaves the host-local IPAM plugin's
+        directory of the network behind (its lock and last reserved address), one more for every
+        stack brought up and down. Only our own network's is removed, and only when it holds no
+        address: an address file there would be a container still attached."""
+        book = CNI_IPAM_DIR / self.network
+        if not book.is_dir() or podman("network", "exists", self.network, check=False).returncode == 0:
+            return
+        if all(f.name == "lock" or f.name.startswith("last_reserved_ip") for f in book.iterdir()):
+            shutil.rmtree(book, ignore_errors=True)
+
     def leftovers(self) -> list[str]:
-        """Containers, pods, networks and volumes of this project that still exist."""
+        """Containers, pods, networks, volumes and the network's CNI address book of this project that still exist."""
         label = f"label={PROJECT_LABEL}={self.project}"
         found = [f"container {n}" for n in self._names("ps", "-a", "--filter", label, "--format", "{{.Names}}")]
         found += [f"pod {n}" for n in self._names("pod", "ps", "--filter", f"name=pod_{self.project}",
                                                    "--format", "{{.Name}}")]
         found += [f"network {n}" for n in self._names("network", "ls", "--filter", label, "--format", "{{.Name}}")]
         found += [f"volume {n}" for n in self._names("volume", "ls", "--filter", label, "--format", "{{.Name}}")]
+        if (CNI_IPAM_DIR / self.network).exists():
+            found.append(f"CNI address book {CNI_IPAM_DIR / self.network}")
         return found
 
     @staticmethod

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from cloud.clusterpki import ClusterPki
+from cloud.clusterpki import ClusterPki, member_names
 from cloud.kube import Kube, KubeError
-from edgehive import status
+from edgehive import nodeadd, status
 from edgehive.join import EdgeIdentity, JoinError, join, renew
 from edgehive.status import StatusSettings
 from runtime import settings
@@ -34,7 +34,8 @@ def _pki(args: argparse.Namespace) -> ClusterPki:
 def init_main(args: argparse.Namespace) -> int:
     try:
         pki = _pki(args)
-        created = pki.init(args.broker_name)
+        # Every member of the cloud broker: a node's bridge moves to any of them (a NATS cluster).
+        created = pki.init([*args.broker_name, *member_names(f"mqtts://{args.cloud_broker}")])
         pki.kube.ensure_crds(crds.manifests())
         ca, _ = pki.ca()
         broker, cloud = pki.broker_identity(), pki.cloud_identity()
@@ -157,8 +158,9 @@ def add_init_arguments(init: argparse.ArgumentParser) -> None:
     init.add_argument("--kubeconfig", type=Path, help="the cluster (default: in-cluster)")
     init.add_argument("--broker-name", action="append", default=[], metavar="DNS:NAME|IP:ADDR",
                       help="a name edge nodes reach the cloud by (repeatable); localhost and 127.0.0.1 always")
-    init.add_argument("--cloud-broker", default="127.0.0.1:8883", metavar="HOST:PORT",
-                      help="where the cloud components reach the cloud broker (default 127.0.0.1:8883)")
+    init.add_argument("--cloud-broker", default="127.0.0.1:8883", metavar="HOST:PORT[,HOST:PORT...]",
+                      help="where the cloud components reach the cloud broker, or every member of a NATS cluster; "
+                           "the brokers' certificate names each (default 127.0.0.1:8883)")
     init.add_argument("--out", type=Path, default=Path("edgehive-cloud"), help="where to write the cloud's files")
     init.set_defaults(func=init_main)
 
@@ -200,6 +202,9 @@ def add_node_arguments(node: argparse.ArgumentParser) -> None:
     describe.add_argument("name")
     settings.add_arguments(describe, StatusSettings)
     describe.set_defaults(func=describe_main)
+    add = actions.add_parser("add", help="make a node's Node before it first registers (CloudHub replicas serve "
+                             "only nodes that have one); edgehive join does this through the join endpoint")
+    nodeadd.add_arguments(add)
     revoke = actions.add_parser("revoke", help="revoke a node's certificates and token")
     revoke.add_argument("--kubeconfig", type=Path)
     revoke.add_argument("name")

@@ -119,7 +119,7 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
     Address.parse(cloud)
     if cloud_broker is not None:
         try:
-            if not BrokerUrl.parse(cloud_broker).tls:
+            if not all(url.tls for url in BrokerUrl.parse_list(cloud_broker)):
                 raise JoinError(f"--cloud-broker {cloud_broker}: the link needs TLS (mqtts://HOST:PORT)")
         except ValueError as exc:
             raise JoinError(f"--cloud-broker: {exc}") from exc

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgehive.errors import EdgehiveError
+from runtime.pki import CertificateAuthority
 
 CACHE = Path(os.environ.get("EDGEHIVE_CACHE", "/opt/edgehive"))
 APISERVER_BIN = Path(os.environ.get("EDGEHIVE_APISERVER_BIN") or CACHE / "k8s" / "bin" / "kube-apiserver")
@@ -32,6 +33,7 @@ SCHEDULER_BIN = Path(os.environ.get("EDGEHIVE_SCHEDULER_BIN") or APISERVER_BIN.p
 FEATURE_GATES = "--feature-gates=BoundServiceAccountTokenVolume=true"
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
+APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
@@ -66,6 +68,42 @@ def make_certificates(pki: Path, days: int = 365, sans: tuple[str, ...] = DEFAUL
         "-CAcreateserial", "-out", str(pki / "server.crt"), "-days", str(days), "-extfile", str(pki / "san.ext"))
     run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(pki / "sa.key"))
     run("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+
+KUBELET_CLIENT_CERT = "kubelet-client.crt"
+STREAM_CERT, STREAM_KEY = "stream.crt", "stream.key"
+"""The cloud stream server's serving certificate, for the same names as the API server's."""
+
+
+def make_stream_certificates(pki: Path, sans: tuple[str, ...]) -> None:
+    """The API server's kubelet client certificate (CN kube-apiserver-kubelet-client, kubeadm's name) and the
+    cloud stream server's serving certificate, both from the local CA."""
+    ca = CertificateAuthority((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
+    for key_name, cert_name, (key, cert) in (
+            ("kubelet-client.key", KUBELET_CLIENT_CERT, ca.issue(APISERVER_KUBELET_CLIENT, client=True)),
+            (STREAM_KEY, STREAM_CERT, ca.issue("edgehive-stream", server_names=sans))):
+        (pki / key_name).write_bytes(key)
+        (pki / key_name).chmod(0o600)
+        (pki / cert_name).write_bytes(cert)
+
+
+FRONT_PROXY_CA, FRONT_PROXY_CLIENT = "front-proxy-ca.crt", "front-proxy-client.crt"
+FRONT_PROXY_CN = "front-proxy-client"
+"""kubeadm's names: the CA of the API server's aggregation layer (its request-header CA) and its client."""
+
+
+def make_front_proxy_certificates(pki: Path) -> None:
+    """A CA of its own for the aggregation layer, as kubeadm makes one: an aggregated server believes the
+    user headers of any client certificate of that CA (with an allowed CN), so it must not be the CA that
+    signs every client of the API server."""
+    ca = CertificateAuthority.create("edgehive-front-proxy-ca")
+    key, cert = ca.issue(FRONT_PROXY_CN, client=True)
+    (pki / "front-proxy-ca.key").write_bytes(ca.key_pem)
+    (pki / "front-proxy-ca.key").chmod(0o600)
+    (pki / FRONT_PROXY_CA).write_bytes(ca.cert_pem)
+    (pki / "front-proxy-client.key").write_bytes(key)
+    (pki / "front-proxy-client.key").chmod(0o600)
+    (pki / FRONT_PROXY_CLIENT).write_bytes(cert)
 
 
 def san_line(sans: tuple[str, ...]) -> str:
@@ -123,6 +161,11 @@ class LocalApiServer:
         if not (self.pki / "server.crt").exists() or not san_file.exists() or \
                 san_file.read_text() != san_line(self.sans):
             make_certificates(self.pki, sans=self.sans)
+            (self.pki / KUBELET_CLIENT_CERT).unlink(missing_ok=True)  # signed by the CA just replaced
+        if not (self.pki / KUBELET_CLIENT_CERT).exists():
+            make_stream_certificates(self.pki, self.sans)
+        if not (self.pki / FRONT_PROXY_CLIENT).exists():
+            make_front_proxy_certificates(self.pki)
         lines = [f'{_token(self.state_dir / "token")},admin,admin-uid,"system:masters"\n']
         for component, user in (("kube-controller-manager", CONTROLLER_MANAGER_USER),
                                 ("kube-scheduler", SCHEDULER_USER)):
@@ -174,7 +217,32 @@ class LocalApiServer:
             # The default admission plugins; ServiceAccount only with the controllers that serve it.
             *([FEATURE_GATES] if self.control_plane else ["--disable-admission-plugins=ServiceAccount"]),
             "--allow-privileged=true", f"--cert-dir={self.state_dir / 'certs'}", "--v=1",
+            *self.kubelet_flags(), *self.aggregation_flags(),
         ]
+
+    def kubelet_flags(self) -> list[str]:
+        """How the API server calls kubelets, here the cloud stream server (cloud/stream/component.py): with
+        the kubelet client certificate that server requires, verifying its serving certificate against the
+        CA, at each node's Hostname address first (where EdgeController writes the stream server's host;
+        Kubernetes' default order, made explicit so that a change of default cannot break logs)."""
+        pki = self.pki
+        return [f"--kubelet-client-certificate={pki / KUBELET_CLIENT_CERT}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"]
+
+    def aggregation_flags(self) -> list[str]:
+        """The aggregation layer, for the metrics API (cloud/metricsapi): the API server calls aggregated servers
+        with the front proxy's client certificate and names the user in kubeadm's headers; it dials an
+        APIService's endpoint itself, since no kube-proxy runs here to serve a ClusterIP."""
+        pki = self.pki
+        return [f"--requestheader-client-ca-file={pki / FRONT_PROXY_CA}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CN}",
+                "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / FRONT_PROXY_CLIENT}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                "--enable-aggregator-routing=true"]
 
     def controller_manager_argv(self) -> list[str]:
         """Leader election off: one instance per state directory. ``--port=0`` turns the insecure port off;

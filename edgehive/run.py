@@ -18,12 +18,17 @@ MODULES = {
     "cloudhub": "cloud.cloudhub",
     "edgecontroller": "cloud.edgecontroller",
     "devicecontroller": "cloud.devicecontroller",
+    "router": "cloud.router",
     "admission": "cloud.admission",
+    "stream": "cloud.stream",
+    "metricsapi": "cloud.metricsapi",
     "edgehub": "edge.edgehub",
     "metamanager": "edge.metamanager",
     "edged": "edge.edged",
     "eventbus": "edge.eventbus",
     "devicetwin": "edge.devicetwin",
+    "dmi": "edge.dmi",
+    "edgestream": "edge.stream",
     "bridge": "broker.bridge",
 }
 SERVICES = ("apiserver", "broker")

@@ -116,11 +116,12 @@ def tcp_probe(port: int) -> Probe:
 
 def broker_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="edgehive run broker", description=(
-        "An MQTT broker with edgehive's users and link ACL: mosquitto (default) or the embedded amqtt broker. "
-        "Users come from $EDGEHIVE_BROKER_USERS as USER:PASSWORD pairs; without users it is anonymous "
-        "(an edge node's local broker)."))
-    parser.add_argument("--kind", choices=("mosquitto", "amqtt"), default=os.environ.get("EDGEHIVE_BROKER_KIND")
-                        or "mosquitto")
+        "An MQTT broker with edgehive's users and link ACL: mosquitto (default), the embedded amqtt broker, or "
+        "a member of a NATS cluster (the cloud broker of a large fleet; route secret from "
+        "$EDGEHIVE_NATS_ROUTE_SECRET). Users come from $EDGEHIVE_BROKER_USERS as USER:PASSWORD pairs; without "
+        "users it is anonymous (an edge node's local broker)."))
+    parser.add_argument("--kind", choices=("mosquitto", "amqtt", "nats"),
+                        default=os.environ.get("EDGEHIVE_BROKER_KIND") or "mosquitto")
     parser.add_argument("--listen", type=Address.parse, default=Address("0.0.0.0", 1883), metavar="HOST:PORT")
     parser.add_argument("--cloud-users", default="cloud", help="users allowed every topic (comma-separated)")
     parser.add_argument("--tls-cert", help="server certificate: the listener uses TLS")
@@ -131,9 +132,16 @@ def broker_main(argv: Sequence[str]) -> int:
     parser.add_argument("--crl-file", help="revoked certificates; followed: revoked clients are cut off")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics there "
                         "(mosquitto's come from its $SYS topics, over a private Unix socket)")
+    parser.add_argument("--nats-name", default="nats-1", help="--kind nats: this member's server_name (unique)")
+    parser.add_argument("--nats-cluster", metavar="HOST:PORT", help="--kind nats: where this member accepts routes")
+    parser.add_argument("--nats-routes", action="append", default=[], metavar="HOST:PORT",
+                        help="--kind nats: another member's route address (repeat for each)")
     parser.add_argument("--log-level", default=os.environ.get("EDGEHIVE_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     logs.setup("broker", args.log_level)
+    if args.kind != "nats" and (args.nats_cluster or args.nats_routes):
+        print("edgehive run broker: --nats-cluster and --nats-routes need --kind nats", file=sys.stderr)
+        return 2
     try:
         users = parse_users(os.environ.get("EDGEHIVE_BROKER_USERS", ""))
     except ValueError as exc:
@@ -146,17 +154,27 @@ def broker_main(argv: Sequence[str]) -> int:
         password_file = directory / "passwd"
         password_file.unlink(missing_ok=True)  # the environment is the truth: a removed user is gone
         for user, password in users.items():
-            set_password(password_file, user, password)
+            set_password(password_file, user, password, use_bcrypt=args.kind == "nats")  # NATS checks bcrypt only
+    nats_args: dict[str, Any] = {}
+    if args.kind == "nats":
+        from edgehive import natsmember  # noqa: PLC0415 (only a NATS member needs it)
+
+        secret = natsmember.route_secret_file(directory)
+        nats_args = {"nats_name": args.nats_name, "nats_cluster": args.nats_cluster,
+                     "nats_routes": tuple(args.nats_routes),
+                     "nats_route_secret_file": str(secret) if secret else None}
     try:
         settings = BrokerSettings(listen=(str(args.listen),),
                                   password_file=str(password_file) if password_file else None,
                                   cloud_users=tuple(u for u in args.cloud_users.split(",") if u),
                                   tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
                                   client_certs=args.client_certs, crl_file=args.crl_file,
-                                  metrics_listen=args.metrics_listen)
+                                  metrics_listen=args.metrics_listen, **nats_args)
     except ValueError as exc:
         print(f"edgehive run broker: {exc}", file=sys.stderr)
         return 2
+    if args.kind == "nats":
+        return natsmember.run_member(settings, users, directory)
     log.info("%s broker on %s, %s", args.kind, args.listen, "client certificates with the link ACL"
              if args.client_certs else f"users {', '.join(sorted(users))} with the link ACL" if users else "anonymous")
     if args.kind == "amqtt":

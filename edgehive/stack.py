@@ -8,14 +8,17 @@ adding a Child here.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.passwords import read_password_file, set_password
 from edgehive.launcher import Child, python_module
-from edgehive.localcluster import LocalApiServer
+from edgehive.localcluster import STREAM_CERT, STREAM_KEY, LocalApiServer
+from edgehive.natsstack import NatsLayout, member_children
 from runtime.address import Address
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
@@ -40,6 +43,16 @@ class StackSettings:
     etcd_port: int = 2379
     controller_manager_port: int = 10257  # the secure ports Kubernetes gives them by default
     scheduler_port: int = 10259
+    stream_port: int = 10350  # the cloud stream server's, every edge node's kubelet port (KubeEdge's 10350)
+    router_listen: Address | None = None  # the router's HTTP door (rest-to-eventbus Rules); None: no door
+    # On a user's cluster (``kubeconfig``): where its API server reaches the stream server, which then runs here;
+    # None runs none (kubectl logs of edge pods then fail). The rest as cloud/stream/servingtls.py takes them.
+    stream_address: Address | None = None
+    stream_serving_ca: tuple[Path, Path] | None = None
+    stream_client_cn: str = ""
+    broker: str = "amqtt"  # or "nats": a cluster of ``replicas`` members (edgehive/natsstack.py)
+    replicas: int = 1  # CloudHub replicas, and NATS members
+    nats_port: int = 4222  # the first NATS member's client port; its route port is the next, and so on
 
 
 @dataclass
@@ -49,10 +62,11 @@ class Credentials:
     passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def ensure(cls, state_dir: Path, users: list[str]) -> tuple[Credentials, Path]:
+    def ensure(cls, state_dir: Path, users: list[str], *, use_bcrypt: bool = False) -> tuple[Credentials, Path]:
+        """``use_bcrypt``: the password file NATS reads (passwd-bcrypt), with the same passwords as the other."""
         state_dir.mkdir(parents=True, exist_ok=True)
         secrets_file = state_dir / "credentials"
-        passwd = state_dir / "passwd"
+        passwd = state_dir / ("passwd-bcrypt" if use_bcrypt else "passwd")
         creds = cls()
         if secrets_file.exists():
             for line in secrets_file.read_text().splitlines():
@@ -61,9 +75,11 @@ class Credentials:
                     creds.passwords[user] = password
         known = read_password_file(passwd) if passwd.exists() else {}
         for user in users:
-            if user not in creds.passwords or user not in known:
+            if user not in creds.passwords:
                 creds.passwords[user] = secrets.token_urlsafe(18)
-                set_password(passwd, user, creds.passwords[user])
+                set_password(passwd, user, creds.passwords[user], use_bcrypt=use_bcrypt)
+            elif user not in known:  # the other password file has it: the same password, so both stay valid
+                set_password(passwd, user, creds.passwords[user], use_bcrypt=use_bcrypt)
         secrets_file.touch(mode=0o600)
         secrets_file.write_text("".join(f"{u}:{p}\n" for u, p in creds.passwords.items()))
         return creds, passwd
@@ -73,10 +89,13 @@ class StatusWatch:
     """Reads the retained link states and component statuses on one broker; its own connection
     doubles as that broker's health."""
 
-    def __init__(self, url: BrokerUrl, client_id: str, name: str) -> None:
+    def __init__(self, url: BrokerUrl, client_id: str, name: str, alternates: tuple[BrokerUrl, ...] = ()) -> None:
         self.links: dict[str, bool] = {}
         self.components: dict[str, bool] = {}
-        self.connection = Connection(ConnectionSettings(url=url, client_id=client_id), name=name)
+        self.replicas: dict[tuple[str, str], bool] = {}
+        """By (component, replica): each replica's status, on its own topic."""
+        self.connection = Connection(ConnectionSettings(url=url, client_id=client_id, alternates=alternates),
+                                     name=name)
         self.connection.subscribe(f"{topics.LINK}/+/state")
         self.connection.subscribe(topics.all_status())
         self.connection.on_message(self._on_message)
@@ -90,11 +109,16 @@ class StatusWatch:
             return
         if parsed[1] == "link":
             self.links[parsed[2]] = envelope.op == Op.CONNECTED
-        else:
-            try:
-                self.components[parsed[2]] = ComponentStatus.parse(envelope.body).up
-            except BodyError:
-                return
+            return
+        status = topics.parse_status(incoming.topic)
+        try:
+            up = ComponentStatus.parse(envelope.body).up
+        except BodyError:
+            return
+        if status is not None and status[1] is None:
+            self.components[status[0]] = up
+        elif status is not None and status[1] is not None:
+            self.replicas[(status[0], status[1])] = up
 
     def link_up(self, node: str) -> bool:
         return self.links.get(node, False)
@@ -102,20 +126,31 @@ class StatusWatch:
     def component_up(self, name: str) -> bool:
         return self.components.get(name, False)
 
+    def replica_up(self, name: str, replica: str) -> bool:
+        """One replica's status, from its own topic."""
+        return self.replicas.get((name, replica), False)
+
 
 def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     """The children to supervise, and the watch connections their health checks read."""
-    creds, passwd = Credentials.ensure(settings.state_dir, [CLOUD_USER, settings.node])
-    cloud_url = BrokerUrl(settings.cloud_listen.host, settings.cloud_listen.port, username=CLOUD_USER,
-                          password=creds.passwords[CLOUD_USER])
+    nats = settings.broker == "nats"
+    creds, passwd = Credentials.ensure(settings.state_dir, [CLOUD_USER, settings.node], use_bcrypt=nats)
+    layout = NatsLayout(settings.cloud_listen, settings.nats_port, settings.replicas)
+    cloud_list = layout.url(CLOUD_USER, creds.passwords[CLOUD_USER]) if nats else ""
+    cloud_urls = BrokerUrl.parse_list(cloud_list) if nats else (
+        BrokerUrl(settings.cloud_listen.host, settings.cloud_listen.port, username=CLOUD_USER,
+                  password=creds.passwords[CLOUD_USER]),)
     edge_url = BrokerUrl(settings.edge_listen.host, settings.edge_listen.port)
     # Passwords go by environment, not argv, so that ps does not show them.
-    cloud_env = {"EDGEHIVE_BROKER": str(cloud_url.with_password())}
+    cloud_env = {"EDGEHIVE_BROKER": cloud_list or cloud_urls[0].with_password()}
 
-    cloud_watch = StatusWatch(cloud_url, "edgehive-up-watch", "up-watch-cloud")
+    cloud_watch = StatusWatch(cloud_urls[0], "edgehive-up-watch", "up-watch-cloud", cloud_urls[1:])
     edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge")
     children: list[Child] = []
+    watches = [cloud_watch.connection, edge_watch.connection]
     kubeconfig = settings.kubeconfig
+    local: LocalApiServer | None = None
+    stream_args: tuple[str, ...] = ()
     if kubeconfig is None:
         local = LocalApiServer(settings.state_dir / "apiserver", port=settings.apiserver_port,
                                etcd_port=settings.etcd_port, etcd_peer_port=settings.etcd_port + 1,
@@ -123,6 +158,7 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
                                scheduler_port=settings.scheduler_port)
         local.prepare()
         kubeconfig = local.kubeconfig
+        stream_args = ("--stream-address", f"127.0.0.1:{settings.stream_port}")
         # The controller-manager exits when the API server does not answer within 10 s of its start; the
         # supervisor starts it again, so no ordering is needed here.
         children += [Child("etcd", local.etcd_argv()),
@@ -130,28 +166,76 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
                      Child("kube-controller-manager", local.controller_manager_argv(),
                            healthy=local.controller_manager_healthy),
                      Child("kube-scheduler", local.scheduler_argv(), healthy=local.scheduler_healthy)]
+    elif settings.stream_address is not None:
+        stream_args = ("--stream-address", str(settings.stream_address))
+    if nats:
+        members, probes = member_children(layout, settings.state_dir, passwd, CLOUD_USER, creds.passwords[CLOUD_USER])
+        children += members
+        watches += probes
+    else:
+        children.append(Child(
+            "cloud-broker",
+            python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
+            healthy=lambda: cloud_watch.connection.connected))
+    children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch)
     children += [
-        Child("cloud-broker",
-              python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
-              healthy=lambda: cloud_watch.connection.connected),
-        Child("cloudhub", python_module("cloud.cloudhub"), env=cloud_env,
-              healthy=lambda: cloud_watch.component_up("cloudhub")),
-        Child("edgecontroller", python_module("cloud.edgecontroller", "--kubeconfig", str(kubeconfig)), env=cloud_env,
-              healthy=lambda: cloud_watch.component_up("edgecontroller")),
-        Child("devicecontroller", python_module("cloud.devicecontroller", "--kubeconfig", str(kubeconfig)),
-              env=cloud_env, healthy=lambda: cloud_watch.component_up("devicecontroller")),
+        *controller_children("edgecontroller", settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args),
+                             cloud_env, cloud_watch),
+        *controller_children("devicecontroller", settings.replicas, ("--kubeconfig", str(kubeconfig)), cloud_env,
+                             cloud_watch),
+        # Always: the nodes' uploads go to it, and stay in their outboxes until it acknowledges them.
+        *controller_children("router", settings.replicas, ("--kubeconfig", str(kubeconfig), "--listen",
+                                                           str(settings.router_listen or "")), cloud_env, cloud_watch),
     ]
+    if local is not None:
+        children.append(stream_server_child(local, settings.stream_port, cloud_env, cloud_watch))
+        children.append(metrics_api_child(local, cloud_env, cloud_watch))
+    elif settings.stream_address is not None:
+        children.append(cluster_stream_server_child(settings, kubeconfig, cloud_env, cloud_watch))
     if settings.kubeconfig is None:
         # The autonomy webhook (edge pods are not evicted while their node is offline), on a port of the system's
         # choosing that it registers itself; only for the stack's own API server, which calls it on this host.
         children.append(Child("admission", python_module("cloud.admission", "--kubeconfig", str(kubeconfig),
                                                           "--listen", "127.0.0.1:0"), env=cloud_env,
                               healthy=lambda: cloud_watch.component_up("admission")))
-    bridge_env = {"EDGEHIVE_CLOUD": f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
+    bridge_env = {"EDGEHIVE_CLOUD": layout.url(settings.node, creds.passwords[settings.node]) if nats
+                  else f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
     children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, (), bridge_env)
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
              settings.state_dir / "credentials")
-    return children, [cloud_watch.connection, edge_watch.connection]
+    return children, watches
+
+
+def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str],
+                      cloud_watch: StatusWatch) -> list[Child]:
+    """The one CloudHub, or ``replicas`` of them sharing the fleet by Leases in the API server (each with its
+    own identity, which also names its status topic: each replica's health is its own)."""
+    if replicas == 1:
+        return [Child("cloudhub", python_module("cloud.cloudhub"), env=cloud_env,
+                      healthy=lambda: cloud_watch.component_up("cloudhub"))]
+    children = []
+    for i in range(replicas):
+        replica = f"cloudhub-{i + 1}"
+        children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica,
+                                                     "--kubeconfig", str(kubeconfig)), env=cloud_env,
+                              healthy=_replica_up(cloud_watch, replica)))
+    return children
+
+
+def controller_children(module: str, replicas: int, args: tuple[str, ...], cloud_env: dict[str, str],
+                        cloud_watch: StatusWatch) -> list[Child]:
+    """The controller, or ``replicas`` candidates of it electing one leader on a Lease named after it (the others
+    wait as standbys and publish no status, so each candidate is healthy while the component has an active one)."""
+    if replicas == 1:
+        return [Child(module, python_module(f"cloud.{module}", *args), env=cloud_env,
+                      healthy=lambda: cloud_watch.component_up(module))]
+    return [Child(f"{module}-{i + 1}", python_module(f"cloud.{module}", *args, "--leader-elect", module,
+                                                     "--leader-identity", f"{module}-{i + 1}"),
+                  env=cloud_env, healthy=lambda: cloud_watch.component_up(module)) for i in range(replicas)]
+
+
+def _replica_up(watch: StatusWatch, replica: str) -> Callable[[], bool]:
+    return lambda: watch.replica_up("cloudhub", replica)
 
 
 def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: StatusWatch,
@@ -182,7 +266,56 @@ def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: 
               healthy=lambda: edge_watch.component_up("devicetwin")),
         Child("eventbus", python_module("edge.eventbus", *edge_common),
               healthy=lambda: edge_watch.component_up("eventbus")),
+        # Mappers register on this socket (KubeEdge's own default, /etc/kubeedge/dmi.sock, is root's to make).
+        Child("dmi", python_module("edge.dmi", *edge_common, "--socket", str(state_dir / "dmi.sock"),
+                                   "--mappers-file", str(data / "dmi-mappers.json")),
+              healthy=lambda: edge_watch.component_up("dmi")),
+        Child("edgestream", python_module("edge.stream", *edge_common, "--podman-url", f"unix://{podman_socket}"),
+              healthy=lambda: edge_watch.component_up("stream")),
     ]
+
+
+def stream_server_child(local: LocalApiServer, port: int, cloud_env: dict[str, str],
+                        cloud_watch: StatusWatch) -> Child:
+    """The cloud stream server (kubectl logs of edge pods) for the stack's own API server, with the certificates
+    ``LocalApiServer.prepare`` made for both ends. On a user's cluster it is run by hand with the cluster's CA
+    (README, "kubectl logs, exec and top of edge pods")."""
+    pki = local.pki
+    return Child("stream", python_module(
+        "cloud.stream", "--kubeconfig", str(local.kubeconfig), "--listen", f"127.0.0.1:{port}",
+        "--tls-cert", str(pki / STREAM_CERT), "--tls-key", str(pki / STREAM_KEY), "--client-ca", str(pki / "ca.crt")),
+        env=cloud_env, healthy=lambda: cloud_watch.component_up("stream"))
+
+
+def metrics_api_child(local: LocalApiServer, cloud_env: dict[str, str], cloud_watch: StatusWatch) -> Child:
+    """The metrics API (kubectl top) for the stack's own API server, which has the aggregation flags it needs;
+    on a port of the system's choosing, which it registers itself (its Endpoints name this host's address)."""
+    return Child("metricsapi", python_module(
+        "cloud.metricsapi", "--kubeconfig", str(local.kubeconfig), "--listen", "0.0.0.0:0",
+        "--scrape-interval-s", "10"), env=cloud_env, healthy=lambda: cloud_watch.component_up("metricsapi"))
+
+
+def cluster_stream_server_child(settings: StackSettings, kubeconfig: Path, cloud_env: dict[str, str],
+                                cloud_watch: StatusWatch) -> Child:
+    """The cloud stream server for a user's cluster, on the port of ``stream_address`` (on that address when it is
+    one of this host's, else on all): its certificate issued at start for that name (from the given CA, else the
+    cluster's edgehive CA), its client CA read from the API server (README, "kubectl logs, exec and top of edge
+    pods", "Your cluster")."""
+    address = settings.stream_address
+    assert address is not None
+    try:
+        ipaddress.ip_address(address.host)
+        listen = str(address)
+    except ValueError:
+        listen = f"0.0.0.0:{address.port}"
+    args = ["--kubeconfig", str(kubeconfig), "--listen", listen, "--server-names", address.host]
+    if settings.stream_serving_ca is not None:
+        args += ["--serving-ca", str(settings.stream_serving_ca[0]), "--serving-ca-key",
+                 str(settings.stream_serving_ca[1])]
+    if settings.stream_client_cn:
+        args += ["--client-cn", settings.stream_client_cn]
+    return Child("stream", python_module("cloud.stream", *args), env=cloud_env,
+                 healthy=lambda: cloud_watch.component_up("stream"))
 
 
 def build_joined_edge(state_dir: Path, edge_listen: Address,

@@ -3,6 +3,7 @@
 The API server says whether a node is Ready and what pods it has; CloudHub (asked with a
 ``hub``/``query`` on the bus, as any component can be) says whether its link is up, when
 it last heard from it, how much waits for it and how much it still holds in its outbox.
+CloudHub replicas all hear the query and each answers for its own nodes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -17,11 +19,11 @@ from typing import Any
 
 from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
-from runtime.bus import Bus, BusSettings, RequestTimeout
+from runtime.bus import Bus, BusSettings, RequestError, RequestTimeout
 from runtime.component import ComponentSettings, bus_settings
 from runtime.connection import ConnectionSettings
 from schemas import topics
-from schemas.envelope import Group, Op
+from schemas.envelope import Envelope, Group, Op
 from schemas.fields import LENIENT
 from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, meta, node_name, status_of
 
@@ -48,23 +50,70 @@ class NodeStatus:
     pods: dict[str, int] = field(default_factory=dict)
 
 
-def ask_cloudhub(s: StatusSettings) -> dict[str, dict[str, Any]]:
+@dataclass
+class HubReports:
+    """The answers of CloudHub, or of its replicas: each replica reports its own nodes and names the live
+    members it counts, so the answers are complete once every member named has answered."""
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+    members: set[str] = field(default_factory=set)
+    lone: bool = False
+    """A CloudHub that is no replica answered: it serves every node."""
+
+    def add(self, body: Any) -> None:
+        report = LENIENT.mapping(body, "body")
+        replica = LENIENT.text(report.get("replica"), "body.replica")
+        if replica is None:
+            self.lone = True
+        else:
+            self.answered.add(replica)
+            self.members.update(m for m in report.get("members") or () if isinstance(m, str))
+        for name, link in LENIENT.mapping(report.get("nodes"), "nodes").items():
+            # A node that moved between two answers may be in both: the replica holding its session wins.
+            if isinstance(link, dict) and (name not in self.nodes or link.get("connected")):
+                self.nodes[name] = link
+
+    def complete(self) -> bool:
+        return self.lone or (bool(self.answered) and self.members <= self.answered)
+
+    def missing(self) -> list[str]:
+        return sorted(self.members - self.answered)
+
+
+def ask_cloudhub(s: StatusSettings) -> HubReports:
     """CloudHub's report on each node's link (``connected``, ``session``, ``last_seen_s``, ``queued``,
-    ``inflight``, ``outbox``), by node."""
+    ``inflight``, ``outbox``), by node: from every replica, each on the query to the one inbox they share."""
     base = bus_settings("status", topics.Side.CLOUD, s)
     connection = ConnectionSettings(url=base.connection.url, client_id=f"edgehive-status-{os.getpid()}",
                                     tls=base.connection.tls)
     bus = Bus(BusSettings(connection=connection, module="status", side=topics.Side.CLOUD, node=s.node))
+    query = bus.envelope(Group.HUB, Op.QUERY)
+    answers: queue.Queue[Envelope] = queue.Queue()
+
+    def on_answer(answer: Envelope, _topic: str) -> None:
+        if answer.parent == query.id:
+            answers.put(answer)
+
+    bus.handle(bus.inbox, on_answer)
     bus.start()
     try:
         deadline = time.monotonic() + s.timeout_s
         if not bus.connection.wait_connected(s.timeout_s):
             raise RequestTimeout(f"cannot reach the cloud broker {bus.connection.settings.url}")
-        query = bus.envelope(Group.HUB, Op.QUERY)
-        reply = bus.request(topics.inbox(topics.Side.CLOUD, "cloudhub"), query,
-                            timeout=max(0.5, deadline - time.monotonic()))
-        nodes = LENIENT.mapping(LENIENT.mapping(reply.body, "body").get("nodes"), "nodes")
-        return {name: link for name, link in nodes.items() if isinstance(link, dict)}
+        bus.publish(topics.inbox(topics.Side.CLOUD, "cloudhub"), query, timeout=s.timeout_s)
+        reports = HubReports()
+        while not reports.complete() and (left := deadline - time.monotonic()) > 0:
+            try:
+                answer = answers.get(timeout=left)
+            except queue.Empty:
+                break
+            if answer.op == Op.ERROR:
+                raise RequestError(answer)
+            reports.add(answer.body)
+        if not reports.answered and not reports.lone:
+            raise RequestTimeout(f"no answer to the status query within {s.timeout_s} s")
+        return reports
     finally:
         bus.close(drain_timeout=0)
 
@@ -73,8 +122,11 @@ def gather(s: StatusSettings) -> tuple[list[NodeStatus], str | None]:
     """Every node either side knows of; the second value says what could not be asked."""
     problem = None
     try:
-        hub = ask_cloudhub(s)
-    except RequestTimeout as exc:
+        reports = ask_cloudhub(s)
+        hub = reports.nodes
+        if reports.missing():
+            problem = f"CloudHub replicas {', '.join(reports.missing())} did not answer: their nodes are not shown"
+    except (RequestTimeout, RequestError) as exc:
         hub, problem = {}, f"CloudHub did not answer ({exc}): is it running, and is --broker the cloud broker?"
     kube = Kube.connect(s.kubeconfig, wait_s=0)
     try:
@@ -124,8 +176,8 @@ def render(nodes: list[NodeStatus], problem: str | None, as_json: bool) -> str:
 def describe(s: StatusSettings, name: str) -> dict[str, Any]:
     """Everything about one node: the API's view, its link, its pods and devices, its identity."""
     try:
-        link = ask_cloudhub(s).get(name)
-    except RequestTimeout as exc:
+        link = ask_cloudhub(s).nodes.get(name)
+    except (RequestTimeout, RequestError) as exc:
         link = {"problem": f"CloudHub did not answer ({exc})"}
     kube = Kube.connect(s.kubeconfig, wait_s=0)
     try:

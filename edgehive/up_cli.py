@@ -10,10 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+from broker.launch import BrokerMissing
 from edgehive import stack
 from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
+from edgehive.natsstack import BROKERS, NatsLayout
 from runtime import logs
 from runtime.address import Address
 from runtime.connection import Connection
@@ -44,20 +46,72 @@ def _supervise(children: list[Child], watches: list[Connection], state_dir: Path
 
 def up_main(args: argparse.Namespace) -> int:
     logs.setup("edgehive-up", "info")
+    problem = _stream_problem(args) or _broker_problem(args)
+    if problem:
+        print(f"edgehive up: {problem}", file=sys.stderr)
+        return 2
+    serving_ca = (args.stream_serving_ca, args.stream_serving_ca_key) if args.stream_serving_ca else None
     settings = stack.StackSettings(state_dir=args.state_dir, cloud_listen=args.cloud_listen,
                                    edge_listen=args.edge_listen, node=args.node, kubeconfig=args.kubeconfig,
                                    apiserver_port=args.apiserver_port, etcd_port=args.etcd_port,
                                    controller_manager_port=args.controller_manager_port,
-                                   scheduler_port=args.scheduler_port)
+                                   scheduler_port=args.scheduler_port, stream_port=args.stream_port,
+                                   stream_address=args.stream_address, stream_serving_ca=serving_ca,
+                                   stream_client_cn=args.stream_client_cn, broker=args.broker,
+                                   replicas=args.replicas, nats_port=_nats_port(args),
+                                   router_listen=args.router_listen)
     try:
         children, watches = stack.build(settings)
-    except LocalClusterError as exc:
+    except (LocalClusterError, BrokerMissing) as exc:
         print(f"edgehive up: {exc}", file=sys.stderr)
         return 1
     kubeconfig = settings.kubeconfig or settings.state_dir / "apiserver" / "kubeconfig"
+    cloud = f"mqtt://{settings.cloud_listen}"
+    if settings.broker == "nats":
+        cloud = NatsLayout(settings.cloud_listen, settings.nats_port, settings.replicas).hosts()
+        cloud = f"mqtt://{cloud} (NATS)"
     return _supervise(children, watches, settings.state_dir,
-                      f"edgehive up: node {settings.node}; cloud broker mqtt://{settings.cloud_listen}, edge broker "
+                      f"edgehive up: node {settings.node}; cloud broker {cloud}, edge broker "
                       f"mqtt://{settings.edge_listen}\n  kubectl --kubeconfig {kubeconfig} get nodes")
+
+
+def _stream_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the stream server's flags, before anything starts ("" when nothing)."""
+    user_flags = [f for f in ("stream_address", "stream_serving_ca", "stream_serving_ca_key", "stream_client_cn")
+                  if getattr(args, f)]
+    if user_flags and args.kubeconfig is None:
+        return (f"--{user_flags[0].replace('_', '-')} is for your own cluster (--kubeconfig); the local control "
+                "plane's stream server is set up already (--stream-port)")
+    if bool(args.stream_serving_ca) != bool(args.stream_serving_ca_key):
+        return "--stream-serving-ca and --stream-serving-ca-key go together"
+    if (args.stream_serving_ca or args.stream_client_cn) and not args.stream_address:
+        return "--stream-serving-ca and --stream-client-cn set up the stream server that --stream-address runs"
+    return ""
+
+
+def _broker_problem(args: argparse.Namespace) -> str:
+    """What ``edgehive up`` cannot run of --broker, --replicas and --nats-port ("" when nothing)."""
+    if args.replicas < 1:
+        return f"--replicas must be at least 1, not {args.replicas}"
+    if args.replicas > 1 and args.broker != "nats":
+        return (f"--replicas {args.replicas} needs --broker nats: CloudHub replicas share the fleet over a NATS "
+                f"cluster of as many members; {args.broker} does not cluster")
+    if args.nats_port is not None and args.broker != "nats":
+        return "--nats-port is for --broker nats"
+    if args.broker == "nats":
+        low = _nats_port(args)
+        high = low + 2 * args.replicas - 1
+        mqtt = range(args.cloud_listen.port, args.cloud_listen.port + args.replicas)
+        if high > 65535 or mqtt.stop - 1 > 65535:
+            return f"--nats-port {low} / --cloud-listen: {args.replicas} members need ports past 65535"
+        if any(low <= port <= high for port in mqtt):
+            return (f"--nats-port {low}: the members' NATS ports {low}-{high} overlap their MQTT ports "
+                    f"{mqtt.start}-{mqtt.stop - 1} (--cloud-listen)")
+    return ""
+
+
+def _nats_port(args: argparse.Namespace) -> int:
+    return 4222 if args.nats_port is None else int(args.nats_port)
 
 
 def edge_main(args: argparse.Namespace) -> int:
@@ -106,6 +160,30 @@ def add_up_arguments(up: argparse.ArgumentParser) -> None:
                     help="local kube-controller-manager's secure port, on loopback (default 10257)")
     up.add_argument("--scheduler-port", type=int, default=10259,
                     help="local kube-scheduler's secure port, on loopback (default 10259)")
+    up.add_argument("--stream-port", type=int, default=10350,
+                    help="the cloud stream server's port on loopback, every edge node's kubelet port: the API "
+                         "server's way to kubectl logs (default 10350)")
+    up.add_argument("--router-listen", type=Address.parse, metavar="HOST:PORT",
+                    help="the router's HTTP door for rest-to-eventbus Rules (KubeEdge's is 0.0.0.0:9443; default: "
+                         "none, the router then carries eventbus-to-rest Rules only)")
+    up.add_argument("--stream-address", type=Address.parse, metavar="HOST:PORT",
+                    help="with --kubeconfig: run the stream server (kubectl logs of edge pods) on PORT and advertise "
+                         "HOST:PORT as every edge node's kubelet; your API server must reach it there")
+    up.add_argument("--stream-serving-ca", type=Path, metavar="CA.crt",
+                    help="issue its certificate from this CA: the one your API server's "
+                         "--kubelet-certificate-authority names (default: the cluster's edgehive CA)")
+    up.add_argument("--stream-serving-ca-key", type=Path, metavar="CA.key")
+    up.add_argument("--stream-client-cn", default="", metavar="CN[,CN]",
+                    help="the CN of your API server's kubelet client certificate (default "
+                         "kube-apiserver-kubelet-client; k3s: system:apiserver)")
+    up.add_argument("--broker", choices=BROKERS, default="amqtt",
+                    help="the cloud broker: amqtt (one process, the default) or nats (a cluster of --replicas "
+                         "members on loopback: MQTT on the --cloud-listen port and the next ones)")
+    up.add_argument("--replicas", type=int, default=1,
+                    help="with --broker nats: CloudHub replicas and NATS members (default 1)")
+    up.add_argument("--nats-port", type=int, default=None,
+                    help="with --broker nats: the first member's NATS client port; its route port is the next, and "
+                         "each further member two up (default 4222)")
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=up_main)

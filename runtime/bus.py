@@ -99,10 +99,12 @@ class Bus:
 
     # -- wiring ----------------------------------------------------------------
 
-    def handle(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Run ``handler`` for every valid envelope on topics matching ``topic_filter``."""
+    def handle(self, topic_filter: str, handler: Handler, qos: int = 1, *, subscribe: bool = True) -> None:
+        """Run ``handler`` for every valid envelope on topics matching ``topic_filter``. With ``subscribe``
+        False the caller subscribes to parts of the filter itself (``connection.subscribe``): one handler for
+        many per-topic subscriptions, which come and go (a CloudHub replica's nodes)."""
         self._handlers.append((topic_filter, handler))
-        if topic_filter != self.inbox:
+        if subscribe and topic_filter != self.inbox:
             self.connection.subscribe(topic_filter, qos)
 
     def handle_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:

@@ -5,8 +5,8 @@ Every component is a small class made from its settings and the bus it talks on,
 does the rest the same way for all of them:
 
 - settings from flags, ``EDGEHIVE_*`` variables and a YAML file (runtime.settings);
-- a retained status envelope on ``edgehive/status/<module>``, ``up`` while it runs,
-  ``down`` when it stops or (through the MQTT will) when it dies;
+- a retained status envelope on ``edgehive/status/<module>`` (a replica's on ``.../<module>/<replica>``),
+  ``up`` while it runs, ``down`` when it stops or (through the MQTT will) when it dies;
 - an answer to a ``hub``/``query`` on its inbox with its counters, so any
   component can be asked whether it is alive and what it has seen;
 - SIGTERM or SIGINT: stop taking messages, finish the ones in hand, exit 0.
@@ -28,7 +28,7 @@ from runtime import logs, metrics, settings
 from runtime.bus import Bus, BusSettings, ErrorRoute
 from runtime.connection import ConnectionSettings, TlsSettings, Will
 from runtime.healthfile import HealthFile
-from runtime.url import BrokerUrl
+from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.componentstatus import ComponentStatus
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
@@ -62,7 +62,8 @@ class ComponentSettings(MetricsSettings):
     """Settings every bus component has; components extend this dataclass."""
 
     node: str = field(default="edge-1", metadata={"help": "the edge node this process serves or speaks for"})
-    broker: str = field(default="mqtt://127.0.0.1:1884", metadata={"help": "broker URL, mqtt:// or mqtts://"})
+    broker: str = field(default="mqtt://127.0.0.1:1884", metadata={
+        "help": "broker URL, mqtt:// or mqtts://; a cluster's members as mqtt://HOST:PORT,HOST:PORT,..."})
     broker_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// broker"})
     broker_cert: str | None = field(default=None, metadata={"help": "client certificate for mqtts://"})
     broker_key: str | None = field(default=None, metadata={"help": "client key for mqtts://"})
@@ -72,9 +73,15 @@ class ComponentSettings(MetricsSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_node_name(self.node)
-        BrokerUrl.parse(self.broker)
+        BrokerUrl.parse_list(self.broker)
         if self.window < 1:
             raise ValueError(f"window must be at least 1, not {self.window}")
+
+    def replica(self) -> str | None:
+        """Which of several replicas of the component that run at once this process is (CloudHub's), or None:
+        a replica's status goes on a topic of its own, so that the replicas' statuses and wills do not
+        overwrite each other."""
+        return None
 
 
 class Component(Protocol):
@@ -119,13 +126,14 @@ def status_envelope(module: str, node: str, status: ComponentStatus) -> Envelope
 
 
 def bus_settings(module: str, side: topics.Side, s: ComponentSettings) -> BusSettings:
-    url = BrokerUrl.parse(s.broker)
+    urls = BrokerUrl.parse_list(s.broker)
+    url = urls[0]
     tls = TlsSettings(s.broker_ca, s.broker_cert, s.broker_key) if url.tls else None
-    last_word = ComponentStatus("down", os.getpid(), reason="connection lost")
-    will = Will(topics.status(module), status_envelope(module, s.node, last_word).encode())
+    last_word = ComponentStatus("down", os.getpid(), reason="connection lost", replica=s.replica())
+    will = Will(topics.status(module, s.replica()), status_envelope(module, s.node, last_word).encode())
     return BusSettings(
         connection=ConnectionSettings(url=url, client_id=f"edgehive-{module}-{s.node}", clean_start=False,
-                                      window=s.window, tls=tls, will=will),
+                                      window=s.window, tls=tls, will=will, alternates=urls[1:]),
         module=module, side=side, node=s.node, max_size=s.max_envelope_size,
     )
 
@@ -133,15 +141,19 @@ def bus_settings(module: str, side: topics.Side, s: ComponentSettings) -> BusSet
 class Health:
     """The component's retained status and its answer to status queries."""
 
-    def __init__(self, bus: Bus, module: str, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, bus: Bus, module: str, extra: Callable[[], dict[str, Any]] | None = None,
+                 replica: str | None = None) -> None:
         self.bus = bus
         self.module = module
+        self.replica = replica
         self.started = time.time()
         self.extra = extra  # the component's own report (CloudHub: every node's link)
 
     def report(self) -> dict[str, Any]:
         report = {"component": self.module, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
                   "connected": self.bus.connection.connected, "counters": self.bus.counters.snapshot()}
+        if self.replica is not None:
+            report["replica"] = self.replica
         if self.extra is not None:
             report.update(self.extra())
         return report
@@ -153,8 +165,8 @@ class Health:
 
     def publish(self, state: str) -> None:
         body = status_envelope(self.module, self.bus.settings.node,
-                               ComponentStatus(state, os.getpid(), started=int(self.started)))
-        self.bus.publish(topics.status(self.module), body, retain=True, timeout=5.0)
+                               ComponentStatus(state, os.getpid(), started=int(self.started), replica=self.replica))
+        self.bus.publish(topics.status(self.module, self.replica), body, retain=True, timeout=5.0)
 
 
 def run_component(
@@ -175,7 +187,7 @@ def run_component(
     health_file = HealthFile.from_env(module)
     bus = Bus(bus_settings(module, side, s), error_route=error_route)
     component = make(s, bus)
-    health = Health(bus, module, getattr(component, "report", None))
+    health = Health(bus, module, getattr(component, "report", None), s.replica())
     if s.metrics_listen:
         metrics.serve(s.metrics_listen, metrics.ComponentCollector(module, s.node, bus.counters,
                                                                    getattr(component, "report", None)))
@@ -188,11 +200,11 @@ def run_component(
         if up:
             health_file.set("up")
         else:
-            health_file.set("down", reason=f"broker {BrokerUrl.parse(s.broker)} unreachable")
+            health_file.set("down", reason=f"broker {bus.connection.url} unreachable")
 
     bus.connection.on_connection_change(on_connection)
     bus.start()
-    log.info("%s started for node %s on %s (settings: %s)", module, s.node, BrokerUrl.parse(s.broker),
+    log.info("%s started for node %s on %s (settings: %s)", module, s.node, describe(BrokerUrl.parse_list(s.broker)),
              _public(s))
     why = stop.wait()
     log.info("%s: %s received, draining", module, why)
@@ -211,5 +223,5 @@ def run_component(
 def _public(s: ComponentSettings) -> dict[str, Any]:
     """Settings for the start-up log line, without secrets."""
     values = dataclasses.asdict(s)
-    values["broker"] = str(BrokerUrl.parse(s.broker))
+    values["broker"] = describe(BrokerUrl.parse_list(s.broker))
     return {k: v for k, v in values.items() if v is not None}

@@ -19,9 +19,11 @@ import collections
 import contextlib
 import logging
 import os
+import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,11 @@ from runtime.url import BrokerUrl
 from schemas.topics import topic_class
 
 log = logging.getLogger(__name__)
+
+MEMBER_HOP_S = 0.2
+"""Mean pause before trying the next member of a broker cluster after one failed (jittered +/- 50%)."""
+SUBSCRIBE_RETRY_S = 1.0
+"""Pause before asking again for a subscription the broker refused."""
 
 
 class PublishTimeout(ComponentRuntimeError, TimeoutError):
@@ -108,6 +115,10 @@ class ConnectionSettings:
     tls: TlsSettings | None = None
     will: Will | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    alternates: tuple[BrokerUrl, ...] = ()
+    """The other members of a clustered broker (same credentials): when the member in use cannot be
+    reached or drops the connection, the next one is tried, round the list. The session lives in the
+    cluster, so it is found again on whichever member takes us."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,7 @@ class Connection:
         self._session_present = False
         self._ever_ready = False
         self._subscriptions: dict[str, int] = {}
+        self._unsubscribe_later: set[str] = set()
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,6 +170,8 @@ class Connection:
         self._io_lock = threading.Lock()
         self._network_thread: int | None = None
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
+        self._sub_mids: dict[int, str] = {}  # SUBSCRIBE packet id -> its topic filter, until the SUBACK
+        self._sub_retries: dict[str, float] = {}  # refused topic filter -> when to ask again (monotonic)
         # The publish window: free slots, and what to do when each PUBACK arrives.
         self._slots = threading.Semaphore(settings.window)
         self._lock = threading.Lock()
@@ -167,6 +181,10 @@ class Connection:
         self._awaiting_suback: set[int] = set()
         self._drained = threading.Condition(self._lock)
         self._identity = ClientIdentity(settings.tls) if settings.url.tls else None
+        self._urls = (settings.url, *settings.alternates)
+        self._at = 0  # which of _urls is in use
+        self._moved = False  # the next connect goes to another member: paho's reconnect() would not
+        self._tried_this_round = 0  # members that failed since the last good connect, this time round the list
         self._client = self._make_client()
 
     # -- set-up ----------------------------------------------------------------
@@ -220,7 +238,22 @@ class Connection:
             self._subscriptions[topic_filter] = qos
         if self._connected.is_set():
             with self._io_lock:
-                self._client.subscribe(topic_filter, qos)
+                _rc, mid = self._client.subscribe(topic_filter, qos)
+            if mid is not None:
+                with self._lock:
+                    self._sub_mids[mid] = topic_filter
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        """Stop receiving ``topic_filter``: now if connected, and on the next connect if not (a persistent
+        session would otherwise keep the subscription on the broker after this client forgot it)."""
+        with self._lock:
+            self._subscriptions.pop(topic_filter, None)
+            self._unsubscribe_later.add(topic_filter)
+        if self._connected.is_set():
+            with self._io_lock:
+                self._client.unsubscribe(topic_filter)
+            with self._lock:
+                self._unsubscribe_later.discard(topic_filter)
 
     # -- life cycle ------------------------------------------------------------
 
@@ -228,6 +261,17 @@ class Connection:
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-network", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def url(self) -> BrokerUrl:
+        """The broker (member) this connection uses or tries now."""
+        return self._urls[self._at]
+
+    def _next_member(self) -> None:
+        if len(self._urls) > 1:
+            self._at = (self._at + 1) % len(self._urls)
+            self._moved = True
+            self.counters.inc("member_switches")
 
     @property
     def connected(self) -> bool:
@@ -255,16 +299,18 @@ class Connection:
     def _run(self) -> None:
         self._network_thread = threading.get_ident()
         backoff = self.settings.backoff
-        url = self.settings.url
         first = True
         while not self._closing.is_set():
             if not self._socket_open():
                 try:
                     with self._io_lock:
                         self._generation += 1
-                        if first:
+                        if first or self._moved:
+                            url = self.url
+                            if not first and self._identity is not None:
+                                self._identity.refresh(self.name)
                             self._client.connect(url.host, url.port, keepalive=self.settings.keepalive)
-                            first = False
+                            first = self._moved = False
                         else:
                             if self._identity is not None:
                                 self._identity.refresh(self.name)
@@ -272,12 +318,15 @@ class Connection:
                         self._no_delay()
                 except (OSError, ssl.SSLError) as exc:
                     self._wait_before_retry(backoff, f"cannot connect ({exc})")
+                    self._next_member()
                     continue
             rc = self._client.loop(timeout=0.1)
             self._run_deferred()
+            self._retry_refused_subscriptions()
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,) and not self._closing.is_set():
                 self._mark_disconnected()
                 self._wait_before_retry(backoff, f"connection lost ({mqtt.error_string(rc)})")
+                self._next_member()
         with contextlib.suppress(Exception):
             self._client.disconnect()
             self._client.loop(timeout=0.1)
@@ -295,10 +344,19 @@ class Connection:
         return self._client.socket() is not None
 
     def _wait_before_retry(self, backoff: Backoff, why: str) -> None:
-        delay = backoff.next()
+        # With a member list, a failure moves to the next member after a short pause; the backoff grows
+        # only once every member has failed in turn. Growing it on each member instead meant that, with a
+        # member dead and the others briefly refusing while the cluster re-elected, the dead member's
+        # turn came round at a 6 s delay and the link stayed down well past the 10 s failover goal.
+        self._tried_this_round += 1
+        if self._tried_this_round < len(self._urls):
+            delay = MEMBER_HOP_S * (0.5 + random.random())
+        else:
+            self._tried_this_round = 0
+            delay = backoff.next()
         self.counters.inc("connect_failures")
         level = logging.INFO if backoff.attempts <= 3 else logging.WARNING
-        log.log(level, "%s: %s %s; retrying in %.1f s (attempt %d)", self.name, self.settings.url,
+        log.log(level, "%s: %s %s; retrying in %.1f s (attempt %d)", self.name, self.url,
                 why, delay, backoff.attempts)
         self._closing.wait(delay)
 
@@ -308,29 +366,44 @@ class Connection:
         if code.is_failure:
             self.counters.inc("connect_refused")
             log.error("%s: %s refused the connection: %s (check the username, password and ACL)",
-                      self.name, self.settings.url, code)
+                      self.name, self.url, code)
             return
         self.settings.backoff.reset()
+        self._tried_this_round = 0
         self.counters.inc("connects")
         self._session_present = bool(getattr(flags, "session_present", False))
-        log.info("%s: connected to %s (session present: %s)", self.name, self.settings.url, self._session_present)
+        log.info("%s: connected to %s (session present: %s)", self.name, self.url, self._session_present)
         with self._lock:
             subscriptions = list(self._subscriptions.items())
             self._awaiting_suback = set()
+            for topic_filter in self._unsubscribe_later - set(self._subscriptions):
+                client.unsubscribe(topic_filter)
+            self._unsubscribe_later.clear()
+            self._sub_mids.clear()
+            self._sub_retries.clear()  # asked again just now
             for topic_filter, qos in subscriptions:
                 _rc, mid = client.subscribe(topic_filter, qos)
                 if mid is not None:
                     self._awaiting_suback.add(mid)
+                    self._sub_mids[mid] = topic_filter
             ready = not self._awaiting_suback
         if ready:
             self._mark_ready()
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        with self._lock:
+            topic_filter = self._sub_mids.pop(mid, None)
         for code in codes:
             if code.is_failure:
                 self.counters.inc("subscribe_refused")
-                log.error("%s: %s refused a subscription (%s): check the ACL for this user", self.name,
-                          self.settings.url, code)
+                log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user; asking again "
+                          "in %.0f s", self.name, self.url, topic_filter, code, SUBSCRIBE_RETRY_S)
+                # A refusal is not always the ACL: NATS refuses a QoS 1 subscription whose JetStream consumer
+                # it could not create in time (a loaded cluster, or one electing leaders after a member died),
+                # and a subscription never asked for again would leave a CloudHub replica deaf to its node.
+                if topic_filter is not None:
+                    with self._lock:
+                        self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
         with self._lock:
             if mid not in self._awaiting_suback:
                 return
@@ -339,12 +412,29 @@ class Connection:
         if ready:
             self._mark_ready()
 
+    def _retry_refused_subscriptions(self) -> None:
+        """Ask again for the refused subscriptions that are due and still wanted (network thread)."""
+        if not self._sub_retries or not self._connected.is_set():
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = [(t, self._subscriptions[t]) for t, at in self._sub_retries.items()
+                   if at <= now and t in self._subscriptions]
+            for topic_filter in [t for t, at in self._sub_retries.items() if at <= now]:
+                del self._sub_retries[topic_filter]
+        for topic_filter, qos in due:
+            with self._io_lock:
+                _rc, mid = self._client.subscribe(topic_filter, qos)
+            if mid is not None:
+                with self._lock:
+                    self._sub_mids[mid] = topic_filter
+
     def _mark_ready(self) -> None:
         """Connected and every subscription acknowledged: only now can nothing addressed to us be missed."""
         if self._ever_ready and not self._session_present and not self.settings.clean_start:
             self.counters.inc("sessions_lost")
             log.warning("%s: %s had lost this client's session; what it held for us is gone", self.name,
-                        self.settings.url)
+                        self.url)
             for lost_listener in self._session_lost_listeners:
                 try:
                     lost_listener()
@@ -357,7 +447,7 @@ class Connection:
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
         if self._connected.is_set():
-            log.info("%s: disconnected from %s (%s)", self.name, self.settings.url, code)
+            log.info("%s: disconnected from %s (%s)", self.name, self.url, code)
         self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:
@@ -449,7 +539,7 @@ class Connection:
         if not self._slots.acquire(timeout=timeout):
             self.counters.inc("publish_timeouts")
             raise PublishTimeout(f"{self.name}: {self.settings.window} publishes still unacknowledged after "
-                                 f"{timeout} s; is {self.settings.url} reachable?")
+                                 f"{timeout} s; is {self.url} reachable?")
         with self._lock:
             self._inflight += 1
         try:

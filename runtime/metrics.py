@@ -59,8 +59,11 @@ SQLITE_COMMIT_SECONDS = Timings()
 
 ERRORS = ("invalid", "handler_errors", "error_replies", "request_timeouts", "publish_timeouts", "unhandled",
           "wrong_node", "bad_device_topic", "batch_errors", "connect_failures", "connect_refused",
-          "subscribe_refused", "dropped_qos0", "dropped_offline", "outbox_evicted", "refused", "bad_link_topic")
-"""``refused``: a valid envelope (or device request) the component turned down with an error answer."""
+          "subscribe_refused", "dropped_qos0", "dropped_offline", "outbox_evicted", "refused", "bad_link_topic",
+          "outbox_events_dropped", "events_dropped")
+"""``refused``: a valid envelope (or device request) the component turned down with an error answer.
+``outbox_events_dropped``: Kubernetes Events EdgeHub's outbox dropped past its cap (the oldest Normal first);
+``events_dropped``: Events EdgeD could not hand to EdgeHub."""
 
 
 REFUSED_FIELD = "refused_field:"

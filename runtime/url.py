@@ -1,7 +1,13 @@
-"""Broker addresses as URLs: ``mqtt://user:pass@host:port`` or ``mqtts://...`` for TLS."""
+"""Broker addresses as URLs: ``mqtt://user:pass@host:port`` or ``mqtts://...`` for TLS.
+
+A clustered broker (NATS) is one URL with its members' addresses in a row,
+``mqtt://user:pass@host1:port1,host2:port2``: the credentials and the scheme are the
+cluster's, and a client moves to the next member when its own dies.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,6 +41,15 @@ class BrokerUrl:
             password=unquote(parts.password) if parts.password else None,
         )
 
+    @classmethod
+    def parse_list(cls, text: str) -> tuple[BrokerUrl, ...]:
+        """Every member of ``mqtt://user:pass@host1:port1,host2:port2,...`` (one address is a list of one)."""
+        scheme, sep, rest = text.partition("://")
+        auth, at, hosts = rest.rpartition("@")
+        if not sep or "," not in hosts:
+            return (cls.parse(text),)
+        return tuple(cls.parse(f"{scheme}://{auth}{at}{host}") for host in hosts.split(","))
+
     def with_password(self) -> str:
         """The full URL, password included: for handing to a child process, never for logs."""
         auth = ""
@@ -49,3 +64,8 @@ class BrokerUrl:
 
     def __repr__(self) -> str:
         return f"BrokerUrl({self})"
+
+
+def describe(urls: Sequence[BrokerUrl]) -> str:
+    """A list of members without the password, for logs: ``mqtt://user@host1:port1,host2:port2``."""
+    return str(urls[0]) + "".join(f",{url.host}:{url.port}" for url in urls[1:])

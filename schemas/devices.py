@@ -10,8 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.fields import LENIENT, STRICT, Reader
+from schemas.fields import ReadByReader, Reader
 from schemas.kubeobj import ObjectMeta
+from schemas.twin import TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Reporting:
+    """Whether and how often something a device reports goes on to the cloud."""
+
+    to_cloud: bool = True
+    cycle_ms: int = 0
+    """At most one new value per this many milliseconds (0: each one, as soon as the node sends)."""
+
+    @classmethod
+    def read(cls, found: dict[str, Any], reader: Reader, where: str, *, to_cloud: bool) -> Reporting:
+        """``reportToCloud`` and ``reportCycle`` of ``found``; ``to_cloud`` when reportToCloud is absent."""
+        flag = found.get("reportToCloud")
+        if not isinstance(flag, bool | None):
+            flag = reader.refuse(f"{where}.reportToCloud", "must be true or false", None)
+        cycle = reader.integer(found.get("reportCycle"), f"{where}.reportCycle") or 0
+        if cycle < 0:
+            cycle = reader.refuse(f"{where}.reportCycle", f"is {cycle}, not a number of milliseconds", 0)
+        return cls(to_cloud if flag is None else flag, cycle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,20 +42,30 @@ class DeviceProperty:
     name: str
     desired: str | None
     """``desired.value``."""
+    desired_type: str | None = None
+    """``desired.metadata.type``: the twin's type, before the DeviceModel's (KubeEdge's cloud took the
+    twin type from there)."""
+    report: Reporting = Reporting()
+    """``reportToCloud`` and ``reportCycle``."""
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class Device(ReadByReader):
     meta: ObjectMeta
     node_name: str | None
     """``spec.nodeName``: the node that serves it (None: no node)."""
     model: str | None
     """``spec.deviceModelRef.name``: its DeviceModel, in the same namespace."""
     properties: tuple[DeviceProperty, ...]
+    state_report: Reporting = Reporting()
+    """``spec.stateReport`` (KubeEdge 1.23), else the ``status.reportToCloud``/``reportCycle`` it had before.
+    A device's state goes to the cloud unless one of them is given without ``reportToCloud: true`` (a Go
+    bool: absent is false); with neither, as KubeEdge's edge forwards every state/update."""
 
     @property
     def description(self) -> str:
-        return self.meta.annotations.get("description", "")
+        """The ``description`` annotation, else KubeEdge's ``description`` label (what KubeEdge reads)."""
+        return self.meta.annotations.get("description") or self.meta.labels.get("description", "")
 
     @classmethod
     def read(cls, obj: Any, reader: Reader) -> Device:
@@ -45,19 +76,25 @@ class Device:
         for index, prop in enumerate(reader.mappings(spec.get("properties"), "body.spec.properties")):
             where = f"body.spec.properties[{index}]"
             desired = reader.mapping(prop.get("desired"), f"{where}.desired")
+            kind = reader.text_map(desired.get("metadata"), f"{where}.desired.metadata").get("type")
+            if kind is not None and kind not in TYPES - {"", "deleted"}:
+                kind = reader.refuse(f"{where}.desired.metadata.type", f"is {kind[:40]!r}, not one of "
+                                     f"{', '.join(sorted(TYPES - {'', 'deleted'}))}", None)
+            # An absent reportToCloud keeps reporting: KubeEdge's edge sends every $hw/events reading up.
             properties.append(DeviceProperty(reader.required_text(prop.get("name"), f"{where}.name"),
-                                             reader.text(desired.get("value"), f"{where}.desired.value")))
+                                             reader.text(desired.get("value"), f"{where}.desired.value"), kind,
+                                             Reporting.read(prop, reader, where, to_cloud=True)))
+        status = reader.mapping(found.get("status"), "body.status")
+        if spec.get("stateReport") is not None:
+            state = Reporting.read(reader.mapping(spec["stateReport"], "body.spec.stateReport"), reader,
+                                   "body.spec.stateReport", to_cloud=False)
+        elif "reportToCloud" in status or "reportCycle" in status:
+            state = Reporting.read(status, reader, "body.status", to_cloud=False)
+        else:
+            state = Reporting()
         return cls(ObjectMeta.read(found.get("metadata"), reader),
                    reader.text(spec.get("nodeName"), "body.spec.nodeName"),
-                   reader.text(ref.get("name"), "body.spec.deviceModelRef.name"), tuple(properties))
-
-    @classmethod
-    def parse(cls, obj: Any) -> Device:
-        return cls.read(obj, STRICT)
-
-    @classmethod
-    def view(cls, obj: Any) -> Device:
-        return cls.read(obj, LENIENT)
+                   reader.text(ref.get("name"), "body.spec.deviceModelRef.name"), tuple(properties), state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +109,7 @@ class ModelProperty:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceModel:
+class DeviceModel(ReadByReader):
     meta: ObjectMeta
     properties: dict[str, ModelProperty]
     """By name."""
@@ -89,11 +126,3 @@ class DeviceModel:
             properties[name] = ModelProperty(name, kind.upper(), reader.text(prop.get("minimum"), f"{where}.minimum"),
                                              reader.text(prop.get("maximum"), f"{where}.maximum"))
         return cls(ObjectMeta.read(found.get("metadata"), reader), properties)
-
-    @classmethod
-    def parse(cls, obj: Any) -> DeviceModel:
-        return cls.read(obj, STRICT)
-
-    @classmethod
-    def view(cls, obj: Any) -> DeviceModel:
-        return cls.read(obj, LENIENT)

@@ -11,7 +11,7 @@ through the same code, so a type's strict parser and its lenient view cannot dri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from schemas.errors import WireFormatError
 
@@ -111,3 +111,25 @@ STRICT = Reader(strict=True)
 """For bodies from the other side of a link: refuses the first field of the wrong shape."""
 LENIENT = Reader(strict=False)
 """For objects already checked (the API server's, a store's): reads a field of the wrong shape as absent."""
+
+
+class ReadByReader:
+    """A type read from a plain map by ``read(obj, reader)``: ``parse`` reads strictly, ``view`` leniently.
+
+    A slotted dataclass may derive from it (it adds no slots), so each type writes only its ``read``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def read(cls, obj: Any, reader: Reader) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, obj: Any) -> Self:
+        """From the other side of a link: BodyError names the first field of the wrong shape."""
+        return cls.read(obj, STRICT)
+
+    @classmethod
+    def view(cls, obj: Any) -> Self:
+        """From a source that checked it already: never raises."""
+        return cls.read(obj, LENIENT)

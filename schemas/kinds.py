@@ -21,6 +21,8 @@ DEVICEMODEL = "devicemodel"
 MEMBERSHIP = "membership"
 TWIN = "twin"
 DEVICESTATUS = "devicestatus"
+BUSMESSAGE = "busmessage"
+"""One message for a node's event bus from the cloud router (schemas/rules.py BusMessage); never stored."""
 SERVICEACCOUNTTOKEN = "serviceaccounttoken"
 """Queried, never stored: a node asks the cloud for a pod's bound service account token (schemas/tokens.py)."""
 
@@ -32,3 +34,6 @@ EDGED_KINDS = frozenset({POD, CONFIGMAP, SECRET, PVC, PV, NODE})
 
 DEVICETWIN_KINDS = frozenset({DEVICE, DEVICEMODEL, MEMBERSHIP})
 """Stored kinds that DeviceTwin acts on."""
+
+DMI_KINDS = frozenset({DEVICE, DEVICEMODEL})
+"""Stored kinds that the DMI process also hears of: it tells the mappers."""

@@ -109,11 +109,13 @@ class LinkChange:
 @dataclass(frozen=True)
 class SessionNews:
     """CloudHub's retained announcement of a node's session: ``{"session": id, "state": "connected" |
-    "disconnected"}``. The id is new for every session, so a controller resynchronises a node once per
-    session however often the announcement reaches it."""
+    "disconnected"}``, and ``"replica"`` when one of several CloudHub replicas serves the node. The id is new
+    for every session, so a controller resynchronises a node once per session however often the announcement
+    reaches it; the replica says which one holds the session, for people and tests reading the topic."""
 
     session: str
     connected: bool
+    replica: str | None = None
 
     NAMES: ClassVar[tuple[str, str]] = ("connected", "disconnected")
 
@@ -126,7 +128,7 @@ class SessionNews:
         connected = _state(body, cls.NAMES)
         if connected is None:
             raise BodyError("body.state", "missing")
-        return cls(session, connected)
+        return cls(session, connected, _optional_str(body, "replica", "body.replica"))
 
     @property
     def op(self) -> Op:
@@ -137,7 +139,10 @@ class SessionNews:
         _check_op(self.connected, op, self.NAMES)
 
     def as_body(self) -> dict[str, Any]:
-        return {"session": self.session, "state": self.NAMES[0] if self.connected else self.NAMES[1]}
+        body = {"session": self.session, "state": self.NAMES[0] if self.connected else self.NAMES[1]}
+        if self.replica is not None:
+            body["replica"] = self.replica
+        return body
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,6 @@ field named. Keys a body has beyond its fields are ignored, so that a newer send
 
 from __future__ import annotations
 
-import calendar
-import re
-import time
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -20,6 +17,7 @@ from schemas.fields import STRICT, BodyError
 from schemas.kinds import SERVICEACCOUNTTOKEN
 from schemas.kubeobj import spec_of
 from schemas.resource import ResourceKey
+from schemas.timefmt import parse_rfc3339
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_EXPIRATION_S = 3600
@@ -28,17 +26,6 @@ MIN_EXPIRATION_S = 600
 """The API server refuses a TokenRequest for less than ten minutes."""
 MAX_AUDIENCES = 16
 MAX_TOKEN_CHARS = 16384
-
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?Z$")
-
-
-def parse_rfc3339(text: str, where: str) -> float:
-    """Seconds since the epoch of an API time (``2026-01-01T00:00:00Z``, fractions allowed)."""
-    match = _RFC3339.match(text)
-    if match is None:
-        raise BodyError(where, f"must be an RFC 3339 time in UTC (like 2026-01-01T00:00:00Z), not {text[:40]!r}")
-    return float(calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")))
-
 
 def pod_service_account(pod: Any) -> str:
     """The pod's service account: the ServiceAccount admission plugin writes ``default`` when none is named;
@@ -117,7 +104,11 @@ class TokenGrant:
 
     @property
     def expires_at(self) -> float:
-        return parse_rfc3339(self.expiration_timestamp, "body.expirationTimestamp")
+        seconds = parse_rfc3339(self.expiration_timestamp)
+        if seconds is None:
+            raise BodyError("body.expirationTimestamp", "must be an RFC 3339 time in UTC (like 2026-01-01T00:00:00Z), "
+                            f"not {self.expiration_timestamp[:40]!r}")
+        return float(int(seconds))  # a metav1.Time, whole seconds: a fraction reads as the second it falls in
 
     @classmethod
     def parse(cls, body: Any) -> Self:

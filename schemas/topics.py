@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.names import is_namespace, is_object_name, require_module_name, require_node_name
+from schemas.names import is_module_name, is_namespace, is_object_name, require_module_name, require_node_name
 
 ROOT = "edgehive"
 LINK = f"{ROOT}/link"
@@ -42,6 +42,28 @@ def link_up(node: str) -> str:
 def link_state(node: str) -> str:
     """Retained on the edge broker by the bridge: whether the cloud link is up."""
     return f"{LINK}/{require_node_name(node)}/state"
+
+
+def link_hello(node: str) -> str:
+    """Cloud broker, retained: the node's bridge says it is on the link, each time it connects. CloudHub replicas
+    subscribe to the node's up topic only once they know the node; this is how they learn of one that has no
+    Node object yet (its first registration), including one that connected before they started."""
+    return f"{LINK}/{require_node_name(node)}/hello"
+
+
+def all_link_hellos() -> str:
+    return f"{LINK}/+/hello"
+
+
+def parse_hello(topic: str) -> str | None:
+    """The node of a hello topic, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != LINK or parts[3] != "hello":
+        return None
+    try:
+        return require_node_name(parts[2])
+    except ValueError:
+        return None
 
 
 def all_links(direction: Direction) -> str:
@@ -94,13 +116,25 @@ def all_node_sessions() -> str:
     return f"{ROOT}/{Side.CLOUD.value}/nodes/+/session"
 
 
-def status(component: str) -> str:
-    """Retained health of one component process on the broker it uses."""
-    return f"{ROOT}/status/{require_module_name(component)}"
+def status(component: str, replica: str | None = None) -> str:
+    """Retained health of one component process on the broker it uses; of one of several replicas of a
+    component that run at once (CloudHub's), a topic of its own under the component's, so that one replica's
+    status, or its will, never overwrites another's."""
+    base = f"{ROOT}/status/{require_module_name(component)}"
+    return base if replica is None else f"{base}/{require_module_name(replica)}"
 
 
 def all_status() -> str:
-    return f"{ROOT}/status/+"
+    """Every component's status and every replica's."""
+    return f"{ROOT}/status/#"
+
+
+def parse_status(topic: str) -> tuple[str, str | None] | None:
+    """``(component, replica or None)`` for a status topic, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) not in (3, 4) or parts[:2] != [ROOT, "status"] or not all(map(is_module_name, parts[2:])):
+        return None
+    return parts[2], parts[3] if len(parts) == 4 else None
 
 
 def matches(topic_filter: str, topic: str) -> bool:
@@ -168,3 +202,28 @@ def topic_class(topic: str) -> str:
     if last in ("from-cloud", "to-cloud", "from-edge", "cloud-link", "session"):
         return last
     return "inbox" if len(parts) == 3 else "other"
+
+
+# -- streams (kubelet requests tunnelled to a node: logs, exec, port-forward), under the node's link ----------
+
+
+def stream(node: str, direction: Direction) -> str:
+    """``edgehive/link/<node>/stream/<down|up>``: a node's stream frames, under its link prefix so that the link
+    ACL and the bridge cover them, apart from its resource traffic (no outbox, no ordering with it)."""
+    return f"{LINK}/{require_node_name(node)}/stream/{direction.value}"
+
+
+def all_streams(direction: Direction) -> str:
+    """The filter the cloud stream server subscribes to for every node's stream frames."""
+    return f"{LINK}/+/stream/{direction.value}"
+
+
+def parse_stream(topic: str) -> tuple[str, Direction] | None:
+    """``(node, direction)`` for a stream topic, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != LINK or parts[3] != "stream":
+        return None
+    try:
+        return require_node_name(parts[2]), Direction(parts[4])
+    except ValueError:
+        return None

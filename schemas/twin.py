@@ -1,11 +1,13 @@
-"""KubeEdge's device-twin JSON, read and written in one place, so that existing mappers work unchanged.
+"""KubeEdge's device-twin JSON, read and written in one place, so that existing mappers and clients work unchanged.
 
 Every message carries ``event_id`` and ``timestamp`` (milliseconds). A twin entry is
 ``{"expected": {"value", "metadata": {"timestamp"}}, "actual": {...}, "optional", "metadata": {"type"}}``;
 answers never carry versions. Errors are ``{"event_id", "timestamp", "code", "reason"}``
-with 400 for bad requests, 404 for unknown devices, 409 for version conflicts.
-Validation follows KubeEdge: property names ``[a-zA-Z0-9-_.,:/@#]{1,128}``, values the
-same characters up to 512, types "", string, int, integer, float, boolean, deleted.
+with 400 for bad requests, 404 for unknown devices, 409 for version conflicts, and the
+reasons worded as KubeEdge's edge words them (clients match on them).
+Where KubeEdge's Go structs omit empty fields (``omitempty``) or write a nil list as ``null``,
+the builders here do the same. Validation follows KubeEdge: property names
+``[a-zA-Z0-9-_.,:/@#]{1,128}``, values the same characters up to 512, a value parsed as its type.
 """
 
 from __future__ import annotations
@@ -23,14 +25,48 @@ BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 400, 404, 409, 500
 MAX_JSON_BYTES = 64 * 1024
 _NAME = re.compile(r"[a-zA-Z0-9\-_.,:/@#]{1,128}")
 _VALUE = re.compile(r"[a-zA-Z0-9\-_.,:/@#]{1,512}")
-TYPES = frozenset({"", "string", "int", "integer", "float", "boolean", "deleted"})
+# What Go's strconv.ParseInt(v, 10, 64) and ParseFloat(v, 64) take among the characters a value may hold
+# (no "+" or spaces get past _VALUE): Python's int() and float() also take "1_000", which Go refuses.
+_GO_INT = re.compile(r"-?[0-9]+")
+_GO_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE]-?[0-9]+)?|-?(?i:inf|infinity|nan)")
+INT64 = 2**63
+
+TYPES = frozenset({"", "string", "int", "integer", "float", "double", "boolean", "bytes", "stream", "deleted"})
+"""Twin types a value is checked against: KubeEdge edge's ("", string, int, integer, float, boolean,
+deleted) and, beyond it, the names its mapper framework gives DeviceModel types (double, bytes, stream):
+KubeEdge's edge answers "the value type is not allowed" to every report on a twin of those types."""
 STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy"})
-MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "float", "BOOLEAN": "boolean", "STRING": "string",
-               "BYTES": "string", "TIMESTAMP": "int"}
+MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "double", "BOOLEAN": "boolean", "STRING": "string",
+               "BYTES": "bytes", "STREAM": "stream", "TIMESTAMP": "int"}
+"""DeviceModel property type -> twin type: lower case, as KubeEdge's mapper framework names them
+(TIMESTAMP, ours, is milliseconds: an int)."""
+
+# KubeEdge edge's reasons, word for word (edge/pkg/devicetwin: dttype errors, dtcommon.ValidateValue, dtmanager).
+REASON_UNMARSHAL = "Unmarshal update request body failed, please check the request"
+REASON_NO_TWIN = "Update twin error, key:twin does not exist"
+REASON_KEY = ("The key of twin must only include upper or lowercase letters, number, english, and special letter "
+              "- _ . , : / @ # and the length of key should be less than 128 bytes")
+REASON_VALUE = ("The value of twin must only include upper or lowercase letters, number, english, and special letter "
+                "- _ . , : / @ # and the length of value should be less than 512 bytes")
+REASON_NOT_INT = "the value is not int or integer"
+REASON_NOT_FLOAT = "the value is not float"
+REASON_NOT_BOOL = "the bool value must be true or false"
+REASON_TYPE = "the value type is not allowed"
+REASON_NO_DEVICE = "update rejected due to the device is not existed"
+
+
+def get_not_found(device_id: str) -> str:
+    return f"Device {device_id} not found while getting twin"
+
+
+def get_unmarshal(what: str, payload: bytes, why: str) -> str:
+    """KubeEdge's reason for a twin or membership get it cannot read (its Go error printed with %#v; ours in
+    Python's words)."""
+    return f"Unmarshal {what} info {payload[:200].decode(errors='replace')} failed , err: {why}"
 
 
 class TwinError(WireFormatError):
-    """A request that cannot be applied; ``code`` goes into the error JSON."""
+    """A request that cannot be applied; ``code`` and ``reason`` go into the error JSON."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -47,7 +83,7 @@ def new_event_id() -> str:
 
 
 def loads(payload: bytes) -> dict[str, Any]:
-    """The request as a JSON object; TwinError(400) for anything else."""
+    """The request as a JSON object; TwinError(400) for anything else (callers reword it as KubeEdge does)."""
     if len(payload) > MAX_JSON_BYTES:
         raise TwinError(BAD_REQUEST, f"message is {len(payload)} bytes, over the {MAX_JSON_BYTES}-byte limit")
     try:
@@ -60,7 +96,17 @@ def loads(payload: bytes) -> dict[str, Any]:
         raise TwinError(BAD_REQUEST, "not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
+    check_base(obj)
     return obj
+
+
+def check_base(obj: dict[str, Any]) -> None:
+    """``event_id`` and ``timestamp`` as Go reads them into KubeEdge's BaseMessage (a string, an int64)."""
+    event_id, timestamp = obj.get("event_id"), obj.get("timestamp")
+    if event_id is not None and not isinstance(event_id, str):
+        raise TwinError(BAD_REQUEST, "event_id must be a string")
+    if timestamp is not None and (type(timestamp) is not int or not -INT64 <= timestamp < INT64):
+        raise TwinError(BAD_REQUEST, "timestamp must be an integer (milliseconds)")
 
 
 def dumps(obj: dict[str, Any]) -> bytes:
@@ -74,86 +120,99 @@ def event_id_of(obj: dict[str, Any]) -> str:
 
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise TwinError(BAD_REQUEST, f"property name {str(name)[:40]!r} is not allowed (1-128 of a-z A-Z 0-9 -_.,:/@#)")
+        raise TwinError(BAD_REQUEST, REASON_KEY)
     return name
 
 
-def check_value(value: Any, kind: str, prop: str) -> str:
-    """A twin value is a string; it must match the pattern and parse as its type."""
-    if not isinstance(value, str):
-        raise TwinError(BAD_REQUEST, f"{prop}: values are strings in KubeEdge's twin JSON, got {type(value).__name__}")
+def check_pattern(value: str) -> str:
+    """KubeEdge checks the characters of every non-empty value a device sends before anything else."""
     if value != "" and _VALUE.fullmatch(value) is None:
-        raise TwinError(BAD_REQUEST, f"{prop}: the value is longer than 512 or has characters outside a-z A-Z 0-9 "
-                                     "-_.,:/@#")
+        raise TwinError(BAD_REQUEST, REASON_VALUE)
+    return value
+
+
+def type_error(value: str, kind: str) -> str | None:
+    """Why ``value`` is not a ``kind`` in KubeEdge's words (dtcommon.ValidateValue), None when it is."""
+    if kind in ("", "string", "bytes", "stream", "deleted"):
+        return None
     if kind in ("int", "integer"):
-        try:
-            int(value)
-        except ValueError:
-            raise TwinError(BAD_REQUEST, f"{prop}: {value!r} is not an int") from None
-    elif kind == "float":
-        try:
-            float(value)
-        except ValueError:
-            raise TwinError(BAD_REQUEST, f"{prop}: {value!r} is not a float") from None
-    elif kind == "boolean" and value not in ("true", "false"):
-        raise TwinError(BAD_REQUEST, f"{prop}: {value!r} is not a boolean (true or false)")
+        return None if _GO_INT.fullmatch(value) and -INT64 <= int(value) < INT64 else REASON_NOT_INT
+    if kind in ("float", "double"):
+        if not _GO_FLOAT.fullmatch(value):
+            return REASON_NOT_FLOAT
+        # Go's ParseFloat refuses what overflows a float64 (ErrRange); Python gives inf.
+        named = value.lstrip("-").lower() in ("inf", "infinity", "nan")
+        return None if named or abs(float(value)) != float("inf") else REASON_NOT_FLOAT
+    if kind == "boolean":
+        return None if value in ("true", "false") else REASON_NOT_BOOL
+    return REASON_TYPE
+
+
+def check_value(value: str, kind: str) -> str:
+    why = type_error(value, kind)
+    if why is not None:
+        raise TwinError(BAD_REQUEST, why)
     return value
 
 
 @dataclass(frozen=True)
 class PropUpdate:
-    """One property of a twin/update: new actual and/or expected value (None: unchanged)."""
+    """One property of a twin/update: new actual and/or expected value (None: not given)."""
 
     actual: str | None
     expected: str | None
     kind: str | None
+    """``metadata.type`` as sent (not checked here: KubeEdge uses it only for a property it creates)."""
     optional: bool | None
 
 
 def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
-    """``twin`` of a twin/update: property -> change, or None to delete the property."""
+    """``twin`` of a twin/update: property -> change, or None to delete the property.
+
+    Anything Go could not read into KubeEdge's DeviceTwinUpdate (a value that is no string, an entry that is no
+    object, ...) is REASON_UNMARSHAL, as there; an empty ``twin`` is a valid update of nothing."""
     twin = obj.get("twin")
-    if not isinstance(twin, dict) or not twin:
-        raise TwinError(BAD_REQUEST, "the message has no twin to update")
+    if twin is None:
+        raise TwinError(BAD_REQUEST, REASON_NO_TWIN)
+    if not isinstance(twin, dict):
+        raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
     out: dict[str, PropUpdate | None] = {}
     for name, entry in twin.items():
-        check_name(name)
         if entry is None:
-            out[name] = None
+            out[check_name(name)] = None
             continue
         if not isinstance(entry, dict):
-            raise TwinError(BAD_REQUEST, f"{name}: a twin entry must be an object")
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        check_name(name)
         meta = entry.get("metadata")
         if not isinstance(meta, dict | None):
-            raise TwinError(BAD_REQUEST, f"{name}: metadata must be an object")
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         kind = (meta or {}).get("type")
-        # isinstance first: ``[] in TYPES`` raises TypeError (unhashable), which would crash the batch
-        # instead of answering 400.
-        if kind is not None and (not isinstance(kind, str) or kind not in TYPES):
-            raise TwinError(BAD_REQUEST, f"{name}: type {str(kind)[:40]!r} is not one of {sorted(TYPES - {''})}")
+        if not isinstance(kind, str | None):
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         values: dict[str, str | None] = {}
-        for side in ("actual", "expected"):
+        for side in ("expected", "actual"):
             part = entry.get(side)
             if part is None:
                 values[side] = None
-            elif isinstance(part, dict) and "value" in part:
-                values[side] = part["value"]
-            else:
-                raise TwinError(BAD_REQUEST, f"{name}: {side} must be an object with a value")
+                continue
+            # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
+            if not isinstance(part, dict) or not isinstance(part.get("value"), str):
+                raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+            values[side] = check_pattern(part["value"])
         optional = entry.get("optional")
-        if optional is not None and not isinstance(optional, bool):
-            raise TwinError(BAD_REQUEST, f"{name}: optional must be true or false")
-        if values["actual"] is None and values["expected"] is None:
-            raise TwinError(BAD_REQUEST, f"{name}: neither actual nor expected is given")
+        if not isinstance(optional, bool | None):
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         out[name] = PropUpdate(values["actual"], values["expected"], kind, optional)
     return out
 
 
 def parse_state(obj: dict[str, Any]) -> str:
+    """The state as sent (KubeEdge stores and echoes it unchanged; it checks the lower-cased one)."""
     state = obj.get("state")
     if not isinstance(state, str) or state.lower() not in STATES:
         raise TwinError(BAD_REQUEST, f"state must be one of {sorted(STATES)}")
-    return state.lower()
+    return state
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -163,16 +222,23 @@ def error(event_id: str, code: int, reason: str) -> dict[str, Any]:
     return {"event_id": event_id, "timestamp": now_ms(), "code": code, "reason": reason}
 
 
-def entry(expected: str | None, expected_ts: int | None, actual: str | None, actual_ts: int | None, kind: str,
-          optional: bool) -> dict[str, Any]:
-    """One property as KubeEdge shows it (no versions)."""
+def _value(value: str, ts: int) -> dict[str, Any]:
+    return {"value": value, "metadata": {"timestamp": ts} if ts else {}}
+
+
+def entry(expected: str | None, expected_ts: int, actual: str | None, actual_ts: int, kind: str,
+          optional: bool, *, set_only: bool = False) -> dict[str, Any]:
+    """One property as KubeEdge shows it: no versions; an empty value, timestamp or type left out as there.
+
+    ``set_only``: what a twin/update/result says of an existing property, only the sides the request set
+    (``None``: not set; KubeEdge's sync result), even an empty value."""
     out: dict[str, Any] = {}
-    if expected is not None:
-        out["expected"] = {"value": expected, "metadata": {"timestamp": expected_ts or 0}}
-    if actual is not None:
-        out["actual"] = {"value": actual, "metadata": {"timestamp": actual_ts or 0}}
+    if expected is not None and (expected or set_only):
+        out["expected"] = _value(expected, expected_ts)
+    if actual is not None and (actual or set_only):
+        out["actual"] = _value(actual, actual_ts)
     out["optional"] = optional
-    out["metadata"] = {"type": kind}
+    out["metadata"] = {"type": kind} if kind else {}
     return out
 
 
@@ -209,25 +275,31 @@ def get_result(event_id: str, twin: dict[str, Any]) -> dict[str, Any]:
 
 
 def state_result(name: str, state: str, last_online: str) -> dict[str, Any]:
-    device: dict[str, Any] = {"name": name, "state": state}
+    """state/update/result: KubeEdge's DeviceMsg, whose device uses the cloud's ``lastOnlineTime`` spelling."""
+    device: dict[str, Any] = {"name": name}
+    if state:
+        device["state"] = state
     if last_online:
-        device["last_online"] = last_online
+        device["lastOnlineTime"] = last_online
     return {"event_id": new_event_id(), "timestamp": now_ms(), "device": device}
 
 
-def membership_device(device_id: str, name: str, description: str, state: str, last_online: str,
-                      twin: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": device_id, "name": name, "description": description, "state": state}
-    if last_online:
-        out["last_online"] = last_online
-    if twin is not None:
-        out["twin"] = twin
+def membership_device(device_id: str, name: str, description: str = "", state: str = "",
+                      last_online: str = "") -> dict[str, Any]:
+    """A device in membership messages: KubeEdge's Device, every field left out when empty."""
+    out: dict[str, Any] = {"id": device_id, "name": name}
+    for key, value in (("description", description), ("state", state), ("last_online", last_online)):
+        if value:
+            out[key] = value
     return out
 
 
 def membership_get_result(event_id: str, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """membership/get/result: ``devices`` is a list, ``[]`` when the node has none (KubeEdge makes it)."""
     return {"event_id": event_id, "timestamp": now_ms(), "devices": devices}
 
 
 def membership_updated(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"event_id": new_event_id(), "timestamp": now_ms(), "added_devices": added, "removed_devices": removed}
+    """membership/updated: the side with no device is ``null`` (a nil Go slice), not ``[]``."""
+    return {"event_id": new_event_id(), "timestamp": now_ms(), "added_devices": added or None,
+            "removed_devices": removed or None}

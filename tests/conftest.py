@@ -5,9 +5,13 @@ pytest_plugins = [
     "tests.fixtures.controlplane",
     "tests.fixtures.podman",
     "tests.fixtures.brokers",
+    "tests.fixtures.nats",
     "tests.fixtures.netns",
     "tests.fixtures.registry",
+    "tests.fixtures.modbus",
+    "tests.support.natns",
     "tests.support.edge_node",
+    "tests.support.natnode",
     "tests.support.cluster",
     "tests.support.fleet",
 ]

@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloud.admission.review import OPT_OUT, answer_bytes
-from cloud.clusterpki import ClusterPki
 from cloud.kube import Kube, KubeError
+from cloud.servingcert import issue_serving_cert
 from runtime.address import Address
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
@@ -210,17 +210,7 @@ class AdmissionWebhook:
         return int(self.server.server_address[1])
 
     def start(self) -> None:
-        pki = ClusterPki(self.kube)
-        try:
-            ca, _ = pki.ca()
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            # A stack where `edgehive init` has not run yet (a bare `edgehive up`): make the cluster CA it would.
-            log.info("no cluster CA yet (%s): creating the cluster's identities as edgehive init does", exc)
-            pki.init([])
-            ca, _ = pki.ca()
-        key, cert = ca.issue("edgehive-admission", server_names=server_names(self.settings))
+        ca, key, cert = issue_serving_cert(self.kube, "edgehive-admission", server_names(self.settings))
         folder = Path(self._certs.name)
         (folder / "tls.key").write_bytes(key)
         (folder / "tls.crt").write_bytes(cert)

@@ -14,13 +14,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.cloudhub.routing import CloudRouter, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import topics
 from schemas.envelope import Envelope, Send
+from schemas.names import is_module_name
+
+if TYPE_CHECKING:
+    from cloud.cloudhub.replica import Handover, Membership
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,29 @@ class CloudHubSettings(ComponentSettings):
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     keepalive_timeout_s: float = field(default=40.0, metadata={"help": "silence after which a node is gone"})
     window_per_node: int = field(default=100, metadata={"help": "unacknowledged objects in flight per node"})
+    replica_id: str = field(default="", metadata={
+        "help": "run as one of several CloudHub replicas under this identity (a Lease in edgehive-system), "
+                "serving only the nodes it owns; empty: the only CloudHub, serving every node"})
+    lease_duration_s: int = field(default=10, metadata={
+        "help": "a replica's Lease duration: a dead replica's nodes move after this long"})
+    kubeconfig: str | None = field(default=None, metadata={
+        "help": "kubeconfig file for replicas' Leases and Nodes (default: in-cluster)"})
+    kube_server: str | None = field(default=None, metadata={
+        "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
+
+    def __post_init__(self) -> None:
+        # The broker client id is made of the node name: replicas left on the default would share one id, and
+        # an MQTT broker keeps one connection per id, so each would cut the others off in turn.
+        if self.replica_id and self.node == "cloud":
+            object.__setattr__(self, "node", f"cloud-{self.replica_id}")
+        super().__post_init__()
+        if self.replica_id and not is_module_name(self.replica_id):  # it names a Lease and a status topic
+            raise ValueError(f"replica_id {self.replica_id!r} must be a-z, 0-9 and '-', starting with a letter")
+        if self.replica_id and self.lease_duration_s < 2:
+            raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
+
+    def replica(self) -> str | None:
+        return self.replica_id or None
 
 
 class CloudHub:
@@ -38,21 +65,38 @@ class CloudHub:
         self.settings = settings
         self.bus = bus
         self.router = CloudRouter(bus.counters, window_per_node=settings.window_per_node,
-                                  keepalive_timeout_s=settings.keepalive_timeout_s)
+                                  keepalive_timeout_s=settings.keepalive_timeout_s,
+                                  replica=settings.replica_id or None)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send_loop, name="sender", daemon=True),
                          threading.Thread(target=self._session_loop, name="sessions", daemon=True)]
+        self.membership: Membership | None = None
+        if settings.replica_id:  # a lone CloudHub stays as small as before
+            from cloud.cloudhub.replica import Membership  # noqa: PLC0415 (the Kubernetes client only for replicas)
+            from cloud.kube import Kube  # noqa: PLC0415 (as above)
+
+            self.router.owned = set()  # nothing until the Leases say which nodes are ours
+            self.membership = Membership(Kube.connect(settings.kubeconfig, settings.kube_server), settings.replica_id,
+                                         settings.lease_duration_s, self.hand_over,
+                                         on_broker=lambda: bus.connection.connected)
 
     def start(self) -> None:
-        self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up)
+        # A replica subscribes per node (hand_over), under the one handler: NATS has no shared subscriptions.
+        self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up, subscribe=self.membership is None)
+        if self.membership is not None:  # the nodes that have no Node yet: their bridges' retained hellos
+            self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
         self.bus.handle(self.bus.inbox, self.on_module)
         self.bus.on_session_lost(self.announce_all)
         for thread in self._threads:
             thread.start()
+        if self.membership is not None:
+            self.membership.start()
 
     def close(self) -> None:
+        if self.membership is not None:
+            self.membership.close()
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
@@ -63,10 +107,36 @@ class CloudHub:
             routed = self.router.from_node(envelope, topic, time.monotonic())
         return self._carry_out(routed)
 
+    def on_hello(self, topic: str, payload: bytes) -> None:
+        """A node's bridge is on the link: a replica serves the node even before it has a Node object, as a lone
+        CloudHub, which hears every node, would (its first registration creates the Node). An empty payload
+        clears the retained hello: forget the node unless it has a Node."""
+        node = topics.parse_hello(topic)
+        if node is not None and self.membership is not None:
+            self.membership.heard(node, present=bool(payload))
+
     def on_module(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         with self._lock:
             routed = self.router.from_module(envelope, time.monotonic())
         return self._carry_out(routed)
+
+    def hand_over(self, handover: Handover) -> None:
+        """Ownership moved: stop serving what was lost before unsubscribing; subscribe to what was gained
+        before its new session is announced, so that the resync's answers are heard."""
+        with self._lock:
+            for node in handover.lost:
+                self.router.drop(node)
+        for node in handover.lost:
+            self.bus.connection.unsubscribe(topics.link_up(node))
+        for node in handover.gained:
+            self.bus.connection.subscribe(topics.link_up(node))
+        routed = Routed()
+        with self._lock:
+            for node in sorted(handover.gained):
+                taken = self.router.take(node, time.monotonic())
+                routed.announce += taken.announce
+                routed.wake = routed.wake or taken.wake
+        self._carry_out(routed)
 
     def announce_all(self) -> None:
         """The cloud broker lost its store, and the retained session announcements with it."""
@@ -107,6 +177,10 @@ class CloudHub:
             self._carry_out(routed)
 
     def report(self) -> dict[str, Any]:
-        """Every node's link, for hub/query answers (edgehive status) and metrics."""
+        """Every node's link, for hub/query answers (edgehive status) and metrics; a replica's own nodes only,
+        and the live members it counts, so that whoever asks knows whose answers to wait for."""
         with self._lock:
-            return self.router.report(time.monotonic(), time.time())
+            report = self.router.report(time.monotonic(), time.time())
+        if self.membership is not None:
+            report["members"] = sorted(self.membership.assignment.members)
+        return report

@@ -39,7 +39,7 @@ ROUTES = {
     Group.META: "edgecontroller",
     Group.TWIN: "devicecontroller",
     Group.BUS: "devicecontroller",
-    Group.USER: "devicecontroller",
+    Group.USER: "router",
 }
 NODE_SCOPED = frozenset({kinds.NODE, kinds.NODESTATUS, kinds.LEASE})
 """Kinds named after the node they describe: a node may send only its own."""
@@ -59,8 +59,8 @@ class Session:
     outbox: int | None = None
     """What the node's EdgeHub still holds, from its last keepalive."""
 
-    def news(self) -> SessionNews:
-        return SessionNews(self.id, self.connected)
+    def news(self, replica: str | None = None) -> SessionNews:
+        return SessionNews(self.id, self.connected, replica)
 
 
 @dataclass
@@ -77,14 +77,18 @@ class Routed:
 
 class CloudRouter:
     def __init__(self, counters: Counters, *, window_per_node: int, keepalive_timeout_s: float,
-                 session_id: Callable[[], str] = new_session_id) -> None:
+                 session_id: Callable[[], str] = new_session_id, replica: str | None = None) -> None:
         self.counters = counters
+        self.replica = replica
+        """This replica's identity, named in its session announcements; None for the only CloudHub."""
         self.window_per_node = window_per_node
         self.keepalive_timeout_s = keepalive_timeout_s
         self._session_id = session_id
         self.queues: dict[str, NodeQueue] = {}
         self.sessions: dict[str, Session] = {}
         self.queries = QueryMemory()
+        self.owned: set[str] | None = None
+        """The nodes this replica serves (replica.py); None: every node, as the fleet's only CloudHub."""
 
     # -- from the edge ---------------------------------------------------------------------
 
@@ -95,6 +99,9 @@ class CloudRouter:
             log.warning("dropped %s on %.200s: not a node's link topic", envelope.id, topic)
             return Routed()
         node = parsed[0]
+        if not self.owns(node):  # a message still in flight when the node moved to another replica
+            self.counters.inc("not_owned")
+            return Routed()
         if envelope.node != node or not own_resource(envelope, node):
             self.counters.inc("wrong_node")
             log.warning("node %s sent %s about node %s (%s): refused", node, envelope.id, envelope.node,
@@ -155,6 +162,9 @@ class CloudRouter:
     def from_module(self, envelope: Envelope, now: float) -> Routed:
         if envelope.group == Group.HUB and envelope.op == Op.QUERY and envelope.res is None:
             return Routed()  # a status query for CloudHub itself, answered by the runtime
+        if not self.owns(envelope.node):  # every replica hears the controllers; the node's owner delivers
+            self.counters.inc("not_owned")
+            return Routed()
         if envelope.op in DIRECT_OPS:
             if envelope.op == Op.QUERY:
                 self.queries.remember(envelope, now)
@@ -185,6 +195,32 @@ class CloudRouter:
             queue.mark_sent(envelope, now)
         self.counters.inc("downstream_sent")
 
+    # -- ownership (replicas) ---------------------------------------------------------------
+
+    def owns(self, node: str) -> bool:
+        return self.owned is None or node in self.owned
+
+    def take(self, node: str, now: float) -> Routed:
+        """``node`` moved to this replica: a new session, announced, so that the controllers resynchronise it
+        (what the old owner had queued is gone with it; the resync sends what the node lacks). Announced as
+        connected before it is heard: if it is not, ``expire`` announces it gone after the keepalive timeout,
+        which also replaces a dead owner's retained "connected" announcement."""
+        if self.owned is None:
+            self.owned = set()
+        self.owned.add(node)
+        self.sessions.pop(node, None)
+        return self._seen(node, now)
+
+    def drop(self, node: str) -> None:
+        """``node`` moved to another replica: forget it without a word (the new owner announces its own
+        session; a "disconnected" from here could land after that and undo it)."""
+        if self.owned is not None:
+            self.owned.discard(node)
+        session = self.sessions.pop(node, None)
+        self.queues.pop(node, None)
+        log.info("node %s no longer served here (session %s): it moved to another replica", node,
+                 session.id if session is not None else "-")
+
     # -- sessions --------------------------------------------------------------------------
 
     def _seen(self, node: str, now: float) -> Routed:
@@ -198,7 +234,7 @@ class CloudRouter:
         if queue is not None:
             queue.reset_sent()
         log.info("node %s connected (session %s)", node, session.id)
-        return Routed(announce=[announcement(node, session)], wake=True)
+        return Routed(announce=[announcement(node, session, self.replica)], wake=True)
 
     def _gone(self, node: str, reason: str, now: float) -> Routed:
         session = self.sessions.get(node)
@@ -207,7 +243,7 @@ class CloudRouter:
         session.connected = False
         session.changed = now
         log.info("node %s disconnected: %s", node, reason)
-        return Routed(announce=[announcement(node, session)])
+        return Routed(announce=[announcement(node, session, self.replica)])
 
     def expire(self, now: float) -> Routed:
         """Nodes not heard from for ``keepalive_timeout_s`` are disconnected."""
@@ -219,9 +255,14 @@ class CloudRouter:
         return routed
 
     def announce_all(self) -> Routed:
-        """Every session's announcement again, with the same ids: for a broker that lost the retained ones (a
-        controller that saw one does nothing; one that missed it would never resynchronise that node)."""
-        return Routed(announce=[announcement(node, session) for node, session in self.sessions.items()])
+        """For a broker that lost its store: every session's announcement again, with the same ids (a controller
+        that saw one does nothing; one that missed it would never resynchronise that node); and whatever was in
+        flight to the nodes goes again at once, since the broker may have dropped it, rather than after a
+        resend delay that may have grown to a minute."""
+        for queue in self.queues.values():
+            queue.reset_sent()
+        return Routed(announce=[announcement(node, session, self.replica) for node, session in self.sessions.items()],
+                      wake=True)
 
     def report(self, now: float, wall: float) -> dict[str, Any]:
         """Every node's link, for status queries (edgehive status) and metrics; ``wall``: time.time() at ``now``."""
@@ -240,8 +281,8 @@ class CloudRouter:
         return {"nodes": nodes, "keepalive_timeout_s": self.keepalive_timeout_s}
 
 
-def announcement(node: str, session: Session) -> Send:
-    news = session.news()
+def announcement(node: str, session: Session, replica: str | None = None) -> Send:
+    news = session.news(replica)
     return Send(topics.node_session(node), Envelope(node=node, src=MODULE, group=Group.HUB, op=news.op,
                                                     body=news.as_body()))
 

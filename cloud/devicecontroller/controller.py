@@ -5,8 +5,9 @@ DeviceModel; a changed nodeName moves it; a deleted one leaves. Desired values
 travel inside the Device object, through CloudHub's reliable delivery.
 
 Up: a device's status (reported values, observedDesired, state, lastOnlineTime)
-is checked against the DeviceModel's types and ranges and merged into the Device
-status; values that do not fit are refused with the reason.
+is checked against its type (the Device's desired.metadata.type, else the
+DeviceModel's, as the edge checks it) and the model's range, and merged into
+the Device status; values that do not fit are refused with the reason.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import Placement, model_refs
+from cloud.replicas.elected import LeaderElectSettings
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
-from schemas import crds, kinds
+from schemas import crds, kinds, twin
 from schemas.devices import Device, DeviceModel, ModelProperty
-from schemas.envelope import Envelope, Group, Op, Send
+from schemas.envelope import Envelope, Op, Send
 from schemas.fields import BodyError
 from schemas.reports import DeviceStatusReport
 
@@ -35,7 +37,7 @@ TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
-class DeviceControllerSettings(ComponentSettings):
+class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
     node: str = field(default="cloud", metadata={"help": "name used on messages that concern no node"})
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
@@ -45,23 +47,18 @@ class DeviceControllerSettings(ComponentSettings):
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
 
 
-def check_reported(prop: ModelProperty | None, value: str) -> str | None:
-    """Why ``value`` does not fit the model's property (None when it does)."""
-    if prop is None:
-        return None  # a property the model does not declare: kept as the device reports it
-    kind = prop.type
-    number: float | None = None
-    try:
-        if kind == "INT":
-            number = int(value)
-        elif kind in ("FLOAT", "DOUBLE"):
-            number = float(value)
-        elif kind == "BOOLEAN" and value not in ("true", "false"):
-            return f"{value!r} is not a BOOLEAN"
-    except ValueError:
-        return f"{value!r} is not {kind}"
-    if number is None:
+def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
+    """Why ``value`` does not fit the property (None when it does): its type as the edge checks it (the
+    Device's desired.metadata.type, else the model's; KubeEdge's reasons), then the model's range."""
+    if declared is None and prop is None:
+        return None  # a property neither the Device nor the model types: kept as the device reports it
+    kind = declared or twin.MODEL_TYPES.get(prop.type if prop else "", "string")
+    why = twin.type_error(value, kind)
+    if why is not None:
+        return f"{value!r}: {why}"
+    if prop is None or kind not in ("int", "integer", "float", "double"):
         return None
+    number = float(value)
     for bound, limit, sign in (("minimum", prop.minimum, 1), ("maximum", prop.maximum, -1)):
         if not limit:
             continue
@@ -98,9 +95,6 @@ class DeviceController(NodeSync):
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         key = envelope.res
-        if envelope.group == Group.USER and envelope.op == Op.UPLOAD:
-            self.bus.counters.inc("uploads")
-            return [self.reply(envelope.reply(MODULE, {"ok": True}))]
         if key is None or key.kind != kinds.DEVICESTATUS or envelope.op not in (Op.UPDATE, Op.PATCH):
             return [self.reply(envelope.reply(MODULE, {"ignored": True}))]
         found = self.informers[kinds.DEVICE].get(key.namespace, key.name)
@@ -116,10 +110,12 @@ class DeviceController(NodeSync):
             return [self.reply(envelope.error(MODULE, 400, str(exc)))]
         model = self.informers[kinds.DEVICEMODEL].get(key.namespace, device.model) if device.model else None
         props = DeviceModel.view(model).properties if model is not None else {}
+        declared = {p.name: p.desired_type for p in device.properties if p.desired_type}
         twins, refused = [], []
         for reported in report.twins:
-            why = None if reported.reported is None else check_reported(props.get(reported.property_name),
-                                                                          reported.reported)
+            name = reported.property_name
+            why = None if reported.reported is None else check_reported(props.get(name), reported.reported,
+                                                                          declared.get(name))
             if why is not None:
                 refused.append(f"{reported.property_name}: {why}")
             twins.append(reported.entry if why is None else reported.without_reported())

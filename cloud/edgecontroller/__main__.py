@@ -1,8 +1,7 @@
 """``python -m cloud.edgecontroller``: Kubernetes objects to edge nodes, and their status back."""
 
 from cloud.edgecontroller.controller import MODULE, EdgeController, EdgeControllerSettings
-from runtime.component import run_component
-from schemas.topics import Side
+from cloud.replicas.elected import run_elected
 
-raise SystemExit(run_component(MODULE, Side.CLOUD, EdgeControllerSettings, EdgeController,
-                               description="Send edge nodes their pods, ConfigMaps and Secrets; write their status."))
+raise SystemExit(run_elected(MODULE, EdgeControllerSettings, EdgeController,
+                              description="Send edge nodes their pods, ConfigMaps and Secrets; write their status."))

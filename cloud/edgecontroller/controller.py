@@ -21,17 +21,22 @@ from functools import partial
 from typing import Any
 
 from cloud.edgecontroller import nodehealth
+from cloud.edgecontroller.events import EventWriter, refusal
 from cloud.edgecontroller.lease import DURATION_S, LeaseHeld, NodeLeases
 from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
+from cloud.kubeletendpoint import kubelet_endpoint
 from cloud.nodesync import NodeSync
 from cloud.placement import Change, Placement
+from cloud.replicas.elected import LeaderElectSettings
 from cloud.writer import KeyedWriter
+from runtime.address import Address
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
+from schemas.events import KubeEvent
 from schemas.fields import BodyError
 from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, conditions, deletion_body, meta, node_name
 from schemas.reports import NodeRegistration, NodeStatus, PodStatusReport
@@ -48,7 +53,7 @@ SECONDARY = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
 
 
 @dataclass(frozen=True)
-class EdgeControllerSettings(ComponentSettings):
+class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
     node: str = field(default="cloud", metadata={"help": "name used on messages that concern no node"})
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
@@ -62,6 +67,9 @@ class EdgeControllerSettings(ComponentSettings):
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
     token_workers: int = field(default=2, metadata={"help": "service account tokens asked of the API server at once"})
+    stream_address: str | None = field(default=None, metadata={
+        "help": "HOST:PORT at which the API server reaches the cloud stream server: written as every edge node's "
+                "kubelet endpoint (cloud/kubeletendpoint.py); off: nodes advertise none"})
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -89,9 +97,12 @@ class EdgeController(NodeSync):
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)
         self.controller_manager = nodehealth.ControllerManagerWatch(kube)
+        self.events = EventWriter(kube, self._read_pod, MODULE)
         self._heard: dict[str, float] = {}  # node -> when (monotonic) its last heartbeat arrived
         # A TokenRequest is a call to the API server: made off the handler thread, like the writes.
         self.token_pool = ThreadPoolExecutor(settings.token_workers, thread_name_prefix="token")
+        self.stream_address = None if settings.stream_address is None else Address.parse(
+            settings.stream_address, what="stream address")
 
     def close(self) -> None:
         self.writer.close()
@@ -154,6 +165,8 @@ class EdgeController(NodeSync):
         if key.kind in (kinds.NODE, kinds.NODESTATUS, kinds.LEASE):
             self._heard[envelope.node] = time.monotonic()
         target = ("pod", key.namespace, key.name) if key.kind == kinds.PODSTATUS else ("node", envelope.node)
+        if key.kind == kinds.EVENT:  # one Event's writes in order, a repeat replacing its unwritten older self
+            target = ("event", key.namespace, key.name)
         self.writer.submit(target, partial(self._write, envelope, handler), partial(self._ack, envelope), tag=key.kind)
         return None
 
@@ -180,6 +193,12 @@ class EdgeController(NodeSync):
             return self._renew_only
         if key.kind == kinds.PODSTATUS:
             return partial(self._pod_status, PodStatusReport.parse(envelope.body))
+        if key.kind == kinds.EVENT:
+            event = KubeEvent.parse(envelope.body, key)
+            why = refusal(event, node)
+            if why is not None:
+                raise Refused(403, why)
+            return partial(self.events.write, event)
         return None
 
     def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:
@@ -290,15 +309,18 @@ class EdgeController(NodeSync):
         """``current``: the Node as last read (its conditions keep their transition times)."""
         now = now_rfc3339()
         reported = [{**c, "lastHeartbeatTime": now} for c in status.conditions]
-        patch: dict[str, Any] = dict(status.fields)
+        patch: dict[str, Any] = kubelet_endpoint(dict(status.fields), self.stream_address)
         patch["conditions"] = keep_transition_times(reported, conditions(current))
         self.kube.patch_node_status(node, {"status": patch})
+
+    def _read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod from the informer's cache, or the API server when the cache has not seen it (yet)."""
+        return self.informers[kinds.POD].get(namespace, name) or self.kube.get_pod(namespace, name)
 
     def _pod_status(self, report: PodStatusReport, envelope: Envelope) -> Envelope:
         key = envelope.res
         assert key is not None
-        pod = self.informers[kinds.POD].get(key.namespace, key.name) or self.kube.get_pod(key.namespace or "",
-                                                                                           key.name)
+        pod = self._read_pod(key.namespace or "", key.name)
         pod_meta = meta(pod)
         if pod is None or (report.uid and pod_meta.uid != report.uid):
             # Unknown here: the node runs something the cluster no longer has. Tell it to stop.

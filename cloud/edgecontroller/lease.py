@@ -20,11 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
+from schemas.timefmt import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ DURATION_S = 40
 
 class LeaseHeld(CloudError):
     """The node's Lease names another holder: something else (a real kubelet?) speaks for that name."""
-
-
-def micro_time(seconds: float) -> str:
-    """A metav1.MicroTime, as Leases carry their times: ``2026-01-01T00:00:00.123456Z``."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease_body(node: str, duration_s: int, now: float, node_uid: str | None) -> dict[str, Any]:

@@ -19,32 +19,20 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from cloud.kube import Kube, KubeError
+from schemas.timefmt import parse_rfc3339
 
 CONTROLLER_MANAGER_LEASE = ("kube-system", "kube-controller-manager")
 GRACE_S = 40.0
 """kube-controller-manager's default --node-monitor-grace-period."""
 
 
-def parse_micro_time(text: Any) -> float | None:
-    """Seconds since the epoch of a metav1.MicroTime (or Time); None when it is not one."""
-    if not isinstance(text, str):
-        return None
-    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(text, layout).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
 def lease_fresh(lease: dict[str, Any] | None, now: float) -> bool:
     """The Lease is held and was renewed within its duration."""
     spec = (lease or {}).get("spec") or {}
-    renewed = parse_micro_time(spec.get("renewTime"))
+    renewed = parse_rfc3339(spec.get("renewTime"))
     duration = spec.get("leaseDurationSeconds")
     if not spec.get("holderIdentity") or renewed is None or not isinstance(duration, int):
         return False

@@ -23,8 +23,15 @@ def main() -> int:
     stop = StopSignal().install()
     try:
         address = Address.parse(s.listen)
-        server = JoinServer((address.host, address.port), ClusterPki(Kube.connect(s.kubeconfig, s.kube_server)),
-                            s.cloud_broker)
+        pki = ClusterPki(Kube.connect(s.kubeconfig, s.kube_server))
+        unnamed = pki.unnamed_members(s.cloud_broker)
+        if unnamed:
+            # A node told of a member its certificate does not name fails there, after its own member died.
+            print(f"joinserver: --cloud-broker {s.cloud_broker}: the brokers' certificate does not name "
+                  f"{', '.join(unnamed)}; add them with edgehive init --broker-name (or --cloud-broker with every "
+                  "member) and restart the brokers", file=sys.stderr)
+            return 2
+        server = JoinServer((address.host, address.port), pki, s.cloud_broker)
     except KubeError as exc:
         print(f"joinserver: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,9 @@ it is the only cloud component that holds the CA key in memory and it should be 
 - ``GET /ca.crt``: the cluster CA, unauthenticated; the node checks it against the hash in
   its token before trusting anything else (kubeadm's discovery does the same).
 - ``POST /join`` ``{"token", "node", "csr"}``: a certificate for ``CN=<node>``, signed from the
-  node's own CSR, and the cloud broker's address.
+  node's own CSR, and the cloud broker's address: every member of a NATS cluster, in one URL, which
+  the node's bridge moves along when its member dies. The brokers' certificate must name each member
+  (``edgehive init --cloud-broker``), or the endpoint does not start.
 - ``POST /renew`` ``{"node", "csr"}`` over a connection made with the node's current
   certificate: a new certificate before the old one expires (rotation without downtime).
 """
@@ -25,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from cloud.clusterpki import ClusterPki, JoinRefused
+from cloud.joinserver.nodeobject import ensure_edge_node
 from cloud.kube import KubeError
 from runtime.address import Address
 from runtime.component import ProcessSettings
+from runtime.url import BrokerUrl
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +45,14 @@ class JoinServerSettings(ProcessSettings):
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file (default: in-cluster)"})
     kube_server: str | None = field(default=None, metadata={"help": "API server URL instead of the kubeconfig's"})
     cloud_broker: str = field(default="", metadata={
-        "help": "the cloud broker URL joining nodes are told to use, mqtts://HOST:PORT (required)"})
+        "help": "the cloud broker URL joining nodes are told to use, mqtts://HOST:PORT, or a NATS cluster's "
+                "members as mqtts://HOST:PORT,HOST:PORT,... (required)"})
 
     def __post_init__(self) -> None:
         Address.parse(self.listen)
         if not self.cloud_broker.startswith("mqtts://"):
             raise ValueError("--cloud-broker must be an mqtts:// URL: nodes connect with their certificate over TLS")
+        BrokerUrl.parse_list(self.cloud_broker)  # every member an address
 
 
 class JoinHandler(BaseHTTPRequestHandler):
@@ -98,6 +104,7 @@ class JoinHandler(BaseHTTPRequestHandler):
                     self._reply(HTTPStatus.BAD_REQUEST, {"error": "a join needs a token (edgehive gettoken)"})
                     return
                 cert = self.server.pki.join(token, node, csr)
+                ensure_edge_node(self.server.pki.kube, node)  # for CloudHub replicas to serve it: nodeobject.py
             elif self.path == "/renew":
                 presented = self.connection.getpeercert(binary_form=True)
                 if not presented:

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.batches import take_batch
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
-from edge.metaclient import list_objects
+from edge.metaclient import MetaManagerRestarts, list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings, is_storage_error
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.connection import PublishTimeout
 from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import kinds, topics
-from schemas.componentstatus import ComponentStatus
 from schemas.devicebus import MEMBERSHIP_GET, Publication, parse_requests, publish_body
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.fields import BodyError
@@ -69,28 +69,17 @@ class DeviceTwinComponent:
         self.bus = bus
         self._work: queue.Queue[Envelope | Relist | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
-        self._metamanager_pid: object = None
+        # at start, and whenever MetaManager restarts: take what it holds (a forward may have been lost)
+        self.metamanager = MetaManagerRestarts(bus, lambda: threading.Thread(target=self._relist, name="relist",
+                                                                             daemon=True).start())
         self.guard = DiskGuard(Path(settings.db), settings.disk_reserve_bytes)
         self._refused_while_full = False
 
     def start(self) -> None:
         self.bus.handle(self.bus.inbox, self.on_message)
-        self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
+        self.bus.handle(topics.status("metamanager"), self.metamanager.on_status)
         self.bus.on_session_lost(self.on_session_lost)
         self._thread.start()
-
-    def on_metamanager_status(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
-        """At start, and whenever MetaManager restarts: take what it holds (a forward may have been lost)."""
-        try:
-            status = ComponentStatus.parse(envelope.body)
-        except BodyError as exc:
-            self.bus.counters.inc("refused")
-            log.warning("refused the status of %s: %s", envelope.src, exc)
-            return None
-        if status.up and status.pid != self._metamanager_pid:
-            self._metamanager_pid = status.pid
-            threading.Thread(target=self._relist, name="relist", daemon=True).start()
-        return None
 
     def on_session_lost(self) -> None:
         """The edge broker lost its sessions: a forward from MetaManager, and a report on its way to EdgeHub,
@@ -116,7 +105,8 @@ class DeviceTwinComponent:
         self.store.close()
 
     def on_message(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
-        from_eventbus = envelope.src == "eventbus" and envelope.group == Group.TWIN
+        # EventBus hands over devices' MQTT messages; the DMI process, mappers' reports in the same form.
+        from_eventbus = envelope.src in ("eventbus", "dmi") and envelope.group == Group.TWIN
         from_store = envelope.src == "metamanager" and envelope.res is not None and envelope.res.kind in (
             kinds.DEVICE, kinds.DEVICEMODEL)
         from_store = from_store and envelope.op in (Op.INSERT, Op.UPDATE, Op.DELETE, Op.PATCH)
@@ -132,18 +122,9 @@ class DeviceTwinComponent:
                 first = self._work.get(timeout=self.settings.report_interval_s)
                 if first is None:
                     return
-                batch.append(first)
+                batch = take_batch(self._work, first, MAX_BATCH)
             except queue.Empty:
                 pass  # nothing arrived: only a report may be due
-            while batch and len(batch) < MAX_BATCH:
-                try:
-                    item = self._work.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._work.put(None)
-                    break
-                batch.append(item)
             publications: list[Publication] = []
             if batch and not self._room_for(batch):
                 continue

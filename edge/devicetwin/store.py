@@ -8,9 +8,10 @@ the cloud version the device last confirmed by reporting the desired value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import msgpack
 from peewee import SqliteDatabase
 
 from edge.storage import integrity_ok, open_database
+from schemas.devices import Reporting
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,35 @@ class Twin:
     edge_version: int = 0
     acked_version: int = 0
     desired_by_cloud: bool = False
+    declared_kind: str = ""
+    """The Device's ``desired.metadata.type`` for it ("" when not given): it outranks the DeviceModel's type,
+    so a model that arrives or changes later re-types only the twins without one."""
 
     def but(self, **changes: Any) -> Twin:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ReportPolicy:
+    """What of a device goes on to the cloud, and how often: the Device's stateReport and each property's
+    reportToCloud and reportCycle."""
+
+    state: Reporting = field(default_factory=Reporting)
+    properties: Mapping[str, Reporting] = field(default_factory=dict)
+
+    def of(self, prop: str) -> Reporting:
+        return self.properties.get(prop) or Reporting()
+
+    def to_json(self) -> str:
+        return json.dumps({"state": [self.state.to_cloud, self.state.cycle_ms],
+                           "properties": {k: [v.to_cloud, v.cycle_ms] for k, v in self.properties.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> ReportPolicy:
+        found = json.loads(text or "{}")
+        state = found.get("state") or [True, 0]
+        return cls(Reporting(bool(state[0]), int(state[1])),
+                   {k: Reporting(bool(v[0]), int(v[1])) for k, v in (found.get("properties") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class Device:
     model: str = ""
     state: str = "unknown"
     last_online: str = ""
+    report: ReportPolicy = field(default_factory=ReportPolicy)
 
 
 def _migration_1(db: SqliteDatabase) -> None:
@@ -62,9 +91,19 @@ def _migration_1(db: SqliteDatabase) -> None:
                    "PRIMARY KEY (device_id, prop))")
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db: SqliteDatabase) -> None:
+    db.execute_sql("ALTER TABLE twin ADD COLUMN declared_kind TEXT NOT NULL DEFAULT ''")
+    db.execute_sql("ALTER TABLE device ADD COLUMN report TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [_migration_1, _migration_2]
+_DEVICE_COLUMNS = "id, namespace, name, description, model, state, last_online, report"
 _TWIN_COLUMNS = ("prop, expected, expected_ts, actual, actual_ts, kind, optional, cloud_version, edge_version, "
-                 "acked_version, desired_by_cloud")
+                 "acked_version, desired_by_cloud, declared_kind")
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    return Device(row[0], row[1], row[2], row[3], row[4], row[5], row[6], ReportPolicy.from_json(row[7]))
 
 
 class TwinStore:
@@ -86,20 +125,17 @@ class TwinStore:
     # -- devices -----------------------------------------------------------------------------
 
     def device(self, device_id: str) -> Device | None:
-        row = self.db.execute_sql("SELECT id, namespace, name, description, model, state, last_online FROM device "
-                                  "WHERE id = ?", (device_id,)).fetchone()
-        return Device(*row) if row else None
+        row = self.db.execute_sql(f"SELECT {_DEVICE_COLUMNS} FROM device WHERE id = ?", (device_id,)).fetchone()
+        return _device(row) if row else None
 
     def devices(self) -> list[Device]:
-        rows = self.db.execute_sql("SELECT id, namespace, name, description, model, state, last_online FROM device "
-                                   "ORDER BY id").fetchall()
-        return [Device(*r) for r in rows]
+        rows = self.db.execute_sql(f"SELECT {_DEVICE_COLUMNS} FROM device ORDER BY id").fetchall()
+        return [_device(r) for r in rows]
 
     def put_device(self, device: Device) -> None:
-        self.db.execute_sql("INSERT OR REPLACE INTO device (id, namespace, name, description, model, state, "
-                            "last_online) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self.db.execute_sql(f"INSERT OR REPLACE INTO device ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (device.id, device.namespace, device.name, device.description, device.model, device.state,
-                             device.last_online))
+                             device.last_online, device.report.to_json()))
 
     def set_state(self, device_id: str, state: str, last_online: str) -> None:
         self.db.execute_sql("UPDATE device SET state = ?, last_online = ? WHERE id = ?",
@@ -126,15 +162,15 @@ class TwinStore:
 
     def twins(self, device_id: str) -> dict[str, Twin]:
         rows = self.db.execute_sql(f"SELECT {_TWIN_COLUMNS} FROM twin WHERE device_id = ?", (device_id,)).fetchall()
-        return {r[0]: Twin(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], bool(r[10]))
+        return {r[0]: Twin(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], bool(r[10]), r[11])
                 for r in rows}
 
     def put_twin(self, device_id: str, twin: Twin) -> None:
         self.db.execute_sql(
-            f"INSERT OR REPLACE INTO twin (device_id, {_TWIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO twin (device_id, {_TWIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device_id, twin.prop, twin.expected, twin.expected_ts, twin.actual, twin.actual_ts, twin.kind,
              int(twin.optional), twin.cloud_version, twin.edge_version, twin.acked_version,
-             int(twin.desired_by_cloud)))
+             int(twin.desired_by_cloud), twin.declared_kind))
 
     def remove_twin(self, device_id: str, prop: str) -> None:
         self.db.execute_sql("DELETE FROM twin WHERE device_id = ? AND prop = ?", (device_id, prop))

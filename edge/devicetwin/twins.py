@@ -9,10 +9,12 @@ What devices report is collected per device and sent up as one coalesced status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.devicetwin.store import Device, Twin, TwinStore
+from edge.devicetwin.reporting import CloudReports
+from edge.devicetwin.store import Device, ReportPolicy, Twin, TwinStore
 from schemas import topics, twin
 from schemas.devicebus import Publication
 from schemas.devices import Device as DeviceObject
@@ -28,13 +30,17 @@ log = logging.getLogger(__name__)
 ONLINE_STATES = ("online", "ok")
 
 
+def _loads(payload: bytes, reason: Callable[[str], str]) -> dict[str, Any]:
+    """The request's JSON object, or TwinError(400) with ``reason`` of why not (KubeEdge's wording)."""
+    try:
+        return twin.loads(payload)
+    except TwinError as exc:
+        raise TwinError(twin.BAD_REQUEST, reason(exc.reason)) from None
+
+
 def shown(t: Twin) -> dict[str, Any]:
-    """A twin property as devices see it, plus the desired version they last confirmed (beyond KubeEdge)."""
-    out = twin.entry(t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, t.optional)
-    if t.desired_by_cloud:
-        out["desired_version"] = t.cloud_version
-        out["observed_desired_version"] = t.acked_version
-    return out
+    """A twin property as devices see it (KubeEdge's MsgTwin without versions)."""
+    return twin.entry(t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, t.optional)
 
 
 @dataclass
@@ -42,6 +48,7 @@ class DeviceTwin:
     store: TwinStore
     node: str
     dirty: set[str] = field(default_factory=set)  # device ids with news for the cloud
+    reports: CloudReports = field(default_factory=CloudReports)
     _last_delta: dict[str, Any] = field(default_factory=dict)  # what each device's retained delta says now
     refused: int = 0
     """Requests answered with an error and cloud objects turned down, since the last ``take_refused``."""
@@ -53,29 +60,42 @@ class DeviceTwin:
     # -- requests from devices --------------------------------------------------------------
 
     def on_device(self, namespace: str, name: str, request: str, payload: bytes) -> list[Publication]:
-        """One request from a device: the answers to publish (an error answer when it is refused)."""
+        """One request from a device: the answers to publish (an error answer when it is refused).
+
+        Checked in KubeEdge's order, so that a request wrong in two ways gets the same reason: the JSON
+        (and, for an update, every name and value in it) first, then whether the device is a member."""
         answer_topic = topics.device(namespace, name, request + "/result")
+        device_id = f"{namespace}/{name}"
         event_id = ""
         try:
-            obj = twin.loads(payload)
-            event_id = twin.event_id_of(obj)
-            device = self.store.device(f"{namespace}/{name}")
-            if device is None:
-                raise TwinError(twin.NOT_FOUND, f"device {namespace}/{name} is not a member of node {self.node}")
             if request == "twin/update":
-                return self._update(device, obj, event_id)
+                obj = _loads(payload, lambda _why: twin.REASON_UNMARSHAL)
+                event_id = twin.event_id_of(obj)
+                changes = twin.parse_update(obj)
+                return self._update(self._member(device_id, twin.REASON_NO_DEVICE), changes, event_id)
             if request == "twin/get":
+                obj = _loads(payload, lambda why: twin.get_unmarshal("twin", payload, why))
+                event_id = twin.event_id_of(obj)
+                device = self._member(device_id, twin.get_not_found(device_id))
                 twins = self.store.twins(device.id)
                 return [Publication(answer_topic, twin.get_result(event_id, {k: shown(t) for k, t in twins.items()}))]
             if request == "state/update":
+                obj = twin.loads(payload)
+                event_id = twin.event_id_of(obj)
+                device = self._member(device_id, f"device {device_id} is not a member of node {self.node}")
                 return self._state(device, obj)
             raise TwinError(twin.BAD_REQUEST, f"{request} is not a device request")
         except TwinError as exc:
             self.refused += 1
             return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason), qos=0)]
 
-    def _update(self, device: Device, obj: dict[str, Any], event_id: str) -> list[Publication]:
-        changes = twin.parse_update(obj)
+    def _member(self, device_id: str, reason: str) -> Device:
+        device = self.store.device(device_id)
+        if device is None:
+            raise TwinError(twin.NOT_FOUND, reason)
+        return device
+
+    def _update(self, device: Device, changes: dict[str, twin.PropUpdate | None], event_id: str) -> list[Publication]:
         current = self.store.twins(device.id)
         model_types = self._model_types(device)
         now = twin.now_ms()
@@ -87,51 +107,81 @@ class DeviceTwin:
             before = current.get(prop)
             if change is None:
                 if before is None:
-                    raise TwinError(twin.BAD_REQUEST, f"{prop}: there is no such property to delete")
+                    raise TwinError(twin.BAD_REQUEST, "the request body is wrong")  # KubeEdge's words
                 if not before.optional:
                     raise TwinError(twin.BAD_REQUEST, f"{prop}: the property is not optional and cannot be deleted")
                 deletes.append(prop)
                 changed[prop] = (shown(before), None)
                 results[prop] = None
                 continue
-            kind = (before.kind if before else None) or model_types.get(prop) or change.kind or "string"
-            base = before or Twin(prop, kind=kind, optional=True if change.optional is None else change.optional)
-            after = base
-            if change.actual is not None:
-                after = after.but(actual=twin.check_value(change.actual, kind, prop), actual_ts=now,
-                                  edge_version=after.edge_version + 1)
-                if after.expected is not None and after.actual == after.expected:
-                    after = after.but(acked_version=after.cloud_version)
-            if change.expected is not None:
-                after = after.but(expected=twin.check_value(change.expected, kind, prop), expected_ts=now)
+            after = self._changed(prop, before, change, model_types.get(prop), now)
+            if after is None:
+                continue  # nothing to change: KubeEdge leaves it out of the result and the document
             writes.append(after)
             changed[prop] = (shown(before) if before else None, shown(after))
-            results[prop] = shown(after)
+            if before is None:
+                results[prop] = shown(after)
+            else:
+                results[prop] = twin.entry(change.expected, now, change.actual, now, after.kind, after.optional,
+                                           set_only=True)
         for t in writes:
             self.store.put_twin(device.id, t)
             current[t.prop] = t
         for prop in deletes:
             self.store.remove_twin(device.id, prop)
             current.pop(prop, None)
-        self.dirty.add(device.id)
         base_topic = (device.namespace, device.name)
-        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results), qos=0),
-               Publication(topics.device(*base_topic, "twin/update/document"), twin.document(event_id, changed),
-                           qos=0)]
+        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results), qos=0)]
+        if changed:
+            self.dirty.add(device.id)
+            out.append(Publication(topics.device(*base_topic, "twin/update/document"),
+                                   twin.document(event_id, changed), qos=0))
         return out + self._delta(device, current)
 
+    @staticmethod
+    def _changed(prop: str, before: Twin | None, change: twin.PropUpdate, model_type: str | None,
+                 now: int) -> Twin | None:
+        """The property after ``change`` (None: unchanged), its values checked against its type.
+
+        An existing property keeps its type (KubeEdge ignores a type the device sends for it); a new one
+        takes the DeviceModel's, else the device's, else string."""
+        if before is None:
+            kind = model_type or (change.kind if change.kind is not None else "string")
+            if kind not in twin.TYPES - {"deleted"}:
+                raise TwinError(twin.BAD_REQUEST, twin.REASON_TYPE)
+            base = Twin(prop, kind=kind, optional=True if change.optional is None else change.optional)
+        else:
+            base = before
+        for value in (change.expected, change.actual):  # expected first, as KubeEdge checks them
+            if value is not None:
+                twin.check_value(value, base.kind)
+        after = base
+        if before is not None and change.optional is False and before.optional:
+            after = after.but(optional=False)  # KubeEdge lets a device make an optional property required only
+        if change.actual is not None:
+            after = after.but(actual=change.actual, actual_ts=now, edge_version=after.edge_version + 1)
+            if after.expected is not None and after.actual == after.expected:
+                after = after.but(acked_version=after.cloud_version)
+        if change.expected is not None:
+            after = after.but(expected=change.expected, expected_ts=now)
+        return None if after == before else after
+
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
-        state = twin.parse_state(obj)
-        last_online = rfc3339(twin.now_ms() / 1000) if state in ONLINE_STATES else device.last_online
+        sent = twin.parse_state(obj)
+        state = sent.lower()
+        online = state in ONLINE_STATES
+        last_online = rfc3339(twin.now_ms() / 1000) if online else device.last_online
         self.store.set_state(device.id, state, last_online)
         self.dirty.add(device.id)
+        # KubeEdge answers with the state as sent and a last online time only when the device is online now.
         return [Publication(topics.device(device.namespace, device.name, "state/update/result"),
-                            twin.state_result(device.name, state, last_online), qos=0)]
+                            twin.state_result(device.name, sent, last_online if online else ""), qos=0)]
 
     def membership_get(self, payload: bytes) -> list[Publication]:
         topic = topics.membership(self.node, "get/result")
         try:
-            event_id = twin.event_id_of(twin.loads(payload))
+            event_id = twin.event_id_of(_loads(payload, lambda why: twin.get_unmarshal("get membership", payload,
+                                                                                       why)))
         except TwinError as exc:
             self.refused += 1
             return [Publication(topic, twin.error("", exc.code, exc.reason), qos=0)]
@@ -139,21 +189,28 @@ class DeviceTwin:
                    for d in self.store.devices()]
         return [Publication(topic, twin.membership_get_result(event_id, devices), qos=0)]
 
-    def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = ()) -> list[Publication]:
+    def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = (),
+               retyped: bool = False) -> list[Publication]:
         """The retained delta: set while some expected value differs from the actual one, cleared after.
 
         Published only when it changes (what differs, not when): a device reporting readings with no
-        desired value outstanding costs no delta traffic at all."""
+        desired value outstanding costs no delta traffic at all. ``retyped``: a twin's type changed, so a
+        delta still set goes out again (a device that connects later would read the old type in it)."""
         payload = twin.delta({k: shown(t) for k, t in twins.items()}, removed)
         differing = payload["delta"] if payload is not None else None
-        if device.id in self._last_delta and self._last_delta[device.id] == differing:
+        same = device.id in self._last_delta and self._last_delta[device.id] == differing
+        if same and not (retyped and differing is not None):
             return []
         self._last_delta[device.id] = differing
         topic = topics.device(device.namespace, device.name, "twin/update/delta")
         return [Publication(topic, payload, qos=1, retain=True)]
 
     def _model_types(self, device: Device) -> dict[str, str]:
-        model = self.store.model(f"{device.namespace}/{device.model}") if device.model else None
+        return self._types_of(device.namespace, device.model)
+
+    def _types_of(self, namespace: str, model_name: str | None) -> dict[str, str]:
+        """Twin type per property of a DeviceModel in the store ({} when it has not arrived)."""
+        model = self.store.model(f"{namespace}/{model_name}") if model_name else None
         if model is None:
             return {}
         return {name: twin.MODEL_TYPES.get(prop.type, "string")
@@ -171,12 +228,35 @@ class DeviceTwin:
                 if obj is not None:
                     DeviceModel.parse(obj)
                 self.store.put_model(f"{key.namespace}/{key.name}", obj)
-                return []
+                return self._model_arrived(str(key.namespace), key.name)
             return self._on_device(key, None if obj is None else DeviceObject.parse(obj))
         except BodyError as exc:
             self.refused += 1
             log.warning("refused %s from the cloud: %s", key, exc)
             return []
+
+    def _model_arrived(self, namespace: str, name: str) -> list[Publication]:
+        """Re-type the twins of the model's devices: a Device may arrive before its model, or the model change."""
+        types = self._types_of(namespace, name)
+        out: list[Publication] = []
+        for device in self.store.devices():
+            if device.namespace == namespace and device.model == name:
+                twins = self.store.twins(device.id)
+                if self._retype(device.id, twins, types):
+                    out += self._delta(device, twins, retyped=True)
+        return out
+
+    def _retype(self, device_id: str, twins: dict[str, Twin], types: dict[str, str]) -> bool:
+        """Give each twin its type: the Device's ``desired.metadata.type``, else the DeviceModel's, else the one
+        it has (the device's own, or string). Whether any changed."""
+        changed = False
+        for name, t in twins.items():
+            kind = t.declared_kind or types.get(name) or t.kind
+            if kind != t.kind:
+                twins[name] = t.but(kind=kind)
+                self.store.put_twin(device_id, twins[name])
+                changed = True
+        return changed
 
     def _on_device(self, key: ResourceKey, obj: DeviceObject | None) -> list[Publication]:
         device_id = f"{key.namespace}/{key.name}"
@@ -186,26 +266,43 @@ class DeviceTwin:
                 return []
             self.store.remove_device(device_id)
             self.dirty.discard(device_id)
-            gone = twin.membership_device(device_id, existing.name, existing.description, existing.state,
-                                          existing.last_online)
+            self.reports.forget(device_id)
+            # KubeEdge's edge announces the device as the cloud named it: id, name and description only.
+            gone = twin.membership_device(device_id, existing.name, existing.description)
             return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
                     Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
                                 retain=True)]
+        self._check_desired(obj, self._types_of(str(key.namespace), obj.model))
+        # A new device has no state until it reports one (KubeEdge leaves it out of membership answers).
         device = Device(device_id, str(key.namespace), key.name, description=obj.description, model=obj.model or "",
-                        state=existing.state if existing else "unknown",
-                        last_online=existing.last_online if existing else "")
+                        state=existing.state if existing else "",
+                        last_online=existing.last_online if existing else "",
+                        report=ReportPolicy(obj.state_report, {p.name: p.report for p in obj.properties}))
         self.store.put_device(device)
+        if existing is not None and existing.report != device.report:
+            self.dirty.add(device_id)  # what the cloud may see changed: send the status it allows now
         rv = obj.meta.resource_version or ""
         # ASCII digits that fit SQLite's INTEGER: "²".isdigit() is true but int("²") raises, and a larger
         # number does not fit the store's column; any other version counts as 0.
         version = int(rv) if rv.isascii() and rv.isdigit() and int(rv) < 2**63 else 0
-        twins, removed = self._apply_desired(device, obj.properties, version)
+        twins, removed, retyped = self._apply_desired(device, obj.properties, version)
         out: list[Publication] = []
         if existing is None:
-            added = twin.membership_device(device_id, device.name, device.description, device.state,
-                                           device.last_online, {k: shown(t) for k, t in twins.items()})
+            added = twin.membership_device(device_id, device.name, device.description)
             out.append(Publication(topics.membership(self.node, "updated"), twin.membership_updated([added], [])))
-        return out + self._delta(device, twins, removed)
+        return out + self._delta(device, twins, removed, retyped)
+
+    @staticmethod
+    def _check_desired(obj: DeviceObject, types: dict[str, str]) -> None:
+        """Refuse a Device whose desired value is not of its property's type (the Device's, else the model's)."""
+        for index, prop in enumerate(obj.properties):
+            kind = prop.desired_type or types.get(prop.name) or "string"
+            if prop.desired is None:
+                continue
+            why = twin.type_error(prop.desired, kind)
+            if why is not None:
+                raise BodyError(f"body.spec.properties[{index}].desired.value", f"is {prop.desired[:40]!r}, not "
+                                                                                 f"of type {kind}: {why}")
 
     def replace_devices(self, objects: dict[ResourceKey, dict[str, Any]]) -> list[Publication]:
         """Take MetaManager's full list: apply every model and device, drop the devices it no longer has."""
@@ -219,20 +316,29 @@ class DeviceTwin:
         return out
 
     def _apply_desired(self, device: Device, properties: tuple[DeviceProperty, ...],
-                       version: int) -> tuple[dict[str, Twin], tuple[str, ...]]:
+                       version: int) -> tuple[dict[str, Twin], tuple[str, ...], bool]:
         twins = self.store.twins(device.id)
-        types = self._model_types(device)
         now = twin.now_ms()
+        declared = {prop.name: prop.desired_type or "" for prop in properties}
+        for name, t in list(twins.items()):
+            if t.declared_kind != declared.get(name, ""):
+                twins[name] = t.but(declared_kind=declared.get(name, ""))
+                self.store.put_twin(device.id, twins[name])
+        for prop in properties:
+            # A type without a value still makes the twin, so that a device reading it sees the type.
+            if prop.name not in twins and prop.desired is None and prop.desired_type:
+                twins[prop.name] = Twin(prop.name, optional=False, declared_kind=prop.desired_type)
+                self.store.put_twin(device.id, twins[prop.name])
         wanted = {prop.name: prop.desired for prop in properties if prop.desired is not None}
         for name, value in wanted.items():
-            before = twins.get(name) or Twin(name, kind=types.get(name, "string"), optional=False)
+            before = twins.get(name) or Twin(name, optional=False, declared_kind=declared[name])
             if before.expected != value or not before.desired_by_cloud:
-                after = before.but(expected=value, expected_ts=now, cloud_version=version, desired_by_cloud=True,
-                                   kind=types.get(name, before.kind))
+                after = before.but(expected=value, expected_ts=now, cloud_version=version, desired_by_cloud=True)
                 if after.actual == value:
                     after = after.but(acked_version=version)
                 self.store.put_twin(device.id, after)
                 twins[name] = after
+        retyped = self._retype(device.id, twins, self._model_types(device))
         removed = []
         for name, t in list(twins.items()):
             if t.desired_by_cloud and name not in wanted:
@@ -240,29 +346,22 @@ class DeviceTwin:
                 after = t.but(expected=None, expected_ts=0, desired_by_cloud=False)
                 self.store.put_twin(device.id, after)
                 twins[name] = after
-        return twins, tuple(removed)
+        return twins, tuple(removed), retyped
 
     # -- news for the cloud ----------------------------------------------------------------
 
     def take_reports(self) -> list[tuple[ResourceKey, dict[str, Any]]]:
-        """The status of every device that changed since the last call, as the Device status wants it."""
+        """The status of every device that changed since the last call, as the Device status wants it (what its
+        reportToCloud and reportCycle let through; a device whose newer value waits for its cycle stays dirty)."""
         reports = []
+        waiting = set()
         for device_id in sorted(self.dirty):
             device = self.store.device(device_id)
             if device is None:
                 continue
-            status: dict[str, Any] = {"state": device.state, "twins": []}
-            if device.last_online:
-                status["lastOnlineTime"] = device.last_online
-            for t in self.store.twins(device_id).values():
-                entry: dict[str, Any] = {"propertyName": t.prop}
-                if t.actual is not None:
-                    entry["reported"] = {"value": t.actual, "metadata": {"timestamp": str(t.actual_ts),
-                                                                         "type": t.kind}}
-                if t.desired_by_cloud and t.acked_version:
-                    entry["observedDesired"] = {"value": t.expected or "",
-                                                "metadata": {"version": str(t.acked_version)}}
-                status["twins"].append(entry)
+            status, pending = self.reports.status(device, self.store.twins(device_id).values())
+            if pending:
+                waiting.add(device_id)
             reports.append((ResourceKey(device.namespace, DEVICESTATUS, device.name), status))
-        self.dirty.clear()
+        self.dirty = waiting
         return reports

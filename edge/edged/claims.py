@@ -7,10 +7,9 @@ node, the pod waits (ClaimWaiting, with the claim named); a volume of another ty
 local volume meant for another node, is refused (ClaimRefused, with the reason), since
 waiting would not change it.
 
-Directories only (volumeMode Filesystem): a hostPath volume of type "" or
-DirectoryOrCreate is made when missing, as kubelet makes it; one of type Directory, and
-a local volume (the administrator's disk), must exist (``must_exist``). The other
-hostPath types (files, sockets, devices) are refused.
+volumeMode Filesystem only. A hostPath volume's ``type`` is checked (or the path made) on the host when the
+pod's volumes are set up, by the rule of plain hostPath volumes (hostpaths.py); a local volume (the
+administrator's disk) must exist as a directory.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edge.edged.hostpaths import HOST_PATH_TYPES
 from edge.errors import EdgeError
 from schemas.fields import BodyError
 from schemas.kinds import PVC
@@ -26,7 +26,6 @@ from schemas.resource import ResourceKey
 from schemas.volumeclaims import Claim, Volume
 
 MOUNTABLE = ("hostPath", "local")
-HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory")
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 Lookup = Callable[[ResourceKey], dict[str, Any] | None]
@@ -47,7 +46,7 @@ class ClaimedVolume:
     source_type: str  # hostPath or local
     path: str
     read_only: bool
-    must_exist: bool  # not made here when missing
+    host_path_type: str = ""  # of a hostPath volume (hostpaths.py)
 
 
 def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, lookup: Lookup) -> ClaimedVolume:
@@ -84,8 +83,8 @@ def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, loo
         raise ClaimRefused(f'{where}: persistentvolume "{pv.meta.name}" has volumeMode {pv.volume_mode}; this node '
                            "mounts Filesystem volumes only")
     if pv.source_type == "hostPath" and (pv.host_path_type or "") not in HOST_PATH_TYPES:
-        raise ClaimRefused(f'{where}: persistentvolume "{pv.meta.name}" is a hostPath of type {pv.host_path_type}; '
-                           'this node mounts directories (type "", Directory or DirectoryOrCreate)')
+        raise ClaimRefused(f'{where}: persistentvolume "{pv.meta.name}" is a hostPath of type {pv.host_path_type}, '
+                           f"which is not a hostPath type ({', '.join(t for t in HOST_PATH_TYPES if t)} or none)")
     if pv.source_type == "local":
         if not pv.node_selector_terms:
             raise ClaimRefused(f'{where}: local persistentvolume "{pv.meta.name}" has no nodeAffinity')
@@ -96,8 +95,8 @@ def claimed_volume(volume_name: str, source: Any, namespace: str, node: str, loo
         if not fits:
             raise ClaimRefused(f'{where}: local persistentvolume "{pv.meta.name}" has a nodeAffinity that does not '
                                f"include node {node}")
-    must_exist = pv.source_type == "local" or pv.host_path_type == "Directory"
-    return ClaimedVolume(claim_key, volume_key, pv.source_type, pv.path, bool(source.get("readOnly")), must_exist)
+    return ClaimedVolume(claim_key, volume_key, pv.source_type, pv.path, bool(source.get("readOnly")),
+                         pv.host_path_type or "")
 
 
 def node_matches(terms: list[dict[str, Any]], node: str, labels: Mapping[str, str]) -> bool:

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.edged.events import EventRecorder, NodeEvents
 from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
 from edge.edged.machine import Reserve, Usage, allocatable
-from edge.edged.node import NodeFacts, node_object, node_status
+from edge.edged.node import NodeFacts, local_machine, node_object, node_status
 from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.tokens import TokenFetchError, TokenKeeper
@@ -32,6 +33,7 @@ from runtime.connection import PublishTimeout
 from schemas import kinds, topics
 from schemas.componentstatus import ComponentStatus
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.events import KubeEvent
 from schemas.fields import BodyError
 from schemas.kubeobj import ConfigObject, ObjectMeta, Pod
 from schemas.reports import PodStatusReport
@@ -79,10 +81,13 @@ class EdgeD:
         self.bus = bus
         volumes = Volumes(Path(settings.data_dir))
         self.tokens = TokenKeeper(self._fetch_token, volumes.pod_dir)
+        self.events = EventRecorder(settings.node, self._send_event, counters=bus.counters)
+        self.node_events = NodeEvents(self.events, Path(settings.data_dir) / "boot_id")
         self.kubelet = Kubelet(settings.node, self.runtime, volumes, self._report, workers=settings.pod_workers,
                                tokens=self.tokens, downward_allocatable=node_allocatable(Path(settings.data_dir)),
                                counters=bus.counters, allocatable=self._allocatable,
-                               facts=HostFacts.detect(settings.seccomp_dir, settings.resolv_conf))
+                               facts=HostFacts.detect(settings.seccomp_dir, settings.resolv_conf), events=self.events)
+        self.events.resource_version = self.kubelet.resource_version  # the pods' are the kubelet's
         self._early: list[Envelope] = []  # forwards that arrived while a list was running
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
@@ -100,6 +105,8 @@ class EdgeD:
         self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
         self.bus.handle(topics.status("edgehub"), self.on_edgehub_status)
         self.bus.on_session_lost(self.on_session_lost)
+        self.events.start()
+        self.node_events.starting(local_machine().boot_id)
         self.kubelet.start()
         for thread in self._threads:
             thread.start()
@@ -108,6 +115,7 @@ class EdgeD:
         self._stop.set()
         self._register.set()  # wakes the node-status thread so it can see the stop
         self.kubelet.stop()
+        self.events.stop()
         self.runtime.close()
 
     # -- desired state ---------------------------------------------------------------
@@ -250,6 +258,11 @@ class EdgeD:
                                                                                  key.name), body=body)
         self.bus.publish(topics.to_cloud(), envelope, timeout=10)
 
+    def _send_event(self, event: KubeEvent) -> None:
+        """An Event to the cloud, through EdgeHub's outbox (events.py's thread calls this)."""
+        envelope = self.bus.envelope(Group.RESOURCE, Op.UPDATE, res=event.key(), body=event.as_body())
+        self.bus.publish(topics.to_cloud(), envelope, timeout=10)
+
     def _disk_full(self) -> str | None:
         """Why the node's stores refuse writes (they share this data directory's disk), or None."""
         try:
@@ -286,14 +299,15 @@ class EdgeD:
                 if self._register.is_set():
                     self._register.clear()
                     obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full, facts=facts)
+                    status = obj["status"]
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
                 else:
+                    status = node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full, facts=facts)
                     self.bus.publish(topics.to_cloud(), self.bus.envelope(
                         Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
-                        body={"status": node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full,
-                                                    facts=facts)}),
-                        timeout=10)
+                        body={"status": status}), timeout=10)
+                self.node_events.status({c["type"]: c["status"] for c in status["conditions"]})
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
             self._register.wait(self.settings.node_status_s)

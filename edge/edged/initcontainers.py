@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from edge.edged.podspec import ContainerPlan, PodPlan
 from edge.edged.runtime import Observed
+from edge.restarts import restarts as policy_restarts
+from edge.restarts import restarts_on
 
 
 def succeeded(observed: Observed | None) -> bool:
@@ -29,9 +31,7 @@ def next_init(plan: PodPlan, latest: dict[str, Observed]) -> ContainerPlan | Non
 
 def restarts(container: ContainerPlan, restart_policy: str, exit_code: int) -> bool:
     """Whether a container that ended with ``exit_code`` is started again."""
-    if container.init:
-        return exit_code != 0 and restart_policy != "Never"
-    return restart_policy == "Always" or (restart_policy == "OnFailure" and exit_code != 0)
+    return policy_restarts(restarts_on(restart_policy, container.init), exit_code)
 
 
 def runs_again(plan: PodPlan, latest: dict[str, Observed]) -> bool:

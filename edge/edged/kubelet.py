@@ -23,18 +23,21 @@ from typing import Any
 from edge.edged import hooks
 from edge.edged.admission import Admission, check_limits, pod_requests
 from edge.edged.containeractions import ContainerActions
+from edge.edged.events import EVERY_PASS_S, EventRecorder, config_wait_event
 from edge.edged.hostfacts import HostFacts
+from edge.edged.hostpaths import MountFailed
 from edge.edged.initcontainers import next_init, runs_again
 from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podfields import FieldRefused
-from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod
-from edge.edged.podworker import PodWorker, newest_attempts, running_containers
+from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod, podman_pod_name
+from edge.edged.podworker import PodWorker, newest_attempts, previous_attempts, running_containers, superseded
 from edge.edged.projection import NodeSide, node_allocatable
 from edge.edged.runtime import ContainerRuntimeError, Observed, PodmanRuntime
 from edge.edged.status import deleted_status, failed_status, pod_status, waiting_status
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
+from edge.restarts import restarts, restarts_on
 from runtime.counters import Counters
 from runtime.metrics import REFUSED_FIELD
 from schemas.kinds import PV
@@ -56,13 +59,15 @@ class Kubelet:
     def __init__(self, node: str, runtime: PodmanRuntime, volumes: Volumes, report: StatusSink,
                  *, host_ip: str = "", workers: int = 8, tokens: TokenKeeper | None = None,
                  downward_allocatable: Mapping[str, float] | None = None, facts: HostFacts | None = None,
-                 counters: Counters | None = None, allocatable: Callable[[], dict[str, str]] = capacity) -> None:
+                 counters: Counters | None = None, allocatable: Callable[[], dict[str, str]] = capacity,
+                 events: EventRecorder | None = None) -> None:
         self.node = node
+        self.events = events or EventRecorder(node)
         self.runtime = runtime
         self.volumes = volumes
         self.report = report
         self.host_ip = host_ip or node_host_ip()
-        self.containers = ContainerActions(runtime, volumes, self.host_ip, self._lookup)
+        self.containers = ContainerActions(runtime, volumes, self.host_ip, self._lookup, self.events)
         self.tokens = tokens
         # What a missing limit reads as in the downward API (projection.py), and where tokens come from.
         self.node_side = NodeSide(self.host_ip, node_allocatable(Path("/")) if downward_allocatable is None
@@ -71,6 +76,7 @@ class Kubelet:
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
         self._workers: dict[str, PodWorker] = {}  # by pod UID
+        self._restored = False  # the first pass after a start checks that the pods podman keeps still run
         self._deleted_grace: dict[str, int] = {}
         self._pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
         self._used: set[ResourceKey] = set()
@@ -146,6 +152,12 @@ class Kubelet:
         with self._lock:
             return self._config.get(key)
 
+    def resource_version(self, key: ResourceKey) -> str | None:
+        """The resourceVersion of the desired pod ``key`` (an event's involvedObject names it)."""
+        with self._lock:
+            pod = self._pods.get(key)
+        return None if pod is None else meta(pod).resource_version
+
     # -- the loop -----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -177,6 +189,15 @@ class Kubelet:
                 log.exception("sync pass failed")
 
     def sync_once(self) -> None:
+        with self._lock:
+            desired = dict(self._pods)
+        # A pod new to this pass starts at once, its worker reading podman for that pod alone: the list of the
+        # whole node below waits on every container podman is creating or starting (seconds, in a burst).
+        for key, pod in desired.items():
+            uid = meta(pod).uid or ""
+            if uid not in self._workers:
+                worker = self._workers[uid] = PodWorker(key, uid)
+                worker.busy = self._pool.submit(self._sync_new_pod, worker, pod)
         # Only workers idle before podman is listed may act on the listing: one that finished a create after
         # it would be handed a list without its new container and create it again under the next name.
         busy_before = {uid for uid, w in self._workers.items() if w.busy is not None and not w.busy.done()}
@@ -185,19 +206,36 @@ class Kubelet:
         by_uid: dict[str, list[Observed]] = {}
         for o in observed:
             by_uid.setdefault(o.pod_uid, []).append(o)
-        with self._lock:
-            desired = dict(self._pods)
+        lost = self._lost_sandboxes(podman_pods, by_uid,
+                                    {meta(p).uid or "": restart_policy(p) for p in desired.values()})
         wanted_uids: set[str] = set()
-        for key, pod in desired.items():
+        for pod in desired.values():
             uid = meta(pod).uid or ""
             wanted_uids.add(uid)
-            worker = self._workers.get(uid)
-            if worker is None:
-                worker = self._workers[uid] = PodWorker(key, uid)
+            worker = self._workers[uid]
+            if uid in lost and ((pod.get("spec") or {}).get("restartPolicy") != "Never"
+                                or not any(o.running for o in by_uid.get(uid, []))):
+                worker.remake = True  # (under Never, a container that was running when killed is not run again)
             if uid not in busy_before and (worker.busy is None or worker.busy.done()):
                 worker.busy = self._pool.submit(self._sync_pod_safely, worker, pod, by_uid.get(uid, []),
                                                 podman_pods)
         self._remove_orphans(wanted_uids, by_uid, podman_pods, busy_before)
+
+    def _lost_sandboxes(self, podman_pods: dict[str, str], by_uid: dict[str, list[Observed]],
+                        policies: Mapping[str, str]) -> set[str]:
+        """At the first pass after EdgeD starts: the UIDs of the desired pods (``policies``: UID -> restartPolicy)
+        that have not ended whose sandbox is gone while podman calls it running (EdgeD and podman killed with
+        the pods' conmons: see PodmanRuntime.sandbox_lost); podman would refuse to start them for ever. Each is
+        made again, which also removes its network namespace."""
+        if self._restored:
+            return set()
+        lost = {uid for name, uid in podman_pods.items()  # a pod that has ended is left as it ended
+                if uid in policies and not ended(policies[uid], by_uid.get(uid, []))
+                if self.runtime.sandbox_lost(name)}
+        self._restored = True
+        for uid in lost:
+            log.info("pod uid %s: its sandbox died unrecorded by podman; making the pod again", uid)
+        return lost
 
     def _remove_orphans(self, wanted: set[str], by_uid: dict[str, list[Observed]], podman_pods: dict[str, str],
                         busy_before: set[str]) -> None:
@@ -236,6 +274,18 @@ class Kubelet:
         except ContainerRuntimeError as exc:
             log.warning("could not remove pod %s: %s", podman_name, exc)
 
+    def _sync_new_pod(self, worker: PodWorker, pod: dict[str, Any]) -> None:
+        """A pod's first pass, on what podman holds of that pod alone (all of it, after a restart of EdgeD)."""
+        found = meta(pod)
+        podman_name = podman_pod_name(found.namespace or "", found.name or "")
+        try:
+            observed = self.runtime.containers(worker.uid)
+            uid = self.runtime.pod_uid(podman_name)
+        except ContainerRuntimeError as exc:
+            log.warning("pod %s: %s", worker.key, exc)  # the next pass lists the node and tries again
+            return
+        self._sync_pod_safely(worker, pod, observed, {} if uid is None else {podman_name: uid})
+
     def _sync_pod_safely(self, worker: PodWorker, pod: dict[str, Any], observed: list[Observed],
                          podman_pods: dict[str, str]) -> None:
         try:
@@ -266,6 +316,8 @@ class Kubelet:
         except ConfigError as exc:
             if meta(pod).deletion_timestamp:  # what it mounted may be gone first (kubectl delete namespace)
                 return self._terminate_unplanned(worker, pod, start_time, newest_attempts(observed))
+            self.events.pod(worker.key, worker.uid, *config_wait_event(pod, exc, self._lookup),
+                            warning=True, every_s=EVERY_PASS_S)
             return waiting_status(pod, exc.reason, exc.message, self.host_ip, start_time)
         except FieldRefused as exc:
             return self._refused(worker, exc, start_time)
@@ -287,7 +339,19 @@ class Kubelet:
             return failed_status(rejection.reason, rejection.message, self.host_ip, start_time)
 
         if fresh:  # planning again means something changed: files are written again
-            self.volumes.prepare(plan)
+            try:
+                self.volumes.prepare(plan)
+            except MountFailed as exc:
+                if not observed:  # kubelet's FailedMount: the pod waits, and the next pass tries again
+                    self.events.pod(plan.key, plan.uid, "FailedMount", str(exc), warning=True, every_s=EVERY_PASS_S)
+                    return waiting_status(pod, "ContainerCreating", str(exc), self.host_ip, start_time)
+                # Set up when the pod started; kubelet does not check a mounted volume again (a socket whose
+                # daemon restarts is not the running pod's failure).
+                log.warning("pod %s: %s", plan.key, exc)
+            except OSError as exc:
+                self.events.pod(plan.key, plan.uid, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True,
+                                every_s=EVERY_PASS_S)
+                raise
             worker.plan, worker.plan_signature = plan, signature
         if (latest and podman_pods.get(plan.podman_name) == plan.uid and runs_again(plan, latest)
                 and not self.runtime.sandbox_running(plan.podman_name)):
@@ -298,6 +362,7 @@ class Kubelet:
                 self.runtime.remove_pod(plan.podman_name, plan.grace_s)
             self.runtime.create_pod(plan)
             worker.pod_started = worker.remake = False
+            worker.pod_ip = ""
             observed, latest = [], {}
         if any(o.started_at > 0 for o in observed):  # a pod start would start its ended containers again
             worker.pod_started = True
@@ -311,10 +376,13 @@ class Kubelet:
                 log.info("pod %s: container %s changed; replacing it", plan.key, container.name)
                 if current.running:
                     self.containers.kill(plan, container, current.id, plan.grace_s)
-                self.runtime.remove_container(current.id)
+                if not current.started_at:  # one that never ran is no one's previous instance
+                    self.runtime.remove_container(current.id)
+                book.last_terminated = None  # the replaced one is the last state now (read from podman)
                 new_id = self.containers.create(plan, container, book, current.attempt + 1)
                 if new_id:
                     created[new_id] = container
+                    self._drop(superseded(observed, container.name, current.attempt))
                 continue
             if current is None:
                 new_id = self.containers.create(plan, container, book, 0)
@@ -329,28 +397,55 @@ class Kubelet:
                 new_id = self.containers.maybe_restart(plan, container, book, current, now)
                 if new_id:
                     created[new_id] = container
+                    self._drop(superseded(observed, container.name, current.attempt))  # current is kept
             elif current.state in ("created", "configured", "initialized"):
                 created[current.id] = container
         if created:
             if not worker.pod_started:
-                self.runtime.start_pod(plan.podman_name)
+                try:
+                    self.runtime.start_pod(plan.podman_name)
+                except ContainerRuntimeError:
+                    # As kubelet makes a new sandbox when one fails: a sandbox whose start a killed podman cut
+                    # short fails every later start the same way (CNI finds its address taken, by itself).
+                    worker.remake = True
+                    raise
                 worker.pod_started = True
             else:
                 for container_id in created:
                     self.runtime.start_container(container_id)
             for container_id, container in created.items():
+                self.events.container(plan, container, "Started", f"Started container {container.name}")
                 self.containers.post_start(plan, container, worker.book(container.name), container_id)
-            self._kick.set()  # the next pass sees them running and reports it, without another list here
+            # This pod's containers read again, so that the status reported now says Running. Left to the next
+            # pass, that report queued in the pool behind every other pod's create: of 100 pods created at once,
+            # none was reported Running until the last was made (35 s on a loaded 2-core machine).
+            observed = self.runtime.containers(plan.uid)
+            latest = newest_attempts(observed)
+            self._kick.set()  # an init container that ends at once lets the next one start without a period's wait
         elif observed:
             worker.pod_started = True
+        previous = previous_attempts(observed)
         init_views = [self.containers.view(plan, c, worker.book(c.name), latest.get(c.name),
-                                           initializing=pending_init is not None and c is not pending_init)
+                                           initializing=pending_init is not None and c is not pending_init,
+                                           previous=previous.get(c.name))
                       for c in plan.init_containers]
         views = [self.containers.view(plan, c, worker.book(c.name), latest.get(c.name),
-                                      initializing=pending_init is not None)
+                                      initializing=pending_init is not None, previous=previous.get(c.name))
                  for c in plan.containers]
-        return pod_status(plan.restart_policy, views, pod_ip=self.containers.pod_address(plan),
+        return pod_status(plan.restart_policy, views, pod_ip=self._pod_ip(worker, plan),
                           host_ip=self.host_ip, start_time=start_time, since=start_time, init_views=init_views)
+
+    def _drop(self, instances: list[Observed]) -> None:
+        """Remove dead instances no one needs: the kubelet keeps one previous instance per container."""
+        for instance in instances:
+            self.runtime.remove_container(instance.id)
+
+    def _pod_ip(self, worker: PodWorker, plan: PodPlan) -> str:
+        """The pod's address, asked of podman (two calls) until it has one, then kept while its sandbox lives: a
+        pass every second over 100 running pods asked podman 200 times a second for addresses that never change."""
+        if not worker.pod_ip:
+            worker.pod_ip = self.containers.pod_address(plan)
+        return worker.pod_ip
 
     def _refused(self, worker: PodWorker, exc: FieldRefused, start_time: str) -> dict[str, Any]:
         """A field this node does not honour: the pod fails, and the field is counted once per pod."""
@@ -378,12 +473,26 @@ class Kubelet:
                    latest: dict[str, Observed]) -> dict[str, Any]:
         if not worker.terminated:
             log.info("pod %s is being deleted: stopping it with %d s grace", plan.key, plan.grace_s)
+            for _, container in running_containers(plan, latest):
+                self.events.container(plan, container, "Killing", f"Stopping container {container.name}")
             hooks.remove_pod(self.runtime, plan.podman_name, running_containers(plan, latest), plan.grace_s,
                              lambda: self.containers.pod_address(plan))
             worker.terminated = True
         return deleted_status(plan.restart_policy, [(c.name, c.image) for c in plan.containers],
                               host_ip=self.host_ip, start_time=start_time,
                               init_containers=[(c.name, c.image) for c in plan.init_containers])
+
+
+def restart_policy(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+
+
+def ended(policy: str, observed: list[Observed]) -> bool:
+    """Whether a pod has ended for good: every container's newest instance finished, and none is started again
+    under ``policy``. One whose containers all ended but restart (the cut's SIGKILL recorded, exit 137, under
+    Always) still needs its sandbox: left alone, each restart failed on the dead one's namespaces, for ever."""
+    latest = newest_attempts(observed).values()
+    return bool(latest) and all(o.finished and not restarts(restarts_on(policy, False), o.exit_code) for o in latest)
 
 
 def _orphan_key(podman_name: str) -> ResourceKey:

@@ -101,14 +101,18 @@ POD_SPEC: dict[str, FieldRule] = {
     "terminationGracePeriodSeconds": honoured("the stop timeout of the containers"),
     "tolerations": control_plane("the scheduler and the taint manager"),
     "topologySpreadConstraints": control_plane("the scheduler places the pod"),
-    "volumes": honoured("configMap, secret, projected, downwardAPI, emptyDir, hostPath, persistentVolumeClaim; "
-                        "other types refused by podspec.py"),
+    "volumes": honoured("configMap, secret, projected, downwardAPI, emptyDir (a Memory one a tmpfs per pod volume "
+                        "that all its containers share, sized as kubelet sizes it: memorydirs.py), hostPath (every "
+                        "type checked or made as kubelet does: hostpaths.py), persistentVolumeClaim; other types "
+                        "refused by podspec.py"),
 }
 
 CONTAINER: dict[str, FieldRule] = {
     "args": honoured("podman command"),
     "command": honoured("podman entrypoint"),
-    "env": honoured("value, configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef (projection.py)"),
+    "env": honoured("value, configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef (projection.py); "
+                    "status.podIP/podIPs: the pod's sandbox starts first, and its address is set when the "
+                    "container is created (containeractions.py)"),
     "envFrom": honoured("configMapRef, secretRef, prefix"),
     "image": honoured("pulled as imagePullPolicy says"),
     "imagePullPolicy": honoured("Always, IfNotPresent, Never"),
@@ -169,8 +173,8 @@ SECURITY_CONTEXT: dict[str, FieldRule] = {
 
 POD_SECURITY_CONTEXT: dict[str, FieldRule] = {
     "appArmorProfile": SECURITY_CONTEXT["appArmorProfile"],
-    "fsGroup": honoured("group of the files of emptyDir, configMap, secret, projected, downwardAPI and local PV "
-                        "volumes (setgid directories) and a supplemental group; refused with a Memory emptyDir"),
+    "fsGroup": honoured("group of the files of emptyDir (disk and Memory), configMap, secret, projected, "
+                        "downwardAPI and local PV volumes (setgid directories) and a supplemental group"),
     "fsGroupChangePolicy": honoured("Always and OnRootMismatch both end with the volume owned by fsGroup"),
     "runAsGroup": SECURITY_CONTEXT["runAsGroup"],
     "runAsNonRoot": SECURITY_CONTEXT["runAsNonRoot"],

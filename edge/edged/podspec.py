@@ -20,23 +20,25 @@ from edge.edged import podfields
 from edge.edged.claims import ClaimRefused, ClaimWaiting, claimed_volume
 from edge.edged.handlerspec import Handler, HandlerSpecError, Probe, named_ports, read_handler, read_probe
 from edge.edged.hostfacts import HostFacts
+from edge.edged.hostpaths import HOST_PATH_TYPES
+from edge.edged.memorydirs import tmpfs_size
 from edge.edged.podhost import PodHost, plan_host
-from edge.edged.projection import SOURCES, NodeSide, ProjectionError, env_field, projected_files, resource_value
+from edge.edged.projection import (
+    SOURCES,
+    NodeSide,
+    ProjectionError,
+    env_field,
+    pod_address_env,
+    projected_files,
+    resource_value,
+)
 from edge.edged.pullsecrets import secret_keys
 from edge.edged.quantity import quantity
 from edge.edged.security import ContainerSecurity, fs_group, plan_security
 from edge.errors import EdgeError
+from edge.podlabels import NAMESPACE_LABEL, NODE_LABEL, POD_LABEL, UID_LABEL
 from schemas.kubeobj import meta
 from schemas.resource import ResourceKey
-
-LABEL_PREFIX = "io.edgehive."
-NODE_LABEL = LABEL_PREFIX + "node"
-UID_LABEL = LABEL_PREFIX + "uid"
-NAMESPACE_LABEL = LABEL_PREFIX + "namespace"
-POD_LABEL = LABEL_PREFIX + "pod"
-CONTAINER_LABEL = LABEL_PREFIX + "container"
-ATTEMPT_LABEL = LABEL_PREFIX + "attempt"
-HASH_LABEL = LABEL_PREFIX + "spec-hash"
 
 DEFAULT_GRACE_S = 30
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -87,7 +89,8 @@ class VolumePlan:
     memory: bool = False  # emptyDir medium Memory
     files: FileSet | None = None  # for configMap and secret
     read_only: bool = False  # every mount of it (persistentVolumeClaim.readOnly)
-    size_limit: int | None = None  # emptyDir medium Memory: the tmpfs's size (a disk emptyDir's is refused)
+    size_limit: int | None = None  # emptyDir medium Memory: the tmpfs's size (memorydirs.py; a disk one's is refused)
+    host_path_type: str = ""  # hostPath.type, checked on the host when the volume is set up (hostpaths.py)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class ContainerPlan:
     security: ContainerSecurity = field(default_factory=ContainerSecurity)
     stdin: bool = False
     tty: bool = False
+    pod_ip_env: tuple[str, ...] = ()
+    """Env vars set to the pod's address when the container is created (projection.pod_address_env)."""
 
 
 @dataclass(frozen=True)
@@ -292,8 +297,8 @@ def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan
     except ClaimRefused as exc:
         raise PodSpecError("InvalidSpec", str(exc)) from None
     resolver.refs.update((found.claim, found.volume))
-    return VolumePlan(name, "local" if found.must_exist else "hostPath", host_path=found.path,
-                      read_only=found.read_only)
+    return VolumePlan(name, found.source_type, host_path=found.path, read_only=found.read_only,
+                      host_path_type=found.host_path_type)
 
 
 def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, VolumePlan]:
@@ -335,13 +340,18 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
                 f"volume {name}", projected_files, resolver.pod, name, vol, 0o644, resolver.side))))
         elif "emptyDir" in vol:
             limit = (vol["emptyDir"] or {}).get("sizeLimit")
-            plans[name] = VolumePlan(name, "emptyDir", memory=(vol["emptyDir"] or {}).get("medium") == "Memory",
-                                     size_limit=int(parse_quantity(limit, "emptyDir sizeLimit")) if limit else None)
+            memory = (vol["emptyDir"] or {}).get("medium") == "Memory"
+            size = tmpfs_size(spec, parse_quantity(limit, "emptyDir sizeLimit") if limit else None,
+                              resolver.side.allocatable.get("memory")) if memory else None
+            plans[name] = VolumePlan(name, "emptyDir", memory=memory, size_limit=size)
         elif "hostPath" in vol:
-            path = (vol["hostPath"] or {}).get("path")
+            path, kind = (vol["hostPath"] or {}).get("path"), (vol["hostPath"] or {}).get("type") or ""
             if not isinstance(path, str) or not path.startswith("/"):
                 raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.path must be absolute")
-            plans[name] = VolumePlan(name, "hostPath", host_path=path)
+            if kind not in HOST_PATH_TYPES:
+                raise PodSpecError("InvalidSpec", f"volume {name}: hostPath.type {kind!r} is not one of "
+                                                  f"{', '.join(t for t in HOST_PATH_TYPES if t)}")
+            plans[name] = VolumePlan(name, "hostPath", host_path=path, host_path_type=kind)
         elif "persistentVolumeClaim" in vol:
             plans[name] = _claim(name, vol["persistentVolumeClaim"], resolver, node)
         else:
@@ -466,7 +476,7 @@ def plan_pod(pod: dict[str, Any], node: str, lookup: Lookup, side: NodeSide | No
             mem_limit=mem, nano_cpus=cpu, spec_hash=spec_hash, **_behaviour(c, where, init),
             security=plan_security(pod, index if init else index - len(init_containers), facts,
                                    kind="initContainers" if init else "containers"),
-            stdin=bool(c.get("stdin")), tty=bool(c.get("tty")),
+            stdin=bool(c.get("stdin")), tty=bool(c.get("tty")), pod_ip_env=pod_address_env(pod, c),
         ))
     meta_grace = pod_meta.deletion_grace_period_seconds
     grace = meta_grace if meta_grace is not None else spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)

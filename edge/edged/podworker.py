@@ -38,6 +38,8 @@ class ContainerBook:
     pull_error: str = ""
     probes: ProbeState = field(default_factory=ProbeState)
     last_terminated: dict[str, Any] | None = None
+    creating: int = 0
+    """The attempt last created: until podman shows it started, the container is ContainerCreating."""
     message: tuple[str, str] = ("", "")
     """(container id, its termination message): read once per ended container."""
 
@@ -56,6 +58,8 @@ class PodWorker:
     plan: PodPlan | None = None
     plan_signature: tuple[str, int, int] | None = None
     busy: Future[None] | None = None
+    pod_ip: str = ""
+    """The pod's address once podman gave one; forgotten when the podman pod is made again."""
     remake: bool = False
     """The podman pod is there but takes no container (half made when power or EdgeD died): make it again."""
 
@@ -76,3 +80,21 @@ def running_containers(plan: PodPlan, latest: dict[str, Observed]) -> list[tuple
     """(container id, plan) of the pod's running containers: those a stop of the pod runs preStop hooks in."""
     return [(o.id, c) for c in [*plan.init_containers, *plan.containers]
             if (o := latest.get(c.name)) is not None and o.running]
+
+
+def previous_attempts(observed: list[Observed]) -> dict[str, Observed]:
+    """Each container's previous instance: its newest attempt before the newest that ran and ended. EdgeD keeps
+    one (as the kubelet keeps a dead container) for ``kubectl logs --previous`` and the container's last state."""
+    newest = newest_attempts(observed)
+    previous: dict[str, Observed] = {}
+    for o in observed:
+        if o.finished and o.attempt < newest[o.container].attempt and (
+                o.container not in previous or o.attempt > previous[o.container].attempt):
+            previous[o.container] = o
+    return previous
+
+
+def superseded(observed: list[Observed], container: str, kept: int) -> list[Observed]:
+    """The instances of ``container`` older than attempt ``kept``: once ``kept`` is the previous instance (a new
+    attempt was made), they are no one's previous and are removed."""
+    return [o for o in observed if o.container == container and o.attempt < kept]

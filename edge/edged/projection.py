@@ -78,6 +78,7 @@ _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']*)'\]$")
 ENV_FIELDS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels['<key>']",
               "metadata.annotations['<key>']", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
               "status.podIP", "status.podIPs")
+POD_ADDRESS_FIELDS = ("status.podIP", "status.podIPs")
 VOLUME_FIELDS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations",
                  "metadata.labels['<key>']", "metadata.annotations['<key>']")
 
@@ -126,6 +127,20 @@ def _annotations(pod: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+def pod_address_env(pod: dict[str, Any], container: dict[str, Any]) -> tuple[str, ...]:
+    """The names of ``container``'s env vars whose value is the pod's address (fieldRef status.podIP or podIPs;
+    one address, so both read the same): EdgeD fills them in when it creates the container, once the pod's
+    sandbox runs and has its address (containeractions.py). None on the host's network (the node's address)."""
+    if spec_of(pod).get("hostNetwork"):
+        return ()
+    last: dict[str, bool] = {}  # the last entry of a name is the one that counts, as in _env
+    for item in container.get("env") or []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}) if "value" not in item else {}
+            last[item["name"]] = isinstance(ref, dict) and ref.get("fieldPath") in POD_ADDRESS_FIELDS
+    return tuple(name for name, takes in last.items() if takes)
+
+
 def volume_field(pod: dict[str, Any], path: Any) -> str:
     """A downwardAPI file's content for ``fieldRef.fieldPath``."""
     if path == "metadata.labels":
@@ -150,13 +165,10 @@ def env_field(pod: dict[str, Any], path: Any, node: str, side: NodeSide) -> str:
         return str(spec_of(pod).get("serviceAccountName") or "")
     if path == "status.hostIP":
         return side.host_ip
-    if path in ("status.podIP", "status.podIPs"):
-        if spec_of(pod).get("hostNetwork"):  # the pod's address is the node's
-            return side.host_ip
-        # podman gives the pod its address when the pod starts, after its containers are created with their
-        # environment: refused rather than set to "" (an empty address that a program would try to use).
-        raise ProjectionError(f"fieldRef {path} is supported only for pods on the host network on this node "
-                              "(the pod's address is assigned after its containers are created)")
+    if path in POD_ADDRESS_FIELDS:
+        # On the host's network the pod's address is the node's; otherwise podman gives the pod its address when
+        # its sandbox starts: filled in when the container is created (pod_address_env), after the sandbox.
+        return side.host_ip if spec_of(pod).get("hostNetwork") else ""
     raise ProjectionError(f"fieldRef {path!r} is not supported on this node (supported: {', '.join(ENV_FIELDS)})")
 
 

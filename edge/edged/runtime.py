@@ -16,18 +16,11 @@ from typing import Any, cast
 from podman import PodmanClient
 from podman.errors import APIError, ImageNotFound, NotFound, PodmanError
 
-from edge.edged.podspec import (
-    ATTEMPT_LABEL,
-    CONTAINER_LABEL,
-    HASH_LABEL,
-    NODE_LABEL,
-    UID_LABEL,
-    ContainerPlan,
-    PodPlan,
-    container_name,
-)
+from edge.edged.podspec import ContainerPlan, PodPlan, container_name
 from edge.edged.security import podman_caps, podman_user
 from edge.errors import EdgeError
+from edge.podlabels import ATTEMPT_LABEL, CONTAINER_LABEL, HASH_LABEL, NODE_LABEL, RESTARTS_ON_LABEL, UID_LABEL
+from edge.restarts import restarts_on
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +65,6 @@ class HostMount:
     source: str
     target: str
     read_only: bool
-    tmpfs: bool = False
-    size: int | None = None
-    """Of a tmpfs, in bytes (a Memory emptyDir's sizeLimit)."""
 
 
 class PodmanRuntime:
@@ -148,6 +138,17 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"cannot list pods: {exc}") from exc
         return {p.name: (p.attrs.get("Labels") or {}).get(UID_LABEL, "") for p in found}
 
+    def pod_uid(self, podman_name: str) -> str | None:
+        """The pod UID of the podman pod ``podman_name`` (None: there is none): one pod inspected, where a list
+        of every pod waits on every container podman is busy with."""
+        try:
+            pod = self.client.pods.get(podman_name)
+        except NotFound:
+            return None
+        except (APIError, PodmanError, OSError) as exc:
+            raise ContainerRuntimeError(f"cannot inspect pod {podman_name}: {exc}") from exc
+        return str((pod.attrs.get("Labels") or {}).get(UID_LABEL, ""))
+
     def create_pod(self, plan: PodPlan) -> None:
         spec: dict[str, Any] = {"labels": plan.labels}
         if plan.ports:
@@ -169,6 +170,14 @@ class PodmanRuntime:
             self.client.pods.get(podman_name).start()
         except (APIError, PodmanError, OSError) as exc:
             raise ContainerRuntimeError(f"cannot start pod {podman_name}: {exc}") from exc
+
+    def start_sandbox(self, podman_name: str) -> None:
+        """Start the pod's infra container alone: the pod gets its address before its containers are made."""
+        try:
+            pod = self.client.pods.get(podman_name)
+            self.client.containers.get(pod.attrs["InfraContainerID"]).start()
+        except (KeyError, APIError, PodmanError, OSError) as exc:
+            raise ContainerRuntimeError(f"cannot start the sandbox of pod {podman_name}: {exc}") from exc
 
     def remove_pod(self, podman_name: str, grace_s: int) -> None:
         """Stop every container with ``grace_s`` for SIGTERM to work, then remove the pod.
@@ -225,11 +234,46 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"cannot inspect pod {podman_name}: {exc}") from exc
         return bool(infra.status == "running")
 
+    def sandbox_lost(self, podman_name: str) -> bool:
+        """Whether podman says a container of the pod runs (its infra container or any other) while its process
+        is gone.
+
+        podman learns that a container ended from its conmon; when conmon was SIGKILLed with it (a power cut
+        that leaves /run, the OOM killer), podman says "running" for ever, and a pod start then fails on its
+        dead sandbox. A signal that changes nothing (SIGCONT) goes to the OCI runtime itself, which refuses it
+        for a container whose process is gone ("container state improper"). Every container podman calls
+        running is asked, not only the infra container: the conmons do not all die at the same instant, and
+        one that outlived its container by a moment recorded the end (the infra container then shows Exited)
+        while the others, whose conmons died first, show running for ever; EdgeD reported such a pod Running."""
+        try:
+            pod = self.client.pods.get(podman_name)
+        except NotFound:
+            return False
+        except (APIError, PodmanError, OSError) as exc:  # not this check's: the pod's own sync deals with it
+            log.warning("cannot ask whether pod %s runs: %r", podman_name, exc)
+            return False
+        for container in pod.attrs.get("Containers") or []:
+            if container.get("State") != "running":
+                continue
+            try:
+                self.client.containers.get(container.get("Id", "")).kill("SIGCONT")
+            except NotFound:
+                continue
+            except APIError as exc:
+                if "state improper" in str(exc):
+                    return True
+                log.warning("cannot ask whether pod %s runs: %s", podman_name, exc)
+            except (PodmanError, OSError) as exc:
+                log.warning("cannot ask whether pod %s runs: %r", podman_name, exc)
+        return False
+
     # -- containers ---------------------------------------------------------------------------
 
-    def containers(self) -> list[Observed]:
+    def containers(self, pod_uid: str | None = None) -> list[Observed]:
+        """This node's containers; with ``pod_uid``, only that pod's (a cheaper list, for one pod's worker)."""
+        label = f"{UID_LABEL}={pod_uid}" if pod_uid else f"{NODE_LABEL}={self.node}"
         try:
-            found = self.client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={self.node}"})
+            found = self.client.containers.list(all=True, filters={"label": label})
         except (PodmanError, OSError) as exc:
             raise ContainerRuntimeError(f"cannot list containers: {exc}") from exc
         out = []
@@ -251,7 +295,7 @@ class PodmanRuntime:
     def create_container(self, plan: PodPlan, container: ContainerPlan, attempt: int,
                          mounts: list[HostMount]) -> str:
         labels = {**plan.labels, CONTAINER_LABEL: container.name, ATTEMPT_LABEL: str(attempt),
-                  HASH_LABEL: container.spec_hash}
+                  HASH_LABEL: container.spec_hash, RESTARTS_ON_LABEL: restarts_on(plan.restart_policy, container.init)}
         env = dict(container.env)
         if "PATH" not in env and not self._image_sets_path(container.image):
             env["PATH"] = DEFAULT_PATH  # podman's API, unlike its CLI, adds none when env is given
@@ -386,6 +430,4 @@ def _dns_and_hosts(plan: PodPlan, servers: str, options: str, hosts: str) -> dic
 
 
 def _mount(m: HostMount) -> dict[str, Any]:
-    if m.tmpfs:
-        return {"type": "tmpfs", "source": "tmpfs", "target": m.target, **({"size": m.size} if m.size else {})}
     return {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}

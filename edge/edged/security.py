@@ -160,16 +160,8 @@ def sysctls(spec: Mapping[str, Any]) -> dict[str, str]:
 
 
 def fs_group(spec: Mapping[str, Any]) -> int | None:
-    """The group that owns the pod's volume files. A Memory emptyDir is a tmpfs podman mounts itself, which it
-    cannot give a group, so the two together are refused rather than the group silently missing there."""
-    group = _int((spec.get("securityContext") or {}).get("fsGroup"), "fsGroup")
-    if group is None:
-        return None
-    for i, volume in enumerate(spec.get("volumes") or []):
-        if (volume.get("emptyDir") or {}).get("medium") == "Memory":
-            raise FieldRefused("spec.securityContext.fsGroup", f"volume {volume.get('name')} (spec.volumes[{i}]) is "
-                               "a Memory emptyDir, whose tmpfs podman cannot give the group")
-    return group
+    """The group that owns the pod's volume files (a Memory emptyDir's too: EdgeD mounts its tmpfs itself)."""
+    return _int((spec.get("securityContext") or {}).get("fsGroup"), "fsGroup")
 
 
 def plan_security(pod: Mapping[str, Any], index: int, facts: HostFacts, kind: str = "containers"

@@ -1,5 +1,6 @@
-"""Pod volumes on the host: ConfigMap and Secret files, emptyDirs, hostPaths, and the hostPath or local
-PersistentVolumes of claims (a local volume's directory must exist: it is the administrator's disk, not made here).
+"""Pod volumes on the host: ConfigMap and Secret files, emptyDirs (a Memory one a tmpfs: memorydirs.py),
+hostPaths checked by their type (hostpaths.py), and the hostPath or local PersistentVolumes of claims (a local
+volume's directory must exist: it is the administrator's disk, not made here).
 
 Each pod's volumes live under ``<data-dir>/pods/<uid>/volumes/<name>/`` and are
 bind-mounted into its containers. ConfigMap and Secret files are replaced
@@ -9,14 +10,19 @@ the new content, never half a file, and sees changes without a restart.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from edge.edged.podspec import ContainerPlan, FileSet, PodPlan
+from edge.edged.hostpaths import MountFailed, check_host_path
+from edge.edged.memorydirs import mount_tmpfs, unmount_under
+from edge.edged.podspec import ContainerPlan, FileSet, PodPlan, VolumePlan
 from edge.edged.runtime import HostMount
 from edge.edged.volumeowner import prepare_owner
+
+log = logging.getLogger(__name__)
 
 
 class Volumes:
@@ -27,18 +33,32 @@ class Volumes:
         return self.root / uid
 
     def prepare(self, plan: PodPlan) -> None:
-        """Create every volume of the pod and write its files (again: this is how updates arrive)."""
-        base = self.pod_dir(plan.uid) / "volumes"
+        """Create every volume of the pod and write its files (again: this is how updates arrive). Raises
+        MountFailed when a volume cannot be set up (yet): a hostPath not of its type, a tmpfs not mounted; the
+        first failure, after every other volume is done (a ConfigMap's update is not held up by it)."""
+        failures: list[MountFailed] = []
         for volume in plan.volumes.values():
-            if volume.kind in ("configMap", "secret", "emptyDir"):
-                target = base / volume.name
-                target.mkdir(parents=True, exist_ok=True)
-                if volume.files is not None:
-                    write_files(target, volume.files)
-                prepare_owner(target, volume.kind, plan.fs_group)
-            elif volume.kind == "hostPath":
-                Path(volume.host_path).mkdir(parents=True, exist_ok=True)
-            elif volume.kind == "local" and not volume.read_only:  # kubelet gives a local PV to fsGroup
+            try:
+                self._prepare_one(plan, volume)
+            except MountFailed as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def _prepare_one(self, plan: PodPlan, volume: VolumePlan) -> None:
+        if volume.kind in ("configMap", "secret", "emptyDir"):
+            target = self.pod_dir(plan.uid) / "volumes" / volume.name
+            target.mkdir(parents=True, exist_ok=True)
+            if volume.memory:
+                mount_tmpfs(volume.name, target, volume.size_limit)
+            if volume.files is not None:
+                write_files(target, volume.files)
+            prepare_owner(target, volume.kind, plan.fs_group)
+        elif volume.kind == "hostPath":
+            check_host_path(volume.name, Path(volume.host_path), volume.host_path_type)
+        elif volume.kind == "local":
+            check_host_path(volume.name, Path(volume.host_path), "Directory")
+            if not volume.read_only:  # kubelet gives a local PV to fsGroup
                 prepare_owner(Path(volume.host_path), volume.kind, plan.fs_group)
 
     def mounts(self, plan: PodPlan, container: ContainerPlan) -> list[HostMount]:
@@ -46,9 +66,6 @@ class Volumes:
         out = []
         for m in container.mounts:
             volume = plan.volumes[m.volume]
-            if volume.kind == "emptyDir" and volume.memory and not m.sub_path:
-                out.append(HostMount("", m.target, False, tmpfs=True, size=volume.size_limit))
-                continue
             source = Path(volume.host_path) if volume.kind in ("hostPath", "local") else base / volume.name
             if m.sub_path:
                 source = source / m.sub_path
@@ -57,6 +74,13 @@ class Volumes:
         return out
 
     def remove(self, uid: str) -> None:
+        """The pod's directory, its Memory emptyDirs unmounted first (if one cannot be, the directory stays, to
+        be removed by a later pass: removing it would empty the tmpfs through its mount point and keep the mount)."""
+        try:
+            unmount_under(self.pod_dir(uid))
+        except OSError as exc:
+            log.warning("pod %s: %s", uid, exc)
+            return
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
 
     def known_uids(self) -> set[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.edgehub.outbox import Outbox
+from edge.edgehub.outbox import MAX_EVENTS, Outbox
 from edge.edgehub.routing import EdgeRouter, Routed
 from edge.storage import DiskGuard, StoreSettings
 from runtime.bus import Bus
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class EdgeHubSettings(StoreSettings):
     outbox: str = field(default="/var/lib/edgehive/outbox.db", metadata={"help": "SQLite file of the outbox"})
     outbox_max_bytes: int = field(default=64 * 1024 * 1024, metadata={"help": "cap of the outbox on disk"})
+    outbox_max_events: int = field(default=MAX_EVENTS, metadata={
+        "help": "Kubernetes Events kept while the cloud is away; past it the oldest Normal ones go first"})
     keepalive_s: float = field(default=15.0, metadata={"help": "seconds between keepalives to the cloud"})
     resend_s: float = field(default=10.0, metadata={"help": "seconds before an unacknowledged entry is sent again"})
     upstream_window: int = field(default=50, metadata={"help": "outbox entries in flight at once"})
@@ -40,7 +42,7 @@ class EdgeHub:
         self.settings = settings
         self.node = settings.node
         self.bus = bus
-        self.outbox = Outbox(Path(settings.outbox), settings.outbox_max_bytes)
+        self.outbox = Outbox(Path(settings.outbox), settings.outbox_max_bytes, settings.outbox_max_events)
         self.router = EdgeRouter(settings.node, self.outbox, DiskGuard(Path(settings.outbox),
                                                                        settings.disk_reserve_bytes),
                                  bus.counters, settings.max_envelope_size)

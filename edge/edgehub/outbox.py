@@ -6,6 +6,11 @@ entry waits in SQLite, in order, until the cloud's ``response`` arrives. Entries
 that describe state carry a key, and a newer one replaces the older unsent one, so
 a long outage costs one entry per pod, not one per change. When the file reaches
 its cap, the oldest state entries go first; events the cloud must see are kept.
+
+Kubernetes Events (schemas/events.py) are capped apart, by count: at most ``max_events`` wait, a repeat
+replacing its unsent older self (same Event, higher count), and past the cap the oldest Normal one goes
+first, then the oldest Warning. A node offline for hours then tells the API server the last thousand
+things that happened, not every BackOff of every hour; ``events_dropped`` counts what went.
 """
 
 from __future__ import annotations
@@ -39,18 +44,27 @@ def _migration_1(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX outbox_key ON outbox (coalesce_key)")
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db: SqliteDatabase) -> None:
+    db.execute_sql("ALTER TABLE outbox ADD COLUMN event_type TEXT")
+    db.execute_sql("CREATE INDEX outbox_events ON outbox (event_type, seq) WHERE event_type IS NOT NULL")
+
+
+MIGRATIONS = [_migration_1, _migration_2]
+MAX_EVENTS = 1000
 
 
 class Outbox:
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, max_events: int = MAX_EVENTS) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.events_dropped = 0
         self.db = open_database(path, MIGRATIONS, name="EdgeHub outbox")
         self._lock = threading.Lock()  # one writer; readers use their own connections
         self.evicted = 0
         self._over_cap = False
         self._bytes = int(self.db.execute_sql("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
+        self._events = self._count_events()
 
     def close(self) -> None:
         self.db.close()
@@ -58,20 +72,45 @@ class Outbox:
     def integrity_ok(self) -> bool:
         return integrity_ok(self.db)
 
-    def add(self, msg_id: str, payload: bytes, key: str | None) -> None:
-        """Append an entry; with ``key`` (a state entry), drop older entries with the same key first."""
+    def add(self, msg_id: str, payload: bytes, key: str | None, event_type: str | None = None) -> None:
+        """Append an entry; with ``key`` (a state entry, or an Event's repeat), drop older entries with the same
+        key first. ``event_type``: the entry is an Event of that type (Normal, Warning), capped by count."""
         with self._lock, self.db.atomic():
             if key is not None:
                 removed = self.db.execute_sql(
-                    "DELETE FROM outbox WHERE coalesce_key = ? RETURNING size", (key,)).fetchall()
+                    "DELETE FROM outbox WHERE coalesce_key = ? RETURNING size, event_type", (key,)).fetchall()
                 self._bytes -= sum(r[0] for r in removed)
-            self.db.execute_sql(
-                "INSERT OR IGNORE INTO outbox (msg_id, coalesce_key, is_state, payload, size, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (msg_id, key, int(key is not None), payload, len(payload), time.time_ns() // 1_000_000))
+                self._events -= sum(1 for r in removed if r[1] is not None)
+            inserted = self.db.execute_sql(
+                "INSERT OR IGNORE INTO outbox (msg_id, coalesce_key, is_state, payload, size, created_ms, event_type) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (msg_id, key, int(key is not None and event_type is None), payload, len(payload),
+                 time.time_ns() // 1_000_000, event_type)).rowcount > 0
+            if not inserted:  # the same message again (a module's resend): it is there already
+                return
             self._bytes += len(payload)
+            if event_type is not None:
+                self._events += 1
+                if self._events > self.max_events:
+                    self._drop_events()
             if self._bytes > self.max_bytes:
                 self._evict()
+
+    def _count_events(self) -> int:
+        return int(self.db.execute_sql("SELECT COUNT(*) FROM outbox WHERE event_type IS NOT NULL").fetchone()[0])
+
+    def _drop_events(self) -> None:
+        """Over ``max_events``: the oldest Normal events go first, then the oldest Warnings."""
+        removed = self.db.execute_sql(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE event_type IS NOT NULL "
+            "ORDER BY event_type = 'Warning', seq LIMIT ?) RETURNING size",
+            (self._events - self.max_events,)).fetchall()
+        self._bytes -= sum(r[0] for r in removed)
+        self._events -= len(removed)
+        if not self.events_dropped:
+            log.warning("outbox %s holds %d events, its cap: the oldest Normal events are dropped first", self.path,
+                        self.max_events)
+        self.events_dropped += len(removed)
 
     def _evict(self) -> None:
         """Over the cap: the oldest state entries go, never events."""
@@ -96,10 +135,12 @@ class Outbox:
 
     def remove(self, msg_id: str) -> bool:
         with self._lock, self.db.atomic():
-            row = self.db.execute_sql("DELETE FROM outbox WHERE msg_id = ? RETURNING size", (msg_id,)).fetchone()
+            row = self.db.execute_sql("DELETE FROM outbox WHERE msg_id = ? RETURNING size, event_type",
+                                      (msg_id,)).fetchone()
             if row is None:
                 return False
             self._bytes -= row[0]
+            self._events -= row[1] is not None
             if self._bytes <= self.max_bytes * 0.9:
                 self._over_cap = False
             return True
@@ -117,6 +158,11 @@ class Outbox:
 
     def count(self) -> int:
         return int(self.db.execute_sql("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    @property
+    def events(self) -> int:
+        """How many Events wait."""
+        return self._events
 
     @property
     def size_bytes(self) -> int:

@@ -27,6 +27,7 @@ from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
+from schemas.events import KubeEvent
 from schemas.fields import BodyError
 from schemas.link import Keepalive, LinkChange
 
@@ -43,8 +44,11 @@ ROUTES = {
 
 
 def coalesce_key(envelope: Envelope) -> str | None:
-    """State entries coalesce per object: a newer status of the same pod replaces the unsent older one."""
+    """State entries coalesce per object: a newer status of the same pod replaces the unsent older one; a repeat of
+    an Event (the same Event, its count higher) replaces its unsent older self."""
     if envelope.res is not None and envelope.res.kind in kinds.STATE_KINDS and envelope.op in (Op.UPDATE, Op.PATCH):
+        return str(envelope.res)
+    if envelope.res is not None and envelope.res.kind == kinds.EVENT and envelope.op == Op.UPDATE:
         return str(envelope.res)
     return None
 
@@ -130,10 +134,20 @@ class EdgeRouter:
             self.counters.inc("refused")
             return self._refuse(envelope, 413, exc.reason)
         key = coalesce_key(envelope)
-        evicted = self.outbox.evicted
+        event_type = None
+        if envelope.res is not None and envelope.res.kind == kinds.EVENT:
+            try:
+                event = KubeEvent.parse(envelope.body, envelope.res)
+            except BodyError as exc:
+                self.counters.inc("refused")
+                return self._refuse(envelope, 400, str(exc))
+            if event.host != self.node:
+                return self._refuse(envelope, 403, f"this node is {self.node}: an event from {event.host} is not its")
+            event_type = event.type
+        evicted, dropped = self.outbox.evicted, self.outbox.events_dropped
         try:
             self.guard.check()
-            self.outbox.add(envelope.id, payload, key)
+            self.outbox.add(envelope.id, payload, key, event_type)
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -141,6 +155,8 @@ class EdgeRouter:
         self.counters.inc("outbox_added")
         if self.outbox.evicted > evicted:
             self.counters.inc("outbox_evicted", self.outbox.evicted - evicted)
+        if self.outbox.events_dropped > dropped:
+            self.counters.inc("outbox_events_dropped", self.outbox.events_dropped - dropped)
         return Routed(queued=True)
 
     def _disk_full(self, envelope: Envelope, payload: bytes, key: str | None, reason: str) -> Routed:
@@ -198,4 +214,4 @@ class EdgeRouter:
 
     def report(self) -> dict[str, Any]:
         """For status queries and metrics: what the outbox holds."""
-        return {"outbox_size": self.outbox.count(), "link_up": self.link_up}
+        return {"outbox_size": self.outbox.count(), "outbox_events": self.outbox.events, "link_up": self.link_up}

@@ -3,7 +3,8 @@
 It does not judge what devices say: DeviceTwin validates and answers. It only
 turns each device message into an envelope, and DeviceTwin's answers back into
 JSON on the device topics. Topics a user lists in ``upload_topics`` go to the
-cloud as ``upload`` envelopes, through EdgeHub's outbox.
+cloud as ``upload`` envelopes, through EdgeHub's outbox; what the cloud router sends
+for the node's bus (``user`` ``insert``, schemas/rules.py) is published as it came.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from schemas import topics, twin
 from schemas.devicebus import MEMBERSHIP_GET, DeviceRequest, parse_publications, requests_body
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 from schemas.fields import BodyError
+from schemas.rules import BusMessage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class EventBus:
         for topic_filter in self.settings.upload_topics:
             self.bus.handle_raw(topic_filter, self.on_upload)
         self.bus.handle(self.bus.inbox, self.on_answers)
+        self.bus.handle(topics.from_cloud(MODULE), self.on_cloud)
 
     def close(self) -> None:
         with self._cond:
@@ -93,8 +96,25 @@ class EventBus:
             with self._cond:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             if batch:
-                self.bus.publish(self.twin_inbox, self.bus.envelope(Group.TWIN, Op.UPDATE,
-                                                                    body=requests_body(batch)), timeout=30)
+                self._hand_over(batch)
+
+    def _hand_over(self, batch: list[DeviceRequest]) -> None:
+        """Publish one batch for DeviceTwin. This thread is the only way from the devices to DeviceTwin, so it
+        must outlive a failed publish: one that raised ended it, and every later reading of the node was
+        taken by the broker and went nowhere. A batch the broker did not take in time (its window full of
+        unacknowledged publishes) is put back to go first; one that can never be sent is dropped."""
+        try:
+            envelope = self.bus.envelope(Group.TWIN, Op.UPDATE, body=requests_body(batch))
+            self.bus.publish(self.twin_inbox, envelope, timeout=30)
+        except EnvelopeError as exc:
+            self.bus.counters.inc("refused", len(batch))
+            log.warning("dropped %d device requests that do not fit one envelope: %s", len(batch), exc)
+        except Exception:
+            self.bus.counters.inc("handler_errors")
+            log.exception("could not hand %d device requests to DeviceTwin; trying again", len(batch))
+            with self._cond:
+                self._pending[:0] = batch
+                self._cond.wait(timeout=1.0)  # a pause before the retry (or until close), not synchronisation
 
     def on_upload(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
         envelope = self.bus.envelope(Group.USER, Op.UPLOAD, body={"topic": topic, "payload": payload})
@@ -106,6 +126,26 @@ class EventBus:
             log.warning("dropped a %d-byte upload on %.200s: %s", len(payload), topic, exc.reason)
             return None
         return [Send(topics.to_cloud(), envelope)]
+
+    def on_cloud(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
+        """A message from the cloud router for a topic on this node's broker: published, then acknowledged,
+        so that CloudHub stops resending it (a resend after a lost acknowledgement publishes it twice: at
+        least once, as KubeEdge's QoS 1 topics are)."""
+        if envelope.group != Group.USER or envelope.op != Op.INSERT:
+            self.bus.counters.inc("refused")
+            return [Send(topics.to_cloud(), envelope.error(MODULE, 400, f"the event bus takes user insert, not "
+                                                                        f"{envelope.group.value} {envelope.op.value}"))]
+        try:
+            message = BusMessage.parse(envelope.body)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            return [Send(topics.to_cloud(), envelope.error(MODULE, 400, str(exc)))]
+        if not message.publishable:
+            self.bus.counters.inc("refused")
+            return [Send(topics.to_cloud(), envelope.error(MODULE, 400, f"topic {message.topic!r} holds an MQTT "
+                                                                        f"wildcard"))]
+        self.bus.counters.inc("published_from_cloud")
+        return [RawSend(message.topic, message.payload), Send(topics.to_cloud(), envelope.reply(MODULE))]
 
     def on_answers(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
         """DeviceTwin's answers, each published as JSON on a device topic.

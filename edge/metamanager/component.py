@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.batches import take_batch
 from edge.linkstate import LinkState
 from edge.metamanager.manager import MODULE, BadObject, MetaManager
 from edge.metamanager.store import MetaStore
@@ -62,16 +63,7 @@ class MetaManagerComponent:
 
     def _commit_loop(self) -> None:
         while (first := self._writes.get()) is not None:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._writes.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._writes.put(None)
-                    break
-                batch.append(item)
+            batch = take_batch(self._writes, first, MAX_BATCH)
             try:
                 self.guard.check()
                 with SQLITE_COMMIT_SECONDS.time():

@@ -123,6 +123,8 @@ class MetaManager:
         sends: list[Send] = []
         if owner is not None and outcome in (Outcome.APPLIED, Outcome.DELETED):
             sends.append(Send(topics.inbox(topics.Side.EDGE, owner), forward))
+            if key.kind in kinds.DMI_KINDS:
+                sends.append(Send(topics.inbox(topics.Side.EDGE, "dmi"), forward))
         sends.append(self._to_cloud(envelope.reply(MODULE, {"outcome": outcome.value})))
         return sends
 

@@ -1,7 +1,7 @@
 """``edgehive bench all``: every benchmark in one run, one JSON report and one table.
 
 Each scenario keeps its own command (``edgehive bench link|edge|cloud|twin|stack|scale|
-footprint|workloads``) and measures its own baseline in the same run; this runs them one after
+footprint|workloads|stream``) and measures its own baseline in the same run; this runs them one after
 another, so that a release's figures come from one machine in one state. A scenario
 that fails is reported with its error and the others still run: one missing figure
 should not cost all the others. The JSON holds each scenario under its own key.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, twin, workloads
+from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, streambench, twin, workloads
 from edgehive.bench.harness import BenchError
 
 
@@ -59,6 +59,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("footprint", lambda p: footprint.bench_footprint(progress=p), footprint.print_report,
              lambda r: f"edge PSS {_r(r.edge_pss_mb, 1)} MB (distinct pages {_r(r.edge_distinct_mb, 1)} MB; "
                        "goal <= 150)"),
+    Scenario("stream", lambda p: streambench.bench_stream(progress=p), streambench.print_report,
+             lambda r: f"exec added p50 {_r(r.exec_added_ms['p50'], 0)} ms, logs ratio {_r(r.logs_ratio)}, "
+                       f"port-forward ratio {_r(r.portforward_ratio)}"),
 )
 
 

@@ -74,8 +74,19 @@ def _footprint(args: argparse.Namespace) -> int:
 def _scale(args: argparse.Namespace) -> int:
     from edgehive.bench import scale, scale_report  # noqa: PLC0415 (as above)
 
+    if args.broker == "nats":
+        from edgehive.bench import scale_ha, scale_ha_report  # noqa: PLC0415 (as above)
+
+        pods = 2 if args.pods_per_node is None else args.pods_per_node
+        return _run_bench(lambda: scale_ha.bench_scale_ha(args.nodes, args.replicas, pods),
+                          scale_ha_report.print_ha_report, args.json)
+    if args.replicas != 1:
+        print("edgehive bench scale: --replicas needs --broker nats (the other brokers do not cluster)",
+              file=sys.stderr)
+        return 2
     # Progress always (on stderr; the JSON is alone on stdout): the run takes 10 minutes and more.
-    return _run_bench(lambda: scale.bench_scale(args.nodes, args.pods_per_node, args.broker, progress=True),
+    pods = 10 if args.pods_per_node is None else args.pods_per_node
+    return _run_bench(lambda: scale.bench_scale(args.nodes, pods, args.broker, progress=True),
                       scale_report.print_report, args.json)
 
 
@@ -86,6 +97,13 @@ def _workloads(args: argparse.Namespace) -> int:
     return _run_bench(lambda: workloads.bench_workloads(args.replicas, args.broker, progress=True,
                                                                 one_at_a_time=args.one_at_a_time),
                       workloads.print_report, args.json)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from edgehive.bench import streambench  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: streambench.bench_stream(args.rounds, args.log_mb, args.transfer_mb, args.broker,
+                                                       progress=True), streambench.print_report, args.json)
 
 
 def _all(args: argparse.Namespace) -> int:
@@ -135,10 +153,15 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     footprint.add_argument("--json", action="store_true", help="print one JSON object")
     footprint.set_defaults(func=_footprint)
     scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "
-                                               "memory per node, a thundering herd's latency and resync time")
+                                               "memory per node, a thundering herd's latency and resync time; "
+                                               "with --broker nats, replicas and failovers")
     scale.add_argument("--nodes", type=int, default=1000, help="simulated edge nodes (default 1000)")
-    scale.add_argument("--pods-per-node", type=int, default=10, help="pods bound to each node (default 10)")
+    scale.add_argument("--pods-per-node", type=int, default=None,
+                       help="pods bound to each node (default 10; 2 with --broker nats, which runs two rounds)")
     scale.add_argument("--broker", choices=KINDS, default="mosquitto")
+    scale.add_argument("--replicas", type=int, default=1,
+                       help="with --broker nats: N=1, then N NATS members, CloudHub replicas and EdgeController "
+                            "candidates, with a replica's and a member's SIGKILL (default 1)")
     scale.add_argument("--json", action="store_true", help="print one JSON object")
     scale.set_defaults(func=_scale)
     workloads = scenarios.add_parser("workloads", help="a Deployment through the scheduler and controller-manager "
@@ -149,6 +172,15 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     workloads.add_argument("--broker", choices=KINDS, default="amqtt")
     workloads.add_argument("--json", action="store_true", help="print one JSON object")
     workloads.set_defaults(func=_workloads)
+    stream = scenarios.add_parser("stream", help="kubectl exec, logs and port-forward through the stream tunnel, "
+                                                 "against podman exec, podman logs and a direct connection")
+    stream.add_argument("--rounds", type=int, default=20, help="kubectl execs (and podman execs) timed (default 20)")
+    stream.add_argument("--log-mb", type=int, default=50, help="the log read with kubectl logs, MB (default 50)")
+    stream.add_argument("--transfer-mb", type=int, default=50, help="the download through port-forward, MB "
+                                                                    "(default 50)")
+    stream.add_argument("--broker", choices=KINDS, default="amqtt")
+    stream.add_argument("--json", action="store_true", help="print one JSON object")
+    stream.set_defaults(func=_stream)
     every = scenarios.add_parser("all", help="every scenario above, one JSON report and a summary table")
     every.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
     every.add_argument("--out", type=Path, default=Path("edgehive-bench.json"), help="where to write the JSON report")

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from cloud.kube import Kube
+from edge.podlabels import NAMESPACE_LABEL  # a leaf: not EdgeD's modules
 from edgehive.bench.harness import BenchError, bench_workdir, free_port, progress_printer, wait_until
 from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
 from edgehive.launcher import die_with_parent
@@ -51,7 +52,6 @@ KUBEEDGE_MB = 70.0
 EDGE_PROCESSES = ("edge-broker", "bridge", "edgehub", "metamanager", "edged", "devicetwin", "eventbus")
 """What ``edgehive up`` runs for the node in Python, in its order; podman's service is apart."""
 EDGE_COMPONENTS = {f"edge.{name}": name for name in ("edgehub", "metamanager", "edged", "devicetwin", "eventbus")}
-NAMESPACE_LABEL = "io.edgehive.namespace"  # edge.edged.podspec's, not imported: that would load EdgeD's modules here
 SETTLE_WINDOW = 5
 """Consecutive one-second samples whose total RSS must agree before the node counts as idle."""
 SETTLE_TOLERANCE_KB = 1024

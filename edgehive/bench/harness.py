@@ -166,13 +166,16 @@ def wait_for_envelope(url: BrokerUrl, topic_filter: str, accept: Callable[[Envel
 
 
 def wait_status(url: BrokerUrl, components: tuple[str, ...], timeout: float = 60) -> None:
-    """Until every one of ``components`` has said ``up`` in its retained status on the broker at ``url``."""
+    """Until every one of ``components`` has said ``up`` in its retained status on the broker at ``url``: a name
+    such as ``cloudhub`` is met by any replica of it, ``cloudhub/<replica>`` by that replica."""
     seen: set[str] = set()
 
     def accept(envelope: Envelope) -> bool:
         with contextlib.suppress(BodyError):
-            if ComponentStatus.parse(envelope.body).up:
+            if (status := ComponentStatus.parse(envelope.body)).up:
                 seen.add(envelope.src)  # a status envelope's src is its component (runtime.component)
+                if status.replica is not None:
+                    seen.add(f"{envelope.src}/{status.replica}")
         return seen >= set(components)
 
     wait_for_envelope(url, topics.all_status(), accept, timeout, f"{', '.join(components)} to report up")

@@ -35,12 +35,21 @@ def _field(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def connect_packet(client_id: str, keepalive: int, will_topic: str, will_payload: bytes, *, clean: bool) -> bytes:
-    """CONNECT with a QoS 1 retained will, as the bridge's cloud connection makes it (no user: anonymous broker)."""
+def connect_packet(client_id: str, keepalive: int, will_topic: str, will_payload: bytes, *, clean: bool,
+                   username: str | None = None, password: str | None = None) -> bytes:
+    """CONNECT with a QoS 1 retained will, as the bridge's cloud connection makes it (without ``username``:
+    anonymous broker)."""
     flags = (0x02 if clean else 0) | 0x04 | (1 << 3) | 0x20
+    credentials = b""
+    if username is not None:
+        flags |= 0x80
+        credentials += _field(username.encode())
+        if password is not None:
+            flags |= 0x40
+            credentials += _field(password.encode())
     header = _field(b"MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big")
     return _packet(CONNECT << 4, header + _field(client_id.encode()) + _field(will_topic.encode()) +
-                   _field(will_payload))
+                   _field(will_payload) + credentials)
 
 
 def subscribe_packet(packet_id: int, topic: str, qos: int = 1) -> bytes:

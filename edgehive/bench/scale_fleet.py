@@ -11,12 +11,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from edgehive.bench.harness import BenchError, watch_envelopes
 from edgehive.bench.simnode import node_name
+from edgehive.bench.simulator import PASSWORD_ENV
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Op
@@ -27,8 +29,12 @@ NODES_PER_SIMULATOR = 250
 class Fleet:
     """The simulator processes and what they report."""
 
-    def __init__(self, stack: ExitStack, url: BrokerUrl, nodes: int, work: Path) -> None:
+    def __init__(self, stack: ExitStack, url: BrokerUrl, nodes: int, work: Path,
+                 members: Sequence[BrokerUrl] = (), password: str | None = None) -> None:
+        """``members``: a clustered broker's members (on ``url``'s host), which the nodes spread over;
+        ``password``: every node logs in as its own user with it."""
         self.names = [node_name(i) for i in range(nodes)]
+        self.member: dict[str, int] = {}  # node -> index in ``members`` of the one its link is up on
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.connected: dict[str, int] = {}  # node -> its simulator's last link up
@@ -38,14 +44,17 @@ class Fleet:
         self.listed: dict[str, dict[str, int]] = {}  # node -> kind -> last listing answered
         self.stale = 0
         self._stats: dict[str, dict[str, dict[str, int]]] = {}
+        self._stores: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
         self.procs: list[subprocess.Popen[str]] = []
+        env = dict(os.environ, **({PASSWORD_ENV: password} if password is not None else {}))
         for index, first in enumerate(range(0, nodes, NODES_PER_SIMULATOR)):
             count = min(NODES_PER_SIMULATOR, nodes - first)
-            argv = [sys.executable, "-m", "edgehive.bench.simulator", "--host", url.host, "--port", str(url.port),
+            argv = [sys.executable, "-m", "edgehive.bench.simulator", "--host", url.host, "--port",
+                    ",".join(str(m.port) for m in members) or str(url.port),
                     "--first", str(first), "--count", str(count), "--seed", str(index)]
             with (work / f"simulator-{index}.log").open("wb") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                        bufsize=1)
+                                        bufsize=1, env=env)
             self.procs.append(proc)
             stack.callback(self._stop, proc)
             threading.Thread(target=self._read, args=(proc,), name=f"simulator-{index}", daemon=True).start()
@@ -74,6 +83,18 @@ class Fleet:
                 total.update(counters)
         return dict(total)
 
+    def stores(self) -> dict[str, dict[str, str]]:
+        """What every node's store holds now: node -> resource key -> resourceVersion."""
+        ask = f"s{time.monotonic_ns()}"
+        self.command(f"stores {ask}")
+        with self.changed:
+            if not self.changed.wait_for(lambda: len(self._stores.get(ask, {})) == len(self.procs), 30):
+                raise BenchError("bench scale: the simulators did not list their stores within 30 s")
+            found: dict[str, dict[str, str]] = {}
+            for stores in self._stores.pop(ask).values():
+                found.update(stores)
+        return found
+
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -89,6 +110,7 @@ class Fleet:
         kind = event[0]
         if kind == "c":
             self.connected[event[1]] = event[2]
+            self.member[event[1]] = event[3] if len(event) > 3 else 0
         elif kind == "d":
             self.connected.pop(event[1], None)
         elif kind == "r":
@@ -104,6 +126,8 @@ class Fleet:
             self.listed.setdefault(event[1], {})[event[2]] = event[3]
         elif kind == "stats":
             self._stats.setdefault(event[1], {})[source] = event[2]
+        elif kind == "stores":
+            self._stores.setdefault(event[1], {})[source] = event[2]
 
     def _stop(self, proc: subprocess.Popen[str]) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -3,8 +3,12 @@
 Each node keeps one MQTT connection to the cloud broker as its bridge would (client id
 ``edgehive-bridge-<node>``, persistent session, 10 s keepalive, a will on its up topic), through the small
 client in edgehive.bench.mqtt311. The bench starts one such process per 250 nodes and drives them all at
-once: ``python -m edgehive.bench.simulator --host H --port P --first I --count N`` reads commands (connect,
-drop, stats ID, quit) on stdin and writes JSON events on stdout.
+once: ``python -m edgehive.bench.simulator --host H --port P --first I --count N`` reads commands (connect
+[NODES_PER_S], drop, stats ID, stores ID, quit) on stdin and writes JSON events on stdout. ``--port P1,P2,...`` is
+a clustered broker's members (``bench scale --broker nats``): node i starts on member i mod M, as bridges given the
+list in different orders would spread, and moves round the list as runtime.connection does when its member dies.
+With ``EDGEHIVE_SIM_PASSWORD`` set, each node logs in as the user named after it with that password, as a node does
+on a broker with per-node users and ACLs; ``stores ID`` lists what every node's store holds.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from broker.bridge import link_state
@@ -36,8 +41,14 @@ from edgehive.bench.mqtt311 import (
 )
 from edgehive.bench.simnode import KEEPALIVE_S, MQTT_KEEPALIVE_S, RECONNECT_MAX_S, STATUS_S, Note, SimNode, node_name
 from runtime.backoff import Backoff
+from runtime.connection import MEMBER_HOP_S
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, decode
+
+SUBACK_FAILURE = b"\x80"
+"""MQTT 3.1.1's SUBACK return code for a refused subscription."""
+PASSWORD_ENV = "EDGEHIVE_SIM_PASSWORD"
+"""Where the simulator finds the nodes' password (not on the command line, which every local user can read)."""
 
 
 class _Link:
@@ -65,13 +76,20 @@ class _Link:
 class Simulator:
     """The nodes ``names`` on the broker at ``host:port``; commands on stdin, events as JSON lines on ``out``.
 
-    Events: ``["c", node, t]`` link up, ``["d", node, t, why]`` link lost, ``["r", node, t]`` registration
-    answered, ``["g", node, key, rv, outcome, t]`` an object stored, ``["l", node, kind, t]`` a listing's last
-    page answered, ``["stats", id, counters]``. ``t`` is CLOCK_MONOTONIC in ns, the same clock in every process.
+    Events: ``["c", node, t, member]`` link up (``member``: index of its port), ``["d", node, t, why]`` link
+    lost, ``["r", node, t]`` registration answered, ``["g", node, key, rv, outcome, t]`` an object stored,
+    ``["l", node, kind, t]`` a listing's last page answered, ``["stats", id, counters]``,
+    ``["stores", id, {node: {key: rv}}]`` what every node's store holds. ``t`` is CLOCK_MONOTONIC in ns, the
+    same clock in every process. ``password``: each node logs in as its own user with it.
     """
 
-    def __init__(self, host: str, port: int, names: Iterable[str], out: IO[str], seed: int = 0) -> None:
-        self.host, self.port, self.out = host, port, out
+    def __init__(self, host: str, ports: int | Sequence[int], names: Iterable[str], out: IO[str],
+                 seed: int = 0, password: str | None = None) -> None:
+        self.host, self.out = host, out
+        self.password = password
+        self.ports = (ports,) if isinstance(ports, int) else tuple(ports)
+        self.member: dict[str, int] = {}  # node -> index into ports of the member it uses or tries now
+        self.was_up: dict[str, bool] = {}
         self.nodes = {name: SimNode(name) for name in names}
         self.links: dict[str, _Link] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -106,14 +124,18 @@ class Simulator:
             if not command:
                 continue
             if command[0] == "connect":
-                for name in self.nodes:
-                    if name not in self.tasks:
-                        self.tasks[name] = asyncio.create_task(self._keep_connected(name))
+                per_s = float(command[1]) if len(command) > 1 else 0.0  # 0: all at once
+                for i, name in enumerate(n for n in self.nodes if n not in self.tasks):
+                    self.tasks[name] = asyncio.create_task(self._keep_connected(name, i / per_s if per_s else 0.0))
             elif command[0] == "drop":
                 self._drop_all()
             elif command[0] == "stats" and len(command) == 2:
                 self.counters["links_up"] = sum(1 for link in self.links.values() if link.ready)
                 self.emit("stats", command[1], dict(self.counters))
+                self.flush()
+            elif command[0] == "stores" and len(command) == 2:
+                self.emit("stores", command[1], {name: {str(s.key): s.rv for s in node.store.all()}
+                                                 for name, node in self.nodes.items()})
                 self.flush()
             elif command[0] == "quit":
                 break
@@ -129,8 +151,12 @@ class Simulator:
             task.cancel()
         self.tasks.clear()
 
-    async def _keep_connected(self, name: str) -> None:
+    async def _keep_connected(self, name: str, after_s: float = 0.0) -> None:
+        if after_s:
+            await asyncio.sleep(after_s)  # a fleet joining over time rather than all at once
         backoff = Backoff(maximum=RECONNECT_MAX_S, _rng=self.rng)  # the bridge's reconnect policy
+        self.member.setdefault(name, int(name.rpartition("-")[2]) % len(self.ports))
+        tried = 0  # members failed since the last good connect: the backoff grows once per round of the list
         while True:
             try:
                 await self._session(name, backoff)
@@ -139,16 +165,26 @@ class Simulator:
                 why = f"{type(exc).__name__}: {exc}"[:120]
             self.counters["links_lost"] += 1
             self.emit("d", name, time.monotonic_ns(), why)
-            await asyncio.sleep(backoff.next())
+            if self.was_up.pop(name, False):
+                tried = 0  # the link was up: a new round of the list
+            tried += 1
+            if tried < len(self.ports):
+                delay = MEMBER_HOP_S * (0.5 + self.rng.random())
+            else:
+                tried, delay = 0, backoff.next()
+            self.member[name] = (self.member[name] + 1) % len(self.ports)
+            await asyncio.sleep(delay)
 
     async def _session(self, name: str, backoff: Backoff) -> None:
         node = self.nodes[name]
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.ports[self.member[name]]),
+                                                10)
         link = _Link(writer)
         self.links[name] = link
         try:
             link.send(connect_packet(f"edgehive-bridge-{name}", MQTT_KEEPALIVE_S, topics.link_up(name),
-                                     link_state(name, False, "link lost"), clean=False))
+                                     link_state(name, False, "link lost"), clean=False,
+                                     username=name if self.password is not None else None, password=self.password))
             first, body = await asyncio.wait_for(read_packet(reader), 15)
             if first >> 4 != CONNACK or len(body) < 2 or body[1] != 0:
                 raise ConnectionError(f"the broker refused the connection ({body.hex()})")
@@ -158,6 +194,12 @@ class Simulator:
                 if first >> 4 == PUBLISH:
                     self._on_publish(node, link, parse_publish(first, body))
                 elif first >> 4 == SUBACK and not link.ready:
+                    if body[2:3] == SUBACK_FAILURE:
+                        # NATS refuses a QoS 1 subscription whose JetStream consumer it could not create in time
+                        # (a connect storm on a loaded cluster): the link would be up but deaf. The bridge asks
+                        # again (runtime.connection); here the node connects again, which asks again too.
+                        self.counters["subscribe_refused"] += 1
+                        raise ConnectionError("the broker refused the subscription to the down topic")
                     backoff.reset()
                     self._on_ready(node, link)
         finally:
@@ -170,7 +212,8 @@ class Simulator:
         link.ready = True
         now = time.monotonic()
         self.counters["connects"] += 1
-        self.emit("c", node.name, time.monotonic_ns())
+        self.was_up[node.name] = True
+        self.emit("c", node.name, time.monotonic_ns(), self.member.get(node.name, 0))
         self._publish(link, node, node.keepalive())  # EdgeHub's hello: CloudHub starts the session on it
         if not node.registered:
             node.register()
@@ -243,13 +286,14 @@ def simulate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgehive.bench.simulator",
                                      description="simulated edge nodes for edgehive bench scale")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", required=True, help="the broker's port, or its members' ports (comma-separated)")
     parser.add_argument("--first", type=int, default=0, help="index of the first node (sim-0000 is 0)")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     names = [node_name(i) for i in range(args.first, args.first + args.count)]
-    asyncio.run(Simulator(args.host, args.port, names, sys.stdout, args.seed).run())
+    ports = [int(p) for p in args.port.split(",")]
+    asyncio.run(Simulator(args.host, ports, names, sys.stdout, args.seed, os.environ.get(PASSWORD_ENV)).run())
     return 0
 
 

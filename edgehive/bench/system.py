@@ -30,6 +30,7 @@ from edgehive.bench.harness import (
     wait_status,
     wait_until,
 )
+from edgehive.localcluster import STREAM_CERT, STREAM_KEY
 from runtime.url import BrokerUrl
 
 NODE = "bench-edge"
@@ -118,7 +119,7 @@ class EdgeProcesses:
         self.podman_url = podman_url
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, with_edged: bool = True) -> None:
+    def start(self, with_edged: bool = True, with_stream: bool = False) -> None:
         common = ["--node", NODE, "--broker", str(self.edge_url)]
         argvs = [
             ["edge.edgehub", "--outbox", str(self.work / "outbox.db")],
@@ -128,6 +129,8 @@ class EdgeProcesses:
             argvs.append(["edge.edged", "--podman-url", self.podman_url, "--data-dir", str(self.work / "edged")])
             argvs.append(["edge.devicetwin", "--db", str(self.work / "devicetwin.db")])
             argvs.append(["edge.eventbus"])
+        if with_stream:
+            argvs.append(["edge.stream", "--podman-url", self.podman_url])
         for module, *extra in argvs:
             log = (self.work / f"{module}.log").open("ab")
             self.procs.append(subprocess.Popen([sys.executable, "-m", module, *common, *extra], stdout=log,
@@ -155,15 +158,20 @@ class System:
     cloud_url: BrokerUrl
     edge_url: BrokerUrl
     edge: EdgeProcesses
+    podman: Podman
+    kubeconfig: Path | None = None
+    """The admin's kubeconfig of the local API server (for kubectl)."""
 
 
 def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
-                 before_edge: Callable[[BrokerUrl], None] | None = None, control_plane: bool = False) -> System:
+                 before_edge: Callable[[BrokerUrl], None] | None = None, control_plane: bool = False,
+                 stream: bool = False) -> System:
     """API server, brokers, CloudHub, EdgeController, DeviceController, bridge, a podman service and the edge
     components of node NODE, all stopped by ``stack``; namespace NAMESPACE exists. ``before_edge(edge_url)`` runs
     before the edge components start (for a baseline that must have the edge broker to itself).
     ``control_plane``: kube-controller-manager and kube-scheduler too (and the ServiceAccount admission plugin:
-    a pod is admitted once its namespace has its service account)."""
+    a pod is admitted once its namespace has its service account). ``stream``: the cloud stream server and the
+    node's stream end too, the node advertising the stream server as its kubelet (kubectl logs, exec, ...)."""
     require_podman()
     work = bench_workdir(stack, "ehbench-")
     say(f"working in {work}; starting the API server, brokers, cloud and edge components")
@@ -179,8 +187,14 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
         wait_until(lambda: local.controller_manager_healthy() and local.scheduler_healthy(), 60,
                    f"kube-controller-manager and kube-scheduler (see their logs in {work})")
     env = {**os.environ, "EDGEHIVE_BROKER": brokers.cloud.with_password()}
-    for component in ("cloudhub", "edgecontroller", "devicecontroller"):
+    stream_port = free_port()
+    for component in ("cloudhub", "edgecontroller", "devicecontroller", *(("stream",) if stream else ())):
         extra = [] if component == "cloudhub" else ["--kubeconfig", str(local.kubeconfig)]
+        if stream and component == "edgecontroller":
+            extra += ["--stream-address", f"127.0.0.1:{stream_port}"]
+        if component == "stream":
+            extra += ["--listen", f"127.0.0.1:{stream_port}", "--tls-cert", str(local.pki / STREAM_CERT),
+                      "--tls-key", str(local.pki / STREAM_KEY), "--client-ca", str(local.pki / "ca.crt")]
         stack.enter_context(process([sys.executable, "-m", f"cloud.{component}", *extra], work / f"{component}.log",
                                     env))
     podman = start_podman(stack, work)
@@ -189,10 +203,10 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
         before_edge(brokers.edge)
     edge = EdgeProcesses(work, brokers.edge, podman.url)
     stack.callback(edge.stop)
-    edge.start()
+    edge.start(with_stream=stream)
     wait_status(brokers.edge, EDGE_COMPONENTS)
     kube = Kube.connect(str(local.kubeconfig))
     stack.callback(kube.close)
     kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
     wait_until(lambda: kube.get_node(NODE) is not None, 60, "the edge node to register", poll=0.02)
-    return System(work, kube, brokers.cloud, brokers.edge, edge)
+    return System(work, kube, brokers.cloud, brokers.edge, edge, podman, local.kubeconfig)

@@ -13,6 +13,7 @@ created only once the one before runs (plain, then a Deployment scaled up by one
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from typing import Any
 
 from cloud.kube import Kube, KubeError
 from edgehive.bench.harness import BenchError, percentiles, progress_printer, wait_until
-from edgehive.bench.system import IMAGE, NAMESPACE, NODE, start_system
+from edgehive.bench.podmanfloor import PodmanFloor, measure_floor
+from edgehive.bench.podtrace import PodTrace, format_breakdown, inspect_all
+from edgehive.bench.system import IMAGE, NAMESPACE, NODE, Podman, start_system
 from schemas import kinds
 
 TIMEOUT_PER_POD_S = 3.0
@@ -47,13 +50,19 @@ class WorkloadsReport:
     """A Deployment scaled up by one replica at a time: each new pod's first seen to Running."""
     one_plain_pod_running_ms: dict[str, float]
     one_ratio: float
+    breakdown: dict[str, dict[str, dict[str, float]]]
+    """Per group of pods (podtrace.py), per stage between creation and Running: p50, p99 (ms), pods measured."""
+    podman_floor: PodmanFloor
+    load_average: tuple[float, float]
+    """The 1-minute load average when the bench started and when it ended (other work on the machine)."""
 
 
 class PodTimes:
     """When a watch of the bench's namespace first showed each pod, and first showed it Running."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, trace: PodTrace) -> None:
         self.kube = kube
+        self.trace = trace
         self.seen: dict[str, int] = {}
         self.running: dict[str, int] = {}
         self.error: Exception | None = None
@@ -64,15 +73,17 @@ class PodTimes:
     def _watch(self, rv: str) -> None:
         try:
             for event, pod in self.kube.watch(kinds.POD, rv, timeout_s=3600):
-                now = time.perf_counter_ns()
+                now, wall = time.perf_counter_ns(), time.time_ns()
                 meta = pod.get("metadata") or {}
                 if event == "BOOKMARK" or meta.get("namespace") != NAMESPACE:
                     continue
                 name = str(meta.get("name"))
+                self.trace.on_pod(pod, wall)
                 with self._lock:
                     self.seen.setdefault(name, now)
                     if _running(pod):
                         self.running.setdefault(name, now)
+                        self.trace.on_running(name, wall)
         except (KubeError, OSError) as exc:  # the bench reports it at its next wait
             self.error = exc
 
@@ -139,18 +150,20 @@ def _more_running(times: PodTimes, prefix: str, than: int) -> bool:
     return times.running_count(prefix) > than
 
 
-def _one_at_a_time(kube: Kube, times: PodTimes, count: int, say: Callable[[str], None]) -> None:
+def _one_at_a_time(kube: Kube, times: PodTimes, count: int, say: Callable[[str], None], podman: Podman) -> None:
     """``count`` plain pods, then a Deployment ``step`` scaled up to ``count``, each pod once the last runs."""
     say(f"{count} plain pods one at a time, then a Deployment scaled up one replica at a time")
     for i in range(count):
         kube.core.create_namespaced_pod(NAMESPACE, _plain_pod(f"one-{i}"))
         wait_until(partial(_more_running, times, "one-", i), 60, f"plain pod one-{i} Running")
+    times.trace.read_podman(partial(inspect_all, podman.run))
     kube.core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain")
     kube.custom.create_namespaced_custom_object("apps", "v1", NAMESPACE, "deployments", _deployment("step", 0))
     for i in range(count):
         kube.custom.patch_namespaced_custom_object("apps", "v1", NAMESPACE, "deployments", "step",
                                                    {"spec": {"replicas": i + 1}})
         wait_until(partial(_more_running, times, "step-", i), 60, f"replica {i + 1} of step Running")
+    times.trace.read_podman(partial(inspect_all, podman.run))
     kube.custom.delete_namespaced_custom_object("apps", "v1", NAMESPACE, "deployments", "step",
                                                 body={"propagationPolicy": "Foreground"})
     wait_until(lambda: not kube.core.list_namespaced_pod(NAMESPACE).items, 120, "the pods gone", poll=0.5)
@@ -160,13 +173,19 @@ def bench_workloads(replicas: int = 100, broker: str = "amqtt", progress: bool =
                     one_at_a_time: int = 10) -> WorkloadsReport:
     say = progress_printer("workloads", progress)
     timeout = 60 + TIMEOUT_PER_POD_S * replicas
+    load_before = os.getloadavg()[0]
     with ExitStack() as stack:
         system = start_system(stack, broker, say, control_plane=True)
         kube = system.kube
         _service_account(kube)
         wait_until(lambda: _node_ready(kube), 60, f"node {NODE} Ready")
-        times = PodTimes(kube)
-        _one_at_a_time(kube, times, one_at_a_time, say)
+        say("podman alone: pod create + run, the floor")
+        floor = measure_floor(system.podman)
+        trace = PodTrace(NAMESPACE)
+        trace.watch_brokers(NODE, system.cloud_url, system.edge_url)
+        stack.callback(trace.close)
+        times = PodTimes(kube, trace)
+        _one_at_a_time(kube, times, one_at_a_time, say, system.podman)
 
         say(f"{replicas} plain pods with nodeName {NODE}")
         start = time.perf_counter()
@@ -175,6 +194,7 @@ def bench_workloads(replicas: int = 100, broker: str = "amqtt", progress: bool =
         wait_until(lambda: times.running_count("plain-") >= replicas, timeout, f"{replicas} plain pods Running",
                    progress=lambda: f"{times.running_count('plain-')} Running", say=say)
         plain_ready = time.perf_counter() - start  # from the first create
+        trace.read_podman(partial(inspect_all, system.podman.run))
         kube.core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain")
         say("waiting for the plain pods to be stopped and gone")
         wait_until(lambda: not kube.core.list_namespaced_pod(NAMESPACE, label_selector="bench=plain").items,
@@ -188,6 +208,9 @@ def bench_workloads(replicas: int = 100, broker: str = "amqtt", progress: bool =
                    progress=lambda: f"{_ready_replicas(kube)} Ready", say=say, poll=0.05)
         deploy_ready = time.perf_counter() - start
         wait_until(lambda: times.running_count("deploy-") >= replicas, 30, "the watch to show every replica")
+        trace.read_podman(partial(inspect_all, system.podman.run))
+        breakdown = {"one_deployment": trace.breakdown("step-"), "one_plain": trace.breakdown("one-"),
+                     "deployment": trace.breakdown("deploy-"), "plain": trace.breakdown("plain-")}
         plain = percentiles(times.latencies_ns("plain-"))
         deployed = percentiles(times.latencies_ns("deploy-"))
         one_plain = percentiles(times.latencies_ns("one-"))
@@ -197,7 +220,8 @@ def bench_workloads(replicas: int = 100, broker: str = "amqtt", progress: bool =
                            plain_pod_running_ms=plain, ratio=round(deployed["p50"] / plain["p50"], 3),
                            one_at_a_time=one_at_a_time, one_pod_running_ms=one_deployed,
                            one_plain_pod_running_ms=one_plain,
-                           one_ratio=round(one_deployed["p50"] / one_plain["p50"], 3))
+                           one_ratio=round(one_deployed["p50"] / one_plain["p50"], 3), breakdown=breakdown,
+                           podman_floor=floor, load_average=(load_before, os.getloadavg()[0]))
 
 
 def print_report(report: WorkloadsReport, as_json: bool) -> None:
@@ -214,3 +238,11 @@ def print_report(report: WorkloadsReport, as_json: bool) -> None:
     print(f"  one pod at a time ({report.one_at_a_time})      p50 {report.one_pod_running_ms['p50']:.0f} ms, p99 "
           f"{report.one_pod_running_ms['p99']:.0f} ms; plain p50 {report.one_plain_pod_running_ms['p50']:.0f} ms, "
           f"ratio {report.one_ratio:.2f}")
+    floor = report.podman_floor
+    print(f"  podman alone (floor, {floor.rounds})     pod create p50 {floor.pod_create_ms['p50']:.0f} ms + run p50 "
+          f"{floor.run_ms['p50']:.0f} ms = {floor.total_ms['p50']:.0f} ms (p99 {floor.total_ms['p99']:.0f}); "
+          f"REST API p50 {floor.rest_ms['p50']:.0f} ms (p99 {floor.rest_ms['p99']:.0f})")
+    print(f"  load average (1 min)         {report.load_average[0]:.1f} at the start, {report.load_average[1]:.1f} "
+          "at the end")
+    for line in format_breakdown(report.breakdown):
+        print(line)

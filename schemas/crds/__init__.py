@@ -1,4 +1,4 @@
-"""The CustomResourceDefinitions edgehive installs: KubeEdge's devices.kubeedge.io/v1beta1."""
+"""The CustomResourceDefinitions edgehive installs: KubeEdge's devices.kubeedge.io/v1beta1 and rules.kubeedge.io/v1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-FILES = ("devices.kubeedge.io_devicemodels.yaml", "devices.kubeedge.io_devices.yaml")
+FILES = ("devices.kubeedge.io_devicemodels.yaml", "devices.kubeedge.io_devices.yaml",
+         "rules.kubeedge.io_ruleendpoints.yaml", "rules.kubeedge.io_rules.yaml")
 
 
 def manifests() -> list[dict[str, Any]]:

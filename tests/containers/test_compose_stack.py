@@ -1,8 +1,9 @@
 """The compose stack for real: podman-compose brings up every component in its own container.
 
 One stack for the module (it takes about 20 s to be healthy): a Pod runs on the edge
-node and a device's reading reaches its Device; a killed component is restarted by
-its restart policy and the flow still works; ``down`` leaves nothing of ours behind.
+node and a device's reading reaches its Device; the stack's admission webhook gives edge
+pods offline tolerations without a time limit; a killed component is restarted by its
+restart policy and the flow still works; ``down`` leaves nothing of ours behind.
 """
 
 from __future__ import annotations
@@ -21,25 +22,30 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from edgehive.compose import COMPOSE_FILE, LOCAL_APISERVER, ROOT, ComposeStack, podman
+from cloud.admission.review import OPT_OUT
+from edgehive.compose import COMPOSE_FILE, HA, LOCAL_APISERVER, ROOT, ComposeStack, podman
+from tests.containers.pods import NODE, run_pod
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
 from tests.support import devices
 
 pytestmark = pytest.mark.slow
 
-NODE = "edge-1"
-SERVICES = {"apiserver", "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "edge-1-broker",
-            "edge-1-bridge", "edge-1-edgehub", "edge-1-metamanager", "edge-1-edged", "edge-1-devicetwin",
-            "edge-1-eventbus"}
+SERVICES = {"apiserver", "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "router", "admission",
+            "stream",
+            "edge-1-broker", "edge-1-bridge", "edge-1-edgehub", "edge-1-metamanager", "edge-1-edged",
+            "edge-1-devicetwin", "edge-1-eventbus", "edge-1-edgestream"}
+HA_SERVICES = {"cloud-broker-2", "cloud-broker-3", "cloudhub-2", "cloudhub-3", "edgecontroller-2",
+               "devicecontroller-2", "edge-1-node"}
+"""What compose.ha.yml adds (test_compose_ha.py runs it)."""
+UNREACHABLE, NOT_READY = "node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     stack = ComposeStack(f"ehtest{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("compose"))
     try:
-        stack.up()
-        stack.wait_healthy(timeout=120)
+        stack.up_healthy(timeout=120)
         yield stack
     finally:
         if stack.containers():
@@ -65,21 +71,8 @@ def config_services(*files: Path) -> set[str]:
 def test_compose_files_validate() -> None:
     assert config_services(COMPOSE_FILE) == SERVICES
     assert config_services(COMPOSE_FILE, LOCAL_APISERVER) == SERVICES
-
-
-def pod(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2, "containers": [
-                {"name": "main", "image": "localhost/busybox:latest", "imagePullPolicy": "Never",
-                 "command": ["sleep", "3600"]}]}}
-
-
-def run_pod(kube: k8s.ApiClient, name: str) -> None:
-    core = k8s.CoreV1Api(kube)
-    core.create_namespaced_pod("default", pod(name))
-    wait_until(lambda: core.read_namespaced_pod(name, "default").status.phase == "Running", timeout=60,
-               what=f"pod {name} Running on {NODE}")
-    assert podman("pod", "exists", f"default_{name}", check=False).returncode == 0
+    assert config_services(COMPOSE_FILE, LOCAL_APISERVER, HA) == SERVICES | HA_SERVICES
+    assert config_services(COMPOSE_FILE, HA) == SERVICES | HA_SERVICES
 
 
 def device_reading_reaches_status(stack: ComposeStack, kube: k8s.ApiClient, value: str) -> None:
@@ -100,6 +93,49 @@ def test_pod_and_device_end_to_end(stack: ComposeStack, kube: k8s.ApiClient) -> 
         delta = devices.next_json(dev, devices.topic("default", "twin/update/delta"), timeout=30)
         assert delta["delta"] == {"setpoint": "21"}
     device_reading_reaches_status(stack, kube, "19.5")
+
+
+def test_kubectl_logs_through_the_stream_server(stack: ComposeStack, kube: k8s.ApiClient) -> None:
+    """The edge node advertises the stream service as its kubelet; the stack's API server calls it by that name
+    with its kubelet client certificate, and the log comes up the node's link from its stream end and podman."""
+    core = k8s.CoreV1Api(kube)
+    run_pod(kube, "talker", command=("sh", "-c", "echo hello from edge-1; echo and goodbye; sleep 3600"))
+    status = core.read_node(NODE).status
+    assert {a.type: a.address for a in status.addresses}["Hostname"] == "stream"
+    assert status.daemon_endpoints.kubelet_endpoint.port == 10350
+    kubeconfig = stack.work_dir / "kubeconfig"  # the host's, copied out by the kube fixture
+
+    def kubectl_logs(*args: str) -> str | None:
+        result = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "logs", "talker", *args],
+                                capture_output=True, text=True, timeout=30, check=False)
+        return result.stdout if result.returncode == 0 else None
+
+    wait_until(lambda: kubectl_logs() == "hello from edge-1\nand goodbye\n", timeout=60,
+               what="kubectl logs of the edge pod through the stream server")
+    assert kubectl_logs("--tail=1") == "and goodbye\n"
+    assert stack.healthy("stream")
+    assert stack.healthy("edge-1-edgestream")
+
+
+def offline_tolerations(created: k8s.V1Pod) -> dict[str, int | None]:
+    """The pod's unreachable and not-ready NoExecute tolerations: key -> tolerationSeconds (None: for ever)."""
+    return {t.key: t.toleration_seconds for t in created.spec.tolerations or []
+            if t.key in (UNREACHABLE, NOT_READY) and t.effect == "NoExecute"}
+
+
+def test_admission_webhook_keeps_edge_pods_through_offline_spells(stack: ComposeStack, kube: k8s.ApiClient) -> None:
+    """The admission service registered itself with the stack's API server, which calls it by its service name
+    over TLS (a certificate from the cluster CA): a pod on the edge node gets forever offline tolerations instead
+    of DefaultTolerationSeconds' 300 s, and still runs; a pod that opts out keeps the 300 s."""
+    registrations = k8s.AdmissionregistrationV1Api(kube)
+    registered = wait_until(lambda: registrations.read_mutating_webhook_configuration("edgehive-autonomy"),
+                            timeout=60, what="the webhook's MutatingWebhookConfiguration")
+    assert registered.webhooks[0].client_config.url == "https://admission:8443/mutate"
+    kept = run_pod(kube, "autonomous")
+    assert offline_tolerations(kept) == {UNREACHABLE: None, NOT_READY: None}
+    evictable = run_pod(kube, "evictable", {OPT_OUT: "true"})
+    assert offline_tolerations(evictable) == {UNREACHABLE: 300, NOT_READY: 300}
+    assert stack.healthy("admission")
 
 
 @pytest.mark.parametrize("service", ["cloudhub", "edge-1-metamanager", "edge-1-bridge"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -30,11 +29,6 @@ def all_healthy(state_dir: Path) -> dict[str, dict[str, Any]] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return rows if rows and all(r["healthy"] for r in rows.values()) else None
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _node_ready(api: Any, name: str) -> bool:
@@ -64,24 +58,26 @@ def _check_autonomy_webhook(api: Any) -> None:
 
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
-    etcd_port = free_port()
-    while _port_taken(etcd_port + 1):  # etcd's peer port is the next one
-        etcd_port = free_port()
+    # etcd's peer port is the next one: both are taken from free_port, so that no later free_port() hands the peer
+    # port out again (they come in turn: the API server's port would otherwise be the peer's).
+    etcd_port, peer_port = free_port(), free_port()
+    while peer_port != etcd_port + 1:
+        etcd_port, peer_port = peer_port, free_port()
     state = tmp_path / "state"
     with (tmp_path / "up.out").open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
              "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
              "--etcd-port", str(etcd_port), "--controller-manager-port", str(free_port()),
-             "--scheduler-port", str(free_port())],
+             "--scheduler-port", str(free_port()), "--stream-port", str(free_port())],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
         assert set(rows) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                             "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "admission",
+                             "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "router", "admission",
                              "edge-broker", "bridge-edge-1", "edgehub", "metamanager", "podman", "edged", "devicetwin",
-                             "eventbus"}
+                             "eventbus", "dmi", "stream", "edgestream", "metricsapi"}
         # What the README promises: kubectl --kubeconfig <printed path> get nodes shows edge-1 Ready.
         kubeconfig = state / "apiserver" / "kubeconfig"
         assert f"kubectl --kubeconfig {kubeconfig} get nodes" in (tmp_path / "up.out").read_text()
@@ -146,7 +142,7 @@ def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
                what="the namespace's default ServiceAccount")
     try:
         _kubectl(kubeconfig, "-n", namespace, "create", "deployment", "d1", "--image=localhost/busybox", "--",
-                 "sleep", "3600")
+                 "sh", "-c", "echo hello from the edge; exec sleep 3600")
         _kubectl(kubeconfig, "-n", namespace, "patch", "deployment", "d1", "-p", json.dumps({"spec": {"template": {
             "spec": {"terminationGracePeriodSeconds": 1,
                      "containers": [{"name": "busybox", "imagePullPolicy": "IfNotPresent"}]}}}}))
@@ -155,6 +151,14 @@ def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
                 if p.metadata.deletion_timestamp is None]
         assert [(p.spec.node_name, p.status.phase) for p in pods] == [("edge-1", "Running")]
         assert len(_host_pods(namespace)) >= 1
+        # kubectl logs through the stream tunnel: the API server, the cloud stream server, the link, the node.
+        wait_until(lambda: _kubectl(kubeconfig, "-n", namespace, "logs", "deployment/d1") == "hello from the edge\n",
+                   timeout=30, what="kubectl logs deployment/d1")
+        # kubectl top through the metrics API, which reads the node's resource metrics through the same tunnel.
+        wait_until(lambda: "edge-1" in _kubectl(kubeconfig, "top", "node", "--no-headers"), timeout=60, interval=1.0,
+                   what="kubectl top node listing edge-1")
+        wait_until(lambda: "d1-" in _kubectl(kubeconfig, "-n", namespace, "top", "pod", "--no-headers"), timeout=60,
+                   interval=1.0, what="kubectl top pod listing the deployment's pod")
     finally:
         _kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
         wait_until(lambda: not _host_pods(namespace), timeout=60, what=f"{namespace}'s pods gone from podman")

@@ -23,6 +23,7 @@ from runtime.pki import CertificateAuthority, cert_info, new_key_and_csr
 from runtime.url import BrokerUrl
 from schemas import jointoken, topics
 from schemas.jointoken import JoinToken
+from schemas.kubeobj import EDGE_ROLE_LABEL
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import Broker
 from tests.fixtures.mqtt import MqttError, TestClient, TlsFiles
@@ -58,6 +59,9 @@ def test_join_gives_the_node_its_identity(pki: ClusterPki, join_endpoint: str, t
     assert identity.cert.exists()
     assert oct(identity.key.stat().st_mode & 0o777) == "0o600"
     assert "edge-joined" in pki.registry().nodes
+    node = pki.kube.get_node("edge-joined")  # for CloudHub replicas to serve its first registration
+    assert node is not None
+    assert EDGE_ROLE_LABEL in node["metadata"]["labels"]
     config = identity.config.read_text()
     assert "node: edge-joined" in config
     assert "cloud: mqtts://127.0.0.1:8883" in config
@@ -80,6 +84,7 @@ def test_bad_tokens_are_refused(pki: ClusterPki, join_endpoint: str, tmp_path: P
         join(join_endpoint, str(forged), "edge-forger", tmp_path)
     with pytest.raises(JoinError, match="malformed"):
         join(join_endpoint, "abc.def", "edge-forger", tmp_path)
+    assert [pki.kube.get_node(n) for n in ("edge-late", "edge-lost", "edge-forger")] == [None] * 3  # no Node
     assert not {"edge-late", "edge-lost", "edge-forger"} & set(pki.registry().nodes)
 
 

@@ -7,16 +7,16 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from cloud.edgecontroller.lease import lease_body, micro_time
+from cloud.edgecontroller.lease import lease_body
 from cloud.edgecontroller.nodehealth import CONTROLLER_MANAGER_LEASE, ControllerManagerWatch
 from cloud.kube import Kube
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
+from schemas.timefmt import micro_time
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.integration.test_end_to_end import _ready_status as ready
 from tests.support.cluster import NODE_PW, Cluster, node_names, reply_to
 
 
@@ -63,7 +63,7 @@ def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
     _edge, link = cluster.nodes[node]
     link.down()
     cut = time.time()
-    wait_until(lambda: ready(cluster, node) == "Unknown", timeout=70, what="NodeReady Unknown after the grace")
+    wait_until(lambda: cluster.ready_status(node) == "Unknown", timeout=70, what="NodeReady Unknown after the grace")
     silent_for = time.time() - cut
     last_renewal = renewed_at(cluster, node)
     assert last_renewal <= cut + 1.0, "the Lease was renewed while the node's link was down"
@@ -72,7 +72,7 @@ def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
     assert {c.status for c in conditions.values()} == {"Unknown"}
     assert conditions["Ready"].reason == "EdgeLinkLost"
     link.up()
-    wait_until(lambda: ready(cluster, node) == "True", timeout=40, what="NodeReady True once the link is back")
+    wait_until(lambda: cluster.ready_status(node) == "True", timeout=40, what="NodeReady True once the link is back")
     wait_until(lambda: renewed_at(cluster, node) > last_renewal, timeout=30, what="the Lease renewed again")
 
 

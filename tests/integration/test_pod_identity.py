@@ -167,6 +167,32 @@ def test_kube_api_access_and_downward_api_on_an_edge_node(cluster_factory: Any) 
     wait_until(lambda: running(cluster, "who"), timeout=30, what="the pod Running again in the API server")
 
 
+def test_env_pod_ip_is_the_address_the_api_server_shows(cluster_factory: Any) -> None:
+    """status.podIP in env on a pod's own network: its sandbox starts first, so its init container and its
+    container are made with the address that the pod's status reports."""
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}]
+    work = [{"name": "work", "mountPath": "/work"}]
+    cluster.core.create_namespaced_pod(cluster.namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "addr"},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "volumes": [{"name": "work", "emptyDir": {}}],
+                 "initContainers": [{"name": "first", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "env": env,
+                                     "command": ["sh", "-c", "echo $POD_IP > /work/init-ip"], "volumeMounts": work}],
+                 "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "env": env,
+                                 "command": ["sleep", "3600"], "volumeMounts": work}]}})
+    pod = wait_until(lambda: (p := running(cluster, "addr")) is not None and p.status.pod_ip and p, timeout=60,
+                     what="addr Running with its address")
+    address = pod.status.pod_ip
+    assert address != cluster.pod("addr").status.host_ip
+    assert [entry.ip for entry in pod.status.pod_ips] == [address]
+    assert run(cluster, "addr", ["sh", "-c", 'echo "$POD_IP $POD_IPS"']) == f"{address} {address}\n"
+    assert read(cluster, "addr", "/work/init-ip") == f"{address}\n"
+    # The address is the pod's own: the container's interface has it.
+    assert f"inet {address}/" in (run(cluster, "addr", ["ip", "-4", "addr"]) or "")
+
+
 def test_a_pod_as_a_real_control_plane_makes_it(controlplane_cluster: Cluster, controlplane_namespace: str) -> None:
     """The ServiceAccount admission plugin adds the volume, kube-controller-manager makes the ServiceAccount
     and publishes the CA, the scheduler places the pod: nothing of it written by the test."""

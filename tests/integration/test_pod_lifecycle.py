@@ -3,47 +3,25 @@ tcpSocket and startup probes, postStart and preStop hooks, termination messages.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
 from podman import PodmanClient
 
-from schemas.envelope import Op
-from schemas.resource import ResourceKey
 from tests.fixtures.processes import wait_until
 from tests.support.cloud import FakeCloud
 from tests.support.cluster import Cluster, node_names
 from tests.support.edge_node import EdgeNode, Link
-from tests.support.pods import IMAGE, NS, containers_of, exec_in, pod, pod_exists
+from tests.support.pods import IMAGE, NS, containers_of, exec_in, pod, pod_exists, send, status_where
 
 Node = tuple[EdgeNode, Link, FakeCloud]
-
-
-def send(cloud: FakeCloud, spec: dict[str, Any], rv: str = "1") -> None:
-    name = spec["metadata"]["name"]
-    cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", name), spec, rv=rv))
 
 
 def init(name: str, command: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command],
             **extra}
-
-
-def status_where(cloud: FakeCloud, name: str, test: Callable[[dict[str, Any]], Any], what: str,
-                 timeout: float = 40) -> dict[str, Any]:
-    """The pod's last status once ``test(status)`` holds for it; a timeout shows the last status there was."""
-    def holds() -> dict[str, Any] | None:
-        status = cloud.pod_status(NS, name)
-        return status if status is not None and test(status) else None
-    try:
-        return wait_until(holds, timeout=timeout, what=what)
-    except pytest.fail.Exception as exc:
-        pytest.fail(f"{exc}; the last status: {json.dumps(cloud.pod_status(NS, name))}", pytrace=False)
 
 
 def conditions(status: dict[str, Any]) -> dict[str, str]:

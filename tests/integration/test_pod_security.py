@@ -14,6 +14,7 @@ from podman import PodmanClient
 from edge.edged.hostfacts import ResolvConf
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support.cluster import Cluster, node_names
+from tests.support.pods import exec_output
 
 IMAGE = "localhost/busybox:latest"
 KUBERNETES_DEFAULT_CAPS = 0xA80425FB
@@ -39,13 +40,8 @@ def running(cluster: Cluster, name: str) -> Any:
 
 
 def exec_in(cluster: Cluster, pod: str, name: str, command: str) -> tuple[int, str]:
-    with PodmanClient(base_url=cluster.podman.base_url) as client:
-        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod}"})
-                 if c.attrs["State"] == "running" and c.attrs["Labels"].get("io.edgehive.container") == name]
-        assert found, f"no running container {name} in pod {pod}"
-        code, output = found[0].exec_run(["sh", "-c", command], demux=True)
-    assert isinstance(output, tuple)
-    return int(code or 0), (bytes(output[0] or b"") + bytes(output[1] or b"")).decode().strip()
+    code, out, err = exec_output(cluster.podman.base_url, pod, ["sh", "-c", command], container=name)
+    return code, (out + err).strip()
 
 
 def podman_containers(cluster: Cluster, pod: str) -> list[str]:

@@ -12,7 +12,7 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,21 +21,29 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from edgehive.localcluster import STREAM_CERT, STREAM_KEY
+from schemas import topics
 from schemas.envelope import Envelope, decode
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import Broker, BrokerFactory
 from tests.fixtures.controlplane import ControlPlane
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.podman import Podman
-from tests.fixtures.processes import ManagedProcess, wait_until
+from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support.edge_node import EdgeNode, Link, remove_pods
+from tests.support.natnode import start_nat_node
+from tests.support.natns import NatNamespace
 
 CLOUD_PW = "cloud-pw"
 NODE_PW = "node-pw"
 NODE_INDEX_LABEL = "edgehive.test/node-index"
 """On ``controlplane_cluster``'s nodes: "1" and "2", for tests that target one node with a nodeSelector."""
 SERVICE_ACCOUNT_TIMEOUT = 30.0
+STREAMS_PER_NODE = 4
+"""The cloud stream server's cap here: small, so that a test reaches it with a few kubectl processes."""
 NAMESPACE_GONE_TIMEOUT = 60.0
+METRICS_SCRAPE_S = 2.0
+"""The metrics API's scrape interval here: short, so that kubectl top has two readings within seconds."""
 
 
 @dataclass
@@ -49,6 +57,10 @@ class Cluster:
     cloud: dict[str, ManagedProcess] = field(default_factory=dict)
     nodes: dict[str, tuple[EdgeNode, Link]] = field(default_factory=dict)
     starts: int = 0
+    stream_port: int = field(default_factory=free_port)
+    """The cloud stream server's: every edge node's kubelet endpoint (kubectl logs)."""
+    router_port: int = field(default_factory=free_port)
+    """The router's HTTP door (rest-to-eventbus Rules): started by the tests that use it."""
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -56,9 +68,20 @@ class Cluster:
 
     def cloud_argv(self, component: str) -> list[str]:
         common = ["--broker", self.cloud_broker.url("cloud", CLOUD_PW), "--log-level", "info"]
+        pki = self.api.ca_file.parent  # the local API server's, which made the stream server's certificates
         extra = {"cloudhub": ["--keepalive-timeout-s", "8"],
-                 "edgecontroller": ["--kubeconfig", str(self.api.kubeconfig)],
-                 "devicecontroller": ["--kubeconfig", str(self.api.kubeconfig)]}[component]
+                 "edgecontroller": ["--kubeconfig", str(self.api.kubeconfig), "--stream-address",
+                                    f"127.0.0.1:{self.stream_port}"],
+                 "devicecontroller": ["--kubeconfig", str(self.api.kubeconfig)],
+                 "router": ["--kubeconfig", str(self.api.kubeconfig), "--listen", f"127.0.0.1:{self.router_port}",
+                            "--status-interval-s", "0.3"],
+                 "stream": ["--kubeconfig", str(self.api.kubeconfig), "--listen", f"127.0.0.1:{self.stream_port}",
+                            "--tls-cert", str(pki / STREAM_CERT), "--tls-key", str(pki / STREAM_KEY),
+                            "--client-ca", str(self.api.ca_file), "--idle-timeout-s", "9",
+                            "--max-streams-per-node", str(STREAMS_PER_NODE)],
+                 # kubectl top: started by the tests that use it (it registers the cluster-wide APIService).
+                 "metricsapi": ["--kubeconfig", str(self.api.kubeconfig), "--listen", "0.0.0.0:0",
+                                "--scrape-interval-s", str(METRICS_SCRAPE_S)]}[component]
         return [sys.executable, "-m", f"cloud.{component}", *common, *extra]
 
     def start_cloud(self, component: str) -> ManagedProcess:
@@ -89,6 +112,13 @@ class Cluster:
                 return k8s.ApiClient().sanitize_for_serialization(node)  # type: ignore[no-any-return]
         return None
 
+    def ready_status(self, node: str) -> str:
+        """The status of the node's Ready condition ("True", "False", "Unknown"), "" while it has none."""
+        for condition in self.core.read_node(node).status.conditions or []:
+            if condition.type == "Ready":
+                return str(condition.status)
+        return ""
+
     def pod(self, name: str) -> Any:
         try:
             return self.core.read_namespaced_pod(name, self.namespace)
@@ -112,12 +142,16 @@ def node_names(count: int) -> list[str]:
 
 
 def start_cluster(api: ApiServer, brokers: BrokerFactory, podman: Podman, workdir: Path, nodes: list[str], *,
-                  service_accounts: bool = False) -> Cluster:
+                  service_accounts: bool = False, behind_nat: Mapping[str, NatNamespace] | None = None,
+                  spare: Sequence[str] = ()) -> Cluster:
     """Cloud broker, CloudHub, EdgeController, DeviceController and ``nodes``, all Ready, and a namespace of
     the cluster's own. ``service_accounts``: the API server admits pods only once their namespace has its
-    service account (a controller-manager makes it)."""
-    users = {"cloud": CLOUD_PW, **{n: NODE_PW for n in nodes}}
-    cloud_broker = brokers("amqtt", users=users)
+    service account (a controller-manager makes it). ``behind_nat``: more nodes, each in its namespace behind
+    NAT (tests/support/natnode.py), which the cloud broker listens for at the namespace's gateway. ``spare``:
+    node names the cloud broker accepts but that are not started, for a test to add later (``add_node``)."""
+    behind_nat = behind_nat or {}
+    users = {"cloud": CLOUD_PW, **{n: NODE_PW for n in [*nodes, *behind_nat, *spare]}}
+    cloud_broker = brokers("amqtt", users=users, also_listen=[ns.host_address for ns in behind_nat.values()])
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     core = k8s.CoreV1Api(api.client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
@@ -128,9 +162,12 @@ def start_cluster(api: ApiServer, brokers: BrokerFactory, podman: Podman, workdi
         cluster.start_cloud("cloudhub")
         cluster.start_cloud("edgecontroller")
         cluster.start_cloud("devicecontroller")
+        cluster.start_cloud("stream")
         for name in nodes:
             cluster.add_node(name)
-        for name in nodes:
+        for name, ns in behind_nat.items():
+            cluster.nodes[name] = start_nat_node(ns, name, cloud_broker, NODE_PW, workdir)
+        for name in [*nodes, *behind_nat]:
             wait_until(partial(cluster.node_ready, name), timeout=30, what=f"node {name} Ready in the API")
     except BaseException:
         cluster.stop()
@@ -143,8 +180,10 @@ def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman
                     tmp_path: Path) -> Iterator[Any]:
     made: list[Cluster] = []
 
-    def make(nodes: list[str]) -> Cluster:
-        cluster = start_cluster(apiserver, edgehive_broker, podman, tmp_path, nodes)
+    def make(nodes: list[str], behind_nat: Mapping[str, NatNamespace] | None = None,
+             spare: Sequence[str] = ()) -> Cluster:
+        cluster = start_cluster(apiserver, edgehive_broker, podman, tmp_path, nodes, behind_nat=behind_nat,
+                                spare=spare)
         made.append(cluster)
         return cluster
 
@@ -152,7 +191,7 @@ def cluster_factory(apiserver: ApiServer, edgehive_broker: BrokerFactory, podman
     for cluster in made:
         cluster.stop()
         _delete_pods(cluster)
-    remove_pods(podman)
+    remove_pods(podman, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -162,15 +201,16 @@ def controlplane_cluster(controlplane: ControlPlane, session_edgehive_broker: Br
     carry node-role.kubernetes.io/edge="" (as every edge node) and NODE_INDEX_LABEL "1" and "2"; tests
     share them and take their own namespace (``controlplane_namespace``)."""
     nodes = node_names(2)
-    cluster = start_cluster(controlplane.api, session_edgehive_broker, podman,
-                            tmp_path_factory.mktemp("controlplane-cluster"), nodes, service_accounts=True)
+    data = tmp_path_factory.mktemp("controlplane-cluster")
+    cluster = start_cluster(controlplane.api, session_edgehive_broker, podman, data, nodes,
+                            service_accounts=True)
     try:
         for index, name in enumerate(nodes, start=1):
             cluster.core.patch_node(name, {"metadata": {"labels": {NODE_INDEX_LABEL: str(index)}}})
         yield cluster
     finally:
         cluster.stop()
-        remove_pods(podman)
+        remove_pods(podman, data)
 
 
 @pytest.fixture
@@ -229,3 +269,10 @@ def reply_to(client: TestClient, msg_id: str) -> Envelope:
         if envelope.parent == msg_id:
             return envelope
     raise AssertionError(f"no reply to {msg_id}")
+
+
+def ask_as_node(client: TestClient, envelope: Envelope) -> Envelope:
+    """Publish ``envelope`` on its node's up link (``client`` holds that node's identity and listens on its down
+    link) and return the cloud's answer."""
+    client.publish(topics.link_up(envelope.node), envelope.encode())
+    return reply_to(client, envelope.id)

@@ -51,13 +51,13 @@ def crds_ready(api: k8s.ApiClient) -> bool:
     return True
 
 
-def status(api: k8s.ApiClient, namespace: str) -> dict[str, Any]:
-    obj = k8s.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, "devices", DEVICE)
+def status(api: k8s.ApiClient, namespace: str, device: str = DEVICE) -> dict[str, Any]:
+    obj = k8s.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, "devices", device)
     return dict(obj.get("status") or {})
 
 
-def reported(api: k8s.ApiClient, namespace: str, prop: str) -> str | None:
-    for twin in status(api, namespace).get("twins") or []:
+def reported(api: k8s.ApiClient, namespace: str, prop: str, device: str = DEVICE) -> str | None:
+    for twin in status(api, namespace, device).get("twins") or []:
         if twin.get("propertyName") == prop and "reported" in twin:
             return str(twin["reported"]["value"])
     return None

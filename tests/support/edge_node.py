@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from tests.fixtures.mqtt import TestClient
 from tests.fixtures.podman import Podman
 from tests.fixtures.processes import ManagedProcess, wait_until
 from tests.support.cloud import FakeCloud
+from tests.support.natns import entered
 
 NODE = "edge-1"
 USERS = {"cloud": "cloud-pw", NODE: "node-pw"}
-EDGE_COMPONENTS = ("edgehub", "metamanager", "edged", "devicetwin", "eventbus")
+EDGE_COMPONENTS = ("edgehub", "metamanager", "edged", "devicetwin", "eventbus", "stream")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class EdgeNode:
     node: str = NODE
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     starts: int = 0
+    netns: str | None = None
+    """The network namespace the node's processes run in (tests/support/natnode.py), None for this one."""
 
     def argv(self, component: str) -> list[str]:
         common = ["--node", self.node, "--broker", self.edge_broker.url(), "--log-level", "info"]
@@ -42,23 +46,31 @@ class EdgeNode:
                       "--node-status-s", "2"],
             "devicetwin": ["--db", str(self.data / "devicetwin.db"), "--report-interval-s", "0.2"],
             "eventbus": [],
+            # DMI is started by the tests that use it (tests/integration/test_dmi.py), not by start_all.
+            "dmi": ["--socket", str(self.dmi_socket), "--mappers-file", str(self.data / "dmi-mappers.json")],
+            "stream": ["--podman-url", self.podman.base_url, "--idle-timeout-s", "9"],
         }[component]
-        return [sys.executable, "-m", f"edge.{component}", *common, *extra]
+        inside = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return [*inside, sys.executable, "-m", f"edge.{component}", *common, *extra]
 
     def start(self, component: str) -> ManagedProcess:
         self.starts += 1
         process = ManagedProcess(f"{self.node}-{component}-{self.starts}", self.argv(component),
                                  self.workdir / f"{self.node}-{component}-{self.starts}.log").start()
         self.processes[component] = process
-        with TestClient(self.edge_broker.host, self.edge_broker.port) as watcher:
+        with entered(self.netns), TestClient(self.edge_broker.host, self.edge_broker.port) as watcher:
             watcher.subscribe(topics.status(component))
-            wait_until(lambda: _status_up(watcher, process.pid), timeout=30, what=f"{component} up",
+            wait_until(lambda: status_up(watcher, process.pid), timeout=30, what=f"{component} up",
                        alive=process)
         return process
 
     @property
     def data(self) -> Path:
         return self.workdir if self.node == NODE else self.workdir / self.node
+
+    @property
+    def dmi_socket(self) -> Path:
+        return self.data / "dmi.sock"
 
     def start_all(self) -> None:
         for component in EDGE_COMPONENTS:
@@ -75,7 +87,7 @@ class EdgeNode:
             process.stop()
 
 
-def _status_up(watcher: TestClient, pid: int) -> bool:
+def status_up(watcher: TestClient, pid: int) -> bool:
     envelope = decode(watcher.expect().payload)
     return bool(envelope.body.get("state") == "up" and envelope.body.get("pid") == pid)
 
@@ -90,6 +102,8 @@ class Link:
     node: str = NODE
     process: ManagedProcess | None = None
     starts: int = 0
+    netns: str | None = None
+    """Where the edge broker listens (``argv`` says where the bridge runs)."""
 
     def up(self) -> None:
         self.starts += 1
@@ -104,7 +118,7 @@ class Link:
         self.wait_state(Op.DISCONNECTED)
 
     def wait_state(self, op: Op) -> None:
-        with TestClient(self.edge_broker.host, self.edge_broker.port) as client:
+        with entered(self.netns), TestClient(self.edge_broker.host, self.edge_broker.port) as client:
             client.subscribe(topics.link_state(self.node))
             wait_until(lambda: decode(client.expect().payload).op == op, timeout=30, what=f"link state {op.value}")
 
@@ -130,11 +144,22 @@ def edge_node(edgehive_broker: BrokerFactory, podman: Podman, tmp_path: Path) ->
         node.stop_all()
         link.stop()
         cloud.close()
-        remove_pods(podman)
+        remove_pods(podman, tmp_path)
 
 
-def remove_pods(podman: Podman) -> None:
-    """Leave the session's podman service empty for the next test."""
+def remove_pods(podman: Podman, data: Path | None = None) -> None:
+    """Leave the session's podman service empty for the next test, and unmount what EdgeD mounted below
+    ``data`` (the tmpfs of a Memory emptyDir outlives EdgeD by design, as it does on a node)."""
     with podman.client() as client:
         for pod in client.pods.list():
             pod.remove(force=True)
+    if data is not None:
+        unmount_below(data)
+
+
+def unmount_below(root: Path) -> None:
+    """Unmount every mount point below ``root``, the deepest first."""
+    prefix = str(root.resolve()) + "/"
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)  # a busy one goes when its last user does

@@ -45,6 +45,7 @@ from tests.fixtures.processes import (
     wait_until,
 )
 from tests.support import devices
+from tests.support.podnetns import release_lost_pod_networks
 
 EDGEHIVE = [sys.executable, "-m", "edgehive"]
 CLOUD_COMPONENTS = ("cloudhub", "edgecontroller", "devicecontroller")
@@ -359,6 +360,9 @@ def fleet_factory(apiserver: ApiServer, netns_host: Callable[[], Host], tmp_path
             fleet.stop()
             for name in podman_pods(fleet.namespace):  # only when the check above failed
                 subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True, check=False)
+            lost = release_lost_pod_networks(fleet.namespace)  # a killed podman's: see tests/support/podnetns.py
+            if lost:
+                print(f"\n{fleet.namespace}: pod network state a killed podman lost, removed: {', '.join(lost)}")
         left = fleet.leftovers()
         for site in fleet.sites.values():  # clean up whatever the check found, then fail on it
             for pid in site.pids():

@@ -189,21 +189,26 @@ def bad_twin_objects(draw: st.DrawFn) -> dict[str, Any]:
                                                       max_size=2)),
                      "metadata": {"type": "float"}}
         case 2:
+            # A type outside KubeEdge's list for a property the device creates (KubeEdge ignores the type a
+            # device sends for a property that exists), or a type that is no string.
+            name = "fz-new"
             entry = {**reading(), "metadata": {"type": draw(st.text(max_size=10).filter(lambda t: t not in twin.TYPES)
                                                              | unhashable | st.integers())}}
         case 3:
             entry = reading(optional=draw(json_values.filter(lambda v: v is not None and not isinstance(v, bool))))
         case 4:
             entry = draw(json_values.filter(lambda v: v is not None and not isinstance(v, dict)))
-        case 5:
-            entry = {"metadata": {"type": "float"}, "optional": True}  # neither actual nor expected
+        case 5:  # a property the device creates, with a value that is not of the type it declares
+            name = "fz-new"
+            entry = {"actual": {"value": draw(st.sampled_from(["abc", "1.5", "yes"]))},
+                     "metadata": {"type": draw(st.sampled_from(["int", "integer", "boolean"]))}}
         case 6:
             name = draw(bad_prop_names)
             entry = reading()
         case 7:
             entry = reading(deep_list(draw(st.integers(50, 400))))
         case _:
-            return {"event_id": event, "twin": draw(st.none() | st.just({}) | json_values.filter(
+            return {"event_id": event, "twin": draw(st.none() | json_values.filter(
                 lambda v: not isinstance(v, dict)))}
     return {"event_id": event, "timestamp": draw(json_values), "twin": {name: entry}}
 
@@ -218,7 +223,8 @@ bad_twin_updates = st.one_of(
     st.binary(min_size=1, max_size=30).map(lambda b: b'{"event_id":"\xff' + b + b'","twin":{}}'),  # not UTF-8
     json_values.filter(lambda v: not isinstance(v, dict)).map(as_json),  # arrays and scalars
     st.integers(100, 30000).map(lambda n: b"[" * n + b"]" * n),  # nested up to the 64 KiB limit
-    st.integers(100, 10000).map(lambda n: b'{"twin":' + b'{"a":' * n + b"1" + b"}" * n + b"}"),
+    st.integers(100, 10000).map(lambda n: b'{"twin":{"temperature":{"actual":{"value":' + b'{"a":' * n + b"1"
+                                + b"}" * n + b"}}}}"),
     st.integers(4400, 20000).map(lambda n: b'{"twin":{"temperature":{"actual":{"value":' + b"9" * n + b"}}}}"),
     st.integers(twin.MAX_JSON_BYTES - 30, twin.MAX_JSON_BYTES + 4000).map(
         lambda n: as_json({"twin": {"temperature": reading()}, "pad": "x" * n})),  # over the size limit

@@ -54,6 +54,19 @@ def test_link_acl() -> None:
     assert acl.may_subscribe("cloud", "#")
     assert not acl.may_publish(None, "edgehive/link/edge-1/up")
     assert not acl.may_publish("Not_A_Node", "edgehive/link/Not_A_Node/up")
+    # Stream frames: a node's own stream topics, each in its direction, and no other node's.
+    assert acl.may_publish("edge-1", "edgehive/link/edge-1/stream/up")
+    assert not acl.may_publish("edge-1", "edgehive/link/edge-2/stream/up")
+    assert not acl.may_publish("edge-1", "edgehive/link/edge-1/stream/down")
+    # The bridge's hello (CloudHub replicas learn of a node from it): its own only, read by the cloud alone.
+    assert acl.may_publish("edge-1", "edgehive/link/edge-1/hello")
+    assert not acl.may_publish("edge-1", "edgehive/link/edge-2/hello")
+    assert not acl.may_subscribe("edge-1", "edgehive/link/+/hello")
+    assert acl.may_subscribe("edge-1", "edgehive/link/edge-1/stream/down")
+    assert not acl.may_subscribe("edge-1", "edgehive/link/edge-2/stream/down")
+    assert not acl.may_subscribe("edge-1", "edgehive/link/+/stream/down")
+    assert acl.may_receive("edge-1", "edgehive/link/edge-1/stream/down")
+    assert not acl.may_receive("edge-1", "edgehive/link/edge-2/stream/down")
 
 
 def test_mosquitto_config_has_the_same_rules(tmp_path: Path) -> None:
@@ -68,6 +81,9 @@ def test_mosquitto_config_has_the_same_rules(tmp_path: Path) -> None:
     acl = (tmp_path / "out" / "acl").read_text()
     assert "pattern write edgehive/link/%u/up" in acl
     assert "pattern read edgehive/link/%u/down" in acl
+    assert "pattern write edgehive/link/%u/stream/up" in acl
+    assert "pattern write edgehive/link/%u/hello" in acl
+    assert "pattern read edgehive/link/%u/stream/down" in acl
     assert "user cloud\ntopic readwrite #" in acl
     assert (tmp_path / "out" / "passwd").read_text() == passwd.read_text()
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from edge.edged.claims import node_matches
+from edge.edged.hostpaths import MountFailed
 from edge.edged.podspec import ConfigError, PodSpecError, plan_pod
 from edge.edged.volumes import Volumes
 from schemas.fields import BodyError
@@ -79,8 +80,9 @@ def test_a_local_volume_mounts_on_the_node_its_affinity_names(tmp_path: Path) ->
              volume_key("local1"): pv("local1", local={"path": str(disk)}, nodeAffinity=on_node(NODE))}
     planned = plan(store)
     assert (planned.volumes["data"].kind, planned.volumes["data"].host_path) == ("local", str(disk))
-    Volumes(tmp_path / "edged").prepare(planned)
-    assert not disk.exists()  # a local volume is the administrator's disk: never made here
+    with pytest.raises(MountFailed, match=f'volume "data" : hostPath type check failed: {disk} is not a directory'):
+        Volumes(tmp_path / "edged").prepare(planned)
+    assert not disk.exists()  # a local volume is the administrator's disk: never made here, the pod waits for it
     store[volume_key("local1")] = pv("local1", local={"path": str(disk)}, nodeAffinity=on_node("edge-2"))
     with pytest.raises(PodSpecError, match='local persistentvolume "local1" has a nodeAffinity that does not include '
                                            "node edge-1"):
@@ -147,9 +149,11 @@ def test_hostpath_volume_types_and_block_mode() -> None:
     def planned(**spec: Any) -> Any:
         return plan({CLAIM: claim("data", "pv1"), volume_key("pv1"): pv("pv1", **spec)}).volumes["data"]
 
-    assert planned(hostPath={"path": "/srv/a", "type": "DirectoryOrCreate"}).kind == "hostPath"
-    assert planned(hostPath={"path": "/srv/a", "type": "Directory"}).kind == "local"  # must exist: not made
-    with pytest.raises(PodSpecError, match="is a hostPath of type Socket; this node mounts directories"):
-        planned(hostPath={"path": "/run/x.sock", "type": "Socket"})
+    # The type goes with the volume, checked on the host when it is set up, as a plain hostPath's (hostpaths.py).
+    for kind in ("DirectoryOrCreate", "Directory", "Socket", "FileOrCreate"):
+        found = planned(hostPath={"path": "/srv/a", "type": kind})
+        assert (found.kind, found.host_path_type) == ("hostPath", kind)
+    with pytest.raises(PodSpecError, match="is a hostPath of type Pipe, which is not a hostPath type"):
+        planned(hostPath={"path": "/run/x", "type": "Pipe"})
     with pytest.raises(PodSpecError, match="has volumeMode Block; this node mounts Filesystem volumes only"):
         planned(hostPath={"path": "/dev/sdb"}, volumeMode="Block")

@@ -49,7 +49,7 @@ def test_upstream_goes_by_group_to_the_controller_that_owns_it(router: CloudRout
     status = from_node(Group.RESOURCE, Op.UPDATE, res=ResourceKey("default", "podstatus", "p"), body={})
     twin = from_node(Group.TWIN, Op.UPDATE, res=ResourceKey("default", "devicestatus", "d"), body={})
     upload = from_node(Group.USER, Op.UPLOAD, body={"topic": "t", "payload": b""})
-    for envelope, module in ((status, "edgecontroller"), (twin, "devicecontroller"), (upload, "devicecontroller")):
+    for envelope, module in ((status, "edgecontroller"), (twin, "devicecontroller"), (upload, "router")):
         (send,) = router.from_node(envelope, UP, 1.0).sends
         assert send.topic == topics.from_edge(module)
         assert send.envelope is envelope
@@ -162,6 +162,17 @@ def test_a_reconnected_node_gets_what_was_in_flight_at_once(router: CloudRouter)
     assert router.due(1.0) == []
     connect(router, 2.0)
     assert router.due(2.0) == [(NODE, [sent])]
+
+
+def test_what_was_in_flight_goes_again_at_once_when_the_broker_lost_its_store(router: CloudRouter) -> None:
+    connect(router)
+    router.from_module(obj("1"), 0.0)
+    ((_, (sent,)),) = router.due(0.0)
+    for attempt in range(4):  # resent into a link that lost it: the next resend would be 40 s away
+        router.sent(NODE, sent, 100.0 * attempt)
+    assert router.due(301.0) == [(NODE, [])]
+    assert router.announce_all().wake
+    assert router.due(301.0) == [(NODE, [sent])]
 
 
 def test_an_object_needs_a_resource_key(router: CloudRouter) -> None:

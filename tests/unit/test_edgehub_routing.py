@@ -184,4 +184,4 @@ def test_keepalives_carry_the_outbox_size_while_the_link_is_up(router: EdgeRoute
     assert send is not None
     assert send.topic == UP
     assert Keepalive.parse(send.envelope.body) == Keepalive(1)
-    assert router.report() == {"outbox_size": 1, "link_up": True}
+    assert router.report() == {"outbox_size": 1, "outbox_events": 0, "link_up": True}

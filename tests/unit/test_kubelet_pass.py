@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
-from edge.edged.kubelet import Kubelet
+from edge.edged.kubelet import Kubelet, StatusSink
 from edge.edged.podspec import ContainerPlan, PodPlan
+from edge.edged.podworker import PodWorker
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
 from edge.edged.volumes import Volumes
-from tests.unit.test_pod_status import KEY, UID, FakePodman, FakeVolumes, pod
+from tests.support.kubelet_fakes import KEY, UID, FakePodman, FakeVolumes, observed, pod
 
 DEADLINE_S = 10.0
 
@@ -37,7 +38,9 @@ class ListedPodman(FakePodman):
         assert self.release.wait(DEADLINE_S), "the create was never released"
         return super().create_container(plan, container, attempt, mounts)
 
-    def containers(self) -> list[Observed]:
+    def containers(self, pod_uid: str | None = None) -> list[Observed]:
+        if pod_uid is not None:  # the worker reading back what it started
+            return []
         if self.worker_done is not None:
             self.release.set()
             self.worker_done()
@@ -52,10 +55,14 @@ class ListedVolumes(FakeVolumes):
         return set()
 
 
+def kubelet(podman: FakePodman, root: Path, report: StatusSink = lambda *_: None) -> Kubelet:
+    return Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, ListedVolumes(root)), report,
+                   host_ip="192.168.1.20", workers=2)
+
+
 def test_a_worker_busy_when_podman_was_listed_is_left_to_the_next_pass(tmp_path: Path) -> None:
     podman = ListedPodman()
-    k = Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, ListedVolumes(tmp_path)), lambda *_: None,
-                host_ip="192.168.1.20", workers=2)
+    k = kubelet(podman, tmp_path)
     try:
         k.set_pod(KEY, pod("Always"))
         k.sync_once()
@@ -69,4 +76,66 @@ def test_a_worker_busy_when_podman_was_listed_is_left_to_the_next_pass(tmp_path:
     finally:
         podman.release.set()
         k._pool.shutdown(wait=True)
+    assert podman.created == ["app-0", "side-0"]
+
+
+class StartedPodman(FakePodman):
+    """Lists, after the worker's start, the pod's containers running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed_for: list[str | None] = []
+
+    def containers(self, pod_uid: str | None = None) -> list[Observed]:
+        self.listed_for.append(pod_uid)
+        return [observed(name, state="running", finished_at=0) for name in ("app", "side")]
+
+
+def test_a_pod_is_reported_running_by_the_pass_that_started_it(tmp_path: Path) -> None:
+    """The worker that starts a pod's containers reads them back (that pod's alone) and reports Running at once:
+    the pass after it may be far behind other pods' creates in the pool."""
+    podman = StartedPodman()
+    reports: list[dict[str, Any]] = []
+    k = kubelet(podman, tmp_path, lambda _key, _meta, status: reports.append(status))
+    try:
+        k._sync_pod_safely(PodWorker(KEY, UID), pod("Always"), [], {})
+    finally:
+        k._pool.shutdown(wait=True)
+    assert podman.created == ["app-0", "side-0"]
+    assert podman.listed_for == [UID]
+    assert [r["phase"] for r in reports] == ["Running"]
+    assert all("running" in s["state"] for s in reports[0]["containerStatuses"])
+
+
+class BusyPodman(FakePodman):
+    """Its list of the whole node answers only once a container has been created, as podman's waits on the
+    containers it is busy with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = threading.Event()
+
+    def create_container(self, plan: PodPlan, container: ContainerPlan, attempt: int,
+                         mounts: list[HostMount]) -> str:
+        self.made.set()
+        return super().create_container(plan, container, attempt, mounts)
+
+    def containers(self, pod_uid: str | None = None) -> list[Observed]:
+        if pod_uid is None:
+            assert self.made.wait(DEADLINE_S), "the new pod waited for the list of the whole node"
+        return [observed(name.split("-")[0], state="running", finished_at=0) for name in self.created]
+
+    def pods(self) -> dict[str, str]:
+        return dict.fromkeys(self.made_pods, UID)
+
+
+def test_a_new_pod_starts_without_waiting_for_the_list_of_the_node(tmp_path: Path) -> None:
+    podman = BusyPodman()
+    k = kubelet(podman, tmp_path)
+    try:
+        k.set_pod(KEY, pod("Always"))
+        k.sync_once()
+    finally:
+        k._pool.shutdown(wait=True)
+    assert podman.made_pods == ["default_web"]
     assert podman.created == ["app-0", "side-0"]

@@ -6,7 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("schemas", "runtime", "broker", "cloud", "edge", "edgehive")
@@ -33,18 +36,40 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
     assert "0 broken" in result.stdout
 
 
-def test_cloud_importing_edge_breaks_the_layers(tmp_path: Path) -> None:
-    tree = copy_tree(tmp_path)
-    (tree / "cloud" / "reaches_edge.py").write_text("from edge import linkstate\n")
-    result = lint_imports(tree)
-    assert result.returncode == 1
-    assert "layers: edgehive > cloud | edge | broker > runtime > schemas BROKEN" in result.stdout
-    assert "cloud.reaches_edge -> edge.linkstate" in result.stdout
+@dataclass(frozen=True)
+class Break:
+    """Lines appended to files of a copy of the tree (a file not there is made), and what lint-imports must
+    then say: the broken contract's line, and the import that broke it."""
+
+    appended: dict[str, str]
+    contract: str
+    chain: str | None = None
 
 
-def test_a_component_importing_paho_breaks_the_transport_rule(tmp_path: Path) -> None:
-    tree = copy_tree(tmp_path)
-    (tree / "edge" / "edged" / "direct.py").write_text("import paho.mqtt.client\n")
+BREAKS = {
+    "cloud importing edge breaks the layers": Break(
+        {"cloud/reaches_edge.py": "from edge import linkstate\n"},
+        "layers: edgehive > cloud | edge | broker > runtime > schemas BROKEN", "cloud.reaches_edge -> edge.linkstate"),
+    "a component importing paho breaks the transport rule": Break(
+        {"edge/edged/direct.py": "import paho.mqtt.client\n"},
+        "only the connection (and mosquitto's $SYS reader) import paho-mqtt BROKEN"),
+    "the PKI leaf importing a runtime module the contract does not name breaks its rule": Break(
+        {"runtime/later.py": "VALUE = 1\n", "runtime/pki.py": "\nfrom runtime import later  # noqa: E402\n"},
+        "the PKI helpers are a leaf", "runtime.pki -> runtime.later"),
+    "one component importing another breaks their independence": Break(
+        {"edge/edged/peeks.py": "from edge.metamanager import store\n"},
+        "components never import each other BROKEN", "edge.edged.peeks -> edge.metamanager.store"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_an_import_that_breaks_a_contract_fails_the_lint_step(case: str, tmp_path: Path) -> None:
+    tree, broken = copy_tree(tmp_path), BREAKS[case]
+    for path, text in broken.appended.items():
+        with (tree / path).open("a") as out:
+            out.write(text)
     result = lint_imports(tree)
     assert result.returncode == 1
-    assert "only the connection (and mosquitto's $SYS reader) import paho-mqtt BROKEN" in result.stdout
+    assert broken.contract in result.stdout
+    if broken.chain is not None:
+        assert broken.chain in result.stdout

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import time
 
-from cloud.edgecontroller.lease import lease_body, micro_time
-from cloud.edgecontroller.nodehealth import lease_fresh, parse_micro_time, unknown_conditions, unknown_delay
+from cloud.edgecontroller.lease import lease_body
+from cloud.edgecontroller.nodehealth import lease_fresh, unknown_conditions, unknown_delay
 
 
 def test_the_grace_period_counts_from_the_last_heartbeat() -> None:
     assert unknown_delay(100.0, 40.0, 110.0) == 30.0  # heard 10 s before the link was seen gone
     assert unknown_delay(100.0, 40.0, 150.0) == 0.0  # silent for longer than the grace already (keepalive timeout)
     assert unknown_delay(None, 40.0, 150.0) == 40.0  # never heard by this process: the whole period
-
-
-def test_micro_time_round_trips() -> None:
-    now = 1_700_000_000.25
-    text = micro_time(now)
-    assert text == "2023-11-14T22:13:20.250000Z"
-    assert parse_micro_time(text) == now
-    assert parse_micro_time("2023-11-14T22:13:20Z") == 1_700_000_000.0
-    assert parse_micro_time("yesterday") is None
-    assert parse_micro_time(None) is None
 
 
 def test_a_lease_is_fresh_while_held_and_renewed_within_its_duration() -> None:

@@ -10,24 +10,19 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from edge.edged.kubelet import Kubelet
-from edge.edged.podspec import ContainerPlan, PodPlan, plan_pod
+from edge.edged.podspec import plan_pod
 from edge.edged.podworker import PodWorker
-from edge.edged.runtime import HostMount, Observed, PodmanRuntime
+from edge.edged.runtime import Observed
 from edge.edged.status import ContainerView, container_status, deleted_status, failed_status, pod_status, terminated
-from edge.edged.volumes import Volumes
-from schemas.resource import ResourceKey
+from tests.support.kubelet_fakes import KEY, T0, UID, FakePodman, kubelet, observed, pod
 
-T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 START = "2026-01-01T00:00:00Z"
-KEY = ResourceKey("default", "pod", "web")
-UID = "u-1"
 GOLDEN: dict[str, str] = json.loads((Path(__file__).parent / "pod_status_golden.json").read_text())
 """Each case's status as the JSON text the API server receives for it (pod_status_golden.json)."""
 
@@ -36,94 +31,7 @@ def text(status: dict[str, Any]) -> str:
     return json.dumps(status)
 
 
-def spec_hashes() -> dict[str, str]:
-    """The hash the kubelet labels each container of ``pod()`` with: an observed container that carries it is
-    the one the spec asks for (another would be replaced)."""
-    return {c.name: c.spec_hash for c in plan_pod(pod("Always"), "edge-1", lambda _: None).containers}
-
-
-def observed(container: str = "app", *, state: str = "exited", exit_code: int = 0, attempt: int = 0,
-             started_at: int = T0 + 10, finished_at: int = T0 + 70) -> Observed:
-    return Observed(id=f"id-{container}-{attempt}", name=f"default_web_{container}_{attempt}", pod_uid=UID,
-                    container=container, attempt=attempt, spec_hash=spec_hashes()[container], state=state,
-                    exit_code=exit_code, started_at=started_at, finished_at=finished_at, image_id="sha256:abc")
-
-
 # -- the kubelet's pass on a fake podman ------------------------------------------------------------------------
-
-
-@dataclass
-class FakePodman:
-    """What the kubelet asks of podman in one pass, answered from memory."""
-
-    removed_pods: list[str] = field(default_factory=list)
-    created: list[str] = field(default_factory=list)
-    sandbox_up: bool = True
-    made_pods: list[str] = field(default_factory=list)
-    stopped: list[tuple[str, int]] = field(default_factory=list)
-    exec_code: int = 0
-
-    def remove_pod(self, podman_name: str, grace_s: int) -> None:
-        self.removed_pods.append(podman_name)
-
-    def stop_container(self, container_id: str, grace_s: int) -> None:
-        self.stopped.append((container_id, grace_s))
-
-    def exec(self, container_id: str, command: list[str]) -> tuple[int, bytes]:
-        return self.exec_code, b""
-
-    def image_present(self, image: str) -> bool:
-        return True
-
-    def create_container(self, plan: PodPlan, container: ContainerPlan, attempt: int,
-                         mounts: list[HostMount]) -> str:
-        self.created.append(f"{container.name}-{attempt}")
-        return f"id-{container.name}-{attempt}"
-
-    def remove_container(self, container_id: str) -> None:
-        pass
-
-    def start_pod(self, podman_name: str) -> None:
-        pass
-
-    def start_container(self, container_id: str) -> None:
-        pass
-
-    def pod_ip(self, podman_name: str) -> str:
-        return "10.88.0.5"
-
-    def sandbox_running(self, podman_name: str) -> bool:
-        return self.sandbox_up
-
-    def create_pod(self, plan: PodPlan) -> None:
-        self.made_pods.append(plan.podman_name)
-
-
-@dataclass
-class FakeVolumes:
-    root: Path
-
-    def pod_dir(self, uid: str) -> Path:
-        return self.root / uid
-
-    def prepare(self, plan: PodPlan) -> None:
-        pass
-
-    def mounts(self, plan: PodPlan, container: ContainerPlan) -> list[HostMount]:
-        return []
-
-
-def kubelet(podman: FakePodman, root: Path) -> Kubelet:
-    return Kubelet("edge-1", cast(PodmanRuntime, podman), cast(Volumes, FakeVolumes(root)), lambda *_: None,
-                   host_ip="192.168.1.20", workers=1)
-
-
-def pod(restart_policy: str, *, deleting: bool = False) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "web", "namespace": "default", "uid": UID, "resourceVersion": "3"}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-01T00:05:00Z"
-    return {"metadata": meta, "spec": {"restartPolicy": restart_policy, "containers": [
-        {"name": "app", "image": "localhost/busybox:1"}, {"name": "side", "image": "localhost/busybox:1"}]}}
 
 
 def one_pass(restart_policy: str, seen: list[Observed], *, deleting: bool = False, now: float = T0 + 100,
@@ -131,7 +39,7 @@ def one_pass(restart_policy: str, seen: list[Observed], *, deleting: bool = Fals
              podman: FakePodman | None = None) -> tuple[dict[str, Any], FakePodman]:
     """One pass of the kubelet over ``spec`` (``pod(restart_policy)`` if None) with ``seen`` in podman."""
     monkeypatch.setattr(time, "time", lambda: now)
-    podman = podman or FakePodman()
+    podman = podman or FakePodman(listed=seen)  # read back after a start: podman shows nothing new yet
     with tempfile.TemporaryDirectory() as root:
         k = kubelet(podman, Path(root))
         try:

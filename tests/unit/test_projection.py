@@ -147,12 +147,17 @@ def test_env_field_and_resource_refs() -> None:
                                       "NODE": "edge-1"}
 
 
-def test_pod_ip_in_env_on_the_host_network_and_refused_otherwise() -> None:
-    env = [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+def test_pod_ip_in_env_is_the_nodes_on_the_host_network_and_filled_at_creation_otherwise() -> None:
+    env = [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+           {"name": "LATER", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "LATER", "value": "plain"}]  # the last entry of a name wins, as in kubelet
     plan = plan_pod(pod(env=env, spec={"hostNetwork": True}), "edge-1", CONFIG.get, SIDE)
-    assert plan.containers[0].env == {"IP": "10.0.0.7"}
-    with pytest.raises(PodSpecError, match=r"env IP: fieldRef status\.podIP is supported only for pods on the host"):
-        plan_pod(pod(env=env), "edge-1", CONFIG.get, SIDE)
+    assert plan.containers[0].env == {"IP": "10.0.0.7", "IPS": "10.0.0.7", "LATER": "plain"}
+    assert plan.containers[0].pod_ip_env == ()
+    plan = plan_pod(pod(env=env), "edge-1", CONFIG.get, SIDE)
+    assert plan.containers[0].pod_ip_env == ("IP", "IPS")
+    assert plan.containers[0].env["LATER"] == "plain"
 
 
 @pytest.mark.parametrize(("item", "message"), [

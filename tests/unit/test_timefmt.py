@@ -8,7 +8,7 @@ import time
 import pytest
 
 from runtime.logs import JsonFormatter
-from schemas.timefmt import now_rfc3339, rfc3339
+from schemas.timefmt import micro_time, now_rfc3339, parse_rfc3339, rfc3339
 
 
 def test_whole_seconds_in_utc() -> None:
@@ -44,3 +44,13 @@ def test_a_json_log_line_carries_the_records_milliseconds() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
     record.created, record.msecs = 1_767_225_600.25, 250.0
     assert '"ts": "2026-01-01T00:00:00.250Z"' in JsonFormatter("edged").format(record)
+
+
+def test_micro_time_round_trips() -> None:
+    now = 1_700_000_000.25
+    text = micro_time(now)
+    assert text == "2023-11-14T22:13:20.250000Z"
+    assert parse_rfc3339(text) == now
+    assert parse_rfc3339("2023-11-14T22:13:20Z") == 1_700_000_000.0
+    assert parse_rfc3339("yesterday") is None
+    assert parse_rfc3339(None) is None

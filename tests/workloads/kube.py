@@ -13,9 +13,10 @@ from typing import Any
 from kubernetes import client as k8s
 from podman import PodmanClient
 
-from edge.edged.podspec import NAMESPACE_LABEL
 from edge.metamanager.store import MetaStore
+from edge.podlabels import NAMESPACE_LABEL
 from tests.support.cluster import Cluster
+from tests.support.pods import exec_output
 
 BUSYBOX = "localhost/busybox"
 KUBECTL_TIMEOUT_S = 180.0
@@ -85,11 +86,5 @@ def deployment_ready(apps: k8s.AppsV1Api, name: str, namespace: str, replicas: i
 
 def exec_in(cluster: Cluster, namespace: str, pod_name: str, command: list[str]) -> tuple[int, str]:
     """Run ``command`` in the running container of ``namespace/pod_name``: exit code, stdout and stderr."""
-    with PodmanClient(base_url=cluster.podman.base_url) as client:
-        found = [c for c in client.containers.list(filters={"label": f"io.edgehive.pod={pod_name}"})
-                 if "io.edgehive.container" in c.attrs["Labels"] and c.attrs["State"] == "running"
-                 and c.attrs["Labels"].get(NAMESPACE_LABEL) == namespace]
-        assert found, f"no running container for {namespace}/{pod_name}"
-        code, output = found[0].exec_run(command, demux=True)
-    assert isinstance(output, tuple)
-    return int(code or 0), bytes(output[0] or b"").decode() + bytes(output[1] or b"").decode()
+    code, out, err = exec_output(cluster.podman.base_url, pod_name, command, namespace=namespace)
+    return code, out + err

@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from podman import PodmanClient
 
 from cloud.admission.review import OPT_OUT
-from edge.edged.podspec import CONTAINER_LABEL, NAMESPACE_LABEL, POD_LABEL
+from edge.podlabels import CONTAINER_LABEL, NAMESPACE_LABEL, POD_LABEL
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support.cluster import CLOUD_PW, NODE_INDEX_LABEL, Cluster
 from tests.workloads.kube import BUSYBOX, all_running, pods

@@ -1,0 +1,158 @@
+"""CloudHub as one of N replicas: which nodes this one serves, and keeping that current.
+
+:class:`NodeAssignment` is the decision, without I/O: the edge nodes known to the API and the live members
+in, the nodes gained and lost out (rendezvous hashing, cloud/replicas/ownership.py). :class:`Membership`
+runs it: a Node informer for the node names, a LeaseKeeper for the members, and a thread that renews the
+Lease every third of its duration and hands each change to the hub, which moves the node's subscription
+and session (hub.py).
+
+The nodes are the Node objects with the edge role label (a node's link topics are named after its Node), and
+the nodes whose bridges said hello on the cloud broker (retained, one per node: topics.link_hello). A node that
+has never registered has no Node from EdgeController yet; its hello makes its owner subscribe to its up topic,
+and EdgeHub's resend of the unanswered registration then reaches it. (The join endpoint also creates a joining
+node's Node, cloud/joinserver/nodeobject.py, which a bridge too old to say hello needs.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.informer import Informer
+from cloud.kube import Kube
+from cloud.packed import Packed
+from cloud.replicas.leases import LeaseKeeper
+from cloud.replicas.ownership import owned_by
+from schemas import kinds
+from schemas.kubeobj import EDGE_ROLE_LABEL, meta
+
+log = logging.getLogger(__name__)
+
+GROUP = "cloudhub"
+
+
+@dataclass(frozen=True)
+class Handover:
+    gained: frozenset[str]
+    lost: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.gained or self.lost)
+
+
+class NodeAssignment:
+    """The nodes ``identity`` serves, recomputed whenever the nodes or the members change."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.nodes: set[str] = set()
+        self.members: set[str] = set()
+        self.owned: frozenset[str] = frozenset()
+
+    def update(self, *, nodes: Iterable[str] | None = None, members: Iterable[str] | None = None) -> Handover:
+        if nodes is not None:
+            self.nodes = set(nodes)
+        if members is not None:
+            self.members = set(members)
+        owned = frozenset(owned_by(self.identity, self.nodes, self.members))
+        handover = Handover(owned - self.owned, self.owned - owned)
+        self.owned = owned
+        return handover
+
+
+def is_edge_node(obj: dict[str, Any]) -> bool:
+    return EDGE_ROLE_LABEL in (meta(obj).labels or {})
+
+
+class Membership:
+    """Keeps this replica's Lease and node set current and calls ``apply`` with every handover (on its own
+    thread, never two at once).
+
+    ``on_broker`` says whether the replica is connected to the cloud broker. A replica that is not cannot
+    serve its nodes, so it does not renew its Lease then: were it to, it would keep its nodes from the others
+    while they hear nothing. Its Lease runs out, it drops them, the others take them; when it is back on the
+    broker it renews and joins again (a new acquireTime, so the join delay applies).
+    """
+
+    def __init__(self, kube: Kube, identity: str, duration_s: int, apply: Callable[[Handover], None],
+                 on_broker: Callable[[], bool] = lambda: True) -> None:
+        self.keeper = LeaseKeeper(kube, group=GROUP, identity=identity, duration_s=duration_s)
+        self.assignment = NodeAssignment(identity)
+        self._apply = apply
+        self._on_broker = on_broker
+        self._lock = threading.Lock()
+        self._nodes: set[str] = set()
+        self._heard: set[str] = set()
+        self._stop = threading.Event()
+        self._changed = threading.Event()
+        self.informer = Informer(kube, kinds.NODE, self._on_node)
+        self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
+
+    def start(self) -> None:
+        self.informer.start()
+        self._thread.start()
+
+    def close(self) -> None:
+        """Leave on purpose: serve nothing, then delete the Lease so that the others take the nodes now."""
+        self._stop.set()
+        self._changed.set()
+        self._thread.join(timeout=10)
+        self.informer.stop()
+        self._apply(self.assignment.update(members=()))
+        self.keeper.release()
+
+    def _on_node(self, _kind: str, event: str, obj: dict[str, Any], _packed: Packed) -> None:
+        name = meta(obj).name
+        if not name:
+            return
+        with self._lock:
+            before = name in self._nodes
+            if event != "DELETED" and is_edge_node(obj):
+                self._nodes.add(name)
+            else:
+                self._nodes.discard(name)
+            changed = before != (name in self._nodes)
+        if changed:
+            self._changed.set()
+
+    def heard(self, node: str, *, present: bool = True) -> None:
+        """A node's bridge said hello (``present``), or its hello was cleared."""
+        with self._lock:
+            before = node in self._heard
+            if present:
+                self._heard.add(node)
+            else:
+                self._heard.discard(node)
+        if before != present:
+            self._changed.set()
+
+    def _run(self) -> None:
+        next_renewal = next_warning = 0.0
+        while not self._stop.is_set():
+            now = time.time()
+            if now >= next_renewal and self._on_broker():
+                members = self.keeper.tick()
+                next_renewal = now + self.keeper.renew_interval_s
+            else:  # between renewals, or off the broker: a Lease that ran out ends the serving on time
+                if now >= next_renewal:  # off the broker: look again soon, to renew once it is back
+                    next_renewal = now + min(0.5, self.keeper.renew_interval_s)
+                    if self.keeper.valid_until() and now >= next_warning:  # not before its first connection
+                        log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until "
+                                    "%.1f s from now)", self.keeper.identity, self.keeper.name,
+                                    max(0.0, self.keeper.valid_until() - now))
+                        next_warning = now + self.keeper.renew_interval_s
+                members = self.keeper.members()
+            with self._lock:
+                nodes = self._nodes | self._heard
+            handover = self.assignment.update(nodes=nodes, members=members)
+            if handover:
+                log.info("replica %s: %d nodes now (gained %d, lost %d) over members %s", self.keeper.identity,
+                         len(self.assignment.owned), len(handover.gained), len(handover.lost),
+                         sorted(self.assignment.members))
+                self._apply(handover)
+            self._changed.wait(timeout=min(0.5, max(0.05, next_renewal - time.time())))
+            self._changed.clear()

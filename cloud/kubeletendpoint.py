@@ -1,0 +1,25 @@
+"""What an edge Node advertises as its kubelet endpoint: the cloud stream server.
+
+The API server reaches a node's kubelet at the node's preferred address (``--kubelet-preferred-address-types``,
+by default Hostname first) and ``status.daemonEndpoints.kubeletEndpoint.Port``. An edge node behind NAT has
+no address the API server can reach, so EdgeController writes, in each edge node's status, the stream
+server's port and, as the node's ``Hostname`` address, the stream server's host: the API server's kubelet
+requests for any edge node then reach the stream server, which finds the node from the pod in the path.
+The node's ``InternalIP`` stays what the node reported (``kubectl get nodes -o wide`` shows it); only
+the Hostname address, which nothing else at the edge uses, is given over to the tunnel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.address import Address
+
+
+def kubelet_endpoint(status: dict[str, Any], stream_server: Address | None) -> dict[str, Any]:
+    """``status`` (a node status patch) with the stream server as its kubelet endpoint; unchanged without one."""
+    if stream_server is None:
+        return status
+    addresses = [a for a in status.get("addresses", []) if a.get("type") != "Hostname"]
+    return {**status, "addresses": [*addresses, {"type": "Hostname", "address": stream_server.host}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": stream_server.port}}}

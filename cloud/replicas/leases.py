@@ -1,0 +1,190 @@
+"""Who is alive: one coordination.k8s.io/v1 Lease per replica, kept in the API server (etcd), not by us.
+
+A replica creates its Lease (``<group>-<identity>`` in edgehive-system, labelled with its group) and renews it
+every third of its duration; it lists its group's Leases to learn the others. A Lease whose renewTime plus
+leaseDurationSeconds has passed is a dead member. The same rule runs the other way: a replica that has not
+renewed its own Lease in time stops serving before anyone else can count it dead, because by then the others
+may already have taken its nodes (a replica cut off from the API server must not keep serving through the
+broker it can still reach).
+
+Times are the API's wall-clock timestamps, compared with the local wall clock: replicas of one fleet share a
+clock source (one machine, or NTP); ``margin_s`` absorbs what skew is left.
+
+A member joining counts in the assignment only ``join_delay_s`` after its acquireTime, one renew interval plus
+the margin: by then every live replica has listed it, so the old owners drop the nodes it takes by the same
+rule at that moment, and it takes them a little later (``TAKE_AFTER_S``), never while they still serve them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.kube import Kube, KubeError
+from schemas.timefmt import micro_time, parse_rfc3339
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "edgehive-system"
+GROUP_LABEL = "replicas.edgehive.io/group"
+TAKE_AFTER_S = 0.6
+"""The others count a joiner after ``join_delay_s``; the joiner counts itself this much later, more than one
+pass of the others' membership loop (cloud/cloudhub/replica.py looks every 0.5 s at most), so that a node's
+old owner has let it go before the joiner takes it: a moment with no owner, never one with two."""
+
+
+@dataclass(frozen=True)
+class ReplicaLease:
+    """One member's Lease, as read from the API."""
+
+    identity: str
+    renewed: float
+    duration_s: float
+    acquired: float
+
+    @property
+    def expires(self) -> float:
+        return self.renewed + self.duration_s
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ReplicaLease | None:
+        """None for a Lease that names no holder or has no times (being created, or written by hand)."""
+        spec = body.get("spec") or {}
+        identity = spec.get("holderIdentity")
+        renewed = parse_rfc3339(spec.get("renewTime"))
+        duration = spec.get("leaseDurationSeconds")
+        if not isinstance(identity, str) or not identity or renewed is None or not isinstance(duration, int):
+            return None
+        acquired = parse_rfc3339(spec.get("acquireTime"))
+        return cls(identity, renewed, float(duration), renewed if acquired is None else acquired)
+
+
+def live(leases: Iterable[ReplicaLease], now: float, join_delay_s: float = 0.0) -> set[str]:
+    """The members that count in the assignment at ``now``: not expired, and joined at least ``join_delay_s``
+    ago."""
+    return {lease.identity for lease in leases if lease.expires > now and lease.acquired + join_delay_s <= now}
+
+
+def lease_name(group: str, identity: str) -> str:
+    return f"{group}-{identity}"
+
+
+def next_lease(current: dict[str, Any] | None, *, group: str, identity: str, duration_s: int,
+               now: float) -> dict[str, Any]:
+    """The body that renews ``identity``'s Lease at ``now``: a new one when there is none, the current one
+    renewed (with its resourceVersion, so that a concurrent writer gets a conflict instead of a silent
+    overwrite), and a new acquireTime when the current one had expired (this is a new membership: the join
+    delay applies again, because the others have given its nodes away)."""
+    if current is None:
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": lease_name(group, identity), "namespace": NAMESPACE,
+                             "labels": {GROUP_LABEL: group}},
+                "spec": {"holderIdentity": identity, "leaseDurationSeconds": duration_s,
+                         "acquireTime": micro_time(now), "renewTime": micro_time(now), "leaseTransitions": 0}}
+    spec: dict[str, Any] = dict(current.get("spec") or {})
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": dict(current["metadata"]),
+            "spec": spec}
+    found = ReplicaLease.parse(current)
+    if found is None or found.identity != identity or found.expires <= now:
+        spec["acquireTime"] = micro_time(now)
+        spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+    spec.update(holderIdentity=identity, leaseDurationSeconds=duration_s, renewTime=micro_time(now))
+    return body
+
+
+class LeaseKeeper:
+    """Renews this replica's Lease and reads the others'. Not thread-safe: one thread calls :meth:`tick`.
+
+    :meth:`tick` returns the members to assign nodes over; this replica is among them only while its own Lease
+    is good (renewed within ``duration_s - margin_s``), so a replica cut off from the API server owns nothing
+    before the others take its nodes.
+    """
+
+    def __init__(self, kube: Kube, *, group: str, identity: str, duration_s: int, margin_s: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if duration_s < 2:
+            raise ValueError(f"a Lease of {duration_s} s leaves no time to renew it: use 2 s or more")
+        self.kube = kube
+        self.group = group
+        self.identity = identity
+        self.name = lease_name(group, identity)
+        self.duration_s = duration_s
+        self.renew_interval_s = duration_s / 3
+        self.margin_s = min(1.0, duration_s / 10) if margin_s is None else margin_s
+        self.join_delay_s = self.renew_interval_s + self.margin_s
+        self.take_after_s = TAKE_AFTER_S
+        self._clock = clock
+        self._renewed_at = 0.0  # local time at which the last successful renewal was sent
+        self._acquired = 0.0
+        self._others: list[ReplicaLease] = []
+        self._frozen: set[str] = set()  # the others as last seen live, kept while the API cannot be read
+
+    def valid_until(self) -> float:
+        """When this replica must stop serving if it has not renewed by then."""
+        return self._renewed_at + self.duration_s - self.margin_s if self._renewed_at else 0.0
+
+    def tick(self) -> set[str]:
+        """Renew, list, and return the live members (this one included only while its Lease is good)."""
+        start = self._clock()
+        timeout = self.renew_interval_s / 2  # list and write both done within one renew interval
+        try:
+            items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}", timeout_s=timeout)
+            mine = next((item for item in items if item["metadata"]["name"] == self.name), None)
+            written = self.kube.write_lease(NAMESPACE, next_lease(
+                mine, group=self.group, identity=self.identity, duration_s=self.duration_s, now=start),
+                timeout_s=timeout)
+        except KubeError as exc:
+            if exc.status == 404 and "namespace" in exc.reason.lower():
+                self._ensure_namespace()
+            log.warning("could not renew Lease %s: %s (serving until %.1f s from now)", self.name, exc,
+                        max(0.0, self.valid_until() - self._clock()))
+            return self.members()
+        own = ReplicaLease.parse(written)
+        self._renewed_at = start
+        self._acquired = own.acquired if own is not None else start
+        self._others = [lease for item in items if item["metadata"]["name"] != self.name
+                        and (lease := ReplicaLease.parse(item)) is not None]
+        self._frozen = set()
+        return self.members()
+
+    def members(self, now: float | None = None) -> set[str]:
+        """The live members at ``now`` from what was last read. While the API cannot be read the others are
+        not expired from stale readings (they may be renewing fine): this replica's own Lease running out
+        ends its serving instead. Nor is a member that was still joining at the last reading left out: by
+        now the others count it, and it may have taken some of this replica's nodes. So the others are
+        frozen as every Lease that was good at the last reading, which can only take nodes from this replica
+        (rendezvous hashing: more members, fewer nodes each), never give it one: a replica that cannot
+        read the API never takes a node."""
+        now = self._clock() if now is None else now
+        if self._clock() - self._renewed_at > self.renew_interval_s * 1.5 and self._renewed_at:
+            if not self._frozen:
+                self._frozen = live(self._others, self._renewed_at)
+            others = self._frozen
+        else:
+            others = live(self._others, now, self.join_delay_s)
+        found = set(others)
+        found.discard(self.identity)
+        if now < self.valid_until() and self._acquired + self.join_delay_s + self.take_after_s <= now:
+            found.add(self.identity)
+        return found
+
+    def serving(self, now: float | None = None) -> bool:
+        return (self._clock() if now is None else now) < self.valid_until()
+
+    def release(self) -> None:
+        """Leaving on purpose: delete the Lease, so that the others take the nodes at once instead of after
+        the duration (the caller has stopped serving first)."""
+        self._renewed_at = 0.0
+        try:
+            self.kube.delete_lease(NAMESPACE, self.name, timeout_s=self.renew_interval_s)
+        except KubeError as exc:
+            log.warning("could not delete Lease %s: %s (the others take its nodes when it expires)", self.name, exc)
+
+    def _ensure_namespace(self) -> None:
+        try:
+            self.kube.ensure_namespace(NAMESPACE)
+        except KubeError as exc:
+            log.warning("could not create namespace %s: %s", NAMESPACE, exc)

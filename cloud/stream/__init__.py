@@ -1,0 +1,1 @@
+"""The cloud stream server: every edge node's kubelet endpoint, tunnelled to the nodes over their links."""

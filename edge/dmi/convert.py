@@ -1,0 +1,156 @@
+"""Device and DeviceModel objects from the node's store, as DMI messages for mappers.
+
+KubeEdge makes its DMI messages by writing the v1beta1 object as JSON and reading that JSON into the
+protobuf type, so the two agree field by field wherever the names match; the same is done here with
+protobuf's own JSON reader (unknown fields ignored, as Go's reader ignores them). What does not map by
+name is done by hand, as KubeEdge does it:
+
+- ``spec.deviceModelRef.name`` becomes ``spec.deviceModelReference``;
+- ``configData`` (a free map in the CRD) becomes ``CustomizedValue.data``, each value packed in an Any
+  holding a protobuf wrapper: a string as StringValue, a boolean as BoolValue and every number as
+  FloatValue (Go reads every JSON number as float64 and KubeEdge packs float64 as FloatValue, so mappers
+  built with KubeEdge's framework expect that); a value of any other shape cannot be packed, and the
+  device is refused, as KubeEdge refuses it;
+- ``spec.stateReport`` fills ``status.reportCycle`` and ``status.reportToCloud``;
+- visitors and protocol settings a DeviceModel gives its properties are the defaults that the device's own
+  settings override key by key (KubeEdge's ``GetOverriddenDevice``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from edge.errors import EdgeError
+from schemas.dmi.v1beta1 import api_pb2 as pb
+from schemas.dmi.values import NotAWrapper, pack
+
+
+class Unconvertible(EdgeError, ValueError):
+    """An object that cannot be made into its DMI message; the message says why."""
+
+
+def _customized(data: Any, where: str) -> pb.CustomizedValue | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise Unconvertible(f"{where} must be a map, not {type(data).__name__}")
+    out = pb.CustomizedValue()
+    for key, value in data.items():
+        try:
+            out.data[str(key)].CopyFrom(pack(value))
+        except NotAWrapper as exc:
+            raise Unconvertible(f"{where}.{key}: {exc}") from None
+    return out
+
+
+def _read(obj: dict[str, Any], message: Message, what: str) -> None:
+    try:
+        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise Unconvertible(f"{what}: {exc}") from None
+
+
+def _name(obj: dict[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+        raise Unconvertible("the object has no metadata.name")
+    return str(metadata.get("namespace") or "default"), str(metadata["name"])
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def protocol_of(device: dict[str, Any]) -> str:
+    """The protocol a device's mapper speaks (``spec.protocol.protocolName``), "" when it names none."""
+    name = _dict(_dict(device.get("spec")).get("protocol")).get("protocolName")
+    return name if isinstance(name, str) else ""
+
+
+def model_name_of(device: dict[str, Any]) -> str:
+    name = _dict(_dict(device.get("spec")).get("deviceModelRef")).get("name")
+    return name if isinstance(name, str) else ""
+
+
+def overridden(device: dict[str, Any], model: dict[str, Any] | None) -> dict[str, Any]:
+    """The device with its model's visitors and protocol settings under its own (the device's win, key by key)."""
+    if model is None:
+        return device
+    out = copy.deepcopy(device)
+    spec = out.setdefault("spec", {})
+    model_spec = _dict(model.get("spec"))
+    model_props = {p.get("name"): p for p in model_spec.get("properties") or [] if isinstance(p, dict)}
+    for prop in spec.get("properties") or []:
+        if not isinstance(prop, dict):
+            continue
+        defaults = _dict(model_props.get(prop.get("name"))).get("visitors")
+        if not isinstance(defaults, dict):
+            continue
+        own = _dict(prop.get("visitors"))
+        merged = {**copy.deepcopy(defaults), **{k: v for k, v in own.items() if k != "configData"}}
+        config = {**_dict(defaults.get("configData")), **_dict(own.get("configData"))}
+        if config:
+            merged["configData"] = config
+        prop["visitors"] = merged
+    model_config = model_spec.get("protocolConfigData")
+    if isinstance(model_config, dict):
+        protocol = spec.setdefault("protocol", {})
+        protocol["configData"] = {**model_config, **_dict(protocol.get("configData"))}
+    return out
+
+
+def device_message(device: dict[str, Any], model: dict[str, Any] | None = None) -> pb.Device:
+    """A stored Device (with its model's defaults, when the model is known) as DMI's Device."""
+    namespace, name = _name(device)
+    obj = overridden(device, model)
+    spec = copy.deepcopy(_dict(obj.get("spec")))
+    protocol = _dict(spec.pop("protocol", None))
+    properties = [p for p in spec.pop("properties", None) or [] if isinstance(p, dict)]
+    message = pb.Device(name=name, namespace=namespace)
+    _read({"methods": spec.get("methods") or []}, message.spec, f"device {namespace}/{name}: spec.methods")
+    message.spec.deviceModelReference = model_name_of(obj)
+    message.spec.protocol.protocolName = str(protocol.get("protocolName") or "")
+    config = _customized(protocol.get("configData"), "spec.protocol.configData")
+    if config is not None:
+        message.spec.protocol.configData.CopyFrom(config)
+    for index, prop in enumerate(properties):
+        message.spec.properties.append(_property(prop, f"device {namespace}/{name}: spec.properties[{index}]"))
+    status = _dict(obj.get("status"))
+    if status.get("twins"):
+        _read({"twins": status["twins"]}, message.status, f"device {namespace}/{name}: status.twins")
+    state_report = _dict(spec.get("stateReport"))
+    if state_report:
+        message.status.reportCycle = int(state_report.get("reportCycle") or 0)
+        message.status.reportToCloud = bool(state_report.get("reportToCloud"))
+    return message
+
+
+def _property(prop: dict[str, Any], where: str) -> pb.DeviceProperty:
+    plain = copy.deepcopy(prop)
+    visitors = _dict(plain.pop("visitors", None))
+    push = _dict(plain.get("pushMethod"))
+    anomaly = push.pop("anomalyDetection", None)
+    out = pb.DeviceProperty()
+    _read(plain, out, where)
+    out.visitors.protocolName = str(visitors.get("protocolName") or "")
+    config = _customized(visitors.get("configData"), f"{where}.visitors.configData")
+    if config is not None:
+        out.visitors.configData.CopyFrom(config)
+    if isinstance(anomaly, dict):
+        detection = _customized(anomaly.get("data", anomaly), f"{where}.pushMethod.anomalyDetection")
+        if detection is not None:
+            out.pushMethod.anomalyDetection.data.MergeFrom(detection.data)
+    return out
+
+
+def model_message(model: dict[str, Any]) -> pb.DeviceModel:
+    namespace, name = _name(model)
+    message = pb.DeviceModel(name=name, namespace=namespace)
+    spec = _dict(model.get("spec"))
+    _read({"properties": spec.get("properties") or [], "commands": spec.get("commands") or []}, message.spec,
+          f"device model {namespace}/{name}: spec")
+    return message

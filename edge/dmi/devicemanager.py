@@ -1,0 +1,293 @@
+"""DeviceManagerService's logic: the node's devices and models, the mappers registered, and what each call does.
+
+No network here. Objects from the node's store come in (MetaManager's list and forwards), and the calls to
+make on mappers come out (``MapperCall``); a mapper's request comes in as its protobuf message, and the
+answer or the DeviceTwin requests to send come out, or a ``Refused`` that the server turns into a gRPC
+error. A refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from edge.dmi.convert import Unconvertible, device_message, model_message, model_name_of, protocol_of
+from edge.errors import EdgeError
+from schemas import kinds, twin
+from schemas.devicebus import DeviceRequest
+from schemas.dmi.v1beta1 import api_pb2 as pb
+from schemas.names import is_namespace, is_object_name
+from schemas.resource import ResourceKey
+
+log = logging.getLogger(__name__)
+
+MAX_TWINS_PER_REPORT = 1000
+"""KubeEdge has no such bound; one report of a device's twins stays far below it."""
+MAX_SOCKET_PATH = 107
+"""sun_path holds 108 bytes with its terminating zero."""
+MAX_NAME = 253
+
+
+class Refused(EdgeError):
+    """A mapper's request that is refused, with the gRPC status it gets."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Mapper:
+    """A registered mapper, kept across restarts (KubeEdge keeps them in its store too)."""
+
+    name: str
+    protocol: str
+    address: str
+    """The Unix socket where the mapper serves DeviceMapperService."""
+    version: str = ""
+    api_version: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "protocol": self.protocol, "address": self.address, "version": self.version,
+                "api_version": self.api_version}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Mapper:
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("name", "protocol", "address")):
+            raise ValueError("a mapper needs name, protocol and address strings")
+        return cls(obj["name"], obj["protocol"], obj["address"], str(obj.get("version", "")),
+                   str(obj.get("api_version", "")))
+
+
+@dataclass(frozen=True)
+class MapperCall:
+    """One DeviceMapperService call to make on the mapper of ``protocol``."""
+
+    protocol: str
+    method: str
+    """RegisterDevice, RemoveDevice, UpdateDevice, CreateDeviceModel, UpdateDeviceModel or RemoveDeviceModel."""
+    request: Message
+
+
+@dataclass
+class DeviceManager:
+    node: str
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mappers: dict[str, Mapper] = field(default_factory=dict)
+    """By protocol: one mapper per protocol, the one that registered last (as in KubeEdge)."""
+    listed: threading.Event = field(default_factory=threading.Event)
+    """Set once the node's store has been read: registrations wait for it."""
+    forwarded: set[tuple[str, str]] = field(default_factory=set)
+    """(kind, namespace/name) forwarded by MetaManager since the list being read was asked for: newer than it."""
+
+    # -- the node's store ------------------------------------------------------------------
+
+    def listing(self) -> None:
+        """A list is about to be asked of MetaManager: what it forwards from now on is newer than that list."""
+        self.forwarded.clear()
+
+    def replace(self, objects: dict[ResourceKey, dict[str, Any]]) -> list[MapperCall]:
+        """MetaManager's whole list. The first one only fills the cache (mappers get their devices when they
+        register); a later one (MetaManager restarted, forwards may be lost) tells mappers what changed.
+        An object forwarded while the list was on its way is newer than the list's, and kept."""
+        first = not self.listed.is_set()
+        calls: list[MapperCall] = []
+        for kind, cache in ((kinds.DEVICEMODEL, self.models), (kinds.DEVICE, self.devices)):
+            listed = {f"{k.namespace}/{k.name}": obj for k, obj in objects.items() if k.kind == kind}
+            for ident in [i for i in cache if i not in listed and (kind, i) not in self.forwarded]:
+                calls += self._apply(kind, ident, None)
+            for ident, obj in listed.items():
+                if (kind, ident) not in self.forwarded:
+                    calls += self._apply(kind, ident, obj)
+        self.listed.set()
+        return [] if first else calls
+
+    def on_change(self, kind: str, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
+        """A Device or DeviceModel stored (``obj``) or deleted (None): the mapper calls that follow."""
+        self.forwarded.add((kind, ident))
+        return self._apply(kind, ident, obj)
+
+    def _apply(self, kind: str, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
+        if kind == kinds.DEVICE:
+            return self._device_changed(ident, obj)
+        if kind == kinds.DEVICEMODEL:
+            return self._model_changed(ident, obj)
+        return []
+
+    def _device_changed(self, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
+        before = self.devices.get(ident)
+        namespace, name = ident.split("/", 1)
+        if obj is None:
+            self.devices.pop(ident, None)
+            if before is None:
+                return []
+            return self._to(protocol_of(before), "RemoveDevice",
+                            pb.RemoveDeviceRequest(deviceName=name, deviceNamespace=namespace))
+        self.devices[ident] = obj
+        if before is not None and before.get("spec") == obj.get("spec"):
+            return []  # a status change: nothing a mapper acts on
+        calls: list[MapperCall] = []
+        if before is not None and protocol_of(before) != protocol_of(obj):
+            calls += self._to(protocol_of(before), "RemoveDevice",
+                              pb.RemoveDeviceRequest(deviceName=name, deviceNamespace=namespace))
+            before = None
+        message = self._device(ident)
+        if message is None:
+            return calls
+        if before is None:
+            return calls + self._to(protocol_of(obj), "RegisterDevice", pb.RegisterDeviceRequest(device=message))
+        return calls + self._to(protocol_of(obj), "UpdateDevice", pb.UpdateDeviceRequest(device=message))
+
+    def _model_changed(self, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
+        before = self.models.get(ident)
+        namespace, name = ident.split("/", 1)
+        if obj is None:
+            self.models.pop(ident, None)
+            if before is None:
+                return []
+            return self._to(_model_protocol(before), "RemoveDeviceModel",
+                            pb.RemoveDeviceModelRequest(modelName=name, modelNamespace=namespace))
+        self.models[ident] = obj
+        if before is not None and before.get("spec") == obj.get("spec"):
+            return []
+        try:
+            message = model_message(obj)
+        except Unconvertible as exc:
+            log.warning("device model %s is not sent to mappers: %s", ident, exc)
+            return []
+        if before is None:
+            return self._to(_model_protocol(obj), "CreateDeviceModel", pb.CreateDeviceModelRequest(model=message))
+        return self._to(_model_protocol(obj), "UpdateDeviceModel", pb.UpdateDeviceModelRequest(model=message))
+
+    def _to(self, protocol: str, method: str, request: Message) -> list[MapperCall]:
+        return [MapperCall(protocol, method, request)] if protocol in self.mappers else []
+
+    def _device(self, ident: str) -> pb.Device | None:
+        obj = self.devices[ident]
+        namespace = ident.split("/", 1)[0]
+        try:
+            return device_message(obj, self.models.get(f"{namespace}/{model_name_of(obj)}"))
+        except Unconvertible as exc:
+            log.warning("device %s is not sent to its mapper: %s", ident, exc)
+            return None
+
+    # -- mappers' requests -----------------------------------------------------------------
+
+    def register(self, request: pb.MapperRegisterRequest) -> tuple[Mapper, pb.MapperRegisterResponse]:
+        """The mapper to keep, and its answer: the devices of its protocol on this node, with their models."""
+        info = request.mapper
+        if not request.HasField("mapper"):
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "MapperRegisterRequest.mapper is missing")
+        if not info.protocol:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"mapper {info.name!r} names no protocol")
+        if not info.name or len(info.name) > MAX_NAME or len(info.protocol) > MAX_NAME:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "mapper name and protocol must be 1 to 253 characters")
+        address = _socket_path(info.address)
+        mapper = Mapper(info.name, info.protocol, address, info.version, info.api_version)
+        answer = pb.MapperRegisterResponse()
+        if request.withData:
+            models: set[str] = set()
+            for ident, obj in sorted(self.devices.items()):
+                if protocol_of(obj) != info.protocol:
+                    continue
+                message = self._device(ident)
+                if message is None:
+                    continue
+                answer.deviceList.append(message)
+                model_id = f"{message.namespace}/{message.spec.deviceModelReference}"
+                model = self.models.get(model_id)
+                if model is not None and model_id not in models:
+                    models.add(model_id)
+                    try:
+                        answer.modelList.append(model_message(model))
+                    except Unconvertible as exc:
+                        log.warning("device model %s is not sent to mapper %s: %s", model_id, info.name, exc)
+        self.mappers[info.protocol] = mapper
+        return mapper, answer
+
+    def report_status(self, request: pb.ReportDeviceStatusRequest) -> list[DeviceRequest]:
+        """A mapper's twins as DeviceTwin's requests (one per twin, as KubeEdge sends them: one twin refused
+        by DeviceTwin does not hold back the others); only the reported value is taken (see the note)."""
+        namespace, name = self._member(request.deviceNamespace, request.deviceName)
+        ident = f"{namespace}/{name}"
+        twins = request.reportedDevice.twins
+        if not twins:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"the report of device {ident} has no twins")
+        if len(twins) > MAX_TWINS_PER_REPORT:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the report of device {ident} has {len(twins)} twins; at most {MAX_TWINS_PER_REPORT}")
+        out: list[DeviceRequest] = []
+        now = twin.now_ms()
+        for index, reported in enumerate(twins):
+            if not reported.HasField("reported"):
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"twins[{index}] ({reported.propertyName!r}) of device {ident} has no reported value")
+            payload = {"event_id": "", "timestamp": now,
+                       "twin": {reported.propertyName: {"actual": {"value": reported.reported.value}}}}
+            out.append(DeviceRequest(namespace, name, "twin/update", self._checked(payload, ident, index)))
+        return out
+
+    def report_states(self, request: pb.ReportDeviceStatesRequest) -> DeviceRequest:
+        namespace, name = self._member(request.deviceNamespace, request.deviceName)
+        ident = f"{namespace}/{name}"
+        payload = {"event_id": "", "timestamp": twin.now_ms(), "state": request.state}
+        data = json.dumps(payload).encode()
+        try:
+            twin.parse_state(twin.loads(data))
+        except twin.TwinError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"device {ident}: {exc.reason}") from None
+        return DeviceRequest(namespace, name, "state/update", data)
+
+    def _member(self, namespace: str, name: str) -> tuple[str, str]:
+        """The device's namespace and name, if it is one of this node's and its protocol's mapper registered."""
+        namespace = namespace or "default"  # KubeEdge's older mappers send no namespace
+        if not is_namespace(namespace) or not is_object_name(name):
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{namespace[:64]!r}/{name[:64]!r} is not a device's namespace and name")
+        ident = f"{namespace}/{name}"
+        device = self.devices.get(ident)
+        if device is None:
+            raise Refused(grpc.StatusCode.NOT_FOUND, f"device {ident} is not a member of node {self.node}")
+        if protocol_of(device) not in self.mappers:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"device {ident} speaks {protocol_of(device)!r}, and no mapper of that protocol "
+                          f"is registered on node {self.node}")
+        return namespace, name
+
+    @staticmethod
+    def _checked(payload: dict[str, Any], ident: str, index: int) -> bytes:
+        data = json.dumps(payload).encode()
+        try:
+            # names and the characters of every value (parse_update checks them, as KubeEdge's edge does); the
+            # type is DeviceTwin's to check (it knows the Device and the model)
+            twin.parse_update(twin.loads(data))
+        except twin.TwinError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"twins[{index}] of device {ident}: {exc.reason}") from None
+        return data
+
+
+def _model_protocol(model: dict[str, Any]) -> str:
+    spec = model.get("spec")
+    protocol = spec.get("protocol") if isinstance(spec, dict) else None
+    return protocol if isinstance(protocol, str) else ""
+
+
+def _socket_path(address: bytes) -> str:
+    try:
+        text = address.decode()
+    except UnicodeDecodeError:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "the mapper's address is not UTF-8") from None
+    path = text.removeprefix("unix://")
+    if not path.startswith("/") or len(path.encode()) > MAX_SOCKET_PATH or "\0" in path:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                      f"the mapper's address {text[:120]!r} is not the absolute path of a Unix socket "
+                      f"(at most {MAX_SOCKET_PATH} bytes)")
+    return path

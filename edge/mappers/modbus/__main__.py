@@ -1,0 +1,7 @@
+"""``python -m edge.mappers.modbus``: the Modbus mapper (as ``edgehive mapper modbus``)."""
+
+import sys
+
+from edge.mappers.modbus.main import main
+
+raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""One device's loop: connect, read each property at its collectCycle, report at its reportCycle, write desired
+values, and say online/offline as the Modbus server goes and comes back.
+
+One thread per device, because one Modbus TCP connection serves one request at a time (KubeEdge's mapper also
+holds one client per server behind a lock). The thread sleeps until the next property is due or until a
+desired value arrives. A failed connection or request makes the device offline: the connection is closed and
+reopened after a jittered backoff (runtime.backoff) that grows while the server stays away; once it answers,
+the device is online again and every property is read at once. Nothing a server does stops the thread; only
+``stop`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge.mappers.modbus.client import RegisterClient, RequestRefused, Unreachable
+from edge.mappers.modbus.codec import EncodeError, encode_bits, encode_words
+from edge.mappers.modbus.config import ModbusConfigError
+from edge.mappers.modbus.spec import (
+    DeviceReport,
+    DeviceSpec,
+    DeviceState,
+    MapperEvent,
+    PropertyError,
+    PropertySpec,
+    Reading,
+    StateChange,
+)
+from runtime.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[MapperEvent], None]
+
+
+def default_backoff() -> Backoff:
+    """Reconnects from half a second up to 30 s apart, like the node's own link."""
+    return Backoff(initial=0.5, maximum=30.0)
+
+
+@dataclass(frozen=True)
+class Write:
+    """A desired value already encoded for its registers (so that a bad value is refused before queueing)."""
+
+    property: str
+    value: str
+    words: list[int] | None = None
+    bits: list[bool] | None = None
+
+
+def encode_desired(prop: PropertySpec, value: str) -> Write:
+    """Check that ``value`` may be written to ``prop`` and encode it; ModbusConfigError or EncodeError if not."""
+    if not prop.writable:
+        raise ModbusConfigError(f"properties[{prop.name}]: the device model's accessMode is ReadOnly")
+    if not prop.visitor.register.writable:
+        raise ModbusConfigError(
+            f"properties[{prop.name}].visitors.configData.register: {prop.visitor.register.value} cannot be written")
+    try:
+        if prop.visitor.register.is_bits:
+            return Write(prop.name, value, bits=encode_bits(prop.visitor, value))
+        return Write(prop.name, value, words=encode_words(prop.visitor, value))
+    except EncodeError as exc:
+        raise EncodeError(f"properties[{prop.name}]: {exc}") from None
+
+
+class DevicePoller:
+    def __init__(self, spec: DeviceSpec, emit: Emit, backoff: Backoff | None = None) -> None:
+        self.spec = spec
+        self._listener = emit
+        self._backoff = backoff or default_backoff()
+        self._client = RegisterClient(spec.protocol)
+        self._state: DeviceState | None = None
+        self._connected = False
+        self._lock = threading.Lock()
+        self._pending: dict[str, Write] = {}
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"modbus-{spec.namespace}/{spec.name}", daemon=True)
+        # Both grids start now: a property read in a step is reported in the same step when its cycles are equal.
+        now = time.monotonic()
+        self._next_collect = {p.name: now for p in spec.properties}
+        self._next_report = {p.name: now for p in spec.properties}
+        self._fresh: dict[str, Reading] = {}
+        self._failing: dict[str, str] = {}
+        """Properties whose last read was refused, with the reason: told once, not at every cycle."""
+        """Values collected since their property was last reported: a report never repeats a stale value."""
+
+    @property
+    def state(self) -> DeviceState | None:
+        """None until the first connection attempt has ended."""
+        return self._state
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._client.close()
+
+    def desire(self, write: Write) -> None:
+        """Queue a write (a newer value for the same property replaces one not yet written)."""
+        with self._lock:
+            self._pending[write.property] = write
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                delay = self._step()
+            except Unreachable as exc:
+                self._client.close()
+                self._connected = False
+                self._set_state(DeviceState.OFFLINE, str(exc))
+                delay = self._backoff.next()
+            except Exception:  # a bug of ours must not end the device's polling for good
+                log.exception("device %s/%s: polling failed", self.spec.namespace, self.spec.name)
+                self._client.close()
+                self._connected = False
+                delay = self._backoff.next()
+            self._wake.wait(max(0.0, delay))
+            self._wake.clear()
+
+    def _step(self) -> float:
+        """Do what is due; return how long until something else is."""
+        if not self._connected:
+            self._client.connect()
+            self._connected = True
+            now = time.monotonic()
+            # Read (and report) everything as soon as the server is back, then keep to the cycles from there.
+            self._next_collect = dict.fromkeys(self._next_collect, now)
+            self._next_report = dict.fromkeys(self._next_report, now)
+        self._write_pending()
+        now = time.monotonic()
+        for prop in self.spec.properties:
+            if self._stopped.is_set():
+                return 0.0
+            if self._next_collect[prop.name] <= now:
+                self._collect(prop)
+                self._next_collect[prop.name] = _next(self._next_collect[prop.name], prop.collect_cycle_ms, now)
+        self._report(time.monotonic())
+        # Online once the server answered this step's requests (a connection alone proves little: a hung server
+        # accepts one and never answers); the backoff starts small again only then, so a server that accepts and
+        # then fails every request is retried ever more slowly.
+        self._backoff.reset()
+        self._set_state(DeviceState.ONLINE, f"{self._client.address} answers")
+        due = min([*self._next_collect.values(), *self._next_report.values()], default=now + 1.0)
+        return due - time.monotonic()
+
+    def _collect(self, prop: PropertySpec) -> None:
+        try:
+            value = self._client.read(prop.visitor)
+        except RequestRefused as exc:
+            if self._failing.get(prop.name) != str(exc):
+                self._failing[prop.name] = str(exc)
+                self._emit(PropertyError(self.spec.namespace, self.spec.name, prop.name, str(exc)))
+            return
+        self._failing.pop(prop.name, None)
+        self._fresh[prop.name] = Reading(prop.name, value, prop.visitor.data_type.value, int(time.time() * 1000))
+
+    def _report(self, now: float) -> None:
+        readings = []
+        for prop in self.spec.properties:
+            if self._next_report[prop.name] <= now:
+                self._next_report[prop.name] = _next(self._next_report[prop.name], prop.report_cycle_ms, now)
+                reading = self._fresh.pop(prop.name, None)
+                if reading is not None:
+                    readings.append(reading)
+        if readings:
+            self._emit(DeviceReport(self.spec.namespace, self.spec.name, tuple(readings)))
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                name, write = next(iter(self._pending.items()))
+            prop = self.spec.property(name)
+            try:
+                if write.bits is not None:
+                    self._client.write_bits(prop.visitor, write.bits)
+                elif write.words is not None:
+                    self._client.write_words(prop.visitor, write.words)
+            except RequestRefused as exc:
+                self._emit(PropertyError(self.spec.namespace, self.spec.name, name, f"writing {write.value!r}: {exc}"))
+            # Unreachable leaves the write queued: it is made once the server is back.
+            with self._lock:
+                if self._pending.get(name) is write:
+                    del self._pending[name]
+            # Read it back and report it now, not a cycle later.
+            self._next_collect[name] = self._next_report[name] = time.monotonic()
+
+    def _emit(self, event: MapperEvent) -> None:
+        try:
+            self._listener(event)
+        except Exception:  # the listener's failure is its own; the device goes on being polled
+            log.exception("device %s/%s: the listener failed on %s", self.spec.namespace, self.spec.name, event)
+
+    def _set_state(self, state: DeviceState, reason: str) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        log.info("device %s/%s is %s: %s", self.spec.namespace, self.spec.name, state.value, reason)
+        self._emit(StateChange(self.spec.namespace, self.spec.name, state, reason))
+
+
+def _next(previous: float, cycle_ms: int, now: float) -> float:
+    """The next due time on the cycle's grid; cycles missed while busy or offline are skipped, not caught up."""
+    cycle = cycle_ms / 1000
+    due = previous + cycle
+    if due <= now:
+        due = now + cycle
+    return due

@@ -1,0 +1,115 @@
+"""The capacity model of ``bench scale --broker nats``: from what one run measured per node, what a fleet of
+100,000 nodes needs (CloudHub replicas, NATS members) and which part breaks first. Pure arithmetic.
+
+What scales out and what does not, and so how each part is modelled:
+
+- CloudHub replicas share the nodes (rendezvous hashing): a replica's load is the fleet's divided by the
+  replicas, so the model picks as many as keep each under its ceiling.
+- EdgeController (and DeviceController) run active/standby: the one active process carries the whole fleet,
+  CPU and informer cache alike. It cannot scale out; the fleet size where it reaches its ceiling is a limit.
+- NATS members: MQTT in NATS 2.9 keeps every session, retained message and QoS 1 message in one stream each,
+  replicated on 3 members (R3), whatever the cluster's size. More members spread the connections, not the
+  stream work, so the model takes a member's per-node load as measured with 3 and does not divide it further:
+  the stream members carry the whole fleet, and that is a limit.
+- kube-apiserver and etcd: one node status per node every 10 s is written however the cloud is split; the
+  model gives their cores and leaves them out of "breaks first" (they are Kubernetes', sized apart).
+
+A Python process runs its Python code on one core (the GIL): its ceiling is that core less headroom for a
+thundering herd. A Go process (nats-server) uses every core it is given: its ceiling is the machine share
+assumed for it (Limits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PerNode:
+    """What one node costs, from one run."""
+
+    hub_cores: float  # all CloudHub replicas' CPU, per node of the fleet
+    hub_kb: float  # one replica's memory, per node it owns
+    member_cores: float  # one NATS member's CPU, per node of the fleet (3 members)
+    member_kb: float  # one NATS member's memory, per node of the fleet
+    controller_cores: float  # the active EdgeController's CPU, per node
+    controller_kb: float  # its informer cache, per node
+    api_cores: float  # kube-apiserver and etcd, per node
+
+
+@dataclass(frozen=True)
+class Limits:
+    python_cores: float = 0.7  # one core (the GIL), 30% kept for a herd
+    python_mb: float = 4096.0  # what one cloud component's container is given
+    member_cores: float = 4.0  # a NATS member's share of its machine
+    member_mb: float = 8192.0
+    min_replicas: int = 2  # one dead replica must not cut the fleet off
+    members: int = 3  # R3 streams: the smallest cluster that survives one member's loss
+
+
+@dataclass(frozen=True)
+class Part:
+    """One kind of process at the fleet's size."""
+
+    name: str
+    count: int
+    cores_each: float
+    mb_each: float
+    ceiling_cores: float | None  # None: not judged (the API server's)
+    ceiling_mb: float | None
+    max_nodes: int | None  # the fleet size where one instance reaches a ceiling; None: it scales out
+
+    @property
+    def fits(self) -> bool:
+        return ((self.ceiling_cores is None or self.cores_each <= self.ceiling_cores)
+                and (self.ceiling_mb is None or self.mb_each <= self.ceiling_mb))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    fleet: int
+    parts: list[Part] = field(default_factory=list)
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+    @property
+    def breaks_first(self) -> Part:
+        """The part that cannot scale out and reaches its ceiling at the smallest fleet."""
+        limited = [p for p in self.parts if p.max_nodes is not None]
+        return min(limited, key=lambda p: p.max_nodes or 0)
+
+
+def _max_nodes(cores: float, kb: float, ceiling_cores: float, ceiling_mb: float) -> int:
+    by_cpu = ceiling_cores / cores if cores > 0 else math.inf
+    by_memory = ceiling_mb * 1024 / kb if kb > 0 else math.inf
+    limit = min(by_cpu, by_memory)
+    return math.floor(limit + 1e-6) if limit != math.inf else 10**12  # 1e-6: 0.7 / 0.00005 is 13999.99...
+
+
+def model(per: PerNode, fleet: int = 100_000, limits: Limits = Limits()) -> Capacity:
+    hub_cores, hub_mb = per.hub_cores * fleet, per.hub_kb * fleet / 1024
+    replicas = max(limits.min_replicas, math.ceil(hub_cores / limits.python_cores),
+                   math.ceil(hub_mb / limits.python_mb))
+    hub = Part("cloudhub", replicas, hub_cores / replicas, hub_mb / replicas, limits.python_cores,
+               limits.python_mb, None)
+    controller = Part("edgecontroller", 1, per.controller_cores * fleet, per.controller_kb * fleet / 1024,
+                      limits.python_cores, limits.python_mb,
+                      _max_nodes(per.controller_cores, per.controller_kb, limits.python_cores, limits.python_mb))
+    member = Part("nats-member", limits.members, per.member_cores * fleet, per.member_kb * fleet / 1024,
+                  limits.member_cores, limits.member_mb,
+                  _max_nodes(per.member_cores, per.member_kb, limits.member_cores, limits.member_mb))
+    api = Part("apiserver+etcd", 1, per.api_cores * fleet, 0.0, None, None, None)
+    return Capacity(fleet, [hub, controller, member, api])
+
+
+def controllers_verdict(controller_kb: float, fleet: int = 100_000, limits: Limits = Limits()) -> str:
+    """Active/standby or sharded, from the memory of a full informer cache per replica at ``fleet`` nodes."""
+    mb = controller_kb * fleet / 1024
+    if mb <= limits.python_mb:
+        return (f"active/standby: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, within "
+                f"the {limits.python_mb:,.0f} MB a replica is given; sharding would save memory that is not short "
+                "and add a second ownership scheme")
+    return (f"sharded: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, over the "
+            f"{limits.python_mb:,.0f} MB a replica is given")

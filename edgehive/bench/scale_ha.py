@@ -1,0 +1,308 @@
+"""``edgehive bench scale --broker nats --replicas N``: the same simulated fleet on one NATS member with one
+CloudHub and EdgeController, then on N members with N CloudHub replicas and N EdgeController candidates; then,
+with N, one replica and one member SIGKILLed while ConfigMap updates go on.
+
+Real: etcd and kube-apiserver (one pair for the whole run), the NATS members, CloudHub and EdgeController,
+each its own process (edgehive.bench.scale_ha_cloud). Simulated: the nodes (edgehive.bench.simulator, each
+node's link on one member, moving round the member list when it dies, as a bridge's does). Every node's
+Node, ConfigMap and pods are made once, before the first round, as the join endpoint and a user would.
+
+Phases, one function each, one progress line each on stderr (and a few while waiting):
+
+1. objects: the Nodes, one ConfigMap per node and its pods, after the first round's cloud is up and its
+   memory taken, so that EdgeController's informer cache is what it grows by (KB per node);
+2. per round: start the cloud; connect the fleet until every node is registered, its session announced and its
+   pods delivered; steady state: CPU of every process over STEADY_S and memory, per node;
+3. with N > 1: ownership balance from the replicas' own counts; a replica SIGKILLed: until every node it
+   served has a new session, has answered the listing of its pods, ConfigMaps and Secrets and holds the
+   ConfigMap version written after the kill; a NATS member SIGKILLed: until every node whose link was on it
+   has its link up again; all the while, ConfigMap updates at LATENCY_RATE/s, and at the end those that never
+   arrived are the lost messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloud.joinserver.nodeobject import edge_node
+from cloud.kube import Kube
+from cloud.replicas.ownership import owned_by
+from edgehive.bench.harness import BenchError, bench_apiserver, bench_workdir, process, wait_status, wait_until
+from edgehive.bench.procfs import Window
+from edgehive.bench.scale_cloud import LATENCY_RATE, ConfigMapStream, api, pod_manifest, set_configmap
+from edgehive.bench.scale_fleet import Fleet, Sessions
+from edgehive.bench.scale_ha_cloud import LEASE_DURATION_S, HaCloud, start_ha_cloud
+from edgehive.bench.scale_ha_report import Failover, HaReport, Round, build_ha_report
+from edgehive.bench.scale_report import OWNED_KINDS, resynced_at
+from edgehive.bench.simnode import NAMESPACE, configmap_key
+from edgehive.localcluster import LocalClusterError
+from schemas import kinds
+from schemas.envelope import Op
+from schemas.resource import ResourceKey
+
+STEADY_S = 30.0
+SETTLE_S = 5.0
+IDLE_S = 10.0
+CONNECT_PER_S = 25
+"""Nodes joining per second. All at once, 500 nodes' CONNECTs and QoS 1 subscriptions (each a JetStream
+consumer, replicated on 3 members) overran a 3-member cluster on this 2-core machine: JetStream API requests
+timed out, the clients retried, the retries made more (congestion collapse, see the report's notes)."""
+FAILOVER_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 180.0
+SERVED_ENOUGH = 0.95
+ARRIVAL_TIMEOUT_S = 60.0
+
+
+@dataclass
+class _Run:
+    nodes: int
+    pods_per_node: int
+    work: Path
+    kube: Kube
+    kubeconfig: Path
+    api_pids: dict[str, list[int]]
+    say: Callable[[str], None]
+    notes: list[str]
+    unserved: set[str] = field(default_factory=set)
+
+
+def bench_scale_ha(nodes: int = 1000, replicas: int = 3, pods_per_node: int = 2,
+                   progress: bool = True) -> HaReport:
+    if nodes < 1 or replicas < 1 or pods_per_node < 0:
+        raise BenchError("bench scale: --nodes and --replicas must be at least 1, --pods-per-node at least 0")
+    began = time.monotonic()
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"bench scale [{time.monotonic() - began:6.1f} s]: {text}", file=sys.stderr, flush=True)
+
+    notes = ["NATS members anonymous (no per-node users or ACL), DeviceController not running, pods stay Pending "
+             "(the simulated nodes run no containers)"]
+    with ExitStack() as stack:
+        run = _start_api(stack, nodes, pods_per_node, say, notes)
+        rounds = [_round(run, 1, first=True)]
+        if replicas > 1:
+            rounds.append(_round(run, replicas, first=False))
+    return build_ha_report(nodes, pods_per_node, notes, rounds)
+
+
+def _start_api(stack: ExitStack, nodes: int, pods_per_node: int, say: Callable[[str], None],
+               notes: list[str]) -> _Run:
+    work = bench_workdir(stack, "ehscaleha-")
+    say(f"working in {work}; starting etcd and kube-apiserver (shared by every round)")
+    local = bench_apiserver(stack, work)
+    try:
+        local.prepare()
+    except LocalClusterError as exc:
+        raise BenchError(f"bench scale: {exc}") from exc
+    api_pids = {"etcd": [stack.enter_context(process(local.etcd_argv(), work / "etcd.log")).pid],
+                "apiserver": [stack.enter_context(process(local.apiserver_argv(), work / "apiserver.log")).pid]}
+    wait_until(local.ready, 60, f"the API server (see {work}/apiserver.log)")
+    kube = Kube.connect(str(local.kubeconfig))
+    stack.callback(kube.close)
+    kube.ensure_namespace(NAMESPACE)
+    return _Run(nodes, pods_per_node, work, kube, local.kubeconfig, api_pids, say, notes)
+
+
+# -- 1. the fleet's objects -----------------------------------------------------------------------------------------
+
+def _objects(run: _Run, names: list[str]) -> None:
+    """Nodes first (replicas serve only nodes with a Node), then each node's ConfigMap and pods."""
+    core = run.kube.core
+    run.say(f"objects: {len(names)} Nodes, ConfigMaps and {len(names) * run.pods_per_node} pods, one client")
+    for name in names:
+        api(core.create_node, edge_node(name))
+        api(core.create_namespaced_config_map, NAMESPACE,
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cfg-{name}"}, "data": {"v": "0"}})
+        for i in range(run.pods_per_node):
+            api(core.create_namespaced_pod, NAMESPACE, pod_manifest(f"{name}-p{i}", name, f"cfg-{name}"))
+
+
+# -- 2. one round ---------------------------------------------------------------------------------------------------
+
+def _round(run: _Run, replicas: int, first: bool) -> Round:
+    with ExitStack() as stack:
+        run.say(f"N={replicas}: starting {replicas} NATS member(s), {replicas} CloudHub(s), "
+                f"{replicas} EdgeController(s)")
+        cloud = start_ha_cloud(stack, run.work / f"n{replicas}", replicas, run.kubeconfig)
+        wait_status(cloud.member_urls[0], ("cloudhub", "edgecontroller"), timeout=90)
+        sessions = Sessions(cloud.member_urls[0])
+        stack.callback(sessions.close)
+        time.sleep(SETTLE_S)  # their start's own work done (the controller's first listing)
+        idle_cpu, idle_s = _idle(run, cloud)
+        idle = cloud.rss_kb()
+        fleet = Fleet(stack, cloud.member_urls[0], run.nodes, cloud.work, cloud.member_urls)
+        if first:
+            _objects(run, fleet.names)
+        connect_s = _connect(run, cloud, fleet, sessions)
+        loaded, cpu, seconds, machine = _steady(run, cloud, fleet)
+        result = Round(replicas, connect_s, seconds, cpu, machine, idle, loaded, cloud.owned_counts(),
+                       {k: round(v / idle_s, 4) for k, v in idle_cpu.items()})
+        if replicas > 1:
+            result.failover = _failovers(run, cloud, fleet, sessions)
+        run.say(f"N={replicas}: tearing down")
+    return result
+
+
+def _idle(run: _Run, cloud: HaCloud) -> tuple[dict[str, float], float]:
+    """CPU of the cloud's processes with no node connected: what each node's share is measured against."""
+    run.say(f"N={cloud.replicas}: {IDLE_S:.0f} s of CPU with no node connected")
+    window = Window(cloud.pids).start()
+    time.sleep(IDLE_S)
+    seconds, cpu, _ = window.stop()
+    return cpu, seconds
+
+
+def _connect(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> float:
+    """Seconds until every node is registered, its session announced and its pods and ConfigMap delivered. Past
+    CONNECT_TIMEOUT_S, a round with at least SERVED_ENOUGH of them served goes on without the others (named in
+    the notes, left out of the failovers): one stuck node should not cost the run's other figures."""
+    wanted = {n: [str(ResourceKey(NAMESPACE, kinds.POD, f"{n}-p{i}")) for i in range(run.pods_per_node)]
+              + [configmap_key(n)] for n in fleet.names}
+
+    def served() -> set[str]:
+        with fleet.lock:
+            return {n for n in fleet.registered if sessions.connected_at(n) is not None
+                    and all(k in fleet.first_got for k in wanted[n])}
+
+    run.say(f"N={cloud.replicas}: {run.nodes} nodes connect ({CONNECT_PER_S}/s), register and get their objects")
+    fleet.command(f"connect {CONNECT_PER_S / len(fleet.procs):.3f}")
+    try:
+        seconds = wait_until(
+            lambda: len(served()) >= run.nodes, CONNECT_TIMEOUT_S + run.nodes / CONNECT_PER_S,
+            "every node registered and served",
+            progress=lambda: f"{len(fleet.connected)} links up, {sessions.count(Op.CONNECTED)} sessions, "
+                             f"{len(fleet.registered)} registered, {len(served())} served",
+            say=run.say, every=10.0, poll=0.5)
+    except BenchError as exc:
+        unserved = sorted(set(fleet.names) - served())
+        if len(unserved) > (1 - SERVED_ENOUGH) * run.nodes:
+            raise
+        run.unserved |= set(unserved)
+        seconds = CONNECT_TIMEOUT_S + run.nodes / CONNECT_PER_S
+        run.notes.append(f"N={cloud.replicas}: {exc}; going on without {', '.join(unserved)}")
+    run.say(f"  N={cloud.replicas}: {run.nodes - len(run.unserved)} of {run.nodes} served in {seconds:.1f} s")
+    return seconds
+
+
+def _steady(run: _Run, cloud: HaCloud,
+            fleet: Fleet) -> tuple[dict[str, list[int]], dict[str, float], float, float]:
+    """Memory of every process, and CPU over STEADY_S with the nodes idle but for keepalives and status."""
+    time.sleep(SETTLE_S)
+    run.say(f"N={cloud.replicas}: steady state, {STEADY_S:.0f} s of CPU with the nodes idle but for keepalives "
+            "and node status")
+    window = Window({**cloud.pids, **run.api_pids, "simulators": fleet.pids}).start()
+    time.sleep(STEADY_S)
+    seconds, cpu, machine = window.stop()
+    loaded = cloud.rss_kb()
+    cores = {k: round(v / seconds, 3) for k, v in cpu.items()}
+    run.say(f"  N={cloud.replicas}: cores {cores}; machine {machine:.2f} busy")
+    return loaded, cpu, seconds, machine
+
+
+# -- 3. failovers ---------------------------------------------------------------------------------------------------
+
+def _failovers(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> Failover:
+    kube_stream = Kube.connect(str(run.kubeconfig))  # the updates' own client, as a user's
+    try:
+        stream = ConfigMapStream(kube_stream, [n for n in fleet.names if n not in run.unserved], LATENCY_RATE,
+                                 seed=3)
+        stale_before = fleet.stale
+        stream.start()
+        try:
+            failover_s, moved = _kill_replica(run, cloud, fleet, sessions)
+            broker_s, relinked = _kill_member(run, cloud, fleet)
+        finally:
+            stream.finish()
+        lost = _lost(run, fleet, stream)
+    finally:
+        kube_stream.close()
+    return Failover(failover_s, moved, broker_s, relinked, lost, len(stream.writes), stream.errors,
+                    fleet.stale - stale_before)
+
+
+def _kill_replica(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> tuple[float | None, int]:
+    """SIGKILL the first replica; seconds until each of its nodes is resynchronised by another."""
+    identity = next(iter(cloud.hubs))
+    victims = sorted(owned_by(identity, fleet.names, set(cloud.hubs)) - run.unserved)
+    run.say(f"failover: SIGKILL of CloudHub replica {identity} ({len(victims)} nodes; Leases of "
+            f"{LEASE_DURATION_S} s)")
+    cloud.hubs[identity].kill()
+    killed = time.monotonic_ns()
+    expected = {name: set_configmap(run.kube.core, name, "after-kill") for name in victims}
+
+    def resynced() -> dict[str, int | None]:
+        with fleet.lock:
+            receipts = {n: list(fleet.receipts.get(configmap_key(n), ())) for n in victims}
+            listed = {n: dict(fleet.listed.get(n, {})) for n in victims}
+        out: dict[str, int | None] = {}
+        for name in victims:
+            holds = [t for rv, t in receipts[name] if rv >= expected[name]]
+            out[name] = resynced_at(killed, session=sessions.connected_at(name), listed=listed[name],
+                                    holds=min(holds) if holds else None, kinds_listed=OWNED_KINDS)
+        return out
+
+    try:
+        wait_until(lambda: all(t is not None for t in resynced().values()), FAILOVER_TIMEOUT_S,
+                   "every node of the killed replica resynchronised",
+                   progress=lambda: f"{sum(1 for t in resynced().values() if t is not None)} of {len(victims)} "
+                                    "resynced", say=run.say, poll=0.25)
+    except BenchError as exc:
+        run.notes.append(str(exc))
+        return None, len(victims)
+    seconds = (max(t for t in resynced().values() if t is not None) - killed) / 1e9
+    taken = [(t - killed) / 1e9 for n in victims if (t := sessions.connected_at(n)) is not None]
+    run.say(f"  {len(victims)} nodes resynced by the others {seconds:.1f} s after the kill (new sessions "
+            f"announced {min(taken):.1f} to {max(taken):.1f} s after it)")
+    return round(seconds, 2), len(victims)
+
+
+def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None, int]:
+    """SIGKILL the last NATS member (the first carries the bench's own watcher); seconds until every node whose
+    link was on it has its link up again, on another."""
+    index = len(cloud.members) - 1
+    with fleet.lock:
+        victims = sorted(n for n, m in fleet.member.items() if m == index and n in fleet.connected
+                         and n not in run.unserved)
+    run.say(f"broker failover: SIGKILL of NATS member {index + 1} ({len(victims)} node links on it)")
+    cloud.members[index].kill()
+    killed = time.monotonic_ns()
+
+    def back() -> int:
+        with fleet.lock:
+            return sum(1 for n in victims if fleet.connected.get(n, 0) > killed and fleet.member.get(n) != index)
+
+    try:
+        wait_until(lambda: back() >= len(victims), FAILOVER_TIMEOUT_S, "every node's link back",
+                   progress=lambda: f"{back()} of {len(victims)} links back", say=run.say, poll=0.1)
+    except BenchError as exc:
+        run.notes.append(str(exc))
+        return None, len(victims)
+    with fleet.lock:
+        seconds = (max(fleet.connected[n] for n in victims) - killed) / 1e9
+    run.say(f"  {len(victims)} links back {seconds:.1f} s after the kill")
+    return round(seconds, 2), len(victims)
+
+
+def _lost(run: _Run, fleet: Fleet, stream: ConfigMapStream) -> int:
+    """ConfigMap updates of the stream that never reached their node (nor a newer version did)."""
+    run.say(f"lost messages: waiting up to {ARRIVAL_TIMEOUT_S:.0f} s for the {len(stream.writes)} updates")
+
+    def never() -> list[tuple[str, int]]:
+        with fleet.lock:
+            receipts = {k: list(v) for k, v in fleet.receipts.items()}
+        return [(key, rv) for key, rv, _ in stream.writes if not any(got >= rv for got, _ in receipts.get(key, ()))]
+
+    with contextlib.suppress(BenchError):
+        wait_until(lambda: not never(), ARRIVAL_TIMEOUT_S, "the updates to arrive", poll=0.5)
+    lost = never()
+    if lost:
+        run.notes.append("never arrived: " + ", ".join(f"{key} rv {rv}" for key, rv in lost[:10]))
+    run.say(f"  {len(lost)} of {len(stream.writes)} updates never arrived")
+    return len(lost)

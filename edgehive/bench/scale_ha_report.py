@@ -1,0 +1,186 @@
+"""``bench scale --broker nats``'s report: what each round measured, the per-node figures and goals drawn from
+it, and the capacity model to 100,000 nodes (edgehive.bench.capacity)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgehive.bench.capacity import Capacity, PerNode, controllers_verdict, model
+
+CLOUD = ("cloudhub", "edgecontroller")
+GOALS = {"replication_overhead": 1.15, "ownership_balance": 1.2, "failover_s": 15.0, "broker_failover_s": 10.0,
+         "lost_messages": 0}
+FLEET = 100_000
+
+
+@dataclass
+class Failover:
+    failover_s: float | None
+    failover_nodes: int
+    broker_failover_s: float | None
+    broker_failover_nodes: int
+    lost_messages: int
+    updates: int
+    update_errors: int
+    stale: int
+
+
+@dataclass
+class Round:
+    replicas: int
+    connect_s: float
+    seconds: float
+    cpu: dict[str, float]  # CPU seconds over ``seconds`` by group
+    machine: float
+    idle_rss_kb: dict[str, list[int]]  # before the fleet connected
+    rss_kb: dict[str, list[int]]  # in the steady state
+    owned: dict[str, int]
+    idle_cores: dict[str, float]  # before the fleet connected, by group of the cloud's processes
+    failover: Failover | None = None
+
+    def cores(self, group: str) -> float:
+        return self.cpu.get(group, 0.0) / self.seconds
+
+    def added_cores(self, group: str) -> float:
+        """What the fleet added to the group's CPU (the model's per-node share)."""
+        return max(0.0, self.cores(group) - self.idle_cores.get(group, 0.0))
+
+    def cloud_cores(self) -> float:
+        return sum(self.cores(g) for g in CLOUD)
+
+
+def balance(owned: dict[str, int]) -> float | None:
+    """Max over mean nodes per replica; None with fewer than two replicas."""
+    counts = list(owned.values())
+    if len(counts) < 2 or not sum(counts):
+        return None
+    return round(max(counts) / (sum(counts) / len(counts)), 3)
+
+
+def grown_kb(idle: list[int], loaded: list[int]) -> float:
+    """Mean growth of a group's processes, kB."""
+    pairs = list(zip(idle, loaded, strict=False))
+    return sum(after - before for before, after in pairs) / len(pairs) if pairs else 0.0
+
+
+def controller_cache_kb(r: Round, nodes: int, first: bool) -> float:
+    """The active EdgeController's growth per node: in the first round against itself before the objects were
+    made; with candidates, the leader (the largest) against a standby (no informer cache)."""
+    idle, loaded = r.idle_rss_kb["edgecontroller"], r.rss_kb["edgecontroller"]
+    if first or len(loaded) < 2:
+        return (max(loaded) - max(idle)) / nodes
+    return (max(loaded) - min(loaded)) / nodes
+
+
+def per_node(r: Round, nodes: int, cache_kb: float) -> PerNode:
+    owned = max(1.0, sum(r.owned.values()) / len(r.owned) if r.owned else nodes / max(1, len(r.rss_kb["cloudhub"])))
+    return PerNode(
+        hub_cores=r.added_cores("cloudhub") / nodes,
+        hub_kb=grown_kb(r.idle_rss_kb["cloudhub"], r.rss_kb["cloudhub"]) / owned,
+        member_cores=r.added_cores("nats") / max(1, len(r.rss_kb["nats"])) / nodes,
+        member_kb=grown_kb(r.idle_rss_kb["nats"], r.rss_kb["nats"]) / nodes,
+        controller_cores=r.added_cores("edgecontroller") / nodes, controller_kb=cache_kb,
+        api_cores=(r.cores("apiserver") + r.cores("etcd")) / nodes)
+
+
+@dataclass
+class HaReport:
+    nodes: int
+    pods_per_node: int
+    notes: list[str]
+    rounds: list[Round]
+    cloud_cpu_cores_per_1000_nodes: dict[str, float]
+    replication_overhead: float | None
+    ownership_balance: float | None
+    failover_s: float | None
+    broker_failover_s: float | None
+    lost_messages: int | None
+    memory_kb_per_node: dict[str, float]
+    controller_cache_kb_per_node: float
+    controllers: str
+    capacity: Capacity
+    goals: dict[str, bool | None] = field(default_factory=dict)
+
+
+def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: list[Round]) -> HaReport:
+    one, last = rounds[0], rounds[-1]
+    per_1000 = {str(r.replicas): round(1000 * r.cloud_cores() / nodes, 4) for r in rounds}
+    overhead = round(last.cloud_cores() / one.cloud_cores(), 3) if len(rounds) > 1 and one.cloud_cores() else None
+    # Two readings of one quantity (Python's RSS grows in arenas, so they differ): the larger decides.
+    cache_kb = max(controller_cache_kb(r, nodes, first=r is one) for r in rounds)
+    measured = per_node(last, nodes, cache_kb)
+    failover = last.failover
+    report = HaReport(
+        nodes=nodes, pods_per_node=pods_per_node, notes=notes, rounds=rounds,
+        cloud_cpu_cores_per_1000_nodes=per_1000, replication_overhead=overhead,
+        ownership_balance=balance(last.owned) if len(rounds) > 1 else None,
+        failover_s=failover.failover_s if failover else None,
+        broker_failover_s=failover.broker_failover_s if failover else None,
+        lost_messages=failover.lost_messages if failover else None,
+        memory_kb_per_node={"cloudhub_replica": round(measured.hub_kb, 2), "nats_member": round(measured.member_kb, 2),
+                            "edgecontroller": round(cache_kb, 2)},
+        controller_cache_kb_per_node=round(cache_kb, 2), controllers=controllers_verdict(cache_kb, FLEET),
+        capacity=model(measured, FLEET))
+    report.goals = {f"{key} <= {goal}": (None if (value := getattr(report, key)) is None else value <= goal)
+                    for key, goal in GOALS.items()}
+    return report
+
+
+def as_json(report: HaReport) -> dict[str, Any]:
+    capacity = report.capacity
+    return {
+        "nodes": report.nodes,
+        "cloud_cpu_cores_per_1000_nodes": report.cloud_cpu_cores_per_1000_nodes,
+        "replication_overhead": report.replication_overhead,
+        "ownership_balance": report.ownership_balance,
+        "failover_s": report.failover_s,
+        "broker_failover_s": report.broker_failover_s,
+        "lost_messages": report.lost_messages,
+        "memory_kb_per_node": report.memory_kb_per_node,
+        "controller_cache_kb_per_node": report.controller_cache_kb_per_node,
+        "controllers": report.controllers,
+        "capacity_100k": {"parts": [asdict(p) | {"fits": p.fits} for p in capacity.parts],
+                          "breaks_first": capacity.breaks_first.name,
+                          "breaks_first_at_nodes": capacity.breaks_first.max_nodes},
+        "goals": report.goals,
+        "details": {"pods_per_node": report.pods_per_node, "notes": report.notes,
+                    "rounds": [asdict(r) for r in report.rounds]},
+    }
+
+
+def print_ha_report(report: HaReport, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(as_json(report)))
+        return
+    print(f"scale benchmark, NATS cluster: {report.nodes} simulated nodes x {report.pods_per_node} pods")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for r in report.rounds:
+        cores = ", ".join(f"{g} {r.cores(g):.3f}" for g in r.cpu)
+        print(f"  N={r.replicas}: all served in {r.connect_s:.1f} s; steady {r.seconds:.0f} s cores: {cores}; "
+              f"machine {r.machine:.2f} busy; owned {r.owned}")
+    print(f"  cloud CPU per 1000 nodes  {report.cloud_cpu_cores_per_1000_nodes} cores (CloudHub + EdgeController)")
+    for key, goal in GOALS.items():
+        met = report.goals[f"{key} <= {goal}"]
+        print(f"  {key:<25} {getattr(report, key)} (goal <= {goal}: "
+              f"{'not measured' if met is None else 'met' if met else 'MISSED'})")
+    if report.rounds[-1].failover is not None:
+        f = report.rounds[-1].failover
+        print(f"  failovers                 replica: {f.failover_nodes} nodes moved; member: {f.broker_failover_nodes} "
+              f"links moved; {f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
+    print(f"  memory per node           {report.memory_kb_per_node} KB")
+    print(f"  controllers               {report.controllers}")
+    print_capacity(report.capacity)
+
+
+def print_capacity(capacity: Capacity) -> None:
+    print(f"  capacity model to {capacity.fleet:,} nodes (from the per-node figures above):")
+    for p in capacity.parts:
+        limit = "" if p.max_nodes is None else f"; one instance's ceiling at {p.max_nodes:,} nodes"
+        ceiling = "" if p.ceiling_cores is None else f" (ceiling {p.ceiling_cores} cores, {p.ceiling_mb:,.0f} MB)"
+        print(f"    {p.name:<16} x{p.count}: {p.cores_each:.2f} cores, {p.mb_each:,.0f} MB each{ceiling}"
+              f"{limit}: {'fits' if p.fits else 'DOES NOT FIT'}")
+    first = capacity.breaks_first
+    print(f"    breaks first: {first.name}, at about {first.max_nodes:,} nodes")

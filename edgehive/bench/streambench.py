@@ -1,0 +1,205 @@
+"""``edgehive bench stream``: exec, logs and port-forward through the stream tunnel, against the same done
+locally on the node.
+
+On one real edge node (its components, its stream end and podman) behind the cloud stream server and the
+local API server, the node advertising the stream server as its kubelet:
+
+- ``exec_rtt_ms``: p50 and p99 of ``kubectl exec POD -- true``, each one whole kubectl run, against
+  ``podman exec CONTAINER true`` on the node (``exec_local_ms``); ``exec_ratio`` is p50 over p50 and
+  ``exec_added_ms`` the p50 and p99 of the difference (goal: p50 at most 300 ms).
+- ``logs_mb_per_s``: ``kubectl logs`` of a log of ``log_mb`` MB against ``podman logs`` of it
+  (``logs_ratio``, goal at least 0.5).
+- ``portforward_mb_per_s``: an HTTP download of ``transfer_mb`` MB from the pod through ``kubectl
+  port-forward`` against the same download straight from the pod's address (``portforward_ratio``, goal at
+  least 0.5).
+
+Not measured here: the resource delivery rate to the node while a 50 MB ``kubectl cp`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgehive.bench.harness import BenchError, percentiles, progress_printer, wait_until
+from edgehive.bench.system import IMAGE, NAMESPACE, NODE, Podman, start_system
+
+MB = 1024 * 1024
+LINE = "x" * 99  # and a newline: 100-byte lines
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    rounds: int
+    exec_rtt_ms: dict[str, float]
+    exec_local_ms: dict[str, float]
+    exec_ratio: float
+    exec_added_ms: dict[str, float]
+    log_mb: int
+    logs_mb_per_s: float
+    logs_local_mb_per_s: float
+    logs_ratio: float
+    transfer_mb: int
+    portforward_mb_per_s: float
+    direct_mb_per_s: float
+    portforward_ratio: float
+    load_average: tuple[float, float]
+
+
+def _pod(name: str, command: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command]}]}}
+
+
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, bytes]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:6])}... failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return elapsed, done.stdout
+
+
+def _container_id(podman: Podman, pod: str) -> str:
+    found = podman.run("ps", "-q", "--no-trunc", "--filter", "label=io.edgehive.pod=" + pod,
+                       "--filter", "label=io.edgehive.container=main")
+    ids = found.stdout.split()
+    if not ids:
+        raise BenchError(f"no container of pod {pod} in podman")
+    return ids[0]
+
+
+def _download(url: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=600) as response:
+        size = 0
+        while chunk := response.read(MB):
+            size += len(chunk)
+    return time.perf_counter() - start, size
+
+
+def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, broker: str = "amqtt",
+                 progress: bool = True) -> StreamReport:
+    say = progress_printer("stream", progress)
+    load_before = os.getloadavg()[0]
+    with ExitStack() as stack:
+        system = start_system(stack, broker, say, stream=True)
+        kube = system.kube
+        assert system.kubeconfig is not None
+        kubectl = ["kubectl", "--kubeconfig", str(system.kubeconfig), "-n", NAMESPACE]
+        log_lines = log_mb * MB // 100
+        pods = {"shell": "sleep 3600",
+                "logger": f"yes {LINE} | head -n {log_lines}; echo DONE; sleep 3600",
+                "web": f"mkdir -p /www && head -c {transfer_mb * MB} /dev/zero > /www/big && httpd -f -p 80 -h /www"}
+        for name, command in pods.items():
+            kube.core.create_namespaced_pod(NAMESPACE, _pod(name, command))
+        wait_until(lambda: all(_running(kube.get_pod(NAMESPACE, name)) for name in pods), 120, "the pods Running",
+                   say=say, poll=0.5)
+
+        say(f"exec: {rounds} x kubectl exec shell -- true, and podman exec")
+        shell = _container_id(system.podman, "shell")
+        remote, local = [], []
+        for _ in range(rounds):
+            remote.append(int(_timed([*kubectl, "exec", "shell", "--", "true"])[0] * 1e9))
+            local.append(int(_timed([system.podman.binary, *system.podman.flags, "exec", shell, "true"])[0] * 1e9))
+        exec_rtt, exec_local = percentiles(remote), percentiles(local)
+
+        say(f"logs: a log of {log_mb} MB through kubectl logs, and podman logs")
+        wait_until(lambda: _last_line(kubectl, "logger") == b"DONE", 300, "the logger's whole log written", say=say,
+                   poll=1.0)
+        remote_s, remote_log = _timed([*kubectl, "logs", "logger"])
+        logger = _container_id(system.podman, "logger")
+        local_s, local_log = _timed([system.podman.binary, *system.podman.flags, "logs", logger])
+        if len(remote_log) != len(local_log):
+            raise BenchError(f"kubectl logs gave {len(remote_log)} bytes, podman logs {len(local_log)}")
+
+        say(f"port-forward: {transfer_mb} MB over HTTP through kubectl port-forward, and straight from the pod")
+        address = ((kube.get_pod(NAMESPACE, "web") or {}).get("status") or {}).get("podIP")
+        if not address:
+            raise BenchError("pod web has no podIP in its status")
+        wait_until(lambda: _serving(f"http://{address}/big"), 120, "the pod's file written and served", say=say,
+                   poll=0.5)
+        direct_s, direct_size = _download(f"http://{address}/big")
+        local_port = _port_forward(stack, kubectl, Path(system.work) / "port-forward.log")
+        forward_s, forward_size = _download(f"http://127.0.0.1:{local_port}/big")
+        if forward_size != direct_size:
+            raise BenchError(f"port-forward gave {forward_size} bytes, the pod {direct_size}")
+    mb = len(local_log) / MB
+    return StreamReport(
+        rounds=rounds, exec_rtt_ms=exec_rtt, exec_local_ms=exec_local,
+        exec_ratio=round(exec_rtt["p50"] / exec_local["p50"], 2),
+        exec_added_ms={q: round(exec_rtt[q] - exec_local[q], 1) for q in ("p50", "p99")},
+        log_mb=log_mb, logs_mb_per_s=round(mb / remote_s, 1), logs_local_mb_per_s=round(mb / local_s, 1),
+        logs_ratio=round(local_s / remote_s, 2), transfer_mb=transfer_mb,
+        portforward_mb_per_s=round(forward_size / MB / forward_s, 1),
+        direct_mb_per_s=round(direct_size / MB / direct_s, 1), portforward_ratio=round(direct_s / forward_s, 2),
+        load_average=(load_before, os.getloadavg()[0]))
+
+
+def _running(pod: dict[str, Any] | None) -> bool:
+    status = (pod or {}).get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    return bool(status.get("phase") == "Running" and statuses
+                and all("running" in (s.get("state") or {}) for s in statuses))
+
+
+def _last_line(kubectl: list[str], pod: str) -> bytes:
+    done = subprocess.run([*kubectl, "logs", pod, "--tail=1"], capture_output=True, timeout=60, check=False)
+    return done.stdout.strip()
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _port_forward(stack: ExitStack, kubectl: list[str], log: Path) -> int:
+    """A running ``kubectl port-forward pod/web :80`` (stopped with ``stack``): its local port."""
+    with log.open("wb") as out:
+        forward = subprocess.Popen([*kubectl, "port-forward", "pod/web", ":80"], stdout=out,
+                                   stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        forward.terminate()
+        forward.wait(timeout=30)
+
+    stack.callback(stop)
+    found: list[int] = []
+
+    def listening() -> bool:
+        match = re.search(rb"Forwarding from 127\.0\.0\.1:(\d+)", log.read_bytes())
+        if match:
+            found.append(int(match.group(1)))
+        return bool(match)
+
+    wait_until(listening, 60, "kubectl port-forward to listen", poll=0.2)
+    return found[0]
+
+
+def print_report(report: StreamReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(report)))
+        return
+    print(f"stream benchmark, one edge node through the stream tunnel ({report.rounds} execs)")
+    print(f"  kubectl exec -- true         p50 {report.exec_rtt_ms['p50']:.0f} ms, p99 {report.exec_rtt_ms['p99']:.0f} "
+          f"ms; podman exec p50 {report.exec_local_ms['p50']:.0f} ms, p99 {report.exec_local_ms['p99']:.0f} ms")
+    print(f"  exec added                   p50 {report.exec_added_ms['p50']:.0f} ms, p99 "
+          f"{report.exec_added_ms['p99']:.0f} ms (goal p50 <= 300), ratio {report.exec_ratio:.2f}")
+    print(f"  kubectl logs ({report.log_mb} MB)        {report.logs_mb_per_s:.1f} MB/s; podman logs "
+          f"{report.logs_local_mb_per_s:.1f} MB/s; ratio {report.logs_ratio:.2f} (goal >= 0.5)")
+    print(f"  port-forward ({report.transfer_mb} MB)       {report.portforward_mb_per_s:.1f} MB/s; direct "
+          f"{report.direct_mb_per_s:.1f} MB/s; ratio {report.portforward_ratio:.2f} (goal >= 0.5)")
+    print(f"  load average (1 min)         {report.load_average[0]:.1f} at the start, {report.load_average[1]:.1f} "
+          "at the end")

@@ -1,0 +1,120 @@
+"""DMI end to end: a mapper (edge/mappers/base.py, over the generated stubs) on the real Unix socket of a real edge
+node's DMI process; its devices come from the API server and its reports reach the Device status there."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from kubernetes import client as k8s
+
+from edge.mappers.base import DmiClient, Mapper, MapperIdentity
+from tests.fixtures.processes import wait_until
+from tests.support import devices
+from tests.support.cluster import Cluster, node_names
+from tests.support.devices import GROUP, VERSION
+from tests.support.dmi import RecordingMapper
+
+
+@pytest.fixture
+def mapper_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mapper-", dir="/tmp"))  # a Unix socket's path must be short
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_dmi(cluster_factory: Any) -> tuple[Cluster, str]:
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    edge, _link = cluster.nodes[node]
+    edge.start("dmi")
+    devices.apply(cluster.api.client, cluster.namespace, node)
+    return cluster, node
+
+
+def registered_devices(mapper: Mapper) -> list[str]:
+    return [d.name for d in mapper.register(timeout=10).deviceList]
+
+
+def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status(cluster_factory: Any,
+                                                                                mapper_dir: Path) -> None:
+    cluster, node = start_dmi(cluster_factory)
+    edge, link = cluster.nodes[node]
+    ns = cluster.namespace
+    mapper = RecordingMapper(MapperIdentity("modbus-test", "modbus", str(mapper_dir / "modbus.sock")),
+                             DmiClient(str(edge.dmi_socket)))
+    mapper.start(register_timeout=30)
+    try:
+        wait_until(lambda: registered_devices(mapper) == [devices.DEVICE], timeout=60,
+                   what="the device in the mapper's registration")
+        device = mapper.devices[(ns, devices.DEVICE)]
+        assert device.spec.deviceModelReference == "thermo"
+        assert [p.name for p in device.spec.properties] == ["setpoint", "temperature"]
+        assert device.spec.properties[0].desired.value == "25"
+        assert [m.name for m in mapper.models.values()] == ["thermo"]
+
+        mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": "23.5"})
+        mapper.dmi.report_state(ns, devices.DEVICE, "online")
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "23.5"
+                   and devices.status(cluster.api.client, ns).get("state") == "online",
+                   timeout=30, what="the mapper's reading and state in the Device status")
+
+        # A device added and removed in the API server: the edge calls the mapper's DeviceMapperService.
+        custom = k8s.CustomObjectsApi(cluster.api.client)
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
+        wait_until(lambda: "device thermo-2" in mapper.events, timeout=30, what="RegisterDevice of thermo-2")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "devices", "thermo-2")
+        wait_until(lambda: "removed thermo-2" in mapper.events, timeout=30, what="RemoveDevice of thermo-2")
+
+        # With the link down, the node's store answers a registration and keeps the reports for the cloud.
+        link.down()
+        assert registered_devices(mapper) == [devices.DEVICE]
+        mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": "19.5"})
+        link.up()
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "19.5", timeout=30,
+                   what="the reading made offline in the Device status")
+    finally:
+        mapper.stop()
+
+
+def test_a_bad_mapper_gets_a_clear_error_and_changes_nothing(cluster_factory: Any, mapper_dir: Path) -> None:
+    cluster, node = start_dmi(cluster_factory)
+    edge, _link = cluster.nodes[node]
+    ns = cluster.namespace
+    dmi = DmiClient(str(edge.dmi_socket))
+    try:
+        identity = MapperIdentity("modbus-test", "modbus", str(mapper_dir / "gone.sock"))  # nobody serves it
+        wait_until(lambda: [d.name for d in dmi.register(identity).deviceList] == [devices.DEVICE], timeout=60,
+                   what="the device at the edge")
+        with pytest.raises(grpc.RpcError) as no_protocol:
+            dmi.register(MapperIdentity("nameless", "", str(mapper_dir / "x.sock")))
+        assert no_protocol.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as not_here:
+            dmi.report_twins(ns, "on-another-node", {"temperature": "1"})
+        assert not_here.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "not a member of node" in str(not_here.value.details())
+        with pytest.raises(grpc.RpcError) as oversized:
+            dmi.report_twins(ns, devices.DEVICE, {f"p{i}": "1" * 500 for i in range(3000)})
+        assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.RpcError) as bad_value:
+            dmi.report_twins(ns, devices.DEVICE, {"temperature": "not a number!"})
+        assert bad_value.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The mapper that registered has gone: calls about a new device fail at the edge, which still serves.
+        k8s.CustomObjectsApi(cluster.api.client).create_namespaced_custom_object(
+            GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
+        wait_until(lambda: "thermo-2" in [d.name for d in dmi.register(identity, with_data=True).deviceList],
+                   timeout=30, what="thermo-2 at the edge")
+        dmi.report_twins(ns, devices.DEVICE, {"temperature": "21.5"})
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "21.5", timeout=30,
+                   what="a good report after the bad ones")
+        # nothing of the refused reports was taken: no twin of theirs, and the state as it was
+        status = devices.status(cluster.api.client, ns)
+        assert [t["propertyName"] for t in status["twins"]] == ["setpoint", "temperature"]
+        assert status.get("state") in (None, "unknown")
+    finally:
+        dmi.close()

@@ -1,0 +1,121 @@
+"""``edgehive up --broker nats --replicas 3``: three NATS members and three CloudHub replicas on one machine, a
+pod reaches the edge node, and the node's link comes back when the member its bridge is on is killed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.fixtures.processes import free_port, require_executable, wait_until
+from tests.integration.test_edgehive_up import _node_ready, all_healthy
+from tests.support.cluster import wait_for_service_account
+
+REPLICAS = 3
+
+
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports, all taken from free_port so that no later free_port() hands
+    one of them out again (it gives ports in turn, skipping taken ones)."""
+    block = [free_port()]
+    while len(block) < count:
+        port = free_port()
+        block = [*block, port] if port == block[-1] + 1 else [port]
+    return block[0]
+
+
+def _bridge_port(log: Path) -> int | None:
+    """The cloud member the bridge last connected to, from its log."""
+    ports = re.findall(r"connected to mqtt://edge-1@127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+    return int(ports[-1]) if ports else None
+
+
+def _run_pod(api: Any, namespace: str, name: str) -> None:
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "edge-1", "terminationGracePeriodSeconds": 1,
+                 "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "main", "image": "localhost/busybox", "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sleep", "3600"]}]}})
+    wait_until(lambda: core.read_namespaced_pod(name, namespace).status.phase == "Running", timeout=90,
+               interval=0.5, what=f"pod {name} Running on edge-1")
+
+
+def _healthy(proc: subprocess.Popen[bytes], tmp_path: Path) -> dict[str, dict[str, Any]] | None:
+    assert proc.poll() is None, f"edgehive up exited: {(tmp_path / 'up.out').read_text()[-2000:]}"
+    return all_healthy(tmp_path / "state")
+
+
+def test_up_nats_replicas(tmp_path: Path) -> None:
+    require_executable("nats-server")
+    mqtt = _free_block(3 * REPLICAS)  # the members' MQTT ports, then their NATS client and route ports
+    nats_port = mqtt + REPLICAS
+    etcd_port = _free_block(2)  # etcd's peer port is the next one
+    state = tmp_path / "state"
+    with (tmp_path / "up.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgehive", "up", "--broker", "nats", "--replicas", str(REPLICAS),
+             "--cloud-listen", f"127.0.0.1:{mqtt}", "--nats-port", str(nats_port),
+             "--edge-listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state),
+             "--apiserver-port", str(free_port()), "--etcd-port", str(etcd_port),
+             "--controller-manager-port", str(free_port()), "--scheduler-port", str(free_port()),
+             "--stream-port", str(free_port())],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        rows = wait_until(lambda: _healthy(proc, tmp_path), timeout=150, interval=0.5,
+                          what="every child of edgehive up --broker nats healthy")
+        members = {f"nats-{i + 1}" for i in range(REPLICAS)}
+        replicas = {f"{c}-{i + 1}" for i in range(REPLICAS) for c in ("cloudhub", "edgecontroller", "devicecontroller")}
+        assert members | replicas <= set(rows)
+        assert "cloud-broker" not in rows
+        assert "cloudhub" not in rows
+        assert (state / "nats" / "route-secret").stat().st_mode & 0o077 == 0
+        assert all((state / "nats" / m / "nats" / "data").is_dir() for m in members)  # JetStream stores
+
+        kubeconfig = state / "apiserver" / "kubeconfig"
+        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+        namespace = f"upnats-{uuid.uuid4().hex[:6]}"
+        core = k8s.CoreV1Api(api)
+        try:
+            # The stack's own node did not join (no Node made by the join endpoint): its owner among the replicas
+            # knows of it from its bridge's hello and serves its first registration, which creates the Node.
+            wait_until(lambda: _node_ready(api, "edge-1"), timeout=90, what="edge-1 Ready in the API server")
+            core.create_namespace({"metadata": {"name": namespace}})
+            wait_for_service_account(core, namespace)
+            _run_pod(api, namespace, "before")
+
+            # Kill the member the node's bridge is on: it moves to another, and the node is served again.
+            log = state / "logs" / "bridge-edge-1.log"
+            port = wait_until(lambda: _bridge_port(log), timeout=10, what="the bridge's cloud member in its log")
+            victim = f"nats-{port - mqtt + 1}"
+            os.kill(rows[victim]["pid"], signal.SIGKILL)
+            wait_until(lambda: (p := _bridge_port(log)) is not None and p != port, timeout=30, interval=0.2,
+                       what="the bridge connected to another member")
+            _run_pod(api, namespace, "after")
+            healed = wait_until(lambda: (r := all_healthy(state)) and r[victim]["restarts"] == 1 and r,
+                                timeout=90, what=f"{victim} restarted and every child healthy again")
+            assert healed["bridge-edge-1"]["restarts"] == 0
+        finally:
+            core.delete_namespace(namespace)
+            api.close()
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

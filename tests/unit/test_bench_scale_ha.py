@@ -1,0 +1,96 @@
+"""``bench scale --broker nats``'s arithmetic: the per-node figures drawn from two rounds, the goals, and the
+capacity model to 100,000 nodes."""
+
+import pytest
+
+from edgehive.bench.capacity import Limits, PerNode, controllers_verdict, model
+from edgehive.bench.scale_ha_report import Failover, Round, balance, build_ha_report, controller_cache_kb
+
+NODES = 1000
+
+
+def _round(replicas: int, hub_cpu: float, *, hub_rss: tuple[list[int], list[int]],
+           controller_rss: tuple[list[int], list[int]], failover: Failover | None = None) -> Round:
+    """A round measured over 10 s: CPU seconds are ten times the cores."""
+    return Round(replicas=replicas, connect_s=5.0, seconds=10.0,
+                 cpu={"cloudhub": hub_cpu * 10, "edgecontroller": 2.0, "nats": 3.0 * replicas, "apiserver": 4.0,
+                      "etcd": 1.0},
+                 machine=1.5,
+                 idle_rss_kb={"cloudhub": hub_rss[0], "edgecontroller": controller_rss[0],
+                              "nats": [10_000] * replicas},
+                 rss_kb={"cloudhub": hub_rss[1], "edgecontroller": controller_rss[1],
+                         "nats": [10_000 + 50 * NODES] * replicas},
+                 owned={f"cloudhub-{i + 1}": NODES // replicas + (1 if i == 0 else 0) for i in range(replicas)}
+                 if replicas > 1 else {},
+                 idle_cores={"cloudhub": 0.01 * replicas, "edgecontroller": 0.0, "nats": 0.0},
+                 failover=failover)
+
+
+def test_balance_is_max_over_mean_and_needs_two_replicas() -> None:
+    assert balance({"a": 400, "b": 300, "c": 300}) == 1.2
+    assert balance({"a": 1000}) is None
+    assert balance({}) is None
+
+
+def test_the_controller_cache_is_the_leaders_growth_per_node() -> None:
+    first = _round(1, 0.1, hub_rss=([50_000], [60_000]), controller_rss=([40_000], [70_000]))
+    assert controller_cache_kb(first, NODES, first=True) == 30.0  # against itself before the objects
+    three = _round(3, 0.1, hub_rss=([50_000] * 3, [55_000] * 3),
+                   controller_rss=([40_000, 41_000, 39_000], [39_500, 70_000, 40_000]))
+    assert controller_cache_kb(three, NODES, first=False) == 30.5  # the leader against a standby
+
+
+def test_report_overhead_goals_and_memory_per_node() -> None:
+    failover = Failover(failover_s=12.5, failover_nodes=333, broker_failover_s=11.0, broker_failover_nodes=300,
+                        lost_messages=0, updates=2000, update_errors=0, stale=0)
+    one = _round(1, 0.20, hub_rss=([50_000], [70_000]), controller_rss=([40_000], [70_000]))
+    three = _round(3, 0.26, hub_rss=([50_000] * 3, [60_000] * 3),
+                   controller_rss=([40_000] * 3, [40_000, 70_000, 40_000]), failover=failover)
+    report = build_ha_report(NODES, 2, [], [one, three])
+    # cloud = CloudHub + EdgeController: 0.2 + 0.2 cores, then 0.26 + 0.2
+    assert report.cloud_cpu_cores_per_1000_nodes == {"1": 0.4, "3": 0.46}
+    assert report.replication_overhead == 1.15
+    assert report.ownership_balance == pytest.approx(1.002, abs=1e-3)
+    assert report.memory_kb_per_node == {"cloudhub_replica": 30.0, "nats_member": 50.0, "edgecontroller": 30.0}
+    assert report.goals == {"replication_overhead <= 1.15": True, "ownership_balance <= 1.2": True,
+                            "failover_s <= 15.0": True, "broker_failover_s <= 10.0": False,
+                            "lost_messages <= 0": True}
+
+
+def test_one_round_leaves_the_replica_figures_unmeasured() -> None:
+    report = build_ha_report(NODES, 2, [], [_round(1, 0.2, hub_rss=([1], [2]), controller_rss=([1], [2]))])
+    assert report.replication_overhead is None
+    assert report.failover_s is None
+    assert report.goals["failover_s <= 15.0"] is None
+
+
+def test_capacity_scales_cloudhub_out_and_finds_what_cannot() -> None:
+    per = PerNode(hub_cores=0.0002, hub_kb=30.0, member_cores=0.00003, member_kb=40.0, controller_cores=0.00005,
+                  controller_kb=30.0, api_cores=0.0001)
+    capacity = model(per, 100_000, Limits(python_cores=0.7, python_mb=4096, member_cores=4.0, member_mb=8192))
+    hub = capacity.part("cloudhub")
+    assert hub.count == 29  # 20 cores of CloudHub over replicas of at most 0.7 core
+    assert hub.cores_each == pytest.approx(20 / 29)
+    assert hub.fits
+    controller = capacity.part("edgecontroller")
+    assert controller.cores_each == pytest.approx(5.0)
+    assert controller.max_nodes == 14_000  # 0.7 core / 0.00005 core per node
+    assert not controller.fits
+    member = capacity.part("nats-member")
+    assert member.count == 3
+    assert member.cores_each == pytest.approx(3.0)
+    assert member.max_nodes == 133_333  # 4 cores / 0.00003: the CPU binds before memory (209,715 nodes)
+    assert capacity.breaks_first.name == "edgecontroller"
+    assert capacity.part("apiserver+etcd").max_nodes is None
+
+
+def test_at_least_two_replicas_and_memory_can_decide() -> None:
+    per = PerNode(hub_cores=0.0, hub_kb=100.0, member_cores=0.0, member_kb=1.0, controller_cores=0.0,
+                  controller_kb=1.0, api_cores=0.0)
+    assert model(per, 100, Limits()).part("cloudhub").count == 2
+    assert model(per, 100_000, Limits(python_mb=1000)).part("cloudhub").count == 10  # 9,766 MB in 1,000 MB
+
+
+def test_controllers_verdict_from_the_cache_at_100k() -> None:
+    assert controllers_verdict(30.0).startswith("active/standby: a full informer cache at 100,000 nodes is 2,930 MB")
+    assert controllers_verdict(50.0).startswith("sharded: a full informer cache at 100,000 nodes is 4,883 MB")

@@ -1,0 +1,130 @@
+"""A CloudHub replica's share of the fleet without a network: handovers in, sessions and deliveries out."""
+
+from __future__ import annotations
+
+from itertools import count
+
+import pytest
+
+from cloud.cloudhub.hub import CloudHubSettings
+from cloud.cloudhub.replica import NodeAssignment
+from cloud.cloudhub.routing import CloudRouter
+from runtime.component import bus_settings
+from runtime.counters import Counters
+from schemas import topics
+from schemas.componentstatus import ComponentStatus
+from schemas.envelope import Envelope, Group, Op, decode
+from schemas.link import SessionNews
+from schemas.resource import ResourceKey
+
+NODES = [f"edge-{i}" for i in range(60)]
+
+
+@pytest.fixture
+def router() -> CloudRouter:
+    ids = count(1)
+    made = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: f"s{next(ids)}")
+    made.owned = set()
+    return made
+
+
+def configmap_for(node: str) -> Envelope:
+    return Envelope(node=node, src="edgecontroller", group=Group.RESOURCE, op=Op.INSERT,
+                    res=ResourceKey("default", "configmap", "c"), rv="5", body={})
+
+
+def test_assignment_hands_over_only_what_changed() -> None:
+    a = NodeAssignment("a")
+    first = a.update(nodes=NODES, members={"a", "b", "c"})
+    assert first.lost == frozenset()
+    assert first.gained == a.owned
+    assert 0 < len(a.owned) < len(NODES)
+    c_gone = a.update(members={"a", "b"})
+    assert not c_gone.lost
+    assert c_gone.gained
+    assert c_gone.gained.isdisjoint(first.gained)
+    assert not a.update(members={"b", "a"}), "the same members again move nothing"
+    new_node = a.update(nodes=[*NODES, "edge-late"])
+    assert new_node.gained <= {"edge-late"}
+    assert not new_node.lost
+    held = a.owned
+    alone_lost = a.update(members={"b"})  # a's own Lease ran out: it serves nothing
+    assert alone_lost.lost == held
+    assert a.owned == frozenset()
+
+
+def test_a_replica_delivers_only_to_the_nodes_it_owns(router: CloudRouter) -> None:
+    assert router.from_module(configmap_for("edge-1"), 0.0).wake is False
+    assert "edge-1" not in router.queues
+    assert router.counters.get("not_owned") == 1
+    keepalive = Envelope(node="edge-1", src="edgehub", group=Group.HUB, op=Op.KEEPALIVE)
+    assert router.from_node(keepalive, topics.link_up("edge-1"), 0.0).announce == []
+
+
+def test_taking_a_node_announces_a_new_session_so_the_controllers_resync_it(router: CloudRouter) -> None:
+    taken = router.take("edge-1", 1.0)
+    (announce,) = taken.announce
+    assert announce.topic == topics.node_session("edge-1")
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s1", True)
+    assert router.from_module(configmap_for("edge-1"), 1.5).wake
+    assert [node for node, _ in router.due(2.0)] == ["edge-1"]
+    # not heard from within the keepalive timeout: announced gone, replacing a dead owner's "connected"
+    (gone,) = router.expire(42.0).announce
+    assert SessionNews.parse(gone.envelope.body) == SessionNews("s1", False)
+
+
+def test_dropping_a_node_forgets_it_without_announcing(router: CloudRouter) -> None:
+    router.take("edge-1", 1.0)
+    router.from_module(configmap_for("edge-1"), 1.5)
+    router.drop("edge-1")
+    assert router.due(2.0) == []
+    assert "edge-1" not in router.sessions
+    assert "edge-1" not in router.queues
+    assert router.expire(100.0).announce == []
+    assert router.announce_all().announce == []
+
+
+def test_a_lone_cloudhub_owns_every_node() -> None:
+    lone = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0)
+    assert lone.owns("any-node")
+    assert lone.from_module(configmap_for("edge-9"), 0.0).wake
+
+
+def test_replicas_get_broker_client_ids_of_their_own() -> None:
+    ids = {bus_settings("cloudhub", topics.Side.CLOUD, CloudHubSettings(replica_id=r)).connection.client_id
+           for r in ("a", "b")}
+    assert ids == {"edgehive-cloudhub-cloud-a", "edgehive-cloudhub-cloud-b"}
+    assert CloudHubSettings().node == "cloud"
+    with pytest.raises(ValueError, match="lease_duration_s"):
+        CloudHubSettings(replica_id="a", lease_duration_s=1)
+
+
+def test_a_replicas_announcements_name_it_and_a_lone_cloudhubs_do_not() -> None:
+    replica = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: "s1",
+                          replica="r1")
+    (announce,) = replica.take("edge-1", 1.0).announce
+    assert announce.envelope.body == {"session": "s1", "state": "connected", "replica": "r1"}
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s1", True, "r1")
+    lone = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: "s1")
+    (announce,) = lone.take("edge-1", 1.0).announce
+    assert announce.envelope.body == {"session": "s1", "state": "connected"}  # as before replicas existed
+
+
+def test_each_replica_has_a_status_topic_and_a_will_of_its_own() -> None:
+    wills = {r: bus_settings("cloudhub", topics.Side.CLOUD, CloudHubSettings(replica_id=r)).connection.will
+             for r in ("a", "b")}
+    assert {r: will.topic for r, will in wills.items() if will} == {"a": "edgehive/status/cloudhub/a",
+                                                                    "b": "edgehive/status/cloudhub/b"}
+    will = wills["a"]
+    assert will is not None
+    assert ComponentStatus.parse(decode(will.payload).body).replica == "a"
+    lone = bus_settings("cloudhub", topics.Side.CLOUD, CloudHubSettings()).connection.will
+    assert lone is not None
+    assert lone.topic == "edgehive/status/cloudhub"
+    for topic in ("edgehive/status/cloudhub", "edgehive/status/cloudhub/a"):
+        assert topics.matches(topics.all_status(), topic)
+    assert topics.parse_status("edgehive/status/cloudhub/a") == ("cloudhub", "a")
+    assert topics.parse_status("edgehive/status/cloudhub") == ("cloudhub", None)
+    assert topics.parse_status("edgehive/link/edge-1/up") is None
+    with pytest.raises(ValueError, match="replica_id"):
+        CloudHubSettings(replica_id="hub.1")  # it names a topic: no NATS separator, no wildcard

@@ -1,0 +1,178 @@
+"""DeviceManagerService's logic without a socket: store changes in, mapper calls out; requests in, answers or
+refusals out (edge/dmi/devicemanager.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+import pytest
+
+from edge.dmi.component import DmiSettings
+from edge.dmi.devicemanager import DeviceManager, MapperCall, Refused
+from schemas.dmi.v1beta1 import api_pb2 as pb
+from schemas.resource import ResourceKey
+from tests.support.dmi import dmi_device, dmi_model
+
+SOCKET = b"/run/mappers/modbus.sock"
+
+
+def key(kind: str, name: str) -> ResourceKey:
+    return ResourceKey("default", kind, name)
+
+
+def listed(*objects: dict[str, Any]) -> dict[ResourceKey, dict[str, Any]]:
+    return {key(o["kind"].lower(), o["metadata"]["name"]): o for o in objects}
+
+
+def registration(protocol: str = "modbus", address: bytes = SOCKET, with_data: bool = True
+                 ) -> pb.MapperRegisterRequest:
+    return pb.MapperRegisterRequest(withData=with_data, mapper=pb.MapperInfo(
+        name=f"{protocol}-mapper", protocol=protocol, address=address, version="1", api_version="v1beta1"))
+
+
+@pytest.fixture
+def manager() -> DeviceManager:
+    m = DeviceManager("edge-1")
+    assert m.replace(listed(dmi_model(), dmi_model("cam", "onvif"), dmi_device(),
+                            dmi_device("thermo-2"), dmi_device("cam-1", protocol="onvif", model="cam"))) == []
+    return m
+
+
+def methods(calls: list[MapperCall]) -> list[tuple[str, str]]:
+    return [(c.protocol, c.method) for c in calls]
+
+
+def test_registration_answers_the_devices_of_the_mappers_protocol_with_their_model(manager: DeviceManager) -> None:
+    mapper, answer = manager.register(registration())
+    assert mapper.address == SOCKET.decode()
+    assert manager.mappers["modbus"] == mapper
+    assert [(d.namespace, d.name) for d in answer.deviceList] == [("default", "thermo-1"), ("default", "thermo-2")]
+    assert [m.name for m in answer.modelList] == ["thermo"]  # once, however many devices use it
+    _, bare = manager.register(registration(with_data=False))
+    assert not bare.deviceList
+    assert not bare.modelList
+
+
+@pytest.mark.parametrize(("request_", "reason"), [
+    (pb.MapperRegisterRequest(withData=True), "mapper is missing"),
+    (registration(protocol=""), "no protocol"),
+    (registration(address=b"relative.sock"), "absolute path"),
+    (registration(address=b"/" + b"x" * 200), "absolute path"),
+    (registration(address=b"\xff"), "UTF-8"),
+])
+def test_a_bad_registration_is_refused_and_registers_nothing(manager: DeviceManager, request_: pb.MapperRegisterRequest,
+                                                             reason: str) -> None:
+    with pytest.raises(Refused, match=reason) as refused:
+        manager.register(request_)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert manager.mappers == {}
+
+
+def test_a_mappers_twins_become_devicetwin_requests(manager: DeviceManager) -> None:
+    manager.register(registration())
+    twins_ = [pb.Twin(propertyName="temperature", reported=pb.TwinProperty(value="23.5")),
+              pb.Twin(propertyName="setpoint", reported=pb.TwinProperty(value="25"),
+                      observedDesired=pb.TwinProperty(value="25"))]
+    report = pb.ReportDeviceStatusRequest(deviceName="thermo-1", deviceNamespace="default",
+                                          reportedDevice=pb.DeviceStatus(twins=twins_))
+    requests = manager.report_status(report)
+    assert [(r.namespace, r.name, r.request) for r in requests] == [("default", "thermo-1", "twin/update")] * 2
+    bodies = [json.loads(r.payload) for r in requests]
+    assert [b["twin"] for b in bodies] == [{"temperature": {"actual": {"value": "23.5"}}},
+                                           {"setpoint": {"actual": {"value": "25"}}}]
+    state = manager.report_states(pb.ReportDeviceStatesRequest(deviceName="thermo-1", deviceNamespace="default",
+                                                               state="online"))
+    assert state.request == "state/update"
+    assert json.loads(state.payload)["state"] == "online"
+
+
+def twins(*values: str, prop: str = "temperature") -> pb.DeviceStatus:
+    return pb.DeviceStatus(twins=[pb.Twin(propertyName=prop, reported=pb.TwinProperty(value=v)) for v in values])
+
+
+@pytest.mark.parametrize(("name", "status", "code", "reason"), [
+    ("thermo-9", twins("1"), grpc.StatusCode.NOT_FOUND, "not a member of node edge-1"),
+    ("cam-1", twins("1"), grpc.StatusCode.FAILED_PRECONDITION, "no mapper of that protocol"),
+    ("Bad_Name", twins("1"), grpc.StatusCode.INVALID_ARGUMENT, "namespace and name"),
+    ("thermo-1", pb.DeviceStatus(), grpc.StatusCode.INVALID_ARGUMENT, "has no twins"),
+    ("thermo-1", pb.DeviceStatus(twins=[pb.Twin(propertyName="temperature")]), grpc.StatusCode.INVALID_ARGUMENT,
+     "no reported value"),
+    ("thermo-1", twins("two words"), grpc.StatusCode.INVALID_ARGUMENT, "twins"),
+    ("thermo-1", twins("1", prop="white space"), grpc.StatusCode.INVALID_ARGUMENT, "twins"),
+    ("thermo-1", twins(*["1"] * 1001), grpc.StatusCode.INVALID_ARGUMENT, "at most 1000"),
+])
+def test_a_bad_report_is_refused_with_its_reason(manager: DeviceManager, name: str, status: pb.DeviceStatus,
+                                                code: grpc.StatusCode, reason: str) -> None:
+    manager.register(registration())
+    with pytest.raises(Refused, match=reason) as refused:
+        manager.report_status(pb.ReportDeviceStatusRequest(deviceName=name, deviceNamespace="default",
+                                                           reportedDevice=status))
+    assert refused.value.code == code
+
+
+def test_a_bad_state_is_refused(manager: DeviceManager) -> None:
+    manager.register(registration())
+    with pytest.raises(Refused) as refused:
+        manager.report_states(pb.ReportDeviceStatesRequest(deviceName="thermo-1", state="exploded"))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_store_changes_become_calls_on_the_registered_mapper_only(manager: DeviceManager) -> None:
+    assert manager.on_change("device", "default/thermo-3", dmi_device("thermo-3")) == []  # no mapper yet
+    manager.register(registration())
+    new = manager.on_change("device", "default/thermo-4", dmi_device("thermo-4"))
+    assert methods(new) == [("modbus", "RegisterDevice")]
+    request = new[0].request
+    assert isinstance(request, pb.RegisterDeviceRequest)
+    assert request.device.name == "thermo-4"
+    status_only = {**dmi_device("thermo-4"), "status": {"twins": []}}
+    assert manager.on_change("device", "default/thermo-4", status_only) == []
+    assert methods(manager.on_change("device", "default/thermo-4", dmi_device("thermo-4", setpoint="30"))) == [
+        ("modbus", "UpdateDevice")]
+    assert methods(manager.on_change("device", "default/thermo-4", dmi_device("thermo-4", protocol="onvif"))) == [
+        ("modbus", "RemoveDevice")]  # and RegisterDevice on the onvif mapper, had one registered
+    assert methods(manager.on_change("device", "default/thermo-1", None)) == [("modbus", "RemoveDevice")]
+    assert manager.on_change("devicemodel", "default/thermo", dmi_model()) == []  # unchanged
+    changed = dmi_model()
+    changed["spec"]["properties"][0]["unit"] = "K"
+    assert methods(manager.on_change("devicemodel", "default/thermo", changed)) == [("modbus", "UpdateDeviceModel")]
+    created = manager.on_change("devicemodel", "default/new", dmi_model("new"))
+    assert methods(created) == [("modbus", "CreateDeviceModel")]
+    assert methods(manager.on_change("devicemodel", "default/new", None)) == [("modbus", "RemoveDeviceModel")]
+    assert manager.on_change("devicemodel", "default/cam", None) == []  # onvif: no mapper
+
+
+def test_a_later_list_tells_the_mapper_what_changed_meanwhile(manager: DeviceManager) -> None:
+    manager.register(registration())
+    calls = manager.replace(listed(dmi_model(), dmi_device(setpoint="40")))
+    assert sorted(methods(calls)) == [("modbus", "RemoveDevice"), ("modbus", "UpdateDevice")]
+    assert set(manager.devices) == {"default/thermo-1"}
+
+
+def test_an_unconvertible_device_is_left_out_of_the_answer(manager: DeviceManager) -> None:
+    broken = dmi_device("thermo-2")
+    broken["spec"]["protocol"]["configData"]["table"] = {"nested": 1}
+    manager.on_change("device", "default/thermo-2", broken)
+    _, answer = manager.register(registration())
+    assert [d.name for d in answer.deviceList] == ["thermo-1"]
+
+
+def test_a_forward_that_overtakes_the_list_is_kept() -> None:
+    m = DeviceManager("edge-1")
+    m.listing()
+    m.on_change("device", "default/thermo-2", dmi_device("thermo-2"))  # stored after MetaManager made its list
+    m.replace(listed(dmi_model(), dmi_device()))
+    assert set(m.devices) == {"default/thermo-1", "default/thermo-2"}
+    m.listing()
+    m.on_change("device", "default/thermo-1", None)  # deleted after the list was made
+    m.replace(listed(dmi_model(), dmi_device(), dmi_device("thermo-2")))
+    assert set(m.devices) == {"default/thermo-2"}
+
+
+def test_the_dmi_socket_setting_must_fit_a_unix_socket() -> None:
+    assert DmiSettings().socket == "/etc/kubeedge/dmi.sock"  # KubeEdge's default, which mappers dial
+    for bad in ("relative/dmi.sock", "/" + "d" * 120):
+        with pytest.raises(ValueError, match="absolute path"):
+            DmiSettings(socket=bad)

@@ -1,0 +1,194 @@
+"""NodeSync's resyncs, with the bus and the node's store faked: cluster events in, envelopes for CloudHub out.
+
+The case from CI (tests/resilience/test_broker_restarts.py): the cloud broker is killed with its store
+deleted while EdgeController publishes a pod's delete for CloudHub. The broker had acknowledged the
+publish, so nothing on the controller's side sends it again, and CloudHub never saw it; the node's
+session at CloudHub outlives the broker restart, so no new session starts a resync either. The pod then
+stays in the node's store, and running, for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cloud.nodesync import NodeSync
+from cloud.packed import Packed
+from cloud.placement import Placement
+from runtime.bus import RequestTimeout
+from runtime.counters import Counters
+from schemas import kinds
+from schemas.envelope import Envelope, Group, Op
+from schemas.kubeobj import EDGE_ROLE_LABEL, meta
+from schemas.link import ListedItem, ListingPage, PageQuery, SessionNews
+from schemas.resource import ResourceKey
+from tests.fixtures.processes import wait_until
+
+WEB = ResourceKey("ns", kinds.POD, "web")
+DB = ResourceKey("ns", kinds.POD, "db")
+
+
+class Settings:
+    node = "cloud"
+
+
+class FakeBus:
+    """The cloud broker, CloudHub and one node's MetaManager in one: what the controller publishes for CloudHub
+    lands in the node's store unless ``losing``; listings are answered from that store unless ``deaf`` (still
+    has answers to drop)."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.counters = Counters()
+        self.store: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
+        self.losing = False
+        self.deaf = 0
+        self.lost_listeners: list[Callable[[], None]] = []
+        self.published: list[Envelope] = []
+        self._lock = threading.Lock()
+
+    def handle(self, _topic: str, _handler: Any) -> None:
+        pass
+
+    def on_session_lost(self, callback: Callable[[], None]) -> None:
+        self.lost_listeners.append(callback)
+
+    def lose_session(self) -> None:
+        for callback in self.lost_listeners:
+            callback()
+
+    def envelope(self, group: Group, op: Op, **fields: Any) -> Envelope:
+        fields.setdefault("node", self.settings.node)
+        return Envelope(src="test", group=group, op=op, **fields)
+
+    def publish(self, _topic: str, envelope: Envelope, *, timeout: float | None = None) -> None:
+        with self._lock:
+            self.published.append(envelope)
+            if self.losing or envelope.res is None:
+                return
+            held = self.store.setdefault(envelope.node, {})
+            if envelope.op == Op.DELETE:
+                held.pop(envelope.res, None)
+            else:
+                held[envelope.res] = (envelope.rv or "0", meta(envelope.body).uid)
+
+    def request(self, _topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+        with self._lock:
+            if self.deaf:
+                self.deaf -= 1
+                raise RequestTimeout("no reply (CloudHub not subscribed again yet)")
+            query = PageQuery.parse(envelope.body)
+            items = tuple(ListedItem(key, rv, uid) for key, (rv, uid) in
+                          sorted(self.store.get(envelope.node, {}).items(), key=lambda i: str(i[0]))
+                          if key.kind == query.kind)
+        return envelope.reply("metamanager", ListingPage(items, None).as_body())
+
+    def holds(self, node: str, key: ResourceKey) -> bool:
+        with self._lock:
+            return key in self.store.get(node, {})
+
+
+class Synced:
+    """An informer that has listed: the controller's resync waits for every informer to be synced."""
+
+    def __init__(self) -> None:
+        self.synced = threading.Event()
+        self.synced.set()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class NoKube:
+    def close(self) -> None:
+        pass
+
+
+class PodSync(NodeSync):
+    module = "edgecontroller"
+
+
+def make_sync(bus: FakeBus) -> NodeSync:
+    sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus, query_timeout_s=1.0,  # type: ignore[arg-type]
+                   retry_pause_s=0.01)
+    sync.informers = {kind: Synced() for kind in sync.informers}  # type: ignore[misc]
+    sync.start()
+    return sync
+
+
+def event(sync: NodeSync, kind: str, what: str, obj: dict[str, Any]) -> None:
+    sync._sink(kind, what, obj, Packed.of(obj))
+
+
+def edge_node(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": "1", "labels": {EDGE_ROLE_LABEL: ""}}}
+
+
+def pod(name: str, node: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": f"u-{name}"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}}
+
+
+def connected(sync: NodeSync, node: str, session: str) -> None:
+    news = SessionNews(session, True)
+    sync.on_session(Envelope(node=node, src="cloudhub", group=Group.HUB, op=news.op, body=news.as_body()), "")
+
+
+def resyncs(caplog: pytest.LogCaptureFixture, node: str) -> int:
+    """How many resyncs of ``node`` the controller has finished (it logs each)."""
+    return sum(1 for r in list(caplog.records) if r.getMessage().startswith(f"node {node} resynchronised"))
+
+
+def deletes(bus: FakeBus, key: ResourceKey) -> int:
+    return sum(1 for e in list(bus.published) if e.op == Op.DELETE and e.res == key)
+
+
+@pytest.fixture
+def lost_delete(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[FakeBus, NodeSync]]:
+    """Node e1 runs web and db and has been resynchronised once; web's delete was then published, and the
+    broker acknowledged it and died with its store: e1 still holds web."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        event(sync, kinds.POD, "ADDED", pod("db", "e1", "7"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        assert bus.holds("e1", WEB)
+        bus.losing = True
+        event(sync, kinds.POD, "DELETED", pod("web", "e1", "6"))
+        wait_until(lambda: deletes(bus, WEB) == 1, timeout=10, what="the delete published")
+        bus.losing = False
+        assert bus.holds("e1", WEB)
+        yield bus, sync
+    finally:
+        sync.close()
+
+
+def test_a_delete_the_broker_lost_is_sent_again_after_it_lost_the_controllers_session(
+        lost_delete: tuple[FakeBus, NodeSync]) -> None:
+    bus, _sync = lost_delete
+    bus.deaf = 1  # the first listing after the restart is asked before CloudHub subscribed again
+    bus.lose_session()  # the controller reconnects and finds its session gone
+    wait_until(lambda: not bus.holds("e1", WEB), timeout=10, what="the pod deleted from e1's store")
+    assert bus.holds("e1", DB)
+
+
+def test_a_resync_whose_listing_fails_lists_again_and_deletes_what_the_cloud_no_longer_has(
+        lost_delete: tuple[FakeBus, NodeSync]) -> None:
+    bus, sync = lost_delete
+    # A new session (the node's link came back) whose first listings go unanswered: giving up with an empty
+    # listing would send everything again and delete nothing, and the pod would stay on the node.
+    bus.deaf = 2
+    connected(sync, "e1", "s2")
+    wait_until(lambda: not bus.holds("e1", WEB), timeout=10, what="the pod deleted from e1's store")
+    assert bus.holds("e1", DB)

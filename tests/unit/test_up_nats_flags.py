@@ -1,0 +1,61 @@
+"""``edgehive up --broker nats --replicas N``: the flags it refuses, the member layout, and the passwords it keeps."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from broker.passwords import read_password_file, verify_password
+from edgehive.natsstack import NatsLayout
+from edgehive.stack import Credentials
+from edgehive.up_cli import _broker_problem, add_up_arguments
+from runtime.address import Address
+from runtime.url import BrokerUrl
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_up_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (("--replicas", "3"), "--broker nats"),
+    (("--replicas", "0", "--broker", "nats"), "--replicas"),
+    (("--nats-port", "5000"), "--nats-port"),
+    (("--broker", "nats", "--replicas", "3", "--cloud-listen", "127.0.0.1:4223"), "--nats-port"),
+])
+def test_refused_combinations_name_the_flag(argv: tuple[str, ...], flag: str) -> None:
+    assert flag in _broker_problem(_args(*argv))
+
+
+def test_supported_combinations() -> None:
+    assert _broker_problem(_args()) == ""
+    assert _broker_problem(_args("--broker", "nats", "--replicas", "3")) == ""
+
+
+def test_unknown_broker_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        _args("--broker", "mosquitto")
+
+
+def test_layout_gives_each_member_ports_of_its_own() -> None:
+    layout = NatsLayout(Address("127.0.0.1", 1883), 4222, 3)
+    ports = [p for i in range(3) for p in (layout.mqtt_address(i).port, layout.client_address(i).port,
+                                           layout.route_address(i).port)]
+    assert len(set(ports)) == 9
+    urls = BrokerUrl.parse_list(layout.url("edge-1", "p/w"))
+    assert [(u.port, u.username, u.password) for u in urls] == [(1883 + i, "edge-1", "p/w") for i in range(3)]
+
+
+def test_both_password_files_hold_the_same_passwords(tmp_path: Path) -> None:
+    plain, passwd = Credentials.ensure(tmp_path, ["cloud", "edge-1"])
+    bcrypt, passwd_bcrypt = Credentials.ensure(tmp_path, ["cloud", "edge-1"], use_bcrypt=True)
+    assert plain.passwords == bcrypt.passwords
+    assert passwd != passwd_bcrypt
+    stored = read_password_file(passwd_bcrypt)
+    assert stored["edge-1"].startswith("$2")
+    assert verify_password(plain.passwords["edge-1"], stored["edge-1"])
+    assert verify_password(plain.passwords["cloud"], read_password_file(passwd)["cloud"])
