@@ -31,13 +31,20 @@ from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
 from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod, podman_pod_name
-from edge.edged.podworker import PodWorker, newest_attempts, previous_attempts, running_containers, superseded
+from edge.edged.podworker import (
+    PodWorker,
+    ended,
+    newest_attempts,
+    previous_attempts,
+    restart_policy,
+    running_containers,
+    superseded,
+)
 from edge.edged.projection import NodeSide, node_allocatable
 from edge.edged.runtime import ContainerRuntimeError, Observed, PodmanRuntime
 from edge.edged.status import deleted_status, failed_status, pod_status, waiting_status
 from edge.edged.tokens import TokenKeeper
 from edge.edged.volumes import Volumes
-from edge.restarts import restarts, restarts_on
 from runtime.counters import Counters
 from runtime.metrics import REFUSED_FIELD
 from schemas.kinds import PV
@@ -481,18 +488,6 @@ class Kubelet:
         return deleted_status(plan.restart_policy, [(c.name, c.image) for c in plan.containers],
                               host_ip=self.host_ip, start_time=start_time,
                               init_containers=[(c.name, c.image) for c in plan.init_containers])
-
-
-def restart_policy(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("spec") or {}).get("restartPolicy") or "Always")
-
-
-def ended(policy: str, observed: list[Observed]) -> bool:
-    """Whether a pod has ended for good: every container's newest instance finished, and none is started again
-    under ``policy``. One whose containers all ended but restart (the cut's SIGKILL recorded, exit 137, under
-    Always) still needs its sandbox: left alone, each restart failed on the dead one's namespaces, for ever."""
-    latest = newest_attempts(observed).values()
-    return bool(latest) and all(o.finished and not restarts(restarts_on(policy, False), o.exit_code) for o in latest)
 
 
 def _orphan_key(podman_name: str) -> ResourceKey:

@@ -6,6 +6,7 @@ running ones, and how long to wait before a restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from edge.edged.podspec import ContainerPlan, PodPlan
 from edge.edged.probes import ProbeState
 from edge.edged.runtime import Observed
+from edge.restarts import restarts, restarts_on
 from schemas.resource import ResourceKey
 
 BACKOFF_START_S = 10.0
@@ -98,3 +100,15 @@ def superseded(observed: list[Observed], container: str, kept: int) -> list[Obse
     """The instances of ``container`` older than attempt ``kept``: once ``kept`` is the previous instance (a new
     attempt was made), they are no one's previous and are removed."""
     return [o for o in observed if o.container == container and o.attempt < kept]
+
+
+def restart_policy(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+
+
+def ended(policy: str, observed: list[Observed]) -> bool:
+    """Whether a pod has ended for good: every container's newest instance finished, and none is started again
+    under ``policy``. One whose containers all ended but restart (the cut's SIGKILL recorded, exit 137, under
+    Always) still needs its sandbox: left alone, each restart failed on the dead one's namespaces, for ever."""
+    latest = newest_attempts(observed).values()
+    return bool(latest) and all(o.finished and not restarts(restarts_on(policy, False), o.exit_code) for o in latest)
