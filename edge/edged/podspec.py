@@ -22,6 +22,7 @@ from edge.edged.handlerspec import Handler, HandlerSpecError, Probe, named_ports
 from edge.edged.hostfacts import HostFacts
 from edge.edged.hostpaths import HOST_PATH_TYPES
 from edge.edged.memorydirs import tmpfs_size
+from edge.edged.podfields import FieldRefused
 from edge.edged.podhost import PodHost, plan_host
 from edge.edged.projection import (
     SOURCES,
@@ -303,7 +304,7 @@ def _claim(name: str, source: Any, resolver: _Resolver, node: str) -> VolumePlan
 
 def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, VolumePlan]:
     plans: dict[str, VolumePlan] = {}
-    for vol in spec.get("volumes") or []:
+    for index, vol in enumerate(spec.get("volumes") or []):
         name = vol.get("name")
         if not isinstance(name, str) or not name:
             raise PodSpecError("InvalidSpec", "a volume has no name")
@@ -321,7 +322,7 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
             src = vol["projected"] or {}
             files: dict[str, tuple[bytes, int]] = {}
             mode = int(src.get("defaultMode", 0o644))
-            for source in src.get("sources") or []:
+            for source_index, source in enumerate(src.get("sources") or []):
                 for kind, field_name in (("configmap", "configMap"), ("secret", "secret")):
                     if field_name in source:
                         ref = source[field_name] or {}
@@ -331,9 +332,9 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
                                                   mode, resolver.side)))
                 unsupported = sorted(k for k in source if k not in ("configMap", "secret", *SOURCES))
                 if unsupported:
-                    raise PodSpecError("InvalidSpec", f"volume {name}: projected source {unsupported[0]} is not "
-                                                      "supported on this node (configMap, secret, downwardAPI and "
-                                                      "serviceAccountToken are)")
+                    raise FieldRefused(f"spec.volumes[{index}].projected.sources[{source_index}].{unsupported[0]}",
+                                       "the projected sources run here are configMap, secret, downwardAPI and "
+                                       "serviceAccountToken")
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(files))
         elif "downwardAPI" in vol:
             plans[name] = VolumePlan(name, "configMap", None, files=FileSet(_relative(_projected(
@@ -356,9 +357,10 @@ def _volumes(spec: dict[str, Any], resolver: _Resolver, node: str) -> dict[str, 
             plans[name] = _claim(name, vol["persistentVolumeClaim"], resolver, node)
         else:
             kinds = sorted(k for k in vol if k != "name")
-            raise PodSpecError("InvalidSpec", f"volume {name}: type {', '.join(kinds) or '(none)'} is not supported "
-                                              "on this node (configMap, secret, projected, downwardAPI, emptyDir, "
-                                              "hostPath, persistentVolumeClaim are)")
+            if not kinds:
+                raise PodSpecError("InvalidSpec", f"volume {name}: no volume type is set")
+            raise FieldRefused(f"spec.volumes[{index}].{kinds[0]}", "the volume types run here are configMap, "
+                               "secret, projected, downwardAPI, emptyDir, hostPath and persistentVolumeClaim")
     return plans
 
 
@@ -380,9 +382,13 @@ def _behaviour(container: dict[str, Any], where: str, init: bool) -> dict[str, A
             raise HandlerSpecError(f"{where}.lifecycle must be a map")
         unknown = sorted(k for k in lifecycle if k not in ("postStart", "preStop"))
         if unknown:
-            raise HandlerSpecError(f"{where}.lifecycle.{unknown[0]} is not supported on this node")
+            raise FieldRefused(f"{where}.lifecycle.{unknown[0]}", "only postStart and preStop hooks are run")
         # A tcpSocket hook is refused, not skipped: kubelet cannot run one either (the field is deprecated,
         # kept for compatibility), and a pod that asked for it should learn that its hook will never run.
+        for key in ("postStart", "preStop"):
+            if isinstance(lifecycle.get(key), dict) and "tcpSocket" in lifecycle[key]:
+                raise FieldRefused(f"{where}.lifecycle.{key}.tcpSocket", "a hook runs exec or httpGet; kubelet "
+                                   "does not run tcpSocket hooks either (the API keeps them for compatibility)")
         hooks = {field_name: read_handler(lifecycle[key], f"{where}.lifecycle.{key}", ports,
                                           allowed=("exec", "httpGet"))
                  for key, field_name in (("postStart", "post_start"), ("preStop", "pre_stop"))

@@ -81,10 +81,12 @@ def test_a_probe_that_cannot_be_honoured_is_refused_with_its_field(raw: dict[str
 def test_the_pod_is_refused_with_the_fields_path() -> None:
     assert "spec.containers[0].readinessProbe.tcpSocket.port 'x' names no port" in refused(
         pod(readinessProbe={"tcpSocket": {"port": "x"}}))
-    assert "spec.containers[0].lifecycle.postStart.tcpSocket is not supported here" in refused(
-        pod(lifecycle={"postStart": {"tcpSocket": {"port": 80}}}))
-    assert "spec.containers[0].lifecycle.onSuspend is not supported" in refused(
-        pod(lifecycle={"onSuspend": {"exec": {"command": ["x"]}}}))
+    for lifecycle, path in (({"postStart": {"tcpSocket": {"port": 80}}}, "lifecycle.postStart.tcpSocket"),
+                             ({"onSuspend": {"exec": {"command": ["x"]}}}, "lifecycle.onSuspend")):
+        with pytest.raises(FieldRefused) as caught:
+            plan_pod(pod(lifecycle=lifecycle), "edge-1", lambda _: None)
+        assert caught.value.message.startswith(f"spec.containers[0].{path} is not supported on this node: ")
+        assert caught.value.field == f"spec.containers[].{path}"
     assert "spec.containers[0].terminationMessagePolicy must be File or FallbackToLogsOnError" in refused(
         pod(terminationMessagePolicy="Always"))
     assert "spec.containers[0].terminationMessagePath must be an absolute path" in refused(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, PodSpecError, parse_quantity, plan_pod
 from edge.edged.podworker import restart_delay
 from edge.edged.status import ContainerView, phase, pod_status
@@ -67,7 +68,6 @@ def test_volumes_and_mounts() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"spec": {"volumes": [{"name": "v", "nfs": {}}]}}, "nfs is not supported"),
     ({"volumeMounts": [{"name": "ghost", "mountPath": "/x"}]}, "unknown volume 'ghost'"),
     ({"image": ""}, "has no image"),
     ({"imagePullPolicy": "Sometimes"}, "is not Always, IfNotPresent or Never"),
@@ -131,6 +131,18 @@ def test_projected_volume_merges_sources() -> None:
     files = plan.volumes["p"].files
     assert files is not None
     assert files.files == {"a": (b"1", 0o644), "pw": (b"hunter2", 0o644)}
-    with pytest.raises(PodSpecError, match="projected source clusterTrustBundle"):
+    with pytest.raises(FieldRefused, match=r"spec\.volumes\[0\]\.projected\.sources\[0\]\.clusterTrustBundle is not "
+                                           "supported on this node") as caught:
         plan_pod(pod(spec={"volumes": [{"name": "p", "projected": {"sources": [{"clusterTrustBundle": {}}]}}]}), "n",
                  lookup)
+    assert caught.value.field == "spec.volumes[].projected.sources[].clusterTrustBundle"
+
+
+def test_a_volume_type_this_node_cannot_mount_is_a_refused_field() -> None:
+    """Refused as a field (reason FieldNotSupported, counted in the metric by field), not as an invalid spec."""
+    with pytest.raises(FieldRefused, match=r"spec\.volumes\[1\]\.nfs is not supported on this node") as caught:
+        plan_pod(pod(spec={"volumes": [{"name": "e", "emptyDir": {}}, {"name": "v", "nfs": {"server": "x"}}]}),
+                 "n", lookup)
+    assert (caught.value.field, caught.value.reason) == ("spec.volumes[].nfs", "FieldNotSupported")
+    with pytest.raises(PodSpecError, match="volume v: no volume type is set"):
+        plan_pod(pod(spec={"volumes": [{"name": "v"}]}), "n", lookup)
