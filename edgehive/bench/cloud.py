@@ -10,18 +10,21 @@ objects/s. (b) Pod create to Running in the API server, over 20 pods.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from edgehive.bench.harness import BenchError, percentiles, progress_printer, wait_until, watch_envelopes
+from edgehive.bench.harness import (
+    CommitAcks,
+    configmap_manifest,
+    consumer_pod,
+    percentiles,
+    progress_printer,
+    wait_until,
+)
 from edgehive.bench.system import IMAGE, NAMESPACE, NODE, start_system
-from runtime.url import BrokerUrl
-from schemas import topics
-from schemas.envelope import Envelope, Op
 
 LATENCY_RATE = 100
 
@@ -35,44 +38,6 @@ class CloudReport:
     ratio: float
     commit_latency_ms: dict[str, float]
     pod_running_s: dict[str, float]
-
-
-class _Acks:
-    """Watches the node's up topic on the cloud broker for MetaManager's commit acknowledgements."""
-
-    def __init__(self, url: BrokerUrl) -> None:
-        self.at: dict[str, int] = {}  # configmap name -> when its commit was acknowledged
-        self._cond = threading.Condition()
-        self.connection = watch_envelopes(url, "bench-acks", topics.link_up(NODE), self._on_envelope,
-                                          "the node's acknowledgements")
-
-    def _on_envelope(self, envelope: Envelope, now: int) -> None:
-        if envelope.op == Op.RESPONSE and envelope.res is not None and envelope.res.kind == "configmap":
-            with self._cond:
-                self.at.setdefault(envelope.res.name, now)
-                self._cond.notify_all()
-
-    def wait(self, names: list[str], timeout: float) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: all(n in self.at for n in names), timeout):
-                missing = sum(1 for n in names if n not in self.at)
-                raise BenchError(f"bench cloud: {missing} of {len(names)} ConfigMaps not acknowledged by the edge")
-
-    def close(self) -> None:
-        self.connection.close(drain_timeout=0)
-
-
-def _configmap(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}
-
-
-def _consumer(names: list[str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "consumer"}, "spec": {
-        "nodeName": NODE, "terminationGracePeriodSeconds": 1,
-        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                        "command": ["sh", "-c", "sleep 3600"], "volumeMounts": [{"name": "all", "mountPath": "/c"}]}],
-        "volumes": [{"name": "all", "projected": {"sources": [{"configMap": {"name": n, "optional": True}}
-                                                              for n in names]}}]}}
 
 
 def _pod(name: str) -> dict[str, Any]:
@@ -93,25 +58,25 @@ def bench_cloud(objects: int = 1000, pods: int = 20, broker: str = "amqtt", prog
     with ExitStack() as stack:
         system = start_system(stack, broker, say)
         core, cloud_url = system.kube.core, system.cloud_url  # the bench is a Kubernetes client like kubectl
-        acks = _Acks(cloud_url)
+        acks = CommitAcks(cloud_url, NODE)
         stack.callback(acks.close)
 
         say(f"raw API server create rate: {objects} ConfigMaps no pod uses")
         start = time.perf_counter()
         for i in range(objects):
-            core.create_namespaced_config_map(NAMESPACE, _configmap(f"unused-{i}"))
+            core.create_namespaced_config_map(NAMESPACE, configmap_manifest(f"unused-{i}"))
         raw_rate = objects / (time.perf_counter() - start)
 
         names = [f"cm-{i}" for i in range(objects)]
         latency_names = [f"lat-{i}" for i in range(2 * LATENCY_RATE)]
-        core.create_namespaced_pod(NAMESPACE, _consumer(names + latency_names))
+        core.create_namespaced_pod(NAMESPACE, consumer_pod(NODE, names + latency_names, IMAGE))
         say("waiting for the consumer pod to run")
         wait_until(lambda: _running(core, "consumer"), 60, "the consumer pod Running", poll=0.02)
 
         say(f"edge commits: {objects} ConfigMaps the consumer uses")
         start_ns = time.perf_counter_ns()
         for name in names:
-            core.create_namespaced_config_map(NAMESPACE, _configmap(name))
+            core.create_namespaced_config_map(NAMESPACE, configmap_manifest(name))
         acks.wait(names, 120)
         edge_rate = objects / ((max(acks.at[n] for n in names) - start_ns) / 1e9)
 
@@ -123,7 +88,7 @@ def bench_cloud(objects: int = 1000, pods: int = 20, broker: str = "amqtt", prog
             while (now := time.perf_counter_ns()) < due:
                 time.sleep(min(0.001, (due - now) / 1e9))
             created[name] = time.perf_counter_ns()
-            core.create_namespaced_config_map(NAMESPACE, _configmap(name))
+            core.create_namespaced_config_map(NAMESPACE, configmap_manifest(name))
         acks.wait(latency_names, 60)
         latency = percentiles([acks.at[n] - created[n] for n in latency_names])
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgehive.errors import EdgehiveError
 from edgehive.localcluster import LocalApiServer
@@ -146,6 +147,49 @@ def watch_envelopes(url: BrokerUrl, client_id: str, topic_filter: str, on_envelo
         connection.close(drain_timeout=0)
         raise BenchError(f"cannot connect to {url} to watch {what}")
     return connection
+
+
+# -- resources delivered to a node: MetaManager's commit acknowledgements ----------------------------------------
+
+class CommitAcks:
+    """Watches a node's up topic on the cloud broker for MetaManager's commit acknowledgements of ConfigMaps:
+    the moment a ConfigMap created in the API server is in the node's store."""
+
+    def __init__(self, url: BrokerUrl, node: str) -> None:
+        self.at: dict[str, int] = {}  # configmap name -> when its commit was acknowledged
+        self._cond = threading.Condition()
+        self.connection = watch_envelopes(url, f"bench-acks-{node}", topics.link_up(node), self._on_envelope,
+                                          f"node {node}'s acknowledgements")
+
+    def _on_envelope(self, envelope: Envelope, now: int) -> None:
+        if envelope.op == Op.RESPONSE and envelope.res is not None and envelope.res.kind == "configmap":
+            with self._cond:
+                self.at.setdefault(envelope.res.name, now)
+                self._cond.notify_all()
+
+    def wait(self, names: list[str], timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: all(n in self.at for n in names), timeout):
+                missing = sum(1 for n in names if n not in self.at)
+                raise BenchError(f"{missing} of {len(names)} ConfigMaps not acknowledged by the edge")
+
+    def close(self) -> None:
+        self.connection.close(drain_timeout=0)
+
+
+def configmap_manifest(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}
+
+
+def consumer_pod(node: str, names: list[str], image: str) -> dict[str, Any]:
+    """A pod on ``node`` that uses every ConfigMap in ``names`` (optional, so it runs before they exist): only
+    what a pod on the node uses is delivered to it."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "consumer"}, "spec": {
+        "nodeName": node, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", "sleep 3600"], "volumeMounts": [{"name": "all", "mountPath": "/c"}]}],
+        "volumes": [{"name": "all", "projected": {"sources": [{"configMap": {"name": n, "optional": True}}
+                                                              for n in names]}}]}}
 
 
 def wait_for_envelope(url: BrokerUrl, topic_filter: str, accept: Callable[[Envelope], bool], timeout: float,
