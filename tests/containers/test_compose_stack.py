@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 SERVICES = {"apiserver", "cloud-broker", "cloudhub", "edgecontroller", "devicecontroller", "router", "admission",
             "stream",
             "edge-1-broker", "edge-1-bridge", "edge-1-edgehub", "edge-1-metamanager", "edge-1-edged",
-            "edge-1-devicetwin", "edge-1-eventbus", "edge-1-edgestream"}
+            "edge-1-devicetwin", "edge-1-eventbus", "edge-1-edgestream", "edge-1-dmi"}
 HA_SERVICES = {"cloud-broker-2", "cloud-broker-3", "cloudhub-2", "cloudhub-3", "edgecontroller-2",
                "devicecontroller-2", "edge-1-node"}
 """What compose.ha.yml adds (test_compose_ha.py runs it)."""
