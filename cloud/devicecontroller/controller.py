@@ -7,7 +7,8 @@ travel inside the Device object, through CloudHub's reliable delivery.
 Up: a device's status (reported values, observedDesired, state, lastOnlineTime)
 is checked against its type (the Device's desired.metadata.type, else the
 DeviceModel's, as the edge checks it) and the model's range, and merged into
-the Device status; values that do not fit are refused with the reason.
+the Device status, or its DeviceStatus object (``--status-object``,
+statusobject.py); values that do not fit are refused with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloud.devicecontroller import statusobject
+from cloud.devicecontroller.statusobject import StatusObject
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import Placement, model_refs
@@ -45,6 +48,11 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
     install_crds: bool = field(default=True, metadata={"help": "create the devices.kubeedge.io CRDs if missing"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
+    status_object: str = field(default=statusobject.DEFAULT, metadata={"help": statusobject.HELP})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        statusobject.check(self.status_object)
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
@@ -78,6 +86,7 @@ class DeviceController(NodeSync):
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
+        self.status_object = StatusObject(kube, settings.status_object)
 
     def start(self) -> None:
         if self.settings.install_crds:
@@ -125,7 +134,7 @@ class DeviceController(NodeSync):
         if report.last_online_time is not None:
             patch["lastOnlineTime"] = report.last_online_time
         try:
-            self.kube.patch_custom_status(kinds.DEVICE, key.namespace or "", key.name, {"status": patch})
+            self.status_object.write(found, patch)
         except KubeError as exc:
             if exc.status in TRANSIENT:
                 log.warning("status of %s not written yet (%s); the node will send it again", key, exc)
