@@ -21,8 +21,10 @@ from typing import Any
 
 from cloud.devicecontroller import statusobject
 from cloud.devicecontroller.statusobject import StatusObject
+from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
+from cloud.packed import Packed
 from cloud.placement import Placement, model_refs
 from cloud.replicas.elected import LeaderElectSettings
 from runtime.bus import Bus
@@ -87,6 +89,7 @@ class DeviceController(NodeSync):
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
         self.status_object = StatusObject(kube, settings.status_object)
+        self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
 
     def start(self) -> None:
         if self.settings.install_crds:
@@ -101,6 +104,11 @@ class DeviceController(NodeSync):
             except KubeError as exc:
                 log.info("CRDs not installed yet (%s); retrying (%d)", exc, attempt + 1)
                 threading.Event().wait(min(5.0, 0.5 * (attempt + 1)))
+
+    def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
+        if kind == kinds.DEVICE and event in ("ADDED", "MODIFIED"):
+            warn_if_refused(self.kube, obj, self._checked)
+        super()._on_event(kind, event, obj, packed)
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         key = envelope.res

@@ -11,6 +11,7 @@ name is done by hand, as KubeEdge does it:
   FloatValue (Go reads every JSON number as float64 and KubeEdge packs float64 as FloatValue, so mappers
   built with KubeEdge's framework expect that); a value of any other shape cannot be packed, and the
   device is refused, as KubeEdge refuses it;
+- ``spec.methods`` go as they are, once each names only properties the device has (read_methods);
 - ``spec.stateReport`` fills ``status.reportCycle`` and ``status.reportToCloud``;
 - visitors and protocol settings a DeviceModel gives its properties are the defaults that the device's own
   settings override key by key (KubeEdge's ``GetOverriddenDevice``).
@@ -25,8 +26,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from edge.errors import EdgeError
+from schemas.devices import read_methods
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.dmi.values import NotAWrapper, pack
+from schemas.fields import STRICT, BodyError
 
 
 class Unconvertible(EdgeError, ValueError):
@@ -111,6 +114,10 @@ def device_message(device: dict[str, Any], model: dict[str, Any] | None = None) 
     protocol = _dict(spec.pop("protocol", None))
     properties = [p for p in spec.pop("properties", None) or [] if isinstance(p, dict)]
     message = pb.Device(name=name, namespace=namespace)
+    try:
+        read_methods({"properties": properties, "methods": spec.get("methods")}, STRICT, "spec")
+    except BodyError as exc:
+        raise Unconvertible(f"device {namespace}/{name}: {exc}") from None
     _read({"methods": spec.get("methods") or []}, message.spec, f"device {namespace}/{name}: spec.methods")
     message.spec.deviceModelReference = model_name_of(obj)
     message.spec.protocol.protocolName = str(protocol.get("protocolName") or "")
