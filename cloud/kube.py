@@ -75,6 +75,7 @@ KINDS = {
     "node": Kind("node", "v1", "Node", "list_node"),
     "device": Kind("device", DEVICES, "Device", plural="devices"),
     "devicemodel": Kind("devicemodel", DEVICES, "DeviceModel", plural="devicemodels"),
+    "devicestatus": Kind("devicestatus", DEVICES, "DeviceStatus", plural="devicestatuses"),
     "rule": Kind("rule", RULES, "Rule", plural="rules"),
     "ruleendpoint": Kind("ruleendpoint", RULES, "RuleEndpoint", plural="ruleendpoints"),
 }
@@ -288,6 +289,11 @@ class Kube:
         spec = KINDS[kind]
         return dict(self._call(self.custom.patch_namespaced_custom_object_status, spec.group, spec.version,
                                namespace, spec.plural, name, patch, _content_type=MERGE))
+
+    def create_custom(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        spec = KINDS[kind]
+        return dict(self._call(self.custom.create_namespaced_custom_object, spec.group, spec.version, namespace,
+                               spec.plural, body))
 
     def patch_custom(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A merge patch of the object itself (its spec); with metadata.resourceVersion it fails on a conflict."""

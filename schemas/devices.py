@@ -50,6 +50,50 @@ class DeviceProperty:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceMethod:
+    """One of a Device's ``spec.methods``: a named group of its properties that a caller acts on together.
+
+    edgehive checks it and passes it to the device's mapper in DMI's ``DeviceSpec.methods``; calling a
+    method is the mapper's business (KubeEdge's mapper framework serves it over its own HTTP API)."""
+
+    name: str
+    description: str
+    property_names: tuple[str, ...]
+
+
+def read_methods(spec: dict[str, Any], reader: Reader, where: str = "body.spec") -> tuple[DeviceMethod, ...]:
+    """``spec.methods``, each naming only properties the device has (``spec.properties[].name``) and each name
+    once: a method that names a property the device lacks would reach the mapper as a call it cannot make.
+    Lenient: a bad method is left out."""
+    known = {p.get("name") for p in reader.mappings(spec.get("properties"), f"{where}.properties")}
+    out: list[DeviceMethod] = []
+    seen: set[str] = set()
+    for index, method in enumerate(reader.mappings(spec.get("methods"), f"{where}.methods")):
+        at = f"{where}.methods[{index}]"
+        name = reader.required_text(method.get("name"), f"{at}.name")
+        if not name:
+            reader.refuse(f"{at}.name", "is empty", None)
+            continue
+        if name in seen:
+            reader.refuse(f"{at}.name", f"{name[:40]!r} names another method too", None)
+            continue
+        names = method.get("propertyNames")
+        if not isinstance(names, list | None) or not all(isinstance(n, str) for n in names or []):
+            reader.refuse(f"{at}.propertyNames", "must be a list of property names", None)
+            continue
+        missing = [(i, n) for i, n in enumerate(names or []) if n not in known]
+        if missing:
+            i, n = missing[0]
+            reader.refuse(f"{at}.propertyNames[{i}]", f"{n[:40]!r} is not one of the device's properties "
+                                                      f"({', '.join(sorted(str(k) for k in known)) or 'none'})", None)
+            continue
+        seen.add(name)
+        out.append(DeviceMethod(name, reader.text(method.get("description"), f"{at}.description") or "",
+                                tuple(names or ())))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Device(ReadByReader):
     meta: ObjectMeta
     node_name: str | None
@@ -61,6 +105,8 @@ class Device(ReadByReader):
     """``spec.stateReport`` (KubeEdge 1.23), else the ``status.reportToCloud``/``reportCycle`` it had before.
     A device's state goes to the cloud unless one of them is given without ``reportToCloud: true`` (a Go
     bool: absent is false); with neither, as KubeEdge's edge forwards every state/update."""
+    methods: tuple[DeviceMethod, ...] = ()
+    """``spec.methods``, checked against the properties (read_methods)."""
 
     @property
     def description(self) -> str:
@@ -94,7 +140,8 @@ class Device(ReadByReader):
             state = Reporting()
         return cls(ObjectMeta.read(found.get("metadata"), reader),
                    reader.text(spec.get("nodeName"), "body.spec.nodeName"),
-                   reader.text(ref.get("name"), "body.spec.deviceModelRef.name"), tuple(properties), state)
+                   reader.text(ref.get("name"), "body.spec.deviceModelRef.name"), tuple(properties), state,
+                   read_methods(spec, reader))
 
 
 @dataclass(frozen=True, slots=True)

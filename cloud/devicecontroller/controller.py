@@ -7,7 +7,8 @@ travel inside the Device object, through CloudHub's reliable delivery.
 Up: a device's status (reported values, observedDesired, state, lastOnlineTime)
 is checked against its type (the Device's desired.metadata.type, else the
 DeviceModel's, as the edge checks it) and the model's range, and merged into
-the Device status; values that do not fit are refused with the reason.
+the Device status, or its DeviceStatus object (``--status-object``,
+statusobject.py); values that do not fit are refused with the reason.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloud.devicecontroller import statusobject
+from cloud.devicecontroller.statusobject import StatusObject
+from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
+from cloud.packed import Packed
 from cloud.placement import Placement, model_refs
 from cloud.replicas.elected import LeaderElectSettings
 from runtime.bus import Bus
@@ -45,6 +50,11 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
     install_crds: bool = field(default=True, metadata={"help": "create the devices.kubeedge.io CRDs if missing"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
+    status_object: str = field(default=statusobject.DEFAULT, metadata={"help": statusobject.HELP})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        statusobject.check(self.status_object)
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
@@ -78,6 +88,8 @@ class DeviceController(NodeSync):
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
+        self.status_object = StatusObject(kube, settings.status_object)
+        self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
 
     def start(self) -> None:
         if self.settings.install_crds:
@@ -92,6 +104,11 @@ class DeviceController(NodeSync):
             except KubeError as exc:
                 log.info("CRDs not installed yet (%s); retrying (%d)", exc, attempt + 1)
                 threading.Event().wait(min(5.0, 0.5 * (attempt + 1)))
+
+    def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
+        if kind == kinds.DEVICE and event in ("ADDED", "MODIFIED"):
+            warn_if_refused(self.kube, obj, self._checked)
+        super()._on_event(kind, event, obj, packed)
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         key = envelope.res
@@ -125,7 +142,7 @@ class DeviceController(NodeSync):
         if report.last_online_time is not None:
             patch["lastOnlineTime"] = report.last_online_time
         try:
-            self.kube.patch_custom_status(kinds.DEVICE, key.namespace or "", key.name, {"status": patch})
+            self.status_object.write(found, patch)
         except KubeError as exc:
             if exc.status in TRANSIENT:
                 log.warning("status of %s not written yet (%s); the node will send it again", key, exc)

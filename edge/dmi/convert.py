@@ -5,12 +5,15 @@ protobuf type, so the two agree field by field wherever the names match; the sam
 protobuf's own JSON reader (unknown fields ignored, as Go's reader ignores them). What does not map by
 name is done by hand, as KubeEdge does it:
 
+- keys match DMI's field names case-insensitively, as Go's JSON reader matches them (``hostName`` fills
+  ``hostname``; _go_keys);
 - ``spec.deviceModelRef.name`` becomes ``spec.deviceModelReference``;
 - ``configData`` (a free map in the CRD) becomes ``CustomizedValue.data``, each value packed in an Any
   holding a protobuf wrapper: a string as StringValue, a boolean as BoolValue and every number as
   FloatValue (Go reads every JSON number as float64 and KubeEdge packs float64 as FloatValue, so mappers
   built with KubeEdge's framework expect that); a value of any other shape cannot be packed, and the
   device is refused, as KubeEdge refuses it;
+- ``spec.methods`` go as they are, once each names only properties the device has (read_methods);
 - ``spec.stateReport`` fills ``status.reportCycle`` and ``status.reportToCloud``;
 - visitors and protocol settings a DeviceModel gives its properties are the defaults that the device's own
   settings override key by key (KubeEdge's ``GetOverriddenDevice``).
@@ -19,14 +22,17 @@ name is done by hand, as KubeEdge does it:
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from edge.errors import EdgeError
+from schemas.devices import read_methods
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.dmi.values import NotAWrapper, pack
+from schemas.fields import STRICT, BodyError
 
 
 class Unconvertible(EdgeError, ValueError):
@@ -47,9 +53,43 @@ def _customized(data: Any, where: str) -> pb.CustomizedValue | None:
     return out
 
 
+def _go_keys(obj: Any, descriptor: Descriptor) -> Any:
+    """``obj`` with each key spelled as the protobuf field it matches case-insensitively, as Go's encoding/json
+    matches them when edgecore reads the object into the DMI message: the CRD's ``pushMethod.http.hostName``
+    and ``requestPath`` fill DMI's ``hostname`` and ``requestpath``, ``dbMethod.TDEngine`` its ``tdengine``.
+    protobuf's JSON reader matches exactly, and would drop them without a word."""
+    if not isinstance(obj, dict):
+        return obj
+    by_lower = {f.name.lower(): f for f in descriptor.fields}
+    by_lower.update({f.json_name.lower(): f for f in descriptor.fields})
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        found = by_lower.get(str(key).lower())
+        if found is None:
+            out[key] = value
+            continue
+        name = key if key in (found.name, found.json_name) else found.json_name
+        out[name] = _go_value(value, found)
+    return out
+
+
+def _go_value(value: Any, found: FieldDescriptor) -> Any:
+    inner = found.message_type
+    if inner is None or inner.full_name == "google.protobuf.Any":
+        return value
+    if inner.GetOptions().map_entry:  # keys are the user's; only message values are spelled
+        values = inner.fields_by_name["value"].message_type
+        if values is None or not isinstance(value, dict):
+            return value
+        return {k: _go_keys(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_keys(v, inner) for v in value]
+    return _go_keys(value, inner)
+
+
 def _read(obj: dict[str, Any], message: Message, what: str) -> None:
     try:
-        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+        json_format.ParseDict(_go_keys(obj, cast(Descriptor, message.DESCRIPTOR)), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise Unconvertible(f"{what}: {exc}") from None
 
@@ -111,6 +151,10 @@ def device_message(device: dict[str, Any], model: dict[str, Any] | None = None) 
     protocol = _dict(spec.pop("protocol", None))
     properties = [p for p in spec.pop("properties", None) or [] if isinstance(p, dict)]
     message = pb.Device(name=name, namespace=namespace)
+    try:
+        read_methods({"properties": properties, "methods": spec.get("methods")}, STRICT, "spec")
+    except BodyError as exc:
+        raise Unconvertible(f"device {namespace}/{name}: {exc}") from None
     _read({"methods": spec.get("methods") or []}, message.spec, f"device {namespace}/{name}: spec.methods")
     message.spec.deviceModelReference = model_name_of(obj)
     message.spec.protocol.protocolName = str(protocol.get("protocolName") or "")

@@ -16,9 +16,12 @@ class RecordingMapper(Mapper):
     def __init__(self, identity: MapperIdentity, dmi: DmiClient) -> None:
         super().__init__(identity, dmi)
         self.events: list[str] = []
+        self.received: list[pb.Device] = []
+        """Every Device the edge gave it (RegisterDevice, UpdateDevice), in order."""
 
     def on_device(self, device: pb.Device) -> None:
         self.events.append(f"device {device.name}")
+        self.received.append(device)
 
     def on_device_removed(self, namespace: str, name: str) -> None:
         self.events.append(f"removed {name}")

@@ -75,3 +75,22 @@ def test_model_properties() -> None:
     assert [(p.name, p.type, p.accessMode) for p in message.spec.properties] == [
         ("temperature", "FLOAT", "ReadOnly"), ("setpoint", "INT", "ReadWrite")]
     assert message.spec.properties[0].unit == "C"
+
+
+def test_push_method_keys_match_dmi_fields_case_insensitively_as_go_reads_them() -> None:
+    # The CRD says hostName, requestPath, TDEngine; DMI's fields are hostname, requestpath, tdengine. edgecore's
+    # Go JSON reader matches them regardless of case; a by-name reader would drop them without a word.
+    obj = dmi_device()
+    obj["spec"]["properties"][1]["pushMethod"] = {
+        "http": {"hostName": "http://127.0.0.1", "port": 8080, "requestPath": "/data", "timeout": 500},
+        "mqtt": {"address": "tcp://127.0.0.1:1883", "topic": "t/1", "qos": 1, "retained": True},
+        "dbMethod": {"TDEngine": {"TDEngineClientConfig": {"addr": "db:6041", "dbName": "d"}},
+                     "influxdb2": {"influxdb2DataConfig": {"tag": {"Site": "North"}}}}}
+    push = device_message(obj).spec.properties[1].pushMethod
+    assert (push.http.hostname, push.http.port, push.http.requestpath, push.http.timeout) == (
+        "http://127.0.0.1", 8080, "/data", 500)
+    assert (push.mqtt.address, push.mqtt.topic, push.mqtt.qos, push.mqtt.retained) == (
+        "tcp://127.0.0.1:1883", "t/1", 1, True)
+    assert (push.dbMethod.tdengine.tdEngineClientConfig.addr, push.dbMethod.tdengine.tdEngineClientConfig.dbname) \
+        == ("db:6041", "d")
+    assert dict(push.dbMethod.influxdb2.influxdb2DataConfig.tag) == {"Site": "North"}  # map keys as given

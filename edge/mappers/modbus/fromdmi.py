@@ -11,6 +11,7 @@ from typing import Any
 
 from edge.mappers.modbus.config import ModbusConfigError
 from edge.mappers.modbus.spec import DeviceInput, DeviceSpec, PropertyInput, parse_device
+from edge.mappers.push import PushRefused, PushTarget, parse_push
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.dmi.values import NotAWrapper, unpack
 
@@ -38,10 +39,20 @@ def device_input(device: pb.Device, model: pb.DeviceModel | None) -> DeviceInput
             collect_cycle_ms=prop.collectCycle,
             report_cycle_ms=prop.reportCycle,
             desired=prop.desired.value if prop.HasField("desired") else None,
+            push=_push(prop),
         ))
     return DeviceInput(namespace=device.namespace or "default", name=device.name,
                        protocol_config=_config(device.spec.protocol.configData, "protocol.configData"),
                        properties=tuple(properties))
+
+
+def _push(prop: pb.DeviceProperty) -> PushTarget | None:
+    if not prop.HasField("pushMethod"):
+        return None
+    try:
+        return parse_push(prop.pushMethod, f"properties[{prop.name}].pushMethod")
+    except PushRefused as exc:
+        raise ModbusConfigError(str(exc)) from None
 
 
 def device_spec(device: pb.Device, model: pb.DeviceModel | None) -> DeviceSpec:

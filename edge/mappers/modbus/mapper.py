@@ -4,7 +4,8 @@ Devices and models arrive through DMI; each device is parsed with its model (fro
 ``ModbusDevices``, whose events become DMI reports: readings to ``ReportDeviceStatus`` (with each value's type
 and timestamp in the twin's metadata, as KubeEdge's mappers send them), online/offline to ``ReportDeviceStates``.
 A desired value changed in the cloud reaches the mapper as an UpdateDevice, which ``ModbusDevices.apply`` turns
-into a register write.
+into a register write. A property with a ``pushMethod`` also has each collected value pushed by MQTT or HTTP
+(edge/mappers/push.py, pusher.py), off the polling thread.
 
 A device the mapper cannot honour is refused: RegisterDevice and UpdateDevice answer INVALID_ARGUMENT with the
 field at fault (the edge's DMI logs it and keeps it as the mapper's last error) and the device is not polled
@@ -23,7 +24,8 @@ from edge.mappers.base import DmiClient, Mapper, MapperIdentity
 from edge.mappers.modbus.config import ModbusConfigError
 from edge.mappers.modbus.devices import ModbusDevices
 from edge.mappers.modbus.fromdmi import device_spec
-from edge.mappers.modbus.spec import DeviceReport, DeviceSpec, MapperEvent, PropertyError, StateChange
+from edge.mappers.modbus.spec import Collected, DeviceReport, DeviceSpec, MapperEvent, PropertyError, StateChange
+from edge.mappers.pusher import Pusher
 from schemas.dmi.v1beta1 import api_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class ModbusMapper(Mapper):
     def __init__(self, identity: MapperIdentity, dmi: DmiClient) -> None:
         super().__init__(identity, dmi)
         self.modbus = ModbusDevices(self.on_event)
+        self.pusher = Pusher(identity.name)
         self.refused: dict[tuple[str, str], str] = {}
         """Devices not served, with the reason (a bad configData, or a model still to come)."""
         self._report_errors: dict[tuple[str, str], str] = {}
@@ -81,6 +84,7 @@ class ModbusMapper(Mapper):
 
     def stop(self) -> None:
         self.modbus.close()
+        self.pusher.close()
         super().stop()
 
     # -- Modbus -> DMI ---------------------------------------------------------------------------
@@ -88,6 +92,9 @@ class ModbusMapper(Mapper):
     def on_event(self, event: MapperEvent) -> None:
         """On a device's polling thread: report to the edge; a failed report is logged, the next one tried."""
         key = (event.namespace, event.name)
+        if isinstance(event, Collected):  # to the property's pushMethod: not a report to the edge
+            self.pusher.push(event.target, event.reading.property, event.reading.value, event.reading.timestamp_ms)
+            return
         try:
             if isinstance(event, DeviceReport):
                 spec = self._served(key)

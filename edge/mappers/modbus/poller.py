@@ -21,6 +21,7 @@ from edge.mappers.modbus.client import RegisterClient, RequestRefused, Unreachab
 from edge.mappers.modbus.codec import EncodeError, encode_bits, encode_words
 from edge.mappers.modbus.config import ModbusConfigError
 from edge.mappers.modbus.spec import (
+    Collected,
     DeviceReport,
     DeviceSpec,
     DeviceState,
@@ -164,7 +165,10 @@ class DevicePoller:
                 self._emit(PropertyError(self.spec.namespace, self.spec.name, prop.name, str(exc)))
             return
         self._failing.pop(prop.name, None)
-        self._fresh[prop.name] = Reading(prop.name, value, prop.visitor.data_type.value, int(time.time() * 1000))
+        reading = Reading(prop.name, value, prop.visitor.data_type.value, int(time.time() * 1000))
+        self._fresh[prop.name] = reading
+        if prop.push is not None:  # every collected value, as KubeEdge's mapper pushes them
+            self._emit(Collected(self.spec.namespace, self.spec.name, prop.push, reading))
 
     def _report(self, now: float) -> None:
         readings = []

@@ -20,6 +20,7 @@ from edge.mappers.modbus.config import (
     parse_protocol,
     parse_visitor,
 )
+from edge.mappers.push import PushTarget
 
 DEFAULT_CYCLE_MS = 1000
 """KubeEdge's mappers collect and report every second when a property gives no cycle (0 or omitted)."""
@@ -38,6 +39,8 @@ class PropertySpec:
     writable: bool = True
     """False when the DeviceModel's accessMode is ReadOnly: desired values are then not written."""
     desired: str | None = None
+    push: PushTarget | None = None
+    """``pushMethod``: where each collected value also goes (edge/mappers/push.py)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class PropertyInput:
     collect_cycle_ms: int = 0
     report_cycle_ms: int = 0
     desired: str | None = None
+    push: PushTarget | None = None
 
 
 class DeviceState(enum.Enum):
@@ -105,6 +109,16 @@ class StateChange:
 
 
 @dataclass(frozen=True)
+class Collected:
+    """A value just read from a property that has a push target: for the pusher, at every collectCycle."""
+
+    namespace: str
+    name: str
+    target: PushTarget
+    reading: Reading
+
+
+@dataclass(frozen=True)
 class PropertyError:
     namespace: str
     name: str
@@ -112,7 +126,7 @@ class PropertyError:
     reason: str
 
 
-MapperEvent = DeviceReport | StateChange | PropertyError
+MapperEvent = DeviceReport | StateChange | PropertyError | Collected
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ def parse_property(raw: PropertyInput) -> PropertySpec:
         report_cycle_ms=report,
         writable=raw.access_mode != READ_ONLY,
         desired=raw.desired or None,
+        push=raw.push,
     )
 
 
