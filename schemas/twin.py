@@ -242,15 +242,21 @@ def entry(expected: str | None, expected_ts: int, actual: str | None, actual_ts:
     return out
 
 
+def _sorted(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A Go map as json.Marshal writes it: keys sorted (byte order of UTF-8, which for str is code point order).
+    Only maps: the top-level keys follow Go's struct field order, which the builders write already."""
+    return dict(sorted(mapping.items()))
+
+
 def result(event_id: str, twin: dict[str, Any]) -> dict[str, Any]:
     """twin/update/result: the properties the request changed (null for deleted ones)."""
-    return {"event_id": event_id, "timestamp": now_ms(), "twin": twin}
+    return {"event_id": event_id, "timestamp": now_ms(), "twin": _sorted(twin)}
 
 
 def document(event_id: str, changes: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     """twin/update/document: for each changed property, its ``last`` and ``current`` entry."""
     return {"event_id": event_id, "timestamp": now_ms(),
-            "twin": {k: {"last": last, "current": current} for k, (last, current) in changes.items()}}
+            "twin": _sorted({k: {"last": last, "current": current} for k, (last, current) in changes.items()})}
 
 
 def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -267,11 +273,12 @@ def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = ()) -> dic
         differing[name] = None
     if not differing:
         return None
-    return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": with_expected, "delta": differing}
+    return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": _sorted(with_expected),
+            "delta": _sorted(differing)}
 
 
 def get_result(event_id: str, twin: dict[str, Any]) -> dict[str, Any]:
-    return {"event_id": event_id, "timestamp": now_ms(), "twin": twin}
+    return {"event_id": event_id, "timestamp": now_ms(), "twin": _sorted(twin)}
 
 
 def state_result(name: str, state: str, last_online: str) -> dict[str, Any]:

@@ -1,0 +1,49 @@
+"""DeviceTwin's answers byte for byte as KubeEdge's edge writes them (Go's encoding/json, EventBus's QoS).
+
+Each test pins the exact bytes a client reads, with the run-dependent values (timestamps, generated
+event ids) fixed first, so that a change in key order or escaping shows here. Pure functions and a
+DeviceTwin on a temporary SQLite file: no broker, no network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import twin
+
+
+def fixed(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """``obj`` with its timestamp 0 and a generated event id "E" (keys stay where they are)."""
+    assert obj is not None
+    if "timestamp" in obj:
+        obj["timestamp"] = 0
+    return obj
+
+
+# -- D1: Go writes map keys sorted ------------------------------------------------------------------------
+
+
+def _entry(value: str) -> dict[str, Any]:
+    return twin.entry(None, 0, value, 5, "int", True)
+
+
+def test_twin_maps_are_written_with_sorted_keys_as_go_marshals_a_map() -> None:
+    changed = {"zeta": _entry("1"), "alpha": None, "Mid": _entry("2")}
+    assert twin.dumps(fixed(twin.result("e", changed))) == (
+        b'{"event_id":"e","timestamp":0,"twin":{"Mid":{"actual":{"value":"2","metadata":{"timestamp":5}},'
+        b'"optional":true,"metadata":{"type":"int"}},"alpha":null,"zeta":{"actual":{"value":"1","metadata":'
+        b'{"timestamp":5}},"optional":true,"metadata":{"type":"int"}}}}')
+    assert twin.dumps(fixed(twin.get_result("g", {"b": _entry("1"), "a": _entry("2")}))).startswith(
+        b'{"event_id":"g","timestamp":0,"twin":{"a":')
+    doc = twin.document("d", {"b": (None, _entry("1")), "a": (_entry("2"), None)})
+    assert twin.dumps(fixed(doc)) == (
+        b'{"event_id":"d","timestamp":0,"twin":{"a":{"last":{"actual":{"value":"2","metadata":{"timestamp":5}},'
+        b'"optional":true,"metadata":{"type":"int"}},"current":null},"b":{"last":null,"current":{"actual":'
+        b'{"value":"1","metadata":{"timestamp":5}},"optional":true,"metadata":{"type":"int"}}}}}')
+    want = {"y": twin.entry("2", 7, None, 0, "", False), "x": twin.entry("1", 7, "1", 7, "", False)}
+    delta = fixed(twin.delta(want, removed=("w",)))
+    delta["event_id"] = "E"
+    assert twin.dumps(delta) == (
+        b'{"event_id":"E","timestamp":0,"twin":{"x":{"expected":{"value":"1","metadata":{"timestamp":7}},'
+        b'"actual":{"value":"1","metadata":{"timestamp":7}},"optional":false,"metadata":{}},"y":{"expected":'
+        b'{"value":"2","metadata":{"timestamp":7}},"optional":false,"metadata":{}}},"delta":{"w":null,"y":"2"}}')
