@@ -109,8 +109,20 @@ def check_base(obj: dict[str, Any]) -> None:
         raise TwinError(BAD_REQUEST, "timestamp must be an integer (milliseconds)")
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """Compact JSON as Go's json.Marshal writes it, so that a client sees KubeEdge's bytes: non-ASCII as raw
+    UTF-8, and ``<``, ``>``, ``&``, U+2028, U+2029 escaped (its HTML-safe default).
+
+    A lone surrogate (json.loads lets ``"\\ud800"`` through, say in an echoed ``event_id``) becomes U+FFFD, which
+    is what Go decodes it to; left in, it could not be encoded as UTF-8 at all."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    text = _GO_ESCAPED.sub(lambda m: _GO_ESCAPES[m.group()], text)
+    return _LONE_SURROGATE.sub("\ufffd", text).encode()
 
 
 def event_id_of(obj: dict[str, Any]) -> str:

@@ -47,3 +47,19 @@ def test_twin_maps_are_written_with_sorted_keys_as_go_marshals_a_map() -> None:
         b'{"event_id":"E","timestamp":0,"twin":{"x":{"expected":{"value":"1","metadata":{"timestamp":7}},'
         b'"actual":{"value":"1","metadata":{"timestamp":7}},"optional":false,"metadata":{}},"y":{"expected":'
         b'{"value":"2","metadata":{"timestamp":7}},"optional":false,"metadata":{}}},"delta":{"w":null,"y":"2"}}')
+
+
+# -- D2: Go writes non-ASCII as raw UTF-8 and escapes <, >, & ----------------------------------------------
+
+
+def test_strings_are_escaped_as_go_marshals_them() -> None:
+    # An echoed event_id and a reason quoting the payload are where a device's own characters come back.
+    answer = twin.error("köln<1>&\u2028", 400, twin.get_unmarshal("twin", "{é}".encode(), "bad"))
+    assert twin.dumps(fixed(answer)) == (
+        b'{"event_id":"k\xc3\xb6ln\\u003c1\\u003e\\u0026\\u2028","timestamp":0,"code":400,'
+        b'"reason":"Unmarshal twin info {\xc3\xa9} failed , err: bad"}')
+    # Control characters as Go writes them; a lone surrogate (json.loads lets "\ud800" through) as the U+FFFD
+    # Go decodes it to, instead of a UnicodeEncodeError.
+    assert twin.dumps({"event_id": "a\n\x01\ud800b"}) == b'{"event_id":"a\\n\\u0001\xef\xbf\xbdb"}'
+    assert twin.dumps(twin.membership_device("default/l", "l", "Flur – Süd")) == \
+        '{"id":"default/l","name":"l","description":"Flur – Süd"}'.encode()
