@@ -87,7 +87,7 @@ class DeviceTwin:
             raise TwinError(twin.BAD_REQUEST, f"{request} is not a device request")
         except TwinError as exc:
             self.refused += 1
-            return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason), qos=0)]
+            return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason))]
 
     def _member(self, device_id: str, reason: str) -> Device:
         device = self.store.device(device_id)
@@ -131,11 +131,11 @@ class DeviceTwin:
             self.store.remove_twin(device.id, prop)
             current.pop(prop, None)
         base_topic = (device.namespace, device.name)
-        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results), qos=0)]
+        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results))]
         if changed:
             self.dirty.add(device.id)
             out.append(Publication(topics.device(*base_topic, "twin/update/document"),
-                                   twin.document(event_id, changed), qos=0))
+                                   twin.document(event_id, changed)))
         return out + self._delta(device, current)
 
     @staticmethod
@@ -175,7 +175,7 @@ class DeviceTwin:
         self.dirty.add(device.id)
         # KubeEdge answers with the state as sent and a last online time only when the device is online now.
         return [Publication(topics.device(device.namespace, device.name, "state/update/result"),
-                            twin.state_result(device.name, sent, last_online if online else ""), qos=0)]
+                            twin.state_result(device.name, sent, last_online if online else ""))]
 
     def membership_get(self, payload: bytes) -> list[Publication]:
         topic = topics.membership(self.node, "get/result")
@@ -184,10 +184,10 @@ class DeviceTwin:
                                                                                        why)))
         except TwinError as exc:
             self.refused += 1
-            return [Publication(topic, twin.error("", exc.code, exc.reason), qos=0)]
+            return [Publication(topic, twin.error("", exc.code, exc.reason))]
         devices = [twin.membership_device(d.id, d.name, d.description, d.state, d.last_online)
                    for d in self.store.devices()]
-        return [Publication(topic, twin.membership_get_result(event_id, devices), qos=0)]
+        return [Publication(topic, twin.membership_get_result(event_id, devices))]
 
     def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = (),
                retyped: bool = False) -> list[Publication]:

@@ -7,9 +7,14 @@ DeviceTwin on a temporary SQLite file: no broker, no network.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from edge.devicetwin.store import TwinStore
+from edge.devicetwin.twins import DeviceTwin
 from schemas import twin
+from schemas.devicebus import Publication
+from schemas.resource import ResourceKey
 
 
 def fixed(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,3 +68,32 @@ def test_strings_are_escaped_as_go_marshals_them() -> None:
     assert twin.dumps({"event_id": "a\n\x01\ud800b"}) == b'{"event_id":"a\\n\\u0001\xef\xbf\xbdb"}'
     assert twin.dumps(twin.membership_device("default/l", "l", "Flur – Süd")) == \
         '{"id":"default/l","name":"l","description":"Flur – Süd"}'.encode()
+
+
+# -- D3: KubeEdge's EventBus publishes every answer with QoS 1 ------------------------------------------------
+
+
+NS, NODE = "default", "edge-1"
+
+
+def _device_twin(tmp_path: Path) -> DeviceTwin:
+    dt = DeviceTwin(TwinStore(tmp_path / "twin.db"), NODE)
+    dt.on_cloud(ResourceKey(NS, "device", "lamp"), {
+        "apiVersion": "devices.kubeedge.io/v1beta1", "kind": "Device",
+        "metadata": {"name": "lamp", "namespace": NS, "resourceVersion": "3", "labels": {"description": "hall"}},
+        "spec": {"nodeName": NODE, "properties": [{"name": "setpoint", "desired": {"value": "25"}}]}})
+    return dt
+
+
+def test_every_answer_goes_out_with_qos_1_as_kubeedges_eventbus_publishes(tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    pubs: list[Publication] = []
+    for request, body in [("twin/update", b'{"event_id":"u","twin":{"t":{"actual":{"value":"1"}}}}'),
+                          ("twin/update", b"{bad"), ("twin/update", b'{"event_id":"x"}'),
+                          ("twin/get", b'{"event_id":"g"}'), ("twin/get", b"{bad"),
+                          ("state/update", b'{"state":"online"}'), ("state/update", b'{"state":"gone"}')]:
+        pubs += dt.on_device(NS, "lamp", request, body)
+    pubs += dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"y","twin":{}}')
+    pubs += dt.membership_get(b'{"event_id":"m"}') + dt.membership_get(b"{bad")
+    assert len(pubs) == 11  # results, the document, errors, the get and membership answers
+    assert {p.qos for p in pubs} == {1}
