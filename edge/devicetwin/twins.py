@@ -70,8 +70,10 @@ class DeviceTwin:
         try:
             if request == "twin/update":
                 obj = _loads(payload, lambda _why: twin.REASON_UNMARSHAL)
-                event_id = twin.event_id_of(obj)
+                # KubeEdge answers what its UnmarshalDeviceTwinUpdate refuses (no twin, a bad name or value)
+                # with an empty event_id: the request's is known only once the body is read.
                 changes = twin.parse_update(obj)
+                event_id = twin.event_id_of(obj)
                 return self._update(self._member(device_id, twin.REASON_NO_DEVICE), changes, event_id)
             if request == "twin/get":
                 obj = _loads(payload, lambda why: twin.get_unmarshal("twin", payload, why))

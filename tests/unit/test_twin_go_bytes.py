@@ -97,3 +97,29 @@ def test_every_answer_goes_out_with_qos_1_as_kubeedges_eventbus_publishes(tmp_pa
     pubs += dt.membership_get(b'{"event_id":"m"}') + dt.membership_get(b"{bad")
     assert len(pubs) == 11  # results, the document, errors, the get and membership answers
     assert {p.qos for p in pubs} == {1}
+
+
+# -- D10: what KubeEdge cannot read into its DeviceTwinUpdate is answered with an empty event_id -------------
+
+
+def test_a_request_refused_while_reading_it_is_answered_with_an_empty_event_id(tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+
+    def answer(body: bytes) -> bytes:
+        (pub,) = dt.on_device(NS, "lamp", "twin/update", body)
+        return twin.dumps(fixed(pub.payload))
+
+    assert answer(b'{"event_id":"e1"}') == \
+        b'{"event_id":"","timestamp":0,"code":400,"reason":"Update twin error, key:twin does not exist"}'
+    assert answer(b'{"event_id":"e2","twin":{"a b":{"actual":{"value":"1"}}}}').startswith(
+        b'{"event_id":"","timestamp":0,"code":400,"reason":"The key of twin must only include')
+    assert answer(b'{"event_id":"e3","twin":{"t":{"actual":{"value":7}}}}') == (
+        b'{"event_id":"","timestamp":0,"code":400,"reason":'
+        b'"Unmarshal update request body failed, please check the request"}')
+    # Read, then refused: the request's event_id, as KubeEdge's DealDeviceTwin answers.
+    assert answer(b'{"event_id":"e4","twin":{"setpoint":null}}') == \
+        b'{"event_id":"e4","timestamp":0,"code":400,"reason":"setpoint: the property is not optional and cannot ' \
+        b'be deleted"}'
+    (unknown,) = dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"e5","twin":{}}')
+    assert twin.dumps(fixed(unknown.payload)) == \
+        b'{"event_id":"e5","timestamp":0,"code":404,"reason":"update rejected due to the device is not existed"}'
