@@ -170,10 +170,10 @@ class DeviceTwin:
 
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
         sent = twin.parse_state(obj)
-        state = sent.lower()
-        online = state in ONLINE_STATES
+        online = sent.lower() in ONLINE_STATES
         last_online = rfc3339(twin.now_ms() / 1000) if online else device.last_online
-        self.store.set_state(device.id, state, last_online)
+        # Stored as sent, as KubeEdge stores it (membership/get shows it so); compared lower-cased.
+        self.store.set_state(device.id, sent, last_online)
         self.dirty.add(device.id)
         # KubeEdge answers with the state as sent and a last online time only when the device is online now.
         return [Publication(topics.device(device.namespace, device.name, "state/update/result"),

@@ -123,3 +123,19 @@ def test_a_request_refused_while_reading_it_is_answered_with_an_empty_event_id(t
     (unknown,) = dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"e5","twin":{}}')
     assert twin.dumps(fixed(unknown.payload)) == \
         b'{"event_id":"e5","timestamp":0,"code":404,"reason":"update rejected due to the device is not existed"}'
+
+
+# -- D20: the state is stored as the device sent it ---------------------------------------------------------
+
+
+def test_the_state_is_kept_as_sent_for_devices_and_lower_cased_for_the_cloud(tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    dt.on_device(NS, "lamp", "state/update", b'{"state":"Online"}')
+    (got,) = dt.membership_get(b'{"event_id":"m"}')
+    devices = fixed(got.payload)["devices"]
+    devices[0]["last_online"] = "TIME"
+    assert twin.dumps(fixed(got.payload)) == (
+        b'{"event_id":"m","timestamp":0,"devices":[{"id":"default/lamp","name":"lamp","description":"hall",'
+        b'"state":"Online","last_online":"TIME"}]}')
+    ((_key, status),) = dt.take_reports()
+    assert status["state"] == "online"
