@@ -187,7 +187,10 @@ class DeviceTwin:
         except TwinError as exc:
             self.refused += 1
             return [Publication(topic, twin.error("", exc.code, exc.reason))]
-        devices = [twin.membership_device(d.id, d.name, d.description, d.state, d.last_online)
+        # KubeEdge writes an empty last online time when a device goes offline, so it shows none then; ours
+        # keeps the time for the Device status and leaves it out here.
+        devices = [twin.membership_device(d.id, d.name, d.description, d.state,
+                                          d.last_online if d.state.lower() in ONLINE_STATES else "")
                    for d in self.store.devices()]
         return [Publication(topic, twin.membership_get_result(event_id, devices))]
 

@@ -139,3 +139,18 @@ def test_the_state_is_kept_as_sent_for_devices_and_lower_cased_for_the_cloud(tmp
         b'"state":"Online","last_online":"TIME"}]}')
     ((_key, status),) = dt.take_reports()
     assert status["state"] == "online"
+
+
+# -- D21: no last_online in membership/get once the device is offline --------------------------------------
+
+
+def test_membership_get_shows_no_last_online_time_for_an_offline_device(tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    dt.on_device(NS, "lamp", "state/update", b'{"state":"online"}')
+    dt.on_device(NS, "lamp", "state/update", b'{"state":"offline"}')
+    (got,) = dt.membership_get(b'{"event_id":"m"}')
+    assert twin.dumps(fixed(got.payload)) == (
+        b'{"event_id":"m","timestamp":0,"devices":[{"id":"default/lamp","name":"lamp","description":"hall",'
+        b'"state":"offline"}]}')
+    ((_key, status),) = dt.take_reports()
+    assert status["lastOnlineTime"]  # the Device status still says when it was last online
