@@ -154,3 +154,22 @@ def test_membership_get_shows_no_last_online_time_for_an_offline_device(tmp_path
         b'"state":"offline"}]}')
     ((_key, status),) = dt.take_reports()
     assert status["lastOnlineTime"]  # the Device status still says when it was last online
+
+
+# -- D22: the description comes from the label only ---------------------------------------------------------
+
+
+def test_the_description_is_the_label_as_kubeedges_cloud_reads_it(tmp_path: Path) -> None:
+    dt = DeviceTwin(TwinStore(tmp_path / "twin.db"), NODE)
+    meta = {"name": "lamp", "namespace": NS, "annotations": {"description": "not this"},
+            "labels": {"description": "hall"}}
+    pubs = dt.on_cloud(ResourceKey(NS, "device", "lamp"), {"metadata": meta, "spec": {"nodeName": NODE}})
+    added = next(p.payload for p in pubs if p.topic.endswith("/membership/updated"))
+    assert twin.dumps(fixed(added) | {"event_id": "E"}) == (
+        b'{"event_id":"E","timestamp":0,"added_devices":[{"id":"default/lamp","name":"lamp","description":"hall"}],'
+        b'"removed_devices":null}')
+    del meta["labels"]
+    dt.on_cloud(ResourceKey(NS, "device", "lamp"), {"metadata": meta, "spec": {"nodeName": NODE}})
+    (got,) = dt.membership_get(b'{"event_id":"m"}')
+    assert twin.dumps(fixed(got.payload)) == \
+        b'{"event_id":"m","timestamp":0,"devices":[{"id":"default/lamp","name":"lamp"}]}'
