@@ -269,14 +269,8 @@ class DeviceTwin:
         if obj is None or obj.node_name not in (None, self.node):
             if existing is None:
                 return []
-            self.store.remove_device(device_id)
-            self.dirty.discard(device_id)
-            self.reports.forget(device_id)
             # KubeEdge's edge announces the device as the cloud named it: id, name and description only.
-            gone = twin.membership_device(device_id, existing.name, existing.description)
-            return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
-                    Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
-                                retain=True)]
+            return self._remove(existing, twin.membership_device(device_id, existing.name, existing.description))
         self._check_desired(obj, self._types_of(str(key.namespace), obj.model))
         # A new device has no state until it reports one (KubeEdge leaves it out of membership answers).
         device = Device(device_id, str(key.namespace), key.name, description=obj.description, model=obj.model or "",
@@ -296,6 +290,15 @@ class DeviceTwin:
             added = twin.membership_device(device_id, device.name, device.description)
             out.append(Publication(topics.membership(self.node, "updated"), twin.membership_updated([added], [])))
         return out + self._delta(device, twins, removed, retyped)
+
+    def _remove(self, existing: Device, gone: dict[str, Any]) -> list[Publication]:
+        """Drop a device and announce it as ``gone`` in membership/updated."""
+        self.store.remove_device(existing.id)
+        self.dirty.discard(existing.id)
+        self.reports.forget(existing.id)
+        return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
+                Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
+                            retain=True)]
 
     @staticmethod
     def _check_desired(obj: DeviceObject, types: dict[str, str]) -> None:
@@ -317,7 +320,8 @@ class DeviceTwin:
         listed = {f"{k.namespace}/{k.name}" for k in objects if k.kind == DEVICE}
         for device in self.store.devices():
             if device.id not in listed:
-                out += self.on_cloud(ResourceKey(device.namespace, DEVICE, device.name), None)
+                # KubeEdge's membership detail (its full resync) announces such a device by its id alone.
+                out += self._remove(device, {"id": device.id})
         return out
 
     def _apply_desired(self, device: Device, properties: tuple[DeviceProperty, ...],

@@ -173,3 +173,16 @@ def test_the_description_is_the_label_as_kubeedges_cloud_reads_it(tmp_path: Path
     (got,) = dt.membership_get(b'{"event_id":"m"}')
     assert twin.dumps(fixed(got.payload)) == \
         b'{"event_id":"m","timestamp":0,"devices":[{"id":"default/lamp","name":"lamp"}]}'
+
+
+# -- D23: a device dropped by a full resync is announced by its id alone -------------------------------------
+
+
+def test_a_device_missing_from_a_full_resync_is_announced_by_id_as_kubeedges_membership_detail(
+        tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    pubs = dt.replace_devices({})
+    removed = next(p.payload for p in pubs if p.topic == f"$hw/events/node/{NODE}/membership/updated")
+    assert twin.dumps(fixed(removed) | {"event_id": "E"}) == \
+        b'{"event_id":"E","timestamp":0,"added_devices":null,"removed_devices":[{"id":"default/lamp"}]}'
+    assert dt.store.device(f"{NS}/lamp") is None
