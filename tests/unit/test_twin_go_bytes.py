@@ -66,8 +66,8 @@ def test_strings_are_escaped_as_go_marshals_them() -> None:
     # Control characters as Go writes them; a lone surrogate (json.loads lets "\ud800" through) as the U+FFFD
     # Go decodes it to, instead of a UnicodeEncodeError.
     assert twin.dumps({"event_id": "a\n\x01\ud800b"}) == b'{"event_id":"a\\n\\u0001\xef\xbf\xbdb"}'
-    assert twin.dumps(twin.membership_device("default/l", "l", "Flur – Süd")) == \
-        '{"id":"default/l","name":"l","description":"Flur – Süd"}'.encode()
+    assert twin.dumps(twin.membership_device("default/l", "l", "Flur \u2013 Süd")) == \
+        '{"id":"default/l","name":"l","description":"Flur \u2013 Süd"}'.encode()
 
 
 # -- D3: KubeEdge's EventBus publishes every answer with QoS 1 ------------------------------------------------
