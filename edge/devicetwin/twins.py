@@ -2,7 +2,9 @@
 
 Devices speak KubeEdge's JSON (schemas/twin.py); the cloud sends Device and
 DeviceModel objects. The delta goes out retained, so a device that connects later
-gets it at once, and is cleared once the device reports the desired values.
+gets it at once. It is never cleared with an empty message while the device is a member (a KubeEdge
+client reads every delta as JSON): once the device reports the desired values nothing is sent, as
+KubeEdge sends nothing, and the retained one names targets that are still the expected values.
 What devices report is collected per device and sent up as one coalesced status.
 """
 
@@ -49,7 +51,9 @@ class DeviceTwin:
     node: str
     dirty: set[str] = field(default_factory=set)  # device ids with news for the cloud
     reports: CloudReports = field(default_factory=CloudReports)
-    _last_delta: dict[str, Any] = field(default_factory=dict)  # what each device's retained delta says now
+    _last_delta: dict[str, Any] = field(default_factory=dict)  # each device's differing values, computed last
+    _retained: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The ``delta`` of each device's retained delta on the broker, as far as known (not after a restart)."""
     refused: int = 0
     """Requests answered with an error and cloud objects turned down, since the last ``take_refused``."""
 
@@ -200,15 +204,34 @@ class DeviceTwin:
 
         Published only when it changes (what differs, not when): a device reporting readings with no
         desired value outstanding costs no delta traffic at all. ``retyped``: a twin's type changed, so a
-        delta still set goes out again (a device that connects later would read the old type in it)."""
-        payload = twin.delta({k: shown(t) for k, t in twins.items()}, removed)
-        differing = payload["delta"] if payload is not None else None
-        same = device.id in self._last_delta and self._last_delta[device.id] == differing
-        if same and not (retyped and differing is not None):
-            return []
-        self._last_delta[device.id] = differing
+        delta still set goes out again (a device that connects later would read the old type in it).
+
+        When nothing differs any more nothing is sent, as by KubeEdge, while the retained delta still names only
+        current expected values (a device that connects later re-applies what it has). When it names a target
+        that was withdrawn or changed meanwhile, or is not known (after a restart), it is replaced by one with
+        an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
+        shown_twins = {k: shown(t) for k, t in twins.items()}
+        payload = twin.delta(shown_twins, removed)
+        if payload is None:
+            self._last_delta[device.id] = None
+            retained = self._retained.get(device.id)
+            if retained is not None and self._still_holds(retained, twins) and not (retyped and retained):
+                return []
+            payload = twin.delta(shown_twins, settled=True)
+            assert payload is not None
+        else:
+            differing = payload["delta"]
+            if self._last_delta.get(device.id) == differing and not retyped:
+                return []
+            self._last_delta[device.id] = differing
+        self._retained[device.id] = payload["delta"]
         topic = topics.device(device.namespace, device.name, "twin/update/delta")
-        return [Publication(topic, payload, qos=1, retain=True)]
+        return [Publication(topic, payload, retain=True)]
+
+    @staticmethod
+    def _still_holds(retained: dict[str, Any], twins: dict[str, Twin]) -> bool:
+        """Whether every target of a retained ``delta`` is the property's expected value now (None: it has none)."""
+        return all((twins[k].expected if k in twins else None) == v for k, v in retained.items())
 
     def _model_types(self, device: Device) -> dict[str, str]:
         return self._types_of(device.namespace, device.model)
@@ -278,6 +301,8 @@ class DeviceTwin:
                         last_online=existing.last_online if existing else "",
                         report=ReportPolicy(obj.state_report, {p.name: p.report for p in obj.properties}))
         self.store.put_device(device)
+        if existing is None:
+            self._retained[device_id] = {}  # nothing retained for a device new to the node (removal clears it)
         if existing is not None and existing.report != device.report:
             self.dirty.add(device_id)  # what the cloud may see changed: send the status it allows now
         rv = obj.meta.resource_version or ""
@@ -296,6 +321,9 @@ class DeviceTwin:
         self.store.remove_device(existing.id)
         self.dirty.discard(existing.id)
         self.reports.forget(existing.id)
+        # Its retained delta is cleared (below): a Device created again under the name starts from nothing.
+        self._last_delta.pop(existing.id, None)
+        self._retained.pop(existing.id, None)
         return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
                 Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
                             retain=True)]

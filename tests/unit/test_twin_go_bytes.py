@@ -186,3 +186,52 @@ def test_a_device_missing_from_a_full_resync_is_announced_by_id_as_kubeedges_mem
     assert twin.dumps(fixed(removed) | {"event_id": "E"}) == \
         b'{"event_id":"E","timestamp":0,"added_devices":null,"removed_devices":[{"id":"default/lamp"}]}'
     assert dt.store.device(f"{NS}/lamp") is None
+
+
+# -- D16: no zero-length (non-JSON) delta while the device is a member ---------------------------------------
+
+
+def _deltas(pubs: list[Publication]) -> list[Publication]:
+    return [p for p in pubs if p.topic == f"$hw/events/device/{NS}/lamp/twin/update/delta"]
+
+
+def _lamp(setpoint: str) -> dict[str, Any]:
+    return {"metadata": {"name": "lamp", "namespace": NS, "resourceVersion": "4"},
+            "spec": {"nodeName": NODE, "properties": [{"name": "setpoint", "desired": {"value": setpoint}}]}}
+
+
+def _settled_bytes(pub: Publication) -> bytes:
+    assert (pub.qos, pub.retain) == (1, True)
+    payload = fixed(pub.payload) | {"event_id": "E"}
+    payload["twin"]["setpoint"]["expected"]["metadata"]["timestamp"] = 0
+    payload["twin"]["setpoint"]["actual"]["metadata"]["timestamp"] = 0
+    return twin.dumps(payload)
+
+
+SETTLED = (b'{"event_id":"E","timestamp":0,"twin":{"setpoint":{"expected":{"value":"25","metadata":{"timestamp":0}},'
+           b'"actual":{"value":"25","metadata":{"timestamp":0}},"optional":false,"metadata":{"type":"string"}}},'
+           b'"delta":{}}')
+
+
+def test_the_retained_delta_is_never_cleared_with_an_empty_message_while_the_device_is_a_member(
+        tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    report = b'{"event_id":"r","twin":{"setpoint":{"actual":{"value":"25"}}}}'
+    # The device reaches its target: KubeEdge sends no delta, nor do we (the retained one names 25, still true).
+    assert _deltas(dt.on_device(NS, "lamp", "twin/update", report)) == []
+    # A new target, then withdrawn back to what the device has: the retained delta (30) would mislead a device
+    # that connects later, so it is replaced by a JSON delta with nothing to do, not a zero-length message.
+    (to_30,) = _deltas(dt.on_cloud(ResourceKey(NS, "device", "lamp"), _lamp("30")))
+    assert (to_30.payload or {})["delta"] == {"setpoint": "30"}
+    (settled,) = _deltas(dt.on_cloud(ResourceKey(NS, "device", "lamp"), _lamp("25")))
+    assert _settled_bytes(settled) == SETTLED
+    assert _deltas(dt.on_device(NS, "lamp", "twin/update", report)) == []  # said once
+    # After a restart what is retained is not known: the first update says it again, as JSON.
+    again = DeviceTwin(dt.store, NODE)
+    (restarted,) = _deltas(again.on_device(NS, "lamp", "twin/update", report))
+    assert _settled_bytes(restarted) == SETTLED
+    # Removal still clears it (kept: the device is no member any more, and a later Device of the name must not
+    # find the old target).
+    (cleared,) = _deltas(again.on_cloud(ResourceKey(NS, "device", "lamp"), None))
+    assert (cleared.payload, cleared.retain) == (None, True)
+    assert _deltas(again.on_cloud(ResourceKey(NS, "device", "lamp"), _lamp("25")))[0].payload is not None
