@@ -95,6 +95,27 @@ class DeviceTwin:
             self.refused += 1
             return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason))]
 
+    def store_failed(self, namespace: str, name: str, request: str, payload: bytes, reason: str) -> list[Publication]:
+        """The answer to a request whose batch could not be saved (its transaction rolled back): for a
+        twin/update, 500 with the store's error, as KubeEdge answers when its database write fails; a request
+        it refuses before writing (unreadable JSON, a bad name or value) gets that 400 as usual. Other requests
+        get no answer, as from KubeEdge (whose state and get answers do not depend on a write)."""
+        if request != "twin/update":
+            return []
+        topic = topics.device(namespace, name, "twin/update/result")
+        try:
+            obj = _loads(payload, lambda _why: twin.REASON_UNMARSHAL)
+            twin.parse_update(obj)
+        except TwinError as exc:
+            return [Publication(topic, twin.error("", exc.code, exc.reason))]
+        return [Publication(topic, twin.error(twin.event_id_of(obj), twin.INTERNAL, reason))]
+
+    def forget_deltas(self) -> None:
+        """After a batch was rolled back, what the broker retains is not known: each device's next change says
+        its delta again."""
+        self._last_delta.clear()
+        self._retained.clear()
+
     def _member(self, device_id: str, reason: str) -> Device:
         device = self.store.device(device_id)
         if device is None:

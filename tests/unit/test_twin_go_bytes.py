@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.devicetwin.component import Relist, failed_answers
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
 from schemas import twin
-from schemas.devicebus import Publication
+from schemas.devicebus import DeviceRequest, Publication, requests_body
+from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
 
 
@@ -235,3 +237,24 @@ def test_the_retained_delta_is_never_cleared_with_an_empty_message_while_the_dev
     (cleared,) = _deltas(again.on_cloud(ResourceKey(NS, "device", "lamp"), None))
     assert (cleared.payload, cleared.retain) == (None, True)
     assert _deltas(again.on_cloud(ResourceKey(NS, "device", "lamp"), _lamp("25")))[0].payload is not None
+
+
+# -- D13: a twin/update whose batch could not be saved is answered 500, as KubeEdge answers a failed write ----
+
+
+def test_updates_in_a_batch_that_could_not_be_saved_are_answered_500_with_the_store_error(tmp_path: Path) -> None:
+    dt = _device_twin(tmp_path)
+    requests = [DeviceRequest(NS, "lamp", "twin/update", b'{"event_id":"u1","twin":{"t":{"actual":{"value":"1"}}}}'),
+                DeviceRequest(NS, "lamp", "twin/update", b'{"event_id":"u2"}'),
+                DeviceRequest(NS, "lamp", "twin/get", b'{"event_id":"g"}'),
+                DeviceRequest(NS, "lamp", "state/update", b'{"state":"online"}')]
+    batch: list[Envelope | Relist] = [
+        Envelope(NODE, "eventbus", Group.TWIN, Op.UPDATE, body=requests_body(requests)),
+        Envelope(NODE, "metamanager", Group.TWIN, Op.UPDATE, body={}), Relist({})]
+    answers = failed_answers(dt, batch, "database or disk is full")
+    assert [(p.topic, p.qos, p.retain) for p in answers] == [(f"$hw/events/device/{NS}/lamp/twin/update/result",
+                                                             1, False)] * 2
+    assert [twin.dumps(fixed(p.payload)) for p in answers] == [
+        b'{"event_id":"u1","timestamp":0,"code":500,"reason":"database or disk is full"}',
+        # refused before any write, as KubeEdge does: the 400 it always gets
+        b'{"event_id":"","timestamp":0,"code":400,"reason":"Update twin error, key:twin does not exist"}']
