@@ -110,8 +110,9 @@ class Device(ReadByReader):
 
     @property
     def description(self) -> str:
-        """The ``description`` annotation, else KubeEdge's ``description`` label (what KubeEdge reads)."""
-        return self.meta.annotations.get("description") or self.meta.labels.get("description", "")
+        """The ``description`` label, the one place KubeEdge's cloud takes a device's description from
+        (createDevice): a client sees the same description in membership messages on either edge."""
+        return self.meta.labels.get("description", "")
 
     @classmethod
     def read(cls, obj: Any, reader: Reader) -> Device:

@@ -109,8 +109,20 @@ def check_base(obj: dict[str, Any]) -> None:
         raise TwinError(BAD_REQUEST, "timestamp must be an integer (milliseconds)")
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """Compact JSON as Go's json.Marshal writes it, so that a client sees KubeEdge's bytes: non-ASCII as raw
+    UTF-8, and ``<``, ``>``, ``&``, U+2028, U+2029 escaped (its HTML-safe default).
+
+    A lone surrogate (json.loads lets ``"\\ud800"`` through, say in an echoed ``event_id``) becomes U+FFFD, which
+    is what Go decodes it to; left in, it could not be encoded as UTF-8 at all."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    text = _GO_ESCAPED.sub(lambda m: _GO_ESCAPES[m.group()], text)
+    return _LONE_SURROGATE.sub("\ufffd", text).encode()
 
 
 def event_id_of(obj: dict[str, Any]) -> str:
@@ -242,22 +254,31 @@ def entry(expected: str | None, expected_ts: int, actual: str | None, actual_ts:
     return out
 
 
+def _sorted(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A Go map as json.Marshal writes it: keys sorted (byte order of UTF-8, which for str is code point order).
+    Only maps: the top-level keys follow Go's struct field order, which the builders write already."""
+    return dict(sorted(mapping.items()))
+
+
 def result(event_id: str, twin: dict[str, Any]) -> dict[str, Any]:
     """twin/update/result: the properties the request changed (null for deleted ones)."""
-    return {"event_id": event_id, "timestamp": now_ms(), "twin": twin}
+    return {"event_id": event_id, "timestamp": now_ms(), "twin": _sorted(twin)}
 
 
 def document(event_id: str, changes: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     """twin/update/document: for each changed property, its ``last`` and ``current`` entry."""
     return {"event_id": event_id, "timestamp": now_ms(),
-            "twin": {k: {"last": last, "current": current} for k, (last, current) in changes.items()}}
+            "twin": _sorted({k: {"last": last, "current": current} for k, (last, current) in changes.items()})}
 
 
-def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = ()) -> dict[str, Any] | None:
+def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = (), *,
+          settled: bool = False) -> dict[str, Any] | None:
     """twin/update/delta: every property with an expected value, and ``delta`` where expected != actual.
 
     ``removed`` lists desired properties deleted in Kubernetes: beyond KubeEdge, they appear in
-    ``delta`` as null so that devices drop the old target. None when there is nothing to say.
+    ``delta`` as null so that devices drop the old target. None when there is nothing to say, unless
+    ``settled``: then the message with ``"delta":{}`` (KubeEdge's DeviceTwinDelta shape, a map never omitted),
+    which replaces a retained delta that no longer holds with one that says there is nothing to do.
     """
     with_expected = {k: v for k, v in twin.items() if "expected" in v}
     differing: dict[str, Any] = {
@@ -265,13 +286,14 @@ def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = ()) -> dic
         if v["expected"]["value"] != (v.get("actual") or {}).get("value")}
     for name in removed:
         differing[name] = None
-    if not differing:
+    if not differing and not settled:
         return None
-    return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": with_expected, "delta": differing}
+    return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": _sorted(with_expected),
+            "delta": _sorted(differing)}
 
 
 def get_result(event_id: str, twin: dict[str, Any]) -> dict[str, Any]:
-    return {"event_id": event_id, "timestamp": now_ms(), "twin": twin}
+    return {"event_id": event_id, "timestamp": now_ms(), "twin": _sorted(twin)}
 
 
 def state_result(name: str, state: str, last_online: str) -> dict[str, Any]:

@@ -61,6 +61,23 @@ class DeviceTwinSettings(StoreSettings):
     report_interval_s: float = field(default=0.2, metadata={"help": "how often device news go to the cloud"})
 
 
+def failed_answers(twin: DeviceTwin, batch: list[Envelope | Relist], reason: str) -> list[Publication]:
+    """What devices are told when their batch could not be saved: KubeEdge answers a twin/update whose
+    database write fails with 500 and the error; without this they got no answer at all."""
+    out: list[Publication] = []
+    for item in batch:
+        if isinstance(item, Relist) or item.src == "metamanager":
+            continue
+        try:
+            requests = parse_requests(item.body)
+        except BodyError:
+            continue  # refused while the batch was applied; counted there
+        for request in requests:
+            if not isinstance(request, BodyError) and request.request != MEMBERSHIP_GET:
+                out += twin.store_failed(request.namespace, request.name, request.request, request.payload, reason)
+    return out
+
+
 class DeviceTwinComponent:
     def __init__(self, settings: DeviceTwinSettings, bus: Bus) -> None:
         self.settings = settings
@@ -126,17 +143,19 @@ class DeviceTwinComponent:
             except queue.Empty:
                 pass  # nothing arrived: only a report may be due
             publications: list[Publication] = []
-            if batch and not self._room_for(batch):
-                continue
-            if batch:
+            full = self._room_for(batch) if batch else None
+            if full is not None:
+                publications = failed_answers(self.twin, batch, full)  # refused unapplied: told so, as below
+            elif batch:
                 try:
                     with SQLITE_COMMIT_SECONDS.time(), self.store.transaction():
                         for item in batch:
                             publications += self._apply_one(item)
-                except Exception:
+                except Exception as exc:
                     log.exception("a batch of %d device messages failed", len(batch))
                     self.bus.counters.inc("batch_errors")
-                    continue
+                    self.twin.forget_deltas()
+                    publications = failed_answers(self.twin, batch, str(exc) or type(exc).__name__)
                 finally:
                     if refused := self.twin.take_refused():
                         self.bus.counters.inc("refused", refused)
@@ -147,7 +166,7 @@ class DeviceTwinComponent:
                         Group.BUS, Op.UPDATE, body=publish_body(chunk)), timeout=30)
                 except Exception:
                     log.exception("could not hand %d answers to EventBus", len(chunk))
-            if self.twin.dirty and time.monotonic() - last_report >= self.settings.report_interval_s:
+            if full is None and self.twin.dirty and time.monotonic() - last_report >= self.settings.report_interval_s:
                 last_report = time.monotonic()
                 for key, status in self.twin.take_reports():
                     try:
@@ -158,20 +177,20 @@ class DeviceTwinComponent:
                         self.bus.counters.inc("handler_errors")
                         log.exception("could not send the status of %s to the cloud", key)
 
-    def _room_for(self, batch: list[Envelope | Relist]) -> bool:
-        """False while the disk is full: the batch is refused (a device's update is not taken, so its next one
-        counts). Once there is room again, the devices are listed from MetaManager anew, since an update
-        it forwarded meanwhile was refused here."""
+    def _room_for(self, batch: list[Envelope | Relist]) -> str | None:
+        """Why not while the disk is full (None: there is room): the batch is refused (a device's update is not
+        taken, so its next one counts). Once there is room again, the devices are listed from MetaManager anew,
+        since an update it forwarded meanwhile was refused here."""
         try:
             self.guard.check()
-        except DiskFull:
+        except DiskFull as exc:
             self.bus.counters.inc("disk_full", len(batch))
             self._refused_while_full = True
-            return False
+            return str(exc)
         if self._refused_while_full:
             self._refused_while_full = False
             threading.Thread(target=self._relist, name="relist", daemon=True).start()
-        return True
+        return None
 
     def _apply_one(self, item: Envelope | Relist) -> list[Publication]:
         """One queued item in its own savepoint: if it fails, it alone is rolled back and the rest of the

@@ -29,8 +29,9 @@ class CloudReports:
         pending = False
         status: dict[str, Any] = {"twins": []}
         if device.report.state.to_cloud:
-            # The Device status says "unknown" for a device that has not reported a state yet.
-            now: dict[str, Any] = {"state": device.state or "unknown"}
+            # The Device status says "unknown" for a device that has not reported a state yet, and lower case
+            # whatever the device sent ("Online"; the twin keeps it as sent, for devices that read it back).
+            now: dict[str, Any] = {"state": device.state.lower() or "unknown"}
             if device.last_online:
                 now["lastOnlineTime"] = device.last_online
             sent, waiting = self._paced(device.id, "", now, device.report.state)

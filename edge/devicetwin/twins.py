@@ -2,7 +2,9 @@
 
 Devices speak KubeEdge's JSON (schemas/twin.py); the cloud sends Device and
 DeviceModel objects. The delta goes out retained, so a device that connects later
-gets it at once, and is cleared once the device reports the desired values.
+gets it at once. It is never cleared with an empty message while the device is a member (a KubeEdge
+client reads every delta as JSON): once the device reports the desired values nothing is sent, as
+KubeEdge sends nothing, and the retained one names targets that are still the expected values.
 What devices report is collected per device and sent up as one coalesced status.
 """
 
@@ -49,7 +51,9 @@ class DeviceTwin:
     node: str
     dirty: set[str] = field(default_factory=set)  # device ids with news for the cloud
     reports: CloudReports = field(default_factory=CloudReports)
-    _last_delta: dict[str, Any] = field(default_factory=dict)  # what each device's retained delta says now
+    _last_delta: dict[str, Any] = field(default_factory=dict)  # each device's differing values, computed last
+    _retained: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The ``delta`` of each device's retained delta on the broker, as far as known (not after a restart)."""
     refused: int = 0
     """Requests answered with an error and cloud objects turned down, since the last ``take_refused``."""
 
@@ -70,8 +74,10 @@ class DeviceTwin:
         try:
             if request == "twin/update":
                 obj = _loads(payload, lambda _why: twin.REASON_UNMARSHAL)
-                event_id = twin.event_id_of(obj)
+                # KubeEdge answers what its UnmarshalDeviceTwinUpdate refuses (no twin, a bad name or value)
+                # with an empty event_id: the request's is known only once the body is read.
                 changes = twin.parse_update(obj)
+                event_id = twin.event_id_of(obj)
                 return self._update(self._member(device_id, twin.REASON_NO_DEVICE), changes, event_id)
             if request == "twin/get":
                 obj = _loads(payload, lambda why: twin.get_unmarshal("twin", payload, why))
@@ -87,7 +93,28 @@ class DeviceTwin:
             raise TwinError(twin.BAD_REQUEST, f"{request} is not a device request")
         except TwinError as exc:
             self.refused += 1
-            return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason), qos=0)]
+            return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason))]
+
+    def store_failed(self, namespace: str, name: str, request: str, payload: bytes, reason: str) -> list[Publication]:
+        """The answer to a request whose batch could not be saved (its transaction rolled back): for a
+        twin/update, 500 with the store's error, as KubeEdge answers when its database write fails; a request
+        it refuses before writing (unreadable JSON, a bad name or value) gets that 400 as usual. Other requests
+        get no answer, as from KubeEdge (whose state and get answers do not depend on a write)."""
+        if request != "twin/update":
+            return []
+        topic = topics.device(namespace, name, "twin/update/result")
+        try:
+            obj = _loads(payload, lambda _why: twin.REASON_UNMARSHAL)
+            twin.parse_update(obj)
+        except TwinError as exc:
+            return [Publication(topic, twin.error("", exc.code, exc.reason))]
+        return [Publication(topic, twin.error(twin.event_id_of(obj), twin.INTERNAL, reason))]
+
+    def forget_deltas(self) -> None:
+        """After a batch was rolled back, what the broker retains is not known: each device's next change says
+        its delta again."""
+        self._last_delta.clear()
+        self._retained.clear()
 
     def _member(self, device_id: str, reason: str) -> Device:
         device = self.store.device(device_id)
@@ -131,11 +158,11 @@ class DeviceTwin:
             self.store.remove_twin(device.id, prop)
             current.pop(prop, None)
         base_topic = (device.namespace, device.name)
-        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results), qos=0)]
+        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results))]
         if changed:
             self.dirty.add(device.id)
             out.append(Publication(topics.device(*base_topic, "twin/update/document"),
-                                   twin.document(event_id, changed), qos=0))
+                                   twin.document(event_id, changed)))
         return out + self._delta(device, current)
 
     @staticmethod
@@ -168,14 +195,14 @@ class DeviceTwin:
 
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
         sent = twin.parse_state(obj)
-        state = sent.lower()
-        online = state in ONLINE_STATES
+        online = sent.lower() in ONLINE_STATES
         last_online = rfc3339(twin.now_ms() / 1000) if online else device.last_online
-        self.store.set_state(device.id, state, last_online)
+        # Stored as sent, as KubeEdge stores it (membership/get shows it so); compared lower-cased.
+        self.store.set_state(device.id, sent, last_online)
         self.dirty.add(device.id)
         # KubeEdge answers with the state as sent and a last online time only when the device is online now.
         return [Publication(topics.device(device.namespace, device.name, "state/update/result"),
-                            twin.state_result(device.name, sent, last_online if online else ""), qos=0)]
+                            twin.state_result(device.name, sent, last_online if online else ""))]
 
     def membership_get(self, payload: bytes) -> list[Publication]:
         topic = topics.membership(self.node, "get/result")
@@ -184,10 +211,13 @@ class DeviceTwin:
                                                                                        why)))
         except TwinError as exc:
             self.refused += 1
-            return [Publication(topic, twin.error("", exc.code, exc.reason), qos=0)]
-        devices = [twin.membership_device(d.id, d.name, d.description, d.state, d.last_online)
+            return [Publication(topic, twin.error("", exc.code, exc.reason))]
+        # KubeEdge writes an empty last online time when a device goes offline, so it shows none then; ours
+        # keeps the time for the Device status and leaves it out here.
+        devices = [twin.membership_device(d.id, d.name, d.description, d.state,
+                                          d.last_online if d.state.lower() in ONLINE_STATES else "")
                    for d in self.store.devices()]
-        return [Publication(topic, twin.membership_get_result(event_id, devices), qos=0)]
+        return [Publication(topic, twin.membership_get_result(event_id, devices))]
 
     def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = (),
                retyped: bool = False) -> list[Publication]:
@@ -195,15 +225,34 @@ class DeviceTwin:
 
         Published only when it changes (what differs, not when): a device reporting readings with no
         desired value outstanding costs no delta traffic at all. ``retyped``: a twin's type changed, so a
-        delta still set goes out again (a device that connects later would read the old type in it)."""
-        payload = twin.delta({k: shown(t) for k, t in twins.items()}, removed)
-        differing = payload["delta"] if payload is not None else None
-        same = device.id in self._last_delta and self._last_delta[device.id] == differing
-        if same and not (retyped and differing is not None):
-            return []
-        self._last_delta[device.id] = differing
+        delta still set goes out again (a device that connects later would read the old type in it).
+
+        When nothing differs any more nothing is sent, as by KubeEdge, while the retained delta still names only
+        current expected values (a device that connects later re-applies what it has). When it names a target
+        that was withdrawn or changed meanwhile, or is not known (after a restart), it is replaced by one with
+        an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
+        shown_twins = {k: shown(t) for k, t in twins.items()}
+        payload = twin.delta(shown_twins, removed)
+        if payload is None:
+            self._last_delta[device.id] = None
+            retained = self._retained.get(device.id)
+            if retained is not None and self._still_holds(retained, twins) and not (retyped and retained):
+                return []
+            payload = twin.delta(shown_twins, settled=True)
+            assert payload is not None
+        else:
+            differing = payload["delta"]
+            if self._last_delta.get(device.id) == differing and not retyped:
+                return []
+            self._last_delta[device.id] = differing
+        self._retained[device.id] = payload["delta"]
         topic = topics.device(device.namespace, device.name, "twin/update/delta")
-        return [Publication(topic, payload, qos=1, retain=True)]
+        return [Publication(topic, payload, retain=True)]
+
+    @staticmethod
+    def _still_holds(retained: dict[str, Any], twins: dict[str, Twin]) -> bool:
+        """Whether every target of a retained ``delta`` is the property's expected value now (None: it has none)."""
+        return all((twins[k].expected if k in twins else None) == v for k, v in retained.items())
 
     def _model_types(self, device: Device) -> dict[str, str]:
         return self._types_of(device.namespace, device.model)
@@ -264,14 +313,8 @@ class DeviceTwin:
         if obj is None or obj.node_name not in (None, self.node):
             if existing is None:
                 return []
-            self.store.remove_device(device_id)
-            self.dirty.discard(device_id)
-            self.reports.forget(device_id)
             # KubeEdge's edge announces the device as the cloud named it: id, name and description only.
-            gone = twin.membership_device(device_id, existing.name, existing.description)
-            return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
-                    Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
-                                retain=True)]
+            return self._remove(existing, twin.membership_device(device_id, existing.name, existing.description))
         self._check_desired(obj, self._types_of(str(key.namespace), obj.model))
         # A new device has no state until it reports one (KubeEdge leaves it out of membership answers).
         device = Device(device_id, str(key.namespace), key.name, description=obj.description, model=obj.model or "",
@@ -279,6 +322,8 @@ class DeviceTwin:
                         last_online=existing.last_online if existing else "",
                         report=ReportPolicy(obj.state_report, {p.name: p.report for p in obj.properties}))
         self.store.put_device(device)
+        if existing is None:
+            self._retained[device_id] = {}  # nothing retained for a device new to the node (removal clears it)
         if existing is not None and existing.report != device.report:
             self.dirty.add(device_id)  # what the cloud may see changed: send the status it allows now
         rv = obj.meta.resource_version or ""
@@ -291,6 +336,18 @@ class DeviceTwin:
             added = twin.membership_device(device_id, device.name, device.description)
             out.append(Publication(topics.membership(self.node, "updated"), twin.membership_updated([added], [])))
         return out + self._delta(device, twins, removed, retyped)
+
+    def _remove(self, existing: Device, gone: dict[str, Any]) -> list[Publication]:
+        """Drop a device and announce it as ``gone`` in membership/updated."""
+        self.store.remove_device(existing.id)
+        self.dirty.discard(existing.id)
+        self.reports.forget(existing.id)
+        # Its retained delta is cleared (below): a Device created again under the name starts from nothing.
+        self._last_delta.pop(existing.id, None)
+        self._retained.pop(existing.id, None)
+        return [Publication(topics.membership(self.node, "updated"), twin.membership_updated([], [gone])),
+                Publication(topics.device(existing.namespace, existing.name, "twin/update/delta"), None,
+                            retain=True)]
 
     @staticmethod
     def _check_desired(obj: DeviceObject, types: dict[str, str]) -> None:
@@ -312,7 +369,8 @@ class DeviceTwin:
         listed = {f"{k.namespace}/{k.name}" for k in objects if k.kind == DEVICE}
         for device in self.store.devices():
             if device.id not in listed:
-                out += self.on_cloud(ResourceKey(device.namespace, DEVICE, device.name), None)
+                # KubeEdge's membership detail (its full resync) announces such a device by its id alone.
+                out += self._remove(device, {"id": device.id})
         return out
 
     def _apply_desired(self, device: Device, properties: tuple[DeviceProperty, ...],

@@ -23,7 +23,7 @@ from schemas.fields import BodyError
 from tests.support import devices as device_objects
 
 DEVICE = {**device_objects.device("thermo-1", "edge-1", "25"),
-          "metadata": {"name": "thermo-1", "namespace": "default", "annotations": {"description": "hall"}}}
+          "metadata": {"name": "thermo-1", "namespace": "default", "labels": {"description": "hall"}}}
 MODEL = device_objects.model("thermo")
 
 

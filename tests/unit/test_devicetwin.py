@@ -63,7 +63,7 @@ def test_membership_and_desired_value_delta(dt: DeviceTwin) -> None:
     assert "expected_version" not in entry  # KubeEdge drops versions in answers
 
 
-def test_update_result_document_and_cleared_delta(dt: DeviceTwin) -> None:
+def test_update_result_document_and_no_delta_once_applied(dt: DeviceTwin) -> None:
     dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
     pubs = update(dt, {"event_id": "e1", "timestamp": 1717000000000, "twin": {
         "temperature": {"actual": {"value": "23.5"}, "metadata": {"type": "float"}},
@@ -77,9 +77,9 @@ def test_update_result_document_and_cleared_delta(dt: DeviceTwin) -> None:
     assert doc["twin"]["temperature"]["last"] is None
     assert "actual" not in doc["twin"]["setpoint"]["last"]  # before: desired only
     assert doc["twin"]["setpoint"]["current"]["actual"]["value"] == "25"
-    # The device now reports the desired value: the retained delta is cleared.
-    cleared = pubs[f"{TOPIC}/twin/update/delta"]
-    assert (cleared.payload, cleared.retain) == (None, True)
+    # The device now reports the desired value: as KubeEdge, no delta is sent (the retained one still names the
+    # expected value; no zero-length message clears it).
+    assert f"{TOPIC}/twin/update/delta" not in pubs
     report = dict(dt.take_reports())[ResourceKey(NS, "devicestatus", DEV)]
     twins = {t["propertyName"]: t for t in report["twins"]}
     assert twins["temperature"]["reported"]["value"] == "23.5"

@@ -190,7 +190,10 @@ def test_reported_values_follow_the_twin_type_with_kubeedges_reasons(dt: DeviceT
     ]
     for body, reason in cases:
         answer = ask(dt, "twin/update", body)
-        assert normal(answer) == {"event_id": body["event_id"], "timestamp": "T", "code": 400, "reason": reason}
+        # What KubeEdge's UnmarshalDeviceTwinUpdate refuses is answered with an empty event_id, as there.
+        unread = reason in (twin.REASON_KEY, twin.REASON_VALUE, twin.REASON_UNMARSHAL, twin.REASON_NO_TWIN)
+        event_id = "" if unread else body["event_id"]
+        assert normal(answer) == {"event_id": event_id, "timestamp": "T", "code": 400, "reason": reason}
     assert normal(ask(dt, "twin/update", b"{oops")) == {"event_id": "", "timestamp": "T", "code": 400,
                                                          "reason": twin.REASON_UNMARSHAL}
     assert ask(dt, "twin/update", {"event_id": "j", "twin": {"ratio": {"actual": {"value": "0.125"}}}})["twin"]
