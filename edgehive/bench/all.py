@@ -1,6 +1,6 @@
 """``edgehive bench all``: every benchmark in one run, one JSON report and one table.
 
-Each scenario keeps its own command (``edgehive bench link|edge|cloud|twin|stack|scale|
+Each scenario keeps its own command (``edgehive bench link|edge|cloud|twin|mapper|stack|scale|
 footprint|workloads|stream``) and measures its own baseline in the same run; this runs them one after
 another, so that a release's figures come from one machine in one state. A scenario
 that fails is reported with its error and the others still run: one missing figure
@@ -17,7 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgehive.bench import cloud, edge, footprint, link, scale, scale_report, stack, streambench, twin, workloads
+from edgehive.bench import (
+    cloud,
+    edge,
+    footprint,
+    link,
+    mapper,
+    scale,
+    scale_report,
+    stack,
+    streambench,
+    twin,
+    workloads,
+)
 from edgehive.bench.harness import BenchError
 
 
@@ -47,6 +59,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("twin", lambda p: twin.bench_twin(progress=p), twin.print_report,
              lambda r: f"{_r(r.edge_updates_per_s, 0)} updates/s, ratio {_r(r.ratio)}, "
                        f"to the API p99 {_r(r.to_apiserver_ms['p99'], 0)} ms"),
+    Scenario("mapper", lambda p: mapper.bench_mapper(progress=p), mapper.print_report,
+             lambda r: f"{_r(r.dmi_reports_per_s, 0)} values/s through DMI, ratio {_r(r.ratio)} to $hw/events, "
+                       f"register to status p50 {_r(r.register_to_status_ms['p50'], 0)} ms"),
     Scenario("stack", lambda p: stack.bench_stack(progress=p), stack.print_report,
              lambda r: f"image {_r(r.image_mb, 1)} MB, start ratio {_r(r.start_ratio)}, stack healthy "
                        f"{_r(r.stack_healthy_s, 1)} s"),

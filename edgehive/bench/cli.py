@@ -58,6 +58,14 @@ def _twin(args: argparse.Namespace) -> int:
                       twin.print_report, args.json)
 
 
+def _mapper(args: argparse.Namespace) -> int:
+    from edgehive.bench import mapper  # noqa: PLC0415 (as above)
+
+    return _run_bench(lambda: mapper.bench_mapper(args.devices, args.properties, args.collect_cycle_ms, args.seconds,
+                                                  args.change_rate, args.broker, progress=not args.json),
+                      mapper.print_report, args.json)
+
+
 def _stack(args: argparse.Namespace) -> int:
     from edgehive.bench import stack  # noqa: PLC0415 (as above)
 
@@ -143,6 +151,18 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     twin.add_argument("--updates", type=int, default=5000)
     twin.add_argument("--json", action="store_true", help="print one JSON object")
     twin.set_defaults(func=_twin)
+    mapper = scenarios.add_parser("mapper", help="Modbus devices through the Modbus mapper and DMI to the Device "
+                                                 "status, against the same readings on $hw/events")
+    mapper.add_argument("--devices", type=int, default=100, help="simulated Modbus devices (default 100)")
+    mapper.add_argument("--properties", type=int, default=10, help="properties (registers) per device (default 10)")
+    mapper.add_argument("--collect-cycle-ms", type=int, default=1000, help="every property's collectCycle "
+                                                                          "(default 1000)")
+    mapper.add_argument("--seconds", type=float, default=30.0, help="each phase's measuring window (default 30)")
+    mapper.add_argument("--change-rate", type=float, default=5.0, help="register changes per second timed to the "
+                                                                      "Device status (default 5)")
+    mapper.add_argument("--broker", choices=KINDS, default="amqtt")
+    mapper.add_argument("--json", action="store_true", help="print one JSON object")
+    mapper.set_defaults(func=_mapper)
     stack = scenarios.add_parser("stack", help="image size, one component container's start, compose stack "
                                                "to healthy")
     stack.add_argument("--runs", type=int, default=3, help="component starts to take the median of")
