@@ -155,6 +155,7 @@ class Connection:
         self._handler: MessageHandler = lambda incoming: incoming.ack()
         self._listeners: list[ConnectionListener] = []
         self._session_lost_listeners: list[Callable[[], None]] = []
+        self._subscribed_listeners: list[Callable[[str], None]] = []
         self._session_present = False
         self._ever_ready = False
         self._subscriptions: dict[str, int] = {}
@@ -171,6 +172,7 @@ class Connection:
         self._network_thread: int | None = None
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self._sub_mids: dict[int, str] = {}  # SUBSCRIBE packet id -> its topic filter, until the SUBACK
+        self._early_subacks: dict[int, bool] = {}  # SUBACKs (granted?) that beat subscribe() to registering
         self._sub_retries: dict[str, float] = {}  # refused topic filter -> when to ask again (monotonic)
         # The publish window: free slots, and what to do when each PUBACK arrives.
         self._slots = threading.Semaphore(settings.window)
@@ -232,6 +234,12 @@ class Connection:
         whatever it held for us, and whatever it held for everyone else too."""
         self._session_lost_listeners.append(listener)
 
+    def on_subscribed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with a topic filter (on the network thread, so it must not block) each time the broker
+        grants a subscription to it (its SUBACK): only then is what is published on it delivered here. Also after
+        every reconnect, for each subscription asked for again."""
+        self._subscribed_listeners.append(listener)
+
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         with self._lock:
@@ -241,7 +249,13 @@ class Connection:
                 _rc, mid = self._client.subscribe(topic_filter, qos)
             if mid is not None:
                 with self._lock:
-                    self._sub_mids[mid] = topic_filter
+                    early = self._early_subacks.pop(mid, None)
+                    if early is None:
+                        self._sub_mids[mid] = topic_filter
+                    elif not early:
+                        self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
+                if early:
+                    self._granted(topic_filter)
 
     def unsubscribe(self, topic_filter: str) -> None:
         """Stop receiving ``topic_filter``: now if connected, and on the next connect if not (a persistent
@@ -380,6 +394,7 @@ class Connection:
                 client.unsubscribe(topic_filter)
             self._unsubscribe_later.clear()
             self._sub_mids.clear()
+            self._early_subacks.clear()
             self._sub_retries.clear()  # asked again just now
             for topic_filter, qos in subscriptions:
                 _rc, mid = client.subscribe(topic_filter, qos)
@@ -391,8 +406,13 @@ class Connection:
             self._mark_ready()
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        granted = bool(codes) and not any(code.is_failure for code in codes)
         with self._lock:
             topic_filter = self._sub_mids.pop(mid, None)
+            if topic_filter is None and mid not in self._awaiting_suback:
+                # subscribe() from another thread has not registered its packet id yet: it finishes the job
+                self._early_subacks[mid] = granted
+                return
         for code in codes:
             if code.is_failure:
                 self.counters.inc("subscribe_refused")
@@ -404,6 +424,8 @@ class Connection:
                 if topic_filter is not None:
                     with self._lock:
                         self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
+        if granted and topic_filter is not None:
+            self._granted(topic_filter)
         with self._lock:
             if mid not in self._awaiting_suback:
                 return
@@ -411,6 +433,13 @@ class Connection:
             ready = not self._awaiting_suback
         if ready:
             self._mark_ready()
+
+    def _granted(self, topic_filter: str) -> None:
+        for listener in self._subscribed_listeners:
+            try:
+                listener(topic_filter)
+            except Exception:
+                log.exception("%s: a listener for the SUBACK of %s failed", self.name, topic_filter)
 
     def _retry_refused_subscriptions(self) -> None:
         """Ask again for the refused subscriptions that are due and still wanted (network thread)."""
