@@ -22,6 +22,7 @@ from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.placement import Placement, model_refs
 from cloud.replicas.elected import LeaderElectSettings
+from cloud.resyncschedule import DEFAULT_PERIOD_S
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import crds, kinds, twin
@@ -45,6 +46,9 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         "help": "API server URL to use instead of the kubeconfig's (k3s writes https://127.0.0.1:6443)"})
     install_crds: bool = field(default=True, metadata={"help": "create the devices.kubeedge.io CRDs if missing"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
+    resync_period_s: float = field(default=DEFAULT_PERIOD_S, metadata={
+        "help": "seconds between two resyncs of a connected node besides the one at each session start (finds "
+                "what the broker lost); 0: none"})
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
@@ -77,7 +81,8 @@ class DeviceController(NodeSync):
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
-                         (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
+                         (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s,
+                         resync_period_s=settings.resync_period_s)
 
     def start(self) -> None:
         if self.settings.install_crds:
