@@ -44,8 +44,25 @@ from schemas.names import is_node_name
 CLUSTER_NAME = "edgehive"
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Twice our envelope limit (schemas.envelope): the MQTT header and NATS's QoS 1 headers ride on top of it."""
-MAX_ACK_PENDING = 100
-"""QoS 1 messages in flight per subscription, as mosquitto's max_inflight_messages."""
+MAX_ACK_PENDING = 32
+"""QoS 1 messages in flight per subscription (each is a JetStream consumer with this MaxAckPending).
+
+Set explicitly, and lower than mosquitto's max_inflight_messages (100), because NATS caps the sum over one
+MQTT session's subscriptions at 65,535 and refuses (SUBACK 0x80) a subscription that would pass it. A
+CloudHub replica subscribes once per node it serves, on one session: at 100 it could serve about 650 nodes
+(3,000 nodes on 3 replicas, 1,500 each once one is dead, would not fit); at 32 about 2,000. More per replica
+needs more sessions per replica. 32 in flight still outruns JetStream's QoS 1 rate (about 1,000 msg/s here)
+on every subscription, the cloud's wildcard ones included."""
+ACK_WAIT = "30s"
+"""How long a QoS 1 delivery waits for its PUBACK before NATS sends it again (NATS's default, set explicitly so
+that an upgrade that changes it does not change our delivery silently).
+
+NATS redelivers after this wait, as a duplicate and out of order with what was delivered since (mosquitto
+resends only on reconnect). Shorter would redeliver to live clients whose acknowledgements lag under a burst
+(each client acknowledges after its handler has taken the message); longer would delay what a client or
+member that died had in flight, for which there is no other resend. Redelivery is harmless to the state:
+MetaManager refuses what is older than it holds or deleted (edge/metamanager/objectstore.py), and the cloud's
+queue settles by message id."""
 MQTT_INTERNAL_SUBSCRIBE = "$MQTT.sub.>"
 """The delivery subjects of the JetStream consumers behind QoS 1 subscriptions."""
 ROUTE_USER = "edgehive-route"
@@ -153,7 +170,7 @@ def nats_conf(settings: BrokerSettings, directory: Path) -> dict[str, Any]:
     _check(settings)
     client = Address.parse(settings.nats_client_listen)
     mqtt_address = settings.addresses[0]
-    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING}
+    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING, "ack_wait": ACK_WAIT}
     if settings.tls_cert:
         tls: dict[str, Any] = {"cert_file": settings.tls_cert, "key_file": settings.tls_key}
         if settings.client_certs:

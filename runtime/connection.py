@@ -409,21 +409,24 @@ class Connection:
         granted = bool(codes) and not any(code.is_failure for code in codes)
         with self._lock:
             topic_filter = self._sub_mids.pop(mid, None)
-            if topic_filter is None and mid not in self._awaiting_suback:
-                # subscribe() from another thread has not registered its packet id yet: it finishes the job
-                self._early_subacks[mid] = granted
-                return
         for code in codes:
             if code.is_failure:
                 self.counters.inc("subscribe_refused")
-                log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user; asking again "
-                          "in %.0f s", self.name, self.url, topic_filter, code, SUBSCRIBE_RETRY_S)
+                log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user (on NATS, also "
+                          "whether this session's subscriptions pass 65,535 max_ack_pending together); asking "
+                          "again in %.0f s", self.name, self.url, topic_filter, code, SUBSCRIBE_RETRY_S)
                 # A refusal is not always the ACL: NATS refuses a QoS 1 subscription whose JetStream consumer
                 # it could not create in time (a loaded cluster, or one electing leaders after a member died),
                 # and a subscription never asked for again would leave a CloudHub replica deaf to its node.
                 if topic_filter is not None:
                     with self._lock:
                         self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
+        if topic_filter is None:
+            with self._lock:
+                if mid not in self._awaiting_suback:
+                    # subscribe() from another thread has not registered its packet id yet: it finishes the job
+                    self._early_subacks[mid] = granted
+                    return
         if granted and topic_filter is not None:
             self._granted(topic_filter)
         with self._lock:
