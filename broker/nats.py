@@ -44,15 +44,16 @@ from schemas.names import is_node_name
 CLUSTER_NAME = "edgehive"
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Twice our envelope limit (schemas.envelope): the MQTT header and NATS's QoS 1 headers ride on top of it."""
-MAX_ACK_PENDING = 32
-"""QoS 1 messages in flight per subscription (each is a JetStream consumer with this MaxAckPending).
+MAX_ACK_PENDING = 100
+"""QoS 1 messages in flight per subscription (each is a JetStream consumer with this MaxAckPending), as
+mosquitto's max_inflight_messages.
 
-Set explicitly, and lower than mosquitto's max_inflight_messages (100), because NATS caps the sum over one
-MQTT session's subscriptions at 65,535 and refuses (SUBACK 0x80) a subscription that would pass it. A
-CloudHub replica subscribes once per node it serves, on one session: at 100 it could serve about 650 nodes
-(3,000 nodes on 3 replicas, 1,500 each once one is dead, would not fit); at 32 about 2,000. More per replica
-needs more sessions per replica. 32 in flight still outruns JetStream's QoS 1 rate (about 1,000 msg/s here)
-on every subscription, the cloud's wildcard ones included."""
+Two limits pull against each other. NATS caps the sum over one MQTT session's subscriptions at 65,535 and
+refuses (SUBACK 0x80) a subscription that would pass it: a CloudHub replica subscribes once per node it
+serves, on one session, so at 100 it can serve about 650 nodes; more needs more sessions per replica. A lower
+value does not help: deliveries lost with a dead member stay pending until ``ACK_WAIT``, and a consumer whose
+pending fill its MaxAckPending delivers nothing meanwhile. At 32 that stalled the link for over 15 s after a
+member's death (tests/integration/test_nats_failover.py failed; it passes at 100)."""
 ACK_WAIT = "30s"
 """How long a QoS 1 delivery waits for its PUBACK before NATS sends it again (NATS's default, set explicitly so
 that an upgrade that changes it does not change our delivery silently).
