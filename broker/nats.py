@@ -45,7 +45,25 @@ CLUSTER_NAME = "edgehive"
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Twice our envelope limit (schemas.envelope): the MQTT header and NATS's QoS 1 headers ride on top of it."""
 MAX_ACK_PENDING = 100
-"""QoS 1 messages in flight per subscription, as mosquitto's max_inflight_messages."""
+"""QoS 1 messages in flight per subscription (each is a JetStream consumer with this MaxAckPending), as
+mosquitto's max_inflight_messages.
+
+Two limits pull against each other. NATS caps the sum over one MQTT session's subscriptions at 65,535 and
+refuses (SUBACK 0x80) a subscription that would pass it: a CloudHub replica subscribes once per node it
+serves, on one session, so at 100 it can serve about 650 nodes; more needs more sessions per replica. A lower
+value does not help: deliveries lost with a dead member stay pending until ``ACK_WAIT``, and a consumer whose
+pending fill its MaxAckPending delivers nothing meanwhile. At 32 that stalled the link for over 15 s after a
+member's death (tests/integration/test_nats_failover.py failed; it passes at 100)."""
+ACK_WAIT = "30s"
+"""How long a QoS 1 delivery waits for its PUBACK before NATS sends it again (NATS's default, set explicitly so
+that an upgrade that changes it does not change our delivery silently).
+
+NATS redelivers after this wait, as a duplicate and out of order with what was delivered since (mosquitto
+resends only on reconnect). Shorter would redeliver to live clients whose acknowledgements lag under a burst
+(each client acknowledges after its handler has taken the message); longer would delay what a client or
+member that died had in flight, for which there is no other resend. Redelivery is harmless to the state:
+MetaManager refuses what is older than it holds or deleted (edge/metamanager/objectstore.py), and the cloud's
+queue settles by message id."""
 MQTT_INTERNAL_SUBSCRIBE = "$MQTT.sub.>"
 """The delivery subjects of the JetStream consumers behind QoS 1 subscriptions."""
 ROUTE_USER = "edgehive-route"
@@ -153,7 +171,7 @@ def nats_conf(settings: BrokerSettings, directory: Path) -> dict[str, Any]:
     _check(settings)
     client = Address.parse(settings.nats_client_listen)
     mqtt_address = settings.addresses[0]
-    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING}
+    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING, "ack_wait": ACK_WAIT}
     if settings.tls_cert:
         tls: dict[str, Any] = {"cert_file": settings.tls_cert, "key_file": settings.tls_key}
         if settings.client_certs:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from cloud.informer import Informer
 from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
+from cloud.resyncschedule import DEFAULT_PERIOD_S, ResyncSchedule
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.listing import listing
 from schemas import kinds, topics
@@ -51,11 +53,12 @@ class ClusterEvent:
 
 @dataclass(frozen=True)
 class NodeHolds:
-    """What a node's store holds, listed at the start of its session: key -> (resourceVersion, UID).
-    Empty when the listing failed: the node then gets everything again."""
+    """What a node's store holds, listed at the start of its session or periodically: key -> (resourceVersion,
+    UID). Empty when the listing failed: the node then gets everything again."""
 
     node: str
     held: dict[ResourceKey, tuple[str, str | None]]
+    periodic: bool = False
 
 
 Work = ClusterEvent | NodeHolds
@@ -68,7 +71,7 @@ class NodeSync:
 
     def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], bus: Bus, *,
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS,
-                 retry_pause_s: float = 2.0) -> None:
+                 retry_pause_s: float = 2.0, resync_period_s: float = DEFAULT_PERIOD_S) -> None:
         self.kube = kube
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
@@ -84,12 +87,18 @@ class NodeSync:
         # run at once (4 at a time took 137-162 s for 1,000 nodes reconnecting together: edgehive bench scale).
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
+        if resync_period_s < 0:
+            raise ValueError(f"resync_period_s must be 0 (no periodic resync) or more, not {resync_period_s}")
+        self.schedule = ResyncSchedule(resync_period_s) if resync_period_s > 0 else None
+        self._periodic = threading.Thread(target=self._periodic_loop, name="periodic-resync", daemon=True)
 
     def start(self) -> None:
         self.bus.handle(topics.from_edge(self.module), self.on_edge)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
+        if self.schedule is not None:
+            self._periodic.start()
         for informer in self.informers.values():
             informer.start()
 
@@ -120,8 +129,15 @@ class NodeSync:
                 if isinstance(item, ClusterEvent):
                     self._on_event(item.kind, item.event, item.obj, item.packed)
                 else:
-                    self.send(self.placement.resync(item.node, item.held))
-                    log.info("node %s resynchronised (%s)", item.node, ", ".join(self.owned))
+                    changes = self.placement.resync(item.node, item.held)
+                    self.send(changes)
+                    if not item.periodic:
+                        log.info("node %s resynchronised (%s)", item.node, ", ".join(self.owned))
+                    elif changes:  # something was lost on the way (or is in flight): worth a line
+                        self.bus.counters.inc("periodic_resync_changes", len(changes))
+                        log.info("node %s resynchronised periodically: %d changes sent", item.node, len(changes))
+                    else:
+                        log.debug("node %s resynchronised periodically: nothing to send", item.node)
             except Exception:
                 what = f"{item.event} {item.kind}" if isinstance(item, ClusterEvent) else f"resync of {item.node}"
                 log.exception("reconcile step failed on %s", what)
@@ -172,6 +188,8 @@ class NodeSync:
             self._connected.add(node)
             if self._sessions.get(node) != session:
                 self._sessions[node] = session
+                if self.schedule is not None:
+                    self.schedule.resynced(node, time.monotonic())
                 self._pool.submit(self._resync, node, session)
         else:
             self._connected.discard(node)
@@ -199,18 +217,34 @@ class NodeSync:
     def still_gone(self, node: str, session: str) -> bool:
         return node not in self._connected and self._sessions.get(node) == session
 
-    def _resync(self, node: str, session: str) -> None:
+    def _periodic_loop(self) -> None:
+        """Resynchronise each connected node once per ``resync_period_s`` (cloud/resyncschedule.py says why),
+        looking for due nodes every second, or more often for a short period."""
+        assert self.schedule is not None
+        tick = min(1.0, self.schedule.period_s / 10)
+        while not self._closing.wait(tick):
+            for node in self.schedule.due(time.monotonic(), self._connected.copy()):
+                session = self._sessions.get(node)
+                if session is not None and not self._closing.is_set():
+                    self.bus.counters.inc("periodic_resyncs")
+                    self._pool.submit(self._resync, node, session, periodic=True)
+
+    def _resync(self, node: str, session: str, periodic: bool = False) -> None:
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
                 break
         held = self._list_store(node, session)
+        if held is None:
+            if periodic:  # not worth sending the node everything again: the next one, or its next session, lists
+                return
+            held = {}
         if self._sessions.get(node) == session:
-            self._events.put(NodeHolds(node, held))
+            self._events.put(NodeHolds(node, held, periodic))
 
-    def _list_store(self, node: str, session: str) -> dict[ResourceKey, tuple[str, str | None]]:
-        """What ``node``'s store holds; empty when it could not be listed (the node then gets everything again,
-        and nothing is deleted). A listing is tried again while the session lasts: right after a broker
+    def _list_store(self, node: str, session: str) -> dict[ResourceKey, tuple[str, str | None]] | None:
+        """What ``node``'s store holds; None when it could not be listed (a session's resync then sends the node
+        everything again, and deletes nothing). A listing is tried again while the session lasts: right after a broker
         restart the query or its answer is easily lost (CloudHub or the node's bridge not subscribed again
         yet), and without a listing nothing the node holds that the cloud no longer has can be found."""
         pause = self.retry_pause_s
@@ -226,9 +260,9 @@ class NodeSync:
                 log.warning("could not list what node %s holds (attempt %d of %d: %s)", node, attempt,
                             RESYNC_ATTEMPTS, exc)
             if self._sessions.get(node) != session or self._closing.is_set():
-                return {}  # a newer session's resync takes over (this one's result is dropped), or we stop
+                return None  # a newer session's resync takes over (this one's result is dropped), or we stop
             if attempt < RESYNC_ATTEMPTS:
                 self._closing.wait(pause)
                 pause *= 2
-        log.warning("could not list what node %s holds; it will get everything again", node)
-        return {}
+        log.warning("could not list what node %s holds", node)
+        return None

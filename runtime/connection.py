@@ -11,6 +11,11 @@ Two choices carry the delivery guarantees above it:
 - Incoming QoS 1 messages are acknowledged only when the consumer says so
   (``Incoming.ack()``), so a message the process had not finished with when it
   died is delivered again by the broker, to a persistent session.
+
+It is one piece of about 500 lines on purpose: the in-flight window, the subscriptions with their packet ids
+and retries, and the hop between cluster members are one state, changed under one lock by both the caller's
+threads and paho's network thread; split apart, each part would reach into the others' locked state. What a
+connection is given and hands out (settings, identity, messages) is apart, in ``runtime.connsettings``.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Connection:
         self._handler: MessageHandler = lambda incoming: incoming.ack()
         self._listeners: list[ConnectionListener] = []
         self._session_lost_listeners: list[Callable[[], None]] = []
+        self._subscribed_listeners: list[Callable[[str], None]] = []
         self._session_present = False
         self._ever_ready = False
         self._subscriptions: dict[str, int] = {}
@@ -89,6 +95,7 @@ class Connection:
         self._network_thread: int | None = None
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self._sub_mids: dict[int, str] = {}  # SUBSCRIBE packet id -> its topic filter, until the SUBACK
+        self._early_subacks: dict[int, bool] = {}  # SUBACKs (granted?) that beat subscribe() to registering
         self._sub_retries: dict[str, float] = {}  # refused topic filter -> when to ask again (monotonic)
         # The publish window: free slots, and what to do when each PUBACK arrives.
         self._slots = threading.Semaphore(settings.window)
@@ -150,6 +157,12 @@ class Connection:
         whatever it held for us, and whatever it held for everyone else too."""
         self._session_lost_listeners.append(listener)
 
+    def on_subscribed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with a topic filter (on the network thread, so it must not block) each time the broker
+        grants a subscription to it (its SUBACK): only then is what is published on it delivered here. Also after
+        every reconnect, for each subscription asked for again."""
+        self._subscribed_listeners.append(listener)
+
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         with self._lock:
@@ -159,7 +172,13 @@ class Connection:
                 _rc, mid = self._client.subscribe(topic_filter, qos)
             if mid is not None:
                 with self._lock:
-                    self._sub_mids[mid] = topic_filter
+                    early = self._early_subacks.pop(mid, None)
+                    if early is None:
+                        self._sub_mids[mid] = topic_filter
+                    elif not early:
+                        self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
+                if early:
+                    self._granted(topic_filter)
 
     def unsubscribe(self, topic_filter: str) -> None:
         """Stop receiving ``topic_filter``: now if connected, and on the next connect if not (a persistent
@@ -298,6 +317,7 @@ class Connection:
                 client.unsubscribe(topic_filter)
             self._unsubscribe_later.clear()
             self._sub_mids.clear()
+            self._early_subacks.clear()
             self._sub_retries.clear()  # asked again just now
             for topic_filter, qos in subscriptions:
                 _rc, mid = client.subscribe(topic_filter, qos)
@@ -309,19 +329,29 @@ class Connection:
             self._mark_ready()
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        granted = bool(codes) and not any(code.is_failure for code in codes)
         with self._lock:
             topic_filter = self._sub_mids.pop(mid, None)
         for code in codes:
             if code.is_failure:
                 self.counters.inc("subscribe_refused")
-                log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user; asking again "
-                          "in %.0f s", self.name, self.url, topic_filter, code, SUBSCRIBE_RETRY_S)
+                log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user (on NATS, also "
+                          "whether this session's subscriptions pass 65,535 max_ack_pending together); asking "
+                          "again in %.0f s", self.name, self.url, topic_filter, code, SUBSCRIBE_RETRY_S)
                 # A refusal is not always the ACL: NATS refuses a QoS 1 subscription whose JetStream consumer
                 # it could not create in time (a loaded cluster, or one electing leaders after a member died),
                 # and a subscription never asked for again would leave a CloudHub replica deaf to its node.
                 if topic_filter is not None:
                     with self._lock:
                         self._sub_retries[topic_filter] = time.monotonic() + SUBSCRIBE_RETRY_S
+        if topic_filter is None:
+            with self._lock:
+                if mid not in self._awaiting_suback:
+                    # subscribe() from another thread has not registered its packet id yet: it finishes the job
+                    self._early_subacks[mid] = granted
+                    return
+        if granted and topic_filter is not None:
+            self._granted(topic_filter)
         with self._lock:
             if mid not in self._awaiting_suback:
                 return
@@ -329,6 +359,13 @@ class Connection:
             ready = not self._awaiting_suback
         if ready:
             self._mark_ready()
+
+    def _granted(self, topic_filter: str) -> None:
+        for listener in self._subscribed_listeners:
+            try:
+                listener(topic_filter)
+            except Exception:
+                log.exception("%s: a listener for the SUBACK of %s failed", self.name, topic_filter)
 
     def _retry_refused_subscriptions(self) -> None:
         """Ask again for the refused subscriptions that are due and still wanted (network thread)."""

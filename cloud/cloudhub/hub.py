@@ -87,6 +87,7 @@ class CloudHub:
         self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up, subscribe=self.membership is None)
         if self.membership is not None:  # the nodes that have no Node yet: their bridges' retained hellos
             self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
+            self.bus.connection.on_subscribed(self.on_subscribed)
         self.bus.handle(self.bus.inbox, self.on_module)
         self.bus.on_session_lost(self.announce_all)
         for thread in self._threads:
@@ -121,21 +122,23 @@ class CloudHub:
         return self._carry_out(routed)
 
     def hand_over(self, handover: Handover) -> None:
-        """Ownership moved: stop serving what was lost before unsubscribing; subscribe to what was gained
-        before its new session is announced, so that the resync's answers are heard."""
+        """Ownership moved: stop serving what was lost before unsubscribing; subscribe to what was gained, and
+        take each gained node (a new session, announced: the controllers resynchronise it) only when the broker
+        confirms the subscription (``on_subscribed``), so that the resync's answers are heard."""
         with self._lock:
             for node in handover.lost:
                 self.router.drop(node)
+            for node in handover.gained:
+                self.router.gain(node)
         for node in handover.lost:
             self.bus.connection.unsubscribe(topics.link_up(node))
-        for node in handover.gained:
+        for node in sorted(handover.gained):
             self.bus.connection.subscribe(topics.link_up(node))
-        routed = Routed()
+
+    def on_subscribed(self, topic_filter: str) -> None:
+        """The broker's SUBACK (network thread: only the lock and a queued publish here)."""
         with self._lock:
-            for node in sorted(handover.gained):
-                taken = self.router.take(node, time.monotonic())
-                routed.announce += taken.announce
-                routed.wake = routed.wake or taken.wake
+            routed = self.router.subscribed(topic_filter, time.monotonic())
         self._carry_out(routed)
 
     def announce_all(self) -> None:

@@ -89,6 +89,8 @@ class CloudRouter:
         self.queries = QueryMemory()
         self.owned: set[str] | None = None
         """The nodes this replica serves (replica.py); None: every node, as the fleet's only CloudHub."""
+        self.pending: set[str] = set()
+        """Nodes moved to this replica whose up topic the broker has not yet confirmed subscribing us to."""
 
     # -- from the edge ---------------------------------------------------------------------
 
@@ -200,6 +202,25 @@ class CloudRouter:
     def owns(self, node: str) -> bool:
         return self.owned is None or node in self.owned
 
+    def gain(self, node: str) -> None:
+        """``node`` moved to this replica, and its up topic is being subscribed to: it is taken (``take``) when
+        the broker confirms the subscription (``subscribed``), not before. Announced earlier, its new session
+        would start the controllers' resync at once, and the node's answers to their listing queries would be
+        published before the broker delivers its up topic here: lost, the resync falls back to sending the node
+        everything and deleting nothing (NATS takes a while to create a subscription's JetStream consumer)."""
+        if self.owned is None:
+            self.owned = set()
+        self.pending.add(node)
+
+    def subscribed(self, topic_filter: str, now: float) -> Routed:
+        """The broker confirmed (SUBACK) a subscription: a pending node's up topic is taken now; anything else
+        (a subscription asked again after a reconnect) changes nothing."""
+        parsed = topics.parse_link(topic_filter)
+        if parsed is None or parsed[1] != topics.Direction.UP or parsed[0] not in self.pending:
+            return Routed()
+        self.pending.discard(parsed[0])
+        return self.take(parsed[0], now)
+
     def take(self, node: str, now: float) -> Routed:
         """``node`` moved to this replica: a new session, announced, so that the controllers resynchronise it
         (what the old owner had queued is gone with it; the resync sends what the node lacks). Announced as
@@ -216,6 +237,7 @@ class CloudRouter:
         session; a "disconnected" from here could land after that and undo it)."""
         if self.owned is not None:
             self.owned.discard(node)
+        self.pending.discard(node)
         session = self.sessions.pop(node, None)
         self.queues.pop(node, None)
         log.info("node %s no longer served here (session %s): it moved to another replica", node,

@@ -27,6 +27,7 @@ from cloud.nodesync import NodeSync
 from cloud.packed import Packed
 from cloud.placement import Placement, model_refs
 from cloud.replicas.elected import LeaderElectSettings
+from cloud.resyncschedule import DEFAULT_PERIOD_S
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import crds, kinds, twin
@@ -51,6 +52,9 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
     install_crds: bool = field(default=True, metadata={"help": "create the devices.kubeedge.io CRDs if missing"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
     status_object: str = field(default=statusobject.DEFAULT, metadata={"help": statusobject.HELP})
+    resync_period_s: float = field(default=DEFAULT_PERIOD_S, metadata={
+        "help": "seconds between two resyncs of a connected node besides the one at each session start (finds "
+                "what the broker lost); 0: none"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,7 +91,8 @@ class DeviceController(NodeSync):
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
-                         (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s)
+                         (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s,
+                         resync_period_s=settings.resync_period_s)
         self.status_object = StatusObject(kube, settings.status_object)
         self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
 

@@ -30,6 +30,7 @@ from cloud.kubeletendpoint import kubelet_endpoint
 from cloud.nodesync import NodeSync
 from cloud.placement import Change, Placement
 from cloud.replicas.elected import LeaderElectSettings
+from cloud.resyncschedule import DEFAULT_PERIOD_S
 from cloud.writer import KeyedWriter
 from runtime.address import Address
 from runtime.bus import Bus
@@ -65,6 +66,9 @@ class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
     node_lease_s: int = field(default=DURATION_S, metadata={
         "help": "leaseDurationSeconds of the nodes' Leases in kube-node-lease (renewed at each node status)"})
     query_timeout_s: float = field(default=10.0, metadata={"help": "seconds to wait for a node's store listing"})
+    resync_period_s: float = field(default=DEFAULT_PERIOD_S, metadata={
+        "help": "seconds between two resyncs of a connected node besides the one at each session start (finds "
+                "what the broker lost); 0: none"})
     api_writers: int = field(default=8, metadata={"help": "node and pod statuses written to the API server at once"})
     token_workers: int = field(default=2, metadata={"help": "service account tokens asked of the API server at once"})
     stream_address: str | None = field(default=None, metadata={
@@ -93,7 +97,8 @@ class EdgeController(NodeSync):
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(), SECONDARY, bus,
-                         query_timeout_s=settings.query_timeout_s)
+                         query_timeout_s=settings.query_timeout_s,
+                         resync_period_s=settings.resync_period_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)
         self.controller_manager = nodehealth.ControllerManagerWatch(kube)

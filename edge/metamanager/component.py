@@ -79,6 +79,9 @@ class MetaManagerComponent:
             if self.manager.failed:
                 self.bus.counters.inc("batch_errors", self.manager.failed)
                 self.manager.failed = 0
+            if self.manager.stale:
+                self.bus.counters.inc("stale_refused", self.manager.stale)
+                self.manager.stale = 0
             self._send(sends)
 
     def _send(self, sends: list[Send]) -> None:

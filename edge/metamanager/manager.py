@@ -63,6 +63,8 @@ class MetaManager:
         self.max_size = max_size
         self.failed = 0
         """Envelopes that failed unexpectedly (a bug for that input), left for the cloud to send again."""
+        self.stale = 0
+        """Writes refused as older than what the store holds or last deleted (acknowledged, not applied)."""
 
     # -- from the cloud ------------------------------------------------------------
 
@@ -113,13 +115,17 @@ class MetaManager:
                 return [self._to_cloud(envelope.error(MODULE, 413, f"{key}: {exc.reason}"))]
         if envelope.op == Op.DELETE:
             # Any shape may arrive: a delete's body is only a hint of which incarnation (UID) to delete.
-            outcome = self.store.delete(key, meta(envelope.body).uid)
+            outcome = self.store.delete(key, meta(envelope.body).uid, envelope.rv)
         else:
             try:
                 check_object(key, envelope.body)
             except BadObject as exc:
                 return [self._to_cloud(envelope.error(MODULE, 400, str(exc)))]
             outcome = self.store.upsert(key, envelope.rv, envelope.body)
+        if outcome == Outcome.STALE:
+            self.stale += 1
+            log.debug("refused %s %s at resourceVersion %s from %s: the store holds or deleted a newer one",
+                      envelope.op.value, key, envelope.rv, envelope.src)
         sends: list[Send] = []
         if owner is not None and outcome in (Outcome.APPLIED, Outcome.DELETED):
             sends.append(Send(topics.inbox(topics.Side.EDGE, owner), forward))
@@ -148,7 +154,9 @@ class MetaManager:
     def remember(self, key: ResourceKey, rv: str | None, obj: Any) -> None:
         """Keep an object the cloud sent in answer to a query."""
         check_object(key, obj)
-        self.store.upsert(key, rv, obj)
+        if self.store.upsert(key, rv, obj) == Outcome.STALE:
+            self.stale += 1
+            log.debug("kept what the store holds or deleted for %s over the cloud's answer at %s", key, rv)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -6,20 +6,33 @@ The same behaviour tests run against both stores (tests/unit/test_edge_stores.py
 
 Objects are kept msgpack-encoded, as SQLite keeps them: a caller that changes what it stored
 or what it read changes nothing here, and an object msgpack cannot encode is refused the same
-way. One thread at a time: the simulator runs its nodes on one asyncio loop.
+way. Tombstones are kept with the same limits, and go with the process like the rest. One thread at a
+time: the simulator runs its nodes on one asyncio loop.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from edge.metamanager.objectstore import Outcome, Stored, should_replace, uid_of
+from edge.metamanager.objectstore import (
+    DEFAULT_LIMITS,
+    Outcome,
+    Stored,
+    TombstoneLimits,
+    delete_is_stale,
+    revision,
+    should_replace,
+    tombstone_refuses,
+    uid_of,
+)
 from schemas.resource import ResourceKey
 
 
@@ -31,11 +44,17 @@ class _Row:
     value: bytes
 
 
+Undo = Callable[[], None]
+
+
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, limits: TombstoneLimits = DEFAULT_LIMITS, clock: Callable[[], float] = time.time) -> None:
+        self.limits = limits
+        self.clock = clock
         self._rows: dict[str, _Row] = {}
         self._keys: list[str] = []  # sorted, for pages in key order
-        self._undo: list[list[tuple[str, _Row | None]]] = []  # per open transaction: (key, row before), in order
+        self._tombs: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (rv, when), oldest first
+        self._undo: list[list[Undo]] = []  # per open transaction: what puts back each write, in order
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -44,8 +63,8 @@ class MemoryStore:
         try:
             yield
         except BaseException:
-            for key, before in reversed(self._undo.pop()):
-                self._put(key, before)
+            for undo in reversed(self._undo.pop()):
+                undo()
             raise
         done = self._undo.pop()
         if self._undo:
@@ -53,18 +72,40 @@ class MemoryStore:
 
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
         uid = uid_of(obj)
+        value = msgpack.packb(obj, use_bin_type=True)
         held = self._rows.get(str(key))
         if held is not None and not should_replace(held.rv, held.uid, rv, uid):
             return Outcome.STALE
-        self._write(str(key), _Row(key, rv or "0", uid, msgpack.packb(obj, use_bin_type=True)))
+        if held is None:
+            tomb = self.tombstone(key)
+            if tomb is not None and tombstone_refuses(tomb, rv):
+                return Outcome.STALE
+            self._set_tomb(str(key), None)
+        self._write(str(key), _Row(key, rv or "0", uid, value))
         return Outcome.APPLIED
 
-    def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
+    def delete(self, key: ResourceKey, uid: str | None, rv: str | None = None) -> Outcome:
         held = self._rows.get(str(key))
-        if held is None or (uid is not None and held.uid not in (uid, None)):
-            return Outcome.ABSENT
-        self._write(str(key), None)
-        return Outcome.DELETED
+        if held is not None:
+            if uid is not None and held.uid not in (uid, None):
+                return Outcome.ABSENT
+            if delete_is_stale(held.rv, rv):
+                return Outcome.STALE
+            self._write(str(key), None)
+        incoming = revision(rv)
+        if incoming:  # no version, or "0" (none known): it would refuse nothing
+            self._set_tomb(str(key), (max(incoming, self.tombstone(key) or 0), self.clock()))
+            self.prune()
+        return Outcome.DELETED if held is not None else Outcome.ABSENT
+
+    def tombstone(self, key: ResourceKey) -> int | None:
+        tomb = self._tombs.get(str(key))
+        if tomb is None or tomb[1] < self.clock() - self.limits.max_age_s:
+            return None
+        return tomb[0]
+
+    def tombstones(self) -> int:
+        return len(self._tombs)
 
     def get(self, key: ResourceKey) -> Stored | None:
         row = self._rows.get(str(key))
@@ -96,8 +137,31 @@ class MemoryStore:
 
     def _write(self, key: str, row: _Row | None) -> None:
         if self._undo:
-            self._undo[-1].append((key, self._rows.get(key)))
+            before = self._rows.get(key)
+            self._undo[-1].append(lambda: self._put(key, before))
         self._put(key, row)
+
+    def _set_tomb(self, key: str, tomb: tuple[int, float] | None) -> None:
+        before = self._tombs.pop(key, None)
+        if tomb is not None:
+            self._tombs[key] = tomb  # at the end: the newest
+        if self._undo and before != tomb:
+            self._undo[-1].append(lambda: self._restore_tomb(key, before))
+
+    def _restore_tomb(self, key: str, tomb: tuple[int, float] | None) -> None:
+        self._tombs.pop(key, None)
+        if tomb is not None:
+            self._tombs[key] = tomb  # at the end, out of age order: pruned late, but ignored once past its age
+
+    def prune(self) -> None:
+        """Forget tombstones past their age, then the oldest beyond the count (no undo: forgetting one early is
+        what the limits allow anyway)."""
+        cutoff = self.clock() - self.limits.max_age_s
+        while self._tombs:
+            key, (_, when) = next(iter(self._tombs.items()))
+            if when >= cutoff and len(self._tombs) <= self.limits.max_count:
+                return
+            del self._tombs[key]
 
     def _put(self, key: str, row: _Row | None) -> None:
         if row is None:

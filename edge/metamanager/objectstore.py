@@ -3,13 +3,19 @@
 MetaManager (edge.metamanager.manager) takes any ``ObjectStore``: the node's SQLite store
 (edge.metamanager.store) in production, an in-memory one (edge.metamanager.memorystore)
 where a process plays many nodes and a disk per node would cost more than what is measured
-(``edgehive bench scale``). Both keep the same rule, ``should_replace``: a write applies only
-when its resourceVersion is newer than the stored one, or the object was recreated with a
-new UID, so that duplicates and reordering on the link leave the store as it should be.
+(``edgehive bench scale``). Both keep the same rules, so that duplicates and reordering on the
+link leave the store as it should be:
+
+- ``should_replace``: a write applies only when its resourceVersion is newer than the stored one.
+- Tombstones: a delete leaves the key and the delete's resourceVersion behind for a while
+  (``TombstoneLimits``), and ``tombstone_refuses`` an update older than it. Without them, an
+  update the broker redelivers after the delete (NATS redelivers unacknowledged QoS 1 messages
+  after ``ack_wait``, out of order) would bring a deleted object back.
 """
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
@@ -17,6 +23,8 @@ from typing import Any, Protocol
 
 from schemas.kubeobj import meta
 from schemas.resource import ResourceKey, newer_version
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class Outcome(Enum):
@@ -48,9 +56,63 @@ def uid_of(obj: Any) -> str | None:
     return meta(obj).uid
 
 
+def revision(rv: str | None) -> int | None:
+    """A resourceVersion as etcd's revision (a decimal integer), or None when it is not one. ASCII digits
+    only: str.isdigit() is also true for '²', which int() refuses."""
+    return int(rv) if rv is not None and _DIGITS.fullmatch(rv) else None
+
+
 def should_replace(held_rv: str, held_uid: str | None, rv: str | None, uid: str | None) -> bool:
-    """Whether a write (``rv``, ``uid``) replaces what is held: a newer version, or another incarnation."""
-    return newer(rv, held_rv) or (uid is not None and uid != held_uid)
+    """Whether a write (``rv``, ``uid``) replaces what is held.
+
+    When both resourceVersions are integers (etcd's revisions, global to the cluster), only a greater one
+    replaces, whatever the UIDs: a recreated object always gets a greater revision than any incarnation
+    before it, so an older incarnation's update that the broker redelivers late is refused too.
+    When either is not an integer (opaque versions: another store behind the API server), there is no order
+    to trust and the write falls back to applying, unless it is a duplicate (the same version of the same
+    incarnation).
+    """
+    incoming, held = revision(rv), revision(held_rv)
+    if incoming is not None and held is not None:
+        return incoming > held
+    return (rv or "0") != held_rv or (uid is not None and uid != held_uid)
+
+
+def delete_is_stale(held_rv: str, rv: str | None) -> bool:
+    """Whether a delete is older than the object held (a redelivered delete of what was placed on the node
+    again and updated since). Integer resourceVersions only; otherwise the delete applies. "0" is no version
+    (etcd's revisions start at 1): EdgeController deletes a pod the cluster no longer has, which a node
+    reported running, at "0", knowing no version of it."""
+    incoming, held = revision(rv), revision(held_rv)
+    return incoming is not None and incoming > 0 and held is not None and incoming < held
+
+
+@dataclass(frozen=True)
+class TombstoneLimits:
+    """How many deletes a store remembers, and for how long.
+
+    A tombstone only has to outlive the messages that could still arrive older than its delete: those the
+    broker redelivers (after ``ack_wait``, 30 s on NATS) and those queued for a node that was away, which a
+    new session's resync puts right anyway. A day and 10,000 keys cover that with a wide margin for a few
+    hundred kilobytes.
+    """
+
+    max_count: int = 10_000
+    max_age_s: float = 86_400.0
+
+
+DEFAULT_LIMITS = TombstoneLimits()
+
+
+def tombstone_refuses(tomb_rv: int, rv: str | None) -> bool:
+    """Whether an update of a deleted key is older than its delete.
+
+    Equal is not older: the cloud deletes an object that is no longer placed on this node with the version
+    it last sent, and when a pod brings it back unchanged, sends that same version again (a resync deletes
+    and re-adds that way too). A version that is not an integer is applied (no order to trust).
+    """
+    incoming = revision(rv)
+    return incoming is not None and incoming < tomb_rv
 
 
 class ObjectStore(Protocol):
@@ -61,11 +123,18 @@ class ObjectStore(Protocol):
         ...
 
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
-        """Store ``obj`` unless what is stored is as new or newer (``should_replace``)."""
+        """Store ``obj`` unless what is stored is as new or newer (``should_replace``), or the key's tombstone
+        is newer (``tombstone_refuses``): STALE then. Storing it drops the key's tombstone."""
         ...
 
-    def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
-        """Remove ``key``; with a UID, only if the stored object has that UID (or none)."""
+    def delete(self, key: ResourceKey, uid: str | None, rv: str | None = None) -> Outcome:
+        """Remove ``key``; with a UID, only if the stored object has that UID (or none); with ``rv``, only if
+        the stored object is not newer (``delete_is_stale``: STALE). An integer ``rv`` is kept as the key's
+        tombstone, whether or not anything was stored."""
+        ...
+
+    def tombstone(self, key: ResourceKey) -> int | None:
+        """The resourceVersion of the key's last delete while it is remembered, else None."""
         ...
 
     def get(self, key: ResourceKey) -> Stored | None: ...

@@ -2,22 +2,33 @@
 
 KubeEdge writes whatever arrives last; a message delayed on the link could then
 overwrite a newer object with an older one. Here a write applies only when its
-resourceVersion is newer than the stored one (or the object was recreated with a
-new UID), so duplicates and reordering leave the store as it should be. The rule and
-the interface MetaManager uses are in edge.metamanager.objectstore.
+resourceVersion is newer than the stored one, and deletes leave tombstones (in the same
+file, so they survive a restart) that refuse an update older than the delete: duplicates
+and reordering leave the store as it should be. The rules and the interface MetaManager
+uses are in edge.metamanager.objectstore.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
 from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
 
-from edge.metamanager.objectstore import Outcome, Stored, should_replace, uid_of
+from edge.metamanager.objectstore import (
+    DEFAULT_LIMITS,
+    Outcome,
+    Stored,
+    TombstoneLimits,
+    delete_is_stale,
+    revision,
+    should_replace,
+    tombstone_refuses,
+    uid_of,
+)
 from edge.storage import integrity_ok, open_database
 from schemas.resource import ResourceKey
 
@@ -29,12 +40,26 @@ def _migration_1(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX resource_kind ON resource (kind, key)")
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db: SqliteDatabase) -> None:
+    """Tombstones: key -> resourceVersion of its last delete (an integer: only those order anything)."""
+    db.execute_sql("CREATE TABLE tombstone (key TEXT PRIMARY KEY, rv INTEGER NOT NULL, deleted_ms INTEGER NOT NULL)")
+    db.execute_sql("CREATE INDEX tombstone_age ON tombstone (deleted_ms)")
+
+
+MIGRATIONS = [_migration_1, _migration_2]
+
+PRUNE_EVERY = 64
+"""Tombstones written between two prunes: a prune counts the table, too dear for every delete of a burst, so
+the table may hold up to this many over ``TombstoneLimits.max_count`` for a while."""
 
 
 class MetaStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: TombstoneLimits = DEFAULT_LIMITS,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.limits = limits
+        self.clock = clock
+        self._since_prune = 0
         self.db = open_database(path, MIGRATIONS, name="MetaManager")
 
         class Resource(Model):
@@ -65,26 +90,66 @@ class MetaStore:
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
         """Store ``obj`` unless what is stored is as new or newer (call inside ``transaction()`` for batches)."""
         uid = uid_of(obj)
+        value = msgpack.packb(obj, use_bin_type=True)
         with self.db.atomic():
             row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
             if row is not None and not should_replace(row[0], row[1], rv, uid):
                 return Outcome.STALE
+            if row is None:
+                tomb = self.tombstone(key)
+                if tomb is not None and tombstone_refuses(tomb, rv):
+                    return Outcome.STALE
+                self.db.execute_sql("DELETE FROM tombstone WHERE key = ?", (str(key),))
             self.db.execute_sql(
                 "INSERT OR REPLACE INTO resource (key, kind, namespace, rv, uid, value, updated_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (str(key), key.kind, key.namespace, rv or "0", uid, msgpack.packb(obj, use_bin_type=True),
-                 time.time_ns() // 1_000_000))
+                (str(key), key.kind, key.namespace, rv or "0", uid, value, self._now_ms()))
         return Outcome.APPLIED
 
-    def delete(self, key: ResourceKey, uid: str | None) -> Outcome:
-        """Remove ``key``; with a UID, only if the stored object has that UID or none (a recreated one stays)."""
+    def delete(self, key: ResourceKey, uid: str | None, rv: str | None = None) -> Outcome:
+        """Remove ``key``; with a UID, only if the stored object has that UID or none (a recreated one stays);
+        never an object newer than the delete. Leaves a tombstone when the key ends up absent."""
         with self.db.atomic():
-            if uid is None:
-                cursor = self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
-            else:
-                cursor = self.db.execute_sql("DELETE FROM resource WHERE key = ? AND (uid = ? OR uid IS NULL)",
-                                             (str(key), uid))
-        return Outcome.DELETED if cursor.rowcount else Outcome.ABSENT
+            row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
+            if row is not None:
+                if uid is not None and row[1] not in (uid, None):
+                    return Outcome.ABSENT
+                if delete_is_stale(row[0], rv):
+                    return Outcome.STALE
+                self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
+            self._bury(key, revision(rv))
+        return Outcome.DELETED if row is not None else Outcome.ABSENT
+
+    def tombstone(self, key: ResourceKey) -> int | None:
+        cutoff = self._now_ms() - int(self.limits.max_age_s * 1000)
+        row = self.db.execute_sql("SELECT rv FROM tombstone WHERE key = ? AND deleted_ms >= ?",
+                                  (str(key), cutoff)).fetchone()
+        return None if row is None else int(row[0])
+
+    def tombstones(self) -> int:
+        return int(self.db.execute_sql("SELECT count(*) FROM tombstone").fetchone()[0])
+
+    def _bury(self, key: ResourceKey, rv: int | None) -> None:
+        if not rv:  # no version, or "0" (none known): it would refuse nothing
+            return
+        held = self.tombstone(key)
+        self.db.execute_sql("INSERT OR REPLACE INTO tombstone (key, rv, deleted_ms) VALUES (?, ?, ?)",
+                            (str(key), max(rv, held or 0), self._now_ms()))
+        self._since_prune += 1
+        if self._since_prune >= PRUNE_EVERY:
+            self.prune()
+
+    def prune(self) -> None:
+        """Forget tombstones past their age, then the oldest beyond the count."""
+        self._since_prune = 0
+        cutoff = self._now_ms() - int(self.limits.max_age_s * 1000)
+        self.db.execute_sql("DELETE FROM tombstone WHERE deleted_ms < ?", (cutoff,))
+        self.db.execute_sql(
+            "DELETE FROM tombstone WHERE key IN (SELECT key FROM tombstone ORDER BY deleted_ms DESC, key "
+            "LIMIT -1 OFFSET ?)", (self.limits.max_count,))
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def get(self, key: ResourceKey) -> Stored | None:
         row = self._model.get_or_none(self._model.key == str(key))

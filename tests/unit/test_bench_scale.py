@@ -132,8 +132,10 @@ def test_an_older_or_equal_version_is_acknowledged_as_stale_and_not_applied() ->
     held = _held(node)
     assert held is not None
     assert held[1] == "10"
-    node.on_down(_pod("9", uid="u-2"))  # the same name recreated: another UID wins whatever its version
-    assert _held(node) == (kinds.POD, "9", "u-2")
+    # etcd's revisions are global: an older incarnation's update (redelivered late) is refused, whatever its UID
+    assert node.on_down(_pod("9", uid="u-0"))[0][0].body == {"outcome": "stale"}
+    node.on_down(_pod("11", uid="u-2"))  # the same name recreated: a greater version
+    assert _held(node) == (kinds.POD, "11", "u-2")
 
 
 def test_a_delete_naming_another_uid_leaves_the_object() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from cloud.cloudhub.hub import CloudHubSettings
 from cloud.cloudhub.replica import NodeAssignment
-from cloud.cloudhub.routing import CloudRouter
+from cloud.cloudhub.routing import CloudRouter, Routed
 from runtime.component import bus_settings
 from runtime.counters import Counters
 from schemas import topics
@@ -71,6 +71,40 @@ def test_taking_a_node_announces_a_new_session_so_the_controllers_resync_it(rout
     # not heard from within the keepalive timeout: announced gone, replacing a dead owner's "connected"
     (gone,) = router.expire(42.0).announce
     assert SessionNews.parse(gone.envelope.body) == SessionNews("s1", False)
+
+
+def test_a_gained_node_is_taken_and_announced_only_when_its_subscription_is_confirmed(router: CloudRouter) -> None:
+    router.gain("edge-1")
+    assert not router.owns("edge-1")  # nothing delivered, nothing announced: the node's answers would be lost
+    assert router.from_module(configmap_for("edge-1"), 0.5) == Routed()
+    assert router.subscribed(topics.link_down("edge-1"), 1.0) == Routed()  # not its up topic
+    assert router.subscribed(topics.link_up("edge-2"), 1.0) == Routed()  # not pending
+    assert router.subscribed(topics.all_links(topics.Direction.UP), 1.0) == Routed()
+    taken = router.subscribed(topics.link_up("edge-1"), 1.0)
+    (announce,) = taken.announce
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s1", True)  # the controllers resync it
+    assert router.owns("edge-1")
+    # the same SUBACK again (the subscription asked again after a reconnect): no new session, no resync
+    assert router.subscribed(topics.link_up("edge-1"), 2.0) == Routed()
+
+
+def test_a_node_lost_before_its_subscription_was_confirmed_is_not_taken(router: CloudRouter) -> None:
+    router.gain("edge-1")
+    router.drop("edge-1")
+    assert router.subscribed(topics.link_up("edge-1"), 1.0) == Routed()
+    assert not router.owns("edge-1")
+    assert "edge-1" not in router.sessions
+
+
+def test_a_node_that_comes_back_gets_a_new_session(router: CloudRouter) -> None:
+    """Ownership moved away and back (a replica restarted): the resync runs again, since what the other
+    owner sent meanwhile, or failed to, is not known here."""
+    router.gain("edge-1")
+    router.subscribed(topics.link_up("edge-1"), 1.0)
+    router.drop("edge-1")
+    router.gain("edge-1")
+    (announce,) = router.subscribed(topics.link_up("edge-1"), 2.0).announce
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s2", True)
 
 
 def test_dropping_a_node_forgets_it_without_announcing(router: CloudRouter) -> None:

@@ -58,7 +58,9 @@ def _apply_newer_only(store: ObjectStore) -> None:
     assert store.upsert(KEY, "5", cm(data="five")) == Outcome.APPLIED
     assert store.upsert(KEY, "5", cm(data="again")) == Outcome.STALE
     assert store.upsert(KEY, "4", cm(data="older")) == Outcome.STALE
-    assert store.upsert(KEY, "3", cm(uid="u2", data="recreated")) == Outcome.APPLIED  # new UID wins
+    # etcd's revisions are global: a recreated object's is greater, so a lower one is an older incarnation's
+    assert store.upsert(KEY, "3", cm(uid="u0", data="an older incarnation, redelivered")) == Outcome.STALE
+    assert store.upsert(KEY, "6", cm(uid="u2", data="recreated")) == Outcome.APPLIED
     assert store.delete(KEY, "u1") == Outcome.ABSENT  # the old incarnation's delete
 
 
@@ -84,7 +86,7 @@ def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
     assert store.integrity_ok()
     with sqlite3.connect(tmp_path / "m.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
     _holds_the_recreated_one_then_deletes_it(store)
 
 

@@ -55,6 +55,8 @@ def test_each_node_user_holds_only_its_own_link(tmp_path: Path) -> None:
     assert conf["cluster"]["routes"] == [f"nats-route://edgehive-route:{secret}@127.0.0.1:6223",
                                          f"nats-route://edgehive-route:{secret}@127.0.0.1:6224"]
     assert conf["mqtt"]["stream_replicas"] == 3
+    assert conf["mqtt"]["ack_wait"] == "30s"  # explicit: it decides when NATS redelivers, out of order
+    assert conf["mqtt"]["max_ack_pending"] == 100
 
 
 def test_client_certificates_map_to_listed_nodes(tmp_path: Path) -> None:

@@ -115,9 +115,9 @@ class PodSync(NodeSync):
     module = "edgecontroller"
 
 
-def make_sync(bus: FakeBus) -> NodeSync:
+def make_sync(bus: FakeBus, resync_period_s: float = 0.0) -> NodeSync:
     sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus, query_timeout_s=1.0,  # type: ignore[arg-type]
-                   retry_pause_s=0.01)
+                   retry_pause_s=0.01, resync_period_s=resync_period_s)
     sync.informers = {kind: Synced() for kind in sync.informers}  # type: ignore[misc]
     sync.start()
     return sync
@@ -192,3 +192,47 @@ def test_a_resync_whose_listing_fails_lists_again_and_deletes_what_the_cloud_no_
     connected(sync, "e1", "s2")
     wait_until(lambda: not bus.holds("e1", WEB), timeout=10, what="the pod deleted from e1's store")
     assert bus.holds("e1", DB)
+
+
+def test_a_periodic_resync_sends_an_update_the_broker_lost(caplog: pytest.LogCaptureFixture) -> None:
+    """NATS 2.9.10 can drop a message from a QoS 1 stream: no session changes, no resync would send it again."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus, resync_period_s=0.5)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        bus.losing = True
+        event(sync, kinds.POD, "MODIFIED", pod("web", "e1", "8"))
+        wait_until(lambda: any(e.rv == "8" for e in list(bus.published)), timeout=10, what="the update published")
+        bus.losing = False
+        assert bus.store["e1"][WEB][0] == "5"
+        wait_until(lambda: bus.store["e1"][WEB][0] == "8", timeout=10, what="the lost update sent again")
+        assert sync.bus.counters.get("periodic_resyncs") >= 1
+        assert sync.bus.counters.get("periodic_resync_changes") >= 1
+    finally:
+        sync.close()
+
+
+def test_a_periodic_resync_whose_listing_fails_sends_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus, resync_period_s=0.5)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        sent = len(bus.published)
+        bus.deaf = 10**6
+        wait_until(lambda: sync.bus.counters.get("periodic_resyncs") >= 2, timeout=10, what="periodic resyncs")
+        assert len(bus.published) == sent  # not everything again
+    finally:
+        sync.close()
+
+
+def test_a_negative_period_is_refused() -> None:
+    with pytest.raises(ValueError, match="resync_period_s"):
+        make_sync(FakeBus(), resync_period_s=-1.0)
