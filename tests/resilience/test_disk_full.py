@@ -31,11 +31,12 @@ def fill(directory: Path) -> Path:
     """Write a file until the filesystem refuses more (ENOSPC); returns it."""
     filler = directory / "filler"
     chunk = b"\0" * (1024 * 1024)
-    with filler.open("wb") as out:
+    # Unbuffered: a buffered file keeps what the full disk refused and tries it again on close, which raised
+    # ENOSPC out of the ``with`` now and then.
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(chunk)
-                out.flush()
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise

@@ -232,6 +232,15 @@ def unknown_deletes(draw: st.DrawFn) -> Case:
     return Case(topics.link_down(NODE), envelope_bytes(envelope), {}, reply_to(envelope.id, None))
 
 
+def without_unknown_deletes_tombstones(dump: dict[str, str]) -> dict[str, str]:
+    """The stores' rows less the tombstones of ``unknown_deletes``' keys: a delete of what the node does not hold is
+    valid and leaves a tombstone (so that an older insert redelivered after it is refused), the one row it may
+    write; every other row, objects included, must stay as it was."""
+    return {name: "\n".join(line for line in rows.splitlines()
+                            if not (line.startswith('INSERT INTO "tombstone"') and "/fz-gone'" in line))
+            for name, rows in dump.items()}
+
+
 @st.composite
 def hub_from_the_cloud(draw: st.DrawFn) -> Case:
     op = draw(st.sampled_from([o for o in Op if o not in (Op.RESPONSE, Op.ERROR)]))
@@ -348,7 +357,7 @@ def test_edge_envelope_topics(edge: Rig) -> None:
     expected: Counter[str] = Counter()
     for topic, family in families.items():
         expected += rig.fuzz(family)
-        assert rig.dump() == store, f"a payload on {topic} changed a store"
+        assert without_unknown_deletes_tombstones(rig.dump()) == store, f"a payload on {topic} changed a store"
         assert_counters_sane(rig, totals, expected)
     # and everything still works: a new object is stored, forwarded and acknowledged; a device is answered
     key = ResourceKey(NS, "configmap", "after-fuzz")
