@@ -173,6 +173,15 @@ class CommitAcks:
                 missing = sum(1 for n in names if n not in self.at)
                 raise BenchError(f"{missing} of {len(names)} ConfigMaps not acknowledged by the edge")
 
+    def delivery_rate(self, core: Any, namespace: str, names: list[str], timeout: float) -> float:
+        """Creates a ConfigMap per name, one after another: ConfigMaps per second from the first create to the
+        last commit acknowledged by the node."""
+        start_ns = time.perf_counter_ns()
+        for name in names:
+            core.create_namespaced_config_map(namespace, configmap_manifest(name))
+        self.wait(names, timeout)
+        return len(names) / ((max(self.at[n] for n in names) - start_ns) / 1e9)
+
     def close(self) -> None:
         self.connection.close(drain_timeout=0)
 

@@ -36,7 +36,6 @@ from typing import Any
 from edgehive.bench.harness import (
     BenchError,
     CommitAcks,
-    configmap_manifest,
     consumer_pod,
     percentiles,
     progress_printer,
@@ -156,7 +155,7 @@ def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, brok
             raise BenchError(f"port-forward gave {forward_size} bytes, the pod {direct_size}")
 
         say(f"delivery: {delivery_objects} ConfigMaps to the node, quiet, then during a {transfer_mb} MB kubectl cp")
-        quiet_rate = _delivery_rate(kube.core, acks, "quiet", delivery_objects)
+        quiet_rate = acks.delivery_rate(kube.core, NAMESPACE, [f"quiet-{i}" for i in range(delivery_objects)], 120)
         copy = Path(system.work) / "copied"
         started = time.perf_counter()
         cp = subprocess.Popen([*kubectl, "cp", "web:/www/big", str(copy)], stdout=subprocess.DEVNULL,
@@ -165,7 +164,7 @@ def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, brok
         # Measure only once bytes are flowing: a cp still setting up its exec would flatter the rate.
         wait_until(lambda: copy.exists() and copy.stat().st_size > 0, 60, "kubectl cp's first bytes", say=say,
                    poll=0.01)
-        busy_rate = _delivery_rate(kube.core, acks, "busy", delivery_objects)
+        busy_rate = acks.delivery_rate(kube.core, NAMESPACE, [f"busy-{i}" for i in range(delivery_objects)], 120)
         if cp.poll() is not None:
             raise BenchError(f"kubectl cp ended before the delivery did; use a larger --transfer-mb than {transfer_mb}")
         _out, err = cp.communicate(timeout=600)
@@ -186,16 +185,6 @@ def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, brok
         delivery_during_cp_per_s=round(busy_rate, 1), delivery_ratio=round(busy_rate / quiet_rate, 2),
         cp_s=round(cp_s, 2),
         load_average=(load_before, os.getloadavg()[0]))
-
-
-def _delivery_rate(core: Any, acks: CommitAcks, phase: str, count: int) -> float:
-    """ConfigMaps per second from the first create to the last commit acknowledged by the node."""
-    names = [f"{phase}-{i}" for i in range(count)]
-    start_ns = time.perf_counter_ns()
-    for name in names:
-        core.create_namespaced_config_map(NAMESPACE, configmap_manifest(name))
-    acks.wait(names, 120)
-    return count / ((max(acks.at[n] for n in names) - start_ns) / 1e9)
 
 
 def _running(pod: dict[str, Any] | None) -> bool:
