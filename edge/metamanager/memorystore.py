@@ -24,13 +24,13 @@ import msgpack
 
 from edge.metamanager.objectstore import (
     DEFAULT_LIMITS,
+    Decision,
     Outcome,
     Stored,
     TombstoneLimits,
-    delete_is_stale,
-    revision,
-    should_replace,
-    tombstone_refuses,
+    Version,
+    decide_delete,
+    decide_upsert,
     uid_of,
 )
 from schemas.resource import ResourceKey
@@ -73,30 +73,30 @@ class MemoryStore:
     def upsert(self, key: ResourceKey, rv: str | None, obj: Any) -> Outcome:
         uid = uid_of(obj)
         value = msgpack.packb(obj, use_bin_type=True)
-        held = self._rows.get(str(key))
-        if held is not None and not should_replace(held.rv, held.uid, rv, uid):
-            return Outcome.STALE
-        if held is None:
-            tomb = self.tombstone(key)
-            if tomb is not None and tombstone_refuses(tomb, rv):
-                return Outcome.STALE
-            self._set_tomb(str(key), None)
-        self._write(str(key), _Row(key, rv or "0", uid, value))
-        return Outcome.APPLIED
+        held, tomb = self._state(key)
+        return self._apply(key, decide_upsert(held, tomb, rv, uid, value))
 
     def delete(self, key: ResourceKey, uid: str | None, rv: str | None = None) -> Outcome:
-        held = self._rows.get(str(key))
-        if held is not None:
-            if uid is not None and held.uid not in (uid, None):
-                return Outcome.ABSENT
-            if delete_is_stale(held.rv, rv):
-                return Outcome.STALE
+        held, tomb = self._state(key)
+        return self._apply(key, decide_delete(held, tomb, uid, rv))
+
+    def _state(self, key: ResourceKey) -> tuple[Version | None, int | None]:
+        """What is held under ``key`` and its tombstone within its age."""
+        row = self._rows.get(str(key))
+        return (None if row is None else Version(row.rv, row.uid)), self.tombstone(key)
+
+    def _apply(self, key: ResourceKey, decision: Decision) -> Outcome:
+        """Make the decision's writes, each undone with the transaction it is made in."""
+        if decision.drop_tombstone:
+            self._set_tomb(str(key), None)
+        if decision.remove:
             self._write(str(key), None)
-        incoming = revision(rv)
-        if incoming:  # no version, or "0" (none known): it would refuse nothing
-            self._set_tomb(str(key), (max(incoming, self.tombstone(key) or 0), self.clock()))
+        if decision.put is not None:
+            self._write(str(key), _Row(key, decision.put.rv, decision.put.uid, decision.put.value))
+        if decision.tombstone is not None:
+            self._set_tomb(str(key), (decision.tombstone, self.clock()))
             self.prune()
-        return Outcome.DELETED if held is not None else Outcome.ABSENT
+        return decision.outcome
 
     def tombstone(self, key: ResourceKey) -> int | None:
         tomb = self._tombs.get(str(key))

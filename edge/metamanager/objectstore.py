@@ -11,6 +11,10 @@ link leave the store as it should be:
   (``TombstoneLimits``), and ``tombstone_refuses`` an update older than it. Without them, an
   update the broker redelivers after the delete (NATS redelivers unacknowledged QoS 1 messages
   after ``ack_wait``, out of order) would bring a deleted object back.
+
+``decide_upsert`` and ``decide_delete`` apply those rules to what a store holds of one key and
+return the outcome and the writes to make (a ``Decision``): a store only reads its state, asks,
+and writes, so that the two stores cannot drift apart in what they decide.
 """
 
 from __future__ import annotations
@@ -113,6 +117,77 @@ def tombstone_refuses(tomb_rv: int, rv: str | None) -> bool:
     """
     incoming = revision(rv)
     return incoming is not None and incoming < tomb_rv
+
+
+@dataclass(frozen=True)
+class Version:
+    """What the decisions read of the object a store holds under a key."""
+
+    rv: str
+    uid: str | None
+
+
+@dataclass(frozen=True)
+class Row(Version):
+    """An object to store under the key: its version, and its msgpack encoding (carried through, never read)."""
+
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an upsert or a delete comes to, and the writes a store makes for it (none when refused).
+
+    The store applies them all in one transaction, in any order: they touch the row and the tombstone of
+    the one key the decision was made for.
+    """
+
+    outcome: Outcome
+    put: Row | None = None
+    """The row to store, replacing the one held."""
+    remove: bool = False
+    """Remove the row held."""
+    tombstone: int | None = None
+    """The tombstone to put (its resourceVersion; the store stamps it with the time and then prunes)."""
+    drop_tombstone: bool = False
+    """Drop the key's tombstone, even one past its age that the store still keeps."""
+
+
+def decide_upsert(held: Version | None, tombstone: int | None, rv: str | None, uid: str | None,
+                  value: bytes) -> Decision:
+    """An upsert at ``rv`` of the incarnation ``uid`` (encoded as ``value``), given what is held under its key
+    and the key's tombstone (one within its age, else None).
+
+    What is held orders it (``should_replace``); with nothing held, the tombstone does (``tombstone_refuses``),
+    and once the object is stored again, its version orders from then on, so the tombstone goes. No version
+    is stored as "0".
+    """
+    if held is not None:
+        if not should_replace(held.rv, held.uid, rv, uid):
+            return Decision(Outcome.STALE)
+        return Decision(Outcome.APPLIED, put=Row(rv or "0", uid, value))
+    if tombstone is not None and tombstone_refuses(tombstone, rv):
+        return Decision(Outcome.STALE)
+    return Decision(Outcome.APPLIED, put=Row(rv or "0", uid, value), drop_tombstone=True)
+
+
+def decide_delete(held: Version | None, tombstone: int | None, uid: str | None, rv: str | None) -> Decision:
+    """A delete of the incarnation ``uid`` (None: whichever is held) at ``rv``, given what is held under its
+    key and the key's tombstone (one within its age, else None).
+
+    Another incarnation held (a recreated one: its UID differs and it has one) is left alone, as ABSENT; one
+    newer than the delete too, as STALE (``delete_is_stale``). Otherwise the held one goes, and an integer
+    ``rv`` other than "0" (which would refuse nothing) becomes the tombstone, whether or not anything was
+    held; an older delete does not lower a tombstone.
+    """
+    if held is not None:
+        if uid is not None and held.uid not in (uid, None):
+            return Decision(Outcome.ABSENT)
+        if delete_is_stale(held.rv, rv):
+            return Decision(Outcome.STALE)
+    incoming = revision(rv)
+    return Decision(Outcome.DELETED if held is not None else Outcome.ABSENT, remove=held is not None,
+                    tombstone=max(incoming, tombstone or 0) if incoming else None)
 
 
 class ObjectStore(Protocol):

@@ -20,13 +20,13 @@ from peewee import BlobField, CharField, IntegerField, Model, SqliteDatabase
 
 from edge.metamanager.objectstore import (
     DEFAULT_LIMITS,
+    Decision,
     Outcome,
     Stored,
     TombstoneLimits,
-    delete_is_stale,
-    revision,
-    should_replace,
-    tombstone_refuses,
+    Version,
+    decide_delete,
+    decide_upsert,
     uid_of,
 )
 from edge.storage import integrity_ok, open_database
@@ -92,64 +92,67 @@ class MetaStore:
         uid = uid_of(obj)
         value = msgpack.packb(obj, use_bin_type=True)
         with self.db.atomic():
-            row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
-            if row is not None and not should_replace(row[0], row[1], rv, uid):
-                return Outcome.STALE
-            if row is None:
-                tomb = self.tombstone(key)
-                if tomb is not None and tombstone_refuses(tomb, rv):
-                    return Outcome.STALE
-                self.db.execute_sql("DELETE FROM tombstone WHERE key = ?", (str(key),))
-            self.db.execute_sql(
-                "INSERT OR REPLACE INTO resource (key, kind, namespace, rv, uid, value, updated_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (str(key), key.kind, key.namespace, rv or "0", uid, value, self._now_ms()))
-        return Outcome.APPLIED
+            held, tomb = self._state(key)
+            return self._apply(key, decide_upsert(held, tomb, rv, uid, value))
 
     def delete(self, key: ResourceKey, uid: str | None, rv: str | None = None) -> Outcome:
         """Remove ``key``; with a UID, only if the stored object has that UID or none (a recreated one stays);
         never an object newer than the delete. Leaves a tombstone when the key ends up absent."""
         with self.db.atomic():
-            row = self.db.execute_sql("SELECT rv, uid FROM resource WHERE key = ?", (str(key),)).fetchone()
-            if row is not None:
-                if uid is not None and row[1] not in (uid, None):
-                    return Outcome.ABSENT
-                if delete_is_stale(row[0], rv):
-                    return Outcome.STALE
-                self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
-            self._bury(key, revision(rv))
-        return Outcome.DELETED if row is not None else Outcome.ABSENT
+            held, tomb = self._state(key)
+            return self._apply(key, decide_delete(held, tomb, uid, rv))
+
+    def _state(self, key: ResourceKey) -> tuple[Version | None, int | None]:
+        """What is held under ``key`` and its tombstone within its age, in one statement (a LEFT JOIN from the
+        key itself, so that a key with neither still gives a row)."""
+        rv, uid, tomb = self.db.execute_sql(
+            "SELECT resource.rv, resource.uid, (SELECT rv FROM tombstone WHERE key = ?1 AND deleted_ms >= ?2) "
+            "FROM (SELECT ?1 AS k) AS asked LEFT JOIN resource ON resource.key = asked.k",
+            (str(key), self._cutoff_ms())).fetchone()
+        return (None if rv is None else Version(rv, uid)), (None if tomb is None else int(tomb))
+
+    def _apply(self, key: ResourceKey, decision: Decision) -> Outcome:
+        """Make the decision's writes (inside the caller's transaction)."""
+        if decision.drop_tombstone:
+            self.db.execute_sql("DELETE FROM tombstone WHERE key = ?", (str(key),))
+        if decision.remove:
+            self.db.execute_sql("DELETE FROM resource WHERE key = ?", (str(key),))
+        if decision.put is not None:
+            self.db.execute_sql(
+                "INSERT OR REPLACE INTO resource (key, kind, namespace, rv, uid, value, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(key), key.kind, key.namespace, decision.put.rv, decision.put.uid, decision.put.value,
+                 self._now_ms()))
+        if decision.tombstone is not None:
+            self.db.execute_sql("INSERT OR REPLACE INTO tombstone (key, rv, deleted_ms) VALUES (?, ?, ?)",
+                                (str(key), decision.tombstone, self._now_ms()))
+            self._since_prune += 1
+            if self._since_prune >= PRUNE_EVERY:
+                self.prune()
+        return decision.outcome
 
     def tombstone(self, key: ResourceKey) -> int | None:
-        cutoff = self._now_ms() - int(self.limits.max_age_s * 1000)
         row = self.db.execute_sql("SELECT rv FROM tombstone WHERE key = ? AND deleted_ms >= ?",
-                                  (str(key), cutoff)).fetchone()
+                                  (str(key), self._cutoff_ms())).fetchone()
         return None if row is None else int(row[0])
 
     def tombstones(self) -> int:
         return int(self.db.execute_sql("SELECT count(*) FROM tombstone").fetchone()[0])
 
-    def _bury(self, key: ResourceKey, rv: int | None) -> None:
-        if not rv:  # no version, or "0" (none known): it would refuse nothing
-            return
-        held = self.tombstone(key)
-        self.db.execute_sql("INSERT OR REPLACE INTO tombstone (key, rv, deleted_ms) VALUES (?, ?, ?)",
-                            (str(key), max(rv, held or 0), self._now_ms()))
-        self._since_prune += 1
-        if self._since_prune >= PRUNE_EVERY:
-            self.prune()
-
     def prune(self) -> None:
         """Forget tombstones past their age, then the oldest beyond the count."""
         self._since_prune = 0
-        cutoff = self._now_ms() - int(self.limits.max_age_s * 1000)
-        self.db.execute_sql("DELETE FROM tombstone WHERE deleted_ms < ?", (cutoff,))
+        self.db.execute_sql("DELETE FROM tombstone WHERE deleted_ms < ?", (self._cutoff_ms(),))
         self.db.execute_sql(
             "DELETE FROM tombstone WHERE key IN (SELECT key FROM tombstone ORDER BY deleted_ms DESC, key "
             "LIMIT -1 OFFSET ?)", (self.limits.max_count,))
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def _cutoff_ms(self) -> int:
+        """The time of the oldest delete whose tombstone is still within its age."""
+        return self._now_ms() - int(self.limits.max_age_s * 1000)
 
     def get(self, key: ResourceKey) -> Stored | None:
         row = self._model.get_or_none(self._model.key == str(key))
