@@ -7,8 +7,11 @@ bridge at any moment loses nothing: the source broker still holds whatever was n
 passed on, in the bridge's persistent session, and delivers it again.
 
 The node's stream topics (``edgehive/link/<node>/stream/{down,up}``: logs, exec, port-forward
-frames) cross the same way, on queues and threads of their own, so that a burst of stream
-data never queues in front of the node's resource traffic inside the bridge.
+frames) cross the same way, on connections, queues and threads of their own, so that a burst of
+stream data never queues in front of the node's resource traffic: not inside the bridge, and not in
+either broker, which sends one connection's messages in order (a 192 KB frame of a ``kubectl cp``
+ahead of a 1 KB ConfigMap). The stream connections keep no session (``clean_start``): a stream
+does not outlive its link, and a frame lost with a connection ends its stream, as it should.
 
 The bridge also tells the edge whether the cloud is reachable, with a retained
 envelope on ``edgehive/link/<node>/state``.
@@ -20,6 +23,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from runtime.backoff import Backoff
@@ -60,6 +64,10 @@ class BridgeSettings:
         """Fixed per node, so that a restarted bridge resumes its persistent sessions."""
         return f"edgehive-bridge-{self.node}"
 
+    @property
+    def stream_client_id(self) -> str:
+        return f"edgehive-bridge-{self.node}-stream"
+
 
 def link_state(node: str, up: bool, reason: str) -> bytes:
     """The retained link-state envelope EdgeHub reads: ``body.state`` is ``up`` or ``down``."""
@@ -74,6 +82,10 @@ class _Item:
     payload: bytes
     retain: bool
     incoming: Incoming | None  # None for the bridge's own state messages
+
+
+def _enqueue(into: queue.Queue[_Item | None], message: Incoming) -> None:
+    into.put(_Item(message.topic, message.payload, False, message))
 
 
 class Bridge:
@@ -96,34 +108,46 @@ class Bridge:
                                will=Will(topics.link_state(node), link_state(node, False, "bridge lost"))),
             name=f"bridge-{node}-edge",
         )
+        # The stream connections: no will (the link's state is the main connections' business), no session.
+        self.cloud_stream = Connection(
+            ConnectionSettings(url=settings.cloud, client_id=settings.stream_client_id, clean_start=True,
+                               keepalive=settings.cloud_keepalive, window=settings.window, tls=settings.cloud_tls,
+                               backoff=Backoff(maximum=settings.reconnect_max_s),
+                               alternates=settings.cloud_alternates),
+            name=f"bridge-{node}-cloud-stream",
+        )
+        self.edge_stream = Connection(
+            ConnectionSettings(url=settings.edge, client_id=settings.stream_client_id, clean_start=True,
+                               keepalive=settings.keepalive, window=settings.window, tls=settings.edge_tls),
+            name=f"bridge-{node}-edge-stream",
+        )
         self._down: queue.Queue[_Item | None] = queue.Queue()
         self._up: queue.Queue[_Item | None] = queue.Queue()
         self._stream_down: queue.Queue[_Item | None] = queue.Queue()
         self._stream_up: queue.Queue[_Item | None] = queue.Queue()
         stream_down, stream_up = topics.stream(node, topics.Direction.DOWN), topics.stream(node, topics.Direction.UP)
         self.cloud.subscribe(topics.link_down(node))
-        self.cloud.subscribe(stream_down)
+        self.cloud_stream.subscribe(stream_down)
         self.edge.subscribe(topics.link_up(node))
-        self.edge.subscribe(stream_up)
-        self.cloud.on_message(lambda m: (self._stream_down if m.topic == stream_down else self._down).put(
-            _Item(m.topic, m.payload, False, m)))
-        self.edge.on_message(lambda m: (self._stream_up if m.topic == stream_up else self._up).put(
-            _Item(m.topic, m.payload, False, m)))
+        self.edge_stream.subscribe(stream_up)
+        for connection, into in ((self.cloud, self._down), (self.cloud_stream, self._stream_down),
+                                 (self.edge, self._up), (self.edge_stream, self._stream_up)):
+            connection.on_message(partial(_enqueue, into))
         self.cloud.on_connection_change(self._cloud_changed)
         self.edge.on_connection_change(self._edge_changed)
         self._threads = [
             threading.Thread(target=self._forward, args=(source, target, direction), daemon=True,
                              name=f"bridge-{node}-{direction}")
             for source, target, direction in ((self._down, self.edge, "down"), (self._up, self.cloud, "up"),
-                                              (self._stream_down, self.edge, "stream_down"),
-                                              (self._stream_up, self.cloud, "stream_up"))
+                                              (self._stream_down, self.edge_stream, "stream_down"),
+                                              (self._stream_up, self.cloud_stream, "stream_up"))
         ]
 
     def start(self) -> Bridge:
         for thread in self._threads:
             thread.start()
-        self.edge.start()
-        self.cloud.start()
+        for connection in (self.edge, self.edge_stream, self.cloud, self.cloud_stream):
+            connection.start()
         log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node,
                  describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge)
         return self
@@ -131,11 +155,13 @@ class Bridge:
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, pass on what is in hand, say the link is down, disconnect."""
         self.cloud.close(drain_timeout)
+        self.cloud_stream.close(drain_timeout)
         self._queue_state(False, "bridge stopped")
         for source in (self._down, self._up, self._stream_down, self._stream_up):
             source.put(None)
         for thread in self._threads:
             thread.join(timeout=drain_timeout)
+        self.edge_stream.close(drain_timeout)
         self.edge.close(drain_timeout)
 
     # The link state follows the cloud connection; it is (re)published whenever
@@ -158,7 +184,8 @@ class Bridge:
     def report(self) -> dict[str, dict[str, Any]]:
         """The bridge's state for metrics: both connections, what was forwarded, what waits."""
         counts = self.counters.snapshot()
-        sides = {"cloud": self.cloud, "edge": self.edge}
+        sides = {"cloud": self.cloud, "edge": self.edge, "cloud_stream": self.cloud_stream,
+                 "edge_stream": self.edge_stream}
         connects = {side: c.counters.snapshot().get("connects", 0) for side, c in sides.items()}
         return {
             "connected": {side: c.connected for side, c in sides.items()},

@@ -7,7 +7,8 @@ from typing import Any
 
 
 class BridgeCollector:
-    """A node's bridge: its two connections, what it forwarded each way and what waits in its queues.
+    """A node's bridge: its connections (resource and stream traffic, to each broker), what it forwarded each way
+    and what waits in its queues.
 
     ``report`` is ``Bridge.report``: ``{"connected": {side: bool}, "connects": {side: n},
     "connect_failures": {side: n}, "forwarded": {direction: n}, "pending": {direction: n}}``.

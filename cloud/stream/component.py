@@ -32,6 +32,7 @@ from cloud.stream.tunnel import Tunnel
 from runtime.address import Address
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
+from runtime.cpupriority import check_nice, lower_priority, nice_field
 from runtime.streamflow import DEFAULT_WINDOW
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,13 @@ class StreamServerSettings(ComponentSettings):
     idle_timeout_s: float = field(default=30.0, metadata={
         "help": "seconds without a frame from a node before its stream is ended"})
     open_timeout_s: float = field(default=10.0, metadata={"help": "seconds for a node to answer a new stream"})
+    nice: int = nice_field()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         Address.parse(self.listen, any_host=True)
         self.tls_sources().check()
+        check_nice(self.nice)
         if self.max_streams_per_node < 1 or self.window < 65536 or self.idle_timeout_s <= 0:
             raise ValueError("max-streams-per-node must be at least 1, window at least 65536, idle-timeout-s > 0")
 
@@ -99,6 +102,7 @@ class StreamServer:
                                      settings.open_timeout_s)
 
     def start(self) -> None:
+        lower_priority(self.settings.nice)
         self.tunnel.start()
         self.http.serve()
         log.info("kubelet API for edge nodes on %s:%d", *self.http.server_address[:2])

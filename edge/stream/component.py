@@ -26,6 +26,7 @@ from edge.stream.session import LogSession
 from edge.stream.socketsession import SocketSession
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
+from runtime.cpupriority import check_nice, lower_priority, nice_field
 from runtime.streamflow import SendWindow, StreamEnded
 from schemas import topics
 from schemas.envelope import RawSend
@@ -48,6 +49,11 @@ class StreamEndSettings(ComponentSettings):
     max_streams: int = field(default=32, metadata={"help": "streams open at once on this node; more are refused"})
     idle_timeout_s: float = field(default=30.0, metadata={
         "help": "seconds without a frame from the cloud before a stream is ended"})
+    nice: int = nice_field()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_nice(self.nice)
 
 
 class StreamEnd:
@@ -64,6 +70,7 @@ class StreamEnd:
         self._pinger = threading.Thread(target=self._ping_loop, name="stream-ping", daemon=True)
 
     def start(self) -> None:
+        lower_priority(self.settings.nice)
         self.bus.handle_raw(topics.stream(self.node, topics.Direction.DOWN), self.on_frame)
         self._pinger.start()
 
