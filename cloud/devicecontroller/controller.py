@@ -8,7 +8,10 @@ Up: a device's status (reported values, observedDesired, state, lastOnlineTime)
 is checked against its type (the Device's desired.metadata.type, else the
 DeviceModel's, as the edge checks it) and the model's range, and merged into
 the Device status, or its DeviceStatus object (``--status-object``,
-statusobject.py); values that do not fit are refused with the reason.
+statusobject.py); values that do not fit are refused with the reason. The writes
+are made by ``--status-writers`` threads, one per device at a time, a report
+arriving while its device's write waits joining that write (coalescer.py); the
+node's report is acknowledged once the write carrying it succeeded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from cloud.devicecontroller import statusobject
 from cloud.devicecontroller.statusobject import StatusObject
+from cloud.devicecontroller.statuswriters import Ack, StatusWriters
 from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
@@ -39,7 +43,6 @@ from schemas.reports import DeviceStatusReport
 log = logging.getLogger(__name__)
 
 MODULE = "devicecontroller"
-TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,15 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
     resync_period_s: float = field(default=DEFAULT_PERIOD_S, metadata={
         "help": "seconds between two resyncs of a connected node besides the one at each session start (finds "
                 "what the broker lost); 0: none"})
+    status_writers: int = field(default=4, metadata={
+        "help": "threads writing reported device status to the API server, one device at a time each; a report "
+                "arriving while its device's write waits joins that write"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         statusobject.check(self.status_object)
+        if self.status_writers < 1:
+            raise ValueError(f"status_writers must be at least 1, not {self.status_writers}")
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
@@ -93,13 +101,21 @@ class DeviceController(NodeSync):
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s,
                          resync_period_s=settings.resync_period_s)
-        self.status_object = StatusObject(kube, settings.status_object)
         self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
+        self.status_writers = StatusWriters(StatusObject(kube, settings.status_object), self.bus.send, self.reply,
+                                            settings.status_writers, module=MODULE)
 
     def start(self) -> None:
         if self.settings.install_crds:
             threading.Thread(target=self._install_crds, name="crds", daemon=True).start()
+        self.status_writers.start()
         super().start()
+
+    def close(self) -> None:
+        """Stop the writers after the write each is making; what still waits was not acknowledged, so its nodes
+        send it again."""
+        self.status_writers.close()
+        super().close()
 
     def _install_crds(self) -> None:
         for attempt in range(60):
@@ -146,13 +162,10 @@ class DeviceController(NodeSync):
             patch["state"] = report.state
         if report.last_online_time is not None:
             patch["lastOnlineTime"] = report.last_online_time
-        try:
-            self.status_object.write(found, patch)
-        except KubeError as exc:
-            if exc.status in TRANSIENT:
-                log.warning("status of %s not written yet (%s); the node will send it again", key, exc)
-                return None
-            return [self.reply(envelope.error(MODULE, exc.status, exc.reason))]
-        if refused:
-            return [self.reply(envelope.error(MODULE, 422, "refused: " + "; ".join(refused)))]
-        return [self.reply(envelope.reply(MODULE, {"ok": True}))]
+        answer = (envelope.error(MODULE, 422, "refused: " + "; ".join(refused)) if refused
+                  else envelope.reply(MODULE, {"ok": True}))
+        # No answer now: the node's report is acknowledged (and leaves its outbox) once the write carrying it is
+        # in the API server (statuswriters.py); until then the node may send it again, which joins the same write.
+        if self.status_writers.put(key.namespace or "", key.name, found, patch, Ack(envelope, answer)):
+            self.bus.counters.inc("status_writes_coalesced")
+        return None
