@@ -22,13 +22,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from broker.resourcefirst import ResourceTraffic
 from runtime.backoff import Backoff
 from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
 from runtime.counters import Counters
+from runtime.cpupriority import STREAM_NICE, lower_thread
 from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
@@ -84,10 +87,6 @@ class _Item:
     incoming: Incoming | None  # None for the bridge's own state messages
 
 
-def _enqueue(into: queue.Queue[_Item | None], message: Incoming) -> None:
-    into.put(_Item(message.topic, message.payload, False, message))
-
-
 class Bridge:
     def __init__(self, settings: BridgeSettings) -> None:
         self.settings = settings
@@ -108,17 +107,19 @@ class Bridge:
                                will=Will(topics.link_state(node), link_state(node, False, "bridge lost"))),
             name=f"bridge-{node}-edge",
         )
-        # The stream connections: no will (the link's state is the main connections' business), no session.
+        # The stream connections: no will (the link's state is the main connections' business), no session, and
+        # their threads at the stream processes' CPU priority.
         self.cloud_stream = Connection(
             ConnectionSettings(url=settings.cloud, client_id=settings.stream_client_id, clean_start=True,
                                keepalive=settings.cloud_keepalive, window=settings.window, tls=settings.cloud_tls,
                                backoff=Backoff(maximum=settings.reconnect_max_s),
-                               alternates=settings.cloud_alternates),
+                               alternates=settings.cloud_alternates, nice=STREAM_NICE),
             name=f"bridge-{node}-cloud-stream",
         )
         self.edge_stream = Connection(
             ConnectionSettings(url=settings.edge, client_id=settings.stream_client_id, clean_start=True,
-                               keepalive=settings.keepalive, window=settings.window, tls=settings.edge_tls),
+                               keepalive=settings.keepalive, window=settings.window, tls=settings.edge_tls,
+                               nice=STREAM_NICE),
             name=f"bridge-{node}-edge-stream",
         )
         self._down: queue.Queue[_Item | None] = queue.Queue()
@@ -130,9 +131,10 @@ class Bridge:
         self.cloud_stream.subscribe(stream_down)
         self.edge.subscribe(topics.link_up(node))
         self.edge_stream.subscribe(stream_up)
+        self.resources = ResourceTraffic()
         for connection, into in ((self.cloud, self._down), (self.cloud_stream, self._stream_down),
                                  (self.edge, self._up), (self.edge_stream, self._stream_up)):
-            connection.on_message(partial(_enqueue, into))
+            connection.on_message(partial(self._take, into))
         self.cloud.on_connection_change(self._cloud_changed)
         self.edge.on_connection_change(self._edge_changed)
         self._threads = [
@@ -169,8 +171,8 @@ class Bridge:
     def _cloud_changed(self, up: bool) -> None:
         self._queue_state(up, "cloud broker connected" if up else "cloud broker unreachable")
         if up:  # retained: CloudHub replicas learn of a node they have no Node for (topics.link_hello)
-            self._up.put(_Item(topics.link_hello(self.settings.node),
-                               link_state(self.settings.node, True, "bridge connected"), True, None))
+            self._hold(self._up, _Item(topics.link_hello(self.settings.node),
+                                       link_state(self.settings.node, True, "bridge connected"), True, None))
 
     def _edge_changed(self, up: bool) -> None:
         if up:
@@ -178,8 +180,8 @@ class Bridge:
 
     def _queue_state(self, up: bool, reason: str) -> None:
         # Through the down queue, never from a network thread: publishing may block.
-        self._down.put(_Item(topics.link_state(self.settings.node), link_state(self.settings.node, up, reason),
-                             True, None))
+        self._hold(self._down, _Item(topics.link_state(self.settings.node),
+                                     link_state(self.settings.node, up, reason), True, None))
 
     def report(self) -> dict[str, dict[str, Any]]:
         """The bridge's state for metrics: both connections, what was forwarded, what waits."""
@@ -196,12 +198,34 @@ class Bridge:
                         "stream_down": self._stream_down.qsize()},
         }
 
+    def _take(self, into: queue.Queue[_Item | None], message: Incoming) -> None:
+        self._hold(into, _Item(message.topic, message.payload, False, message))
+
+    def _hold(self, into: queue.Queue[_Item | None], item: _Item) -> None:
+        if into is self._down or into is self._up:
+            self.resources.taken()
+        into.put(item)
+
     def _forward(self, source: queue.Queue[_Item | None], target: Connection, direction: str) -> None:
+        stream = source is self._stream_down or source is self._stream_up
+        if stream:
+            lower_thread(STREAM_NICE)
         while (item := source.get()) is not None:
-            on_acked = item.incoming.ack if item.incoming is not None else None
+            if stream and not self.resources.wait_quiet():
+                self.counters.inc("stream_waits_ran_out")
+            incoming = item.incoming
+            on_acked: Callable[[], None] = partial(self._passed, incoming)
+            if stream and incoming is not None:  # a stream frame was never counted as held: only acknowledged
+                on_acked = incoming.ack
             target.publish(item.topic, item.payload, qos=1, retain=item.retain, on_acked=on_acked)
-            if item.incoming is not None:
+            if incoming is not None:
                 self.counters.inc(f"forwarded_{direction}")
+
+    def _passed(self, incoming: Incoming | None) -> None:
+        """A resource message is with the other broker: acknowledged to its source, no longer held."""
+        if incoming is not None:
+            incoming.ack()
+        self.resources.passed()
 
 
 if __name__ == "__main__":  # python -m broker.bridge

@@ -38,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from runtime.backoff import Backoff
 from runtime.connsettings import ClientIdentity, ConnectionSettings, Incoming, TlsSettings, Will
 from runtime.counters import Counters
+from runtime.cpupriority import lower_thread
 from runtime.errors import ComponentRuntimeError
 from runtime.url import BrokerUrl
 from schemas.topics import topic_class
@@ -235,6 +236,8 @@ class Connection:
 
     def _run(self) -> None:
         self._network_thread = threading.get_ident()
+        if self.settings.nice:
+            lower_thread(self.settings.nice)
         backoff = self.settings.backoff
         first = True
         while not self._closing.is_set():

@@ -85,6 +85,8 @@ class ConnectionSettings:
     """The other members of a clustered broker (same credentials): when the member in use cannot be
     reached or drops the connection, the next one is tried, round the list. The session lives in the
     cluster, so it is found again on whichever member takes us."""
+    nice: int = 0
+    """CPU priority of the network thread (runtime/cpupriority.py): above 0 for best-effort traffic."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,18 @@ def nice_field() -> Any:
 def check_nice(value: int) -> None:
     if not 0 <= value <= MAX_NICE:
         raise ValueError(f"nice: {value} is not 0 (as the other components) to {MAX_NICE} (lowest priority)")
+
+
+def lower_thread(nice: int) -> None:
+    """The calling thread (and the threads it starts) to at least ``nice``; the rest of the process keeps its
+    priority: the bridge's stream side, beside its resource side."""
+    check_nice(nice)
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError as exc:
+        log.warning("thread %d kept its priority: %s", tid, exc)
 
 
 def lower_priority(nice: int) -> None:
