@@ -84,6 +84,9 @@ class Placement:
         self.pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
         self.node_refs: dict[str, Counter[ResourceKey]] = {}  # how many of the node's pods use each object
         self.sent: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
+        self._deleted: tuple[ResourceKey, str] | None = None
+        """The object of the last event if it was deleted, and the deletion's resourceVersion (a watch's DELETED
+        carries it): its deletes go out at that version rather than the last one sent (see changes)."""
 
     # -- events ------------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class Placement:
     def on_primary(self, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
         """``packed``: the object as an informer already keeps it, to share rather than pack again."""
         key = key_of(self.primary, obj)
+        self._note_deletion(event, key, obj)
         affected: set[str] = set()
         old_node = self.pod_node.pop(key, None)
         if old_node is not None:
@@ -123,6 +127,7 @@ class Placement:
 
     def on_secondary(self, kind: str, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
         key = key_of(kind, obj)
+        self._note_deletion(event, key, obj)
         for ref in self.onward_refs.pop(key, frozenset()):
             self.referrers[ref].discard(key)
             if not self.referrers[ref]:
@@ -137,6 +142,19 @@ class Placement:
                 for ref in refs:
                     self.referrers.setdefault(ref, set()).add(key)
         return {node for node in self.edge_nodes if self.uses(node, key)}
+
+    def _note_deletion(self, event: str, key: ResourceKey, obj: dict[str, Any]) -> None:
+        rv = meta(obj).resource_version
+        self._deleted = (key, rv) if event == "DELETED" and rv else None
+
+    def _delete_version(self, key: ResourceKey, sent_rv: str) -> str:
+        """The version a delete of ``key`` goes out at: the deletion's own when ``key`` was just deleted in the
+        API (newer than anything sent, so the node's tombstone refuses every earlier update of it that a broker
+        redelivers late, the last one included), else the last version sent (the object lives on and merely no
+        longer belongs on the node: the same version coming back must be let in again)."""
+        if self._deleted is not None and self._deleted[0] == key and newer_version(self._deleted[1], sent_rv):
+            return self._deleted[1]
+        return sent_rv
 
     # -- what a node should hold -------------------------------------------------------------
 
@@ -190,7 +208,7 @@ class Placement:
                 sent[key] = (obj.rv, obj.uid)
         for key in stale:
             rv, uid = sent.pop(key)
-            out.append(Change(node, Op.DELETE, key, rv, deletion_body(key, uid)))
+            out.append(Change(node, Op.DELETE, key, self._delete_version(key, rv), deletion_body(key, uid)))
         return out
 
     def resync(self, node: str, held: dict[ResourceKey, tuple[str, str | None]]) -> list[Change]:

@@ -44,6 +44,23 @@ def test_configs_follow_the_pods_that_use_them() -> None:
     deleted = p.changes("e1")
     assert summary(deleted) == [("e1", "delete", "ns/configmap/shared"), ("e1", "delete", "ns/pod/web")]
     assert {c.body["metadata"]["uid"] for c in deleted} == {"c-shared", "u-web"}
+    # The pod was deleted in the API: its delete goes at the deletion's version, above every update the node
+    # may still be handed late; the ConfigMap lives on, unused here: its delete keeps the version last sent.
+    assert {str(c.key): c.rv for c in deleted} == {"ns/pod/web": "5", "ns/configmap/shared": "3"}
+
+
+def test_a_delete_goes_at_the_deletion_version_only_for_what_was_deleted() -> None:
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_secondary("configmap", "ADDED", cm("conf", "1"))
+    p.on_primary("ADDED", pod("web", "e1", "2", cm="conf"))
+    p.changes("e1")
+    p.on_secondary("configmap", "DELETED", cm("conf", "9"))
+    (gone,) = p.changes("e1", ResourceKey("ns", "configmap", "conf"))
+    assert (gone.op, gone.rv) == (Op.DELETE, "9")
+    p.on_primary("MODIFIED", pod("web", "e2", "10"))  # moved off the node: not a deletion
+    (moved,) = p.changes("e1")
+    assert (moved.op, str(moved.key), moved.rv) == (Op.DELETE, "ns/pod/web", "2")
 
 
 def test_a_node_never_gets_another_nodes_config() -> None:
