@@ -53,6 +53,7 @@ class StackSettings:
     broker: str = "amqtt"  # or "nats": a cluster of ``replicas`` members (edgehive/natsstack.py)
     replicas: int = 1  # CloudHub replicas, and NATS members
     nats_port: int = 4222  # the first NATS member's client port; its route port is the next, and so on
+    status_object: str = "device"  # where DeviceController writes device reports: device or devicestatus
 
 
 @dataclass
@@ -181,7 +182,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     children += [
         *controller_children("edgecontroller", settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args),
                              cloud_env, cloud_watch),
-        *controller_children("devicecontroller", settings.replicas, ("--kubeconfig", str(kubeconfig)), cloud_env,
+        *controller_children("devicecontroller", settings.replicas,
+                             ("--kubeconfig", str(kubeconfig), "--status-object", settings.status_object), cloud_env,
                              cloud_watch),
         # Always: the nodes' uploads go to it, and stay in their outboxes until it acknowledges them.
         *controller_children("router", settings.replicas, ("--kubeconfig", str(kubeconfig), "--listen",

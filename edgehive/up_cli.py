@@ -59,7 +59,7 @@ def up_main(args: argparse.Namespace) -> int:
                                    stream_address=args.stream_address, stream_serving_ca=serving_ca,
                                    stream_client_cn=args.stream_client_cn, broker=args.broker,
                                    replicas=args.replicas, nats_port=_nats_port(args),
-                                   router_listen=args.router_listen)
+                                   router_listen=args.router_listen, status_object=args.status_object)
     try:
         children, watches = stack.build(settings)
     except (LocalClusterError, BrokerMissing) as exc:
@@ -184,6 +184,10 @@ def add_up_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--nats-port", type=int, default=None,
                     help="with --broker nats: the first member's NATS client port; its route port is the next, and "
                          "each further member two up (default 4222)")
+    # DeviceController checks the value again; the CLI names the choices so that a typo fails here, not in a child.
+    up.add_argument("--status-object", choices=("device", "devicestatus"), default="device",
+                    help="where DeviceController writes device reports: the Device's status (default: what kubectl "
+                         "get device and clients before KubeEdge 1.23 read) or a DeviceStatus object per Device")
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=up_main)
