@@ -1,0 +1,68 @@
+"""EdgeHub's upstream window: an answer frees its entry's slot even when a newer entry replaced it meanwhile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.edgehub.hub import EdgeHub, EdgeHubSettings
+from runtime.bus import Bus, BusSettings
+from runtime.connsettings import ConnectionSettings
+from runtime.url import BrokerUrl
+from schemas import topics
+from schemas.envelope import Envelope, Group, Op
+from schemas.resource import ResourceKey
+
+NODE = "edge-1"
+STATUS = ResourceKey("default", "devicestatus", "mb-1")
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[EdgeHub]:
+    # A bus that is never started: the handlers under test only queue and decide, they send nothing here.
+    bus = Bus(BusSettings(ConnectionSettings(url=BrokerUrl("127.0.0.1", 1), client_id="edgehub"), module="edgehub",
+                          side=topics.Side.EDGE, node=NODE))
+    h = EdgeHub(EdgeHubSettings(node=NODE, outbox=str(tmp_path / "outbox.db")), bus)
+    yield h
+    h.outbox.close()
+
+
+def status(value: str) -> Envelope:
+    return Envelope(node=NODE, src="devicetwin", group=Group.TWIN, op=Op.UPDATE, res=STATUS,
+                    body={"status": {"twins": [{"propertyName": "p0", "reported": {"value": value}}]}})
+
+
+def answer(parent: Envelope) -> Envelope:
+    return Envelope(node=NODE, src="cloudhub", group=Group.TWIN, op=Op.RESPONSE, parent=parent.id, body={"ok": True})
+
+
+def test_the_answer_to_an_entry_replaced_in_flight_frees_its_slot(hub: EdgeHub) -> None:
+    older, newer = status("1"), status("2")
+    hub.on_upstream(older, "")
+    hub._inflight[older.id] = time.monotonic()  # the sender sent it (as _sender does)
+    hub.on_upstream(newer, "")  # the same device's newer status replaces it in the outbox
+    assert [e.msg_id for e in hub.outbox.after(0, 10)] == [newer.id]
+
+    hub.on_down(answer(older), "")
+    assert older.id not in hub._inflight  # not held until resend_s: the window has room again at once
+    assert hub.bus.counters.get("upstream_acked_replaced") == 1
+    assert hub.bus.counters.get("upstream_acked") == 0
+    assert [e.msg_id for e in hub.outbox.after(0, 10)] == [newer.id]  # the newer one still goes up
+
+    hub._inflight[newer.id] = time.monotonic()
+    hub.on_down(answer(newer), "")
+    assert hub._inflight == {}
+    assert hub.outbox.count() == 0
+    assert hub.bus.counters.get("upstream_acked") == 1
+
+
+def test_an_answer_to_something_not_in_flight_changes_no_slot(hub: EdgeHub) -> None:
+    sent = status("1")
+    hub.on_upstream(sent, "")
+    hub._inflight[sent.id] = time.monotonic()
+    hub.on_down(answer(status("other")), "")
+    assert list(hub._inflight) == [sent.id]
+    assert hub.bus.counters.get("upstream_acked_replaced") == 0
