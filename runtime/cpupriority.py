@@ -35,28 +35,31 @@ def check_nice(value: int) -> None:
         raise ValueError(f"nice: {value} is not 0 (as the other components) to {MAX_NICE} (lowest priority)")
 
 
+def _lower(tid: int, nice: int) -> OSError | None:
+    """Thread ``tid`` to at least ``nice`` (never raised: that would need privileges); the error, if it failed."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def lower_thread(nice: int) -> None:
     """The calling thread (and the threads it starts) to at least ``nice``; the rest of the process keeps its
     priority: the bridge's stream side, beside its resource side."""
     check_nice(nice)
     tid = threading.get_native_id()
-    try:
-        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except OSError as exc:
-        log.warning("thread %d kept its priority: %s", tid, exc)
+    if (failed := _lower(tid, nice)) is not None:
+        log.warning("thread %d kept its priority: %s", tid, failed)
 
 
 def lower_priority(nice: int) -> None:
-    """Every thread of this process to at least ``nice`` (never raised: that would need privileges)."""
+    """Every thread of this process to at least ``nice``."""
     check_nice(nice)
     if nice == 0:
         return
     tasks = Path("/proc/self/task")
-    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
-    for tid in threads:
-        try:
-            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
-        except OSError as exc:  # a thread that ended meanwhile
-            log.debug("thread %d kept its priority: %s", tid, exc)
+    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        if (failed := _lower(tid, nice)) is not None:  # a thread that ended meanwhile
+            log.debug("thread %d kept its priority: %s", tid, failed)
