@@ -21,7 +21,7 @@ from edge.edgehub.routing import EdgeRouter, Routed
 from edge.storage import DiskGuard, StoreSettings
 from runtime.bus import Bus
 from schemas import topics
-from schemas.envelope import Envelope, Op, RawSend, Send
+from schemas.envelope import Envelope, RawSend, Send
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +78,7 @@ class EdgeHub:
     # -- the handlers ----------------------------------------------------------------------
 
     def on_down(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
-        routed = self.router.from_cloud(envelope, time.monotonic())
-        if routed.acked is None and envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
-            self._answered(envelope.parent)
-        return self._carry_out(routed)
-
-    def _answered(self, msg_id: str) -> None:
-        """The cloud answered an entry that is no longer in the outbox: a newer report of the same key replaced
-        it (coalesced) while it was in flight. Its slot in the window is free now. Left to the resend timer, the
-        slots of replaced entries stayed taken for ``resend_s``: with every device reporting each second,
-        the window filled with them and nothing went up for seconds at a time (bench mapper: sends stalled for
-        3-9 s while the cloud had answered everything)."""
-        with self._wake:
-            if self._inflight.pop(msg_id, None) is not None:
-                self.bus.counters.inc("upstream_acked_replaced")
-                self._dirty = True
-                self._wake.notify_all()
+        return self._carry_out(self.router.from_cloud(envelope, time.monotonic()))
 
     def on_upstream(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
         return self._carry_out(self.router.from_module(envelope, time.monotonic()))
@@ -111,8 +96,8 @@ class EdgeHub:
     def _carry_out(self, routed: Routed) -> list[Send | RawSend]:
         if routed.acked is not None or routed.queued or routed.link is not None:
             with self._wake:
-                if routed.acked is not None:
-                    self._inflight.pop(routed.acked, None)
+                if routed.acked is not None and self._inflight.pop(routed.acked, None) is not None and routed.replaced:
+                    self.bus.counters.inc("upstream_acked_replaced")
                 if routed.link is False:  # on return, send everything again, in order
                     self._inflight.clear()
                     self._sent_seq = 0
