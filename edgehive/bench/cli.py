@@ -111,7 +111,8 @@ def _stream(args: argparse.Namespace) -> int:
     from edgehive.bench import streambench  # noqa: PLC0415 (as above)
 
     return _run_bench(lambda: streambench.bench_stream(args.rounds, args.log_mb, args.transfer_mb, args.broker,
-                                                       progress=True), streambench.print_report, args.json)
+                                                       progress=True, link_mbit=args.link_mbit),
+                      streambench.print_report, args.json)
 
 
 def _all(args: argparse.Namespace) -> int:
@@ -199,6 +200,9 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     stream.add_argument("--transfer-mb", type=int, default=50, help="the download through port-forward, MB "
                                                                     "(default 50)")
     stream.add_argument("--broker", choices=KINDS, default="amqtt")
+    stream.add_argument("--link-mbit", type=float, default=100.0,
+                        help="also measure port-forward and logs with the node's link limited to this many Mbit/s, "
+                             "against the pod across the same link (default 100; 0 for none; needs root)")
     stream.add_argument("--json", action="store_true", help="print one JSON object")
     stream.set_defaults(func=_stream)
     every = scenarios.add_parser("all", help="every scenario above, one JSON report and a summary table")

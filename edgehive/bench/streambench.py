@@ -14,6 +14,11 @@ local API server, the node advertising the stream server as its kubelet:
   port-forward`` against the same download straight from the pod's address (``portforward_ratio``, goal at
   least 0.5).
 
+- ``link``: the same download through port-forward, and the same ``kubectl logs``, with the bridge's link
+  to the cloud broker limited to ``link_mbit`` Mbit/s (``edgehive.bench.shapedlink``), against the download
+  straight from the pod across that link (``link.direct_mb_per_s``): how much of a real edge link each uses.
+  Loopback's GB/s, which the figures above compare with, is no link an edge node has.
+
 - ``delivery_per_s``: ConfigMaps a pod on the node uses, created one after another, to their commit in the
   node's store (as ``bench cloud`` measures it), with the link quiet and then while a ``transfer_mb`` MB
   ``kubectl cp`` from the node runs (``delivery_during_cp_per_s``); ``delivery_ratio`` is the second over the
@@ -41,6 +46,7 @@ from edgehive.bench.harness import (
     progress_printer,
     wait_until,
 )
+from edgehive.bench.shapedlink import ShapedLink, shaped_link
 from edgehive.bench.system import IMAGE, NAMESPACE, NODE, Podman, start_system
 
 MB = 1024 * 1024
@@ -67,6 +73,7 @@ class StreamReport:
     delivery_during_cp_per_s: float
     delivery_ratio: float
     cp_s: float
+    link: dict[str, float] | None
     load_average: tuple[float, float]
 
 
@@ -104,11 +111,15 @@ def _download(url: str) -> tuple[float, int]:
 
 
 def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, broker: str = "amqtt",
-                 progress: bool = True, delivery_objects: int = 200) -> StreamReport:
+                 progress: bool = True, delivery_objects: int = 200, link_mbit: float = 100.0) -> StreamReport:
+    """``link_mbit`` 0: no shaped link (it needs root, ip, tc and iptables)."""
+    if link_mbit < 0:
+        raise BenchError(f"--link-mbit must be 0 (no shaped link) or more, not {link_mbit:g}")
     say = progress_printer("stream", progress)
     load_before = os.getloadavg()[0]
     with ExitStack() as stack:
-        system = start_system(stack, broker, say, stream=True)
+        link = stack.enter_context(shaped_link()) if link_mbit > 0 else None
+        system = start_system(stack, broker, say, stream=True, link=link)
         kube = system.kube
         assert system.kubeconfig is not None
         kubectl = ["kubectl", "--kubeconfig", str(system.kubeconfig), "-n", NAMESPACE]
@@ -153,6 +164,10 @@ def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, brok
         forward_s, forward_size = _download(f"http://127.0.0.1:{local_port}/big")
         if forward_size != direct_size:
             raise BenchError(f"port-forward gave {forward_size} bytes, the pod {direct_size}")
+        link_figures = None
+        if link is not None:
+            say(f"link: port-forward and logs with the link limited to {link_mbit:g} Mbit/s, and the pod across it")
+            link_figures = _over_link(link, link_mbit, address, local_port, kubectl, len(local_log))
 
         say(f"delivery: {delivery_objects} ConfigMaps to the node, quiet, then during a {transfer_mb} MB kubectl cp")
         quiet_rate = acks.delivery_rate(kube.core, NAMESPACE, [f"quiet-{i}" for i in range(delivery_objects)], 120)
@@ -183,8 +198,30 @@ def bench_stream(rounds: int = 20, log_mb: int = 50, transfer_mb: int = 50, brok
         direct_mb_per_s=round(direct_size / MB / direct_s, 1), portforward_ratio=round(direct_s / forward_s, 2),
         delivery_objects=delivery_objects, delivery_per_s=round(quiet_rate, 1),
         delivery_during_cp_per_s=round(busy_rate, 1), delivery_ratio=round(busy_rate / quiet_rate, 2),
-        cp_s=round(cp_s, 2),
+        cp_s=round(cp_s, 2), link=link_figures,
         load_average=(load_before, os.getloadavg()[0]))
+
+
+def _over_link(link: ShapedLink, mbit: float, pod_address: str, forward_port: int, kubectl: list[str],
+               log_size: int) -> dict[str, float]:
+    """The shaped-link figures; the link is unshaped again after, whatever happens."""
+    across = link.forward(pod_address, 80)
+    link.shape(mbit)
+    try:
+        direct_s, direct_size = _download(f"http://{link.address}:{across}/big")
+        forward_s, forward_size = _download(f"http://127.0.0.1:{forward_port}/big")
+        logs_s, logs = _timed([*kubectl, "logs", "logger"])
+    finally:
+        link.unshape()
+    if forward_size != direct_size or len(logs) != log_size:
+        raise BenchError(f"over the link, port-forward gave {forward_size} bytes of {direct_size} and kubectl logs "
+                         f"{len(logs)} of {log_size}")
+    direct = direct_size / MB / direct_s
+    return {"mbit": mbit, "direct_mb_per_s": round(direct, 2),
+            "portforward_mb_per_s": round(forward_size / MB / forward_s, 2),
+            "portforward_ratio": round(direct_s / forward_s, 2),
+            "logs_mb_per_s": round(log_size / MB / logs_s, 2),
+            "logs_ratio": round(log_size / MB / logs_s / direct, 2)}
 
 
 def _running(pod: dict[str, Any] | None) -> bool:
@@ -243,6 +280,11 @@ def print_report(report: StreamReport, as_json: bool) -> None:
           f"{report.logs_local_mb_per_s:.1f} MB/s; ratio {report.logs_ratio:.2f} (goal >= 0.5)")
     print(f"  port-forward ({report.transfer_mb} MB)       {report.portforward_mb_per_s:.1f} MB/s; direct "
           f"{report.direct_mb_per_s:.1f} MB/s; ratio {report.portforward_ratio:.2f} (goal >= 0.5)")
+    if report.link is not None:
+        link = report.link
+        print(f"  over a {link['mbit']:g} Mbit/s link     pod direct {link['direct_mb_per_s']:.1f} MB/s; port-forward "
+              f"{link['portforward_mb_per_s']:.1f} MB/s, ratio {link['portforward_ratio']:.2f}; kubectl logs "
+              f"{link['logs_mb_per_s']:.1f} MB/s, ratio {link['logs_ratio']:.2f}")
     print(f"  delivery to the node         {report.delivery_per_s:.0f}/s quiet, "
           f"{report.delivery_during_cp_per_s:.0f}/s during a {report.transfer_mb} MB kubectl cp "
           f"({report.cp_s:.1f} s); ratio {report.delivery_ratio:.2f} (goal >= 0.9)")

@@ -30,6 +30,7 @@ from edgehive.bench.harness import (
     wait_status,
     wait_until,
 )
+from edgehive.bench.shapedlink import ShapedLink
 from edgehive.localcluster import STREAM_CERT, STREAM_KEY
 from runtime.url import BrokerUrl
 
@@ -46,27 +47,33 @@ class Brokers:
     cloud: BrokerUrl
     """The cloud broker, as its admin user (what the cloud components and the bench use)."""
     edge: BrokerUrl
+    bridge_cloud: tuple[str, int] | None = None
+    """Where the bridge reaches the cloud broker, when not at ``cloud``'s address (over a shaped link)."""
 
     def bridge_argv(self) -> list[str]:
         """The bridge of NODE between the two, as the node's own user on the cloud broker."""
+        host, port = self.bridge_cloud or (self.cloud.host, self.cloud.port)
         return [sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(self.edge),
-                "--cloud", f"mqtt://{NODE}:{NODE_PASSWORD}@{self.cloud.host}:{self.cloud.port}"]
+                "--cloud", f"mqtt://{NODE}:{NODE_PASSWORD}@{host}:{port}"]
 
 
-def start_brokers(stack: ExitStack, work: Path, broker: str) -> Brokers:
-    """The cloud broker (users: the cloud's and NODE's) and the node's broker, both ``broker`` kind, running."""
+def start_brokers(stack: ExitStack, work: Path, broker: str, link: ShapedLink | None = None) -> Brokers:
+    """The cloud broker (users: the cloud's and NODE's) and the node's broker, both ``broker`` kind, running.
+    With ``link``, the bridge reaches the cloud broker across it."""
     passwd = work / "passwd"
     set_password(passwd, CLOUD_USER, CLOUD_PASSWORD)
     set_password(passwd, NODE, NODE_PASSWORD)
-    cloud_port, edge_port = free_port(), free_port()
+    cloud_port, edge_port, link_port = free_port(), free_port(), free_port()
     for sub in ("cloud", "edge"):
         (work / sub).mkdir()
+    cloud_listen = (f"127.0.0.1:{cloud_port}", *((f"{link.host_address}:{link_port}",) if link else ()))
     stack.enter_context(process(broker_argv(broker, BrokerSettings(
-        listen=(f"127.0.0.1:{cloud_port}",), password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
+        listen=cloud_listen, password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
     stack.enter_context(process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
                                             work / "edge"), work / "edge.log"))
+    bridge_cloud = (link.address, link.forward(link.host_address, link_port)) if link else None
     brokers = Brokers(BrokerUrl("127.0.0.1", cloud_port, username=CLOUD_USER, password=CLOUD_PASSWORD),
-                      BrokerUrl("127.0.0.1", edge_port))
+                      BrokerUrl("127.0.0.1", edge_port), bridge_cloud)
     if not (wait_ready(brokers.cloud, 20) and wait_ready(brokers.edge, 20)):
         raise BenchError(f"the {broker} brokers did not start; see {work}/cloud.log and edge.log")
     return brokers
@@ -165,13 +172,14 @@ class System:
 
 def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
                  before_edge: Callable[[BrokerUrl], None] | None = None, control_plane: bool = False,
-                 stream: bool = False) -> System:
+                 stream: bool = False, link: ShapedLink | None = None) -> System:
     """API server, brokers, CloudHub, EdgeController, DeviceController, bridge, a podman service and the edge
     components of node NODE, all stopped by ``stack``; namespace NAMESPACE exists. ``before_edge(edge_url)`` runs
     before the edge components start (for a baseline that must have the edge broker to itself).
     ``control_plane``: kube-controller-manager and kube-scheduler too (and the ServiceAccount admission plugin:
     a pod is admitted once its namespace has its service account). ``stream``: the cloud stream server and the
-    node's stream end too, the node advertising the stream server as its kubelet (kubectl logs, exec, ...)."""
+    node's stream end too, the node advertising the stream server as its kubelet (kubectl logs, exec, ...).
+    ``link``: the bridge reaches the cloud broker across it (every cloud-edge byte crosses it)."""
     require_podman()
     work = bench_workdir(stack, "ehbench-")
     say(f"working in {work}; starting the API server, brokers, cloud and edge components")
@@ -179,7 +187,7 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
     local.prepare()
     stack.enter_context(process(local.etcd_argv(), work / "etcd.log"))
     stack.enter_context(process(local.apiserver_argv(), work / "apiserver.log"))
-    brokers = start_brokers(stack, work, broker)
+    brokers = start_brokers(stack, work, broker, link)
     wait_until(local.ready, 60, f"the API server (see {work}/apiserver.log)")
     if control_plane:
         stack.enter_context(process(local.controller_manager_argv(), work / "kube-controller-manager.log"))
