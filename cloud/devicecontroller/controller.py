@@ -2,7 +2,9 @@
 
 Down (cloud/nodesync.py): a Device with ``spec.nodeName`` goes to that node with its
 DeviceModel; a changed nodeName moves it; a deleted one leaves. Desired values
-travel inside the Device object, through CloudHub's reliable delivery.
+travel inside the Device object, through CloudHub's reliable delivery. A change
+of the status alone (the node's own reports, written back) is not sent down
+(edgeview.py).
 
 Up: a device's status (reported values, observedDesired, state, lastOnlineTime)
 is checked against its type (the Device's desired.metadata.type, else the
@@ -23,13 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.devicecontroller import statusobject
+from cloud.devicecontroller.edgeview import status_only
 from cloud.devicecontroller.statusobject import StatusObject
 from cloud.devicecontroller.statuswriters import Ack, StatusWriters
 from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.packed import Packed
-from cloud.placement import Placement, model_refs
+from cloud.placement import Placement, key_of, model_refs
 from cloud.replicas.elected import LeaderElectSettings
 from cloud.resyncschedule import DEFAULT_PERIOD_S
 from runtime.bus import Bus
@@ -129,6 +132,11 @@ class DeviceController(NodeSync):
     def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
         if kind == kinds.DEVICE and event in ("ADDED", "MODIFIED"):
             warn_if_refused(self.kube, obj, self._checked)
+            placed = self.placement.pods.get(key_of(kinds.DEVICE, obj))
+            if placed is not None and status_only(placed, obj):
+                # Placement keeps the version the nodes hold; the informer has this one for status merges.
+                self.bus.counters.inc("status_echoes_skipped")
+                return
         super()._on_event(kind, event, obj, packed)
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
 from kubernetes import client as k8s
 
+from schemas import kinds
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
 from tests.support import devices
 from tests.support.cluster import Cluster, node_names
-from tests.support.devices import GROUP, VERSION, next_json, reading
+from tests.support.devices import DEVICE, GROUP, VERSION, next_json, reading
 
 
 def custom(cluster: Cluster) -> k8s.CustomObjectsApi:
@@ -62,6 +64,46 @@ def test_desired_value_down_readings_up(cluster_factory: Any) -> None:
     twin = next(t for t in status(cluster)["twins"] if t["propertyName"] == "temperature")
     assert int(twin["reported"]["metadata"]["timestamp"]) > 0
     print(f"\nreading in the Device status {seen_after:.2f} s after it was published")
+
+
+def _device_rv_on_node(cluster: Cluster, node: str) -> str | None:
+    """The Device's resourceVersion in the node's store (MetaManager's SQLite file, read-only beside it)."""
+    edge, _link = cluster.nodes[node]
+    with sqlite3.connect(f"file:{edge.data / 'meta.db'}?mode=ro", uri=True, timeout=5) as db:
+        rows = [rv for (key, rv) in db.execute("SELECT key, rv FROM resource WHERE kind = ?", (kinds.DEVICE,))
+                if key.endswith("/" + DEVICE)]
+    return rows[0] if rows else None
+
+
+def _device_rv(cluster: Cluster) -> str:
+    obj = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "devices", DEVICE)
+    return str(obj["metadata"]["resourceVersion"])
+
+
+def test_status_writes_are_not_echoed_to_the_node_and_a_spec_change_brings_the_newest(cluster_factory: Any) -> None:
+    """The node's own reports, written into the Device status, do not come back down the link as new Device
+    versions; the next spec change does, at the newest version (status included)."""
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    apply(cluster, node)
+    created = _device_rv(cluster)
+    wait_until(lambda: _device_rv_on_node(cluster, node) == created, timeout=30, what="the Device on the node")
+    with device_client(cluster, node) as dev:
+        for i in range(5):
+            dev.publish(topic(cluster, "twin/update"), reading(f"e{i}", f"3{i}.5"))
+            value = f"3{i}.5"
+            wait_until(lambda: reported(cluster, "temperature") == value, timeout=15,  # noqa: B023 (waited here)
+                       what=f"reading {i} in the Device status")
+    written = _device_rv(cluster)
+    assert int(written) > int(created), "the readings were written into the Device status"
+    # A later spec change is delivered; the store must still hold the created version until then.
+    assert _device_rv_on_node(cluster, node) == created
+    custom(cluster).patch_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "devices", DEVICE, {
+        "spec": {"properties": [{"name": "setpoint", "desired": {"value": "30"}},
+                                {"name": "temperature", "reportToCloud": True}]}})
+    patched = _device_rv(cluster)
+    wait_until(lambda: _device_rv_on_node(cluster, node) == patched, timeout=30,
+               what="the spec change, at the Device's newest version, on the node")
 
 
 def test_offline_readings_and_state_converge(cluster_factory: Any) -> None:
