@@ -6,10 +6,13 @@ the API server reaches the register; the server's going and coming back is the d
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.fixtures.modbus import ModbusServer
-from tests.fixtures.processes import ManagedProcess, wait_until
+from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.support import devices
 from tests.support.cluster import node_names
 from tests.support.devices import GROUP, VERSION
@@ -49,7 +52,8 @@ def device(node: str, port: int) -> dict[str, Any]:
                          {"name": "setpoint", "collectCycle": 500, "reportCycle": 500, "reportToCloud": True,
                           "desired": {"value": "25"},
                           "visitors": {"protocolName": "modbus", "configData": {
-                              "register": "HoldingRegister", "offset": SETPOINT, "limit": 1}}}]}}
+                              "register": "HoldingRegister", "offset": SETPOINT, "limit": 1}}}],
+                     "methods": [{"name": "adjust", "description": "set the boiler", "propertyNames": ["setpoint"]}]}}
 
 
 def status(api: k8s.ApiClient, namespace: str) -> dict[str, Any]:
@@ -72,6 +76,15 @@ def mapper_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def call(url: str, verb: str = "GET") -> tuple[int, dict[str, Any]]:
+    """The mapper's method API: (status, JSON body), errors included."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=verb), timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def test_the_modbus_mapper_serves_a_device_from_the_api_server(cluster_factory: Any, modbus_server: ModbusServer,
                                                                mapper_dir: Path, tmp_path: Path) -> None:
     (node,) = node_names(1)
@@ -85,9 +98,11 @@ def test_the_modbus_mapper_serves_a_device_from_the_api_server(cluster_factory: 
     custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices", device(node, modbus_server.port))
     modbus_server.set_holding(TEMPERATURE, float_words(21.5))
 
+    api_port = free_port()
     mapper = ManagedProcess("mapper-modbus", [
         sys.executable, "-m", "edgehive", "mapper", "modbus", "--dmi-socket", str(edge.dmi_socket),
-        "--socket", str(mapper_dir / "modbus.sock"), "--register-timeout-s", "30"], tmp_path / "mapper-modbus.log")
+        "--socket", str(mapper_dir / "modbus.sock"), "--register-timeout-s", "30",
+        "--api-listen", f"127.0.0.1:{api_port}"], tmp_path / "mapper-modbus.log")
     mapper.start()
     try:
         # The desired value the Device came with is written; the readings and the state reach Device status.
@@ -112,6 +127,26 @@ def test_the_modbus_mapper_serves_a_device_from_the_api_server(cluster_factory: 
                    alive=mapper)
         wait_until(lambda: reported(api, ns, "setpoint") == "30", timeout=30,
                    what="setpoint 30 reported in the Device status", alive=mapper)
+
+        # (2b) The device's method, called on the mapper's API as KubeEdge's mappers serve it, writes the register.
+        methods = f"http://127.0.0.1:{api_port}/api/v1/devicemethod/{ns}/{DEVICE}"
+        assert call(methods) == (200, {"Data": {"Methods": [{
+            "Name": "adjust", "Path": f"/api/v1/devicemethod/{ns}/{DEVICE}/adjust/{{propertyName}}/{{data}}",
+            "Parameters": [{"PropertyName": "setpoint", "ValueType": "int"}]}]}})
+        code, body = call(f"{methods}/adjust/setpoint/33", "PUT")
+        assert (code, body["statusCode"]) == (200, 200), body
+        wait_until(lambda: modbus_server.holding(SETPOINT) == [33], timeout=30, what="setpoint 33 from the method",
+                   alive=mapper)
+        wait_until(lambda: reported(api, ns, "setpoint") == "33", timeout=30,
+                   what="setpoint 33 reported in the Device status", alive=mapper)
+        # Refusals name what is wrong and write nothing.
+        for path, status_code, why in (("adjust/temperature/5", 400, "does not control property 'temperature'"),
+                                       ("adjust/setpoint/hot", 400, "property setpoint"),
+                                       ("open/setpoint/1", 404, "no method 'open'")):
+            code, body = call(f"{methods}/{path}")
+            assert (code, body["statusCode"]) == (status_code, status_code), body
+            assert why in body["Message"], body
+        assert modbus_server.holding(SETPOINT) == [33]
 
         # (3) The server goes away: offline; it comes back (empty, as a rebooted device): online, and read again.
         modbus_server.stop()

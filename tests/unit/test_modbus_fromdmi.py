@@ -54,7 +54,9 @@ def test_kubeedge_mapper_config_sets_the_sockets_and_refuses_what_is_not_honoure
     settings = parse(["--config-file", str(config), "--socket", "/tmp/m/other.sock"])
     assert (settings.socket, settings.dmi_socket) == ("/tmp/m/other.sock", "/tmp/m/dmi.sock")  # the flag wins
     config.write_text("common:\n  http_port: 7777\n")
-    with pytest.raises(SettingsError, match=r"common\.http_port is not supported"):
+    assert kubeedge_config(config) == {"api_listen": "0.0.0.0:7777"}  # the method API, bound as KubeEdge binds it
+    config.write_text("database:\n  redis: {addr: 127.0.0.1:6379}\n")
+    with pytest.raises(SettingsError, match=r"database\.redis is not supported"):
         kubeedge_config(config)
     config.write_text("common:\n  protocol: opcua\n")
     with pytest.raises(SettingsError, match="this mapper is modbus's"):

@@ -6,10 +6,13 @@ that a mapper deployment written for KubeEdge keeps its configuration:
 
     grpc_server: {socket_path: /etc/kubeedge/modbus.sock}     -> --socket
     common: {name, version, api_version, protocol, address,   -> --name, --version
-             edgecore_sock: /etc/kubeedge/dmi.sock}            -> --dmi-socket
+             edgecore_sock: /etc/kubeedge/dmi.sock,            -> --dmi-socket
+             http_port: 7777}                                  -> --api-listen 0.0.0.0:7777
 
-A flag wins over that file. Keys of that file this mapper does not honour (its HTTP API's ``http_port``, the
-``database`` push targets, ...) are refused by name rather than silently ignored.
+A flag wins over that file. Keys of that file this mapper does not honour (the ``database`` push targets, ...)
+are refused by name rather than silently ignored. ``--api-listen`` serves the device-method API
+(edge/mappers/methodapi.py): every address on ``http_port`` as KubeEdge's framework binds it, or where the flag
+says.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import grpc
 import yaml
 
 from edge.mappers.base import DEFAULT_DMI_SOCKET, DmiClient, MapperIdentity
+from edge.mappers.methodserver import MethodServer
 from edge.mappers.modbus.mapper import PROTOCOL, ModbusMapper
+from edge.mappers.modbus.methods import ModbusMethods
 from runtime import logs, settings
+from runtime.address import Address
 from runtime.component import ProcessSettings, StopSignal
 from runtime.settings import SettingsError
 
@@ -44,6 +50,9 @@ class ModbusMapperSettings(ProcessSettings):
     version: str = field(default="edgehive", metadata={"help": "the version it registers with (common.version)"})
     register_timeout_s: float = field(default=60.0, metadata={
         "help": "how long to keep registering while the edge's DMI does not answer"})
+    api_listen: str | None = field(default=None, metadata={
+        "help": "serve the device-method API (KubeEdge's /api/v1/devicemethod/..., plain HTTP) on HOST:PORT "
+                "(KubeEdge's common.http_port); unset: not served"})
 
     def __post_init__(self) -> None:
         for flag, path in (("dmi_socket", self.dmi_socket), ("socket", self.socket)):
@@ -56,10 +65,12 @@ class ModbusMapperSettings(ProcessSettings):
             raise ValueError("name must not be empty")
         if self.register_timeout_s <= 0:
             raise ValueError(f"register_timeout_s must be positive, not {self.register_timeout_s}")
+        if self.api_listen is not None:
+            Address.parse(self.api_listen, any_host=True, what="api_listen")
 
 
 KUBEEDGE_KEYS = {("grpc_server", "socket_path"): "socket", ("common", "edgecore_sock"): "dmi_socket",
-                 ("common", "name"): "name", ("common", "version"): "version"}
+                 ("common", "name"): "name", ("common", "version"): "version", ("common", "http_port"): "api_listen"}
 """KubeEdge mapper config keys and the settings they set."""
 KUBEEDGE_INFORMATIVE = {("common", "api_version"), ("common", "address"), ("common", "protocol")}
 """Accepted and checked or not needed: api_version is DMI's (always v1beta1 here), address is the mapper's host
@@ -82,7 +93,9 @@ def kubeedge_config(path: Path) -> dict[str, str]:
                                 f"(known: grpc_server, common)")
         for key, value in body.items():
             where = (str(section), str(key))
-            if where in KUBEEDGE_KEYS:
+            if where == ("common", "http_port"):
+                out["api_listen"] = f"0.0.0.0:{value}"
+            elif where in KUBEEDGE_KEYS:
                 out[KUBEEDGE_KEYS[where]] = str(value)
             elif where == ("common", "protocol"):
                 if str(value).lower() != PROTOCOL:
@@ -120,8 +133,19 @@ def run(config: ModbusMapperSettings, stop: StopSignal) -> int:
         mapper.stop()
         return 1
     log.info("Modbus mapper %s serves DeviceMapperService on %s", config.name, config.socket)
+    api = None
+    if config.api_listen is not None:
+        try:
+            api = MethodServer(ModbusMethods(mapper), config.api_listen).start()
+        except OSError as exc:
+            log.error("cannot serve the device-method API on %s: %s", config.api_listen, exc)
+            mapper.stop()
+            return 1
+        log.info("device-method API on http://%s/api/v1/devicemethod/", config.api_listen)
     why = stop.wait()
     log.info("stopping (%s)", why)
+    if api is not None:
+        api.close()
     mapper.stop()
     Path(config.socket).unlink(missing_ok=True)
     return 0
