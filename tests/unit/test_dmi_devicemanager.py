@@ -250,3 +250,16 @@ def test_the_dmi_socket_setting_must_fit_a_unix_socket() -> None:
     for bad in ("relative/dmi.sock", "/" + "d" * 120):
         with pytest.raises(ValueError, match="absolute path"):
             DmiSettings(socket=bad)
+
+
+def test_a_move_to_another_protocol_refused_by_its_mapper_goes_back_to_the_first(manager: DeviceManager) -> None:
+    manager.register(registration())
+    manager.register(registration("onvif", b"/run/mappers/onvif.sock"))
+    removed, registered = manager.on_change("device", "default/thermo-1", dmi_device(protocol="onvif"))
+    assert (removed.protocol, removed.method, registered.protocol, registered.method) == (
+        "modbus", "RemoveDevice", "onvif", "RegisterDevice")
+    (back,) = manager.mapper_refused(registered, "no such camera")
+    assert (back.protocol, back.method) == ("modbus", "RegisterDevice")
+    assert isinstance(back.request, pb.RegisterDeviceRequest)
+    assert back.request.device.name == "thermo-1"
+    assert manager.devices["default/thermo-1"]["spec"]["protocol"]["protocolName"] == "modbus"
