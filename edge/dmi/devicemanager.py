@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_TWINS_PER_REPORT = 1000
 """KubeEdge has no such bound; one report of a device's twins stays far below it."""
+REQUEST_BYTES = twin.MAX_JSON_BYTES // 2
+"""A report's twins go to DeviceTwin in requests of at most about this many bytes (it refuses more than
+MAX_JSON_BYTES in one); each twin alone is far smaller."""
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes with its terminating zero."""
 MAX_NAME = 253
@@ -301,8 +304,10 @@ class DeviceManager:
         return mapper, answer
 
     def report_status(self, request: pb.ReportDeviceStatusRequest) -> list[DeviceRequest]:
-        """A mapper's twins as DeviceTwin's requests (one per twin, as KubeEdge sends them: one twin refused
-        by DeviceTwin does not hold back the others); only the reported value is taken (see the note)."""
+        """A mapper's twins as DeviceTwin's requests: one twin/update for the whole report (a bad twin is still
+        refused alone by DeviceTwin, which then applies the report twin by twin: DeviceTwin.on_report), split
+        only to stay under DeviceTwin's size limit or to keep a property named twice in the order sent. Only
+        the reported value is taken (see the note)."""
         namespace, name = self._member(request.deviceNamespace, request.deviceName)
         ident = f"{namespace}/{name}"
         twins = request.reportedDevice.twins
@@ -311,16 +316,24 @@ class DeviceManager:
         if len(twins) > MAX_TWINS_PER_REPORT:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                           f"the report of device {ident} has {len(twins)} twins; at most {MAX_TWINS_PER_REPORT}")
-        out: list[DeviceRequest] = []
         now = twin.now_ms()
+        chunks: list[dict[str, Any]] = [{}]
+        size = 0
         for index, reported in enumerate(twins):
             if not reported.HasField("reported"):
                 raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                               f"twins[{index}] ({reported.propertyName!r}) of device {ident} has no reported value")
-            payload = {"event_id": "", "timestamp": now,
-                       "twin": {reported.propertyName: {"actual": {"value": reported.reported.value}}}}
-            out.append(DeviceRequest(namespace, name, "twin/update", self._checked(payload, ident, index)))
-        return out
+            entry = {"actual": {"value": reported.reported.value}}
+            one = self._checked({"event_id": "", "timestamp": now, "twin": {reported.propertyName: entry}},
+                                ident, index)
+            if chunks[-1] and (reported.propertyName in chunks[-1] or size + len(one) > REQUEST_BYTES):
+                chunks.append({})
+                size = 0
+            chunks[-1][reported.propertyName] = entry
+            size += len(one)
+        return [DeviceRequest(namespace, name, "twin/update",
+                              json.dumps({"event_id": "", "timestamp": now, "twin": chunk}).encode())
+                for chunk in chunks]
 
     def report_states(self, request: pb.ReportDeviceStatesRequest) -> DeviceRequest:
         namespace, name = self._member(request.deviceNamespace, request.deviceName)

@@ -79,6 +79,13 @@ def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status
         link.up()
         wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "19.5", timeout=30,
                    what="the reading made offline in the Device status")
+
+        # One report goes to DeviceTwin as one request; a twin DeviceTwin refuses (setpoint is an INT in the
+        # model) is refused alone, and the report's other twin is kept.
+        mapper.dmi.report_twins(ns, devices.DEVICE, {"setpoint": "warm", "temperature": "24.5"})
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "24.5", timeout=30,
+                   what="the good twin of a report with a bad one in the Device status")
+        assert devices.reported(cluster.api.client, ns, "setpoint") is None
     finally:
         mapper.stop()
 

@@ -11,6 +11,7 @@ import pytest
 
 from edge.dmi.component import DmiSettings
 from edge.dmi.devicemanager import DeviceManager, MapperCall, Refused
+from schemas import twin
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.resource import ResourceKey
 from tests.support.dmi import dmi_device, dmi_model
@@ -77,11 +78,10 @@ def test_a_mappers_twins_become_devicetwin_requests(manager: DeviceManager) -> N
                       observedDesired=pb.TwinProperty(value="25"))]
     report = pb.ReportDeviceStatusRequest(deviceName="thermo-1", deviceNamespace="default",
                                           reportedDevice=pb.DeviceStatus(twins=twins_))
-    requests = manager.report_status(report)
-    assert [(r.namespace, r.name, r.request) for r in requests] == [("default", "thermo-1", "twin/update")] * 2
-    bodies = [json.loads(r.payload) for r in requests]
-    assert [b["twin"] for b in bodies] == [{"temperature": {"actual": {"value": "23.5"}}},
-                                           {"setpoint": {"actual": {"value": "25"}}}]
+    (request,) = manager.report_status(report)  # one request per report, not one per twin
+    assert (request.namespace, request.name, request.request) == ("default", "thermo-1", "twin/update")
+    assert json.loads(request.payload)["twin"] == {"temperature": {"actual": {"value": "23.5"}},
+                                                   "setpoint": {"actual": {"value": "25"}}}
     state = manager.report_states(pb.ReportDeviceStatesRequest(deviceName="thermo-1", deviceNamespace="default",
                                                                state="online"))
     assert state.request == "state/update"
@@ -90,6 +90,20 @@ def test_a_mappers_twins_become_devicetwin_requests(manager: DeviceManager) -> N
 
 def twins(*values: str, prop: str = "temperature") -> pb.DeviceStatus:
     return pb.DeviceStatus(twins=[pb.Twin(propertyName=prop, reported=pb.TwinProperty(value=v)) for v in values])
+
+
+def test_a_report_is_split_only_under_devicetwins_size_limit_or_for_a_property_named_twice(
+        manager: DeviceManager) -> None:
+    manager.register(registration())
+    big = pb.DeviceStatus(twins=[pb.Twin(propertyName=f"p{i}", reported=pb.TwinProperty(value="9" * 100))
+                                 for i in range(900)])
+    requests = manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-1", reportedDevice=big))
+    assert 1 < len(requests) < 10
+    assert all(len(r.payload) <= twin.MAX_JSON_BYTES for r in requests)
+    assert [p for r in requests for p in json.loads(r.payload)["twin"]] == [f"p{i}" for i in range(900)]
+    twice = manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-1",
+                                                               reportedDevice=twins("1", "2", "3")))
+    assert [json.loads(r.payload)["twin"]["temperature"]["actual"]["value"] for r in twice] == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(("name", "status", "code", "reason"), [
