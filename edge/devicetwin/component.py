@@ -225,6 +225,8 @@ class DeviceTwinComponent:
                 self._refuse(envelope, request)
             elif request.request == MEMBERSHIP_GET:
                 out += self.twin.membership_get(request.payload)
+            elif envelope.src == "dmi" and request.request == "twin/update":  # a mapper's report: all its twins
+                out += self.twin.on_report(request.namespace, request.name, request.payload)
             else:
                 out += self.twin.on_device(request.namespace, request.name, request.request, request.payload)
         return out

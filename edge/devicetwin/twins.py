@@ -10,6 +10,7 @@ What devices report is collected per device and sent up as one coalesced status.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,32 @@ class DeviceTwin:
         except TwinError as exc:
             self.refused += 1
             return [Publication(answer_topic, twin.error(event_id, exc.code, exc.reason))]
+
+    def on_report(self, namespace: str, name: str, payload: bytes) -> list[Publication]:
+        """A mapper's report from the DMI: its twins in one twin/update, applied at once when all are taken.
+        When DeviceTwin refuses it (a value of the wrong type, say), each twin is applied as a request of its
+        own instead, as the DMI used to send them: the bad twin is refused alone, with the answer it got alone,
+        and the report's other twins are kept. (KubeEdge's DMI sends one request per twin; one per report
+        costs DeviceTwin about a fifth of the time per value, and this keeps each twin's fate.)
+
+        A device's own MQTT twin/update is not this: KubeEdge takes or refuses it whole (``on_device``)."""
+        try:
+            obj = twin.loads(payload)
+        except TwinError:
+            return self.on_device(namespace, name, "twin/update", payload)  # refused as it always was
+        twins = obj.get("twin")
+        if not isinstance(twins, dict) or len(twins) < 2:
+            return self.on_device(namespace, name, "twin/update", payload)
+        try:
+            changes = twin.parse_update(obj)
+            device = self._member(f"{namespace}/{name}", twin.REASON_NO_DEVICE)
+            return self._update(device, changes, twin.event_id_of(obj))  # checks every twin before it stores one
+        except TwinError:
+            out: list[Publication] = []
+            for prop, value in twins.items():
+                one = json.dumps({**obj, "twin": {prop: value}}).encode()
+                out += self.on_device(namespace, name, "twin/update", one)
+            return out
 
     def store_failed(self, namespace: str, name: str, request: str, payload: bytes, reason: str) -> list[Publication]:
         """The answer to a request whose batch could not be saved (its transaction rolled back): for a

@@ -63,11 +63,11 @@ class DmiComponent:
     def __init__(self, settings: DmiSettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.manager = DeviceManager(settings.node)
+        self.manager = DeviceManager(settings.node, count=bus.counters.inc)
         self.lock = threading.Lock()
         self.mappers_file = Path(settings.mappers_file)
         self.manager.mappers.update(load_mappers(self.mappers_file))
-        self.calls = MapperCalls(self._address_of, self._call_done)
+        self.calls = MapperCalls(self._address_of, self._call_done, self._call_refused)
         self.servicer = DeviceManagerServicer(self.manager, self.lock, to_devicetwin=self.to_devicetwin,
                                               registered=self._registered, count=self.bus.counters.inc)
         self.server: grpc.Server | None = None
@@ -90,7 +90,8 @@ class DmiComponent:
         with self.lock:
             return {"socket": self.settings.socket, "devices": len(self.manager.devices),
                     "mappers": {p: {"name": m.name, "address": m.address,
-                                    "last_error": self._failed_calls.get(p)} for p, m in self.manager.mappers.items()}}
+                                    "last_error": self._failed_calls.get(p)} for p, m in self.manager.mappers.items()},
+                    "refused": {f"{kind}/{ident}": r.reason for (kind, ident), r in self.manager.refusals.items()}}
 
     # -- the node's store --------------------------------------------------------------------
 
@@ -155,6 +156,14 @@ class DmiComponent:
         log.warning("%s on the %s mapper failed: %s", item.method, item.protocol, why)
         with self.lock:
             self._failed_calls[item.protocol] = f"{item.method}: {why}"
+
+
+    def _call_refused(self, item: MapperCall, reason: str) -> None:
+        """The mapper refused the version a call carried (_call_done has counted it): it keeps the one it runs,
+        and so does the DMI."""
+        with self.lock:
+            calls = self.manager.mapper_refused(item, reason)
+        self.calls.submit(calls)
 
 
 def load_mappers(path: Path) -> dict[str, Mapper]:

@@ -4,6 +4,12 @@ No network here. Objects from the node's store come in (MetaManager's list and f
 make on mappers come out (``MapperCall``); a mapper's request comes in as its protobuf message, and the
 answer or the DeviceTwin requests to send come out, or a ``Refused`` that the server turns into a gRPC
 error. A refused request changes nothing.
+
+A new version of a Device or DeviceModel that cannot be made into its DMI message, or that the mapper refuses
+(INVALID_ARGUMENT on RegisterDevice/UpdateDevice), is refused as a whole, as Kubernetes users expect of a bad
+change: the DMI keeps the last version it accepted, the mapper keeps running it, and a mapper that registers
+again is given that version, not the refused one and not nothing. The refusal is logged once (the same spec
+comes back with every status write and is not refused again), counted, and shown in ``refusals``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_TWINS_PER_REPORT = 1000
 """KubeEdge has no such bound; one report of a device's twins stays far below it."""
+REQUEST_BYTES = twin.MAX_JSON_BYTES // 2
+"""A report's twins go to DeviceTwin in requests of at most about this many bytes (it refuses more than
+MAX_JSON_BYTES in one); each twin alone is far smaller."""
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes with its terminating zero."""
 MAX_NAME = 253
@@ -74,6 +84,21 @@ class MapperCall:
     method: str
     """RegisterDevice, RemoveDevice, UpdateDevice, CreateDeviceModel, UpdateDeviceModel or RemoveDeviceModel."""
     request: Message
+    device: str = ""
+    """namespace/name of the Device a RegisterDevice or UpdateDevice carries ("" for the other calls)."""
+    sent: dict[str, Any] | None = field(default=None, compare=False)
+    """The Device object the request was made of."""
+    previous: dict[str, Any] | None = field(default=None, compare=False)
+    """The version the mapper ran before (None: it had none): what it keeps if it refuses ``sent``."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version of a Device or DeviceModel refused, and why; its spec, so that it is not refused again each time
+    the node stores the same object with a new status."""
+
+    spec: Any
+    reason: str
 
 
 @dataclass
@@ -87,6 +112,10 @@ class DeviceManager:
     """Set once the node's store has been read: registrations wait for it."""
     forwarded: set[tuple[str, str]] = field(default_factory=set)
     """(kind, namespace/name) forwarded by MetaManager since the list being read was asked for: newer than it."""
+    refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
+    """(kind, namespace/name): the newest version refused while ``devices``/``models`` keep the last accepted."""
+    count: Callable[[str], None] = field(default=lambda _name: None)
+    """Counts ``devices_refused`` and ``models_refused``."""
 
     # -- the node's store ------------------------------------------------------------------
 
@@ -104,6 +133,8 @@ class DeviceManager:
             listed = {f"{k.namespace}/{k.name}": obj for k, obj in objects.items() if k.kind == kind}
             for ident in [i for i in cache if i not in listed and (kind, i) not in self.forwarded]:
                 calls += self._apply(kind, ident, None)
+            for gone in [r for r in self.refusals if r[0] == kind and r[1] not in listed and r not in self.forwarded]:
+                del self.refusals[gone]
             for ident, obj in listed.items():
                 if (kind, ident) not in self.forwarded:
                     calls += self._apply(kind, ident, obj)
@@ -127,55 +158,114 @@ class DeviceManager:
         namespace, name = ident.split("/", 1)
         if obj is None:
             self.devices.pop(ident, None)
+            self.refusals.pop((kinds.DEVICE, ident), None)
             if before is None:
                 return []
             return self._to(protocol_of(before), "RemoveDevice",
                             pb.RemoveDeviceRequest(deviceName=name, deviceNamespace=namespace))
-        self.devices[ident] = obj
+        refused = self.refusals.get((kinds.DEVICE, ident))
+        if refused is not None and refused.spec == obj.get("spec"):
+            return []  # the refused version again, with a new status: the last accepted one stays
         if before is not None and before.get("spec") == obj.get("spec"):
-            return []  # a status change: nothing a mapper acts on
+            self.devices[ident] = obj  # a status change: nothing a mapper acts on
+            self._accepted(kinds.DEVICE, ident)
+            return []
+        try:
+            message = self._message(ident, obj)
+        except Unconvertible as exc:
+            self._refuse(kinds.DEVICE, ident, obj, str(exc), before is not None)
+            return []
+        self.devices[ident] = obj
+        self._accepted(kinds.DEVICE, ident)
         calls: list[MapperCall] = []
+        previous = before
         if before is not None and protocol_of(before) != protocol_of(obj):
             calls += self._to(protocol_of(before), "RemoveDevice",
                               pb.RemoveDeviceRequest(deviceName=name, deviceNamespace=namespace))
             before = None
-        message = self._device(ident)
-        if message is None:
-            return calls
         if before is None:
-            return calls + self._to(protocol_of(obj), "RegisterDevice", pb.RegisterDeviceRequest(device=message))
-        return calls + self._to(protocol_of(obj), "UpdateDevice", pb.UpdateDeviceRequest(device=message))
+            request: Message = pb.RegisterDeviceRequest(device=message)
+            method = "RegisterDevice"
+        else:
+            request, method = pb.UpdateDeviceRequest(device=message), "UpdateDevice"
+        if protocol_of(obj) not in self.mappers:
+            return calls
+        return [*calls, MapperCall(protocol_of(obj), method, request, ident, obj, previous)]
+
+    def mapper_refused(self, call: MapperCall, reason: str) -> list[MapperCall]:
+        """The mapper answered INVALID_ARGUMENT to ``call``: it kept the version it ran, and so does the DMI (its
+        answer to a later registration gives that version). The calls that follow: the device back to the
+        previous protocol's mapper when the refused version had moved it to another protocol."""
+        if call.method not in ("RegisterDevice", "UpdateDevice") or call.sent is None or not call.device:
+            return []
+        current = self.devices.get(call.device)
+        if current is None or current.get("spec") != call.sent.get("spec"):
+            return []  # deleted or changed again since: the refused version is no longer the newest
+        previous = call.previous
+        self._refuse(kinds.DEVICE, call.device, call.sent, f"the {call.protocol} mapper refused it: {reason}",
+                     previous is not None)
+        if previous is None:
+            self.devices.pop(call.device)
+            return []
+        self.devices[call.device] = previous
+        if protocol_of(previous) == protocol_of(call.sent):
+            return []
+        message = self._device(call.device)
+        if message is None or protocol_of(previous) not in self.mappers:
+            return []
+        return [MapperCall(protocol_of(previous), "RegisterDevice", pb.RegisterDeviceRequest(device=message),
+                           call.device, previous, None)]
 
     def _model_changed(self, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
         before = self.models.get(ident)
         namespace, name = ident.split("/", 1)
         if obj is None:
             self.models.pop(ident, None)
+            self.refusals.pop((kinds.DEVICEMODEL, ident), None)
             if before is None:
                 return []
             return self._to(_model_protocol(before), "RemoveDeviceModel",
                             pb.RemoveDeviceModelRequest(modelName=name, modelNamespace=namespace))
-        self.models[ident] = obj
+        refused = self.refusals.get((kinds.DEVICEMODEL, ident))
+        if refused is not None and refused.spec == obj.get("spec"):
+            return []
         if before is not None and before.get("spec") == obj.get("spec"):
+            self.models[ident] = obj
+            self._accepted(kinds.DEVICEMODEL, ident)
             return []
         try:
             message = model_message(obj)
         except Unconvertible as exc:
-            log.warning("device model %s is not sent to mappers: %s", ident, exc)
+            self._refuse(kinds.DEVICEMODEL, ident, obj, str(exc), before is not None)
             return []
+        self.models[ident] = obj
+        self._accepted(kinds.DEVICEMODEL, ident)
         if before is None:
             return self._to(_model_protocol(obj), "CreateDeviceModel", pb.CreateDeviceModelRequest(model=message))
         return self._to(_model_protocol(obj), "UpdateDeviceModel", pb.UpdateDeviceModelRequest(model=message))
 
+    def _refuse(self, kind: str, ident: str, obj: dict[str, Any], reason: str, kept: bool) -> None:
+        self.refusals[(kind, ident)] = Refusal(obj.get("spec"), reason)
+        self.count(f"{kind}s_refused")
+        what = "device model" if kind == kinds.DEVICEMODEL else "device"
+        keeps = "its mappers keep the last version accepted" if kept else "it is not given to its mapper"
+        log.warning("refused this version of %s %s (%s): %s", what, ident, keeps, reason)
+
+    def _accepted(self, kind: str, ident: str) -> None:
+        if self.refusals.pop((kind, ident), None) is not None:
+            log.info("%s %s: a version is accepted again", kind, ident)
+
     def _to(self, protocol: str, method: str, request: Message) -> list[MapperCall]:
         return [MapperCall(protocol, method, request)] if protocol in self.mappers else []
 
-    def _device(self, ident: str) -> pb.Device | None:
-        obj = self.devices[ident]
+    def _message(self, ident: str, obj: dict[str, Any]) -> pb.Device:
         namespace = ident.split("/", 1)[0]
+        return device_message(obj, self.models.get(f"{namespace}/{model_name_of(obj)}"))
+
+    def _device(self, ident: str) -> pb.Device | None:
         try:
-            return device_message(obj, self.models.get(f"{namespace}/{model_name_of(obj)}"))
-        except Unconvertible as exc:
+            return self._message(ident, self.devices[ident])
+        except Unconvertible as exc:  # its model changed since it was accepted
             log.warning("device %s is not sent to its mapper: %s", ident, exc)
             return None
 
@@ -214,8 +304,10 @@ class DeviceManager:
         return mapper, answer
 
     def report_status(self, request: pb.ReportDeviceStatusRequest) -> list[DeviceRequest]:
-        """A mapper's twins as DeviceTwin's requests (one per twin, as KubeEdge sends them: one twin refused
-        by DeviceTwin does not hold back the others); only the reported value is taken (see the note)."""
+        """A mapper's twins as DeviceTwin's requests: one twin/update for the whole report (a bad twin is still
+        refused alone by DeviceTwin, which then applies the report twin by twin: DeviceTwin.on_report), split
+        only to stay under DeviceTwin's size limit or to keep a property named twice in the order sent. Only
+        the reported value is taken (see the note)."""
         namespace, name = self._member(request.deviceNamespace, request.deviceName)
         ident = f"{namespace}/{name}"
         twins = request.reportedDevice.twins
@@ -224,16 +316,24 @@ class DeviceManager:
         if len(twins) > MAX_TWINS_PER_REPORT:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                           f"the report of device {ident} has {len(twins)} twins; at most {MAX_TWINS_PER_REPORT}")
-        out: list[DeviceRequest] = []
         now = twin.now_ms()
+        chunks: list[dict[str, Any]] = [{}]
+        size = 0
         for index, reported in enumerate(twins):
             if not reported.HasField("reported"):
                 raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                               f"twins[{index}] ({reported.propertyName!r}) of device {ident} has no reported value")
-            payload = {"event_id": "", "timestamp": now,
-                       "twin": {reported.propertyName: {"actual": {"value": reported.reported.value}}}}
-            out.append(DeviceRequest(namespace, name, "twin/update", self._checked(payload, ident, index)))
-        return out
+            entry = {"actual": {"value": reported.reported.value}}
+            one = self._checked({"event_id": "", "timestamp": now, "twin": {reported.propertyName: entry}},
+                                ident, index)
+            if chunks[-1] and (reported.propertyName in chunks[-1] or size + len(one) > REQUEST_BYTES):
+                chunks.append({})
+                size = 0
+            chunks[-1][reported.propertyName] = entry
+            size += len(one)
+        return [DeviceRequest(namespace, name, "twin/update",
+                              json.dumps({"event_id": "", "timestamp": now, "twin": chunk}).encode())
+                for chunk in chunks]
 
     def report_states(self, request: pb.ReportDeviceStatesRequest) -> DeviceRequest:
         namespace, name = self._member(request.deviceNamespace, request.deviceName)
@@ -254,6 +354,11 @@ class DeviceManager:
                           f"{namespace[:64]!r}/{name[:64]!r} is not a device's namespace and name")
         ident = f"{namespace}/{name}"
         device = self.devices.get(ident)
+        refused = self.refusals.get((kinds.DEVICE, ident))
+        if device is None and refused is not None:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"device {ident} on node {self.node} was refused, and no version of it is served: "
+                          f"{refused.reason}")
         if device is None:
             raise Refused(grpc.StatusCode.NOT_FOUND, f"device {ident} is not a member of node {self.node}")
         if protocol_of(device) not in self.mappers:

@@ -3,7 +3,9 @@
 One worker thread per protocol keeps that mapper's calls in order (a RemoveDevice must not overtake the
 RegisterDevice before it) and keeps a slow or vanished mapper from holding up the others. A call that
 fails is logged and counted, and not retried: a mapper that comes back registers again and is then given
-every device of its protocol, which is more than any retry would bring it.
+every device of its protocol, which is more than any retry would bring it. A call the mapper answers with
+INVALID_ARGUMENT is its refusal of what the call carried, told to ``on_refused`` besides: the DMI then keeps
+the version the mapper still runs.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ def get_device(mapper: Mapper, namespace: str, name: str) -> pb.GetDeviceRespons
 class MapperCalls:
     """The calls queued for each protocol's mapper, made by one thread per protocol."""
 
-    def __init__(self, address_of: Callable[[str], str | None], on_result: Callable[[MapperCall, str | None], None]
-                 ) -> None:
+    def __init__(self, address_of: Callable[[str], str | None], on_result: Callable[[MapperCall, str | None], None],
+                 on_refused: Callable[[MapperCall, str], None] | None = None) -> None:
         self._address_of = address_of
         self._on_result = on_result
         """Told of every call made: None when it succeeded, else why it failed."""
+        self._on_refused = on_refused
+        """Told, after ``on_result``, of each call the mapper refused with INVALID_ARGUMENT, and its reason."""
         self._queues: dict[str, queue.Queue[MapperCall | None]] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -93,6 +97,8 @@ class MapperCalls:
                 code = exc.code() if isinstance(exc, grpc.Call) else None
                 detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
                 self._on_result(item, f"{code.name if code else 'error'}: {detail}")
+                if code == grpc.StatusCode.INVALID_ARGUMENT and self._on_refused is not None:
+                    self._on_refused(item, str(detail))
                 continue
             except Exception as exc:  # this thread must live on, whatever one call did
                 log.exception("calling %s on the %s mapper failed", item.method, item.protocol)

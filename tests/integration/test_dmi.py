@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client as k8s
 
 from edge.mappers.base import DmiClient, Mapper, MapperIdentity
+from schemas.dmi.v1beta1 import api_pb2 as pb
 from tests.fixtures.processes import wait_until
 from tests.support import devices
 from tests.support.cluster import Cluster, node_names
@@ -78,6 +79,13 @@ def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status
         link.up()
         wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "19.5", timeout=30,
                    what="the reading made offline in the Device status")
+
+        # One report goes to DeviceTwin as one request; a twin DeviceTwin refuses (setpoint is an INT in the
+        # model) is refused alone, and the report's other twin is kept.
+        mapper.dmi.report_twins(ns, devices.DEVICE, {"setpoint": "warm", "temperature": "24.5"})
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "24.5", timeout=30,
+                   what="the good twin of a report with a bad one in the Device status")
+        assert devices.reported(cluster.api.client, ns, "setpoint") is None
     finally:
         mapper.stop()
 
@@ -118,3 +126,72 @@ def test_a_bad_mapper_gets_a_clear_error_and_changes_nothing(cluster_factory: An
         assert status.get("state") in (None, "unknown")
     finally:
         dmi.close()
+
+
+class RefusingMapper(RecordingMapper):
+    """Refuses an update whose setpoint is 99, as the Modbus mapper refuses a field it cannot honour."""
+
+    def UpdateDevice(self, request: pb.UpdateDeviceRequest, context: grpc.ServicerContext) -> pb.UpdateDeviceResponse:
+        if any(p.name == "setpoint" and p.desired.value == "99" for p in request.device.spec.properties):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "properties[setpoint]: 99 is above this device's maximum")
+        return super().UpdateDevice(request, context)
+
+
+def setpoint_of(device: pb.Device) -> str:
+    return next(p.desired.value for p in device.spec.properties if p.name == "setpoint")
+
+
+def test_a_refused_version_leaves_the_mapper_and_the_dmi_on_the_last_accepted_one(cluster_factory: Any,
+                                                                                mapper_dir: Path) -> None:
+    cluster, node = start_dmi(cluster_factory)
+    edge, _link = cluster.nodes[node]
+    ns = cluster.namespace
+    dmi_process = edge.processes["dmi"]
+    custom = k8s.CustomObjectsApi(cluster.api.client)
+    mapper = RefusingMapper(MapperIdentity("modbus-test", "modbus", str(mapper_dir / "modbus.sock")),
+                            DmiClient(str(edge.dmi_socket)))
+    mapper.start(register_timeout=30)
+
+    def patch(setpoint: str, config: dict[str, Any]) -> None:  # a JSON merge patch
+        custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "devices", devices.DEVICE, {"spec": {
+            "protocol": {"protocolName": "modbus", "configData": config},
+            "properties": [{"name": "setpoint", "desired": {"value": setpoint}},
+                           {"name": "temperature", "reportToCloud": True}]}})
+
+    def registered_setpoint() -> str:
+        (device,) = mapper.register(timeout=10).deviceList
+        return setpoint_of(device)
+
+    def logged(text: str) -> bool:
+        return text in dmi_process.log_tail(400)
+
+    try:
+        wait_until(lambda: registered_devices(mapper) == [devices.DEVICE], timeout=60,
+                   what="the device in the mapper's registration")
+
+        # Refused at the DMI: a configData value no mapper can be given. Nothing reaches the mapper, and a
+        # registration gets the last accepted version (before, it got no device at all and dropped it).
+        patch("40", {"slaveID": 1, "table": {"nested": 1}})
+        wait_until(lambda: logged(f"refused this version of device {ns}/{devices.DEVICE}"), timeout=30,
+                   what="the DMI's refusal in its log")
+        assert logged("spec.protocol.configData.table")
+        assert [setpoint_of(d) for d in mapper.received if setpoint_of(d) != "25"] == []  # never the refused one
+        assert registered_setpoint() == "25"
+        assert f"removed {devices.DEVICE}" not in mapper.events
+        mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": "22.5"})  # the device is still served
+        wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "22.5", timeout=30,
+                   what="a reading of the device whose new version was refused")
+
+        # Refused by the mapper: it keeps the version it runs, and the DMI gives that one to a registration.
+        patch("99", {"slaveID": 1, "table": None})  # a merge patch: None removes the key
+        wait_until(lambda: logged("the modbus mapper refused it"), timeout=30, what="the mapper's refusal logged")
+        assert setpoint_of(mapper.devices[(ns, devices.DEVICE)]) == "25"
+        assert registered_setpoint() == "25"
+
+        # A good version is sent and runs.
+        patch("30", {"slaveID": 1, "table": None})
+        wait_until(lambda: setpoint_of(mapper.devices[(ns, devices.DEVICE)]) == "30", timeout=30,
+                   what="the good version at the mapper")
+        assert registered_setpoint() == "30"
+    finally:
+        mapper.stop()

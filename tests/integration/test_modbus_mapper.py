@@ -22,6 +22,7 @@ import pytest
 from edge.mappers.modbus.codec import EncodeError
 from edge.mappers.modbus.config import ModbusConfigError
 from edge.mappers.modbus.devices import ModbusDevices
+from edge.mappers.modbus.schedule import phase
 from edge.mappers.modbus.spec import (
     DeviceInput,
     DeviceReport,
@@ -252,3 +253,37 @@ def test_a_register_the_server_refuses_is_told_once_and_the_others_go_on(
     assert [(e.property, "Modbus exception 2" in e.reason) for e in errors] == [("bad", True)], errors
     assert events.states() == [DeviceState.ONLINE]
     assert all(r.property == "good" for _, e in events.all() if isinstance(e, DeviceReport) for r in e.readings)
+
+
+def test_devices_started_together_read_and_report_at_their_own_phase(
+        modbus_server: ModbusServer, mapper: ModbusDevices, events: Events) -> None:
+    cycle_ms = 1000
+    names = [f"meter-{i}" for i in range(6)]
+
+    def spread(name: str, offset: int) -> DeviceSpec:
+        props = [PropertyInput(p, {"register": "HoldingRegister", "offset": offset + i}, model_type="INT",
+                               collect_cycle_ms=cycle_ms, report_cycle_ms=cycle_ms,
+                               desired="7" if name == names[0] and p == "a" else None)
+                 for i, p in enumerate(("a", "b", "c"))]
+        return parse_device(DeviceInput(NS, name, {"ip": modbus_server.host, "port": modbus_server.port,
+                                                   "slaveID": 1, "timeout": 1000}, tuple(props)))
+
+    started = time.monotonic()
+    for index, name in enumerate(names):
+        mapper.apply(spread(name, 100 + 10 * index))
+
+    def reports(name: str) -> list[tuple[float, DeviceReport]]:
+        return [(at, e) for at, e in events.all() if isinstance(e, DeviceReport) and e.name == name]
+
+    until(lambda: all(len(reports(n)) >= 3 for n in names), "three reports of every device", timeout=30)
+    for name in names:
+        due = started + phase(NS, name) * cycle_ms / 1000
+        (first_at, _), *later = reports(name)
+        if name != names[0]:  # the first device's desired value is written, read back and reported at once
+            assert first_at >= due, f"{name} reported {due - first_at:.3f} s before its phase"
+            online = next(at for at, e in events.all() if isinstance(e, StateChange) and e.name == name)
+            assert online >= due, f"{name} was online before the server answered a read"
+        # one report per step with all of the device's properties: the phase is the device's, not each property's
+        assert all(sorted(r.property for r in report.readings) == ["a", "b", "c"] for _, report in later[:2])
+    assert modbus_server.holding(100) == [7]
+    assert events.errors() == []

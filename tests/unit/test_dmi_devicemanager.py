@@ -11,6 +11,7 @@ import pytest
 
 from edge.dmi.component import DmiSettings
 from edge.dmi.devicemanager import DeviceManager, MapperCall, Refused
+from schemas import twin
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.resource import ResourceKey
 from tests.support.dmi import dmi_device, dmi_model
@@ -77,11 +78,10 @@ def test_a_mappers_twins_become_devicetwin_requests(manager: DeviceManager) -> N
                       observedDesired=pb.TwinProperty(value="25"))]
     report = pb.ReportDeviceStatusRequest(deviceName="thermo-1", deviceNamespace="default",
                                           reportedDevice=pb.DeviceStatus(twins=twins_))
-    requests = manager.report_status(report)
-    assert [(r.namespace, r.name, r.request) for r in requests] == [("default", "thermo-1", "twin/update")] * 2
-    bodies = [json.loads(r.payload) for r in requests]
-    assert [b["twin"] for b in bodies] == [{"temperature": {"actual": {"value": "23.5"}}},
-                                           {"setpoint": {"actual": {"value": "25"}}}]
+    (request,) = manager.report_status(report)  # one request per report, not one per twin
+    assert (request.namespace, request.name, request.request) == ("default", "thermo-1", "twin/update")
+    assert json.loads(request.payload)["twin"] == {"temperature": {"actual": {"value": "23.5"}},
+                                                   "setpoint": {"actual": {"value": "25"}}}
     state = manager.report_states(pb.ReportDeviceStatesRequest(deviceName="thermo-1", deviceNamespace="default",
                                                                state="online"))
     assert state.request == "state/update"
@@ -90,6 +90,20 @@ def test_a_mappers_twins_become_devicetwin_requests(manager: DeviceManager) -> N
 
 def twins(*values: str, prop: str = "temperature") -> pb.DeviceStatus:
     return pb.DeviceStatus(twins=[pb.Twin(propertyName=prop, reported=pb.TwinProperty(value=v)) for v in values])
+
+
+def test_a_report_is_split_only_under_devicetwins_size_limit_or_for_a_property_named_twice(
+        manager: DeviceManager) -> None:
+    manager.register(registration())
+    big = pb.DeviceStatus(twins=[pb.Twin(propertyName=f"p{i}", reported=pb.TwinProperty(value="9" * 100))
+                                 for i in range(900)])
+    requests = manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-1", reportedDevice=big))
+    assert 1 < len(requests) < 10
+    assert all(len(r.payload) <= twin.MAX_JSON_BYTES for r in requests)
+    assert [p for r in requests for p in json.loads(r.payload)["twin"]] == [f"p{i}" for i in range(900)]
+    twice = manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-1",
+                                                               reportedDevice=twins("1", "2", "3")))
+    assert [json.loads(r.payload)["twin"]["temperature"]["actual"]["value"] for r in twice] == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(("name", "status", "code", "reason"), [
@@ -151,12 +165,86 @@ def test_a_later_list_tells_the_mapper_what_changed_meanwhile(manager: DeviceMan
     assert set(manager.devices) == {"default/thermo-1"}
 
 
-def test_an_unconvertible_device_is_left_out_of_the_answer(manager: DeviceManager) -> None:
-    broken = dmi_device("thermo-2")
-    broken["spec"]["protocol"]["configData"]["table"] = {"nested": 1}
-    manager.on_change("device", "default/thermo-2", broken)
+def unpackable(device: dict[str, Any]) -> dict[str, Any]:
+    """``device`` with a configData value no mapper can be given (a map inside configData)."""
+    device["spec"]["protocol"]["configData"]["table"] = {"nested": 1}
+    return device
+
+
+def test_a_refused_new_version_leaves_the_last_accepted_one_in_the_answer(manager: DeviceManager) -> None:
+    manager.on_change("device", "default/thermo-2", unpackable(dmi_device("thermo-2", setpoint="40")))
     _, answer = manager.register(registration())
-    assert [d.name for d in answer.deviceList] == ["thermo-1"]
+    assert [(d.name, d.spec.properties[0].desired.value) for d in answer.deviceList] == [
+        ("thermo-1", "25"), ("thermo-2", "25")]  # thermo-2 as it was before the refused version
+    assert manager.refusals[("device", "default/thermo-2")].reason.startswith("spec.protocol.configData.table")
+
+
+def test_a_refused_new_device_is_not_served_and_its_reports_say_why(manager: DeviceManager) -> None:
+    manager.register(registration())
+    assert manager.on_change("device", "default/thermo-9", unpackable(dmi_device("thermo-9"))) == []
+    _, answer = manager.register(registration())
+    assert "thermo-9" not in [d.name for d in answer.deviceList]
+    with pytest.raises(Refused, match="was refused") as refused:
+        manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-9", reportedDevice=twins("1")))
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    # fixed: it is new to the mapper, so it is registered (not updated)
+    assert methods(manager.on_change("device", "default/thermo-9", dmi_device("thermo-9"))) == [
+        ("modbus", "RegisterDevice")]
+    assert manager.refusals == {}
+
+
+def test_a_refused_version_changes_nothing_and_is_refused_once(manager: DeviceManager,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    counted: list[str] = []
+    manager.count = counted.append
+    manager.register(registration())
+    good = manager.devices["default/thermo-1"]
+    moved = unpackable(dmi_device(protocol="onvif", setpoint="40"))  # to another protocol, and bad
+    assert manager.on_change("device", "default/thermo-1", moved) == []  # no RemoveDevice: it stays where it runs
+    assert manager.devices["default/thermo-1"] is good
+    with_status = {**moved, "status": {"twins": [{"propertyName": "setpoint"}]}}
+    assert manager.on_change("device", "default/thermo-1", with_status) == []  # the same spec, a new status
+    assert counted == ["devices_refused"]
+    assert len([r for r in caplog.records if "refused this version" in r.getMessage()]) == 1
+    assert manager.report_status(pb.ReportDeviceStatusRequest(deviceName="thermo-1", reportedDevice=twins("1")))
+    # a later list brings the same refused version: still nothing; then a good one is sent as an update
+    assert manager.replace(listed(dmi_model(), dmi_model("cam", "onvif"), with_status, dmi_device("thermo-2"),
+                                  dmi_device("cam-1", protocol="onvif", model="cam"))) == []
+    assert methods(manager.on_change("device", "default/thermo-1", dmi_device(setpoint="41"))) == [
+        ("modbus", "UpdateDevice")]
+    assert manager.refusals == {}
+
+
+def test_a_version_the_mapper_refuses_is_undone_at_the_dmi(manager: DeviceManager) -> None:
+    manager.register(registration())
+    good = manager.devices["default/thermo-1"]
+    (update,) = manager.on_change("device", "default/thermo-1", dmi_device(setpoint="99"))
+    assert manager.mapper_refused(update, "setpoint: out of range") == []
+    assert manager.devices["default/thermo-1"] is good
+    assert "out of range" in manager.refusals[("device", "default/thermo-1")].reason
+    _, answer = manager.register(registration())
+    assert answer.deviceList[0].spec.properties[0].desired.value == "25"
+    assert manager.on_change("device", "default/thermo-1", dmi_device(setpoint="99")) == []  # not sent again
+    # a refusal overtaken by a newer version changes nothing
+    (newer,) = manager.on_change("device", "default/thermo-1", dmi_device(setpoint="30"))
+    assert manager.mapper_refused(update, "late") == []
+    assert manager.devices["default/thermo-1"]["spec"] == dmi_device(setpoint="30")["spec"]
+    assert newer.method == "UpdateDevice"
+    # a new device the mapper refuses is not kept
+    (register,) = manager.on_change("device", "default/thermo-5", dmi_device("thermo-5"))
+    manager.mapper_refused(register, "bad")
+    assert "default/thermo-5" not in manager.devices
+
+
+def test_a_refused_model_keeps_the_last_accepted_one(manager: DeviceManager) -> None:
+    manager.register(registration())
+    bad = dmi_model()
+    bad["spec"]["properties"][0]["type"] = {"not": "a type"}
+    assert manager.on_change("devicemodel", "default/thermo", bad) == []
+    assert manager.models["default/thermo"] == dmi_model()
+    _, answer = manager.register(registration())
+    assert [m.name for m in answer.modelList] == ["thermo"]
+    assert ("devicemodel", "default/thermo") in manager.refusals
 
 
 def test_a_forward_that_overtakes_the_list_is_kept() -> None:
@@ -176,3 +264,16 @@ def test_the_dmi_socket_setting_must_fit_a_unix_socket() -> None:
     for bad in ("relative/dmi.sock", "/" + "d" * 120):
         with pytest.raises(ValueError, match="absolute path"):
             DmiSettings(socket=bad)
+
+
+def test_a_move_to_another_protocol_refused_by_its_mapper_goes_back_to_the_first(manager: DeviceManager) -> None:
+    manager.register(registration())
+    manager.register(registration("onvif", b"/run/mappers/onvif.sock"))
+    removed, registered = manager.on_change("device", "default/thermo-1", dmi_device(protocol="onvif"))
+    assert (removed.protocol, removed.method, registered.protocol, registered.method) == (
+        "modbus", "RemoveDevice", "onvif", "RegisterDevice")
+    (back,) = manager.mapper_refused(registered, "no such camera")
+    assert (back.protocol, back.method) == ("modbus", "RegisterDevice")
+    assert isinstance(back.request, pb.RegisterDeviceRequest)
+    assert back.request.device.name == "thermo-1"
+    assert manager.devices["default/thermo-1"]["spec"]["protocol"]["protocolName"] == "modbus"

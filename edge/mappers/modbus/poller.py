@@ -2,11 +2,12 @@
 values, and say online/offline as the Modbus server goes and comes back.
 
 One thread per device, because one Modbus TCP connection serves one request at a time (KubeEdge's mapper also
-holds one client per server behind a lock). The thread sleeps until the next property is due or until a
-desired value arrives. A failed connection or request makes the device offline: the connection is closed and
-reopened after a jittered backoff (runtime.backoff) that grows while the server stays away; once it answers,
-the device is online again and every property is read at once. Nothing a server does stops the thread; only
-``stop`` does.
+holds one client per server behind a lock). The thread connects at once, then sleeps until the next property
+is due or until a desired value arrives; the first read of a device comes at its phase of the cycle
+(edge/mappers/modbus/schedule.py), so that many devices do not all read and report in the same instant. A
+failed connection or request makes the device offline: the connection is closed and reopened after a jittered
+backoff (runtime.backoff) that grows while the server stays away; once it answers, the device is online again
+and every property is read at once. Nothing a server does stops the thread; only ``stop`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from edge.mappers.modbus.client import RegisterClient, RequestRefused, Unreachable
 from edge.mappers.modbus.codec import EncodeError, encode_bits, encode_words
 from edge.mappers.modbus.config import ModbusConfigError
+from edge.mappers.modbus.schedule import initial_grid
 from edge.mappers.modbus.spec import (
     Collected,
     DeviceReport,
@@ -81,10 +83,12 @@ class DevicePoller:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"modbus-{spec.namespace}/{spec.name}", daemon=True)
-        # Both grids start now: a property read in a step is reported in the same step when its cycles are equal.
-        now = time.monotonic()
-        self._next_collect = {p.name: now for p in spec.properties}
-        self._next_report = {p.name: now for p in spec.properties}
+        self._next_collect, self._next_report = initial_grid(spec, time.monotonic())
+        self._ever_connected = False
+        self._read_back: set[str] = set()
+        """Properties written in this step: read and reported in it whatever their cycles say."""
+        self._answered = False
+        """Whether the server answered a request in this step (a read, or a write, refused or not)."""
         self._fresh: dict[str, Reading] = {}
         self._failing: dict[str, str] = {}
         """Properties whose last read was refused, with the reason: told once, not at every cycle."""
@@ -136,23 +140,32 @@ class DevicePoller:
             self._client.connect()
             self._connected = True
             now = time.monotonic()
-            # Read (and report) everything as soon as the server is back, then keep to the cycles from there.
-            self._next_collect = dict.fromkeys(self._next_collect, now)
-            self._next_report = dict.fromkeys(self._next_report, now)
+            if self._ever_connected:
+                # Read (and report) everything as soon as the server is back, then keep to the cycles from there
+                # (the jittered backoff spreads devices that come back together).
+                self._next_collect = dict.fromkeys(self._next_collect, now)
+                self._next_report = dict.fromkeys(self._next_report, now)
+            self._ever_connected = True
+        self._answered = False
         self._write_pending()
         now = time.monotonic()
         for prop in self.spec.properties:
             if self._stopped.is_set():
                 return 0.0
-            if self._next_collect[prop.name] <= now:
+            is_due = self._next_collect[prop.name] <= now
+            if is_due or prop.name in self._read_back:
                 self._collect(prop)
+            if is_due:
                 self._next_collect[prop.name] = _next(self._next_collect[prop.name], prop.collect_cycle_ms, now)
         self._report(time.monotonic())
+        self._read_back.clear()
         # Online once the server answered this step's requests (a connection alone proves little: a hung server
         # accepts one and never answers); the backoff starts small again only then, so a server that accepts and
-        # then fails every request is retried ever more slowly.
-        self._backoff.reset()
-        self._set_state(DeviceState.ONLINE, f"{self._client.address} answers")
+        # then fails every request is retried ever more slowly. A step with nothing due yet (the first, before
+        # the device's phase) says nothing either way.
+        if self._answered:
+            self._backoff.reset()
+            self._set_state(DeviceState.ONLINE, f"{self._client.address} answers")
         due = min([*self._next_collect.values(), *self._next_report.values()], default=now + 1.0)
         return due - time.monotonic()
 
@@ -160,10 +173,12 @@ class DevicePoller:
         try:
             value = self._client.read(prop.visitor)
         except RequestRefused as exc:
+            self._answered = True
             if self._failing.get(prop.name) != str(exc):
                 self._failing[prop.name] = str(exc)
                 self._emit(PropertyError(self.spec.namespace, self.spec.name, prop.name, str(exc)))
             return
+        self._answered = True
         self._failing.pop(prop.name, None)
         reading = Reading(prop.name, value, prop.visitor.data_type.value, int(time.time() * 1000))
         self._fresh[prop.name] = reading
@@ -173,8 +188,10 @@ class DevicePoller:
     def _report(self, now: float) -> None:
         readings = []
         for prop in self.spec.properties:
-            if self._next_report[prop.name] <= now:
+            due = self._next_report[prop.name] <= now
+            if due:
                 self._next_report[prop.name] = _next(self._next_report[prop.name], prop.report_cycle_ms, now)
+            if due or prop.name in self._read_back:
                 reading = self._fresh.pop(prop.name, None)
                 if reading is not None:
                     readings.append(reading)
@@ -195,12 +212,14 @@ class DevicePoller:
                     self._client.write_words(prop.visitor, write.words)
             except RequestRefused as exc:
                 self._emit(PropertyError(self.spec.namespace, self.spec.name, name, f"writing {write.value!r}: {exc}"))
+            self._answered = True
             # Unreachable leaves the write queued: it is made once the server is back.
             with self._lock:
                 if self._pending.get(name) is write:
                     del self._pending[name]
-            # Read it back and report it now, not a cycle later.
-            self._next_collect[name] = self._next_report[name] = time.monotonic()
+            # Read it back and report it in this step, not a cycle later; its cycles keep their phase, so that
+            # it is read and reported with the device's other properties again from the next cycle on.
+            self._read_back.add(name)
 
     def _emit(self, event: MapperEvent) -> None:
         try:
