@@ -98,6 +98,25 @@ class PodmanApi:
                                         int(item.get("ExitCode") or 0), str(item_labels.get(RESTARTS_ON_LABEL, NEVER))))
         return out
 
+    def log_file(self, container_id: str) -> str | None:
+        """The container's log file when podman writes it as a CRI (``k8s-file``) log, from its inspect; None for
+        another driver (journald, none) or when podman names no path."""
+        info = self._json(f"{API}/containers/{quote(container_id)}/json")
+        config = (info.get("HostConfig") or {}).get("LogConfig") or {} if isinstance(info, dict) else {}
+        if str(config.get("Type") or "k8s-file") not in ("k8s-file", "json-file"):
+            return None
+        path = config.get("Path") or (info.get("LogPath") if isinstance(info, dict) else None)
+        return str(path) if path else None
+
+    def running(self, container_id: str) -> bool:
+        """Whether the container may still write to its log (not ended, not removed)."""
+        try:
+            info = self._json(f"{API}/containers/{quote(container_id)}/json")
+        except PodmanApiError:
+            return False
+        status = str(((info.get("State") or {}) if isinstance(info, dict) else {}).get("Status", ""))
+        return status not in ("exited", "stopped", "dead", "removing", "")
+
     def get_json(self, path: str) -> Any:
         """podman's JSON answer to ``GET {API}{path}`` (PodmanApiError when it fails)."""
         return self._json(f"{API}{path}")
