@@ -218,7 +218,8 @@ def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str]
     children = []
     for i in range(replicas):
         replica = f"cloudhub-{i + 1}"
-        children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica,
+        # Replicas run only on NATS (up_cli), where QoS 0 spares a JetStream consumer per node (see --up-qos).
+        children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica, "--up-qos", "0",
                                                      "--kubeconfig", str(kubeconfig)), env=cloud_env,
                               healthy=_replica_up(cloud_watch, replica)))
     return children

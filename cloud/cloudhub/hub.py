@@ -40,6 +40,12 @@ class CloudHubSettings(ComponentSettings):
                 "serving only the nodes it owns; empty: the only CloudHub, serving every node"})
     lease_duration_s: int = field(default=10, metadata={
         "help": "a replica's Lease duration: a dead replica's nodes move after this long"})
+    up_qos: int = field(default=1, metadata={
+        "help": "QoS of the subscriptions to the nodes' up topics. 1 (the default) lets the broker keep what "
+                "arrives while CloudHub is away. 0 suits NATS: each QoS 1 MQTT subscription there is a "
+                "replicated JetStream consumer, created one after another (about 0.3 s each on 3 members), so a "
+                "replica taking over hundreds of nodes waits minutes; at 0 nothing is created, and what is lost "
+                "while away is sent again by each node's outbox (EdgeHub's --resend-s) until CloudHub answers it"})
     kubeconfig: str | None = field(default=None, metadata={
         "help": "kubeconfig file for replicas' Leases and Nodes (default: in-cluster)"})
     kube_server: str | None = field(default=None, metadata={
@@ -53,6 +59,8 @@ class CloudHubSettings(ComponentSettings):
         super().__post_init__()
         if self.replica_id and not is_module_name(self.replica_id):  # it names a Lease and a status topic
             raise ValueError(f"replica_id {self.replica_id!r} must be a-z, 0-9 and '-', starting with a letter")
+        if self.up_qos not in (0, 1):
+            raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
         if self.replica_id and self.lease_duration_s < 2:
             raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
 
@@ -84,7 +92,8 @@ class CloudHub:
 
     def start(self) -> None:
         # A replica subscribes per node (hand_over), under the one handler: NATS has no shared subscriptions.
-        self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up, subscribe=self.membership is None)
+        self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up, qos=self.settings.up_qos,
+                        subscribe=self.membership is None)
         if self.membership is not None:  # the nodes that have no Node yet: their bridges' retained hellos
             self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
             self.bus.connection.on_subscribed(self.on_subscribed)
@@ -133,7 +142,7 @@ class CloudHub:
         for node in handover.lost:
             self.bus.connection.unsubscribe(topics.link_up(node))
         for node in sorted(handover.gained):
-            self.bus.connection.subscribe(topics.link_up(node))
+            self.bus.connection.subscribe(topics.link_up(node), qos=self.settings.up_qos)
 
     def on_subscribed(self, topic_filter: str) -> None:
         """The broker's SUBACK (network thread: only the lock and a queued publish here)."""

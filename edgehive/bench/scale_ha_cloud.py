@@ -110,7 +110,7 @@ def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path
         env = {**os.environ, "EDGEHIVE_BROKER": member_list(urls, i)}
         identity = f"cloudhub-{i + 1}" if replicas > 1 else "cloudhub"
         hub_args = (["--replica-id", identity, "--kubeconfig", str(kubeconfig), "--lease-duration-s",
-                     str(LEASE_DURATION_S)] if replicas > 1 else [])
+                     str(LEASE_DURATION_S), "--up-qos", "0"] if replicas > 1 else [])
         hubs[identity] = stack.enter_context(process([sys.executable, "-m", "cloud.cloudhub", *hub_args],
                                                      work / f"{identity}.log", env))
         elect = (["--leader-elect", "edgecontroller", "--leader-identity", f"edgecontroller-{i + 1}"]

@@ -133,6 +133,12 @@ def test_replicas_get_broker_client_ids_of_their_own() -> None:
         CloudHubSettings(replica_id="a", lease_duration_s=1)
 
 
+def test_up_qos_is_0_or_1() -> None:
+    assert CloudHubSettings(up_qos=0).up_qos == 0
+    with pytest.raises(ValueError, match="up_qos must be 0 or 1, not 2"):
+        CloudHubSettings(up_qos=2)
+
+
 def test_a_replicas_announcements_name_it_and_a_lone_cloudhubs_do_not() -> None:
     replica = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: "s1",
                           replica="r1")
