@@ -57,7 +57,14 @@ from tests.support.session_records import double_service, spells
 pytestmark = pytest.mark.timeout(600)  # the first test pays for the module's fleet
 
 SIM_NODES = 40
-"""The issue's figure."""
+"""The issue asks for 200; 40 is what runs reliably on this shared 2-core machine (load 4-11 from other sessions'
+test runs). At 200 a NATS member's death left the two others refusing the CloudHub replicas' re-subscriptions for
+minutes (NATS 2.9 creates a session's QoS 1 JetStream consumers one at a time, each refusal after its ~4 s API
+timeout: a replica re-taking 60 nodes waited 4 minutes, and its nodes' listings and updates with it): 1 run of 2
+failed so, the other converged 157 s after the kill. At 100, one run of 3 failed at start-up (8 nodes never got
+their objects in 240 s, the controller's listings timing out at load 10), one on 3 nodes missing an update after a
+replica's death (before RESYNC_PERIOD_S was short), one passed. Several broker sessions per replica (issue 17's
+note, "what remains") is the cure; then raise this."""
 REAL_NODES = 2
 REPLICAS = 3
 CONTROLLERS = 2
@@ -144,6 +151,7 @@ def test_1_a_nats_member_dies_during_a_mixed_stream(ha_fleet: HaFleet) -> None:
     with sims.lock:
         sim_victims = sorted(n for n, m in sims.member.items() if m == index and n in sims.connected)
     real_victims = [n for n in fleet.real if fleet.bridge_member(n) == victim.port]
+    repairs = fleet.repairs()
     assert real_victims, "no real node's bridge is on the member to kill"
     since = {n: log_length(fleet.real[n][1].process) for n in real_victims}  # type: ignore[arg-type]
     stream = _stream_around(fleet, seed=1)
@@ -169,7 +177,8 @@ def test_1_a_nats_member_dies_during_a_mixed_stream(ha_fleet: HaFleet) -> None:
     converged_s = time.monotonic() - killed
     print(f"\nNATS member {index + 1} killed: {len(sim_victims)} simulated and {len(real_victims)} real links back "
           f"in {back_s:.1f} s (issue's goal {LINK_BACK_S:.0f} s: {'met' if back_s <= LINK_BACK_S else 'NOT met'}); "
-          f"{stream.count()} writes, every store converged {converged_s:.1f} s after the kill")
+          f"{stream.count()} writes, every store converged {converged_s:.1f} s after the kill; "
+          f"{fleet.repairs() - repairs} changes repaired by the periodic resync")
     victim.launch().wait_ready()  # whole again for what follows
 
 
@@ -189,6 +198,7 @@ def test_2_a_cloudhub_replica_dies_and_comes_back(ha_fleet: HaFleet) -> None:
     assert next(iter(fleet.real)) in moving
     heirs = {n: owner(n, set(ids) - {victim}) or "" for n in moving}
     since = {i: log_length(p) for i, p in fleet.hubs.items()}
+    repairs = fleet.repairs()
     stream = _stream_around(fleet, seed=2)
     try:
         process = fleet.hubs[victim]
@@ -210,7 +220,9 @@ def test_2_a_cloudhub_replica_dies_and_comes_back(ha_fleet: HaFleet) -> None:
     wait_converged(fleet, CONVERGE_S, f"every node's store exactly the API's with {victim} dead")
     print(f"\nCloudHub replica {victim} killed: its {len(moving)} nodes taken by the others {taken_s:.1f} s after "
           f"(issue's goal {TAKEN_WITHIN_S:.0f} s: {'met' if taken_s <= TAKEN_WITHIN_S else 'NOT met'}); converged "
-          f"{time.monotonic() - killed:.1f} s after the kill")
+          f"{time.monotonic() - killed:.1f} s after the kill; {fleet.repairs() - repairs} changes repaired by the "
+          "periodic resync")
+    repairs = fleet.repairs()
 
     since = {i: log_length(p) for i, p in fleet.hubs.items() if i != victim}
     stream = _stream_around(fleet, seed=3)
@@ -229,6 +241,8 @@ def test_2_a_cloudhub_replica_dies_and_comes_back(ha_fleet: HaFleet) -> None:
     finally:
         stream.finish()
     wait_converged(fleet, CONVERGE_S, "every node's store exactly the API's after the return")
+    print(f"{victim} back: its {len(moving)} nodes handed back; {fleet.repairs() - repairs} changes repaired by "
+          "the periodic resync")
 
     every = [spell for identity, path, at in fleet.killed_hubs
              for spell in spells(identity, [(path, at)])]
