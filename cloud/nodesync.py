@@ -153,8 +153,9 @@ class NodeSync:
             found = meta(obj)
             key = ResourceKey(found.namespace, kind, str(found.name))
             nodes = self.placement.on_secondary(kind, event, obj, packed)
-            if event == "DELETED":  # nodes that held it see it as no longer wanted
-                nodes |= {n for n in self.placement.edge_nodes if key in self.placement.sent.get(n, {})}
+            if event == "DELETED":  # nodes that held it see it as no longer wanted; those it left, its deletion
+                nodes |= {n for n in self.placement.edge_nodes
+                          if key in self.placement.sent.get(n, {}) or key in self.placement.removed.get(n, {})}
             for node in nodes:
                 self.send(self.placement.changes(node, key))
 

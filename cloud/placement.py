@@ -26,6 +26,11 @@ from schemas.podrefs import config_refs
 from schemas.resource import ResourceKey, newer_version
 from schemas.volumeclaims import Claim
 
+REMOVED_KEPT = 1000
+"""Objects remembered per node as deleted there while they lived on (``Placement.removed``): enough for a node's
+pods coming and going between two deletions of what they used; an object forgotten sooner is at worst brought
+back by a late redelivery until the next periodic resync."""
+
 
 @dataclass(frozen=True)
 class Change:
@@ -84,6 +89,12 @@ class Placement:
         self.pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
         self.node_refs: dict[str, Counter[ResourceKey]] = {}  # how many of the node's pods use each object
         self.sent: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
+        self.removed: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
+        """Per node, objects deleted there at the last version sent because they no longer belonged on it while
+        they lived on in the API (at most REMOVED_KEPT a node, the oldest forgotten first). Such a delete lets the
+        same version back in, so a broker's late redelivery of the last update brings the object back; when the
+        object is then deleted in the API, the node gets a delete at the deletion's version (see changes), whose
+        tombstone refuses it for good."""
         self._deleted: tuple[ResourceKey, str] | None = None
         """The object of the last event if it was deleted, and the deletion's resourceVersion (a watch's DELETED
         carries it): its deletes go out at that version rather than the last one sent (see changes)."""
@@ -100,6 +111,7 @@ class Placement:
         if not is_edge and name in self.edge_nodes:
             self.edge_nodes.discard(name)
             self.sent.pop(name, None)
+            self.removed.pop(name, None)
         return set()
 
     def on_primary(self, event: str, obj: dict[str, Any], packed: Packed | None = None) -> set[str]:
@@ -192,6 +204,7 @@ class Placement:
         (for one object only, with ``only``: a ConfigMap event need not look at the rest; a claim's event looks at
         everything, since the volume it names, or named before, comes or goes with it)."""
         sent = self.sent.setdefault(node, {})
+        removed = self.removed.setdefault(node, {})
         if only is not None and only.kind in REFERRING_KINDS:
             only = None
         if only is not None:
@@ -206,10 +219,32 @@ class Placement:
             if sent.get(key) != (obj.rv, obj.uid):
                 out.append(Change(node, Op.UPDATE if key in sent else Op.INSERT, key, obj.rv, obj.obj()))
                 sent[key] = (obj.rv, obj.uid)
+            removed.pop(key, None)
         for key in stale:
             rv, uid = sent.pop(key)
-            out.append(Change(node, Op.DELETE, key, self._delete_version(key, rv), deletion_body(key, uid)))
+            version = self._delete_version(key, rv)
+            out.append(Change(node, Op.DELETE, key, version, deletion_body(key, uid)))
+            self._note_removed(removed, key, (rv, uid) if version == rv else None)
+        gone = self._deleted[0] if self._deleted is not None else None
+        if gone is not None and gone in removed and gone not in want and gone not in stale:
+            rv, uid = removed[gone]
+            version = self._delete_version(gone, rv)
+            if version != rv:  # deleted in the API since it left the node: again, at the deletion's version
+                out.append(Change(node, Op.DELETE, gone, version, deletion_body(gone, uid)))
+                del removed[gone]
         return out
+
+    @staticmethod
+    def _note_removed(removed: dict[ResourceKey, tuple[str, str | None]], key: ResourceKey,
+                      version: tuple[str, str | None] | None) -> None:
+        """Remember ``key`` as deleted at its last version sent (``version``), or forget it (None: the delete went
+        out at the deletion's own version, which no redelivery gets past)."""
+        removed.pop(key, None)
+        if version is None:
+            return
+        removed[key] = version
+        while len(removed) > REMOVED_KEPT:
+            del removed[next(iter(removed))]
 
     def resync(self, node: str, held: dict[ResourceKey, tuple[str, str | None]]) -> list[Change]:
         """The node reports what it holds (key -> (rv, uid)): send what is newer, delete what is not wanted."""

@@ -137,14 +137,15 @@ class Membership:
             if now >= next_renewal and self._on_broker():
                 members = self.keeper.tick()
                 next_renewal = now + self.keeper.renew_interval_s
-            else:  # between renewals, or off the broker: a Lease that ran out ends the serving on time
-                if now >= next_renewal:  # off the broker: look again soon, to renew once it is back
-                    next_renewal = now + min(0.5, self.keeper.renew_interval_s)
-                    if self.keeper.valid_until() and now >= next_warning:  # not before its first connection
-                        log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until "
-                                    "%.1f s from now)", self.keeper.identity, self.keeper.name,
-                                    max(0.0, self.keeper.valid_until() - now))
-                        next_warning = now + self.keeper.renew_interval_s
+            elif now >= next_renewal:  # off the broker: look again soon, to renew once it is back
+                next_renewal = now + min(0.5, self.keeper.renew_interval_s)
+                if self.keeper.valid_until() and now >= next_warning:  # not before its first connection
+                    log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until "
+                                "%.1f s from now)", self.keeper.identity, self.keeper.name,
+                                max(0.0, self.keeper.valid_until() - now))
+                    next_warning = now + self.keeper.renew_interval_s
+                members = self.keeper.observe()  # a member joining meanwhile takes its nodes from us too
+            else:  # between renewals: a Lease that ran out ends the serving on time
                 members = self.keeper.members()
             with self._lock:
                 nodes = self._nodes | self._heard

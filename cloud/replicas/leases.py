@@ -150,6 +150,20 @@ class LeaseKeeper:
         self._frozen = set()
         return self.members()
 
+    def observe(self) -> set[str]:
+        """List the Leases without renewing this one (a replica off the cloud broker must not renew, but must
+        still see a member that joins meanwhile: the joiner takes its nodes once the others can have listed it,
+        and this replica, still serving until its own Lease runs out, has to let them go by the same rule).
+        What is read only adds members to the frozen others, so it never gives this replica a node."""
+        try:
+            items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}",
+                                          timeout_s=self.renew_interval_s / 2)
+        except KubeError:
+            return self.members()
+        self._others = [lease for item in items if item["metadata"]["name"] != self.name
+                        and (lease := ReplicaLease.parse(item)) is not None]
+        return self.members()
+
     def members(self, now: float | None = None) -> set[str]:
         """The live members at ``now`` from what was last read. While the API cannot be read the others are
         not expired from stale readings (they may be renewing fine): this replica's own Lease running out
@@ -162,7 +176,7 @@ class LeaseKeeper:
         if self._clock() - self._renewed_at > self.renew_interval_s * 1.5 and self._renewed_at:
             if not self._frozen:
                 self._frozen = live(self._others, self._renewed_at)
-            others = self._frozen
+            others = self._frozen | live(self._others, now, self.join_delay_s)  # joiners seen since (observe)
         else:
             others = live(self._others, now, self.join_delay_s)
         found = set(others)

@@ -236,3 +236,36 @@ def test_a_periodic_resync_whose_listing_fails_sends_nothing(caplog: pytest.LogC
 def test_a_negative_period_is_refused() -> None:
     with pytest.raises(ValueError, match="resync_period_s"):
         make_sync(FakeBus(), resync_period_s=-1.0)
+
+
+def test_a_configmap_deleted_after_the_pod_that_used_it_is_deleted_on_the_node_at_its_deletion_version(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the HA fleet test: the pod's delete takes the ConfigMap off the node at the version last sent; its
+    deletion in the API right after must still reach the node, at the deletion's version, or a broker's late
+    redelivery of the ConfigMap brings it back until the next periodic resync."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus)
+    conf = ResourceKey("ns", kinds.CONFIGMAP, "conf")
+    spec = {"nodeName": "e1", "containers": [{"name": "c", "image": "i"}],
+            "volumes": [{"name": "v", "configMap": {"name": "conf"}}]}
+
+    def web(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": rv, "uid": "u-web"}, "spec": spec}
+
+    def configmap(rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": "conf", "namespace": "ns", "resourceVersion": rv, "uid": "u-conf"}}
+
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.CONFIGMAP, "ADDED", configmap("4"))
+        event(sync, kinds.POD, "ADDED", web("5"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        assert bus.holds("e1", conf)
+        event(sync, kinds.POD, "DELETED", web("6"))
+        event(sync, kinds.CONFIGMAP, "DELETED", configmap("7"))
+        wait_until(lambda: deletes(bus, conf) == 2, timeout=10, what="the ConfigMap's second delete")
+        assert [e.rv for e in list(bus.published) if e.op == Op.DELETE and e.res == conf] == ["4", "7"]
+    finally:
+        sync.close()

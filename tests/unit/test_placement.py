@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from cloud.placement import Placement
+from cloud.placement import REMOVED_KEPT, Placement
 from schemas.envelope import Op
 from schemas.kubeobj import EDGE_ROLE_LABEL
 from schemas.resource import ResourceKey
@@ -61,6 +61,57 @@ def test_a_delete_goes_at_the_deletion_version_only_for_what_was_deleted() -> No
     p.on_primary("MODIFIED", pod("web", "e2", "10"))  # moved off the node: not a deletion
     (moved,) = p.changes("e1")
     assert (moved.op, str(moved.key), moved.rv) == (Op.DELETE, "ns/pod/web", "2")
+
+
+def test_an_object_that_left_a_node_and_is_then_deleted_is_deleted_there_again_at_the_deletion_version() -> None:
+    """The HA fleet test's stale ConfigMap: a pod and then its ConfigMap deleted back to back. The pod's delete
+    takes the ConfigMap off the node at the version last sent (it still lives in the API then), which lets that
+    version back in; a broker redelivering its insert late brought it back for good. Its deletion in the API
+    must reach the node too, at the deletion's version, so that the tombstone refuses the redelivery."""
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_secondary("configmap", "ADDED", cm("conf", "1"))
+    p.on_primary("ADDED", pod("web", "e1", "2", cm="conf"))
+    p.changes("e1")
+    p.on_primary("DELETED", pod("web", "e1", "3", cm="conf"))
+    assert {str(c.key): c.rv for c in p.changes("e1")} == {"ns/pod/web": "3", "ns/configmap/conf": "1"}
+    key = ResourceKey("ns", "configmap", "conf")
+    assert key in p.removed["e1"]  # how nodesync knows to ask for the node's changes on the deletion
+    p.on_secondary("configmap", "DELETED", cm("conf", "4"))
+    (again,) = p.changes("e1", key)
+    assert (again.op, again.key, again.rv, again.body["metadata"]["uid"]) == (Op.DELETE, key, "4", "c-conf")
+    assert p.changes("e1", key) == []  # once
+    assert key not in p.removed["e1"]
+
+
+def test_an_object_back_on_its_node_is_no_longer_remembered_as_removed() -> None:
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    p.on_secondary("configmap", "ADDED", cm("conf", "1"))
+    p.on_primary("ADDED", pod("web", "e1", "2", cm="conf"))
+    p.changes("e1")
+    p.on_primary("DELETED", pod("web", "e1", "3", cm="conf"))
+    p.changes("e1")
+    p.on_primary("ADDED", pod("api", "e1", "5", cm="conf"))  # the ConfigMap comes back, unchanged
+    assert summary(p.changes("e1")) == [("e1", "insert", "ns/configmap/conf"), ("e1", "insert", "ns/pod/api")]
+    assert p.removed["e1"] == {}
+    p.on_secondary("configmap", "MODIFIED", cm("conf", "6"))  # and a change to it travels as usual
+    assert [(c.op, c.rv) for c in p.changes("e1", ResourceKey("ns", "configmap", "conf"))] == [(Op.UPDATE, "6")]
+
+
+def test_removed_objects_are_remembered_up_to_a_bound_per_node() -> None:
+    p = Placement()
+    p.on_node("ADDED", node("e1"))
+    total = REMOVED_KEPT + 5
+    for i in range(total):
+        p.on_secondary("configmap", "ADDED", cm(f"c{i}", str(10 + i)))
+        p.on_primary("ADDED", pod(f"p{i}", "e1", str(10_000 + i), cm=f"c{i}"))
+    p.changes("e1")
+    for i in range(total):
+        p.on_primary("DELETED", pod(f"p{i}", "e1", str(20_000 + i), cm=f"c{i}"))
+        p.changes("e1")
+    assert len(p.removed["e1"]) == REMOVED_KEPT
+    assert ResourceKey("ns", "configmap", "c0") not in p.removed["e1"]  # the oldest went first
 
 
 def test_a_node_never_gets_another_nodes_config() -> None:

@@ -90,3 +90,24 @@ def test_a_keeper_cut_off_from_the_api_counts_a_member_that_was_still_joining_an
     assert keeper.tick() == {"a", "b", "c"}, "the others count c by now: so must a, or it keeps c's nodes"
     now[0] = T0 + 2.7  # past the Lease (3 s) less its margin: a serves nothing
     assert keeper.members() == {"b", "c"}
+
+
+def test_a_keeper_off_the_broker_sees_a_member_rejoin_and_lets_its_nodes_go() -> None:
+    """Found by the HA fleet test: a replica off the cloud broker renews nothing and, before, listed nothing
+    either, so a member that came back meanwhile was missing from its frozen others: the joiner took its nodes
+    (the others could have listed it by then) while this one went on serving them until its own Lease ran out,
+    and a node was served by two replicas for half a second. ``observe`` lists without renewing."""
+    now = [T0]
+    api = _Api([lease("a", T0 - 0.5, T0 - 100, duration=3), lease("b", T0 - 0.5, T0 - 100, duration=3),
+                lease("c", T0 - 10, T0 - 100, duration=3)])  # c's Lease ran out: c is dead
+    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=3, clock=lambda: now[0])
+    assert keeper.tick() == {"a", "b"}
+    # a goes off the broker (no more tick); c comes back with a new Lease
+    api.leases["cloudhub-c"] = lease("c", T0 + 0.2, T0 + 0.2, duration=3)
+    now[0] = T0 + 0.2 + keeper.join_delay_s + 0.01  # the others count c now, and c takes its nodes soon after
+    assert now[0] < keeper.valid_until(), "a still serves: the case in point"
+    assert keeper.members() == {"a", "b"}  # from the last reading: c's nodes would stay with a
+    assert keeper.observe() == {"a", "b", "c"}
+    assert api.leases["cloudhub-a"]["spec"]["renewTime"] == micro_time(T0), "observe renews nothing"
+    api.cut = True  # the API gone too: what was seen is kept, nothing is given back to a
+    assert keeper.observe() == {"a", "b", "c"}
