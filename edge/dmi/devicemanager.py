@@ -184,13 +184,10 @@ class DeviceManager:
                               pb.RemoveDeviceRequest(deviceName=name, deviceNamespace=namespace))
             before = None
         if before is None:
-            request: Message = pb.RegisterDeviceRequest(device=message)
-            method = "RegisterDevice"
-        else:
-            request, method = pb.UpdateDeviceRequest(device=message), "UpdateDevice"
-        if protocol_of(obj) not in self.mappers:
-            return calls
-        return [*calls, MapperCall(protocol_of(obj), method, request, ident, obj, previous)]
+            return calls + self._to(protocol_of(obj), "RegisterDevice", pb.RegisterDeviceRequest(device=message),
+                                    ident, obj, previous)
+        return calls + self._to(protocol_of(obj), "UpdateDevice", pb.UpdateDeviceRequest(device=message),
+                                ident, obj, previous)
 
     def mapper_refused(self, call: MapperCall, reason: str) -> list[MapperCall]:
         """The mapper answered INVALID_ARGUMENT to ``call``: it kept the version it ran, and so does the DMI (its
@@ -211,10 +208,10 @@ class DeviceManager:
         if protocol_of(previous) == protocol_of(call.sent):
             return []
         message = self._device(call.device)
-        if message is None or protocol_of(previous) not in self.mappers:
+        if message is None:
             return []
-        return [MapperCall(protocol_of(previous), "RegisterDevice", pb.RegisterDeviceRequest(device=message),
-                           call.device, previous, None)]
+        return self._to(protocol_of(previous), "RegisterDevice", pb.RegisterDeviceRequest(device=message),
+                        call.device, previous)
 
     def _model_changed(self, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
         before = self.models.get(ident)
@@ -255,8 +252,11 @@ class DeviceManager:
         if self.refusals.pop((kind, ident), None) is not None:
             log.info("%s %s: a version is accepted again", kind, ident)
 
-    def _to(self, protocol: str, method: str, request: Message) -> list[MapperCall]:
-        return [MapperCall(protocol, method, request)] if protocol in self.mappers else []
+    def _to(self, protocol: str, method: str, request: Message, device: str = "", sent: dict[str, Any] | None = None,
+            previous: dict[str, Any] | None = None) -> list[MapperCall]:
+        """The call, to the protocol's mapper if one is registered; ``device``, ``sent`` and ``previous`` for a
+        RegisterDevice or UpdateDevice (MapperCall)."""
+        return [MapperCall(protocol, method, request, device, sent, previous)] if protocol in self.mappers else []
 
     def _message(self, ident: str, obj: dict[str, Any]) -> pb.Device:
         namespace = ident.split("/", 1)[0]
