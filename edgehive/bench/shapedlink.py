@@ -54,13 +54,15 @@ class ShapedLink:
 
     def shape(self, mbit: float) -> None:
         """Limit both ends to ``mbit`` Mbit/s (a burst of 64 KB, at most 50 ms queued)."""
-        for prefix, device in (((), self.host_device), (("ip", "netns", "exec", self.namespace), self.far_device)):
-            _run(*prefix, "tc", "qdisc", "replace", "dev", device, "root", "tbf", "rate", f"{mbit}mbit",
-                 "burst", "64kb", "latency", "50ms")
+        self._on_both_ends("replace", "tbf", "rate", f"{mbit}mbit", "burst", "64kb", "latency", "50ms")
 
     def unshape(self) -> None:
+        self._on_both_ends("del")
+
+    def _on_both_ends(self, verb: str, *qdisc: str) -> None:
+        """``tc qdisc VERB dev END root QDISC...`` on this side's end of the pair and on the far one."""
         for prefix, device in (((), self.host_device), (("ip", "netns", "exec", self.namespace), self.far_device)):
-            _run(*prefix, "tc", "qdisc", "del", "dev", device, "root")
+            _run(*prefix, "tc", "qdisc", verb, "dev", device, "root", *qdisc)
 
 
 @contextmanager
