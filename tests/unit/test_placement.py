@@ -63,17 +63,23 @@ def test_a_delete_goes_at_the_deletion_version_only_for_what_was_deleted() -> No
     assert (moved.op, str(moved.key), moved.rv) == (Op.DELETE, "ns/pod/web", "2")
 
 
-def test_an_object_that_left_a_node_and_is_then_deleted_is_deleted_there_again_at_the_deletion_version() -> None:
-    """The HA fleet test's stale ConfigMap: a pod and then its ConfigMap deleted back to back. The pod's delete
-    takes the ConfigMap off the node at the version last sent (it still lives in the API then), which lets that
-    version back in; a broker redelivering its insert late brought it back for good. Its deletion in the API
-    must reach the node too, at the deletion's version, so that the tombstone refuses the redelivery."""
+def _pod_and_its_configmap_sent_then_pod_deleted() -> Placement:
+    """Node e1 was sent pod web and the ConfigMap conf it uses; then web was deleted (its changes not yet taken)."""
     p = Placement()
     p.on_node("ADDED", node("e1"))
     p.on_secondary("configmap", "ADDED", cm("conf", "1"))
     p.on_primary("ADDED", pod("web", "e1", "2", cm="conf"))
     p.changes("e1")
     p.on_primary("DELETED", pod("web", "e1", "3", cm="conf"))
+    return p
+
+
+def test_an_object_that_left_a_node_and_is_then_deleted_is_deleted_there_again_at_the_deletion_version() -> None:
+    """The HA fleet test's stale ConfigMap: a pod and then its ConfigMap deleted back to back. The pod's delete
+    takes the ConfigMap off the node at the version last sent (it still lives in the API then), which lets that
+    version back in; a broker redelivering its insert late brought it back for good. Its deletion in the API
+    must reach the node too, at the deletion's version, so that the tombstone refuses the redelivery."""
+    p = _pod_and_its_configmap_sent_then_pod_deleted()
     assert {str(c.key): c.rv for c in p.changes("e1")} == {"ns/pod/web": "3", "ns/configmap/conf": "1"}
     key = ResourceKey("ns", "configmap", "conf")
     assert key in p.removed["e1"]  # how nodesync knows to ask for the node's changes on the deletion
@@ -85,12 +91,7 @@ def test_an_object_that_left_a_node_and_is_then_deleted_is_deleted_there_again_a
 
 
 def test_an_object_back_on_its_node_is_no_longer_remembered_as_removed() -> None:
-    p = Placement()
-    p.on_node("ADDED", node("e1"))
-    p.on_secondary("configmap", "ADDED", cm("conf", "1"))
-    p.on_primary("ADDED", pod("web", "e1", "2", cm="conf"))
-    p.changes("e1")
-    p.on_primary("DELETED", pod("web", "e1", "3", cm="conf"))
+    p = _pod_and_its_configmap_sent_then_pod_deleted()
     p.changes("e1")
     p.on_primary("ADDED", pod("api", "e1", "5", cm="conf"))  # the ConfigMap comes back, unchanged
     assert summary(p.changes("e1")) == [("e1", "insert", "ns/configmap/conf"), ("e1", "insert", "ns/pod/api")]
