@@ -56,9 +56,13 @@ def _error(exc: MethodError) -> Answer:
     return Answer(exc.status, {"statusCode": exc.status, "Message": exc.message})
 
 
-def answer(target: MethodTarget, verb: str, path: str) -> Answer:
-    """The answer to ``verb path`` (the path without its query)."""
+def answer(target: MethodTarget, verb: str, path: str, has_body: bool = False) -> Answer:
+    """The answer to ``verb path`` (the path without its query). The API takes its value in the path, as
+    KubeEdge's does: a request with a body is refused rather than have the body read by nobody."""
     try:
+        if has_body:
+            raise MethodError(400, f"a request body is not read here: the value goes in the path, "
+                                   f"{PREFIX}/NAMESPACE/NAME/METHOD/PROPERTY/DATA")
         return _route(target, verb, path)
     except MethodError as exc:
         return _error(exc)

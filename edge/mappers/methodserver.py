@@ -1,8 +1,9 @@
 """The mapper's HTTP port (``--api-listen``): methodapi.py's answers on a threaded standard-library server.
 
-Only GET and PUT are routed; a request body is not read (the value travels in the path, as KubeEdge's API
-has it). The server is plain HTTP on the address given, like KubeEdge's mapper framework: bind it to the
-node's loopback unless the callers need more.
+Only GET and PUT are routed; a request with a body is refused (the value travels in the path, as
+KubeEdge's API has it), and its connection closed, since the body is left unread. The server is plain HTTP
+on the address given, like KubeEdge's mapper framework: bind it to the node's loopback unless the callers
+need more.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class MethodServer:
 def _handler(target: MethodTarget) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
-            found = answer(target, self.command, urlsplit(self.path).path)
+            has_body = (self.headers.get("Content-Length") or "0").strip() != "0" or \
+                "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            found = answer(target, self.command, urlsplit(self.path).path, has_body)
+            if has_body:
+                self.close_connection = True  # the body is left unread, so the connection cannot carry another
             body = json.dumps(found.body).encode()
             self.send_response(found.status)
             self.send_header("Content-Type", "application/json")

@@ -72,5 +72,13 @@ def test_the_targets_refusal_is_the_answer() -> None:
     assert found.body == {"statusCode": 400, "Message": "position: 70000 does not fit a 16-bit register"}
 
 
+def test_a_body_is_refused_not_ignored() -> None:
+    target = Target()
+    found = answer(target, "PUT", f"{BASE}/open/position/4", has_body=True)
+    assert found.status == 400
+    assert "a request body is not read here: the value goes in the path" in found.body["Message"]
+    assert target.written == []
+
+
 def test_ping() -> None:
     assert answer(Target(), "GET", "/api/v1/ping").status == 200
