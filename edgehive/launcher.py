@@ -8,7 +8,6 @@ SIGINT or SIGTERM stops every child it started and nothing else.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -22,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from edgehive.deathsig import die_with_parent
+from edgehive.forked import ForkedProcess, ForkServer, module_of
 from runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 STABLE_AFTER = 30.0
 """A child that ran this long without dying has its restart backoff reset."""
 
@@ -39,7 +39,9 @@ class Child:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     healthy: Callable[[], bool] = lambda: True
-    proc: subprocess.Popen[bytes] | None = None
+    forked: bool = False
+    """Started by the supervisor's fork server (a ``python -m`` component sharing its imports), if it has one."""
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     restarts: int = 0
     started_at: float = 0.0
     restart_at: float | None = None
@@ -71,19 +73,6 @@ def _safe(probe: Callable[[], bool]) -> bool:
         return False
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: if the supervisor is killed outright, the kernel sends us SIGTERM.
-
-    Children run in their own session (so a terminal's Ctrl-C reaches only the supervisor);
-    without this, a SIGKILLed supervisor would leave its whole stack running.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -91,8 +80,9 @@ def python_module(module: str, *args: str) -> list[str]:
 class Supervisor:
     def __init__(self, children: list[Child], *, status_file: Path | None = None, out: IO[str] | None = None,
                  stop_timeout: float = 10.0, log_dir: Path | None = None,
-                 before_stop: Callable[[], None] | None = None) -> None:
+                 before_stop: Callable[[], None] | None = None, forkserver: ForkServer | None = None) -> None:
         self.children = children
+        self.forkserver = forkserver
         self.status_file = status_file
         self.out = out or sys.stdout
         self.stop_timeout = stop_timeout
@@ -103,6 +93,13 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         env = {**os.environ, **child.env}
+        if child.forked and self.forkserver is not None and module_of(child.argv) is not None:
+            log_path = self.log_dir / f"{child.name}.log" if self.log_dir is not None else None
+            child.proc = self.forkserver.spawn(child.argv, env, log_path)
+            child.started_at = time.monotonic()
+            child.restart_at = None
+            log.info("forked %s (pid %d)", child.name, child.proc.pid)
+            return
         output = None
         if self.log_dir is not None:
             output = (self.log_dir / f"{child.name}.log").open("ab")
@@ -185,6 +182,8 @@ class Supervisor:
                 child.proc.wait()
         for child in self.children:
             child.restart_at = None
+        if self.forkserver is not None:
+            self.forkserver.close()
         if self.status_file is not None:
             self._shown = []
             self._show(time.monotonic())

@@ -249,7 +249,7 @@ def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: 
     podman_socket = state_dir / "podman.sock"
     podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
     edge_common = ("--node", node, "--broker", f"mqtt://{edge_listen}")
-    return [
+    children = [
         Child("edge-broker", python_module("broker", "--listen", str(edge_listen), *broker_args),
               healthy=lambda: edge_watch.connection.connected),
         Child(f"bridge-{node}",
@@ -276,6 +276,9 @@ def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: 
         Child("edgestream", python_module("edge.stream", *edge_common, "--podman-url", f"unix://{podman_socket}"),
               healthy=lambda: edge_watch.component_up("stream")),
     ]
+    for child in children:
+        child.forked = child.name != "podman"  # the Python ones share one parent's imports (edgehive.forkserver)
+    return children
 
 
 def stream_server_child(local: LocalApiServer, port: int, cloud_env: dict[str, str],

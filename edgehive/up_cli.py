@@ -12,6 +12,7 @@ from pathlib import Path
 
 from broker.launch import BrokerMissing
 from edgehive import stack
+from edgehive.forked import ForkServer, module_of
 from edgehive.join import EdgeIdentity, JoinError, renew_if_due
 from edgehive.launcher import Child, Supervisor
 from edgehive.localcluster import LocalClusterError
@@ -28,16 +29,24 @@ def default_state_dir() -> Path:
     return Path(base) / "edgehive"
 
 
-def _supervise(children: list[Child], watches: list[Connection], state_dir: Path, banner: str) -> int:
+def _supervise(children: list[Child], watches: list[Connection], state_dir: Path, banner: str,
+               edge_start: str = "fork") -> int:
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    forkserver = None
+    if edge_start == "fork":
+        modules = sorted({m for c in children if c.forked and (m := module_of(c.argv)) is not None})
+        forkserver = ForkServer(modules, log_file=log_dir / "forkserver.log") if modules else None
+    else:
+        for child in children:
+            child.forked = False
 
     def close_watches() -> None:
         for watch in watches:
             watch.close(drain_timeout=0)
 
     supervisor = Supervisor(children, status_file=state_dir / "status.json", log_dir=log_dir,
-                            before_stop=close_watches)
+                            before_stop=close_watches, forkserver=forkserver)
     for watch in watches:
         watch.start()
     print(f"{banner}; logs in {log_dir}; Ctrl-C stops everything", flush=True)
@@ -72,7 +81,7 @@ def up_main(args: argparse.Namespace) -> int:
         cloud = f"mqtt://{cloud} (NATS)"
     return _supervise(children, watches, settings.state_dir,
                       f"edgehive up: node {settings.node}; cloud broker {cloud}, edge broker "
-                      f"mqtt://{settings.edge_listen}\n  kubectl --kubeconfig {kubeconfig} get nodes")
+                      f"mqtt://{settings.edge_listen}\n  kubectl --kubeconfig {kubeconfig} get nodes", args.edge_start)
 
 
 def _stream_problem(args: argparse.Namespace) -> str:
@@ -133,7 +142,8 @@ def edge_main(args: argparse.Namespace) -> int:
     threading.Thread(target=_keep_identity_fresh, args=(EdgeIdentity(args.state_dir),), name="renewal",
                      daemon=True).start()
     return _supervise(children, watches, args.state_dir,
-                      f"edgehive edge: the node joined in {args.state_dir}; its broker mqtt://{args.edge_listen}")
+                      f"edgehive edge: the node joined in {args.state_dir}; its broker mqtt://{args.edge_listen}",
+                      args.edge_start)
 
 
 def _keep_identity_fresh(identity: EdgeIdentity, every_s: float = 3600.0) -> None:
@@ -188,6 +198,7 @@ def add_up_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--status-object", choices=("device", "devicestatus"), default="device",
                     help="where DeviceController writes device reports: the Device's status (default: what kubectl "
                          "get device and clients before KubeEdge 1.23 read) or a DeviceStatus object per Device")
+    _add_edge_start(up)
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=up_main)
@@ -202,4 +213,12 @@ def add_edge_arguments(edge: argparse.ArgumentParser) -> None:
     edge.add_argument("--device-users", type=Path, help="device users (edgehive passwd FILE USER)")
     edge.add_argument("--device-tls-cert", type=Path, help="TLS for --device-listen")
     edge.add_argument("--device-tls-key", type=Path)
+    _add_edge_start(edge)
     edge.set_defaults(func=edge_main)
+
+
+def _add_edge_start(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge-start", choices=("fork", "exec"), default="fork",
+                        help="how the edge node's Python components start: fork (default: from one parent that "
+                             "imported what they share, so they share that memory) or exec (each its own "
+                             "interpreter, as python -m starts it)")

@@ -75,7 +75,8 @@ def _stack(args: argparse.Namespace) -> int:
 def _footprint(args: argparse.Namespace) -> int:
     from edgehive.bench import footprint  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=not args.json),
+    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=not args.json,
+                                                        edge_start=args.edge_start),
                       footprint.print_report, args.json)
 
 
@@ -171,6 +172,8 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     stack.set_defaults(func=_stack)
     footprint = scenarios.add_parser("footprint", help="PSS of one idle edge node's processes (edgehive up, N pods)")
     footprint.add_argument("--pods", type=int, default=10, help="pods running on the node while idle (default 10)")
+    footprint.add_argument("--edge-start", choices=("fork", "exec"), default="fork",
+                           help="how edgehive up starts the edge components (default fork, as edgehive up does)")
     footprint.add_argument("--json", action="store_true", help="print one JSON object")
     footprint.set_defaults(func=_footprint)
     scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "

@@ -42,7 +42,7 @@ from cloud.kube import Kube
 from edge.podlabels import NAMESPACE_LABEL  # a leaf: not EdgeD's modules
 from edgehive.bench.harness import BenchError, bench_workdir, free_port, progress_printer, wait_until
 from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
-from edgehive.launcher import die_with_parent
+from edgehive.deathsig import die_with_parent
 from edgehive.localcluster import APISERVER_BIN
 
 NODE = "edge-1"
@@ -51,6 +51,9 @@ GOAL_MB = 150.0
 KUBEEDGE_MB = 70.0
 EDGE_PROCESSES = ("edge-broker", "bridge", "edgehub", "metamanager", "edged", "devicetwin", "eventbus")
 """What ``edgehive up`` runs for the node in Python, in its order; podman's service is apart."""
+FORKSERVER = "forkserver"
+"""The parent the edge components are forked from (``--edge-start fork``, the default): counted with them, since
+the import-time pages they share with it are charged partly to it."""
 EDGE_COMPONENTS = {f"edge.{name}": name for name in ("edgehub", "metamanager", "edged", "devicetwin", "eventbus")}
 SETTLE_WINDOW = 5
 """Consecutive one-second samples whose total RSS must agree before the node counts as idle."""
@@ -80,6 +83,7 @@ class FootprintReport:
     ready_s: float
     pods_running_s: float
     duration_s: float
+    edge_start: str = "fork"
     goal_mb: float = GOAL_MB
 
 
@@ -111,6 +115,8 @@ def classify(cmdline: Sequence[str], edge_listen: str) -> str | None:
         return "edge-broker" if _option(cmdline, "--listen") == edge_listen else None
     if module == "broker.bridge":
         return "bridge"
+    if module == "edgehive.forkserver":
+        return FORKSERVER
     return EDGE_COMPONENTS.get(module)
 
 
@@ -218,13 +224,14 @@ def _all_running(core: Any, namespace: str, count: int) -> bool:
 class _Up:
     """``python -m edgehive up`` as a child, and the processes it started, so that none outlives the bench."""
 
-    def __init__(self, state: Path, ports: dict[str, int]) -> None:
+    def __init__(self, state: Path, ports: dict[str, int], edge_start: str = "fork") -> None:
         self.state = state
         self.log = state.parent / "up.log"
         self.edge_listen = f"127.0.0.1:{ports['edge']}"
         argv = [sys.executable, "-m", "edgehive", "up", "--state-dir", str(state),
                 "--cloud-listen", f"127.0.0.1:{ports['cloud']}", "--edge-listen", self.edge_listen,
-                "--apiserver-port", str(ports["apiserver"]), "--etcd-port", str(ports["etcd"])]
+                "--apiserver-port", str(ports["apiserver"]), "--etcd-port", str(ports["etcd"]),
+                "--edge-start", edge_start]
         with self.log.open("wb") as out:
             # If the bench is killed outright, the kernel stops edgehive up, which stops its children.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -284,12 +291,17 @@ def _edge_pids(up: _Up) -> dict[str, int]:
     return {name: pids[0] for name, pids in found.items()}
 
 
+def counted(pids: dict[str, int]) -> list[str]:
+    """The processes the edge total counts: the seven, and the fork server when the node runs one."""
+    return [*EDGE_PROCESSES, *([FORKSERVER] if FORKSERVER in pids else [])]
+
+
 def _settle(pids: dict[str, int], say: Callable[[str], None]) -> tuple[bool, float]:
     say("waiting for the edge processes' memory to stop moving")
     t0 = time.monotonic()
     samples: list[int] = []
     while time.monotonic() - t0 < SETTLE_TIMEOUT_S:
-        samples.append(sum(read_memory(pids[name]).rss_kb for name in EDGE_PROCESSES))
+        samples.append(sum(read_memory(pids[name]).rss_kb for name in counted(pids)))
         if settled(samples):
             return True, time.monotonic() - t0
         time.sleep(1.0)
@@ -333,12 +345,13 @@ def _require_parts() -> str:
     return podman
 
 
-def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str], None]) -> _Up:
+def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str], None],
+              edge_start: str = "fork") -> _Up:
     """``edgehive up`` with every child healthy; when ``stack`` closes, it is stopped and checked to have left no
     process and no pod of ``namespace`` behind."""
     work = bench_workdir(stack, "ehfp-")
-    say(f"edgehive up in {work}")
-    up = _Up(work / "state", _free_ports())
+    say(f"edgehive up --edge-start {edge_start} in {work}")
+    up = _Up(work / "state", _free_ports(), edge_start)
 
     def teardown(exc_type: type[BaseException] | None, _exc: BaseException | None,
                  _tb: TracebackType | None) -> None:
@@ -357,13 +370,13 @@ def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str]
     return up
 
 
-def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
+def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fork") -> FootprintReport:
     say = progress_printer("footprint", progress)
     started = time.monotonic()
     podman = _require_parts()
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
-        up = _start_up(stack, podman, namespace, say)
+        up = _start_up(stack, podman, namespace, say, edge_start)
         kubeconfig = up.state / "apiserver" / "kubeconfig"
         kube = Kube.connect(str(kubeconfig))
         stack.callback(kube.close)
@@ -374,6 +387,9 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
 
         say(f"{pods} pods on {NODE} in namespace {namespace}")
         core.create_namespace({"metadata": {"name": namespace}})
+        # The API server admits pods only once the controller-manager made the namespace's default ServiceAccount.
+        _wait(lambda: core.read_namespaced_service_account("default", namespace), 60,
+              f"the default ServiceAccount of {namespace}", up)
         t0 = time.monotonic()
         for i in range(pods):
             core.create_namespaced_pod(namespace, _pod_manifest(f"idle-{i}"))
@@ -383,8 +399,8 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         pids = _edge_pids(up)
         is_settled, settle_s = _settle(pids, say)
         say("reading smaps_rollup and pagemap; then a bare interpreter for the baseline")
-        memory = {name: read_memory(pids[name]) for name in EDGE_PROCESSES}
-        distinct_kb = _distinct_kb(pids[name] for name in EDGE_PROCESSES)
+        memory = {name: read_memory(pids[name]) for name in counted(pids)}
+        distinct_kb = _distinct_kb(pids[name] for name in counted(pids))
         podman_memory = read_memory(pids["podman"])
         baseline = _baseline()
 
@@ -401,10 +417,10 @@ def bench_footprint(pods: int = 10, progress: bool = True) -> FootprintReport:
         edge_pss_mb=_mb(edge_pss), edge_rss_mb=_mb(sum(m.rss_kb for m in memory.values())),
         edge_anon_pss_mb=_mb(sum(m.anon_pss_kb for m in memory.values())), edge_distinct_mb=_mb(distinct_kb),
         python_baseline_pss_mb=_mb(baseline.pss_kb), python_baseline_rss_mb=_mb(baseline.rss_kb),
-        baseline_ratio=round(edge_pss / (len(EDGE_PROCESSES) * baseline.pss_kb), 2),
+        baseline_ratio=round(edge_pss / (len(memory) * baseline.pss_kb), 2),
         podman_pss_mb=_mb(podman_memory.pss_kb), settled=is_settled, settle_s=round(settle_s, 1),
         ready_s=round(ready_s, 1), pods_running_s=round(pods_running_s, 1),
-        duration_s=round(time.monotonic() - started, 1),
+        duration_s=round(time.monotonic() - started, 1), edge_start=edge_start,
     )
 
 
@@ -416,13 +432,13 @@ def print_report(report: FootprintReport, as_json: bool) -> None:
         f"NOT idle after {report.settle_s:.0f} s (RSS still moving)"
     print(f"edge footprint: {NODE} with {report.pods} pods Running, {idle}; run took {report.duration_s:.0f} s")
     print(f"  {'process':<14}{'PSS MB':>8}{'anon PSS':>10}{'RSS MB':>8}")
-    for name in EDGE_PROCESSES:
+    for name in report.pss_mb:
         print(f"  {name:<14}{report.pss_mb[name]:>8.1f}{report.anon_pss_mb[name]:>10.1f}{report.rss_mb[name]:>8.1f}")
     print(f"  {'edge total':<14}{report.edge_pss_mb:>8.1f}{report.edge_anon_pss_mb:>10.1f}{report.edge_rss_mb:>8.1f}"
           f"   (goal PSS <= {report.goal_mb:.0f} MB; KubeEdge ~{KUBEEDGE_MB:.0f} MB)")
-    print(f"  distinct pages of the {len(EDGE_PROCESSES)} edge processes {report.edge_distinct_mb:.1f} MB "
+    print(f"  distinct pages of the {len(report.pss_mb)} edge processes {report.edge_distinct_mb:.1f} MB "
           "(their PSS if nothing else on the machine shared them)")
     print(f"  bare python interpreter: PSS {report.python_baseline_pss_mb:.1f} MB, RSS "
-          f"{report.python_baseline_rss_mb:.1f} MB; edge PSS / ({len(EDGE_PROCESSES)} x baseline) = "
+          f"{report.python_baseline_rss_mb:.1f} MB; edge PSS / ({len(report.pss_mb)} x baseline) = "
           f"{report.baseline_ratio:.2f}")
     print(f"  podman service (not in the total): PSS {report.podman_pss_mb:.1f} MB")

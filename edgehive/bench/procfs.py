@@ -70,7 +70,11 @@ def start_time(pid: int) -> str:
 
 
 def cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    """A process's arguments; a title set by setproctitle (forked edge components) reads as one string, split here."""
+    parts = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace").split("\0")
+    if len(parts) == 1:
+        return parts[0].split(" ") if parts[0] else []
+    return parts
 
 
 def descendants(root: int) -> list[int]:
