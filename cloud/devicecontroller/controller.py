@@ -35,6 +35,7 @@ from cloud.packed import Packed
 from cloud.placement import Placement, key_of, model_refs
 from cloud.replicas.elected import LeaderElectSettings
 from cloud.resyncschedule import DEFAULT_PERIOD_S
+from runtime import hoptrace
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import crds, kinds, twin
@@ -174,6 +175,7 @@ class DeviceController(NodeSync):
                   else envelope.reply(MODULE, {"ok": True}))
         # No answer now: the node's report is acknowledged (and leaves its outbox) once the write carrying it is
         # in the API server (statuswriters.py); until then the node may send it again, which joins the same write.
+        hoptrace.hop("dc_received", str(key))
         if self.status_writers.put(key.namespace or "", key.name, found, patch, Ack(envelope, answer)):
             self.bus.counters.inc("status_writes_coalesced")
         return None

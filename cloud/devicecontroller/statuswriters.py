@@ -24,6 +24,7 @@ from typing import Any
 from cloud.devicecontroller.coalescer import Coalescer, Key, Write
 from cloud.devicecontroller.statusobject import StatusObject
 from cloud.kube import KubeError
+from runtime import hoptrace
 from schemas.envelope import Envelope, Send
 
 log = logging.getLogger(__name__)
@@ -107,4 +108,5 @@ class StatusWriters:
             log.exception("status of %s not written; trying again in %.1f s", write.key, delay)
             return
         self.pending.done(write)
+        hoptrace.hop("dc_written", f"{write.key.namespace}/{write.key.name}")
         self.send([self.reply(ack.answer) for ack in write.acks])

@@ -23,6 +23,7 @@ from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
 from edge.metaclient import MetaManagerRestarts, list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings, is_storage_error
+from runtime import hoptrace
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.connection import PublishTimeout
 from runtime.metrics import SQLITE_COMMIT_SECONDS
@@ -173,6 +174,7 @@ class DeviceTwinComponent:
                         self.bus.publish(topics.to_cloud(), self.bus.envelope(Group.TWIN, Op.UPDATE, res=key,
                                                                               body={"status": status}), timeout=30)
                         self.bus.counters.inc("reports")
+                        hoptrace.hop("twin_sent", str(key))
                     except Exception:  # too large, or the broker gone: this thread must live on either way
                         self.bus.counters.inc("handler_errors")
                         log.exception("could not send the status of %s to the cloud", key)
@@ -226,8 +228,11 @@ class DeviceTwinComponent:
             elif request.request == MEMBERSHIP_GET:
                 out += self.twin.membership_get(request.payload)
             elif envelope.src == "dmi" and request.request == "twin/update":  # a mapper's report: all its twins
+                hoptrace.hop("twin_applied", f"{request.namespace}/{request.name}")
                 out += self.twin.on_report(request.namespace, request.name, request.payload)
             else:
+                if request.request == "twin/update":
+                    hoptrace.hop("twin_applied", f"{request.namespace}/{request.name}")
                 out += self.twin.on_device(request.namespace, request.name, request.request, request.payload)
         return out
 

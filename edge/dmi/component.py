@@ -47,6 +47,9 @@ class DmiSettings(ComponentSettings):
         "help": "Unix socket of DeviceManagerService (KubeEdge's default path, which mappers dial)"})
     mappers_file: str = field(default="/var/lib/edgehive/dmi-mappers.json", metadata={
         "help": "where registered mappers are kept across restarts"})
+    kept_file: str = field(default="", metadata={
+        "help": "where refused Device and DeviceModel versions, and the last good ones mappers keep running, are "
+                "kept across restarts (default: dmi-kept.json beside mappers_file)"})
     max_message_bytes: int = field(default=1024 * 1024, metadata={
         "help": "largest gRPC message taken from or sent to a mapper"})
 
@@ -67,6 +70,13 @@ class DmiComponent:
         self.lock = threading.Lock()
         self.mappers_file = Path(settings.mappers_file)
         self.manager.mappers.update(load_mappers(self.mappers_file))
+        self.kept_file = Path(settings.kept_file) if settings.kept_file else self.mappers_file.with_name(
+            "dmi-kept.json")
+        self._kept = load_kept(self.kept_file)
+        if self.manager.restore(self._kept):
+            log.info("%d refused versions from before the restart: mappers keep the last good ones",
+                     len(self.manager.refusals))
+        self._kept = self.manager.kept()
         self.calls = MapperCalls(self._address_of, self._call_done, self._call_refused)
         self.servicer = DeviceManagerServicer(self.manager, self.lock, to_devicetwin=self.to_devicetwin,
                                               registered=self._registered, count=self.bus.counters.inc)
@@ -108,6 +118,7 @@ class DmiComponent:
             return None
         with self.lock:
             calls = self.manager.on_change(key.kind, f"{key.namespace}/{key.name}", obj)
+            self._save_kept()
         self.calls.submit(calls)
         return None
 
@@ -127,6 +138,7 @@ class DmiComponent:
                 continue
             with self.lock:
                 calls = self.manager.replace(objects)
+                self._save_kept()
             self.calls.submit(calls)
             return
         log.error("gave up listing devices from MetaManager; they are listed again when it restarts")
@@ -163,7 +175,21 @@ class DmiComponent:
         and so does the DMI."""
         with self.lock:
             calls = self.manager.mapper_refused(item, reason)
+            self._save_kept()
         self.calls.submit(calls)
+
+    def _save_kept(self) -> None:
+        """Under the lock: the refusals and the versions kept in their place, on disk when they changed (rarely:
+        the usual change is a status write, which changes neither)."""
+        kept = self.manager.kept()
+        if kept == self._kept:
+            return
+        try:
+            save_json(self.kept_file, kept)
+        except OSError as exc:  # a full disk: kept in memory, written with the next change
+            log.warning("could not keep the refused versions in %s: %s", self.kept_file, exc)
+            return
+        self._kept = kept
 
 
 def load_mappers(path: Path) -> dict[str, Mapper]:
@@ -186,7 +212,23 @@ def load_mappers(path: Path) -> dict[str, Mapper]:
 
 
 def save_mappers(path: Path, mappers: dict[str, Mapper]) -> None:
+    save_json(path, [m.as_dict() for m in mappers.values()])
+
+
+def save_json(path: Path, data: Any) -> None:
+    """Written whole or not at all (a crash mid-write leaves the previous file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps([m.as_dict() for m in mappers.values()], indent=1))
+    part.write_text(json.dumps(data, indent=1))
     part.replace(path)
+
+
+def load_kept(path: Path) -> Any:
+    """``DeviceManager.kept()`` as a previous run saved it; [] when there is none or it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return []

@@ -9,7 +9,9 @@ A new version of a Device or DeviceModel that cannot be made into its DMI messag
 (INVALID_ARGUMENT on RegisterDevice/UpdateDevice), is refused as a whole, as Kubernetes users expect of a bad
 change: the DMI keeps the last version it accepted, the mapper keeps running it, and a mapper that registers
 again is given that version, not the refused one and not nothing. The refusal is logged once (the same spec
-comes back with every status write and is not refused again), counted, and shown in ``refusals``.
+comes back with every status write and is not refused again), counted, and shown in ``refusals``. The node's
+store holds only the newest (refused) version, so the refusals and the versions kept in their place are also
+kept on disk by the DMI process (``kept``/``restore``): a restarted DMI keeps giving mappers the last good one.
 """
 
 from __future__ import annotations
@@ -241,6 +243,37 @@ class DeviceManager:
             return self._to(_model_protocol(obj), "CreateDeviceModel", pb.CreateDeviceModelRequest(model=message))
         return self._to(_model_protocol(obj), "UpdateDeviceModel", pb.UpdateDeviceModelRequest(model=message))
 
+    # -- across restarts ---------------------------------------------------------------------
+
+    def kept(self) -> list[dict[str, Any]]:
+        """What a restart must not lose: each refused version's spec and reason, and the version accepted before
+        it (None: none was), which mappers run in its place. The node's store holds only the newest version, the
+        refused one: without this, a restarted DMI would take it from the list and give it to the mapper."""
+        out: list[dict[str, Any]] = []
+        for (kind, ident), refusal in sorted(self.refusals.items()):
+            cache = self.devices if kind == kinds.DEVICE else self.models
+            out.append({"kind": kind, "ident": ident, "spec": refusal.spec, "reason": refusal.reason,
+                        "kept": cache.get(ident)})
+        return out
+
+    def restore(self, saved: Any) -> int:
+        """``kept()`` of a previous run, before the first list: the list's refused versions are then refused
+        again (unchanged specs, no new refusal counted or logged) and the versions kept stay what mappers get;
+        a version changed meanwhile is taken as any change is, and one deleted meanwhile goes with the list.
+        Entries that are not what ``kept()`` writes are skipped with a warning; returns how many were taken."""
+        taken = 0
+        for item in saved if isinstance(saved, list) else []:
+            entry = _kept_entry(item)
+            if entry is None:
+                log.warning("ignoring a kept version that is not one: %.200r", item)
+                continue
+            kind, ident, reason, kept = entry
+            self.refusals[(kind, ident)] = Refusal(item.get("spec"), reason)
+            if kept is not None:
+                (self.devices if kind == kinds.DEVICE else self.models)[ident] = kept
+            taken += 1
+        return taken
+
     def _refuse(self, kind: str, ident: str, obj: dict[str, Any], reason: str, kept: bool) -> None:
         self.refusals[(kind, ident)] = Refusal(obj.get("spec"), reason)
         self.count(f"{kind}s_refused")
@@ -377,6 +410,18 @@ class DeviceManager:
         except twin.TwinError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"twins[{index}] of device {ident}: {exc.reason}") from None
         return data
+
+
+def _kept_entry(item: Any) -> tuple[str, str, str, dict[str, Any] | None] | None:
+    """(kind, namespace/name, reason, version kept) of one ``kept()`` entry, or None if it is not one."""
+    if not isinstance(item, dict):
+        return None
+    kind, ident, reason, kept = item.get("kind"), item.get("ident"), item.get("reason"), item.get("kept")
+    if kind not in (kinds.DEVICE, kinds.DEVICEMODEL) or not isinstance(ident, str) or ident.count("/") != 1:
+        return None
+    if not isinstance(reason, str) or not (kept is None or isinstance(kept, dict)):
+        return None
+    return str(kind), ident, reason, kept
 
 
 def _model_protocol(model: dict[str, Any]) -> str:

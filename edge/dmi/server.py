@@ -13,6 +13,7 @@ from typing import NoReturn
 import grpc
 
 from edge.dmi.devicemanager import DeviceManager, Mapper, Refused
+from runtime import hoptrace
 from schemas.devicebus import DeviceRequest
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.dmi.v1beta1 import api_pb2_grpc as rpc
@@ -56,12 +57,14 @@ class DeviceManagerServicer(rpc.DeviceManagerServiceServicer):
 
     def ReportDeviceStatus(self, request: pb.ReportDeviceStatusRequest, context: grpc.ServicerContext
                            ) -> pb.ReportDeviceStatusResponse:
+        hoptrace.hop("dmi_received", f"{request.deviceNamespace}/{request.deviceName}")
         try:
             with self.lock:
                 requests = self.manager.report_status(request)
         except Refused as exc:
             self._refuse(context, exc)
         self._hand_over(requests, context)
+        hoptrace.hop("dmi_handed", f"{request.deviceNamespace}/{request.deviceName}")
         self.count("twin_reports")
         return pb.ReportDeviceStatusResponse()
 

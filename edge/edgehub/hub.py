@@ -19,6 +19,7 @@ from typing import Any
 from edge.edgehub.outbox import MAX_EVENTS, Outbox
 from edge.edgehub.routing import EdgeRouter, Routed
 from edge.storage import DiskGuard, StoreSettings
+from runtime import hoptrace
 from runtime.bus import Bus
 from schemas import topics
 from schemas.envelope import Envelope, RawSend, Send
@@ -154,6 +155,8 @@ class EdgeHub:
                     self._inflight[entry.msg_id] = time.monotonic()
                     self._sent_seq = max(self._sent_seq, entry.seq)
                 self._send(entry.payload)
+                if entry.key is not None:
+                    hoptrace.hop("edgehub_sent", entry.key)
                 self.bus.counters.inc("upstream_sent")
 
     def _poke(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from edge.edgehub.outbox import Outbox
 from edge.storage import DiskGuard, is_disk_full
+from runtime import hoptrace
 from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
@@ -160,6 +161,8 @@ class EdgeRouter:
                 raise
             return self._disk_full(envelope, payload, key, str(exc))
         self.counters.inc("outbox_added")
+        if key is not None:
+            hoptrace.hop("edgehub_outbox", key)
         if self.outbox.evicted > evicted:
             self.counters.inc("outbox_evicted", self.outbox.evicted - evicted)
         if self.outbox.events_dropped > dropped:

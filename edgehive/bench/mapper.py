@@ -48,6 +48,7 @@ from edgehive.bench.mapperfleet import (
 from edgehive.bench.modbussim import start_modbus_sim
 from edgehive.bench.procfs import Window
 from edgehive.bench.system import NAMESPACE, NODE, System, start_system
+from runtime import hoptrace
 from runtime.connection import Connection, ConnectionSettings
 from runtime.url import BrokerUrl
 from schemas import topics
@@ -258,6 +259,7 @@ def _mqtt_phase(url: BrokerUrl, fleet: Fleet, seconds: float, tally: StatusTally
         publisher.join(timeout=10)
         connection.close(drain_timeout=1)
     _wait_last(sent, tally, 30, say)
+    _trace_ends(sent, tally, "mqtt_published")
     return _Phase(per_s, latencies(sent, tally), len(sent), cpu)
 
 
@@ -305,10 +307,23 @@ def _dmi_phase(fleet: Fleet, port: int, seconds: float, change_rate: float, tall
     finally:
         stop.set()
         client.close()
+    _trace_ends(sent, tally, "register_written")
     return _Phase(per_s, latencies(sent, tally), len(sent), cpu)
 
 
 # -- shared by both phases ---------------------------------------------------------------------------------------
+
+def _trace_ends(sent: dict[tuple[str, str, str], int], tally: StatusTally, start: str) -> None:
+    """With hops traced (runtime.hoptrace, edgehive/bench/hops.py): each value's two ends, on the wall clock that
+    the components' hops use."""
+    if not hoptrace.enabled():
+        return
+    to_wall = time.time_ns() - time.perf_counter_ns()
+    for (device, prop, value), at in sent.items():
+        hoptrace.hop(start, f"{NAMESPACE}/{device}/{prop}={value}", at + to_wall)
+        if (seen := tally.seen(device, prop, value)) is not None:
+            hoptrace.hop("status_seen", f"{NAMESPACE}/{device}/{prop}={value}", seen + to_wall)
+
 
 def _warm_up(tally: StatusTally, prefix: str, fleet: Fleet, say: Callable[[str], None]) -> None:
     total = fleet.devices * fleet.properties

@@ -188,6 +188,22 @@ def test_a_refused_version_leaves_the_mapper_and_the_dmi_on_the_last_accepted_on
         assert setpoint_of(mapper.devices[(ns, devices.DEVICE)]) == "25"
         assert registered_setpoint() == "25"
 
+        # The node's store holds only the refused version: a restarted DMI still gives the last good one (it
+        # kept it on disk), and does not send the refused one again.
+        edge.stop("dmi")
+        dmi_process = edge.start("dmi")
+
+        def registered_after_restart() -> str | None:
+            try:
+                return registered_setpoint()
+            except grpc.RpcError:  # the DMI is still starting
+                return None
+
+        wait_until(lambda: registered_after_restart() == "25", timeout=60,
+                   what="the last good version in a registration after the DMI's restart")
+        assert logged("refused versions from before the restart")
+        assert setpoint_of(mapper.devices[(ns, devices.DEVICE)]) == "25"
+
         # A good version is sent and runs.
         patch("30", {"slaveID": 1, "table": None})
         wait_until(lambda: setpoint_of(mapper.devices[(ns, devices.DEVICE)]) == "30", timeout=30,

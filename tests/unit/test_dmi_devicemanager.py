@@ -277,3 +277,68 @@ def test_a_move_to_another_protocol_refused_by_its_mapper_goes_back_to_the_first
     assert isinstance(back.request, pb.RegisterDeviceRequest)
     assert back.request.device.name == "thermo-1"
     assert manager.devices["default/thermo-1"]["spec"]["protocol"]["protocolName"] == "modbus"
+
+
+def restarted(before: DeviceManager, *store: dict[str, Any]) -> DeviceManager:
+    """A new DMI process: what ``before`` kept on disk (as JSON, the way it is written), then the store's list."""
+    after = DeviceManager("edge-1")
+    assert after.restore(json.loads(json.dumps(before.kept()))) == len(before.refusals)
+    assert after.replace(listed(*store)) == []
+    return after
+
+
+def test_a_restart_keeps_the_last_good_version_of_what_the_mapper_refused(manager: DeviceManager) -> None:
+    manager.register(registration())
+    (update,) = manager.on_change("device", "default/thermo-1", dmi_device(setpoint="99"))
+    manager.mapper_refused(update, "setpoint: out of range")
+    counted: list[str] = []
+    # the node's store holds only the refused version
+    after = restarted(manager, dmi_model(), dmi_model("cam", "onvif"), dmi_device(setpoint="99"),
+                      dmi_device("thermo-2"), dmi_device("cam-1", protocol="onvif", model="cam"))
+    after.count = counted.append
+    _, answer = after.register(registration())
+    assert {d.name: d.spec.properties[0].desired.value for d in answer.deviceList} == {
+        "thermo-1": "25", "thermo-2": "25"}  # the last good version, not the refused one
+    assert "out of range" in after.refusals[("device", "default/thermo-1")].reason
+    assert after.on_change("device", "default/thermo-1", dmi_device(setpoint="99")) == []  # not sent again
+    assert counted == []  # nor refused (counted, logged) again
+    assert methods(after.on_change("device", "default/thermo-1", dmi_device(setpoint="30"))) == [
+        ("modbus", "UpdateDevice")]
+    assert after.refusals == {}
+
+
+def test_a_restart_keeps_a_refused_model_and_a_refused_new_device_unserved(manager: DeviceManager) -> None:
+    bad_model = dmi_model()
+    bad_model["spec"]["properties"][0]["type"] = {"not": "a type"}
+    manager.on_change("devicemodel", "default/thermo", bad_model)
+    manager.on_change("device", "default/thermo-9", unpackable(dmi_device("thermo-9")))
+    after = restarted(manager, bad_model, dmi_model("cam", "onvif"), dmi_device(), dmi_device("thermo-2"),
+                      dmi_device("cam-1", protocol="onvif", model="cam"), unpackable(dmi_device("thermo-9")))
+    assert after.models["default/thermo"] == dmi_model()
+    assert "default/thermo-9" not in after.devices
+    assert set(after.refusals) == {("devicemodel", "default/thermo"), ("device", "default/thermo-9")}
+
+
+def test_what_changed_or_went_while_the_dmi_was_down_is_taken_from_the_list(manager: DeviceManager) -> None:
+    manager.register(registration())
+    (update,) = manager.on_change("device", "default/thermo-1", dmi_device(setpoint="99"))
+    manager.mapper_refused(update, "out of range")
+    manager.on_change("device", "default/thermo-2", unpackable(dmi_device("thermo-2", setpoint="40")))
+    assert len(manager.refusals) == 2
+    # meanwhile thermo-1 was fixed and thermo-2 deleted
+    after = restarted(manager, dmi_model(), dmi_model("cam", "onvif"), dmi_device(setpoint="30"),
+                      dmi_device("cam-1", protocol="onvif", model="cam"))
+    assert after.devices["default/thermo-1"]["spec"] == dmi_device(setpoint="30")["spec"]
+    assert "default/thermo-2" not in after.devices
+    assert after.refusals == {}
+
+
+@pytest.mark.parametrize("saved", [None, "x", [1], [{"kind": "pod", "ident": "default/a", "reason": "r"}],
+                                   [{"kind": "device", "ident": "no-slash", "reason": "r"}],
+                                   [{"kind": "device", "ident": "default/a", "reason": 3}],
+                                   [{"kind": "device", "ident": "default/a", "reason": "r", "kept": "x"}]])
+def test_a_kept_file_that_is_not_one_is_skipped(saved: Any) -> None:
+    m = DeviceManager("edge-1")
+    assert m.restore(saved) == 0
+    assert m.refusals == {}
+    assert m.devices == {}

@@ -49,39 +49,57 @@ class RegisterClient:
 
     def read(self, visitor: VisitorConfig) -> str:
         """The property's current value as its twin string."""
-        unit, start, count = self.protocol.slave_id, visitor.offset, visitor.limit
-        if visitor.register is Register.COIL:
-            answer = self._call(lambda: self._client.read_coils(start, count=count, device_id=unit), visitor)
-            return decode_bits(visitor, list(answer.bits[:count]))
-        if visitor.register is Register.DISCRETE_INPUT:
-            answer = self._call(lambda: self._client.read_discrete_inputs(start, count=count, device_id=unit), visitor)
-            return decode_bits(visitor, list(answer.bits[:count]))
-        if visitor.register is Register.HOLDING:
+        if visitor.register.is_bits:
+            return decode_bits(visitor, self.read_bits(visitor.register, visitor.offset, visitor.limit))
+        return decode_words(visitor, self.read_words(visitor.register, visitor.offset, visitor.limit))
+
+    def read_words(self, register: Register, start: int, count: int) -> list[int]:
+        """``count`` holding or input registers from ``start``, in one request (blocks.py: several properties)."""
+        unit = self.protocol.slave_id
+        if register is Register.HOLDING:
             answer = self._call(lambda: self._client.read_holding_registers(start, count=count, device_id=unit),
-                                visitor)
+                                register, start)
+        elif register is Register.INPUT:
+            answer = self._call(lambda: self._client.read_input_registers(start, count=count, device_id=unit),
+                                register, start)
         else:
-            answer = self._call(lambda: self._client.read_input_registers(start, count=count, device_id=unit), visitor)
+            raise ValueError(f"{register.value} holds bits, not registers")
         registers = list(answer.registers)
         if len(registers) != count:
             raise RequestRefused(f"asked {self.address} for {count} register(s) at {start}, got {len(registers)}")
-        return decode_words(visitor, registers)
+        return registers
+
+    def read_bits(self, register: Register, start: int, count: int) -> list[bool]:
+        """``count`` coils or discrete inputs from ``start``, in one request."""
+        unit = self.protocol.slave_id
+        if register is Register.COIL:
+            answer = self._call(lambda: self._client.read_coils(start, count=count, device_id=unit), register, start)
+        elif register is Register.DISCRETE_INPUT:
+            answer = self._call(lambda: self._client.read_discrete_inputs(start, count=count, device_id=unit),
+                                register, start)
+        else:
+            raise ValueError(f"{register.value} holds registers, not bits")
+        bits = list(answer.bits[:count])
+        if len(bits) != count:
+            raise RequestRefused(f"asked {self.address} for {count} bit(s) at {start}, got {len(bits)}")
+        return bits
 
     def write_words(self, visitor: VisitorConfig, words: list[int]) -> None:
         unit, start = self.protocol.slave_id, visitor.offset
         if len(words) == 1:
-            self._call(lambda: self._client.write_register(start, words[0], device_id=unit), visitor)
+            self._call(lambda: self._client.write_register(start, words[0], device_id=unit), visitor.register, start)
         else:
-            self._call(lambda: self._client.write_registers(start, words, device_id=unit), visitor)
+            self._call(lambda: self._client.write_registers(start, words, device_id=unit), visitor.register, start)
 
     def write_bits(self, visitor: VisitorConfig, bits: list[bool]) -> None:
         unit, start = self.protocol.slave_id, visitor.offset
         if len(bits) == 1:
-            self._call(lambda: self._client.write_coil(start, bits[0], device_id=unit), visitor)
+            self._call(lambda: self._client.write_coil(start, bits[0], device_id=unit), visitor.register, start)
         else:
-            self._call(lambda: self._client.write_coils(start, bits, device_id=unit), visitor)
+            self._call(lambda: self._client.write_coils(start, bits, device_id=unit), visitor.register, start)
 
-    def _call(self, request: _Request, visitor: VisitorConfig) -> ModbusPDU:
-        where = f"{visitor.register.value} {visitor.offset} on {self.address}"
+    def _call(self, request: _Request, register: Register, start: int) -> ModbusPDU:
+        where = f"{register.value} {start} on {self.address}"
         if not self._client.connected:
             raise Unreachable(f"{self.address}: not connected")
         try:

@@ -26,6 +26,7 @@ from edge.mappers.modbus.devices import ModbusDevices
 from edge.mappers.modbus.fromdmi import device_spec
 from edge.mappers.modbus.spec import Collected, DeviceReport, DeviceSpec, MapperEvent, PropertyError, StateChange
 from edge.mappers.pusher import Pusher
+from runtime import hoptrace
 from schemas.dmi.v1beta1 import api_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class ModbusMapper(Mapper):
             return
         try:
             if isinstance(event, DeviceReport):
+                hoptrace.hop("mapper_report", f"{event.namespace}/{event.name}")
                 spec = self._served(key)
                 desired = {r.property: d for r in event.readings
                            if spec is not None and (d := spec.property(r.property).desired) is not None}

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.mappers.modbus.blocks import Block, blocks
 from edge.mappers.modbus.client import RegisterClient, RequestRefused, Unreachable
-from edge.mappers.modbus.codec import EncodeError, encode_bits, encode_words
+from edge.mappers.modbus.codec import EncodeError, decode_bits, decode_words, encode_bits, encode_words
 from edge.mappers.modbus.config import ModbusConfigError
 from edge.mappers.modbus.schedule import initial_grid
 from edge.mappers.modbus.spec import (
@@ -33,6 +34,7 @@ from edge.mappers.modbus.spec import (
     Reading,
     StateChange,
 )
+from runtime import hoptrace
 from runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,10 @@ class DevicePoller:
         self._answered = False
         """Whether the server answered a request in this step (a read, or a write, refused or not)."""
         self._fresh: dict[str, Reading] = {}
+        self._alone: set[str] = set()
+        """Properties read one request each: a request reading them with their neighbours was refused."""
+        self._traced: dict[str, str] = {}
+        """The value each property had at its last read, when hops are traced (runtime.hoptrace)."""
         self._failing: dict[str, str] = {}
         """Properties whose last read was refused, with the reason: told once, not at every cycle."""
         """Values collected since their property was last reported: a report never repeats a stale value."""
@@ -149,14 +155,16 @@ class DevicePoller:
         self._answered = False
         self._write_pending()
         now = time.monotonic()
+        reads: list[PropertySpec] = []
         for prop in self.spec.properties:
-            if self._stopped.is_set():
-                return 0.0
             is_due = self._next_collect[prop.name] <= now
             if is_due or prop.name in self._read_back:
-                self._collect(prop)
+                reads.append(prop)
             if is_due:
                 self._next_collect[prop.name] = _next(self._next_collect[prop.name], prop.collect_cycle_ms, now)
+        self._collect_all(reads)
+        if self._stopped.is_set():
+            return 0.0
         self._report(time.monotonic())
         self._read_back.clear()
         # Online once the server answered this step's requests (a connection alone proves little: a hung server
@@ -169,6 +177,42 @@ class DevicePoller:
         due = min([*self._next_collect.values(), *self._next_report.values()], default=now + 1.0)
         return due - time.monotonic()
 
+    def _collect_all(self, props: list[PropertySpec]) -> None:
+        """Read ``props``; those whose registers touch in one request each (blocks.py)."""
+        alone = [p for p in props if p.name in self._alone]
+        for block in blocks(p for p in props if p.name not in self._alone):
+            if len(block.properties) == 1:
+                alone.append(block.properties[0])
+                continue
+            if self._stopped.is_set():
+                return
+            try:
+                values = self._read_block(block)
+            except RequestRefused as exc:
+                # One of them may be at a bad address: each is read alone, now and from now on, so that each
+                # keeps its own answer (and the others their values).
+                self._answered = True
+                log.info("device %s/%s: reading %s in one request was refused (%s); reading them one by one",
+                         self.spec.namespace, self.spec.name, ", ".join(p.name for p in block.properties), exc)
+                self._alone.update(p.name for p in block.properties)
+                alone.extend(block.properties)
+                continue
+            self._answered = True
+            for prop, value in values:
+                self._took(prop, value)
+        for prop in alone:
+            if self._stopped.is_set():
+                return
+            self._collect(prop)
+
+    def _read_block(self, block: Block) -> list[tuple[PropertySpec, str]]:
+        """Each property of ``block`` with its value, from one request."""
+        if block.register.is_bits:
+            bits = self._client.read_bits(block.register, block.start, block.count)
+            return [(p, decode_bits(p.visitor, block.part(p, bits))) for p in block.properties]
+        words = self._client.read_words(block.register, block.start, block.count)
+        return [(p, decode_words(p.visitor, block.part(p, words))) for p in block.properties]
+
     def _collect(self, prop: PropertySpec) -> None:
         try:
             value = self._client.read(prop.visitor)
@@ -179,8 +223,15 @@ class DevicePoller:
                 self._emit(PropertyError(self.spec.namespace, self.spec.name, prop.name, str(exc)))
             return
         self._answered = True
+        self._took(prop, value)
+
+    def _took(self, prop: PropertySpec, value: str) -> None:
+        """A value read: kept for the next report (and pushed, if the property has a pushMethod)."""
         self._failing.pop(prop.name, None)
         reading = Reading(prop.name, value, prop.visitor.data_type.value, int(time.time() * 1000))
+        if hoptrace.enabled() and self._traced.get(prop.name) != value:
+            self._traced[prop.name] = value
+            hoptrace.hop("mapper_read", f"{self.spec.namespace}/{self.spec.name}/{prop.name}={value}")
         self._fresh[prop.name] = reading
         if prop.push is not None:  # every collected value, as KubeEdge's mapper pushes them
             self._emit(Collected(self.spec.namespace, self.spec.name, prop.push, reading))
