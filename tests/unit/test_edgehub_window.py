@@ -66,3 +66,11 @@ def test_an_answer_to_something_not_in_flight_changes_no_slot(hub: EdgeHub) -> N
     hub.on_down(answer(status("other")), "")
     assert list(hub._inflight) == [sent.id]
     assert hub.bus.counters.get("upstream_acked_replaced") == 0
+
+
+def test_a_window_or_resend_period_that_cannot_work_is_refused_by_name() -> None:
+    assert EdgeHubSettings(node="n").upstream_window == 200
+    with pytest.raises(ValueError, match="upstream_window must be at least 1, not 0"):
+        EdgeHubSettings(node="n", upstream_window=0)
+    with pytest.raises(ValueError, match="resend_s must be positive, not 0"):
+        EdgeHubSettings(node="n", resend_s=0)
