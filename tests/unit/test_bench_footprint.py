@@ -1,11 +1,14 @@
 """The footprint bench's pure parts: reading smaps_rollup, telling edge processes apart, deciding a node is idle."""
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from edgehive.bench.footprint import EDGE_PROCESSES, classify, settled
-from edgehive.bench.procfs import Memory, parent_pid, parse_smaps_rollup, read_memory
+from edgehive.bench.procfs import Memory, cmdline, parent_pid, parse_smaps_rollup, read_memory
 
 ROLLUP = """\
 555f71e57000-7ffc5f93a000 ---p 00000000 00:00 0                          [rollup]
@@ -55,6 +58,9 @@ def test_own_rollup_is_readable_and_pss_is_at_most_rss() -> None:
         ([PY, "-m", "edge.metamanager", "--db", "/s/m.db"], "metamanager"),
         ([PY, "-m", "edge.edged", "--podman-url", "unix:///s/podman.sock"], "edged"),
         ([PY, "-m", "edge.devicetwin"], "devicetwin"),
+        ([PY, "-m", "edge.dmi", "--socket", "/s/dmi.sock"], "dmi"),
+        ([PY, "-m", "edge.stream", "--node", "edge-1"], "edgestream"),
+        ([PY, "-m", "edgehive.forkserver", "--requests", "3", "--replies", "6"], "forkserver"),
         (["python3", "-m", "edge.eventbus", "--broker", f"mqtt://{EDGE}"], "eventbus"),
         (["podman", "system", "service", "--time=0", "unix:///s/podman.sock"], "podman"),
         (["/usr/bin/podman", "pod", "ps"], None),
@@ -91,3 +97,18 @@ def test_settled_needs_a_full_window_within_the_tolerance() -> None:
     assert not settled([100_000, 100_500, 102_000, 100_200, 101_000], window=5, tolerance_kb=1024)
     # 1 % of a large total is allowed even above the absolute tolerance
     assert settled([1_000_000, 1_009_000, 1_005_000], window=3, tolerance_kb=1024)
+
+
+def test_a_forked_components_title_reads_as_its_command_line() -> None:
+    """setproctitle leaves one string with spaces in /proc/PID/cmdline; it classifies like the exec'd one."""
+    title = subprocess.Popen([sys.executable, "-c", "import setproctitle, time; "
+                              "setproctitle.setproctitle('python -m edge.eventbus --node edge-1'); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while cmdline(title.pid)[:2] != ["python", "-m"]:
+            assert time.monotonic() < deadline, cmdline(title.pid)
+            time.sleep(0.02)
+        assert classify(cmdline(title.pid), EDGE) == "eventbus"
+    finally:
+        title.kill()
+        title.wait()
