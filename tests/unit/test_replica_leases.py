@@ -66,13 +66,16 @@ class _Api:
     def __init__(self, leases: list[dict[str, Any]]) -> None:
         self.leases = {item["metadata"]["name"]: item for item in leases}
         self.cut = False
+        self.timeouts: list[float] = []
 
     def list_leases(self, _namespace: str, _selector: str, timeout_s: float) -> list[dict[str, Any]]:
+        self.timeouts.append(timeout_s)
         if self.cut:
             raise KubeError(0, "API server unreachable")
         return list(self.leases.values())
 
     def write_lease(self, _namespace: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        self.timeouts.append(timeout_s)
         if self.cut:
             raise KubeError(0, "API server unreachable")
         self.leases[body["metadata"]["name"]] = body
@@ -111,3 +114,24 @@ def test_a_keeper_off_the_broker_sees_a_member_rejoin_and_lets_its_nodes_go() ->
     assert api.leases["cloudhub-a"]["spec"]["renewTime"] == micro_time(T0), "observe renews nothing"
     api.cut = True  # the API gone too: what was seen is kept, nothing is given back to a
     assert keeper.observe() == {"a", "b", "c"}
+
+
+def test_a_renewal_just_before_the_lease_runs_out_ends_before_this_replica_would_stop_serving() -> None:
+    """Found by the HA fleet test: a replica back on the broker 0.8 s before its Lease ran out renewed while the
+    API server was slow; the blocked call kept it serving past its own deadline while the others, reading the
+    Lease as run out, took its nodes. The calls of such a renewal are bounded by what is left of the Lease."""
+    now = [T0]
+    api = _Api([lease("a", T0 - 0.5, T0 - 100, duration=6), lease("b", T0 - 0.5, T0 - 100, duration=6)])
+    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=6, clock=lambda: now[0])
+    assert keeper.tick() == {"a", "b"}
+    assert api.timeouts == [keeper.renew_interval_s / 2] * 2  # an ordinary renewal: half an interval each
+    now[0] = keeper.valid_until() - 0.3  # off the broker until now: 0.3 s of serving left
+    api.timeouts.clear()
+    keeper.tick()
+    assert sum(api.timeouts) <= 0.3 + 1e-9, f"list and write may take {sum(api.timeouts)} s, past the deadline"
+    api.cut = True
+    now[0] = keeper.valid_until() - 0.3
+    api.timeouts.clear()
+    keeper.tick()  # fails: the Lease runs out, and the replica stops serving on time
+    now[0] = keeper.valid_until()
+    assert keeper.members() == {"b"}
