@@ -169,8 +169,9 @@ class Bridge:
             thread.start()
         for connection in (self.edge, self.edge_stream, self.cloud, self.cloud_stream):
             connection.start()
-        log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node,
-                 describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge)
+        log.info("bridge for node %s: cloud %s <-> edge %s (down topic at QoS %d)", self.settings.node,
+                 describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge,
+                 self.settings.down_qos)
         return self
 
     def stop(self, drain_timeout: float = 5.0) -> None:
