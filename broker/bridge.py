@@ -15,6 +15,16 @@ does not outlive its link, and a frame lost with a connection ends its stream, a
 
 The bridge also tells the edge whether the cloud is reachable, with a retained
 envelope on ``edgehive/link/<node>/state``.
+
+``down_qos``: the QoS of the subscription to the node's down topic on the cloud broker. 1 (the default) lets
+mosquitto and amqtt keep what comes while the bridge is away, cheaply. On NATS each QoS 1 MQTT subscription is a
+replicated JetStream consumer per node, created one after another; at 0 nothing is created, and nothing the
+node needs rests on it: every resource is resent by CloudHub's per-node queue until MetaManager answers it, an
+answer to an outbox entry is asked for again by EdgeHub's resend, a store listing of a resync is asked again
+(cloud.nodesync, 4 times, then the node gets everything again), and nothing on the down topic is retained. What
+QoS 0 costs is time: what comes while the bridge is away waits for CloudHub's resend (5 s, doubling to 60 s)
+unless CloudHub saw the link drop (then all goes again when it is back). The stream topics keep QoS 1: a frame
+lost there is part of a log or an exec session gone, and no one resends it.
 """
 
 from __future__ import annotations
@@ -58,9 +68,12 @@ class BridgeSettings:
     """The longest wait between attempts to reach the cloud: a node is back within seconds of its link."""
     cloud_alternates: tuple[BrokerUrl, ...] = ()
     """The cloud broker's other members (a NATS cluster): the bridge moves on to the next when its own dies."""
+    down_qos: int = 1
+    """QoS of the subscription to the node's down topic on the cloud broker (0 on NATS: see the module)."""
 
     def __post_init__(self) -> None:
         require_node_name(self.node)
+        check_qos("down_qos", self.down_qos)
 
     @property
     def client_id(self) -> str:
@@ -70,6 +83,12 @@ class BridgeSettings:
     @property
     def stream_client_id(self) -> str:
         return f"edgehive-bridge-{self.node}-stream"
+
+
+def check_qos(name: str, value: object) -> None:
+    """A subscription QoS we use: 0 or 1 (NATS has no QoS 2, and nothing here needs it); refused by name."""
+    if type(value) is not int or value not in (0, 1):
+        raise ValueError(f"{name} must be 0 or 1, not {value!r}")
 
 
 def link_state(node: str, up: bool, reason: str) -> bytes:
@@ -127,8 +146,8 @@ class Bridge:
         self._stream_down: queue.Queue[_Item | None] = queue.Queue()
         self._stream_up: queue.Queue[_Item | None] = queue.Queue()
         stream_down, stream_up = topics.stream(node, topics.Direction.DOWN), topics.stream(node, topics.Direction.UP)
-        self.cloud.subscribe(topics.link_down(node))
-        self.cloud_stream.subscribe(stream_down)
+        self.cloud.subscribe(topics.link_down(node), qos=settings.down_qos)
+        self.cloud_stream.subscribe(stream_down)  # QoS 1 always: nothing resends a lost frame
         self.edge.subscribe(topics.link_up(node))
         self.edge_stream.subscribe(stream_up)
         self.resources = ResourceTraffic()
@@ -150,8 +169,9 @@ class Bridge:
             thread.start()
         for connection in (self.edge, self.edge_stream, self.cloud, self.cloud_stream):
             connection.start()
-        log.info("bridge for node %s: cloud %s <-> edge %s", self.settings.node,
-                 describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge)
+        log.info("bridge for node %s: cloud %s <-> edge %s (down topic at QoS %d)", self.settings.node,
+                 describe((self.settings.cloud, *self.settings.cloud_alternates)), self.settings.edge,
+                 self.settings.down_qos)
         return self
 
     def stop(self, drain_timeout: float = 5.0) -> None:

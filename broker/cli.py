@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import metrics, nats
-from broker.bridge import Bridge, BridgeSettings
+from broker.bridge import Bridge, BridgeSettings, check_qos
 from broker.embedded import BrokerSettings, run
 from broker.mosquitto import write_config
 from broker.passwords import set_password
@@ -59,6 +59,15 @@ class BridgeProcessSettings(MetricsSettings):
     cloud_key: str | None = field(default=None, metadata={"help": "client key for the cloud broker"})
     edge_ca: str | None = field(default=None, metadata={"help": "CA file for an mqtts:// edge broker"})
     window: int = field(default=100, metadata={"help": "most unacknowledged messages per direction"})
+    down_qos: int = field(default=1, metadata={
+        "help": "QoS of the subscription to the node's down topic on the cloud broker: 1 (the default) for "
+                "mosquitto and amqtt, 0 for NATS, where each QoS 1 subscription is a replicated JetStream "
+                "consumer; CloudHub resends every resource until the node answers it (edgehive join writes "
+                "what the join endpoint says)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_qos("down_qos", self.down_qos)
 
     def to_bridge(self) -> BridgeSettings:
         if not self.node or not self.cloud:
@@ -67,7 +76,7 @@ class BridgeProcessSettings(MetricsSettings):
         return BridgeSettings(
             node=self.node, cloud=cloud[0], cloud_alternates=cloud[1:], edge=BrokerUrl.parse(self.edge),
             cloud_tls=TlsSettings(self.cloud_ca, self.cloud_cert, self.cloud_key),
-            edge_tls=TlsSettings(self.edge_ca), window=self.window,
+            edge_tls=TlsSettings(self.edge_ca), window=self.window, down_qos=self.down_qos,
         )
 
 

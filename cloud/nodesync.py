@@ -135,7 +135,8 @@ class NodeSync:
                         log.info("node %s resynchronised (%s)", item.node, ", ".join(self.owned))
                     elif changes:  # something was lost on the way (or is in flight): worth a line
                         self.bus.counters.inc("periodic_resync_changes", len(changes))
-                        log.info("node %s resynchronised periodically: %d changes sent", item.node, len(changes))
+                        log.info("node %s resynchronised periodically: %d changes sent (%s)", item.node, len(changes),
+                                 ", ".join(f"{c.op.value} {c.key} {c.rv}" for c in changes[:5]))
                     else:
                         log.debug("node %s resynchronised periodically: nothing to send", item.node)
             except Exception:

@@ -77,7 +77,8 @@ def gettoken_main(args: argparse.Namespace) -> int:
 
 def join_main(args: argparse.Namespace) -> int:
     try:
-        join(args.cloud, args.token, args.node, args.state_dir, cloud_broker=args.cloud_broker)
+        join(args.cloud, args.token, args.node, args.state_dir, cloud_broker=args.cloud_broker,
+             down_qos=args.down_qos)
     except JoinError as exc:
         print(f"edgehive join: {exc}", file=sys.stderr)
         return 1
@@ -179,6 +180,9 @@ def add_join_arguments(join_parser: argparse.ArgumentParser) -> None:
                              help="where to keep the identity and the configuration")
     join_parser.add_argument("--cloud-broker", metavar="mqtts://HOST:PORT",
                              help="the cloud broker as this node reaches it (default: what the join endpoint says)")
+    join_parser.add_argument("--down-qos", type=int, metavar="0|1",
+                             help="QoS of the bridge's down subscription: 0 for a NATS cluster, 1 for mosquitto "
+                                  "(default: what the join endpoint says, else 1)")
     join_parser.set_defaults(func=join_main)
 
 

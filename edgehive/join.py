@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from broker.bridge import check_qos
 from edgehive.errors import EdgehiveError
 from runtime.address import Address
 from runtime.pki import ca_hash, cert_info, new_key_and_csr
@@ -113,10 +114,16 @@ def fetch_ca(cloud: str, token: JoinToken, timeout: float = 20.0) -> bytes:
 
 
 def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float = 20.0,
-         cloud_broker: str | None = None) -> EdgeIdentity:
+         cloud_broker: str | None = None, down_qos: int | None = None) -> EdgeIdentity:
     """``cloud_broker``: the cloud broker as this node reaches it (another address or a NAT), instead of the
-    one the join endpoint names."""
+    one the join endpoint names; ``down_qos``: the bridge's down subscription QoS, instead of the one the join
+    endpoint names (0 for a NATS cluster; neither said: the bridge's default)."""
     Address.parse(cloud)
+    if down_qos is not None:
+        try:
+            check_qos("--down-qos", down_qos)
+        except ValueError as exc:
+            raise JoinError(str(exc)) from exc
     if cloud_broker is not None:
         try:
             if not all(url.tls for url in BrokerUrl.parse_list(cloud_broker)):
@@ -137,6 +144,12 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
     cert_pem = str(answer["certificate"]).encode()
     if cert_info(cert_pem).subject_cn != node:
         raise JoinError("the cloud returned a certificate for another name; refusing it")
+    if down_qos is None and answer.get("down_qos") is not None:
+        down_qos = answer["down_qos"]
+        try:
+            check_qos("the join endpoint's down_qos", down_qos)
+        except ValueError as exc:
+            raise JoinError(f"{exc}; refusing the answer (join with --down-qos 0 or 1 to override)") from exc
     identity = EdgeIdentity(state_dir)
     identity.ca.parent.mkdir(parents=True, exist_ok=True)
     identity.ca.write_bytes(ca_pem)
@@ -150,7 +163,8 @@ def join(cloud: str, token_text: str, node: str, state_dir: Path, timeout: float
         f"cloud: {cloud_broker or answer['cloud_broker']}\n"
         f"cloud_ca: {identity.ca}\n"
         f"cloud_cert: {identity.cert}\n"
-        f"cloud_key: {identity.key}\n")
+        f"cloud_key: {identity.key}\n"
+        + (f"down_qos: {down_qos}\n" if down_qos is not None else ""))
     return identity
 
 

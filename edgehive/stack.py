@@ -202,7 +202,10 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
                               healthy=lambda: cloud_watch.component_up("admission")))
     bridge_env = {"EDGEHIVE_CLOUD": layout.url(settings.node, creds.passwords[settings.node]) if nats
                   else f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
-    children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, (), bridge_env)
+    # On NATS the bridge's down subscription is QoS 0: no JetStream consumer per node (broker/bridge.py says why).
+    bridge_args = ("--down-qos", "0") if nats else ()
+    children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, bridge_args,
+                              bridge_env)
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
              settings.state_dir / "credentials")
     return children, watches

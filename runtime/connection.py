@@ -164,6 +164,11 @@ class Connection:
         every reconnect, for each subscription asked for again."""
         self._subscribed_listeners.append(listener)
 
+    def subscriptions(self) -> dict[str, int]:
+        """The topic filters asked for and their QoS: what every reconnect asks for again."""
+        with self._lock:
+            return dict(self._subscriptions)
+
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         with self._lock:

@@ -52,12 +52,17 @@ class NodeAssignment:
         self.nodes: set[str] = set()
         self.members: set[str] = set()
         self.owned: frozenset[str] = frozenset()
+        self._computed = False
 
     def update(self, *, nodes: Iterable[str] | None = None, members: Iterable[str] | None = None) -> Handover:
-        if nodes is not None:
-            self.nodes = set(nodes)
-        if members is not None:
-            self.members = set(members)
+        """The handover from the last assignment. Recomputed only when the nodes or the members changed:
+        Membership asks every half second, and a pass hashes every node with every member (0.5 ms at 300 nodes,
+        190 ms at 100,000: 0.4 cores a replica, for nothing, at two passes a second)."""
+        new_nodes = set(nodes) if nodes is not None else self.nodes
+        new_members = set(members) if members is not None else self.members
+        if self._computed and new_nodes == self.nodes and new_members == self.members:
+            return Handover(frozenset(), frozenset())  # a function of the two: the same again
+        self.nodes, self.members, self._computed = new_nodes, new_members, True
         owned = frozenset(owned_by(self.identity, self.nodes, self.members))
         handover = Handover(owned - self.owned, self.owned - owned)
         self.owned = owned

@@ -31,7 +31,7 @@ def main() -> int:
                   f"{', '.join(unnamed)}; add them with edgehive init --broker-name (or --cloud-broker with every "
                   "member) and restart the brokers", file=sys.stderr)
             return 2
-        server = JoinServer((address.host, address.port), pki, s.cloud_broker)
+        server = JoinServer((address.host, address.port), pki, s.cloud_broker, s.down_qos)
     except KubeError as exc:
         print(f"joinserver: {exc}", file=sys.stderr)
         return 1

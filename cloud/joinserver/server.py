@@ -47,8 +47,14 @@ class JoinServerSettings(ProcessSettings):
     cloud_broker: str = field(default="", metadata={
         "help": "the cloud broker URL joining nodes are told to use, mqtts://HOST:PORT, or a NATS cluster's "
                 "members as mqtts://HOST:PORT,HOST:PORT,... (required)"})
+    down_qos: int | None = field(default=None, metadata={
+        "help": "the QoS joining nodes' bridges subscribe to their down topic with (written into edge.yaml): 0 "
+                "for a NATS cluster, where each QoS 1 subscription is a replicated JetStream consumer per node "
+                "(CloudHub resends every resource until the node answers it); default: not said, the bridge's 1"})
 
     def __post_init__(self) -> None:
+        if self.down_qos is not None and self.down_qos not in (0, 1):  # cloud/ cannot use broker.bridge's check
+            raise ValueError(f"down_qos must be 0 or 1, not {self.down_qos}")
         Address.parse(self.listen)
         if not self.cloud_broker.startswith("mqtts://"):
             raise ValueError("--cloud-broker must be an mqtts:// URL: nodes connect with their certificate over TLS")
@@ -123,17 +129,22 @@ class JoinHandler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"the cluster could not record it ({exc}); retry"})
             return
         log.info("%s: issued a certificate to node %s", self.path, node)
-        self._reply(HTTPStatus.OK, {"certificate": cert.decode(), "ca": self.server.ca_pem.decode(),
-                                    "cloud_broker": self.server.cloud_broker})
+        answer: dict[str, Any] = {"certificate": cert.decode(), "ca": self.server.ca_pem.decode(),
+                                  "cloud_broker": self.server.cloud_broker}
+        if self.server.down_qos is not None:
+            answer["down_qos"] = self.server.down_qos
+        self._reply(HTTPStatus.OK, answer)
 
 
 class JoinServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], pki: ClusterPki, cloud_broker: str) -> None:
+    def __init__(self, address: tuple[str, int], pki: ClusterPki, cloud_broker: str,
+                 down_qos: int | None = None) -> None:
         super().__init__(address, JoinHandler)
         self.pki = pki
         self.cloud_broker = cloud_broker
+        self.down_qos = down_qos
         ca, _ = pki.ca()
         self.ca_pem = ca.cert_pem
         identity = pki.broker_identity()

@@ -30,9 +30,10 @@ class Fleet:
     """The simulator processes and what they report."""
 
     def __init__(self, stack: ExitStack, url: BrokerUrl, nodes: int, work: Path,
-                 members: Sequence[BrokerUrl] = (), password: str | None = None) -> None:
+                 members: Sequence[BrokerUrl] = (), password: str | None = None, down_qos: int = 1) -> None:
         """``members``: a clustered broker's members (on ``url``'s host), which the nodes spread over;
-        ``password``: every node logs in as its own user with it."""
+        ``password``: every node logs in as its own user with it; ``down_qos``: of each node's down subscription,
+        as its bridge's (0 on NATS)."""
         self.names = [node_name(i) for i in range(nodes)]
         self.member: dict[str, int] = {}  # node -> index in ``members`` of the one its link is up on
         self.lock = threading.Lock()
@@ -51,7 +52,7 @@ class Fleet:
             count = min(NODES_PER_SIMULATOR, nodes - first)
             argv = [sys.executable, "-m", "edgehive.bench.simulator", "--host", url.host, "--port",
                     ",".join(str(m.port) for m in members) or str(url.port),
-                    "--first", str(first), "--count", str(count), "--seed", str(index)]
+                    "--first", str(first), "--count", str(count), "--seed", str(index), "--down-qos", str(down_qos)]
             with (work / f"simulator-{index}.log").open("wb") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                                         bufsize=1, env=env)

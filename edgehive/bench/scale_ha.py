@@ -53,6 +53,8 @@ CONNECT_PER_S = 25
 """Nodes joining per second. All at once, 500 nodes' CONNECTs and QoS 1 subscriptions (each a JetStream
 consumer, replicated on 3 members) overran a 3-member cluster on this 2-core machine: JetStream API requests
 timed out, the clients retried, the retries made more (congestion collapse, see the report's notes)."""
+NATS_DOWN_QOS = 0
+"""The bridges' --down-qos on NATS, in both rounds: what edgehive join writes for a NATS cluster."""
 FAILOVER_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 180.0
 SERVED_ENOUGH = 0.95
@@ -137,7 +139,8 @@ def _round(run: _Run, replicas: int, first: bool) -> Round:
         time.sleep(SETTLE_S)  # their start's own work done (the controller's first listing)
         idle_cpu, idle_s = _idle(run, cloud)
         idle = cloud.rss_kb()
-        fleet = Fleet(stack, cloud.member_urls[0], run.nodes, cloud.work, cloud.member_urls)
+        # The nodes' down subscriptions at QoS 0, as bridges on NATS are set (broker.bridge says why).
+        fleet = Fleet(stack, cloud.member_urls[0], run.nodes, cloud.work, cloud.member_urls, down_qos=NATS_DOWN_QOS)
         if first:
             _objects(run, fleet.names)
         connect_s = _connect(run, cloud, fleet, sessions)

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from broker.bridge import link_state
+from broker.bridge import check_qos, link_state
 from edgehive.bench.mqtt311 import (
     CONNACK,
     PINGREQ_PACKET,
@@ -84,9 +84,11 @@ class Simulator:
     """
 
     def __init__(self, host: str, ports: int | Sequence[int], names: Iterable[str], out: IO[str],
-                 seed: int = 0, password: str | None = None) -> None:
+                 seed: int = 0, password: str | None = None, down_qos: int = 1) -> None:
+        check_qos("down_qos", down_qos)
         self.host, self.out = host, out
         self.password = password
+        self.down_qos = down_qos  # of the down topic's subscription, as the bridge's --down-qos
         self.ports = (ports,) if isinstance(ports, int) else tuple(ports)
         self.member: dict[str, int] = {}  # node -> index into ports of the member it uses or tries now
         self.was_up: dict[str, bool] = {}
@@ -188,7 +190,7 @@ class Simulator:
             first, body = await asyncio.wait_for(read_packet(reader), 15)
             if first >> 4 != CONNACK or len(body) < 2 or body[1] != 0:
                 raise ConnectionError(f"the broker refused the connection ({body.hex()})")
-            link.send(subscribe_packet(1, topics.link_down(name)))
+            link.send(subscribe_packet(1, topics.link_down(name), self.down_qos))
             while True:
                 first, body = await read_packet(reader)
                 if first >> 4 == PUBLISH:
@@ -290,10 +292,13 @@ def simulate(argv: list[str]) -> int:
     parser.add_argument("--first", type=int, default=0, help="index of the first node (sim-0000 is 0)")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--down-qos", type=int, default=1, choices=(0, 1),
+                        help="QoS of each node's down subscription (the bridge's --down-qos; 0 on NATS)")
     args = parser.parse_args(argv)
     names = [node_name(i) for i in range(args.first, args.first + args.count)]
     ports = [int(p) for p in args.port.split(",")]
-    asyncio.run(Simulator(args.host, ports, names, sys.stdout, args.seed, os.environ.get(PASSWORD_ENV)).run())
+    asyncio.run(Simulator(args.host, ports, names, sys.stdout, args.seed, os.environ.get(PASSWORD_ENV),
+                          args.down_qos).run())
     return 0
 
 

@@ -3,15 +3,18 @@ endpoint tells a joining node the whole list, and refuses to start with a member
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from broker.cli import BridgeProcessSettings, add_bridge_arguments
 from cloud.clusterpki import ClusterPki, member_names
 from cloud.kube import Kube
 from edgehive.join import fetch_ca, join
+from runtime import settings
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 
@@ -48,7 +51,7 @@ def test_every_member_named_and_handed_to_joining_nodes(apiserver: ApiServer, tm
     port = free_port()
     server = ManagedProcess("joinserver", [sys.executable, "-m", "cloud.joinserver", "--listen", f"127.0.0.1:{port}",
                                            "--kubeconfig", str(apiserver.kubeconfig),
-                                           "--cloud-broker", f"mqtts://{MEMBERS}"],
+                                           "--cloud-broker", f"mqtts://{MEMBERS}", "--down-qos", "0"],
                             tmp_path / "joinserver.log").start()
     try:
         address = f"127.0.0.1:{port}"
@@ -56,5 +59,10 @@ def test_every_member_named_and_handed_to_joining_nodes(apiserver: ApiServer, tm
         wait_until(lambda: fetch_ca(address, token, timeout=2), timeout=30, what="the join endpoint", alive=server)
         identity = join(address, str(token), "member-list-node", tmp_path / "edge")
         assert f"cloud: mqtts://{MEMBERS}\n" in identity.config.read_text()
+        # A NATS cluster's endpoint tells its nodes' bridges to subscribe to their down topic at QoS 0.
+        parser = argparse.ArgumentParser()
+        add_bridge_arguments(parser)
+        bridge = settings.load(BridgeProcessSettings, parser.parse_args(["--config", str(identity.config)]), environ={})
+        assert bridge.to_bridge().down_qos == 0
     finally:
         server.stop()

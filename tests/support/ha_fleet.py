@@ -109,7 +109,9 @@ class HaFleet:
     def add_real_node(self, name: str, brokers: BrokerFactory, podman: Podman, first_member: int) -> None:
         edge_broker = brokers("amqtt")
         link = Link([sys.executable, "-m", "broker.bridge", "--node", name, "--edge", edge_broker.url(),
-                     "--cloud", member_list(self.nats, name, NODE_PW, first_member)], self.workdir, edge_broker,
+                     "--cloud", member_list(self.nats, name, NODE_PW, first_member),
+                     "--down-qos", "0"],  # as edgehive join writes for a NATS cluster
+                    self.workdir, edge_broker,
                     node=name)
         self.real[name] = (EdgeNode(self.nats.members[0], edge_broker, podman, self.workdir, node=name), link)
         link.up()
@@ -300,4 +302,4 @@ def wait_converged(fleet: HaFleet, timeout: float, what: str) -> None:
 
 def start_simulated(stack: ExitStack, nats: NatsCluster, count: int, workdir: Path) -> Fleet:
     members = [BrokerUrl(m.host, m.port) for m in nats.members]
-    return Fleet(stack, members[0], count, workdir, members, password=SIM_PW)
+    return Fleet(stack, members[0], count, workdir, members, password=SIM_PW, down_qos=0)  # as the real bridges
