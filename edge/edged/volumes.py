@@ -15,7 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from edge.edged.atomicfiles import write_files
+from edge.edged.atomicfiles import Manifest, write_files
 from edge.edged.hostpaths import MountFailed, check_host_path
 from edge.edged.memorydirs import mount_tmpfs, unmount_under
 from edge.edged.podspec import ContainerPlan, PodPlan, VolumePlan
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 class Volumes:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "pods"
+        self._written: dict[Path, Manifest] = {}
+        """Each file volume's last payload (atomicfiles.py): an unchanged one is not read back to be compared."""
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / uid
@@ -53,7 +55,8 @@ class Volumes:
                 mount_tmpfs(volume.name, target, volume.size_limit)
             if volume.files is not None:
                 fs_group = plan.fs_group
-                write_files(target, volume.files.files, READ_ONLY_MASK if fs_group is not None else 0, fs_group)
+                self._written[target] = write_files(target, volume.files.files, READ_ONLY_MASK if fs_group else 0,
+                                                    fs_group, self._written.get(target)).manifest
             prepare_owner(target, volume.kind, plan.fs_group)
         elif volume.kind == "hostPath":
             check_host_path(volume.name, Path(volume.host_path), volume.host_path_type)
@@ -85,6 +88,8 @@ class Volumes:
             log.warning("pod %s: %s", uid, exc)
             return
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+        for target in [t for t in self._written if t.is_relative_to(self.pod_dir(uid))]:
+            del self._written[target]
 
     def known_uids(self) -> set[str]:
         return {p.name for p in self.root.iterdir()} if self.root.is_dir() else set()

@@ -184,3 +184,29 @@ def test_a_path_starting_with_two_dots_is_refused_by_name() -> None:
     store = {ResourceKey("ns", "secret", "s"): secret({"a": "1"})}
     with pytest.raises(PodSpecError, match=r"volume path '..data' must be relative, without '..' and not starting"):
         plan_pod(spec, "edge-1", store.get)
+
+
+def test_a_kept_manifest_spares_reading_the_files_back_until_data_changes_under_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = tmp_path / "cfg"
+    files = {f"k{i}": (f"value {i}".encode(), 0o644) for i in range(5)}
+    manifest = write_files(volume, files).manifest
+
+    def no_reading(_path: Path) -> bytes:
+        raise AssertionError("read back although the manifest was kept")
+
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    before = snapshot(volume)
+    update = write_files(volume, files, known=manifest)
+    assert not update.switched
+    assert snapshot(volume) == before
+    update = write_files(volume, {**files, "k5": (b"new", 0o644)}, known=update.manifest)
+    assert update.written == ["k5"]
+    assert sorted(update.linked) == sorted(files)
+    monkeypatch.undo()
+    assert (volume / "k5").read_bytes() == b"new"
+    # A manifest of a payload ..data no longer names (another writer, a restart): the files are read back.
+    update = write_files(volume, files, known=manifest)
+    assert update.removed == ["k5"]
+    assert update.written == []
+    assert not (volume / "k5").exists()
