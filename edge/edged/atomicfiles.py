@@ -8,7 +8,7 @@ a mix (one key new and another old) nor half a file::
     <volume>/<name> -> ..data/<name>        one symlink per top-level name, what the container opens
 
 An update that leaves the payload as it is (the same paths, bytes and modes) writes nothing: no new
-directory, no rename, no chmod. kubelet re-plans a pod's volumes whenever anything of the pod changes (a
+directory, no rename, no chmod. EdgeD plans a pod again, and writes its volumes, whenever anything of the pod changes (a
 label for the downward API, a token rotating, an unrelated key), so this is the common case. An update that
 changes some files writes only those: the others are hard-linked from the current payload into the new one
 (one metadata operation each, no bytes copied, the same inode), which is safe because nothing ever writes a
