@@ -345,7 +345,7 @@ class Kubelet:
         if rejection is not None:
             return failed_status(rejection.reason, rejection.message, self.host_ip, start_time)
 
-        if fresh:  # planning again means something changed: files are written again
+        if fresh:  # planning again means something changed: the files that changed are written again
             try:
                 self.volumes.prepare(plan)
             except MountFailed as exc:

@@ -284,8 +284,11 @@ def _files(source: dict[str, Any], data: dict[str, bytes] | None) -> FileSet:
 
 def _safe_relative(path: Any) -> str:
     p = PurePosixPath(str(path))
-    if p.is_absolute() or ".." in p.parts or str(path) in ("", "."):
-        raise PodSpecError("InvalidSpec", f"volume path {path!r} must be relative, without '..'")
+    if p.is_absolute() or ".." in p.parts or str(path) in ("", ".") or p.parts[0].startswith(".."):
+        # a first element starting with '..' is refused as the API server does: the volume's own names are
+        # ..data and ..<timestamp> (atomicfiles.py)
+        raise PodSpecError("InvalidSpec", f"volume path {path!r} must be relative, without '..' and not starting "
+                                          "with '..'")
     return str(p)
 
 

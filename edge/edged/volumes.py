@@ -3,24 +3,24 @@ hostPaths checked by their type (hostpaths.py), and the hostPath or local Persis
 volume's directory must exist: it is the administrator's disk, not made here).
 
 Each pod's volumes live under ``<data-dir>/pods/<uid>/volumes/<name>/`` and are
-bind-mounted into its containers. ConfigMap and Secret files are replaced
-atomically (write, then rename), so a running container sees either the old or
-the new content, never half a file, and sees changes without a restart.
+bind-mounted into its containers. The files of ConfigMap, Secret, projected and
+downward API volumes are switched as one payload and only the changed ones are
+written (atomicfiles.py), so a running container sees either the old or the new
+volume, never a mix, and sees changes without a restart.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from edge.edged.atomicfiles import Manifest, write_files
 from edge.edged.hostpaths import MountFailed, check_host_path
 from edge.edged.memorydirs import mount_tmpfs, unmount_under
-from edge.edged.podspec import ContainerPlan, FileSet, PodPlan, VolumePlan
+from edge.edged.podspec import ContainerPlan, PodPlan, VolumePlan
 from edge.edged.runtime import HostMount
-from edge.edged.volumeowner import prepare_owner
+from edge.edged.volumeowner import READ_ONLY_MASK, prepare_owner
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 class Volumes:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "pods"
+        self._written: dict[Path, Manifest] = {}
+        """Each file volume's last payload (atomicfiles.py): an unchanged one is not read back to be compared."""
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / uid
@@ -52,7 +54,9 @@ class Volumes:
             if volume.memory:
                 mount_tmpfs(volume.name, target, volume.size_limit)
             if volume.files is not None:
-                write_files(target, volume.files)
+                fs_group = plan.fs_group
+                self._written[target] = write_files(target, volume.files.files, READ_ONLY_MASK if fs_group else 0,
+                                                    fs_group, self._written.get(target)).manifest
             prepare_owner(target, volume.kind, plan.fs_group)
         elif volume.kind == "hostPath":
             check_host_path(volume.name, Path(volume.host_path), volume.host_path_type)
@@ -69,6 +73,8 @@ class Volumes:
             source = Path(volume.host_path) if volume.kind in ("hostPath", "local") else base / volume.name
             if m.sub_path:
                 source = source / m.sub_path
+                if volume.files is not None:  # through the ..data symlink: the payload's file, as kubelet mounts
+                    source = source.resolve()  # it (a subPath does not follow the volume's later updates)
             read_only = m.read_only or volume.read_only or volume.kind in ("configMap", "secret")
             out.append(HostMount(str(source), m.target, read_only))
         return out
@@ -82,31 +88,9 @@ class Volumes:
             log.warning("pod %s: %s", uid, exc)
             return
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+        for target in [t for t in self._written if t.is_relative_to(self.pod_dir(uid))]:
+            del self._written[target]
 
     def known_uids(self) -> set[str]:
         return {p.name for p in self.root.iterdir()} if self.root.is_dir() else set()
 
-
-def write_files(directory: Path, fileset: FileSet) -> bool:
-    """Make ``directory`` hold exactly ``fileset``; returns whether anything changed."""
-    changed = False
-    for rel, (content, mode) in fileset.files.items():
-        path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if path.read_bytes() == content and (path.stat().st_mode & 0o777) == mode:
-                continue
-        except FileNotFoundError:
-            pass
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        changed = True
-    for path in sorted(directory.rglob("*"), reverse=True):
-        rel = str(path.relative_to(directory))
-        if path.is_file() and rel not in fileset.files and not path.name.startswith(".tmp-"):
-            path.unlink()
-            changed = True
-    return changed

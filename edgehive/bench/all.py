@@ -30,14 +30,14 @@ from edgehive.bench import (
     twin,
     workloads,
 )
-from edgehive.bench.harness import BenchError
+from edgehive.bench.harness import BenchError, progress_printer
 
 
 @dataclass(frozen=True)
 class Scenario:
     key: str
     run: Callable[[bool], Any]
-    """Measure (``progress`` says whether to print progress) and return the scenario's report dataclass."""
+    """Measure (``progress`` says whether to print progress on stderr) and return the scenario's report dataclass."""
     show: Callable[[Any, bool], None]
     """The scenario's own printer: its readable report."""
     headline: Callable[[Any], str]
@@ -80,29 +80,39 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def bench_all(only: Sequence[str] = (), progress: bool = True) -> tuple[dict[str, Any], list[tuple[str, str, float]]]:
-    """Run the chosen scenarios (all by default); returns the JSON report and the summary rows."""
+def bench_all(only: Sequence[str] = (), readable: bool = True,
+              progress: bool = True) -> tuple[dict[str, Any], list[tuple[str, str, float]]]:
+    """Run the chosen scenarios (all by default); returns the JSON report and the summary rows.
+
+    Progress goes to stderr (a line as each scenario starts and ends, and each scenario's own phases), with
+    ``--json`` too: the run takes minutes and stdout carries only the report. ``readable``: each scenario's
+    own report printed on stdout as it ends (not with ``--json``)."""
     unknown = set(only) - {s.key for s in SCENARIOS}
     if unknown:
         raise BenchError(f"no scenario {', '.join(sorted(unknown))}; there are "
                                f"{', '.join(s.key for s in SCENARIOS)}")
+    chosen = [s for s in SCENARIOS if not only or s.key in only]
+    say = progress_printer("all", progress)
     report: dict[str, Any] = {}
     rows: list[tuple[str, str, float]] = []
-    for scenario in SCENARIOS:
-        if only and scenario.key not in only:
-            continue
-        if progress:
+    for number, scenario in enumerate(chosen, 1):
+        say(f"{scenario.key} ({number} of {len(chosen)}) starting")
+        if readable:
             print(f"\n=== {scenario.key} ===", flush=True)
         start = time.monotonic()
         try:
             result = scenario.run(progress)
         except BenchError as exc:
+            took = time.monotonic() - start
+            say(f"{scenario.key} FAILED after {took:.0f} s: {exc}")
             report[scenario.key] = {"error": str(exc)}
-            rows.append((scenario.key, f"FAILED: {exc}", time.monotonic() - start))
+            rows.append((scenario.key, f"FAILED: {exc}", took))
             continue
+        took = time.monotonic() - start
+        say(f"{scenario.key} done in {took:.0f} s")
         report[scenario.key] = dataclasses.asdict(result)
-        rows.append((scenario.key, scenario.headline(result), time.monotonic() - start))
-        if progress:
+        rows.append((scenario.key, scenario.headline(result), took))
+        if readable:
             scenario.show(result, False)
     return report, rows
 

@@ -13,71 +13,74 @@ from pathlib import Path
 from typing import TypeVar
 
 from broker.launch import KINDS
-from edgehive.bench.harness import BenchError
+from edgehive.bench.harness import BenchError, progress_printer
 
 R = TypeVar("R")
 
 
-def _run_bench(measure: Callable[[], R], report: Callable[[R, bool], None], as_json: bool) -> int:
-    """Every benchmark the same way: a BenchError is one line on stderr and status 1."""
+def _run_bench(measure: Callable[[], R], report: Callable[[R, bool], None], args: argparse.Namespace) -> int:
+    """Every benchmark the same way: its phases on stderr as it runs (``--json`` too: stdout is the report's
+    alone), a last progress line with its time, and a BenchError as one line on stderr and status 1."""
+    say = progress_printer(args.scenario)
     try:
         result = measure()
     except BenchError as exc:
+        say("failed")
         print(f"edgehive bench: {exc}", file=sys.stderr)
         return 1
-    report(result, as_json)
+    say("done")
+    report(result, args.json)
     return 0
 
 
 def _link(args: argparse.Namespace) -> int:
     from edgehive.bench import link  # noqa: PLC0415 (a scenario is loaded when it runs)
 
-    return _run_bench(lambda: link.bench_link(args.broker, args.messages, args.rate, progress=not args.json),
-                      link.print_report, args.json)
+    return _run_bench(lambda: link.bench_link(args.broker, args.messages, args.rate, progress=True),
+                      link.print_report, args)
 
 
 def _edge(args: argparse.Namespace) -> int:
     from edgehive.bench import edge  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: edge.bench_edge(args.objects, args.pods, args.restore_pods, progress=not args.json,
+    return _run_bench(lambda: edge.bench_edge(args.objects, args.pods, args.restore_pods, progress=True,
                                               broker=args.broker),
-                      edge.print_report, args.json)
+                      edge.print_report, args)
 
 
 def _cloud(args: argparse.Namespace) -> int:
     from edgehive.bench import cloud  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: cloud.bench_cloud(args.objects, args.pods, args.broker, progress=not args.json),
-                      cloud.print_report, args.json)
+    return _run_bench(lambda: cloud.bench_cloud(args.objects, args.pods, args.broker, progress=True),
+                      cloud.print_report, args)
 
 
 def _twin(args: argparse.Namespace) -> int:
     from edgehive.bench import twin  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: twin.bench_twin(args.updates, args.broker, progress=not args.json),
-                      twin.print_report, args.json)
+    return _run_bench(lambda: twin.bench_twin(args.updates, args.broker, progress=True),
+                      twin.print_report, args)
 
 
 def _mapper(args: argparse.Namespace) -> int:
     from edgehive.bench import mapper  # noqa: PLC0415 (as above)
 
     return _run_bench(lambda: mapper.bench_mapper(args.devices, args.properties, args.collect_cycle_ms, args.seconds,
-                                                  args.change_rate, args.broker, progress=not args.json),
-                      mapper.print_report, args.json)
+                                                  args.change_rate, args.broker, progress=True),
+                      mapper.print_report, args)
 
 
 def _stack(args: argparse.Namespace) -> int:
     from edgehive.bench import stack  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: stack.bench_stack(args.runs, progress=not args.json), stack.print_report, args.json)
+    return _run_bench(lambda: stack.bench_stack(args.runs, progress=True), stack.print_report, args)
 
 
 def _footprint(args: argparse.Namespace) -> int:
     from edgehive.bench import footprint  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=not args.json,
-                                                        edge_start=args.edge_start),
-                      footprint.print_report, args.json)
+    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=True, edge_start=args.edge_start),
+                      footprint.print_report, args)
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -88,7 +91,7 @@ def _scale(args: argparse.Namespace) -> int:
 
         pods = 2 if args.pods_per_node is None else args.pods_per_node
         return _run_bench(lambda: scale_ha.bench_scale_ha(args.nodes, args.replicas, pods),
-                          scale_ha_report.print_ha_report, args.json)
+                          scale_ha_report.print_ha_report, args)
     if args.replicas != 1:
         print("edgehive bench scale: --replicas needs --broker nats (the other brokers do not cluster)",
               file=sys.stderr)
@@ -96,7 +99,7 @@ def _scale(args: argparse.Namespace) -> int:
     # Progress always (on stderr; the JSON is alone on stdout): the run takes 10 minutes and more.
     pods = 10 if args.pods_per_node is None else args.pods_per_node
     return _run_bench(lambda: scale.bench_scale(args.nodes, pods, args.broker, progress=True),
-                      scale_report.print_report, args.json)
+                      scale_report.print_report, args)
 
 
 def _workloads(args: argparse.Namespace) -> int:
@@ -105,7 +108,7 @@ def _workloads(args: argparse.Namespace) -> int:
     # Progress always (on stderr; the JSON is alone on stdout): real pods take minutes.
     return _run_bench(lambda: workloads.bench_workloads(args.replicas, args.broker, progress=True,
                                                                 one_at_a_time=args.one_at_a_time),
-                      workloads.print_report, args.json)
+                      workloads.print_report, args)
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -113,13 +116,13 @@ def _stream(args: argparse.Namespace) -> int:
 
     return _run_bench(lambda: streambench.bench_stream(args.rounds, args.log_mb, args.transfer_mb, args.broker,
                                                        progress=True, link_mbit=args.link_mbit),
-                      streambench.print_report, args.json)
+                      streambench.print_report, args)
 
 
 def _all(args: argparse.Namespace) -> int:
     from edgehive.bench import all as every  # noqa: PLC0415 (as above)
     try:
-        report, rows = every.bench_all([k for k in args.only.split(",") if k], progress=not args.json)
+        report, rows = every.bench_all([k for k in args.only.split(",") if k], readable=not args.json)
     except BenchError as exc:
         print(f"edgehive bench all: {exc}", file=sys.stderr)
         return 1

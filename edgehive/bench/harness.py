@@ -36,12 +36,16 @@ class BenchError(EdgehiveError, RuntimeError):
     """A benchmark could not run; the message says which part failed and where its logs are."""
 
 
-def progress_printer(scenario: str, enabled: bool) -> Callable[[str], None]:
-    """``say(text)``: a progress line on stderr (stdout is the report's), or nothing when not ``enabled``."""
+def progress_printer(scenario: str, enabled: bool = True) -> Callable[[str], None]:
+    """``say(text)``: one progress line on stderr, ``bench SCENARIO [  12.3 s]: text`` (seconds since this
+    printer was made), or nothing when not ``enabled``. Every benchmark and ``bench all`` print their phases
+    through this one function: stdout is the report's alone (``--json`` keeps it parseable), and a run of many
+    minutes says where it is and how long each phase took."""
+    began = time.monotonic()
 
     def say(text: str) -> None:
         if enabled:
-            print(f"bench {scenario}: {text}", file=sys.stderr, flush=True)
+            print(f"bench {scenario} [{time.monotonic() - began:6.1f} s]: {text}", file=sys.stderr, flush=True)
 
     return say
 

@@ -50,7 +50,7 @@ class LinkReport:
 
 
 def bench_link(kind: str, messages: int, rate: int, progress: bool = True) -> LinkReport:
-    say = progress_printer(f"link [{kind}]", progress)
+    say = progress_printer(f"link {kind}", progress)
     with tempfile.TemporaryDirectory(prefix="edgehive-bench-") as tmp:
         work = Path(tmp)
         passwd = work / "passwd"

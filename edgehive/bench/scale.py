@@ -33,14 +33,13 @@ a ratio to it (edgehive.bench.scale_report).
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from cloud.kube import Kube
-from edgehive.bench.harness import BenchError, Route, percentiles, run_path, wait_until
+from edgehive.bench.harness import BenchError, Route, percentiles, progress_printer, run_path, wait_until
 from edgehive.bench.procfs import Window
 from edgehive.bench.scale_cloud import (
     CLOUD,
@@ -103,11 +102,7 @@ def bench_scale(nodes: int = 1000, pods_per_node: int = 10, broker: str = "mosqu
                 progress: bool = True) -> ScaleReport:
     if nodes < 1 or pods_per_node < 0:
         raise BenchError("bench scale: --nodes must be at least 1 and --pods-per-node at least 0")
-    began = time.monotonic()
-
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench scale [{time.monotonic() - began:6.1f} s]: {text}", file=sys.stderr, flush=True)
+    say = progress_printer("scale", progress)
 
     notes = [f"cloud broker {broker}, anonymous (no per-node users or ACL: hashing {nodes} passwords is not what "
              "is measured)", "DeviceController not running",

@@ -23,7 +23,6 @@ Phases, one function each, one progress line each on stderr (and a few while wai
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -33,7 +32,15 @@ from pathlib import Path
 from cloud.joinserver.nodeobject import edge_node
 from cloud.kube import Kube
 from cloud.replicas.ownership import owned_by
-from edgehive.bench.harness import BenchError, bench_apiserver, bench_workdir, process, wait_status, wait_until
+from edgehive.bench.harness import (
+    BenchError,
+    bench_apiserver,
+    bench_workdir,
+    process,
+    progress_printer,
+    wait_status,
+    wait_until,
+)
 from edgehive.bench.procfs import Window
 from edgehive.bench.scale_cloud import LATENCY_RATE, ConfigMapStream, api, pod_manifest, set_configmap
 from edgehive.bench.scale_fleet import Fleet, Sessions
@@ -78,11 +85,7 @@ def bench_scale_ha(nodes: int = 1000, replicas: int = 3, pods_per_node: int = 2,
                    progress: bool = True) -> HaReport:
     if nodes < 1 or replicas < 1 or pods_per_node < 0:
         raise BenchError("bench scale: --nodes and --replicas must be at least 1, --pods-per-node at least 0")
-    began = time.monotonic()
-
-    def say(text: str) -> None:
-        if progress:
-            print(f"bench scale [{time.monotonic() - began:6.1f} s]: {text}", file=sys.stderr, flush=True)
+    say = progress_printer("scale", progress)
 
     notes = ["NATS members anonymous (no per-node users or ACL), DeviceController not running, pods stay Pending "
              "(the simulated nodes run no containers)"]
