@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cloud.nodesync import NodeSync
+from cloud.nodesync import FIRST_LISTING_TIMEOUT_S, NodeSync
 from cloud.packed import Packed
 from cloud.placement import Placement
 from runtime.bus import RequestTimeout
@@ -47,6 +47,7 @@ class FakeBus:
         self.store: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
         self.losing = False
         self.deaf = 0
+        self.timeouts: list[float] = []
         self.lost_listeners: list[Callable[[], None]] = []
         self.published: list[Envelope] = []
         self._lock = threading.Lock()
@@ -78,6 +79,7 @@ class FakeBus:
 
     def request(self, _topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
         with self._lock:
+            self.timeouts.append(timeout)
             if self.deaf:
                 self.deaf -= 1
                 raise RequestTimeout("no reply (CloudHub not subscribed again yet)")
@@ -115,8 +117,9 @@ class PodSync(NodeSync):
     module = "edgecontroller"
 
 
-def make_sync(bus: FakeBus, resync_period_s: float = 0.0) -> NodeSync:
-    sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus, query_timeout_s=1.0,  # type: ignore[arg-type]
+def make_sync(bus: FakeBus, resync_period_s: float = 0.0, query_timeout_s: float = 1.0) -> NodeSync:
+    sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus,  # type: ignore[arg-type]
+                   query_timeout_s=query_timeout_s,
                    retry_pause_s=0.01, resync_period_s=resync_period_s)
     sync.informers = {kind: Synced() for kind in sync.informers}  # type: ignore[misc]
     sync.start()
@@ -192,6 +195,24 @@ def test_a_resync_whose_listing_fails_lists_again_and_deletes_what_the_cloud_no_
     connected(sync, "e1", "s2")
     wait_until(lambda: not bus.holds("e1", WEB), timeout=10, what="the pod deleted from e1's store")
     assert bus.holds("e1", DB)
+
+
+def test_the_first_listing_of_a_resync_waits_less_than_the_ones_after_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first query is the one most often lost (a node changing replicas, a QoS 0 bridge on NATS): waiting
+    the full query timeout for it made a replica's failover 10 s longer. The retries keep the full timeout, for
+    a node that is slow rather than unreached."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus, query_timeout_s=10.0)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        bus.deaf = 1
+        connected(sync, "e1", "s1")
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        assert bus.timeouts[:2] == [FIRST_LISTING_TIMEOUT_S, 10.0]
+    finally:
+        sync.close()
 
 
 def test_a_periodic_resync_sends_an_update_the_broker_lost(caplog: pytest.LogCaptureFixture) -> None:
