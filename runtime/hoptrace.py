@@ -16,8 +16,6 @@ from typing import TextIO
 
 ENV_VAR = "EDGEHIVE_HOP_TRACE"
 
-_out: TextIO | None = None
-_lock = threading.Lock()
 
 
 def _open() -> TextIO | None:
@@ -29,17 +27,41 @@ def _open() -> TextIO | None:
     return (path / f"{os.getpid()}.hops").open("a", buffering=1)
 
 
-_out = _open()
+class _Trace:
+    """Whether this process traces, decided at its first hop rather than at import: an edge component forked from
+    the fork server (edgehive/forkserver.py) imports this module before it has its own environment, and a forked
+    child writes its own file, not its parent's."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.decided = False
+        self.out: TextIO | None = None
+
+    def file(self) -> TextIO | None:
+        if not self.decided:
+            with self.lock:
+                if not self.decided:
+                    self.out = _open()
+                    self.decided = True
+        return self.out
+
+    def forget(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the same fresh state as at import, in the child
+
+
+_trace = _Trace()
+os.register_at_fork(after_in_child=_trace.forget)
 
 
 def enabled() -> bool:
-    return _out is not None
+    return _trace.file() is not None
 
 
 def hop(name: str, key: str, at_ns: int | None = None) -> None:
     """Say that ``key`` (a device's namespace/name, or more) passed hop ``name`` now (or at wall time ``at_ns``)."""
-    if _out is None:
+    out = _trace.file()
+    if out is None:
         return
     line = f"{name}\t{key}\t{time.time_ns() if at_ns is None else at_ns}\n"
-    with _lock:
-        _out.write(line)
+    with _trace.lock:
+        out.write(line)

@@ -49,3 +49,25 @@ def test_off_unless_asked_and_on_it_writes_one_file_per_process(tmp_path: Path) 
     hop, key, at = written.read_text().strip().split("\t")
     assert (hop, key) == ("twin_sent", "default/d")
     assert int(at) > 0
+
+
+def test_a_forked_child_decides_from_its_own_environment_and_writes_its_own_file(tmp_path: Path) -> None:
+    """As an edge component forked from the fork server: the module is imported by the parent, which does not
+    trace; the child is given the variable after the fork and traces into a file of its own pid."""
+    code = (
+        "import os, sys\n"
+        "from runtime import hoptrace\n"
+        "print(hoptrace.enabled(), flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    os.environ['EDGEHIVE_HOP_TRACE'] = {str(tmp_path / 'hops')!r}\n"
+        "    hoptrace.hop('twin_sent', 'default/d')\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={"PATH": "/usr/bin:/bin"})
+    parent_enabled, child_pid = run.stdout.split()
+    assert parent_enabled == "False"
+    assert [p.name for p in (tmp_path / "hops").glob("*.hops")] == [f"{child_pid}.hops"]
