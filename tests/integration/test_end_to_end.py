@@ -238,7 +238,7 @@ def test_bad_input_from_an_edge_changes_nothing(cluster_factory: Any) -> None:
             assert time.monotonic() < deadline, f"ghost answered: {answered}, dropped: {dropped}"
             heard = decode(edge.expect().payload)
             answered |= heard.op == Op.RESPONSE and heard.parent == ghost.id
-            dropped |= heard.op == Op.DELETE and heard.res == ghost.res
+            dropped |= heard.op == Op.DELETE and heard.res == ResourceKey(ns, "pod", "ghost")
         # 4. garbage, and a broken envelope whose sender can be told why
         edge.publish(topics.link_up(mine), b"\xff\x00garbage")
         broken = Envelope(node=mine, src="edged", group=Group.RESOURCE, op=Op.UPDATE).to_map()
