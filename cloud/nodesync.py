@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,7 +98,7 @@ class NodeSync:
         self._periodic = threading.Thread(target=self._periodic_loop, name="periodic-resync", daemon=True)
 
     def start(self) -> None:
-        self.bus.handle(topics.from_edge(self.module), self._on_edge_heard)
+        self.bus.handle(topics.from_edge(self.module), self.on_edge)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
@@ -119,29 +118,6 @@ class NodeSync:
 
     def on_edge(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
         raise NotImplementedError
-
-    def _on_edge_heard(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
-        self.heard_from(envelope.node)
-        return self.on_edge(envelope, topic)
-
-    def heard_from(self, node: str) -> None:
-        """``node`` spoke to this controller (through CloudHub, which checked who it is). If CloudHub's
-        announcement of its session never reached us, it was never resynchronised and, not being connected
-        here, never will be by the periodic resync either: it would hold nothing it was given before it
-        connected, until its next session. The HA fleet test saw such an announcement lost on NATS, retained
-        and at QoS 1, delivered to DeviceController and not to EdgeController. So a node heard from without an
-        announcement is resynchronised under a session of this controller's naming; CloudHub's announcement,
-        if it comes after all, starts its own. Runs on the bus's handler thread, as on_session does."""
-        if not node or node in self._sessions:
-            return
-        session = f"heard-{uuid.uuid4().hex[:12]}"
-        log.warning("node %s is heard from, but its session was never announced here: resynchronising it", node)
-        self.bus.counters.inc("unannounced_resyncs")
-        self._sessions[node] = session
-        self._connected.add(node)
-        if self.schedule is not None:
-            self.schedule.resynced(node, time.monotonic())
-        self._pool.submit(self._resync, node, session)
 
     def on_disconnected(self, node: str, session: str) -> None:
         """A node's session ended (CloudHub heard nothing for its timeout). Runs on the bus's handler thread:
@@ -224,8 +200,6 @@ class NodeSync:
                 self._pool.submit(self._resync, node, session)
         else:
             self._connected.discard(node)
-            if self._sessions.get(node, "").startswith("heard-"):
-                self._sessions[node] = session  # the session we resynchronised it under was CloudHub's one
             self.on_disconnected(node, session)
         return None
 

@@ -215,29 +215,6 @@ def test_the_first_listing_of_a_resync_waits_less_than_the_ones_after_it(
         sync.close()
 
 
-def test_a_node_heard_from_whose_session_was_never_announced_is_resynchronised(
-        caplog: pytest.LogCaptureFixture) -> None:
-    """Found by the HA fleet test: CloudHub's retained announcement of a node's session reached
-    DeviceController and not EdgeController, and the node never got its pod. A node that speaks to a controller
-    without an announcement is resynchronised; one already announced is not resynchronised again."""
-    caplog.set_level(logging.INFO, logger="cloud.nodesync")
-    bus = FakeBus()
-    sync = make_sync(bus)
-    try:
-        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
-        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
-        sync.heard_from("e1")
-        wait_until(lambda: bus.holds("e1", WEB), timeout=10, what="e1 given its pod without an announcement")
-        assert sync.is_connected("e1")
-        per_resync = len(bus.timeouts)  # one listing per kind the controller owns
-        sync.heard_from("e1")  # heard again: nothing more
-        connected(sync, "e1", "s1")  # CloudHub's own announcement, late: a resync of its own
-        wait_until(lambda: resyncs(caplog, "e1") == 2, timeout=10, what="the announced session resynchronised")
-        assert len(bus.timeouts) == 2 * per_resync
-    finally:
-        sync.close()
-
-
 def test_a_periodic_resync_sends_an_update_the_broker_lost(caplog: pytest.LogCaptureFixture) -> None:
     """NATS 2.9.10 can drop a message from a QoS 1 stream: no session changes, no resync would send it again."""
     caplog.set_level(logging.INFO, logger="cloud.nodesync")
