@@ -33,7 +33,12 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
+
+from setproctitle import setproctitle
+
+from edgehive.deathsig import die_with_parent
 
 REAP_INTERVAL_S = 0.2
 """How often the loop looks for ended children while no request comes (the supervisor ticks at the same rate)."""
@@ -169,13 +174,13 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
+@dataclass(frozen=True)
 class Request:
     """One child to start: ``argv`` as the supervisor would exec it (``python -m module args...``)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: str | None) -> None:
-        self.argv = argv
-        self.env = env
-        self.log = log
+    argv: list[str]
+    env: dict[str, str]
+    log: str | None
 
     @property
     def module(self) -> str:
@@ -205,11 +210,6 @@ class Request:
 
 def run_child(request: Request, close: Sequence[int] = ()) -> int:
     """In the forked child: become the component ``request`` names, as ``python -m`` would run it."""
-    # Imported here: the parent must not run anything of the supervisor's (it keeps threads).
-    from setproctitle import setproctitle  # noqa: PLC0415
-
-    from edgehive.deathsig import die_with_parent  # noqa: PLC0415
-
     for fd in close:
         os.close(fd)
     os.setsid()  # its own session, as the supervisor gives every child
@@ -255,8 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replies", type=int, required=True, help="descriptor this process answers on")
     parser.add_argument("--preload", default="", help="comma-separated modules whose __main__ imports to load")
     args = parser.parse_args(argv)
-    from edgehive.deathsig import die_with_parent  # noqa: PLC0415
-
     die_with_parent()
     preload([m for m in args.preload.split(",") if m])
     with os.fdopen(args.replies, "w", encoding="utf-8") as replies:
