@@ -12,7 +12,8 @@ comes back.
   acknowledged; answers, queries and keepalives go straight down.
 - Sessions: a node is connected from the first thing heard until its bridge's will or
   ``keepalive_timeout_s`` of silence. Each change is announced (retained) with an id that is
-  new for every session, so that a controller knows when to resynchronise the node.
+  new for every session, so that a controller knows when to resynchronise the node, and
+  announced once more ``REPEAT_AFTER_S`` later (see ``expire``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ NODE_SCOPED = frozenset({kinds.NODE, kinds.NODESTATUS, kinds.LEASE})
 """Kinds named after the node they describe: a node may send only its own."""
 
 
+REPEAT_AFTER_S = 10.0
+"""How long after a session change its announcement is published once more. A NATS cluster shares retained
+messages among its members asynchronously: a controller that subscribes on one member just as the announcement
+is published on another can get it neither live nor as retained, and would never resynchronise the node. The
+repeat reaches every controller subscribed by then; those that had it already see the same session id and
+do nothing."""
+
+
 def new_session_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -58,6 +67,8 @@ class Session:
     connected: bool = True
     outbox: int | None = None
     """What the node's EdgeHub still holds, from its last keepalive."""
+    repeated: bool = False
+    """Whether the announcement of the last change went out a second time (``REPEAT_AFTER_S``)."""
 
     def news(self, replica: str | None = None) -> SessionNews:
         return SessionNews(self.id, self.connected, replica)
@@ -264,16 +275,21 @@ class CloudRouter:
             return Routed()
         session.connected = False
         session.changed = now
+        session.repeated = False
         log.info("node %s disconnected: %s", node, reason)
         return Routed(announce=[announcement(node, session, self.replica)])
 
     def expire(self, now: float) -> Routed:
-        """Nodes not heard from for ``keepalive_timeout_s`` are disconnected."""
+        """Nodes not heard from for ``keepalive_timeout_s`` are disconnected; the last change of a session that
+        has lasted ``REPEAT_AFTER_S`` is announced once more, unchanged."""
         routed = Routed()
         for node, session in self.sessions.items():
             if session.connected and now - session.last_seen > self.keepalive_timeout_s:
                 routed.announce += self._gone(node, f"nothing heard for {self.keepalive_timeout_s:.0f} s",
                                               now).announce
+            elif not session.repeated and now - session.changed >= REPEAT_AFTER_S:
+                session.repeated = True
+                routed.announce.append(announcement(node, session, self.replica))
         return routed
 
     def announce_all(self) -> Routed:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloud.cloudhub.routing import CloudRouter, Routed
+from cloud.cloudhub.routing import REPEAT_AFTER_S, CloudRouter, Routed
 from runtime.counters import Counters
 from runtime.queries import QUERY_MEMORY_S
 from schemas import topics
@@ -92,9 +92,17 @@ def test_sessions_start_on_the_first_word_and_end_on_the_will_or_silence(router:
                                                        SessionNews("s1", False))]
     assert router.from_node(will, UP, 13.0).announce == []  # already gone
     assert news(router.from_node(keepalive(), UP, 14.0))[0][2] == SessionNews("s2", True)  # a new session
+    assert router.expire(14.0 + REPEAT_AFTER_S - 1).announce == []
+    # announced once more, the same session: for a controller that subscribed as the first went out
+    assert news(router.expire(14.0 + REPEAT_AFTER_S)) == [(topics.node_session(NODE), Op.CONNECTED,
+                                                          SessionNews("s2", True))]
     assert router.expire(14.0 + TIMEOUT).announce == []
     assert news(router.expire(14.0 + TIMEOUT + 1)) == [(topics.node_session(NODE), Op.DISCONNECTED,
                                                         SessionNews("s2", False))]
+    assert router.expire(14.0 + TIMEOUT + 1 + REPEAT_AFTER_S - 1).announce == []
+    assert news(router.expire(14.0 + TIMEOUT + 1 + REPEAT_AFTER_S)) == [(topics.node_session(NODE), Op.DISCONNECTED,
+                                                                        SessionNews("s2", False))]
+    assert router.expire(99.0).announce == []  # once
     report = router.report(100.0, 1000.0)["nodes"][NODE]
     assert report["connected"] is False
     assert report["since"] == round(1000.0 - (100.0 - (14.0 + TIMEOUT + 1)))
