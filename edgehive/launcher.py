@@ -39,6 +39,13 @@ class Child:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     healthy: Callable[[], bool] = lambda: True
+    alive: Callable[[], bool] | None = None
+    """A liveness probe, for a process that can hang without dying: asked every ``alive_every_s`` once the
+    child has run that long, and ``alive_failures`` failures in a row have it killed and restarted. It may
+    block (it is asked on a thread of its own) but must bound its own wait."""
+    alive_every_s: float = 10.0
+    alive_failures: int = 3
+    failed_probes: int = 0
     forked: bool = False
     """Started by the supervisor's fork server (a ``python -m`` component sharing its imports), if it has one."""
     proc: subprocess.Popen[bytes] | ForkedProcess | None = None
@@ -90,6 +97,7 @@ class Supervisor:
         self.before_stop = before_stop
         self._stop = threading.Event()
         self._shown: list[tuple[str, str, bool, int]] = []
+        self._liveness = threading.Thread(target=self._liveness_loop, name="liveness", daemon=True)
 
     def _spawn(self, child: Child) -> None:
         env = {**os.environ, **child.env}
@@ -98,6 +106,7 @@ class Supervisor:
             child.proc = self.forkserver.spawn(child.argv, env, log_path)
             child.started_at = time.monotonic()
             child.restart_at = None
+            child.failed_probes = 0
             log.info("forked %s (pid %d)", child.name, child.proc.pid)
             return
         output = None
@@ -112,6 +121,7 @@ class Supervisor:
             output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()
         child.restart_at = None
+        child.failed_probes = 0
         log.info("started %s (pid %d)", child.name, child.proc.pid)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -124,6 +134,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         for child in self.children:
             self._spawn(child)
+        if any(child.alive is not None for child in self.children):
+            self._liveness.start()
         try:
             while not self._stop.wait(0.2):
                 self._tick()
@@ -146,6 +158,32 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
         self._show(now)
+
+    def _liveness_loop(self) -> None:
+        """Ask each probed child in turn; a probe bounds its own wait, so one that hangs delays the others by
+        at most that much."""
+        step = min(c.alive_every_s for c in self.children if c.alive is not None)
+        while not self._stop.wait(step):
+            for child in self.children:
+                if child.alive is not None and not self._stop.is_set():
+                    self.probe(child, time.monotonic())
+
+    def probe(self, child: Child, now: float) -> None:
+        """One liveness check of ``child``: killed after ``alive_failures`` failures in a row (``_tick`` then
+        restarts it as it would a crash, with the same backoff)."""
+        proc = child.proc
+        if (child.alive is None or proc is None or proc.poll() is not None
+                or now - child.started_at < child.alive_every_s):
+            return
+        if _safe(child.alive):
+            child.failed_probes = 0
+            return
+        child.failed_probes += 1
+        log.warning("%s failed its liveness probe (%d of %d in a row)", child.name, child.failed_probes,
+                    child.alive_failures)
+        if child.failed_probes >= child.alive_failures and child.proc is proc and proc.poll() is None:
+            log.warning("%s is alive but no longer answers: killing it to restart it", child.name)
+            proc.kill()
 
     def rows(self) -> list[dict[str, Any]]:
         now = time.monotonic()

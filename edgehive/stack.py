@@ -19,6 +19,7 @@ from broker.passwords import read_password_file, set_password
 from edgehive.launcher import Child, python_module
 from edgehive.localcluster import STREAM_CERT, STREAM_KEY, LocalApiServer
 from edgehive.natsstack import NatsLayout, member_children
+from edgehive.podmanprobe import podman_alive
 from runtime.address import Address
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
@@ -262,9 +263,11 @@ def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: 
               healthy=lambda: edge_watch.component_up("edgehub")),
         Child("metamanager", python_module("edge.metamanager", *edge_common, "--db", str(data / "metamanager.db")),
               healthy=lambda: edge_watch.component_up("metamanager")),
-        # The host's podman, on a socket of the stack's own; pods run as the machine's containers.
+        # The host's podman, on a socket of the stack's own; pods run as the machine's containers. Restarted
+        # when it stops answering (edgehive/podmanprobe.py says why it can).
         Child("podman", ["podman", "system", "service", "--time=0", f"unix://{podman_socket}"],
-              healthy=podman_socket.exists),
+              healthy=podman_socket.exists, alive=podman_alive(podman_socket, timeout_s=15.0), alive_every_s=10.0,
+              alive_failures=3),
         Child("edged", python_module("edge.edged", *edge_common, "--podman-url", f"unix://{podman_socket}",
                                      "--data-dir", str(data / "edged")),
               healthy=lambda: edge_watch.component_up("edged")),

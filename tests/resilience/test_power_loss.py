@@ -36,7 +36,9 @@ pytestmark = [pytest.mark.slow]
 
 CUTS = int(os.environ.get("EDGEHIVE_POWER_CUTS") or 20)
 STREAM_S = 3.0
-CONVERGE_S = 90.0
+CONVERGE_S = 180.0
+"""90 s, and the time the node's supervisor takes to restart a podman service that deadlocked (edgehive/
+podmanprobe.py), up to about 75 s: podman 4.3 can, once in many restarts after a cut."""
 STORES = ("metamanager.db", "devicetwin.db", "outbox.db")
 
 

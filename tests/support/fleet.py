@@ -264,7 +264,10 @@ class Fleet:
             elif not pod.status.container_statuses or not all(c.state and c.state.running
                                                                   for c in pod.status.container_statuses):
                 problems.append(f"pod {pod.metadata.name}: not every container shows running in the API")
-        running = podman_pods(self.namespace)
+        try:
+            running = podman_pods(self.namespace)
+        except subprocess.TimeoutExpired as exc:  # a wedged podman: the node's supervisor restarts its service
+            return [*problems, f"podman did not list its pods within {exc.timeout:.0f} s"]
         problems += [f"pod {name} runs in podman but not in the API" for name in sorted(running - api.keys())]
         problems += [f"pod {name} is not in podman" for name in sorted(api.keys() - running)]
         return problems
@@ -293,7 +296,7 @@ class Fleet:
 
 def podman_pods(namespace: str) -> set[str]:
     out = subprocess.run(["podman", "pod", "ps", "--format", "{{.Name}}"], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+                         check=True, timeout=30).stdout
     return {name for name in out.split() if name.startswith(f"{namespace}_")}
 
 
@@ -354,7 +357,8 @@ def fleet_factory(apiserver: ApiServer, netns_host: Callable[[], Host], tmp_path
         try:
             for pod in fleet.core.list_namespaced_pod(fleet.namespace).items:
                 fleet.core.delete_namespaced_pod(pod.metadata.name, fleet.namespace, grace_period_seconds=0)
-            wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=90,  # type: ignore[misc]
+            # 90 s, and up to 75 s for the supervisor to restart a deadlocked podman (edgehive/podmanprobe.py)
+            wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=180,  # type: ignore[misc]
                        what="EdgeD removing the pods")
         finally:
             fleet.stop()
