@@ -32,7 +32,8 @@ def _conditions(value: Any, where: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """A Node's ``status`` as its node reports it, at registration and every ``node_status_s``."""
+    """A Node's ``status`` as its node reports it, at registration, on a change and every ``node_status_report_s``
+    (edge/edged/nodereport.py)."""
 
     conditions: list[dict[str, Any]]
     fields: dict[str, Any]

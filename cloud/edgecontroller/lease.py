@@ -5,9 +5,10 @@ controller-manager's node lifecycle controller takes a Lease not renewed for its
 ``node-monitor-grace-period`` (40 s) as a dead node: Ready turns Unknown, the
 node.kubernetes.io/unreachable taint follows.
 
-Here the cloud renews the Lease, when a node's status report arrives over a live session
-(EdgeD reports every 10 s, the kubelet's renew interval), rather than the edge sending
-renewals up its outbox: a renewal is only worth anything at the moment it is made, so the
+Here the cloud renews the Lease when a node's heartbeat arrives over a live session: EdgeD sends
+one every 10 s (the kubelet's renew interval), its node status when that changed or is due
+(edge/edged/nodereport.py, the kubelet's rule) and a bare ``lease`` update otherwise. The
+edge says only "I am alive now": a renewal is only worth anything at the moment it is made, so the
 cloud stamps it with its own clock when the node is heard (no clock skew between edge and
 cloud), never writes one for a node whose link is down, and never replays stale ones when a
 link returns. The heartbeat is EdgeD's, not just EdgeHub's keepalive, so that a node whose

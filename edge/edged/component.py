@@ -3,8 +3,9 @@
 At start it lists this node's pods, ConfigMaps, Secrets, PersistentVolumeClaims and
 PersistentVolumes from MetaManager (this
 is how pods come back after a reboot with no link), registers the node, and then
-follows MetaManager's forwards. Pod status changes and the node status every
-``node_status_s`` go to the cloud through EdgeHub's outbox.
+follows MetaManager's forwards. Pod status changes go to the cloud through EdgeHub's outbox; so does the
+node status, computed every ``node_status_s`` but sent only when it changed or every ``node_status_report_s``
+(edge/edged/nodereport.py, the kubelet's rule), with a Lease heartbeat every ``node_status_s`` in between.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
 from edge.edged.machine import Reserve, Usage, allocatable
 from edge.edged.node import NodeFacts, local_machine, node_object, node_status
+from edge.edged.nodereport import REPORT_S, UPDATE_S, StatusReporter, check_frequencies
 from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.tokens import TokenFetchError, TokenKeeper
 from edge.edged.volumes import Volumes
+from edge.linkstate import LinkState
 from edge.metaclient import list_objects
 from edge.storage import DiskFull, DiskGuard, StoreSettings
 from runtime.bus import Bus, RequestError, RequestTimeout
@@ -52,7 +55,12 @@ CONFIG_KINDS = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
 class EdgeDSettings(StoreSettings):
     podman_url: str = field(default="unix:///run/podman/podman.sock", metadata={"help": "podman REST socket"})
     data_dir: str = field(default="/var/lib/edgehive/edged", metadata={"help": "pod volumes live here"})
-    node_status_s: float = field(default=10.0, metadata={"help": "seconds between node status reports"})
+    node_status_s: float = field(default=UPDATE_S, metadata={
+        "help": "seconds between two computations of the node status, sent only when it changed, and between two "
+                "Lease heartbeats, as the kubelet's nodeStatusUpdateFrequency"})
+    node_status_report_s: float = field(default=REPORT_S, metadata={
+        "help": "seconds after which the node status is sent even though nothing in it changed, as the kubelet's "
+                "nodeStatusReportFrequency (at least node_status_s)"})
     pod_workers: int = field(default=8, metadata={"help": "pods acted on in parallel"})
     token_timeout_s: float = field(default=10.0, metadata={
         "help": "seconds to wait for the cloud's answer when asking for a service account token"})
@@ -68,6 +76,7 @@ class EdgeDSettings(StoreSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         Reserve.parse(self.system_reserved)
+        check_frequencies(self.node_status_s, self.node_status_report_s)
         if self.max_pods < 1:
             raise ValueError(f"max_pods must be at least 1, not {self.max_pods}")
 
@@ -92,6 +101,10 @@ class EdgeD:
         self._metamanager_pid: int | None = None
         self._edgehub_pid: int | None = None
         self._register = threading.Event()
+        self._resend = threading.Event()  # send the node status whatever it says (the link came back)
+        self._wake = threading.Event()  # the node-status thread has something to do before its next period
+        self._reporter = StatusReporter(settings.node_status_report_s)
+        self.link = LinkState(bus)
         self._listed = threading.Event()
         self._list_again = False  # a relist was asked for while a list was running
         self._node_facts: NodeFacts | None = None
@@ -105,6 +118,8 @@ class EdgeD:
         self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
         self.bus.handle(topics.status("edgehub"), self.on_edgehub_status)
         self.bus.on_session_lost(self.on_session_lost)
+        self.link.on_change(self.on_link_change)
+        self.link.start()
         self.events.start()
         self.node_events.starting(local_machine().boot_id)
         self.kubelet.start()
@@ -114,6 +129,7 @@ class EdgeD:
     def close(self) -> None:
         self._stop.set()
         self._register.set()  # wakes the node-status thread so it can see the stop
+        self._wake.set()
         self.kubelet.stop()
         self.events.stop()
         self.runtime.close()
@@ -159,7 +175,19 @@ class EdgeD:
         queued for EdgeHub, went with them. List again, and report the node and every pod again."""
         self._relist("the edge broker lost this component's session")
         self.kubelet.report_again()
+        self._register_again()
+
+    def _register_again(self) -> None:
         self._register.set()
+        self._wake.set()
+
+    def on_link_change(self, up: bool) -> None:
+        """The cloud link came back: while it was down the cloud may have marked the node Unknown (EdgeController
+        or the controller-manager, cloud/edgecontroller/nodehealth.py), which EdgeD does not see, so the next
+        node status is sent even if nothing in it changed (a kubelet sees the Node it patches; EdgeD does not)."""
+        if up:
+            self._resend.set()
+            self._wake.set()
 
     def _relist(self, why: str) -> None:
         with self._lock:
@@ -177,7 +205,7 @@ class EdgeD:
         if status is not None and status.up and status.pid != self._edgehub_pid:
             self._edgehub_pid = status.pid
             self.kubelet.report_again()
-            self._register.set()
+            self._register_again()
         return None
 
     def _apply(self, key: ResourceKey, obj: Any) -> None:
@@ -288,29 +316,55 @@ class EdgeD:
         return allocatable(Usage.probe(facts.fs_path), facts.reserve, facts.thresholds, facts.max_pods)
 
     def _node_loop(self) -> None:
-        """Register once EdgeHub is there (and again whenever it restarts), then report status periodically."""
+        """Register once EdgeHub is there (and again whenever it restarts); then, every ``node_status_s``,
+        compute the node status and send it when the reporter says so, or else a Lease heartbeat: the cloud
+        renews the node's Lease at either (cloud/edgecontroller/lease.py), so liveness keeps its 10 s cadence
+        while the Node is written only on a change."""
         self._register.wait()
         while not self._stop.is_set():
+            self._wake.clear()  # before the flags are read: one set from now on wakes the next pass at once
             ready = self.runtime.ping()
             facts = self._facts(ready)
             message = "podman is ready" if ready else f"podman does not answer at {self.settings.podman_url}"
             disk_full = self._disk_full()
             try:
-                if self._register.is_set():
-                    self._register.clear()
-                    obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full, facts=facts)
-                    status = obj["status"]
-                    self.bus.publish(topics.to_cloud(), self.bus.envelope(
-                        Group.RESOURCE, Op.INSERT, res=ResourceKey(None, kinds.NODE, self.node), body=obj), timeout=10)
-                else:
-                    status = node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full, facts=facts)
-                    self.bus.publish(topics.to_cloud(), self.bus.envelope(
-                        Group.RESOURCE, Op.UPDATE, res=ResourceKey(None, kinds.NODESTATUS, self.node),
-                        body={"status": status}), timeout=10)
-                self.node_events.status({c["type"]: c["status"] for c in status["conditions"]})
+                self._node_pass(ready, message, disk_full, facts)
             except PublishTimeout:
                 log.warning("node status not handed to the broker; will try again")
-            self._register.wait(self.settings.node_status_s)
+            self._wake.wait(self.settings.node_status_s)
+
+    def _node_pass(self, ready: bool, message: str, disk_full: str | None, facts: NodeFacts) -> None:
+        """One pass of the node-status thread: registration, status or Lease heartbeat (PublishTimeout: none
+        was handed to the broker, and what was due stays due)."""
+        now = time.monotonic()
+        if self._resend.is_set():
+            self._resend.clear()
+            self._reporter.forget()
+        if self._register.is_set():
+            self._register.clear()
+            self._reporter.forget()
+            obj = node_object(self.node, self.kubelet.host_ip, ready, message, disk_full, facts=facts)
+            status = obj["status"] = self._reporter.computed(obj["status"])
+            try:
+                self._publish(Op.INSERT, kinds.NODE, obj)
+            except PublishTimeout:
+                self._register.set()
+                raise
+            self._reporter.sent(status, now)
+            self._publish(Op.UPDATE, kinds.LEASE, {})  # a registration renews nothing by itself
+        else:
+            status = self._reporter.computed(
+                node_status(self.kubelet.host_ip, ready, message, time.time(), disk_full, facts=facts))
+            if self._reporter.due(status, now):
+                self._publish(Op.UPDATE, kinds.NODESTATUS, {"status": status})  # renews the Lease too
+                self._reporter.sent(status, now)
+            else:
+                self._publish(Op.UPDATE, kinds.LEASE, {})
+        self.node_events.status({c["type"]: c["status"] for c in status["conditions"]})
+
+    def _publish(self, op: Op, kind: str, body: dict[str, Any]) -> None:
+        self.bus.publish(topics.to_cloud(), self.bus.envelope(
+            Group.RESOURCE, op, res=ResourceKey(None, kind, self.node), body=body), timeout=10)
 
 
 def _config(key: ResourceKey, obj: Any) -> dict[str, Any]:

@@ -11,8 +11,10 @@ What scales out and what does not, and so how each part is modelled:
   replicated on 3 members (R3), whatever the cluster's size. More members spread the connections, not the
   stream work, so the model takes a member's per-node load as measured with 3 and does not divide it further:
   the stream members carry the whole fleet, and that is a limit.
-- kube-apiserver and etcd: one node status per node every 10 s is written however the cloud is split; the
-  model gives their cores and leaves them out of "breaks first" (they are Kubernetes', sized apart).
+- kube-apiserver and etcd: what they are measured to take per node is written however the cloud is split; the
+  model gives their cores and leaves them out of "breaks first" (they are Kubernetes', sized apart). The
+  simulated nodes send a node status every 10 s, a bound: a real EdgeD writes its Node only on a change or
+  every 5 min (edge/edged/nodereport.py) and renews its Lease every 10 s, as a kubelet does.
 
 A Python process runs its Python code on one core (the GIL): its ceiling is that core less headroom for a
 thundering herd. A Go process (nats-server) uses every core it is given: its ceiling is the machine share

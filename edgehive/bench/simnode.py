@@ -23,7 +23,10 @@ NAMESPACE = "scale"
 NODE_PREFIX = "sim-"
 
 # What a real node does, from the components' defaults (EdgeD, EdgeHub, the bridge).
-STATUS_S = 10.0  # EdgeD's node_status_s
+STATUS_S = 10.0
+"""EdgeD's node_status_s. A simulated node sends its status at every one, as if it changed each time: an upper
+bound, since EdgeD sends it only on a change or every node_status_report_s, with a bare Lease heartbeat between
+(edge/edged/nodereport.py); either renews the node's Lease, so the Lease writes are those of real nodes."""
 KEEPALIVE_S = 15.0  # EdgeHub's keepalive_s
 RESEND_S = 10.0  # EdgeHub's resend_s
 MQTT_KEEPALIVE_S = 10  # the bridge's cloud_keepalive

@@ -36,6 +36,20 @@ def renewed_at(cluster: Cluster, node: str) -> float:
     return float(found.spec.renew_time.timestamp())
 
 
+def ready_heartbeat(cluster: Cluster, node: str) -> Any:
+    """When the cloud last wrote the node's status (it stamps every condition's lastHeartbeatTime at each write)."""
+    return {c.type: c.last_heartbeat_time for c in cluster.core.read_node(node).status.conditions}["Ready"]
+
+
+def status_writes(cluster: Cluster, node: str) -> str:
+    """The Node's resourceVersion: any write of it (status or not) changes it."""
+    return str(cluster.core.read_node(node).metadata.resource_version)
+
+
+def wait_for_renewal(cluster: Cluster, node: str, since: float) -> None:
+    wait_until(lambda: renewed_at(cluster, node) > since, timeout=25, what="the Lease renewed again")
+
+
 def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
     (node,) = node_names(1)
     cluster: Cluster = cluster_factory([node])
@@ -46,6 +60,17 @@ def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
     assert (owner.kind, owner.name, owner.uid) == ("Node", node, cluster.core.read_node(node).metadata.uid)
     first = renewed_at(cluster, node)
     wait_until(lambda: renewed_at(cluster, node) > first, timeout=25, what="the Lease renewed by the next heartbeat")
+    # The status settles (podman's version is known once podman answers); from then on, as a kubelet's, it is
+    # computed every --node-status-s (2 s here) but written only on a change or every --node-status-report-s
+    # (5 min): the Lease alone goes on being renewed, and the Node is not written at all.
+    wait_until(lambda: cluster.core.read_node(node).status.node_info.container_runtime_version.startswith(
+        "podman://4."), timeout=30, what="the status with podman's version")
+    written = status_writes(cluster, node)
+    heartbeat = ready_heartbeat(cluster, node)
+    for _ in range(3):
+        wait_for_renewal(cluster, node, renewed_at(cluster, node))
+    assert ready_heartbeat(cluster, node) == heartbeat, "the Node's status was written though nothing changed"
+    assert status_writes(cluster, node) == written
 
     status = cluster.core.read_node(node).status
     info = status.node_info
