@@ -12,6 +12,13 @@ What counts as a change is the kubelet's: any field of the status, with conditio
 without their ``lastHeartbeatTime`` (which moves at every computation). A condition's ``lastTransitionTime``
 is carried over from the previous computation while its status stays the same, so it moves only with a real
 transition and is compared like any other field.
+
+A kubelet compares with the Node it reads back, EdgeD with the last status it sent: it does not see the Node.
+So when the cloud marks the node Unknown behind its back, EdgeD learns of it only through its cloud link going
+down and up (component.py then sends the status again), which is how that happens with edgehive's own
+EdgeController. One case is left to the report period: a controller-manager marking the node Unknown because
+EdgeController itself was away for over the grace period while the node's link stayed up; the Node says Ready
+again at the next report, within ``node_status_report_s``.
 """
 
 from __future__ import annotations
