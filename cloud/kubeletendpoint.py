@@ -23,3 +23,18 @@ def kubelet_endpoint(status: dict[str, Any], stream_server: Address | None) -> d
     addresses = [a for a in status.get("addresses", []) if a.get("type") != "Hostname"]
     return {**status, "addresses": [*addresses, {"type": "Hostname", "address": stream_server.host}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": stream_server.port}}}
+
+
+def endpoint_repair(current: dict[str, Any], stream_server: Address | None) -> dict[str, Any] | None:
+    """The status patch that makes ``current`` (a Node's status as the API server holds it) advertise the stream
+    server, or None when it already does (or there is none). A node sends its status only when it changed or
+    every few minutes (edge/edged/nodereport.py), so a Node written by an EdgeController that had another stream
+    server, or none, is put right when the node is next heard, not at its next status."""
+    if stream_server is None:
+        return None
+    wanted = kubelet_endpoint({"addresses": list(current.get("addresses") or [])}, stream_server)
+    port = ((current.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    hostnames = [a.get("address") for a in current.get("addresses") or [] if a.get("type") == "Hostname"]
+    if port == stream_server.port and hostnames == [stream_server.host]:
+        return None
+    return wanted

@@ -26,7 +26,7 @@ from cloud.edgecontroller.lease import DURATION_S, LeaseHeld, NodeLeases
 from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
-from cloud.kubeletendpoint import kubelet_endpoint
+from cloud.kubeletendpoint import endpoint_repair, kubelet_endpoint
 from cloud.nodesync import NodeSync
 from cloud.placement import Change, Placement
 from cloud.replicas.elected import LeaderElectSettings
@@ -295,7 +295,21 @@ class EdgeController(NodeSync):
         if current is None:
             raise Refused(404, f"node {envelope.node} is not registered")
         self._renew_lease(envelope.node, current)
+        self._repair_endpoint(envelope.node, current)
         return envelope.reply(MODULE, {"ok": True})
+
+    def _repair_endpoint(self, node: str, current: dict[str, Any]) -> None:
+        """A node heard between two statuses whose Node does not advertise this EdgeController's stream server
+        (written by one with another, or none) gets it now (cloud/kubeletendpoint.py's endpoint_repair). A
+        failure is logged, not refused: the heartbeat itself was taken, and the next one tries again."""
+        repair = endpoint_repair(current.get("status") or {}, self.stream_address)
+        if repair is None:
+            return
+        try:
+            self.kube.patch_node_status(node, {"status": repair})
+            log.info("node %s: kubelet endpoint set to the stream server %s", node, self.stream_address)
+        except KubeError as exc:
+            log.warning("node %s: kubelet endpoint not set: %s", node, exc)
 
     def _renew_lease(self, node: str, current: dict[str, Any]) -> None:
         """The node's heartbeat renews its Lease (cloud/edgecontroller/lease.py), while its link is up: a status

@@ -7,7 +7,7 @@ import threading
 import msgpack
 import pytest
 
-from cloud.kubeletendpoint import kubelet_endpoint
+from cloud.kubeletendpoint import endpoint_repair, kubelet_endpoint
 from runtime.address import Address
 from runtime.streamflow import Inbox, SendWindow, StreamEnded, StreamIdle
 from schemas import topics
@@ -138,3 +138,20 @@ def test_the_node_advertises_the_stream_server() -> None:
                                     {"type": "Hostname", "address": "streams.example"}]
     assert patched["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 10350}}
     assert kubelet_endpoint(reported, None) is reported
+
+
+def test_a_node_advertising_another_kubelet_endpoint_is_repaired() -> None:
+    """A Node is written only when its node's status changed (edge/edged/nodereport.py): one that advertises
+    no stream server, or another, is put right when its node is heard, and one that is right is left alone."""
+    stream = Address("streams.example", 10350)
+    node_said = {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "Hostname", "address": "pi"}]}
+    repair = endpoint_repair(node_said, stream)
+    assert repair == kubelet_endpoint(node_said, stream)
+    assert endpoint_repair({**node_said, "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}, stream) is not None
+    elsewhere = kubelet_endpoint(node_said, Address("old.example", 10350))
+    assert endpoint_repair(elsewhere, stream) == kubelet_endpoint(node_said, stream)
+    assert repair is not None
+    assert endpoint_repair(repair, stream) is None
+    assert endpoint_repair(node_said, None) is None
+    assert endpoint_repair({}, stream) == {"addresses": [{"type": "Hostname", "address": "streams.example"}],
+                                           "daemonEndpoints": {"kubeletEndpoint": {"Port": 10350}}}
