@@ -59,6 +59,23 @@ class NodeStatus:
 
 
 @dataclass(frozen=True)
+class LeaseHeartbeat:
+    """The body of a ``lease`` update: the node is alive now. EdgeD adds its conditions as it sees them (without
+    heartbeat times), so that a Node whose conditions someone else changed (the node lifecycle controller's
+    Unknown while EdgeController was away) is put right at the next heartbeat, not at the next status report,
+    minutes later: kubelet compares its status with the API's Node each pass. Any other field (KubeEdge's edge
+    sends a Lease object) is left alone: the renewal is all it asks for."""
+
+    conditions: list[dict[str, Any]] | None
+
+    @classmethod
+    def parse(cls, body: Any) -> LeaseHeartbeat:
+        found = STRICT.body(body) if body is not None else {}
+        conditions = found.get("conditions")
+        return cls(None if conditions is None else _conditions(conditions, "body.conditions"))
+
+
+@dataclass(frozen=True)
 class NodeRegistration:
     """The body of a ``node`` insert: the Node as its node describes itself."""
 

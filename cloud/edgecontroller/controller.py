@@ -40,7 +40,7 @@ from schemas.envelope import Envelope, Op, Send
 from schemas.events import KubeEvent
 from schemas.fields import BodyError
 from schemas.kubeobj import EDGE_ROLE_LABEL, condition_states, conditions, deletion_body, meta, node_name
-from schemas.reports import NodeRegistration, NodeStatus, PodStatusReport
+from schemas.reports import LeaseHeartbeat, NodeRegistration, NodeStatus, PodStatusReport
 from schemas.resource import ResourceKey
 from schemas.timefmt import now_rfc3339
 from schemas.tokens import TokenGrant, TokenQuery
@@ -88,6 +88,13 @@ def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] |
         else:
             out.append(condition)
     return out
+
+
+def same_conditions(reported: list[dict[str, Any]], current: list[dict[str, Any]] | None) -> bool:
+    """Whether the Node's conditions say what the node reports, times aside (kubelet's comparison)."""
+    def view(found: list[dict[str, Any]] | None) -> dict[Any, tuple[Any, Any, Any]]:
+        return {c.get("type"): (c.get("status"), c.get("reason"), c.get("message")) for c in found or []}
+    return view(reported) == view(current)
 
 
 class EdgeController(NodeSync):
@@ -195,7 +202,7 @@ class EdgeController(NodeSync):
         if key.kind == kinds.LEASE:
             if key.name != node:
                 raise Refused(403, f"node {node} may only renew its own lease")
-            return self._renew_only
+            return partial(self._renew_only, LeaseHeartbeat.parse(envelope.body))
         if key.kind == kinds.PODSTATUS:
             return partial(self._pod_status, PodStatusReport.parse(envelope.body))
         if key.kind == kinds.EVENT:
@@ -289,14 +296,32 @@ class EdgeController(NodeSync):
         self._renew_lease(envelope.node, current)
         return envelope.reply(MODULE, {"ok": True})
 
-    def _renew_only(self, envelope: Envelope) -> Envelope:
-        """A bare renewal (a ``lease`` update, as KubeEdge's edge sends one): the node is heard, nothing else."""
+    def _renew_only(self, heartbeat: LeaseHeartbeat, envelope: Envelope) -> Envelope:
+        """A renewal (a ``lease`` update, as KubeEdge's edge sends one): the node is heard; and if it says how its
+        conditions are, a Node that shows them otherwise gets them back."""
         current = self.informers[kinds.NODE].get(None, envelope.node) or self.kube.get_node(envelope.node)
         if current is None:
             raise Refused(404, f"node {envelope.node} is not registered")
         self._renew_lease(envelope.node, current)
         self._repair_endpoint(envelope.node, current)
+        self._repair_conditions(envelope.node, heartbeat, current)
         return envelope.reply(MODULE, {"ok": True})
+
+    def _repair_conditions(self, node: str, heartbeat: LeaseHeartbeat, current: dict[str, Any]) -> None:
+        """The Node's conditions as the node says they are, when they differ in status, reason or message: what
+        the node lifecycle controller marked Unknown while no one renewed the Lease (this controller away for
+        longer than its grace period) would otherwise stay Unknown, and the node tainted unreachable, until the
+        node's next status report, minutes later. A failure is logged; the next heartbeat tries again."""
+        if heartbeat.conditions is None or same_conditions(heartbeat.conditions, conditions(current)):
+            return
+        now = now_rfc3339()
+        reported = [{**c, "lastHeartbeatTime": now} for c in heartbeat.conditions]
+        try:
+            self.kube.patch_node_status(node, {"status": {
+                "conditions": keep_transition_times(reported, conditions(current))}})
+            log.info("node %s: conditions put back as the node reports them", node)
+        except KubeError as exc:
+            log.warning("node %s: conditions not put back: %s", node, exc)
 
     def _repair_endpoint(self, node: str, current: dict[str, Any]) -> None:
         """A node heard between two statuses whose Node does not advertise this EdgeController's stream server

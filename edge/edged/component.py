@@ -358,8 +358,9 @@ class EdgeD:
             if self._reporter.due(status, now):
                 self._publish(Op.UPDATE, kinds.NODESTATUS, {"status": status})  # renews the Lease too
                 self._reporter.sent(status, now)
-            else:
-                self._publish(Op.UPDATE, kinds.LEASE, {})
+            else:  # with the conditions: the cloud puts back a Node whose conditions someone else changed
+                self._publish(Op.UPDATE, kinds.LEASE, {"conditions": [
+                    {k: v for k, v in c.items() if k != "lastHeartbeatTime"} for c in status["conditions"]]})
         self.node_events.status({c["type"]: c["status"] for c in status["conditions"]})
 
     def _publish(self, op: Op, kind: str, body: dict[str, Any]) -> None:

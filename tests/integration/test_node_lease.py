@@ -72,6 +72,20 @@ def test_lease_and_status_like_a_kubelets(cluster_factory: Any) -> None:
     assert ready_heartbeat(cluster, node) == heartbeat, "the Node's status was written though nothing changed"
     assert status_writes(cluster, node) == written
 
+    # Someone else marks the conditions Unknown while the link is up (the node lifecycle controller, while no
+    # EdgeController renewed the Lease for its grace period): the next heartbeat puts them back, not the next
+    # status report, minutes later.
+    before = {c.type: c for c in cluster.core.read_node(node).status.conditions}
+    cluster.core.patch_node_status(node, {"status": {"conditions": [
+        {"type": kind, "status": "Unknown", "reason": "NodeStatusUnknown",
+         "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": c.last_heartbeat_time.isoformat(),
+         "lastTransitionTime": c.last_transition_time.isoformat()}
+        for kind, c in before.items()]}})
+    wait_until(lambda: cluster.ready_status(node) == "True", timeout=30,
+               what="NodeReady True again at the next heartbeat")
+    after = {c.type: c for c in cluster.core.read_node(node).status.conditions}
+    assert {k: (c.status, c.reason) for k, c in after.items()} == {k: (c.status, c.reason) for k, c in before.items()}
+
     status = cluster.core.read_node(node).status
     info = status.node_info
     assert info.container_runtime_version.startswith("podman://4.")

@@ -15,6 +15,7 @@ from runtime.connection import PublishTimeout
 from runtime.counters import Counters
 from schemas import kinds
 from schemas.envelope import Envelope, Group, Op
+from schemas.reports import LeaseHeartbeat
 
 MACHINE = MachineInfo(os_image="Debian GNU/Linux 12 (bookworm)", kernel_version="6.1.0", architecture="amd64",
                       machine_id="m1", system_uuid="u1", boot_id="b1", hostname="gateway-7")
@@ -106,7 +107,8 @@ def test_what_the_broker_did_not_take_stays_due(edged: tuple[EdgeD, RecordingBus
     assert bus.kinds() == [kinds.NODESTATUS]
 
 
-def test_the_heartbeat_body_is_an_empty_lease_update(edged: tuple[EdgeD, RecordingBus]) -> None:
+def test_the_heartbeat_is_a_lease_update_with_the_conditions_without_heartbeat_times(
+        edged: tuple[EdgeD, RecordingBus]) -> None:
     node, bus = edged
     node._register_again()
     one_pass(node)
@@ -114,4 +116,8 @@ def test_the_heartbeat_body_is_an_empty_lease_update(edged: tuple[EdgeD, Recordi
     one_pass(node)
     (heartbeat,) = bus.published
     assert heartbeat.res is not None
-    assert (heartbeat.op, heartbeat.res.kind, heartbeat.res.name, heartbeat.body) == (Op.UPDATE, kinds.LEASE, "n1", {})
+    assert (heartbeat.op, heartbeat.res.kind, heartbeat.res.name) == (Op.UPDATE, kinds.LEASE, "n1")
+    conditions = LeaseHeartbeat.parse(heartbeat.body).conditions
+    assert conditions is not None
+    assert {c["type"]: c["status"] for c in conditions}["Ready"] == "True"
+    assert all("lastHeartbeatTime" not in c and c["lastTransitionTime"] for c in conditions)

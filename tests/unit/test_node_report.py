@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from cloud.edgecontroller.controller import same_conditions
 from edge.edged.component import EdgeDSettings
 from edge.edged.machine import MI, MachineInfo, Usage
 from edge.edged.node import NodeFacts, node_status
 from edge.edged.nodereport import REPORT_S, StatusReporter, carry_transition_times, check_frequencies, status_changed
 from runtime import settings as settings_mod
 from runtime.settings import SettingsError
+from schemas.fields import BodyError
+from schemas.reports import LeaseHeartbeat
 
 GI = 1024 * MI
 MACHINE = MachineInfo(os_image="Debian GNU/Linux 12 (bookworm)", kernel_version="6.1.0", architecture="arm64",
@@ -148,3 +151,27 @@ def test_frequencies_come_from_the_command_line() -> None:
     with pytest.raises(SettingsError, match="--node-status-report-s"):
         settings_mod.load(EdgeDSettings, parser.parse_args(["--node", "n1", "--node-status-report-s", "1"]),
                           environ={})
+
+
+def test_a_heartbeat_carries_conditions_or_nothing_and_a_bad_one_is_refused_by_field() -> None:
+    assert LeaseHeartbeat.parse({}).conditions is None
+    assert LeaseHeartbeat.parse(None).conditions is None
+    assert LeaseHeartbeat.parse({"spec": {"holderIdentity": "n1"}}).conditions is None  # KubeEdge's Lease body
+    found = LeaseHeartbeat.parse({"conditions": [{"type": "Ready", "status": "True"}]}).conditions
+    assert found == [{"type": "Ready", "status": "True"}]
+    with pytest.raises(BodyError, match=r"body.conditions\[0\].status"):
+        LeaseHeartbeat.parse({"conditions": [{"type": "Ready"}]})
+    with pytest.raises(BodyError, match="body"):
+        LeaseHeartbeat.parse(["not", "a", "mapping"])
+
+
+def test_the_cloud_puts_conditions_back_only_when_status_reason_or_message_differ() -> None:
+    reported = [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "podman is ready",
+                 "lastTransitionTime": "2026-12-05T00:00:00Z"}]
+    current = [{**reported[0], "lastHeartbeatTime": "2026-12-05T01:00:00Z",
+                "lastTransitionTime": "2026-12-04T00:00:00Z"}]
+    assert same_conditions(reported, current)  # times aside
+    assert not same_conditions(reported, [{**current[0], "status": "Unknown"}])
+    assert not same_conditions(reported, [{**current[0], "message": "Kubelet stopped posting node status."}])
+    assert not same_conditions(reported, [*current, {"type": "NetworkUnavailable", "status": "False"}])
+    assert not same_conditions(reported, None)
