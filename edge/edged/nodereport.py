@@ -16,9 +16,10 @@ transition and is compared like any other field.
 A kubelet compares with the Node it reads back, EdgeD with the last status it sent: it does not see the Node.
 So when the cloud marks the node Unknown behind its back, EdgeD learns of it only through its cloud link going
 down and up (component.py then sends the status again), which is how that happens with edgehive's own
-EdgeController. One case is left to the report period: a controller-manager marking the node Unknown because
-EdgeController itself was away for over the grace period while the node's link stayed up; the Node says Ready
-again at the next report, within ``node_status_report_s``.
+EdgeController. A controller-manager marking the node Unknown because EdgeController itself was away for over
+the grace period, while the node's link stayed up, is put right in the cloud: the Lease heartbeat carries the
+conditions, and EdgeController patches a Node whose conditions differ from them (cloud/edgecontroller/
+controller.py, ``_repair_conditions``).
 """
 
 from __future__ import annotations
