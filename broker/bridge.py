@@ -251,8 +251,8 @@ class Bridge:
 if __name__ == "__main__":  # python -m broker.bridge
     import argparse
 
-    from broker import cli
+    from broker import bridgecli
 
     parser = argparse.ArgumentParser(prog="python -m broker.bridge", description="Run one node's MQTT bridge.")
-    cli.add_bridge_arguments(parser)
-    raise SystemExit(cli.bridge_main(parser.parse_args()))
+    bridgecli.add_bridge_arguments(parser)
+    raise SystemExit(bridgecli.bridge_main(parser.parse_args()))

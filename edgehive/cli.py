@@ -37,10 +37,10 @@ def _broker(parser: argparse.ArgumentParser) -> None:
 
 
 def _bridge(parser: argparse.ArgumentParser) -> None:
-    from broker import cli  # noqa: PLC0415 (as above)
+    from broker import bridgecli  # noqa: PLC0415 (as above)
 
-    cli.add_bridge_arguments(parser)
-    parser.set_defaults(func=cli.bridge_main)
+    bridgecli.add_bridge_arguments(parser)
+    parser.set_defaults(func=bridgecli.bridge_main)
 
 
 def _passwd(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli import BridgeProcessSettings, add_bridge_arguments
+from broker.bridgecli import BridgeProcessSettings, add_bridge_arguments
 from cloud.clusterpki import ClusterPki, member_names
 from cloud.kube import Kube
 from edgehive.join import fetch_ca, join

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.bridge import Bridge, BridgeSettings
-from broker.cli import BridgeProcessSettings, add_bridge_arguments
+from broker.bridgecli import BridgeProcessSettings, add_bridge_arguments
 from cloud.joinserver.server import JoinServerSettings
 from edgehive.bench.mqtt311 import subscribe_packet
 from edgehive.bench.simulator import Simulator
