@@ -16,10 +16,11 @@ from typing import Any
 from broker import metrics
 from broker.bridge import Bridge, BridgeSettings, check_qos
 from runtime import logs, settings
-from runtime.component import MetricsSettings, StopSignal
+from runtime.component import StopSignal
 from runtime.connection import TlsSettings
 from runtime.healthfile import HealthFile
 from runtime.metrics import serve as serve_metrics
+from runtime.processsettings import MetricsSettings
 from runtime.url import BrokerUrl
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from broker import metrics
 from broker.passwords import PasswordFile
 from broker.revocation import CrlFollower, certificate_identity
 from runtime.address import Address
-from runtime.component import MetricsSettings
 from runtime.counters import Counters
 from runtime.healthfile import HealthFile
 from runtime.metrics import serve as serve_metrics
+from runtime.processsettings import MetricsSettings
 
 log = logging.getLogger(__name__)
 

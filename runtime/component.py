@@ -28,6 +28,7 @@ from runtime import logs, metrics, settings
 from runtime.bus import Bus, BusSettings, ErrorRoute
 from runtime.connection import ConnectionSettings, TlsSettings, Will
 from runtime.healthfile import HealthFile
+from runtime.processsettings import MetricsSettings
 from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.componentstatus import ComponentStatus
@@ -35,26 +36,6 @@ from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.names import require_module_name, require_node_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProcessSettings:
-    """Settings every edgehive process has."""
-
-    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
-    log_format: str = field(default="text", metadata={"help": "text or json"})
-
-
-@dataclass(frozen=True)
-class MetricsSettings(ProcessSettings):
-    """Settings of a process that can serve Prometheus metrics: components, the bridge, the brokers."""
-
-    metrics_listen: str | None = field(default=None, metadata={
-        "help": "HOST:PORT to serve Prometheus metrics on (/metrics); off by default"})
-
-    def __post_init__(self) -> None:
-        if self.metrics_listen is not None:
-            metrics.parse_listen(self.metrics_listen)
 
 
 @dataclass(frozen=True)

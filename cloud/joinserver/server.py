@@ -30,7 +30,7 @@ from cloud.clusterpki import ClusterPki, JoinRefused
 from cloud.joinserver.nodeobject import ensure_edge_node
 from cloud.kube import KubeError
 from runtime.address import Address
-from runtime.component import ProcessSettings
+from runtime.processsettings import ProcessSettings
 from runtime.url import BrokerUrl
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ from edge.mappers.modbus.mapper import PROTOCOL, ModbusMapper
 from edge.mappers.modbus.methods import ModbusMethods
 from runtime import logs, settings
 from runtime.address import Address
-from runtime.component import ProcessSettings, StopSignal
+from runtime.component import StopSignal
+from runtime.processsettings import ProcessSettings
 from runtime.settings import SettingsError
 
 log = logging.getLogger(__name__)
