@@ -1,7 +1,7 @@
 """The ``broker`` and ``passwd`` commands, shared by ``python -m broker`` and ``edgehive``.
 
 The ``bridge`` command is broker/bridgecli.py: the bridge's process must not load the embedded broker (amqtt,
-asyncio, websockets, yaml) that this module's ``broker`` command needs.
+asyncio, websockets) that this module's ``broker`` command needs.
 """
 
 from __future__ import annotations

@@ -13,8 +13,20 @@ from pathlib import Path
 
 from broker.acl import LinkAcl
 from broker.embedded import DEVICE_TOPICS, BrokerSettings
-from broker.mosquitto_sys import SYS_ACL, SYS_INTERVAL_S, sys_listener_lines
 from runtime.address import Address
+
+# The $SYS listener that broker/mosquitto_sys.py reads. Here, not there: that module is paho's, and writing a
+# configuration (the embedded broker's --mosquitto-config) must not load paho into the broker's process.
+SYS_INTERVAL_S = 5
+"""How often mosquitto publishes $SYS (its default is 10 s)."""
+
+
+def sys_listener_lines(socket_path: Path, acl_path: Path) -> list[str]:
+    """mosquitto.conf lines for the $SYS listener (needs ``per_listener_settings true``)."""
+    return [f"\nlistener 0 {socket_path}", "allow_anonymous true", f"acl_file {acl_path}"]
+
+
+SYS_ACL = "# The metrics socket: mosquitto's own figures, nothing else.\ntopic read $SYS/#\n"
 
 MAX_QUEUED_MESSAGES = 100_000
 """Per offline client; about what an hour of a busy node's traffic needs."""

@@ -27,18 +27,6 @@ SYS_TOPICS = {
     "$SYS/broker/publish/messages/sent": "messages_sent",
     "$SYS/broker/publish/messages/dropped": "publish_dropped",
 }
-SYS_INTERVAL_S = 5
-"""How often mosquitto publishes $SYS (its default is 10 s)."""
-
-
-def sys_listener_lines(socket_path: Path, acl_path: Path) -> list[str]:
-    """mosquitto.conf lines for the $SYS listener (needs ``per_listener_settings true``)."""
-    return [f"\nlistener 0 {socket_path}", "allow_anonymous true", f"acl_file {acl_path}"]
-
-
-SYS_ACL = "# The metrics socket: mosquitto's own figures, nothing else.\ntopic read $SYS/#\n"
-
-
 class SysReader:
     """Keeps the latest value of each $SYS figure; reconnects when mosquitto restarts."""
 
