@@ -51,13 +51,15 @@ def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status
                              DmiClient(str(edge.dmi_socket)))
     mapper.start(register_timeout=30)
     try:
-        wait_until(lambda: registered_devices(mapper) == [devices.DEVICE], timeout=60,
-                   what="the device in the mapper's registration")
+        # The cloud sends the Device and its DeviceModel apart: the model may come with the registration or
+        # after it (CreateDeviceModel), whichever reached the node first.
+        wait_until(lambda: registered_devices(mapper) == [devices.DEVICE]
+                   and [m.name for m in mapper.models.values()] == ["thermo"], timeout=60,
+                   what="the device and its model at the mapper")
         device = mapper.devices[(ns, devices.DEVICE)]
         assert device.spec.deviceModelReference == "thermo"
         assert [p.name for p in device.spec.properties] == ["setpoint", "temperature"]
         assert device.spec.properties[0].desired.value == "25"
-        assert [m.name for m in mapper.models.values()] == ["thermo"]
 
         mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": "23.5"})
         mapper.dmi.report_state(ns, devices.DEVICE, "online")
