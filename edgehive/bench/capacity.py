@@ -13,8 +13,8 @@ What scales out and what does not, and so how each part is modelled:
   the stream members carry the whole fleet, and that is a limit.
 - kube-apiserver and etcd: what they are measured to take per node is written however the cloud is split; the
   model gives their cores and leaves them out of "breaks first" (they are Kubernetes', sized apart). The
-  simulated nodes send a node status every 10 s, a bound: a real EdgeD writes its Node only on a change or
-  every 5 min (edge/edged/nodereport.py) and renews its Lease every 10 s, as a kubelet does.
+  simulated nodes behave as EdgeD does (edge/edged/nodereport.py): a node status on a change or every 5 min,
+  a Lease heartbeat every 10 s between, as a kubelet does; idle nodes, so their Node is rarely written.
 
 A Python process runs its Python code on one core (the GIL): its ceiling is that core less headroom for a
 thundering herd. A Go process (nats-server) uses every core it is given: its ceiling is the machine share

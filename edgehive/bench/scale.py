@@ -214,21 +214,29 @@ def _deliver_pods(run: _Run, fleet: Fleet) -> float:
     return pods_rate
 
 
+def heartbeats_acked(stats: dict[str, int]) -> int:
+    """What the nodes sent every node_status_s and the cloud answered: statuses (on a change or every
+    node_status_report_s) and Lease heartbeats (the other passes), as simnode.SimNode.status sends them."""
+    return stats.get(f"acked_{kinds.NODESTATUS}", 0) + stats.get(f"acked_{kinds.LEASE}", 0)
+
+
 def _catch_up(run: _Run, fleet: Fleet) -> float | None:
     """Seconds until the cloud keeps up with the nodes: 90% of the node statuses sent in 10 s answered before the
     next one replaced them. The set-up (registrations, 10,000 pods) leaves EdgeController a backlog; a steady
     state measured before it is drained would be a catch-up, not a steady state. None when it never does."""
     cloud, say = run.cloud, run.say
-    say(f"waiting for EdgeController to catch up: node statuses answered within {RESEND_S:.0f} s of being sent")
+    say(f"waiting for EdgeController to catch up: node statuses and Lease heartbeats answered within "
+        f"{RESEND_S:.0f} s of being sent")
     start = time.monotonic()
     last, last_requests, last_t = fleet.stats(), cloud.requests(), start
     while time.monotonic() - start < CATCH_UP_S:
         time.sleep(CATCH_UP_PROBE_S)
         stats, requests, now = fleet.stats(), cloud.requests(), time.monotonic()
         sent = stats.get("status_queued", 0) - last.get("status_queued", 0)
-        answered = stats.get(f"acked_{kinds.NODESTATUS}", 0) - last.get(f"acked_{kinds.NODESTATUS}", 0)
+        answered = heartbeats_acked(stats) - heartbeats_acked(last)
         written = (requests[STATUS_WRITE] - last_requests[STATUS_WRITE]) / (now - last_t)
-        say(f"  {now - start:4.0f} s: {answered} of {sent} node statuses answered in time; {written:.0f}/s written")
+        say(f"  {now - start:4.0f} s: {answered} of {sent} node statuses and heartbeats answered in time; "
+            f"{written:.0f}/s statuses written")
         if sent and answered >= 0.9 * sent:
             return round(now - start, 1)
         last, last_requests, last_t = stats, requests, now
@@ -240,7 +248,8 @@ def _catch_up(run: _Run, fleet: Fleet) -> float | None:
 def _steady_state(run: _Run, fleet: Fleet) -> Steady:
     """CPU, memory, node statuses and traffic over STEADY_S with the nodes idle but for keepalives and status."""
     cloud, say = run.cloud, run.say
-    say(f"steady state: {STEADY_S:.0f} s with {run.nodes} nodes idle but for keepalives and node status")
+    say(f"steady state: {STEADY_S:.0f} s with {run.nodes} nodes idle but for keepalives, node status and Lease "
+        "heartbeats")
     before, requests_before = fleet.stats(), cloud.requests()
     window = Window({**cloud.pids, "simulators": fleet.pids}).start()
     end = time.monotonic() + STEADY_S
@@ -257,7 +266,8 @@ def _steady_state(run: _Run, fleet: Fleet) -> Steady:
 
     steady = Steady(
         seconds=seconds, cpu=cpu, cloud_cpu=sum(cpu[name] for name in CLOUD) / seconds, machine=machine, rss=rss,
-        pss=pss, status_sent=rate("status_queued"), status_acked=rate(f"acked_{kinds.NODESTATUS}"),
+        pss=pss, status_sent=rate("status_queued"),
+        status_acked=rate(f"acked_{kinds.NODESTATUS}") + rate(f"acked_{kinds.LEASE}"),
         status_written=requests.get(STATUS_WRITE, 0.0), late=rate("late"), requests=requests,
         msgs=rate("rx") + rate("tx"))
     say(f"  cloud CPU {steady.cloud_cpu:.2f} cores; node statuses {steady.status_sent:.1f}/s sent, "

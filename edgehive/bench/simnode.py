@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from edge.edged.node import node_object, node_status
+from edge.edged.nodereport import StatusReporter
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.memorystore import MemoryStore
 from schemas import kinds, topics
@@ -24,9 +26,9 @@ NODE_PREFIX = "sim-"
 
 # What a real node does, from the components' defaults (EdgeD, EdgeHub, the bridge).
 STATUS_S = 10.0
-"""EdgeD's node_status_s. A simulated node sends its status at every one, as if it changed each time: an upper
-bound, since EdgeD sends it only on a change or every node_status_report_s, with a bare Lease heartbeat between
-(edge/edged/nodereport.py); either renews the node's Lease, so the Lease writes are those of real nodes."""
+"""EdgeD's node_status_s. A simulated node computes its status at every one and sends it as EdgeD does: when it
+changed or every node_status_report_s (edge/edged/nodereport.py's StatusReporter), and a Lease heartbeat with
+its conditions otherwise; either renews the node's Lease, so the API writes are those of real, idle nodes."""
 KEEPALIVE_S = 15.0  # EdgeHub's keepalive_s
 RESEND_S = 10.0  # EdgeHub's resend_s
 MQTT_KEEPALIVE_S = 10  # the bridge's cloud_keepalive
@@ -78,6 +80,7 @@ class SimNode:
         self.manager = MetaManager(self.store, name)
         self.outbox: dict[str, Pending] = {}
         self.registered = False
+        self.reporter = StatusReporter()
 
     def keepalive(self) -> Envelope:
         return Envelope(node=self.name, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE,
@@ -92,14 +95,24 @@ class SimNode:
         return self._queue(Envelope(node=self.name, src="edged", group=Group.RESOURCE, op=Op.INSERT,
                                     res=ResourceKey(None, kinds.NODE, self.name), body=obj))
 
-    def status(self, now: float | None = None) -> Envelope:
-        """Queue EdgeD's node status; it replaces an older one still in the outbox, as EdgeHub's coalescing does."""
-        for msg_id in [m for m, p in self.outbox.items()
-                       if p.envelope.res is not None and p.envelope.res.kind == kinds.NODESTATUS]:
+    def status(self, now: float | None = None, clock: float | None = None) -> Envelope:
+        """Queue what EdgeD sends each node_status_s: its status when the reporter says so, else a Lease heartbeat
+        with the conditions; it replaces an older one of its kind still in the outbox, as EdgeHub's coalescing
+        does. ``now``: wall-clock time of the status; ``clock``: the monotonic clock for the report period."""
+        clock = time.monotonic() if clock is None else clock
+        status = self.reporter.computed(node_status("127.0.0.1", True, "simulated by edgehive bench scale",
+                                                    now or time.time()))
+        body: dict[str, Any]
+        if self.reporter.due(status, clock):
+            self.reporter.sent(status, clock)
+            kind, body = kinds.NODESTATUS, {"status": status}
+        else:
+            kind, body = kinds.LEASE, {"conditions": [{k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+                                                      for c in status["conditions"]]}
+        for msg_id in [m for m, p in self.outbox.items() if p.envelope.res is not None and p.envelope.res.kind == kind]:
             del self.outbox[msg_id]
-        body = {"status": node_status("127.0.0.1", True, "simulated by edgehive bench scale", now or time.time())}
         return self._queue(Envelope(node=self.name, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
-                                    res=ResourceKey(None, kinds.NODESTATUS, self.name), body=body))
+                                    res=ResourceKey(None, kind, self.name), body=body))
 
     def _queue(self, envelope: Envelope) -> Envelope:
         self.outbox[envelope.id] = Pending(envelope, envelope.encode())

@@ -22,6 +22,7 @@ from edgehive.bench.scale_report import match_latencies, ratio, resynced_at
 from edgehive.bench.simnode import Note, SimNode, configmap_key
 from schemas import kinds
 from schemas.envelope import Envelope, Group, Op, decode
+from schemas.reports import LeaseHeartbeat
 from schemas.resource import ResourceKey
 
 NODE = "sim-0007"
@@ -203,8 +204,10 @@ def test_the_outbox_keeps_entries_until_answered_and_statuses_coalesce() -> None
     node = SimNode(NODE)
     registration = node.register()
     assert node.register() is registration  # queued once
-    first = node.status(now=1000.0)
-    second = node.status(now=1010.0)
+    first = node.status(now=1000.0, clock=0.0)
+    second = node.status(now=1400.0, clock=400.0)  # the report period passed: a status again, replacing the first
+    assert second.res is not None
+    assert second.res.kind == kinds.NODESTATUS
     assert list(node.outbox) == [registration.id, second.id]
     assert first.id not in node.outbox
     assert [p.envelope.id for p in node.due(now=0.0)] == [registration.id, second.id]
@@ -221,6 +224,17 @@ def test_the_outbox_keeps_entries_until_answered_and_statuses_coalesce() -> None
     assert node.on_down(answer) == ([], Note("late"))  # a second answer to the same entry changes nothing
     assert list(node.outbox) == [second.id]
     assert node.on_down(first.reply("edgecontroller", {"ok": True})) == ([], Note("late"))  # replaced before it came
+
+
+def test_between_reports_an_unchanged_status_goes_as_a_lease_heartbeat_with_the_conditions() -> None:
+    node = SimNode(NODE)
+    status = node.status(now=1000.0, clock=0.0)
+    beats = [node.status(now=1000.0 + t, clock=t) for t in (10.0, 20.0)]
+    assert [b.res.kind for b in beats if b.res is not None] == [kinds.LEASE, kinds.LEASE]
+    assert list(node.outbox) == [status.id, beats[1].id]  # the newer heartbeat replaced the older
+    conditions = LeaseHeartbeat.parse(beats[1].body).conditions
+    assert conditions is not None
+    assert {c["type"]: c["status"] for c in conditions}["Ready"] == "True"
 
 
 def test_a_refused_registration_leaves_the_node_unregistered() -> None:
