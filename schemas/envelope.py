@@ -51,6 +51,9 @@ class Op(StrEnum):
     UPLOAD = "upload"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
+    BATCH = "batch"
+    """Group ``hub``: many envelopes in one message on the link (schemas/batch.py); sent only to a peer that
+    said it takes them, since a receiver of the previous version refuses the op."""
 
 
 class EnvelopeError(WireFormatError):

@@ -57,21 +57,34 @@ def _check_op(up: bool | None, op: Op, names: tuple[str, str]) -> None:
 @dataclass(frozen=True)
 class Keepalive:
     """EdgeHub's keepalive: ``{"outbox": n}``, the entries its outbox still holds, so that the cloud can show
-    what a node has yet to say. The hello EdgeHub sends the moment its link comes up has no body."""
+    what a node has yet to say; and ``"batch_bytes"``, the largest batch (schemas/batch.py) the node accepts,
+    from a node that takes batches at all. The hello EdgeHub sends the moment its link comes up carries only
+    ``batch_bytes`` (a node of the previous version sends no body). A cloud of the previous version ignores
+    ``batch_bytes`` (keys beyond a body's fields are ignored) and never sends a batch."""
 
     outbox: int | None = None
+    batch_bytes: int | None = None
 
     @classmethod
     def parse(cls, body: Any) -> Self:
         if body is None:
             return cls()
-        outbox = _map(body).get("outbox")
+        body = _map(body)
+        outbox = body.get("outbox")
         if outbox is not None and (type(outbox) is not int or outbox < 0):
             raise BodyError("body.outbox", "must be a whole number of entries")
-        return cls(outbox)
+        batch_bytes = body.get("batch_bytes")
+        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
+            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
+        return cls(outbox, batch_bytes)
 
     def as_body(self) -> dict[str, Any] | None:
-        return None if self.outbox is None else {"outbox": self.outbox}
+        body: dict[str, Any] = {}
+        if self.outbox is not None:
+            body["outbox"] = self.outbox
+        if self.batch_bytes is not None:
+            body["batch_bytes"] = self.batch_bytes
+        return body or None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ CM = ResourceKey("default", "configmap", "c")
 
 @pytest.mark.parametrize(("cls", "body"), [
     (Keepalive, {"outbox": 3}),
+    (Keepalive, {"outbox": 3, "batch_bytes": 1048576}),
+    (Keepalive, {"batch_bytes": 65536}),  # the hello of a node that takes batches
     (LinkChange, {"state": "down", "reason": "link lost"}),  # the bridge's
     (LinkChange, {"reason": "starting"}),  # EdgeHub's cloud-link announcement
     (SessionNews, {"session": "0123456789ab", "state": "connected"}),
@@ -53,6 +55,8 @@ def test_absent_fields_take_the_protocols_defaults() -> None:
     (Keepalive, {"outbox": "3"}, "body.outbox"),
     (Keepalive, {"outbox": -1}, "body.outbox"),
     (Keepalive, {"outbox": True}, "body.outbox"),
+    (Keepalive, {"batch_bytes": 0}, "body.batch_bytes"),
+    (Keepalive, {"batch_bytes": "1024"}, "body.batch_bytes"),
     (LinkChange, {"state": "sideways"}, "body.state"),
     (LinkChange, {"reason": ["x"]}, "body.reason"),
     (SessionNews, None, "body"),
