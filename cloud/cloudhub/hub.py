@@ -20,7 +20,8 @@ from cloud.cloudhub.routing import CloudRouter, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import topics
-from schemas.envelope import Envelope, Send
+from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
+from schemas.envelope import Envelope, Op, Send
 from schemas.names import is_module_name
 
 if TYPE_CHECKING:
@@ -35,6 +36,13 @@ class CloudHubSettings(ComponentSettings):
     broker: str = field(default="mqtt://cloud:cloud@127.0.0.1:1883", metadata={"help": "the cloud broker URL"})
     keepalive_timeout_s: float = field(default=40.0, metadata={"help": "silence after which a node is gone"})
     window_per_node: int = field(default=100, metadata={"help": "unacknowledged objects in flight per node"})
+    batch_max_members: int = field(default=100, metadata={
+        "help": "most objects packed into one message down a node's link (1: one message per object). Only what "
+                "is due at once is packed, nothing waits for a batch to fill; only nodes that say they take "
+                "batches get them"})
+    batch_max_bytes: int = field(default=256 * 1024, metadata={
+        "help": "largest batch down a node's link, bytes; at most max_envelope_size, and lowered to what the "
+                "node says it takes. An object larger than this goes alone"})
     replica_id: str = field(default="", metadata={
         "help": "run as one of several CloudHub replicas under this identity (a Lease in edgehive-system), "
                 "serving only the nodes it owns; empty: the only CloudHub, serving every node"})
@@ -61,6 +69,11 @@ class CloudHubSettings(ComponentSettings):
             raise ValueError(f"replica_id {self.replica_id!r} must be a-z, 0-9 and '-', starting with a letter")
         if self.up_qos not in (0, 1):
             raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
+        if not 1 <= self.batch_max_members <= MAX_MEMBERS:
+            raise ValueError(f"batch_max_members must be 1 to {MAX_MEMBERS}, not {self.batch_max_members}")
+        if not MIN_BYTES <= self.batch_max_bytes <= self.max_envelope_size:
+            raise ValueError(f"batch_max_bytes must be {MIN_BYTES} to max_envelope_size ({self.max_envelope_size}), "
+                             f"not {self.batch_max_bytes}")
         if self.replica_id and self.lease_duration_s < 2:
             raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
 
@@ -74,7 +87,10 @@ class CloudHub:
         self.bus = bus
         self.router = CloudRouter(bus.counters, window_per_node=settings.window_per_node,
                                   keepalive_timeout_s=settings.keepalive_timeout_s,
-                                  replica=settings.replica_id or None)
+                                  replica=settings.replica_id or None,
+                                  batch_max_members=settings.batch_max_members,
+                                  batch_max_bytes=settings.batch_max_bytes,
+                                  max_size=settings.max_envelope_size)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -171,16 +187,31 @@ class CloudHub:
             self._wake.wait(timeout=0.5)
             self._wake.clear()
             with self._lock:
-                work = self.router.due(time.monotonic())
-            for node, envelopes in work:
-                for envelope in envelopes:
-                    try:
-                        self.bus.publish(topics.link_down(node), envelope, timeout=10)
-                    except Exception:
-                        log.warning("could not hand %s for %s to the broker", envelope.id, node, exc_info=True)
+                work = self.router.due_packing(time.monotonic())
+            for due in work:
+                for item in due.packed():  # encoding outside the lock
+                    if not self._publish(due.node, item):
                         break
                     with self._lock:
-                        self.router.sent(node, envelope, time.monotonic())
+                        now = time.monotonic()
+                        for member in item.members:
+                            self.router.sent(due.node, member, now)
+
+    def _publish(self, node: str, item: Packed) -> bool:
+        """One message down ``node``'s link; False when the broker did not take it (the rest of the node's pass
+        waits for the next: its entries are still due)."""
+        try:
+            if item.payload:
+                self.bus.connection.publish(topics.link_down(node), item.payload, qos=1, timeout=10)
+            else:
+                self.bus.publish(topics.link_down(node), item.envelope, timeout=10)
+        except Exception:
+            log.warning("could not hand %s for %s to the broker", item.envelope.id, node, exc_info=True)
+            return False
+        if item.envelope.op == Op.BATCH:
+            self.bus.counters.inc("downstream_batches")
+            self.bus.counters.inc("downstream_batched", len(item.members))
+        return True
 
     def _session_loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -28,7 +28,8 @@ from cloud.cloudhub.queue import NodeQueue
 from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
-from schemas.envelope import Envelope, Group, Op, Salvage, Send
+from schemas.batch import Batch, Packed, pack
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send
 from schemas.fields import BodyError
 from schemas.link import Keepalive, LinkChange, SessionNews
 
@@ -69,9 +70,31 @@ class Session:
     """What the node's EdgeHub still holds, from its last keepalive."""
     repeated: bool = False
     """Whether the announcement of the last change went out a second time (``REPEAT_AFTER_S``)."""
+    batch_bytes: int | None = None
+    """The largest batch the node takes, from its keepalives; None: a node that takes no batches (the previous
+    version), sent one envelope per message."""
 
     def news(self, replica: str | None = None) -> SessionNews:
         return SessionNews(self.id, self.connected, replica)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one node's queue has to send now, and how it may be packed."""
+
+    node: str
+    envelopes: list[Envelope]
+    max_members: int
+    max_bytes: int
+    """The batch budget: the smaller of CloudHub's and the node's; 0 when the node takes no batches."""
+
+    def packed(self) -> list[Packed]:
+        """The messages to publish, in queue order: batches of what is due (schemas/batch.py), or one per
+        envelope (``payload`` empty: the bus encodes it) for a node that takes no batches. Pure work (encoding)
+        on no shared state, so the hub runs it outside its lock."""
+        if self.max_bytes == 0 or self.max_members == 1:
+            return [Packed(envelope, b"", (envelope,)) for envelope in self.envelopes]
+        return pack(self.node, MODULE, self.envelopes, max_members=self.max_members, max_bytes=self.max_bytes)
 
 
 @dataclass
@@ -88,8 +111,14 @@ class Routed:
 
 class CloudRouter:
     def __init__(self, counters: Counters, *, window_per_node: int, keepalive_timeout_s: float,
-                 session_id: Callable[[], str] = new_session_id, replica: str | None = None) -> None:
+                 session_id: Callable[[], str] = new_session_id, replica: str | None = None,
+                 batch_max_members: int = 1, batch_max_bytes: int = 0, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.counters = counters
+        self.max_size = max_size
+        """The largest envelope accepted: each member of a batch from a node is checked against it."""
+        self.batch_max_members = batch_max_members
+        self.batch_max_bytes = batch_max_bytes
+        """CloudHub's own batch limits (1 member or 0 bytes: no batches); a node's keepalive may lower the bytes."""
         self.replica = replica
         """This replica's identity, named in its session announcements; None for the only CloudHub."""
         self.window_per_node = window_per_node
@@ -129,6 +158,8 @@ class CloudRouter:
                 return self._refuse(node, envelope, exc)
             return self._gone(node, change.reason or "link lost", now)
         routed = self._seen(node, now)
+        if envelope.op == Op.BATCH:
+            return self._from_batch(node, envelope, topic, now, routed)
         if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
             queue = self.queues.get(node)
             done = queue.ack(envelope.parent) if queue is not None else None
@@ -141,6 +172,9 @@ class CloudRouter:
             asker = self.queries.asker(envelope, now)
             if asker is not None:
                 routed.sends.append(Send(topics.inbox(topics.Side.CLOUD, asker), envelope))
+            elif envelope.op == Op.ERROR and envelope.group == Group.HUB:  # a refused batch: its members go again
+                self.counters.inc("refused_by_node")
+                log.warning("node %s refused %s: %s", node, envelope.parent, envelope.body)
             else:  # an acknowledgement of an entry a newer one replaced, or an answer its asker gave up on
                 self.counters.inc("answers_unmatched")
                 log.debug("node %s answered %s, which nothing here waits for", node, envelope.parent)
@@ -152,6 +186,7 @@ class CloudRouter:
                 return self._refuse(node, envelope, exc, routed)
             if keepalive.outbox is not None:
                 self.sessions[node].outbox = keepalive.outbox
+            self.sessions[node].batch_bytes = keepalive.batch_bytes
             return routed
         module = ROUTES.get(envelope.group)
         if module is None:
@@ -161,6 +196,26 @@ class CloudRouter:
             return routed
         self.counters.inc("upstream_routed")
         routed.sends.append(Send(topics.from_edge(module), envelope))
+        return routed
+
+    def _from_batch(self, node: str, envelope: Envelope, topic: str, now: float, routed: Routed) -> Routed:
+        """A node's batch (its answers to a batch sent down): every member is checked before any is taken, then
+        each is routed as if it had come alone. A bad one refuses the batch whole: nothing in it settles an
+        entry, so what it answered is sent again and answered again."""
+        try:
+            batch = Batch.parse(envelope)
+            members = batch.members(self.max_size)
+        except EnvelopeError as exc:
+            self.counters.inc("batch_refused")
+            log.warning("refused batch %s from node %s: %s", envelope.id, node, exc)
+            routed.sends.append(Send(topics.link_down(node), as_node(envelope.error(MODULE, 400, str(exc)), node)))
+            return routed
+        self.counters.inc("upstream_batches")
+        for member in members:
+            one = self.from_node(member, topic, now)
+            routed.sends += one.sends
+            routed.announce += one.announce
+            routed.wake = routed.wake or one.wake
         return routed
 
     def _refuse(self, node: str, envelope: Envelope, exc: BodyError, routed: Routed | None = None) -> Routed:
@@ -200,6 +255,18 @@ class CloudRouter:
         anything else (1,000 nodes: 3-5 ms a pass)."""
         return [(node, queue.due(now)) for node, queue in self.queues.items()
                 if len(queue) and (session := self.sessions.get(node)) is not None and session.connected]
+
+    def due_packing(self, now: float) -> list[Due]:
+        """``due`` with each node's batch budget: no queue entry is held back to fill a batch (what is due now
+        goes now); a batch forms from what queued while the sender was busy with the previous pass."""
+        out = []
+        for node, envelopes in self.due(now):
+            if not envelopes:  # all in flight, none due again yet
+                continue
+            session = self.sessions[node]
+            budget = 0 if session.batch_bytes is None else min(self.batch_max_bytes, session.batch_bytes)
+            out.append(Due(node, envelopes, self.batch_max_members, budget))
+        return out
 
     def sent(self, node: str, envelope: Envelope, now: float) -> None:
         """``envelope`` is with the broker, on its way down ``node``'s link."""
