@@ -39,6 +39,9 @@ class EdgeHubSettings(StoreSettings):
     # rate at window / round trip: 50 let through about 70 statuses/s at the 0.7 s round trip of a loaded cloud,
     # under the 100/s of one node's 100 Modbus devices. Entries are small; CloudHub holds no per-entry state.
     upstream_window: int = field(default=200, metadata={"help": "outbox entries in flight at once"})
+    link_batches: bool = field(default=True, metadata={
+        "help": "take batches of objects from the cloud (one message for many, answered with one); off, the "
+                "cloud sends one message per object, as to a node of the previous version"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,7 +59,8 @@ class EdgeHub:
         self.outbox = Outbox(Path(settings.outbox), settings.outbox_max_bytes, settings.outbox_max_events)
         self.router = EdgeRouter(settings.node, self.outbox, DiskGuard(Path(settings.outbox),
                                                                        settings.disk_reserve_bytes),
-                                 bus.counters, settings.max_envelope_size)
+                                 bus.counters, settings.max_envelope_size,
+                                 batch_bytes=settings.max_envelope_size if settings.link_batches else None)
         self._wake = threading.Condition()  # guards the sender's state below and the link's changes
         self._stop = threading.Event()
         self._inflight: dict[str, float] = {}  # msg_id -> when last sent

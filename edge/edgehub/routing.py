@@ -27,6 +27,7 @@ from runtime import hoptrace
 from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
+from schemas.batch import Batch
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 from schemas.events import KubeEvent
 from schemas.fields import BodyError
@@ -42,6 +43,8 @@ ROUTES = {
     Group.BUS: "eventbus",
     Group.USER: "eventbus",
 }
+BATCH_MODULES = frozenset({"metamanager"})
+"""Modules that take a batch from the cloud whole (and answer it with one); the others get its members alone."""
 
 
 def coalesce_key(envelope: Envelope) -> str | None:
@@ -76,8 +79,11 @@ class Routed:
 
 
 class EdgeRouter:
-    def __init__(self, node: str, outbox: Outbox, guard: DiskGuard, counters: Counters, max_size: int) -> None:
+    def __init__(self, node: str, outbox: Outbox, guard: DiskGuard, counters: Counters, max_size: int, *,
+                 batch_bytes: int | None = None) -> None:
         self.node = node
+        self.batch_bytes = batch_bytes
+        """The largest batch this node takes from the cloud, said in every keepalive; None: no batches."""
         self.outbox = outbox
         self.guard = guard
         self.counters = counters
@@ -95,6 +101,8 @@ class EdgeRouter:
             self.counters.inc("wrong_node")
             log.warning("dropped %s for node %s arriving at node %s", envelope.id, envelope.node, self.node)
             return Routed()
+        if envelope.op == Op.BATCH:
+            return self._from_cloud_batch(envelope, now)
         asker = self.queries.asker(envelope, now)
         if asker is not None:
             return Routed([Send(topics.inbox(topics.Side.EDGE, asker), envelope)])
@@ -118,6 +126,38 @@ class EdgeRouter:
             return Routed()
         return Routed([Send(topics.from_cloud(module), envelope)], acked=answered, replaced=answered is not None)
 
+    def _from_cloud_batch(self, envelope: Envelope, now: float) -> Routed:
+        """A batch whose members all go to MetaManager (the usual case: the cloud's objects) goes there whole and
+        undecoded; MetaManager checks every member before applying any. A batch that spans modules is checked
+        here, every member decoded, before any is passed on (a bad member refuses them all, so nothing of the
+        batch is applied): then MetaManager's members go on as one batch, as they came, and the others alone,
+        since no other module takes batches yet. A refused batch is answered with an error naming the member;
+        the cloud still owes each member and sends it again."""
+        try:
+            batch = Batch.parse(envelope)
+            modules = [ROUTES.get(group) for group in batch.groups]
+            if len(set(modules)) == 1 and modules[0] in BATCH_MODULES:
+                self.counters.inc("batches_passed")
+                return Routed([Send(topics.from_cloud(str(modules[0])), envelope)])
+            members = batch.members(self.max_size)
+        except EnvelopeError as exc:
+            self.counters.inc("batch_refused")
+            log.warning("refused batch %s from the cloud: %s", envelope.id, exc)
+            return Routed([Send(topics.link_up(self.node), envelope.error(MODULE, 400, str(exc)))])
+        self.counters.inc("batches_split")
+        routed = Routed()
+        whole = [i for i, module in enumerate(modules) if module in BATCH_MODULES]
+        if len(whole) > 1:
+            routed.sends.append(Send(topics.from_cloud(str(modules[whole[0]])), batch.select(whole)))
+        for index, member in enumerate(members):
+            if len(whole) > 1 and index in whole:
+                continue
+            one = self.from_cloud(member, now)
+            routed.sends += one.sends
+            if one.acked is not None:  # an answer to an outbox entry, carried in a batch
+                routed.acked, routed.replaced = one.acked, one.replaced
+        return routed
+
     # -- upstream --------------------------------------------------------------------------
 
     def from_module(self, envelope: Envelope, now: float) -> Routed:
@@ -126,7 +166,7 @@ class EdgeRouter:
             log.warning("module %s tried to send %s as node %s; this is %s", envelope.src, envelope.id,
                         envelope.node, self.node)
             return self._refuse(envelope, 400, f"this node is {self.node}, not {envelope.node}")
-        if envelope.op in DIRECT_OPS:
+        if envelope.op in DIRECT_OPS or envelope.op == Op.BATCH:  # a batch from a module: its answers to one
             if not self.link_up:
                 self.counters.inc("dropped_offline")
                 if envelope.op == Op.QUERY:  # its asker need not wait out its timeout
@@ -188,8 +228,8 @@ class EdgeRouter:
         show what the node still has to say."""
         if not self.link_up:
             return None
-        return Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE,
-                                                              Keepalive(self.outbox.count()).as_body()))
+        body = Keepalive(self.outbox.count(), self.batch_bytes).as_body()
+        return Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE, body))
 
     # -- the link --------------------------------------------------------------------------
 
@@ -214,7 +254,8 @@ class EdgeRouter:
         self.link_up = up
         routed = Routed(link=up if changed else None)
         if changed and up:  # say hello at once: the cloud starts this node's session on the first thing it hears
-            routed.sends.append(Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE)))
+            routed.sends.append(Send(topics.link_up(self.node), self._envelope(
+                Group.HUB, Op.KEEPALIVE, Keepalive(batch_bytes=self.batch_bytes).as_body())))
         if changed or announce:
             log.info("cloud link %s (%s); outbox holds %d entries", "up" if up else "down", reason,
                      self.outbox.count())

@@ -18,11 +18,28 @@ from edge.storage import DiskFull, DiskGuard, StoreSettings, is_disk_full
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import topics
-from schemas.envelope import Envelope, Group, Op, Send
+from schemas.batch import MAX_MEMBERS, Batch, pack
+from schemas.envelope import Envelope, EnvelopeError, Group, Op, Send
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+"""Writes committed in one transaction at most (a batch from the link counts its members)."""
+ANSWER_BATCH_BYTES = 64 * 1024
+"""The largest batch of answers sent up. Answers are small (about 150 bytes: the key, the version, the outcome);
+this stays far under any envelope limit a cloud would set, whatever the node's own is."""
+
+
+@dataclass(frozen=True)
+class LinkBatch:
+    """A batch from the cloud with every member checked: applied with whatever else is queued, answered as one."""
+
+    envelope: Envelope
+    members: list[Envelope]
+
+
+def _weight(item: Envelope | LinkBatch) -> int:
+    return len(item.members) if isinstance(item, LinkBatch) else 1
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,7 @@ class MetaManagerComponent:
         self.bus = bus
         self.link = LinkState(bus)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
-        self._writes: queue.Queue[Envelope | None] = queue.Queue()
+        self._writes: queue.Queue[Envelope | LinkBatch | None] = queue.Queue()
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         log.info("store %s holds %d objects", settings.db, self.store.count())
 
@@ -57,13 +74,28 @@ class MetaManagerComponent:
         The MQTT acknowledgement to the broker comes before the commit; the cloud's
         acknowledgement (the ``response``) only after it, and that is the one that counts:
         what the cloud has not heard back about, it sends again.
+
+        A batch (schemas/batch.py) is checked whole here, every member decoded, before any of it is queued: one
+        bad member refuses it all (an error naming the member goes up; nothing is applied; the cloud still owes
+        each member and sends it again).
         """
+        if envelope.op == Op.BATCH:
+            try:
+                members = Batch.parse(envelope).members(self.settings.max_envelope_size)
+            except EnvelopeError as exc:
+                self.bus.counters.inc("batch_refused")
+                log.warning("refused batch %s from the cloud, nothing of it applied: %s", envelope.id, exc)
+                return [Send(topics.to_cloud(), envelope.error(MODULE, 400, str(exc)))]
+            self.bus.counters.inc("batches_received")
+            self._writes.put(LinkBatch(envelope, members))
+            return None
         self._writes.put(envelope)
         return None
 
     def _commit_loop(self) -> None:
         while (first := self._writes.get()) is not None:
-            batch = take_batch(self._writes, first, MAX_BATCH)
+            work = take_batch(self._writes, first, MAX_BATCH, _weight)
+            batch = [m for item in work for m in (item.members if isinstance(item, LinkBatch) else (item,))]
             try:
                 self.guard.check()
                 with SQLITE_COMMIT_SECONDS.time():
@@ -82,7 +114,35 @@ class MetaManagerComponent:
             if self.manager.stale:
                 self.bus.counters.inc("stale_refused", self.manager.stale)
                 self.manager.stale = 0
-            self._send(sends)
+            self._send(self.answers_packed(work, sends))
+
+    def answers_packed(self, work: list[Envelope | LinkBatch], sends: list[Send]) -> list[Send]:
+        """The answers to a batch's members go up as one batch (or a few, by ``ANSWER_BATCH_BYTES``), after every
+        other send; the rest as they were. Each answer keeps its ``parent``, the member's id, which is what the
+        cloud settles; the batch's own ``parent`` is the batch it answers, for the logs."""
+        batch_of = {member.id: index for index, item in enumerate(work) if isinstance(item, LinkBatch)
+                    for member in item.members}
+        if not batch_of:
+            return sends
+        out: list[Send] = []
+        answers: dict[int, list[Envelope]] = {}
+        for send in sends:
+            index = batch_of.get(send.envelope.parent or "") if send.topic == topics.to_cloud() else None
+            if index is None:
+                out.append(send)
+            else:
+                answers.setdefault(index, []).append(send.envelope)
+        for index, replies in answers.items():
+            carrier = work[index]
+            assert isinstance(carrier, LinkBatch)
+            for reply in replies:
+                if reply.op == Op.ERROR:
+                    self.bus.counters.inc("refused")
+                    log.info("refused %s from %s: %s", reply.parent, reply.node, reply.body)
+            for item in pack(self.settings.node, MODULE, replies, max_members=MAX_MEMBERS,
+                             max_bytes=ANSWER_BATCH_BYTES, parent=carrier.envelope.id):
+                out.append(Send(topics.to_cloud(), item.envelope))
+        return out
 
     def _send(self, sends: list[Send]) -> None:
         """Count refusals, then send each answer on its own: one that cannot be sent must neither stop the

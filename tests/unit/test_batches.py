@@ -25,3 +25,9 @@ def test_the_stop_sentinel_ends_the_batch_and_stays_queued() -> None:
     work = _queued(2, None, 3)
     assert take_batch(work, 1, 10) == [1, 2]
     assert [work.get_nowait() for _ in range(2)] == [3, None]  # put back behind what was left
+
+
+def test_items_count_by_their_weight() -> None:
+    work = _queued(5, 1, 1, 7)
+    assert take_batch(work, 2, 8, weight=lambda n: n or 0) == [2, 5, 1]  # 8 reached: the rest waits
+    assert take_batch(work, 1, 8, weight=lambda n: n or 0) == [1, 1, 7]  # the last one may go over
