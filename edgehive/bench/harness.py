@@ -27,8 +27,9 @@ from edgehive.localcluster import LocalApiServer
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
+from schemas.batch import Batch
 from schemas.componentstatus import ComponentStatus
-from schemas.envelope import Envelope, EnvelopeError, Op, decode
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Op, decode
 from schemas.fields import BodyError
 
 
@@ -129,19 +130,27 @@ def connect(url: BrokerUrl, name: str, window: int = 100) -> Connection:
     return Connection(ConnectionSettings(url=url, client_id=f"bench-{name}", window=window), name=name)
 
 
+def envelopes_in(payload: bytes) -> list[Envelope]:
+    """The envelope a message carries, or a batch's members; none when it does not decode."""
+    try:
+        envelope = decode(payload)
+        return Batch.parse(envelope).members(DEFAULT_MAX_SIZE) if envelope.op == Op.BATCH else [envelope]
+    except EnvelopeError:
+        return []
+
+
 def watch_envelopes(url: BrokerUrl, client_id: str, topic_filter: str, on_envelope: Callable[[Envelope, int], None],
                     what: str, *, window: int = 100, clock: Callable[[], int] = time.perf_counter_ns) -> Connection:
     """A connection that hands each envelope on ``topic_filter`` to ``on_envelope`` with the moment it arrived
-    (``clock``); what does not decode is skipped. BenchError names ``what`` when the broker cannot be reached."""
+    (``clock``); the members of a batch (schemas/batch.py) one by one, each at the batch's arrival, since the
+    watchers follow objects, not messages; what does not decode is skipped. BenchError names ``what`` when the
+    broker cannot be reached."""
 
     def on_message(incoming: Incoming) -> None:
         now = clock()
         incoming.ack()
-        try:
-            envelope = decode(incoming.payload)
-        except EnvelopeError:
-            return
-        on_envelope(envelope, now)
+        for envelope in envelopes_in(incoming.payload):
+            on_envelope(envelope, now)
 
     connection = Connection(ConnectionSettings(url=url, client_id=client_id, window=window), name=client_id)
     connection.subscribe(topic_filter)

@@ -164,3 +164,13 @@ def test_select_passes_some_members_on_undecoded() -> None:
     assert part.members(1024 * 1024) == [members[0], members[2]]
     assert part.envelope.node == NODE
     assert part.envelope.src == "cloudhub"
+
+
+def test_the_benchmarks_watchers_see_a_batchs_members_one_by_one() -> None:
+    from edgehive.bench.harness import envelopes_in  # noqa: PLC0415 (the bench's helper, beside the codec's tests)
+
+    members = [obj("a"), obj("b")]
+    (item,) = packed(members)
+    assert envelopes_in(item.payload) == members
+    assert envelopes_in(members[0].encode()) == [members[0]]
+    assert envelopes_in(b"\xc1") == []
