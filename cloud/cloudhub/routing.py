@@ -28,7 +28,7 @@ from cloud.cloudhub.queue import NodeQueue
 from runtime.counters import Counters
 from runtime.queries import DIRECT_OPS, QueryMemory
 from schemas import kinds, topics
-from schemas.batch import Batch, Packed, pack
+from schemas.batch import MIN_BYTES, Batch, Packed, pack
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send
 from schemas.fields import BodyError
 from schemas.link import Keepalive, LinkChange, SessionNews
@@ -92,7 +92,7 @@ class Due:
         """The messages to publish, in queue order: batches of what is due (schemas/batch.py), or one per
         envelope (``payload`` empty: the bus encodes it) for a node that takes no batches. Pure work (encoding)
         on no shared state, so the hub runs it outside its lock."""
-        if self.max_bytes == 0 or self.max_members == 1:
+        if self.max_bytes < MIN_BYTES or self.max_members == 1:  # also a node whose limit leaves no room
             return [Packed(envelope, b"", (envelope,)) for envelope in self.envelopes]
         return pack(self.node, MODULE, self.envelopes, max_members=self.max_members, max_bytes=self.max_bytes)
 
