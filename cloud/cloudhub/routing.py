@@ -207,6 +207,7 @@ class CloudRouter:
             members = batch.members(self.max_size)
         except EnvelopeError as exc:
             self.counters.inc("batch_refused")
+            self.counters.inc("refused")  # the count every refusal of bad input goes into
             log.warning("refused batch %s from node %s: %s", envelope.id, node, exc)
             routed.sends.append(Send(topics.link_down(node), as_node(envelope.error(MODULE, 400, str(exc)), node)))
             return routed

@@ -142,6 +142,7 @@ class EdgeRouter:
             members = batch.members(self.max_size)
         except EnvelopeError as exc:
             self.counters.inc("batch_refused")
+            self.counters.inc("refused")  # the count every refusal of bad input goes into
             log.warning("refused batch %s from the cloud: %s", envelope.id, exc)
             return Routed([Send(topics.link_up(self.node), envelope.error(MODULE, 400, str(exc)))])
         self.counters.inc("batches_split")

@@ -84,6 +84,7 @@ class MetaManagerComponent:
                 members = Batch.parse(envelope).members(self.settings.max_envelope_size)
             except EnvelopeError as exc:
                 self.bus.counters.inc("batch_refused")
+                self.bus.counters.inc("refused")  # the count every refusal of bad input goes into
                 log.warning("refused batch %s from the cloud, nothing of it applied: %s", envelope.id, exc)
                 return [Send(topics.to_cloud(), envelope.error(MODULE, 400, str(exc)))]
             self.bus.counters.inc("batches_received")
