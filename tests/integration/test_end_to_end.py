@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -12,7 +15,8 @@ from podman import PodmanClient
 
 from edge.metamanager.store import MetaStore
 from schemas import topics
-from schemas.envelope import Envelope, Group, Op, decode
+from schemas.batch import Batch
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
@@ -190,6 +194,60 @@ def test_cloudhub_killed_during_a_stream_of_updates(cluster_factory: Any) -> Non
             assert stored.obj["data"] == {"v": str(450 + i + 1)}  # the last update of each, nothing stale
     finally:
         store.close()
+
+
+def test_metamanager_killed_mid_batch_converges_with_every_object_applied_once(cluster_factory: Any) -> None:
+    """A pod that uses 150 ConfigMaps brings them all to its node at once: they go down the link in batches to a
+    MetaManager that is stopped (SIGSTOP) and then SIGKILLed with batches in flight to it. What it had not
+    answered, CloudHub sends again (packed anew). The store ends with every object once, at its last version,
+    and the updates made after the restart land on top."""
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    names = [f"cm-{i}" for i in range(150)]
+    for name in names:
+        core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name), data={"v": "0"}))
+    edge, _link = cluster.nodes[node]
+    broker = cluster.cloud_broker
+    heard: list[Envelope] = []
+
+    def hear(watcher: TestClient) -> list[Envelope]:
+        while not watcher.messages.empty():
+            heard.append(decode(watcher.messages.get_nowait().payload))
+        return heard
+
+    with TestClient(broker.host, broker.port, username=node, password=NODE_PW) as watcher:
+        watcher.subscribe(topics.link_down(node))  # what CloudHub sends the node, as the bridge hears it
+        metamanager = edge.processes["metamanager"]
+        os.kill(metamanager.pid, signal.SIGSTOP)  # the batches reach it, and it cannot take them
+        core.create_namespaced_pod(ns, pod_manifest("consumer", node, "sleep 3600", volumes=[
+            {"name": "all", "projected": {"sources": [{"configMap": {"name": n}} for n in names]}}]))
+        wait_until(lambda: sum(e.op == Op.BATCH for e in hear(watcher)) >= 2, timeout=30,
+                   what="batches down the link")
+        assert not [k for k in edge_store(cluster, node) if "/configmap/" in k]  # in flight, none applied
+        edge.kill("metamanager")
+        edge.start("metamanager")
+        for name in names:
+            core.patch_namespaced_config_map(name, ns, {"data": {"v": "1"}})
+        wait_until(lambda: edge_store(cluster, node) == api_view(cluster, node, names), timeout=90,
+                   what="the node's store to equal the API server's view after MetaManager's SIGKILL")
+        hear(watcher)
+    batches = [e for e in heard if e.op == Op.BATCH]
+    assert batches
+    assert max(len(e.body["members"]) for e in batches) > 1
+    # Sent again by CloudHub, or handed again by the edge broker to the new MetaManager's session: either way
+    # applied once.
+    sent = Counter(m.id for e in heard for m in (Batch.parse(e).members(DEFAULT_MAX_SIZE) if e.op == Op.BATCH else [e]))
+    store = MetaStore(edge.data / "meta.db")
+    try:
+        held = [s for s in store.all() if s.key.namespace == ns and s.key.kind == "configmap"]
+        assert sorted(s.key.name for s in held) == sorted(names)  # each once
+        assert all(s.obj["data"] == {"v": "1"} for s in held)  # at its last version: nothing older on top
+    finally:
+        store.close()
+    wait_until(lambda: running(cluster, "consumer"), timeout=60, what="consumer Running with its 150 ConfigMaps")
+    print(f"\n{sum(len(e.body['members']) for e in batches)} objects in {len(batches)} batches among "
+          f"{len(heard)} messages down the link; {sum(1 for n in sent.values() if n > 1)} sent more than once")
 
 
 def test_edgecontroller_restart_loses_no_status(cluster_factory: Any) -> None:
