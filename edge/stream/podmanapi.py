@@ -1,9 +1,9 @@
 """What the node's stream end asks of podman, over podman's REST API on its socket, with the standard library.
 
-Only EdgeD imports podman-py (its runtime module is where containers are made and changed); this module
-only reads: it lists a pod's containers by EdgeD's labels and streams a container's log. podman-py's
-``logs()`` reads a followed log on a thread of its own with no way to stop it from outside, and a stream
-whose reader went away must stop reading at once: here the request's socket is shut down to end it.
+EdgeD's runtime (through edge.podmanclient) is where containers are made and changed; this module only reads:
+it lists a pod's containers by EdgeD's labels and streams a container's log, which must stop reading at once
+when its reader went away: here the request's socket is shut down to end it (a followed read on a thread of
+its own, as podman-py's ``logs()`` had, could not be stopped from outside).
 """
 
 from __future__ import annotations

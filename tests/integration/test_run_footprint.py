@@ -3,7 +3,7 @@ the same component started by ``python -m``: the same modules loaded, about the 
 
 tests/unit/test_run_imports.py compares the two at the moment the component's main starts; this compares them
 at steady state, on real parts (brokers, kube-apiserver, podman), where what a component imports while it runs
-(the kubernetes client's models, podman-py) has been imported. Each side has its own broker, so that the two
+(the kubernetes client's models) has been imported. Each side has its own broker, so that the two
 copies of a component never answer each other. A ``sitecustomize`` on the path of both sides writes
 ``sys.modules`` when the process gets SIGUSR2; the resident set is ``VmRSS`` from ``/proc/PID/status``.
 """
