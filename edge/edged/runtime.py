@@ -18,7 +18,7 @@ from edge.edged.security import podman_caps, podman_user
 from edge.errors import EdgeError
 from edge.podlabels import ATTEMPT_LABEL, CONTAINER_LABEL, HASH_LABEL, NODE_LABEL, RESTARTS_ON_LABEL, UID_LABEL
 from edge.podmanclient.client import PodmanClient
-from edge.podmanclient.specgen import BindMount, ContainerSpec, container_json
+from edge.podmanclient.specgen import BindMount, ContainerSpec, container_json, cpu_quota_us
 from edge.podmanclient.transport import NotFound, PodmanError
 from edge.restarts import restarts_on
 
@@ -314,6 +314,7 @@ class PodmanRuntime:
             mounts=[BindMount(m.source, m.target, m.read_only) for m in mounts],
             entrypoint=container.entrypoint, command=container.command,
             working_dir=container.working_dir or None, mem_limit=container.mem_limit or None,
+            cpu_quota_us=cpu_quota_us(container.nano_cpus),
             # PID 1 is the host's init, or the infra container's catatonit, reaping for all
             init=not (host.host_pid or host.share_pid),
             privileged=sec.privileged, read_only=sec.read_only,

@@ -7,8 +7,8 @@ Field names and shapes are podman's (pkg/specgen): ``work_dir``, ``read_only_fil
 field and an empty one alike); False and 0 stay. tests/unit/test_podman_specgen.py compares every option set
 EdgeD uses with podman-py's own translation.
 
-CPU limits: podman-py drops ``nano_cpus`` without a word, so EdgeD has never sent a CPU limit; ContainerSpec
-carries no CPU field, and sending one (``resource_limits.cpu``) is a change of behaviour of its own to make.
+CPU limits: podman-py dropped ``nano_cpus`` without a word, so EdgeD never sent the CPU limit it said it
+honoured. It goes now as kubelet sets it: a CFS quota per ``CPU_PERIOD_US`` (``cpu_quota_us``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+CPU_PERIOD_US = 100_000
+"""The CFS period kubelet uses (its cpuCFSQuotaPeriod default): the quota is a share of it."""
+MIN_QUOTA_US = 1_000
+"""The smallest quota kubelet sets (the kernel refuses less than 1 ms)."""
+
+
+def cpu_quota_us(nano_cpus: int | None) -> int | None:
+    """kubelet's milliCPUToQuota: a limit of ``nano_cpus`` (1e9 a CPU) as microseconds per ``CPU_PERIOD_US``;
+    None without a limit."""
+    if not nano_cpus:
+        return None
+    return max(MIN_QUOTA_US, nano_cpus * CPU_PERIOD_US // 1_000_000_000)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class ContainerSpec:
     command: Sequence[str] | None = None
     working_dir: str | None = None
     mem_limit: int | None = None
+    cpu_quota_us: int | None = None
+    """The CPU limit as a CFS quota per CPU_PERIOD_US (``cpu_quota_us``)."""
     init: bool | None = None
     privileged: bool | None = None
     read_only: bool | None = None
@@ -75,7 +90,9 @@ def container_json(spec: ContainerSpec) -> dict[str, Any]:
         "entrypoint": _list(spec.entrypoint),
         "command": _list(spec.command),
         "work_dir": spec.working_dir,
-        "resource_limits": {"memory": {"limit": spec.mem_limit}},
+        "resource_limits": {
+            "memory": {"limit": spec.mem_limit},
+            "cpu": {"quota": spec.cpu_quota_us, "period": CPU_PERIOD_US} if spec.cpu_quota_us else None},
         "init": spec.init,
         "privileged": spec.privileged,
         "read_only_filesystem": spec.read_only,

@@ -138,6 +138,10 @@ def test_kube_api_access_and_downward_api_on_an_edge_node(cluster_factory: Any) 
     assert read(cluster, "who", "/etc/podinfo/annotations") == 'note="hello"'
     assert read(cluster, "who", "/etc/podinfo/cpu_m") == "250"
     assert run(cluster, "who", ["sh", "-c", 'echo "$MEM_MI $APP"']) == "64 who\n"
+    # The limits as cgroup limits, as podman applied them: 64 MiB, and 250m as kubelet's CFS quota.
+    with PodmanClient(base_url=cluster.podman.base_url) as client:
+        host = client.containers.get(main_container(cluster, "who").id).attrs["HostConfig"]
+    assert (host["Memory"], host["CpuQuota"], host["CpuPeriod"]) == (64 * 1024 * 1024, 25_000, 100_000)
 
     # Labels change: the file follows, in the running container.
     core.patch_namespaced_pod("who", ns, {"metadata": {"labels": {"tier": "b"}}})

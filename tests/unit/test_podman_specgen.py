@@ -21,7 +21,7 @@ from edge.edged.podspec import ContainerPlan, PodPlan, container_name, plan_pod
 from edge.edged.runtime import DEFAULT_PATH, HostMount, PodmanRuntime
 from edge.edged.security import podman_caps, podman_user
 from edge.podlabels import ATTEMPT_LABEL, CONTAINER_LABEL, HASH_LABEL, RESTARTS_ON_LABEL
-from edge.podmanclient.specgen import container_json
+from edge.podmanclient.specgen import CPU_PERIOD_US, container_json, cpu_quota_us
 from edge.restarts import restarts_on
 from schemas.resource import ResourceKey
 
@@ -159,7 +159,10 @@ def test_container_json_is_podman_pys(case: str, image_user: str, image_path: bo
     rt = _Runtime(image_user, image_path)
     for container in [*plan.init_containers, *plan.containers]:
         ours = container_json(rt.container_spec(plan, container, 3, mounts))
-        assert ours == _podman_py_json(_podman_py_kwargs(rt, plan, container, 3, mounts))
+        theirs = _podman_py_json(_podman_py_kwargs(rt, plan, container, 3, mounts))
+        if container.nano_cpus:  # the one option podman-py dropped (test below): ours sends it
+            theirs["resource_limits"]["cpu"] = {"quota": cpu_quota_us(container.nano_cpus), "period": CPU_PERIOD_US}
+        assert ours == theirs
 
 
 def test_cases_cover_every_option_edged_sets() -> None:
@@ -178,12 +181,21 @@ def test_cases_cover_every_option_edged_sets() -> None:
     assert seen == sent
 
 
-def test_podman_py_drops_the_cpu_limit() -> None:
-    """The one option podman-py never sent: EdgeD's CPU limit. ContainerSpec has no CPU field so that this stays
-    as it was until a change of its own sends it (and its test checks podman applies it)."""
+def test_the_cpu_limit_podman_py_dropped_goes_as_kubelets_cfs_quota() -> None:
+    """podman-py never sent EdgeD's CPU limit (nano_cpus): a 250m limit was no limit at all. Ours sends it as
+    kubelet does, a quota of 25 ms per 100 ms period."""
     plan = plan_pod(CASES["limits"], "edge-1", CONFIG.get, facts=FACTS)
-    assert plan.containers[0].nano_cpus == 250_000_000
-    rendered = _podman_py_json(_podman_py_kwargs(_Runtime("", True), plan, plan.containers[0], 0, []))
-    assert "cpu" not in rendered["resource_limits"]
+    container = plan.containers[0]
+    assert container.nano_cpus == 250_000_000
+    rendered = _podman_py_json(_podman_py_kwargs(_Runtime("", True), plan, container, 0, []))
     assert rendered["resource_limits"] == {"memory": {"limit": 64 * 1024 * 1024}}
+    ours = container_json(_Runtime("", True).container_spec(plan, container, 0, []))
+    assert ours["resource_limits"] == {"memory": {"limit": 64 * 1024 * 1024},
+                                       "cpu": {"quota": 25_000, "period": 100_000}}
+
+
+@pytest.mark.parametrize(("nano_cpus", "quota"), [(None, None), (0, None), (1_000_000, 1_000), (5_000_000, 1_000),
+                                                  (250_000_000, 25_000), (2_000_000_000, 200_000)])
+def test_cpu_quota_is_kubelets_millicpu_to_quota(nano_cpus: int | None, quota: int | None) -> None:
+    assert cpu_quota_us(nano_cpus) == quota
 
