@@ -50,6 +50,12 @@ from schemas.names import require_node_name
 log = logging.getLogger(__name__)
 
 MODULE = "bridge"
+HELLO_REPEAT_S = 10.0
+"""How long after the cloud connection comes up the bridge's retained hello is published once more. A NATS
+cluster shares retained messages among its members asynchronously: a CloudHub replica subscribed on another
+member than the bridge's can miss a hello both live and as retained, and then no replica serves a node that has
+no Node yet (it cannot register). The repeat costs one retained publish per connection; a replica that had the
+first hears of the same node again and changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,8 @@ class Bridge:
         for connection, into in ((self.cloud, self._down), (self.cloud_stream, self._stream_down),
                                  (self.edge, self._up), (self.edge_stream, self._stream_up)):
             connection.on_message(partial(self._take, into))
+        self._hello_lock = threading.Lock()
+        self._cloud_generation = 0  # the cloud connection's changes: a repeated hello is for one
         self.cloud.on_connection_change(self._cloud_changed)
         self.edge.on_connection_change(self._edge_changed)
         self._threads = [
@@ -190,9 +198,25 @@ class Bridge:
     # the edge connection comes up, since a restarted edge broker forgets it.
     def _cloud_changed(self, up: bool) -> None:
         self._queue_state(up, "cloud broker connected" if up else "cloud broker unreachable")
+        with self._hello_lock:
+            self._cloud_generation += 1
+            generation = self._cloud_generation
         if up:  # retained: CloudHub replicas learn of a node they have no Node for (topics.link_hello)
-            self._hold(self._up, _Item(topics.link_hello(self.settings.node),
-                                       link_state(self.settings.node, True, "bridge connected"), True, None))
+            self._hello()
+            repeat = threading.Timer(HELLO_REPEAT_S, self._hello_again, (generation,))
+            repeat.daemon = True
+            repeat.start()
+
+    def _hello(self) -> None:
+        self._hold(self._up, _Item(topics.link_hello(self.settings.node),
+                                   link_state(self.settings.node, True, "bridge connected"), True, None))
+
+    def _hello_again(self, generation: int) -> None:
+        """The hello once more (HELLO_REPEAT_S), if the connection it was for is still the one up."""
+        with self._hello_lock:
+            current = self._cloud_generation == generation
+        if current and self.cloud.connected:
+            self._hello()
 
     def _edge_changed(self, up: bool) -> None:
         if up:
