@@ -9,43 +9,22 @@ as kubelet's liveness probe restarts a container that no longer answers.
 
 from __future__ import annotations
 
-import http.client
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
-PODS_PATH = "/v4.0.0/libpod/pods/json"
+from edge.podmanclient.transport import PodmanError, call, parse_url, path_of
+
+PODS_PATH = path_of("/pods/json")
 """Listing the pods takes each pod's lock and its containers' (to tell their states): what a deadlock blocks."""
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self._path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def pods_answered(socket_path: Path, timeout_s: float) -> bool:
     """True when the service at ``socket_path`` lists its pods within ``timeout_s``."""
-    connection = _UnixConnection(socket_path, timeout_s)
     try:
-        connection.request("GET", PODS_PATH)
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):
+        call(parse_url(f"unix://{socket_path}"), "GET", PODS_PATH, timeout=timeout_s)
+    except PodmanError:
         return False
-    finally:
-        connection.close()
+    return True
 
 
 def podman_alive(socket_path: Path, timeout_s: float = 20.0) -> Callable[[], bool]:
