@@ -18,10 +18,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from edge.errors import EdgeError
 from edge.podlabels import ATTEMPT_LABEL, CONTAINER_LABEL, NAMESPACE_LABEL, NODE_LABEL, POD_LABEL, RESTARTS_ON_LABEL
+from edge.podmanclient.transport import connection, parse_url
 from edge.restarts import NEVER, restarts
 from schemas.streamframe import CHUNK
 
@@ -60,29 +61,13 @@ class PodContainer:
         return self.ended and restarts(self.restarts_on, self.exit_code)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 class PodmanApi:
     def __init__(self, url: str, node: str) -> None:
-        self.url = urlsplit(url)
-        if self.url.scheme not in ("unix", "http"):
-            raise ValueError(f"podman URL {url!r}: must be unix:///path/to/socket or http://host:port")
+        self.url = parse_url(url)
         self.node = node
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self.url.scheme == "unix":
-            return _UnixConnection(self.url.path, timeout)
-        return http.client.HTTPConnection(self.url.hostname or "127.0.0.1", self.url.port or 80, timeout=timeout)
+        return connection(self.url, timeout)
 
     def pod_containers(self, namespace: str, pod: str) -> list[PodContainer]:
         """The containers EdgeD made for the pod on this node (every attempt it kept), none if it is not here."""
