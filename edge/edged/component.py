@@ -23,7 +23,7 @@ from edge.edged.hostfacts import DEFAULT_SECCOMP_DIR, HostFacts
 from edge.edged.kubelet import Kubelet
 from edge.edged.machine import Reserve, Usage, allocatable
 from edge.edged.node import NodeFacts, local_machine, node_object, node_status
-from edge.edged.nodereport import REPORT_S, UPDATE_S, StatusReporter, check_frequencies
+from edge.edged.nodereport import REPORT_S, UPDATE_S, StatusReporter, check_frequencies, heartbeat_body
 from edge.edged.projection import node_allocatable
 from edge.edged.runtime import PodmanRuntime
 from edge.edged.tokens import TokenFetchError, TokenKeeper
@@ -359,8 +359,7 @@ class EdgeD:
                 self._publish(Op.UPDATE, kinds.NODESTATUS, {"status": status})  # renews the Lease too
                 self._reporter.sent(status, now)
             else:  # with the conditions: the cloud puts back a Node whose conditions someone else changed
-                self._publish(Op.UPDATE, kinds.LEASE, {"conditions": [
-                    {k: v for k, v in c.items() if k != "lastHeartbeatTime"} for c in status["conditions"]]})
+                self._publish(Op.UPDATE, kinds.LEASE, heartbeat_body(status))
         self.node_events.status({c["type"]: c["status"] for c in status["conditions"]})
 
     def _publish(self, op: Op, kind: str, body: dict[str, Any]) -> None:

@@ -44,9 +44,20 @@ def check_frequencies(update_s: float, report_s: float) -> None:
                          f"not {report_s}")
 
 
+def without_heartbeats(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditions without ``lastHeartbeatTime``, which moves at every computation, in their order."""
+    return [{k: v for k, v in c.items() if k != "lastHeartbeatTime"} for c in conditions]
+
+
+def heartbeat_body(status: dict[str, Any]) -> dict[str, Any]:
+    """The body of the Lease heartbeat sent between statuses: the status's conditions, without heartbeat times
+    (the cloud stamps its own), so that the cloud can put back a Node whose conditions someone else changed
+    (schemas/reports.py, LeaseHeartbeat)."""
+    return {"conditions": without_heartbeats(status["conditions"])}
+
+
 def _without_heartbeat(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = [{k: v for k, v in c.items() if k != "lastHeartbeatTime"} for c in conditions]
-    return sorted(out, key=lambda c: str(c.get("type", "")))
+    return sorted(without_heartbeats(conditions), key=lambda c: str(c.get("type", "")))
 
 
 def status_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:

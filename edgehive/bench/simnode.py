@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.edged.node import node_object, node_status
-from edge.edged.nodereport import StatusReporter
+from edge.edged.nodereport import StatusReporter, heartbeat_body
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.memorystore import MemoryStore
 from schemas import kinds, topics
@@ -107,8 +107,7 @@ class SimNode:
             self.reporter.sent(status, clock)
             kind, body = kinds.NODESTATUS, {"status": status}
         else:
-            kind, body = kinds.LEASE, {"conditions": [{k: v for k, v in c.items() if k != "lastHeartbeatTime"}
-                                                      for c in status["conditions"]]}
+            kind, body = kinds.LEASE, heartbeat_body(status)
         for msg_id in [m for m, p in self.outbox.items() if p.envelope.res is not None and p.envelope.res.kind == kind]:
             del self.outbox[msg_id]
         return self._queue(Envelope(node=self.name, src="edged", group=Group.RESOURCE, op=Op.UPDATE,
