@@ -276,14 +276,19 @@ class EdgeController(NodeSync):
         labels = {**registration.labels, EDGE_ROLE_LABEL: ""}
         existing = self.kube.get_node(node)
         if existing is None:
-            self.kube.create_node({"apiVersion": "v1", "kind": "Node",
-                                   "metadata": {"name": node, "labels": labels}, "spec": {}})
+            # Created with its status, as kubelet creates its Node: the API server keeps a new Node's status, and
+            # a Node without one would advertise kubelet port 0 and no conditions until the next patch.
+            body: dict[str, Any] = {"apiVersion": "v1", "kind": "Node",
+                                    "metadata": {"name": node, "labels": labels}, "spec": {}}
+            if registration.status is not None:
+                body["status"] = self._status_patch(registration.status, {})
+            self.kube.create_node(body)
             log.info("node %s registered", node)
         else:
             self.kube.patch_node(node, {"metadata": {"labels": labels}})
             log.info("node %s adopted (it already existed)", node)
-        if registration.status is not None:
-            self._write_node_status(node, registration.status, existing or {})
+            if registration.status is not None:
+                self._write_node_status(node, registration.status, existing)
         return envelope.reply(MODULE, {"ok": True})
 
     def _node_status(self, status: NodeStatus, envelope: Envelope) -> Envelope:
@@ -351,11 +356,16 @@ class EdgeController(NodeSync):
 
     def _write_node_status(self, node: str, status: NodeStatus, current: dict[str, Any]) -> None:
         """``current``: the Node as last read (its conditions keep their transition times)."""
+        self.kube.patch_node_status(node, {"status": self._status_patch(status, current)})
+
+    def _status_patch(self, status: NodeStatus, current: dict[str, Any]) -> dict[str, Any]:
+        """The Node status ``status`` reports, with this controller's kubelet endpoint, heartbeat times of now and
+        the transition times ``current`` (the Node as last read, or {}) already holds."""
         now = now_rfc3339()
         reported = [{**c, "lastHeartbeatTime": now} for c in status.conditions]
         patch: dict[str, Any] = kubelet_endpoint(dict(status.fields), self.stream_address)
         patch["conditions"] = keep_transition_times(reported, conditions(current))
-        self.kube.patch_node_status(node, {"status": patch})
+        return patch
 
     def _read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The pod from the informer's cache, or the API server when the cache has not seen it (yet)."""

@@ -49,8 +49,9 @@ def test_up_on_a_users_cluster_serves_kubectl_logs(apiserver: ApiServer, tmp_pat
         rows = wait_until(lambda: all_healthy(state), timeout=90, what="every child of edgehive up healthy")
         assert {"stream", "edgestream", "edgecontroller"} <= set(rows)
         assert "kube-apiserver" not in rows
-        status = wait_until(lambda: (s := core.read_node(node).status).daemon_endpoints.kubelet_endpoint.port and s,
-                            timeout=60, what="the node advertising the stream server")
+        # Port 0 is a Node that advertises no endpoint yet (wait_until takes 0 as an answer, so say False).
+        status = wait_until(lambda: bool((s := core.read_node(node).status).daemon_endpoints.kubelet_endpoint.port)
+                            and s, timeout=60, what="the node advertising the stream server")
         assert status.daemon_endpoints.kubelet_endpoint.port == stream_port
         core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
         core.create_namespaced_pod(namespace, {
