@@ -3,7 +3,10 @@
 - commits: 1,000 ConfigMaps sent down the link, each acknowledged by MetaManager
   after its SQLite commit; the baseline is the same publishes answered by a bare
   echo client at the same place (the edge broker), through the same brokers and
-  bridge, so the difference is EdgeHub + MetaManager + the commit.
+  bridge, so the difference is EdgeHub + MetaManager + the commit. The bench's
+  cloud sends as CloudHub does with its defaults: at most ``window_per_node``
+  objects unacknowledged, and what is due at once packed into batches to a node
+  (or an echo) that said in its hello it takes them.
 - pod start: the time from a pod's envelope to its Running status arriving back
   at the cloud, over 20 pods one after another.
 - offline restore: 10 pods running, the link cut, every edge process stopped and
@@ -19,13 +22,15 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cloud.cloudhub.hub import CloudHubSettings
 from edgehive.bench.harness import (
     BenchError,
     bench_workdir,
+    envelopes_in,
     percentiles,
     progress_printer,
     wait_link,
@@ -37,8 +42,23 @@ from edgehive.bench.system import IMAGE, NODE, EdgeProcesses, Podman, require_po
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
-from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
+from schemas.batch import Packed, pack
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op
+from schemas.link import Keepalive
 from schemas.resource import ResourceKey
+
+
+def _cloudhub_default(name: str) -> int:
+    """A CloudHub setting's default: the bench sends as a CloudHub left on its defaults does."""
+    value = next(f.default for f in fields(CloudHubSettings) if f.name == name)
+    assert isinstance(value, int)
+    return value
+
+
+WINDOW = _cloudhub_default("window_per_node")
+"""Objects in flight to the node, unacknowledged."""
+BATCH_MEMBERS = _cloudhub_default("batch_max_members")
+BATCH_BYTES = _cloudhub_default("batch_max_bytes")
 
 
 @dataclass
@@ -55,11 +75,14 @@ class EdgeReport:
 
 
 class _Cloud:
-    """The bench's cloud end: sends on the down topic, collects replies and pod statuses."""
+    """The bench's cloud end: sends on the down topic as CloudHub does (a window of objects in flight, what is
+    due packed into batches for a peer that takes them), collects replies and pod statuses."""
 
     def __init__(self, url: BrokerUrl) -> None:
         self.replies: dict[str, int] = {}
         self.running: dict[str, int] = {}
+        self.batch_bytes: int | None = None  # what the node's last hello or keepalive said it takes
+        self._in_flight: set[str] = set()
         self._cond = threading.Condition()
         self.connection = watch_envelopes(url, "bench-cloud", topics.link_up(NODE), self._on_envelope,
                                           "the node's link", window=200)
@@ -68,6 +91,9 @@ class _Cloud:
         with self._cond:
             if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent:
                 self.replies[envelope.parent] = now
+                self._in_flight.discard(envelope.parent)
+            elif envelope.op == Op.KEEPALIVE:
+                self.batch_bytes = Keepalive.parse(envelope.body).batch_bytes
             elif envelope.res is not None and envelope.res.kind == "podstatus":
                 status = (envelope.body or {}).get("status") or {}
                 containers = status.get("containerStatuses") or []
@@ -84,6 +110,40 @@ class _Cloud:
         self.connection.publish(topics.link_down(NODE), envelope.encode(), timeout=30)
         return sent
 
+    def send_all(self, envelopes: list[Envelope], rate: float | None = None) -> dict[str, int]:
+        """Send ``envelopes`` (at ``rate`` per second, or as fast as the window lets them go) and return when each
+        left. Like CloudHub's sender, nothing waits for a batch to fill: a pass packs what is due and fits the
+        window, so batches form only when objects queue."""
+        sent: dict[str, int] = {}
+        start = time.perf_counter_ns()
+        i = 0
+        while i < len(envelopes):
+            due_count = len(envelopes) - i
+            if rate is not None:
+                due_count = min(due_count, int((time.perf_counter_ns() - start) * rate / 1e9) + 1 - i)
+                if due_count <= 0:
+                    time.sleep(min(0.001, max(0.0, (start + i * 1e9 / rate - time.perf_counter_ns()) / 1e9)))
+                    continue
+            with self._cond:
+                if not self._cond.wait_for(lambda: len(self._in_flight) < WINDOW, 120):
+                    raise BenchError(f"bench edge: {len(self._in_flight)} objects unacknowledged for 120 s")
+                room = WINDOW - len(self._in_flight)
+                batch_bytes = self.batch_bytes
+                due = envelopes[i:i + min(due_count, room)]
+                self._in_flight.update(e.id for e in due)
+            now = time.perf_counter_ns()
+            for packed in self._packed(due, batch_bytes):
+                self.connection.publish(topics.link_down(NODE), packed.payload, timeout=30)
+            sent.update((e.id, now) for e in due)
+            i += len(due)
+        return sent
+
+    @staticmethod
+    def _packed(due: list[Envelope], batch_bytes: int | None) -> list[Packed]:
+        if batch_bytes is None:
+            return [Packed(e, e.encode(), (e,)) for e in due]
+        return pack(NODE, "cloudhub", due, max_members=BATCH_MEMBERS, max_bytes=min(BATCH_BYTES, batch_bytes))
+
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
         with self._cond:
             if not self._cond.wait_for(predicate, timeout):
@@ -94,7 +154,8 @@ class _Cloud:
 
 
 class _Echo:
-    """The baseline: answers every downstream envelope at once, from the edge broker."""
+    """The baseline: answers every downstream envelope at once, from the edge broker; a batch's members with one
+    batch, as MetaManager does, after a hello that says it takes batches as large as EdgeHub's default."""
 
     def __init__(self, url: BrokerUrl) -> None:
         self.connection = Connection(ConnectionSettings(url=url, client_id="bench-echo", window=200),
@@ -109,15 +170,18 @@ class _Echo:
         self.connection.start()
         if not self.connection.wait_connected(20):
             raise BenchError("the echo client could not connect to the edge broker")
+        hello = Envelope(node=NODE, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE,
+                         body=Keepalive(batch_bytes=DEFAULT_MAX_SIZE).as_body())
+        self.connection.publish(topics.link_up(NODE), hello.encode(), timeout=30)
 
     def _on_message(self, incoming: Incoming) -> None:
         incoming.ack()
-        try:
-            envelope = decode(incoming.payload)
-        except EnvelopeError:
+        replies = [e.reply("echo", {"outcome": "applied"}) for e in envelopes_in(incoming.payload)]
+        if not replies:
             return
+        packed = pack(NODE, "echo", replies, max_members=len(replies), max_bytes=DEFAULT_MAX_SIZE)
         with self._cond:
-            self._queue.append(envelope.reply("echo", {"outcome": "applied"}).encode())
+            self._queue.extend(p.payload for p in packed)
             self._cond.notify()
 
     def _reply_loop(self) -> None:
@@ -152,14 +216,8 @@ LATENCY_RATE = 100
 
 
 def _measure(cloud: _Cloud, envelopes: list[Envelope], rate: float | None = None) -> tuple[float, list[int]]:
-    sent: dict[str, int] = {}
     start = time.perf_counter_ns()
-    for i, envelope in enumerate(envelopes):
-        if rate is not None:
-            due = start + int(i * 1e9 / rate)
-            while (now := time.perf_counter_ns()) < due:
-                time.sleep(min(0.001, (due - now) / 1e9))
-        sent[envelope.id] = cloud.send(envelope)
+    sent = cloud.send_all(envelopes, rate)
     cloud.wait(lambda: all(e.id in cloud.replies for e in envelopes), 120, f"{len(envelopes)} acknowledgements")
     last = max(cloud.replies[e.id] for e in envelopes)
     return len(envelopes) / ((last - start) / 1e9), [cloud.replies[e.id] - sent[e.id] for e in envelopes]
