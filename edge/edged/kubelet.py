@@ -316,10 +316,13 @@ class Kubelet:
         start_time = rfc3339(worker.started)
         signature = self._signature(worker, pod)
         try:
-            if worker.plan is not None and worker.plan_signature == signature:
+            if worker.plan is not None and worker.plan_stands(signature, time.monotonic()):
                 plan, fresh = worker.plan, False
             else:
+                began = time.monotonic()
                 plan, fresh = plan_pod(pod, self.node, self._lookup, side=self.node_side, facts=self.facts), True
+                worker.planned_at = time.monotonic()
+                worker.plan_cost_s = worker.planned_at - began
         except ConfigError as exc:
             if meta(pod).deletion_timestamp:  # what it mounted may be gone first (kubectl delete namespace)
                 return self._terminate_unplanned(worker, pod, start_time, newest_attempts(observed))

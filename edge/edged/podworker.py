@@ -46,6 +46,10 @@ class ContainerBook:
     """(container id, its termination message): read once per ended container."""
 
 
+REPLAN_COST_FACTOR = 4.0
+"""While only a pod's ConfigMaps and Secrets change, its planning takes at most 1/(1+this) of a core."""
+
+
 @dataclass
 class PodWorker:
     """Everything EdgeD remembers about one pod between passes; rebuilt from podman after a restart."""
@@ -59,6 +63,10 @@ class PodWorker:
     last_status: dict[str, Any] | None = None
     plan: PodPlan | None = None
     plan_signature: tuple[str, int, int] | None = None
+    planned_at: float = 0.0
+    """When ``plan`` was made (time.monotonic)."""
+    plan_cost_s: float = 0.0
+    """How long making ``plan`` took."""
     busy: Future[None] | None = None
     pod_ip: str = ""
     """The pod's address once podman gave one; forgotten when the podman pod is made again."""
@@ -67,6 +75,20 @@ class PodWorker:
 
     def book(self, name: str) -> ContainerBook:
         return self.books.setdefault(name, ContainerBook())
+
+    def plan_stands(self, signature: tuple[str, int, int], now: float) -> bool:
+        """Whether the pass at ``now`` keeps the pod's plan for ``signature`` (kubelet.py's signature: the pod's
+        resourceVersion, its ConfigMaps' and Secrets' versions, its token stamp): when nothing changed; and, while
+        only its ConfigMaps and Secrets change, until ``REPLAN_COST_FACTOR`` times the last planning's cost has
+        passed. A pod projecting thousands of ConfigMaps takes tens of ms to plan; made again on each change of a
+        burst of a thousand, it kept a core of the node busy. Its files now trail the burst by a few plannings
+        (the next pass plans again, at most a second later); kubelet's trail a ConfigMap change by a minute."""
+        if self.plan is None or self.plan_signature is None:
+            return False
+        if self.plan_signature == signature:
+            return True
+        only_config = (signature[0], signature[2]) == (self.plan_signature[0], self.plan_signature[2])
+        return only_config and now - self.planned_at < REPLAN_COST_FACTOR * self.plan_cost_s
 
 
 def newest_attempts(observed: list[Observed]) -> dict[str, Observed]:
