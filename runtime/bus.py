@@ -18,6 +18,7 @@ from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.counters import Counters
 from runtime.errors import ComponentRuntimeError
 from schemas import topics
+from schemas.batch import Batch
 from schemas.envelope import (
     DEFAULT_MAX_SIZE,
     FIELDS,
@@ -89,9 +90,11 @@ class Bus:
         self._error_route = error_route or self._reply_to_sender_inbox
         self._handlers: list[tuple[str, Handler]] = []
         self._raw_handlers: list[tuple[str, RawHandler]] = []
+        self._batch_filters: list[str] = []
         self._waiters: dict[str, _Waiter] = {}
         self._waiters_lock = threading.Lock()
-        self._work: queue.Queue[tuple[Incoming, Envelope | EnvelopeError | None] | Callable[[], None] | None] = (
+        self._work: queue.Queue[tuple[Incoming, Envelope | list[Envelope] | EnvelopeError | None]
+                                | Callable[[], None] | None] = (
             queue.Queue())
         self._worker = threading.Thread(target=self._work_loop, name=f"{settings.module}-handlers", daemon=True)
         self.connection.on_message(self._on_incoming)
@@ -99,11 +102,17 @@ class Bus:
 
     # -- wiring ----------------------------------------------------------------
 
-    def handle(self, topic_filter: str, handler: Handler, qos: int = 1, *, subscribe: bool = True) -> None:
+    def handle(self, topic_filter: str, handler: Handler, qos: int = 1, *, subscribe: bool = True,
+               batches: bool = False) -> None:
         """Run ``handler`` for every valid envelope on topics matching ``topic_filter``. With ``subscribe``
         False the caller subscribes to parts of the filter itself (``connection.subscribe``): one handler for
-        many per-topic subscriptions, which come and go (a CloudHub replica's nodes)."""
+        many per-topic subscriptions, which come and go (a CloudHub replica's nodes). With ``batches``, a
+        batch (schemas/batch.py) on those topics is checked whole, then its members go to the handlers one by
+        one, in order, as if each had come alone; one bad member refuses the batch (an error to the sender's
+        inbox, as for any invalid message), and nothing of it is handled."""
         self._handlers.append((topic_filter, handler))
+        if batches:
+            self._batch_filters.append(topic_filter)
         if subscribe and topic_filter != self.inbox:
             self.connection.subscribe(topic_filter, qos)
 
@@ -180,6 +189,13 @@ class Bus:
             envelope: Envelope | EnvelopeError = decode(incoming.payload, self.settings.max_size)
         except EnvelopeError as exc:
             envelope = exc
+        if (isinstance(envelope, Envelope) and envelope.op == Op.BATCH
+                and any(topics.matches(f, incoming.topic) for f in self._batch_filters)):
+            try:
+                self._work.put((incoming, Batch.parse(envelope).members(self.settings.max_size)))
+            except EnvelopeError as exc:
+                self._work.put((incoming, exc))
+            return
         if isinstance(envelope, Envelope) and envelope.parent is not None:
             with self._waiters_lock:
                 waiter = self._waiters.get(envelope.parent)
@@ -209,6 +225,10 @@ class Bus:
                     self._dispatch_raw(incoming)
                 elif isinstance(envelope, EnvelopeError):
                     self._reject(incoming, envelope)
+                elif isinstance(envelope, list):
+                    self.counters.inc("batches_received")
+                    for member in envelope:
+                        self._dispatch(incoming.topic, member)
                 else:
                     self._dispatch(incoming.topic, envelope)
             finally:

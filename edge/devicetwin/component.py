@@ -94,7 +94,7 @@ class DeviceTwinComponent:
         self._refused_while_full = False
 
     def start(self) -> None:
-        self.bus.handle(self.bus.inbox, self.on_message)
+        self.bus.handle(self.bus.inbox, self.on_message, batches=True)  # MetaManager batches its forwards
         self.bus.handle(topics.status("metamanager"), self.metamanager.on_status)
         self.bus.on_session_lost(self.on_session_lost)
         self._thread.start()

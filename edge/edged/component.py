@@ -114,7 +114,7 @@ class EdgeD:
                          threading.Thread(target=self._node_loop, name="node-status", daemon=True)]
 
     def start(self) -> None:
-        self.bus.handle(self.bus.inbox, self.on_forward)
+        self.bus.handle(self.bus.inbox, self.on_forward, batches=True)  # MetaManager batches its forwards
         self.bus.handle(topics.status("metamanager"), self.on_metamanager_status)
         self.bus.handle(topics.status("edgehub"), self.on_edgehub_status)
         self.bus.on_session_lost(self.on_session_lost)
