@@ -55,8 +55,8 @@ def start_pod(cluster: Cluster, name: str, node: str, command: str, **spec: Any)
 def test_node_advertises_the_stream_server_as_its_kubelet(cluster_factory: Any) -> None:
     (node,) = node_names(1)
     cluster: Cluster = cluster_factory([node])
-    status = wait_until(lambda: (s := cluster.core.read_node(node).status).daemon_endpoints.kubelet_endpoint.port
-                        and s, timeout=20, what="the kubelet endpoint in the node's status")
+    status = wait_until(lambda: bool((s := cluster.core.read_node(node).status).daemon_endpoints.kubelet_endpoint.port)
+                        and s, timeout=20, what="the kubelet endpoint in the node's status")  # port 0: none yet
     assert status.daemon_endpoints.kubelet_endpoint.port == cluster.stream_port
     addresses = {a.type: a.address for a in status.addresses}
     assert addresses["Hostname"] == "127.0.0.1"  # the stream server's host, where the API server dials
