@@ -88,6 +88,30 @@ class Keepalive:
 
 
 @dataclass(frozen=True)
+class KeepaliveAnswer:
+    """CloudHub's answer (``hub response``, ``parent`` = the keepalive's id) to the hello and keepalives of a node
+    that takes batches: ``{"batch_bytes": n}``, the largest batch (schemas/batch.py) the cloud accepts up the
+    link; no ``batch_bytes``: it takes none. The permission is for the CloudHub that answers now, so a node
+    forgets it when its answers stop (a cloud of the previous version never answers a keepalive: its nodes keep
+    one envelope per message, as an older EdgeHub does, which ignores a hub answer it did not ask for)."""
+
+    batch_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> Self:
+        if body is None:
+            return cls()
+        body = _map(body)
+        batch_bytes = body.get("batch_bytes")
+        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
+            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
+        return cls(batch_bytes)
+
+    def as_body(self) -> dict[str, Any]:
+        return {} if self.batch_bytes is None else {"batch_bytes": self.batch_bytes}
+
+
+@dataclass(frozen=True)
 class LinkChange:
     """Why a link came or went, the envelope's op (connected or disconnected) saying which way.
 

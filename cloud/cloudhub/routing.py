@@ -31,7 +31,7 @@ from schemas import kinds, topics
 from schemas.batch import MIN_BYTES, Batch, Packed, pack
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send
 from schemas.fields import BodyError
-from schemas.link import Keepalive, LinkChange, SessionNews
+from schemas.link import Keepalive, KeepaliveAnswer, LinkChange, SessionNews
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,9 @@ class CloudRouter:
             if keepalive.outbox is not None:
                 self.sessions[node].outbox = keepalive.outbox
             self.sessions[node].batch_bytes = keepalive.batch_bytes
+            if keepalive.batch_bytes is not None:  # a node that knows batches: whether it may send them up, now
+                routed.sends.append(Send(topics.link_down(node), envelope.reply(
+                    MODULE, KeepaliveAnswer(self.up_batch_bytes()).as_body())))
             return routed
         module = ROUTES.get(envelope.group)
         if module is None:
@@ -199,8 +202,9 @@ class CloudRouter:
         return routed
 
     def _from_batch(self, node: str, envelope: Envelope, topic: str, now: float, routed: Routed) -> Routed:
-        """A node's batch (its answers to a batch sent down): every member is checked before any is taken, then
-        each is routed as if it had come alone. A bad one refuses the batch whole: nothing in it settles an
+        """A node's batch (its answers to a batch sent down, or its outbox entries, sent because this hub's answer
+        to its keepalive said it takes them): every member is checked before any is taken, then each is routed as
+        if it had come alone. A bad one refuses the batch whole: nothing in it settles an
         entry, so what it answered is sent again and answered again."""
         try:
             batch = Batch.parse(envelope)
@@ -218,6 +222,14 @@ class CloudRouter:
             routed.announce += one.announce
             routed.wake = routed.wake or one.wake
         return routed
+
+    def up_batch_bytes(self) -> int | None:
+        """The largest batch taken from a node, said in the answer to its keepalives: the same limit as a batch
+        down (CloudHub's ``batch_max_bytes``, at most its ``max_envelope_size``, which every message up is
+        checked against); None, no batches either way, when batches are turned off."""
+        if self.batch_max_members < 2 or self.batch_max_bytes < MIN_BYTES:
+            return None
+        return min(self.batch_max_bytes, self.max_size)
 
     def _refuse(self, node: str, envelope: Envelope, exc: BodyError, routed: Routed | None = None) -> Routed:
         routed = Routed() if routed is None else routed
