@@ -33,6 +33,7 @@ CM = ResourceKey("default", "configmap", "c")
     (LinkChange, {"state": "down", "reason": "link lost"}),  # the bridge's
     (LinkChange, {"reason": "starting"}),  # EdgeHub's cloud-link announcement
     (SessionNews, {"session": "0123456789ab", "state": "connected"}),
+    (SessionNews, {"session": "0123456789ab", "state": "connected", "batch_bytes": 262144}),  # inbox batches
     (PageQuery, {"list": "pod", "after": "", "limit": 500}),
     (ListingPage, {"items": [{"key": str(CM), "rv": "3", "uid": "u1"}], "next": None}),
     (ListingPage, {"items": [{"key": str(CM), "rv": "3", "uid": None, "object": {"data": {}}}], "next": str(CM)}),
