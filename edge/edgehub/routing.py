@@ -167,10 +167,11 @@ class EdgeRouter:
 
     def upstream_batch_bytes(self, now: float) -> int | None:
         """The byte budget of a batch up the link now, or None: one envelope per message. Only while the link is
-        up and the cloud's last word on it is younger than ``grant_s``."""
+        up and the cloud's last word on it is younger than ``grant_s``; never over this node's own
+        ``max_envelope_size`` (what its modules may send it, so what its broker and bridge are set up to carry)."""
         if not self.link_up or self.cloud_batch_bytes is None or now - self._granted_at > self.grant_s:
             return None
-        return self.cloud_batch_bytes
+        return min(self.cloud_batch_bytes, self.max_size)
 
     def _batch_refused(self, envelope: Envelope) -> Routed:
         """The cloud refused a batch of outbox entries whole (a member it cannot take, or a cloud that does not

@@ -122,6 +122,13 @@ def test_a_cloud_with_batches_off_says_so_and_a_node_of_the_previous_version_get
                                  UP, 0.0).sends == []
 
 
+def test_the_budget_up_is_the_smaller_of_the_clouds_word_and_the_nodes_own_limit(outbox: Outbox,
+                                                                                  tmp_path: Path) -> None:
+    edge = EdgeRouter(NODE, outbox, DiskGuard(tmp_path, 0), Counters(), 8192, batch_bytes=8192)
+    connected(edge, cloud(max_bytes=256 * 1024))
+    assert edge.upstream_batch_bytes(0.0) == 8192
+
+
 def test_a_node_with_link_batches_off_neither_asks_nor_sends_batches(outbox: Outbox, tmp_path: Path) -> None:
     edge = EdgeRouter(NODE, outbox, DiskGuard(tmp_path, 0), Counters(), DEFAULT_MAX_SIZE, batch_bytes=None)
     hub = cloud()
