@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloud.cloudhub.hub import CloudHubSettings
 from edgehive.bench.harness import (
     BenchError,
     bench_workdir,
@@ -37,7 +38,10 @@ from edgehive.bench.system import IMAGE, NODE, EdgeProcesses, Podman, require_po
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
+from schemas.batch import MIN_BYTES
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, decode
+from schemas.fields import BodyError
+from schemas.link import Keepalive, KeepaliveAnswer
 from schemas.resource import ResourceKey
 
 
@@ -54,10 +58,36 @@ class EdgeReport:
     offline_restore_s: float
 
 
+def cloudhub_up_batch_bytes() -> int | None:
+    """What a CloudHub of the default configuration answers a node's keepalive with: the largest batch it takes
+    up the link (cloud/cloudhub/routing.py's ``up_batch_bytes``), or None when its defaults turn batches off."""
+    settings = CloudHubSettings()
+    largest = min(settings.batch_max_bytes, settings.max_envelope_size)
+    return None if settings.batch_max_members < 2 or largest < MIN_BYTES else largest
+
+
+def keepalive_answer(envelope: Envelope, up_batch_bytes: int | None) -> Envelope | None:
+    """CloudHub's answer to a node's hello or keepalive ``envelope``: only to a node that says it takes batches (a
+    node of the previous version, or one with ``link_batches`` off, hears nothing and sends one envelope per
+    message); a keepalive that does not parse gets none here (CloudHub refuses it; the bench only needs it
+    unanswered)."""
+    try:
+        keepalive = Keepalive.parse(envelope.body)
+    except BodyError:
+        return None
+    if keepalive.batch_bytes is None:
+        return None
+    return envelope.reply("cloudhub", KeepaliveAnswer(up_batch_bytes).as_body())
+
+
 class _Cloud:
-    """The bench's cloud end: sends on the down topic, collects replies and pod statuses."""
+    """The bench's cloud end: sends on the down topic, collects replies and pod statuses. It answers the node's
+    hello and keepalives as CloudHub does (KeepaliveAnswer, to a node that says it takes batches), so EdgeHub
+    sends its outbox up in batches exactly as it would to a real cloud; the members of a batch are acknowledged
+    one by one, as the controllers answer each entry CloudHub routes to them."""
 
     def __init__(self, url: BrokerUrl) -> None:
+        self.up_batch_bytes = cloudhub_up_batch_bytes()
         self.replies: dict[str, int] = {}
         self.running: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -75,9 +105,17 @@ class _Cloud:
                         "running" in c.get("state", {}) for c in containers):
                     self.running.setdefault(envelope.res.name, now)
             self._cond.notify_all()
-        if envelope.op not in (Op.RESPONSE, Op.ERROR, Op.KEEPALIVE, Op.QUERY):
-            ack = envelope.reply("cloudhub", {"ok": True}).encode()
-            threading.Thread(target=self.connection.publish, args=(topics.link_down(NODE), ack), daemon=True).start()
+        if envelope.op == Op.KEEPALIVE:
+            answer = keepalive_answer(envelope, self.up_batch_bytes)
+            if answer is not None:
+                self._publish(answer)
+        elif envelope.op not in (Op.RESPONSE, Op.ERROR, Op.QUERY):
+            self._publish(envelope.reply("cloudhub", {"ok": True}))
+
+    def _publish(self, envelope: Envelope) -> None:
+        """Off the connection's receiving thread, which must not wait on its own publishes."""
+        threading.Thread(target=self.connection.publish, args=(topics.link_down(NODE), envelope.encode()),
+                         daemon=True).start()
 
     def send(self, envelope: Envelope) -> int:
         sent = time.perf_counter_ns()
