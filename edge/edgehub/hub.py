@@ -153,6 +153,11 @@ class EdgeHub:
                 if not self.router.link_up:
                     continue
                 now = time.monotonic()
+                hold = self.router.answer_wait(now)
+                if hold > 0:  # the cloud is about to say whether it takes batches: the first entries wait for it
+                    self._wake.wait(timeout=hold)
+                    self._dirty = True
+                    continue
                 stale = window.stale(now)
                 room = window.room()
                 after = window.sent_seq

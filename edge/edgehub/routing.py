@@ -19,7 +19,9 @@ drains the outbox and its keepalive thread sends what ``keepalive()`` makes.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,11 @@ GRANT_S = 40.0
 """How long the cloud's word that it takes batches (its answer to a keepalive) holds: two keepalive periods and
 some. A cloud replaced by one of the previous version while the link stays up never answers again, and the node
 goes back to one envelope per message when this runs out, or at the first batch refused, whichever is sooner."""
+ANSWER_WAIT_S = 2.0
+"""How long, after the link comes up, the outbox waits for the cloud's answer to the hello before it sends (a node
+that asks for batches only). The outbox is at its largest then (everything queued during a cut), and what goes
+before the answer goes one envelope per message; a CloudHub answers within a round trip, and one of the previous
+version never does, which costs its nodes this much once per link."""
 BATCH_MODULES = frozenset({"metamanager"})
 """Modules that take a batch from the cloud whole (and answer it with one); the others get its members alone."""
 
@@ -87,7 +94,8 @@ class Routed:
 
 class EdgeRouter:
     def __init__(self, node: str, outbox: Outbox, guard: DiskGuard, counters: Counters, max_size: int, *,
-                 batch_bytes: int | None = None, window: Window | None = None, grant_s: float = GRANT_S) -> None:
+                 batch_bytes: int | None = None, window: Window | None = None, grant_s: float = GRANT_S,
+                 answer_wait_s: float = ANSWER_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.batch_bytes = batch_bytes
         """The largest batch this node takes from the cloud, said in every keepalive; None: no batches (and none
@@ -100,6 +108,10 @@ class EdgeRouter:
         envelope per message (no answer yet on this link, a cloud that takes none, or a batch refused)."""
         self._granted_at = 0.0
         self._keepalives: deque[str] = deque(maxlen=4)
+        self.answer_wait_s = answer_wait_s
+        self._clock = clock
+        self._answer_due: float | None = None
+        """While the outbox waits for the cloud's first answer on this link: until when (``clock``)."""
         """The ids of the last keepalives sent: only an answer to one of them is the cloud's word on batches."""
         self.outbox = outbox
         self.guard = guard
@@ -139,7 +151,7 @@ class EdgeRouter:
                     log.warning("the cloud refused keepalive %s: %s", envelope.parent, envelope.body)
                 elif envelope.parent in self._keepalives:
                     self._cloud_answered(envelope, now)
-                return Routed()
+                return Routed(queued=self._answer_came())
             if self.window.acked(answered):  # its entry was replaced (coalesced) while in flight
                 self.counters.inc("upstream_acked_replaced")
         module = ROUTES.get(envelope.group)
@@ -164,6 +176,23 @@ class EdgeRouter:
                      else f"batches of up to {answer.batch_bytes} bytes")
         self.cloud_batch_bytes = answer.batch_bytes
         self._granted_at = now
+
+    def answer_wait(self, now: float) -> float:
+        """Seconds the outbox still holds back on this link, waiting for the cloud's first answer to a keepalive
+        (ANSWER_WAIT_S); 0: send."""
+        if self._answer_due is None:
+            return 0.0
+        left = self._answer_due - now
+        if left <= 0:
+            self._answer_due = None
+            return 0.0
+        return left
+
+    def _answer_came(self) -> bool:
+        """The cloud answered a keepalive (whatever it said): an outbox held back for it may go. True when it was
+        held, so the sender wakes."""
+        held, self._answer_due = self._answer_due is not None, None
+        return held
 
     def upstream_batch_bytes(self, now: float) -> int | None:
         """The byte budget of a batch up the link now, or None: one envelope per message. Only while the link is
@@ -320,6 +349,7 @@ class EdgeRouter:
         if changed:  # whatever was in flight goes again on the new link, and the cloud there says anew what it takes
             self.window.restart()
             self.cloud_batch_bytes = None
+            self._answer_due = self._clock() + self.answer_wait_s if up and self.batch_bytes is not None else None
         if changed and up:  # say hello at once: the cloud starts this node's session on the first thing it hears
             routed.sends.append(Send(topics.link_up(self.node), self._keepalive_envelope(
                 Keepalive(batch_bytes=self.batch_bytes).as_body())))

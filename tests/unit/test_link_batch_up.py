@@ -176,6 +176,36 @@ def test_the_permission_lapses_without_answers_and_with_the_link(edge: EdgeRoute
     assert edge.upstream_batch_bytes(GRANT_S + 2) is None
 
 
+def test_after_the_link_comes_up_the_outbox_waits_for_the_clouds_answer_to_the_hello(outbox: Outbox,
+                                                                                      tmp_path: Path) -> None:
+    """What a cut queued goes up in batches: the sender holds the outbox (answer_wait) until the cloud has said
+    what it takes, and the answer wakes it (queued)."""
+    clock = [100.0]
+    edge = EdgeRouter(NODE, outbox, DiskGuard(tmp_path, 0), Counters(), DEFAULT_MAX_SIZE,
+                      batch_bytes=DEFAULT_MAX_SIZE, answer_wait_s=2.0, clock=lambda: clock[0])
+    assert edge.answer_wait(100.0) == 0.0  # no link, nothing to wait for
+    ask = hello(edge)
+    assert edge.answer_wait(100.5) == pytest.approx(1.5)
+    (answer,) = down(cloud().from_node(ask, UP, 100.5).sends)
+    assert edge.from_cloud(answer, 100.5).queued  # the sender wakes: the outbox may go, in batches
+    assert edge.answer_wait(100.5) == 0.0
+    assert edge.upstream_batch_bytes(100.5) is not None
+    edge.link_changed(False, "cut")
+    assert edge.answer_wait(100.5) == 0.0
+    clock[0] = 200.0
+    hello(edge)  # a new link, a cloud of the previous version that never answers: the wait runs out
+    assert edge.answer_wait(201.0) == pytest.approx(1.0)
+    assert edge.answer_wait(202.0) == 0.0
+    assert edge.answer_wait(201.0) == 0.0  # and stays out for this link
+
+
+def test_a_node_with_link_batches_off_never_waits_for_an_answer(outbox: Outbox, tmp_path: Path) -> None:
+    edge = EdgeRouter(NODE, outbox, DiskGuard(tmp_path, 0), Counters(), DEFAULT_MAX_SIZE, batch_bytes=None,
+                      clock=lambda: 0.0)
+    hello(edge)
+    assert edge.answer_wait(0.0) == 0.0
+
+
 # -- packing ---------------------------------------------------------------------------------------------
 
 def test_what_the_window_lets_go_goes_in_one_batch_member_for_member(edge: EdgeRouter) -> None:
