@@ -18,8 +18,10 @@ them again (in whatever batches it packs next time). Delivery is per member: eac
 id, is answered with ``parent`` = that id, and is resent and coalesced on its own.
 
 A batch goes only to a peer that said it takes them: an EdgeHub says so in its keepalives
-(``Keepalive.batch_bytes``, the largest batch it accepts); a node's answers to a batch go up
-as a batch, which the cloud that sent one understands. A peer of the previous version never
+(``Keepalive.batch_bytes``, the largest batch it accepts); CloudHub says so in its answer to
+them (``KeepaliveAnswer.batch_bytes``), after which the node's outbox goes up in batches
+(``pack_encoded``: its entries are kept encoded); a node's answers to a batch go up as a
+batch, which the cloud that sent one understands. A peer of the previous version never
 sees the op.
 """
 
@@ -169,6 +171,56 @@ def pack(node: str, src: str, members: Sequence[Envelope], *, max_members: int, 
         groups.append(member.group)
         payloads.append(payload)
         carried.append(member)
+        size += cost
+    flush()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBytes:
+    """One message built from members already encoded: its bytes, the positions of the members it carries (in
+    order), and the carrier's id when it is a batch (None: a single member, sent as its own bytes)."""
+
+    payload: bytes
+    indexes: tuple[int, ...]
+    batch_id: str | None
+
+
+def pack_encoded(node: str, src: str, members: Sequence[tuple[Group | None, bytes]], *, max_members: int,
+                 max_bytes: int) -> list[PackedBytes]:
+    """As ``pack``, for members kept as bytes (EdgeHub's outbox holds each entry encoded): nothing is decoded or
+    encoded again but the carriers. A member whose group is None (an entry stored before groups were kept, so
+    one the frame cannot name) goes alone, as does one too large to share a batch; a lone member between
+    batches keeps its place in the order."""
+    if max_members < 1 or max_bytes < MIN_BYTES:
+        raise ValueError(f"a batch needs room for a member: max_members {max_members}, max_bytes {max_bytes}")
+    out: list[PackedBytes] = []
+    base = len(_encode(_carrier(node, src, None, [], []))) + _LIST_GROWTH
+    groups: list[Group] = []
+    indexes: list[int] = []
+    size = base
+
+    def flush() -> None:
+        nonlocal size
+        if len(indexes) == 1:
+            out.append(PackedBytes(members[indexes[0]][1], (indexes[0],), None))
+        elif indexes:
+            envelope = _carrier(node, src, None, groups, [members[i][1] for i in indexes])
+            out.append(PackedBytes(_encode(envelope), tuple(indexes), envelope.id))
+        groups.clear()
+        indexes.clear()
+        size = base
+
+    for index, (group, payload) in enumerate(members):
+        cost = len(payload) + _MEMBER_OVERHEAD
+        if group is None or base + cost > max_bytes:
+            flush()
+            out.append(PackedBytes(payload, (index,), None))
+            continue
+        if indexes and (len(indexes) >= max_members or size + cost > max_bytes):
+            flush()
+        groups.append(group)
+        indexes.append(index)
         size += cost
     flush()
     return out

@@ -88,6 +88,30 @@ class Keepalive:
 
 
 @dataclass(frozen=True)
+class KeepaliveAnswer:
+    """CloudHub's answer (``hub response``, ``parent`` = the keepalive's id) to the hello and keepalives of a node
+    that takes batches: ``{"batch_bytes": n}``, the largest batch (schemas/batch.py) the cloud accepts up the
+    link; no ``batch_bytes``: it takes none. The permission is for the CloudHub that answers now, so a node
+    forgets it when its answers stop (a cloud of the previous version never answers a keepalive: its nodes keep
+    one envelope per message, as an older EdgeHub does, which ignores a hub answer it did not ask for)."""
+
+    batch_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> Self:
+        if body is None:
+            return cls()
+        body = _map(body)
+        batch_bytes = body.get("batch_bytes")
+        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
+            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
+        return cls(batch_bytes)
+
+    def as_body(self) -> dict[str, Any]:
+        return {} if self.batch_bytes is None else {"batch_bytes": self.batch_bytes}
+
+
+@dataclass(frozen=True)
 class LinkChange:
     """Why a link came or went, the envelope's op (connected or disconnected) saying which way.
 
@@ -124,11 +148,16 @@ class SessionNews:
     """CloudHub's retained announcement of a node's session: ``{"session": id, "state": "connected" |
     "disconnected"}``, and ``"replica"`` when one of several CloudHub replicas serves the node. The id is new
     for every session, so a controller resynchronises a node once per session however often the announcement
-    reaches it; the replica says which one holds the session, for people and tests reading the topic."""
+    reaches it; the replica says which one holds the session, for people and tests reading the topic.
+    ``"batch_bytes"``: the CloudHub that holds the session takes the node's objects from a controller in batches
+    (schemas/batch.py) of up to that many bytes on its inbox; absent (a CloudHub of the previous version, or
+    batches off), a controller sends it one envelope per object. A controller of the previous version ignores
+    the key."""
 
     session: str
     connected: bool
     replica: str | None = None
+    batch_bytes: int | None = None
 
     NAMES: ClassVar[tuple[str, str]] = ("connected", "disconnected")
 
@@ -141,7 +170,10 @@ class SessionNews:
         connected = _state(body, cls.NAMES)
         if connected is None:
             raise BodyError("body.state", "missing")
-        return cls(session, connected, _optional_str(body, "replica", "body.replica"))
+        batch_bytes = body.get("batch_bytes")
+        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
+            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
+        return cls(session, connected, _optional_str(body, "replica", "body.replica"), batch_bytes)
 
     @property
     def op(self) -> Op:
@@ -152,9 +184,12 @@ class SessionNews:
         _check_op(self.connected, op, self.NAMES)
 
     def as_body(self) -> dict[str, Any]:
-        body = {"session": self.session, "state": self.NAMES[0] if self.connected else self.NAMES[1]}
+        body: dict[str, Any] = {"session": self.session,
+                                "state": self.NAMES[0] if self.connected else self.NAMES[1]}
         if self.replica is not None:
             body["replica"] = self.replica
+        if self.batch_bytes is not None:
+            body["batch_bytes"] = self.batch_bytes
         return body
 
 

@@ -31,7 +31,7 @@ from schemas import kinds, topics
 from schemas.batch import MIN_BYTES, Batch, Packed, pack
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send
 from schemas.fields import BodyError
-from schemas.link import Keepalive, LinkChange, SessionNews
+from schemas.link import Keepalive, KeepaliveAnswer, LinkChange, SessionNews
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class Session:
     """The largest batch the node takes, from its keepalives; None: a node that takes no batches (the previous
     version), sent one envelope per message."""
 
-    def news(self, replica: str | None = None) -> SessionNews:
-        return SessionNews(self.id, self.connected, replica)
+    def news(self, replica: str | None = None, batch_bytes: int | None = None) -> SessionNews:
+        return SessionNews(self.id, self.connected, replica, batch_bytes)
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,9 @@ class CloudRouter:
             if keepalive.outbox is not None:
                 self.sessions[node].outbox = keepalive.outbox
             self.sessions[node].batch_bytes = keepalive.batch_bytes
+            if keepalive.batch_bytes is not None:  # a node that knows batches: whether it may send them up, now
+                routed.sends.append(Send(topics.link_down(node), envelope.reply(
+                    MODULE, KeepaliveAnswer(self.up_batch_bytes()).as_body())))
             return routed
         module = ROUTES.get(envelope.group)
         if module is None:
@@ -199,8 +202,9 @@ class CloudRouter:
         return routed
 
     def _from_batch(self, node: str, envelope: Envelope, topic: str, now: float, routed: Routed) -> Routed:
-        """A node's batch (its answers to a batch sent down): every member is checked before any is taken, then
-        each is routed as if it had come alone. A bad one refuses the batch whole: nothing in it settles an
+        """A node's batch (its answers to a batch sent down, or its outbox entries, sent because this hub's answer
+        to its keepalive said it takes them): every member is checked before any is taken, then each is routed as
+        if it had come alone. A bad one refuses the batch whole: nothing in it settles an
         entry, so what it answered is sent again and answered again."""
         try:
             batch = Batch.parse(envelope)
@@ -219,6 +223,15 @@ class CloudRouter:
             routed.wake = routed.wake or one.wake
         return routed
 
+    def up_batch_bytes(self) -> int | None:
+        """The largest batch taken from a node (said in the answer to its keepalives) or from a controller for a
+        node (said in the node's session announcements): the same limit as a batch down (CloudHub's
+        ``batch_max_bytes``, at most its ``max_envelope_size``, which every message in is checked against); None,
+        no batches anywhere, when batches are turned off."""
+        if self.batch_max_members < 2 or self.batch_max_bytes < MIN_BYTES:
+            return None
+        return min(self.batch_max_bytes, self.max_size)
+
     def _refuse(self, node: str, envelope: Envelope, exc: BodyError, routed: Routed | None = None) -> Routed:
         routed = Routed() if routed is None else routed
         self.counters.inc("refused")
@@ -234,6 +247,8 @@ class CloudRouter:
         if not self.owns(envelope.node):  # every replica hears the controllers; the node's owner delivers
             self.counters.inc("not_owned")
             return Routed()
+        if envelope.op == Op.BATCH:
+            return self._from_module_batch(envelope, now)
         if envelope.op in DIRECT_OPS:
             if envelope.op == Op.QUERY:
                 self.queries.remember(envelope, now)
@@ -248,6 +263,25 @@ class CloudRouter:
         else:  # the queue holds a newer version of the object, which is the one the node needs
             self.counters.inc("downstream_superseded")
         return Routed(wake=True)
+
+    def _from_module_batch(self, envelope: Envelope, now: float) -> Routed:
+        """A controller's objects for one node in one message (sent because this hub's session announcement said
+        it takes them): every member is checked before any is queued, then each is taken as if it had come alone,
+        in order. A bad one refuses the batch whole, answered to the controller with an error naming it."""
+        try:
+            members = Batch.parse(envelope).members(self.max_size)
+        except EnvelopeError as exc:
+            self.counters.inc("batch_refused")
+            self.counters.inc("refused")
+            log.warning("refused batch %s from %s for node %s: %s", envelope.id, envelope.src, envelope.node, exc)
+            return Routed([Send(topics.inbox(topics.Side.CLOUD, envelope.src), envelope.error(MODULE, 400, str(exc)))])
+        self.counters.inc("module_batches")
+        routed = Routed()
+        for member in members:
+            one = self.from_module(member, now)
+            routed.sends += one.sends
+            routed.wake = routed.wake or one.wake
+        return routed
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -335,7 +369,7 @@ class CloudRouter:
         if queue is not None:
             queue.reset_sent()
         log.info("node %s connected (session %s)", node, session.id)
-        return Routed(announce=[announcement(node, session, self.replica)], wake=True)
+        return Routed(announce=[announcement(node, session, self.replica, self.up_batch_bytes())], wake=True)
 
     def _gone(self, node: str, reason: str, now: float) -> Routed:
         session = self.sessions.get(node)
@@ -345,7 +379,7 @@ class CloudRouter:
         session.changed = now
         session.repeated = False
         log.info("node %s disconnected: %s", node, reason)
-        return Routed(announce=[announcement(node, session, self.replica)])
+        return Routed(announce=[announcement(node, session, self.replica, self.up_batch_bytes())])
 
     def expire(self, now: float) -> Routed:
         """Nodes not heard from for ``keepalive_timeout_s`` are disconnected; the last change of a session that
@@ -357,7 +391,7 @@ class CloudRouter:
                                               now).announce
             elif not session.repeated and now - session.changed >= REPEAT_AFTER_S:
                 session.repeated = True
-                routed.announce.append(announcement(node, session, self.replica))
+                routed.announce.append(announcement(node, session, self.replica, self.up_batch_bytes()))
         return routed
 
     def announce_all(self) -> Routed:
@@ -367,7 +401,9 @@ class CloudRouter:
         resend delay that may have grown to a minute."""
         for queue in self.queues.values():
             queue.reset_sent()
-        return Routed(announce=[announcement(node, session, self.replica) for node, session in self.sessions.items()],
+        batch_bytes = self.up_batch_bytes()
+        return Routed(announce=[announcement(node, session, self.replica, batch_bytes)
+                                for node, session in self.sessions.items()],
                       wake=True)
 
     def report(self, now: float, wall: float) -> dict[str, Any]:
@@ -387,8 +423,9 @@ class CloudRouter:
         return {"nodes": nodes, "keepalive_timeout_s": self.keepalive_timeout_s}
 
 
-def announcement(node: str, session: Session, replica: str | None = None) -> Send:
-    news = session.news(replica)
+def announcement(node: str, session: Session, replica: str | None = None, batch_bytes: int | None = None) -> Send:
+    """The retained news of ``node``'s session; ``batch_bytes``: the batches this CloudHub takes on its inbox."""
+    news = session.news(replica, batch_bytes)
     return Send(topics.node_session(node), Envelope(node=node, src=MODULE, group=Group.HUB, op=news.op,
                                                     body=news.as_body()))
 

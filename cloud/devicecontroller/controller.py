@@ -32,7 +32,7 @@ from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
 from cloud.nodesync import NodeSync
 from cloud.packed import Packed
-from cloud.placement import Placement, key_of, model_refs
+from cloud.placement import Change, Placement, key_of, model_refs
 from cloud.replicas.elected import LeaderElectSettings
 from cloud.resyncschedule import DEFAULT_PERIOD_S
 from runtime import hoptrace
@@ -104,7 +104,7 @@ class DeviceController(NodeSync):
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s,
-                         resync_period_s=settings.resync_period_s)
+                         resync_period_s=settings.resync_period_s, max_size=settings.max_envelope_size)
         self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
         self.status_writers = StatusWriters(StatusObject(kube, settings.status_object), self.bus.send, self.reply,
                                             settings.status_writers, module=MODULE)
@@ -130,7 +130,7 @@ class DeviceController(NodeSync):
                 log.info("CRDs not installed yet (%s); retrying (%d)", exc, attempt + 1)
                 threading.Event().wait(min(5.0, 0.5 * (attempt + 1)))
 
-    def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed) -> None:
+    def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed, out: list[Change]) -> None:
         if kind == kinds.DEVICE and event in ("ADDED", "MODIFIED"):
             warn_if_refused(self.kube, obj, self._checked)
             placed = self.placement.pods.get(key_of(kinds.DEVICE, obj))
@@ -138,7 +138,7 @@ class DeviceController(NodeSync):
                 # Placement keeps the version the nodes hold; the informer has this one for status merges.
                 self.bus.counters.inc("status_echoes_skipped")
                 return
-        super()._on_event(kind, event, obj, packed)
+        super()._on_event(kind, event, obj, packed, out)
 
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         key = envelope.res

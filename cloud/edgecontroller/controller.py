@@ -104,7 +104,7 @@ class EdgeController(NodeSync):
         self.settings = settings
         kube = Kube.connect(settings.kubeconfig, settings.kube_server)
         super().__init__(kube, Placement(), SECONDARY, bus,
-                         query_timeout_s=settings.query_timeout_s,
+                         query_timeout_s=settings.query_timeout_s, max_size=settings.max_envelope_size,
                          resync_period_s=settings.resync_period_s)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)

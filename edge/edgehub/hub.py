@@ -3,7 +3,8 @@
 The decisions (where each envelope goes, what enters the outbox, what the link's coming
 and going means) are in routing.py; this module runs them: the bus's handler thread for
 what arrives, a sender thread that sends the outbox in order with a bounded window of
-unacknowledged entries and resends the stale ones, and a keepalive thread.
+unacknowledged entries (window.py; packed into batches for a cloud that takes them) and
+resends the stale ones, and a keepalive thread.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.edgehub.outbox import MAX_EVENTS, Outbox
+from edge.edgehub.outbox import MAX_EVENTS, Entry, Outbox
 from edge.edgehub.routing import EdgeRouter, Routed
+from edge.edgehub.window import Outgoing, Window, pack_entries
 from edge.storage import DiskGuard, StoreSettings
 from runtime import hoptrace
 from runtime.bus import Bus
 from schemas import topics
+from schemas.batch import MAX_MEMBERS
 from schemas.envelope import Envelope, RawSend, Send
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,12 @@ class EdgeHubSettings(StoreSettings):
     # under the 100/s of one node's 100 Modbus devices. Entries are small; CloudHub holds no per-entry state.
     upstream_window: int = field(default=200, metadata={"help": "outbox entries in flight at once"})
     link_batches: bool = field(default=True, metadata={
-        "help": "take batches of objects from the cloud (one message for many, answered with one); off, the "
-                "cloud sends one message per object, as to a node of the previous version"})
+        "help": "batches on the link: take batches of objects from the cloud (one message for many, answered "
+                "with one) and send the outbox up in batches to a cloud that says it takes them; off, one message "
+                "per object both ways, as with a node of the previous version"})
+    upstream_batch_members: int = field(default=100, metadata={
+        "help": "most outbox entries packed into one message up the link (1: one message per entry). Only what "
+                "the window lets go at once is packed; nothing waits for a batch to fill"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,6 +56,8 @@ class EdgeHubSettings(StoreSettings):
             raise ValueError(f"upstream_window must be at least 1, not {self.upstream_window}")
         if self.resend_s <= 0:
             raise ValueError(f"resend_s must be positive, not {self.resend_s}")
+        if not 1 <= self.upstream_batch_members <= MAX_MEMBERS:
+            raise ValueError(f"upstream_batch_members must be 1 to {MAX_MEMBERS}, not {self.upstream_batch_members}")
 
 
 class EdgeHub:
@@ -60,11 +69,11 @@ class EdgeHub:
         self.router = EdgeRouter(settings.node, self.outbox, DiskGuard(Path(settings.outbox),
                                                                        settings.disk_reserve_bytes),
                                  bus.counters, settings.max_envelope_size,
-                                 batch_bytes=settings.max_envelope_size if settings.link_batches else None)
-        self._wake = threading.Condition()  # guards the sender's state below and the link's changes
+                                 batch_bytes=settings.max_envelope_size if settings.link_batches else None,
+                                 window=Window(settings.upstream_window, settings.resend_s),
+                                 grant_s=2 * settings.keepalive_s + settings.resend_s)
+        self._wake = threading.Condition()  # guards the router's window and link state, and _dirty
         self._stop = threading.Event()
-        self._inflight: dict[str, float] = {}  # msg_id -> when last sent
-        self._sent_seq = 0
         self._dirty = True
         self._threads = [threading.Thread(target=self._sender, name="outbox-sender", daemon=True),
                          threading.Thread(target=self._keepalive, name="keepalive", daemon=True)]
@@ -93,7 +102,9 @@ class EdgeHub:
     # -- the handlers ----------------------------------------------------------------------
 
     def on_down(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
-        return self._carry_out(self.router.from_cloud(envelope, time.monotonic()))
+        with self._wake:  # an answer settles a slot of the window the sender thread reads
+            routed = self.router.from_cloud(envelope, time.monotonic())
+        return self._carry_out(routed)
 
     def on_upstream(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
         return self._carry_out(self.router.from_module(envelope, time.monotonic()))
@@ -110,12 +121,7 @@ class EdgeHub:
 
     def _carry_out(self, routed: Routed) -> list[Send | RawSend]:
         if routed.acked is not None or routed.queued or routed.link is not None:
-            with self._wake:
-                if routed.acked is not None and self._inflight.pop(routed.acked, None) is not None and routed.replaced:
-                    self.bus.counters.inc("upstream_acked_replaced")
-                if routed.link is False:  # on return, send everything again, in order
-                    self._inflight.clear()
-                    self._sent_seq = 0
+            with self._wake:  # the router settled the window itself; the sender has room or work
                 self._dirty = True
                 self._wake.notify_all()
         for send in routed.announce:
@@ -126,7 +132,8 @@ class EdgeHub:
 
     def _keepalive(self) -> None:
         while not self._stop.wait(self.settings.keepalive_s):
-            send = self.router.keepalive()
+            with self._wake:  # the router remembers the keepalive's id, which the handler thread looks up
+                send = self.router.keepalive()
             if send is None:
                 continue
             try:
@@ -135,8 +142,9 @@ class EdgeHub:
                 log.warning("keepalive not sent", exc_info=True)
 
     def _sender(self) -> None:
-        """Send outbox entries in order, at most ``upstream_window`` unacknowledged; resend the stale ones."""
-        window = self.settings.upstream_window
+        """Send outbox entries in order, at most ``upstream_window`` unacknowledged, packed into batches when the
+        cloud takes them; resend the stale ones, each alone."""
+        window = self.router.window
         while not self._stop.is_set():
             with self._wake:
                 if not self._dirty:
@@ -145,33 +153,51 @@ class EdgeHub:
                 if not self.router.link_up:
                     continue
                 now = time.monotonic()
-                stale = [m for m, sent in self._inflight.items() if now - sent > self.settings.resend_s]
-                room = window - len(self._inflight)
-                after = self._sent_seq
+                hold = self.router.answer_wait(now)
+                if hold > 0:  # the cloud is about to say whether it takes batches: the first entries wait for it
+                    self._wake.wait(timeout=hold)
+                    self._dirty = True
+                    continue
+                stale = window.stale(now)
+                room = window.room()
+                after = window.sent_seq
+                batch_bytes = self.router.upstream_batch_bytes(now)
             for msg_id in stale:
                 entry = self.outbox.get(msg_id)
                 with self._wake:
                     if entry is None:
-                        self._inflight.pop(msg_id, None)
+                        window.forget(msg_id)
                         continue
-                    self._inflight[msg_id] = time.monotonic()
+                    window.resent(msg_id, time.monotonic())
                 self._send(entry.payload)
                 self.bus.counters.inc("upstream_resent")
             if room <= 0:
                 continue
-            batch = self.outbox.after(after, room)
-            if len(batch) == room:
-                self._poke()  # there may be more behind this batch once acks make room
-            for entry in batch:
+            entries = self.outbox.after(after, room)
+            if len(entries) == room:
+                self._poke()  # there may be more behind these once acks make room
+            for item in self._packed(entries, batch_bytes):
                 with self._wake:
                     if not self.router.link_up:
                         break
-                    self._inflight[entry.msg_id] = time.monotonic()
-                    self._sent_seq = max(self._sent_seq, entry.seq)
-                self._send(entry.payload)
-                if entry.key is not None:
-                    hoptrace.hop("edgehub_sent", entry.key)
-                self.bus.counters.inc("upstream_sent")
+                    window.sent([item], time.monotonic())
+                self._send(item.payload)
+                for entry in item.entries:
+                    if entry.key is not None:
+                        hoptrace.hop("edgehub_sent", entry.key)
+                self.bus.counters.inc("upstream_sent", len(item.entries))
+                if item.batch_id is not None:
+                    self.bus.counters.inc("upstream_batches")
+
+    def _packed(self, entries: list[Entry], batch_bytes: int | None) -> list[Outgoing]:
+        """Packing runs outside the lock. Should it fail on something unforeseen, the entries go one per message
+        rather than the sender thread ending (which would stop everything going up)."""
+        try:
+            return pack_entries(self.node, entries, batch_bytes, self.settings.upstream_batch_members)
+        except Exception:
+            self.bus.counters.inc("batch_errors")
+            log.exception("could not pack %d outbox entries; sending them one by one", len(entries))
+            return [Outgoing(entry.payload, (entry,)) for entry in entries]
 
     def _poke(self) -> None:
         with self._wake:

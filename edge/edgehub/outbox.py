@@ -34,6 +34,9 @@ class Entry:
     msg_id: str
     key: str | None
     payload: bytes
+    group: str | None = None
+    """The envelope's group, which a batch's frame names beside the member; None for an entry stored before the
+    outbox kept it (it goes up alone)."""
 
 
 def _migration_1(db: SqliteDatabase) -> None:
@@ -49,7 +52,11 @@ def _migration_2(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX outbox_events ON outbox (event_type, seq) WHERE event_type IS NOT NULL")
 
 
-MIGRATIONS = [_migration_1, _migration_2]
+def _migration_3(db: SqliteDatabase) -> None:
+    db.execute_sql("ALTER TABLE outbox ADD COLUMN grp TEXT")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 MAX_EVENTS = 1000
 
 
@@ -72,9 +79,11 @@ class Outbox:
     def integrity_ok(self) -> bool:
         return integrity_ok(self.db)
 
-    def add(self, msg_id: str, payload: bytes, key: str | None, event_type: str | None = None) -> None:
+    def add(self, msg_id: str, payload: bytes, key: str | None, event_type: str | None = None, *,
+            group: str | None = None) -> None:
         """Append an entry; with ``key`` (a state entry, or an Event's repeat), drop older entries with the same
-        key first. ``event_type``: the entry is an Event of that type (Normal, Warning), capped by count."""
+        key first. ``event_type``: the entry is an Event of that type (Normal, Warning), capped by count.
+        ``group``: the envelope's, kept so that the entry can travel in a batch without being decoded."""
         with self._lock, self.db.atomic():
             if key is not None:
                 removed = self.db.execute_sql(
@@ -82,10 +91,10 @@ class Outbox:
                 self._bytes -= sum(r[0] for r in removed)
                 self._events -= sum(1 for r in removed if r[1] is not None)
             inserted = self.db.execute_sql(
-                "INSERT OR IGNORE INTO outbox (msg_id, coalesce_key, is_state, payload, size, created_ms, event_type) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO outbox (msg_id, coalesce_key, is_state, payload, size, created_ms, event_type, "
+                "grp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (msg_id, key, int(key is not None and event_type is None), payload, len(payload),
-                 time.time_ns() // 1_000_000, event_type)).rowcount > 0
+                 time.time_ns() // 1_000_000, event_type, group)).rowcount > 0
             if not inserted:  # the same message again (a module's resend): it is there already
                 return
             self._bytes += len(payload)
@@ -147,14 +156,14 @@ class Outbox:
 
     def after(self, seq: int, limit: int) -> list[Entry]:
         rows = self.db.execute_sql(
-            "SELECT seq, msg_id, coalesce_key, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, msg_id, coalesce_key, payload, grp FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit)).fetchall()
-        return [Entry(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+        return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
 
     def get(self, msg_id: str) -> Entry | None:
-        r = self.db.execute_sql("SELECT seq, msg_id, coalesce_key, payload FROM outbox WHERE msg_id = ?",
+        r = self.db.execute_sql("SELECT seq, msg_id, coalesce_key, payload, grp FROM outbox WHERE msg_id = ?",
                                 (msg_id,)).fetchone()
-        return None if r is None else Entry(r[0], r[1], r[2], bytes(r[3]))
+        return None if r is None else Entry(r[0], r[1], r[2], bytes(r[3]), r[4])
 
     def count(self) -> int:
         return int(self.db.execute_sql("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -10,7 +10,8 @@ drains the outbox and its keepalive thread sends what ``keepalive()`` makes.
   outbox entry; the rest goes by group to the module that owns it.
 - Up: answers, queries and keepalives go straight up while the link is there (the cloud
   resends what it does not hear back about, and a query has a caller waiting with its own
-  timeout); everything else goes into the outbox.
+  timeout); everything else goes into the outbox, which hub.py's sender drains through the
+  window (window.py), in batches once the cloud's answer to a keepalive says it takes them.
 - The link: the bridge says when the cloud link comes and goes; the node's modules are told
   (retained), and the cloud hears a hello at once, which starts the node's session there.
 """
@@ -18,10 +19,14 @@ drains the outbox and its keepalive thread sends what ``keepalive()`` makes.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge.edgehub.outbox import Outbox
+from edge.edgehub.window import Window
 from edge.storage import DiskGuard, is_disk_full
 from runtime import hoptrace
 from runtime.counters import Counters
@@ -31,7 +36,7 @@ from schemas.batch import Batch
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 from schemas.events import KubeEvent
 from schemas.fields import BodyError
-from schemas.link import Keepalive, LinkChange
+from schemas.link import Keepalive, KeepaliveAnswer, LinkChange
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,15 @@ ROUTES = {
     Group.BUS: "eventbus",
     Group.USER: "eventbus",
 }
+GRANT_S = 40.0
+"""How long the cloud's word that it takes batches (its answer to a keepalive) holds: two keepalive periods and
+some. A cloud replaced by one of the previous version while the link stays up never answers again, and the node
+goes back to one envelope per message when this runs out, or at the first batch refused, whichever is sooner."""
+ANSWER_WAIT_S = 2.0
+"""How long, after the link comes up, the outbox waits for the cloud's answer to the hello before it sends (a node
+that asks for batches only). The outbox is at its largest then (everything queued during a cut), and what goes
+before the answer goes one envelope per message; a CloudHub answers within a round trip, and one of the previous
+version never does, which costs its nodes this much once per link."""
 BATCH_MODULES = frozenset({"metamanager"})
 """Modules that take a batch from the cloud whole (and answer it with one); the others get its members alone."""
 
@@ -80,10 +94,25 @@ class Routed:
 
 class EdgeRouter:
     def __init__(self, node: str, outbox: Outbox, guard: DiskGuard, counters: Counters, max_size: int, *,
-                 batch_bytes: int | None = None) -> None:
+                 batch_bytes: int | None = None, window: Window | None = None, grant_s: float = GRANT_S,
+                 answer_wait_s: float = ANSWER_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.batch_bytes = batch_bytes
-        """The largest batch this node takes from the cloud, said in every keepalive; None: no batches."""
+        """The largest batch this node takes from the cloud, said in every keepalive; None: no batches (and none
+        sent up either: the cloud says it takes them only in answer to a keepalive that says so)."""
+        self.window = window if window is not None else Window(200, 10.0)
+        """What is in flight up the link (window.py); hub.py's sender and this router share it under hub's lock."""
+        self.grant_s = grant_s
+        self.cloud_batch_bytes: int | None = None
+        """The largest batch the cloud takes up the link, from its last answer to a keepalive; None: send one
+        envelope per message (no answer yet on this link, a cloud that takes none, or a batch refused)."""
+        self._granted_at = 0.0
+        self._keepalives: deque[str] = deque(maxlen=4)
+        """The ids of the last keepalives sent: only an answer to one of them is the cloud's word on batches."""
+        self.answer_wait_s = answer_wait_s
+        self._clock = clock
+        self._answer_due: float | None = None
+        """While the outbox waits for the cloud's first answer on this link: until when (``clock``)."""
         self.outbox = outbox
         self.guard = guard
         self.counters = counters
@@ -109,7 +138,10 @@ class EdgeRouter:
         answered = None
         if envelope.op in (Op.RESPONSE, Op.ERROR) and envelope.parent is not None:
             answered = envelope.parent
+            if envelope.op == Op.ERROR and envelope.parent in self.window.batches:
+                return self._batch_refused(envelope)
             if self.outbox.remove(envelope.parent):
+                self.window.acked(envelope.parent)
                 self.counters.inc("upstream_acked")
                 if envelope.op == Op.ERROR:
                     log.warning("the cloud refused upstream entry %s: %s", envelope.parent, envelope.body)
@@ -117,7 +149,11 @@ class EdgeRouter:
             if envelope.group == Group.HUB:  # an answer to EdgeHub itself: to a keepalive
                 if envelope.op == Op.ERROR:
                     log.warning("the cloud refused keepalive %s: %s", envelope.parent, envelope.body)
-                return Routed()
+                elif envelope.parent in self._keepalives:
+                    self._cloud_answered(envelope, now)
+                return Routed(queued=self._answer_came())
+            if self.window.acked(answered):  # its entry was replaced (coalesced) while in flight
+                self.counters.inc("upstream_acked_replaced")
         module = ROUTES.get(envelope.group)
         if module is None:  # group hub, and not an answer: no edge module takes it
             self.counters.inc("refused")
@@ -125,6 +161,57 @@ class EdgeRouter:
                         envelope.group.value, envelope.op.value)
             return Routed()
         return Routed([Send(topics.from_cloud(module), envelope)], acked=answered, replaced=answered is not None)
+
+    def _cloud_answered(self, envelope: Envelope, now: float) -> None:
+        """The cloud's answer to a keepalive: how large a batch it takes up the link now, if any."""
+        try:
+            answer = KeepaliveAnswer.parse(envelope.body)
+        except BodyError as exc:
+            self.counters.inc("refused")
+            log.warning("refused the cloud's answer %s to a keepalive: %s", envelope.id, exc)
+            self.cloud_batch_bytes = None
+            return
+        if answer.batch_bytes != self.cloud_batch_bytes:
+            log.info("the cloud takes %s up the link", "one envelope per message" if answer.batch_bytes is None
+                     else f"batches of up to {answer.batch_bytes} bytes")
+        self.cloud_batch_bytes = answer.batch_bytes
+        self._granted_at = now
+
+    def answer_wait(self, now: float) -> float:
+        """Seconds the outbox still holds back on this link, waiting for the cloud's first answer to a keepalive
+        (ANSWER_WAIT_S); 0: send."""
+        if self._answer_due is None:
+            return 0.0
+        left = self._answer_due - now
+        if left <= 0:
+            self._answer_due = None
+            return 0.0
+        return left
+
+    def _answer_came(self) -> bool:
+        """The cloud answered a keepalive (whatever it said): an outbox held back for it may go. True when it was
+        held, so the sender wakes."""
+        held, self._answer_due = self._answer_due is not None, None
+        return held
+
+    def upstream_batch_bytes(self, now: float) -> int | None:
+        """The byte budget of a batch up the link now, or None: one envelope per message. Only while the link is
+        up and the cloud's last word on it is younger than ``grant_s``; never over this node's own
+        ``max_envelope_size`` (what its modules may send it, so what its broker and bridge are set up to carry)."""
+        if not self.link_up or self.cloud_batch_bytes is None or now - self._granted_at > self.grant_s:
+            return None
+        return min(self.cloud_batch_bytes, self.max_size)
+
+    def _batch_refused(self, envelope: Envelope) -> Routed:
+        """The cloud refused a batch of outbox entries whole (a member it cannot take, or a cloud that does not
+        know batches after all): nothing of it was applied. Its members go again at once, each alone, and no
+        batch goes up until the cloud says again that it takes them."""
+        members = self.window.refused(str(envelope.parent)) or ()
+        self.cloud_batch_bytes = None
+        self.counters.inc("upstream_batch_refused")
+        log.warning("the cloud refused batch %s (%d entries; they go again one by one): %s", envelope.parent,
+                    len(members), envelope.body)
+        return Routed(queued=True)
 
     def _from_cloud_batch(self, envelope: Envelope, now: float) -> Routed:
         """A batch whose members all go to MetaManager (the usual case: the cloud's objects) goes there whole and
@@ -196,7 +283,7 @@ class EdgeRouter:
         evicted, dropped = self.outbox.evicted, self.outbox.events_dropped
         try:
             self.guard.check()
-            self.outbox.add(envelope.id, payload, key, event_type)
+            self.outbox.add(envelope.id, payload, key, event_type, group=envelope.group.value)
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -230,7 +317,12 @@ class EdgeRouter:
         if not self.link_up:
             return None
         body = Keepalive(self.outbox.count(), self.batch_bytes).as_body()
-        return Send(topics.link_up(self.node), self._envelope(Group.HUB, Op.KEEPALIVE, body))
+        return Send(topics.link_up(self.node), self._keepalive_envelope(body))
+
+    def _keepalive_envelope(self, body: dict[str, Any] | None) -> Envelope:
+        envelope = self._envelope(Group.HUB, Op.KEEPALIVE, body)
+        self._keepalives.append(envelope.id)
+        return envelope
 
     # -- the link --------------------------------------------------------------------------
 
@@ -254,9 +346,13 @@ class EdgeRouter:
         changed = up != self.link_up
         self.link_up = up
         routed = Routed(link=up if changed else None)
+        if changed:  # whatever was in flight goes again on the new link, and the cloud there says anew what it takes
+            self.window.restart()
+            self.cloud_batch_bytes = None
+            self._answer_due = self._clock() + self.answer_wait_s if up and self.batch_bytes is not None else None
         if changed and up:  # say hello at once: the cloud starts this node's session on the first thing it hears
-            routed.sends.append(Send(topics.link_up(self.node), self._envelope(
-                Group.HUB, Op.KEEPALIVE, Keepalive(batch_bytes=self.batch_bytes).as_body())))
+            routed.sends.append(Send(topics.link_up(self.node), self._keepalive_envelope(
+                Keepalive(batch_bytes=self.batch_bytes).as_body())))
         if changed or announce:
             log.info("cloud link %s (%s); outbox holds %d entries", "up" if up else "down", reason,
                      self.outbox.count())

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +42,18 @@ from edgehive.bench.system import IMAGE, NODE, EdgeProcesses, Podman, require_po
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 from schemas import topics
-from schemas.batch import Packed, pack
+from schemas.batch import MIN_BYTES, Packed, pack
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op
-from schemas.link import Keepalive
+from schemas.fields import BodyError
+from schemas.link import Keepalive, KeepaliveAnswer
 from schemas.resource import ResourceKey
 
-
-def _cloudhub_default(name: str) -> int:
-    """A CloudHub setting's default: the bench sends as a CloudHub left on its defaults does."""
-    value = next(f.default for f in fields(CloudHubSettings) if f.name == name)
-    assert isinstance(value, int)
-    return value
-
-
-WINDOW = _cloudhub_default("window_per_node")
+_CLOUDHUB = CloudHubSettings()
+"""The bench sends as a CloudHub left on its defaults does."""
+WINDOW = _CLOUDHUB.window_per_node
 """Objects in flight to the node, unacknowledged."""
-BATCH_MEMBERS = _cloudhub_default("batch_max_members")
-BATCH_BYTES = _cloudhub_default("batch_max_bytes")
+BATCH_MEMBERS = _CLOUDHUB.batch_max_members
+BATCH_BYTES = _CLOUDHUB.batch_max_bytes
 
 
 @dataclass
@@ -74,11 +69,37 @@ class EdgeReport:
     offline_restore_s: float
 
 
+def cloudhub_up_batch_bytes() -> int | None:
+    """What a CloudHub of the default configuration answers a node's keepalive with: the largest batch it takes
+    up the link (cloud/cloudhub/routing.py's ``up_batch_bytes``), or None when its defaults turn batches off."""
+    settings = CloudHubSettings()
+    largest = min(settings.batch_max_bytes, settings.max_envelope_size)
+    return None if settings.batch_max_members < 2 or largest < MIN_BYTES else largest
+
+
+def keepalive_answer(envelope: Envelope, up_batch_bytes: int | None) -> Envelope | None:
+    """CloudHub's answer to a node's hello or keepalive ``envelope``: only to a node that says it takes batches (a
+    node of the previous version, or one with ``link_batches`` off, hears nothing and sends one envelope per
+    message); a keepalive that does not parse gets none here (CloudHub refuses it; the bench only needs it
+    unanswered)."""
+    try:
+        keepalive = Keepalive.parse(envelope.body)
+    except BodyError:
+        return None
+    if keepalive.batch_bytes is None:
+        return None
+    return envelope.reply("cloudhub", KeepaliveAnswer(up_batch_bytes).as_body())
+
+
 class _Cloud:
     """The bench's cloud end: sends on the down topic as CloudHub does (a window of objects in flight, what is
-    due packed into batches for a peer that takes them), collects replies and pod statuses."""
+    due packed into batches for a peer that takes them), collects replies and pod statuses. It answers the node's
+    hello and keepalives as CloudHub does (KeepaliveAnswer, to a node that says it takes batches), so EdgeHub
+    sends its outbox up in batches exactly as it would to a real cloud; the members of a batch are acknowledged
+    one by one, as the controllers answer each entry CloudHub routes to them."""
 
     def __init__(self, url: BrokerUrl) -> None:
+        self.up_batch_bytes = cloudhub_up_batch_bytes()
         self.replies: dict[str, int] = {}
         self.running: dict[str, int] = {}
         self.batch_bytes: int | None = None  # what the node's last hello or keepalive said it takes
@@ -93,7 +114,10 @@ class _Cloud:
                 self.replies[envelope.parent] = now
                 self._in_flight.discard(envelope.parent)
             elif envelope.op == Op.KEEPALIVE:
-                self.batch_bytes = Keepalive.parse(envelope.body).batch_bytes
+                try:
+                    self.batch_bytes = Keepalive.parse(envelope.body).batch_bytes
+                except BodyError:
+                    self.batch_bytes = None
             elif envelope.res is not None and envelope.res.kind == "podstatus":
                 status = (envelope.body or {}).get("status") or {}
                 containers = status.get("containerStatuses") or []
@@ -101,9 +125,17 @@ class _Cloud:
                         "running" in c.get("state", {}) for c in containers):
                     self.running.setdefault(envelope.res.name, now)
             self._cond.notify_all()
-        if envelope.op not in (Op.RESPONSE, Op.ERROR, Op.KEEPALIVE, Op.QUERY):
-            ack = envelope.reply("cloudhub", {"ok": True}).encode()
-            threading.Thread(target=self.connection.publish, args=(topics.link_down(NODE), ack), daemon=True).start()
+        if envelope.op == Op.KEEPALIVE:
+            answer = keepalive_answer(envelope, self.up_batch_bytes)
+            if answer is not None:
+                self._publish(answer)
+        elif envelope.op not in (Op.RESPONSE, Op.ERROR, Op.QUERY):
+            self._publish(envelope.reply("cloudhub", {"ok": True}))
+
+    def _publish(self, envelope: Envelope) -> None:
+        """Off the connection's receiving thread, which must not wait on its own publishes."""
+        threading.Thread(target=self.connection.publish, args=(topics.link_down(NODE), envelope.encode()),
+                         daemon=True).start()
 
     def send(self, envelope: Envelope) -> int:
         sent = time.perf_counter_ns()

@@ -176,12 +176,12 @@ def test_bad_input_gets_an_error_or_a_failed_status(edge_node: tuple[EdgeNode, L
     assert "nfs is not supported" in status["message"]
     never = pod("never", "true", container={"image": "localhost/absent:1", "imagePullPolicy": "Never"})
     cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "never"), never, rv="3"))
-    waiting = wait_until(lambda: (s := cloud.pod_status(NS, "never")) and bool(s["containerStatuses"]) and s,
+    waiting = wait_until(lambda: s if (s := cloud.pod_status(NS, "never")) and s["containerStatuses"] else None,
                          timeout=30, what="never's status")
     assert waiting["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImageNeverPull"
     pull = pod("pull", "true", container={"image": "registry.invalid/app:1", "imagePullPolicy": "IfNotPresent"})
     cloud.send_and_wait(cloud.envelope(Op.INSERT, ResourceKey(NS, "pod", "pull"), pull, rv="4"))
-    waiting = wait_until(lambda: (s := cloud.pod_status(NS, "pull")) and bool(s["containerStatuses"]) and s,
+    waiting = wait_until(lambda: s if (s := cloud.pod_status(NS, "pull")) and s["containerStatuses"] else None,
                          timeout=30, what="pull's status")
     assert waiting["containerStatuses"][0]["state"]["waiting"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
     for component, process in node.processes.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections import Counter
 from functools import partial
@@ -20,7 +21,7 @@ from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
 from tests.fixtures.mqtt import TestClient
 from tests.fixtures.processes import wait_until
-from tests.support.cluster import NODE_PW, Cluster, node_names, reply_to
+from tests.support.cluster import CLOUD_PW, NODE_PW, Cluster, node_names, reply_to
 from tests.support.pods import exec_output
 
 IMAGE = "localhost/busybox:latest"
@@ -248,6 +249,116 @@ def test_metamanager_killed_mid_batch_converges_with_every_object_applied_once(c
     wait_until(lambda: running(cluster, "consumer"), timeout=60, what="consumer Running with its 150 ConfigMaps")
     print(f"\n{sum(len(e.body['members']) for e in batches)} objects in {len(batches)} batches among "
           f"{len(heard)} messages down the link; {sum(1 for n in sent.values() if n > 1)} sent more than once")
+
+
+def queued_up(cluster: Cluster, node: str) -> list[Envelope]:
+    """The pod statuses and Events in a node's outbox (EdgeHub's SQLite file), oldest first: what it still owes
+    the cloud of those kinds."""
+    edge, _link = cluster.nodes[node]
+    db = sqlite3.connect(f"file:{edge.data / 'outbox.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    found = [decode(bytes(row[0])) for row in rows]
+    return [e for e in found if e.res is not None and e.res.kind in ("podstatus", "event")]
+
+
+def pod_status_seen(status: dict[str, Any]) -> tuple[str, int, str]:
+    """What tells one status of a pod from the next here: phase, restart count, container."""
+    (container,) = status["containerStatuses"]
+    return status["phase"], container["restartCount"], container.get("containerID", "")
+
+
+def test_a_batch_up_interrupted_converges_with_every_status_applied_once(cluster_factory: Any) -> None:
+    """The up-link counterpart of the MetaManager test above. During a cut, every pod's container restarts: the
+    node's outbox holds a new status and Events for each. When the link returns, the outbox goes up in batches
+    (the cloud answered the hello: issue 19), to a cloud whose EdgeController is stopped (SIGSTOP): the batches
+    reach CloudHub, which routes the members, and nothing is written. Then CloudHub and EdgeController are
+    SIGKILLed and started again. What was not answered, EdgeHub sends again (each alone), and the broker may
+    hand CloudHub's session the batches once more: every pod ends at its last status (nothing older on top), every
+    Event at the count the node last sent, and the node owes the cloud nothing."""
+    (node,) = node_names(1)
+    cluster: Cluster = cluster_factory([node])
+    core, ns = cluster.core, cluster.namespace
+    pods = [f"up-{i}" for i in range(6)]
+    for name in pods:
+        core.create_namespaced_pod(ns, pod_manifest(name, node, "sleep 3600"))
+    for name in pods:
+        wait_until(partial(running, cluster, name), timeout=60, what=f"{name} Running")
+    _edge, link = cluster.nodes[node]
+    link.down()
+    for name in pods:
+        code, _ = exec_in(cluster, name, ["sh", "-c", "kill -9 $(pidof sleep)"])
+        assert code in (0, 137)
+
+    def restarted_statuses() -> dict[str, tuple[str, int, str]]:
+        latest = {e.res.name: pod_status_seen(e.body["status"]) for e in queued_up(cluster, node)
+                  if e.res is not None and e.res.kind == "podstatus"}
+        return latest if len(latest) == len(pods) and all(
+            phase == "Running" and count == 1 for phase, count, _ in latest.values()) else {}
+
+    wait_until(restarted_statuses, timeout=60, what="the restarted pods' statuses queued in the node's outbox")
+    broker = cluster.cloud_broker
+    heard: list[Envelope] = []
+
+    def hear(watcher: TestClient) -> list[Envelope]:
+        while not watcher.messages.empty():
+            envelope = decode(watcher.messages.get_nowait().payload)
+            members = Batch.parse(envelope).members(DEFAULT_MAX_SIZE) if envelope.op == Op.BATCH else [envelope]
+            heard.extend(members)
+            if envelope.op == Op.BATCH:
+                batches.append(len(members))
+                batched.update(m.res.kind for m in members if m.res is not None)
+        return heard
+
+    batches: list[int] = []
+    batched: set[str] = set()
+    with TestClient(broker.host, broker.port, username="cloud", password=CLOUD_PW) as watcher:
+        watcher.subscribe(topics.link_up(node))  # what the node sends, as CloudHub hears it
+        controller = cluster.cloud["edgecontroller"]
+        os.kill(controller.pid, signal.SIGSTOP)  # CloudHub takes the batches; nothing writes them
+        link.up()
+        wait_until(lambda: hear(watcher) and "podstatus" in batched and max(batches) > 1, timeout=30,
+                   what="pod statuses going up the link in batches")
+        assert all(cluster.pod(name).status.container_statuses[0].restart_count == 0 for name in pods)
+        cluster.cloud["cloudhub"].kill()
+        controller.kill()
+        cluster.start_cloud("cloudhub")
+        cluster.start_cloud("edgecontroller")
+
+        def converged() -> bool:
+            hear(watcher)
+            last = {e.res.name: pod_status_seen(e.body["status"]) for e in heard
+                    if e.res is not None and e.res.kind == "podstatus" and e.op == Op.UPDATE}
+            api: dict[str, tuple[str, int, str]] = {}
+            for name in pods:
+                status = k8s.ApiClient().sanitize_for_serialization(cluster.pod(name).status)
+                api[name] = pod_status_seen(status)
+            return api == last and not queued_up(cluster, node)
+
+        wait_until(converged, timeout=90, what="every pod at its last status and the node's outbox settled")
+
+        def event_counts() -> tuple[dict[str, int], dict[str, int]]:
+            """The count each of the pods' Events last went up with, and the count the API server holds."""
+            sent: dict[str, int] = {}
+            for e in hear(watcher):
+                if e.res is not None and e.res.kind == "event" and e.res.namespace == ns and e.op == Op.UPDATE:
+                    sent[e.res.name] = max(sent.get(e.res.name, 0), int(e.body["count"]))
+            held = {ev.metadata.name: ev.count for ev in core.list_namespaced_event(ns).items
+                    if ev.metadata.name in sent}
+            return sent, held
+
+        # Each Event once, at the count the node last sent: nothing counted twice, nothing older on top.
+        wait_until(lambda: (c := event_counts())[0] == c[1], timeout=30,
+                   what="the API server's Events at the counts the node sent")
+        sent, _held = event_counts()
+    assert sent, "no Event of the pods went up"
+    assert any(count > 1 for count in sent.values())  # the restarts' repeats, queued during the cut
+    assert all(pod_status_seen(k8s.ApiClient().sanitize_for_serialization(cluster.pod(name).status))[1] == 1
+               for name in pods)
+    print(f"\n{sum(batches)} entries in {len(batches)} batches up the link (largest {max(batches)}); "
+          f"{len(heard)} envelopes heard")
 
 
 def test_edgecontroller_restart_loses_no_status(cluster_factory: Any) -> None:

@@ -12,6 +12,7 @@ from schemas.fields import BodyError
 from schemas.link import (
     MAX_PAGE,
     Keepalive,
+    KeepaliveAnswer,
     LinkChange,
     ListedItem,
     ListingPage,
@@ -27,9 +28,12 @@ CM = ResourceKey("default", "configmap", "c")
     (Keepalive, {"outbox": 3}),
     (Keepalive, {"outbox": 3, "batch_bytes": 1048576}),
     (Keepalive, {"batch_bytes": 65536}),  # the hello of a node that takes batches
+    (KeepaliveAnswer, {"batch_bytes": 262144}),  # CloudHub's answer: batches up to this size go up
+    (KeepaliveAnswer, {}),  # a cloud with batches off
     (LinkChange, {"state": "down", "reason": "link lost"}),  # the bridge's
     (LinkChange, {"reason": "starting"}),  # EdgeHub's cloud-link announcement
     (SessionNews, {"session": "0123456789ab", "state": "connected"}),
+    (SessionNews, {"session": "0123456789ab", "state": "connected", "batch_bytes": 262144}),  # inbox batches
     (PageQuery, {"list": "pod", "after": "", "limit": 500}),
     (ListingPage, {"items": [{"key": str(CM), "rv": "3", "uid": "u1"}], "next": None}),
     (ListingPage, {"items": [{"key": str(CM), "rv": "3", "uid": None, "object": {"data": {}}}], "next": str(CM)}),
