@@ -11,7 +11,8 @@ Membership and assignment are CloudHub's, reused: one coordination.k8s.io Lease 
 before the others take its nodes), and rendezvous hashing over the live members (cloud/replicas/assignment.py
 NodeAssignment, moved there from CloudHub's replica.py so that both components use it). The nodes are the edge
 Nodes from the Node informer plus every node CloudHub has announced a session for (a node that has not registered
-yet has no Node). ``owns`` answers for any node name, known or not, from the members alone.
+yet has no Node). ``owns`` answers for any node name, known or not, from the members alone. The decision itself is
+cloud/replicas/shard.py NodeShard, which cloud/nodesync.py asks on every path (not sharded: every node).
 
 1. Up: a node's messages reach its owner. CloudHub reads the same Leases and sends a node's ``resource`` and
    ``meta`` messages to ``topics.from_edge(topics.replica_module("edgecontroller", owner))``
@@ -49,93 +50,21 @@ yet has no Node). ``owns`` answers for any node name, known or not, from the mem
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-
-from cloud.replicas.assignment import Handover, NodeAssignment
-from cloud.replicas.ownership import owner
+from cloud.replicas.shard import NodeShard, ShardMoves
 from schemas import topics
 from schemas.names import is_object_name
 
 GROUP = "edgecontroller"
 """The replicas' Lease group; also the module whose shared topic every replica hears."""
-OWNERS_KEPT = 200_000
-"""Ownership answers cached at most; past it the cache starts again rather than grow."""
+
+__all__ = ["GROUP", "EdgeShard", "ShardMoves", "check_mode"]
 
 
-@dataclass(frozen=True)
-class ShardMoves:
-    """What one handover asks of the replica, each in node order."""
-
-    resync: tuple[str, ...]
-    """Gained, with a live session: list the store and send the differences, as on a new session."""
-    watch: tuple[str, ...]
-    """Gained, its session over: its grace period towards Unknown starts here (this replica never heard it)."""
-    forget: tuple[str, ...]
-    """Lost: drop its per-node state; its queued writes are skipped, left to the node's outbox and the new owner."""
-
-
-class EdgeShard:
+class EdgeShard(NodeShard):
     """The nodes one EdgeController replica acts for; ``identity`` None: the only EdgeController, every node."""
 
     def __init__(self, identity: str | None = None) -> None:
-        self.identity = identity
-        self.assignment = NodeAssignment(identity) if identity is not None else None
-        self._owns: dict[str, bool] = {}
-
-    @property
-    def sharded(self) -> bool:
-        return self.assignment is not None
-
-    @property
-    def owned(self) -> frozenset[str] | None:
-        """The known nodes this replica owns; None: every node (not sharded)."""
-        return None if self.assignment is None else self.assignment.owned
-
-    def owns(self, node: str) -> bool:
-        """Whether this replica acts for ``node``, known or not (a node registering has no Node yet): always when
-        not sharded; never while this replica is not among the live members (its Lease is not good, or it has
-        not joined yet); else when rendezvous hashing makes it the owner."""
-        if self.assignment is None:
-            return True
-        members = self.assignment.members
-        if self.identity not in members:
-            return False
-        found = self._owns.get(node)
-        if found is None:
-            found = owner(node, members) == self.identity
-            if len(self._owns) >= OWNERS_KEPT:
-                self._owns.clear()
-            self._owns[node] = found
-        return found
-
-    def update(self, *, nodes: Iterable[str] | None = None, members: Iterable[str] | None = None) -> Handover:
-        """The known nodes or the live members changed (or may have): the handover from the last assignment.
-        Not sharded: nothing ever moves."""
-        if self.assignment is None:
-            return Handover(frozenset(), frozenset())
-        before = self.assignment.members
-        handover = self.assignment.update(nodes=nodes, members=members)
-        if self.assignment.members != before:
-            self._owns.clear()
-        return handover
-
-    def moves(self, handover: Handover, *, sessions: Mapping[str, str], connected: Collection[str]) -> ShardMoves:
-        """What ``handover`` asks of this replica, given the session ids announced for every node (``sessions``)
-        and the nodes whose last announcement said connected. A gained node never announced has nothing to
-        resync or watch: its first session's announcement starts its resync here."""
-        gained = sorted(node for node in handover.gained if node in sessions)
-        return ShardMoves(resync=tuple(node for node in gained if node in connected),
-                          watch=tuple(node for node in gained if node not in connected),
-                          forget=tuple(sorted(handover.lost)))
-
-    def topic(self) -> str | None:
-        """This replica's own topic for what its nodes send (CloudHub's route to it); None when not sharded."""
-        return None if self.identity is None else topics.from_edge(topics.replica_module(GROUP, self.identity))
-
-    def query_src(self) -> str:
-        """The ``src`` of this replica's queries to nodes: CloudHub answers the inbox of that name, its own."""
-        return GROUP if self.identity is None else topics.replica_module(GROUP, self.identity)
+        super().__init__(GROUP, identity)
 
 
 def check_mode(*, replica_id: str, leader_elect: str) -> None:

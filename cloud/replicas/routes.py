@@ -35,7 +35,8 @@ OWNERS_KEPT = 200_000
 
 
 class ReplicaRoutes:
-    """The topic for each node's messages to ``module``, from the last reading of its replicas' Leases."""
+    """The topic for each node's messages to ``module``, from the last reading of its replicas' Leases. Not
+    thread-safe: CloudHub calls it under the lock its router is called under."""
 
     def __init__(self, module: str, *, stale_after_s: float) -> None:
         if stale_after_s <= 0:
