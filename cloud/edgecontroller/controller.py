@@ -132,11 +132,16 @@ class EdgeController(NodeSync):
         else:
             self._mark_unknown_later(node, session)
 
+    def on_lost(self, node: str) -> None:
+        """Handed to another replica: its last heartbeat here must not shorten the grace period should it come
+        back (the new owner heard it since), nor stay for every node this replica ever held."""
+        self._heard.pop(node, None)
+
     def _mark_unknown_later(self, node: str, session: str) -> None:
         self.writer.submit(("node", node), partial(self._mark_unknown, node, session), tag="unknown")
 
     def _mark_unknown(self, node: str, session: str) -> bool:
-        if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
+        if not self.still_gone(node, session) or node not in self.placement.edge_nodes or not self.shard.owns(node):
             return True
         grace = self.settings.node_monitor_grace_s
         if self.controller_manager.active():
@@ -159,7 +164,10 @@ class EdgeController(NodeSync):
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """Queries are answered here, from the informers' caches; writes go to the writer (cloud/writer.py),
         keyed by the object they change, and are answered once the API server has taken them. A body is parsed
-        here, before it is queued: one that cannot be written is refused at once, with the field named."""
+        here, before it is queued: one that cannot be written is refused at once, with the field named. Another
+        replica's node's envelope is dropped unanswered (``not_owned``)."""
+        if self.not_owned(envelope.node):
+            return None
         key = envelope.res
         if envelope.op == Op.QUERY:
             if key is not None and key.kind == kinds.SERVICEACCOUNTTOKEN:
@@ -214,7 +222,11 @@ class EdgeController(NodeSync):
         return None
 
     def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:
-        """Runs on a writer thread: the write, then its answer to the node. True when the write was taken."""
+        """Runs on a writer thread: the write, then its answer to the node. True when the write was taken. The
+        node handed to another replica while the write was queued: not written, not answered (its outbox sends it
+        again, to the new owner)."""
+        if self.not_owned(envelope.node):
+            return False
         try:
             answer = handler(envelope)
         except Refused as exc:
