@@ -114,7 +114,11 @@ class NodeSync:
         self._periodic = threading.Thread(target=self._periodic_loop, name="periodic-resync", daemon=True)
 
     def start(self) -> None:
-        self.bus.handle(topics.from_edge(self.module), self.on_edge)
+        self.bus.handle(topics.from_edge(self.module), self.on_edge)  # sharded too: where CloudHub sends unsure
+        own = self.shard.topic()
+        if own is not None:  # one of several replicas: CloudHub routes its nodes' messages here
+            self.bus.handle(own, self.on_edge)
+            self.bus.handle(topics.inbox(topics.Side.CLOUD, self.shard.query_src()), self._late_answer)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
@@ -134,6 +138,12 @@ class NodeSync:
 
     def on_edge(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
         raise NotImplementedError
+
+    def _late_answer(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """This replica's own inbox carries the answers to its store listings; one that comes after its request
+        gave up reaches this handler instead, and is dropped."""
+        log.debug("dropped a late answer %s from %s", envelope.id, envelope.node)
+        return None
 
     def on_disconnected(self, node: str, session: str) -> None:
         """A node's session ended (CloudHub heard nothing for its timeout), or a node whose session had ended was
@@ -323,7 +333,8 @@ class NodeSync:
             timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
             try:
                 for kind in self.owned:
-                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node):
+                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
+                                        src=self.shard.query_src() if self.shard.sharded else None):
                         held[item.key] = (item.rv, item.uid)
                 return held
             except (RequestTimeout, RequestError, BodyError) as exc:

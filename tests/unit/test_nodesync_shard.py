@@ -12,13 +12,14 @@ import pytest
 
 from cloud.edgecontroller.shard import EdgeShard
 from cloud.nodesync import NodeSync
+from cloud.placement import Placement
 from cloud.replicas.ownership import owner
-from schemas import kinds
+from schemas import kinds, topics
 from schemas.envelope import Envelope, Group, Op
 from schemas.link import SessionNews
 from schemas.resource import ResourceKey
 from tests.fixtures.processes import wait_until
-from tests.unit.test_node_resync import FakeBus, connected, edge_node, event, make_sync, pod
+from tests.unit.test_node_resync import FakeBus, NoKube, PodSync, Synced, connected, edge_node, event, make_sync, pod
 
 NODES = [f"e{i}" for i in range(8)]
 BOTH = {"ec-a", "ec-b"}
@@ -33,8 +34,14 @@ class AskingBus(FakeBus):
         super().__init__()
         self.asked: list[str] = []
         self.order: list[tuple[str, str]] = []
+        self.handled: list[str] = []
+        self.srcs: set[str] = set()
+
+    def handle(self, topic: str, _handler: Any) -> None:
+        self.handled.append(topic)
 
     def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+        self.srcs.add(envelope.src)
         self.asked.append(envelope.node)
         self.order.append(("listed", envelope.node))
         return super().request(topic, envelope, timeout)
@@ -161,5 +168,44 @@ def test_a_node_gained_while_its_events_wait_may_get_its_objects_before_its_resy
         assert ("listed", "e1") in bus.order
         deletes = [e.res for e in bus.published if e.op == Op.DELETE]
         assert deletes == [ResourceKey("ns", kinds.POD, "old")], "only what the listing found gone"
+    finally:
+        sync.close()
+
+
+def test_a_replica_hears_its_own_topic_and_the_shared_one_and_names_itself_in_its_listings() -> None:
+    """CloudHub routes a node's messages to its owner's topic, or to the shared one when unsure; the answers to
+    a replica's listings come to the inbox its queries name (cloud/replicas/routes.py, runtime/listing.py)."""
+    bus = AskingBus()
+    sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus, query_timeout_s=1.0,  # type: ignore[arg-type]
+                   retry_pause_s=0.01, resync_period_s=0.0)
+    sync.informers = {kind: Synced() for kind in sync.informers}  # type: ignore[misc]
+    sync.shard = EdgeShard("ec-a")
+    sync.shard.update(nodes=NODES, members={"ec-a"})
+    sync.start()
+    try:
+        assert topics.from_edge("edgecontroller") in bus.handled
+        assert topics.from_edge("edgecontroller-ec-a") in bus.handled
+        assert "edgehive/cloud/edgecontroller-ec-a" in bus.handled
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: "e1" in bus.asked, timeout=10, what="e1 listed")
+        assert bus.srcs == {"edgecontroller-ec-a"}
+    finally:
+        sync.close()
+
+
+def test_the_only_edgecontroller_hears_the_shared_topic_alone_and_lists_as_itself() -> None:
+    bus = AskingBus()
+    sync = PodSync(NoKube(), Placement(), (kinds.CONFIGMAP,), bus, query_timeout_s=1.0,  # type: ignore[arg-type]
+                   retry_pause_s=0.01, resync_period_s=0.0)
+    sync.informers = {kind: Synced() for kind in sync.informers}  # type: ignore[misc]
+    sync.start()
+    try:
+        assert [t for t in bus.handled if t.startswith("edgehive/cloud/edgecontroller")] == [
+            topics.from_edge("edgecontroller")]
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: "e1" in bus.asked, timeout=10, what="e1 listed")
+        assert bus.srcs == {"test"}, "the bus's own src, as before (the fake bus names itself test)"
     finally:
         sync.close()
