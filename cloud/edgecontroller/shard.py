@@ -35,7 +35,9 @@ cloud/replicas/shard.py NodeShard, which cloud/nodesync.py asks on every path (n
    applied twice: the LeaseKeeper's rules give a moment with no owner, never one with two, and an entry left
    unanswered in the gap is resent by the node's outbox to the new owner. Nothing is lost: the outbox keeps every
    entry until it is answered, and the resync covers what was sent down. (A write already running at the old
-   owner may land just after the new owner's first one: a status one heartbeat old, repaired by the next.)
+   owner may land just after the new owner's first one: a status one heartbeat old, repaired by the next. And
+   cluster events queued before a gain may send the node objects it holds before its resync: applied
+   idempotently, never a delete, since a lost node's ``sent`` is forgotten.)
 4. Only the owner renews a node's Lease (it is the only one handling its heartbeats) and marks a silent node
    Unknown: the session announcements reach every replica (retained, per node; rare), each keeps the session ids
    of all nodes so that a gain can resync at once, but only the owner starts the timer, and the timer's write
