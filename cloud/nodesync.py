@@ -290,6 +290,14 @@ class NodeSync:
             if session is not None:
                 self._pool.submit(self._resync, node, session)
 
+    def sessions_known(self) -> dict[str, str]:
+        """A copy of every node's announced session id (owned or not): what a handover resyncs with."""
+        return dict(self._sessions)
+
+    def connected_now(self) -> set[str]:
+        """A copy of the nodes whose last announcement said connected."""
+        return set(self._connected)
+
     def is_connected(self, node: str) -> bool:
         """CloudHub's last word on the node's session was that it is connected."""
         return node in self._connected
