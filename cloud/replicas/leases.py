@@ -213,6 +213,11 @@ class LeaseKeeper:
             found.add(self.identity)
         return found
 
+    def takes_at(self) -> float:
+        """When this replica counts itself a member, its current membership's acquireTime plus the join delay and
+        ``TAKE_AFTER_S`` (what ``serving`` computes from its Lease for an observer); 0.0 before its first renewal."""
+        return self._acquired + self.join_delay_s + self.take_after_s if self._renewed_at else 0.0
+
     def serving(self, now: float | None = None) -> bool:
         return (self._clock() if now is None else now) < self.valid_until()
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 0.5
 """Longest pause between two steps: how late a handover can follow a change of members."""
+JOIN_SLACK_S = 0.01
+"""A step due at this replica's own join moment runs this much after it, so that its count includes itself."""
 
 
 class ShardLoop:
@@ -72,7 +74,12 @@ class ShardLoop:
                      len(self.shard.owned or ()), len(handover.gained), len(handover.lost),
                      sorted(self.shard.assignment.members if self.shard.assignment else ()))
             self._handed(handover)
-        return min(MAX_WAIT_S, max(0.05, self._next_renewal - self._clock()))
+        now = self._clock()
+        wait = min(MAX_WAIT_S, max(0.05, self._next_renewal - now))
+        joins = self.keeper.takes_at() - now
+        if joins > 0:  # take the nodes when CloudHub starts routing them here (it counts from the Lease), not later
+            wait = min(wait, joins + JOIN_SLACK_S)
+        return wait
 
     def start(self) -> None:
         self._thread.start()

@@ -135,3 +135,20 @@ def test_on_its_thread_it_renews_the_lease_and_closing_deletes_it() -> None:
     finally:
         loop.close()
     assert lease_name(GROUP, "ec-a") not in api.leases
+
+
+def test_a_joining_replica_steps_at_the_moment_it_takes_its_nodes_not_up_to_half_a_second_later() -> None:
+    """CloudHub routes to a joiner from its Lease's acquireTime plus the join delay and TAKE_AFTER_S; the joiner's
+    own loop must count itself then too, or what CloudHub sends it meanwhile is dropped and resent 10 s later."""
+    clock = [T0]
+    api = Api()
+    a = Replica(api, "ec-a", clock)
+    a.loop.step()
+    takes_at = a.loop.keeper.takes_at()
+    assert takes_at > T0
+    clock[0] = takes_at - 0.2
+    wait = a.loop.step()
+    assert wait <= 0.2 + 0.02
+    clock[0] += wait
+    a.loop.step()
+    assert a.shard.owned == frozenset(NODES), "the step due at its join moment takes the nodes"
