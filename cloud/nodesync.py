@@ -10,6 +10,12 @@ What the reconcile thread finds queued at once is reconciled together, and the c
 CloudHub in batches (schemas/batch.py) when the CloudHub holding the node's session said it takes them (its
 session announcement's ``batch_bytes``); otherwise, and to a CloudHub of the previous version, one message
 per object, as before. Nothing waits for a batch to fill.
+
+Sharded by node (EdgeController's replicas, cloud/edgecontroller/shard.py): ``shard`` says which nodes this
+process acts for; every path that acts for a node asks it. Informers and the placement's indexes stay whole
+(every replica places every pod), but only a node's owner computes and sends its changes, resyncs it and reports
+it gone; the others only record its sessions, so that a node handed over (``hand_over``) is resynced at once.
+Not sharded (the default, and DeviceController), the shard owns every node and nothing changes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from cloud.informer import Informer
 from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
+from cloud.replicas.shard import NodeShard, ShardMoves
 from cloud.resyncschedule import DEFAULT_PERIOD_S, ResyncSchedule
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.listing import listing
@@ -77,9 +84,16 @@ class NodeHolds:
     periodic: bool = False
 
 
-Work = ClusterEvent | NodeHolds
-"""What the reconcile thread takes in turn: the cluster's changes and the nodes' listings, one at a time, so
-that the placement has a single writer."""
+@dataclass(frozen=True)
+class Handed:
+    """Ownership moved (``NodeSync.hand_over``): applied on the reconcile thread, in turn with the rest."""
+
+    moves: ShardMoves
+
+
+Work = ClusterEvent | NodeHolds | Handed
+"""What the reconcile thread takes in turn: the cluster's changes, the nodes' listings and the handovers, one at
+a time, so that the placement has a single writer."""
 
 
 class NodeSync:
@@ -95,10 +109,12 @@ class NodeSync:
         self.query_timeout_s = query_timeout_s
         self.retry_pause_s = retry_pause_s
         self.bus = bus
+        self.shard = NodeShard(self.module)
+        """The nodes this process acts for: every node, unless it is one of several replicas sharing them."""
         self._closing = threading.Event()
         self._events: queue.Queue[Work | None] = queue.Queue()
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
-        self._sessions: dict[str, str] = {}  # node -> current session id
+        self._sessions: dict[str, str] = {}  # node -> current session id (every node's, owned or not)
         self._connected: set[str] = set()
         self._batch_bytes: dict[str, int] = {}
         """node -> the largest batch the CloudHub holding its session takes (its announcement's ``batch_bytes``)."""
@@ -117,7 +133,11 @@ class NodeSync:
         self._periodic = threading.Thread(target=self._periodic_loop, name="periodic-resync", daemon=True)
 
     def start(self) -> None:
-        self.bus.handle(topics.from_edge(self.module), self.on_edge)
+        self.bus.handle(topics.from_edge(self.module), self.on_edge)  # sharded too: where CloudHub sends unsure
+        own = self.shard.topic()
+        if own is not None:  # one of several replicas: CloudHub routes its nodes' messages here
+            self.bus.handle(own, self.on_edge)
+            self.bus.handle(topics.inbox(topics.Side.CLOUD, self.shard.query_src()), self._late_answer)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
@@ -138,9 +158,32 @@ class NodeSync:
     def on_edge(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
         raise NotImplementedError
 
+    def _late_answer(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """This replica's own inbox carries the answers to its store listings; one that comes after its request
+        gave up reaches this handler instead, and is dropped."""
+        log.debug("dropped a late answer %s from %s", envelope.id, envelope.node)
+        return None
+
     def on_disconnected(self, node: str, session: str) -> None:
-        """A node's session ended (CloudHub heard nothing for its timeout). Runs on the bus's handler thread:
-        must not block."""
+        """A node's session ended (CloudHub heard nothing for its timeout), or a node whose session had ended was
+        handed to this replica. Runs on the bus's handler thread or the reconcile thread: must not block."""
+
+    def on_lost(self, node: str) -> None:
+        """``node`` was handed to another replica: forget what a subclass keeps per node. Reconcile thread."""
+
+    def not_owned(self, node: str) -> bool:
+        """True, counted, when ``node`` is another replica's: what this one heard for it is dropped unanswered
+        (the node's outbox sends it again, by when it reaches the owner)."""
+        if self.shard.owns(node):
+            return False
+        self.bus.counters.inc("not_owned")
+        return True
+
+    def hand_over(self, moves: ShardMoves) -> None:
+        """Nodes moved to or from this replica (cloud/replicas/shard.py ``moves``); applied in turn on the
+        reconcile thread."""
+        if moves:
+            self._events.put(Handed(moves))
 
     # -- down: the cluster's changes ---------------------------------------------------------
 
@@ -169,10 +212,18 @@ class NodeSync:
                 log.exception("could not send %d changes to CloudHub", len(out))
 
     def _reconcile(self, item: Work, out: list[Change]) -> None:
-        """Apply one item to the placement; the changes it makes for nodes are added to ``out``."""
+        """Apply one item to the placement; the changes it makes for the nodes this process owns are added to
+        ``out``."""
         try:
             if isinstance(item, ClusterEvent):
                 self._on_event(item.kind, item.event, item.obj, item.packed, out)
+            elif isinstance(item, Handed):
+                if out:  # what was computed while these nodes were ours leaves before they are handed over
+                    self.send(out)
+                    out.clear()
+                self._apply(item.moves)
+            elif not self.shard.owns(item.node):  # handed to another replica since its listing was asked
+                log.info("node %s: resync dropped, the node is another replica's now", item.node)
             else:
                 changes = self.placement.resync(item.node, item.held)
                 out += changes
@@ -185,15 +236,39 @@ class NodeSync:
                 else:
                     log.debug("node %s resynchronised periodically: nothing to send", item.node)
         except Exception:
-            what = f"{item.event} {item.kind}" if isinstance(item, ClusterEvent) else f"resync of {item.node}"
+            what = (f"{item.event} {item.kind}" if isinstance(item, ClusterEvent) else
+                    "a handover" if isinstance(item, Handed) else f"resync of {item.node}")
             log.exception("reconcile step failed on %s", what)
+
+    def _apply(self, moves: ShardMoves) -> None:
+        """A handover: lost nodes forgotten first; gained live ones resynchronised as on a new session; gained
+        silent ones start towards Unknown here."""
+        for node in moves.forget:
+            self.placement.forget(node)
+            self.on_lost(node)
+        now = time.monotonic()
+        for node in moves.resync:
+            session = self._sessions.get(node)
+            if session is not None and node in self._connected:
+                if self.schedule is not None:
+                    self.schedule.resynced(node, now)
+                self._pool.submit(self._resync, node, session)
+        for node in moves.watch:
+            session = self._sessions.get(node)
+            if session is not None and node not in self._connected:
+                self.on_disconnected(node, session)
+        log.info("handover: %d nodes gained (%d to resync), %d lost", len(moves.resync) + len(moves.watch),
+                 len(moves.resync), len(moves.forget))
+
+    def _mine(self, nodes: Iterable[str]) -> list[str]:
+        return [node for node in nodes if self.shard.owns(node)]
 
     def _on_event(self, kind: str, event: str, obj: dict[str, Any], packed: Packed, out: list[Change]) -> None:
         if kind == kinds.NODE:
-            for node in self.placement.on_node(event, obj):
+            for node in self._mine(self.placement.on_node(event, obj)):
                 out += self.placement.changes(node)
         elif kind == self.placement.primary:
-            for node in self.placement.on_primary(event, obj, packed):
+            for node in self._mine(self.placement.on_primary(event, obj, packed)):
                 out += self.placement.changes(node)
         else:
             found = meta(obj)
@@ -202,7 +277,7 @@ class NodeSync:
             if event == "DELETED":  # nodes that held it see it as no longer wanted; those it left, its deletion
                 nodes |= {n for n in self.placement.edge_nodes
                           if key in self.placement.sent.get(n, {}) or key in self.placement.removed.get(n, {})}
-            for node in nodes:
+            for node in self._mine(nodes):
                 out += self.placement.changes(node, key)
 
     def send(self, changes: list[Change]) -> None:
@@ -255,12 +330,14 @@ class NodeSync:
             self._connected.add(node)
             if self._sessions.get(node) != session:
                 self._sessions[node] = session
-                if self.schedule is not None:
-                    self.schedule.resynced(node, time.monotonic())
-                self._pool.submit(self._resync, node, session)
+                if self.shard.owns(node):  # another replica's node: recorded, for a handover to resync at once
+                    if self.schedule is not None:
+                        self.schedule.resynced(node, time.monotonic())
+                    self._pool.submit(self._resync, node, session)
         else:
             self._connected.discard(node)
-            self.on_disconnected(node, session)
+            if self.shard.owns(node):
+                self.on_disconnected(node, session)
         return None
 
     def on_broker_lost(self) -> None:
@@ -269,13 +346,21 @@ class NodeSync:
         what we published before CloudHub subscribed again went nowhere. Nothing here sends those again, and
         the nodes' sessions at CloudHub may well outlive the restart (no new session, no resync): so every
         connected node is resynchronised now, by listing its store. Runs on the bus's handler thread."""
-        nodes = sorted(self._connected)
+        nodes = sorted(self._mine(self._connected.copy()))
         log.warning("the cloud broker lost this controller's session: resynchronising %d connected nodes",
                     len(nodes))
         for node in nodes:
             session = self._sessions.get(node)
             if session is not None:
                 self._pool.submit(self._resync, node, session)
+
+    def sessions_known(self) -> dict[str, str]:
+        """A copy of every node's announced session id (owned or not): what a handover resyncs with."""
+        return dict(self._sessions)
+
+    def connected_now(self) -> set[str]:
+        """A copy of the nodes whose last announcement said connected."""
+        return set(self._connected)
 
     def is_connected(self, node: str) -> bool:
         """CloudHub's last word on the node's session was that it is connected."""
@@ -290,7 +375,7 @@ class NodeSync:
         assert self.schedule is not None
         tick = min(1.0, self.schedule.period_s / 10)
         while not self._closing.wait(tick):
-            for node in self.schedule.due(time.monotonic(), self._connected.copy()):
+            for node in self.schedule.due(time.monotonic(), self._mine(self._connected.copy())):
                 session = self._sessions.get(node)
                 if session is not None and not self._closing.is_set():
                     self.bus.counters.inc("periodic_resyncs")
@@ -306,7 +391,7 @@ class NodeSync:
             if periodic:  # not worth sending the node everything again: the next one, or its next session, lists
                 return
             held = {}
-        if self._sessions.get(node) == session:
+        if self._sessions.get(node) == session and self.shard.owns(node):
             self._events.put(NodeHolds(node, held, periodic))
 
     def _list_store(self, node: str, session: str) -> dict[ResourceKey, tuple[str, str | None]] | None:
@@ -320,7 +405,8 @@ class NodeSync:
             timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
             try:
                 for kind in self.owned:
-                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node):
+                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
+                                        src=self.shard.query_src() if self.shard.sharded else None):
                         held[item.key] = (item.rv, item.uid)
                 return held
             except (RequestTimeout, RequestError, BodyError) as exc:

@@ -246,6 +246,15 @@ class Placement:
         while len(removed) > REMOVED_KEPT:
             del removed[next(iter(removed))]
 
+    def forget(self, node: str) -> None:
+        """``node`` is no longer this controller's to send to (another EdgeController replica took it,
+        cloud/edgecontroller/shard.py): what was sent it and removed from it is forgotten, so that a replica does
+        not keep the per-node state of every node it ever held, nor act later on a ``removed`` entry another
+        replica's sends have made wrong. Should the node come back, its resync starts from what it then holds.
+        The node's objects stay indexed (every replica places every pod)."""
+        self.sent.pop(node, None)
+        self.removed.pop(node, None)
+
     def resync(self, node: str, held: dict[ResourceKey, tuple[str, str | None]]) -> list[Change]:
         """The node reports what it holds (key -> (rv, uid)): send what is newer, delete what is not wanted."""
         sent = dict(held)  # changes() deletes what is not wanted and updates what differs

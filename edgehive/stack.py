@@ -181,8 +181,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
             healthy=lambda: cloud_watch.connection.connected))
     children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch)
     children += [
-        *controller_children("edgecontroller", settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args),
-                             cloud_env, cloud_watch),
+        *edgecontroller_children(settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args), cloud_env,
+                                 cloud_watch),
         *controller_children("devicecontroller", settings.replicas,
                              ("--kubeconfig", str(kubeconfig), "--status-object", settings.status_object), cloud_env,
                              cloud_watch),
@@ -223,10 +223,24 @@ def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str]
     for i in range(replicas):
         replica = f"cloudhub-{i + 1}"
         # Replicas run only on NATS (up_cli), where QoS 0 spares a JetStream consumer per node (see --up-qos).
+        # --edgecontroller-shards: EdgeController runs as replicas too (edgecontroller_children), reached per node.
         children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica, "--up-qos", "0",
-                                                     "--kubeconfig", str(kubeconfig)), env=cloud_env,
-                              healthy=_replica_up(cloud_watch, replica)))
+                                                     "--edgecontroller-shards", "--kubeconfig", str(kubeconfig)),
+                              env=cloud_env, healthy=_replica_up(cloud_watch, "cloudhub", replica)))
     return children
+
+
+def edgecontroller_children(replicas: int, args: tuple[str, ...], cloud_env: dict[str, str],
+                            cloud_watch: StatusWatch) -> list[Child]:
+    """The one EdgeController, or ``replicas`` active replicas sharing the nodes by Leases (cloud/edgecontroller/
+    shard.py: its CPU is per node, so a fleet that outgrows one core needs them all working, not a standby), each
+    with its own identity and status topic; the CloudHub replicas route each node's messages to its owner."""
+    if replicas == 1:
+        return controller_children("edgecontroller", 1, args, cloud_env, cloud_watch)
+    return [Child(f"edgecontroller-{i + 1}", python_module("cloud.edgecontroller", *args, "--replica-id",
+                                                           f"ec-{i + 1}"),
+                  env=cloud_env, healthy=_replica_up(cloud_watch, "edgecontroller", f"ec-{i + 1}"))
+            for i in range(replicas)]
 
 
 def controller_children(module: str, replicas: int, args: tuple[str, ...], cloud_env: dict[str, str],
@@ -241,8 +255,8 @@ def controller_children(module: str, replicas: int, args: tuple[str, ...], cloud
                   env=cloud_env, healthy=lambda: cloud_watch.component_up(module)) for i in range(replicas)]
 
 
-def _replica_up(watch: StatusWatch, replica: str) -> Callable[[], bool]:
-    return lambda: watch.replica_up("cloudhub", replica)
+def _replica_up(watch: StatusWatch, component: str, replica: str) -> Callable[[], bool]:
+    return lambda: watch.replica_up(component, replica)
 
 
 def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: StatusWatch,

@@ -107,6 +107,14 @@ def from_edge(module: str) -> str:
     return f"{inbox(Side.CLOUD, module)}/from-edge"
 
 
+def replica_module(module: str, replica: str) -> str:
+    """The name one replica of a controller sharded by node (EdgeController's) answers to, ``<module>-<replica>``:
+    its own ``from_edge`` topic, where CloudHub sends the messages of the nodes it owns, and its own inbox, where
+    the answers to its queries come back (CloudHub sends an answer to the inbox of the query's ``src``). Raises
+    ValueError when the two do not make a module name (too long, or a bad replica)."""
+    return require_module_name(f"{require_module_name(module)}-{require_module_name(replica)}")
+
+
 def node_session(node: str) -> str:
     """On the cloud broker, retained: CloudHub's ``connected``/``disconnected`` envelope for one node."""
     return f"{ROOT}/{Side.CLOUD.value}/nodes/{require_node_name(node)}/session"

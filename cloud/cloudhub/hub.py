@@ -16,18 +16,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cloud.cloudhub.routing import CloudRouter, Due, Routed
+from cloud.cloudhub.routing import ROUTES, CloudRouter, Due, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
-from schemas.envelope import Envelope, Op, Send
+from schemas.envelope import Envelope, Group, Op, Send
 from schemas.names import is_module_name
 
 if TYPE_CHECKING:
     from cloud.cloudhub.replica import Handover, Membership
+    from cloud.cloudhub.shardroutes import ShardRouteWatch
 
 log = logging.getLogger(__name__)
+
+EDGECONTROLLER = ROUTES[Group.RESOURCE]
+"""The controller that may run sharded by node (``--edgecontroller-shards``)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class CloudHubSettings(ComponentSettings):
                 "replicated JetStream consumer, created one after another (about 0.3 s each on 3 members), so a "
                 "replica taking over hundreds of nodes waits minutes; at 0 nothing is created, and what is lost "
                 "while away is sent again by each node's outbox (EdgeHub's --resend-s) until CloudHub answers it"})
+    edgecontroller_shards: bool = field(default=False, metadata={
+        "help": "EdgeController runs as replicas sharded by node (its --replica-id): read their Leases and send "
+                "each node's messages for it to its owner's own topic (cloud/replicas/routes.py), the shared topic "
+                "while no replica is counted; off: everything to the shared topic, as for a lone EdgeController"})
     kubeconfig: str | None = field(default=None, metadata={
         "help": "kubeconfig file for replicas' Leases and Nodes (default: in-cluster)"})
     kube_server: str | None = field(default=None, metadata={
@@ -97,14 +105,24 @@ class CloudHub:
         self._threads = [threading.Thread(target=self._send_loop, name="sender", daemon=True),
                          threading.Thread(target=self._session_loop, name="sessions", daemon=True)]
         self.membership: Membership | None = None
-        if settings.replica_id:  # a lone CloudHub stays as small as before
-            from cloud.cloudhub.replica import Membership  # noqa: PLC0415 (the Kubernetes client only for replicas)
-            from cloud.kube import Kube  # noqa: PLC0415 (as above)
+        self.routes: ShardRouteWatch | None = None
+        if settings.replica_id or settings.edgecontroller_shards:  # a lone CloudHub stays as small as before
+            from cloud.kube import Kube  # noqa: PLC0415 (the Kubernetes client only for replicas and shards)
+
+            kube = Kube.connect(settings.kubeconfig, settings.kube_server)
+        if settings.replica_id:
+            from cloud.cloudhub.replica import Membership  # noqa: PLC0415 (as above)
 
             self.router.owned = set()  # nothing until the Leases say which nodes are ours
-            self.membership = Membership(Kube.connect(settings.kubeconfig, settings.kube_server), settings.replica_id,
-                                         settings.lease_duration_s, self.hand_over,
+            self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
                                          on_broker=lambda: bus.connection.connected)
+        if settings.edgecontroller_shards:
+            from cloud.cloudhub.shardroutes import PERIOD_S, STALE_AFTER, ShardRouteWatch  # noqa: PLC0415 (as above)
+            from cloud.replicas.routes import ReplicaRoutes  # noqa: PLC0415 (as above)
+
+            routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER * PERIOD_S)
+            self.router.up_routes[EDGECONTROLLER] = routes
+            self.routes = ShardRouteWatch(kube, routes, self._lock)
 
     def start(self) -> None:
         # A replica subscribes per node (hand_over), under the one handler: NATS has no shared subscriptions.
@@ -119,8 +137,12 @@ class CloudHub:
             thread.start()
         if self.membership is not None:
             self.membership.start()
+        if self.routes is not None:
+            self.routes.start()
 
     def close(self) -> None:
+        if self.routes is not None:
+            self.routes.close()
         if self.membership is not None:
             self.membership.close()
         self._stop.set()

@@ -1,10 +1,10 @@
 """CloudHub as one of N replicas: which nodes this one serves, and keeping that current.
 
-:class:`NodeAssignment` is the decision, without I/O: the edge nodes known to the API and the live members
-in, the nodes gained and lost out (rendezvous hashing, cloud/replicas/ownership.py). :class:`Membership`
-runs it: a Node informer for the node names, a LeaseKeeper for the members, and a thread that renews the
-Lease every third of its duration and hands each change to the hub, which moves the node's subscription
-and session (hub.py).
+:class:`NodeAssignment` (cloud/replicas/assignment.py, shared with EdgeController's shards) is the decision,
+without I/O: the edge nodes known to the API and the live members in, the nodes gained and lost out (rendezvous
+hashing, cloud/replicas/ownership.py). :class:`Membership` runs it: a Node informer for the node names, a
+LeaseKeeper for the members, and a thread that renews the Lease every third of its duration and hands each
+change to the hub, which moves the node's subscription and session (hub.py).
 
 The nodes are the Node objects with the edge role label (a node's link topics are named after its Node), and
 the nodes whose bridges said hello on the cloud broker (retained, one per node: topics.link_hello). A node that
@@ -18,55 +18,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from cloud.informer import Informer
 from cloud.kube import Kube
 from cloud.packed import Packed
+from cloud.replicas.assignment import Handover, NodeAssignment
 from cloud.replicas.leases import LeaseKeeper
-from cloud.replicas.ownership import owned_by
 from schemas import kinds
 from schemas.kubeobj import EDGE_ROLE_LABEL, meta
 
 log = logging.getLogger(__name__)
 
 GROUP = "cloudhub"
-
-
-@dataclass(frozen=True)
-class Handover:
-    gained: frozenset[str]
-    lost: frozenset[str]
-
-    def __bool__(self) -> bool:
-        return bool(self.gained or self.lost)
-
-
-class NodeAssignment:
-    """The nodes ``identity`` serves, recomputed whenever the nodes or the members change."""
-
-    def __init__(self, identity: str) -> None:
-        self.identity = identity
-        self.nodes: set[str] = set()
-        self.members: set[str] = set()
-        self.owned: frozenset[str] = frozenset()
-        self._computed = False
-
-    def update(self, *, nodes: Iterable[str] | None = None, members: Iterable[str] | None = None) -> Handover:
-        """The handover from the last assignment. Recomputed only when the nodes or the members changed:
-        Membership asks every half second, and a pass hashes every node with every member (0.5 ms at 300 nodes,
-        190 ms at 100,000: 0.4 cores a replica, for nothing, at two passes a second)."""
-        new_nodes = set(nodes) if nodes is not None else self.nodes
-        new_members = set(members) if members is not None else self.members
-        if self._computed and new_nodes == self.nodes and new_members == self.members:
-            return Handover(frozenset(), frozenset())  # a function of the two: the same again
-        self.nodes, self.members, self._computed = new_nodes, new_members, True
-        owned = frozenset(owned_by(self.identity, self.nodes, self.members))
-        handover = Handover(owned - self.owned, self.owned - owned)
-        self.owned = owned
-        return handover
+__all__ = ["GROUP", "Handover", "Membership", "NodeAssignment", "is_edge_node"]
 
 
 def is_edge_node(obj: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.cloudhub.queue import NodeQueue
 from runtime.counters import Counters
@@ -32,6 +32,9 @@ from schemas.batch import MIN_BYTES, Batch, Packed, pack
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, EnvelopeError, Group, Op, Salvage, Send
 from schemas.fields import BodyError
 from schemas.link import Keepalive, KeepaliveAnswer, LinkChange, SessionNews
+
+if TYPE_CHECKING:  # a lone CloudHub does not load the Lease code (nor, through it, the Kubernetes client)
+    from cloud.replicas.routes import ReplicaRoutes
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,9 @@ class CloudRouter:
         """The nodes this replica serves (replica.py); None: every node, as the fleet's only CloudHub."""
         self.pending: set[str] = set()
         """Nodes moved to this replica whose up topic the broker has not yet confirmed subscribing us to."""
+        self.up_routes: dict[str, ReplicaRoutes] = {}
+        """Controllers sharded by node (EdgeController's replicas, cloud/replicas/routes.py): what a node sends
+        them goes to its owner's topic; any other module's, to the module's one topic."""
 
     # -- from the edge ---------------------------------------------------------------------
 
@@ -198,8 +204,13 @@ class CloudRouter:
                 MODULE, 400, f"no cloud module takes group {envelope.group.value}")))
             return routed
         self.counters.inc("upstream_routed")
-        routed.sends.append(Send(topics.from_edge(module), envelope))
+        routed.sends.append(Send(self.up_topic(module, node), envelope))
         return routed
+
+    def up_topic(self, module: str, node: str) -> str:
+        """Where ``node``'s messages for ``module`` go: a sharded controller's owner replica, else the module."""
+        routes = self.up_routes.get(module)
+        return topics.from_edge(module) if routes is None else routes.topic(node)
 
     def _from_batch(self, node: str, envelope: Envelope, topic: str, now: float, routed: Routed) -> Routed:
         """A node's batch (its answers to a batch sent down, or its outbox entries, sent because this hub's answer

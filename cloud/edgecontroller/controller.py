@@ -23,13 +23,17 @@ from typing import Any
 from cloud.edgecontroller import nodehealth
 from cloud.edgecontroller.events import EventWriter, refusal
 from cloud.edgecontroller.lease import DURATION_S, LeaseHeld, NodeLeases
+from cloud.edgecontroller.shard import GROUP, EdgeShard, check_mode
 from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.kubeletendpoint import endpoint_repair, kubelet_endpoint
 from cloud.nodesync import NodeSync
 from cloud.placement import Change, Placement
+from cloud.replicas.assignment import Handover
 from cloud.replicas.elected import LeaderElectSettings
+from cloud.replicas.leases import LeaseKeeper
+from cloud.replicas.shardloop import ShardLoop
 from cloud.resyncschedule import DEFAULT_PERIOD_S
 from cloud.writer import KeyedWriter
 from runtime.address import Address
@@ -51,6 +55,9 @@ MODULE = "edgecontroller"
 TRANSIENT = frozenset({0, 409, 429, 500, 502, 503, 504})
 SECONDARY = (kinds.CONFIGMAP, kinds.SECRET, kinds.PVC, kinds.PV)
 """What pods refer to, placed on the nodes that run them (a PersistentVolume through its claim)."""
+OWNED_LISTED = 1000
+"""A replica names the nodes it owns in its report up to this many (beyond, the count alone: an answer that
+stays far below the largest envelope)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,25 @@ class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
     stream_address: str | None = field(default=None, metadata={
         "help": "HOST:PORT at which the API server reaches the cloud stream server: written as every edge node's "
                 "kubelet endpoint (cloud/kubeletendpoint.py); off: nodes advertise none"})
+    replica_id: str = field(default="", metadata={
+        "help": "run as one of several active EdgeController replicas under this identity (a Lease in "
+                "edgehive-system), acting only for the nodes it owns (cloud/edgecontroller/shard.py); empty: the "
+                "only EdgeController, acting for every node. Not with --leader-elect"})
+    lease_duration_s: int = field(default=10, metadata={
+        "help": "a replica's Lease duration: a dead replica's nodes move to the others after this long"})
+
+    def __post_init__(self) -> None:
+        # The broker client id is made of the node name: replicas left on the default would share one id, and
+        # an MQTT broker keeps one connection per id, so each would cut the others off in turn (as CloudHub's).
+        check_mode(replica_id=self.replica_id, leader_elect=self.leader_elect)  # first: it names what is wrong
+        if self.replica_id and self.node == "cloud":
+            object.__setattr__(self, "node", f"cloud-{self.replica_id}")
+        super().__post_init__()
+        if self.replica_id and self.lease_duration_s < 2:
+            raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
+
+    def replica(self) -> str | None:
+        return self.replica_id or None
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -115,11 +141,46 @@ class EdgeController(NodeSync):
         self.token_pool = ThreadPoolExecutor(settings.token_workers, thread_name_prefix="token")
         self.stream_address = None if settings.stream_address is None else Address.parse(
             settings.stream_address, what="stream address")
+        self.membership: ShardLoop | None = None
+        if settings.replica_id:  # one of several active replicas: it owns nothing until its Lease counts
+            self.shard = EdgeShard(settings.replica_id)
+            keeper = LeaseKeeper(kube, group=GROUP, identity=settings.replica_id,
+                                 duration_s=settings.lease_duration_s)
+            self.membership = ShardLoop(keeper, self.shard, self._known_nodes, self._handed,
+                                        on_broker=lambda: bus.connection.connected)
+
+    def start(self) -> None:
+        super().start()
+        if self.membership is not None:  # after the informers: the nodes it assigns come from them
+            self.membership.start()
 
     def close(self) -> None:
+        if self.membership is not None:  # first: serve nothing, then let the others take the nodes at once
+            self.membership.close()
         self.writer.close()
         self.token_pool.shutdown(wait=False, cancel_futures=True)
         super().close()
+
+    def _known_nodes(self) -> set[str]:
+        """The nodes to share among the replicas: the edge Nodes, and every node announced (a node registering
+        has no Node yet). Copies taken whole (a set or dict copied in one C call), read by the membership thread."""
+        return set(self.placement.edge_nodes) | set(self.sessions_known())
+
+    def _handed(self, handover: Handover) -> None:
+        """The membership thread's handover, turned into work for the reconcile thread."""
+        self.hand_over(self.shard.moves(handover, sessions=self.sessions_known(), connected=self.connected_now()))
+
+    def report(self) -> dict[str, Any]:
+        """For the health answer and metrics: a replica's identity, members and the nodes it owns now, so that
+        an operator (and the HA tests) can see that no node has two owners."""
+        owned = self.shard.owned
+        found: dict[str, Any] = {}
+        if owned is not None and self.shard.assignment is not None:
+            found["members"] = sorted(self.shard.assignment.members)
+            found["owned_nodes"] = len(owned)
+            if len(owned) <= OWNED_LISTED:
+                found["owned"] = sorted(owned)
+        return found
 
     def on_disconnected(self, node: str, session: str) -> None:
         """The node's NodeReady turns Unknown once it has been silent for the grace period (cloud/edgecontroller/
@@ -132,11 +193,16 @@ class EdgeController(NodeSync):
         else:
             self._mark_unknown_later(node, session)
 
+    def on_lost(self, node: str) -> None:
+        """Handed to another replica: its last heartbeat here must not shorten the grace period should it come
+        back (the new owner heard it since), nor stay for every node this replica ever held."""
+        self._heard.pop(node, None)
+
     def _mark_unknown_later(self, node: str, session: str) -> None:
         self.writer.submit(("node", node), partial(self._mark_unknown, node, session), tag="unknown")
 
     def _mark_unknown(self, node: str, session: str) -> bool:
-        if not self.still_gone(node, session) or node not in self.placement.edge_nodes:
+        if not self.still_gone(node, session) or node not in self.placement.edge_nodes or not self.shard.owns(node):
             return True
         grace = self.settings.node_monitor_grace_s
         if self.controller_manager.active():
@@ -159,7 +225,10 @@ class EdgeController(NodeSync):
     def on_edge(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """Queries are answered here, from the informers' caches; writes go to the writer (cloud/writer.py),
         keyed by the object they change, and are answered once the API server has taken them. A body is parsed
-        here, before it is queued: one that cannot be written is refused at once, with the field named."""
+        here, before it is queued: one that cannot be written is refused at once, with the field named. Another
+        replica's node's envelope is dropped unanswered (``not_owned``)."""
+        if self.not_owned(envelope.node):
+            return None
         key = envelope.res
         if envelope.op == Op.QUERY:
             if key is not None and key.kind == kinds.SERVICEACCOUNTTOKEN:
@@ -214,7 +283,11 @@ class EdgeController(NodeSync):
         return None
 
     def _write(self, envelope: Envelope, handler: Callable[[Envelope], Envelope]) -> bool:
-        """Runs on a writer thread: the write, then its answer to the node. True when the write was taken."""
+        """Runs on a writer thread: the write, then its answer to the node. True when the write was taken. The
+        node handed to another replica while the write was queued: not written, not answered (its outbox sends it
+        again, to the new owner)."""
+        if self.not_owned(envelope.node):
+            return False
         try:
             answer = handler(envelope)
         except Refused as exc:

@@ -68,6 +68,26 @@ def live(leases: Iterable[ReplicaLease], now: float, join_delay_s: float = 0.0) 
     return {lease.identity for lease in leases if lease.expires > now and lease.acquired + join_delay_s <= now}
 
 
+def default_margin(duration_s: float) -> float:
+    """How long before its Lease expires a member stops serving by its own clock (LeaseKeeper.margin_s)."""
+    return min(1.0, duration_s / 10)
+
+
+def join_delay(duration_s: float) -> float:
+    """How long after its acquireTime the others count a member: one renew interval (a third of the duration)
+    plus the margin, by when every live member has listed it (LeaseKeeper.join_delay_s)."""
+    return duration_s / 3 + default_margin(duration_s)
+
+
+def serving(leases: Iterable[ReplicaLease], now: float) -> set[str]:
+    """The members that serve at ``now`` by their own count, as seen from their Leases by an observer that holds
+    none (CloudHub routing to EdgeController's replicas, cloud/replicas/routes.py): not expired, and joined at
+    least ``join_delay`` plus ``TAKE_AFTER_S`` ago, each by its own leaseDurationSeconds, which is when the
+    joiner takes its nodes (its own rule in LeaseKeeper.members)."""
+    return {lease.identity for lease in leases
+            if lease.expires > now and lease.acquired + join_delay(lease.duration_s) + TAKE_AFTER_S <= now}
+
+
 def lease_name(group: str, identity: str) -> str:
     return f"{group}-{identity}"
 
@@ -113,8 +133,8 @@ class LeaseKeeper:
         self.name = lease_name(group, identity)
         self.duration_s = duration_s
         self.renew_interval_s = duration_s / 3
-        self.margin_s = min(1.0, duration_s / 10) if margin_s is None else margin_s
-        self.join_delay_s = self.renew_interval_s + self.margin_s
+        self.margin_s = default_margin(duration_s) if margin_s is None else margin_s
+        self.join_delay_s = self.renew_interval_s + self.margin_s  # join_delay(duration_s) at the default margin
         self.take_after_s = TAKE_AFTER_S
         self._clock = clock
         self._renewed_at = 0.0  # local time at which the last successful renewal was sent
@@ -192,6 +212,11 @@ class LeaseKeeper:
         if now < self.valid_until() and self._acquired + self.join_delay_s + self.take_after_s <= now:
             found.add(self.identity)
         return found
+
+    def takes_at(self) -> float:
+        """When this replica counts itself a member, its current membership's acquireTime plus the join delay and
+        ``TAKE_AFTER_S`` (what ``serving`` computes from its Lease for an observer); 0.0 before its first renewal."""
+        return self._acquired + self.join_delay_s + self.take_after_s if self._renewed_at else 0.0
 
     def serving(self, now: float | None = None) -> bool:
         return (self._clock() if now is None else now) < self.valid_until()

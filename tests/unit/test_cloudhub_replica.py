@@ -7,10 +7,10 @@ from itertools import count
 
 import pytest
 
-from cloud.cloudhub import replica
 from cloud.cloudhub.hub import CloudHubSettings
-from cloud.cloudhub.replica import NodeAssignment
 from cloud.cloudhub.routing import CloudRouter, Routed
+from cloud.replicas import assignment
+from cloud.replicas.assignment import NodeAssignment
 from cloud.replicas.ownership import owned_by
 from runtime.component import bus_settings
 from runtime.counters import Counters
@@ -64,7 +64,7 @@ def test_assignment_is_not_hashed_again_when_nothing_changed(monkeypatch: pytest
         calls.append(1)
         return owned_by(member, nodes, members)
 
-    monkeypatch.setattr(replica, "owned_by", counted)
+    monkeypatch.setattr(assignment, "owned_by", counted)
     a = NodeAssignment("a")
     assert not a.update(nodes=[], members=set())  # nothing known yet: owns nothing, computed once
     first = a.update(nodes=NODES, members={"a", "b"})

@@ -76,6 +76,16 @@ def test_the_clouds_resync_lists_keys_versions_and_uids(manager: MetaManager,
     assert {(e.src, e.node) for e in asked} == {("edgecontroller", NODE)}
 
 
+def test_a_replicas_resync_names_itself_so_that_the_answers_come_back_to_it(manager: MetaManager,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[Envelope] = []
+    bus = bus_answering("edgecontroller", monkeypatch, lambda e: manager.on_cloud(e)[0].envelope, asked)
+    src = topics.replica_module("edgecontroller", "r2")
+    items = list(listing(bus, "edgehive/cloud/cloudhub", "configmap", limit=2, timeout=1.0, node=NODE, src=src))
+    assert len(items) == 5
+    assert {(e.src, e.node) for e in asked} == {("edgecontroller-r2", NODE)}
+
+
 def test_a_page_that_does_not_move_forward_ends_the_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     def same_page(query: Envelope) -> Envelope:
         return query.reply("metamanager", {"items": [], "next": "default/configmap/a"})

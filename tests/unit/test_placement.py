@@ -215,3 +215,23 @@ def test_a_deleted_claim_takes_its_volume_off_the_node() -> None:
     assert summary(p.changes("e1", ResourceKey("ns", "persistentvolumeclaim", "data"))) == [
         ("e1", "delete", "-/persistentvolume/pv1"), ("e1", "delete", "ns/persistentvolumeclaim/data")]
     assert p.referrers == {}
+
+
+def test_a_node_handed_to_another_replica_is_forgotten_and_resynced_from_what_it_holds_if_it_comes_back() -> None:
+    """EdgeController replicas (cloud/edgecontroller/shard.py): every one indexes every pod, only the owner computes a
+    node's changes; a lost node's per-node state goes, a regained one starts from its store's listing."""
+    p = _pod_and_its_configmap_sent_then_pod_deleted()
+    p.forget("e1")
+    assert "e1" not in p.sent
+    assert "e1" not in p.removed
+    assert p.desired("e1") == {}, "the objects stay indexed: e1 simply has none now"
+    p.on_primary("ADDED", pod("api", "e1", "4", cm="conf"))
+    assert set(p.desired("e1")) == {ResourceKey("ns", "pod", "api"), ResourceKey("ns", "configmap", "conf")}
+    held: dict[ResourceKey, tuple[str, str | None]] = {  # what the other replica left on the node
+        ResourceKey("ns", "pod", "api"): ("4", "u-api"),
+        ResourceKey("ns", "configmap", "conf"): ("1", "c-conf"),
+        ResourceKey("ns", "pod", "web"): ("2", "u-web"),
+    }
+    assert summary(p.resync("e1", held)) == [("e1", "delete", "ns/pod/web")]
+    p.forget("never-held")  # forgetting a node never held changes nothing
+    assert p.changes("e1") == []

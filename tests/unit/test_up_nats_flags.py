@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from broker.passwords import read_password_file, verify_password
 from edgehive.natsstack import NatsLayout
-from edgehive.stack import Credentials
+from edgehive.stack import Credentials, StatusWatch, cloudhub_children, edgecontroller_children
 from edgehive.up_cli import _broker_problem, add_up_arguments
 from runtime.address import Address
 from runtime.url import BrokerUrl
@@ -59,3 +60,39 @@ def test_both_password_files_hold_the_same_passwords(tmp_path: Path) -> None:
     assert stored["edge-1"].startswith("$2")
     assert verify_password(plain.passwords["edge-1"], stored["edge-1"])
     assert verify_password(plain.passwords["cloud"], read_password_file(passwd)["cloud"])
+
+
+class _Watch:
+    """What the children's health checks read of the stack's status watch."""
+
+    def __init__(self) -> None:
+        self.up: set[tuple[str, str | None]] = set()
+
+    def component_up(self, name: str) -> bool:
+        return (name, None) in self.up
+
+    def replica_up(self, name: str, replica: str) -> bool:
+        return (name, replica) in self.up
+
+
+def test_replicas_run_edgecontroller_sharded_and_cloudhub_routing_to_it() -> None:
+    watch = _Watch()
+    children = edgecontroller_children(3, ("--kubeconfig", "K"), {}, cast(StatusWatch, watch))
+    assert [c.name for c in children] == ["edgecontroller-1", "edgecontroller-2", "edgecontroller-3"]
+    for i, child in enumerate(children):
+        assert child.argv[child.argv.index("--replica-id") + 1] == f"ec-{i + 1}"
+        assert "--leader-elect" not in child.argv, "sharded replicas are all active"
+        assert not child.healthy()
+        watch.up.add(("edgecontroller", f"ec-{i + 1}"))
+        assert child.healthy(), "each replica's health is its own status"
+    hubs = cloudhub_children(3, Path("K"), {}, cast(StatusWatch, watch))
+    assert all("--edgecontroller-shards" in hub.argv for hub in hubs)
+
+
+def test_one_replica_runs_everything_as_before() -> None:
+    watch = _Watch()
+    (controller,) = edgecontroller_children(1, ("--kubeconfig", "K"), {}, cast(StatusWatch, watch))
+    (hub,) = cloudhub_children(1, Path("K"), {}, cast(StatusWatch, watch))
+    assert controller.name == "edgecontroller"
+    for flag in ("--replica-id", "--leader-elect", "--edgecontroller-shards"):
+        assert flag not in [*controller.argv, *hub.argv]
