@@ -54,6 +54,15 @@ def _check_op(up: bool | None, op: Op, names: tuple[str, str]) -> None:
         raise BodyError("body.state", f"says {names[0] if up else names[1]!r} but the envelope's op is {op.value}")
 
 
+def _batch_bytes(body: dict[str, Any]) -> int | None:
+    """``batch_bytes`` of a keepalive, its answer or a session announcement: the largest batch (schemas/batch.py)
+    one side takes, or None when it takes none."""
+    batch_bytes = body.get("batch_bytes")
+    if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
+        raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
+    return batch_bytes
+
+
 @dataclass(frozen=True)
 class Keepalive:
     """EdgeHub's keepalive: ``{"outbox": n}``, the entries its outbox still holds, so that the cloud can show
@@ -73,10 +82,7 @@ class Keepalive:
         outbox = body.get("outbox")
         if outbox is not None and (type(outbox) is not int or outbox < 0):
             raise BodyError("body.outbox", "must be a whole number of entries")
-        batch_bytes = body.get("batch_bytes")
-        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
-            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
-        return cls(outbox, batch_bytes)
+        return cls(outbox, _batch_bytes(body))
 
     def as_body(self) -> dict[str, Any] | None:
         body: dict[str, Any] = {}
@@ -102,10 +108,7 @@ class KeepaliveAnswer:
         if body is None:
             return cls()
         body = _map(body)
-        batch_bytes = body.get("batch_bytes")
-        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
-            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
-        return cls(batch_bytes)
+        return cls(_batch_bytes(body))
 
     def as_body(self) -> dict[str, Any]:
         return {} if self.batch_bytes is None else {"batch_bytes": self.batch_bytes}
@@ -170,10 +173,7 @@ class SessionNews:
         connected = _state(body, cls.NAMES)
         if connected is None:
             raise BodyError("body.state", "missing")
-        batch_bytes = body.get("batch_bytes")
-        if batch_bytes is not None and (type(batch_bytes) is not int or not 0 < batch_bytes < 2**32):
-            raise BodyError("body.batch_bytes", "must be a positive whole number of bytes")
-        return cls(session, connected, _optional_str(body, "replica", "body.replica"), batch_bytes)
+        return cls(session, connected, _optional_str(body, "replica", "body.replica"), _batch_bytes(body))
 
     @property
     def op(self) -> Op:
