@@ -42,12 +42,16 @@ class CloudHubSettings(ComponentSettings):
     window_per_node: int = field(default=100, metadata={"help": "unacknowledged objects in flight per node"})
     batch_max_members: int = field(default=100, metadata={
         "help": "most objects packed into one message down a node's link (1: one message per object). Only what "
-                "is due at once is packed, nothing waits for a batch to fill; only nodes that say they take "
+                "is due at once is packed (see batch_linger_ms); only nodes that say they take "
                 "batches get them"})
     batch_max_bytes: int = field(default=256 * 1024, metadata={
         "help": "largest batch down a node's link, bytes; lowered to max_envelope_size (a configuration that set "
                 "a small one before batches existed keeps working) and to what the node says it takes. An object "
                 "larger than this goes alone"})
+    batch_linger_ms: int = field(default=20, metadata={
+        "help": "while a node's objects keep coming, a pass of the sender follows the last one that sent "
+                "anything by at least this long, so that what comes meanwhile goes in one batch rather than one "
+                "message each; an object after a quiet spell goes at once (0: never wait)"})
     replica_id: str = field(default="", metadata={
         "help": "run as one of several CloudHub replicas under this identity (a Lease in edgehive-system), "
                 "serving only the nodes it owns; empty: the only CloudHub, serving every node"})
@@ -82,6 +86,8 @@ class CloudHubSettings(ComponentSettings):
             raise ValueError(f"batch_max_members must be 1 to {MAX_MEMBERS}, not {self.batch_max_members}")
         if self.batch_max_bytes < MIN_BYTES:
             raise ValueError(f"batch_max_bytes must be at least {MIN_BYTES}, not {self.batch_max_bytes}")
+        if not 0 <= self.batch_linger_ms <= 1000:
+            raise ValueError(f"batch_linger_ms must be 0 to 1000, not {self.batch_linger_ms}")
         if self.replica_id and self.lease_duration_s < 2:
             raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
 
@@ -205,11 +211,18 @@ class CloudHub:
         return routed.sends
 
     def _send_loop(self) -> None:
+        linger = self.settings.batch_linger_ms / 1000
+        last_sent = -linger
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
+            hold = last_sent + linger - time.monotonic()
+            if hold > 0 and self._stop.wait(hold):  # what comes meanwhile goes in the same pass
+                break
             self._wake.clear()
             with self._lock:
                 work = self.router.due_packing(time.monotonic())
+            if work:
+                last_sent = time.monotonic()
             for due in work:
                 for item in self._packed(due):
                     if not self._publish(due.node, item):

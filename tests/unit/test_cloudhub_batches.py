@@ -197,6 +197,8 @@ def test_a_node_refusing_a_batch_is_counted_and_its_members_stay_owed() -> None:
     ({"batch_max_members": 0}, "batch_max_members"),
     ({"batch_max_members": 1001}, "batch_max_members"),
     ({"batch_max_bytes": 100}, "batch_max_bytes"),
+    ({"batch_linger_ms": -1}, "batch_linger_ms"),
+    ({"batch_linger_ms": 1001}, "batch_linger_ms"),
 ])
 def test_batch_settings_are_checked(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -5,6 +5,7 @@ the bus records what is published."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from schemas.fields import BodyError
 from schemas.kubeobj import EDGE_ROLE_LABEL
 from schemas.link import Keepalive, SessionNews
 from schemas.resource import ResourceKey
+from tests.fixtures.processes import wait_until
 
 CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
 
@@ -119,6 +121,55 @@ def test_a_burst_for_a_node_whose_cloudhub_takes_batches_goes_in_one_batch_in_or
     assert [(m.op, m.res) for m in members] == [(Op.INSERT, ResourceKey("ns", kinds.POD, n)) for n in "abc"]
     assert bus.counters.get("downstream_insert") == 3
     assert bus.counters.get("cloudhub_batches") == 1
+
+
+class SignallingBus(RecordingBus):
+    """A RecordingBus that says when something is published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def publish(self, topic: str, envelope: Envelope, *, timeout: float | None = None) -> None:
+        with self.cond:
+            super().publish(topic, envelope, timeout=timeout)
+            self.cond.notify_all()
+
+    def wait_for(self, count: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.published) >= count, 10), self.published
+
+
+def test_a_change_after_a_quiet_spell_goes_at_once_and_what_follows_a_send_gathers_into_one_batch() -> None:
+    bus = SignallingBus()
+    sync = controller(bus, linger_s=1.0)
+    announce(sync, "e1", 64 * 1024)
+    sync._sink(kinds.NODE, "ADDED", edge_node("e1"), Packed.of(edge_node("e1")))
+    loop = threading.Thread(target=sync._reconcile_loop)
+    loop.start()
+    try:
+        first = pod("a", "e1")
+        sync._sink(kinds.POD, "ADDED", first, Packed.of(first))
+        bus.wait_for(1)  # nothing was sent before: it does not wait for company
+        for name in ("b", "c"):  # each comes alone (taken off the queue before the next), within 1 s of that send
+            obj = pod(name, "e1")
+            sync._sink(kinds.POD, "ADDED", obj, Packed.of(obj))
+            wait_until(sync._events.empty, timeout=10, what="the reconcile loop to take it")
+        bus.wait_for(2)
+    finally:
+        sync._events.put(None)
+        loop.join(10)
+    alone, together = bus.envelopes()
+    assert (alone.op, alone.res) == (Op.INSERT, ResourceKey("ns", kinds.POD, "a"))
+    assert together.op == Op.BATCH
+    assert [m.res for m in Batch.parse(together).members(1024 * 1024)] == [
+        ResourceKey("ns", kinds.POD, n) for n in "bc"]
+
+
+def test_linger_out_of_range_is_refused_by_name() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="linger_s"):
+            controller(RecordingBus(), linger_s=bad)
 
 
 def test_a_node_whose_cloudhub_never_said_so_gets_one_message_per_object() -> None:
