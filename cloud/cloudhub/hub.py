@@ -48,10 +48,12 @@ class CloudHubSettings(ComponentSettings):
         "help": "largest batch down a node's link, bytes; lowered to max_envelope_size (a configuration that set "
                 "a small one before batches existed keeps working) and to what the node says it takes. An object "
                 "larger than this goes alone"})
-    batch_linger_ms: int = field(default=20, metadata={
+    batch_linger_ms: int = field(default=0, metadata={
         "help": "while a node's objects keep coming, a pass of the sender follows the last one that sent "
                 "anything by at least this long, so that what comes meanwhile goes in one batch rather than one "
-                "message each; an object after a quiet spell goes at once (0: never wait)"})
+                "message each; an object after a quiet spell goes at once. 0 (the default): the controllers "
+                "already linger and send a node's objects to CloudHub in batches, which leave as they came, and a "
+                "wait here would only slow a node whose window of unacknowledged objects is full"})
     replica_id: str = field(default="", metadata={
         "help": "run as one of several CloudHub replicas under this identity (a Lease in edgehive-system), "
                 "serving only the nodes it owns; empty: the only CloudHub, serving every node"})

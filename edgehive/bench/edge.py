@@ -5,8 +5,9 @@
   echo client at the same place (the edge broker), through the same brokers and
   bridge, so the difference is EdgeHub + MetaManager + the commit. The bench's
   cloud sends as CloudHub does with its defaults: at most ``window_per_node``
-  objects unacknowledged, and what is due at once packed into batches to a node
-  (or an echo) that said in its hello it takes them.
+  objects unacknowledged, what is due at once packed into batches to a node
+  (or an echo) that said in its hello it takes them, a pass at most every
+  ``batch_linger_ms``.
 - pod start: the time from a pod's envelope to its Running status arriving back
   at the cloud, over 20 pods one after another.
 - offline restore: 10 pods running, the link cut, every edge process stopped and
@@ -54,6 +55,7 @@ WINDOW = _CLOUDHUB.window_per_node
 """Objects in flight to the node, unacknowledged."""
 BATCH_MEMBERS = _CLOUDHUB.batch_max_members
 BATCH_BYTES = _CLOUDHUB.batch_max_bytes
+LINGER_S = _CLOUDHUB.batch_linger_ms / 1000
 
 
 @dataclass
@@ -144,12 +146,16 @@ class _Cloud:
 
     def send_all(self, envelopes: list[Envelope], rate: float | None = None) -> dict[str, int]:
         """Send ``envelopes`` (at ``rate`` per second, or as fast as the window lets them go) and return when each
-        left. Like CloudHub's sender, nothing waits for a batch to fill: a pass packs what is due and fits the
-        window, so batches form only when objects queue."""
+        left. Like CloudHub's sender, a pass packs what is due and fits the window, and a pass follows the last one
+        by at least CloudHub's ``batch_linger_ms`` (pacing, as CloudHub's sender waits on its stop event)."""
         sent: dict[str, int] = {}
         start = time.perf_counter_ns()
+        last_pass = -LINGER_S
         i = 0
         while i < len(envelopes):
+            hold = last_pass + LINGER_S - time.perf_counter()
+            if hold > 0:
+                time.sleep(hold)
             due_count = len(envelopes) - i
             if rate is not None:
                 due_count = min(due_count, int((time.perf_counter_ns() - start) * rate / 1e9) + 1 - i)
@@ -164,6 +170,7 @@ class _Cloud:
                 due = envelopes[i:i + min(due_count, room)]
                 self._in_flight.update(e.id for e in due)
             now = time.perf_counter_ns()
+            last_pass = time.perf_counter()
             for packed in self._packed(due, batch_bytes):
                 self.connection.publish(topics.link_down(NODE), packed.payload, timeout=30)
             sent.update((e.id, now) for e in due)
