@@ -28,7 +28,7 @@ from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.connection import PublishTimeout
 from runtime.metrics import SQLITE_COMMIT_SECONDS
 from schemas import kinds, topics
-from schemas.devicebus import MEMBERSHIP_GET, Publication, parse_requests, publish_body
+from schemas.devicebus import MEMBERSHIP_GET, EncodedPublication, Publication, parse_requests, publish_body
 from schemas.envelope import Envelope, Group, Op, Send
 from schemas.fields import BodyError
 from schemas.resource import ResourceKey
@@ -160,8 +160,9 @@ class DeviceTwinComponent:
                 finally:
                     if refused := self.twin.take_refused():
                         self.bus.counters.inc("refused", refused)
-            for start in range(0, len(publications), PUBLICATIONS_PER_ENVELOPE):
-                chunk = publications[start:start + PUBLICATIONS_PER_ENVELOPE]
+            encoded = self._encoded(publications)
+            for start in range(0, len(encoded), PUBLICATIONS_PER_ENVELOPE):
+                chunk = encoded[start:start + PUBLICATIONS_PER_ENVELOPE]
                 try:
                     self.bus.publish(topics.inbox(topics.Side.EDGE, "eventbus"), self.bus.envelope(
                         Group.BUS, Op.UPDATE, body=publish_body(chunk)), timeout=30)
@@ -178,6 +179,19 @@ class DeviceTwinComponent:
                     except Exception:  # too large, or the broker gone: this thread must live on either way
                         self.bus.counters.inc("handler_errors")
                         log.exception("could not send the status of %s to the cloud", key)
+
+    def _encoded(self, publications: list[Publication]) -> list[EncodedPublication]:
+        """Each answer's JSON written here, so that EventBus publishes the bytes as they are; one that cannot be
+        JSON (a value nested deeper than json goes) is refused and counted alone, the others go."""
+        out = []
+        for publication in publications:
+            try:
+                out.append(publication.encoded())
+            except (TypeError, ValueError, RecursionError) as exc:
+                self.bus.counters.inc("refused")
+                log.warning("refused an answer on %s: it cannot be written as JSON (%s)", publication.topic,
+                            type(exc).__name__)
+        return out
 
     def _room_for(self, batch: list[Envelope | Relist]) -> str | None:
         """Why not while the disk is full (None: there is room): the batch is refused (a device's update is not

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
-from schemas import topics, twin
+from schemas import topics
 from schemas.devicebus import MEMBERSHIP_GET, DeviceRequest, parse_publications, requests_body
 from schemas.envelope import Envelope, EnvelopeError, Group, Op, RawSend, Send
 from schemas.fields import BodyError
@@ -148,12 +148,11 @@ class EventBus:
         return [RawSend(message.topic, message.payload), Send(topics.to_cloud(), envelope.reply(MODULE))]
 
     def on_answers(self, envelope: Envelope, _topic: str) -> Iterable[Send | RawSend] | None:
-        """DeviceTwin's answers, each published as JSON on a device topic.
+        """DeviceTwin's answers, each published on a device topic as the JSON DeviceTwin wrote.
 
-        Each is checked before anything is published (schemas.devicebus.Publication: a device topic, a QoS and
-        a retain flag paho takes), and so is its JSON (a value nested too deeply for json raises RecursionError):
-        one that fails is refused and counted on its own. Left to paho, it would raise only as the bus publishes
-        it, taking the items after it down with it.
+        Each is checked before anything is published (schemas.devicebus.EncodedPublication: a device topic,
+        bytes, a QoS and a retain flag paho takes): one that fails is refused and counted on its own. Left to
+        paho, it would raise only as the bus publishes it, taking the items after it down with it.
         """
         if envelope.src != "devicetwin":
             return None
@@ -167,12 +166,7 @@ class EventBus:
             if isinstance(answer, BodyError):
                 self._refuse(envelope, answer)
                 continue
-            try:
-                payload = twin.dumps(answer.payload) if answer.payload is not None else b""
-            except (TypeError, ValueError, RecursionError) as exc:
-                self._refuse(envelope, exc)
-                continue
-            out.append(RawSend(answer.topic, payload, answer.qos, answer.retain))
+            out.append(RawSend(answer.topic, answer.payload, answer.qos, answer.retain))
         return out
 
     def _refuse(self, envelope: Envelope, why: Exception) -> None:

@@ -12,6 +12,7 @@ from schemas.componentstatus import ComponentStatus
 from schemas.devicebus import (
     MEMBERSHIP_GET,
     DeviceRequest,
+    EncodedPublication,
     Publication,
     parse_publications,
     parse_requests,
@@ -19,6 +20,7 @@ from schemas.devicebus import (
     requests_body,
 )
 from schemas.devices import Device, DeviceModel, DeviceProperty, ModelProperty
+from schemas.envelope import Envelope, Group, Op, decode
 from schemas.fields import BodyError
 from tests.support import devices as device_objects
 
@@ -132,30 +134,44 @@ def test_a_request_batch_must_be_one(body: Any) -> None:
 ANSWER = topics.device("default", "thermo-1", "twin/get/result")
 
 
-def test_publications_round_trip() -> None:
-    sent = [Publication(ANSWER, {"a": 1}, 0, False), Publication(ANSWER, None, 1, True)]
+def test_publications_go_written_as_json_and_round_trip() -> None:
+    sent = [Publication(ANSWER, {"a": 1, "b": "<&>"}, 0, False).encoded(), Publication(ANSWER, None, 1, True).encoded()]
     body = publish_body(sent)
-    assert body == {"publish": [[ANSWER, {"a": 1}, 0, False], [ANSWER, None, 1, True]]}
-    assert parse_publications(body) == sent
+    assert body == {"publish": [[ANSWER, b'{"a":1,"b":"\\u003c\\u0026\\u003e"}', 0, False], [ANSWER, b"", 1, True]]}
+    assert parse_publications(decode(Envelope(node="n", src="devicetwin", group=Group.BUS, op=Op.UPDATE,
+                                              body=body).encode()).body) == sent
+
+
+def test_an_answer_that_cannot_be_json_raises_when_written() -> None:
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(100_000):
+        inner["x"] = inner = {}
+    for payload in ({"a": {1, 2}}, {"a": object()}, deep):
+        with pytest.raises((TypeError, ValueError, RecursionError)):
+            Publication(ANSWER, payload).encoded()
 
 
 @pytest.mark.parametrize(("item", "field"), [
     ({"topic": ANSWER}, "body.publish[0]"),
     ([ANSWER, {}, 0], "body.publish[0]"),
-    (["edgehive/edge/to-cloud", {}, 0, False], "body.publish[0].topic"),
-    (["$hw/events/device/+/x", {}, 0, False], "body.publish[0].topic"),
-    ([b"$hw/events/x", {}, 0, False], "body.publish[0].topic"),
-    (["$hw/events/" + "x" * 70000, {}, 0, False], "body.publish[0].topic"),
+    (["edgehive/edge/to-cloud", b"{}", 0, False], "body.publish[0].topic"),
+    (["$hw/events/device/+/x", b"{}", 0, False], "body.publish[0].topic"),
+    ([b"$hw/events/x", b"{}", 0, False], "body.publish[0].topic"),
+    (["$hw/events/" + "x" * 70000, b"{}", 0, False], "body.publish[0].topic"),
     ([ANSWER, [1], 0, False], "body.publish[0].payload"),
-    ([ANSWER, {}, 3, False], "body.publish[0].qos"),
-    ([ANSWER, {}, True, False], "body.publish[0].qos"),
-    ([ANSWER, {}, 1, 1], "body.publish[0].retain"),
+    ([ANSWER, {"a": 1}, 0, False], "body.publish[0].payload"),
+    ([ANSWER, None, 0, False], "body.publish[0].payload"),
+    ([ANSWER, "{}", 0, False], "body.publish[0].payload"),
+    ([ANSWER, b"{}", 3, False], "body.publish[0].qos"),
+    ([ANSWER, b"{}", True, False], "body.publish[0].qos"),
+    ([ANSWER, b"{}", 1, 1], "body.publish[0].retain"),
 ])
 def test_a_bad_publication_is_refused_alone(item: Any, field: str) -> None:
-    bad, good = parse_publications({"publish": [item, [ANSWER, None, 1, True]]})
+    bad, good = parse_publications({"publish": [item, [ANSWER, b"", 1, True]]})
     assert isinstance(bad, BodyError)
     assert bad.field == field
-    assert good == Publication(ANSWER, None, 1, True)
+    assert good == EncodedPublication(ANSWER, b"", 1, True)
 
 
 @pytest.mark.parametrize("body", [None, "x", {"publish": 5}, {}])
