@@ -5,8 +5,11 @@ What scales out and what does not, and so how each part is modelled:
 
 - CloudHub replicas share the nodes (rendezvous hashing): a replica's load is the fleet's divided by the
   replicas, so the model picks as many as keep each under its ceiling.
-- EdgeController (and DeviceController) run active/standby: the one active process carries the whole fleet,
-  CPU and informer cache alike. It cannot scale out; the fleet size where it reaches its ceiling is a limit.
+- EdgeController replicas share the nodes too (cloud/edgecontroller/shard.py): its CPU is per node, so it
+  divides over the replicas, picked as for CloudHub. Its informer cache does not divide: every replica caches
+  every Node, Pod, ConfigMap and Secret (the API has no per-shard selector for them), so each replica's memory is
+  the whole fleet's cache, and the fleet size where that cache reaches a replica's memory is a limit more
+  replicas do not lift. DeviceController stays active/standby; the bench does not run it.
 - NATS members: MQTT in NATS 2.9 keeps every session, retained message and QoS 1 message in one stream each,
   replicated on 3 members (R3), whatever the cluster's size. More members spread the connections, not the
   stream work, so the model takes a member's per-node load as measured with 3 and does not divide it further:
@@ -35,8 +38,8 @@ class PerNode:
     hub_kb: float  # one replica's memory, per node it owns
     member_cores: float  # one NATS member's CPU, per node of the fleet (3 members)
     member_kb: float  # one NATS member's memory, per node of the fleet
-    controller_cores: float  # the active EdgeController's CPU, per node
-    controller_kb: float  # its informer cache, per node
+    controller_cores: float  # all EdgeController replicas' CPU, per node of the fleet
+    controller_kb: float  # one replica's informer cache, per node of the fleet (each caches every object)
     api_cores: float  # kube-apiserver and etcd, per node
 
 
@@ -96,9 +99,11 @@ def model(per: PerNode, fleet: int = 100_000, limits: Limits = Limits()) -> Capa
                    math.ceil(hub_mb / limits.python_mb))
     hub = Part("cloudhub", replicas, hub_cores / replicas, hub_mb / replicas, limits.python_cores,
                limits.python_mb, None)
-    controller = Part("edgecontroller", 1, per.controller_cores * fleet, per.controller_kb * fleet / 1024,
-                      limits.python_cores, limits.python_mb,
-                      _max_nodes(per.controller_cores, per.controller_kb, limits.python_cores, limits.python_mb))
+    controller_cores, controller_mb = per.controller_cores * fleet, per.controller_kb * fleet / 1024
+    sharded = max(limits.min_replicas, math.ceil(controller_cores / limits.python_cores))
+    # CPU divides over the replicas; the cache does not (every replica holds all of it), so only memory limits.
+    controller = Part("edgecontroller", sharded, controller_cores / sharded, controller_mb, limits.python_cores,
+                      limits.python_mb, _max_nodes(0.0, per.controller_kb, limits.python_cores, limits.python_mb))
     member = Part("nats-member", limits.members, per.member_cores * fleet, per.member_kb * fleet / 1024,
                   limits.member_cores, limits.member_mb,
                   _max_nodes(per.member_cores, per.member_kb, limits.member_cores, limits.member_mb))
@@ -106,12 +111,14 @@ def model(per: PerNode, fleet: int = 100_000, limits: Limits = Limits()) -> Capa
     return Capacity(fleet, [hub, controller, member, api])
 
 
-def controllers_verdict(controller_kb: float, fleet: int = 100_000, limits: Limits = Limits()) -> str:
-    """Active/standby or sharded, from the memory of a full informer cache per replica at ``fleet`` nodes."""
+def controllers_verdict(part: Part, controller_kb: float, fleet: int = 100_000, limits: Limits = Limits()) -> str:
+    """What the sharded EdgeController needs at ``fleet`` nodes: replicas for its CPU, and whether one replica's
+    full informer cache fits the memory a replica is given (sharding does not divide it)."""
     mb = controller_kb * fleet / 1024
-    if mb <= limits.python_mb:
-        return (f"active/standby: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, within "
-                f"the {limits.python_mb:,.0f} MB a replica is given; sharding would save memory that is not short "
-                "and add a second ownership scheme")
-    return (f"sharded: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, over the "
-            f"{limits.python_mb:,.0f} MB a replica is given")
+    cache = (f"every replica caches every object, {mb:,.0f} MB each at {fleet:,} nodes, "
+             f"{'within' if mb <= limits.python_mb else 'over'} the {limits.python_mb:,.0f} MB a replica is given")
+    limit = ("" if part.max_nodes is None or part.max_nodes >= fleet
+             else f"; so the cache, not the CPU, limits a replica to about {part.max_nodes:,} nodes: trimming it "
+                  "(or a per-shard watch) is what lifts that")
+    return (f"sharded: {part.count} replicas share the CPU ({part.cores_each * part.count:.1f} cores at "
+            f"{fleet:,} nodes, {part.cores_each:.2f} each); {cache}{limit}")
