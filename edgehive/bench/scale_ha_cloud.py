@@ -30,6 +30,7 @@ from runtime.url import BrokerUrl
 
 LEASE_DURATION_S = 10  # CloudHub's default (cloud.cloudhub.hub): what the 15 s failover goal is measured with
 _OWNED = re.compile(r"replica (\S+): (\d+) nodes now")
+_MEMBERS = re.compile(r"replica \S+: \d+ nodes now .* over members (\[.*\])")
 
 
 @dataclass
@@ -59,6 +60,17 @@ class HaCloud:
     def owned_counts(self) -> dict[str, int]:
         """Nodes each live CloudHub replica says it serves (its last 'replica X: N nodes now' log line)."""
         return _owned(self.hubs, self.log)
+
+    def controllers_settled(self) -> bool:
+        """Whether every EdgeController replica counts all of them as members (its last handover's log line): the
+        joins' handovers are over. Before, their start-up work would count as the idle CPU the fleet's share is
+        measured against."""
+        everyone = str(sorted(self.controllers))
+        for identity in self.controllers:
+            found = _MEMBERS.findall(self.log(identity).read_text(errors="replace"))
+            if not found or found[-1] != everyone:
+                return False
+        return True
 
     def controller_owned_counts(self) -> dict[str, int]:
         """Nodes each live EdgeController replica says it owns (the same log line, its ShardLoop's); empty when
