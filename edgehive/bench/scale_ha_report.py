@@ -92,14 +92,25 @@ def replicas_json(r: Round, nodes: int, baseline_kb: int) -> dict[str, dict[str,
             for identity, c in r.controllers.items()}
 
 
-def per_node(r: Round, nodes: int, cache_kb: float) -> PerNode:
+def controller_cpu_split(one: Round, last: Round, nodes: int) -> tuple[float, float]:
+    """(per node it owns, per node of the fleet): a replica's CPU in two parts, from the two rounds. The lone
+    controller pays both for every node (c1 = a + b); N replicas pay the fleet's part N times and the owned part
+    once (cN = N a + b). Noise is clamped at 0 on either side; with one round, everything counts as owned."""
+    c1 = one.added_cores("edgecontroller") / nodes
+    if last is one or last.replicas < 2:
+        return c1, 0.0
+    fleet = max(0.0, (last.added_cores("edgecontroller") / nodes - c1) / (last.replicas - 1))
+    return max(0.0, c1 - fleet), fleet
+
+
+def per_node(r: Round, nodes: int, cache_kb: float, controller: tuple[float, float]) -> PerNode:
     owned = max(1.0, sum(r.owned.values()) / len(r.owned) if r.owned else nodes / max(1, len(r.rss_kb["cloudhub"])))
     return PerNode(
         hub_cores=r.added_cores("cloudhub") / nodes,
         hub_kb=grown_kb(r.idle_rss_kb["cloudhub"], r.rss_kb["cloudhub"]) / owned,
         member_cores=r.added_cores("nats") / max(1, len(r.rss_kb["nats"])) / nodes,
         member_kb=grown_kb(r.idle_rss_kb["nats"], r.rss_kb["nats"]) / nodes,
-        controller_cores=r.added_cores("edgecontroller") / nodes, controller_kb=cache_kb,  # all replicas' CPU
+        controller_cores=controller[0], controller_kb=cache_kb, controller_fleet_cores=controller[1],
         api_cores=(r.cores("apiserver") + r.cores("etcd")) / nodes)
 
 
@@ -122,6 +133,8 @@ class HaReport:
     goals: dict[str, bool | None] = field(default_factory=dict)
     edgecontroller_replicas: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     edgecontroller_balance: float | None = None
+    controller_cores_per_1000_nodes: dict[str, float] = field(default_factory=dict)
+    """A replica's CPU per 1,000 nodes it owns ("owned") and per 1,000 of the fleet ("fleet", every replica)."""
 
 
 def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: list[Round]) -> HaReport:
@@ -131,7 +144,8 @@ def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: li
     # Two readings of one quantity (Python's RSS grows in arenas, so they differ): the larger decides.
     baseline = max(one.idle_rss_kb["edgecontroller"])
     cache_kb = max(controller_cache_kb(r, nodes, baseline) for r in rounds)
-    measured = per_node(last, nodes, cache_kb)
+    split = controller_cpu_split(one, last, nodes)
+    measured = per_node(last, nodes, cache_kb, split)
     capacity = model(measured, FLEET)
     failover = last.failover
     owned = {i: c.owned for i, c in last.controllers.items() if c.owned is not None}
@@ -145,7 +159,8 @@ def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: li
         memory_kb_per_node={"cloudhub_replica": round(measured.hub_kb, 2), "nats_member": round(measured.member_kb, 2),
                             "edgecontroller": round(cache_kb, 2)},
         controller_cache_kb_per_node=round(cache_kb, 2), controllers=controllers_verdict(
-            capacity.part("edgecontroller"), cache_kb, FLEET), capacity=capacity,
+            capacity.part("edgecontroller"), cache_kb, split[1], FLEET), capacity=capacity,
+        controller_cores_per_1000_nodes={"owned": round(1000 * split[0], 4), "fleet": round(1000 * split[1], 4)},
         edgecontroller_replicas=replicas_json(last, nodes, baseline) if len(rounds) > 1 else {},
         edgecontroller_balance=balance(owned) if len(rounds) > 1 else None)
     report.goals = {f"{key} <= {goal}": (None if (value := getattr(report, key)) is None else value <= goal)
@@ -168,6 +183,7 @@ def as_json(report: HaReport) -> dict[str, Any]:
         "controllers": report.controllers,
         "edgecontroller_replicas": report.edgecontroller_replicas,
         "edgecontroller_ownership_balance": report.edgecontroller_balance,
+        "edgecontroller_cores_per_1000_nodes": report.controller_cores_per_1000_nodes,
         "capacity_100k": {"parts": [asdict(p) | {"fits": p.fits} for p in capacity.parts],
                           "breaks_first": capacity.breaks_first.name,
                           "breaks_first_at_nodes": capacity.breaks_first.max_nodes},
@@ -201,6 +217,9 @@ def print_ha_report(report: HaReport, json_out: bool) -> None:
     for identity, c in report.edgecontroller_replicas.items():
         print(f"  EdgeController {identity:<10} {c['cores']} cores, {c['rss_mb']} MB, owns {c['owned']} nodes, "
               f"{c['kb_per_fleet_node']} KB per node of the fleet")
+    split = report.controller_cores_per_1000_nodes
+    print(f"  EdgeController CPU        {split.get('owned')} cores per 1000 nodes owned, {split.get('fleet')} per "
+          "1000 of the fleet (every replica)")
     if report.edgecontroller_balance is not None:
         print(f"  EdgeController balance    {report.edgecontroller_balance} (max/mean nodes per replica)")
     print(f"  controllers               {report.controllers}")

@@ -12,6 +12,7 @@ from edgehive.bench.scale_ha_report import (
     balance,
     build_ha_report,
     controller_cache_kb,
+    controller_cpu_split,
 )
 
 NODES = 1000
@@ -134,9 +135,41 @@ def test_controllers_verdict_names_replicas_and_the_cache_each_holds() -> None:
                       controller_kb=kb, api_cores=0.0)
         return controllers_verdict(model(per).part("edgecontroller"), kb)
 
-    assert verdict(30.0) == ("sharded: 8 replicas share the CPU (5.0 cores at 100,000 nodes, 0.62 each); every "
-                             "replica caches every object, 2,930 MB each at 100,000 nodes, within the 4,096 MB a "
-                             "replica is given")
-    assert verdict(50.0).endswith("4,883 MB each at 100,000 nodes, over the 4,096 MB a replica is given; so the "
-                                  "cache, not the CPU, limits a replica to about 83,886 nodes: trimming it (or a "
-                                  "per-shard watch) is what lifts that")
+    assert verdict(30.0) == ("sharded: 8 replicas at 100,000 nodes, 0.62 cores each; every replica caches every "
+                             "object, 2,930 MB each at 100,000 nodes, within the 4,096 MB a replica is given")
+    assert verdict(50.0).endswith("4,883 MB each at 100,000 nodes, over the 4,096 MB a replica is given; so a "
+                                  "replica is limited to about 83,886 nodes whatever their number: trimming the "
+                                  "informers (a per-shard watch where the API allows one) is what lifts that")
+    per = PerNode(hub_cores=0.0, hub_kb=1.0, member_cores=0.0, member_kb=1.0, controller_cores=0.00005,
+                  controller_kb=1.0, api_cores=0.0, controller_fleet_cores=0.00001)
+    assert "every replica also spends 1.00 cores on the whole fleet's events, which more replicas do not divide " \
+           "(over its 0.7 core ceiling)" in controllers_verdict(model(per).part("edgecontroller"), 1.0, 0.00001)
+
+
+def test_the_controllers_cpu_splits_into_what_divides_and_what_every_replica_pays() -> None:
+    # N=1: 0.2 cores for 1,000 nodes; N=3: 0.3 for the same nodes. 3a + b = 0.0003, a + b = 0.0002 per node.
+    one = _round(1, 0.1, hub_rss=([1], [2]), controller_rss=([1], [2]))
+    three = _round(3, 0.1, hub_rss=([1] * 3, [2] * 3), controller_rss=([1] * 3, [2] * 3))
+    three.cpu["edgecontroller"] = 3.0
+    owned, fleet = controller_cpu_split(one, three, NODES)
+    assert (owned, fleet) == (pytest.approx(0.00015), pytest.approx(0.00005))
+    assert controller_cpu_split(one, one, NODES) == (pytest.approx(0.0002), 0.0)
+    three.cpu["edgecontroller"] = 1.0  # replicas cheaper than one (noise): nothing counted fleet-wide
+    assert controller_cpu_split(one, three, NODES) == (pytest.approx(0.0002), 0.0)
+    report = build_ha_report(NODES, 2, [], [one, _round(3, 0.1, hub_rss=([1] * 3, [2] * 3),
+                                                        controller_rss=([1] * 3, [2] * 3))])
+    assert report.controller_cores_per_1000_nodes == {"owned": 0.2, "fleet": 0.0}
+
+
+def test_the_fleet_wide_cpu_sets_how_many_replicas_and_where_they_stop_helping() -> None:
+    per = PerNode(hub_cores=0.0, hub_kb=1.0, member_cores=0.0, member_kb=1.0, controller_cores=0.0001,
+                  controller_kb=1.0, api_cores=0.0, controller_fleet_cores=0.000002)
+    controller = model(per, 100_000, Limits()).part("edgecontroller")
+    # each replica: 0.2 cores for the fleet's events, so 0.5 left for its share of 10 cores: 20 replicas
+    assert controller.count == 20
+    assert controller.cores_each == pytest.approx(0.7)
+    assert controller.fits
+    assert controller.max_nodes == 350_000  # 0.7 / 0.000002: past it one replica's fleet-wide part alone is too much
+    heavy = model(PerNode(**{**per.__dict__, "controller_fleet_cores": 0.00001}), 100_000, Limits())
+    assert not heavy.part("edgecontroller").fits  # 1.0 core each before any share
+    assert heavy.part("edgecontroller").max_nodes == 70_000
