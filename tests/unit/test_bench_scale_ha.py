@@ -152,10 +152,11 @@ def test_the_controllers_cpu_splits_into_what_divides_and_what_every_replica_pay
     three = _round(3, 0.1, hub_rss=([1] * 3, [2] * 3), controller_rss=([1] * 3, [2] * 3))
     three.cpu["edgecontroller"] = 3.0
     owned, fleet = controller_cpu_split(one, three, NODES)
-    assert (owned, fleet) == (pytest.approx(0.00015), pytest.approx(0.00005))
-    assert controller_cpu_split(one, one, NODES) == (pytest.approx(0.0002), 0.0)
+    assert owned == pytest.approx(0.00015)
+    assert fleet == pytest.approx(0.00005)
+    assert controller_cpu_split(one, one, NODES) == pytest.approx((0.0002, 0.0))
     three.cpu["edgecontroller"] = 1.0  # replicas cheaper than one (noise): nothing counted fleet-wide
-    assert controller_cpu_split(one, three, NODES) == (pytest.approx(0.0002), 0.0)
+    assert controller_cpu_split(one, three, NODES) == pytest.approx((0.0002, 0.0))
     report = build_ha_report(NODES, 2, [], [one, _round(3, 0.1, hub_rss=([1] * 3, [2] * 3),
                                                         controller_rss=([1] * 3, [2] * 3))])
     assert report.controller_cores_per_1000_nodes == {"owned": 0.2, "fleet": 0.0}
