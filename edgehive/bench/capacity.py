@@ -5,8 +5,15 @@ What scales out and what does not, and so how each part is modelled:
 
 - CloudHub replicas share the nodes (rendezvous hashing): a replica's load is the fleet's divided by the
   replicas, so the model picks as many as keep each under its ceiling.
-- EdgeController (and DeviceController) run active/standby: the one active process carries the whole fleet,
-  CPU and informer cache alike. It cannot scale out; the fleet size where it reaches its ceiling is a limit.
+- EdgeController replicas share the nodes too (cloud/edgecontroller/shard.py), but only part of their work
+  divides. Its CPU has two parts, told apart by the two rounds (N=1 and N): what a replica spends per node it
+  owns (heartbeats, status and Lease writes, its pods' changes), which divides over the replicas; and what every
+  replica spends per node of the whole fleet (its informers see every object's events), which does not. The
+  replicas are as many as keep each under its ceiling; the fleet where the second part alone reaches it is a
+  limit. Its informer cache does not divide either: every replica caches every Node, Pod, ConfigMap and Secret
+  (the API has no per-shard selector for them), so each replica's memory is the whole fleet's cache, and the
+  fleet where that reaches a replica's memory is a limit too. DeviceController stays active/standby; the bench
+  does not run it.
 - NATS members: MQTT in NATS 2.9 keeps every session, retained message and QoS 1 message in one stream each,
   replicated on 3 members (R3), whatever the cluster's size. More members spread the connections, not the
   stream work, so the model takes a member's per-node load as measured with 3 and does not divide it further:
@@ -35,9 +42,10 @@ class PerNode:
     hub_kb: float  # one replica's memory, per node it owns
     member_cores: float  # one NATS member's CPU, per node of the fleet (3 members)
     member_kb: float  # one NATS member's memory, per node of the fleet
-    controller_cores: float  # the active EdgeController's CPU, per node
-    controller_kb: float  # its informer cache, per node
+    controller_cores: float  # an EdgeController replica's CPU per node it owns (divides over the replicas)
+    controller_kb: float  # one replica's informer cache, per node of the fleet (each caches every object)
     api_cores: float  # kube-apiserver and etcd, per node
+    controller_fleet_cores: float = 0.0  # a replica's CPU per node of the whole fleet (every replica pays it)
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,7 @@ def model(per: PerNode, fleet: int = 100_000, limits: Limits = Limits()) -> Capa
                    math.ceil(hub_mb / limits.python_mb))
     hub = Part("cloudhub", replicas, hub_cores / replicas, hub_mb / replicas, limits.python_cores,
                limits.python_mb, None)
-    controller = Part("edgecontroller", 1, per.controller_cores * fleet, per.controller_kb * fleet / 1024,
-                      limits.python_cores, limits.python_mb,
-                      _max_nodes(per.controller_cores, per.controller_kb, limits.python_cores, limits.python_mb))
+    controller = _controller(per, fleet, limits)
     member = Part("nats-member", limits.members, per.member_cores * fleet, per.member_kb * fleet / 1024,
                   limits.member_cores, limits.member_mb,
                   _max_nodes(per.member_cores, per.member_kb, limits.member_cores, limits.member_mb))
@@ -106,12 +112,30 @@ def model(per: PerNode, fleet: int = 100_000, limits: Limits = Limits()) -> Capa
     return Capacity(fleet, [hub, controller, member, api])
 
 
-def controllers_verdict(controller_kb: float, fleet: int = 100_000, limits: Limits = Limits()) -> str:
-    """Active/standby or sharded, from the memory of a full informer cache per replica at ``fleet`` nodes."""
+def _controller(per: PerNode, fleet: int, limits: Limits) -> Part:
+    """The owned nodes' CPU divides over the replicas, the fleet-wide CPU and the cache do not: as many replicas as
+    leave each under its ceiling beside its fleet-wide share (past that, the count the owned part alone needs)."""
+    owned, everyone = per.controller_cores * fleet, per.controller_fleet_cores * fleet
+    room = limits.python_cores - everyone
+    count = max(limits.min_replicas, math.ceil(owned / (room if room > 0 else limits.python_cores) - 1e-9))
+    return Part("edgecontroller", count, everyone + owned / count, per.controller_kb * fleet / 1024,
+                limits.python_cores, limits.python_mb,
+                _max_nodes(per.controller_fleet_cores, per.controller_kb, limits.python_cores, limits.python_mb))
+
+
+def controllers_verdict(part: Part, controller_kb: float, fleet_cores: float = 0.0, fleet: int = 100_000,
+                        limits: Limits = Limits()) -> str:
+    """What the sharded EdgeController needs at ``fleet`` nodes: replicas for its CPU, and whether what sharding
+    does not divide (each replica's full informer cache, its CPU per node of the whole fleet) fits a replica."""
     mb = controller_kb * fleet / 1024
-    if mb <= limits.python_mb:
-        return (f"active/standby: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, within "
-                f"the {limits.python_mb:,.0f} MB a replica is given; sharding would save memory that is not short "
-                "and add a second ownership scheme")
-    return (f"sharded: a full informer cache at {fleet:,} nodes is {mb:,.0f} MB per replica, over the "
-            f"{limits.python_mb:,.0f} MB a replica is given")
+    everyone = fleet_cores * fleet
+    cache = (f"every replica caches every object, {mb:,.0f} MB each at {fleet:,} nodes, "
+             f"{'within' if mb <= limits.python_mb else 'over'} the {limits.python_mb:,.0f} MB a replica is given")
+    cpu = (f"; every replica also spends {everyone:.2f} cores on the whole fleet's events, which more replicas do "
+           f"not divide ({'within' if everyone < limits.python_cores else 'over'} its {limits.python_cores} core "
+           "ceiling)" if fleet_cores > 0 else "")
+    limit = ("" if part.max_nodes is None or part.max_nodes >= fleet
+             else f"; so a replica is limited to about {part.max_nodes:,} nodes whatever their number: trimming the "
+                  "informers (a per-shard watch where the API allows one) is what lifts that")
+    return (f"sharded: {part.count} replicas at {fleet:,} nodes, {part.cores_each:.2f} cores each{cpu}; "
+            f"{cache}{limit}")

@@ -187,8 +187,8 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
                        help="pods bound to each node (default 10; 2 with --broker nats, which runs two rounds)")
     scale.add_argument("--broker", choices=KINDS, default="mosquitto")
     scale.add_argument("--replicas", type=int, default=1,
-                       help="with --broker nats: N=1, then N NATS members, CloudHub replicas and EdgeController "
-                            "candidates, with a replica's and a member's SIGKILL (default 1)")
+                       help="with --broker nats: N=1, then N NATS members, CloudHub replicas and sharded "
+                            "EdgeController replicas, with a CloudHub replica's and a member's SIGKILL (default 1)")
     scale.add_argument("--json", action="store_true", help="print one JSON object")
     scale.set_defaults(func=_scale)
     workloads = scenarios.add_parser("workloads", help="a Deployment through the scheduler and controller-manager "

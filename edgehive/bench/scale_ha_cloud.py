@@ -1,7 +1,8 @@
 """The replicated cloud under test in ``bench scale --broker nats``: N NATS members on loopback routing to each
-other, N CloudHub replicas sharing the fleet by Leases, N EdgeController candidates electing a leader; as
-``edgehive up --broker nats --replicas N`` runs them (edgehive.stack), each its own process. N=1 is what that
-command runs for one: one member, the lone CloudHub, one EdgeController.
+other, N CloudHub replicas sharing the fleet by Leases, N EdgeController replicas sharing the nodes by Leases of
+their own (cloud/edgecontroller/shard.py), the CloudHub replicas routing each node's messages to its owner
+(``--edgecontroller-shards``); as ``edgehive up --broker nats --replicas N`` runs them (edgehive.stack), each its
+own process. N=1 is what that command runs for one: one member, the lone CloudHub, one EdgeController.
 
 The members are anonymous (no per-node users or ACL), as the single-broker bench's broker is: hashing
 thousands of bcrypt passwords is not what is measured. Replica i is given the member list starting at
@@ -10,11 +11,13 @@ member i, as clients given the list in different orders spread over the cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from runtime.url import BrokerUrl
 
 LEASE_DURATION_S = 10  # CloudHub's default (cloud.cloudhub.hub): what the 15 s failover goal is measured with
 _OWNED = re.compile(r"replica (\S+): (\d+) nodes now")
+_MEMBERS = re.compile(r"replica \S+: \d+ nodes now .* over members (\[.*\])")
 
 
 @dataclass
@@ -36,26 +40,42 @@ class HaCloud:
     members: list[subprocess.Popen[bytes]]
     member_urls: list[BrokerUrl]
     hubs: dict[str, subprocess.Popen[bytes]]  # replica identity (or "cloudhub") -> process
-    controllers: list[subprocess.Popen[bytes]]
+    controllers: dict[str, subprocess.Popen[bytes]]  # EdgeController replica identity (or "edgecontroller")
 
     @property
     def pids(self) -> dict[str, list[int]]:
         return {"cloudhub": [p.pid for p in self.hubs.values()],
-                "edgecontroller": [p.pid for p in self.controllers],
+                "edgecontroller": [p.pid for p in self.controllers.values()],
                 "nats": [p.pid for p in self.members]}
 
-    def hub_log(self, identity: str) -> Path:
+    @property
+    def controller_pids(self) -> dict[str, list[int]]:
+        """Each EdgeController replica on its own: what each one's share of the fleet costs it."""
+        return {identity: [proc.pid] for identity, proc in self.controllers.items()}
+
+    def log(self, identity: str) -> Path:
+        """A CloudHub's or an EdgeController's log, by its identity."""
         return self.work / f"{identity}.log"
 
     def owned_counts(self) -> dict[str, int]:
-        """Nodes each live replica says it serves (its last 'replica X: N nodes now' log line)."""
-        counts: dict[str, int] = {}
-        for identity, proc in self.hubs.items():
-            if proc.poll() is not None:
-                continue
-            found = _OWNED.findall(self.hub_log(identity).read_text(errors="replace"))
-            counts[identity] = int(found[-1][1]) if found else 0
-        return counts
+        """Nodes each live CloudHub replica says it serves (its last 'replica X: N nodes now' log line)."""
+        return _owned(self.hubs, self.log)
+
+    def controllers_settled(self) -> bool:
+        """Whether every EdgeController replica counts all of them as members (its last handover's log line): the
+        joins' handovers are over. Before, their start-up work would count as the idle CPU the fleet's share is
+        measured against."""
+        everyone = str(sorted(self.controllers))
+        for identity in self.controllers:
+            found = _MEMBERS.findall(self.log(identity).read_text(errors="replace"))
+            if not found or found[-1] != everyone:
+                return False
+        return True
+
+    def controller_owned_counts(self) -> dict[str, int]:
+        """Nodes each live EdgeController replica says it owns (the same log line, its ShardLoop's); empty when
+        EdgeController runs unsharded."""
+        return _owned(self.controllers, self.log) if self.replicas > 1 else {}
 
     def rss_kb(self) -> dict[str, list[int]]:
         """RSS of every live process, by group (the order of ``pids``)."""
@@ -68,6 +88,24 @@ class HaCloud:
                 except OSError:
                     continue  # killed on purpose
         return out
+
+    def controller_rss_kb(self) -> dict[str, int]:
+        """RSS of each live EdgeController replica, by identity."""
+        out = {}
+        for identity, proc in self.controllers.items():
+            with contextlib.suppress(OSError):
+                out[identity] = read_memory(proc.pid).rss_kb
+        return out
+
+
+def _owned(procs: dict[str, subprocess.Popen[bytes]], log: Callable[[str], Path]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for identity, proc in procs.items():
+        if proc.poll() is not None:
+            continue
+        found = _OWNED.findall(log(identity).read_text(errors="replace"))
+        counts[identity] = int(found[-1][1]) if found else 0
+    return counts
 
 
 def start_members(stack: ExitStack, work: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[BrokerUrl]]:
@@ -105,17 +143,25 @@ def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path
     work.mkdir(parents=True, exist_ok=True)
     members, urls = start_members(stack, work, replicas)
     hubs: dict[str, subprocess.Popen[bytes]] = {}
-    controllers: list[subprocess.Popen[bytes]] = []
+    controllers: dict[str, subprocess.Popen[bytes]] = {}
     for i in range(replicas):
         env = {**os.environ, "EDGEHIVE_BROKER": member_list(urls, i)}
         identity = f"cloudhub-{i + 1}" if replicas > 1 else "cloudhub"
         hub_args = (["--replica-id", identity, "--kubeconfig", str(kubeconfig), "--lease-duration-s",
-                     str(LEASE_DURATION_S), "--up-qos", "0"] if replicas > 1 else [])
+                     str(LEASE_DURATION_S), "--up-qos", "0", "--edgecontroller-shards"] if replicas > 1 else [])
         hubs[identity] = stack.enter_context(process([sys.executable, "-m", "cloud.cloudhub", *hub_args],
                                                      work / f"{identity}.log", env))
-        elect = (["--leader-elect", "edgecontroller", "--leader-identity", f"edgecontroller-{i + 1}"]
-                 if replicas > 1 else [])
-        controllers.append(stack.enter_context(process(
-            [sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig", str(kubeconfig), *elect],
-            work / f"edgecontroller-{i + 1}.log", env)))
+        ec = f"ec-{i + 1}" if replicas > 1 else "edgecontroller"
+        shard = ["--replica-id", ec, "--lease-duration-s", str(LEASE_DURATION_S)] if replicas > 1 else []
+        controllers[ec] = stack.enter_context(process(
+            [sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig", str(kubeconfig), *shard],
+            work / f"{ec}.log", env))
     return HaCloud(replicas, work, members, urls, hubs, controllers)
+
+
+def status_names(cloud: HaCloud) -> tuple[str, ...]:
+    """What ``wait_status`` waits for: every replica's own status (each reports on its own topic), or the lone
+    components'."""
+    if cloud.replicas == 1:
+        return ("cloudhub", "edgecontroller")
+    return (*(f"cloudhub/{h}" for h in cloud.hubs), *(f"edgecontroller/{c}" for c in cloud.controllers))

@@ -28,6 +28,15 @@ class Failover:
 
 
 @dataclass
+class Replica:
+    """One EdgeController replica in the steady state."""
+
+    cores: float
+    rss_kb: int
+    owned: int | None  # nodes it says it owns; None: not sharded (it serves every node)
+
+
+@dataclass
 class Round:
     replicas: int
     connect_s: float
@@ -39,6 +48,7 @@ class Round:
     owned: dict[str, int]
     idle_cores: dict[str, float]  # before the fleet connected, by group of the cloud's processes
     failover: Failover | None = None
+    controllers: dict[str, Replica] = field(default_factory=dict)  # by EdgeController identity
 
     def cores(self, group: str) -> float:
         return self.cpu.get(group, 0.0) / self.seconds
@@ -65,23 +75,42 @@ def grown_kb(idle: list[int], loaded: list[int]) -> float:
     return sum(after - before for before, after in pairs) / len(pairs) if pairs else 0.0
 
 
-def controller_cache_kb(r: Round, nodes: int, first: bool) -> float:
-    """The active EdgeController's growth per node: in the first round against itself before the objects were
-    made; with candidates, the leader (the largest) against a standby (no informer cache)."""
-    idle, loaded = r.idle_rss_kb["edgecontroller"], r.rss_kb["edgecontroller"]
-    if first or len(loaded) < 2:
-        return (max(loaded) - max(idle)) / nodes
-    return (max(loaded) - min(loaded)) / nodes
+def controller_cache_kb(r: Round, nodes: int, baseline_kb: int) -> float:
+    """An EdgeController's growth per node of the fleet, against ``baseline_kb``: the lone EdgeController of the
+    first round before the fleet's objects were made (the replicas of a later round start with the objects there,
+    so only that first reading is free of them). With replicas, their mean: each one's informers cache every
+    object (cloud/edgecontroller/shard.py, "Informers stay full"), so each grows by the whole fleet, not its
+    share."""
+    loaded = r.rss_kb["edgecontroller"]
+    return (sum(loaded) / len(loaded) - baseline_kb) / nodes if loaded else 0.0
 
 
-def per_node(r: Round, nodes: int, cache_kb: float) -> PerNode:
+def replicas_json(r: Round, nodes: int, baseline_kb: int) -> dict[str, dict[str, float | int | None]]:
+    """Each EdgeController replica: its CPU, memory, the nodes it owns and its growth per node of the fleet."""
+    return {identity: {"cores": c.cores, "rss_mb": round(c.rss_kb / 1024, 1), "owned": c.owned,
+                       "kb_per_fleet_node": round((c.rss_kb - baseline_kb) / nodes, 2)}
+            for identity, c in r.controllers.items()}
+
+
+def controller_cpu_split(one: Round, last: Round, nodes: int) -> tuple[float, float]:
+    """(per node it owns, per node of the fleet): a replica's CPU in two parts, from the two rounds. The lone
+    controller pays both for every node (c1 = a + b); N replicas pay the fleet's part N times and the owned part
+    once (cN = N a + b). Noise is clamped at 0 on either side; with one round, everything counts as owned."""
+    c1 = one.added_cores("edgecontroller") / nodes
+    if last is one or last.replicas < 2:
+        return c1, 0.0
+    fleet = max(0.0, (last.added_cores("edgecontroller") / nodes - c1) / (last.replicas - 1))
+    return max(0.0, c1 - fleet), fleet
+
+
+def per_node(r: Round, nodes: int, cache_kb: float, controller: tuple[float, float]) -> PerNode:
     owned = max(1.0, sum(r.owned.values()) / len(r.owned) if r.owned else nodes / max(1, len(r.rss_kb["cloudhub"])))
     return PerNode(
         hub_cores=r.added_cores("cloudhub") / nodes,
         hub_kb=grown_kb(r.idle_rss_kb["cloudhub"], r.rss_kb["cloudhub"]) / owned,
         member_cores=r.added_cores("nats") / max(1, len(r.rss_kb["nats"])) / nodes,
         member_kb=grown_kb(r.idle_rss_kb["nats"], r.rss_kb["nats"]) / nodes,
-        controller_cores=r.added_cores("edgecontroller") / nodes, controller_kb=cache_kb,
+        controller_cores=controller[0], controller_kb=cache_kb, controller_fleet_cores=controller[1],
         api_cores=(r.cores("apiserver") + r.cores("etcd")) / nodes)
 
 
@@ -102,6 +131,10 @@ class HaReport:
     controllers: str
     capacity: Capacity
     goals: dict[str, bool | None] = field(default_factory=dict)
+    edgecontroller_replicas: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    edgecontroller_balance: float | None = None
+    controller_cores_per_1000_nodes: dict[str, float] = field(default_factory=dict)
+    """A replica's CPU per 1,000 nodes it owns ("owned") and per 1,000 of the fleet ("fleet", every replica)."""
 
 
 def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: list[Round]) -> HaReport:
@@ -109,9 +142,13 @@ def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: li
     per_1000 = {str(r.replicas): round(1000 * r.cloud_cores() / nodes, 4) for r in rounds}
     overhead = round(last.cloud_cores() / one.cloud_cores(), 3) if len(rounds) > 1 and one.cloud_cores() else None
     # Two readings of one quantity (Python's RSS grows in arenas, so they differ): the larger decides.
-    cache_kb = max(controller_cache_kb(r, nodes, first=r is one) for r in rounds)
-    measured = per_node(last, nodes, cache_kb)
+    baseline = max(one.idle_rss_kb["edgecontroller"])
+    cache_kb = max(controller_cache_kb(r, nodes, baseline) for r in rounds)
+    split = controller_cpu_split(one, last, nodes)
+    measured = per_node(last, nodes, cache_kb, split)
+    capacity = model(measured, FLEET)
     failover = last.failover
+    owned = {i: c.owned for i, c in last.controllers.items() if c.owned is not None}
     report = HaReport(
         nodes=nodes, pods_per_node=pods_per_node, notes=notes, rounds=rounds,
         cloud_cpu_cores_per_1000_nodes=per_1000, replication_overhead=overhead,
@@ -121,8 +158,11 @@ def build_ha_report(nodes: int, pods_per_node: int, notes: list[str], rounds: li
         lost_messages=failover.lost_messages if failover else None,
         memory_kb_per_node={"cloudhub_replica": round(measured.hub_kb, 2), "nats_member": round(measured.member_kb, 2),
                             "edgecontroller": round(cache_kb, 2)},
-        controller_cache_kb_per_node=round(cache_kb, 2), controllers=controllers_verdict(cache_kb, FLEET),
-        capacity=model(measured, FLEET))
+        controller_cache_kb_per_node=round(cache_kb, 2), controllers=controllers_verdict(
+            capacity.part("edgecontroller"), cache_kb, split[1], FLEET), capacity=capacity,
+        controller_cores_per_1000_nodes={"owned": round(1000 * split[0], 4), "fleet": round(1000 * split[1], 4)},
+        edgecontroller_replicas=replicas_json(last, nodes, baseline) if len(rounds) > 1 else {},
+        edgecontroller_balance=balance(owned) if len(rounds) > 1 else None)
     report.goals = {f"{key} <= {goal}": (None if (value := getattr(report, key)) is None else value <= goal)
                     for key, goal in GOALS.items()}
     return report
@@ -141,6 +181,9 @@ def as_json(report: HaReport) -> dict[str, Any]:
         "memory_kb_per_node": report.memory_kb_per_node,
         "controller_cache_kb_per_node": report.controller_cache_kb_per_node,
         "controllers": report.controllers,
+        "edgecontroller_replicas": report.edgecontroller_replicas,
+        "edgecontroller_ownership_balance": report.edgecontroller_balance,
+        "edgecontroller_cores_per_1000_nodes": report.controller_cores_per_1000_nodes,
         "capacity_100k": {"parts": [asdict(p) | {"fits": p.fits} for p in capacity.parts],
                           "breaks_first": capacity.breaks_first.name,
                           "breaks_first_at_nodes": capacity.breaks_first.max_nodes},
@@ -171,6 +214,14 @@ def print_ha_report(report: HaReport, json_out: bool) -> None:
         print(f"  failovers                 replica: {f.failover_nodes} nodes moved; member: {f.broker_failover_nodes} "
               f"links moved; {f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
     print(f"  memory per node           {report.memory_kb_per_node} KB")
+    for identity, c in report.edgecontroller_replicas.items():
+        print(f"  EdgeController {identity:<10} {c['cores']} cores, {c['rss_mb']} MB, owns {c['owned']} nodes, "
+              f"{c['kb_per_fleet_node']} KB per node of the fleet")
+    split = report.controller_cores_per_1000_nodes
+    print(f"  EdgeController CPU        {split.get('owned')} cores per 1000 nodes owned, {split.get('fleet')} per "
+          "1000 of the fleet (every replica)")
+    if report.edgecontroller_balance is not None:
+        print(f"  EdgeController balance    {report.edgecontroller_balance} (max/mean nodes per replica)")
     print(f"  controllers               {report.controllers}")
     print_capacity(report.capacity)
 

@@ -1,6 +1,8 @@
 """Issue 17's HA fleet on real parts: a 3-member NATS cluster on loopback (each member from
 ``edgehive broker --nats-config``, per-node users and the link ACL), 3 CloudHub replicas sharing the fleet by
-Leases, 2 EdgeController and 2 DeviceController candidates electing a leader, REAL_NODES whole edge nodes (bridge,
+Leases, 2 EdgeController replicas sharing the nodes by Leases of their own (sharded, the CloudHub replicas routing
+each node's messages to its owner, as ``edgehive up --replicas`` runs them), 2 DeviceController candidates
+electing a leader, REAL_NODES whole edge nodes (bridge,
 EdgeHub, MetaManager, EdgeD running pods in podman) and SIM_NODES simulated ones (edgehive.bench.simulator: the
 cloud-facing half of a node over MetaManager's own logic, each logging in as its own NATS user).
 
@@ -12,7 +14,11 @@ it, each under a mixed stream of ConfigMap updates and pod (and ConfigMap) creat
 2. a CloudHub replica SIGKILLed: its nodes are taken by the others once its Lease expires, per the assignment
    every replica computes, and converge; started again, it takes its share back, the others having let each
    node go first: no node served by two replicas at once, over the whole run (the replicas' session records);
-3. a node still cannot read or write another node's topics on the cluster.
+3. an EdgeController replica SIGKILLed: the other owns its nodes once its Lease expires, and they converge; started
+   again, it takes its share back; over the whole run (from the fleet's start) no node owned by two EdgeController
+   replicas at once, and at the end each node owned by exactly one, the one the assignment names (the replicas'
+   ownership records: "node N owned here" / "no longer owned here");
+4. a node still cannot read or write another node's topics on the cluster.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from tests.support.ha_fleet import (
     start_simulated,
     wait_converged,
 )
-from tests.support.session_records import double_service, spells
+from tests.support.session_records import OWNED, UNOWNED, Spell, double_service, spells
 
 pytestmark = pytest.mark.timeout(600)  # the first test pays for the module's fleet
 
@@ -250,7 +256,74 @@ def test_2_a_cloudhub_replica_dies_and_comes_back(ha_fleet: HaFleet) -> None:
     assert not wrong, f"nodes not with their owner once rebalanced (serving, owner): {dict(list(wrong.items())[:8])}"
 
 
-def test_3_a_node_cannot_use_another_nodes_link(ha_fleet: HaFleet) -> None:
+def _ownership(fleet: HaFleet) -> list[Spell]:
+    """Every EdgeController replica's spells of ownership over the run, a killed process's ending at its kill."""
+    every = [spell for identity, path, at in fleet.killed_edgecontrollers
+             for spell in spells(identity, [(path, at)], OWNED, UNOWNED)]
+    return every + [spell for identity, p in fleet.edgecontrollers.items()
+                    for spell in spells(identity, [(p.log_path, None)], OWNED, UNOWNED)]
+
+
+def _owners_now(fleet: HaFleet) -> dict[str, list[str]]:
+    """node -> the EdgeController replicas whose records say they own it now."""
+    found: dict[str, list[str]] = {}
+    for spell in _ownership(fleet):
+        if spell.end is None:
+            found.setdefault(spell.node, []).append(spell.replica)
+    return found
+
+
+def test_3_an_edgecontroller_replica_dies_and_comes_back(ha_fleet: HaFleet) -> None:
+    fleet = ha_fleet
+    ids = [fleet.edgecontroller_id(i) for i in range(CONTROLLERS)]
+    nodes = fleet.nodes
+    victim, heir = ids
+    wait_until(lambda: all(_owners_now(fleet).get(n) == [owner(n, ids)] for n in nodes), timeout=30,
+               what="every node owned by its EdgeController replica")
+    moving = sorted(owned_by(victim, nodes, set(ids)))
+    assert moving, f"{victim} owns none of the fleet's nodes"
+    since = log_length(fleet.edgecontrollers[heir])
+    repairs = fleet.repairs()
+    stream = _stream_around(fleet, seed=4)
+    try:
+        process = fleet.edgecontrollers[victim]
+        process.kill()
+        killed = time.monotonic()
+        fleet.killed_edgecontrollers.append((victim, process.log_path, datetime.now()))
+        survivor = fleet.edgecontrollers[heir]
+        wait_until(lambda: all(log_says(survivor, f"node {n} owned here", since) for n in moving),
+                   timeout=LEASE_S + 60, interval=0.2, what=f"the {len(moving)} nodes of {victim} owned by {heir}")
+        taken_s = time.monotonic() - killed
+        wait_until(lambda: stream.count() >= 30, timeout=60, what="the stream going on")
+    finally:
+        stream.finish()
+    wait_converged(fleet, CONVERGE_S, f"every node's store exactly the API's with EdgeController {victim} dead")
+    print(f"\nEdgeController replica {victim} killed: its {len(moving)} nodes owned by {heir} {taken_s:.1f} s after "
+          f"(Lease {LEASE_S} s); converged {time.monotonic() - killed:.1f} s after the kill; "
+          f"{fleet.repairs() - repairs} changes repaired by the periodic resync")
+
+    repairs = fleet.repairs()
+    stream = _stream_around(fleet, seed=5)
+    try:
+        back = fleet.start_controller("edgecontroller", 0)
+        wait_until(lambda: all(log_says(back, f"node {n} owned here") for n in moving), timeout=90, interval=0.2,
+                   what=f"{victim} back on its {len(moving)} nodes", alive=back)
+        wait_until(lambda: stream.count() >= 30, timeout=60, what="the stream going on")
+    finally:
+        stream.finish()
+    wait_converged(fleet, CONVERGE_S, "every node's store exactly the API's after the EdgeController's return")
+    print(f"EdgeController {victim} back: its {len(moving)} nodes handed back; {fleet.repairs() - repairs} changes "
+          "repaired by the periodic resync")
+
+    overlapping = double_service(_ownership(fleet))
+    assert not overlapping, f"owned by two EdgeController replicas at once: {overlapping[:5]}"
+    now = _owners_now(fleet)
+    wrong = {n: (now.get(n), owner(n, ids)) for n in nodes if now.get(n) != [owner(n, ids)]}
+    assert not wrong, f"nodes not owned by exactly their EdgeController replica (owners, assigned): " \
+                      f"{dict(list(wrong.items())[:8])}"
+
+
+def test_4_a_node_cannot_use_another_nodes_link(ha_fleet: HaFleet) -> None:
     """In the fleet, with the nodes' own bridges on: node a, logged in as itself on another member, can neither
     read node b's link nor speak for it."""
     a, b = ha_fleet.fleet.names[:2]

@@ -1,5 +1,6 @@
 """The HA fleet of issue 17 on real parts, for tests/integration/test_ha_fleet.py: a NATS cluster on loopback,
-CloudHub replicas sharing the fleet by Leases, EdgeController and DeviceController candidates electing a leader,
+CloudHub replicas sharing the fleet by Leases, EdgeController replicas sharing the nodes by Leases of their own
+(sharded, as ``edgehive up --replicas`` runs them), DeviceController candidates electing a leader,
 whole real edge nodes (bridge, EdgeHub, MetaManager, EdgeD...) and simulated ones (edgehive.bench.simulator, the
 cloud-facing half of a node over MetaManager's own logic), and a mixed stream of API writes the nodes get.
 
@@ -49,7 +50,8 @@ RESYNC_PERIOD_S = 30
 death, nothing in any log), and the periodic resync is what repairs that. Each repair is logged ("resynchronised
 periodically: N changes sent"), and the test prints how many it took (``repairs``)."""
 LEASE_S = 5
-"""The CloudHub replicas' Lease: short, so that a killed replica's nodes move within the issue's 15 s."""
+"""The CloudHub and EdgeController replicas' Leases: short, so that a killed replica's nodes move within the
+issue's 15 s."""
 
 
 def member_list(cluster: NatsCluster, user: str, password: str, first: int) -> str:
@@ -74,6 +76,9 @@ class HaFleet:
     controllers: dict[str, ManagedProcess] = field(default_factory=dict)
     killed_hubs: list[tuple[str, Path, datetime]] = field(default_factory=list)
     """Each killed replica process: its identity, log and when it was killed (its spells end then)."""
+    edgecontrollers: dict[str, ManagedProcess] = field(default_factory=dict)
+    """The EdgeController replicas' current processes, by replica identity (also in ``controllers``)."""
+    killed_edgecontrollers: list[tuple[str, Path, datetime]] = field(default_factory=list)
     starts: int = 0
 
     @property
@@ -90,20 +95,36 @@ class HaFleet:
         argv = [sys.executable, "-m", "cloud.cloudhub", "--broker", member_list(self.nats, "cloud", CLOUD_PW, first),
                 "--log-level", "info", "--replica-id", identity, "--lease-duration-s", str(LEASE_S),
                 "--up-qos", "0",  # as edgehive up and compose.ha.yml run replicas on NATS
+                "--edgecontroller-shards",  # each node's messages to its EdgeController replica, as they do too
                 "--kubeconfig", str(self.api.kubeconfig)]
         name = f"cloudhub-{identity}-{self.starts}"
         process = ManagedProcess(name, argv, self.workdir / f"{name}.log").start()
         self.hubs[identity] = process
         return process
 
+    def edgecontroller_id(self, index: int) -> str:
+        """Replica ``index``'s identity, with the fleet's tag: the API server (and the Lease group) is the session's."""
+        return f"ec-{self.tag}-{index + 1}"
+
     def start_controller(self, component: str, index: int) -> ManagedProcess:
+        """EdgeController as one of the sharded replicas (``--replica-id``), as edgehive up and compose.ha.yml run
+        it; DeviceController as a candidate for its leader Lease. A restarted replica logs to a new file, so that
+        each process's ownership spells are read apart."""
         argv = [sys.executable, "-m", f"cloud.{component}", "--log-level", "info",
                 "--broker", member_list(self.nats, "cloud", CLOUD_PW, index % len(self.nats.members)),
-                "--kubeconfig", str(self.api.kubeconfig), "--leader-elect", f"{component}-{self.tag}",
-                "--leader-identity", f"{component}-{index + 1}", "--resync-period-s", str(RESYNC_PERIOD_S)]
-        name = f"{component}-{index + 1}"
+                "--kubeconfig", str(self.api.kubeconfig), "--resync-period-s", str(RESYNC_PERIOD_S)]
+        if component == "edgecontroller":
+            identity = self.edgecontroller_id(index)
+            self.starts += 1
+            argv += ["--replica-id", identity, "--lease-duration-s", str(LEASE_S)]
+            name = f"{component}-{identity}-{self.starts}"
+        else:
+            argv += ["--leader-elect", f"{component}-{self.tag}", "--leader-identity", f"{component}-{index + 1}"]
+            name = f"{component}-{index + 1}"
         process = ManagedProcess(name, argv, self.workdir / f"{name}.log").start()
         self.controllers[name] = process
+        if component == "edgecontroller":
+            self.edgecontrollers[identity] = process
         return process
 
     def add_real_node(self, name: str, brokers: BrokerFactory, podman: Podman, first_member: int) -> None:

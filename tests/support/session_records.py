@@ -9,6 +9,10 @@ Two records of each node's sessions, both kept by CloudHub itself (cloud/cloudhu
   read from them are never shorter than the real ones, and two that do not overlap did not overlap.
 - the retained session announcements on the cloud broker, each naming the replica that holds the session,
   watched for the whole run: what the controllers saw.
+
+The sharded EdgeController replicas keep the same kind of record of the nodes they own (cloud/replicas/
+shardloop.py logs ``node N owned here`` and ``node N no longer owned here`` right after its shard changed):
+``spells(..., OWNED, UNOWNED)`` reads those, and ``double_service`` finds a node owned by two at once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from tests.fixtures.mqtt import MqttError, TestClient
 
 STARTED = re.compile(r"node (\S+) connected \(session (\w+)\)")
 STOPPED = re.compile(r"node (\S+) no longer served here")
+OWNED = re.compile(r"node (\S+) owned here")
+UNOWNED = re.compile(r"node (\S+) no longer owned here")
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,11 @@ class Spell:
                 and (other.end is None or self.start < other.end) and (self.end is None or other.start < self.end))
 
 
-def spells(replica: str, runs: list[tuple[Path, datetime | None]]) -> list[Spell]:
+def spells(replica: str, runs: list[tuple[Path, datetime | None]], begins: re.Pattern[str] = STARTED,
+           ends: re.Pattern[str] = STOPPED) -> list[Spell]:
     """The replica's spells from its logs, one per process it ran as, each with when that process was killed (None:
-    still running): a killed process's open spells end then."""
+    still running): a killed process's open spells end then. ``begins`` and ``ends`` match a spell's first and
+    last line, the node in their first group (and a session in ``begins``'s second, if it has one)."""
     found: list[Spell] = []
     for path, killed in runs:
         open_: dict[str, tuple[datetime, list[str]]] = {}
@@ -55,12 +63,14 @@ def spells(replica: str, runs: list[tuple[Path, datetime | None]]) -> list[Spell
                 at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
             except ValueError:
                 continue
-            if started := STARTED.search(line):
-                node, session = started.groups()
-                open_.setdefault(node, (at, []))[1].append(session)
-            elif (stopped := STOPPED.search(line)) and stopped.group(1) in open_:
-                start, sessions = open_.pop(stopped.group(1))
-                found.append(Spell(replica, stopped.group(1), start, at, tuple(sessions)))
+            if (stopped := ends.search(line)) is not None:  # the end first: it must never count as a start
+                if stopped.group(1) in open_:
+                    start, sessions = open_.pop(stopped.group(1))
+                    found.append(Spell(replica, stopped.group(1), start, at, tuple(sessions)))
+            elif started := begins.search(line):
+                entry = open_.setdefault(started.group(1), (at, []))
+                if begins.groups > 1:
+                    entry[1].append(started.group(2))
         found += [Spell(replica, node, start, killed, tuple(sessions)) for node, (start, sessions) in open_.items()]
     return found
 
