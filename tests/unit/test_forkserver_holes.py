@@ -1,0 +1,61 @@
+"""The fork server takes the small-object allocator's free blocks before it forks, so that a child's allocations
+go to pages of its own instead of copying shared ones (edgehive/forkserver.py, fill_allocator_holes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edgehive.forkserver import AllocatorHoles
+
+REPO = Path(__file__).resolve().parents[2]
+
+STATS = """Small block threshold = 512, in 32 size classes.
+
+class   size   num pools   blocks in use  avail blocks
+-----   ----   ---------   -------------  ------------
+    0     16           1              43           978
+    1     32           2             764             0
+    2     48           7            2349            31
+   31    512           2              31            31
+
+# arenas allocated total           =                    3
+# bytes in available blocks        =              283,712
+37 unused pools * 16384 bytes      =              606,208
+"""
+
+
+def test_the_statistics_say_which_blocks_are_free_and_how_many_pools_are_unused() -> None:
+    holes = AllocatorHoles.parse(STATS)
+    assert holes.free_blocks == {16: 978, 48: 31, 512: 31}
+    assert (holes.unused_pools, holes.largest) == (37, 512)
+    assert holes.requests(claim_pools=True) == [(16, 978), (48, 31), (512, 31), (512, 37)]
+    assert holes.requests(claim_pools=False) == [(16, 978), (48, 31), (512, 31)]
+
+
+def test_without_the_small_object_allocator_there_is_nothing_to_take() -> None:
+    holes = AllocatorHoles.parse("")  # what PYTHONMALLOC=malloc makes sys._debugmallocstats() print
+    assert holes.requests(claim_pools=True) == []
+
+
+def test_filling_takes_the_free_blocks_that_freed_objects_left() -> None:
+    # In a process of its own: what is taken is never given back.
+    code = """
+import json
+from edgehive.forkserver import AllocatorHoles, _malloc_stats, fill_allocator_holes
+def free_bytes():
+    return sum(size * n for size, n in AllocatorHoles.parse(_malloc_stats()).free_blocks.items())
+keep = [(i,) for i in range(200_000)]
+del keep[::2]  # a hole beside every object left
+before = free_bytes()
+taken = fill_allocator_holes()
+print(json.dumps([before, taken, free_bytes()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    before, taken, after = json.loads(out)
+    assert before > 1_000_000
+    assert taken >= before
+    assert after < min(before // 10, 256 * 1024)  # what reading the statistics itself frees, no more
