@@ -22,18 +22,15 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import ctypes
 import gc
 import importlib
 import importlib.util
 import json
 import os
-import re
 import runpy
 import select
 import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +39,7 @@ from typing import IO, Any
 from setproctitle import setproctitle
 
 from edgehive.deathsig import die_with_parent
+from edgehive.forkmemory import prepare_for_forks
 
 REAP_INTERVAL_S = 0.2
 """How often the loop looks for ended children while no request comes (the supervisor ticks at the same rate)."""
@@ -97,87 +95,8 @@ def preload(modules: Iterable[str]) -> list[str]:
     # Everything allocated so far lives as long as the process: a collection need not look at it, and in a child
     # must not (it would write to, and so copy, every page it visits). Children enable collection again.
     gc.freeze()
-    fill_allocator_holes()
+    prepare_for_forks()
     return done
-
-
-_MALLOC_CLASS = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
-_UNUSED_POOLS = re.compile(r"^(\d+) unused pools \* \d+ bytes")
-FILL_ROUNDS = 3
-"""The first round also claims the unused pools, the next ones fill them; reading the statistics leaves a few
-free blocks of its own each round (the last arena's untouched pools are left alone: a child writing one gets a
-new page, not a copy)."""
-
-
-@dataclass(frozen=True)
-class AllocatorHoles:
-    """What ``sys._debugmallocstats()`` says is free in the small-object allocator (empty when it is not in use,
-    as under ``PYTHONMALLOC=malloc``)."""
-
-    free_blocks: dict[int, int]
-    """Free blocks in the pools in use, by block size."""
-    unused_pools: int
-    """Pools of the arenas that hold no block."""
-    largest: int
-    """The largest block size (the small-object threshold)."""
-
-    @classmethod
-    def parse(cls, stats: str) -> AllocatorHoles:
-        free: dict[int, int] = {}
-        unused, largest = 0, 0
-        for line in stats.splitlines():
-            if (row := _MALLOC_CLASS.match(line)) is not None:
-                size, avail = int(row.group(2)), int(row.group(5))
-                largest = max(largest, size)
-                if avail:
-                    free[size] = avail
-            elif (pools := _UNUSED_POOLS.match(line)) is not None:
-                unused = int(pools.group(1))
-        return cls(free, unused if largest else 0, largest)
-
-    def requests(self, claim_pools: bool) -> list[tuple[int, int]]:
-        """(size, count) allocations that take the free blocks, and with ``claim_pools`` a block of the largest
-        size per unused pool (which claims the pool for that size; the next round fills the rest of it)."""
-        claims = [(self.largest, self.unused_pools)] if claim_pools and self.unused_pools else []
-        return [*self.free_blocks.items(), *claims]
-
-
-def _malloc_stats() -> str:
-    """``sys._debugmallocstats()`` writes to C's stderr: caught through a temporary file on descriptor 2."""
-    with tempfile.TemporaryFile() as out:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        try:
-            os.dup2(out.fileno(), 2)
-            sys._debugmallocstats()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        out.seek(0)
-        return out.read().decode("ascii", "replace")
-
-
-def fill_allocator_holes() -> int:
-    """Take every free block of the small-object allocator's pools, and its unused pools, for good; returns the
-    bytes taken.
-
-    After the imports, the allocator's pools hold free blocks scattered over pages that are otherwise full of
-    shared objects, and its arenas hold emptied pools on pages already written. A child's first allocations would
-    go there, each copying a whole shared page for a few bytes of its own. Taken here, in the parent, they are no
-    child's: children allocate in pools and arenas of their own, on pages they fill densely."""
-    allocate = ctypes.pythonapi.PyObject_Malloc
-    allocate.restype = ctypes.c_void_p
-    allocate.argtypes = [ctypes.c_size_t]
-    taken = 0
-    for round_ in range(FILL_ROUNDS):
-        requests = AllocatorHoles.parse(_malloc_stats()).requests(claim_pools=round_ == 0)
-        if not requests:
-            break
-        for size, count in requests:
-            for _ in range(count):
-                allocate(size)  # never freed: the blocks are the parent's for as long as it lives
-            taken += size * count
-    return taken
 
 
 def exit_code(status: int) -> int:

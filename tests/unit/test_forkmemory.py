@@ -1,5 +1,5 @@
 """The fork server takes the small-object allocator's free blocks before it forks, so that a child's allocations
-go to pages of its own instead of copying shared ones (edgehive/forkserver.py, fill_allocator_holes)."""
+go to pages of its own instead of copying shared ones (edgehive/forkmemory.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgehive.forkserver import AllocatorHoles
+from edgehive.forkmemory import AllocatorHoles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def test_filling_takes_the_free_blocks_that_freed_objects_left() -> None:
     # In a process of its own: what is taken is never given back.
     code = """
 import json
-from edgehive.forkserver import AllocatorHoles, _malloc_stats, fill_allocator_holes
+from edgehive.forkmemory import AllocatorHoles, _malloc_stats, fill_allocator_holes
 def free_bytes():
     return sum(size * n for size, n in AllocatorHoles.parse(_malloc_stats()).free_blocks.items())
 keep = [(i,) for i in range(200_000)]
@@ -59,3 +59,22 @@ print(json.dumps([before, taken, free_bytes()]))
     assert before > 1_000_000
     assert taken >= before
     assert after < min(before // 10, 256 * 1024)  # what reading the statistics itself frees, no more
+
+
+def test_filling_takes_the_free_chunks_of_the_c_heap() -> None:
+    code = """
+import json
+from edgehive.forkmemory import fill_heap_holes, heap_free_bytes
+keep = [bytes(700 + i % 300) for i in range(20_000)]  # over 512 bytes: malloc's, not Python's small-object allocator
+del keep[::2]
+before = heap_free_bytes()
+taken = fill_heap_holes()
+print(json.dumps([before, taken, heap_free_bytes()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    before, taken, after = json.loads(out)
+    assert before > 4_000_000
+    assert taken >= before * 9 // 10  # chunks are taken whole or split: their headers are not counted as taken
+    assert after < 64 * 1024
+
