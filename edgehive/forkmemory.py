@@ -3,7 +3,8 @@
 A forked child's private memory is almost all copies of its parent's pages, made on the child's first write to
 each. Besides the writes a child cannot avoid (reference counts of the objects it uses), its allocations wrote
 into the parent's pages: the free blocks and chunks the imports left between shared objects. Here the parent takes
-them for good before it forks, so that children allocate on pages of their own.
+them for good before it forks, so that children allocate on pages of their own; and it fixes glibc's malloc
+thresholds, which the children inherit, so that an idle child gives back what a burst made it allocate.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 
 
 def prepare_for_forks() -> None:
-    """Everything below, in order: the small-object allocator's holes, then the C heap's."""
+    """Everything below, in order: the small-object allocator's holes, the C heap's, malloc's thresholds."""
     fill_allocator_holes()
     fill_heap_holes()
+    fix_malloc_thresholds()
 
 
 _MALLOC_CLASS = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
@@ -122,6 +124,7 @@ def _glibc() -> ctypes.CDLL | None:
     libc.free.argtypes = [ctypes.c_void_p]
     libc.sbrk.restype = ctypes.c_void_p
     libc.sbrk.argtypes = [ctypes.c_long]
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return libc
 
 
@@ -153,3 +156,24 @@ def fill_heap_holes() -> int:
                 break
             taken += size  # never freed: the chunk is the parent's for as long as it lives
     return taken
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""mallopt's parameter numbers (malloc.h)."""
+MALLOC_THRESHOLD = 128 * 1024
+"""glibc's own starting value for both."""
+
+
+def fix_malloc_thresholds() -> bool:
+    """Fix glibc's mmap and trim thresholds at their starting 128 KiB, for this process and the children it forks
+    (malloc's parameters are process globals, copied by fork); False when the C library is not glibc.
+
+    Left dynamic, each freed mapped block raises them: later buffers up to its size come from the heap, and the
+    heap keeps up to twice that freed at its top, never given back. An idle component's bursts (a relist, a batch
+    of pods) would leave it holding their peak. Fixed, a buffer over 128 KiB is mapped and unmapped on its own,
+    and a heap's free top over 128 KiB goes back to the system."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD))

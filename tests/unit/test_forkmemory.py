@@ -78,3 +78,23 @@ print(json.dumps([before, taken, heap_free_bytes()]))
     assert taken >= before * 9 // 10  # chunks are taken whole or split: their headers are not counted as taken
     assert after < 64 * 1024
 
+
+def test_with_the_thresholds_fixed_a_freed_large_buffer_does_not_move_the_next_one_into_the_heap() -> None:
+    code = """
+import sys
+from edgehive.forkmemory import _glibc, fix_malloc_thresholds
+libc = _glibc()
+if sys.argv[1] == "fixed":
+    assert fix_malloc_thresholds()
+libc.free(libc.malloc(300_000))  # mapped on its own; freeing it raises glibc's dynamic threshold above it
+before = libc.mallinfo2().hblks  # blocks mapped on their own
+block = libc.malloc(300_000)
+print(libc.mallinfo2().hblks - before)
+"""
+
+    def mapped(mode: str) -> int:
+        return int(subprocess.run([sys.executable, "-c", code, mode], cwd=REPO, capture_output=True, text=True,
+                                  check=True, timeout=60).stdout)
+
+    assert mapped("dynamic") == 0  # glibc's default: the second buffer came from the heap, which keeps it
+    assert mapped("fixed") == 1
