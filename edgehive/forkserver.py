@@ -39,6 +39,7 @@ from typing import IO, Any
 from setproctitle import setproctitle
 
 from edgehive.deathsig import die_with_parent
+from edgehive.forkmemory import prepare_for_forks
 
 REAP_INTERVAL_S = 0.2
 """How often the loop looks for ended children while no request comes (the supervisor ticks at the same rate)."""
@@ -94,6 +95,7 @@ def preload(modules: Iterable[str]) -> list[str]:
     # Everything allocated so far lives as long as the process: a collection need not look at it, and in a child
     # must not (it would write to, and so copy, every page it visits). Children enable collection again.
     gc.freeze()
+    prepare_for_forks()
     return done
 
 

@@ -16,18 +16,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from edge.dmi.devicemanager import MAX_SOCKET_PATH, DeviceManager, Mapper, MapperCall
+from edge.dmi.devicemanager import DeviceManager, Mapper, MapperCall
 from edge.dmi.mapperclient import MapperCalls
 from edge.dmi.server import DeviceManagerServicer, serve
+from edge.dmi.settings import DmiSettings
 from edge.metaclient import MetaManagerRestarts, list_objects
 from runtime.bus import Bus, RequestError, RequestTimeout
-from runtime.component import ComponentSettings
 from runtime.connection import PublishTimeout
 from schemas import kinds, topics
 from schemas.devicebus import DeviceRequest, requests_body
@@ -36,30 +35,8 @@ from schemas.fields import BodyError
 
 log = logging.getLogger(__name__)
 
-MODULE = "dmi"
 RELIST_ATTEMPTS = 10
 DEVICETWIN = topics.inbox(topics.Side.EDGE, "devicetwin")
-
-
-@dataclass(frozen=True)
-class DmiSettings(ComponentSettings):
-    socket: str = field(default="/etc/kubeedge/dmi.sock", metadata={
-        "help": "Unix socket of DeviceManagerService (KubeEdge's default path, which mappers dial)"})
-    mappers_file: str = field(default="/var/lib/edgehive/dmi-mappers.json", metadata={
-        "help": "where registered mappers are kept across restarts"})
-    kept_file: str = field(default="", metadata={
-        "help": "where refused Device and DeviceModel versions, and the last good ones mappers keep running, are "
-                "kept across restarts (default: dmi-kept.json beside mappers_file)"})
-    max_message_bytes: int = field(default=1024 * 1024, metadata={
-        "help": "largest gRPC message taken from or sent to a mapper"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.socket.startswith("/") or len(self.socket.encode()) > MAX_SOCKET_PATH:
-            raise ValueError(f"socket must be an absolute path of at most {MAX_SOCKET_PATH} bytes (a Unix socket's "
-                             f"limit), not {self.socket[:200]!r}")
-        if self.max_message_bytes < 1024:
-            raise ValueError(f"max_message_bytes must be at least 1024, not {self.max_message_bytes}")
 
 
 class DmiComponent:

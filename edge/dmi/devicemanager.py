@@ -27,6 +27,7 @@ import grpc
 from google.protobuf.message import Message
 
 from edge.dmi.convert import Unconvertible, device_message, model_message, model_name_of, protocol_of
+from edge.dmi.settings import MAX_SOCKET_PATH
 from edge.errors import EdgeError
 from schemas import kinds, twin
 from schemas.devicebus import DeviceRequest
@@ -41,8 +42,6 @@ MAX_TWINS_PER_REPORT = 1000
 REQUEST_BYTES = twin.MAX_JSON_BYTES // 2
 """A report's twins go to DeviceTwin in requests of at most about this many bytes (it refuses more than
 MAX_JSON_BYTES in one); each twin alone is far smaller."""
-MAX_SOCKET_PATH = 107
-"""sun_path holds 108 bytes with its terminating zero."""
 MAX_NAME = 253
 
 

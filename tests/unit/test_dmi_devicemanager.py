@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
-from edge.dmi.component import DmiSettings
 from edge.dmi.devicemanager import DeviceManager, MapperCall, Refused
+from edge.dmi.settings import DmiSettings
 from schemas import twin
 from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.resource import ResourceKey

@@ -63,6 +63,17 @@ def test_preloading_reads_what_a_components_main_imports_without_running_it() ->
     assert module_of(["podman", "system", "service"]) is None
 
 
+def test_the_fork_server_does_not_preload_dmis_grpc() -> None:
+    # gRPC and protobuf are DMI's alone: DMI imports them after the fork (edge/dmi/settings.py says why).
+    code = ("import json, sys; from edgehive.forkserver import preload; preload(['edge.dmi']); "
+            "print(json.dumps(sorted(sys.modules)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                       check=True, timeout=60).stdout)
+    assert [m for m in loaded if m.split(".")[0] in ("grpc", "google")] == []
+    assert "edge.dmi.settings" in loaded
+    assert "edge.dmi.component" not in loaded
+
+
 def test_a_forked_child_is_its_own_process_with_its_own_environment_title_and_log(
         server: ForkServer, tmp_path: Path) -> None:
     out, log = tmp_path / "probe.json", tmp_path / "probe.log"
