@@ -47,6 +47,11 @@ class RequestTimeout(ComponentRuntimeError, TimeoutError):
     """No reply arrived in time."""
 
 
+class BusClosed(RequestTimeout):
+    """The bus closed while a request waited (or before it was made): no reply will come. A RequestTimeout, so
+    that whoever gives up on a missing reply gives up on this one too, at once instead of at its deadline."""
+
+
 class RequestError(ComponentRuntimeError, RuntimeError):
     """The other side answered with an ``error`` envelope."""
 
@@ -93,6 +98,7 @@ class Bus:
         self._batch_filters: list[str] = []
         self._waiters: dict[str, _Waiter] = {}
         self._waiters_lock = threading.Lock()
+        self._closed = False
         self._work: queue.Queue[tuple[Incoming, Envelope | list[Envelope] | EnvelopeError | None]
                                 | Callable[[], None] | None] = (
             queue.Queue())
@@ -132,7 +138,14 @@ class Bus:
         return self
 
     def close(self, drain_timeout: float = 5.0) -> bool:
-        """Finish queued messages, wait for in-flight publishes, disconnect. True when nothing was cut off."""
+        """Finish queued messages, wait for in-flight publishes, disconnect. True when nothing was cut off.
+
+        Requests still waiting for a reply end at once (BusClosed): a thread waiting out a query's timeout would
+        otherwise hold the process up to that long after it stopped (Python waits for its worker threads)."""
+        with self._waiters_lock:
+            self._closed = True
+            for waiter in self._waiters.values():
+                waiter.event.set()
         self._work.put(None)
         if self._worker.is_alive():
             self._worker.join(timeout=drain_timeout)
@@ -162,7 +175,11 @@ class Bus:
         Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``.
         """
         waiter = _Waiter()
+        closed = BusClosed(f"no reply to {envelope.op.value} {envelope.res or ''} on {topic}: "
+                           f"{self.settings.module} is stopping")
         with self._waiters_lock:
+            if self._closed:
+                raise closed
             self._waiters[envelope.id] = waiter
         try:
             self.publish(topic, envelope, timeout=timeout)
@@ -173,7 +190,8 @@ class Bus:
         finally:
             with self._waiters_lock:
                 self._waiters.pop(envelope.id, None)
-        assert waiter.reply is not None
+        if waiter.reply is None:
+            raise closed
         if waiter.reply.op == Op.ERROR:
             raise RequestError(waiter.reply)
         return waiter.reply

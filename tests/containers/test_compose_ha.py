@@ -46,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         if stack.containers():
             stack.down()
         for name in PODS:  # EdgeD's pods are the host's podman pods: a failed test must not leave them running
-            podman("pod", "rm", "-f", f"default_{name}", check=False)
+            podman("pod", "rm", "-f", "-t", "0", f"default_{name}", check=False)
 
 
 def bridge_members(stack: ComposeStack) -> list[str]:

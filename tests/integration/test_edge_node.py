@@ -122,6 +122,7 @@ def test_reboot_with_the_link_down_restores_pods_from_sqlite(edge_node: tuple[Ed
     node.stop_all()
     with PodmanClient(base_url=node.podman.base_url) as client:
         for p in client.pods.list():
+            p.stop(timeout=0)  # killed, as a reboot does (and not 10 s per container waiting on SIGTERM)
             p.remove(force=True)
         assert not client.containers.list(all=True)
     t0 = time.monotonic()

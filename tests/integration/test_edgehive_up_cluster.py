@@ -76,4 +76,5 @@ def test_up_on_a_users_cluster_serves_kubectl_logs(apiserver: ApiServer, tmp_pat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        subprocess.run(["podman", "pod", "rm", "-f", f"{namespace}_talker"], capture_output=True, check=False)
+        subprocess.run(["podman", "pod", "rm", "-f", "-t", "0", f"{namespace}_talker"], capture_output=True,
+                       check=False)

@@ -127,7 +127,9 @@ def test_a_bound_hostpath_claim_is_mounted_read_write_or_read_only(controlplane_
         edge, _link = cluster.nodes[node]
         edge.stop("edged")
         with cluster.podman.client() as client:
-            client.pods.get(f"{ns}_writer").remove(force=True)
+            writer = client.pods.get(f"{ns}_writer")
+            writer.stop(timeout=0)  # killed, as a reboot does (and not 10 s per container waiting on SIGTERM)
+            writer.remove(force=True)
         edge.start("edged")
         wait_until(lambda: exec_in(cluster, ns, "writer", ["cat", "/data/file"]) == (0, "kept\n"), timeout=30,
                    what="writer made again by the restarted EdgeD, over its volume")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from podman.errors import PodmanError
 
 from runtime.url import BrokerUrl
 from schemas import topics
@@ -152,6 +154,9 @@ def remove_pods(podman: Podman, data: Path | None = None) -> None:
     ``data`` (the tmpfs of a Memory emptyDir outlives EdgeD by design, as it does on a node)."""
     with podman.client() as client:
         for pod in client.pods.list():
+            # Killed, not asked: a test's `sleep` ignores SIGTERM, and podman waits 10 s per container for it.
+            with contextlib.suppress(PodmanError):
+                pod.stop(timeout=0)
             pod.remove(force=True)
     if data is not None:
         unmount_below(data)

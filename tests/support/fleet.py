@@ -363,7 +363,7 @@ def fleet_factory(apiserver: ApiServer, netns_host: Callable[[], Host], tmp_path
         finally:
             fleet.stop()
             for name in podman_pods(fleet.namespace):  # only when the check above failed
-                subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True, check=False)
+                subprocess.run(["podman", "pod", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
             lost = release_lost_pod_networks(fleet.namespace)  # a killed podman's: see tests/support/podnetns.py
             if lost:
                 print(f"\n{fleet.namespace}: pod network state a killed podman lost, removed: {', '.join(lost)}")
