@@ -154,6 +154,13 @@ class EdgeRouter:
                 return Routed(queued=self._answer_came())
             if self.window.acked(answered):  # its entry was replaced (coalesced) while in flight
                 self.counters.inc("upstream_acked_replaced")
+            if envelope.op == Op.RESPONSE:
+                # The answer to nothing still waiting: an entry acknowledged twice (after a resend), replaced or
+                # evicted, or a query whose asker gave up long ago. Settled above; no module takes it. Passed on,
+                # it reached MetaManager, which refused it and sent an error up the link for each.
+                self.counters.inc("late_answers")
+                log.debug("dropped the cloud's late answer to %s", answered)
+                return Routed(acked=answered, replaced=True)
         module = ROUTES.get(envelope.group)
         if module is None:  # group hub, and not an answer: no edge module takes it
             self.counters.inc("refused")

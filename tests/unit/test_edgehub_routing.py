@@ -98,12 +98,27 @@ def test_queries_go_straight_up_and_their_answers_back_to_the_asker(router: Edge
     assert router.from_cloud(answer, 1.0).sends == [Send(topics.inbox(topics.Side.EDGE, "metamanager"), answer)]
 
 
-def test_an_answer_after_the_query_memory_expired_goes_by_group(router: EdgeRouter) -> None:
+def test_an_answer_after_the_query_memory_expired_goes_to_no_module(router: EdgeRouter) -> None:
     online(router)
     query = from_module("edged", Group.META, Op.QUERY, res=ResourceKey("default", "configmap", "c"))
     router.from_module(query, 0.0)
     late = from_cloud(Group.META, Op.RESPONSE, parent=query.id, body={})
-    assert router.from_cloud(late, QUERY_MEMORY_S + 1).sends == [Send(topics.from_cloud("metamanager"), late)]
+    assert router.from_cloud(late, QUERY_MEMORY_S + 1).sends == []
+    assert router.counters.get("late_answers") == 1
+
+
+def test_a_second_acknowledgement_of_an_entry_goes_to_no_module(router: EdgeRouter, outbox: Outbox) -> None:
+    """It used to go by group to MetaManager, which refused it with an error up the link."""
+    online(router)
+    status = from_module("edged", Group.RESOURCE, Op.UPDATE, res=POD_STATUS, body={"status": {}})
+    router.from_module(status, 0.0)
+    ack = from_cloud(Group.RESOURCE, Op.RESPONSE, parent=status.id, body={})
+    assert router.from_cloud(ack, 1.0).acked == status.id
+    assert outbox.count() == 0
+    again = router.from_cloud(ack, 2.0)
+    assert again.sends == []
+    assert router.counters.get("late_answers") == 1
+    assert router.counters.get("upstream_acked") == 1
 
 
 def test_with_the_link_down_a_query_is_refused_at_once_and_an_answer_dropped(router: EdgeRouter) -> None:
