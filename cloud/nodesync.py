@@ -9,7 +9,7 @@ Subclasses handle what nodes send up (``on_edge``).
 What the reconcile thread finds queued at once is reconciled together, and the changes for one node go to
 CloudHub in batches (schemas/batch.py) when the CloudHub holding the node's session said it takes them (its
 session announcement's ``batch_bytes``); otherwise, and to a CloudHub of the previous version, one message
-per object, as before. While changes keep coming, what follows a send within ``BATCH_LINGER_S`` waits for the
+per object, as before. While changes keep coming, what follows a send within ``BATCH_LINGER_MS`` waits for the
 rest of that time and goes with what else comes: under a stream of creates the objects leave in batches rather
 than one message each (each message costs every broker it crosses far more than one more member of a batch); a
 change after a quiet spell goes at once.
@@ -39,6 +39,7 @@ from cloud.placement import Change, Placement
 from cloud.replicas.shard import NodeShard, ShardMoves
 from cloud.resyncschedule import DEFAULT_PERIOD_S, ResyncSchedule
 from runtime.bus import Bus, RequestError, RequestTimeout
+from runtime.linger import Linger
 from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, pack
@@ -62,11 +63,14 @@ changing hands (the replica that takes it not subscribed yet) or to a bridge tha
 Waiting the full timeout for it made a CloudHub replica's failover take 10 s longer."""
 BATCH_MEMBERS = 100
 """The most objects for one node in one message to CloudHub, as CloudHub's own default down the link."""
-BATCH_LINGER_S = 0.05
+BATCH_LINGER_MS = 50
 """After a send, the next one waits until this long after it, gathering what comes meanwhile (see the module's
 docstring): at most 20 messages a second to CloudHub while busy, and at most 50 ms added to a change. In
 ``edgehive bench cloud`` (amqtt) it took the messages from EdgeController to CloudHub for 1,000 ConfigMaps from 915
-to 60, and the created-to-committed rate from 153 to 328 a second."""
+to 60, and the created-to-committed rate from 153 to 328 a second. The controllers' ``--batch-linger-ms``."""
+BATCH_LINGER_HELP = ("milliseconds a send to CloudHub that follows the previous one closely waits, gathering the "
+                     "changes that come meanwhile into the same batches (0 to 1000; 0: each reconcile pass sends "
+                     "at once)")
 DRAIN_MAX = 500
 """The most queued cluster changes and listings reconciled together before what they produced is sent: enough
 to fill batches under a burst of creates, few enough that the first of them is not held back for long."""
@@ -99,6 +103,14 @@ class Handed:
     moves: ShardMoves
 
 
+def linger_of(linger_ms: int) -> Linger:
+    """The controllers' linger, refused by its setting's name when out of range."""
+    try:
+        return Linger(linger_ms / 1000)
+    except ValueError:
+        raise ValueError(f"batch_linger_ms must be 0 to 1000, not {linger_ms}") from None
+
+
 Work = ClusterEvent | NodeHolds | Handed
 """What the reconcile thread takes in turn: the cluster's changes, the nodes' listings and the handovers, one at
 a time, so that the placement has a single writer."""
@@ -111,7 +123,7 @@ class NodeSync:
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS,
                  retry_pause_s: float = 2.0, resync_period_s: float = DEFAULT_PERIOD_S,
                  max_size: int = DEFAULT_MAX_SIZE, batch_members: int = BATCH_MEMBERS,
-                 linger_s: float = BATCH_LINGER_S) -> None:
+                 linger_ms: int = BATCH_LINGER_MS) -> None:
         self.kube = kube
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
@@ -132,9 +144,7 @@ class NodeSync:
         if not 1 <= batch_members <= MAX_MEMBERS:
             raise ValueError(f"batch_members must be 1 to {MAX_MEMBERS}, not {batch_members}")
         self.batch_members = batch_members
-        if not 0 <= linger_s <= 1:
-            raise ValueError(f"linger_s must be 0 to 1 s, not {linger_s}")
-        self.linger_s = linger_s
+        self.linger = linger_of(linger_ms)
         # Listing a node's store is three round trips to the node; most of a resync is waiting for them, so many
         # run at once (4 at a time took 137-162 s for 1,000 nodes reconnecting together: edgehive bench scale).
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
@@ -206,11 +216,10 @@ class NodeSync:
         """One item at a time (the placement's single writer), and with it whatever else is queued already (up
         to ``DRAIN_MAX``): their changes go out together, so that a burst packs into batches per node."""
         stop = False
-        last_send = -self.linger_s
         while not stop and (item := self._events.get()) is not None:
             out: list[Change] = []
             self._reconcile(item, out)
-            until = last_send + self.linger_s
+            until = self.linger.until()
             for _ in range(DRAIN_MAX - 1):
                 try:
                     wait = until - time.monotonic()
@@ -223,7 +232,7 @@ class NodeSync:
                 self._reconcile(more, out)
             if not out:
                 continue
-            last_send = time.monotonic()
+            self.linger.sent(time.monotonic())
             try:
                 self.send(out)
             except Exception:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cloud.cloudhub.routing import ROUTES, CloudRouter, Due, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
+from runtime.linger import Linger
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
 from schemas.envelope import Envelope, Group, Op, Send
@@ -213,18 +214,17 @@ class CloudHub:
         return routed.sends
 
     def _send_loop(self) -> None:
-        linger = self.settings.batch_linger_ms / 1000
-        last_sent = -linger
+        linger = Linger(self.settings.batch_linger_ms / 1000)
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
-            hold = last_sent + linger - time.monotonic()
+            hold = linger.hold(time.monotonic())
             if hold > 0 and self._stop.wait(hold):  # what comes meanwhile goes in the same pass
                 break
             self._wake.clear()
             with self._lock:
                 work = self.router.due_packing(time.monotonic())
             if work:
-                last_sent = time.monotonic()
+                linger.sent(time.monotonic())
             for due in work:
                 for item in self._packed(due):
                     if not self._publish(due.node, item):

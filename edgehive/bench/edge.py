@@ -41,6 +41,7 @@ from edgehive.bench.harness import (
 )
 from edgehive.bench.system import IMAGE, NODE, EdgeProcesses, Podman, require_podman, start_brokers, start_podman
 from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.linger import Linger
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.batch import MIN_BYTES, Packed, pack
@@ -150,10 +151,10 @@ class _Cloud:
         by at least CloudHub's ``batch_linger_ms`` (pacing, as CloudHub's sender waits on its stop event)."""
         sent: dict[str, int] = {}
         start = time.perf_counter_ns()
-        last_pass = -LINGER_S
+        linger = Linger(LINGER_S)
         i = 0
         while i < len(envelopes):
-            hold = last_pass + LINGER_S - time.perf_counter()
+            hold = linger.hold(time.perf_counter())
             if hold > 0:
                 time.sleep(hold)
             due_count = len(envelopes) - i
@@ -170,7 +171,7 @@ class _Cloud:
                 due = envelopes[i:i + min(due_count, room)]
                 self._in_flight.update(e.id for e in due)
             now = time.perf_counter_ns()
-            last_pass = time.perf_counter()
+            linger.sent(time.perf_counter())
             for packed in self._packed(due, batch_bytes):
                 self.connection.publish(topics.link_down(NODE), packed.payload, timeout=30)
             sent.update((e.id, now) for e in due)

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from cloud.cloudhub.routing import CloudRouter
-from cloud.nodesync import NodeSync
+from cloud.devicecontroller.controller import DeviceControllerSettings
+from cloud.edgecontroller.controller import EdgeControllerSettings
+from cloud.nodesync import BATCH_LINGER_MS, NodeSync
 from cloud.packed import Packed
 from cloud.placement import Change, Placement
 from runtime.counters import Counters
@@ -142,7 +144,7 @@ class SignallingBus(RecordingBus):
 
 def test_a_change_after_a_quiet_spell_goes_at_once_and_what_follows_a_send_gathers_into_one_batch() -> None:
     bus = SignallingBus()
-    sync = controller(bus, linger_s=1.0)
+    sync = controller(bus, linger_ms=1000)
     announce(sync, "e1", 64 * 1024)
     sync._sink(kinds.NODE, "ADDED", edge_node("e1"), Packed.of(edge_node("e1")))
     loop = threading.Thread(target=sync._reconcile_loop)
@@ -167,9 +169,9 @@ def test_a_change_after_a_quiet_spell_goes_at_once_and_what_follows_a_send_gathe
 
 
 def test_linger_out_of_range_is_refused_by_name() -> None:
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="linger_s"):
-            controller(RecordingBus(), linger_s=bad)
+    for bad in (-1, 1001):
+        with pytest.raises(ValueError, match="batch_linger_ms must be 0 to 1000"):
+            controller(RecordingBus(), linger_ms=bad)
 
 
 def test_a_node_whose_cloudhub_never_said_so_gets_one_message_per_object() -> None:
@@ -268,3 +270,11 @@ def test_a_batch_for_a_node_another_replica_owns_is_left_to_it() -> None:
 def change_envelope(node: str, name: str) -> Envelope:
     return Envelope(node=node, src="edgecontroller", group=Group.RESOURCE, op=Op.INSERT,
                     res=ResourceKey("ns", kinds.POD, name), rv="5", body={})
+
+
+@pytest.mark.parametrize("settings", [EdgeControllerSettings, DeviceControllerSettings])
+def test_the_controllers_take_their_linger_as_a_setting_and_refuse_one_out_of_range(settings: Any) -> None:
+    assert settings().batch_linger_ms == BATCH_LINGER_MS
+    assert settings(batch_linger_ms=0).batch_linger_ms == 0
+    with pytest.raises(ValueError, match="batch_linger_ms must be 0 to 1000, not 1001"):
+        settings(batch_linger_ms=1001)
