@@ -68,7 +68,8 @@ def up_main(args: argparse.Namespace) -> int:
                                    stream_address=args.stream_address, stream_serving_ca=serving_ca,
                                    stream_client_cn=args.stream_client_cn, broker=args.broker,
                                    replicas=args.replicas, nats_port=_nats_port(args),
-                                   router_listen=args.router_listen, status_object=args.status_object)
+                                   router_listen=args.router_listen, status_object=args.status_object,
+                                   edge_broker=args.edge_broker)
     try:
         children, watches = stack.build(settings)
     except (LocalClusterError, BrokerMissing) as exc:
@@ -135,7 +136,7 @@ def edge_main(args: argparse.Namespace) -> int:
             if args.device_tls_cert:
                 device_args += ("--device-tls-cert", str(args.device_tls_cert), "--device-tls-key",
                                 str(args.device_tls_key))
-        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen, device_args)
+        children, watches = stack.build_joined_edge(args.state_dir, args.edge_listen, device_args, args.edge_broker)
     except FileNotFoundError as exc:
         print(f"edgehive edge: {exc}", file=sys.stderr)
         return 1
@@ -198,10 +199,17 @@ def add_up_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--status-object", choices=("device", "devicestatus"), default="device",
                     help="where DeviceController writes device reports: the Device's status (default: what kubectl "
                          "get device and clients before KubeEdge 1.23 read) or a DeviceStatus object per Device")
+    _add_edge_broker(up)
     _add_edge_start(up)
     up.add_argument("--state-dir", type=Path, default=default_state_dir(),
                     help="credentials, logs and status.json (default $XDG_STATE_HOME/edgehive)")
     up.set_defaults(func=up_main)
+
+
+def _add_edge_broker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge-broker", choices=stack.EDGE_BROKERS, default=stack.DEFAULT_EDGE_BROKER,
+                        help="the node's broker: mosquitto (the default: a C broker, 3 MB on an idle node) or amqtt "
+                             "(the embedded broker, forked with the components: 13 MB); the same rules on either")
 
 
 def add_edge_arguments(edge: argparse.ArgumentParser) -> None:
@@ -213,6 +221,7 @@ def add_edge_arguments(edge: argparse.ArgumentParser) -> None:
     edge.add_argument("--device-users", type=Path, help="device users (edgehive passwd FILE USER)")
     edge.add_argument("--device-tls-cert", type=Path, help="TLS for --device-listen")
     edge.add_argument("--device-tls-key", type=Path)
+    _add_edge_broker(edge)
     _add_edge_start(edge)
     edge.set_defaults(func=edge_main)
 

@@ -79,7 +79,8 @@ def _stack(args: argparse.Namespace) -> int:
 def _footprint(args: argparse.Namespace) -> int:
     from edgehive.bench import footprint  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=True, edge_start=args.edge_start),
+    return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=True, edge_start=args.edge_start,
+                                                               edge_broker=args.edge_broker),
                       footprint.print_report, args)
 
 
@@ -177,6 +178,8 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     footprint.add_argument("--pods", type=int, default=10, help="pods running on the node while idle (default 10)")
     footprint.add_argument("--edge-start", choices=("fork", "exec"), default="fork",
                            help="how edgehive up starts the edge components (default fork, as edgehive up does)")
+    footprint.add_argument("--edge-broker", choices=("mosquitto", "amqtt"), default="mosquitto",
+                           help="the node's broker, as edgehive up's --edge-broker (default mosquitto, as there)")
     footprint.add_argument("--json", action="store_true", help="print one JSON object")
     footprint.set_defaults(func=_footprint)
     scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "

@@ -44,6 +44,7 @@ from edgehive.bench.harness import BenchError, bench_workdir, free_port, progres
 from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
 from edgehive.deathsig import die_with_parent
 from edgehive.localcluster import APISERVER_BIN
+from edgehive.stack import DEFAULT_EDGE_BROKER
 
 NODE = "edge-1"
 IMAGE = "localhost/busybox:latest"
@@ -51,6 +52,8 @@ GOAL_MB = 70.0
 """Issue 19's goal: an edge node in the memory of KubeEdge's edgecore (about 70 MB)."""
 EDGE_PROCESSES = ("edge-broker", "bridge", "edgehub", "metamanager", "edged", "devicetwin", "eventbus")
 """What ``edgehive up`` runs for the node in Python, in its order; podman's service is apart."""
+EDGE_BROKER_DIR = "edge-broker"
+"""Where ``edgehive up`` writes a mosquitto edge broker's files, in its state directory (edgehive/stack.py)."""
 FORKSERVER = "forkserver"
 """The parent the edge components are forked from (``--edge-start fork``, the default): counted with them, since
 the import-time pages they share with it are charged partly to it."""
@@ -91,6 +94,7 @@ class FootprintReport:
     pods_running_s: float
     duration_s: float
     edge_start: str = "fork"
+    edge_broker: str = DEFAULT_EDGE_BROKER
     goal_mb: float = GOAL_MB
 
 
@@ -115,6 +119,9 @@ def classify(cmdline: Sequence[str], edge_listen: str) -> str | None:
         return None
     if Path(cmdline[0]).name == "podman":
         return "podman" if "system" in cmdline and "service" in cmdline else None
+    if Path(cmdline[0]).name == "mosquitto":  # --edge-broker mosquitto: its files in the state's edge-broker/
+        conf = _option(cmdline, "-c")
+        return "edge-broker" if conf is not None and EDGE_BROKER_DIR in Path(conf).parts else None
     module = _option(cmdline, "-m")
     if module is None:
         return None
@@ -231,14 +238,15 @@ def _all_running(core: Any, namespace: str, count: int) -> bool:
 class _Up:
     """``python -m edgehive up`` as a child, and the processes it started, so that none outlives the bench."""
 
-    def __init__(self, state: Path, ports: dict[str, int], edge_start: str = "fork") -> None:
+    def __init__(self, state: Path, ports: dict[str, int], edge_start: str = "fork",
+                 edge_broker: str = DEFAULT_EDGE_BROKER) -> None:
         self.state = state
         self.log = state.parent / "up.log"
         self.edge_listen = f"127.0.0.1:{ports['edge']}"
         argv = [sys.executable, "-m", "edgehive", "up", "--state-dir", str(state),
                 "--cloud-listen", f"127.0.0.1:{ports['cloud']}", "--edge-listen", self.edge_listen,
                 "--apiserver-port", str(ports["apiserver"]), "--etcd-port", str(ports["etcd"]),
-                "--edge-start", edge_start]
+                "--edge-start", edge_start, "--edge-broker", edge_broker]
         with self.log.open("wb") as out:
             # If the bench is killed outright, the kernel stops edgehive up, which stops its children.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -353,12 +361,12 @@ def _require_parts() -> str:
 
 
 def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str], None],
-              edge_start: str = "fork") -> _Up:
+              edge_start: str = "fork", edge_broker: str = DEFAULT_EDGE_BROKER) -> _Up:
     """``edgehive up`` with every child healthy; when ``stack`` closes, it is stopped and checked to have left no
     process and no pod of ``namespace`` behind."""
     work = bench_workdir(stack, "ehfp-")
-    say(f"edgehive up --edge-start {edge_start} in {work}")
-    up = _Up(work / "state", _free_ports(), edge_start)
+    say(f"edgehive up --edge-start {edge_start} --edge-broker {edge_broker} in {work}")
+    up = _Up(work / "state", _free_ports(), edge_start, edge_broker)
 
     def teardown(exc_type: type[BaseException] | None, _exc: BaseException | None,
                  _tb: TracebackType | None) -> None:
@@ -377,13 +385,14 @@ def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str]
     return up
 
 
-def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fork") -> FootprintReport:
+def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fork",
+                    edge_broker: str = DEFAULT_EDGE_BROKER) -> FootprintReport:
     say = progress_printer("footprint", progress)
     started = time.monotonic()
     podman = _require_parts()
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
-        up = _start_up(stack, podman, namespace, say, edge_start)
+        up = _start_up(stack, podman, namespace, say, edge_start, edge_broker)
         kubeconfig = up.state / "apiserver" / "kubeconfig"
         kube = Kube.connect(str(kubeconfig))
         stack.callback(kube.close)
@@ -430,7 +439,7 @@ def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fo
         baseline_ratio=round(edge_pss / (len(memory) * baseline.pss_kb), 2),
         podman_pss_mb=_mb(podman_memory.pss_kb), settled=is_settled, settle_s=round(settle_s, 1),
         ready_s=round(ready_s, 1), pods_running_s=round(pods_running_s, 1),
-        duration_s=round(time.monotonic() - started, 1), edge_start=edge_start,
+        duration_s=round(time.monotonic() - started, 1), edge_start=edge_start, edge_broker=edge_broker,
     )
 
 

@@ -62,6 +62,9 @@ def test_own_rollup_is_readable_and_pss_is_at_most_rss() -> None:
         ([PY, "-m", "edge.stream", "--node", "edge-1"], "edgestream"),
         ([PY, "-m", "edgehive.forkserver", "--requests", "3", "--replies", "6"], "forkserver"),
         (["python3", "-m", "edge.eventbus", "--broker", f"mqtt://{EDGE}"], "eventbus"),
+        (["/usr/sbin/mosquitto", "-c", "/s/state/edge-broker/mosquitto/mosquitto.conf"], "edge-broker"),
+        (["/usr/sbin/mosquitto", "-c", "/tmp/bench/cloud/mosquitto/mosquitto.conf"], None),  # another's mosquitto
+        (["mosquitto"], None),
         (["podman", "system", "service", "--time=0", "unix:///s/podman.sock"], "podman"),
         (["/usr/bin/podman", "pod", "ps"], None),
         ([PY, "-m", "cloud.cloudhub"], None),
