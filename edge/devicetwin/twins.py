@@ -42,8 +42,8 @@ def _loads(payload: bytes, reason: Callable[[str], str]) -> dict[str, Any]:
 
 
 def shown(t: Twin) -> dict[str, Any]:
-    """A twin property as devices see it (KubeEdge's MsgTwin without versions)."""
-    return twin.entry(t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, t.optional)
+    """A twin property as devices see it (KubeEdge's MsgTwin without versions): not to be changed."""
+    return t.shown()
 
 
 @dataclass
@@ -56,6 +56,8 @@ class DeviceTwin:
     _retained: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The ``delta`` of each device's retained delta on the broker, as far as known (not after a restart)."""
     refused: int = 0
+    _model_types_read: dict[str, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
+    """Per model id: the stored model object last read, and its twin types (``_types_of``)."""
     """Requests answered with an error and cloud objects turned down, since the last ``take_refused``."""
 
     def take_refused(self) -> int:
@@ -178,8 +180,8 @@ class DeviceTwin:
             else:
                 results[prop] = twin.entry(change.expected, now, change.actual, now, after.kind, after.optional,
                                            set_only=True)
+        self.store.put_twins(device.id, writes)
         for t in writes:
-            self.store.put_twin(device.id, t)
             current[t.prop] = t
         for prop in deletes:
             self.store.remove_twin(device.id, prop)
@@ -209,15 +211,17 @@ class DeviceTwin:
         for value in (change.expected, change.actual):  # expected first, as KubeEdge checks them
             if value is not None:
                 twin.check_value(value, base.kind)
-        after = base
+        fields: dict[str, Any] = {}  # one copy of the twin with every change (each copy costs a dataclass replace)
         if before is not None and change.optional is False and before.optional:
-            after = after.but(optional=False)  # KubeEdge lets a device make an optional property required only
+            fields["optional"] = False  # KubeEdge lets a device make an optional property required only
         if change.actual is not None:
-            after = after.but(actual=change.actual, actual_ts=now, edge_version=after.edge_version + 1)
-            if after.expected is not None and after.actual == after.expected:
-                after = after.but(acked_version=after.cloud_version)
+            fields.update(actual=change.actual, actual_ts=now, edge_version=base.edge_version + 1)
+            # Compared with the expected value before this change sets a new one, as the actual side comes first.
+            if base.expected is not None and change.actual == base.expected:
+                fields["acked_version"] = base.cloud_version
         if change.expected is not None:
-            after = after.but(expected=change.expected, expected_ts=now)
+            fields.update(expected=change.expected, expected_ts=now)
+        after = base.but(**fields) if fields else base
         return None if after == before else after
 
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
@@ -258,7 +262,8 @@ class DeviceTwin:
         current expected values (a device that connects later re-applies what it has). When it names a target
         that was withdrawn or changed meanwhile, or is not known (after a restart), it is replaced by one with
         an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
-        shown_twins = {k: shown(t) for k, t in twins.items()}
+        # Only twins with an expected value can be in a delta (twin.delta): the others are not shown at all.
+        shown_twins = {k: shown(t) for k, t in twins.items() if t.expected}
         payload = twin.delta(shown_twins, removed)
         if payload is None:
             self._last_delta[device.id] = None
@@ -285,12 +290,19 @@ class DeviceTwin:
         return self._types_of(device.namespace, device.model)
 
     def _types_of(self, namespace: str, model_name: str | None) -> dict[str, str]:
-        """Twin type per property of a DeviceModel in the store ({} when it has not arrived)."""
+        """Twin type per property of a DeviceModel in the store ({} when it has not arrived); read once per
+        version of the model (the store gives the same object until the model is written again)."""
         model = self.store.model(f"{namespace}/{model_name}") if model_name else None
         if model is None:
             return {}
-        return {name: twin.MODEL_TYPES.get(prop.type, "string")
-                for name, prop in DeviceModel.view(model).properties.items()}
+        key = f"{namespace}/{model_name}"
+        read = self._model_types_read.get(key)
+        if read is not None and read[0] is model:
+            return read[1]
+        types = {name: twin.MODEL_TYPES.get(prop.type, "string")
+                 for name, prop in DeviceModel.view(model).properties.items()}
+        self._model_types_read[key] = (model, types)
+        return types
 
     # -- objects from the cloud (forwarded by MetaManager after its commit) ----------------
 
