@@ -19,6 +19,7 @@ from edge.edged.podspec import ContainerPlan, PodPlan
 from edge.edged.podworker import PodWorker
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
 from edge.edged.volumes import Volumes
+from schemas.resource import ResourceKey
 from tests.support.kubelet_fakes import KEY, UID, FakePodman, FakeVolumes, observed, pod
 
 DEADLINE_S = 10.0
@@ -139,3 +140,28 @@ def test_a_new_pod_starts_without_waiting_for_the_list_of_the_node(tmp_path: Pat
         k._pool.shutdown(wait=True)
     assert podman.made_pods == ["default_web"]
     assert podman.created == ["app-0", "side-0"]
+
+
+def _with_config(name: str) -> dict[str, Any]:
+    """``pod()`` with a ConfigMap volume ``name``."""
+    spec = pod("Always")
+    spec["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": name}}]
+    return spec
+
+
+def test_a_pods_signature_changes_with_what_it_uses_and_nothing_else(tmp_path: Path) -> None:
+    k = kubelet(FakePodman(), tmp_path)
+    used, other = ResourceKey("default", "configmap", "used"), ResourceKey("default", "configmap", "other")
+    k.set_pod(KEY, _with_config("used"))
+    worker = PodWorker(KEY, UID)
+    first = k._signature(worker, _with_config("used"))
+    k.set_config(other, {"data": {"a": "1"}})
+    assert k._signature(worker, _with_config("used")) == first  # not its ConfigMap: its plan stands
+    k.set_config(used, {"data": {"a": "1"}})
+    second = k._signature(worker, _with_config("used"))
+    assert second != first
+    k.set_config(used, None)  # deleted
+    assert k._signature(worker, _with_config("used")) not in (first, second)
+    before_relist = k._signature(worker, _with_config("used"))
+    k.replace_all({KEY: _with_config("used")}, {used: {"data": {}}})  # a relist may change anything
+    assert k._signature(worker, _with_config("used")) != before_relist
