@@ -41,6 +41,9 @@ from setproctitle import setproctitle
 from edgehive.deathsig import die_with_parent
 from edgehive.forkmemory import prepare_for_forks
 
+EVERY_CHILD_IMPORTS = ("encodings.idna",)
+"""Imported by every child at run time rather than by a ``__main__``: the socket module encodes a host name with
+the idna codec (which loads unicodedata) on a client's first connect. Loaded here, it is loaded once for all."""
 REAP_INTERVAL_S = 0.2
 """How often the loop looks for ended children while no request comes (the supervisor ticks at the same rate)."""
 
@@ -87,6 +90,9 @@ def preload(modules: Iterable[str]) -> list[str]:
     # allocations go, and each one written there copies a page that was shared (the gc module's own advice).
     gc.disable()
     done: list[str] = []
+    for name in EVERY_CHILD_IMPORTS:
+        importlib.import_module(name)
+        done.append(name)
     for module in modules:
         for name in main_imports(module):
             if name not in sys.modules:

@@ -72,6 +72,7 @@ def test_the_fork_server_does_not_preload_dmis_grpc() -> None:
     assert [m for m in loaded if m.split(".")[0] in ("grpc", "google")] == []
     assert "edge.dmi.settings" in loaded
     assert "edge.dmi.component" not in loaded
+    assert "unicodedata" in loaded  # what every child's first connect loads (the idna codec): once, here
 
 
 def test_a_forked_child_is_its_own_process_with_its_own_environment_title_and_log(
