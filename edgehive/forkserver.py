@@ -41,9 +41,11 @@ from setproctitle import setproctitle
 from edgehive.deathsig import die_with_parent
 from edgehive.forkmemory import prepare_for_forks
 
-EVERY_CHILD_IMPORTS = ("encodings.idna",)
-"""Imported by every child at run time rather than by a ``__main__``: the socket module encodes a host name with
-the idna codec (which loads unicodedata) on a client's first connect. Loaded here, it is loaded once for all."""
+EVERY_CHILD_IMPORTS = ("encodings.idna", "_strptime")
+"""Imported by children at run time rather than by a ``__main__``: the socket module encodes a host name with the
+idna codec (which loads unicodedata) on every client's first connect, and ``time.strptime`` loads _strptime in
+EdgeHub and EdgeD. An import after the fork is dear beyond the module: it writes to the import system's shared
+state (sys.modules, the finders' caches), copying their pages. Loaded here, once for all."""
 REAP_INTERVAL_S = 0.2
 """How often the loop looks for ended children while no request comes (the supervisor ticks at the same rate)."""
 
