@@ -481,7 +481,8 @@ class Connection:
     def _complete(self, callback: Callable[[], None] | None) -> None:
         with self._drained:
             self._inflight -= 1
-            self._drained.notify_all()
+            if self._inflight == 0:  # all a waiter on _drained waits for (wait_drained); notifying on every
+                self._drained.notify_all()  # acknowledgement was 8 % of EventBus's time in bench twin
         self._slots.release()
         if callback is not None:
             try:
