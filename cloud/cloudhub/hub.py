@@ -125,10 +125,10 @@ class CloudHub:
             self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
                                          on_broker=lambda: bus.connection.connected)
         if settings.edgecontroller_shards:
-            from cloud.cloudhub.shardroutes import PERIOD_S, STALE_AFTER, ShardRouteWatch  # noqa: PLC0415 (as above)
+            from cloud.cloudhub.shardroutes import STALE_AFTER_S, ShardRouteWatch  # noqa: PLC0415 (as above)
             from cloud.replicas.routes import ReplicaRoutes  # noqa: PLC0415 (as above)
 
-            routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER * PERIOD_S)
+            routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER_S)
             self.router.up_routes[EDGECONTROLLER] = routes
             self.routes = ShardRouteWatch(kube, routes, self._lock)
 
