@@ -99,6 +99,14 @@ class Handed:
     moves: ShardMoves
 
 
+@dataclass
+class Resyncing:
+    """A resync of one node's session under way: a second one asked meanwhile joins it (``periodic`` False once
+    any joiner is a session's own, so that a failed listing sends the node everything, as a session's does)."""
+
+    periodic: bool
+
+
 Work = ClusterEvent | NodeHolds | Handed
 """What the reconcile thread takes in turn: the cluster's changes, the nodes' listings and the handovers, one at
 a time, so that the placement has a single writer."""
@@ -138,6 +146,10 @@ class NodeSync:
         # Listing a node's store is three round trips to the node; most of a resync is waiting for them, so many
         # run at once (4 at a time took 137-162 s for 1,000 nodes reconnecting together: edgehive bench scale).
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
+        self._resyncing: dict[tuple[str, str], Resyncing] = {}
+        """(node, session) -> its resync under way; under ``_resync_lock`` (the bus's, the reconcile and the
+        periodic threads start resyncs, the pool's threads end them)."""
+        self._resync_lock = threading.Lock()
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         if resync_period_s < 0:
             raise ValueError(f"resync_period_s must be 0 (no periodic resync) or more, not {resync_period_s}")
@@ -270,7 +282,7 @@ class NodeSync:
             if session is not None and node in self._connected:
                 if self.schedule is not None:
                     self.schedule.resynced(node, now)
-                self._pool.submit(self._resync, node, session)
+                self.start_resync(node, session)
         for node in moves.watch:
             session = self._sessions.get(node)
             if session is not None and node not in self._connected:
@@ -351,7 +363,7 @@ class NodeSync:
                 if self.shard.owns(node):  # another replica's node: recorded, for a handover to resync at once
                     if self.schedule is not None:
                         self.schedule.resynced(node, time.monotonic())
-                    self._pool.submit(self._resync, node, session)
+                    self.start_resync(node, session)
         else:
             self._connected.discard(node)
             if self.shard.owns(node):
@@ -369,8 +381,8 @@ class NodeSync:
                     len(nodes))
         for node in nodes:
             session = self._sessions.get(node)
-            if session is not None:
-                self._pool.submit(self._resync, node, session)
+            if session is not None:  # what was lost may postdate a listing under way: list again
+                self.start_resync(node, session, join=False)
 
     def sessions_known(self) -> dict[str, str]:
         """A copy of every node's announced session id (owned or not): what a handover resyncs with."""
@@ -397,14 +409,44 @@ class NodeSync:
                 session = self._sessions.get(node)
                 if session is not None and not self._closing.is_set():
                     self.bus.counters.inc("periodic_resyncs")
-                    self._pool.submit(self._resync, node, session, periodic=True)
+                    self.start_resync(node, session, periodic=True)
 
-    def _resync(self, node: str, session: str, periodic: bool = False) -> None:
+    def start_resync(self, node: str, session: str, *, periodic: bool = False, join: bool = True) -> bool:
+        """Resynchronise ``node`` for ``session`` on the pool, unless a resync of the same node and session is
+        under way and ``join``: then that one serves for both (False, counted ``resyncs_joined``). A replica that
+        gains a node just as its new session is announced is asked twice, by the handover and by the
+        announcement, within milliseconds, and listed the node's store two or three times for one answer.
+        ``join`` False (the broker lost what was in flight): a listing taken before the loss would miss it."""
+        key = (node, session)
+        with self._resync_lock:
+            running = self._resyncing.get(key)
+            if running is not None and join:
+                running.periodic = running.periodic and periodic
+                self.bus.counters.inc("resyncs_joined")
+                return False
+            mine = Resyncing(periodic)
+            self._resyncing[key] = mine
+        self._pool.submit(self._resync, node, session, mine)
+        return True
+
+    def _resync(self, node: str, session: str, running: Resyncing) -> None:
+        try:
+            self._resync_now(node, session, running)
+        finally:
+            with self._resync_lock:
+                if self._resyncing.get((node, session)) is running:
+                    del self._resyncing[(node, session)]
+
+    def _resync_now(self, node: str, session: str, running: Resyncing) -> None:
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
                 break
         held = self._list_store(node, session)
+        with self._resync_lock:  # no one joins after this: a later ask starts a listing of its own
+            if self._resyncing.get((node, session)) is running:
+                del self._resyncing[(node, session)]
+            periodic = running.periodic
         if held is None:
             if periodic:  # not worth sending the node everything again: the next one, or its next session, lists
                 return
