@@ -42,6 +42,7 @@ from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, pack
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.fields import BodyError
 from schemas.kubeobj import meta
@@ -50,7 +51,11 @@ from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
-CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
+HUB_MODULE = "cloudhub"
+CLOUDHUB = topics.inbox(topics.Side.CLOUD, HUB_MODULE)
+"""CloudHub's shared inbox: every replica hears it, the node's owner keeps what is for its node."""
+HUB_STATUSES = f"{topics.status(HUB_MODULE)}/+"
+"""The CloudHub replicas' retained statuses (each ``up``, or its will's ``down``)."""
 RESYNC_WORKERS = 32
 RESYNC_PAGE = 500
 RESYNC_ATTEMPTS = 4
@@ -134,6 +139,11 @@ class NodeSync:
         self._sessions: dict[str, str] = {}  # node -> current session id (every node's, owned or not)
         self._connected: set[str] = set()
         self._batch_bytes: dict[str, int] = {}
+        self._hubs: dict[str, str] = {}
+        """node -> the CloudHub replica that announced its session last: what is for the node goes to that
+        replica's own inbox (``hub_inbox``)."""
+        self._hubs_up: set[str] = set()
+        """The CloudHub replicas whose retained status says up; only these are sent to directly."""
         """node -> the largest batch the CloudHub holding its session takes (its announcement's ``batch_bytes``)."""
         self.max_size = max_size
         """The largest message this controller's bus publishes: a batch stays under it too."""
@@ -163,6 +173,7 @@ class NodeSync:
             self.bus.handle(own, self.on_edge)
             self.bus.handle(topics.inbox(topics.Side.CLOUD, self.shard.query_src()), self._late_answer)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
+        self.bus.handle(HUB_STATUSES, self.on_hub_status)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
         if self.schedule is not None:
@@ -327,7 +338,7 @@ class NodeSync:
                 items = [(p.envelope, p.members) for p in pack(node, self.module, envelopes,
                                                                max_members=self.batch_members, max_bytes=budget)]
             for carrier, members in items:
-                self.bus.publish(CLOUDHUB, carrier, timeout=30)
+                self.bus.publish(self.hub_inbox(node), carrier, timeout=30)
                 if carrier.op == Op.BATCH:
                     self.bus.counters.inc("cloudhub_batches")
                 for member in members:
@@ -338,7 +349,42 @@ class NodeSync:
         """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
         if envelope.op == Op.ERROR:
             self.bus.counters.inc("refused")
-        return Send(CLOUDHUB, envelope)
+        return Send(self.hub_inbox(envelope.node), envelope)
+
+    def hub_inbox(self, node: str) -> str:
+        """Where what is for ``node`` goes: the own inbox of the CloudHub replica that announced its session, if
+        that replica's status says up; else the shared inbox (a lone CloudHub, a CloudHub of the previous
+        version, a node not announced yet, a replica dead or not heard of).
+
+        Why: on the shared inbox every replica decodes every message and all but the owner drop it (at N
+        replicas, N decodes for one delivery). Why nothing is lost when this view is stale: a replica that gets
+        a message for a node it does not own passes it on to the shared inbox (cloud/cloudhub/routing.py
+        ``from_module``); a dead replica hears nothing, so its will (status down) turns the route back to the
+        shared inbox at once, and what was sent to it before that precedes the new owner's session, whose
+        resync lists the node and sends what it lacks. An announcement naming a dead replica (a NATS member's
+        late copy of an old retained one) is thus never trusted blindly."""
+        replica = self._hubs.get(node)
+        if replica is None or replica not in self._hubs_up:
+            return CLOUDHUB
+        return topics.inbox(topics.Side.CLOUD, topics.replica_module(HUB_MODULE, replica))
+
+    def on_hub_status(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
+        """A CloudHub replica's retained status: up, or down (its will when it died or lost the broker)."""
+        parsed = topics.parse_status(topic)
+        if parsed is None or parsed[0] != HUB_MODULE or parsed[1] is None:
+            return None
+        replica = parsed[1]
+        try:
+            status = ComponentStatus.parse(envelope.body)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused status %s of CloudHub replica %s: %s", envelope.id, replica, exc)
+            return None
+        if status.up and status.replica == replica:
+            self._hubs_up.add(replica)
+        else:
+            self._hubs_up.discard(replica)
+        return None
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -352,6 +398,15 @@ class NodeSync:
             log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
             return None
         node, session = envelope.node, news.session
+        if news.replica is None:
+            self._hubs.pop(node, None)
+        else:
+            try:
+                topics.replica_module(HUB_MODULE, news.replica)
+            except ValueError:  # names no inbox: the shared one serves
+                self._hubs.pop(node, None)
+            else:
+                self._hubs[node] = news.replica
         if news.batch_bytes is None:
             self._batch_bytes.pop(node, None)
         else:
@@ -463,9 +518,10 @@ class NodeSync:
         for attempt in range(1, RESYNC_ATTEMPTS + 1):
             held: dict[ResourceKey, tuple[str, str | None]] = {}
             timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
+            hub = self.hub_inbox(node)  # looked up again for each attempt: the node may have changed hands
             try:
                 for kind in self.owned:
-                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
+                    for item in listing(self.bus, hub, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
                                         src=self.shard.query_src() if self.shard.sharded else None):
                         held[item.key] = (item.rv, item.uid)
                 return held

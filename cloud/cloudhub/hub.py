@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from cloud.cloudhub.routing import MODULE as ROUTES_MODULE
 from cloud.cloudhub.routing import ROUTES, CloudRouter, Due, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
@@ -82,6 +83,9 @@ class CloudHubSettings(ComponentSettings):
         super().__post_init__()
         if self.replica_id and not is_module_name(self.replica_id):  # it names a Lease and a status topic
             raise ValueError(f"replica_id {self.replica_id!r} must be a-z, 0-9 and '-', starting with a letter")
+        if self.replica_id and not is_module_name(f"cloudhub-{self.replica_id}"):  # and its own inbox
+            raise ValueError(f"replica_id {self.replica_id!r} is too long to name an inbox (cloudhub-ID, at most "
+                             "63 characters)")
         if self.up_qos not in (0, 1):
             raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
         if not 1 <= self.batch_max_members <= MAX_MEMBERS:
@@ -113,6 +117,9 @@ class CloudHub:
         self._threads = [threading.Thread(target=self._send_loop, name="sender", daemon=True),
                          threading.Thread(target=self._session_loop, name="sessions", daemon=True)]
         self.membership: Membership | None = None
+        self.own_inbox: str | None = None
+        """A replica's own inbox: the controllers send here what is for the nodes whose sessions it announced
+        (cloud/nodesync.py ``hub_inbox``), so that one replica decodes each message, not all of them."""
         self.routes: ShardRouteWatch | None = None
         if settings.replica_id or settings.edgecontroller_shards:  # a lone CloudHub stays as small as before
             from cloud.kube import Kube  # noqa: PLC0415 (the Kubernetes client only for replicas and shards)
@@ -122,6 +129,8 @@ class CloudHub:
             from cloud.cloudhub.replica import Membership  # noqa: PLC0415 (as above)
 
             self.router.owned = set()  # nothing until the Leases say which nodes are ours
+            self.own_inbox = topics.inbox(topics.Side.CLOUD, topics.replica_module(ROUTES_MODULE,
+                                                                                   settings.replica_id))
             self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
                                          on_broker=lambda: bus.connection.connected)
         if settings.edgecontroller_shards:
@@ -140,6 +149,8 @@ class CloudHub:
             self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
             self.bus.connection.on_subscribed(self.on_subscribed)
         self.bus.handle(self.bus.inbox, self.on_module)
+        if self.own_inbox is not None:
+            self.bus.handle(self.own_inbox, self.on_own_inbox)
         self.bus.on_session_lost(self.announce_all)
         for thread in self._threads:
             thread.start()
@@ -174,6 +185,12 @@ class CloudHub:
     def on_module(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         with self._lock:
             routed = self.router.from_module(envelope, time.monotonic())
+        return self._carry_out(routed)
+
+    def on_own_inbox(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """As ``on_module``; what is not for a node of ours goes on to the shared inbox (routing.py says why)."""
+        with self._lock:
+            routed = self.router.from_module(envelope, time.monotonic(), forward=True)
         return self._carry_out(routed)
 
     def hand_over(self, handover: Handover) -> None:

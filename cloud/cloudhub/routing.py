@@ -252,10 +252,20 @@ class CloudRouter:
 
     # -- from the cloud modules ------------------------------------------------------------
 
-    def from_module(self, envelope: Envelope, now: float) -> Routed:
+    def from_module(self, envelope: Envelope, now: float, *, forward: bool = False) -> Routed:
+        """A controller's message for a node. ``forward``: it came on this replica's own inbox, where a controller
+        sends what is for the nodes whose session this replica announced. If the node is not (or no longer) ours,
+        the controller's view is the stale one (it has not yet heard the new owner's announcement): the message
+        goes on to the shared inbox, which every replica hears and the owner keeps, rather than being dropped,
+        which lost an update sent just before ownership moved whenever no later resync listed the node after it.
+        On the shared inbox itself what is not ours is dropped (the owner hears it too; with no owner at all, the
+        node is between two replicas, and the next one's session starts a resync that sends what it lacks)."""
         if envelope.group == Group.HUB and envelope.op == Op.QUERY and envelope.res is None:
             return Routed()  # a status query for CloudHub itself, answered by the runtime
-        if not self.owns(envelope.node):  # every replica hears the controllers; the node's owner delivers
+        if not self.owns(envelope.node):
+            if forward:
+                self.counters.inc("forwarded")
+                return Routed([Send(topics.inbox(topics.Side.CLOUD, MODULE), envelope)])
             self.counters.inc("not_owned")
             return Routed()
         if envelope.op == Op.BATCH:
