@@ -23,6 +23,8 @@ from runtime.component import ComponentSettings
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.fields import BodyError
+from schemas.link import SessionNews
 from schemas.names import is_module_name
 
 if TYPE_CHECKING:
@@ -151,6 +153,8 @@ class CloudHub:
         self.bus.handle(self.bus.inbox, self.on_module)
         if self.own_inbox is not None:
             self.bus.handle(self.own_inbox, self.on_own_inbox)
+        if self.membership is not None:  # what the other replicas said of their nodes, for a takeover
+            self.bus.handle(topics.all_node_sessions(), self.on_session_news)
         self.bus.on_session_lost(self.announce_all)
         for thread in self._threads:
             thread.start()
@@ -186,6 +190,19 @@ class CloudHub:
         with self._lock:
             routed = self.router.from_module(envelope, time.monotonic())
         return self._carry_out(routed)
+
+    def on_session_news(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """A node's session announcement (retained; ours or another replica's): routing.py ``heard_news``."""
+        try:
+            news = SessionNews.parse(envelope.body)
+            news.check_op(envelope.op)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+            return None
+        with self._lock:
+            self.router.heard_news(envelope.node, news)
+        return None
 
     def on_own_inbox(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """As ``on_module``; what is not for a node of ours goes on to the shared inbox (routing.py says why)."""

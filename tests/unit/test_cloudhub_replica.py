@@ -230,3 +230,37 @@ def test_an_assignment_given_no_nodes_keeps_its_own_and_recounts_only_for_new_me
     assert not a.update(members={"a", "b"})
     assert a.nodes is kept, "not copied when the caller says the nodes did not change"
     assert a.update(members={"a"}).gained == frozenset(NODES) - first.gained
+
+
+def keepalive_from(node: str) -> Envelope:
+    return Envelope(node=node, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE, body={})
+
+
+def test_a_node_its_last_owner_announced_gone_is_announced_only_once_heard(router: CloudRouter) -> None:
+    """Announced connected at once, the controllers would list the store of a node that is not on the link."""
+    router.replica = "r2"
+    router.heard_news("edge-1", SessionNews("s-old", False, "r1"))  # r1, its owner, said it was gone
+    router.heard_news("edge-2", SessionNews("s-old2", True, "r1"))  # r1 died with edge-2 on the link
+    router.heard_news("edge-3", SessionNews("s-old3", False, "r1"))
+    router.heard_news("edge-3", SessionNews("s-old3b", True, "r1"))  # it came back before the handover
+    for node in ("edge-1", "edge-2", "edge-3"):
+        router.gain(node)
+    quiet = router.subscribed(topics.link_up("edge-1"), 1.0)
+    assert quiet.announce == [], "not announced: it stays as r1 left it, disconnected"
+    assert router.owns("edge-1")
+    assert router.from_module(configmap_for("edge-1"), 1.1).wake, "its objects queue for when it is heard"
+    assert router.due(1.2) == []
+    for node in ("edge-2", "edge-3"):
+        (announce,) = router.subscribed(topics.link_up(node), 1.0).announce
+        assert SessionNews.parse(announce.envelope.body).connected, f"{node}: announced at once, as before"
+    heard = router.from_node(keepalive_from("edge-1"), topics.link_up("edge-1"), 2.0)
+    (announce,) = heard.announce
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s3", True, "r2")
+    assert [node for node, _ in router.due(2.1)] == ["edge-1"]
+
+
+def test_a_replica_ignores_its_own_announcements_and_a_lone_cloudhubs(router: CloudRouter) -> None:
+    router.replica = "r2"
+    router.heard_news("edge-1", SessionNews("s1", False, "r2"))
+    router.heard_news("edge-2", SessionNews("s2", False))
+    assert router.gone_elsewhere == set()
