@@ -43,6 +43,7 @@ from runtime.linger import Linger
 from runtime.listing import listing
 from schemas import kinds, topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, pack
+from schemas.componentstatus import ComponentStatus
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.fields import BodyError
 from schemas.kubeobj import meta
@@ -51,7 +52,11 @@ from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
 
-CLOUDHUB = topics.inbox(topics.Side.CLOUD, "cloudhub")
+HUB_MODULE = "cloudhub"
+CLOUDHUB = topics.inbox(topics.Side.CLOUD, HUB_MODULE)
+"""CloudHub's shared inbox: every replica hears it, the node's owner keeps what is for its node."""
+HUB_STATUSES = f"{topics.status(HUB_MODULE)}/+"
+"""The CloudHub replicas' retained statuses (each ``up``, or its will's ``down``)."""
 RESYNC_WORKERS = 32
 RESYNC_PAGE = 500
 RESYNC_ATTEMPTS = 4
@@ -111,6 +116,14 @@ def linger_of(linger_ms: int) -> Linger:
         raise ValueError(f"batch_linger_ms must be 0 to 1000, not {linger_ms}") from None
 
 
+@dataclass
+class Resyncing:
+    """A resync of one node's session under way: a second one asked meanwhile joins it (``periodic`` False once
+    any joiner is a session's own, so that a failed listing sends the node everything, as a session's does)."""
+
+    periodic: bool
+
+
 Work = ClusterEvent | NodeHolds | Handed
 """What the reconcile thread takes in turn: the cluster's changes, the nodes' listings and the handovers, one at
 a time, so that the placement has a single writer."""
@@ -138,6 +151,11 @@ class NodeSync:
         self._sessions: dict[str, str] = {}  # node -> current session id (every node's, owned or not)
         self._connected: set[str] = set()
         self._batch_bytes: dict[str, int] = {}
+        self._hubs: dict[str, str] = {}
+        """node -> the CloudHub replica that announced its session last: what is for the node goes to that
+        replica's own inbox (``hub_inbox``)."""
+        self._hubs_up: set[str] = set()
+        """The CloudHub replicas whose retained status says up; only these are sent to directly."""
         """node -> the largest batch the CloudHub holding its session takes (its announcement's ``batch_bytes``)."""
         self.max_size = max_size
         """The largest message this controller's bus publishes: a batch stays under it too."""
@@ -148,6 +166,10 @@ class NodeSync:
         # Listing a node's store is three round trips to the node; most of a resync is waiting for them, so many
         # run at once (4 at a time took 137-162 s for 1,000 nodes reconnecting together: edgehive bench scale).
         self._pool = ThreadPoolExecutor(max_workers=resync_workers, thread_name_prefix="resync")
+        self._resyncing: dict[tuple[str, str], Resyncing] = {}
+        """(node, session) -> its resync under way; under ``_resync_lock`` (the bus's, the reconcile and the
+        periodic threads start resyncs, the pool's threads end them)."""
+        self._resync_lock = threading.Lock()
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         if resync_period_s < 0:
             raise ValueError(f"resync_period_s must be 0 (no periodic resync) or more, not {resync_period_s}")
@@ -161,6 +183,7 @@ class NodeSync:
             self.bus.handle(own, self.on_edge)
             self.bus.handle(topics.inbox(topics.Side.CLOUD, self.shard.query_src()), self._late_answer)
         self.bus.handle(topics.all_node_sessions(), self.on_session)
+        self.bus.handle(HUB_STATUSES, self.on_hub_status)
         self.bus.on_session_lost(self.on_broker_lost)
         self._thread.start()
         if self.schedule is not None:
@@ -279,7 +302,7 @@ class NodeSync:
             if session is not None and node in self._connected:
                 if self.schedule is not None:
                     self.schedule.resynced(node, now)
-                self._pool.submit(self._resync, node, session)
+                self.start_resync(node, session)
         for node in moves.watch:
             session = self._sessions.get(node)
             if session is not None and node not in self._connected:
@@ -324,7 +347,7 @@ class NodeSync:
                 items = [(p.envelope, p.members) for p in pack(node, self.module, envelopes,
                                                                max_members=self.batch_members, max_bytes=budget)]
             for carrier, members in items:
-                self.bus.publish(CLOUDHUB, carrier, timeout=30)
+                self.bus.publish(self.hub_inbox(node), carrier, timeout=30)
                 if carrier.op == Op.BATCH:
                     self.bus.counters.inc("cloudhub_batches")
                 for member in members:
@@ -335,7 +358,42 @@ class NodeSync:
         """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
         if envelope.op == Op.ERROR:
             self.bus.counters.inc("refused")
-        return Send(CLOUDHUB, envelope)
+        return Send(self.hub_inbox(envelope.node), envelope)
+
+    def hub_inbox(self, node: str) -> str:
+        """Where what is for ``node`` goes: the own inbox of the CloudHub replica that announced its session, if
+        that replica's status says up; else the shared inbox (a lone CloudHub, a CloudHub of the previous
+        version, a node not announced yet, a replica dead or not heard of).
+
+        Why: on the shared inbox every replica decodes every message and all but the owner drop it (at N
+        replicas, N decodes for one delivery). Why nothing is lost when this view is stale: a replica that gets
+        a message for a node it does not own passes it on to the shared inbox (cloud/cloudhub/routing.py
+        ``from_module``); a dead replica hears nothing, so its will (status down) turns the route back to the
+        shared inbox at once, and what was sent to it before that precedes the new owner's session, whose
+        resync lists the node and sends what it lacks. An announcement naming a dead replica (a NATS member's
+        late copy of an old retained one) is thus never trusted blindly."""
+        replica = self._hubs.get(node)
+        if replica is None or replica not in self._hubs_up:
+            return CLOUDHUB
+        return topics.inbox(topics.Side.CLOUD, topics.replica_module(HUB_MODULE, replica))
+
+    def on_hub_status(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
+        """A CloudHub replica's retained status: up, or down (its will when it died or lost the broker)."""
+        parsed = topics.parse_status(topic)
+        if parsed is None or parsed[0] != HUB_MODULE or parsed[1] is None:
+            return None
+        replica = parsed[1]
+        try:
+            status = ComponentStatus.parse(envelope.body)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused status %s of CloudHub replica %s: %s", envelope.id, replica, exc)
+            return None
+        if status.up and status.replica == replica:
+            self._hubs_up.add(replica)
+        else:
+            self._hubs_up.discard(replica)
+        return None
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -349,6 +407,15 @@ class NodeSync:
             log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
             return None
         node, session = envelope.node, news.session
+        if news.replica is None:
+            self._hubs.pop(node, None)
+        else:
+            try:
+                topics.replica_module(HUB_MODULE, news.replica)
+            except ValueError:  # names no inbox: the shared one serves
+                self._hubs.pop(node, None)
+            else:
+                self._hubs[node] = news.replica
         if news.batch_bytes is None:
             self._batch_bytes.pop(node, None)
         else:
@@ -360,7 +427,7 @@ class NodeSync:
                 if self.shard.owns(node):  # another replica's node: recorded, for a handover to resync at once
                     if self.schedule is not None:
                         self.schedule.resynced(node, time.monotonic())
-                    self._pool.submit(self._resync, node, session)
+                    self.start_resync(node, session)
         else:
             self._connected.discard(node)
             if self.shard.owns(node):
@@ -378,8 +445,8 @@ class NodeSync:
                     len(nodes))
         for node in nodes:
             session = self._sessions.get(node)
-            if session is not None:
-                self._pool.submit(self._resync, node, session)
+            if session is not None:  # what was lost may postdate a listing under way: list again
+                self.start_resync(node, session, join=False)
 
     def sessions_known(self) -> dict[str, str]:
         """A copy of every node's announced session id (owned or not): what a handover resyncs with."""
@@ -406,14 +473,44 @@ class NodeSync:
                 session = self._sessions.get(node)
                 if session is not None and not self._closing.is_set():
                     self.bus.counters.inc("periodic_resyncs")
-                    self._pool.submit(self._resync, node, session, periodic=True)
+                    self.start_resync(node, session, periodic=True)
 
-    def _resync(self, node: str, session: str, periodic: bool = False) -> None:
+    def start_resync(self, node: str, session: str, *, periodic: bool = False, join: bool = True) -> bool:
+        """Resynchronise ``node`` for ``session`` on the pool, unless a resync of the same node and session is
+        under way and ``join``: then that one serves for both (False, counted ``resyncs_joined``). A replica that
+        gains a node just as its new session is announced is asked twice, by the handover and by the
+        announcement, within milliseconds, and listed the node's store two or three times for one answer.
+        ``join`` False (the broker lost what was in flight): a listing taken before the loss would miss it."""
+        key = (node, session)
+        with self._resync_lock:
+            running = self._resyncing.get(key)
+            if running is not None and join:
+                running.periodic = running.periodic and periodic
+                self.bus.counters.inc("resyncs_joined")
+                return False
+            mine = Resyncing(periodic)
+            self._resyncing[key] = mine
+        self._pool.submit(self._resync, node, session, mine)
+        return True
+
+    def _resync(self, node: str, session: str, running: Resyncing) -> None:
+        try:
+            self._resync_now(node, session, running)
+        finally:
+            with self._resync_lock:
+                if self._resyncing.get((node, session)) is running:
+                    del self._resyncing[(node, session)]
+
+    def _resync_now(self, node: str, session: str, running: Resyncing) -> None:
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
                 break
         held = self._list_store(node, session)
+        with self._resync_lock:  # no one joins after this: a later ask starts a listing of its own
+            if self._resyncing.get((node, session)) is running:
+                del self._resyncing[(node, session)]
+            periodic = running.periodic
         if held is None:
             if periodic:  # not worth sending the node everything again: the next one, or its next session, lists
                 return
@@ -430,9 +527,10 @@ class NodeSync:
         for attempt in range(1, RESYNC_ATTEMPTS + 1):
             held: dict[ResourceKey, tuple[str, str | None]] = {}
             timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
+            hub = self.hub_inbox(node)  # looked up again for each attempt: the node may have changed hands
             try:
                 for kind in self.owned:
-                    for item in listing(self.bus, CLOUDHUB, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
+                    for item in listing(self.bus, hub, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
                                         src=self.shard.query_src() if self.shard.sharded else None):
                         held[item.key] = (item.rv, item.uid)
                 return held

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from cloud.cloudhub.routing import MODULE as ROUTES_MODULE
 from cloud.cloudhub.routing import ROUTES, CloudRouter, Due, Routed
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
@@ -23,6 +24,8 @@ from runtime.linger import Linger
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
 from schemas.envelope import Envelope, Group, Op, Send
+from schemas.fields import BodyError
+from schemas.link import SessionNews
 from schemas.names import is_module_name
 
 if TYPE_CHECKING:
@@ -83,6 +86,9 @@ class CloudHubSettings(ComponentSettings):
         super().__post_init__()
         if self.replica_id and not is_module_name(self.replica_id):  # it names a Lease and a status topic
             raise ValueError(f"replica_id {self.replica_id!r} must be a-z, 0-9 and '-', starting with a letter")
+        if self.replica_id and not is_module_name(f"cloudhub-{self.replica_id}"):  # and its own inbox
+            raise ValueError(f"replica_id {self.replica_id!r} is too long to name an inbox (cloudhub-ID, at most "
+                             "63 characters)")
         if self.up_qos not in (0, 1):
             raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
         if not 1 <= self.batch_max_members <= MAX_MEMBERS:
@@ -114,6 +120,9 @@ class CloudHub:
         self._threads = [threading.Thread(target=self._send_loop, name="sender", daemon=True),
                          threading.Thread(target=self._session_loop, name="sessions", daemon=True)]
         self.membership: Membership | None = None
+        self.own_inbox: str | None = None
+        """A replica's own inbox: the controllers send here what is for the nodes whose sessions it announced
+        (cloud/nodesync.py ``hub_inbox``), so that one replica decodes each message, not all of them."""
         self.routes: ShardRouteWatch | None = None
         if settings.replica_id or settings.edgecontroller_shards:  # a lone CloudHub stays as small as before
             from cloud.kube import Kube  # noqa: PLC0415 (the Kubernetes client only for replicas and shards)
@@ -123,13 +132,15 @@ class CloudHub:
             from cloud.cloudhub.replica import Membership  # noqa: PLC0415 (as above)
 
             self.router.owned = set()  # nothing until the Leases say which nodes are ours
+            self.own_inbox = topics.inbox(topics.Side.CLOUD, topics.replica_module(ROUTES_MODULE,
+                                                                                   settings.replica_id))
             self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
                                          on_broker=lambda: bus.connection.connected)
         if settings.edgecontroller_shards:
-            from cloud.cloudhub.shardroutes import PERIOD_S, STALE_AFTER, ShardRouteWatch  # noqa: PLC0415 (as above)
+            from cloud.cloudhub.shardroutes import STALE_AFTER_S, ShardRouteWatch  # noqa: PLC0415 (as above)
             from cloud.replicas.routes import ReplicaRoutes  # noqa: PLC0415 (as above)
 
-            routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER * PERIOD_S)
+            routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER_S)
             self.router.up_routes[EDGECONTROLLER] = routes
             self.routes = ShardRouteWatch(kube, routes, self._lock)
 
@@ -141,6 +152,10 @@ class CloudHub:
             self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
             self.bus.connection.on_subscribed(self.on_subscribed)
         self.bus.handle(self.bus.inbox, self.on_module)
+        if self.own_inbox is not None:
+            self.bus.handle(self.own_inbox, self.on_own_inbox)
+        if self.membership is not None:  # what the other replicas said of their nodes, for a takeover
+            self.bus.handle(topics.all_node_sessions(), self.on_session_news)
         self.bus.on_session_lost(self.announce_all)
         for thread in self._threads:
             thread.start()
@@ -175,6 +190,25 @@ class CloudHub:
     def on_module(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         with self._lock:
             routed = self.router.from_module(envelope, time.monotonic())
+        return self._carry_out(routed)
+
+    def on_session_news(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """A node's session announcement (retained; ours or another replica's): routing.py ``heard_news``."""
+        try:
+            news = SessionNews.parse(envelope.body)
+            news.check_op(envelope.op)
+        except BodyError as exc:
+            self.bus.counters.inc("refused")
+            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+            return None
+        with self._lock:
+            self.router.heard_news(envelope.node, news)
+        return None
+
+    def on_own_inbox(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
+        """As ``on_module``; what is not for a node of ours goes on to the shared inbox (routing.py says why)."""
+        with self._lock:
+            routed = self.router.from_module(envelope, time.monotonic(), forward=True)
         return self._carry_out(routed)
 
     def hand_over(self, handover: Handover) -> None:

@@ -58,6 +58,10 @@ class Membership:
         self._lock = threading.Lock()
         self._nodes: set[str] = set()
         self._heard: set[str] = set()
+        self._nodes_changed = True
+        """The nodes or the hellos changed since the loop last read them (under ``_lock``): only then does it
+        build their union and hand it to the assignment. At 100,000 nodes the union, its copy and the comparison
+        with the last one cost 12-24 ms a pass, twice a second, for a membership that almost never changes."""
         self._stop = threading.Event()
         self._changed = threading.Event()
         self.informer = Informer(kube, kinds.NODE, self._on_node)
@@ -87,6 +91,7 @@ class Membership:
             else:
                 self._nodes.discard(name)
             changed = before != (name in self._nodes)
+            self._nodes_changed = self._nodes_changed or changed
         if changed:
             self._changed.set()
 
@@ -98,8 +103,18 @@ class Membership:
                 self._heard.add(node)
             else:
                 self._heard.discard(node)
+            self._nodes_changed = self._nodes_changed or before != present
         if before != present:
             self._changed.set()
+
+    def nodes_if_changed(self) -> set[str] | None:
+        """The nodes to share (edge Nodes and hellos) if they changed since the last call, else None (the
+        assignment keeps the ones it has)."""
+        with self._lock:
+            if not self._nodes_changed:
+                return None
+            self._nodes_changed = False
+            return self._nodes | self._heard
 
     def _run(self) -> None:
         next_renewal = next_warning = 0.0
@@ -118,9 +133,7 @@ class Membership:
                 members = self.keeper.observe()  # a member joining meanwhile takes its nodes from us too
             else:  # between renewals: a Lease that ran out ends the serving on time
                 members = self.keeper.members()
-            with self._lock:
-                nodes = self._nodes | self._heard
-            handover = self.assignment.update(nodes=nodes, members=members)
+            handover = self.assignment.update(nodes=self.nodes_if_changed(), members=members)
             if handover:
                 log.info("replica %s: %d nodes now (gained %d, lost %d) over members %s", self.keeper.identity,
                          len(self.assignment.owned), len(handover.gained), len(handover.lost),

@@ -133,6 +133,9 @@ class CloudRouter:
         self.owned: set[str] | None = None
         """The nodes this replica serves (replica.py); None: every node, as the fleet's only CloudHub."""
         self.pending: set[str] = set()
+        self.gone_elsewhere: set[str] = set()
+        """Nodes whose last session announcement by another replica said disconnected (``heard_news``): taken
+        over, they are announced only once they are heard, not at once (``take``)."""
         """Nodes moved to this replica whose up topic the broker has not yet confirmed subscribing us to."""
         self.up_routes: dict[str, ReplicaRoutes] = {}
         """Controllers sharded by node (EdgeController's replicas, cloud/replicas/routes.py): what a node sends
@@ -252,10 +255,20 @@ class CloudRouter:
 
     # -- from the cloud modules ------------------------------------------------------------
 
-    def from_module(self, envelope: Envelope, now: float) -> Routed:
+    def from_module(self, envelope: Envelope, now: float, *, forward: bool = False) -> Routed:
+        """A controller's message for a node. ``forward``: it came on this replica's own inbox, where a controller
+        sends what is for the nodes whose session this replica announced. If the node is not (or no longer) ours,
+        the controller's view is the stale one (it has not yet heard the new owner's announcement): the message
+        goes on to the shared inbox, which every replica hears and the owner keeps, rather than being dropped,
+        which lost an update sent just before ownership moved whenever no later resync listed the node after it.
+        On the shared inbox itself what is not ours is dropped (the owner hears it too; with no owner at all, the
+        node is between two replicas, and the next one's session starts a resync that sends what it lacks)."""
         if envelope.group == Group.HUB and envelope.op == Op.QUERY and envelope.res is None:
             return Routed()  # a status query for CloudHub itself, answered by the runtime
-        if not self.owns(envelope.node):  # every replica hears the controllers; the node's owner delivers
+        if not self.owns(envelope.node):
+            if forward:
+                self.counters.inc("forwarded")
+                return Routed([Send(topics.inbox(topics.Side.CLOUD, MODULE), envelope)])
             self.counters.inc("not_owned")
             return Routed()
         if envelope.op == Op.BATCH:
@@ -349,12 +362,28 @@ class CloudRouter:
         """``node`` moved to this replica: a new session, announced, so that the controllers resynchronise it
         (what the old owner had queued is gone with it; the resync sends what the node lacks). Announced as
         connected before it is heard: if it is not, ``expire`` announces it gone after the keepalive timeout,
-        which also replaces a dead owner's retained "connected" announcement."""
+        which also replaces a dead owner's retained "connected" announcement. Except a node whose last
+        announcement, by the replica that had it, said disconnected: announced connected at once, the controllers
+        would list the store of a node that is not on the link (each listing waiting out its timeouts) and start
+        its grace period again; it stays as it was announced until it is heard (``_seen``), as a node that
+        connects for the first time."""
         if self.owned is None:
             self.owned = set()
         self.owned.add(node)
         self.sessions.pop(node, None)
+        if node in self.gone_elsewhere:
+            return Routed()
         return self._seen(node, now)
+
+    def heard_news(self, node: str, news: SessionNews) -> None:
+        """A session announcement on the broker (every replica hears them all): what another replica said of a
+        node is remembered for ``take``; this replica's own are ignored (its sessions say the same)."""
+        if news.replica is None or news.replica == self.replica:
+            return
+        if news.connected:
+            self.gone_elsewhere.discard(node)
+        else:
+            self.gone_elsewhere.add(node)
 
     def drop(self, node: str) -> None:
         """``node`` moved to another replica: forget it without a word (the new owner announces its own

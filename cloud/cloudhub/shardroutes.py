@@ -25,12 +25,18 @@ from cloud.replicas.routes import ReplicaRoutes
 
 log = logging.getLogger(__name__)
 
-PERIOD_S = 1.0
-"""Seconds between two listings of the Leases: a replica joining or leaving is routed to within about this."""
-STALE_AFTER = 5
-"""Listings missed in a row before the reading is stale and the shared topic takes every message."""
-
-
+PERIOD_S = 2.0
+"""Seconds between two listings of the Leases. A joiner is counted from its acquireTime plus the join delay and
+``TAKE_AFTER_S`` (4.9 s for a Lease of 10 s), so a listing every 2 s still reads it before it takes its nodes; a
+Lease that ends is counted out at its expiry from the reading already held, without a new listing. Every
+CloudHub replica lists, so 1 s cost each replica and the API server a list call a second for what changes only
+when a replica comes or goes."""
+STALE_AFTER_S = 5.0
+"""Age of the last good reading after which it is stale and the shared topic takes every message. Above one
+period plus one listing's timeout (the period: 4 s), so that a listing that merely ends late does not switch the
+routes; below the shortest time a Lease good in a reading stays good by it (two thirds of its duration, renewed
+every third: 6.7 s for EdgeController's 10 s Leases), so that a reading never outlives a live replica's Lease and
+routes its nodes to another replica, which would drop them."""
 class ShardRouteWatch:
     """Keeps ``routes`` (for Lease group ``routes.module``) current from the API server, on its own thread;
     ``lock`` is the one the routes are read under."""
@@ -67,7 +73,7 @@ class ShardRouteWatch:
     def _list(self, now: float) -> None:
         try:
             items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.routes.module}",
-                                          timeout_s=2 * self.period_s)
+                                          timeout_s=self.period_s)
         except KubeError as exc:
             if not self._failing:
                 log.warning("could not list the %s replicas' Leases (%s): routing on the last reading, then to "

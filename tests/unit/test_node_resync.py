@@ -290,3 +290,80 @@ def test_a_configmap_deleted_after_the_pod_that_used_it_is_deleted_on_the_node_a
         assert [e.rv for e in list(bus.published) if e.op == Op.DELETE and e.res == conf] == ["4", "7"]
     finally:
         sync.close()
+
+
+class HeldBus(FakeBus):
+    """Listings wait at ``gate`` until the test opens it: a resync stays under way while more are asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.listings = 0
+
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+        with self._lock:
+            self.listings += 1
+        if not self.gate.wait(10):
+            raise RequestTimeout("gate never opened")
+        return super().request(topic, envelope, timeout)
+
+
+def test_a_second_resync_of_the_same_session_joins_the_one_under_way(caplog: pytest.LogCaptureFixture) -> None:
+    """A replica that gains a node as its session is announced is asked to resync it by both: one listing."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = HeldBus()
+    sync = make_sync(bus)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        connected(sync, "e1", "s1")  # the announcement's resync: its first listing waits at the gate
+        wait_until(lambda: bus.listings == 1, timeout=10, what="the first listing asked")
+        assert not sync.start_resync("e1", "s1"), "the handover's ask joins it"
+        assert not sync.start_resync("e1", "s1", periodic=True)
+        assert sync.start_resync("e1", "s2"), "another session is another resync"
+        assert bus.counters.get("resyncs_joined") == 2
+        bus.gate.set()
+        wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        assert bus.holds("e1", WEB)
+        # s1 and s2 each list the two kinds once; the joined asks listed nothing
+        wait_until(lambda: bus.listings == 4, timeout=10, what="s2's listings")
+        wait_until(lambda: not sync._resyncing, timeout=10, what="both resyncs over")
+        assert sync.start_resync("e1", "s1"), "one asked after the last ended lists again"
+        wait_until(lambda: bus.listings == 6, timeout=10, what="the new listing")
+    finally:
+        bus.gate.set()
+        sync.close()
+
+
+def test_a_resync_after_the_broker_lost_what_was_in_flight_lists_again_rather_than_join() -> None:
+    bus = HeldBus()
+    sync = make_sync(bus)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: bus.listings == 1, timeout=10, what="the first listing asked")
+        bus.lose_session()  # a listing taken before the loss would not show it
+        wait_until(lambda: bus.listings == 2, timeout=10, what="a listing of its own")
+        assert bus.counters.get("resyncs_joined") == 0
+    finally:
+        bus.gate.set()
+        sync.close()
+
+
+def test_a_session_resync_that_joins_a_periodic_one_sends_everything_if_the_listing_fails() -> None:
+    bus = HeldBus()
+    bus.deaf = 100  # every listing fails
+    sync = make_sync(bus, query_timeout_s=0.05)
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        sync._sessions["e1"] = "s1"  # known and connected, as after an announcement
+        sync._connected.add("e1")
+        assert sync.start_resync("e1", "s1", periodic=True)
+        wait_until(lambda: bus.listings == 1, timeout=10, what="the periodic listing asked")
+        assert not sync.start_resync("e1", "s1")
+        bus.gate.set()
+        wait_until(lambda: bus.holds("e1", WEB), timeout=10, what="web sent, as a session's resync sends it")
+    finally:
+        bus.gate.set()
+        sync.close()
