@@ -292,7 +292,7 @@ def test_a_batch_up_interrupted_converges_with_every_status_applied_once(cluster
         code, _ = exec_in(cluster, name, ["sh", "-c", "kill -9 $(pidof sleep)"])
         assert code in (0, 137)
 
-    def restarted_statuses() -> dict[str, tuple[str, int, str]]:
+    def restarted_statuses() -> dict[str, tuple[str, int, str]] | None:
         """Each pod's status in the outbox once its container runs again and is ready. Not earlier: EdgeD
         reports a restarted container first as not yet running, and a later status replaces that entry in the
         outbox; one written after the link returns goes up on its own, not in the batch the test waits for."""
@@ -302,7 +302,9 @@ def test_a_batch_up_interrupted_converges_with_every_status_applied_once(cluster
             pod_status_seen(status)[:2] == ("Running", 1) and all(
                 c.get("ready") is True and "running" in c.get("state", {}) for c in status["containerStatuses"])
             for status in queued.values())
-        return {name: pod_status_seen(status) for name, status in queued.items()} if settled else {}
+        # None, not {}: wait_until takes anything but None and False for the answer, and an empty dict ended the
+        # wait at once, so the link came back before the restarts were queued.
+        return {name: pod_status_seen(status) for name, status in queued.items()} if settled else None
 
     wait_until(restarted_statuses, timeout=60, what="the restarted pods' statuses queued in the node's outbox")
     broker = cluster.cloud_broker
