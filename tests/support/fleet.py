@@ -105,8 +105,10 @@ class EdgeSite:
         self.starts += 1
         self.process = ManagedProcess(
             f"edge-{self.node}-{self.starts}",
+            # amqtt, not the default mosquitto: the resilience scenarios kill the node's broker by its command line
+            # (python -m broker) and count on it keeping sessions in memory only (test_broker_restarts).
             self.host.argv(*EDGEHIVE, "edge", "--state-dir", str(self.state), "--edge-listen",
-                           f"127.0.0.1:{self.edge_port}"),
+                           f"127.0.0.1:{self.edge_port}", "--edge-broker", "amqtt"),
             self.workdir / f"edge-{self.node}-{self.starts}.log").start()
         return self.process
 
