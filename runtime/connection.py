@@ -89,6 +89,8 @@ class Connection:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumps on every connect attempt; acks for an older one are stale
+        self._opened_at = 0.0  # when the current connection was opened (monotonic)
+        self._connack = True  # the broker has answered it (no connection yet: nothing to wait for)
         # paho is not safe against a publish (or ack) from another thread while it opens a new
         # socket: the packet can leave before CONNECT and the broker drops the connection
         # (measured with amqtt). Connecting and every write from outside the network thread
@@ -262,11 +264,14 @@ class Connection:
                                 self._identity.refresh(self.name)
                             self._client.reconnect()
                         self._no_delay()
+                        self._opened_at, self._connack = time.monotonic(), False
                 except (OSError, ssl.SSLError) as exc:
                     self._wait_before_retry(backoff, f"cannot connect ({exc})")
                     self._next_member()
                     continue
             rc = self._client.loop(timeout=0.1)
+            if not self._connack and time.monotonic() - self._opened_at > self.settings.connack_timeout:
+                rc = self._drop_silent_broker()
             self._run_deferred()
             self._retry_refused_subscriptions()
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,) and not self._closing.is_set():
@@ -277,6 +282,17 @@ class Connection:
             self._client.disconnect()
             self._client.loop(timeout=0.1)
         self._mark_disconnected()
+
+    def _drop_silent_broker(self) -> MQTTErrorCode:
+        """Close a connection the broker took (TCP, TLS) but has not answered with a CONNACK in time: a broker
+        stuck taking over an old session, or a middlebox that swallows the bytes, would otherwise hold the
+        connection down for a keepalive per attempt."""
+        self.counters.inc("connack_timeouts")
+        log.warning("%s: no CONNACK from %s in %.0f s; dropping the connection", self.name, self.url,
+                    self.settings.connack_timeout)
+        with self._io_lock:
+            self._client._sock_close()  # paho has no public way to drop a connection that is not up
+        return MQTTErrorCode.MQTT_ERR_CONN_LOST
 
     def _no_delay(self) -> None:
         """paho leaves Nagle's algorithm on: at low rates each small packet then waits for the
@@ -309,6 +325,7 @@ class Connection:
     # -- paho callbacks (network thread) --------------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, code: ReasonCode, _p: Any) -> None:
+        self._connack = True
         if code.is_failure:
             self.counters.inc("connect_refused")
             log.error("%s: %s refused the connection: %s (check the username, password and ACL)",

@@ -121,6 +121,15 @@ def integrity(path: Path) -> str:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def up_again(site: EdgeSite, booted_at: float, cut: int) -> None:
+    """Wait for every child of the node healthy again; failing, show the log of each child that is not."""
+    try:
+        wait_until(partial(site.healthy_since, booted_at), timeout=60, what=f"{site.node} up again after cut {cut}",
+                   alive=site.process)
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc}\nthe children not healthy, with their logs:\n{site.unhealthy_evidence()}", pytrace=False)
+
+
 @pytest.mark.timeout(CUTS * 90 + 300)
 def test_power_loss_twenty_times(fleet_factory: Callable[..., Fleet],
                                  cuts: list[tuple[float, float | None]]) -> None:
@@ -147,8 +156,7 @@ def test_power_loss_twenty_times(fleet_factory: Callable[..., Fleet],
             assert integrity(data / store) == "ok", f"cut {cut + 1}: {store} fails its integrity check"
         started, booted_at = time.monotonic(), time.time()
         site.start()
-        wait_until(partial(site.healthy_since, booted_at), timeout=60, what=f"{site.node} up again after cut {cut + 1}",
-                   alive=site.process)
+        up_again(site, booted_at, cut + 1)
         # Readings cut off mid-flight may or may not have been taken: the devices' next ones decide the last value.
         for sim in work.start_devices(10, 0.5):
             wait_until(lambda s=sim: s.returncode() is not None, timeout=90,  # type: ignore[misc]

@@ -124,6 +124,23 @@ class EdgeSite:
             return False
         return bool(status["ts"] >= since and all(child["healthy"] for child in status["children"]))
 
+    def unhealthy_evidence(self, lines: int = 25) -> str:
+        """The children ``edgehive edge`` last called unhealthy, each with the end of its own log: what a report
+        of a node that did not come up needs, since the supervisor's log says only that a child is waiting."""
+        try:
+            status = json.loads((self.state / "status.json").read_text())
+        except (OSError, ValueError) as exc:
+            return f"(no status: {exc})"
+        out = []
+        for child in status["children"]:
+            if child["healthy"]:
+                continue
+            out.append(f"{child['name']}: {child['state']}, pid {child['pid']}, restarts {child['restarts']}")
+            log_file = self.state / "logs" / f"{child['name']}.log"
+            with contextlib.suppress(OSError):
+                out.extend(f"  {line}" for line in log_file.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(out)
+
     def in_host(self, *command: str) -> list[str]:
         return self.host.argv(*command)
 
