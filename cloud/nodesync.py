@@ -38,6 +38,7 @@ from cloud.packed import Packed
 from cloud.placement import Change, Placement
 from cloud.replicas.shard import NodeShard, ShardMoves
 from cloud.resyncschedule import DEFAULT_PERIOD_S, ResyncSchedule
+from cloud.sessionnews import read_session_news
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.linger import Linger
 from runtime.listing import listing
@@ -47,7 +48,6 @@ from schemas.componentstatus import ComponentStatus
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, Send
 from schemas.fields import BodyError
 from schemas.kubeobj import meta
-from schemas.link import SessionNews
 from schemas.resource import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -399,12 +399,8 @@ class NodeSync:
 
     def on_session(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """CloudHub's retained announcement of a node's session (its only publisher: no one to answer)."""
-        try:
-            news = SessionNews.parse(envelope.body)
-            news.check_op(envelope.op)
-        except BodyError as exc:
-            self.bus.counters.inc("refused")
-            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+        news = read_session_news(envelope, self.bus.counters)
+        if news is None:
             return None
         node, session = envelope.node, news.session
         if news.replica is None:

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from cloud.cloudhub.routing import MODULE as ROUTES_MODULE
 from cloud.cloudhub.routing import ROUTES, CloudRouter, Due, Routed
+from cloud.sessionnews import read_session_news
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from runtime.linger import Linger
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
 from schemas.envelope import Envelope, Group, Op, Send
-from schemas.fields import BodyError
-from schemas.link import SessionNews
 from schemas.names import is_module_name
 
 if TYPE_CHECKING:
@@ -194,12 +193,8 @@ class CloudHub:
 
     def on_session_news(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         """A node's session announcement (retained; ours or another replica's): routing.py ``heard_news``."""
-        try:
-            news = SessionNews.parse(envelope.body)
-            news.check_op(envelope.op)
-        except BodyError as exc:
-            self.bus.counters.inc("refused")
-            log.warning("refused session announcement %s for %s: %s", envelope.id, envelope.node, exc)
+        news = read_session_news(envelope, self.bus.counters)
+        if news is None:
             return None
         with self._lock:
             self.router.heard_news(envelope.node, news)
