@@ -87,9 +87,10 @@ class ConnectionSettings:
     cluster, so it is found again on whichever member takes us."""
     nice: int = 0
     """CPU priority of the network thread (runtime/cpupriority.py): above 0 for best-effort traffic."""
-    connack_timeout: float = 10.0
+    connack_timeout: float = 15.0
     """Seconds to wait for the broker's CONNACK once the connection is open; then the connection is dropped and
-    tried again. paho alone waits a whole keepalive (30 s) per silent attempt, and the backoff doubles on top."""
+    tried again. paho alone waits a whole keepalive (30 s) per silent attempt, and the backoff doubles on top.
+    Not shorter: NATS answers a CONNECT only after its JetStream calls for the session, each allowed seconds."""
 
 
 @dataclass(frozen=True)
