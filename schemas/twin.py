@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from schemas.errors import WireFormatError
 
 BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 400, 404, 409, 500
@@ -120,9 +122,20 @@ def dumps(obj: dict[str, Any]) -> bytes:
 
     A lone surrogate (json.loads lets ``"\\ud800"`` through, say in an echoed ``event_id``) becomes U+FFFD, which
     is what Go decodes it to; left in, it could not be encoded as UTF-8 at all."""
+    try:
+        raw = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        raw = None  # what orjson does not take (a lone surrogate, an int over 64 bits, deep nesting): json's way
+    if raw is not None:
+        if raw.isascii():
+            return raw if b"<" not in raw and b">" not in raw and b"&" not in raw else _go_escaped(raw.decode())
+        return _go_escaped(raw.decode())
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    text = _GO_ESCAPED.sub(lambda m: _GO_ESCAPES[m.group()], text)
-    return _LONE_SURROGATE.sub("\ufffd", text).encode()
+    return _go_escaped(_LONE_SURROGATE.sub("\ufffd", text))
+
+
+def _go_escaped(text: str) -> bytes:
+    return _GO_ESCAPED.sub(lambda m: _GO_ESCAPES[m.group()], text).encode()
 
 
 def event_id_of(obj: dict[str, Any]) -> str:
