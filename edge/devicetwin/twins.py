@@ -175,7 +175,8 @@ class DeviceTwin:
                 continue  # nothing to change: KubeEdge leaves it out of the result and the document
             writes.append(after)
             changed[prop] = (shown(before) if before else None, shown(after))
-            if before is None:
+            if before is None or (change.actual and change.expected is None and after.expected is None):
+                # What the result says of the property is then what it shows now: the same dict, built once.
                 results[prop] = shown(after)
             else:
                 results[prop] = twin.entry(change.expected, now, change.actual, now, after.kind, after.optional,

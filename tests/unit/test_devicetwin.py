@@ -131,3 +131,23 @@ def test_get_state_membership_and_removal(dt: DeviceTwin) -> None:
     pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), None))
     assert body(pubs["$hw/events/node/edge-1/membership/updated"])["removed_devices"][0]["name"] == DEV
     assert dt.store.device(f"{NS}/{DEV}") is None
+
+
+@pytest.mark.parametrize("update", [
+    {"temperature": {"actual": {"value": "21.5"}}},  # actual only: the result reuses what the twin shows
+    {"temperature": {"actual": {"value": "21.5"}, "expected": {"value": "22"}}},
+    {"temperature": {"expected": {"value": "22"}}},
+])
+def test_an_existing_propertys_result_says_exactly_the_sides_the_request_set(dt: DeviceTwin,
+                                                                              update: dict[str, Any]) -> None:
+    """KubeEdge's twin/update result for a property that exists: the sides the request set, each with the
+    update's timestamp (even an empty value), its optional flag and its type."""
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({}))
+    dt.on_device(NS, DEV, "twin/update", json.dumps({"twin": {"temperature": {"actual": {"value": "20"}}}}).encode())
+    result = body(dt.on_device(NS, DEV, "twin/update", json.dumps({"event_id": "e", "twin": update}).encode())[0])
+    shown = result["twin"]["temperature"]
+    ts = next(side["metadata"]["timestamp"] for side in (shown.get("actual"), shown.get("expected")) if side)
+    sent = update["temperature"]
+    want = twin.entry(sent.get("expected", {}).get("value"), ts, sent.get("actual", {}).get("value"), ts, "float",
+                      shown["optional"], set_only=True)
+    assert shown == want
