@@ -164,11 +164,15 @@ def test_post_start_runs_in_the_container_and_its_failure_kills_it(edge_node: No
     assert exec_in(node, "hooked", ["cat", "/tmp/poststart"]) == (0, "hooked\n")
     failed = status_where(cloud, "badhook", lambda s: s["phase"] == "Failed", "badhook Failed")
     assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
-    said = [e.body["status"]["containerStatuses"][0]["state"].get("waiting", {})
-            for e in cloud.upstream("podstatus") if e.res is not None and e.res.name == "badhook"]
-    hook_error = [w for w in said if w.get("reason") == "PostStartHookError"]
-    assert hook_error, said
-    assert "lifecycle hook for container main failed: exit code 1" in hook_error[0]["message"]
+    # Told as kubelet tells it, in a FailedPostStartHook event. The status's waiting reason PostStartHookError
+    # lasts only until the killed container's end is seen; when both statuses wait in the outbox together, the
+    # later one replaces it (coalescing, as kubelet's status manager sends only the latest), so it is no evidence.
+    hook_events = wait_until(lambda: [e.body for e in cloud.upstream("event")
+                                      if e.body.get("reason") == "FailedPostStartHook"
+                                      and e.body["involvedObject"].get("name") == "badhook"] or None,
+                             timeout=30, what="badhook's FailedPostStartHook event")
+    assert "lifecycle hook for container main failed: exit code 1" in hook_events[0]["message"]
+    assert hook_events[0]["type"] == "Warning"
 
 
 def test_pre_stop_runs_before_the_stop_signal_within_the_grace_period(edge_node: Node, tmp_path: Path) -> None:
