@@ -2,8 +2,9 @@
 
 The cloud broker is mosquitto here (the crash scenario runs amqtt): killed with its
 persistence store deleted, so every session and queued message on it is gone; and
-restarted cleanly, keeping them. The edge broker (amqtt, inside ``edgehive edge``)
-keeps sessions only in memory, so killing it loses them too. Nothing may be lost
+restarted cleanly, keeping them. The edge broker (inside ``edgehive edge``: mosquitto by
+default, which saves its sessions once a minute, or amqtt, which keeps them in memory only)
+loses on a kill what it had not saved. Nothing may be lost
 for all that: the delivery protocol sends again whatever was not acknowledged end
 to end, so every node converges to the API server's view and every Device shows its
 last reading.
@@ -40,10 +41,10 @@ def restart_cloud_broker(fleet: Fleet, *, kill: bool, lose_store: bool) -> None:
 
 
 def kill_edge_broker(site: EdgeSite) -> None:
-    pid = site.pid_of("-m broker --listen")
+    pid = site.pid_of(site.broker_marker)
     assert pid is not None, f"no broker on {site.node}'s host"
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: site.pid_of("-m broker --listen") not in (None, pid), timeout=30,
+    wait_until(lambda: site.pid_of(site.broker_marker) not in (None, pid), timeout=30,
                what="edgehive edge restarting its broker", alive=site.process)
 
 

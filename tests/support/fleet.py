@@ -32,6 +32,7 @@ from kubernetes import client as k8s
 
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv
+from edgehive.stack import DEFAULT_EDGE_BROKER
 from schemas.podrefs import config_refs
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import tcp_ready
@@ -49,6 +50,9 @@ from tests.support.podnetns import release_lost_pod_networks
 
 EDGEHIVE = [sys.executable, "-m", "edgehive"]
 CLOUD_COMPONENTS = ("cloudhub", "edgecontroller", "devicecontroller")
+EDGE_BROKER = os.environ.get("EDGEHIVE_FLEET_EDGE_BROKER") or DEFAULT_EDGE_BROKER
+"""The nodes' broker kind (``edgehive edge --edge-broker``): the default one, unless the variable names the other
+to run the scenarios on it."""
 
 
 def run(argv: list[str], timeout: float = 120) -> str:
@@ -70,6 +74,13 @@ class EdgeSite:
     starts: int = 0
     data_tmpfs_mb: int | None = None
     """The node's data directory (its SQLite stores, pod volumes) on a tmpfs this small: a disk that can fill."""
+    edge_broker: str = EDGE_BROKER
+
+    @property
+    def broker_marker(self) -> str:
+        """What names the node's broker among the processes on its host (for ``pid_of``): amqtt runs as
+        ``python -m broker --listen``, mosquitto with its configuration under the node's state directory."""
+        return "-m broker --listen" if self.edge_broker == "amqtt" else str(self.state / "edge-broker")
 
     def mount_data(self) -> None:
         if self.data_tmpfs_mb is not None:
@@ -105,10 +116,8 @@ class EdgeSite:
         self.starts += 1
         self.process = ManagedProcess(
             f"edge-{self.node}-{self.starts}",
-            # amqtt, not the default mosquitto: the resilience scenarios kill the node's broker by its command line
-            # (python -m broker) and count on it keeping sessions in memory only (test_broker_restarts).
             self.host.argv(*EDGEHIVE, "edge", "--state-dir", str(self.state), "--edge-listen",
-                           f"127.0.0.1:{self.edge_port}", "--edge-broker", "amqtt"),
+                           f"127.0.0.1:{self.edge_port}", "--edge-broker", self.edge_broker),
             self.workdir / f"edge-{self.node}-{self.starts}.log").start()
         return self.process
 
@@ -308,7 +317,8 @@ class Fleet:
 
     def leftovers(self) -> list[str]:
         """Processes still running that this fleet started: on a node's host, or naming a path of its workdir."""
-        found = [f"{pid} on {site.node}'s host" for site in self.sites.values() for pid in site.pids()]
+        found = [f"{pid} on {site.node}'s host: {(command_line(pid) or '(gone)')[:160]}"
+                 for site in self.sites.values() for pid in site.pids()]
         found += [f"{pid}: {cmdline[:160]}" for pid, cmdline in processes_mentioning(str(self.workdir)).items()]
         return found
 
