@@ -58,7 +58,8 @@ def _cloud(args: argparse.Namespace) -> int:
 def _twin(args: argparse.Namespace) -> int:
     from edgehive.bench import twin  # noqa: PLC0415 (as above)
 
-    return _run_bench(lambda: twin.bench_twin(args.updates, args.broker, progress=True),
+    return _run_bench(lambda: twin.bench_twin(twin.UPDATES if args.updates is None else args.updates,
+                                               args.broker, progress=True),
                       twin.print_report, args)
 
 
@@ -154,7 +155,7 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     cloud.set_defaults(func=_cloud)
     twin = scenarios.add_parser("twin", help="device updates through EventBus and DeviceTwin, and to the API server")
     twin.add_argument("--broker", choices=KINDS, default="amqtt")
-    twin.add_argument("--updates", type=int, default=5000)
+    twin.add_argument("--updates", type=int, default=None, help="per measurement (default 20,000)")
     twin.add_argument("--json", action="store_true", help="print one JSON object")
     twin.set_defaults(func=_twin)
     mapper = scenarios.add_parser("mapper", help="Modbus devices through the Modbus mapper and DMI to the Device "
