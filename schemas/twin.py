@@ -123,15 +123,37 @@ def dumps(obj: dict[str, Any]) -> bytes:
     A lone surrogate (json.loads lets ``"\\ud800"`` through, say in an echoed ``event_id``) becomes U+FFFD, which
     is what Go decodes it to; left in, it could not be encoded as UTF-8 at all."""
     try:
-        raw = orjson.dumps(obj)
+        raw: bytes | None = orjson.dumps(obj, default=_not_for_orjson, option=_ORJSON_PASSTHROUGH)
     except orjson.JSONEncodeError:
         raw = None  # what orjson does not take (a lone surrogate, an int over 64 bits, deep nesting): json's way
-    if raw is not None:
+    if raw is not None and not _orjson_may_differ(raw):
         if raw.isascii():
             return raw if b"<" not in raw and b">" not in raw and b"&" not in raw else _go_escaped(raw.decode())
         return _go_escaped(raw.decode())
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     return _go_escaped(_LONE_SURROGATE.sub("\ufffd", text))
+
+
+_ORJSON_PASSTHROUGH = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                       | orjson.OPT_PASSTHROUGH_SUBCLASS)
+"""Types orjson would write and json refuses or writes otherwise (dataclasses, datetimes, subclasses of str, int,
+dict and list) go to ``_not_for_orjson``, and so the json way. (It also writes a UUID or a plain Enum, which json
+refuses; no answer holds either.)"""
+_FLOAT_WITH_POINT = re.compile(rb"\.[0-9]+[,}\]]")
+_FLOAT_WITH_EXPONENT = re.compile(rb"e[-+][0-9]+[,}\]]")
+
+
+def _orjson_may_differ(raw: bytes) -> bool:
+    """A float (orjson writes 1e-05 as 0.00001, NaN and infinities as null) or a null in orjson's output: it is
+    then written again the json way, so that a float reads as it always did. Every float orjson writes has a point
+    or a signed exponent, and ends where a value ends; a string ends with a quote. Twin values are strings, so an
+    update's answers have neither. Two searches that each begin with a literal, and a substring test: one pattern
+    with alternatives took 16 us on a 1.3 KB answer, these take 2.6."""
+    return b"null" in raw or _FLOAT_WITH_POINT.search(raw) is not None or _FLOAT_WITH_EXPONENT.search(raw) is not None
+
+
+def _not_for_orjson(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is written the json way")
 
 
 def _go_escaped(text: str) -> bytes:
