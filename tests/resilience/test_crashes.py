@@ -20,14 +20,13 @@ from functools import partial
 import pytest
 
 from tests.fixtures.processes import wait_until
-from tests.support.fleet import Fleet
+from tests.support.fleet import EdgeSite, Fleet
 from tests.support.workload import Workload
 
 pytestmark = [pytest.mark.slow]
 
 CLOUD = ("cloud-broker", "cloudhub", "edgecontroller", "devicecontroller")
-EDGE = {  # what names each process on a node's host
-    "edge-broker": "",  # EdgeSite.broker_marker: it depends on the broker's kind
+COMPONENTS = {  # what names each of the node's Python processes on its host
     "bridge": "-m broker.bridge",
     "edgehub": "-m edge.edgehub",
     "metamanager": "-m edge.metamanager",
@@ -40,12 +39,18 @@ READINGS = 400  # per node and round
 CONVERGE_S = 90.0
 
 
+def edge_markers(site: EdgeSite) -> dict[str, str]:
+    """What names each process on the node's host, its broker first (by its kind: EdgeSite.broker_marker)."""
+    return {"edge-broker": site.broker_marker, **COMPONENTS}
+
+
 @pytest.mark.timeout(1500)
 def test_every_process_killed_in_turn(fleet_factory: Callable[..., Fleet]) -> None:
     fleet = fleet_factory(2)
     work = Workload(fleet, configmaps=10, sleepers=1)
     work.setup()
     site = next(iter(fleet.sites.values()))
+    edge = edge_markers(site)
 
     def kill(victim: str) -> None:
         if victim in CLOUD:
@@ -53,7 +58,7 @@ def test_every_process_killed_in_turn(fleet_factory: Callable[..., Fleet]) -> No
             fleet.start_cloud(victim, fleet.broker_argv() if victim == "cloud-broker"
                               else fleet.cloud_component_argv(victim))
             return
-        marker = site.broker_marker if victim == "edge-broker" else EDGE[victim]
+        marker = edge[victim]
         pid = site.pid_of(marker)
         assert pid is not None, f"no {victim} on {site.node}'s host"
         os.kill(pid, signal.SIGKILL)
@@ -61,7 +66,7 @@ def test_every_process_killed_in_turn(fleet_factory: Callable[..., Fleet]) -> No
                    what=f"edgehive edge restarting {victim}", alive=site.process)
 
     times = {victim: work.disrupt(partial(kill, victim), f"killing {victim}", STREAM_S, READINGS, CONVERGE_S)
-             for victim in (*CLOUD, *EDGE)}
+             for victim in (*CLOUD, *edge)}
     print("\nkilled during a mixed stream; seconds to convergence from the kill, and from the stream's end:")
     for victim, (took, tail) in times.items():
         print(f"  {victim:<18} {took:5.1f} {tail:5.1f}")
