@@ -144,6 +144,10 @@ class TwinStore:
         self._devices: dict[str, Device | None] = {}
         self._twins: dict[str, dict[str, Twin]] = {}
         self._models: dict[str, dict[str, Any] | None] = {}
+        self._depth = 0
+        self._unwritten: dict[str, dict[str, Twin]] = {}
+        """Twins put inside the innermost open transaction, by device and property, written when it ends: a
+        device updated several times in one batch of requests is written once, in one statement for all."""
 
     def close(self) -> None:
         self.db.close()
@@ -155,12 +159,18 @@ class TwinStore:
     def transaction(self) -> Iterator[None]:
         """A transaction, or a savepoint inside one; rolled back by an exception, which also drops what is
         kept in memory (it may hold what the rollback undid)."""
+        self._write_unwritten()  # an outer level's twins, before a savepoint that rolls back could take them along
+        self._depth += 1
         try:
             with self.db.atomic():
                 yield
+                self._write_unwritten()
         except BaseException:
+            self._unwritten.clear()
             self.forget()
             raise
+        finally:
+            self._depth -= 1
 
     def forget(self) -> None:
         """Read everything from the file again from now on."""
@@ -193,6 +203,7 @@ class TwinStore:
         self._devices.pop(device_id, None)
 
     def remove_device(self, device_id: str) -> None:
+        self._write_unwritten()
         self.db.execute_sql("DELETE FROM twin WHERE device_id = ?", (device_id,))
         self.db.execute_sql("DELETE FROM device WHERE id = ?", (device_id,))
         self._devices[device_id] = None
@@ -222,6 +233,7 @@ class TwinStore:
         """The device's twins by property: a dict of the caller's own (the twins themselves are frozen)."""
         kept = self._twins.get(device_id)
         if kept is None:
+            self._write_unwritten()
             rows = self.db.execute_sql(f"SELECT {_TWIN_COLUMNS} FROM twin WHERE device_id = ?",
                                        (device_id,)).fetchall()
             kept = self._twins[device_id] = {
@@ -233,19 +245,32 @@ class TwinStore:
         self.put_twins(device_id, [twin])
 
     def put_twins(self, device_id: str, twins: list[Twin]) -> None:
-        """Write these twins of one device in one statement."""
+        """Write these twins of one device: at once outside a transaction, else when the innermost one ends
+        (read back from memory meanwhile)."""
         if not twins:
             return
-        self.db.cursor().executemany(
-            f"INSERT OR REPLACE INTO twin (device_id, {_TWIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(device_id, t.prop, t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, int(t.optional),
-              t.cloud_version, t.edge_version, t.acked_version, int(t.desired_by_cloud), t.declared_kind)
-             for t in twins])
+        self._unwritten.setdefault(device_id, {}).update((t.prop, t) for t in twins)
         kept = self._twins.get(device_id)
         if kept is not None:
             kept.update((t.prop, t) for t in twins)
+        if not self._depth:
+            self._write_unwritten()
+
+    def _write_unwritten(self) -> None:
+        """The twins put since the last write, in one statement; before any other statement on the twin table,
+        so that the file sees every change in the order it was made."""
+        if not self._unwritten:
+            return
+        rows = [(device_id, t.prop, t.expected, t.expected_ts, t.actual, t.actual_ts, t.kind, int(t.optional),
+                 t.cloud_version, t.edge_version, t.acked_version, int(t.desired_by_cloud), t.declared_kind)
+                for device_id, twins in self._unwritten.items() for t in twins.values()]
+        self._unwritten.clear()
+        self.db.cursor().executemany(
+            f"INSERT OR REPLACE INTO twin (device_id, {_TWIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows)
 
     def remove_twin(self, device_id: str, prop: str) -> None:
+        self._write_unwritten()
         self.db.execute_sql("DELETE FROM twin WHERE device_id = ? AND prop = ?", (device_id, prop))
         kept = self._twins.get(device_id)
         if kept is not None:

@@ -96,3 +96,22 @@ def test_on_a_topic_without_batches_a_batch_is_one_envelope(bus: tuple[Bus, Reco
     ((_, envelope),) = record.handled
     assert envelope.op == Op.BATCH
 
+
+
+def test_a_filter_added_after_a_topic_was_routed_takes_its_next_messages(bus: tuple[Bus, Recorded]) -> None:
+    """Routes are worked out once per topic and kept; adding a handler must not leave a kept route stale."""
+    b, record = bus
+    late = topics.status("edgehub")
+    deliver(b, record, late, cm("a").encode())
+    assert record.handled == []  # no handler yet: counted unhandled
+
+    seen: list[str] = []
+
+    def see(envelope: Envelope, _topic: str) -> None:
+        seen.append(envelope.res.name if envelope.res else "")
+
+    b.handle(topics.status("edgehub").rsplit("/", 1)[0] + "/+", see, subscribe=False)
+    deliver(b, record, late, cm("b").encode())
+    deliver(b, record, OTHER, cm("c").encode())
+    assert seen == ["b", "c"]
+    assert [e.res.name for _, e in record.handled if e.res] == ["c"]  # OTHER's own handler, still there
