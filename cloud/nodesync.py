@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,8 @@ FIRST_LISTING_TIMEOUT_S = 3.0
 well under a second from a healthy node, and the first query is the one most often lost, sent while a node is
 changing hands (the replica that takes it not subscribed yet) or to a bridge that subscribes at QoS 0 (NATS).
 Waiting the full timeout for it made a CloudHub replica's failover take 10 s longer."""
+CLOSE_TIMEOUT_S = 5.0
+"""``close`` waits this long at most, in all, for the reconcile and periodic threads and the resyncs under way."""
 BATCH_MEMBERS = 100
 """The most objects for one node in one message to CloudHub, as CloudHub's own default down the link."""
 BATCH_LINGER_MS = 50
@@ -170,6 +172,8 @@ class NodeSync:
         """(node, session) -> its resync under way; under ``_resync_lock`` (the bus's, the reconcile and the
         periodic threads start resyncs, the pool's threads end them)."""
         self._resync_lock = threading.Lock()
+        self._resync_runs: set[Future[None]] = set()
+        """The resyncs submitted to the pool and not yet done, for ``close`` to wait for; under ``_resync_lock``."""
         self._thread = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         if resync_period_s < 0:
             raise ValueError(f"resync_period_s must be 0 (no periodic resync) or more, not {resync_period_s}")
@@ -192,12 +196,20 @@ class NodeSync:
             informer.start()
 
     def close(self) -> None:
+        """Stop, waiting up to ``CLOSE_TIMEOUT_S`` for the threads and the resyncs under way, so that none logs
+        after it: a listing gives up after its current attempt once closing (the queued ones are cancelled)."""
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._closing.set()
         for informer in self.informers.values():
             informer.stop()
         self._events.put(None)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=CLOSE_TIMEOUT_S)
+        if self._periodic.is_alive():  # it starts resyncs: ended first
+            self._periodic.join(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._resync_lock:
+            running = list(self._resync_runs)
+        wait(running, timeout=max(0.0, deadline - time.monotonic()))
         self.kube.close()
 
     def on_edge(self, envelope: Envelope, topic: str) -> Iterable[Send] | None:
@@ -486,8 +498,14 @@ class NodeSync:
                 return False
             mine = Resyncing(periodic)
             self._resyncing[key] = mine
-        self._pool.submit(self._resync, node, session, mine)
+            run = self._pool.submit(self._resync, node, session, mine)  # under the lock: ``close`` sees it
+            self._resync_runs.add(run)
+        run.add_done_callback(self._resync_done)
         return True
+
+    def _resync_done(self, run: Future[None]) -> None:
+        with self._resync_lock:
+            self._resync_runs.discard(run)
 
     def _resync(self, node: str, session: str, running: Resyncing) -> None:
         try:

@@ -314,5 +314,9 @@ def test_the_pre_stop_hook_uses_up_the_grace_period_it_takes() -> None:
     # A hook longer than the whole grace period is given up at its end; the stop still gets kubelet's minimum.
     assert pre_stop(cast(PodmanRuntime, SlowExec(5)), [("c1", container)], 1, lambda: "") == MIN_GRACE_AFTER_HOOK_S
     assert time.monotonic() - started < 3
+    # The hook's thread is left to run on: it logs the hook's timeout just after; waited for, not to log past the test.
+    for thread in threading.enumerate():
+        if thread.name == f"prestop-{container.name}":
+            thread.join(timeout=5)
     no_hook = plan_pod(pod(), "n", lambda _: None).containers[0]
     assert pre_stop(cast(PodmanRuntime, SlowExec(5)), [("c1", no_hook)], 7, lambda: "") == 7
