@@ -119,8 +119,9 @@ def test_objects_listings_and_answers_for_a_node_go_to_its_replicas_inbox() -> N
     try:
         hub_status(sync, "a", "up")
         event(sync, kinds.NODE, "ADDED", edge_node("edge-1"))
-        event(sync, kinds.POD, "ADDED", pod("web", "edge-1", "5"))
+        # announced before the pod's event: one reconciled before it would go, rightly, to the shared inbox
         announce(sync, "edge-1", "s1", "a")
+        event(sync, kinds.POD, "ADDED", pod("web", "edge-1", "5"))
         wait_until(lambda: bus.holds("edge-1", ResourceKey("ns", kinds.POD, "web")), timeout=10, what="web sent")
         assert {topic for topic, node in bus.topics if node == "edge-1"} == {OWN_A}, "listings and objects"
         question = Envelope(node="edge-1", src="edged", group=Group.RESOURCE, op=Op.QUERY,

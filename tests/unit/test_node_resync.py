@@ -246,6 +246,9 @@ def test_a_periodic_resync_whose_listing_fails_sends_nothing(caplog: pytest.LogC
         event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
         connected(sync, "e1", "s1")
         wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
+        # the resync's changes leave after its log line (the sender lingers to batch them): counted once there
+        wait_until(lambda: ResourceKey("ns", kinds.POD, "web") in bus.store.get("e1", {}), timeout=10,
+                   what="the pod on e1")
         sent = len(bus.published)
         bus.deaf = 10**6
         wait_until(lambda: sync.bus.counters.get("periodic_resyncs") >= 2, timeout=10, what="periodic resyncs")
