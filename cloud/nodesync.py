@@ -152,13 +152,20 @@ class NodeSync:
         self.informers = {kind: Informer(self.kube, kind, self._sink) for kind in (kinds.NODE, *self.owned)}
         self._sessions: dict[str, str] = {}  # node -> current session id (every node's, owned or not)
         self._connected: set[str] = set()
+        self._unsynced: set[str] = set()
+        """Nodes handed to this replica while their session seemed over (``ShardMoves.watch``), not resynchronised
+        since: the next announcement of them connected resyncs them, even under the session they had. What their
+        last owner could not deliver is left to the new owner, and only a resync finds it."""
+        self._watch_lock = threading.Lock()
+        """Between a handover watching a node and an announcement of it connected (two threads): one of them
+        resyncs it."""
         self._batch_bytes: dict[str, int] = {}
+        """node -> the largest batch the CloudHub holding its session takes (its announcement's ``batch_bytes``)."""
         self._hubs: dict[str, str] = {}
         """node -> the CloudHub replica that announced its session last: what is for the node goes to that
         replica's own inbox (``hub_inbox``)."""
         self._hubs_up: set[str] = set()
         """The CloudHub replicas whose retained status says up; only these are sent to directly."""
-        """node -> the largest batch the CloudHub holding its session takes (its announcement's ``batch_bytes``)."""
         self.max_size = max_size
         """The largest message this controller's bus publishes: a batch stays under it too."""
         if not 1 <= batch_members <= MAX_MEMBERS:
@@ -306,6 +313,7 @@ class NodeSync:
         """A handover: lost nodes forgotten first; gained live ones resynchronised as on a new session; gained
         silent ones start towards Unknown here."""
         for node in moves.forget:
+            self._unsynced.discard(node)
             self.placement.forget(node)
             self.on_lost(node)
         now = time.monotonic()
@@ -316,8 +324,15 @@ class NodeSync:
                     self.schedule.resynced(node, now)
                 self.start_resync(node, session)
         for node in moves.watch:
-            session = self._sessions.get(node)
-            if session is not None and node not in self._connected:
+            with self._watch_lock:
+                session = self._sessions.get(node)
+                live = session is not None and node in self._connected  # announced connected since the handover
+                if not live:
+                    self._unsynced.add(node)
+            if live:
+                assert session is not None
+                self.start_resync(node, session)
+            elif session is not None:
                 self.on_disconnected(node, session)
         log.info("handover: %d nodes gained (%d to resync), %d lost", len(moves.resync) + len(moves.watch),
                  len(moves.resync), len(moves.forget))
@@ -429,8 +444,11 @@ class NodeSync:
         else:
             self._batch_bytes[node] = news.batch_bytes
         if news.connected:
-            self._connected.add(node)
-            if self._sessions.get(node) != session:
+            with self._watch_lock:
+                self._connected.add(node)
+                unsynced = node in self._unsynced and self.shard.owns(node)
+                self._unsynced.discard(node)
+            if self._sessions.get(node) != session or unsynced:
                 self._sessions[node] = session
                 if self.shard.owns(node):  # another replica's node: recorded, for a handover to resync at once
                     if self.schedule is not None:

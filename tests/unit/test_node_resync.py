@@ -19,6 +19,7 @@ import pytest
 from cloud.nodesync import FIRST_LISTING_TIMEOUT_S, NodeSync
 from cloud.packed import Packed
 from cloud.placement import Placement
+from cloud.replicas.shard import ShardMoves
 from runtime.bus import RequestTimeout
 from runtime.counters import Counters
 from schemas import kinds
@@ -141,6 +142,11 @@ def pod(name: str, node: str, rv: str) -> dict[str, Any]:
 
 def connected(sync: NodeSync, node: str, session: str) -> None:
     news = SessionNews(session, True)
+    sync.on_session(Envelope(node=node, src="cloudhub", group=Group.HUB, op=news.op, body=news.as_body()), "")
+
+
+def disconnected(sync: NodeSync, node: str, session: str) -> None:
+    news = SessionNews(session, False)
     sync.on_session(Envelope(node=node, src="cloudhub", group=Group.HUB, op=news.op, body=news.as_body()), "")
 
 
@@ -369,4 +375,32 @@ def test_a_session_resync_that_joins_a_periodic_one_sends_everything_if_the_list
         wait_until(lambda: bus.holds("e1", WEB), timeout=10, what="web sent, as a session's resync sends it")
     finally:
         bus.gate.set()
+        sync.close()
+
+
+def test_a_node_handed_over_while_it_seemed_gone_is_resynchronised_when_it_is_back_under_the_same_session(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found in the HA bench (a NATS member's SIGKILL churned ownership): a replica given a node it took for
+    disconnected only watched it, and the node's next announcement, under the session it had all along, resynced
+    nothing. What its last owner could not deliver (here, a pod's update the broker lost) stayed undelivered."""
+    caplog.set_level(logging.INFO, logger="cloud.nodesync")
+    bus = FakeBus()
+    sync = make_sync(bus)
+    web = ResourceKey("ns", kinds.POD, "web")
+    try:
+        event(sync, kinds.NODE, "ADDED", edge_node("e1"))
+        event(sync, kinds.POD, "ADDED", pod("web", "e1", "5"))
+        connected(sync, "e1", "s1")
+        wait_until(lambda: bus.store.get("e1", {}).get(web, ("",))[0] == "5", timeout=10, what="web at 5 on e1")
+        sync.hand_over(ShardMoves(forget=("e1",)))  # to another replica, whose delivery of the update is lost
+        bus.losing = True
+        event(sync, kinds.POD, "MODIFIED", pod("web", "e1", "6"))
+        disconnected(sync, "e1", "s1")  # its link flaps while replicas churn
+        sync.hand_over(ShardMoves(watch=("e1",)))  # back here, taken for gone: watched, not resynchronised
+        wait_until(lambda: any(e.res == web and e.rv == "6" for e in list(bus.published)), timeout=10,
+                   what="the update published (and lost)")
+        bus.losing = False
+        connected(sync, "e1", "s1")
+        wait_until(lambda: bus.store.get("e1", {}).get(web, ("",))[0] == "6", timeout=10, what="web at 6 on e1")
+    finally:
         sync.close()
