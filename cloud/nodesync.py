@@ -326,13 +326,14 @@ class NodeSync:
         for node in moves.watch:
             with self._watch_lock:
                 session = self._sessions.get(node)
-                live = session is not None and node in self._connected  # announced connected since the handover
+                live = node in self._connected  # announced connected since the handover was worked out
                 if not live:
                     self._unsynced.add(node)
+            if session is None:
+                continue  # never announced: its first session resyncs it
             if live:
-                assert session is not None
                 self.start_resync(node, session)
-            elif session is not None:
+            else:
                 self.on_disconnected(node, session)
         log.info("handover: %d nodes gained (%d to resync), %d lost", len(moves.resync) + len(moves.watch),
                  len(moves.resync), len(moves.forget))
@@ -446,7 +447,7 @@ class NodeSync:
         if news.connected:
             with self._watch_lock:
                 self._connected.add(node)
-                unsynced = node in self._unsynced and self.shard.owns(node)
+                unsynced = node in self._unsynced
                 self._unsynced.discard(node)
             if self._sessions.get(node) != session or unsynced:
                 self._sessions[node] = session
