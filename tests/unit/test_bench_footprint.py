@@ -3,12 +3,12 @@
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from edgehive.bench.footprint import EDGE_PROCESSES, classify, settled
 from edgehive.bench.procfs import Memory, cmdline, parent_pid, parse_smaps_rollup, read_memory
+from tests.fixtures.processes import wait_until
 
 ROLLUP = """\
 555f71e57000-7ffc5f93a000 ---p 00000000 00:00 0                          [rollup]
@@ -107,10 +107,7 @@ def test_a_forked_components_title_reads_as_its_command_line() -> None:
     title = subprocess.Popen([sys.executable, "-c", "import setproctitle, time; "
                               "setproctitle.setproctitle('python -m edge.eventbus --node edge-1'); time.sleep(30)"])
     try:
-        deadline = time.monotonic() + 20
-        while cmdline(title.pid)[:2] != ["python", "-m"]:
-            assert time.monotonic() < deadline, cmdline(title.pid)
-            time.sleep(0.02)
+        wait_until(lambda: cmdline(title.pid)[:2] == ["python", "-m"], timeout=20, what="the process's new title")
         assert classify(cmdline(title.pid), EDGE) == "eventbus"
     finally:
         title.kill()

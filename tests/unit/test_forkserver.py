@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,17 +16,10 @@ import pytest
 from edgehive.forked import ForkServer, ForkServerError, module_of
 from edgehive.forkserver import Request, main_imports
 from edgehive.launcher import Child, Supervisor
+from tests.fixtures.processes import wait_until
 
 PROBE = "tests.support.forkprobe"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def probe(out: Path, code: str) -> list[str]:
@@ -93,14 +85,14 @@ def test_a_forked_child_is_its_own_process_with_its_own_environment_title_and_lo
 def test_a_signal_ends_a_child_as_subprocess_would_report_it(server: ForkServer, tmp_path: Path) -> None:
     out = tmp_path / "probe.json"
     child = server.spawn(probe(out, "wait"), {}, None)
-    wait_for(out.exists)
+    wait_until(out.exists, timeout=30, what="the probe's output")
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(0.1)
     assert child.poll() is None
     child.kill()
     assert child.wait(30) == -signal.SIGKILL
     second = server.spawn(probe(tmp_path / "second.json", "wait"), {}, None)
-    wait_for((tmp_path / "second.json").exists)
+    wait_until((tmp_path / "second.json").exists, timeout=30, what="the second probe's output")
     second.terminate()
     assert second.wait(30) == 0  # its own SIGTERM handler ran
 
@@ -109,7 +101,7 @@ def test_when_the_fork_server_dies_its_children_end_and_the_next_spawn_starts_a_
         server: ForkServer, tmp_path: Path) -> None:
     out = tmp_path / "probe.json"
     child = server.spawn(probe(out, "wait"), {}, None)
-    wait_for(out.exists)
+    wait_until(out.exists, timeout=30, what="the probe's output")
     first = server._proc
     assert first is not None
     first.kill()
@@ -133,7 +125,7 @@ def test_the_supervisor_restarts_a_forked_child_that_died(monkeypatch: pytest.Mo
     child = Child("probe", probe(out, "wait"), forked=True)
     supervisor = Supervisor([child], log_dir=tmp_path, forkserver=forkserver, out=open(os.devnull, "w"))  # noqa: SIM115
     supervisor._spawn(child)
-    wait_for(out.exists)
+    wait_until(out.exists, timeout=30, what="the probe's output")
     first = json.loads(out.read_text())["pid"]
     out.unlink()
     os.kill(first, signal.SIGKILL)
@@ -142,7 +134,7 @@ def test_the_supervisor_restarts_a_forked_child_that_died(monkeypatch: pytest.Mo
         supervisor._tick()
         return out.exists()
 
-    wait_for(restarted)
+    wait_until(restarted, timeout=30, what="the child restarted")
     assert child.restarts == 1
     assert child.last_exit == -signal.SIGKILL
     assert json.loads(out.read_text())["pid"] != first
