@@ -41,7 +41,7 @@ from cloud.resyncschedule import DEFAULT_PERIOD_S, ResyncSchedule
 from cloud.sessionnews import read_session_news
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.linger import Linger
-from runtime.listing import listing
+from runtime.listing import listings
 from schemas import kinds, topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, pack
 from schemas.componentstatus import ComponentStatus
@@ -562,10 +562,9 @@ class NodeSync:
             timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
             hub = self.hub_inbox(node)  # looked up again for each attempt: the node may have changed hands
             try:
-                for kind in self.owned:
-                    for item in listing(self.bus, hub, kind, limit=RESYNC_PAGE, timeout=timeout, node=node,
-                                        src=self.shard.query_src() if self.shard.sharded else None):
-                        held[item.key] = (item.rv, item.uid)
+                for item in listings(self.bus, hub, self.owned, limit=RESYNC_PAGE, timeout=timeout, node=node,
+                                     src=self.shard.query_src() if self.shard.sharded else None):
+                    held[item.key] = (item.rv, item.uid)
                 return held
             except (RequestTimeout, RequestError, BodyError) as exc:
                 log.warning("could not list what node %s holds (attempt %d of %d: %s)", node, attempt,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -97,6 +98,43 @@ and per node, so a component sees a bounded but possibly large set)."""
 class _Waiter:
     event: threading.Event = field(default_factory=threading.Event)
     reply: Envelope | None = None
+
+
+class Asked:
+    """A request published by :meth:`Bus.ask`, its reply not waited for yet."""
+
+    def __init__(self, bus: Bus, topic: str, envelope: Envelope, waiter: _Waiter, deadline: float, timeout: float,
+                 closed: BusClosed) -> None:
+        self._bus = bus
+        self._topic = topic
+        self._envelope = envelope
+        self._waiter = waiter
+        self._deadline = deadline
+        self._timeout = timeout
+        self._closed = closed
+
+    def answer(self) -> Envelope:
+        """The reply, waited for until the request's deadline (counted from when it was asked).
+
+        Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``."""
+        try:
+            if not self._waiter.event.wait(max(0.0, self._deadline - time.monotonic())):
+                self._bus.counters.inc("request_timeouts")
+                raise RequestTimeout(f"no reply to {self._envelope.op.value} {self._envelope.res or ''} on "
+                                     f"{self._topic} within {self._timeout} s")
+        finally:
+            self.forget()
+        reply = self._waiter.reply
+        if reply is None:
+            raise self._closed
+        if reply.op == Op.ERROR:
+            raise RequestError(reply)
+        return reply
+
+    def forget(self) -> None:
+        """Stop waiting: a reply that comes later goes to the handlers like any message (answers do this at
+        once; a caller that gives up on a request it never waited for calls it)."""
+        self._bus._forget(self._envelope.id)
 
 
 class Bus:
@@ -192,6 +230,11 @@ class Bus:
 
         Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``.
         """
+        return self.ask(topic, envelope, timeout).answer()
+
+    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Asked:
+        """Publish a request now and return at once; :meth:`Asked.answer` waits for its reply. Several asked
+        together wait out one round trip, not one each (a resync lists every kind of a node's store at once)."""
         waiter = _Waiter()
         closed = BusClosed(f"no reply to {envelope.op.value} {envelope.res or ''} on {topic}: "
                            f"{self.settings.module} is stopping")
@@ -199,20 +242,17 @@ class Bus:
             if self._closed:
                 raise closed
             self._waiters[envelope.id] = waiter
+        asked = Asked(self, topic, envelope, waiter, time.monotonic() + timeout, timeout, closed)
         try:
             self.publish(topic, envelope, timeout=timeout)
-            if not waiter.event.wait(timeout):
-                self.counters.inc("request_timeouts")
-                raise RequestTimeout(f"no reply to {envelope.op.value} {envelope.res or ''} on {topic} "
-                                     f"within {timeout} s")
-        finally:
-            with self._waiters_lock:
-                self._waiters.pop(envelope.id, None)
-        if waiter.reply is None:
-            raise closed
-        if waiter.reply.op == Op.ERROR:
-            raise RequestError(waiter.reply)
-        return waiter.reply
+        except BaseException:
+            asked.forget()
+            raise
+        return asked
+
+    def _forget(self, envelope_id: str) -> None:
+        with self._waiters_lock:
+            self._waiters.pop(envelope_id, None)
 
     # -- receiving ---------------------------------------------------------------
 

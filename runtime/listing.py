@@ -3,11 +3,11 @@ node (through CloudHub) and a node's own modules (EdgeD, DeviceTwin) both do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from runtime.bus import Bus
-from schemas.envelope import Group, Op
+from runtime.bus import Asked, Bus
+from schemas.envelope import Envelope, Group, Op
 from schemas.fields import BodyError
 from schemas.link import ListedItem, ListingPage, PageQuery
 
@@ -23,16 +23,48 @@ def listing(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float,
     when an answer does not come or is an error, and BodyError when a page is not one, or would not move the
     listing forward (it would never end).
     """
-    after = ""
+    yield from _pages(bus, topic, kind, "", limit=limit, timeout=timeout, node=node, src=src)
+
+
+def listings(bus: Bus, topic: str, kinds: Iterable[str], *, limit: int, timeout: float,
+             node: str | None = None, src: str | None = None) -> Iterator[ListedItem]:
+    """Every stored object of each of ``kinds``, kind after kind, as :func:`listing` gives them; but the first
+    page of every kind is asked for at once, so a store whose kinds each fit in one page is listed in one round
+    trip, not one per kind (a controller's resync lists five kinds: over a slow link, or a broker that writes
+    each message to disk, those round trips were most of a node's resync). Each answer is still waited for
+    ``timeout`` at most, counted from when it was asked. Further pages follow one at a time."""
+    asked: list[tuple[str, Asked]] = []
+    try:
+        for kind in kinds:
+            asked.append((kind, bus.ask(topic, _query(bus, kind, "", limit, node, src), timeout=timeout)))
+        for kind, first in asked:
+            page = ListingPage.parse(first.answer().body)
+            yield from page.items
+            if page.next_after is not None:
+                _moves_on("", page.next_after)
+                yield from _pages(bus, topic, kind, page.next_after, limit=limit, timeout=timeout, node=node, src=src)
+    finally:
+        for _kind, first in asked:  # a listing given up on: its other answers are not waited for
+            first.forget()
+
+
+def _query(bus: Bus, kind: str, after: str, limit: int, node: str | None, src: str | None) -> Envelope:
+    query = bus.envelope(Group.META, Op.QUERY, body=PageQuery(kind, after, limit).as_body(),
+                         node=node or bus.settings.node)
+    return query if src is None else replace(query, src=src)
+
+
+def _moves_on(after: str, next_after: str) -> None:
+    if next_after <= after:
+        raise BodyError("body.next", "must come after the page it follows")
+
+
+def _pages(bus: Bus, topic: str, kind: str, after: str, *, limit: int, timeout: float, node: str | None,
+           src: str | None) -> Iterator[ListedItem]:
     while True:
-        query = bus.envelope(Group.META, Op.QUERY, body=PageQuery(kind, after, limit).as_body(),
-                             node=node or bus.settings.node)
-        if src is not None:
-            query = replace(query, src=src)
-        page = ListingPage.parse(bus.request(topic, query, timeout=timeout).body)
+        page = ListingPage.parse(bus.request(topic, _query(bus, kind, after, limit, node, src), timeout=timeout).body)
         yield from page.items
         if page.next_after is None:
             return
-        if page.next_after <= after:
-            raise BodyError("body.next", "must come after the page it follows")
+        _moves_on(after, page.next_after)
         after = page.next_after

@@ -90,9 +90,26 @@ class FakeBus:
                           if key.kind == query.kind)
         return envelope.reply("metamanager", ListingPage(items, None).as_body())
 
+    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Later:
+        """As ``request``, called when the answer is read (listings ask every kind first, then read)."""
+        return Later(lambda: self.request(topic, envelope, timeout))
+
     def holds(self, node: str, key: ResourceKey) -> bool:
         with self._lock:
             return key in self.store.get(node, {})
+
+
+class Later:
+    """An asked request whose answer is worked out when it is read; forgotten, never."""
+
+    def __init__(self, answering: Callable[[], Envelope]) -> None:
+        self._answering = answering
+
+    def answer(self) -> Envelope:
+        return self._answering()
+
+    def forget(self) -> None:
+        pass
 
 
 class Synced:
