@@ -132,21 +132,25 @@ def test_a_bad_mapper_gets_a_clear_error_and_changes_nothing(cluster_factory: An
         with pytest.raises(grpc.RpcError) as no_protocol:
             dmi.register(MapperIdentity("nameless", "", str(mapper_dir / "x.sock")))
         assert no_protocol.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        with pytest.raises(grpc.RpcError) as not_here:
-            dmi.report_twins(ns, "on-another-node", {"temperature": "1"})
-        assert not_here.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "not a member of node" in str(not_here.value.details())
         with pytest.raises(grpc.RpcError) as oversized:
             dmi.report_twins(ns, devices.DEVICE, {f"p{i}": "1" * 500 for i in range(3000)})
         assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         with pytest.raises(grpc.RpcError) as bad_value:
             dmi.report_twins(ns, devices.DEVICE, {"temperature": "not a number!"})
         assert bad_value.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # A Device of another node, in the cluster, created before thermo-2: once thermo-2 has reached this node,
+        # DeviceController has had it too, and this node has not been sent it.
+        custom = k8s.CustomObjectsApi(cluster.api.client)
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices",
+                                               devices.device("on-another-node", f"{node}-b", "20"))
         # The mapper that registered has gone: calls about a new device fail at the edge, which still serves.
-        k8s.CustomObjectsApi(cluster.api.client).create_namespaced_custom_object(
-            GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
         wait_until(lambda: "thermo-2" in [d.name for d in dmi.register(identity, with_data=True).deviceList],
                    timeout=30, what="thermo-2 at the edge")
+        with pytest.raises(grpc.RpcError) as not_here:
+            dmi.report_twins(ns, "on-another-node", {"temperature": "1"})
+        assert not_here.value.code() == grpc.StatusCode.NOT_FOUND
+        assert f"device {ns}/on-another-node is not a member of node {node}" in str(not_here.value.details())
         dmi.report_twins(ns, devices.DEVICE, {"temperature": "21.5"})
         wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "21.5", timeout=30,
                    what="a good report after the bad ones")

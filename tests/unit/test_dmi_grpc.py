@@ -98,6 +98,11 @@ def test_bad_requests_get_grpc_errors_and_change_nothing(edge: Edge, short_dir: 
         with pytest.raises(grpc.RpcError) as other_node:
             dmi.report_twins("default", "elsewhere-1", {"temperature": "1"})
         assert other_node.value.code() == grpc.StatusCode.NOT_FOUND
+        edge.manager.on_change("device", "default/thermo-9", dmi_device("thermo-9", node="edge-2"))
+        with pytest.raises(grpc.RpcError) as bound_elsewhere:  # in the store, but bound to another node
+            dmi.report_twins("default", "thermo-9", {"temperature": "1"})
+        assert bound_elsewhere.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "device default/thermo-9 is bound to node edge-2" in str(bound_elsewhere.value.details())
         with pytest.raises(grpc.RpcError) as oversized:
             dmi.report_twins("default", "thermo-1", {f"p{i}": "1" * 500 for i in range(200)})
         assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
