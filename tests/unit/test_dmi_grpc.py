@@ -106,12 +106,17 @@ def test_bad_requests_get_grpc_errors_and_change_nothing(edge: Edge, short_dir: 
         with pytest.raises(grpc.RpcError) as oversized:
             dmi.report_twins("default", "thermo-1", {f"p{i}": "1" * 500 for i in range(200)})
         assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        raw = dmi.channel.unary_unary("/v1beta1.DeviceManagerService/ReportDeviceStatus",
-                                      request_serializer=bytes, response_deserializer=bytes)
-        with pytest.raises(grpc.RpcError) as malformed:  # bytes that are no ReportDeviceStatusRequest
-            raw(b"\xff\xff\xff", timeout=5)
-        assert malformed.value.code() == grpc.StatusCode.INTERNAL
+        for method, message in (("MapperRegister", "MapperRegisterRequest"),
+                                ("ReportDeviceStatus", "ReportDeviceStatusRequest"),
+                                ("ReportDeviceStates", "ReportDeviceStatesRequest")):
+            path = f"/v1beta1.DeviceManagerService/{method}"
+            raw = dmi.channel.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
+            with pytest.raises(grpc.RpcError) as malformed:  # a tag whose varint never ends
+                raw(b"\xff\xff\xff", timeout=5)
+            assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert f"{path}: the request is not a v1beta1.{message} (3 bytes)" in str(malformed.value.details())
         assert edge.handed == []
+        assert list(edge.manager.mappers) == ["modbus"]
     finally:
         dmi.close()
 
