@@ -111,6 +111,12 @@ def protocol_of(device: dict[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
+def node_of(device: dict[str, Any]) -> str:
+    """The node that serves the device (``spec.nodeName``), "" when it names none."""
+    name = _dict(device.get("spec")).get("nodeName")
+    return name if isinstance(name, str) else ""
+
+
 def model_name_of(device: dict[str, Any]) -> str:
     name = _dict(_dict(device.get("spec")).get("deviceModelRef")).get("name")
     return name if isinstance(name, str) else ""

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from edge.dmi.convert import Unconvertible, device_message, model_message, model_name_of, protocol_of
+from edge.dmi.convert import Unconvertible, device_message, model_message, model_name_of, node_of, protocol_of
 from edge.dmi.settings import MAX_SOCKET_PATH
 from edge.errors import EdgeError
 from schemas import kinds, twin
@@ -115,6 +115,10 @@ class DeviceManager:
     """(kind, namespace/name) forwarded by MetaManager since the list being read was asked for: newer than it."""
     refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     """(kind, namespace/name): the newest version refused while ``devices``/``models`` keep the last accepted."""
+    elsewhere: dict[str, str] = field(default_factory=dict)
+    """namespace/name -> the other node named by the ``spec.nodeName`` of a Device in this node's store. The cloud
+    sends a node only its own devices (a moved one is deleted here), so this is a stale or wrong copy: like
+    DeviceTwin, the DMI serves it as absent, and a report of it is refused with the node it is bound to."""
     count: Callable[[str], None] = field(default=lambda _name: None)
     """Counts ``devices_refused`` and ``models_refused``."""
 
@@ -136,6 +140,9 @@ class DeviceManager:
                 calls += self._apply(kind, ident, None)
             for gone in [r for r in self.refusals if r[0] == kind and r[1] not in listed and r not in self.forwarded]:
                 del self.refusals[gone]
+            for ident in [i for i in self.elsewhere if kind == kinds.DEVICE and i not in listed
+                          and (kind, i) not in self.forwarded]:
+                del self.elsewhere[ident]
             for ident, obj in listed.items():
                 if (kind, ident) not in self.forwarded:
                     calls += self._apply(kind, ident, obj)
@@ -157,6 +164,15 @@ class DeviceManager:
     def _device_changed(self, ident: str, obj: dict[str, Any] | None) -> list[MapperCall]:
         before = self.devices.get(ident)
         namespace, name = ident.split("/", 1)
+        bound = node_of(obj) if obj is not None else ""
+        if bound not in ("", self.node):
+            if self.elsewhere.get(ident) != bound:
+                log.warning("device %s in this node's store is bound to node %s: not served on node %s", ident, bound,
+                            self.node)
+            self.elsewhere[ident] = bound
+            obj = None  # gone from this node, as DeviceTwin takes it (its mapper is told to remove it)
+        else:
+            self.elsewhere.pop(ident, None)
         if obj is None:
             self.devices.pop(ident, None)
             self.refusals.pop((kinds.DEVICE, ident), None)
@@ -391,6 +407,9 @@ class DeviceManager:
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
                           f"device {ident} on node {self.node} was refused, and no version of it is served: "
                           f"{refused.reason}")
+        if device is None and ident in self.elsewhere:
+            raise Refused(grpc.StatusCode.NOT_FOUND,
+                          f"device {ident} is bound to node {self.elsewhere[ident]}, not a member of node {self.node}")
         if device is None:
             raise Refused(grpc.StatusCode.NOT_FOUND, f"device {ident} is not a member of node {self.node}")
         if protocol_of(device) not in self.mappers:

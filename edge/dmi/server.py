@@ -8,9 +8,10 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from edge.dmi.devicemanager import DeviceManager, Mapper, Refused
 from runtime import hoptrace
@@ -19,6 +20,8 @@ from schemas.dmi.v1beta1 import api_pb2 as pb
 from schemas.dmi.v1beta1 import api_pb2_grpc as rpc
 
 log = logging.getLogger(__name__)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["DeviceManagerService"]
 
 LIST_WAIT_S = 10.0
 """How long a registration waits for the node's device list when the process has just started."""
@@ -86,6 +89,33 @@ class DeviceManagerServicer(rpc.DeviceManagerServiceServicer):
             log.warning("could not hand a mapper's report to DeviceTwin: %s", exc)
             self._refuse(context, Refused(grpc.StatusCode.UNAVAILABLE, f"DeviceTwin is not reachable: {exc}"))
 
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[bytes, Message]]:
+        """This servicer's methods by name, each given the request's bytes to parse itself. With the generated
+        handlers, bytes that are no request of the method's type fail in gRPC's deserializer, and the mapper
+        gets INTERNAL "Exception deserializing request!", which says neither that it sent them nor where. Here
+        they are refused with INVALID_ARGUMENT naming the method, the message type and protobuf's reason."""
+        out: dict[str, grpc.RpcMethodHandler[bytes, Message]] = {}
+        for method in SERVICE.methods:
+            request_type: type[Message] = getattr(pb, method.input_type.name)
+            response_type: type[Message] = getattr(pb, method.output_type.name)
+            out[method.name] = grpc.unary_unary_rpc_method_handler(
+                self._parsing(f"/{SERVICE.full_name}/{method.name}", request_type, getattr(self, method.name)),
+                response_serializer=response_type.SerializeToString)  # no request_deserializer: bytes come in
+        return out
+
+    def _parsing(self, path: str, request_type: type[Message],
+                 handle: Callable[[Any, grpc.ServicerContext], Message]) -> Callable[[bytes, grpc.ServicerContext],
+                                                                                      Message]:
+        def behaviour(data: bytes, context: grpc.ServicerContext) -> Message:
+            try:
+                request = request_type.FromString(data)
+            except DecodeError as exc:
+                self._refuse(context, Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                                              f"{path}: the request is not a {request_type.DESCRIPTOR.full_name} "
+                                              f"({len(data)} bytes): {exc}"))
+            return handle(request, context)
+        return behaviour
+
     def _refuse(self, context: grpc.ServicerContext, exc: Refused) -> NoReturn:
         self.count("refused")
         log.info("refused a mapper's request: %s", exc.reason)
@@ -101,7 +131,9 @@ def serve(servicer: DeviceManagerServicer, socket_path: Path, max_message_bytes:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dmi"), options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes)])
-    rpc.add_DeviceManagerServiceServicer_to_server(servicer, server)
+    handlers = servicer.handlers()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)  # as the generated code registers them
     if server.add_insecure_port(f"unix:{socket_path}") == 0:
         raise OSError(f"cannot listen on {socket_path}")
     server.start()

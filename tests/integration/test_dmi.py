@@ -3,9 +3,12 @@ node's DMI process; its devices come from the API server and its reports reach t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ from kubernetes import client as k8s
 
 from edge.mappers.base import DmiClient, Mapper, MapperIdentity
 from schemas.dmi.v1beta1 import api_pb2 as pb
+from schemas.envelope import decode
+from schemas.resource import ResourceKey
 from tests.fixtures.processes import wait_until
 from tests.support import devices
 from tests.support.cluster import Cluster, node_names
@@ -40,6 +45,24 @@ def start_dmi(cluster_factory: Any) -> tuple[Cluster, str]:
 
 def registered_devices(mapper: Mapper) -> list[str]:
     return [d.name for d in mapper.register(timeout=10).deviceList]
+
+
+def queued_temperatures(data: Path, namespace: str) -> list[str | None]:
+    """The temperature in each status of the device waiting in the node's outbox (EdgeHub's SQLite file, read
+    only), oldest first."""
+    with contextlib.closing(sqlite3.connect(f"file:{data / 'outbox.db'}?mode=ro", uri=True, timeout=10)) as db:
+        rows = db.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+    found = []
+    for envelope in (decode(bytes(row[0])) for row in rows):
+        if envelope.res == ResourceKey(namespace, "devicestatus", devices.DEVICE) and isinstance(envelope.body, dict):
+            twins = envelope.body["status"].get("twins") or []
+            found.append(next((t["reported"]["value"] for t in twins
+                               if t.get("propertyName") == "temperature" and "reported" in t), None))
+    return found
+
+
+def queued_only(data: Path, namespace: str, temperature: str) -> bool:
+    return queued_temperatures(data, namespace) == [temperature]
 
 
 def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status(cluster_factory: Any,
@@ -74,13 +97,18 @@ def test_a_mapper_registers_gets_its_devices_and_reports_reach_the_device_status
         custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "devices", "thermo-2")
         wait_until(lambda: "removed thermo-2" in mapper.events, timeout=30, what="RemoveDevice of thermo-2")
 
-        # With the link down, the node's store answers a registration and keeps the reports for the cloud.
+        # With the link down, the node's store answers a registration and keeps the reports for the cloud: each
+        # one (DeviceTwin sends it as the device's status) replaces the one before in EdgeHub's outbox, and the
+        # last alone goes up when the link is back.
         link.down()
         assert registered_devices(mapper) == [devices.DEVICE]
-        mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": "19.5"})
+        for value in ("18.5", "19.0", "19.5"):
+            mapper.dmi.report_twins(ns, devices.DEVICE, {"temperature": value})
+            wait_until(partial(queued_only, edge.data, ns, value), timeout=30,
+                       what=f"the reading {value} as the one status of the device in the outbox")
         link.up()
         wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "19.5", timeout=30,
-                   what="the reading made offline in the Device status")
+                   what="the last reading made offline in the Device status")
 
         # One report goes to DeviceTwin as one request; a twin DeviceTwin refuses (setpoint is an INT in the
         # model) is refused alone, and the report's other twin is kept.
@@ -104,21 +132,25 @@ def test_a_bad_mapper_gets_a_clear_error_and_changes_nothing(cluster_factory: An
         with pytest.raises(grpc.RpcError) as no_protocol:
             dmi.register(MapperIdentity("nameless", "", str(mapper_dir / "x.sock")))
         assert no_protocol.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        with pytest.raises(grpc.RpcError) as not_here:
-            dmi.report_twins(ns, "on-another-node", {"temperature": "1"})
-        assert not_here.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "not a member of node" in str(not_here.value.details())
         with pytest.raises(grpc.RpcError) as oversized:
             dmi.report_twins(ns, devices.DEVICE, {f"p{i}": "1" * 500 for i in range(3000)})
         assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         with pytest.raises(grpc.RpcError) as bad_value:
             dmi.report_twins(ns, devices.DEVICE, {"temperature": "not a number!"})
         assert bad_value.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # A Device of another node, in the cluster, created before thermo-2: once thermo-2 has reached this node,
+        # DeviceController has had it too, and this node has not been sent it.
+        custom = k8s.CustomObjectsApi(cluster.api.client)
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices",
+                                               devices.device("on-another-node", f"{node}-b", "20"))
         # The mapper that registered has gone: calls about a new device fail at the edge, which still serves.
-        k8s.CustomObjectsApi(cluster.api.client).create_namespaced_custom_object(
-            GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "devices", devices.device("thermo-2", node, "20"))
         wait_until(lambda: "thermo-2" in [d.name for d in dmi.register(identity, with_data=True).deviceList],
                    timeout=30, what="thermo-2 at the edge")
+        with pytest.raises(grpc.RpcError) as not_here:
+            dmi.report_twins(ns, "on-another-node", {"temperature": "1"})
+        assert not_here.value.code() == grpc.StatusCode.NOT_FOUND
+        assert f"device {ns}/on-another-node is not a member of node {node}" in str(not_here.value.details())
         dmi.report_twins(ns, devices.DEVICE, {"temperature": "21.5"})
         wait_until(lambda: devices.reported(cluster.api.client, ns, "temperature") == "21.5", timeout=30,
                    what="a good report after the bad ones")

@@ -158,6 +158,40 @@ def test_store_changes_become_calls_on_the_registered_mapper_only(manager: Devic
     assert manager.on_change("devicemodel", "default/cam", None) == []  # onvif: no mapper
 
 
+def report_of(name: str) -> pb.ReportDeviceStatusRequest:
+    return pb.ReportDeviceStatusRequest(deviceName=name, deviceNamespace="default", reportedDevice=twins("1"))
+
+
+def test_a_device_bound_to_another_node_is_not_served_and_its_reports_say_where_it_is() -> None:
+    """The cloud sends a node only its own Devices, and deletes one that moves: a Device of another node in
+    this node's store is a stale or wrong copy. Like DeviceTwin, the DMI takes it as absent."""
+    manager = DeviceManager("edge-1")
+    manager.replace(listed(dmi_model(), dmi_device(), dmi_device("thermo-9", node="edge-2")))
+    _mapper, answer = manager.register(registration())
+    assert [d.name for d in answer.deviceList] == ["thermo-1"]
+    with pytest.raises(Refused, match="device default/thermo-9 is bound to node edge-2, not a member of node edge-1"
+                       ) as refused:
+        manager.report_status(report_of("thermo-9"))
+    assert refused.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(Refused, match="bound to node edge-2") as refused:
+        manager.report_states(pb.ReportDeviceStatesRequest(deviceName="thermo-9", state="online"))
+    assert refused.value.code == grpc.StatusCode.NOT_FOUND
+
+    # a served device whose copy here names another node: its mapper lets it go, and its reports are refused
+    assert methods(manager.on_change("device", "default/thermo-1", dmi_device(node="edge-2"))) == [
+        ("modbus", "RemoveDevice")]
+    with pytest.raises(Refused, match="default/thermo-1 is bound to node edge-2"):
+        manager.report_status(report_of("thermo-1"))
+    # bound to this node again: registered with its mapper, and served
+    assert methods(manager.on_change("device", "default/thermo-1", dmi_device())) == [("modbus", "RegisterDevice")]
+    assert len(manager.report_status(report_of("thermo-1"))) == 1
+    # gone from the store: an unknown device, no longer said to be elsewhere
+    manager.replace(listed(dmi_model(), dmi_device()))
+    with pytest.raises(Refused, match="thermo-9 is not a member of node edge-1"):
+        manager.report_status(report_of("thermo-9"))
+    assert manager.elsewhere == {}
+
+
 def test_a_later_list_tells_the_mapper_what_changed_meanwhile(manager: DeviceManager) -> None:
     manager.register(registration())
     calls = manager.replace(listed(dmi_model(), dmi_device(setpoint="40")))

@@ -98,15 +98,25 @@ def test_bad_requests_get_grpc_errors_and_change_nothing(edge: Edge, short_dir: 
         with pytest.raises(grpc.RpcError) as other_node:
             dmi.report_twins("default", "elsewhere-1", {"temperature": "1"})
         assert other_node.value.code() == grpc.StatusCode.NOT_FOUND
+        edge.manager.on_change("device", "default/thermo-9", dmi_device("thermo-9", node="edge-2"))
+        with pytest.raises(grpc.RpcError) as bound_elsewhere:  # in the store, but bound to another node
+            dmi.report_twins("default", "thermo-9", {"temperature": "1"})
+        assert bound_elsewhere.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "device default/thermo-9 is bound to node edge-2" in str(bound_elsewhere.value.details())
         with pytest.raises(grpc.RpcError) as oversized:
             dmi.report_twins("default", "thermo-1", {f"p{i}": "1" * 500 for i in range(200)})
         assert oversized.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        raw = dmi.channel.unary_unary("/v1beta1.DeviceManagerService/ReportDeviceStatus",
-                                      request_serializer=bytes, response_deserializer=bytes)
-        with pytest.raises(grpc.RpcError) as malformed:  # bytes that are no ReportDeviceStatusRequest
-            raw(b"\xff\xff\xff", timeout=5)
-        assert malformed.value.code() == grpc.StatusCode.INTERNAL
+        for method, message in (("MapperRegister", "MapperRegisterRequest"),
+                                ("ReportDeviceStatus", "ReportDeviceStatusRequest"),
+                                ("ReportDeviceStates", "ReportDeviceStatesRequest")):
+            path = f"/v1beta1.DeviceManagerService/{method}"
+            raw = dmi.channel.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
+            with pytest.raises(grpc.RpcError) as malformed:  # a tag whose varint never ends
+                raw(b"\xff\xff\xff", timeout=5)
+            assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert f"{path}: the request is not a v1beta1.{message} (3 bytes)" in str(malformed.value.details())
         assert edge.handed == []
+        assert list(edge.manager.mappers) == ["modbus"]
     finally:
         dmi.close()
 

@@ -203,4 +203,8 @@ def test_what_coalesces() -> None:
                       res=ResourceKey("ns", "podstatus", "p"))
     register = Envelope(node="n", src="edged", group=Group.RESOURCE, op=Op.INSERT, res=ResourceKey(None, "node", "n"))
     assert coalesce_key(status) == "ns/podstatus/p"
+    # DeviceTwin's report of a device (tests/unit/test_dmi_reports_offline.py follows one from a mapper's reports)
+    device = Envelope(node="n", src="devicetwin", group=Group.TWIN, op=Op.UPDATE,
+                      res=ResourceKey("ns", "devicestatus", "d"))
+    assert coalesce_key(device) == "ns/devicestatus/d"
     assert coalesce_key(register) is None
