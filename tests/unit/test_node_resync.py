@@ -272,10 +272,16 @@ def test_a_periodic_resync_whose_listing_fails_sends_nothing(caplog: pytest.LogC
         # the resync's changes leave after its log line (the sender lingers to batch them): counted once there
         wait_until(lambda: ResourceKey("ns", kinds.POD, "web") in bus.store.get("e1", {}), timeout=10,
                    what="the pod on e1")
-        sent = len(bus.published)
         bus.deaf = 10**6
-        wait_until(lambda: sync.bus.counters.get("periodic_resyncs") >= 2, timeout=10, what="periodic resyncs")
-        assert len(bus.published) == sent  # not everything again
+        sent = len(bus.published)
+        before = sync.bus.counters.get("periodic_resyncs")
+        wait_until(lambda: sync.bus.counters.get("periodic_resyncs") >= before + 3, timeout=15,
+                   what="three periodic resyncs with the node deaf")
+        # Were a failed listing to send everything again, each of the three would send the pod. One copy may
+        # still come from a periodic resync that listed just before the pod reached the node (its sends linger
+        # after the count above was taken): found when a helper's unit run under load failed here once.
+        again = [e for e in list(bus.published)[sent:] if e.res == ResourceKey("ns", kinds.POD, "web")]
+        assert len(again) <= 1, f"the pod was sent again {len(again)} times with every listing failing"
     finally:
         sync.close()
 
