@@ -85,7 +85,8 @@ def new_event_id() -> str:
 
 
 def loads(payload: bytes) -> dict[str, Any]:
-    """The request as a JSON object; TwinError(400) for anything else (callers reword it as KubeEdge does)."""
+    """The request as a JSON object (``null`` as an empty one); TwinError(400) for anything else (callers reword
+    it as KubeEdge does)."""
     if len(payload) > MAX_JSON_BYTES:
         raise TwinError(BAD_REQUEST, f"message is {len(payload)} bytes, over the {MAX_JSON_BYTES}-byte limit")
     try:
@@ -96,6 +97,10 @@ def loads(payload: bytes) -> dict[str, Any]:
         # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raise this.
         # It is a 400 like any other bad JSON, or DeviceTwin would lose the whole batch the request is in.
         raise TwinError(BAD_REQUEST, "not valid JSON: nested too deeply") from None
+    if obj is None:
+        # Go's json.Unmarshal reads null into a struct as no error and no field set: KubeEdge then answers an
+        # update with "no twin" and a get as a get without event_id.
+        obj = {}
     if not isinstance(obj, dict):
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
     check_base(obj)

@@ -296,3 +296,19 @@ def test_the_cloud_checks_a_reported_value_against_the_same_type() -> None:
     assert check_reported(ModelProperty("p", "STRING", None, None), "abc", "int") == f"'abc': {twin.REASON_NOT_INT}"
     assert check_reported(ModelProperty("d", "DOUBLE", None, None), "0.1") is None
     assert check_reported(None, "anything") is None
+
+
+# -- requests read as KubeEdge's Go structs read them ----------------------------------------------------------
+
+
+def test_a_json_null_request_is_read_as_an_empty_one_as_go_unmarshals_it(dt: DeviceTwin) -> None:
+    # json.Unmarshal of null into KubeEdge's DeviceTwinUpdate or BaseMessage is no error and sets nothing: an
+    # update then has no twin, a get is a get with no event_id.
+    put(dt, "device", lamp([POWER]))
+    assert normal(ask(dt, "twin/update", b"null")) == {"event_id": "", "timestamp": "T", "code": 400,
+                                                       "reason": twin.REASON_NO_TWIN}
+    got = ask(dt, "twin/get", b"null")
+    assert (got["event_id"], list(got["twin"])) == ("", ["power"])
+    (members,) = dt.membership_get(b"null")
+    assert normal(members.payload) == {"event_id": "", "timestamp": "T",
+                                       "devices": [{"id": "default/lamp", "name": "lamp"}]}
