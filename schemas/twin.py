@@ -214,7 +214,8 @@ class PropUpdate:
     actual: str | None
     expected: str | None
     kind: str | None
-    """``metadata.type`` as sent (not checked here: KubeEdge uses it only for a property it creates)."""
+    """``metadata.type`` as sent, "" when the metadata has none, None without metadata (not checked here:
+    KubeEdge uses it only for a property it creates)."""
     optional: bool | None
 
 
@@ -242,6 +243,8 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
         kind = (meta or {}).get("type")
         if not isinstance(kind, str | None):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        if meta is not None and kind is None:
+            kind = ""  # Go's TypeMetadata read from {} or a null type: the type "", not "not given"
         values: dict[str, str | None] = {}
         for side in ("expected", "actual"):
             part = entry.get(side)

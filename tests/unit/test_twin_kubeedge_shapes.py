@@ -312,3 +312,16 @@ def test_a_json_null_request_is_read_as_an_empty_one_as_go_unmarshals_it(dt: Dev
     (members,) = dt.membership_get(b"null")
     assert normal(members.payload) == {"event_id": "", "timestamp": "T",
                                        "devices": [{"id": "default/lamp", "name": "lamp"}]}
+
+
+def test_a_new_twin_whose_metadata_has_no_type_has_the_empty_type_as_in_go(dt: DeviceTwin) -> None:
+    # KubeEdge's dealTwinAdd takes msgTwin.Metadata.Type whenever metadata is there: Go leaves Type "" for {} or
+    # a null type, so the twin's type is "" (any value; "metadata":{} in answers). Without metadata: string.
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"a": {"actual": {"value": "x"}, "metadata": {}},
+                                                               "b": {"actual": {"value": "y"},
+                                                                     "metadata": {"type": None}},
+                                                               "c": {"actual": {"value": "z"}}}})
+    assert {k: v["metadata"] for k, v in answer["twin"].items()} == {"a": {}, "b": {}, "c": {"type": "string"}}
+    got = ask(dt, "twin/get", {"event_id": "g"})["twin"]
+    assert (got["a"]["metadata"], got["b"]["metadata"], got["c"]["metadata"]) == ({}, {}, {"type": "string"})
