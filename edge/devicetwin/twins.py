@@ -178,6 +178,9 @@ class DeviceTwin:
             if before is None or (change.actual and change.expected is None and after.expected is None):
                 # What the result says of the property is then what it shows now: the same dict, built once.
                 results[prop] = shown(after)
+            elif change.actual is None and change.expected is None:
+                # Only made required: KubeEdge's dealTwinCompare sets the result's metadata only with a value.
+                results[prop] = {"optional": after.optional}
             else:
                 results[prop] = twin.entry(change.expected, now, change.actual, now, after.kind, after.optional,
                                            set_only=True)

@@ -325,3 +325,18 @@ def test_a_new_twin_whose_metadata_has_no_type_has_the_empty_type_as_in_go(dt: D
     assert {k: v["metadata"] for k, v in answer["twin"].items()} == {"a": {}, "b": {}, "c": {"type": "string"}}
     got = ask(dt, "twin/get", {"event_id": "g"})["twin"]
     assert (got["a"]["metadata"], got["b"]["metadata"], got["c"]["metadata"]) == ({}, {}, {"type": "string"})
+
+
+def test_making_a_twin_required_is_answered_with_optional_alone(dt: DeviceTwin) -> None:
+    # KubeEdge's dealTwinCompare fills the result's metadata only where it sets a value: a request that only
+    # makes an optional twin required gets {"optional": false}, while the document shows the whole twin.
+    put(dt, "device", lamp([POWER]))
+    ask(dt, "twin/update", {"event_id": "a", "twin": {"watts": {"actual": {"value": "7"}}}})
+    out = {p.topic: p.payload for p in dt.on_device(NS, "lamp", "twin/update", json.dumps(
+        {"event_id": "o", "twin": {"watts": {"optional": False}}}).encode())}
+    assert normal(out[f"{LAMP}/twin/update/result"]) == {"event_id": "o", "timestamp": "T",
+                                                         "twin": {"watts": {"optional": False}}}
+    document = out[f"{LAMP}/twin/update/document"]
+    assert document is not None
+    assert normal(document["twin"]["watts"]["current"]) == {"actual": {"value": "7", "metadata": {"timestamp": "T"}},
+                                                            "optional": False, "metadata": {"type": "string"}}
