@@ -33,10 +33,12 @@ _GO_INT = re.compile(r"-?[0-9]+")
 _GO_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE]-?[0-9]+)?|-?(?i:inf|infinity|nan)")
 INT64 = 2**63
 
-TYPES = frozenset({"", "string", "int", "integer", "float", "double", "boolean", "bytes", "stream", "deleted"})
-"""Twin types a value is checked against: KubeEdge edge's ("", string, int, integer, float, boolean,
-deleted) and, beyond it, the names its mapper framework gives DeviceModel types (double, bytes, stream):
-KubeEdge's edge answers "the value type is not allowed" to every report on a twin of those types."""
+EDGE_TYPES = frozenset({"", "string", "int", "integer", "float", "boolean", "deleted"})
+"""The twin types KubeEdge's edge knows (dtcommon.ValidateValue): the ones a device may give a twin it creates."""
+TYPES = EDGE_TYPES | {"double", "bytes", "stream"}
+"""Twin types a value is checked against: KubeEdge edge's and, beyond it, the names its mapper framework gives
+DeviceModel types (double, bytes, stream), which a twin gets from its DeviceModel or the Device's
+desired.metadata.type. KubeEdge's edge answers "the value type is not allowed" to every value of those types."""
 STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy"})
 MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "double", "BOOLEAN": "boolean", "STRING": "string",
                "BYTES": "bytes", "STREAM": "stream", "TIMESTAMP": "int"}

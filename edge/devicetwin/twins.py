@@ -204,10 +204,12 @@ class DeviceTwin:
         """The property after ``change`` (None: unchanged), its values checked against its type.
 
         An existing property keeps its type (KubeEdge ignores a type the device sends for it); a new one
-        takes the DeviceModel's, else the device's, else string."""
+        takes the DeviceModel's, else the device's, else string. A device may name only the types KubeEdge's
+        edge knows: its dealTwinAdd refuses a value of any other type ("the value type is not allowed"), and a
+        twin created without one could never take a value there (here it is refused at once)."""
         if before is None:
             kind = model_type or (change.kind if change.kind is not None else "string")
-            if kind not in twin.TYPES - {"deleted"}:
+            if kind not in (twin.TYPES if model_type else twin.EDGE_TYPES) - {"deleted"}:
                 raise TwinError(twin.BAD_REQUEST, twin.REASON_TYPE)
             base = Twin(prop, kind=kind, optional=True if change.optional is None else change.optional)
         else:

@@ -340,3 +340,20 @@ def test_making_a_twin_required_is_answered_with_optional_alone(dt: DeviceTwin) 
     assert document is not None
     assert normal(document["twin"]["watts"]["current"]) == {"actual": {"value": "7", "metadata": {"timestamp": "T"}},
                                                             "optional": False, "metadata": {"type": "string"}}
+
+
+@pytest.mark.parametrize("kind", ["double", "bytes", "stream"])
+def test_a_device_creating_a_twin_of_a_mapper_type_is_refused_as_kubeedge_refuses_it(dt: DeviceTwin,
+                                                                                     kind: str) -> None:
+    # KubeEdge's dealTwinAdd checks a new twin's value with dtcommon.ValidateValue against the type the device
+    # sends, which knows no double, bytes or stream: "the value type is not allowed". (A DeviceModel's DOUBLE
+    # property is ours and takes numbers: test_desired_type_outranks_the_model_and_a_later_model_retypes_the_rest.)
+    put(dt, "devicemodel", model(ratio="DOUBLE"), "lamp-model")
+    put(dt, "device", lamp([POWER]))
+    refused = ask(dt, "twin/update", {"event_id": "n", "twin": {"level": {"actual": {"value": "0.5"},
+                                                                          "metadata": {"type": kind}}}})
+    assert normal(refused) == {"event_id": "n", "timestamp": "T", "code": 400, "reason": twin.REASON_TYPE}
+    taken = ask(dt, "twin/update", {"event_id": "m", "twin": {"ratio": {"actual": {"value": "0.5"},
+                                                                        "metadata": {"type": kind}}}})
+    assert taken["twin"]["ratio"]["metadata"] == {"type": "double"}  # the model's type, not the device's
+    assert "level" not in ask(dt, "twin/get", {"event_id": "g"})["twin"]
