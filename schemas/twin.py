@@ -316,21 +316,18 @@ def document(event_id: str, changes: dict[str, tuple[Any, Any]]) -> dict[str, An
             "twin": _sorted({k: {"last": last, "current": current} for k, (last, current) in changes.items()})}
 
 
-def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = (), *,
-          settled: bool = False) -> dict[str, Any] | None:
-    """twin/update/delta: every property with an expected value, and ``delta`` where expected != actual.
+def delta(twin: dict[str, dict[str, Any]], *, settled: bool = False) -> dict[str, Any] | None:
+    """twin/update/delta: every property with an expected value, and ``delta`` where expected != actual (a
+    map of strings, as KubeEdge's DeviceTwinDelta: never a null, which a Go client would read as "").
 
-    ``removed`` lists desired properties deleted in Kubernetes: beyond KubeEdge, they appear in
-    ``delta`` as null so that devices drop the old target. None when there is nothing to say, unless
-    ``settled``: then the message with ``"delta":{}`` (KubeEdge's DeviceTwinDelta shape, a map never omitted),
-    which replaces a retained delta that no longer holds with one that says there is nothing to do.
+    None when there is nothing to say, unless ``settled``: then the message with ``"delta":{}`` (KubeEdge's
+    DeviceTwinDelta shape, a map never omitted), which replaces a retained delta that no longer holds with one
+    that says there is nothing to do.
     """
     with_expected = {k: v for k, v in twin.items() if "expected" in v}
-    differing: dict[str, Any] = {
+    differing: dict[str, str] = {
         k: v["expected"]["value"] for k, v in with_expected.items()
         if v["expected"]["value"] != (v.get("actual") or {}).get("value")}
-    for name in removed:
-        differing[name] = None
     if not differing and not settled:
         return None
     return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": _sorted(with_expected),

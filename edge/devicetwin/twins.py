@@ -256,13 +256,14 @@ class DeviceTwin:
                    for d in self.store.devices()]
         return [Publication(topic, twin.membership_get_result(event_id, devices))]
 
-    def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = (),
-               retyped: bool = False) -> list[Publication]:
+    def _delta(self, device: Device, twins: dict[str, Twin], stale: bool = False) -> list[Publication]:
         """The retained delta: set while some expected value differs from the actual one, cleared after.
 
         Published only when it changes (what differs, not when): a device reporting readings with no
-        desired value outstanding costs no delta traffic at all. ``retyped``: a twin's type changed, so a
-        delta still set goes out again (a device that connects later would read the old type in it).
+        desired value outstanding costs no delta traffic at all. ``stale``: what a delta shows changed though
+        what differs did not (a twin's type changed, or a desired value was withdrawn), so a delta still set
+        goes out again (a device that connects later would read the old type or target in it). A withdrawn
+        target is not named in the delta: KubeEdge's delta is a map of strings, and a null would read as "".
 
         When nothing differs any more nothing is sent, as by KubeEdge, while the retained delta still names only
         current expected values (a device that connects later re-applies what it has). When it names a target
@@ -270,17 +271,17 @@ class DeviceTwin:
         an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
         # Only twins with an expected value can be in a delta (twin.delta): the others are not shown at all.
         shown_twins = {k: shown(t) for k, t in twins.items() if t.expected}
-        payload = twin.delta(shown_twins, removed)
+        payload = twin.delta(shown_twins)
         if payload is None:
             self._last_delta[device.id] = None
             retained = self._retained.get(device.id)
-            if retained is not None and self._still_holds(retained, twins) and not (retyped and retained):
+            if retained is not None and self._still_holds(retained, twins) and not (stale and retained):
                 return []
             payload = twin.delta(shown_twins, settled=True)
             assert payload is not None
         else:
             differing = payload["delta"]
-            if self._last_delta.get(device.id) == differing and not retyped:
+            if self._last_delta.get(device.id) == differing and not stale:
                 return []
             self._last_delta[device.id] = differing
         self._retained[device.id] = payload["delta"]
@@ -337,7 +338,7 @@ class DeviceTwin:
             if device.namespace == namespace and device.model == name:
                 twins = self.store.twins(device.id)
                 if self._retype(device.id, twins, types):
-                    out += self._delta(device, twins, retyped=True)
+                    out += self._delta(device, twins, stale=True)
         return out
 
     def _retype(self, device_id: str, twins: dict[str, Twin], types: dict[str, str]) -> bool:
@@ -380,7 +381,7 @@ class DeviceTwin:
         if existing is None:
             added = twin.membership_device(device_id, device.name, device.description)
             out.append(Publication(topics.membership(self.node, "updated"), twin.membership_updated([added], [])))
-        return out + self._delta(device, twins, removed, retyped)
+        return out + self._delta(device, twins, stale=retyped or bool(removed))
 
     def _remove(self, existing: Device, gone: dict[str, Any]) -> list[Publication]:
         """Drop a device and announce it as ``gone`` in membership/updated."""
