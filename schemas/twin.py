@@ -256,12 +256,28 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
             # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
             if not isinstance(part, dict) or not isinstance(part.get("value"), str):
                 raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+            _go_struct(part.get("metadata"), ("timestamp",))  # ValueMetadata: read, then stamped anew
             values[side] = check_pattern(part["value"])
         optional = entry.get("optional")
         if not isinstance(optional, bool | None):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        for version in ("expected_version", "actual_version"):  # TwinVersion: read, not used for a device's update
+            _go_struct(entry.get(version), ("cloud", "edge"))
         out[name] = PropUpdate(values["actual"], values["expected"], kind, optional)
     return out
+
+
+def _go_struct(value: Any, int64_fields: tuple[str, ...]) -> None:
+    """REASON_UNMARSHAL unless Go reads ``value`` into a struct of these int64 fields (null, or an object whose
+    fields are null or integers that fit; other keys are ignored there)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+    for name in int64_fields:
+        number = value.get(name)
+        if number is not None and (type(number) is not int or not -INT64 <= number < INT64):
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
 
 
 def parse_state(obj: dict[str, Any]) -> str:

@@ -357,3 +357,27 @@ def test_a_device_creating_a_twin_of_a_mapper_type_is_refused_as_kubeedge_refuse
                                                                         "metadata": {"type": kind}}}})
     assert taken["twin"]["ratio"]["metadata"] == {"type": "double"}  # the model's type, not the device's
     assert "level" not in ask(dt, "twin/get", {"event_id": "g"})["twin"]
+
+
+@pytest.mark.parametrize("entry", [
+    {"actual": {"value": "1", "metadata": "now"}},
+    {"actual": {"value": "1", "metadata": {"timestamp": "now"}}},
+    {"expected": {"value": "1", "metadata": {"timestamp": 1.5}}},
+    {"actual": {"value": "1"}, "actual_version": {"edge": "2"}},
+    {"actual": {"value": "1"}, "expected_version": [1]},
+])
+def test_what_go_cannot_read_into_a_twin_value_or_version_is_unmarshal_error(dt: DeviceTwin,
+                                                                            entry: dict[str, Any]) -> None:
+    # KubeEdge reads each twin into MsgTwin: a value's metadata is a ValueMetadata{Timestamp int64}, the versions
+    # are TwinVersion{CloudVersion, EdgeVersion int64}; anything else fails UnmarshalDeviceTwinUpdate.
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"watts": entry}})
+    assert normal(answer) == {"event_id": "", "timestamp": "T", "code": 400, "reason": twin.REASON_UNMARSHAL}
+
+
+def test_a_twin_values_metadata_and_versions_go_can_read_are_taken_and_not_used(dt: DeviceTwin) -> None:
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"watts": {
+        "actual": {"value": "7", "metadata": {"timestamp": 5, "other": "x"}},
+        "actual_version": {"cloud": 1, "edge": 9}, "expected_version": None}}})
+    assert answer["twin"]["watts"]["actual"]["metadata"]["timestamp"] != 5  # stamped by the edge, as KubeEdge
