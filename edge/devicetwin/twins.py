@@ -4,7 +4,8 @@ Devices speak KubeEdge's JSON (schemas/twin.py); the cloud sends Device and
 DeviceModel objects. The delta goes out retained, so a device that connects later
 gets it at once. It is never cleared with an empty message while the device is a member (a KubeEdge
 client reads every delta as JSON): once the device reports the desired values nothing is sent, as
-KubeEdge sends nothing, and the retained one names targets that are still the expected values.
+KubeEdge sends nothing, and the retained one names targets that are still the expected values. While a
+target is outstanding, each update a device makes is followed by the delta, as KubeEdge follows it.
 What devices report is collected per device and sent up as one coalesced status.
 """
 
@@ -196,7 +197,7 @@ class DeviceTwin:
             self.dirty.add(device.id)
             out.append(Publication(topics.device(*base_topic, "twin/update/document"),
                                    twin.document(event_id, changed)))
-        return out + self._delta(device, current)
+        return out + self._delta(device, current, after_update=True)
 
     @staticmethod
     def _changed(prop: str, before: Twin | None, change: twin.PropUpdate, model_type: str | None,
@@ -256,14 +257,19 @@ class DeviceTwin:
                    for d in self.store.devices()]
         return [Publication(topic, twin.membership_get_result(event_id, devices))]
 
-    def _delta(self, device: Device, twins: dict[str, Twin], stale: bool = False) -> list[Publication]:
+    def _delta(self, device: Device, twins: dict[str, Twin], stale: bool = False,
+               after_update: bool = False) -> list[Publication]:
         """The retained delta: set while some expected value differs from the actual one, cleared after.
 
-        Published only when it changes (what differs, not when): a device reporting readings with no
-        desired value outstanding costs no delta traffic at all. ``stale``: what a delta shows changed though
-        what differs did not (a twin's type changed, or a desired value was withdrawn), so a delta still set
-        goes out again (a device that connects later would read the old type or target in it). A withdrawn
-        target is not named in the delta: KubeEdge's delta is a map of strings, and a null would read as "".
+        ``after_update``: a device's update was taken; then, as KubeEdge's DealDeviceTwin, the delta goes out
+        whenever something differs (a device may count on one after each of its updates while a target is
+        outstanding). Otherwise it is published only when it changes (what differs, not when). Either way a
+        device reporting readings with no desired value outstanding costs no delta traffic at all.
+
+        ``stale``: what a delta shows changed though what differs did not (a twin's type changed, or a desired
+        value was withdrawn), so a delta still set goes out again (a device that connects later would read the
+        old type or target in it). A withdrawn target is not named in the delta: KubeEdge's delta is a map of
+        strings, and a null would read as "".
 
         When nothing differs any more nothing is sent, as by KubeEdge, while the retained delta still names only
         current expected values (a device that connects later re-applies what it has). When it names a target
@@ -281,7 +287,7 @@ class DeviceTwin:
             assert payload is not None
         else:
             differing = payload["delta"]
-            if self._last_delta.get(device.id) == differing and not stale:
+            if self._last_delta.get(device.id) == differing and not stale and not after_update:
                 return []
             self._last_delta[device.id] = differing
         self._retained[device.id] = payload["delta"]

@@ -108,6 +108,22 @@ def test_errors_use_kubeedge_codes_and_change_nothing(dt: DeviceTwin) -> None:
     assert dt.store.twins(f"{NS}/{DEV}") == {}
 
 
+def test_every_update_while_a_target_is_outstanding_is_followed_by_the_delta(dt: DeviceTwin) -> None:
+    # KubeEdge's DealDeviceTwin builds the delta after each device update it takes (even one that changes
+    # nothing) and publishes it whenever some expected value differs; a refused update gets none.
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
+    for event, twins in [("r1", {"temperature": {"actual": {"value": "23.5"}}}), ("r2", {}),
+                         ("r3", {"temperature": {"actual": {"value": "23.5"}}})]:
+        pubs = update(dt, {"event_id": event, "twin": twins})
+        delta = pubs[f"{TOPIC}/twin/update/delta"]
+        assert (body(delta)["delta"], delta.retain) == ({"setpoint": "25"}, True)
+    refused = update(dt, {"event_id": "r4", "twin": {"temperature": {"actual": {"value": "warm"}}}})
+    assert list(refused) == [f"{TOPIC}/twin/update/result"]
+    # Once nothing differs, nothing more is sent, as there.
+    update(dt, {"event_id": "r5", "twin": {"setpoint": {"actual": {"value": "25"}}}})
+    assert f"{TOPIC}/twin/update/delta" not in update(dt, {"event_id": "r6", "twin": {}})
+
+
 def test_a_withdrawn_desired_value_leaves_the_delta_without_a_null(dt: DeviceTwin) -> None:
     # KubeEdge's DeviceTwinDelta.delta is a map[string]string: never null (a Go client reads null as "" and would
     # set the property to ""). A withdrawn target leaves the delta, which goes out again without it, so that the

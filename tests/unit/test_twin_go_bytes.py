@@ -97,7 +97,7 @@ def test_every_answer_goes_out_with_qos_1_as_kubeedges_eventbus_publishes(tmp_pa
         pubs += dt.on_device(NS, "lamp", request, body)
     pubs += dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"y","twin":{}}')
     pubs += dt.membership_get(b'{"event_id":"m"}') + dt.membership_get(b"{bad")
-    assert len(pubs) == 11  # results, the document, errors, the get and membership answers
+    assert len(pubs) == 12  # results, the document, the delta (setpoint is outstanding), errors, the gets' answers
     assert {p.qos for p in pubs} == {1}
 
 
