@@ -33,10 +33,12 @@ _GO_INT = re.compile(r"-?[0-9]+")
 _GO_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE]-?[0-9]+)?|-?(?i:inf|infinity|nan)")
 INT64 = 2**63
 
-TYPES = frozenset({"", "string", "int", "integer", "float", "double", "boolean", "bytes", "stream", "deleted"})
-"""Twin types a value is checked against: KubeEdge edge's ("", string, int, integer, float, boolean,
-deleted) and, beyond it, the names its mapper framework gives DeviceModel types (double, bytes, stream):
-KubeEdge's edge answers "the value type is not allowed" to every report on a twin of those types."""
+EDGE_TYPES = frozenset({"", "string", "int", "integer", "float", "boolean", "deleted"})
+"""The twin types KubeEdge's edge knows (dtcommon.ValidateValue): the ones a device may give a twin it creates."""
+TYPES = EDGE_TYPES | {"double", "bytes", "stream"}
+"""Twin types a value is checked against: KubeEdge edge's and, beyond it, the names its mapper framework gives
+DeviceModel types (double, bytes, stream), which a twin gets from its DeviceModel or the Device's
+desired.metadata.type. KubeEdge's edge answers "the value type is not allowed" to every value of those types."""
 STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy"})
 MODEL_TYPES = {"INT": "int", "FLOAT": "float", "DOUBLE": "double", "BOOLEAN": "boolean", "STRING": "string",
                "BYTES": "bytes", "STREAM": "stream", "TIMESTAMP": "int"}
@@ -85,7 +87,8 @@ def new_event_id() -> str:
 
 
 def loads(payload: bytes) -> dict[str, Any]:
-    """The request as a JSON object; TwinError(400) for anything else (callers reword it as KubeEdge does)."""
+    """The request as a JSON object (``null`` as an empty one); TwinError(400) for anything else (callers reword
+    it as KubeEdge does)."""
     if len(payload) > MAX_JSON_BYTES:
         raise TwinError(BAD_REQUEST, f"message is {len(payload)} bytes, over the {MAX_JSON_BYTES}-byte limit")
     try:
@@ -96,6 +99,10 @@ def loads(payload: bytes) -> dict[str, Any]:
         # json's decoder recurses once per level: about a thousand "[" (far under the size limit) raise this.
         # It is a 400 like any other bad JSON, or DeviceTwin would lose the whole batch the request is in.
         raise TwinError(BAD_REQUEST, "not valid JSON: nested too deeply") from None
+    if obj is None:
+        # Go's json.Unmarshal reads null into a struct as no error and no field set: KubeEdge then answers an
+        # update with "no twin" and a get as a get without event_id.
+        obj = {}
     if not isinstance(obj, dict):
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
     check_base(obj)
@@ -209,7 +216,8 @@ class PropUpdate:
     actual: str | None
     expected: str | None
     kind: str | None
-    """``metadata.type`` as sent (not checked here: KubeEdge uses it only for a property it creates)."""
+    """``metadata.type`` as sent, "" when the metadata has none, None without metadata (not checked here:
+    KubeEdge uses it only for a property it creates)."""
     optional: bool | None
 
 
@@ -237,6 +245,8 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
         kind = (meta or {}).get("type")
         if not isinstance(kind, str | None):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        if meta is not None and kind is None:
+            kind = ""  # Go's TypeMetadata read from {} or a null type: the type "", not "not given"
         values: dict[str, str | None] = {}
         for side in ("expected", "actual"):
             part = entry.get(side)
@@ -246,12 +256,28 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
             # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
             if not isinstance(part, dict) or not isinstance(part.get("value"), str):
                 raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+            _go_struct(part.get("metadata"), ("timestamp",))  # ValueMetadata: read, then stamped anew
             values[side] = check_pattern(part["value"])
         optional = entry.get("optional")
         if not isinstance(optional, bool | None):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        for version in ("expected_version", "actual_version"):  # TwinVersion: read, not used for a device's update
+            _go_struct(entry.get(version), ("cloud", "edge"))
         out[name] = PropUpdate(values["actual"], values["expected"], kind, optional)
     return out
+
+
+def _go_struct(value: Any, int64_fields: tuple[str, ...]) -> None:
+    """REASON_UNMARSHAL unless Go reads ``value`` into a struct of these int64 fields (null, or an object whose
+    fields are null or integers that fit; other keys are ignored there)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+    for name in int64_fields:
+        number = value.get(name)
+        if number is not None and (type(number) is not int or not -INT64 <= number < INT64):
+            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
 
 
 def parse_state(obj: dict[str, Any]) -> str:
@@ -306,21 +332,18 @@ def document(event_id: str, changes: dict[str, tuple[Any, Any]]) -> dict[str, An
             "twin": _sorted({k: {"last": last, "current": current} for k, (last, current) in changes.items()})}
 
 
-def delta(twin: dict[str, dict[str, Any]], removed: tuple[str, ...] = (), *,
-          settled: bool = False) -> dict[str, Any] | None:
-    """twin/update/delta: every property with an expected value, and ``delta`` where expected != actual.
+def delta(twin: dict[str, dict[str, Any]], *, settled: bool = False) -> dict[str, Any] | None:
+    """twin/update/delta: every property with an expected value, and ``delta`` where expected != actual (a
+    map of strings, as KubeEdge's DeviceTwinDelta: never a null, which a Go client would read as "").
 
-    ``removed`` lists desired properties deleted in Kubernetes: beyond KubeEdge, they appear in
-    ``delta`` as null so that devices drop the old target. None when there is nothing to say, unless
-    ``settled``: then the message with ``"delta":{}`` (KubeEdge's DeviceTwinDelta shape, a map never omitted),
-    which replaces a retained delta that no longer holds with one that says there is nothing to do.
+    None when there is nothing to say, unless ``settled``: then the message with ``"delta":{}`` (KubeEdge's
+    DeviceTwinDelta shape, a map never omitted), which replaces a retained delta that no longer holds with one
+    that says there is nothing to do.
     """
     with_expected = {k: v for k, v in twin.items() if "expected" in v}
-    differing: dict[str, Any] = {
+    differing: dict[str, str] = {
         k: v["expected"]["value"] for k, v in with_expected.items()
         if v["expected"]["value"] != (v.get("actual") or {}).get("value")}
-    for name in removed:
-        differing[name] = None
     if not differing and not settled:
         return None
     return {"event_id": new_event_id(), "timestamp": now_ms(), "twin": _sorted(with_expected),

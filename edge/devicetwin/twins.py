@@ -4,7 +4,8 @@ Devices speak KubeEdge's JSON (schemas/twin.py); the cloud sends Device and
 DeviceModel objects. The delta goes out retained, so a device that connects later
 gets it at once. It is never cleared with an empty message while the device is a member (a KubeEdge
 client reads every delta as JSON): once the device reports the desired values nothing is sent, as
-KubeEdge sends nothing, and the retained one names targets that are still the expected values.
+KubeEdge sends nothing, and the retained one names targets that are still the expected values. While a
+target is outstanding, each update a device makes is followed by the delta, as KubeEdge follows it.
 What devices report is collected per device and sent up as one coalesced status.
 """
 
@@ -178,6 +179,9 @@ class DeviceTwin:
             if before is None or (change.actual and change.expected is None and after.expected is None):
                 # What the result says of the property is then what it shows now: the same dict, built once.
                 results[prop] = shown(after)
+            elif change.actual is None and change.expected is None:
+                # Only made required: KubeEdge's dealTwinCompare sets the result's metadata only with a value.
+                results[prop] = {"optional": after.optional}
             else:
                 results[prop] = twin.entry(change.expected, now, change.actual, now, after.kind, after.optional,
                                            set_only=True)
@@ -193,7 +197,7 @@ class DeviceTwin:
             self.dirty.add(device.id)
             out.append(Publication(topics.device(*base_topic, "twin/update/document"),
                                    twin.document(event_id, changed)))
-        return out + self._delta(device, current)
+        return out + self._delta(device, current, after_update=True)
 
     @staticmethod
     def _changed(prop: str, before: Twin | None, change: twin.PropUpdate, model_type: str | None,
@@ -201,10 +205,12 @@ class DeviceTwin:
         """The property after ``change`` (None: unchanged), its values checked against its type.
 
         An existing property keeps its type (KubeEdge ignores a type the device sends for it); a new one
-        takes the DeviceModel's, else the device's, else string."""
+        takes the DeviceModel's, else the device's, else string. A device may name only the types KubeEdge's
+        edge knows: its dealTwinAdd refuses a value of any other type ("the value type is not allowed"), and a
+        twin created without one could never take a value there (here it is refused at once)."""
         if before is None:
             kind = model_type or (change.kind if change.kind is not None else "string")
-            if kind not in twin.TYPES - {"deleted"}:
+            if kind not in (twin.TYPES if model_type else twin.EDGE_TYPES) - {"deleted"}:
                 raise TwinError(twin.BAD_REQUEST, twin.REASON_TYPE)
             base = Twin(prop, kind=kind, optional=True if change.optional is None else change.optional)
         else:
@@ -251,13 +257,19 @@ class DeviceTwin:
                    for d in self.store.devices()]
         return [Publication(topic, twin.membership_get_result(event_id, devices))]
 
-    def _delta(self, device: Device, twins: dict[str, Twin], removed: tuple[str, ...] = (),
-               retyped: bool = False) -> list[Publication]:
+    def _delta(self, device: Device, twins: dict[str, Twin], stale: bool = False,
+               after_update: bool = False) -> list[Publication]:
         """The retained delta: set while some expected value differs from the actual one, cleared after.
 
-        Published only when it changes (what differs, not when): a device reporting readings with no
-        desired value outstanding costs no delta traffic at all. ``retyped``: a twin's type changed, so a
-        delta still set goes out again (a device that connects later would read the old type in it).
+        ``after_update``: a device's update was taken; then, as KubeEdge's DealDeviceTwin, the delta goes out
+        whenever something differs (a device may count on one after each of its updates while a target is
+        outstanding). Otherwise it is published only when it changes (what differs, not when). Either way a
+        device reporting readings with no desired value outstanding costs no delta traffic at all.
+
+        ``stale``: what a delta shows changed though what differs did not (a twin's type changed, or a desired
+        value was withdrawn), so a delta still set goes out again (a device that connects later would read the
+        old type or target in it). A withdrawn target is not named in the delta: KubeEdge's delta is a map of
+        strings, and a null would read as "".
 
         When nothing differs any more nothing is sent, as by KubeEdge, while the retained delta still names only
         current expected values (a device that connects later re-applies what it has). When it names a target
@@ -265,17 +277,17 @@ class DeviceTwin:
         an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
         # Only twins with an expected value can be in a delta (twin.delta): the others are not shown at all.
         shown_twins = {k: shown(t) for k, t in twins.items() if t.expected}
-        payload = twin.delta(shown_twins, removed)
+        payload = twin.delta(shown_twins)
         if payload is None:
             self._last_delta[device.id] = None
             retained = self._retained.get(device.id)
-            if retained is not None and self._still_holds(retained, twins) and not (retyped and retained):
+            if retained is not None and self._still_holds(retained, twins) and not (stale and retained):
                 return []
             payload = twin.delta(shown_twins, settled=True)
             assert payload is not None
         else:
             differing = payload["delta"]
-            if self._last_delta.get(device.id) == differing and not retyped:
+            if self._last_delta.get(device.id) == differing and not stale and not after_update:
                 return []
             self._last_delta[device.id] = differing
         self._retained[device.id] = payload["delta"]
@@ -332,7 +344,7 @@ class DeviceTwin:
             if device.namespace == namespace and device.model == name:
                 twins = self.store.twins(device.id)
                 if self._retype(device.id, twins, types):
-                    out += self._delta(device, twins, retyped=True)
+                    out += self._delta(device, twins, stale=True)
         return out
 
     def _retype(self, device_id: str, twins: dict[str, Twin], types: dict[str, str]) -> bool:
@@ -375,7 +387,7 @@ class DeviceTwin:
         if existing is None:
             added = twin.membership_device(device_id, device.name, device.description)
             out.append(Publication(topics.membership(self.node, "updated"), twin.membership_updated([added], [])))
-        return out + self._delta(device, twins, removed, retyped)
+        return out + self._delta(device, twins, stale=retyped or bool(removed))
 
     def _remove(self, existing: Device, gone: dict[str, Any]) -> list[Publication]:
         """Drop a device and announce it as ``gone`` in membership/updated."""

@@ -108,11 +108,35 @@ def test_errors_use_kubeedge_codes_and_change_nothing(dt: DeviceTwin) -> None:
     assert dt.store.twins(f"{NS}/{DEV}") == {}
 
 
-def test_removed_desired_value_is_announced_as_null(dt: DeviceTwin) -> None:
+def test_every_update_while_a_target_is_outstanding_is_followed_by_the_delta(dt: DeviceTwin) -> None:
+    # KubeEdge's DealDeviceTwin builds the delta after each device update it takes (even one that changes
+    # nothing) and publishes it whenever some expected value differs; a refused update gets none.
     dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25"}))
-    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), device({}, rv="11")))
-    delta = pubs[f"{TOPIC}/twin/update/delta"].payload
-    assert delta["delta"] == {"setpoint": None}
+    for event, twins in [("r1", {"temperature": {"actual": {"value": "23.5"}}}), ("r2", {}),
+                         ("r3", {"temperature": {"actual": {"value": "23.5"}}})]:
+        pubs = update(dt, {"event_id": event, "twin": twins})
+        delta = pubs[f"{TOPIC}/twin/update/delta"]
+        assert (body(delta)["delta"], delta.retain) == ({"setpoint": "25"}, True)
+    refused = update(dt, {"event_id": "r4", "twin": {"temperature": {"actual": {"value": "warm"}}}})
+    assert list(refused) == [f"{TOPIC}/twin/update/result"]
+    # Once nothing differs, nothing more is sent, as there.
+    update(dt, {"event_id": "r5", "twin": {"setpoint": {"actual": {"value": "25"}}}})
+    assert f"{TOPIC}/twin/update/delta" not in update(dt, {"event_id": "r6", "twin": {}})
+
+
+def test_a_withdrawn_desired_value_leaves_the_delta_without_a_null(dt: DeviceTwin) -> None:
+    # KubeEdge's DeviceTwinDelta.delta is a map[string]string: never null (a Go client reads null as "" and would
+    # set the property to ""). A withdrawn target leaves the delta, which goes out again without it, so that the
+    # retained one shows only current targets; the last one withdrawn leaves a delta with nothing to do.
+    dt.on_cloud(ResourceKey(NS, "device", DEV), device({"setpoint": "25", "temperature": "20"}))
+    reached = update(dt, {"event_id": "r", "twin": {"setpoint": {"actual": {"value": "25"}}}})
+    assert body(reached[f"{TOPIC}/twin/update/delta"])["delta"] == {"temperature": "20"}
+    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), device({"temperature": "20"}, rv="11")))
+    delta = body(pubs[f"{TOPIC}/twin/update/delta"])
+    assert (delta["delta"], list(delta["twin"])) == ({"temperature": "20"}, ["temperature"])
+    pubs = by_topic(dt.on_cloud(ResourceKey(NS, "device", DEV), device({}, rv="12")))
+    delta = body(pubs[f"{TOPIC}/twin/update/delta"])
+    assert (delta["delta"], delta["twin"]) == ({}, {})
 
 
 def test_get_state_membership_and_removal(dt: DeviceTwin) -> None:

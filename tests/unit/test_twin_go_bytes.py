@@ -47,13 +47,13 @@ def test_twin_maps_are_written_with_sorted_keys_as_go_marshals_a_map() -> None:
         b'{"event_id":"d","timestamp":0,"twin":{"a":{"last":{"actual":{"value":"2","metadata":{"timestamp":5}},'
         b'"optional":true,"metadata":{"type":"int"}},"current":null},"b":{"last":null,"current":{"actual":'
         b'{"value":"1","metadata":{"timestamp":5}},"optional":true,"metadata":{"type":"int"}}}}}')
-    want = {"y": twin.entry("2", 7, None, 0, "", False), "x": twin.entry("1", 7, "1", 7, "", False)}
-    delta = fixed(twin.delta(want, removed=("w",)))
+    want = {"y": twin.entry("2", 7, None, 0, "", False), "x": twin.entry("1", 7, "0", 7, "", False)}
+    delta = fixed(twin.delta(want))
     delta["event_id"] = "E"
     assert twin.dumps(delta) == (
         b'{"event_id":"E","timestamp":0,"twin":{"x":{"expected":{"value":"1","metadata":{"timestamp":7}},'
-        b'"actual":{"value":"1","metadata":{"timestamp":7}},"optional":false,"metadata":{}},"y":{"expected":'
-        b'{"value":"2","metadata":{"timestamp":7}},"optional":false,"metadata":{}}},"delta":{"w":null,"y":"2"}}')
+        b'"actual":{"value":"0","metadata":{"timestamp":7}},"optional":false,"metadata":{}},"y":{"expected":'
+        b'{"value":"2","metadata":{"timestamp":7}},"optional":false,"metadata":{}}},"delta":{"x":"1","y":"2"}}')
 
 
 # -- D2: Go writes non-ASCII as raw UTF-8 and escapes <, >, & ----------------------------------------------
@@ -97,7 +97,7 @@ def test_every_answer_goes_out_with_qos_1_as_kubeedges_eventbus_publishes(tmp_pa
         pubs += dt.on_device(NS, "lamp", request, body)
     pubs += dt.on_device(NS, "ghost", "twin/update", b'{"event_id":"y","twin":{}}')
     pubs += dt.membership_get(b'{"event_id":"m"}') + dt.membership_get(b"{bad")
-    assert len(pubs) == 11  # results, the document, errors, the get and membership answers
+    assert len(pubs) == 12  # results, the document, the delta (setpoint is outstanding), errors, the gets' answers
     assert {p.qos for p in pubs} == {1}
 
 

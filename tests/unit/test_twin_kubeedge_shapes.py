@@ -296,3 +296,88 @@ def test_the_cloud_checks_a_reported_value_against_the_same_type() -> None:
     assert check_reported(ModelProperty("p", "STRING", None, None), "abc", "int") == f"'abc': {twin.REASON_NOT_INT}"
     assert check_reported(ModelProperty("d", "DOUBLE", None, None), "0.1") is None
     assert check_reported(None, "anything") is None
+
+
+# -- requests read as KubeEdge's Go structs read them ----------------------------------------------------------
+
+
+def test_a_json_null_request_is_read_as_an_empty_one_as_go_unmarshals_it(dt: DeviceTwin) -> None:
+    # json.Unmarshal of null into KubeEdge's DeviceTwinUpdate or BaseMessage is no error and sets nothing: an
+    # update then has no twin, a get is a get with no event_id.
+    put(dt, "device", lamp([POWER]))
+    assert normal(ask(dt, "twin/update", b"null")) == {"event_id": "", "timestamp": "T", "code": 400,
+                                                       "reason": twin.REASON_NO_TWIN}
+    got = ask(dt, "twin/get", b"null")
+    assert (got["event_id"], list(got["twin"])) == ("", ["power"])
+    (members,) = dt.membership_get(b"null")
+    assert normal(members.payload) == {"event_id": "", "timestamp": "T",
+                                       "devices": [{"id": "default/lamp", "name": "lamp"}]}
+
+
+def test_a_new_twin_whose_metadata_has_no_type_has_the_empty_type_as_in_go(dt: DeviceTwin) -> None:
+    # KubeEdge's dealTwinAdd takes msgTwin.Metadata.Type whenever metadata is there: Go leaves Type "" for {} or
+    # a null type, so the twin's type is "" (any value; "metadata":{} in answers). Without metadata: string.
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"a": {"actual": {"value": "x"}, "metadata": {}},
+                                                               "b": {"actual": {"value": "y"},
+                                                                     "metadata": {"type": None}},
+                                                               "c": {"actual": {"value": "z"}}}})
+    assert {k: v["metadata"] for k, v in answer["twin"].items()} == {"a": {}, "b": {}, "c": {"type": "string"}}
+    got = ask(dt, "twin/get", {"event_id": "g"})["twin"]
+    assert (got["a"]["metadata"], got["b"]["metadata"], got["c"]["metadata"]) == ({}, {}, {"type": "string"})
+
+
+def test_making_a_twin_required_is_answered_with_optional_alone(dt: DeviceTwin) -> None:
+    # KubeEdge's dealTwinCompare fills the result's metadata only where it sets a value: a request that only
+    # makes an optional twin required gets {"optional": false}, while the document shows the whole twin.
+    put(dt, "device", lamp([POWER]))
+    ask(dt, "twin/update", {"event_id": "a", "twin": {"watts": {"actual": {"value": "7"}}}})
+    out = {p.topic: p.payload for p in dt.on_device(NS, "lamp", "twin/update", json.dumps(
+        {"event_id": "o", "twin": {"watts": {"optional": False}}}).encode())}
+    assert normal(out[f"{LAMP}/twin/update/result"]) == {"event_id": "o", "timestamp": "T",
+                                                         "twin": {"watts": {"optional": False}}}
+    document = out[f"{LAMP}/twin/update/document"]
+    assert document is not None
+    assert normal(document["twin"]["watts"]["current"]) == {"actual": {"value": "7", "metadata": {"timestamp": "T"}},
+                                                            "optional": False, "metadata": {"type": "string"}}
+
+
+@pytest.mark.parametrize("kind", ["double", "bytes", "stream"])
+def test_a_device_creating_a_twin_of_a_mapper_type_is_refused_as_kubeedge_refuses_it(dt: DeviceTwin,
+                                                                                     kind: str) -> None:
+    # KubeEdge's dealTwinAdd checks a new twin's value with dtcommon.ValidateValue against the type the device
+    # sends, which knows no double, bytes or stream: "the value type is not allowed". (A DeviceModel's DOUBLE
+    # property is ours and takes numbers: test_desired_type_outranks_the_model_and_a_later_model_retypes_the_rest.)
+    put(dt, "devicemodel", model(ratio="DOUBLE"), "lamp-model")
+    put(dt, "device", lamp([POWER]))
+    refused = ask(dt, "twin/update", {"event_id": "n", "twin": {"level": {"actual": {"value": "0.5"},
+                                                                          "metadata": {"type": kind}}}})
+    assert normal(refused) == {"event_id": "n", "timestamp": "T", "code": 400, "reason": twin.REASON_TYPE}
+    taken = ask(dt, "twin/update", {"event_id": "m", "twin": {"ratio": {"actual": {"value": "0.5"},
+                                                                        "metadata": {"type": kind}}}})
+    assert taken["twin"]["ratio"]["metadata"] == {"type": "double"}  # the model's type, not the device's
+    assert "level" not in ask(dt, "twin/get", {"event_id": "g"})["twin"]
+
+
+@pytest.mark.parametrize("entry", [
+    {"actual": {"value": "1", "metadata": "now"}},
+    {"actual": {"value": "1", "metadata": {"timestamp": "now"}}},
+    {"expected": {"value": "1", "metadata": {"timestamp": 1.5}}},
+    {"actual": {"value": "1"}, "actual_version": {"edge": "2"}},
+    {"actual": {"value": "1"}, "expected_version": [1]},
+])
+def test_what_go_cannot_read_into_a_twin_value_or_version_is_unmarshal_error(dt: DeviceTwin,
+                                                                            entry: dict[str, Any]) -> None:
+    # KubeEdge reads each twin into MsgTwin: a value's metadata is a ValueMetadata{Timestamp int64}, the versions
+    # are TwinVersion{CloudVersion, EdgeVersion int64}; anything else fails UnmarshalDeviceTwinUpdate.
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"watts": entry}})
+    assert normal(answer) == {"event_id": "", "timestamp": "T", "code": 400, "reason": twin.REASON_UNMARSHAL}
+
+
+def test_a_twin_values_metadata_and_versions_go_can_read_are_taken_and_not_used(dt: DeviceTwin) -> None:
+    put(dt, "device", lamp([POWER]))
+    answer = ask(dt, "twin/update", {"event_id": "u", "twin": {"watts": {
+        "actual": {"value": "7", "metadata": {"timestamp": 5, "other": "x"}},
+        "actual_version": {"cloud": 1, "edge": 9}, "expected_version": None}}})
+    assert answer["twin"]["watts"]["actual"]["metadata"]["timestamp"] != 5  # stamped by the edge, as KubeEdge
