@@ -66,6 +66,12 @@ FIRST_LISTING_TIMEOUT_S = 3.0
 well under a second from a healthy node, and the first query is the one most often lost, sent while a node is
 changing hands (the replica that takes it not subscribed yet) or to a bridge that subscribes at QoS 0 (NATS).
 Waiting the full timeout for it made a CloudHub replica's failover take 10 s longer."""
+RETRY_PAUSE_S = 0.5
+"""The pause before a resync's second listing, doubled before each later one. The lost first query is the common
+case, and it comes right after a handover, when the node's new CloudHub replica answers in a moment: in bench
+scale --broker nats, a fifth of a dead replica's nodes had theirs go unanswered, and the 2 s pause this was
+before was a seventh of the whole failover. The later pauses (1 s, 2 s) and the later attempts' full timeout still
+give a restarted broker tens of seconds."""
 CLOSE_TIMEOUT_S = 5.0
 """``close`` waits this long at most, in all, for the reconcile and periodic threads and the resyncs under way."""
 BATCH_MEMBERS = 100
@@ -136,7 +142,7 @@ class NodeSync:
 
     def __init__(self, kube: Kube, placement: Placement, secondary: tuple[str, ...], bus: Bus, *,
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS,
-                 retry_pause_s: float = 2.0, resync_period_s: float = DEFAULT_PERIOD_S,
+                 retry_pause_s: float = RETRY_PAUSE_S, resync_period_s: float = DEFAULT_PERIOD_S,
                  max_size: int = DEFAULT_MAX_SIZE, batch_members: int = BATCH_MEMBERS,
                  linger_ms: int = BATCH_LINGER_MS) -> None:
         self.kube = kube
