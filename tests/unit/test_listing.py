@@ -1,5 +1,6 @@
 """Paging through MetaManager's store as the cloud's resync and the node's modules do, answered by the real
-MetaManager logic over a real store, without a broker."""
+MetaManager logic over a real store, without a broker; a resync's ``listings`` asks the first page of every kind
+before it waits for any (one round trip for a node's five kinds, not five)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 from edge.metaclient import list_objects
 from edge.metamanager.manager import MetaManager
 from edge.metamanager.store import MetaStore
-from runtime.bus import Bus, BusSettings
+from runtime.bus import Bus, BusSettings, RequestTimeout
 from runtime.connection import ConnectionSettings
-from runtime.listing import listing
+from runtime.connsettings import Incoming
+from runtime.listing import listing, listings
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op
@@ -23,6 +25,7 @@ from schemas.link import ListedItem, PageQuery
 from schemas.resource import ResourceKey
 
 NODE = "edge-1"
+HUB = "edgehive/cloud/cloudhub"
 
 
 def cm(name: str) -> dict[str, Any]:
@@ -39,6 +42,19 @@ def manager(tmp_path: Path) -> Iterator[MetaManager]:
                                   res=ResourceKey("default", "configmap", name), rv=str(10 + i), body=cm(name)))
     yield manager
     store.close()
+
+
+def idle_bus(published: list[Envelope]) -> Bus:
+    """A real Bus, never connected, whose publishes are recorded instead of sent."""
+    bus = Bus(BusSettings(ConnectionSettings(BrokerUrl.parse("mqtt://127.0.0.1:1"), "edgecontroller"),
+                          "edgecontroller", topics.Side.CLOUD, NODE))
+    bus.publish = lambda _topic, envelope, **_: published.append(envelope)  # type: ignore[method-assign]
+    return bus
+
+
+def arrive(bus: Bus, envelope: Envelope) -> None:
+    """An answer, as the network thread hands it over."""
+    bus._on_incoming(Incoming(bus.inbox, envelope.encode(), 1, False, False, lambda: None))
 
 
 def bus_answering(module: str, monkeypatch: pytest.MonkeyPatch, answer: Callable[[Envelope], Envelope],
@@ -103,3 +119,45 @@ def test_a_modules_listing_without_objects_is_refused(monkeypatch: pytest.Monkey
     bus = bus_answering("edged", monkeypatch, keys_only, [])
     with pytest.raises(BodyError, match="object"):
         list_objects(bus, "configmap")
+
+
+def test_listings_ask_every_kinds_first_page_before_waiting_then_page_on(manager: MetaManager) -> None:
+    """MetaManager's real answers; each is delivered only when the listing reads it, so the order of sends and
+    reads is the listing's own."""
+    manager.on_cloud(Envelope(node=NODE, src="cloudhub", group=Group.RESOURCE, op=Op.INSERT,
+                              res=ResourceKey("default", "secret", "s0"), rv="20", body=cm("s0")))
+    published: list[Envelope] = []
+    events: list[str] = []
+    bus = idle_bus(published)
+    real_ask = bus.ask
+
+    def ask(topic: str, envelope: Envelope, timeout: float = 10.0) -> Any:
+        asked = real_ask(topic, envelope, timeout)
+        page = PageQuery.parse(envelope.body)
+        events.append(f"ask {page.kind} {page.after}".rstrip())
+        real_answer = asked.answer
+
+        def answer() -> Envelope:
+            events.append(f"read {page.kind} {page.after}".rstrip())
+            arrive(bus, manager.on_cloud(envelope)[0].envelope)
+            return real_answer()
+
+        asked.answer = answer  # type: ignore[method-assign]
+        return asked
+
+    bus.ask = ask  # type: ignore[method-assign]
+    items = list(listings(bus, HUB, ["pod", "configmap", "secret"], limit=2, timeout=5, node=NODE))
+    assert [item.key.name for item in items] == ["c0", "c1", "c2", "c3", "c4", "s0"]
+    assert events == ["ask pod", "ask configmap", "ask secret", "read pod", "read configmap",
+                      "ask configmap default/configmap/c1", "read configmap default/configmap/c1",
+                      "ask configmap default/configmap/c3", "read configmap default/configmap/c3", "read secret"]
+    assert not bus._waiters
+
+
+def test_a_listing_given_up_on_forgets_the_answers_it_never_read() -> None:
+    published: list[Envelope] = []
+    bus = idle_bus(published)
+    with pytest.raises(RequestTimeout):
+        list(listings(bus, HUB, ["pod", "configmap"], limit=10, timeout=0.1, node=NODE))
+    assert len(published) == 2
+    assert not bus._waiters, "the configmap page, never read, is no longer waited for"
