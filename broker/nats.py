@@ -44,16 +44,29 @@ from schemas.names import is_node_name
 CLUSTER_NAME = "edgehive"
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Twice our envelope limit (schemas.envelope): the MQTT header and NATS's QoS 1 headers ride on top of it."""
-MAX_ACK_PENDING = 100
-"""QoS 1 messages in flight per subscription (each is a JetStream consumer with this MaxAckPending), as
-mosquitto's max_inflight_messages.
+MAX_ACK_PENDING = 1024
+"""QoS 1 messages NATS has delivered to one MQTT *session* and not yet had acknowledged (NATS's own default); also
+each of the session's JetStream consumers' MaxAckPending.
 
-Two limits pull against each other. NATS caps the sum over one MQTT session's subscriptions at 65,535 and
-refuses (SUBACK 0x80) a subscription that would pass it: a CloudHub replica subscribes once per node it
-serves, on one session, so at 100 it can serve about 650 nodes; more needs more sessions per replica. A lower
-value does not help: deliveries lost with a dead member stay pending until ``ACK_WAIT``, and a consumer whose
-pending fill its MaxAckPending delivers nothing meanwhile. At 32 that stalled the link for over 15 s after a
-member's death (tests/integration/test_nats_failover.py failed; it passes at 100)."""
+The limit is per session, over all its subscriptions, and what passes it is not held back but skipped: NATS's MQTT
+delivery (mqttDeliverMsgCbQos1, alike from 2.9 to 2.14) gives the message no packet identifier, sends nothing, and
+leaves it to JetStream to deliver again after ``ACK_WAIT``, 30 s later, flagged duplicate. What is in transit
+counts too: written to the socket and not yet read, or acknowledged and the PUBACK not yet read back.
+
+At 100 (this value until now) a CloudHub replica taking over a dead one's nodes passed it in every run traced
+(edgehive bench scale --broker nats --replicas 3 --nodes 300, 2 runs): within half a second its session gets its own
+session announcements back and, on its own inbox, the EdgeController replicas' store listings (each up to 32
+resyncs of 5 kinds at once); 74-76 of the 455 first listing queries reached it 30.0-30.4 s late, so about 20 of
+the 91 nodes waited out a 3 s listing timeout (failover_s 14.2-14.4). At 1000: all 455 answered at once,
+failover_s 9.9 (one run).
+
+The other limit: NATS refuses (SUBACK 0x80) a subscription that would take the sum of its session's consumers'
+MaxAckPending past 65,535, so a session holds at most 63 QoS 1 subscriptions at this value. Ours hold a few (a
+component's inboxes, the session announcements, the statuses); a CloudHub replica subscribing to each node's up
+topic at QoS 1 could serve only 63 nodes, one reason replicas subscribe there at QoS 0 (CloudHub's --up-qos).
+Lower is worse in another way too: a consumer whose pending fill its MaxAckPending delivers nothing meanwhile; at
+32, deliveries lost with a dead member stalled the link for over 15 s (tests/integration/test_nats_failover.py
+failed; it passes at 100)."""
 ACK_WAIT = "30s"
 """How long a QoS 1 delivery waits for its PUBACK before NATS sends it again (NATS's default, set explicitly so
 that an upgrade that changes it does not change our delivery silently).

@@ -66,8 +66,9 @@ class CloudHubSettings(ComponentSettings):
         "help": "QoS of the subscriptions to the nodes' up topics. 1 (the default) lets the broker keep what "
                 "arrives while CloudHub is away. 0 suits NATS: each QoS 1 MQTT subscription there is a "
                 "replicated JetStream consumer, created one after another (about 0.3 s each on 3 members), so a "
-                "replica taking over hundreds of nodes waits minutes; at 0 nothing is created, and what is lost "
-                "while away is sent again by each node's outbox (EdgeHub's --resend-s) until CloudHub answers it"})
+                "replica taking over hundreds of nodes waits minutes, and one session holds at most 63 of them "
+                "(broker/nats.py MAX_ACK_PENDING); at 0 nothing is created, and what is lost while away is sent "
+                "again by each node's outbox (EdgeHub's --resend-s) until CloudHub answers it"})
     edgecontroller_shards: bool = field(default=False, metadata={
         "help": "EdgeController runs as replicas sharded by node (its --replica-id): read their Leases and send "
                 "each node's messages for it to its owner's own topic (cloud/replicas/routes.py), the shared topic "

@@ -8,8 +8,10 @@ import pytest
 
 from broker import bcrypt
 from broker.embedded import BrokerSettings
-from broker.nats import NatsConfigError, mqtt_subject, nats_conf
+from broker.nats import MAX_ACK_PENDING, NatsConfigError, mqtt_subject, nats_conf
 from broker.passwords import set_password, verify_password
+from cloud.edgecontroller.controller import SECONDARY as EDGECONTROLLER_SECONDARY
+from cloud.nodesync import RESYNC_WORKERS
 
 
 def test_topic_filters_become_subjects() -> None:
@@ -56,7 +58,18 @@ def test_each_node_user_holds_only_its_own_link(tmp_path: Path) -> None:
                                          f"nats-route://edgehive-route:{secret}@127.0.0.1:6224"]
     assert conf["mqtt"]["stream_replicas"] == 3
     assert conf["mqtt"]["ack_wait"] == "30s"  # explicit: it decides when NATS redelivers, out of order
-    assert conf["mqtt"]["max_ack_pending"] == 100
+    assert conf["mqtt"]["max_ack_pending"] == MAX_ACK_PENDING == 1024
+
+
+def test_max_ack_pending_holds_a_takeovers_listings_and_a_sessions_subscriptions() -> None:
+    """Per MQTT session, NATS skips a QoS 1 delivery past max_ack_pending until ack_wait (30 s) later (broker/nats.py):
+    a CloudHub replica taking over nodes has the first store listings of three EdgeController replicas (each up to
+    RESYNC_WORKERS nodes, every kind asked at once) in flight on its own inbox, with its own session announcements
+    coming back, and needs room for twice the listings. And NATS refuses a subscription once a session's consumers
+    hold 65,535 in all: a component's dozen or so QoS 1 subscriptions must still fit."""
+    listings = 3 * RESYNC_WORKERS * (1 + len(EDGECONTROLLER_SECONDARY))
+    assert 2 * listings <= MAX_ACK_PENDING
+    assert MAX_ACK_PENDING * 16 <= 65_535
 
 
 def test_client_certificates_map_to_listed_nodes(tmp_path: Path) -> None:
