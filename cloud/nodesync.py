@@ -63,15 +63,15 @@ RESYNC_ATTEMPTS = 4
 """Listings of a node's store tried per resync before it falls back to sending everything again."""
 FIRST_LISTING_TIMEOUT_S = 3.0
 """The first listing of a resync waits this long at most (later ones ``query_timeout_s``): a page comes back in
-well under a second from a healthy node, and the first query is the one most often lost, sent while a node is
-changing hands (the replica that takes it not subscribed yet) or to a bridge that subscribes at QoS 0 (NATS).
-Waiting the full timeout for it made a CloudHub replica's failover take 10 s longer."""
+well under a second from a healthy node, and the first query is the one most often lost: sent while a node is
+changing hands, or right after a broker member's death, when the broker may hold it back (NATS skips a QoS 1
+delivery past a session's max_ack_pending until its ack wait, 30 s: broker/nats.py). Waiting the full timeout
+for it made a CloudHub replica's failover take 10 s longer."""
 RETRY_PAUSE_S = 0.5
-"""The pause before a resync's second listing, doubled before each later one. The lost first query is the common
-case, and it comes right after a handover, when the node's new CloudHub replica answers in a moment: in bench
-scale --broker nats, a fifth of a dead replica's nodes had theirs go unanswered, and the 2 s pause this was
-before was a seventh of the whole failover. The later pauses (1 s, 2 s) and the later attempts' full timeout still
-give a restarted broker tens of seconds."""
+"""The pause before a resync's second listing, doubled before each later one: a lost first query is answered at
+once when asked again (2 s before; it was a seventh of a CloudHub replica's failover in bench scale --broker nats
+while NATS's cap held a fifth of the first queries back). The later pauses (1 s, 2 s) and the later attempts'
+full timeout still give a restarted broker tens of seconds."""
 CLOSE_TIMEOUT_S = 5.0
 """``close`` waits this long at most, in all, for the reconcile and periodic threads and the resyncs under way."""
 BATCH_MEMBERS = 100
