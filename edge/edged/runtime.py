@@ -231,9 +231,9 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"cannot inspect pod {podman_name}: {exc}") from exc
         return (infra.get("State") or {}).get("Status") == "running"
 
-    def sandbox_lost(self, podman_name: str) -> bool:
+    def sandbox_lost(self, podman_name: str) -> bool | None:
         """Whether podman says a container of the pod runs (its infra container or any other) while its process
-        is gone.
+        is gone; None when podman could not be asked (its service not answering yet after a power cut).
 
         podman learns that a container ended from its conmon; when conmon was SIGKILLed with it (a power cut
         that leaves /run, the OOM killer), podman says "running" for ever, and a pod start then fails on its
@@ -246,9 +246,9 @@ class PodmanRuntime:
             pod = self.client.pod(podman_name)
         except NotFound:
             return False
-        except PodmanError as exc:  # not this check's: the pod's own sync deals with it
+        except PodmanError as exc:  # podman not answering: asked again at EdgeD's next pass; else the pod's sync's
             log.warning("cannot ask whether pod %s runs: %r", podman_name, exc)
-            return False
+            return None if not exc.status else False
         for container in pod.get("Containers") or []:
             if container.get("State") != "running":
                 continue
@@ -260,6 +260,8 @@ class PodmanRuntime:
                 if exc.status and "state improper" in str(exc):
                     return True
                 log.warning("cannot ask whether pod %s runs: %r", podman_name, exc)
+                if not exc.status:  # podman not answering
+                    return None
         return False
 
     # -- containers ---------------------------------------------------------------------------

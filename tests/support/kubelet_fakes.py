@@ -72,7 +72,7 @@ class FakePodman:
     def sandbox_running(self, podman_name: str) -> bool:
         return self.sandbox_up
 
-    def sandbox_lost(self, podman_name: str) -> bool:
+    def sandbox_lost(self, podman_name: str) -> bool | None:
         return not self.sandbox_up
 
     def create_pod(self, plan: PodPlan) -> None:

@@ -17,9 +17,14 @@ from tests.support.kubelet_fakes import UID, FakePodman, kubelet, observed
 class LostPodman(FakePodman):
     lost: set[str] = field(default_factory=set)
     asked: list[str] = field(default_factory=list)
+    silent: int = 0
+    """Times podman does not answer (its service not up yet) before it does."""
 
-    def sandbox_lost(self, podman_name: str) -> bool:
+    def sandbox_lost(self, podman_name: str) -> bool | None:
         self.asked.append(podman_name)
+        if self.silent:
+            self.silent -= 1
+            return None
         return podman_name in self.lost
 
 
@@ -69,3 +74,18 @@ def test_a_pod_no_longer_wanted_is_not_asked_about(tmp_path: Path) -> None:
     podman = LostPodman(lost={"default_web"})
     assert kubelet(podman, tmp_path)._lost_sandboxes(PODS, by_uid(observed(state="running")), {}) == set()
     assert podman.asked == []  # the orphan sweep removes it whatever its state
+
+
+def test_a_pod_podman_could_not_be_asked_about_is_asked_again_at_the_next_pass(tmp_path: Path) -> None:
+    """Found by a CI run of test_power_loss: after a cut, EdgeD's first pass came before podman's service
+    answered; the pods it could not ask about were taken for alive and stayed "running" without a process."""
+    other = "default_db"
+    pods = PODS | {other: "uid-db"}
+    podman = LostPodman(lost={"default_web"}, silent=2)
+    k = kubelet(podman, tmp_path)
+    running = by_uid(observed(state="running")) | {"uid-db": [observed(state="running")]}
+    policies = {UID: "Always", "uid-db": "Always"}
+    assert k._lost_sandboxes(pods, running, policies) == set()  # podman silent for both
+    assert k._lost_sandboxes(pods, running, policies) == {UID}  # answered now: web is lost, db is alive
+    assert k._lost_sandboxes(pods, running, policies) == set()  # every pod answered for: not asked again
+    assert podman.asked == ["default_web", other, "default_web", other]
