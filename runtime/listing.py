@@ -23,7 +23,7 @@ def listing(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float,
     when an answer does not come or is an error, and BodyError when a page is not one, or would not move the
     listing forward (it would never end).
     """
-    yield from _pages(bus, topic, kind, "", limit=limit, timeout=timeout, node=node, src=src)
+    yield from _pages(bus, topic, kind, limit=limit, timeout=timeout, node=node, src=src)
 
 
 def listings(bus: Bus, topic: str, kinds: Iterable[str], *, limit: int, timeout: float,
@@ -38,11 +38,7 @@ def listings(bus: Bus, topic: str, kinds: Iterable[str], *, limit: int, timeout:
         for kind in kinds:
             asked.append((kind, bus.ask(topic, _query(bus, kind, "", limit, node, src), timeout=timeout)))
         for kind, first in asked:
-            page = ListingPage.parse(first.answer().body)
-            yield from page.items
-            if page.next_after is not None:
-                _moves_on("", page.next_after)
-                yield from _pages(bus, topic, kind, page.next_after, limit=limit, timeout=timeout, node=node, src=src)
+            yield from _pages(bus, topic, kind, limit=limit, timeout=timeout, node=node, src=src, first=first)
     finally:
         for _kind, first in asked:  # a listing given up on: its other answers are not waited for
             first.forget()
@@ -54,17 +50,19 @@ def _query(bus: Bus, kind: str, after: str, limit: int, node: str | None, src: s
     return query if src is None else replace(query, src=src)
 
 
-def _moves_on(after: str, next_after: str) -> None:
-    if next_after <= after:
-        raise BodyError("body.next", "must come after the page it follows")
-
-
-def _pages(bus: Bus, topic: str, kind: str, after: str, *, limit: int, timeout: float, node: str | None,
-           src: str | None) -> Iterator[ListedItem]:
+def _pages(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float, node: str | None, src: str | None,
+           first: Asked | None = None) -> Iterator[ListedItem]:
+    """The pages of ``kind`` from the start; ``first``: its first page, already asked for."""
+    after = ""
     while True:
-        page = ListingPage.parse(bus.request(topic, _query(bus, kind, after, limit, node, src), timeout=timeout).body)
+        if first is None:
+            reply = bus.request(topic, _query(bus, kind, after, limit, node, src), timeout=timeout)
+        else:
+            reply, first = first.answer(), None
+        page = ListingPage.parse(reply.body)
         yield from page.items
         if page.next_after is None:
             return
-        _moves_on(after, page.next_after)
+        if page.next_after <= after:
+            raise BodyError("body.next", "must come after the page it follows")
         after = page.next_after
