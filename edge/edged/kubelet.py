@@ -83,8 +83,9 @@ class Kubelet:
         self._pods: dict[ResourceKey, dict[str, Any]] = {}
         self._config: dict[ResourceKey, dict[str, Any]] = {}
         self._workers: dict[str, PodWorker] = {}  # by pod UID
-        self._restored = False  # the first pass after a start checks that the pods podman keeps still run
-        self._unasked: set[str] = set()  # pods that check could not ask podman about: asked at the next pass
+        self._unasked: set[str] | None = None
+        """The pods whose sandbox is still to be checked (below, ``_lost_sandboxes``): None, every pod, at the
+        first pass after a start; then those podman could not be asked about."""
         self._deleted_grace: dict[str, int] = {}
         self._pod_refs: dict[ResourceKey, frozenset[ResourceKey]] = {}
         self._used_by: dict[ResourceKey, list[ResourceKey]] = {}
@@ -243,12 +244,12 @@ class Kubelet:
         that have not ended whose sandbox is gone while podman calls it running (EdgeD and podman killed with
         the pods' conmons: see PodmanRuntime.sandbox_lost); podman would refuse to start them for ever. Each is
         made again, which also removes its network namespace."""
-        if self._restored and not self._unasked:
+        if self._unasked is not None and not self._unasked:
             return set()
         lost: set[str] = set()
         unasked: set[str] = set()
         for name, uid in podman_pods.items():
-            if self._restored and name not in self._unasked:
+            if self._unasked is not None and name not in self._unasked:
                 continue
             if uid not in policies or ended(policies[uid], by_uid.get(uid, [])):
                 continue  # a pod that has ended is left as it ended
@@ -260,7 +261,7 @@ class Kubelet:
         # A pod podman could not be asked about (its service not answering yet when EdgeD came back from a power
         # cut) is asked again at the next pass, until podman answers or the pod is gone: checked only once, such a
         # pod stayed "running" in podman, with no process, for good (a CI run of test_power_loss).
-        self._restored, self._unasked = True, unasked
+        self._unasked = unasked
         for uid in lost:
             log.info("pod uid %s: its sandbox died unrecorded by podman; making the pod again", uid)
         return lost
