@@ -1,11 +1,11 @@
 """A native (mosquitto) bridge's will ends a node's session at a real CloudHub, well before its keepalive timeout.
 
-A lone CloudHub process on our shipped mosquitto (users and the link ACL on). First a fake node, a plain client
-with the node's credentials, says EdgeHub's hello keepalive on its up topic and then publishes, retained, the ``0``
-a native bridge's will is. Then the real thing: an edge mosquitto whose ``connection`` section bridges the node's
-link to the cloud broker with ``notification_topic`` on the node's hello (/work/notes/native-bridge.md §4.2, with
-the node's password rather than certificates); it is SIGKILLed, the cloud broker fires its will, and CloudHub
-announces the node disconnected.
+A lone CloudHub process on our shipped amqtt and on our shipped mosquitto (users and the link ACL on). First a
+fake node, a plain client with the node's credentials, says EdgeHub's hello keepalive on its up topic and then
+publishes, retained, the ``0`` a native bridge's will is. Then the real thing: an edge mosquitto whose
+``connection`` section bridges the node's link to the cloud broker with ``notification_topic`` on the node's hello
+(/work/notes/native-bridge.md §4.2, with the node's password rather than certificates); it is SIGKILLed, the cloud
+broker fires its will, and CloudHub announces the node disconnected.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ WILL_LOGGED = f"node {NODE} disconnected: link lost (bridge's will)"
 """CloudHub's log line for a session ended by the will (cloud/cloudhub/routing.py ``link_lost``)."""
 
 
-@pytest.fixture
-def cloud(edgehive_broker: BrokerFactory) -> Broker:
-    return edgehive_broker(kind="mosquitto", users={"cloud": CLOUD_PW, NODE: NODE_PW})
+@pytest.fixture(params=["amqtt", "mosquitto"])
+def cloud(edgehive_broker: BrokerFactory, request: pytest.FixtureRequest) -> Broker:
+    return edgehive_broker(kind=request.param, users={"cloud": CLOUD_PW, NODE: NODE_PW})
 
 
 @pytest.fixture
