@@ -44,10 +44,24 @@ def link_state(node: str) -> str:
     return f"{LINK}/{require_node_name(node)}/state"
 
 
+NATIVE_UP = b"1"
+"""What a native (mosquitto) bridge publishes, retained, on ``link_hello`` when its connection comes up."""
+NATIVE_DOWN = b"0"
+"""A native bridge's will on ``link_hello`` (retained; the cloud broker publishes it when the bridge's connection
+dies without a DISCONNECT): the node's link is lost."""
+
+
 def link_hello(node: str) -> str:
     """Cloud broker, retained: the node's bridge says it is on the link, each time it connects. CloudHub replicas
     subscribe to the node's up topic only once they know the node; this is how they learn of one that has no
-    Node object yet (its first registration), including one that connected before they started."""
+    Node object yet (its first registration), including one that connected before they started.
+
+    What it carries depends on the bridge: the Python bridge (broker/bridge.py) puts a ``link_state`` envelope
+    (connected) here and its will on ``link_up``; a native mosquitto bridge (``notification_topic``) puts
+    ``NATIVE_UP`` here at each connect and has ``NATIVE_DOWN`` as its will, on this same topic. Every CloudHub
+    reads it: any non-empty payload makes a node known to the replicas, and ``NATIVE_DOWN`` ends the node's
+    session as the Python bridge's will does. The native bridge's mosquitto keeps the same topic on the edge
+    broker too (``NATIVE_DOWN`` at its start and when the link drops, ``NATIVE_UP`` at each connect)."""
     return f"{LINK}/{require_node_name(node)}/hello"
 
 

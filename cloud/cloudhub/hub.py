@@ -148,8 +148,10 @@ class CloudHub:
         # A replica subscribes per node (hand_over), under the one handler: NATS has no shared subscriptions.
         self.bus.handle(topics.all_links(topics.Direction.UP), self.on_up, qos=self.settings.up_qos,
                         subscribe=self.membership is None)
-        if self.membership is not None:  # the nodes that have no Node yet: their bridges' retained hellos
-            self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
+        # Every node's hello (topics.link_hello): a replica learns of the nodes that have no Node yet; every
+        # CloudHub hears a native bridge's will there, its link lost (``on_hello``).
+        self.bus.handle_raw(topics.all_link_hellos(), self.on_hello)
+        if self.membership is not None:
             self.bus.connection.on_subscribed(self.on_subscribed)
         self.bus.handle(self.bus.inbox, self.on_module)
         if self.own_inbox is not None:
@@ -179,13 +181,28 @@ class CloudHub:
             routed = self.router.from_node(envelope, topic, time.monotonic())
         return self._carry_out(routed)
 
-    def on_hello(self, topic: str, payload: bytes) -> None:
+    def on_hello(self, topic: str, payload: bytes) -> Iterable[Send] | None:
         """A node's bridge is on the link: a replica serves the node even before it has a Node object, as a lone
         CloudHub, which hears every node, would (its first registration creates the Node). An empty payload
-        clears the retained hello: forget the node unless it has a Node."""
+        clears the retained hello: forget the node unless it has a Node.
+
+        A native (mosquitto) bridge says ``1`` here when it connects, and its will is ``0`` on the same topic
+        (topics.NATIVE_UP/NATIVE_DOWN): the node's link is lost, as the Python bridge's will on the up topic says.
+        The node stays present for the membership, as a node whose Python bridge went away does (that bridge's
+        hello is never cleared): its Node or its next hello decides, not the state of its link. On one mosquitto or
+        amqtt the will comes before anything the node's next connection sends; on NATS the hello and up topics are
+        separate consumers, so a late ``0`` can end a session just started: the next keepalive starts another
+        (one extra resync of the node)."""
         node = topics.parse_hello(topic)
-        if node is not None and self.membership is not None:
+        if node is None:
+            return None
+        if self.membership is not None:
             self.membership.heard(node, present=bool(payload))
+        if payload != topics.NATIVE_DOWN:
+            return None
+        with self._lock:
+            routed = self.router.link_lost(node, time.monotonic())
+        return self._carry_out(routed)
 
     def on_module(self, envelope: Envelope, _topic: str) -> Iterable[Send] | None:
         with self._lock:

@@ -11,7 +11,9 @@ comes back.
 - Down: objects for a node go into its queue, sent while it is connected and resent until
   acknowledged; answers, queries and keepalives go straight down.
 - Sessions: a node is connected from the first thing heard until its bridge's will or
-  ``keepalive_timeout_s`` of silence. Each change is announced (retained) with an id that is
+  ``keepalive_timeout_s`` of silence. The will is the Python bridge's envelope on the up
+  topic (``from_node``) or a native (mosquitto) bridge's ``0`` on the node's hello topic
+  (``link_lost``). Each change is announced (retained) with an id that is
   new for every session, so that a controller knows when to resynchronise the node, and
   announced once more ``REPEAT_AFTER_S`` later (see ``expire``).
 """
@@ -420,6 +422,16 @@ class CloudRouter:
         session.repeated = False
         log.info("node %s disconnected: %s", node, reason)
         return Routed(announce=[announcement(node, session, self.replica, self.up_batch_bytes())])
+
+    def link_lost(self, node: str, now: float) -> Routed:
+        """A native bridge's will (``0`` on the node's hello topic, topics.NATIVE_DOWN): the node's link is gone,
+        as the Python bridge's will on the up topic says (``from_node``). Only for a node this replica owns; one
+        moved elsewhere is its new owner's to announce (a "disconnected" from here could undo that announcement).
+        A node with no session, or one already gone, changes nothing: the retained ``0`` every CloudHub reads at
+        start-up for a node whose link is down."""
+        if not self.owns(node):
+            return Routed()
+        return self._gone(node, "link lost (bridge's will)", now)
 
     def expire(self, now: float) -> Routed:
         """Nodes not heard from for ``keepalive_timeout_s`` are disconnected; the last change of a session that
