@@ -190,7 +190,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
             "cloud-broker",
             python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
             healthy=lambda: cloud_watch.connection.connected))
-    children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch)
+    children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch,
+                                  down_qos=0 if settings.broker == "nats" else 1)
     children += [
         *edgecontroller_children(settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args), cloud_env,
                                  cloud_watch),
@@ -224,18 +225,20 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
 
 
 def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str],
-                      cloud_watch: StatusWatch) -> list[Child]:
+                      cloud_watch: StatusWatch, *, down_qos: int = 1) -> list[Child]:
     """The one CloudHub, or ``replicas`` of them sharing the fleet by Leases in the API server (each with its
-    own identity, which also names its status topic: each replica's health is its own)."""
+    own identity, which also names its status topic: each replica's health is its own). ``down_qos`` 0 on NATS,
+    whose bridges take their down topic at QoS 0 anyway (CloudHub's --down-qos says what it spares)."""
+    qos = ("--down-qos", str(down_qos))
     if replicas == 1:
-        return [Child("cloudhub", python_module("cloud.cloudhub"), env=cloud_env,
+        return [Child("cloudhub", python_module("cloud.cloudhub", *qos), env=cloud_env,
                       healthy=lambda: cloud_watch.component_up("cloudhub"))]
     children = []
     for i in range(replicas):
         replica = f"cloudhub-{i + 1}"
         # Replicas run only on NATS (up_cli), where QoS 0 spares a JetStream consumer per node (see --up-qos).
         # --edgecontroller-shards: EdgeController runs as replicas too (edgecontroller_children), reached per node.
-        children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica, "--up-qos", "0",
+        children.append(Child(replica, python_module("cloud.cloudhub", "--replica-id", replica, "--up-qos", "0", *qos,
                                                      "--edgecontroller-shards", "--kubeconfig", str(kubeconfig)),
                               env=cloud_env, healthy=_replica_up(cloud_watch, "cloudhub", replica)))
     return children

@@ -214,8 +214,9 @@ class Bus:
         fields.setdefault("node", self.settings.node)
         return Envelope(src=self.settings.module, group=group, op=op, **fields)  # type: ignore[arg-type]
 
-    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None) -> None:
-        self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=1, retain=retain,
+    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None,
+                qos: int = 1) -> None:
+        self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=qos, retain=retain,
                                 timeout=timeout)
 
     def send(self, sends: Iterable[Send | RawSend]) -> None:
@@ -223,7 +224,7 @@ class Bus:
             if isinstance(item, RawSend):
                 self.connection.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
             else:
-                self.publish(item.topic, item.envelope)
+                self.publish(item.topic, item.envelope, qos=item.qos)
 
     def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
         """Publish and wait for the envelope whose ``parent`` is this one's id.

@@ -246,10 +246,12 @@ def salvage(data: bytes) -> Salvage | None:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """An envelope and the topic it goes to: what component logic returns for the runtime to publish."""
+    """An envelope and the topic it goes to: what component logic returns for the runtime to publish, at ``qos``
+    (1 but where the sender has said otherwise: CloudHub's ``--down-qos``)."""
 
     topic: str
     envelope: Envelope
+    qos: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,8 +147,10 @@ def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path
     for i in range(replicas):
         env = {**os.environ, "EDGEHIVE_BROKER": member_list(urls, i)}
         identity = f"cloudhub-{i + 1}" if replicas > 1 else "cloudhub"
-        hub_args = (["--replica-id", identity, "--kubeconfig", str(kubeconfig), "--lease-duration-s",
-                     str(LEASE_DURATION_S), "--up-qos", "0", "--edgecontroller-shards"] if replicas > 1 else [])
+        # --down-qos 0 in both rounds: the nodes take their down topic at QoS 0 in both (NATS_DOWN_QOS).
+        hub_args = ["--down-qos", "0"] + (["--replica-id", identity, "--kubeconfig", str(kubeconfig),
+                                          "--lease-duration-s", str(LEASE_DURATION_S), "--up-qos", "0",
+                                          "--edgecontroller-shards"] if replicas > 1 else [])
         hubs[identity] = stack.enter_context(process([sys.executable, "-m", "cloud.cloudhub", *hub_args],
                                                      work / f"{identity}.log", env))
         ec = f"ec-{i + 1}" if replicas > 1 else "edgecontroller"

@@ -94,7 +94,7 @@ class HaFleet:
         first = self.ids.index(identity) % len(self.nats.members)
         argv = [sys.executable, "-m", "cloud.cloudhub", "--broker", member_list(self.nats, "cloud", CLOUD_PW, first),
                 "--log-level", "info", "--replica-id", identity, "--lease-duration-s", str(LEASE_S),
-                "--up-qos", "0",  # as edgehive up and compose.ha.yml run replicas on NATS
+                "--up-qos", "0", "--down-qos", "0",  # as edgehive up and compose.ha.yml run replicas on NATS
                 "--edgecontroller-shards",  # each node's messages to its EdgeController replica, as they do too
                 "--kubeconfig", str(self.api.kubeconfig)]
         name = f"cloudhub-{identity}-{self.starts}"

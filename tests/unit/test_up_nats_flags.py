@@ -96,3 +96,12 @@ def test_one_replica_runs_everything_as_before() -> None:
     assert controller.name == "edgecontroller"
     for flag in ("--replica-id", "--leader-elect", "--edgecontroller-shards"):
         assert flag not in [*controller.argv, *hub.argv]
+
+
+def test_cloudhub_publishes_down_at_the_qos_it_is_given() -> None:
+    """On NATS (down_qos 0) every CloudHub, lone or replica, publishes down at QoS 0; elsewhere at 1."""
+    watch = _Watch()
+    for replicas in (1, 3):
+        for qos in (0, 1):
+            for hub in cloudhub_children(replicas, Path("K"), {}, cast(StatusWatch, watch), down_qos=qos):
+                assert hub.argv[hub.argv.index("--down-qos") + 1] == str(qos)
