@@ -47,8 +47,27 @@ def link_state(node: str) -> str:
 def link_hello(node: str) -> str:
     """Cloud broker, retained: the node's bridge says it is on the link, each time it connects. CloudHub replicas
     subscribe to the node's up topic only once they know the node; this is how they learn of one that has no
-    Node object yet (its first registration), including one that connected before they started."""
+    Node object yet (its first registration), including one that connected before they started.
+
+    With the native bridge (``--bridge native``, broker/nativebridge.py) it is mosquitto's notification topic, on
+    both brokers, with the raw payloads ``NATIVE_UP``/``NATIVE_DOWN``: on the cloud broker a retained ``1`` at
+    each connect and the will, a retained ``0``; on the edge broker ``0`` at start, ``1`` at each connect and ``0``
+    when the connection drops. EdgeHub reads the edge broker's copy as the link's state."""
     return f"{LINK}/{require_node_name(node)}/hello"
+
+
+NATIVE_UP = b"1"
+"""mosquitto's bridge notification: the connection to the cloud broker is up."""
+NATIVE_DOWN = b"0"
+"""mosquitto's bridge notification (and its will on the cloud broker): the connection is down."""
+
+
+def hello_repeat() -> str:
+    """On the edge broker, retained: EdgeHub's repeat of the native bridge's hello, which the bridge carries out
+    as the node's ``link_hello`` (a remapped topic). mosquitto says ``1`` once per connect; a NATS cluster spreads
+    retained messages among its members asynchronously, so a replica may miss that one (broker/bridge.py,
+    HELLO_REPEAT_S)."""
+    return f"{ROOT}/{Side.EDGE.value}/link-hello"
 
 
 def all_link_hellos() -> str:
