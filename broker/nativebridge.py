@@ -47,7 +47,7 @@ def _check_qos(value: object) -> int:
 
 def _conf_value(name: str, value: str) -> str:
     """mosquitto reads a value to the end of its line and trims it: a newline or edge blank would change it."""
-    if not value or "\n" in value or "\r" in value or value != value.strip() or value.startswith("#"):
+    if not value or "\n" in value or "\r" in value or value != value.strip():
         raise NativeBridgeError(f"the cloud broker's {name} cannot be written into mosquitto.conf as it is")
     return value
 

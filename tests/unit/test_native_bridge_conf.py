@@ -104,6 +104,7 @@ def test_an_mqtts_cloud_without_a_ca_file_trusts_the_systems_cas() -> None:
     ("edge-1", "mqtt://h:1883", JOINED_TLS, 1, "plain mqtt://"),
     ("edge-1", "mqtts://h:8883", TlsSettings(None, f"{PKI}/node.crt", None), 1, "give both or neither"),
     ("edge-1", "mqtt://u:p w@h:1883", None, 1, None),  # a blank inside is read whole by mosquitto
+    ("edge-1", "mqtt://u:%23pw@h:1883", None, 1, None),  # so is a leading '#': only a line's first one is a comment
     ("edge-1", "mqtt://u:%20pw@h:1883", None, 1, "password"),
     ("edge-1", "mqtt://u:p%0Aw@h:1883", None, 1, "password"),
 ])
