@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from broker.bridgesettings import check_qos
 from broker.resourcefirst import ResourceTraffic
 from runtime.backoff import Backoff
 from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
@@ -89,12 +90,6 @@ class BridgeSettings:
     @property
     def stream_client_id(self) -> str:
         return f"edgehive-bridge-{self.node}-stream"
-
-
-def check_qos(name: str, value: object) -> None:
-    """A subscription QoS we use: 0 or 1 (NATS has no QoS 2, and nothing here needs it); refused by name."""
-    if type(value) is not int or value not in (0, 1):
-        raise ValueError(f"{name} must be 0 or 1, not {value!r}")
 
 
 def link_state(node: str, up: bool, reason: str) -> bytes:

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from broker import nats
@@ -42,8 +43,12 @@ def nats_binary() -> str:
     return found
 
 
-def broker_argv(kind: str, settings: BrokerSettings, workdir: Path) -> list[str]:
-    """The command that runs a broker of ``kind`` with ``settings``; writes mosquitto's files into ``workdir``."""
+def broker_argv(kind: str, settings: BrokerSettings, workdir: Path, bridge_lines: Sequence[str] = ()) -> list[str]:
+    """The command that runs a broker of ``kind`` with ``settings``; writes mosquitto's files into ``workdir``.
+
+    ``bridge_lines``: mosquitto's own link to the cloud (broker/nativebridge.py); mosquitto only."""
+    if bridge_lines and kind != "mosquitto":
+        raise ValueError(f"the native bridge needs a mosquitto broker, not {kind}")
     if kind == "amqtt":
         argv = [sys.executable, "-m", "broker"]
         for address in settings.listen:
@@ -67,10 +72,9 @@ def broker_argv(kind: str, settings: BrokerSettings, workdir: Path) -> list[str]
                 argv += ["--device-tls-cert", settings.device_tls_cert, "--device-tls-key", settings.device_tls_key]
         return argv
     if kind == "mosquitto":
-        conf = write_config(settings, workdir / "mosquitto")
-        if os.geteuid() == 0:
-            # As root mosquitto switches to user 'mosquitto', which cannot read private work directories.
-            conf.write_text(conf.read_text() + "user root\n")
+        # As root mosquitto switches to user 'mosquitto', which cannot read private work directories (or keys).
+        conf = write_config(settings, workdir / "mosquitto", bridge_lines=bridge_lines,
+                            preamble=["user root"] if os.geteuid() == 0 else [])
         return [mosquitto_binary(), "-c", str(conf)]
     if kind == "nats":
         # One member, or one of a cluster when the settings name its routes.

@@ -9,10 +9,12 @@ The delivery protocol recovers from both, but fewer resends are cheaper.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from broker.acl import LinkAcl
 from broker.embedded import DEVICE_TOPICS, BrokerSettings
+from broker.nativebridge import holds_secret
 from runtime.address import Address
 
 # The $SYS listener that broker/mosquitto_sys.py reads. Here, not there: that module is paho's, and writing a
@@ -32,8 +34,10 @@ MAX_QUEUED_MESSAGES = 100_000
 """Per offline client; about what an hour of a busy node's traffic needs."""
 
 
-def mosquitto_conf(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None) -> str:
-    """``sys_socket``: also listen there for our metrics reader (broker.mosquitto_sys)."""
+def mosquitto_conf(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None,
+                   bridge_lines: Sequence[str] = ()) -> str:
+    """``sys_socket``: also listen there for our metrics reader (broker.mosquitto_sys). ``bridge_lines``: the
+    node's link to the cloud (broker/nativebridge.py), last, since each ``connection`` line opens a section."""
     lines = [
         "# Written by 'edgehive broker --mosquitto-config'; reload with SIGHUP after editing passwd or acl.",
         "per_listener_settings false",
@@ -77,11 +81,17 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path, sys_socket: Path |
             lines += [f"certfile {settings.device_tls_cert}", f"keyfile {settings.device_tls_key}"]
     if sys_socket is not None:
         lines += [f"sys_interval {SYS_INTERVAL_S}", *sys_listener_lines(sys_socket, directory / "sys-acl")]
+    if bridge_lines:
+        lines += ["", *bridge_lines]
     return "\n".join(lines) + "\n"
 
 
-def write_config(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None) -> Path:
-    """Write mosquitto.conf, passwd and acl into ``directory``; returns the path of mosquitto.conf."""
+def write_config(settings: BrokerSettings, directory: Path, sys_socket: Path | None = None,
+                 bridge_lines: Sequence[str] = (), preamble: Sequence[str] = ()) -> Path:
+    """Write mosquitto.conf, passwd and acl into ``directory``; returns the path of mosquitto.conf.
+
+    The conf is mode 0600 when ``bridge_lines`` hold the cloud password. ``preamble``: global lines put first
+    (``user root``), where no listener or bridge section can take them."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
     if settings.password_file:
@@ -97,5 +107,9 @@ def write_config(settings: BrokerSettings, directory: Path, sys_socket: Path | N
     if sys_socket is not None:
         (directory / "sys-acl").write_text(SYS_ACL)
     conf = directory / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(settings, directory, sys_socket))
+    text = "".join(f"{line}\n" for line in preamble) + mosquitto_conf(settings, directory, sys_socket, bridge_lines)
+    if holds_secret(bridge_lines):
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)  # before the secret is in it; touch keeps the mode of a conf that was there
+    conf.write_text(text)
     return conf

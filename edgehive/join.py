@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.bridge import check_qos
+from broker.bridgesettings import check_qos
 from edgehive.errors import EdgehiveError
 from runtime.address import Address
 from runtime.pki import ca_hash, cert_info, new_key_and_csr

@@ -12,20 +12,24 @@ import argparse
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.bridgesettings import BridgeProcessSettings
 from broker.cli import add_broker_arguments
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv
+from broker.nativebridge import bridge_sections
 from broker.passwords import read_password_file, set_password
+from edgehive.errors import EdgehiveError
 from edgehive.launcher import Child, python_module
 from edgehive.localcluster import STREAM_CERT, STREAM_KEY, LocalApiServer
 from edgehive.natsstack import NatsLayout, member_children
 from edgehive.podmanprobe import podman_alive
 from runtime.address import Address
 from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.settings import add_arguments
 from runtime.settings import load as load_settings
 from runtime.url import BrokerUrl
 from schemas import topics
@@ -41,6 +45,22 @@ EDGE_BROKERS = ("mosquitto", "amqtt")
 take the same listener and device rules; on an idle node mosquitto takes 3 MB where amqtt takes 13 MB (``edgehive
 bench footprint``), and it carries the node's traffic faster (``edgehive bench edge``, ``twin``)."""
 DEFAULT_EDGE_BROKER = EDGE_BROKERS[0]
+BRIDGES = ("python", "native")
+"""What carries a node's link: the Python bridge (broker/bridge.py, a process of its own, the default) or the edge
+mosquitto's own bridge (broker/nativebridge.py: no process, about 11 MB less on the node; mosquitto only)."""
+
+
+class StackError(EdgehiveError, ValueError):
+    """An option the stack cannot honour (the message names it)."""
+
+
+def check_bridge(bridge: str, edge_broker: str) -> None:
+    """Refuse a link the node's broker cannot carry, by name."""
+    if bridge not in BRIDGES:
+        raise StackError(f"--bridge {bridge} is not one of {', '.join(BRIDGES)}")
+    if bridge == "native" and edge_broker != "mosquitto":
+        raise StackError(f"--bridge native is mosquitto's own bridge: it needs --edge-broker mosquitto, "
+                         f"not --edge-broker {edge_broker}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,7 @@ class StackSettings:
     nats_port: int = 4222  # the first NATS member's client port; its route port is the next, and so on
     status_object: str = "device"  # where DeviceController writes device reports: device or devicestatus
     edge_broker: str = DEFAULT_EDGE_BROKER  # the node's broker (EDGE_BROKERS)
+    bridge: str = BRIDGES[0]  # what carries the node's link (BRIDGES)
 
 
 @dataclass
@@ -102,7 +123,10 @@ class StatusWatch:
     """Reads the retained link states and component statuses on one broker; its own connection
     doubles as that broker's health."""
 
-    def __init__(self, url: BrokerUrl, client_id: str, name: str, alternates: tuple[BrokerUrl, ...] = ()) -> None:
+    def __init__(self, url: BrokerUrl, client_id: str, name: str, alternates: tuple[BrokerUrl, ...] = (), *,
+                 native_links: bool = False) -> None:
+        """``native_links``: the links are also read from mosquitto's raw ``1``/``0`` on the hello topics (an edge
+        broker whose own bridge carries the link, ``--bridge native``)."""
         self.links: dict[str, bool] = {}
         self.components: dict[str, bool] = {}
         self.replicas: dict[tuple[str, str], bool] = {}
@@ -110,12 +134,18 @@ class StatusWatch:
         self.connection = Connection(ConnectionSettings(url=url, client_id=client_id, alternates=alternates),
                                      name=name)
         self.connection.subscribe(f"{topics.LINK}/+/state")
+        if native_links:
+            self.connection.subscribe(topics.all_link_hellos())
         self.connection.subscribe(topics.all_status())
         self.connection.on_message(self._on_message)
 
     def _on_message(self, incoming: Incoming) -> None:
         incoming.ack()
         parsed = incoming.topic.split("/")
+        hello = topics.parse_hello(incoming.topic)
+        if hello is not None:
+            self.links[hello] = incoming.payload == topics.NATIVE_UP
+            return
         try:
             envelope = decode(incoming.payload)
         except EnvelopeError:
@@ -158,7 +188,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     cloud_env = {"EDGEHIVE_BROKER": cloud_list or cloud_urls[0].with_password()}
 
     cloud_watch = StatusWatch(cloud_urls[0], "edgehive-up-watch", "up-watch-cloud", cloud_urls[1:])
-    edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge")
+    check_bridge(settings.bridge, settings.edge_broker)
+    edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge", native_links=settings.bridge == "native")
     children: list[Child] = []
     watches = [cloud_watch.connection, edge_watch.connection]
     kubeconfig = settings.kubeconfig
@@ -217,8 +248,10 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
                   else f"mqtt://{settings.node}:{creds.passwords[settings.node]}@{settings.cloud_listen}"}
     # On NATS the bridge's down subscription is QoS 0: no JetStream consumer per node (broker/bridge.py says why).
     bridge_args = ("--down-qos", "0") if nats else ()
+    bridge_lines = bridge_sections(settings.node, BrokerUrl.parse_list(bridge_env["EDGEHIVE_CLOUD"]),
+                                   down_qos=0 if nats else 1) if settings.bridge == "native" else []
     children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, bridge_args,
-                              bridge_env, edge_broker=settings.edge_broker)
+                              bridge_env, edge_broker=settings.edge_broker, bridge_lines=bridge_lines)
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
              settings.state_dir / "credentials")
     return children, watches
@@ -275,10 +308,14 @@ def _replica_up(watch: StatusWatch, component: str, replica: str) -> Callable[[]
 
 
 
-def edge_broker_argv(kind: str, edge_listen: Address, broker_args: tuple[str, ...], directory: Path) -> list[str]:
+def edge_broker_argv(kind: str, edge_listen: Address, broker_args: tuple[str, ...], directory: Path,
+                     bridge_lines: Sequence[str] = ()) -> list[str]:
     """The node's broker's command line; ``broker_args`` are ``python -m broker``'s options (a device listener),
-    read into the same settings for mosquitto, whose files go into ``directory``."""
+    read into the same settings for mosquitto, whose files go into ``directory``. ``bridge_lines``: the node's
+    link as mosquitto's own bridge (``--bridge native``)."""
     argv = python_module("broker", "--listen", str(edge_listen), *broker_args)
+    if bridge_lines:
+        check_bridge("native", kind)
     if kind == "amqtt":
         return argv
     if kind != "mosquitto":
@@ -286,24 +323,35 @@ def edge_broker_argv(kind: str, edge_listen: Address, broker_args: tuple[str, ..
     parser = argparse.ArgumentParser(prog="edge broker")
     add_broker_arguments(parser)
     return broker_argv(kind, load_settings(BrokerSettings, parser.parse_args(argv[argv.index("broker") + 1:])),
-                       directory)
+                       directory, bridge_lines)
 
 
 def edge_children(node: str, state_dir: Path, edge_listen: Address, edge_watch: StatusWatch,
                   bridge_args: tuple[str, ...], bridge_env: dict[str, str],
-                  broker_args: tuple[str, ...] = (), edge_broker: str = DEFAULT_EDGE_BROKER) -> list[Child]:
-    """One edge node's processes: its broker, the bridge to the cloud, podman's API and the five components."""
+                  broker_args: tuple[str, ...] = (), edge_broker: str = DEFAULT_EDGE_BROKER,
+                  bridge_lines: Sequence[str] = ()) -> list[Child]:
+    """One edge node's processes: its broker, the bridge to the cloud, podman's API and the five components.
+
+    With ``bridge_lines`` (``--bridge native``) the broker carries the link itself: no bridge process, the broker is
+    healthy once its link is up (as the bridge was), and EdgeHub reads the link's state from mosquitto's topic."""
+    native = bool(bridge_lines)
     data = state_dir / "data"
     podman_socket = state_dir / "podman.sock"
     podman_socket.unlink(missing_ok=True)  # a stale one would look healthy before podman listens
     edge_common = ("--node", node, "--broker", f"mqtt://{edge_listen}")
+    broker = Child("edge-broker", edge_broker_argv(edge_broker, edge_listen, broker_args, state_dir / "edge-broker",
+                                                   bridge_lines),
+                   healthy=(lambda: edge_watch.connection.connected and edge_watch.link_up(node)) if native
+                   else (lambda: edge_watch.connection.connected))
+    bridge = [] if native else [Child(
+        f"bridge-{node}",
+        python_module("broker.bridge", "--node", node, "--edge", f"mqtt://{edge_listen}", *bridge_args),
+        env=bridge_env, healthy=lambda: edge_watch.link_up(node))]
     children = [
-        Child("edge-broker", edge_broker_argv(edge_broker, edge_listen, broker_args, state_dir / "edge-broker"),
-              healthy=lambda: edge_watch.connection.connected),
-        Child(f"bridge-{node}",
-              python_module("broker.bridge", "--node", node, "--edge", f"mqtt://{edge_listen}", *bridge_args),
-              env=bridge_env, healthy=lambda: edge_watch.link_up(node)),
-        Child("edgehub", python_module("edge.edgehub", *edge_common, "--outbox", str(data / "outbox.db")),
+        broker,
+        *bridge,
+        Child("edgehub", python_module("edge.edgehub", *edge_common, "--outbox", str(data / "outbox.db"),
+                                       *(("--bridge", "native") if native else ())),
               healthy=lambda: edge_watch.component_up("edgehub")),
         Child("metamanager", python_module("edge.metamanager", *edge_common, "--db", str(data / "metamanager.db")),
               healthy=lambda: edge_watch.component_up("metamanager")),
@@ -376,16 +424,27 @@ def cluster_stream_server_child(settings: StackSettings, kubeconfig: Path, cloud
 
 
 def build_joined_edge(state_dir: Path, edge_listen: Address, broker_args: tuple[str, ...] = (),
-                      edge_broker: str = DEFAULT_EDGE_BROKER) -> tuple[list[Child], list[Connection]]:
-    """The processes of a node that ``edgehive join`` set up in ``state_dir``: its bridge uses edge.yaml.
+                      edge_broker: str = DEFAULT_EDGE_BROKER,
+                      bridge: str = BRIDGES[0]) -> tuple[list[Child], list[Connection]]:
+    """The processes of a node that ``edgehive join`` set up in ``state_dir``: its link uses edge.yaml (the Python
+    bridge reads it; for ``bridge="native"`` the edge mosquitto's sections are written from it).
 
     ``broker_args`` go to the node's broker (a device listener for devices on other hosts)."""
+    check_bridge(bridge, edge_broker)
     config = state_dir / "edge.yaml"
     if not config.exists():
         raise FileNotFoundError(f"{config} is missing: run edgehive join first")
     node = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines()
                  if line.startswith("node:")), "")
-    edge_watch = StatusWatch(BrokerUrl(edge_listen.host, edge_listen.port), "edgehive-edge-watch", "edge-watch")
+    bridge_lines: list[str] = []
+    if bridge == "native":
+        parser = argparse.ArgumentParser(prog="edge.yaml")
+        add_arguments(parser, BridgeProcessSettings)
+        joined = load_settings(BridgeProcessSettings, parser.parse_args(["--config", str(config)]))
+        node = joined.node
+        bridge_lines = bridge_sections(joined.node, joined.cloud_urls(), joined.cloud_tls(), joined.down_qos)
+    edge_watch = StatusWatch(BrokerUrl(edge_listen.host, edge_listen.port), "edgehive-edge-watch", "edge-watch",
+                             native_links=bridge == "native")
     children = edge_children(node, state_dir, edge_listen, edge_watch, ("--config", str(config)), {}, broker_args,
-                             edge_broker)
+                             edge_broker, bridge_lines)
     return children, [edge_watch.connection]

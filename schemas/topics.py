@@ -61,8 +61,17 @@ def link_hello(node: str) -> str:
     ``NATIVE_UP`` here at each connect and has ``NATIVE_DOWN`` as its will, on this same topic. Every CloudHub
     reads it: any non-empty payload makes a node known to the replicas, and ``NATIVE_DOWN`` ends the node's
     session as the Python bridge's will does. The native bridge's mosquitto keeps the same topic on the edge
-    broker too (``NATIVE_DOWN`` at its start and when the link drops, ``NATIVE_UP`` at each connect)."""
+    broker too (``NATIVE_DOWN`` at its start and when the link drops, ``NATIVE_UP`` at each connect), which EdgeHub
+    reads as the link's state with ``--bridge native`` (broker/nativebridge.py)."""
     return f"{LINK}/{require_node_name(node)}/hello"
+
+
+def hello_repeat() -> str:
+    """On the edge broker, retained: EdgeHub's repeat of the native bridge's hello, which the bridge carries out
+    as the node's ``link_hello`` (a remapped topic). mosquitto says ``1`` once per connect; a NATS cluster spreads
+    retained messages among its members asynchronously, so a replica may miss that one (broker/bridge.py,
+    HELLO_REPEAT_S)."""
+    return f"{ROOT}/{Side.EDGE.value}/link-hello"
 
 
 def all_link_hellos() -> str:

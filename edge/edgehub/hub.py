@@ -30,6 +30,14 @@ from schemas.envelope import Envelope, RawSend, Send
 log = logging.getLogger(__name__)
 
 
+BRIDGES = ("python", "native")
+"""What carries the link: one of them only, never both. A retained ``1`` left on the edge broker from native days
+would race the Python bridge's envelope, so each mode follows its own topic alone."""
+HELLO_REPEAT_S = 10.0
+"""Native mode: how long after the link comes up EdgeHub says hello once more (broker/bridge.py, HELLO_REPEAT_S,
+says why: a NATS replica can miss mosquitto's single ``1`` per connect)."""
+
+
 @dataclass(frozen=True)
 class EdgeHubSettings(StoreSettings):
     outbox: str = field(default="/var/lib/edgehive/outbox.db", metadata={"help": "SQLite file of the outbox"})
@@ -46,6 +54,10 @@ class EdgeHubSettings(StoreSettings):
         "help": "batches on the link: take batches of objects from the cloud (one message for many, answered "
                 "with one) and send the outbox up in batches to a cloud that says it takes them; off, one message "
                 "per object both ways, as with a node of the previous version"})
+    bridge: str = field(default="python", metadata={
+        "help": "what carries the link to the cloud: python (broker/bridge.py, a process that says the link's state "
+                "in an envelope on the link-state topic) or native (the edge mosquitto's own bridge, which says 1 or "
+                "0 on the node's hello topic; see broker/nativebridge.py)"})
     upstream_batch_members: int = field(default=100, metadata={
         "help": "most outbox entries packed into one message up the link (1: one message per entry). Only what "
                 "the window lets go at once is packed; nothing waits for a batch to fill"})
@@ -56,6 +68,8 @@ class EdgeHubSettings(StoreSettings):
             raise ValueError(f"upstream_window must be at least 1, not {self.upstream_window}")
         if self.resend_s <= 0:
             raise ValueError(f"resend_s must be positive, not {self.resend_s}")
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"bridge must be one of {', '.join(BRIDGES)}, not {self.bridge!r}")
         if not 1 <= self.upstream_batch_members <= MAX_MEMBERS:
             raise ValueError(f"upstream_batch_members must be 1 to {MAX_MEMBERS}, not {self.upstream_batch_members}")
 
@@ -75,6 +89,9 @@ class EdgeHub:
         self._wake = threading.Condition()  # guards the router's window and link state, and _dirty
         self._stop = threading.Event()
         self._dirty = True
+        self._links = 0
+        """Native mode: how many times the link changed, so that a hello repeat is for the link still up."""
+        self.hello_repeat_s = HELLO_REPEAT_S
         self._threads = [threading.Thread(target=self._sender, name="outbox-sender", daemon=True),
                          threading.Thread(target=self._keepalive, name="keepalive", daemon=True)]
         log.info("outbox %s holds %d entries (%d bytes)", settings.outbox, self.outbox.count(),
@@ -83,7 +100,10 @@ class EdgeHub:
     def start(self) -> None:
         self.bus.handle(topics.link_down(self.node), self.on_down)
         self.bus.handle(topics.to_cloud(), self.on_upstream)
-        self.bus.handle(topics.link_state(self.node), self.on_link_state)
+        if self.settings.bridge == "native":
+            self.bus.handle_raw(topics.link_hello(self.node), self.on_native_link)
+        else:
+            self.bus.handle(topics.link_state(self.node), self.on_link_state)
         self.bus.call_soon(self._starting)
         for thread in self._threads:
             thread.start()
@@ -113,6 +133,29 @@ class EdgeHub:
         with self._wake:  # the link and what the sender has in flight change together
             routed = self.router.from_bridge(envelope)
         return self._carry_out(routed)
+
+    def on_native_link(self, _topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+        with self._wake:  # as on_link_state
+            routed = self.router.from_native(payload)
+            if routed.link is not None:
+                self._links += 1
+            link = self._links
+        if routed.link:
+            timer = threading.Timer(self.hello_repeat_s, self._repeat_hello, args=(link,))
+            timer.daemon = True
+            timer.start()
+        return self._carry_out(routed)
+
+    def _repeat_hello(self, link: int) -> None:
+        """Native mode: the node's hello again, retained on the edge broker, which the bridge carries out to the
+        cloud's hello topic; only if the link that came up is still the one up."""
+        with self._wake:
+            if self._stop.is_set() or not self.router.link_up or link != self._links:
+                return
+        try:
+            self.bus.connection.publish(topics.hello_repeat(), topics.NATIVE_UP, retain=True, timeout=5)
+        except Exception:
+            log.warning("the hello repeat was not published", exc_info=True)
 
     def _starting(self) -> None:
         with self._wake:

@@ -344,6 +344,20 @@ class EdgeRouter:
             return Routed()
         return self.link_changed(envelope.op == Op.CONNECTED, change.reason)
 
+    def from_native(self, payload: bytes) -> Routed:
+        """The edge mosquitto's own bridge state (``--bridge native``): its raw, retained notification on the
+        node's hello topic, ``1`` at each connect to the cloud broker and ``0`` at start and when it drops. It has
+        no reason, so the reasons are fixed ones. Anything else is not mosquitto's: refused, counted and logged."""
+        if payload == topics.NATIVE_UP:
+            return self.link_changed(True, "cloud broker connected")
+        if payload == topics.NATIVE_DOWN:
+            return self.link_changed(False, "cloud broker unreachable")
+        self.counters.inc("refused")
+        self.counters.inc("refused_link_state")
+        log.warning("refused a native link state of %d bytes on %s: not %r or %r", len(payload),
+                    topics.link_hello(self.node), topics.NATIVE_UP, topics.NATIVE_DOWN)
+        return Routed()
+
     def starting(self) -> Routed:
         """Until the bridge says otherwise, the cloud is away; the node's modules are told so at once, since a
         retained announcement from before a restart may say the opposite."""

@@ -81,7 +81,7 @@ def _footprint(args: argparse.Namespace) -> int:
     from edgehive.bench import footprint  # noqa: PLC0415 (as above)
 
     return _run_bench(lambda: footprint.bench_footprint(args.pods, progress=True, edge_start=args.edge_start,
-                                                               edge_broker=args.edge_broker),
+                                                               edge_broker=args.edge_broker, bridge=args.bridge),
                       footprint.print_report, args)
 
 
@@ -181,6 +181,9 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
                            help="how edgehive up starts the edge components (default fork, as edgehive up does)")
     footprint.add_argument("--edge-broker", choices=("mosquitto", "amqtt"), default="mosquitto",
                            help="the node's broker, as edgehive up's --edge-broker (default mosquitto, as there)")
+    footprint.add_argument("--bridge", choices=("python", "native"), default="python",
+                           help="the node's link, as edgehive up's --bridge (default python, as there; native: no "
+                                "bridge process, needs --edge-broker mosquitto)")
     footprint.add_argument("--json", action="store_true", help="print one JSON object")
     footprint.set_defaults(func=_footprint)
     scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "

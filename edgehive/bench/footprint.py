@@ -44,14 +44,15 @@ from edgehive.bench.harness import BenchError, bench_workdir, free_port, progres
 from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
 from edgehive.deathsig import die_with_parent
 from edgehive.localcluster import APISERVER_BIN
-from edgehive.stack import DEFAULT_EDGE_BROKER
+from edgehive.stack import BRIDGES, DEFAULT_EDGE_BROKER, StackError, check_bridge
 
 NODE = "edge-1"
 IMAGE = "localhost/busybox:latest"
 GOAL_MB = 70.0
 """Issue 19's goal: an edge node in the memory of KubeEdge's edgecore (about 70 MB)."""
 EDGE_PROCESSES = ("edge-broker", "bridge", "edgehub", "metamanager", "edged", "devicetwin", "eventbus")
-"""What ``edgehive up`` runs for the node in Python, in its order; podman's service is apart."""
+"""What ``edgehive up`` runs for the node in Python, in its order; podman's service is apart. With ``--bridge native``
+there is no bridge process: the edge mosquitto carries the link (``expected``)."""
 EDGE_BROKER_DIR = "edge-broker"
 """Where ``edgehive up`` writes a mosquitto edge broker's files, in its state directory (edgehive/stack.py)."""
 FORKSERVER = "forkserver"
@@ -95,10 +96,16 @@ class FootprintReport:
     duration_s: float
     edge_start: str = "fork"
     edge_broker: str = DEFAULT_EDGE_BROKER
+    bridge: str = BRIDGES[0]
     goal_mb: float = GOAL_MB
 
 
 # -- pure parts (unit-tested) -------------------------------------------------------------------------------------
+
+
+def expected(bridge: str) -> tuple[str, ...]:
+    """The counted edge processes for a node whose link is ``bridge`` (python or native: no bridge process)."""
+    return tuple(name for name in EDGE_PROCESSES if not (bridge == "native" and name == "bridge"))
 
 
 def _option(argv: Sequence[str], flag: str) -> str | None:
@@ -239,14 +246,15 @@ class _Up:
     """``python -m edgehive up`` as a child, and the processes it started, so that none outlives the bench."""
 
     def __init__(self, state: Path, ports: dict[str, int], edge_start: str = "fork",
-                 edge_broker: str = DEFAULT_EDGE_BROKER) -> None:
+                 edge_broker: str = DEFAULT_EDGE_BROKER, bridge: str = BRIDGES[0]) -> None:
         self.state = state
         self.log = state.parent / "up.log"
         self.edge_listen = f"127.0.0.1:{ports['edge']}"
         argv = [sys.executable, "-m", "edgehive", "up", "--state-dir", str(state),
                 "--cloud-listen", f"127.0.0.1:{ports['cloud']}", "--edge-listen", self.edge_listen,
                 "--apiserver-port", str(ports["apiserver"]), "--etcd-port", str(ports["etcd"]),
-                "--edge-start", edge_start, "--edge-broker", edge_broker]
+                "--edge-start", edge_start, "--edge-broker", edge_broker, "--bridge", bridge]
+        self.bridge = bridge
         with self.log.open("wb") as out:
             # If the bench is killed outright, the kernel stops edgehive up, which stops its children.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -299,16 +307,20 @@ class _Up:
 
 def _edge_pids(up: _Up) -> dict[str, int]:
     found = up.processes()
-    missing = [name for name in (*EDGE_PROCESSES, "podman") if len(found.get(name, [])) != 1]
+    missing = [name for name in (*expected(up.bridge), "podman") if len(found.get(name, [])) != 1]
     if missing:
         raise BenchError(f"bench footprint: expected one process each for {', '.join(missing)} under edgehive up, "
                          f"found {found}; see {up.log}")
+    if up.bridge == "native" and "bridge" in found:
+        raise BenchError(f"bench footprint: a bridge process runs under edgehive up --bridge native: {found}; "
+                         f"see {up.log}")
     return {name: pids[0] for name, pids in found.items()}
 
 
 def counted(pids: dict[str, int]) -> list[str]:
-    """The processes the edge total counts: the seven, and the fork server when the node runs one."""
-    return [*EDGE_PROCESSES, *([FORKSERVER] if FORKSERVER in pids else [])]
+    """The processes the edge total counts: the seven (six without a bridge process, ``--bridge native``), and the
+    fork server when the node runs one."""
+    return [*(n for n in EDGE_PROCESSES if n in pids), *([FORKSERVER] if FORKSERVER in pids else [])]
 
 
 def _settle(pids: dict[str, int], say: Callable[[str], None]) -> tuple[bool, float]:
@@ -361,12 +373,12 @@ def _require_parts() -> str:
 
 
 def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str], None],
-              edge_start: str = "fork", edge_broker: str = DEFAULT_EDGE_BROKER) -> _Up:
+              edge_start: str = "fork", edge_broker: str = DEFAULT_EDGE_BROKER, bridge: str = BRIDGES[0]) -> _Up:
     """``edgehive up`` with every child healthy; when ``stack`` closes, it is stopped and checked to have left no
     process and no pod of ``namespace`` behind."""
     work = bench_workdir(stack, "ehfp-")
-    say(f"edgehive up --edge-start {edge_start} --edge-broker {edge_broker} in {work}")
-    up = _Up(work / "state", _free_ports(), edge_start, edge_broker)
+    say(f"edgehive up --edge-start {edge_start} --edge-broker {edge_broker} --bridge {bridge} in {work}")
+    up = _Up(work / "state", _free_ports(), edge_start, edge_broker, bridge)
 
     def teardown(exc_type: type[BaseException] | None, _exc: BaseException | None,
                  _tb: TracebackType | None) -> None:
@@ -386,13 +398,17 @@ def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str]
 
 
 def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fork",
-                    edge_broker: str = DEFAULT_EDGE_BROKER) -> FootprintReport:
+                    edge_broker: str = DEFAULT_EDGE_BROKER, bridge: str = BRIDGES[0]) -> FootprintReport:
+    try:
+        check_bridge(bridge, edge_broker)
+    except StackError as exc:
+        raise BenchError(f"bench footprint: {exc}") from None
     say = progress_printer("footprint", progress)
     started = time.monotonic()
     podman = _require_parts()
     namespace = f"footprint-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
-        up = _start_up(stack, podman, namespace, say, edge_start, edge_broker)
+        up = _start_up(stack, podman, namespace, say, edge_start, edge_broker, bridge)
         kubeconfig = up.state / "apiserver" / "kubeconfig"
         kube = Kube.connect(str(kubeconfig))
         stack.callback(kube.close)
@@ -440,6 +456,7 @@ def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fo
         podman_pss_mb=_mb(podman_memory.pss_kb), settled=is_settled, settle_s=round(settle_s, 1),
         ready_s=round(ready_s, 1), pods_running_s=round(pods_running_s, 1),
         duration_s=round(time.monotonic() - started, 1), edge_start=edge_start, edge_broker=edge_broker,
+        bridge=bridge,
     )
 
 
@@ -449,7 +466,8 @@ def print_report(report: FootprintReport, as_json: bool) -> None:
         return
     idle = f"idle after {report.settle_s:.0f} s" if report.settled else \
         f"NOT idle after {report.settle_s:.0f} s (RSS still moving)"
-    print(f"edge footprint: {NODE} with {report.pods} pods Running, {idle}; run took {report.duration_s:.0f} s")
+    print(f"edge footprint: {NODE} with {report.pods} pods Running, {idle}; run took {report.duration_s:.0f} s"
+          f" (--edge-broker {report.edge_broker} --bridge {report.bridge})")
     print(f"  {'process':<14}{'PSS MB':>8}{'anon PSS':>10}{'RSS MB':>8}")
     for name in report.pss_mb:
         print(f"  {name:<14}{report.pss_mb[name]:>8.1f}{report.anon_pss_mb[name]:>10.1f}{report.rss_mb[name]:>8.1f}")

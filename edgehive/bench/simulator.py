@@ -25,7 +25,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from broker.bridge import check_qos, link_state
+from broker.bridge import link_state
+from broker.bridgesettings import check_qos
 from edgehive.bench.mqtt311 import (
     CONNACK,
     PINGREQ_PACKET,

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -33,15 +34,22 @@ def _free_block(count: int) -> int:
     return block[0]
 
 
-def _bridge_ports(log: Path) -> list[int]:
-    """The cloud members the bridge connected to, in turn, from its log."""
-    return [int(p) for p in re.findall(r"bridge-edge-1-cloud: connected to mqtt://edge-1@127\.0\.0\.1:(\d+)",
-                                       log.read_text(errors="replace"))]
+BRIDGE_LOG = {"python": "bridge-edge-1.log", "native": "edge-broker.log"}
+CONNECTED = {
+    "python": r"bridge-edge-1-cloud: connected to mqtt://edge-1@127\.0\.0\.1:(\d+)",
+    # mosquitto logs its attempts; while the link is up, the last attempt is the member it is on.
+    "native": r"Connecting bridge (?:\(step 1\) )?edgehive-edge-1 \(127\.0\.0\.1:(\d+)\)",
+}
 
 
-def _bridge_port(log: Path) -> int | None:
+def _bridge_ports(log: Path, bridge: str = "python") -> list[int]:
+    """The cloud members the bridge connected to (native: tried), in turn, from its log."""
+    return [int(p) for p in re.findall(CONNECTED[bridge], log.read_text(errors="replace"))]
+
+
+def _bridge_port(log: Path, bridge: str = "python") -> int | None:
     """The cloud member the bridge last connected to, from its log."""
-    ports = _bridge_ports(log)
+    ports = _bridge_ports(log, bridge)
     return ports[-1] if ports else None
 
 
@@ -62,7 +70,10 @@ def _healthy(proc: subprocess.Popen[bytes], tmp_path: Path) -> dict[str, dict[st
     return all_healthy(tmp_path / "state")
 
 
-def test_up_nats_replicas(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bridge", ["python", "native"])
+def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
+    """``bridge``: the node's link as the bridge process, or as the edge mosquitto's own bridge (the members in its
+    ``address`` line, QoS 0 down, its hello the notification and EdgeHub's repeat)."""
     require_executable("nats-server")
     mqtt = _free_block(3 * REPLICAS)  # the members' MQTT ports, then their NATS client and route ports
     nats_port = mqtt + REPLICAS
@@ -76,7 +87,7 @@ def test_up_nats_replicas(tmp_path: Path) -> None:
              "--edge-listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state),
              "--apiserver-port", str(free_port()), "--etcd-port", str(etcd_port),
              "--controller-manager-port", str(free_port()), "--scheduler-port", str(free_port()),
-             "--stream-port", str(free_port())],
+             "--stream-port", str(free_port()), "--bridge", bridge],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -105,18 +116,23 @@ def test_up_nats_replicas(tmp_path: Path) -> None:
             # again, and the node is served again. Which member takes it is NATS's to say: while JetStream elects
             # new leaders (seconds) every member refuses MQTT connects ("loading session record ... timeout"),
             # and the killed one, restarted by edgehive up meanwhile, may be the first to take the bridge back.
-            log = state / "logs" / "bridge-edge-1.log"
-            port = wait_until(lambda: _bridge_port(log), timeout=10, what="the bridge's cloud member in its log")
-            connects = len(_bridge_ports(log))
+            log = state / "logs" / BRIDGE_LOG[bridge]
+            port = wait_until(lambda: _bridge_port(log, bridge), timeout=10,
+                              what="the bridge's cloud member in its log")
+            connects = len(_bridge_ports(log, bridge))
             victim = f"nats-{port - mqtt + 1}"
             os.kill(rows[victim]["pid"], signal.SIGKILL)
-            wait_until(lambda: len(_bridge_ports(log)) > connects, timeout=30, interval=0.2,
+            wait_until(lambda: len(_bridge_ports(log, bridge)) > connects, timeout=30, interval=0.2,
                        what="the bridge connected to a member again")
-            assert f"127.0.0.1:{port} connection lost" in log.read_text(errors="replace")  # it lost the killed one
+            lost = (f"127.0.0.1:{port} connection lost" if bridge == "python"  # it lost that one
+                    else "Client edgehive-bridge-edge-1-local closed its connection")
+            assert lost in log.read_text(errors="replace")
             _run_pod(api, namespace, "after")
             healed = wait_until(lambda: (r := all_healthy(state)) and r[victim]["restarts"] == 1 and r,
                                 timeout=90, what=f"{victim} restarted and every child healthy again")
-            assert healed["bridge-edge-1"]["restarts"] == 0
+            link = "edge-broker" if bridge == "native" else "bridge-edge-1"
+            assert healed[link]["restarts"] == 0
+            assert bridge == "python" or not any(name.startswith("bridge") for name in healed)
         finally:
             core.delete_namespace(namespace)
             api.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.bridgecli import BridgeProcessSettings, add_bridge_arguments
+from broker.bridgecli import add_bridge_arguments, to_bridge
+from broker.bridgesettings import BridgeProcessSettings
 from cloud.clusterpki import ClusterPki, member_names
 from cloud.kube import Kube
 from edgehive.join import fetch_ca, join
@@ -63,6 +64,6 @@ def test_every_member_named_and_handed_to_joining_nodes(apiserver: ApiServer, tm
         parser = argparse.ArgumentParser()
         add_bridge_arguments(parser)
         bridge = settings.load(BridgeProcessSettings, parser.parse_args(["--config", str(identity.config)]), environ={})
-        assert bridge.to_bridge().down_qos == 0
+        assert to_bridge(bridge).down_qos == 0
     finally:
         server.stop()

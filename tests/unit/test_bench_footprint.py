@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from edgehive.bench.footprint import EDGE_PROCESSES, classify, settled
+from edgehive.bench.footprint import EDGE_PROCESSES, FORKSERVER, bench_footprint, classify, counted, expected, settled
+from edgehive.bench.harness import BenchError
 from edgehive.bench.procfs import Memory, cmdline, parent_pid, parse_smaps_rollup, read_memory
 from tests.fixtures.processes import wait_until
 
@@ -112,3 +113,16 @@ def test_a_forked_components_title_reads_as_its_command_line() -> None:
     finally:
         title.kill()
         title.wait()
+
+
+def test_a_native_bridge_node_has_no_bridge_process_to_count() -> None:
+    assert expected("python") == EDGE_PROCESSES
+    assert expected("native") == tuple(n for n in EDGE_PROCESSES if n != "bridge")
+    pids = {name: i for i, name in enumerate((*expected("native"), FORKSERVER, "podman"), start=100)}
+    assert counted(pids) == [*expected("native"), FORKSERVER]
+    assert counted({**pids, "bridge": 99}) == [*EDGE_PROCESSES, FORKSERVER]
+
+
+def test_the_native_bridge_on_amqtt_is_refused_before_anything_starts() -> None:
+    with pytest.raises(BenchError, match=r"--bridge native .*--edge-broker amqtt"):
+        bench_footprint(progress=False, edge_broker="amqtt", bridge="native")

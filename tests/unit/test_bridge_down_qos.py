@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from broker.bridge import Bridge, BridgeSettings
-from broker.bridgecli import BridgeProcessSettings, add_bridge_arguments
+from broker.bridgecli import add_bridge_arguments, to_bridge
+from broker.bridgesettings import BridgeProcessSettings
 from cloud.joinserver.server import JoinServerSettings
 from edgehive.bench.mqtt311 import subscribe_packet
 from edgehive.bench.simulator import Simulator
@@ -53,8 +54,8 @@ def _load(tmp_path: Path, yaml: str, *argv: str) -> BridgeProcessSettings:
 
 def test_edge_yaml_sets_it_and_the_flag_wins(tmp_path: Path) -> None:
     yaml = "node: n1\ncloud: mqtt://h:1\ndown_qos: 0\n"
-    assert _load(tmp_path, yaml).to_bridge().down_qos == 0
-    assert _load(tmp_path, yaml, "--down-qos", "1").to_bridge().down_qos == 1
+    assert to_bridge(_load(tmp_path, yaml)).down_qos == 0
+    assert to_bridge(_load(tmp_path, yaml, "--down-qos", "1")).down_qos == 1
 
 
 def test_a_bad_value_in_edge_yaml_is_refused_naming_it(tmp_path: Path) -> None:

@@ -52,3 +52,15 @@ def _under(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 def test_broker_process_loads_only_what_it_runs_on(module: str, must_not_load: tuple[str, ...]) -> None:
     loaded = _loaded(module)
     assert _under(loaded, must_not_load) == []
+
+
+def test_the_native_bridge_sections_load_no_paho() -> None:
+    """The stack and ``--mosquitto-config`` write the native bridge's sections in processes that must not load paho."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = ("import json, sys, broker.nativebridge, broker.bridgesettings, broker.mosquitto; "
+            "print(json.dumps(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = set(json.loads(proc.stdout))
+    assert "broker.nativebridge" in loaded
+    assert _under(loaded, ("paho", "runtime.connection", "runtime.bus")) == []

@@ -191,6 +191,39 @@ def test_a_bad_link_state_is_refused_and_changes_nothing(router: EdgeRouter, env
     assert router.counters.get("refused") == 1
 
 
+def test_the_native_bridges_raw_1_and_0_flip_the_link_and_1_says_hello(router: EdgeRouter) -> None:
+    """``--bridge native``: mosquitto's retained notification on the node's hello topic, read raw."""
+    up = router.from_native(b"1")
+    assert up.link is True
+    assert router.link_up is True
+    (hello,) = up.sends
+    assert isinstance(hello, Send)
+    assert (hello.topic, hello.envelope.op) == (UP, Op.KEEPALIVE)
+    assert [(s.topic, s.envelope.op, LinkChange.parse(s.envelope.body)) for s in up.announce] == [
+        (topics.cloud_link(), Op.CONNECTED, LinkChange("cloud broker connected"))]
+    again = router.from_native(b"1")
+    assert (again.link, again.sends, again.announce) == (None, [], [])
+    down = router.from_native(b"0")
+    assert (down.link, down.sends) == (False, [])
+    assert [(s.envelope.op, LinkChange.parse(s.envelope.body)) for s in down.announce] == [
+        (Op.DISCONNECTED, LinkChange("cloud broker unreachable"))]
+    assert router.link_up is False
+    assert router.counters.get("refused") == 0
+
+
+@pytest.mark.parametrize("payload", [b"", b"2", b"1\n", b"true", b"10",
+                                     bridge(Op.CONNECTED, {"state": "up", "reason": "x"}).encode()])
+def test_a_native_link_state_that_is_not_1_or_0_is_refused_counted_and_changes_nothing(
+        router: EdgeRouter, payload: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    online(router)
+    routed = router.from_native(payload)
+    assert (routed.link, routed.sends, routed.announce) == (None, [], [])
+    assert router.link_up is True
+    assert router.counters.get("refused") == 1
+    assert router.counters.get("refused_link_state") == 1
+    assert "refused a native link state" in caplog.text
+
+
 def test_keepalives_carry_the_outbox_size_while_the_link_is_up(router: EdgeRouter) -> None:
     assert router.keepalive() is None
     router.from_module(from_module("edged", Group.RESOURCE, Op.UPDATE, res=POD_STATUS, body={}), 0.0)
