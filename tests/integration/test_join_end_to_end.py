@@ -143,10 +143,9 @@ def test_init_token_join_then_pod_and_device(apiserver: ApiServer, netns_host: C
         wait_until(lambda: mine()["link"] == "up" and mine()["pods"] == {"Running": 1}, timeout=30,
                    what="edgehive status showing the node up with its pod")
         assert mine()["ready"] == "Ready"
-        # The native bridge's will is a retained 0 on the node's hello, not an envelope on its up topic: until
-        # CloudHub reads it (the CloudHub half of issue 19's native bridge), CloudHub notices the silence by its
-        # own keepalive timeout (40 s). With that change in, the native deadline is the same 25 s.
-        cut_deadline = 25 if bridge == "python" else 50
+        # Both bridges' wills reach CloudHub (the native one as a retained 0 on the node's hello), well before
+        # its own keepalive timeout (40 s) would.
+        cut_deadline = 25
         host.link(False)
         t0 = time.monotonic()
         wait_until(lambda: mine()["link"] == "down", timeout=cut_deadline,
