@@ -12,8 +12,10 @@ switching modes keeps the node's cloud session and ACL identity:
 - ``edgehive-<node>-stream``: the stream topics on a connection of their own, without a session, so a burst of
   stream frames never queues ahead of resources (the Python bridge's reason too; its resource-first gating is lost).
 
-What is weaker than the Python bridge is in /work/notes/native-bridge.md §3: mosquitto acknowledges a message once it
-holds it in memory, and the protocol's resends (outbox, CloudHub's queue) cover a killed broker.
+What is weaker than the Python bridge: mosquitto acknowledges a message once it holds it in memory, so a killed
+edge broker loses its bridge queue; the protocol's resends cover it (EdgeHub's outbox keeps each entry until
+CloudHub answers it, CloudHub's per-node queue each object until MetaManager answers it). Stream frames lose the
+resource-first gating and the lower CPU priority; the ``edgehive_bridge_*`` metrics have no native source.
 
 No paho here: the embedded broker's ``--mosquitto-config`` and the stack write configurations in processes that must
 not load it (tests/unit/test_broker_process_imports.py).

@@ -4,7 +4,7 @@ A lone CloudHub process on our shipped amqtt and on our shipped mosquitto (users
 fake node, a plain client with the node's credentials, says EdgeHub's hello keepalive on its up topic and then
 publishes, retained, the ``0`` a native bridge's will is. Then the real thing: an edge mosquitto whose
 ``connection`` section bridges the node's link to the cloud broker with ``notification_topic`` on the node's hello
-(/work/notes/native-bridge.md §4.2, with the node's password rather than certificates); it is SIGKILLed, the cloud
+(broker/nativebridge.py's settings, with the node's password rather than certificates); it is SIGKILLed, the cloud
 broker fires its will, and CloudHub announces the node disconnected.
 """
 
