@@ -109,13 +109,7 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         assert "COMPONENT" in output
         assert "bridge-edge-1" in output
     finally:
-        if proc.poll() is None:  # a failed assertion: stop the stack the normal way first
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # its children follow (PR_SET_PDEATHSIG)
-                proc.wait()
+        stop_stack(proc)
 
 
 def _kubectl(kubeconfig: Path, *args: str) -> str:
@@ -162,3 +156,15 @@ def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
     finally:
         _kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
         wait_until(lambda: not _host_pods(namespace), timeout=60, what=f"{namespace}'s pods gone from podman")
+
+
+def stop_stack(proc: subprocess.Popen[bytes]) -> None:
+    """After a test of ``edgehive up``, whatever happened: a stack still running (a failed assertion) is stopped the
+    normal way first, and killed if it does not stop within 30 s (its children follow, PR_SET_PDEATHSIG)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -17,7 +17,13 @@ import pytest
 from kubernetes import config as k8s_config
 
 from tests.fixtures.processes import free_port, wait_until
-from tests.integration.test_edgehive_up import _node_ready, _quick_start_deployment, all_healthy, status
+from tests.integration.test_edgehive_up import (
+    _node_ready,
+    _quick_start_deployment,
+    all_healthy,
+    status,
+    stop_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -67,10 +73,4 @@ def test_up_with_the_native_bridge_runs_a_pod_and_survives_an_edge_broker_kill(t
             assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived edgehive up"
         assert {row["state"] for row in status(state).values()} == {"stopped"}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_stack(proc)

@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.fixtures.processes import free_port, require_executable, wait_until
-from tests.integration.test_edgehive_up import _node_ready, all_healthy
+from tests.integration.test_edgehive_up import _node_ready, all_healthy, stop_stack
 from tests.support.cluster import wait_for_service_account
 from tests.support.fleet import podman_pods
 
@@ -140,13 +140,7 @@ def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_stack(proc)
         # The stack stops right after the namespace is deleted, before EdgeD can remove its pods: removed here, or
         # they run on in podman after the test (found left by a whole-suite run).
         for name in podman_pods(namespace):
