@@ -1,4 +1,5 @@
-"""The node's link to the cloud done by the edge mosquitto itself (``--bridge native``): its ``connection`` sections.
+"""The node's link to the cloud done by the edge mosquitto itself (``--bridge native``, the default on a mosquitto
+node): its ``connection`` sections.
 
 The Python bridge (broker/bridge.py) is a process of its own, about 11 MB of a node's 78 MB; mosquitto's bridge is
 two more client contexts inside the edge broker. The sections carry the same topics with the same client ids, so
@@ -15,7 +16,8 @@ switching modes keeps the node's cloud session and ACL identity:
 What is weaker than the Python bridge: mosquitto acknowledges a message once it holds it in memory, so a killed
 edge broker loses its bridge queue; the protocol's resends cover it (EdgeHub's outbox keeps each entry until
 CloudHub answers it, CloudHub's per-node queue each object until MetaManager answers it). Stream frames lose the
-resource-first gating and the lower CPU priority; the ``edgehive_bridge_*`` metrics have no native source.
+resource-first gating and the lower CPU priority; the ``edgehive_bridge_*`` metrics have no native source (EdgeHub's
+``edgehive_link_up`` and its ``link_drops``/``link_connects`` events say what the node sees of its link).
 
 No paho here: the embedded broker's ``--mosquitto-config`` and the stack write configurations in processes that must
 not load it (tests/unit/test_broker_process_imports.py).

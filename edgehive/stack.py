@@ -45,13 +45,27 @@ EDGE_BROKERS = ("mosquitto", "amqtt")
 take the same listener and device rules; on an idle node mosquitto takes 3 MB where amqtt takes 13 MB (``edgehive
 bench footprint``), and it carries the node's traffic faster (``edgehive bench edge``, ``twin``)."""
 DEFAULT_EDGE_BROKER = EDGE_BROKERS[0]
-BRIDGES = ("python", "native")
-"""What carries a node's link: the Python bridge (broker/bridge.py, a process of its own, the default) or the edge
-mosquitto's own bridge (broker/nativebridge.py: no process, about 11 MB less on the node; mosquitto only)."""
+BRIDGES = ("native", "python")
+"""What carries a node's link: the edge mosquitto's own bridge (broker/nativebridge.py: no process, about 9 MB less
+on the node; mosquitto only) or the Python bridge (broker/bridge.py, a process of its own). Unsaid, the node's broker
+chooses (``default_bridge``)."""
 
 
 class StackError(EdgehiveError, ValueError):
     """An option the stack cannot honour (the message names it)."""
+
+
+def default_bridge(edge_broker: str) -> str:
+    """The link a node gets when ``--bridge`` is not said: mosquitto's own bridge on mosquitto (the default broker,
+    and the smallest node), the Python bridge on amqtt, which has no bridge of its own."""
+    return "native" if edge_broker == "mosquitto" else "python"
+
+
+def resolve_bridge(bridge: str | None, edge_broker: str) -> str:
+    """``bridge`` as said, or the node's broker's default when unsaid (None); refused by name if it cannot be."""
+    chosen = default_bridge(edge_broker) if bridge is None else bridge
+    check_bridge(chosen, edge_broker)
+    return chosen
 
 
 def check_bridge(bridge: str, edge_broker: str) -> None:
@@ -86,7 +100,7 @@ class StackSettings:
     nats_port: int = 4222  # the first NATS member's client port; its route port is the next, and so on
     status_object: str = "device"  # where DeviceController writes device reports: device or devicestatus
     edge_broker: str = DEFAULT_EDGE_BROKER  # the node's broker (EDGE_BROKERS)
-    bridge: str = BRIDGES[0]  # what carries the node's link (BRIDGES)
+    bridge: str | None = None  # what carries the node's link (BRIDGES); None: the edge broker's (default_bridge)
 
 
 @dataclass
@@ -188,8 +202,8 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     cloud_env = {"EDGEHIVE_BROKER": cloud_list or cloud_urls[0].with_password()}
 
     cloud_watch = StatusWatch(cloud_urls[0], "edgehive-up-watch", "up-watch-cloud", cloud_urls[1:])
-    check_bridge(settings.bridge, settings.edge_broker)
-    edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge", native_links=settings.bridge == "native")
+    bridge = resolve_bridge(settings.bridge, settings.edge_broker)
+    edge_watch = StatusWatch(edge_url, "edgehive-up-watch", "up-watch-edge", native_links=bridge == "native")
     children: list[Child] = []
     watches = [cloud_watch.connection, edge_watch.connection]
     kubeconfig = settings.kubeconfig
@@ -249,7 +263,7 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
     # On NATS the bridge's down subscription is QoS 0: no JetStream consumer per node (broker/bridge.py says why).
     bridge_args = ("--down-qos", "0") if nats else ()
     bridge_lines = bridge_sections(settings.node, BrokerUrl.parse_list(bridge_env["EDGEHIVE_CLOUD"]),
-                                   down_qos=0 if nats else 1) if settings.bridge == "native" else []
+                                   down_qos=0 if nats else 1) if bridge == "native" else []
     children += edge_children(settings.node, settings.state_dir, settings.edge_listen, edge_watch, bridge_args,
                               bridge_env, edge_broker=settings.edge_broker, bridge_lines=bridge_lines)
     log.info("stack state in %s; kubeconfig %s; cloud broker password in %s", settings.state_dir, kubeconfig,
@@ -425,12 +439,13 @@ def cluster_stream_server_child(settings: StackSettings, kubeconfig: Path, cloud
 
 def build_joined_edge(state_dir: Path, edge_listen: Address, broker_args: tuple[str, ...] = (),
                       edge_broker: str = DEFAULT_EDGE_BROKER,
-                      bridge: str = BRIDGES[0]) -> tuple[list[Child], list[Connection]]:
+                      bridge: str | None = None) -> tuple[list[Child], list[Connection]]:
     """The processes of a node that ``edgehive join`` set up in ``state_dir``: its link uses edge.yaml (the Python
-    bridge reads it; for ``bridge="native"`` the edge mosquitto's sections are written from it).
+    bridge reads it; for ``bridge="native"``, the default on mosquitto, the edge mosquitto's sections are written
+    from it).
 
     ``broker_args`` go to the node's broker (a device listener for devices on other hosts)."""
-    check_bridge(bridge, edge_broker)
+    bridge = resolve_bridge(bridge, edge_broker)
     config = state_dir / "edge.yaml"
     if not config.exists():
         raise FileNotFoundError(f"{config} is missing: run edgehive join first")

@@ -121,9 +121,10 @@ def _broker_problem(args: argparse.Namespace) -> str:
 
 
 def _bridge_problem(args: argparse.Namespace) -> str:
-    """--bridge native with a broker that cannot carry it ("" when nothing)."""
+    """--bridge native with a broker that cannot carry it ("" when nothing); an unsaid --bridge becomes the edge
+    broker's default (``stack.default_bridge``)."""
     try:
-        stack.check_bridge(args.bridge, args.edge_broker)
+        args.bridge = stack.resolve_bridge(args.bridge, args.edge_broker)
     except stack.StackError as exc:
         return str(exc)
     return ""
@@ -224,10 +225,10 @@ def _add_edge_broker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-broker", choices=stack.EDGE_BROKERS, default=stack.DEFAULT_EDGE_BROKER,
                         help="the node's broker: mosquitto (the default: a C broker, 3 MB on an idle node) or amqtt "
                              "(the embedded broker, forked with the components: 13 MB); the same rules on either")
-    parser.add_argument("--bridge", choices=stack.BRIDGES, default=stack.BRIDGES[0],
-                        help="what carries the node's link to the cloud: python (the default: the bridge process, "
-                             "broker/bridge.py) or native (the edge mosquitto's own bridge: no process, about 11 MB "
-                             "less; needs --edge-broker mosquitto)")
+    parser.add_argument("--bridge", choices=stack.BRIDGES, default=None,
+                        help="what carries the node's link to the cloud: native (the edge mosquitto's own bridge: no "
+                             "process, about 9 MB less; the default with --edge-broker mosquitto) or python (the "
+                             "bridge process, broker/bridge.py; the default with --edge-broker amqtt)")
 
 
 def add_edge_arguments(edge: argparse.ArgumentParser) -> None:

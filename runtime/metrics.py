@@ -146,6 +146,11 @@ class ComponentCollector:
             gauge = GaugeMetricFamily("edgehive_outbox_size", "Entries in this node's outbox", labels=["node"])
             gauge.add_metric([self.node], report["outbox_size"])
             yield gauge
+        if isinstance(report.get("link_up"), bool):  # EdgeHub: the link as the node sees it, whatever bridge
+            link = GaugeMetricFamily("edgehive_link_up", "1 while this node's link to the cloud is up",
+                                     labels=["node"])
+            link.add_metric([self.node], float(report["link_up"]))
+            yield link
 
 
 def parse_listen(listen: str) -> Address:

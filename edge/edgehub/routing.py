@@ -368,6 +368,8 @@ class EdgeRouter:
         self.link_up = up
         routed = Routed(link=up if changed else None)
         if changed:  # whatever was in flight goes again on the new link, and the cloud there says anew what it takes
+            # Counted here, whichever bridge carries the link: with mosquitto's own there are no bridge metrics.
+            self.counters.inc("link_connects" if up else "link_drops")
             self.window.restart()
             self.cloud_batch_bytes = None
             self._answer_due = self._clock() + self.answer_wait_s if up and self.batch_bytes is not None else None

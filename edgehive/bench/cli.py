@@ -36,7 +36,8 @@ def _run_bench(measure: Callable[[], R], report: Callable[[R, bool], None], args
 def _link(args: argparse.Namespace) -> int:
     from edgehive.bench import link  # noqa: PLC0415 (a scenario is loaded when it runs)
 
-    return _run_bench(lambda: link.bench_link(args.broker, args.messages, args.rate, progress=True),
+    return _run_bench(lambda: link.bench_link(args.broker, args.messages, args.rate, progress=True,
+                                              bridge=args.bridge),
                       link.print_report, args)
 
 
@@ -138,6 +139,9 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
     link.add_argument("--broker", choices=KINDS, default="amqtt")
     link.add_argument("--messages", type=int, default=5000, help="messages per throughput run (default 5000)")
     link.add_argument("--rate", type=int, default=1000, help="msg/s for the latency runs (default 1000)")
+    link.add_argument("--bridge", choices=("native", "python"), default=None,
+                      help="the bridge, as edgehive up's --bridge (default as there: native on mosquitto, python on "
+                           "amqtt)")
     link.add_argument("--json", action="store_true", help="print one JSON object")
     link.set_defaults(func=_link)
     edge = scenarios.add_parser("edge", help="an edge node: commits/s, pod start, offline restore")
@@ -181,9 +185,9 @@ def add_arguments(bench_parser: argparse.ArgumentParser) -> None:
                            help="how edgehive up starts the edge components (default fork, as edgehive up does)")
     footprint.add_argument("--edge-broker", choices=("mosquitto", "amqtt"), default="mosquitto",
                            help="the node's broker, as edgehive up's --edge-broker (default mosquitto, as there)")
-    footprint.add_argument("--bridge", choices=("python", "native"), default="python",
-                           help="the node's link, as edgehive up's --bridge (default python, as there; native: no "
-                                "bridge process, needs --edge-broker mosquitto)")
+    footprint.add_argument("--bridge", choices=("native", "python"), default=None,
+                           help="the node's link, as edgehive up's --bridge (default as there: native on mosquitto, "
+                                "python on amqtt)")
     footprint.add_argument("--json", action="store_true", help="print one JSON object")
     footprint.set_defaults(func=_footprint)
     scale = scenarios.add_parser("scale", help="one CloudHub and EdgeController with many simulated nodes: CPU, "

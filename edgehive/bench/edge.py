@@ -284,6 +284,8 @@ def bench_edge(objects: int = 1000, pods: int = 20, restore_pods: int = 10, prog
         work = bench_workdir(stack, "ehbe-")
         say(f"working in {work}")
         say("starting brokers, bridge and a private podman service")
+        # The bridge process on both broker kinds (not mosquitto's own, a node's default there): the offline
+        # restore cuts the link by stopping it, and the commits are EdgeHub's and MetaManager's either way.
         brokers = start_brokers(stack, work, broker)
         podman = start_podman(stack, work)
         bridge = stack.enter_context(_Restartable(brokers.bridge_argv(), work / "bridge.log"))

@@ -44,7 +44,7 @@ from edgehive.bench.harness import BenchError, bench_workdir, free_port, progres
 from edgehive.bench.procfs import Memory, cmdline, descendants, read_memory, start_time, stat_fields
 from edgehive.deathsig import die_with_parent
 from edgehive.localcluster import APISERVER_BIN
-from edgehive.stack import BRIDGES, DEFAULT_EDGE_BROKER, StackError, check_bridge
+from edgehive.stack import BRIDGES, DEFAULT_EDGE_BROKER, StackError, default_bridge, resolve_bridge
 
 NODE = "edge-1"
 IMAGE = "localhost/busybox:latest"
@@ -96,7 +96,7 @@ class FootprintReport:
     duration_s: float
     edge_start: str = "fork"
     edge_broker: str = DEFAULT_EDGE_BROKER
-    bridge: str = BRIDGES[0]
+    bridge: str = default_bridge(DEFAULT_EDGE_BROKER)
     goal_mb: float = GOAL_MB
 
 
@@ -398,9 +398,10 @@ def _start_up(stack: ExitStack, podman: str, namespace: str, say: Callable[[str]
 
 
 def bench_footprint(pods: int = 10, progress: bool = True, edge_start: str = "fork",
-                    edge_broker: str = DEFAULT_EDGE_BROKER, bridge: str = BRIDGES[0]) -> FootprintReport:
+                    edge_broker: str = DEFAULT_EDGE_BROKER, bridge: str | None = None) -> FootprintReport:
+    """``bridge`` None: the edge broker's default, as ``edgehive up`` chooses it."""
     try:
-        check_bridge(bridge, edge_broker)
+        bridge = resolve_bridge(bridge, edge_broker)
     except StackError as exc:
         raise BenchError(f"bench footprint: {exc}") from None
     say = progress_printer("footprint", progress)

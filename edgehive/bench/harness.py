@@ -231,6 +231,29 @@ def wait_for_envelope(url: BrokerUrl, topic_filter: str, accept: Callable[[Envel
         watch.close(drain_timeout=0)
 
 
+def wait_for_payload(url: BrokerUrl, topic: str, payload: bytes, timeout: float, what: str) -> None:
+    """Until ``payload`` arrives on ``topic`` as raw bytes (retained ones count); BenchError after ``timeout``."""
+    done = threading.Event()
+
+    def on_message(incoming: Incoming) -> None:
+        incoming.ack()
+        if incoming.payload == payload:
+            done.set()
+
+    client_id = f"bench-watch-{os.urandom(3).hex()}"
+    connection = Connection(ConnectionSettings(url=url, client_id=client_id), name=client_id)
+    connection.subscribe(topic)
+    connection.on_message(on_message)
+    connection.start()
+    try:
+        if not connection.wait_connected(20):
+            raise BenchError(f"cannot connect to {url} to watch {what}")
+        if not done.wait(timeout):
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    finally:
+        connection.close(drain_timeout=0)
+
+
 def wait_status(url: BrokerUrl, components: tuple[str, ...], timeout: float = 60) -> None:
     """Until every one of ``components`` has said ``up`` in its retained status on the broker at ``url``: a name
     such as ``cloudhub`` is met by any replica of it, ``cloudhub/<replica>`` by that replica."""
@@ -247,10 +270,15 @@ def wait_status(url: BrokerUrl, components: tuple[str, ...], timeout: float = 60
     wait_for_envelope(url, topics.all_status(), accept, timeout, f"{', '.join(components)} to report up")
 
 
-def wait_link(url: BrokerUrl, node: str, up: bool, timeout: float = 30) -> None:
-    """Until the bridge of ``node`` says, on the edge broker at ``url``, that its link is up (or down)."""
-    wait_for_envelope(url, topics.link_state(node), lambda e: (e.op == Op.CONNECTED) == up, timeout,
-                      f"the bridge to report the link {'up' if up else 'down'}")
+def wait_link(url: BrokerUrl, node: str, up: bool, timeout: float = 30, native: bool = False) -> None:
+    """Until the bridge of ``node`` says, on the edge broker at ``url``, that its link is up (or down): the bridge
+    process in an envelope on the link-state topic, mosquitto's own bridge (``native``) as a raw ``1``/``0`` on the
+    node's hello topic."""
+    what = f"the bridge to report the link {'up' if up else 'down'}"
+    if native:
+        wait_for_payload(url, topics.link_hello(node), topics.NATIVE_UP if up else topics.NATIVE_DOWN, timeout, what)
+        return
+    wait_for_envelope(url, topics.link_state(node), lambda e: (e.op == Op.CONNECTED) == up, timeout, what)
 
 
 class _Receiver:

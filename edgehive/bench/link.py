@@ -1,7 +1,9 @@
 """``edgehive bench link``: what the bridge costs, against a baseline measured in the same run.
 
 The baseline is two clients on one broker (publisher -> cloud broker -> subscriber).
-The bridged path is publisher -> cloud broker -> bridge -> edge broker -> subscriber.
+The bridged path is publisher -> cloud broker -> bridge -> edge broker -> subscriber, where
+the bridge is what a node of that broker kind runs by default (``edgehive.stack.default_bridge``):
+mosquitto's own bridge inside the edge mosquitto, or the bridge process (``--bridge python``).
 Throughput is measured flat out with QoS 1 and a bounded window; latency at a fixed
 1,000 msg/s on both paths, so the difference is what the bridge adds. This machine
 is noisy, so only ratios and differences from one run mean anything.
@@ -9,6 +11,7 @@ is noisy, so only ratios and differences from one run mean anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
+from broker.nativebridge import bridge_sections
 from broker.passwords import set_password
 from edgehive.bench.harness import (
     BenchError,
@@ -28,6 +32,7 @@ from edgehive.bench.harness import (
     run_path,
     wait_link,
 )
+from edgehive.stack import StackError, resolve_bridge
 from runtime.url import BrokerUrl
 from schemas import topics
 
@@ -39,6 +44,7 @@ NODE_PASSWORD = "bench-node-pw"
 @dataclass
 class LinkReport:
     broker: str
+    bridge: str
     messages: int
     baseline_msgs_per_s: float
     bridge_msgs_per_s: float
@@ -49,8 +55,13 @@ class LinkReport:
     added_latency_ms: dict[str, float]
 
 
-def bench_link(kind: str, messages: int, rate: int, progress: bool = True) -> LinkReport:
-    say = progress_printer(f"link {kind}", progress)
+def bench_link(kind: str, messages: int, rate: int, progress: bool = True, bridge: str | None = None) -> LinkReport:
+    """``bridge`` None: the broker kind's default, as on a node."""
+    try:
+        bridge = resolve_bridge(bridge, kind)
+    except StackError as exc:
+        raise BenchError(f"bench link: {exc}") from None
+    say = progress_printer(f"link {kind} --bridge {bridge}", progress)
     with tempfile.TemporaryDirectory(prefix="edgehive-bench-") as tmp:
         work = Path(tmp)
         passwd = work / "passwd"
@@ -63,17 +74,21 @@ def bench_link(kind: str, messages: int, rate: int, progress: bool = True) -> Li
         (work / "edge").mkdir()
         cloud_admin = BrokerUrl("127.0.0.1", cloud_port, username=CLOUD_USER, password=CLOUD_PASSWORD)
         edge_url = BrokerUrl("127.0.0.1", edge_port)
-        say("starting the cloud broker, the edge broker and the bridge")
+        node_url = BrokerUrl("127.0.0.1", cloud_port, username=NODE, password=NODE_PASSWORD)
+        native = bridge_sections(NODE, (node_url,)) if bridge == "native" else []
+        say(f"starting the cloud broker, the edge broker and the bridge ({bridge})")
         with (
             process(broker_argv(kind, cloud_settings, work / "cloud"), work / "cloud.log"),
-            process(broker_argv(kind, edge_settings, work / "edge"), work / "edge.log"),
+            process(broker_argv(kind, edge_settings, work / "edge", native), work / "edge.log"),
         ):
             if not (wait_ready(cloud_admin, 20) and wait_ready(edge_url, 20)):
                 raise BenchError(f"bench: the {kind} brokers did not start; see {work}/*.log")
             bridge_argv = [sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
                            "--cloud", f"mqtt://{NODE}:{NODE_PASSWORD}@127.0.0.1:{cloud_port}"]
-            with process(bridge_argv, work / "bridge.log"):
-                wait_link(edge_url, NODE, up=True)
+            with contextlib.ExitStack() as running:
+                if bridge == "python":
+                    running.enter_context(process(bridge_argv, work / "bridge.log"))
+                wait_link(edge_url, NODE, up=True, native=bridge == "native")
                 baseline = Route("baseline", cloud_admin, cloud_admin, "bench/baseline")
                 bridged = Route("bridged", cloud_admin, edge_url, topics.link_down(NODE))
                 say(f"baseline: {messages} QoS 1 messages through one broker")
@@ -86,7 +101,7 @@ def bench_link(kind: str, messages: int, rate: int, progress: bool = True) -> Li
                 _, bridge_lat = run_path(bridged, latency_count, rate)
     base_p, bridge_p = percentiles(base_lat), percentiles(bridge_lat)
     return LinkReport(
-        broker=kind, messages=messages,
+        broker=kind, bridge=bridge, messages=messages,
         baseline_msgs_per_s=round(baseline_rate, 1), bridge_msgs_per_s=round(bridge_rate, 1),
         ratio=round(bridge_rate / baseline_rate, 3), rate_for_latency=rate,
         baseline_latency_ms=base_p, bridge_latency_ms=bridge_p,
@@ -98,6 +113,7 @@ def print_report(report: LinkReport, as_json: bool) -> None:
     if as_json:
         print(json.dumps({
             "broker": report.broker,
+            "bridge": report.bridge,
             "baseline_msgs_per_s": report.baseline_msgs_per_s,
             "bridge_msgs_per_s": report.bridge_msgs_per_s,
             "ratio": report.ratio,
@@ -105,7 +121,8 @@ def print_report(report: LinkReport, as_json: bool) -> None:
             "details": asdict(report),
         }))
         return
-    print(f"link benchmark, {report.broker} brokers, {report.messages} QoS 1 messages per throughput run")
+    print(f"link benchmark, {report.broker} brokers, --bridge {report.bridge}, {report.messages} QoS 1 messages per "
+          "throughput run")
     print(f"  baseline (one broker)      {report.baseline_msgs_per_s:>10.0f} msg/s")
     print(f"  through the bridge         {report.bridge_msgs_per_s:>10.0f} msg/s   ratio {report.ratio:.2f} "
           f"(goal >= 0.8)")

@@ -1,9 +1,10 @@
 """The edgehive system that ``bench edge``, ``bench cloud`` and ``bench twin`` start, each part its own process.
 
-Brokers (the cloud's with users, the node's) and the bridge between them; a podman service of the
-bench's own (its own storage root, the busybox image imported); one node's edge components; and,
-for cloud and twin, a local API server with CloudHub, EdgeController and DeviceController. All of it
-is stopped by the ExitStack it was started on.
+Brokers (the cloud's with users, the node's) and the bridge between them, the one a node of that broker kind
+runs by default (``edgehive.stack.default_bridge``: mosquitto's own bridge inside the edge mosquitto, the bridge
+process on amqtt); a podman service of the bench's own (its own storage root, the busybox image imported); one
+node's edge components; and, for cloud and twin, a local API server with CloudHub, EdgeController and
+DeviceController. All of it is stopped by the ExitStack it was started on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv, wait_ready
+from broker.nativebridge import bridge_sections
 from broker.passwords import set_password
 from cloud.kube import Kube
 from edgehive.bench.harness import (
@@ -32,6 +34,7 @@ from edgehive.bench.harness import (
 )
 from edgehive.bench.shapedlink import ShapedLink
 from edgehive.localcluster import STREAM_CERT, STREAM_KEY
+from edgehive.stack import default_bridge
 from runtime.url import BrokerUrl
 
 NODE = "bench-edge"
@@ -57,9 +60,11 @@ class Brokers:
                 "--cloud", f"mqtt://{NODE}:{NODE_PASSWORD}@{host}:{port}"]
 
 
-def start_brokers(stack: ExitStack, work: Path, broker: str, link: ShapedLink | None = None) -> Brokers:
+def start_brokers(stack: ExitStack, work: Path, broker: str, link: ShapedLink | None = None,
+                  native: bool = False) -> Brokers:
     """The cloud broker (users: the cloud's and NODE's) and the node's broker, both ``broker`` kind, running.
-    With ``link``, the bridge reaches the cloud broker across it."""
+    With ``link``, the bridge reaches the cloud broker across it. ``native``: the node's broker carries the link
+    itself (mosquitto's own bridge, broker/nativebridge.py), so no bridge process is to be started."""
     passwd = work / "passwd"
     set_password(passwd, CLOUD_USER, CLOUD_PASSWORD)
     set_password(passwd, NODE, NODE_PASSWORD)
@@ -69,9 +74,11 @@ def start_brokers(stack: ExitStack, work: Path, broker: str, link: ShapedLink | 
     cloud_listen = (f"127.0.0.1:{cloud_port}", *((f"{link.host_address}:{link_port}",) if link else ()))
     stack.enter_context(process(broker_argv(broker, BrokerSettings(
         listen=cloud_listen, password_file=str(passwd)), work / "cloud"), work / "cloud.log"))
-    stack.enter_context(process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
-                                            work / "edge"), work / "edge.log"))
     bridge_cloud = (link.address, link.forward(link.host_address, link_port)) if link else None
+    host, port = bridge_cloud or ("127.0.0.1", cloud_port)
+    lines = bridge_sections(NODE, (BrokerUrl(host, port, username=NODE, password=NODE_PASSWORD),)) if native else []
+    stack.enter_context(process(broker_argv(broker, BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)),
+                                            work / "edge", lines), work / "edge.log"))
     brokers = Brokers(BrokerUrl("127.0.0.1", cloud_port, username=CLOUD_USER, password=CLOUD_PASSWORD),
                       BrokerUrl("127.0.0.1", edge_port), bridge_cloud)
     if not (wait_ready(brokers.cloud, 20) and wait_ready(brokers.edge, 20)):
@@ -120,16 +127,18 @@ def start_podman(stack: ExitStack, work: Path) -> Podman:
 class EdgeProcesses:
     """NODE's edge components, each ``python -m`` as ``edgehive up`` runs them; started and stopped as a group."""
 
-    def __init__(self, work: Path, edge_url: BrokerUrl, podman_url: str) -> None:
+    def __init__(self, work: Path, edge_url: BrokerUrl, podman_url: str, bridge: str = "python") -> None:
         self.work = work
         self.edge_url = edge_url
         self.podman_url = podman_url
+        self.bridge = bridge
+        """What carries the link, which EdgeHub follows (``--bridge``)."""
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, with_edged: bool = True, with_stream: bool = False) -> None:
         common = ["--node", NODE, "--broker", str(self.edge_url)]
         argvs = [
-            ["edge.edgehub", "--outbox", str(self.work / "outbox.db")],
+            ["edge.edgehub", "--outbox", str(self.work / "outbox.db"), "--bridge", self.bridge],
             ["edge.metamanager", "--db", str(self.work / "meta.db")],
         ]
         if with_edged:
@@ -179,15 +188,17 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
     ``control_plane``: kube-controller-manager and kube-scheduler too (and the ServiceAccount admission plugin:
     a pod is admitted once its namespace has its service account). ``stream``: the cloud stream server and the
     node's stream end too, the node advertising the stream server as its kubelet (kubectl logs, exec, ...).
-    ``link``: the bridge reaches the cloud broker across it (every cloud-edge byte crosses it)."""
+    ``link``: the bridge reaches the cloud broker across it (every cloud-edge byte crosses it). The bridge is the
+    broker kind's default on a node: mosquitto's own, or the bridge process on amqtt."""
     require_podman()
+    bridge = default_bridge(broker)
     work = bench_workdir(stack, "ehbench-")
     say(f"working in {work}; starting the API server, brokers, cloud and edge components")
     local = bench_apiserver(stack, work, control_plane)
     local.prepare()
     stack.enter_context(process(local.etcd_argv(), work / "etcd.log"))
     stack.enter_context(process(local.apiserver_argv(), work / "apiserver.log"))
-    brokers = start_brokers(stack, work, broker, link)
+    brokers = start_brokers(stack, work, broker, link, native=bridge == "native")
     wait_until(local.ready, 60, f"the API server (see {work}/apiserver.log)")
     if control_plane:
         stack.enter_context(process(local.controller_manager_argv(), work / "kube-controller-manager.log"))
@@ -206,10 +217,11 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
         stack.enter_context(process([sys.executable, "-m", f"cloud.{component}", *extra], work / f"{component}.log",
                                     env))
     podman = start_podman(stack, work)
-    stack.enter_context(process(brokers.bridge_argv(), work / "bridge.log"))
+    if bridge == "python":
+        stack.enter_context(process(brokers.bridge_argv(), work / "bridge.log"))
     if before_edge is not None:
         before_edge(brokers.edge)
-    edge = EdgeProcesses(work, brokers.edge, podman.url)
+    edge = EdgeProcesses(work, brokers.edge, podman.url, bridge)
     stack.callback(edge.stop)
     edge.start(with_stream=stream)
     wait_status(brokers.edge, EDGE_COMPONENTS)

@@ -1,4 +1,5 @@
-"""`edgehive up` (the README's main command): healthy children, restarts after kill -9, clean Ctrl-C."""
+"""`edgehive up` (the README's main command) with the Python bridge: healthy children, restarts after kill -9, clean
+Ctrl-C. The default link, mosquitto's own bridge, is test_edgehive_up_native.py's."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with (tmp_path / "up.out").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
+            [sys.executable, "-m", "edgehive", "up", "--bridge", "python", "--cloud-listen", f"127.0.0.1:{cloud}",
              "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
              "--etcd-port", str(etcd_port), "--controller-manager-port", str(free_port()),
              "--scheduler-port", str(free_port()), "--stream-port", str(free_port())],

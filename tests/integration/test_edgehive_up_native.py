@@ -1,8 +1,10 @@
-"""``edgehive up --bridge native``: the stack with no bridge process, the edge mosquitto carrying the node's link.
+"""``edgehive up`` as the README runs it, on its defaults: no bridge process, the edge mosquitto's own bridge carrying
+the node's link (``--bridge native``, the default on mosquitto).
 
-The twin of test_edgehive_up.py: every child healthy (the edge broker only once its link is up), edge-1 registers
-and a deployment's pod runs on it (resources down, statuses up, kubectl logs through the stream connection); the
-edge broker killed -9 comes back with its link, without a restart of anything else; Ctrl-C stops everything.
+The twin of test_edgehive_up.py (the Python bridge): every child healthy (the edge broker only once its link is
+up), edge-1 registers and a deployment's pod runs on it (resources down, statuses up, kubectl logs through the stream
+connection); the edge broker killed -9 comes back with its link, without a restart of anything else; Ctrl-C stops
+everything.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def test_up_with_the_native_bridge_runs_a_pod_and_survives_an_edge_broker_kill(t
     state = tmp_path / "state"
     with (tmp_path / "up.out").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgehive", "up", "--bridge", "native", "--cloud-listen", f"127.0.0.1:{cloud}",
+            [sys.executable, "-m", "edgehive", "up", "--cloud-listen", f"127.0.0.1:{cloud}",
              "--edge-listen", f"127.0.0.1:{edge}", "--state-dir", str(state), "--apiserver-port", str(free_port()),
              "--etcd-port", str(etcd_port), "--controller-manager-port", str(free_port()),
              "--scheduler-port", str(free_port()), "--stream-port", str(free_port())],

@@ -6,7 +6,8 @@ What it shows: EdgeHub's cloud link follows mosquitto's own notification (connec
 deadline, connected again at the heal); EdgeHub's up path (its hello keepalive and an outbox entry) reaches the
 cloud's up topic and the cloud's down topic reaches the edge broker and EdgeHub's routing; the stream connection
 carries frames; and the cloud broker holds a retained ``1`` on the node's hello while the link is up and the will,
-a retained ``0``, once it is cut; EdgeHub's hello repeat is published on the edge broker.
+a retained ``0``, once it is cut; EdgeHub's hello repeat is published on the edge broker; with no bridge process and
+so no bridge metrics, EdgeHub's own (``edgehive_link_up``, the link's drops and connects) follow the cut and the heal.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from schemas.resource import ResourceKey
 from tests.fixtures.brokers import Broker, BrokerFactory
 from tests.fixtures.mqtt import TestClient, mqtt_ready
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
+from tests.integration.test_metrics import value
 from tests.support.tcpproxy import CuttableProxy
 
 pytestmark = pytest.mark.slow
@@ -46,6 +48,7 @@ class NativeNode:
     edge_port: int
     edge_broker: ManagedProcess
     edgehub: ManagedProcess
+    metrics_port: int
 
     def edge_client(self) -> TestClient:
         return TestClient(self.edge_host, self.edge_port, timeout=LINK_DEADLINE_S)
@@ -104,7 +107,7 @@ def native_node(request: pytest.FixtureRequest, edgehive_broker: BrokerFactory,
     cloud = edgehive_broker(request.param, users=USERS)
     proxy = CuttableProxy(cloud.host, cloud.port)
     lines = bridge_sections(NODE, (BrokerUrl("127.0.0.1", proxy.port, username=NODE, password=USERS[NODE]),))
-    edge_port = free_port()
+    edge_port, metrics_port = free_port(), free_port()
     argv = broker_argv("mosquitto", BrokerSettings(listen=(f"127.0.0.1:{edge_port}",)), tmp_path / "edge", lines)
     edge_broker = ManagedProcess("edge-mosquitto", argv, tmp_path / "edge-mosquitto.log").start()
     edgehub: ManagedProcess | None = None
@@ -114,12 +117,12 @@ def native_node(request: pytest.FixtureRequest, edgehive_broker: BrokerFactory,
         edgehub = ManagedProcess("edgehub", [
             sys.executable, "-m", "edge.edgehub", "--node", NODE, "--broker", f"mqtt://127.0.0.1:{edge_port}",
             "--outbox", str(tmp_path / "outbox.db"), "--keepalive-s", "3", "--resend-s", "3", "--bridge", "native",
-            "--log-level", "info"], tmp_path / "edgehub.log").start()
+            "--log-level", "info", "--metrics-listen", f"127.0.0.1:{metrics_port}"], tmp_path / "edgehub.log").start()
         with TestClient("127.0.0.1", edge_port) as watcher:
             watcher.subscribe(topics.status("edgehub"))
             wait_until(lambda: decode(watcher.expect().payload).body.get("pid") == edgehub.pid, timeout=30,
                        what="edgehub up", alive=edgehub)
-        yield NativeNode(cloud, proxy, "127.0.0.1", edge_port, edge_broker, edgehub)
+        yield NativeNode(cloud, proxy, "127.0.0.1", edge_port, edge_broker, edgehub, metrics_port)
     finally:
         if edgehub is not None:
             edgehub.stop()
@@ -171,9 +174,18 @@ def test_a_cut_says_disconnected_and_leaves_the_will_then_the_heal_connects_agai
         edge.subscribe(topics.cloud_link())
         _envelope_until(edge, topics.cloud_link(), lambda e: e.op == Op.CONNECTED)
 
+        link_up = f'edgehive_link_up{{node="{NODE}"}}'
+        assert value(node.metrics_port, link_up) == 1
+        drops = f'edgehive_events_total{{component="edgehub",event="link_drops",node="{NODE}"}}'
+        connects = f'edgehive_events_total{{component="edgehub",event="link_connects",node="{NODE}"}}'
+        assert value(node.metrics_port, drops) == -1  # never counted yet: no sample
+        assert value(node.metrics_port, connects) == 1
+
         node.proxy.cut()
         _envelope_until(edge, topics.cloud_link(), lambda e: e.op == Op.DISCONNECTED)
         _payload_until(cloud, topics.link_hello(NODE), topics.NATIVE_DOWN)  # the bridge's will
+        assert value(node.metrics_port, link_up) == 0
+        assert value(node.metrics_port, drops) == 1
     assert _retained(node.cloud_client, topics.link_hello(NODE)) == topics.NATIVE_DOWN
     assert _retained(node.edge_client, topics.link_hello(NODE)) == topics.NATIVE_DOWN
 
@@ -183,5 +195,7 @@ def test_a_cut_says_disconnected_and_leaves_the_will_then_the_heal_connects_agai
         node.proxy.heal()
         _envelope_until(edge, topics.cloud_link(), lambda e: e.op == Op.CONNECTED)
     assert _retained(node.cloud_client, topics.link_hello(NODE)) == topics.NATIVE_UP
+    assert value(node.metrics_port, link_up) == 1
+    assert value(node.metrics_port, connects) == 2
     assert node.edgehub.returncode() is None
     assert node.edge_broker.returncode() is None

@@ -366,6 +366,39 @@ def test_edge_envelope_topics(edge: Rig) -> None:
     assert device_request(rig, "twin/get", {"event_id": "after"})["twin"]["temperature"]["actual"]["value"] == "20.5"
 
 
+def native_link_states() -> st.SearchStrategy[Case]:
+    """Anything on the node's hello topic that is not mosquitto's own ``1`` or ``0``: near misses and noise."""
+    near = st.sampled_from([b"", b"1\n", b" 1", b"01", b"10", b"2", b"true", b"connected", b"\x01", b"\x00", b"0 "])
+    noise = st.binary(max_size=300).filter(lambda b: b not in (topics.NATIVE_UP, topics.NATIVE_DOWN))
+    return st.one_of(near, noise).map(lambda payload: Case(topics.link_hello(NODE), payload, {"edgehub": 1}))
+
+
+def test_native_link_state(rigs: Callable[[topics.Side], Rig]) -> None:
+    """EdgeHub behind mosquitto's own bridge (``--bridge native``, the default on a mosquitto node) takes the link's
+    state from the raw ``1``/``0`` mosquitto publishes on the node's hello topic. Anything else there is refused and
+    counted, and moves nothing: a link down stays down, a link up stays up, the outbox is untouched; mosquitto's
+    own ``1`` and ``0`` still work after it."""
+    rig = rigs(topics.Side.EDGE)
+    rig.stores = {"edgehub": rig.workdir / "outbox.db"}
+    rig.start({"edgehub": [sys.executable, "-m", "edge.edgehub", "--node", NODE, "--broker", rig.broker.url(),
+                           "--outbox", str(rig.stores["edgehub"]), "--bridge", "native"]})
+    store = rig.dump()
+    totals = {"edgehub": rig.counters("edgehub")}
+    expected: Counter[str] = Counter()
+    for state, up in ((None, False), (topics.NATIVE_UP, True)):
+        if state is not None:
+            rig.publisher.publish(topics.link_hello(NODE), state)
+            wait_until(lambda: rig.report("edgehub")["link_up"] is True, timeout=WAIT_S, what="the link up on 1",
+                       alive=rig.processes["edgehub"])
+        expected += rig.fuzz(native_link_states())
+        assert rig.report("edgehub")["link_up"] is up, f"a refused payload moved the link from {up}"
+        assert rig.dump() == store, "a payload on the hello topic changed the outbox"
+        assert_counters_sane(rig, totals, expected)
+    rig.publisher.publish(topics.link_hello(NODE), topics.NATIVE_DOWN)
+    wait_until(lambda: rig.report("edgehub")["link_up"] is False, timeout=WAIT_S, what="the link down on 0",
+               alive=rig.processes["edgehub"])
+
+
 # -- the device topics, through EventBus to DeviceTwin --------------------------------------------------------
 
 _topic_level = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"],

@@ -32,7 +32,7 @@ from kubernetes import client as k8s
 
 from broker.embedded import BrokerSettings
 from broker.launch import broker_argv
-from edgehive.stack import DEFAULT_EDGE_BROKER
+from edgehive.stack import DEFAULT_EDGE_BROKER, resolve_bridge
 from schemas.podrefs import config_refs
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import tcp_ready
@@ -53,6 +53,9 @@ CLOUD_COMPONENTS = ("cloudhub", "edgecontroller", "devicecontroller")
 EDGE_BROKER = os.environ.get("EDGEHIVE_FLEET_EDGE_BROKER") or DEFAULT_EDGE_BROKER
 """The nodes' broker kind (``edgehive edge --edge-broker``): the default one, unless the variable names the other
 to run the scenarios on it."""
+EDGE_BRIDGE = os.environ.get("EDGEHIVE_FLEET_BRIDGE") or None
+"""The nodes' link (``edgehive edge --bridge``): the edge broker's default (mosquitto's own bridge on mosquitto, the
+Python bridge on amqtt), unless the variable names one."""
 
 
 def run(argv: list[str], timeout: float = 120) -> str:
@@ -75,6 +78,11 @@ class EdgeSite:
     data_tmpfs_mb: int | None = None
     """The node's data directory (its SQLite stores, pod volumes) on a tmpfs this small: a disk that can fill."""
     edge_broker: str = EDGE_BROKER
+
+    @property
+    def bridge(self) -> str:
+        """What carries the node's link, as ``edgehive edge`` chooses it (refused by name if it cannot be)."""
+        return resolve_bridge(EDGE_BRIDGE, self.edge_broker)
 
     @property
     def broker_marker(self) -> str:
@@ -117,7 +125,7 @@ class EdgeSite:
         self.process = ManagedProcess(
             f"edge-{self.node}-{self.starts}",
             self.host.argv(*EDGEHIVE, "edge", "--state-dir", str(self.state), "--edge-listen",
-                           f"127.0.0.1:{self.edge_port}", "--edge-broker", self.edge_broker),
+                           f"127.0.0.1:{self.edge_port}", "--edge-broker", self.edge_broker, "--bridge", self.bridge),
             self.workdir / f"edge-{self.node}-{self.starts}.log").start()
         return self.process
 

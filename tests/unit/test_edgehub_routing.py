@@ -209,6 +209,8 @@ def test_the_native_bridges_raw_1_and_0_flip_the_link_and_1_says_hello(router: E
         (Op.DISCONNECTED, LinkChange("cloud broker unreachable"))]
     assert router.link_up is False
     assert router.counters.get("refused") == 0
+    # changes only, counted for the node's metrics: the repeated 1 is not a connect
+    assert (router.counters.get("link_connects"), router.counters.get("link_drops")) == (1, 1)
 
 
 @pytest.mark.parametrize("payload", [b"", b"2", b"1\n", b"true", b"10",

@@ -41,3 +41,18 @@ def test_timings_are_cumulative_buckets() -> None:
     assert as_dict["2.5"] == 4.0
     assert as_dict["+Inf"] == 5.0
     assert abs(total - 11.0064) < 1e-9
+
+
+def test_edgehubs_link_becomes_metrics_whatever_carries_it() -> None:
+    """EdgeHub's view of its link: with mosquitto's own bridge there is no bridge process to serve metrics."""
+    counters = Counters()
+    counters.inc("link_connects", 2)
+    counters.inc("link_drops")
+    registry = CollectorRegistry()
+    registry.register(ComponentCollector("edgehub", "edge-1", counters,
+                                         lambda: {"outbox_size": 3, "outbox_events": 0, "link_up": True}))
+    text = generate_latest(registry).decode()
+    assert 'edgehive_link_up{node="edge-1"} 1.0' in text
+    assert 'edgehive_outbox_size{node="edge-1"} 3.0' in text
+    assert 'edgehive_events_total{component="edgehub",event="link_connects",node="edge-1"} 2.0' in text
+    assert 'edgehive_events_total{component="edgehub",event="link_drops",node="edge-1"} 1.0' in text

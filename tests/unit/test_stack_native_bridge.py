@@ -1,5 +1,6 @@
-"""``edgehive up --bridge native`` and ``edgehive edge --bridge native``: no bridge process, the edge mosquitto gets
-the link's sections, EdgeHub and the status watch read mosquitto's raw link state; amqtt is refused by name."""
+"""``edgehive up --bridge native`` and ``edgehive edge --bridge native`` (the default on mosquitto): no bridge
+process, the edge mosquitto gets the link's sections, EdgeHub and the status watch read mosquitto's raw link state;
+amqtt is refused by name, and gets the Python bridge when ``--bridge`` is not said."""
 
 from __future__ import annotations
 
@@ -89,5 +90,21 @@ def test_a_joined_node_gets_its_sections_from_edge_yaml(tmp_path: Path) -> None:
     assert f"topic {topics.link_down(NODE)} in 0\n" in conf
     assert "remote_password" not in conf
     assert len(watches) == 1
-    python, _ = stack.build_joined_edge(tmp_path, EDGE)
+    python, _ = stack.build_joined_edge(tmp_path, EDGE, bridge="python")
     assert f"bridge-{NODE}" in _names(python)
+    unsaid, _ = stack.build_joined_edge(tmp_path, EDGE)  # mosquitto, the default broker: its own bridge
+    assert not any(name.startswith("bridge") for name in _names(unsaid))
+    on_amqtt, _ = stack.build_joined_edge(tmp_path, EDGE, edge_broker="amqtt")  # no bridge of its own
+    assert f"bridge-{NODE}" in _names(on_amqtt)
+
+
+@pytest.mark.parametrize(("said", "edge_broker", "chosen"), [
+    (None, "mosquitto", "native"), (None, "amqtt", "python"), ("python", "mosquitto", "python"),
+    ("native", "mosquitto", "native"), ("python", "amqtt", "python")])
+def test_an_unsaid_bridge_is_the_edge_brokers_default(said: str | None, edge_broker: str, chosen: str) -> None:
+    assert stack.resolve_bridge(said, edge_broker) == chosen
+
+
+def test_a_bridge_that_does_not_exist_is_refused_by_name() -> None:
+    with pytest.raises(stack.StackError, match="--bridge mqtt-sn is not one of native, python"):
+        stack.resolve_bridge("mqtt-sn", "mosquitto")
