@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from runtime.errors import ComponentRuntimeError
 
 T = TypeVar("T")
@@ -91,6 +89,8 @@ def load(cls: type[T], args: argparse.Namespace, environ: Mapping[str, str] | No
     config_path: Path | None = getattr(args, "config", None) or (
         Path(environ[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in environ else None)
     if config_path is not None:
+        import yaml  # noqa: PLC0415 (only a process given a settings file pays for YAML: none of edgehive up's)
+
         try:
             loaded = yaml.safe_load(config_path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:

@@ -98,3 +98,31 @@ print(libc.mallinfo2().hblks - before)
 
     assert mapped("dynamic") == 0  # glibc's default: the second buffer came from the heap, which keeps it
     assert mapped("fixed") == 1
+
+
+def test_with_the_arenas_limited_threads_share_one_instead_of_taking_one_each() -> None:
+    code = """
+import ctypes, sys, threading
+from edgehive.forkmemory import limit_malloc_arenas
+if sys.argv[1] == "limited":
+    assert limit_malloc_arenas()
+held = threading.Barrier(7)
+def allocate():
+    keep = [bytes(2000) for _ in range(10)]  # over 512 bytes: malloc's, from this thread's arena
+    held.wait()
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for thread in threads:
+    thread.start()
+held.wait(timeout=30)
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" section per arena, on C's stderr
+for thread in threads:
+    thread.join()
+"""
+
+    def arenas(mode: str) -> int:
+        err = subprocess.run([sys.executable, "-c", code, mode], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=60).stderr
+        return sum(line.startswith("Arena ") for line in err.splitlines())
+
+    assert arenas("default") == 7  # the main heap and one per thread (glibc allows eight per core)
+    assert arenas("limited") == 2

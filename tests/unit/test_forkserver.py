@@ -67,6 +67,18 @@ def test_the_fork_server_does_not_preload_dmis_grpc() -> None:
     assert "unicodedata" in loaded  # what every child's first connect loads (the idna codec): once, here
 
 
+def test_the_fork_server_does_not_preload_yaml() -> None:
+    # Only a process given a settings file reads YAML (runtime/settings.py); edgehive up gives its edge none.
+    components = ",".join(f"'edge.{name}'" for name in ("edgehub", "metamanager", "edged", "devicetwin", "eventbus",
+                                                        "dmi", "stream"))
+    code = (f"import json, sys; from edgehive.forkserver import preload; preload([{components}]); "
+            "print(json.dumps(sorted(sys.modules)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                       check=True, timeout=60).stdout)
+    assert "edge.edged.component" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("yaml", "_yaml")] == []
+
+
 def test_a_forked_child_is_its_own_process_with_its_own_environment_title_and_log(
         server: ForkServer, tmp_path: Path) -> None:
     out, log = tmp_path / "probe.json", tmp_path / "probe.log"
