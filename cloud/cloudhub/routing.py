@@ -138,6 +138,9 @@ class CloudRouter:
         self.gone_elsewhere: set[str] = set()
         """Nodes whose last session announcement by another replica said disconnected (``heard_news``): taken
         over, they are announced only once they are heard, not at once (``take``)."""
+        self.announced: set[str] = set()
+        """Nodes any CloudHub ever announced a session for (this replica's earlier life and a lone CloudHub's
+        included): a node not among them never had a session to take over (``take``)."""
         """Nodes moved to this replica whose up topic the broker has not yet confirmed subscribing us to."""
         self.up_routes: dict[str, ReplicaRoutes] = {}
         """Controllers sharded by node (EdgeController's replicas, cloud/replicas/routes.py): what a node sends
@@ -368,18 +371,22 @@ class CloudRouter:
         announcement, by the replica that had it, said disconnected: announced connected at once, the controllers
         would list the store of a node that is not on the link (each listing waiting out its timeouts) and start
         its grace period again; it stays as it was announced until it is heard (``_seen``), as a node that
-        connects for the first time."""
+        connects for the first time. The same for a node no CloudHub ever announced (a fleet whose replicas start
+        before its nodes first connect): there is no live session to take over, and announcing one would have the
+        controllers list the stores of every such node until the keepalive timeout."""
         if self.owned is None:
             self.owned = set()
         self.owned.add(node)
         self.sessions.pop(node, None)
-        if node in self.gone_elsewhere:
+        if node in self.gone_elsewhere or node not in self.announced:
             return Routed()
         return self._seen(node, now)
 
     def heard_news(self, node: str, news: SessionNews) -> None:
         """A session announcement on the broker (every replica hears them all): what another replica said of a
-        node is remembered for ``take``; this replica's own are ignored (its sessions say the same)."""
+        node is remembered for ``take``; this replica's own are ignored (its sessions say the same), but for
+        having been announced at all."""
+        self.announced.add(node)
         if news.replica is None or news.replica == self.replica:
             return
         if news.connected:

@@ -89,7 +89,14 @@ def test_a_replica_delivers_only_to_the_nodes_it_owns(router: CloudRouter) -> No
     assert router.from_node(keepalive, topics.link_up("edge-1"), 0.0).announce == []
 
 
+def announced_live(router: CloudRouter, *nodes: str) -> None:
+    """Each of ``nodes`` connected, as the replica that had it last announced (its retained announcement)."""
+    for node in nodes:
+        router.heard_news(node, SessionNews(f"old-{node}", True, "r-old"))
+
+
 def test_taking_a_node_announces_a_new_session_so_the_controllers_resync_it(router: CloudRouter) -> None:
+    announced_live(router, "edge-1")
     taken = router.take("edge-1", 1.0)
     (announce,) = taken.announce
     assert announce.topic == topics.node_session("edge-1")
@@ -102,6 +109,7 @@ def test_taking_a_node_announces_a_new_session_so_the_controllers_resync_it(rout
 
 
 def test_a_gained_node_is_taken_and_announced_only_when_its_subscription_is_confirmed(router: CloudRouter) -> None:
+    announced_live(router, "edge-1")
     router.gain("edge-1")
     assert not router.owns("edge-1")  # nothing delivered, nothing announced: the node's answers would be lost
     assert router.from_module(configmap_for("edge-1"), 0.5) == Routed()
@@ -127,6 +135,7 @@ def test_a_node_lost_before_its_subscription_was_confirmed_is_not_taken(router: 
 def test_a_node_that_comes_back_gets_a_new_session(router: CloudRouter) -> None:
     """Ownership moved away and back (a replica restarted): the resync runs again, since what the other
     owner sent meanwhile, or failed to, is not known here."""
+    announced_live(router, "edge-1")
     router.gain("edge-1")
     router.subscribed(topics.link_up("edge-1"), 1.0)
     router.drop("edge-1")
@@ -170,10 +179,12 @@ def test_up_qos_is_0_or_1() -> None:
 def test_a_replicas_announcements_name_it_and_a_lone_cloudhubs_do_not() -> None:
     replica = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: "s1",
                           replica="r1")
+    announced_live(replica, "edge-1")
     (announce,) = replica.take("edge-1", 1.0).announce
     assert announce.envelope.body == {"session": "s1", "state": "connected", "replica": "r1"}
     assert SessionNews.parse(announce.envelope.body) == SessionNews("s1", True, "r1")
     lone = CloudRouter(Counters(), window_per_node=2, keepalive_timeout_s=40.0, session_id=lambda: "s1")
+    announced_live(lone, "edge-1")
     (announce,) = lone.take("edge-1", 1.0).announce
     assert announce.envelope.body == {"session": "s1", "state": "connected"}  # as before replicas existed
 
@@ -257,6 +268,24 @@ def test_a_node_its_last_owner_announced_gone_is_announced_only_once_heard(route
     (announce,) = heard.announce
     assert SessionNews.parse(announce.envelope.body) == SessionNews("s3", True, "r2")
     assert [node for node, _ in router.due(2.1)] == ["edge-1"]
+
+
+def test_a_node_no_cloudhub_ever_announced_is_announced_only_once_heard(router: CloudRouter) -> None:
+    """Replicas that start before the fleet's nodes first connect: no session to take over, and announcing one
+    would have the controllers list each such node's store until the keepalive timeout."""
+    router.replica = "r2"
+    router.gain("edge-1")
+    assert router.subscribed(topics.link_up("edge-1"), 1.0).announce == []
+    assert router.owns("edge-1")
+    assert router.expire(60.0).announce == [], "nothing to announce gone either"
+    (announce,) = router.from_node(keepalive_from("edge-1"), topics.link_up("edge-1"), 61.0).announce
+    assert SessionNews.parse(announce.envelope.body) == SessionNews("s1", True, "r2")
+    # this replica's own earlier announcement (before a restart) counts as one: taken at once next time
+    router.drop("edge-1")
+    router.heard_news("edge-1", SessionNews("s1", True, "r2"))
+    router.gain("edge-1")
+    (again,) = router.subscribed(topics.link_up("edge-1"), 62.0).announce
+    assert SessionNews.parse(again.envelope.body).connected
 
 
 def test_a_replica_ignores_its_own_announcements_and_a_lone_cloudhubs(router: CloudRouter) -> None:
