@@ -13,7 +13,8 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import uvloop
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.utils import format_client_message
 
 from broker import metrics
 from broker.passwords import PasswordFile
@@ -151,14 +154,73 @@ class _SnapshotIterationDict(dict[str, Any]):
         return list(super().items())
 
 
+MATCHES_KEPT = 4096
+"""Topics whose matching filters a subscription table remembers; past that it starts again (topics are few on a
+node: its devices' and its components', but a client may publish on ever new ones)."""
+
+
+class _SubscriptionTable(_SnapshotIterationDict):
+    """amqtt's subscription table (filter -> [(session, qos)]), which also remembers, per topic, the filters
+    that match it, until a filter is added or removed.
+
+    amqtt 0.12 walks every filter for every message it delivers, matching each (string splits) and writing a
+    debug line for each that does not match (an f-string, formatted whether or not debug is on): a cost that
+    grows with the filters on the broker, not with the message's subscribers. With the 22 filters a node's
+    components hold, the broker spent 266 µs of CPU per message (published at QoS 1, delivered once) walking
+    them, 234 µs remembering them (amqtt itself, with its debug lines: 283 µs).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._matching: dict[str, tuple[str, ...]] = {}
+
+    def matching(self, topic: str, matches: Callable[[str, str], bool]) -> tuple[str, ...]:
+        """The filters that match ``topic`` (by ``matches(topic, filter)``, amqtt's own rule)."""
+        found = self._matching.get(topic)
+        if found is None:
+            if len(self._matching) >= MATCHES_KEPT:
+                self._matching.clear()
+            found = self._matching[topic] = tuple(f for f in self if matches(topic, f))
+        return found
+
+    # Every change to the filters (amqtt adds, deletes and clears them) forgets what matched.
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._matching.clear()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._matching.clear()
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self._matching.clear()
+        super().clear()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._matching.clear()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._matching.clear()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._matching.clear()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._matching.clear()
+        super().update(*args, **kwargs)
+
+
 class EmbeddedBroker(Broker):  # type: ignore[misc]
-    """amqtt's broker with three of its 0.12.1 defects mended (each measured here)."""
+    """amqtt's broker with four of its 0.12.1 defects mended (each measured here)."""
 
     def __init__(self, config: dict[str, Any], *, client_certs: bool = False, crl_file: str | None = None,
                  device_password_file: str | None = None) -> None:
         super().__init__(config)
         self._device_users = PasswordFile(Path(device_password_file)) if device_password_file else None
-        self._subscriptions = _SnapshotIterationDict()
+        self._subscriptions = _SubscriptionTable()
         self._client_certs = client_certs
         self._crl = CrlFollower(Path(crl_file)) if crl_file else None
         self._contexts: list[ssl.SSLContext] = []
@@ -273,6 +335,35 @@ class EmbeddedBroker(Broker):  # type: ignore[misc]
             if app_message.publish_packet and app_message.publish_packet.retain_flag:
                 await self.retain_message(client_session, topic, app_message.data, app_message.qos)
         return True
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
+        """amqtt 0.12.1's delivery of one message to its subscribers, but for two costs per message: the
+        filters that match the topic come from the subscription table (_SubscriptionTable), not from matching
+        every filter; and debug lines are written only when debug is on. amqtt's first line formatted the whole
+        message, its payload's repr included, whether or not debug was on: 1 ms for one of DeviceTwin's
+        answer envelopes to EventBus (130 KB, the answers to some 60 updates), 10 µs for a device's 1.3 KB document."""
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        for k_filter in self._subscriptions.matching(topic, self._matches):
+            for target_session, sub_qos in list(self._subscriptions.get(k_filter, ())):
+                qos = broadcast.get("qos", sub_qos)
+                if not await self._topic_filtering(target_session, topic=topic, action=Action.RECEIVE):
+                    self.logger.info(f"{target_session.client_id} not allowed to receive messages from TOPIC {topic}.")
+                    continue
+                # A session not connected keeps QoS 1 and 2 messages when it is not clean and not anonymous
+                # [MQTT 3.1.2.4]; otherwise only connected sessions get the message.
+                if target_session.transitions.state != "connected":
+                    if (not target_session.clean_session and qos in (QOS_1, QOS_2)
+                            and not target_session.is_anonymous):
+                        await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if self.logger.isEnabledFor(logging.DEBUG):
+                    self.logger.debug(f"Broadcasting message from {format_client_message(session=broadcast['session'])}"
+                                      f" on topic '{topic}' to {format_client_message(session=target_session)}")
+                handler = self._get_handler(target_session)
+                if handler:
+                    running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, broadcast["data"], qos,
+                                                                                   retain=False)))
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # On every connect amqtt offers the client the retained messages of *every*
