@@ -141,7 +141,9 @@ class LeaseKeeper:
     :meth:`tick` returns the members to assign nodes over; this replica is among them only while its own Lease
     is good (renewed within ``duration_s - margin_s``), so a replica cut off from the API server owns nothing
     before the others take its nodes. A renewal is one write: the Lease it replaces is the one the watch (or the
-    last write) gave, and only a conflict, or a Lease gone meanwhile, costs a read.
+    last write) gave, and only a conflict, or a Lease gone meanwhile, costs a read; a watch that has not shown
+    the write within half the time left costs a listing (without one, a replica whose watch lagged for good
+    would keep its Lease renewed, so its nodes with it, while serving none of them).
     """
 
     def __init__(self, kube: Kube, *, group: str, identity: str, duration_s: int, view: LeaseView,
@@ -164,6 +166,7 @@ class LeaseKeeper:
         self._written: dict[str, Any] | None = None  # the Lease as the last write returned it
         self._frozen: set[str] = set()  # the others as last seen live, kept while the API cannot be read
         self._read: Mapping[str, ReplicaLease] = {}  # the Leases as the watch held them at the last counted renewal
+        self._listed: Mapping[str, ReplicaLease] = {}  # a listing made because the watch lagged, until it catches up
 
     def start(self) -> None:
         self.view.start()
@@ -199,15 +202,24 @@ class LeaseKeeper:
             return self.members()
         self._written = written
         version = str((written.get("metadata") or {}).get("resourceVersion") or "")
-        if not self.view.seen(self.name, version, max(0.0, deadline - self._clock())):
-            log.warning("renewed Lease %s, but the watch has not shown it yet: the others may not be read up to "
-                        "now, so the renewal does not count (serving until %.1f s from now)", self.name,
-                        max(0.0, self.valid_until() - self._clock()))
-            return self.members()
+        if self.view.seen(self.name, version, max(0.0, (deadline - self._clock()) / 2)):
+            self._listed = {}
+        else:  # the watch lags: a listing proves the reading current instead, as before the watch
+            try:
+                items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}",
+                                              timeout_s=max(0.01, deadline - self._clock()))
+            except KubeError as exc:
+                log.warning("renewed Lease %s, but neither the watch nor a listing read the others up to now "
+                            "(%s), so the renewal does not count (serving until %.1f s from now)", self.name, exc,
+                            max(0.0, self.valid_until() - self._clock()))
+                return self.members()
+            log.info("the watch of the %s Leases lags: listed them to count renewal %s", self.group, version)
+            self._listed = {item["metadata"]["name"]: lease for item in items
+                            if (lease := ReplicaLease.parse(item)) is not None}
         own = ReplicaLease.parse(written)
         self._renewed_at = start
         self._acquired = own.acquired if own is not None else start
-        self._read = self.view.leases()  # replaced whole by the watch on each change: this one stays as it is
+        self._read = self._leases()
         self._frozen = set()
         return self.members()
 
@@ -243,7 +255,7 @@ class LeaseKeeper:
         moments = [self.valid_until(), self.takes_at()]
         if self._renewed_at:
             moments.append(self._renewed_at + self.renew_interval_s * 1.5)
-        for name, lease in self.view.leases().items():
+        for name, lease in self._leases().items():
             if name != self.name:
                 moments += [lease.expires, lease.acquired + self.join_delay_s]
         return min((moment for moment in moments if moment > now), default=math.inf)
@@ -257,7 +269,7 @@ class LeaseKeeper:
         (rendezvous hashing: more members, fewer nodes each), never give it one: a replica that cannot
         read the API never takes a node."""
         now = self._clock() if now is None else now
-        leases = [lease for name, lease in self.view.leases().items() if name != self.name]
+        leases = [lease for name, lease in self._leases().items() if name != self.name]
         if self._clock() - self._renewed_at > self.renew_interval_s * 1.5 and self._renewed_at:
             if not self._frozen:  # from the reading of the last renewal, as it was, whatever came since
                 self._frozen = live([lease for name, lease in self._read.items() if name != self.name],
@@ -270,6 +282,20 @@ class LeaseKeeper:
         if now < self.valid_until() and self._acquired + self.join_delay_s + self.take_after_s <= now:
             found.add(self.identity)
         return found
+
+    def _leases(self) -> Mapping[str, ReplicaLease]:
+        """The Leases as the watch holds them, with what a listing made while it lagged read beyond it: of two
+        readings of one Lease the later renewal; a Lease in either counts (a member too many only takes nodes
+        from this replica; one the watch has seen deleted since stays until it runs out)."""
+        watched = self.view.leases()
+        if not self._listed:
+            return watched
+        merged = dict(watched)
+        for name, lease in self._listed.items():
+            held = merged.get(name)
+            if held is None or (lease.renewed, lease.acquired) > (held.renewed, held.acquired):
+                merged[name] = lease
+        return merged
 
     def takes_at(self) -> float:
         """When this replica counts itself a member, its current membership's acquireTime plus the join delay and

@@ -72,6 +72,7 @@ class _Api:
         self.timeouts: list[float] = []
         self.calls: list[str] = []
         self.version = 100
+        self.cut_listing = False
 
     def view(self) -> DictView:
         return DictView(self.leases, cut=lambda: self.cut)
@@ -82,6 +83,13 @@ class _Api:
         if self.cut:
             raise KubeError(0, "API server unreachable")
         return self.leases.get(name)
+
+    def list_leases(self, _namespace: str, _selector: str, timeout_s: float) -> list[dict[str, Any]]:
+        self.timeouts.append(timeout_s)
+        self.calls.append("list")
+        if self.cut or self.cut_listing:
+            raise KubeError(0, "API server unreachable")
+        return list(self.leases.values())
 
     def write_lease(self, _namespace: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         self.timeouts.append(timeout_s)
@@ -199,16 +207,41 @@ def test_a_lease_written_by_someone_else_meanwhile_costs_one_read_and_the_renewa
 
 
 class _LaggingView(DictView):
-    """A watch that shows no write: connected to a server that stopped sending, say."""
+    """A watch stuck at what it last delivered (connected to a server that stopped sending, say): it shows no
+    write, and not the Leases written since."""
+
+    def __init__(self, source: dict[str, dict[str, Any]]) -> None:
+        super().__init__(dict(source))
 
     def seen(self, name: str, resource_version: str, timeout_s: float) -> bool:
         return False
 
 
-def test_a_renewal_the_watch_does_not_show_does_not_count_so_the_replica_stops_serving_on_time() -> None:
-    """The watch proves the reading current: a renewal counts only once the watch has delivered it. A keeper
-    whose watch lags (a joiner it may not see) stops serving when its last counted renewal runs out, though its
-    writes succeed (the others, counting it alive, take none of its nodes meanwhile: a gap, never two owners)."""
+def test_a_renewal_the_watch_does_not_show_counts_by_a_listing_which_reads_what_the_watch_missed() -> None:
+    """The watch proves the reading current: a renewal it does not show in time counts only by a listing, as
+    before the watch (without one, a replica whose watch lagged for good would keep its Lease, so its nodes,
+    renewed while serving none of them). What the listing read counts: a joiner the watch missed among it."""
+    now = [T0]
+    api = _Api([lease("b", T0 - 0.5, T0 - 100, duration=3)])
+    keeper = keeper_of(api, now, 3)
+    keeper.tick()
+    keeper.view = _LaggingView(api.leases)
+    api.leases["cloudhub-c"] = lease("c", T0 + 0.1, T0 + 0.1, duration=3)
+    now[0] = T0 + keeper.renew_interval_s
+    api.calls.clear()
+    keeper.tick()
+    assert api.calls == ["write", "list"]
+    assert keeper.valid_until() == now[0] + 3 - keeper.margin_s, "the renewal counts"
+    now[0] = T0 + 0.1 + keeper.join_delay_s
+    assert "c" in keeper.members(), "the joiner the watch missed, read by the listing"
+    assert keeper.next_change(now[0] - 0.01) == T0 + 0.1 + keeper.join_delay_s
+
+
+def test_a_renewal_neither_the_watch_nor_a_listing_shows_does_not_count_so_the_replica_stops_serving_on_time(
+        ) -> None:
+    """A keeper whose watch lags and whose listings fail stops serving when its last counted renewal runs out,
+    though its writes succeed (the others, counting it alive, take none of its nodes meanwhile: a gap, never
+    two owners)."""
     now = [T0]
     api = _Api([lease("b", T0 - 0.5, T0 - 100, duration=3)])
     keeper = keeper_of(api, now, 3)
@@ -216,11 +249,12 @@ def test_a_renewal_the_watch_does_not_show_does_not_count_so_the_replica_stops_s
     assert keeper.serving()
     until = keeper.valid_until()
     keeper.view = _LaggingView(api.leases)
+    api.cut_listing = True
     while now[0] < until + 1:
         now[0] += 0.5
         api.leases["cloudhub-b"] = lease("b", now[0], T0 - 100, duration=3)  # b keeps renewing
         keeper.tick()
-        assert keeper.valid_until() == until, "a renewal the watch did not show was counted"
+        assert keeper.valid_until() == until, "a renewal nothing showed was counted"
     assert "a" not in keeper.members()
     assert api.calls.count("write") >= 3, "the writes went on: the others count a alive, and take nothing"
 
