@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from cloud.kube import Gone, Kube, KubeError
+from cloud.kube import Gone, Kube, KubeError, WatchIdle
 from cloud.packed import Packed, slim
 from runtime.backoff import Backoff
 from schemas.kubeobj import meta
@@ -33,11 +33,22 @@ def resource_version(obj: dict[str, Any]) -> str:
 
 
 class Informer:
-    def __init__(self, kube: Kube, kind: str, sink: EventSink, *, watch_timeout_s: int = 300) -> None:
+    """``namespace`` and ``label_selector`` narrow what is listed and watched; ``read_timeout_s`` watches again
+    (from the same resourceVersion, without a word) when nothing came for that long, so that a connection that
+    died silently is noticed; ``on_current`` is called after each listing and each event, bookmarks included:
+    the cache is then known to be current as of that moment (LeaseWatch, cloud/replicas/leasewatch.py)."""
+
+    def __init__(self, kube: Kube, kind: str, sink: EventSink, *, watch_timeout_s: int = 300,
+                 namespace: str | None = None, label_selector: str | None = None,
+                 read_timeout_s: float | None = None, on_current: Callable[[], None] | None = None) -> None:
         self.kube = kube
         self.kind = kind
         self.sink = sink
         self.watch_timeout_s = watch_timeout_s
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.read_timeout_s = read_timeout_s
+        self._on_current = on_current
         self.synced = threading.Event()
         self.relists = 0
         self._cache: dict[tuple[str, str], Packed] = {}
@@ -64,13 +75,18 @@ class Informer:
             try:
                 if not rv:
                     rv = self._relist()
-                for kind, obj in self.kube.watch(self.kind, rv, self.watch_timeout_s):
+                for kind, obj in self.kube.watch(self.kind, rv, self.watch_timeout_s, **self._scope(),
+                                                 read_timeout_s=self.read_timeout_s):
                     if self._stop.is_set():
                         return
                     rv = resource_version(obj) or rv
-                    if kind == "BOOKMARK":
-                        continue
-                    self._apply(kind, obj)
+                    if kind != "BOOKMARK":
+                        self._apply(kind, obj)
+                    if self._on_current is not None:
+                        self._on_current()
+                backoff.reset()
+            except WatchIdle:
+                log.debug("%s watch quiet for %s s: watching again", self.kind, self.read_timeout_s)
                 backoff.reset()
             except Gone:
                 log.info("%s watch expired (410): listing again", self.kind)
@@ -80,8 +96,14 @@ class Informer:
                 log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind, exc, delay)
                 self._stop.wait(delay)
 
+    def _scope(self) -> dict[str, str]:
+        scope = {} if self.namespace is None else {"namespace": self.namespace}
+        if self.label_selector is not None:
+            scope["label_selector"] = self.label_selector
+        return scope
+
     def _relist(self) -> str:
-        items, rv = self.kube.list(self.kind)
+        items, rv = self.kube.list(self.kind, **self._scope())
         fresh = {object_key(o): (slim(o), Packed.of(o)) for o in items}
         del items
         with self._lock:
@@ -98,6 +120,8 @@ class Informer:
                 self.sink(self.kind, "DELETED", gone.obj(), gone)
         self.relists += 1
         self.synced.set()
+        if self._on_current is not None:
+            self._on_current()
         log.info("listed %d %s objects at resourceVersion %s; watching", len(fresh), self.kind, rv)
         return rv
 

@@ -46,13 +46,20 @@ class Gone(KubeError):
     """The watch's resourceVersion is too old (410): list again."""
 
 
+class WatchIdle(KubeError):
+    """Nothing came on a watch for its ``read_timeout_s``: watch again from the same resourceVersion (a quiet
+    watch and a connection that died without a word look the same from here)."""
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str  # edgehive's kind: pod, configmap, secret, node, device, devicemodel
     api_version: str
     kind: str
-    list_all: str = ""  # method of CoreV1Api listing every namespace; empty for custom resources
+    list_all: str = ""  # method of the API listing every namespace; empty for custom resources
     plural: str = ""  # for custom resources
+    list_namespaced: str = ""  # method of the API listing one namespace; empty: the kind is listed whole only
+    api: str = "core"  # the attribute of Kube holding the API of ``list_all`` and ``list_namespaced``
 
     @property
     def group(self) -> str:
@@ -77,6 +84,8 @@ KINDS = {
     "devicemodel": Kind("devicemodel", DEVICES, "DeviceModel", plural="devicemodels"),
     "devicestatus": Kind("devicestatus", DEVICES, "DeviceStatus", plural="devicestatuses"),
     "rule": Kind("rule", RULES, "Rule", plural="rules"),
+    "lease": Kind("lease", "coordination.k8s.io/v1", "Lease", "list_lease_for_all_namespaces",
+                  list_namespaced="list_namespaced_lease", api="coordination"),
     "ruleendpoint": Kind("ruleendpoint", RULES, "RuleEndpoint", plural="ruleendpoints"),
 }
 
@@ -116,10 +125,14 @@ class Kube:
         self.coordination = k8s.CoordinationV1Api(api_client)
         self.admissionregistration = k8s.AdmissionregistrationV1Api(api_client)
 
-    def _lister(self, spec: Kind) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    def _lister(self, spec: Kind, namespace: str | None = None) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if namespace is not None:
+            if not spec.list_namespaced:
+                raise ValueError(f"{spec.name} is not listed by namespace here")
+            return getattr(getattr(self, spec.api), spec.list_namespaced), (namespace,)
         if spec.plural:
             return self.custom.list_cluster_custom_object, (spec.group, spec.version, spec.plural)
-        return getattr(self.core, spec.list_all), ()
+        return getattr(getattr(self, spec.api), spec.list_all), ()
 
     @classmethod
     def connect(cls, kubeconfig: str | None, server: str | None = None, wait_s: float = 300.0) -> Kube:
@@ -170,24 +183,36 @@ class Kube:
 
     # -- reading -----------------------------------------------------------------------
 
-    def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+    def list(self, kind: str, *, namespace: str | None = None,
+             label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` (in ``namespace`` only, if given, and matching ``label_selector``), and the
+        list's resourceVersion, to watch from."""
         spec = KINDS[kind]
-        lister, args = self._lister(spec)
-        result = self._call(lister, *args)
+        lister, args = self._lister(spec, namespace)
+        result = self._call(lister, *args, **({} if label_selector is None else {"label_selector": label_selector}))
         items = result.get("items") or []
         for item in items:  # list items come without these
             item.setdefault("apiVersion", spec.api_version)
             item.setdefault("kind", spec.kind)
         return items, str(result.get("metadata", {}).get("resourceVersion", ""))
 
-    def watch(self, kind: str, resource_version: str, timeout_s: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events (type, object) from ``resource_version``; BOOKMARKs included; Gone when it is too old."""
+    def watch(self, kind: str, resource_version: str, timeout_s: int = 300, *, namespace: str | None = None,
+              label_selector: str | None = None,
+              read_timeout_s: float | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events (type, object) from ``resource_version``; BOOKMARKs included; Gone when it is too old;
+        WatchIdle when ``read_timeout_s`` passes without a byte (without it, a connection that died silently
+        blocks until the server's ``timeout_s``, which it can no longer send)."""
         spec = KINDS[kind]
-        lister, args = self._lister(spec)
+        lister, args = self._lister(spec, namespace)
+        kwargs: dict[str, Any] = {}
+        if label_selector is not None:
+            kwargs["label_selector"] = label_selector
+        if read_timeout_s is not None:
+            kwargs["_request_timeout"] = (read_timeout_s, read_timeout_s)
         try:
             response = lister(
                 *args, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
-                timeout_seconds=timeout_s, _preload_content=False)
+                timeout_seconds=timeout_s, _preload_content=False, **kwargs)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _error(exc) from exc
         try:
@@ -204,6 +229,8 @@ class Kube:
                 obj.setdefault("apiVersion", spec.api_version)
                 obj.setdefault("kind", spec.kind)
                 yield str(kind_name), obj
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise WatchIdle(0, f"nothing on the watch for {read_timeout_s} s") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _error(exc) from exc
         finally:

@@ -154,12 +154,18 @@ class CloudHub:
             self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
                                          on_broker=lambda: bus.connection.connected)
         if settings.edgecontroller_shards:
-            from cloud.cloudhub.shardroutes import STALE_AFTER_S, ShardRouteWatch  # noqa: PLC0415 (as above)
+            from cloud.cloudhub.shardroutes import (  # noqa: PLC0415 (as above)
+                READ_TIMEOUT_S,
+                STALE_AFTER_S,
+                ShardRouteWatch,
+            )
+            from cloud.replicas.leasewatch import LeaseWatch  # noqa: PLC0415 (as above)
             from cloud.replicas.routes import ReplicaRoutes  # noqa: PLC0415 (as above)
 
             routes = ReplicaRoutes(EDGECONTROLLER, stale_after_s=STALE_AFTER_S)
             self.router.up_routes[EDGECONTROLLER] = routes
-            self.routes = ShardRouteWatch(kube, routes, self._lock)
+            self.routes = ShardRouteWatch(LeaseWatch(kube, EDGECONTROLLER, read_timeout_s=READ_TIMEOUT_S), routes,
+                                          self._lock)
 
     def start(self) -> None:
         # A replica subscribes per node (hand_over), under the one handler: NATS has no shared subscriptions.

@@ -3,8 +3,10 @@
 :class:`NodeAssignment` (cloud/replicas/assignment.py, shared with EdgeController's shards) is the decision,
 without I/O: the edge nodes known to the API and the live members in, the nodes gained and lost out (rendezvous
 hashing, cloud/replicas/ownership.py). :class:`Membership` runs it: a Node informer for the node names, a
-LeaseKeeper for the members, and a thread that renews the Lease every third of its duration and hands each
-change to the hub, which moves the node's subscription and session (hub.py).
+LeaseKeeper (over a watch of the group's Leases) for the members, and a thread that renews the Lease every third
+of its duration, recounts at the moments the members can change (a Lease running out, a joiner's delay passing:
+LeaseKeeper.next_change) or when the nodes or the watched Leases change, and hands each change to the hub, which
+moves the node's subscription and session (hub.py).
 
 The nodes are the Node objects with the edge role label (a node's link topics are named after its Node), and
 the nodes whose bridges said hello on the cloud broker (retained, one per node: topics.link_hello). A node that
@@ -26,12 +28,15 @@ from cloud.kube import Kube
 from cloud.packed import Packed
 from cloud.replicas.assignment import Handover, NodeAssignment
 from cloud.replicas.leases import LeaseKeeper
+from cloud.replicas.leasewatch import LeaseWatch
 from schemas import kinds
 from schemas.kubeobj import EDGE_ROLE_LABEL, meta
 
 log = logging.getLogger(__name__)
 
 GROUP = "cloudhub"
+RECOUNT_SLACK_S = 0.01
+"""A recount due at the moment the members change runs this much after it, so that it counts the change."""
 __all__ = ["GROUP", "Handover", "Membership", "NodeAssignment", "is_edge_node"]
 
 
@@ -51,7 +56,8 @@ class Membership:
 
     def __init__(self, kube: Kube, identity: str, duration_s: int, apply: Callable[[Handover], None],
                  on_broker: Callable[[], bool] = lambda: True) -> None:
-        self.keeper = LeaseKeeper(kube, group=GROUP, identity=identity, duration_s=duration_s)
+        self.keeper = LeaseKeeper(kube, group=GROUP, identity=identity, duration_s=duration_s,
+                                  view=LeaseWatch(kube, GROUP, read_timeout_s=float(duration_s)))
         self.assignment = NodeAssignment(identity)
         self._apply = apply
         self._on_broker = on_broker
@@ -64,10 +70,12 @@ class Membership:
         with the last one cost 12-24 ms a pass, twice a second, for a membership that almost never changes."""
         self._stop = threading.Event()
         self._changed = threading.Event()
+        self.keeper.view.subscribe(self._changed.set)
         self.informer = Informer(kube, kinds.NODE, self._on_node)
         self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
 
     def start(self) -> None:
+        self.keeper.start()
         self.informer.start()
         self._thread.start()
 
@@ -139,5 +147,6 @@ class Membership:
                          len(self.assignment.owned), len(handover.gained), len(handover.lost),
                          sorted(self.assignment.members))
                 self._apply(handover)
-            self._changed.wait(timeout=min(0.5, max(0.05, next_renewal - time.time())))
+            due = min(next_renewal, self.keeper.next_change() + RECOUNT_SLACK_S)
+            self._changed.wait(timeout=max(0.01, due - time.time()))
             self._changed.clear()

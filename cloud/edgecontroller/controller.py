@@ -33,6 +33,7 @@ from cloud.placement import Change, Placement
 from cloud.replicas.assignment import Handover
 from cloud.replicas.elected import LeaderElectSettings
 from cloud.replicas.leases import LeaseKeeper
+from cloud.replicas.leasewatch import LeaseWatch
 from cloud.replicas.shardloop import ShardLoop
 from cloud.resyncschedule import DEFAULT_PERIOD_S
 from cloud.writer import KeyedWriter
@@ -148,7 +149,8 @@ class EdgeController(NodeSync):
         if settings.replica_id:  # one of several active replicas: it owns nothing until its Lease counts
             self.shard = EdgeShard(settings.replica_id)
             keeper = LeaseKeeper(kube, group=GROUP, identity=settings.replica_id,
-                                 duration_s=settings.lease_duration_s)
+                                 duration_s=settings.lease_duration_s,
+                                 view=LeaseWatch(kube, GROUP, read_timeout_s=float(settings.lease_duration_s)))
             self.membership = ShardLoop(keeper, self.shard, self._known_nodes, self._handed,
                                         on_broker=lambda: bus.connection.connected)
 

@@ -1,8 +1,10 @@
 """Who is alive: one coordination.k8s.io/v1 Lease per replica, kept in the API server (etcd), not by us.
 
 A replica creates its Lease (``<group>-<identity>`` in edgehive-system, labelled with its group) and renews it
-every third of its duration; it lists its group's Leases to learn the others. A Lease whose renewTime plus
-leaseDurationSeconds has passed is a dead member. The same rule runs the other way: a replica that has not
+every third of its duration; it watches its group's Leases to learn the others (cloud/replicas/leasewatch.py: a
+watch, not a listing at each renewal, which was most of an idle replica's CPU). A Lease whose renewTime plus
+leaseDurationSeconds has passed is a dead member: no reading tells that, the clock does
+(:meth:`LeaseKeeper.next_change` is when to count again). The same rule runs the other way: a replica that has not
 renewed its own Lease in time stops serving before anyone else can count it dead, because by then the others
 may already have taken its nodes (a replica cut off from the API server must not keep serving through the
 broker it can still reach).
@@ -11,17 +13,20 @@ Times are the API's wall-clock timestamps, compared with the local wall clock: r
 clock source (one machine, or NTP); ``margin_s`` absorbs what skew is left.
 
 A member joining counts in the assignment only ``join_delay_s`` after its acquireTime, one renew interval plus
-the margin: by then every live replica has listed it, so the old owners drop the nodes it takes by the same
-rule at that moment, and it takes them a little later (``TAKE_AFTER_S``), never while they still serve them.
+the margin: by then every live replica has read it (a renewal counts only once the watch has shown it, so a
+replica's reading is as current as its last counted renewal, as a listing made with the renewal was), so the
+old owners drop the nodes it takes by the same rule at that moment, and it takes them a little later
+(``TAKE_AFTER_S``), never while they still serve them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cloud.kube import Kube, KubeError
 from schemas.timefmt import micro_time, parse_rfc3339
@@ -31,9 +36,10 @@ log = logging.getLogger(__name__)
 NAMESPACE = "edgehive-system"
 GROUP_LABEL = "replicas.edgehive.io/group"
 TAKE_AFTER_S = 0.6
-"""The others count a joiner after ``join_delay_s``; the joiner counts itself this much later, more than one
-pass of the others' membership loop (cloud/cloudhub/replica.py looks every 0.5 s at most), so that a node's
-old owner has let it go before the joiner takes it: a moment with no owner, never one with two."""
+"""The others count a joiner after ``join_delay_s``; the joiner counts itself this much later, far more than the
+others' membership loops are late in recounting (they wake at that moment, LeaseKeeper.next_change, and their
+thread may wait its turn on a busy machine), so that a node's old owner has let it go before the joiner takes it:
+a moment with no owner, never one with two."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,19 @@ class ReplicaLease:
         return cls(identity, renewed, float(duration), renewed if acquired is None else acquired)
 
 
+class LeaseView(Protocol):
+    """What the readers of a group's Leases need: the Leases, whether a write has been seen, and change news.
+    LeaseWatch on the API server; tests give one over a dict."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def subscribe(self, callback: Callable[[], None]) -> None: ...
+    def leases(self) -> Mapping[str, ReplicaLease]: ...
+    def body(self, name: str) -> dict[str, Any] | None: ...
+    def seen(self, name: str, resource_version: str, timeout_s: float) -> bool: ...
+    def read_at(self) -> float | None: ...
+
+
 def live(leases: Iterable[ReplicaLease], now: float, join_delay_s: float = 0.0) -> set[str]:
     """The members that count in the assignment at ``now``: not expired, and joined at least ``join_delay_s``
     ago."""
@@ -75,7 +94,7 @@ def default_margin(duration_s: float) -> float:
 
 def join_delay(duration_s: float) -> float:
     """How long after its acquireTime the others count a member: one renew interval (a third of the duration)
-    plus the margin, by when every live member has listed it (LeaseKeeper.join_delay_s)."""
+    plus the margin, by when every live member has read it (LeaseKeeper.join_delay_s)."""
     return duration_s / 3 + default_margin(duration_s)
 
 
@@ -116,18 +135,23 @@ def next_lease(current: dict[str, Any] | None, *, group: str, identity: str, dur
 
 
 class LeaseKeeper:
-    """Renews this replica's Lease and reads the others'. Not thread-safe: one thread calls :meth:`tick`.
+    """Renews this replica's Lease and reads the others' from ``view`` (a LeaseWatch on the group, started and
+    stopped with the keeper). Not thread-safe: one thread calls :meth:`tick`.
 
     :meth:`tick` returns the members to assign nodes over; this replica is among them only while its own Lease
     is good (renewed within ``duration_s - margin_s``), so a replica cut off from the API server owns nothing
-    before the others take its nodes.
+    before the others take its nodes. A renewal is one write: the Lease it replaces is the one the watch (or the
+    last write) gave, and only a conflict, or a Lease gone meanwhile, costs a read; a watch that has not shown
+    the write within half the time left costs a listing (without one, a replica whose watch lagged for good
+    would keep its Lease renewed, so its nodes with it, while serving none of them).
     """
 
-    def __init__(self, kube: Kube, *, group: str, identity: str, duration_s: int, margin_s: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kube: Kube, *, group: str, identity: str, duration_s: int, view: LeaseView,
+                 margin_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
         if duration_s < 2:
             raise ValueError(f"a Lease of {duration_s} s leaves no time to renew it: use 2 s or more")
         self.kube = kube
+        self.view = view
         self.group = group
         self.identity = identity
         self.name = lease_name(group, identity)
@@ -137,19 +161,28 @@ class LeaseKeeper:
         self.join_delay_s = self.renew_interval_s + self.margin_s  # join_delay(duration_s) at the default margin
         self.take_after_s = TAKE_AFTER_S
         self._clock = clock
-        self._renewed_at = 0.0  # local time at which the last successful renewal was sent
+        self._renewed_at = 0.0  # local time at which the last counted renewal was sent
         self._acquired = 0.0
-        self._others: list[ReplicaLease] = []
+        self._written: dict[str, Any] | None = None  # the Lease as the last write returned it
         self._frozen: set[str] = set()  # the others as last seen live, kept while the API cannot be read
+        self._read: Mapping[str, ReplicaLease] = {}  # the Leases as the watch held them at the last counted renewal
+        self._listed: Mapping[str, ReplicaLease] = {}  # a listing made because the watch lagged, until it catches up
+
+    def start(self) -> None:
+        self.view.start()
+
+    def stop(self) -> None:
+        self.view.stop()
 
     def valid_until(self) -> float:
         """When this replica must stop serving if it has not renewed by then."""
         return self._renewed_at + self.duration_s - self.margin_s if self._renewed_at else 0.0
 
     def tick(self) -> set[str]:
-        """Renew, list, and return the live members (this one included only while its Lease is good)."""
+        """Renew, and return the live members (this one included only while its Lease is good). The renewal
+        counts once the watch has shown it: the others are then read as of the renewal at least."""
         start = self._clock()
-        timeout = self.renew_interval_s / 2  # list and write both done within one renew interval
+        timeout = self.renew_interval_s / 2  # the write and the wait for the watch, both within one interval
         remaining = self.valid_until() - start
         if 0 < remaining < 2 * timeout:
             # Back on the broker just before the Lease runs out: the calls must end before this replica would
@@ -158,39 +191,74 @@ class LeaseKeeper:
             # slow API server). A renewal that cannot make it in time fails, the Lease runs out, and the next
             # one is a new membership, with the join delay.
             timeout = remaining / 2
+        deadline = start + 2 * timeout
         try:
-            items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}", timeout_s=timeout)
-            mine = next((item for item in items if item["metadata"]["name"] == self.name), None)
-            written = self.kube.write_lease(NAMESPACE, next_lease(
-                mine, group=self.group, identity=self.identity, duration_s=self.duration_s, now=start),
-                timeout_s=timeout)
+            written = self._renew(start, timeout, deadline)
         except KubeError as exc:
             if exc.status == 404 and "namespace" in exc.reason.lower():
                 self._ensure_namespace()
             log.warning("could not renew Lease %s: %s (serving until %.1f s from now)", self.name, exc,
                         max(0.0, self.valid_until() - self._clock()))
             return self.members()
+        self._written = written
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        if self.view.seen(self.name, version, max(0.0, (deadline - self._clock()) / 2)):
+            self._listed = {}
+        else:  # the watch lags: a listing proves the reading current instead, as before the watch
+            try:
+                items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}",
+                                              timeout_s=max(0.01, deadline - self._clock()))
+            except KubeError as exc:
+                log.warning("renewed Lease %s, but neither the watch nor a listing read the others up to now "
+                            "(%s), so the renewal does not count (serving until %.1f s from now)", self.name, exc,
+                            max(0.0, self.valid_until() - self._clock()))
+                return self.members()
+            log.info("the watch of the %s Leases lags: listed them to count renewal %s", self.group, version)
+            self._listed = {item["metadata"]["name"]: lease for item in items
+                            if (lease := ReplicaLease.parse(item)) is not None}
         own = ReplicaLease.parse(written)
         self._renewed_at = start
         self._acquired = own.acquired if own is not None else start
-        self._others = [lease for item in items if item["metadata"]["name"] != self.name
-                        and (lease := ReplicaLease.parse(item)) is not None]
+        self._read = self._leases()
         self._frozen = set()
         return self.members()
 
-    def observe(self) -> set[str]:
-        """List the Leases without renewing this one (a replica off the cloud broker must not renew, but must
-        still see a member that joins meanwhile: the joiner takes its nodes once the others can have listed it,
-        and this replica, still serving until its own Lease runs out, has to let them go by the same rule).
-        What is read only adds members to the frozen others, so it never gives this replica a node."""
+    def _renew(self, now: float, timeout: float, deadline: float) -> dict[str, Any]:
+        """Write the renewal over the Lease last known (the last write's answer, unless the watch has a newer
+        one); on a conflict or a Lease gone, read it once and write again, within ``deadline``."""
+        current = self.view.body(self.name)
+        if self._written is not None and not self.view.seen(self.name, _version(self._written), 0.0):
+            current = self._written  # the watch is behind this replica's own last write
+        body = next_lease(current, group=self.group, identity=self.identity, duration_s=self.duration_s, now=now)
         try:
-            items = self.kube.list_leases(NAMESPACE, f"{GROUP_LABEL}={self.group}",
-                                          timeout_s=self.renew_interval_s / 2)
-        except KubeError:
-            return self.members()
-        self._others = [lease for item in items if item["metadata"]["name"] != self.name
-                        and (lease := ReplicaLease.parse(item)) is not None]
+            return self.kube.write_lease(NAMESPACE, body, timeout_s=timeout)
+        except KubeError as exc:
+            if exc.status not in (404, 409) or "namespace" in exc.reason.lower():
+                raise
+        current = self.kube.get_lease(NAMESPACE, self.name, timeout_s=max(0.01, (deadline - self._clock()) / 3))
+        body = next_lease(current, group=self.group, identity=self.identity, duration_s=self.duration_s, now=now)
+        return self.kube.write_lease(NAMESPACE, body, timeout_s=max(0.01, (deadline - self._clock()) / 2))
+
+    def observe(self) -> set[str]:
+        """The members without renewing (a replica off the cloud broker must not renew, but must still see a
+        member that joins meanwhile: the joiner takes its nodes once the others can have read it, and this
+        replica, still serving until its own Lease runs out, has to let them go by the same rule). The watch
+        keeps reading the Leases: what it shows only adds members to the frozen others, so it never gives this
+        replica a node."""
         return self.members()
+
+    def next_change(self, now: float | None = None) -> float:
+        """The next moment :meth:`members` can change with no news from the watch: a Lease running out (another's,
+        or this replica's own serving ending), a joiner's join delay passing, this replica taking its nodes, or
+        its readings going stale (the others frozen). ``math.inf`` when there is none."""
+        now = self._clock() if now is None else now
+        moments = [self.valid_until(), self.takes_at()]
+        if self._renewed_at:
+            moments.append(self._renewed_at + self.renew_interval_s * 1.5)
+        for name, lease in self._leases().items():
+            if name != self.name:
+                moments += [lease.expires, lease.acquired + self.join_delay_s]
+        return min((moment for moment in moments if moment > now), default=math.inf)
 
     def members(self, now: float | None = None) -> set[str]:
         """The live members at ``now`` from what was last read. While the API cannot be read the others are
@@ -201,17 +269,33 @@ class LeaseKeeper:
         (rendezvous hashing: more members, fewer nodes each), never give it one: a replica that cannot
         read the API never takes a node."""
         now = self._clock() if now is None else now
+        leases = [lease for name, lease in self._leases().items() if name != self.name]
         if self._clock() - self._renewed_at > self.renew_interval_s * 1.5 and self._renewed_at:
-            if not self._frozen:
-                self._frozen = live(self._others, self._renewed_at)
-            others = self._frozen | live(self._others, now, self.join_delay_s)  # joiners seen since (observe)
+            if not self._frozen:  # from the reading of the last renewal, as it was, whatever came since
+                self._frozen = live([lease for name, lease in self._read.items() if name != self.name],
+                                    self._renewed_at)
+            others = self._frozen | live(leases, now, self.join_delay_s)  # joiners seen since
         else:
-            others = live(self._others, now, self.join_delay_s)
+            others = live(leases, now, self.join_delay_s)
         found = set(others)
         found.discard(self.identity)
         if now < self.valid_until() and self._acquired + self.join_delay_s + self.take_after_s <= now:
             found.add(self.identity)
         return found
+
+    def _leases(self) -> Mapping[str, ReplicaLease]:
+        """The Leases as the watch holds them, with what a listing made while it lagged read beyond it: of two
+        readings of one Lease the later renewal; a Lease in either counts (a member too many only takes nodes
+        from this replica; one the watch has seen deleted since stays until it runs out)."""
+        watched = self.view.leases()
+        if not self._listed:
+            return watched
+        merged = dict(watched)
+        for name, lease in self._listed.items():
+            held = merged.get(name)
+            if held is None or (lease.renewed, lease.acquired) > (held.renewed, held.acquired):
+                merged[name] = lease
+        return merged
 
     def takes_at(self) -> float:
         """When this replica counts itself a member, its current membership's acquireTime plus the join delay and
@@ -223,8 +307,9 @@ class LeaseKeeper:
 
     def release(self) -> None:
         """Leaving on purpose: delete the Lease, so that the others take the nodes at once instead of after
-        the duration (the caller has stopped serving first)."""
+        the duration (the caller has stopped serving first); the watch stops."""
         self._renewed_at = 0.0
+        self.view.stop()
         try:
             self.kube.delete_lease(NAMESPACE, self.name, timeout_s=self.renew_interval_s)
         except KubeError as exc:
@@ -235,3 +320,7 @@ class LeaseKeeper:
             self.kube.ensure_namespace(NAMESPACE)
         except KubeError as exc:
             log.warning("could not create namespace %s: %s", NAMESPACE, exc)
+
+
+def _version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")

@@ -13,10 +13,10 @@ unanswered, and the node's outbox sends it again (EdgeHub's ``resend_s``), by wh
 
 - Members are counted as they count themselves (:func:`cloud.replicas.leases.serving`): a joiner from the moment
   it takes its nodes, a dead member until its Lease expires (when the others take them).
-- With no member counted, or a reading older than ``stale_after_s`` (the API cannot be read), the route is the
-  controller's shared topic ``topics.from_edge(module)``: every replica subscribes to it too and keeps what it
-  owns. That is also where a CloudHub that knows nothing of shards (or a lone EdgeController) sends everything,
-  so the two versions keep working together.
+- With no member counted, or a reading not known current for ``stale_after_s`` (the API cannot be read), the
+  route is the controller's shared topic ``topics.from_edge(module)``: every replica subscribes to it too and
+  keeps what it owns. That is also where a CloudHub that knows nothing of shards (or a lone EdgeController)
+  sends everything, so the two versions keep working together.
 - The owners are cached per node and forgotten when the counted members change: a message costs one lookup,
   not a hash per member.
 """
@@ -50,16 +50,16 @@ class ReplicaRoutes:
         self._read_at: float | None = None
         self._owners: dict[str, str] = {}
 
-    def observe(self, leases: Iterable[ReplicaLease], now: float) -> bool:
-        """A listing of the group's Leases, read at ``now`` (wall clock, as the Leases' times); True when the
-        counted members changed."""
+    def observe(self, leases: Iterable[ReplicaLease], now: float, read_at: float | None = None) -> bool:
+        """A reading of the group's Leases at ``now`` (wall clock, as the Leases' times), known current as of
+        ``read_at`` (default: ``now``; a watch's last event); True when the counted members changed."""
         self._leases = list(leases)
-        self._read_at = now
+        self._read_at = now if read_at is None else read_at
         return self.refresh(now)
 
     def refresh(self, now: float) -> bool:
         """Count the members at ``now`` from the last reading (a joiner starts, an expired one stops, without a
-        new listing); True when they changed. A reading older than ``stale_after_s`` counts nobody."""
+        new reading); True when they changed. A reading older than ``stale_after_s`` counts nobody."""
         fresh = self._read_at is not None and now - self._read_at <= self.stale_after_s
         members = frozenset(filter(self._routable, serving(self._leases, now))) if fresh else frozenset()
         if members == self.members:
@@ -78,7 +78,7 @@ class ReplicaRoutes:
         return True
 
     def next_change(self, now: float) -> float:
-        """The next moment the counted members can change without a new listing (a joiner's start, a Lease's
+        """The next moment the counted members can change without a new reading (a joiner's start, a Lease's
         expiry, the reading going stale): when to call ``refresh`` again. ``math.inf`` with nothing read."""
         if self._read_at is None:
             return math.inf

@@ -3,11 +3,12 @@
 The loop CloudHub's Membership runs (cloud/cloudhub/replica.py), for a controller sharded by node
 (EdgeController's replicas, cloud/edgecontroller/shard.py), with the same rules:
 
-- renew every third of the Lease's duration, and between renewals recount the members from the last reading
-  every half second at most, so that a Lease running out (this replica's or another's) ends or moves the serving
-  on time;
+- renew every third of the Lease's duration, and between renewals recount the members from what the watch holds
+  at the moments they can change (LeaseKeeper.next_change), when the watch shows a member come or go, and every
+  half second at most (the known nodes are read then: nothing announces their changes here), so that a Lease
+  running out (this replica's or another's) ends or moves the serving on time;
 - not on the broker, do not renew (this replica cannot hear its nodes, so its Lease must run out and the others
-  take them), but still list, so that a member joining meanwhile takes its nodes from this one too;
+  take them), but still read the watch, so that a member joining meanwhile takes its nodes from this one too;
 - leaving on purpose: serve nothing first, then delete the Lease, so that the others take the nodes at once.
 
 One step is :meth:`ShardLoop.step`, with the clock injected, so a test drives it without a thread or a sleep.
@@ -27,7 +28,7 @@ from cloud.replicas.shard import NodeShard
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 0.5
-"""Longest pause between two steps: how late a handover can follow a change of members."""
+"""Longest pause between two steps: how late a handover can follow a change of the known nodes."""
 JOIN_SLACK_S = 0.01
 """A step due at this replica's own join moment runs this much after it, so that its count includes itself."""
 
@@ -50,6 +51,8 @@ class ShardLoop:
         self._next_renewal = 0.0
         self._next_warning = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        keeper.view.subscribe(self._wake.set)
         self._thread = threading.Thread(target=self._run, name="shard-membership", daemon=True)
 
     def step(self) -> float:
@@ -79,14 +82,16 @@ class ShardLoop:
         joins = self.keeper.takes_at() - now
         if joins > 0:  # take the nodes when CloudHub starts routing them here (it counts from the Lease), not later
             wait = min(wait, joins + JOIN_SLACK_S)
-        return wait
+        return max(0.01, min(wait, self.keeper.next_change(now) - now + JOIN_SLACK_S))
 
     def start(self) -> None:
+        self.keeper.start()
         self._thread.start()
 
     def close(self) -> None:
         """Leave on purpose: serve nothing, then delete the Lease so that the others take the nodes now."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.leave()
@@ -115,7 +120,8 @@ class ShardLoop:
                 log.exception("replica %s: membership step failed", self.keeper.identity)
                 self._fail_safe()
                 wait = MAX_WAIT_S
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()
 
     def _fail_safe(self) -> None:
         """After a failed step: keep to what the last reading allows (the Lease running out ends the serving),

@@ -1,18 +1,22 @@
-"""Replica Leases on the real API server: members see each other, a silent one is dead after its duration,
-and a replica that cannot renew stops serving before the others count it dead."""
+"""Replica Leases on the real API server: members see each other (through a watch of their group's Leases), a
+silent one is dead after its duration, a renewal is one write, and a replica that cannot renew stops serving
+before the others count it dead."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloud.kube import Kube, KubeError
 from cloud.replicas.leases import NAMESPACE, LeaseKeeper, lease_name
+from cloud.replicas.leasewatch import LeaseWatch
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.processes import wait_until
 
@@ -21,16 +25,31 @@ DURATION = 3
 
 @pytest.fixture
 def kubes(apiserver: ApiServer) -> Iterator[list[Kube]]:
-    made = [Kube.connect(str(apiserver.kubeconfig)) for _ in range(2)]
+    made = [Kube.connect(str(apiserver.kubeconfig)) for _ in range(3)]
     yield made
     for kube in made:
         kube.close()
 
 
-def keepers(kubes: list[Kube]) -> tuple[LeaseKeeper, LeaseKeeper]:
+@pytest.fixture
+def watches() -> Iterator[list[LeaseWatch]]:
+    made: list[LeaseWatch] = []
+    yield made
+    for watch in made:
+        watch.stop()
+
+
+def keeper(kube: Kube, group: str, name: str, watches: list[LeaseWatch]) -> LeaseKeeper:
+    watch = LeaseWatch(kube, group, read_timeout_s=DURATION)
+    watches.append(watch)
+    made = LeaseKeeper(kube, group=group, identity=name, duration_s=DURATION, view=watch)
+    made.start()
+    return made
+
+
+def keepers(kubes: list[Kube], watches: list[LeaseWatch]) -> tuple[LeaseKeeper, LeaseKeeper]:
     group = f"hub{secrets.token_hex(3)}"  # each test its own group of members
-    a, b = (LeaseKeeper(kube, group=group, identity=name, duration_s=DURATION)
-            for kube, name in zip(kubes, "ab", strict=True))
+    a, b = (keeper(kube, group, name, watches) for kube, name in zip(kubes, "ab", strict=False))
     return a, b
 
 
@@ -39,8 +58,9 @@ def both_see_both(a: LeaseKeeper, b: LeaseKeeper) -> bool:
     return seen == ({"a", "b"}, {"a", "b"})
 
 
-def test_two_keepers_see_each_other_and_a_silent_one_is_gone_after_its_duration(kubes: list[Kube]) -> None:
-    a, b = keepers(kubes)
+def test_two_keepers_see_each_other_and_a_silent_one_is_gone_after_its_duration(
+        kubes: list[Kube], watches: list[LeaseWatch]) -> None:
+    a, b = keepers(kubes, watches)
     wait_until(lambda: both_see_both(a, b), timeout=15, what="each keeper seeing both", interval=a.renew_interval_s)
     found = kubes[0].coordination.read_namespaced_lease(lease_name(a.group, "a"), NAMESPACE)
     assert (found.spec.holder_identity, found.spec.lease_duration_seconds) == ("a", DURATION)
@@ -55,8 +75,8 @@ def test_two_keepers_see_each_other_and_a_silent_one_is_gone_after_its_duration(
 
 
 def test_a_keeper_that_cannot_reach_the_api_server_stops_serving_before_its_lease_expires(
-        kubes: list[Kube], apiserver: ApiServer, tmp_path: Path) -> None:
-    a, b = keepers(kubes)
+        kubes: list[Kube], watches: list[LeaseWatch], apiserver: ApiServer, tmp_path: Path) -> None:
+    a, b = keepers(kubes, watches)
     wait_until(lambda: both_see_both(a, b), timeout=15, what="each keeper seeing both", interval=a.renew_interval_s)
     with socket.socket() as bound:  # a port bound but not listening: refused, and no one else can take it
         bound.bind(("127.0.0.1", 0))
@@ -84,9 +104,79 @@ def cut_off(a: LeaseKeeper, b: LeaseKeeper) -> None:
     assert stopped - cut <= DURATION
 
 
-def test_a_released_lease_is_gone_at_once(kubes: list[Kube]) -> None:
-    a, b = keepers(kubes)
+def test_a_released_lease_is_gone_at_once(kubes: list[Kube], watches: list[LeaseWatch]) -> None:
+    a, b = keepers(kubes, watches)
     wait_until(lambda: both_see_both(a, b), timeout=15, what="each keeper seeing both", interval=a.renew_interval_s)
     a.release()
     assert not a.serving()
     assert b.tick() == {"b"}
+
+
+class CountingKube(Kube):
+    """The real client, counting the Lease calls made through it."""
+
+    calls: list[str]
+
+    def list_leases(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], ...]:
+        self.calls.append("list")
+        return super().list_leases(*args, **kwargs)
+
+    def get_lease(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        self.calls.append("get")
+        return super().get_lease(*args, **kwargs)
+
+    def write_lease(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append("write")
+        return super().write_lease(*args, **kwargs)
+
+
+def test_a_renewal_is_one_write_and_a_joiner_is_seen_by_the_watch_between_renewals(
+        kubes: list[Kube], watches: list[LeaseWatch]) -> None:
+    a, b = keepers(kubes, watches)
+    wait_until(lambda: both_see_both(a, b), timeout=15, what="each keeper seeing both", interval=a.renew_interval_s)
+    counting = CountingKube(kubes[0].api_client)
+    counting.calls = []
+    a.kube = counting
+    for _ in range(5):
+        assert a.tick() == {"a", "b"}
+    assert counting.calls == ["write"] * 5, "a renewal reads nothing: the watch has the Lease it replaces"
+    c = keeper(kubes[2], a.group, "c", watches)
+    c.tick()
+    counting.calls.clear()
+    joined = wait_until(lambda: time.time() if "c" in a.members() else None, timeout=c.join_delay_s + 5,
+                        what="a counting c, without renewing", interval=0.05)
+    assert counting.calls == [], "the joiner came by the watch"
+    assert joined >= c.takes_at() - c.take_after_s - 0.05, "counted before its join delay"
+    assert "c" in b.tick()
+
+
+class WatchCountingKube(Kube):
+    """The real client, counting the watches opened through it."""
+
+    opened = 0
+
+    def watch(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        self.opened += 1
+        return super().watch(*args, **kwargs)
+
+
+def test_a_quiet_watch_is_opened_again_from_where_it_was_and_still_delivers(
+        kubes: list[Kube], watches: list[LeaseWatch], caplog: pytest.LogCaptureFixture) -> None:
+    """A watch with nothing to say for its read timeout is opened again (a connection that died without a word
+    looks the same), from the same resourceVersion: no listing again, no warning, and what comes next arrives."""
+    kubes[1].ensure_namespace(NAMESPACE)
+    counting = WatchCountingKube(kubes[0].api_client)
+    group = f"hub{secrets.token_hex(3)}"
+    watch = LeaseWatch(counting, group, read_timeout_s=0.5)
+    watches.append(watch)
+    caplog.set_level(logging.DEBUG, logger="cloud.informer")
+    watch.start()
+    wait_until(lambda: counting.opened >= 3, timeout=15, what="the quiet watch opened again twice", interval=0.1)
+    writer = LeaseKeeper(kubes[1], group=group, identity="w", duration_s=DURATION, view=watch)
+    writer.tick()
+    assert writer.serving(), "the renewal counted: the watch, opened again, showed it"
+    assert set(watch.leases()) == {lease_name(group, "w")}
+    assert watch.informer.relists == 1, "opened again from where it was, not listed again"
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "cloud.informer"]
+    assert any("quiet" in message for _, message in said), said
+    assert all(level < logging.WARNING for level, _ in said), said

@@ -9,6 +9,7 @@ from cloud.edgecontroller.shard import GROUP, EdgeShard, check_mode
 from cloud.replicas.leases import LeaseKeeper, join_delay, lease_name
 from cloud.replicas.ownership import owned_by, owner
 from schemas import topics
+from tests.fixtures.leaseview import DictView
 
 NODES = [f"edge-{i}" for i in range(90)]
 MEMBERS = {"ec-a", "ec-b", "ec-c"}
@@ -140,5 +141,6 @@ def test_replica_module_names_only_valid_modules() -> None:
 
 def test_the_join_delay_an_observer_uses_is_the_keepers() -> None:
     for duration in (2, 10, 15, 40):
-        keeper = LeaseKeeper(None, group=GROUP, identity="a", duration_s=duration)  # type: ignore[arg-type]
+        keeper = LeaseKeeper(None, group=GROUP, identity="a",  # type: ignore[arg-type]
+                             duration_s=duration, view=DictView({}))
         assert keeper.join_delay_s == pytest.approx(join_delay(duration))

@@ -13,6 +13,7 @@ from cloud.kube import Kube, KubeError
 from cloud.replicas.leases import LeaseKeeper, ReplicaLease
 from cloud.replicas.routes import ReplicaRoutes
 from schemas import topics
+from tests.fixtures.leaseview import DictView
 
 T0 = 1_800_000_000.0
 STEP = 0.05
@@ -63,7 +64,7 @@ def test_no_node_has_two_owners_and_cloudhub_routes_each_to_its_owner() -> None:
     def start(identity: str) -> None:
         client = Client(api)
         keeper = LeaseKeeper(cast(Kube, client), group=GROUP, identity=identity, duration_s=DURATION,
-                             clock=lambda: now[0])
+                             view=DictView(api.leases, cut=lambda: client.cut), clock=lambda: now[0])
         replicas[identity] = Replica(keeper, client, EdgeShard(identity), now[0])
 
     routes = ReplicaRoutes(GROUP, stale_after_s=3 * LIST_EVERY)

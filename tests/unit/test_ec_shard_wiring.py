@@ -10,14 +10,15 @@ from typing import cast
 import pytest
 
 from cloud.cloudhub.hub import CloudHubSettings
-from cloud.cloudhub.shardroutes import PERIOD_S, STALE_AFTER_S, ShardRouteWatch
+from cloud.cloudhub.shardroutes import STALE_AFTER_S, ShardRouteWatch
 from cloud.edgecontroller.controller import EdgeControllerSettings
 from cloud.edgecontroller.shard import GROUP, EdgeShard
-from cloud.kube import Kube, KubeError
+from cloud.kube import Kube
 from cloud.replicas.leases import TAKE_AFTER_S, LeaseKeeper, join_delay
 from cloud.replicas.routes import ReplicaRoutes
 from cloud.replicas.shardloop import ShardLoop
 from schemas import topics
+from tests.fixtures.leaseview import DictView
 from tests.unit.test_shard_loop import DURATION, NODES, T0, Api, Replica
 
 SHARED = topics.from_edge(GROUP)
@@ -69,7 +70,8 @@ def test_cloudhub_routes_each_node_to_the_replica_that_owns_it_and_to_the_shared
     api = Api()
     a, b = Replica(api, "ec-a", clock), Replica(api, "ec-b", clock)
     routes = ReplicaRoutes(GROUP, stale_after_s=3.0)
-    watch = ShardRouteWatch(cast(Kube, api), routes, threading.Lock(), period_s=0.5, clock=lambda: clock[0])
+    view = DictView(api.leases, cut=lambda: api.cut, clock=lambda: clock[0])
+    watch = ShardRouteWatch(view, routes, threading.Lock(), clock=lambda: clock[0])
     step_all([a, b], watch, clock, T0 + 1.0)
     assert {routes.topic(node) for node in NODES} == {SHARED}, "no replica serves yet: every replica hears it"
     step_all([a, b], watch, clock, T0 + join_delay(DURATION) + TAKE_AFTER_S + 1.0)
@@ -82,66 +84,53 @@ def test_cloudhub_routes_each_node_to_the_replica_that_owns_it_and_to_the_shared
     assert {routes.topic(node) for node in NODES} == {SHARED}, "a stale reading routes to the shared topic"
     api.cut = False
     step_all([], watch, clock, clock[0] + 1.0)
-    assert routes.members == {"ec-a", "ec-b"}, "back once a listing succeeds (their Leases still good)"
+    assert routes.members == {"ec-a", "ec-b"}, "back once the watch reads again (their Leases still good)"
 
 
-def test_a_replica_that_leaves_is_routed_around_at_the_next_listing() -> None:
+def test_a_replica_that_leaves_is_routed_around_at_once() -> None:
     clock = [T0]
     api = Api()
     a, b = Replica(api, "ec-a", clock), Replica(api, "ec-b", clock)
     routes = ReplicaRoutes(GROUP, stale_after_s=3.0)
-    watch = ShardRouteWatch(cast(Kube, api), routes, threading.Lock(), period_s=0.5, clock=lambda: clock[0])
+    view = DictView(api.leases, cut=lambda: api.cut, clock=lambda: clock[0])
+    watch = ShardRouteWatch(view, routes, threading.Lock(), clock=lambda: clock[0])
     step_all([a, b], watch, clock, T0 + join_delay(DURATION) + TAKE_AFTER_S + 1.0)
     b.loop.leave()
-    step_all([a], watch, clock, clock[0] + 1.0)
+    step_all([a], watch, clock, clock[0] + 0.1)
     assert routes.members == {"ec-a"}
     assert {routes.topic(node) for node in NODES} == {own_topic("ec-a")}
-    step_all([a], watch, clock, clock[0] + DURATION / 3)  # the one left lists at its next renewal
-    assert a.shard.owned == frozenset(NODES), "what the hub routes to it, it now owns"
-
-
-class HubView:
-    """The hub's own view of the shared Leases, which it alone may lose (the replicas keep renewing)."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.cut = False
-
-    def list_leases(self, namespace: str, selector: str, timeout_s: float) -> list[dict[str, object]]:
-        if self.cut:
-            raise KubeError(0, "API server unreachable")
-        return self.api.list_leases(namespace, selector, timeout_s)
+    assert a.shard.owned == frozenset(NODES), "what the hub routes to it, it now owns (its watch saw b go too)"
 
 
 def test_the_default_reading_outlives_no_live_lease_and_goes_stale_after_5_s() -> None:
-    """Listing every 2 s, stale after 5 s: against EdgeController's default 10 s Leases, a reading the hub can no
-    longer renew keeps counting both live replicas (never routes one's nodes to the other) until it is stale."""
+    """Stale 5 s after the watch's last event: against EdgeController's default 10 s Leases, a reading the hub can
+    no longer renew keeps counting both live replicas (never routes one's nodes to the other) until it is stale."""
     clock = [T0]
     api = Api()
-    keepers = [LeaseKeeper(cast(Kube, api), group=GROUP, identity=i, duration_s=10, clock=lambda: clock[0])
-               for i in ("ec-a", "ec-b")]
+    keepers = [LeaseKeeper(cast(Kube, api), group=GROUP, identity=i, duration_s=10, view=api.view(),
+                           clock=lambda: clock[0]) for i in ("ec-a", "ec-b")]
     shards = [EdgeShard(k.identity) for k in keepers]
     loops = [ShardLoop(k, s, lambda: NODES, lambda _h: None, clock=lambda: clock[0])
              for k, s in zip(keepers, shards, strict=True)]
-    view = HubView(api)
+    hub_cut = [False]  # the hub alone loses the API (the replicas keep renewing)
+    view = DictView(api.leases, cut=lambda: hub_cut[0], clock=lambda: clock[0])
     routes = ReplicaRoutes(GROUP, stale_after_s=STALE_AFTER_S)
-    watch = ShardRouteWatch(cast(Kube, view), routes, threading.Lock(), clock=lambda: clock[0])
-    assert watch.period_s == PERIOD_S == 2.0
+    watch = ShardRouteWatch(view, routes, threading.Lock(), clock=lambda: clock[0])
     joined = T0 + join_delay(10) + TAKE_AFTER_S
     while clock[0] < joined + 0.1:
         for loop in loops:
             loop.step()
         watch.step()
         clock[0] += 0.05
-    assert routes.members == {"ec-a", "ec-b"}, "a listing every 2 s reads the joiners before they take their nodes"
-    view.cut = True
+    assert routes.members == {"ec-a", "ec-b"}, "the watch reads the joiners before they take their nodes"
+    hub_cut[0] = True
     cut_at = clock[0]
     while clock[0] < cut_at + 8:
         for loop in loops:
             loop.step()
         watch.step()
         assert routes.members in ({"ec-a", "ec-b"}, frozenset()), "both, or the shared topic: never one alone"
-        if clock[0] - cut_at < STALE_AFTER_S - PERIOD_S:  # the last good reading: at most a period before the cut
+        if clock[0] - cut_at < STALE_AFTER_S - 0.1:  # the last event: just before the cut
             assert routes.members == {"ec-a", "ec-b"}
         clock[0] += 0.05
     assert all(loop.shard.owned for loop in loops), "the replicas kept their Leases all along"

@@ -1,4 +1,5 @@
-"""Replica Leases without a server: reading them, who is live, and how a renewal is written."""
+"""Replica Leases without a server: reading them, who is live, how a renewal is written, and when a renewal counts
+(only once the watch has shown it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, cast
 from cloud.kube import Kube, KubeError
 from cloud.replicas.leases import GROUP_LABEL, LeaseKeeper, ReplicaLease, live, next_lease
 from schemas.timefmt import micro_time
+from tests.fixtures.leaseview import DictView
 
 T0 = 1_800_000_000.0
 
@@ -61,32 +63,60 @@ def test_renewing_an_expired_lease_is_a_new_membership() -> None:
 
 
 class _Api:
-    """The two calls a LeaseKeeper makes, on a dict of Lease bodies; ``cut``: the API server cannot be reached."""
+    """The calls a LeaseKeeper makes, on a dict of Lease bodies, each write a new resourceVersion; ``cut``: the API
+    server cannot be reached (nor can the keeper's watch, ``view``)."""
 
     def __init__(self, leases: list[dict[str, Any]]) -> None:
         self.leases = {item["metadata"]["name"]: item for item in leases}
         self.cut = False
         self.timeouts: list[float] = []
+        self.calls: list[str] = []
+        self.version = 100
+        self.cut_listing = False
+
+    def view(self) -> DictView:
+        return DictView(self.leases, cut=lambda: self.cut)
+
+    def get_lease(self, _namespace: str, name: str, timeout_s: float) -> dict[str, Any] | None:
+        self.timeouts.append(timeout_s)
+        self.calls.append("get")
+        if self.cut:
+            raise KubeError(0, "API server unreachable")
+        return self.leases.get(name)
 
     def list_leases(self, _namespace: str, _selector: str, timeout_s: float) -> list[dict[str, Any]]:
         self.timeouts.append(timeout_s)
-        if self.cut:
+        self.calls.append("list")
+        if self.cut or self.cut_listing:
             raise KubeError(0, "API server unreachable")
         return list(self.leases.values())
 
     def write_lease(self, _namespace: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         self.timeouts.append(timeout_s)
+        self.calls.append("write")
         if self.cut:
             raise KubeError(0, "API server unreachable")
-        self.leases[body["metadata"]["name"]] = body
-        return body
+        name = body["metadata"]["name"]
+        stored = self.leases.get(name)
+        if (stored is None) != (not body["metadata"].get("resourceVersion")) or (
+                stored is not None and stored["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]):
+            raise KubeError(409, "the object has been modified")
+        self.version += 1
+        written = dict(body, metadata=dict(body["metadata"], resourceVersion=str(self.version)))
+        self.leases[name] = written
+        return written
+
+
+def keeper_of(api: _Api, now: list[float], duration: int, identity: str = "a") -> LeaseKeeper:
+    return LeaseKeeper(cast(Kube, api), group="cloudhub", identity=identity, duration_s=duration,
+                       view=api.view(), clock=lambda: now[0])
 
 
 def test_a_keeper_cut_off_from_the_api_counts_a_member_that_was_still_joining_and_so_never_takes_a_node() -> None:
     now = [T0]
     api = _Api([lease("a", T0 - 1, T0 - 100, duration=3), lease("b", T0 - 1, T0 - 100, duration=3),
                 lease("c", T0 - 0.1, T0 - 0.1, duration=3)])
-    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=3, clock=lambda: now[0])
+    keeper = keeper_of(api, now, 3)
     assert keeper.tick() == {"a", "b"}  # c joined 0.1 s ago: not counted yet, by anyone
     api.cut = True
     now[0] = T0 + 1.6  # past 1.5 renew intervals: the readings are stale, the others frozen
@@ -99,17 +129,17 @@ def test_a_keeper_off_the_broker_sees_a_member_rejoin_and_lets_its_nodes_go() ->
     """Found by the HA fleet test: a replica off the cloud broker renews nothing and, before, listed nothing
     either, so a member that came back meanwhile was missing from its frozen others: the joiner took its nodes
     (the others could have listed it by then) while this one went on serving them until its own Lease ran out,
-    and a node was served by two replicas for half a second. ``observe`` lists without renewing."""
+    and a node was served by two replicas for half a second. The watch goes on reading without renewals."""
     now = [T0]
     api = _Api([lease("a", T0 - 0.5, T0 - 100, duration=3), lease("b", T0 - 0.5, T0 - 100, duration=3),
                 lease("c", T0 - 10, T0 - 100, duration=3)])  # c's Lease ran out: c is dead
-    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=3, clock=lambda: now[0])
+    keeper = keeper_of(api, now, 3)
     assert keeper.tick() == {"a", "b"}
     # a goes off the broker (no more tick); c comes back with a new Lease
     api.leases["cloudhub-c"] = lease("c", T0 + 0.2, T0 + 0.2, duration=3)
+    assert keeper.next_change(T0 + 0.3) == T0 + 0.2 + keeper.join_delay_s, "recount when c joins"
     now[0] = T0 + 0.2 + keeper.join_delay_s + 0.01  # the others count c now, and c takes its nodes soon after
     assert now[0] < keeper.valid_until(), "a still serves: the case in point"
-    assert keeper.members() == {"a", "b"}  # from the last reading: c's nodes would stay with a
     assert keeper.observe() == {"a", "b", "c"}
     assert api.leases["cloudhub-a"]["spec"]["renewTime"] == micro_time(T0), "observe renews nothing"
     api.cut = True  # the API gone too: what was seen is kept, nothing is given back to a
@@ -122,16 +152,123 @@ def test_a_renewal_just_before_the_lease_runs_out_ends_before_this_replica_would
     Lease as run out, took its nodes. The calls of such a renewal are bounded by what is left of the Lease."""
     now = [T0]
     api = _Api([lease("a", T0 - 0.5, T0 - 100, duration=6), lease("b", T0 - 0.5, T0 - 100, duration=6)])
-    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=6, clock=lambda: now[0])
+    keeper = keeper_of(api, now, 6)
     assert keeper.tick() == {"a", "b"}
-    assert api.timeouts == [keeper.renew_interval_s / 2] * 2  # an ordinary renewal: half an interval each
+    assert api.timeouts == [keeper.renew_interval_s / 2]  # an ordinary renewal: one write, half an interval
     now[0] = keeper.valid_until() - 0.3  # off the broker until now: 0.3 s of serving left
     api.timeouts.clear()
     keeper.tick()
-    assert sum(api.timeouts) <= 0.3 + 1e-9, f"list and write may take {sum(api.timeouts)} s, past the deadline"
+    assert sum(api.timeouts) <= 0.3 + 1e-9, f"the write may take {sum(api.timeouts)} s, past the deadline"
     api.cut = True
     now[0] = keeper.valid_until() - 0.3
     api.timeouts.clear()
     keeper.tick()  # fails: the Lease runs out, and the replica stops serving on time
     now[0] = keeper.valid_until()
     assert keeper.members() == {"b"}
+
+
+def test_a_renewal_is_one_write_and_reads_nothing_while_the_watch_keeps_up() -> None:
+    now = [T0]
+    api = _Api([lease("b", T0 - 0.5, T0 - 100, duration=6)])
+    keeper = keeper_of(api, now, 6)
+    for _ in range(4):
+        keeper.tick()
+        now[0] += keeper.renew_interval_s
+    assert api.calls == ["write"] * 4, "a create, then renewals over the Lease the last write returned"
+    assert keeper.serving()
+
+
+class _StaleBodyView(DictView):
+    """A watch that has not yet shown the last write to the keeper's Lease."""
+
+    def __init__(self, source: dict[str, dict[str, Any]], stale: dict[str, dict[str, Any]]) -> None:
+        super().__init__(source)
+        self.stale = stale
+
+    def body(self, name: str) -> dict[str, Any] | None:
+        return self.stale.get(name)
+
+
+def test_a_lease_written_by_someone_else_meanwhile_costs_one_read_and_the_renewal_still_counts() -> None:
+    now = [T0]
+    api = _Api([])
+    keeper = keeper_of(api, now, 6)
+    keeper.tick()
+    stale = {"cloudhub-a": api.leases["cloudhub-a"]}
+    api.version += 1  # written by hand since: the keeper's next write over its own last one conflicts
+    api.leases["cloudhub-a"] = dict(stale["cloudhub-a"],
+                                    metadata=dict(stale["cloudhub-a"]["metadata"], resourceVersion=str(api.version)))
+    keeper.view = _StaleBodyView(api.leases, stale)
+    now[0] += keeper.renew_interval_s
+    api.calls.clear()
+    keeper.tick()
+    assert api.calls == ["write", "get", "write"]
+    assert keeper.valid_until() == now[0] + 6 - keeper.margin_s, "the renewal counts"
+
+
+class _LaggingView(DictView):
+    """A watch stuck at what it last delivered (connected to a server that stopped sending, say): it shows no
+    write, and not the Leases written since."""
+
+    def __init__(self, source: dict[str, dict[str, Any]]) -> None:
+        super().__init__(dict(source))
+
+    def seen(self, name: str, resource_version: str, timeout_s: float) -> bool:
+        return False
+
+
+def test_a_renewal_the_watch_does_not_show_counts_by_a_listing_which_reads_what_the_watch_missed() -> None:
+    """The watch proves the reading current: a renewal it does not show in time counts only by a listing, as
+    before the watch (without one, a replica whose watch lagged for good would keep its Lease, so its nodes,
+    renewed while serving none of them). What the listing read counts: a joiner the watch missed among it."""
+    now = [T0]
+    api = _Api([lease("b", T0 - 0.5, T0 - 100, duration=3)])
+    keeper = keeper_of(api, now, 3)
+    keeper.tick()
+    keeper.view = _LaggingView(api.leases)
+    api.leases["cloudhub-c"] = lease("c", T0 + 0.1, T0 + 0.1, duration=3)
+    now[0] = T0 + keeper.renew_interval_s
+    api.calls.clear()
+    keeper.tick()
+    assert api.calls == ["write", "list"]
+    assert keeper.valid_until() == now[0] + 3 - keeper.margin_s, "the renewal counts"
+    now[0] = T0 + 0.1 + keeper.join_delay_s
+    assert "c" in keeper.members(), "the joiner the watch missed, read by the listing"
+    assert keeper.next_change(now[0] - 0.01) == T0 + 0.1 + keeper.join_delay_s
+
+
+def test_a_renewal_neither_the_watch_nor_a_listing_shows_does_not_count_so_the_replica_stops_serving_on_time(
+        ) -> None:
+    """A keeper whose watch lags and whose listings fail stops serving when its last counted renewal runs out,
+    though its writes succeed (the others, counting it alive, take none of its nodes meanwhile: a gap, never
+    two owners)."""
+    now = [T0]
+    api = _Api([lease("b", T0 - 0.5, T0 - 100, duration=3)])
+    keeper = keeper_of(api, now, 3)
+    keeper.tick()
+    assert keeper.serving()
+    until = keeper.valid_until()
+    keeper.view = _LaggingView(api.leases)
+    api.cut_listing = True
+    while now[0] < until + 1:
+        now[0] += 0.5
+        api.leases["cloudhub-b"] = lease("b", now[0], T0 - 100, duration=3)  # b keeps renewing
+        keeper.tick()
+        assert keeper.valid_until() == until, "a renewal nothing showed was counted"
+    assert "a" not in keeper.members()
+    assert api.calls.count("write") >= 3, "the writes went on: the others count a alive, and take nothing"
+
+
+def test_a_keeper_that_cannot_renew_freezes_the_others_as_read_at_its_last_renewal_whatever_the_watch_says() -> None:
+    """Its writes fail while its watch goes on: b's Lease runs out and b comes back (a new acquireTime, the join
+    delay again). Frozen from the watch as it is now, b would be left out, and a would take b's nodes on the word
+    of a reading it could not renew after; frozen from the reading of its last renewal, b stays."""
+    now = [T0]
+    api = _Api([lease("a", T0 - 1, T0 - 100, duration=3), lease("b", T0 - 1, T0 - 100, duration=3)])
+    keeper = LeaseKeeper(cast(Kube, api), group="cloudhub", identity="a", duration_s=3, view=DictView(api.leases),
+                         clock=lambda: now[0])
+    assert keeper.tick() == {"a", "b"}
+    api.cut = True  # a's writes fail; its watch (not cut) shows what follows
+    api.leases["cloudhub-b"] = lease("b", T0 + 1.2, T0 + 1.2, duration=3)
+    now[0] = T0 + 1.6  # past 1.5 renew intervals: frozen
+    assert keeper.tick() == {"a", "b"}, "b was good at a's last renewal: a must not take its nodes"

@@ -12,6 +12,7 @@ from cloud.kube import Kube, KubeError
 from cloud.replicas.assignment import Handover
 from cloud.replicas.leases import LeaseKeeper, join_delay, lease_name
 from cloud.replicas.shardloop import ShardLoop
+from tests.fixtures.leaseview import DictView
 from tests.fixtures.processes import wait_until
 
 T0 = 1_800_000_000.0
@@ -20,16 +21,14 @@ NODES = [f"edge-{i}" for i in range(30)]
 
 
 class Api:
-    """The three calls a LeaseKeeper makes, on one dict of Leases shared by every replica."""
+    """The calls a LeaseKeeper makes, on one dict of Leases shared by every replica; ``view`` is a watch of it."""
 
     def __init__(self) -> None:
         self.leases: dict[str, dict[str, Any]] = {}
         self.cut = False
 
-    def list_leases(self, _namespace: str, _selector: str, timeout_s: float) -> list[dict[str, Any]]:
-        if self.cut:
-            raise KubeError(0, "API server unreachable")
-        return [dict(body, spec=dict(body["spec"])) for body in self.leases.values()]
+    def view(self) -> DictView:
+        return DictView(self.leases, cut=lambda: self.cut)
 
     def write_lease(self, _namespace: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         if self.cut:
@@ -46,7 +45,7 @@ class Replica:
         self.handovers: list[Handover] = []
         self.on_broker = on_broker if on_broker is not None else [True]
         keeper = LeaseKeeper(cast(Kube, api), group=GROUP, identity=identity, duration_s=DURATION,
-                             clock=lambda: clock[0])
+                             view=api.view(), clock=lambda: clock[0])
         self.shard = EdgeShard(identity)
         self.loop = ShardLoop(keeper, self.shard, lambda: NODES, self.handovers.append,
                               on_broker=lambda: self.on_broker[0], clock=lambda: clock[0])
@@ -127,7 +126,7 @@ def test_the_only_replica_needs_no_loop() -> None:
 def test_on_its_thread_it_renews_the_lease_and_closing_deletes_it() -> None:
     api = Api()
     handovers: list[Handover] = []
-    keeper = LeaseKeeper(cast(Kube, api), group=GROUP, identity="ec-a", duration_s=DURATION)
+    keeper = LeaseKeeper(cast(Kube, api), group=GROUP, identity="ec-a", duration_s=DURATION, view=api.view())
     loop = ShardLoop(keeper, EdgeShard("ec-a"), lambda: NODES, handovers.append)
     loop.start()
     try:
