@@ -4,7 +4,6 @@ pod logs come through `kubectl logs`."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import uuid
@@ -14,7 +13,7 @@ from kubernetes import client as k8s
 
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.processes import free_port, wait_until
-from tests.integration.test_edgehive_up import all_healthy
+from tests.integration.test_edgehive_up import all_healthy, stop_stack
 
 
 def _up(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,11 +69,6 @@ def test_up_on_a_users_cluster_serves_kubectl_logs(apiserver: ApiServer, tmp_pat
                                           timeout=60).returncode != 0,
                    timeout=60, what="EdgeD removing the pod from the machine's podman")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_stack(proc)
         subprocess.run(["podman", "pod", "rm", "-f", "-t", "0", f"{namespace}_talker"], capture_output=True,
                        check=False)
