@@ -83,11 +83,11 @@ def bench_link(kind: str, messages: int, rate: int, progress: bool = True, bridg
         ):
             if not (wait_ready(cloud_admin, 20) and wait_ready(edge_url, 20)):
                 raise BenchError(f"bench: the {kind} brokers did not start; see {work}/*.log")
-            bridge_argv = [sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
-                           "--cloud", f"mqtt://{NODE}:{NODE_PASSWORD}@127.0.0.1:{cloud_port}"]
             with contextlib.ExitStack() as running:
                 if bridge == "python":
-                    running.enter_context(process(bridge_argv, work / "bridge.log"))
+                    running.enter_context(process([
+                        sys.executable, "-m", "broker.bridge", "--node", NODE, "--edge", str(edge_url),
+                        "--cloud", node_url.with_password()], work / "bridge.log"))
                 wait_link(edge_url, NODE, up=True, native=bridge == "native")
                 baseline = Route("baseline", cloud_admin, cloud_admin, "bench/baseline")
                 bridged = Route("bridged", cloud_admin, edge_url, topics.link_down(NODE))
