@@ -12,11 +12,16 @@ broker it can still reach).
 Times are the API's wall-clock timestamps, compared with the local wall clock: replicas of one fleet share a
 clock source (one machine, or NTP); ``margin_s`` absorbs what skew is left.
 
-A member joining counts in the assignment only ``join_delay_s`` after its acquireTime, one renew interval plus
-the margin: by then every live replica has read it (a renewal counts only once the watch has shown it, so a
-replica's reading is as current as its last counted renewal, as a listing made with the renewal was), so the
-old owners drop the nodes it takes by the same rule at that moment, and it takes them a little later
-(``TAKE_AFTER_S``), never while they still serve them.
+A member joining counts in the assignment only ``join_delay_s`` after its acquireTime, a whole Lease duration:
+by then every replica has either read it or stopped serving. One that renews has read it within a renew interval
+(a renewal counts only once the watch has shown it, so a replica's reading is as current as its last counted
+renewal, as a listing made with the renewal was), and drops the nodes the joiner takes by the same rule at that
+moment. One cut off from the API server, but still on the broker, cannot read it: its last counted renewal came
+before the join, so its own Lease ran out (``duration_s - margin_s`` after that renewal) before the join delay
+did. The joiner takes its nodes a little later still (``TAKE_AFTER_S``, counted from when its joining write came
+back, so that a slow write does not eat into the margin): never while an old owner still serves them. A shorter
+delay (one renew interval, as before) let a replica cut off from the API keep serving, for a few seconds, nodes
+a joiner it could not see had already taken.
 """
 
 from __future__ import annotations
@@ -93,16 +98,17 @@ def default_margin(duration_s: float) -> float:
 
 
 def join_delay(duration_s: float) -> float:
-    """How long after its acquireTime the others count a member: one renew interval (a third of the duration)
-    plus the margin, by when every live member has read it (LeaseKeeper.join_delay_s)."""
-    return duration_s / 3 + default_margin(duration_s)
+    """How long after its acquireTime the others count a member: the Lease duration, by when every member has
+    read it or stopped serving (LeaseKeeper.join_delay_s; the module's docstring says why)."""
+    return duration_s
 
 
 def serving(leases: Iterable[ReplicaLease], now: float) -> set[str]:
     """The members that serve at ``now`` by their own count, as seen from their Leases by an observer that holds
     none (CloudHub routing to EdgeController's replicas, cloud/replicas/routes.py): not expired, and joined at
     least ``join_delay`` plus ``TAKE_AFTER_S`` ago, each by its own leaseDurationSeconds, which is when the
-    joiner takes its nodes (its own rule in LeaseKeeper.members)."""
+    joiner takes its nodes (its own rule in LeaseKeeper.members; the joiner adds its joining write's time, which
+    no Lease shows, so an observer counts it that much early, and a message routed to it meanwhile is resent)."""
     return {lease.identity for lease in leases
             if lease.expires > now and lease.acquired + join_delay(lease.duration_s) + TAKE_AFTER_S <= now}
 
@@ -158,11 +164,12 @@ class LeaseKeeper:
         self.duration_s = duration_s
         self.renew_interval_s = duration_s / 3
         self.margin_s = default_margin(duration_s) if margin_s is None else margin_s
-        self.join_delay_s = self.renew_interval_s + self.margin_s  # join_delay(duration_s) at the default margin
+        self.join_delay_s = join_delay(duration_s)
         self.take_after_s = TAKE_AFTER_S
         self._clock = clock
         self._renewed_at = 0.0  # local time at which the last counted renewal was sent
-        self._acquired = 0.0
+        self._acquired = 0.0  # when this membership began, for its own take: acquireTime plus its write's time
+        self._joined: tuple[float, float] = (0.0, 0.0)  # the acquireTime a write began, and how long it took
         self._written: dict[str, Any] | None = None  # the Lease as the last write returned it
         self._frozen: set[str] = set()  # the others as last seen live, kept while the API cannot be read
         self._read: Mapping[str, ReplicaLease] = {}  # the Leases as the watch held them at the last counted renewal
@@ -201,6 +208,9 @@ class LeaseKeeper:
                         max(0.0, self.valid_until() - self._clock()))
             return self.members()
         self._written = written
+        own = ReplicaLease.parse(written)
+        if own is not None and abs(own.acquired - start) < 1e-3:  # this write began a membership
+            self._joined = (own.acquired, self._clock() - start)
         version = str((written.get("metadata") or {}).get("resourceVersion") or "")
         if self.view.seen(self.name, version, max(0.0, (deadline - self._clock()) / 2)):
             self._listed = {}
@@ -216,9 +226,12 @@ class LeaseKeeper:
             log.info("the watch of the %s Leases lags: listed them to count renewal %s", self.group, version)
             self._listed = {item["metadata"]["name"]: lease for item in items
                             if (lease := ReplicaLease.parse(item)) is not None}
-        own = ReplicaLease.parse(written)
         self._renewed_at = start
-        self._acquired = own.acquired if own is not None else start
+        # The others count from the acquireTime, stamped before the write; an old owner cut off from the API
+        # reads nothing after its last renewal, whose write the joiner's came after, so the joiner counts
+        # itself from when its own write came back.
+        acquired = own.acquired if own is not None else start
+        self._acquired = acquired + (self._joined[1] if self._joined[0] == acquired else 0.0)
         self._read = self._leases()
         self._frozen = set()
         return self.members()
@@ -298,8 +311,9 @@ class LeaseKeeper:
         return merged
 
     def takes_at(self) -> float:
-        """When this replica counts itself a member, its current membership's acquireTime plus the join delay and
-        ``TAKE_AFTER_S`` (what ``serving`` computes from its Lease for an observer); 0.0 before its first renewal."""
+        """When this replica counts itself a member: its current membership's acquireTime, plus the time its joining
+        write took, the join delay and ``TAKE_AFTER_S`` (``serving`` computes the same from its Lease for an
+        observer, less the write's time); 0.0 before its first renewal."""
         return self._acquired + self.join_delay_s + self.take_after_s if self._renewed_at else 0.0
 
     def serving(self, now: float | None = None) -> bool:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +20,7 @@ from cloud.replicas.leases import NAMESPACE, LeaseKeeper, lease_name
 from cloud.replicas.leasewatch import LeaseWatch
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.processes import wait_until
+from tests.support.tcpproxy import cuttable
 
 DURATION = 3
 
@@ -90,6 +92,42 @@ def test_a_keeper_that_cannot_reach_the_api_server_stops_serving_before_its_leas
         cut_off(a, b)
 
 
+def test_a_keeper_cut_off_from_the_api_server_stops_serving_before_a_joiner_it_cannot_see_takes_its_nodes(
+        kubes: list[Kube], watches: list[LeaseWatch], apiserver: ApiServer, tmp_path: Path) -> None:
+    """a reaches the API server, its renewals and its watch both, through a proxy the test cuts just after a's
+    renewal; c joins at once. a cannot read c, so it serves every node it had until its own Lease runs out: c
+    must not take its share before then. The API server's own clock and Leases decide, as in a fleet."""
+    url = urlsplit(apiserver.url)
+    with cuttable(url.hostname or "127.0.0.1", url.port or 443) as proxy:
+        through = tmp_path / "kubeconfig"
+        through.write_text(apiserver.kubeconfig.read_text().replace(
+            apiserver.url, f"{url.scheme}://127.0.0.1:{proxy.port}"))
+        a_kube = Kube.connect(str(through))
+        kubes.append(a_kube)
+        group = f"hub{secrets.token_hex(3)}"
+        a, b = keeper(a_kube, group, "a", watches), keeper(kubes[1], group, "b", watches)
+        wait_until(lambda: both_see_both(a, b), timeout=15, what="each keeper seeing both",
+                   interval=a.renew_interval_s)
+        wait_until(lambda: a.tick() == {"a", "b"}, timeout=5, what="a renewal of a's that counts", interval=0.1)
+        proxy.cut()
+        c = keeper(kubes[2], group, "c", watches)
+        c.tick()
+        a_stopped = c_took = None
+        deadline = time.time() + DURATION + 5
+        while c_took is None and time.time() < deadline:
+            if a_stopped is None and "a" not in a.tick():
+                a_stopped = time.time()
+            if "c" in c.tick():
+                c_took = time.time()
+            b.tick()
+            time.sleep(0.02)  # pacing the polls; what is waited for is the two moments recorded above
+        assert c_took is not None, "c never took its nodes"
+        assert a_stopped is not None, f"a still served when c took its nodes at {c_took}: two owners"
+        assert a_stopped < c_took, f"a served until {a_stopped}, c took its nodes at {c_took}: two owners"
+        assert "c" in b.members(), "b, which reads c, let c's nodes go before c took them"
+        print(f"\na stopped {c_took - a_stopped:.2f} s before c took its nodes")
+
+
 def cut_off(a: LeaseKeeper, b: LeaseKeeper) -> None:
     cut = time.time()
     assert a.tick() == {"a", "b"}, "one failed renewal within the duration is no reason to stop"
@@ -143,8 +181,12 @@ def test_a_renewal_is_one_write_and_a_joiner_is_seen_by_the_watch_between_renewa
     c = keeper(kubes[2], a.group, "c", watches)
     c.tick()
     counting.calls.clear()
-    joined = wait_until(lambda: time.time() if "c" in a.members() else None, timeout=c.join_delay_s + 5,
-                        what="a counting c, without renewing", interval=0.05)
+    def a_counts_c() -> float | None:
+        c.tick()  # c renews (a joiner that does not is dead before it counts); a does not
+        return time.time() if "c" in a.members() else None
+
+    joined = wait_until(a_counts_c, timeout=c.join_delay_s + 5, what="a counting c, without renewing",
+                        interval=0.05)
     assert counting.calls == [], "the joiner came by the watch"
     assert joined >= c.takes_at() - c.take_after_s - 0.05, "counted before its join delay"
     assert "c" in b.tick()

@@ -129,16 +129,19 @@ def test_a_keeper_off_the_broker_sees_a_member_rejoin_and_lets_its_nodes_go() ->
     """Found by the HA fleet test: a replica off the cloud broker renews nothing and, before, listed nothing
     either, so a member that came back meanwhile was missing from its frozen others: the joiner took its nodes
     (the others could have listed it by then) while this one went on serving them until its own Lease ran out,
-    and a node was served by two replicas for half a second. The watch goes on reading without renewals."""
+    and a node was served by two replicas for half a second. The watch goes on reading without renewals, and
+    a member still joining at the last renewal is counted once it has joined, though the others are frozen."""
     now = [T0]
     api = _Api([lease("a", T0 - 0.5, T0 - 100, duration=3), lease("b", T0 - 0.5, T0 - 100, duration=3),
-                lease("c", T0 - 10, T0 - 100, duration=3)])  # c's Lease ran out: c is dead
+                lease("c", T0 - 0.5, T0 - 0.5, duration=3)])  # c came back just before a's last renewal
     keeper = keeper_of(api, now, 3)
     assert keeper.tick() == {"a", "b"}
-    # a goes off the broker (no more tick); c comes back with a new Lease
-    api.leases["cloudhub-c"] = lease("c", T0 + 0.2, T0 + 0.2, duration=3)
-    assert keeper.next_change(T0 + 0.3) == T0 + 0.2 + keeper.join_delay_s, "recount when c joins"
-    now[0] = T0 + 0.2 + keeper.join_delay_s + 0.01  # the others count c now, and c takes its nodes soon after
+    # a goes off the broker (no more tick): its others are frozen 1.5 renew intervals after its last renewal
+    moments = [T0 + 0.3]
+    while moments[-1] < T0 + 3:
+        moments.append(keeper.next_change(moments[-1]))
+    assert T0 - 0.5 + keeper.join_delay_s in moments, f"recount when c joins: {moments}"
+    now[0] = T0 - 0.5 + keeper.join_delay_s + 0.01  # the others count c now, and c takes its nodes soon after
     assert now[0] < keeper.valid_until(), "a still serves: the case in point"
     assert keeper.observe() == {"a", "b", "c"}
     assert api.leases["cloudhub-a"]["spec"]["renewTime"] == micro_time(T0), "observe renews nothing"
@@ -272,3 +275,54 @@ def test_a_keeper_that_cannot_renew_freezes_the_others_as_read_at_its_last_renew
     api.leases["cloudhub-b"] = lease("b", T0 + 1.2, T0 + 1.2, duration=3)
     now[0] = T0 + 1.6  # past 1.5 renew intervals: frozen
     assert keeper.tick() == {"a", "b"}, "b was good at a's last renewal: a must not take its nodes"
+
+
+class _SlowApi(_Api):
+    """Each write takes ``write_s`` of the keeper's clock: the API server's answer comes back that much later."""
+
+    def __init__(self, leases: list[dict[str, Any]], now: list[float], write_s: float) -> None:
+        super().__init__(leases)
+        self.now = now
+        self.write_s = write_s
+
+    def write_lease(self, _namespace: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        self.now[0] += self.write_s
+        return super().write_lease(_namespace, body, timeout_s)
+
+
+def test_a_joiner_counts_itself_from_when_its_joining_write_came_back_not_from_its_acquire_time() -> None:
+    """The others count a joiner from its acquireTime, stamped before the write; an old owner cut off from the API
+    stops serving by its own last renewal, before which the joiner's write was not seen. A slow joining write
+    would eat into the margin between the two if the joiner counted itself from the stamp."""
+    now = [T0]
+    api = _SlowApi([lease("b", T0 - 0.5, T0 - 100, duration=6)], now, write_s=0.7)
+    keeper = keeper_of(api, now, 6)
+    keeper.tick()
+    acquired = ReplicaLease.parse(api.leases["cloudhub-a"])
+    assert acquired is not None
+    assert acquired.acquired == T0
+    assert keeper.takes_at() == T0 + 0.7 + keeper.join_delay_s + keeper.take_after_s
+    now[0] = T0 + 2.5
+    keeper.tick()  # a renewal keeps the membership, and when it was taken
+    assert keeper.takes_at() == T0 + 0.7 + keeper.join_delay_s + keeper.take_after_s
+
+
+def test_a_keeper_cut_off_from_the_api_stops_serving_before_a_joiner_it_cannot_see_takes_its_nodes() -> None:
+    """c joins just after a's last renewal, as a loses the API server (and with it the watch): a never reads c,
+    and serves every node it had until its own Lease runs out. The others count c only a whole Lease duration
+    after it joined, so a has stopped by then."""
+    now = [T0]
+    a_api = _Api([lease("a", T0 - 1, T0 - 100, duration=6), lease("b", T0 - 1, T0 - 100, duration=6)])
+    a = keeper_of(a_api, now, 6)
+    assert a.tick() == {"a", "b"}
+    leases = dict(a_api.leases)
+    a_api.cut = True  # a's writes and its watch fail from now on; c writes to the API server a cannot reach
+    c_api = _Api(list(leases.values()))
+    now[0] = T0 + 0.01
+    c = keeper_of(c_api, now, 6, identity="c")
+    c.tick()
+    assert a.valid_until() < c.takes_at(), "a serves until its Lease runs out, and c takes its nodes after"
+    while now[0] < c.takes_at() + 0.5:
+        now[0] += 0.05
+        if "c" in c.members():
+            assert "a" not in a.tick(), f"{now[0] - T0:.2f} s: a serves nodes c has taken"

@@ -68,7 +68,10 @@ def test_a_joiner_is_routed_to_when_it_takes_its_nodes_not_before() -> None:
                          now=100.0)
     assert routes.members == {"ec-a"}
     assert {routes.topic(node) for node in NODES} == {own_topic("ec-a")}
-    assert routes.next_change(100.0) == pytest.approx(100.0 + STARTS)
+    assert routes.next_change(100.0) == pytest.approx(100.0 + DURATION / 2), "the reading goes stale first"
+    routes.observe([lease("ec-a", acquired=0.0, renewed=107.0), lease("ec-b", acquired=100.0, renewed=106.7)],
+                   108.0)
+    assert routes.next_change(108.0) == pytest.approx(100.0 + STARTS)
     assert not routes.refresh(100.0 + STARTS - 0.01)
     assert routes.refresh(100.0 + STARTS), "counted at its start, without a new listing"
     assert {routes.topic(node) for node in NODES} == {own_topic("ec-a"), own_topic("ec-b")}
