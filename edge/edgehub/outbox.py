@@ -15,9 +15,11 @@ things that happened, not every BackOff of every hour; ``events_dropped`` counts
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +69,8 @@ class Outbox:
         self.max_events = max_events
         self.events_dropped = 0
         self.db = open_database(path, MIGRATIONS, name="EdgeHub outbox")
-        self._lock = threading.Lock()  # one writer; readers use their own connections
+        # One writer (``batch`` holds it around its adds, so it is reentrant); readers use their own connections.
+        self._lock = threading.RLock()
         self.evicted = 0
         self._over_cap = False
         self._bytes = int(self.db.execute_sql("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -78,6 +81,20 @@ class Outbox:
 
     def integrity_ok(self) -> bool:
         return integrity_ok(self.db)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The ``add`` calls made inside as one transaction: one commit (one fsync) for all of them, and none of
+        them kept if the block fails. The lock is held throughout, so that no other writer waits on the
+        database's lock while holding ours."""
+        with self._lock:
+            held = self._bytes, self._events
+            try:
+                with self.db.atomic():
+                    yield
+            except BaseException:
+                self._bytes, self._events = held  # what the adds counted was rolled back with them
+                raise
 
     def add(self, msg_id: str, payload: bytes, key: str | None, event_type: str | None = None, *,
             group: str | None = None) -> None:

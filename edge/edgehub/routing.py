@@ -261,6 +261,8 @@ class EdgeRouter:
             log.warning("module %s tried to send %s as node %s; this is %s", envelope.src, envelope.id,
                         envelope.node, self.node)
             return self._refuse(envelope, 400, f"this node is {self.node}, not {envelope.node}")
+        if envelope.op == Op.BATCH and envelope.parent is None:
+            return self._module_batch(envelope)
         if envelope.op in DIRECT_OPS or envelope.op == Op.BATCH:  # a batch from a module: its answers to one
             if not self.link_up:
                 self.counters.inc("dropped_offline")
@@ -276,6 +278,35 @@ class EdgeRouter:
         except EnvelopeError as exc:  # re-encoded larger than it arrived (msgpack float32 becomes float64)
             self.counters.inc("refused")
             return self._refuse(envelope, 413, exc.reason)
+        return self._queue(envelope, payload)
+
+    def _module_batch(self, envelope: Envelope) -> Routed:
+        """Several entries for the outbox in one message (DeviceTwin's status reports of one interval): each
+        member queued as if it had come alone (its own entry, id, coalescing and answer), all in one outbox
+        transaction, from the bytes it came as. The frame or any member invalid, or a member that is not for the
+        outbox (a query, an answer: those go up at once, alone), refuses the whole batch: nothing is queued."""
+        try:
+            batch = Batch.parse(envelope)
+            members = batch.members(self.max_size)
+            for index, member in enumerate(members):
+                if member.op in DIRECT_OPS:
+                    raise EnvelopeError(f"body.members[{index}].op", f"a {member.op.value} goes up at once, "
+                                                                      "alone, not queued in a batch")
+        except EnvelopeError as exc:
+            self.counters.inc("refused")
+            log.warning("refused a batch of %s: %s", envelope.src, exc)
+            return self._refuse(envelope, 400, str(exc))
+        routed = Routed()
+        with self.outbox.batch():
+            for member, payload in zip(members, batch.payloads, strict=True):
+                one = self._queue(member, payload)
+                routed.sends += one.sends
+                routed.queued |= one.queued
+        self.counters.inc("module_batches")
+        return routed
+
+    def _queue(self, envelope: Envelope, payload: bytes) -> Routed:
+        """``envelope`` (encoded as ``payload``) into the outbox for the sender thread."""
         key = coalesce_key(envelope)
         event_type = None
         if envelope.res is not None and envelope.res.kind == kinds.EVENT:

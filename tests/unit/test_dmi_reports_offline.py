@@ -1,7 +1,8 @@
 """What a mapper reports while the cloud link is down reaches the Device status once the link is back, as one
 outbox entry per device holding the last value (issue 18), through the real parts: the DMI's DeviceManager,
 DeviceTwin on a SQLite file, EdgeHub's router and outbox on another. No broker: what each component publishes
-is handed to the next as its process would, and DeviceTwin's envelope is made as DeviceTwinComponent makes it."""
+is handed to the next as its process would, and DeviceTwin's messages are made by DeviceTwinComponent's own
+``status_reports``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.devicetwin.component import status_reports
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
 from edge.dmi.devicemanager import DeviceManager
@@ -18,7 +20,7 @@ from edge.edgehub.routing import EdgeRouter
 from edge.storage import DiskGuard
 from runtime.counters import Counters
 from schemas.dmi.v1beta1 import api_pb2 as pb
-from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, decode
+from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, decode
 from schemas.resource import ResourceKey
 from tests.support.dmi import NS, dmi_device, dmi_model
 
@@ -47,10 +49,8 @@ class Node:
                                                reportedDevice=pb.DeviceStatus(twins=[reading]))
         for handed in self.manager.report_status(request):
             self.twin.on_report(handed.namespace, handed.name, handed.payload)
-        for key, status in self.twin.take_reports():
-            envelope = Envelope(node=NODE, src="devicetwin", group=Group.TWIN, op=Op.UPDATE, res=key,
-                                body={"status": status})
-            assert self.router.from_module(envelope, 0.0).queued
+        for packed in status_reports(NODE, self.twin.take_reports(), DEFAULT_MAX_SIZE):
+            assert self.router.from_module(decode(packed.payload), 0.0).queued
 
     def close(self) -> None:
         self.outbox.close()

@@ -6,12 +6,14 @@ whole, nothing of it applied. Real routers, store and packer; only the network i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from cloud.cloudhub.routing import CloudRouter
+from edge.devicetwin.component import status_reports
 from edge.edgehub.outbox import Outbox
 from edge.edgehub.routing import EdgeRouter
 from edge.metamanager.component import MetaManagerComponent, MetaManagerSettings
@@ -128,11 +130,78 @@ def test_a_bad_batch_is_refused_whole_at_edgehub(edgehub: EdgeRouter, carried: E
 
 
 def test_answers_in_a_batch_go_straight_up_while_the_link_is_up(edgehub: EdgeRouter) -> None:
-    replies = raw_batch([b"x"], ["resource"])
+    replies = replace(raw_batch([b"x"], ["resource"]), parent="cloud-batch-1")  # answers to the cloud's batch
     assert edgehub.from_module(replies, 0.0).sends == [Send(UP, replies)]
     edgehub.link_changed(False, "test")
     assert edgehub.from_module(replies, 0.0).sends == []
     assert edgehub.counters.get("dropped_offline") == 1
+
+
+def report(name: str, state: str = "online") -> tuple[ResourceKey, dict[str, Any]]:
+    return ResourceKey("default", "devicestatus", name), {"state": state, "twins": []}
+
+
+def test_a_modules_batch_of_reports_is_queued_one_entry_per_member_as_they_came(edgehub: EdgeRouter) -> None:
+    """DeviceTwin's status reports of one interval come as one batch; each is its own outbox entry (its id, its
+    coalescing key), kept as the bytes it came in, and a newer report of a device replaces its entry."""
+    (packed,) = status_reports(NODE, [report("d0"), report("d1"), report("d2")], DEFAULT_MAX_SIZE)
+    carrier = decode(packed.payload)
+    assert carrier.op == Op.BATCH
+    routed = edgehub.from_module(carrier, 0.0)
+    assert routed.queued
+    assert routed.sends == []
+    entries = edgehub.outbox.after(0, 10)
+    assert [entry.msg_id for entry in entries] == [member.id for member in packed.members]
+    assert [entry.payload for entry in entries] == list(Batch.parse(carrier).payloads)
+    assert {entry.group for entry in entries} == {"twin"}
+    assert edgehub.counters.get("module_batches") == 1
+    (newer,) = status_reports(NODE, [report("d1", "offline"), report("d3")], DEFAULT_MAX_SIZE)
+    assert edgehub.from_module(decode(newer.payload), 0.0).queued
+    kept = [decode(entry.payload) for entry in edgehub.outbox.after(0, 10)]
+    assert [(e.res.name if e.res else "", e.body["status"]["state"]) for e in kept] == [
+        ("d0", "online"), ("d2", "online"), ("d1", "offline"), ("d3", "online")]
+
+
+def test_a_modules_batch_with_a_member_not_for_the_outbox_or_a_bad_one_is_refused_whole(edgehub: EdgeRouter) -> None:
+    status = status_reports(NODE, [report("d0")], DEFAULT_MAX_SIZE)[0].envelope
+    query = Envelope(node=NODE, src="devicetwin", group=Group.TWIN, op=Op.QUERY,
+                     res=ResourceKey("default", "device", "d0"))
+    (mixed,) = pack(NODE, "devicetwin", [status, query], max_members=10, max_bytes=64 * 1024)
+    (send,) = edgehub.from_module(decode(mixed.payload), 0.0).sends
+    assert isinstance(send, Send)
+    assert send.topic == topics.inbox(topics.Side.EDGE, "devicetwin")
+    assert send.envelope.op == Op.ERROR
+    assert "body.members[1].op" in str(send.envelope.body)
+    broken = Envelope(node=NODE, src="devicetwin", group=Group.HUB, op=Op.BATCH,
+                      body={"groups": ["twin", "twin"], "members": [status.encode(), b"\x93"]})
+    (send,) = edgehub.from_module(broken, 0.0).sends
+    assert isinstance(send, Send)
+    assert "body.members[1]" in str(send.envelope.body)
+    assert edgehub.outbox.count() == 0, "nothing of a refused batch is queued"
+    assert edgehub.counters.get("refused") == 2
+
+
+def test_an_outbox_batch_that_fails_midway_keeps_none_of_its_entries(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", 1024 * 1024)
+    try:
+        box.add("before", b"x" * 10, "k0")
+        def failing() -> None:
+            with box.batch():
+                box.add("a", b"y" * 10, "k1")
+                box.add("b", b"z" * 10, "k0")  # replaces "before" inside the batch
+                raise RuntimeError("the disk went away")
+
+        with pytest.raises(RuntimeError):
+            failing()
+        assert [entry.msg_id for entry in box.after(0, 10)] == ["before"]
+        assert box.size_bytes == 10
+        with box.batch():
+            box.add("a", b"y" * 10, "k1")
+            box.add("b", b"z" * 10, "k0")
+        assert [entry.msg_id for entry in box.after(0, 10)] == ["a", "b"]
+        assert box.size_bytes == 20
+    finally:
+        box.close()
 
 
 def test_hello_and_keepalives_say_the_node_takes_batches(edgehub: EdgeRouter, tmp_path: Path) -> None:
