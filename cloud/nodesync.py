@@ -61,6 +61,8 @@ RESYNC_WORKERS = 32
 RESYNC_PAGE = 500
 RESYNC_ATTEMPTS = 4
 """Listings of a node's store tried per resync before it falls back to sending everything again."""
+SLOW_RESYNC_S = 3.0
+"""A resync whose listing takes longer than this is logged, with where the time went."""
 FIRST_LISTING_TIMEOUT_S = 3.0
 """The first listing of a resync waits this long at most (later ones ``query_timeout_s``): a page comes back in
 well under a second from a healthy node, and the first query is the one most often lost: sent while a node is
@@ -541,11 +543,17 @@ class NodeSync:
                     del self._resyncing[(node, session)]
 
     def _resync_now(self, node: str, session: str, running: Resyncing) -> None:
+        started = time.monotonic()
         for informer in self.informers.values():
             if not informer.synced.wait(60):
                 log.warning("informers not synced after 60 s; resync of %s proceeds", node)
                 break
+        listing = time.monotonic()
         held = self._list_store(node, session)
+        done = time.monotonic()
+        if done - started > SLOW_RESYNC_S:  # a takeover's straggler: which part of the resync held it up
+            log.warning("the listing of node %s for its resync took %.1f s (%.1f s waiting for the informers, "
+                        "%.1f s listing)", node, done - started, listing - started, done - listing)
         with self._resync_lock:  # no one joins after this: a later ask starts a listing of its own
             if self._resyncing.get((node, session)) is running:
                 del self._resyncing[(node, session)]

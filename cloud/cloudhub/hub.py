@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EDGECONTROLLER = ROUTES[Group.RESOURCE]
+SLOW_ANNOUNCEMENT_S = 2.0
+"""An announcement published later than this after it was decided is logged (the controllers wait for it)."""
 """The controller that may run sharded by node (``--edgecontroller-shards``)."""
 
 
@@ -278,12 +280,23 @@ class CloudHub:
         """Announcements go through the handler thread's queue, so that they are published in the order they
         were decided whichever thread decided them: the last retained one must be the node's real state."""
         for send in routed.announce:
-            self.bus.call_soon(partial(self.bus.publish, send.topic, send.envelope, retain=True))
+            self.bus.call_soon(partial(self._announce, send, time.monotonic()))
         if routed.wake:
             self._wake.set()
         if self.settings.down_qos == 1:
             return routed.sends
         return [replace(send, qos=self.settings.down_qos) if is_down(send.topic) else send for send in routed.sends]
+
+    def _announce(self, send: Send, decided: float) -> None:
+        """Publish one session announcement (on the handler thread, in order). One that reaches the broker late
+        delays the controllers' resync of its node (they start it on the announcement), so a slow one says so:
+        how long it waited for the handler thread, and how long the broker took to take it."""
+        started = time.monotonic()
+        self.bus.publish(send.topic, send.envelope, retain=True)
+        done = time.monotonic()
+        if done - decided > SLOW_ANNOUNCEMENT_S:
+            log.warning("the announcement on %s went out %.1f s after it was decided (%.1f s queued, %.1f s "
+                        "publishing)", send.topic, done - decided, started - decided, done - started)
 
     def _send_loop(self) -> None:
         linger = Linger(self.settings.batch_linger_ms / 1000)
