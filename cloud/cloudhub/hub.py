@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EDGECONTROLLER = ROUTES[Group.RESOURCE]
+"""The controller that may run sharded by node (``--edgecontroller-shards``)."""
 SLOW_ANNOUNCEMENT_S = 2.0
 """An announcement published later than this after it was decided is logged (the controllers wait for it)."""
-"""The controller that may run sharded by node (``--edgecontroller-shards``)."""
 
 
 

@@ -112,17 +112,18 @@ def test_a_keeper_cut_off_from_the_api_server_stops_serving_before_a_joiner_it_c
         proxy.cut()
         c = keeper(kubes[2], group, "c", watches)
         c.tick()
-        a_stopped = c_took = None
-        deadline = time.time() + DURATION + 5
-        while c_took is None and time.time() < deadline:
-            if a_stopped is None and "a" not in a.tick():
-                a_stopped = time.time()
-            if "c" in c.tick():
-                c_took = time.time()
+        stopped: list[float] = []  # when a stopped serving, recorded on the way
+
+        def c_taking() -> float | None:
+            if not stopped and "a" not in a.tick():
+                stopped.append(time.time())
+            took = time.time() if "c" in c.tick() else None
             b.tick()
-            time.sleep(0.02)  # pacing the polls; what is waited for is the two moments recorded above
-        assert c_took is not None, "c never took its nodes"
-        assert a_stopped is not None, f"a still served when c took its nodes at {c_took}: two owners"
+            return took
+
+        c_took = wait_until(c_taking, timeout=DURATION + 5, what="c taking its nodes", interval=0.02)
+        assert stopped, f"a still served when c took its nodes at {c_took}: two owners"
+        a_stopped = stopped[0]
         assert a_stopped < c_took, f"a served until {a_stopped}, c took its nodes at {c_took}: two owners"
         assert "c" in b.members(), "b, which reads c, let c's nodes go before c took them"
         print(f"\na stopped {c_took - a_stopped:.2f} s before c took its nodes")
