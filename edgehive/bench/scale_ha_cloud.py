@@ -129,7 +129,11 @@ def start_members(stack: ExitStack, work: Path, count: int) -> tuple[list[subpro
         urls.append(BrokerUrl("127.0.0.1", mqtt))
     for i, url in enumerate(urls):
         if not wait_ready(url, 60):
-            raise BenchError(f"bench scale: NATS member {i + 1} did not serve MQTT; see {work}/nats-{i + 1}.log")
+            # MQTT waits for a quorum, so a member that exited shows as another one not serving: name it.
+            dead = "".join(f"; member {j + 1} exited ({work}/nats-{j + 1}.log)"
+                           for j, proc in enumerate(procs) if proc.poll() is not None)
+            raise BenchError(f"bench scale: NATS member {i + 1} did not serve MQTT{dead}; "
+                             f"see {work}/nats-{i + 1}.log")
     return procs, urls
 
 

@@ -16,7 +16,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.fixtures.processes import free_port, require_executable, wait_until
+from tests.fixtures.nats import require_nats
+from tests.fixtures.processes import free_port, wait_until
 from tests.integration.test_edgehive_up import _node_ready, all_healthy, stop_stack
 from tests.support.cluster import wait_for_service_account
 from tests.support.fleet import podman_pods
@@ -74,7 +75,7 @@ def _healthy(proc: subprocess.Popen[bytes], tmp_path: Path) -> dict[str, dict[st
 def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
     """``bridge``: the node's link as the bridge process, or as the edge mosquitto's own bridge (the members in its
     ``address`` line, QoS 0 down, its hello the notification and EdgeHub's repeat)."""
-    require_executable("nats-server")
+    require_nats()
     mqtt = _free_block(3 * REPLICAS)  # the members' MQTT ports, then their NATS client and route ports
     nats_port = mqtt + REPLICAS
     etcd_port = _free_block(2)  # etcd's peer port is the next one

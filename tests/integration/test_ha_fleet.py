@@ -41,9 +41,9 @@ from schemas import topics
 from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.brokers import BrokerFactory
 from tests.fixtures.mqtt import TestClient
-from tests.fixtures.nats import start_nats_cluster
+from tests.fixtures.nats import require_nats, start_nats_cluster
 from tests.fixtures.podman import Podman
-from tests.fixtures.processes import require_executable, wait_until
+from tests.fixtures.processes import wait_until
 from tests.integration.test_cloudhub_replicas import log_length, log_says, logged_at
 from tests.integration.test_link_acl import _subscribe_refused_or_filtered
 from tests.support.edge_node import remove_pods
@@ -96,7 +96,7 @@ def split_identities(real: list[str], tag: str) -> list[str]:
 @pytest.fixture(scope="module")
 def ha_fleet(apiserver: ApiServer, session_edgehive_broker: BrokerFactory, podman: Podman,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaFleet]:
-    require_executable("nats-server")
+    require_nats()
     workdir = tmp_path_factory.mktemp("ha-fleet")
     tag = uuid.uuid4().hex[:4]
     real = [f"edge-{tag}-{i + 1}" for i in range(REAL_NODES)]

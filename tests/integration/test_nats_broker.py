@@ -1,6 +1,7 @@
 """Our link on a 3-member NATS cluster run from ``edgehive broker --nats-config``: any member serves any node.
 
-MQTT behaviour of NATS 2.9 that differs from mosquitto 2.0, seen here, and what we do about it:
+MQTT behaviour of NATS (2.9 when first written, 2.15 now) that differs from mosquitto 2.0, seen here, and what
+we do about it:
 
 - A subscription outside a user's permissions is refused in the SUBACK (0x80); a denied publish is
   acknowledged and dropped, as mosquitto does (MQTT 3.1.1 has no refusal for PUBLISH). The ACL tests
@@ -8,10 +9,10 @@ MQTT behaviour of NATS 2.9 that differs from mosquitto 2.0, seen here, and what 
 - Topics are NATS subjects: ``/`` becomes ``.``, so a topic level holding ``.``, ``*`` or ``>`` changes
   meaning, and ``$MQTT/...`` topics are NATS's own (refused). Our link topics contain none of them; the
   writer refuses node names with ``.`` (Kubernetes allows them, NATS cannot fence them).
-- Passwords are checked as bcrypt only (``edgehive passwd --bcrypt``); NATS 2.9 reads no CRL (a node is
+- Passwords are checked as bcrypt only (``edgehive passwd --bcrypt``); NATS reads no CRL (a node is
   revoked by dropping its user and reloading).
 - QoS 1 goes through JetStream: about 1,000 msg/s against mosquitto's 7-8k (ENVIRONMENT.md); QoS 2 is
-  not served (we use QoS 0 and 1 only). In-flight QoS 1 per *session* is capped by ``max_ack_pending``, and a
+  served since 2.10 (we use QoS 0 and 1 only). In-flight QoS 1 per *session* is capped by ``max_ack_pending``, and a
   delivery past the cap is skipped until JetStream redelivers it, ``ack_wait`` later (broker/nats.py).
 - Sessions, retained messages and queued QoS 1 messages live in replicated streams, so a persistent
   session survives the loss of the member it was on, which no single mosquitto can offer.
@@ -45,7 +46,7 @@ from schemas import topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
 from tests.fixtures.mqtt import MqttError, TestClient, TlsFiles
-from tests.fixtures.nats import ClientCerts, NatsCluster, NatsClusterFactory
+from tests.fixtures.nats import ClientCerts, NatsCluster, NatsClusterFactory, require_nats
 from tests.fixtures.processes import ManagedProcess, free_port, wait_until
 from tests.integration.test_link_acl import USERS, _subscribe_refused_or_filtered, check_link_fence
 
@@ -248,7 +249,7 @@ def test_a_server_without_the_route_secret_cannot_join(nats_cluster: NatsCluster
         "server_name": "intruder", "listen": f"127.0.0.1:{free_port()}",
         "cluster": {"name": nats.CLUSTER_NAME, "listen": f"127.0.0.1:{free_port()}",
                     "routes": [f"nats-route://{nats.ROUTE_USER}:{'x' * 64}@{route}"]}}))
-    intruder = ManagedProcess("intruder", ["nats-server", "-c", str(conf)], tmp_path / "intruder.log").start()
+    intruder = ManagedProcess("intruder", [require_nats(), "-c", str(conf)], tmp_path / "intruder.log").start()
     try:
         refused = f'authentication error - User "{nats.ROUTE_USER}"'
         wait_until(lambda: refused in (member.workdir / "broker-1.log").read_text(), timeout=15,
