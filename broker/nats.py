@@ -80,6 +80,15 @@ resends only on reconnect). Shorter would redeliver to live clients whose acknow
 member that died had in flight, for which there is no other resend. Redelivery is harmless to the state:
 MetaManager refuses what is older than it holds or deleted (edge/metamanager/objectstore.py), and the cloud's
 queue settles by message id."""
+JS_API_TIMEOUT = "2s"
+"""How long NATS's MQTT layer waits for each of its JetStream requests (NATS's default 5 s; a setting since
+2.11.3). A client's CONNECT reads its session record from the sessions stream, and when the member leading that
+stream dies no request is answered until the others elect a leader, 4 to 9 s later (NATS's Raft; not a setting);
+a request sent meanwhile is never answered, so a connecting client waits the whole timeout, is refused, and
+tries again. Its link is back at the first attempt after the election: at 5 s, after two attempts, 11.5 s after
+the member died (``bench scale --broker nats``, which kills the leader of that stream), past the 10 s goal. A
+shorter wait also refuses slow answers under load; those cost a retry (a CONNECT, a SUBSCRIBE: the connection
+asks again; a QoS 1 publish: its connection closes and our delivery resends), never data."""
 MQTT_INTERNAL_SUBSCRIBE = "$MQTT.sub.>"
 """The delivery subjects of the JetStream consumers behind QoS 1 subscriptions."""
 ROUTE_USER = "edgehive-route"
@@ -187,7 +196,8 @@ def nats_conf(settings: BrokerSettings, directory: Path) -> dict[str, Any]:
     _check(settings)
     client = Address.parse(settings.nats_client_listen)
     mqtt_address = settings.addresses[0]
-    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING, "ack_wait": ACK_WAIT}
+    mqtt: dict[str, Any] = {"listen": str(mqtt_address), "max_ack_pending": MAX_ACK_PENDING, "ack_wait": ACK_WAIT,
+                            "js_api_timeout": JS_API_TIMEOUT}
     if settings.tls_cert:
         tls: dict[str, Any] = {"cert_file": settings.tls_cert, "key_file": settings.tls_key}
         if settings.client_certs:

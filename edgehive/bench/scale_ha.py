@@ -17,9 +17,9 @@ Phases, one function each, one progress line each on stderr (and a few while wai
    replica's own CPU, memory and nodes owned;
 3. with N > 1: ownership balance from the replicas' own counts; a replica SIGKILLed: until every node it
    served has a new session, has answered the listing of its pods, ConfigMaps and Secrets and holds the
-   ConfigMap version written after the kill; a NATS member SIGKILLed: until every node whose link was on it
-   has its link up again; all the while, ConfigMap updates at LATENCY_RATE/s, and at the end those that never
-   arrived are the lost messages.
+   ConfigMap version written after the kill; a NATS member SIGKILLed, made the MQTT sessions stream's leader
+   first (the worst case): until every node whose link was on it has its link up again; all the while,
+   ConfigMap updates at LATENCY_RATE/s, and at the end those that never arrived are the lost messages.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from edgehive.bench.harness import (
     wait_status,
     wait_until,
 )
+from edgehive.bench.natsapi import move_stream_leader, stream_leader
 from edgehive.bench.procfs import Window
 from edgehive.bench.scale_cloud import LATENCY_RATE, ConfigMapStream, api, pod_manifest, set_configmap
 from edgehive.bench.scale_fleet import Fleet, Sessions
@@ -65,6 +66,9 @@ timed out, the clients retried, the retries made more (congestion collapse, see 
 NATS_DOWN_QOS = 0
 """The bridges' --down-qos on NATS, in both rounds: what edgehive join writes for a NATS cluster."""
 FAILOVER_TIMEOUT_S = 120.0
+SESSIONS_STREAM = "$MQTT_sess"
+"""NATS's stream of MQTT session records: a client's CONNECT reads its record there, so while it has no leader no
+client can connect."""
 CONNECT_TIMEOUT_S = 180.0
 SERVED_ENOUGH = 0.95
 ARRIVAL_TIMEOUT_S = 60.0
@@ -288,13 +292,20 @@ def _kill_replica(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -
 
 
 def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None, int]:
-    """SIGKILL the last NATS member (the first carries the bench's own watcher); seconds until every node whose
-    link was on it has its link up again, on another."""
+    """SIGKILL the last NATS member (the first carries the bench's own watcher), made the leader of the MQTT
+    sessions stream first (the worst case: edgehive.bench.natsapi); seconds until every node whose link was on it
+    has its link up again, on another."""
     index = len(cloud.members) - 1
+    name = f"nats-{index + 1}"
+    if stream_leader(cloud.member_clients[0], SESSIONS_STREAM) != name:  # NATS refuses a move to the leader
+        move_stream_leader(cloud.member_clients[0], SESSIONS_STREAM, to=name)
+    wait_until(lambda: stream_leader(cloud.member_clients[0], SESSIONS_STREAM) == name, 30,
+               f"{name} to lead {SESSIONS_STREAM}", say=run.say, poll=0.2)
     with fleet.lock:
         victims = sorted(n for n, m in fleet.member.items() if m == index and n in fleet.connected
                          and n not in run.unserved)
-    run.say(f"broker failover: SIGKILL of NATS member {index + 1} ({len(victims)} node links on it)")
+    run.say(f"broker failover: SIGKILL of NATS member {index + 1}, leader of {SESSIONS_STREAM} "
+            f"({len(victims)} node links on it)")
     cloud.members[index].kill()
     killed = time.monotonic_ns()
 

@@ -39,6 +39,7 @@ class HaCloud:
     work: Path
     members: list[subprocess.Popen[bytes]]
     member_urls: list[BrokerUrl]
+    member_clients: list[BrokerUrl]  # each member's NATS client port (JetStream API requests: edgehive.bench.natsapi)
     hubs: dict[str, subprocess.Popen[bytes]]  # replica identity (or "cloudhub") -> process
     controllers: dict[str, subprocess.Popen[bytes]]  # EdgeController replica identity (or "edgecontroller")
 
@@ -108,8 +109,10 @@ def _owned(procs: dict[str, subprocess.Popen[bytes]], log: Callable[[str], Path]
     return counts
 
 
-def start_members(stack: ExitStack, work: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[BrokerUrl]]:
-    """``count`` members on loopback, started at once (MQTT waits for a JetStream quorum) and ready."""
+def start_members(stack: ExitStack, work: Path,
+                  count: int) -> tuple[list[subprocess.Popen[bytes]], list[BrokerUrl], list[BrokerUrl]]:
+    """``count`` members on loopback, started at once (MQTT waits for a JetStream quorum) and ready: the processes,
+    their MQTT addresses and their NATS client addresses."""
     ports = [(free_port(), free_port(), free_port()) for _ in range(count)]  # MQTT, NATS clients, routes
     secret = work / "route-secret"
     secret.write_text(secrets.token_hex(32) + "\n")
@@ -134,7 +137,7 @@ def start_members(stack: ExitStack, work: Path, count: int) -> tuple[list[subpro
                            for j, proc in enumerate(procs) if proc.poll() is not None)
             raise BenchError(f"bench scale: NATS member {i + 1} did not serve MQTT{dead}; "
                              f"see {work}/nats-{i + 1}.log")
-    return procs, urls
+    return procs, urls, [BrokerUrl("127.0.0.1", client) for _, client, _ in ports]
 
 
 def member_list(urls: list[BrokerUrl], first: int) -> str:
@@ -145,7 +148,7 @@ def member_list(urls: list[BrokerUrl], first: int) -> str:
 
 def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path) -> HaCloud:
     work.mkdir(parents=True, exist_ok=True)
-    members, urls = start_members(stack, work, replicas)
+    members, urls, clients = start_members(stack, work, replicas)
     hubs: dict[str, subprocess.Popen[bytes]] = {}
     controllers: dict[str, subprocess.Popen[bytes]] = {}
     for i in range(replicas):
@@ -162,7 +165,7 @@ def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path
         controllers[ec] = stack.enter_context(process(
             [sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig", str(kubeconfig), *shard],
             work / f"{ec}.log", env))
-    return HaCloud(replicas, work, members, urls, hubs, controllers)
+    return HaCloud(replicas, work, members, urls, clients, hubs, controllers)
 
 
 def status_names(cloud: HaCloud) -> tuple[str, ...]:

@@ -41,7 +41,10 @@ import pytest
 from broker import nats
 from cloud.edgecontroller.controller import SECONDARY as EDGECONTROLLER_SECONDARY
 from cloud.nodesync import RESYNC_WORKERS
+from edgehive.bench.harness import BenchError
+from edgehive.bench.natsapi import move_stream_leader, stream_leader
 from runtime.pki import CertificateAuthority
+from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import DEFAULT_MAX_SIZE, Envelope, Group, Op, decode
 from schemas.resource import ResourceKey
@@ -260,3 +263,16 @@ def test_a_server_without_the_route_secret_cannot_join(nats_cluster: NatsCluster
         other.subscribe("edgehive/status/+")
         cloud.publish("edgehive/status/cloudhub", b"still one cluster")
         assert other.expect().payload == b"still one cluster"
+
+
+def test_the_benchmark_moves_the_sessions_streams_leadership(nats_cluster: NatsClusterFactory) -> None:
+    """``bench scale --broker nats`` kills the member that leads the MQTT sessions stream (the worst case for the
+    links' failover): its JetStream requests (edgehive.bench.natsapi) read and move that leadership."""
+    cluster = nats_cluster()  # anonymous, as the benchmark's members are
+    member = BrokerUrl("127.0.0.1", cluster.client_ports[0])
+    leader = wait_until(lambda: stream_leader(member, "$MQTT_sess"), timeout=15, what="a leader of $MQTT_sess")
+    target = next(name for name in ("nats-1", "nats-2", "nats-3") if name != leader)
+    move_stream_leader(member, "$MQTT_sess", to=target)
+    wait_until(lambda: stream_leader(member, "$MQTT_sess") == target, timeout=15, what=f"{target} to lead")
+    with pytest.raises(BenchError, match="could not move"):
+        move_stream_leader(member, "$MQTT_sess", to="nats-9")

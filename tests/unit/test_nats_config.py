@@ -8,7 +8,7 @@ import pytest
 
 from broker import bcrypt
 from broker.embedded import BrokerSettings
-from broker.nats import MAX_ACK_PENDING, NatsConfigError, mqtt_subject, nats_conf
+from broker.nats import JS_API_TIMEOUT, MAX_ACK_PENDING, NatsConfigError, mqtt_subject, nats_conf
 from broker.passwords import set_password, verify_password
 from cloud.edgecontroller.controller import SECONDARY as EDGECONTROLLER_SECONDARY
 from cloud.nodesync import RESYNC_WORKERS
@@ -59,6 +59,8 @@ def test_each_node_user_holds_only_its_own_link(tmp_path: Path) -> None:
     assert conf["mqtt"]["stream_replicas"] == 3
     assert conf["mqtt"]["ack_wait"] == "30s"  # explicit: it decides when NATS redelivers, out of order
     assert conf["mqtt"]["max_ack_pending"] == MAX_ACK_PENDING == 1024
+    # below NATS's 5 s: a link whose member died is back at the first CONNECT after the sessions stream's election
+    assert conf["mqtt"]["js_api_timeout"] == JS_API_TIMEOUT == "2s"
 
 
 def test_max_ack_pending_holds_a_takeovers_listings_and_a_sessions_subscriptions() -> None:

@@ -27,7 +27,7 @@ def test_version_read_from_its_banner() -> None:
 
 def test_debian_2_9_is_refused_with_its_version_named(tmp_path: Path) -> None:
     old = _fake_nats(tmp_path, "nats-server: v2.9.10")
-    with pytest.raises(BrokerMissing, match=r"nats-server 2\.9\.10; edgehive needs 2\.10\.18 or newer"):
+    with pytest.raises(BrokerMissing, match=r"nats-server 2\.9\.10; edgehive needs 2\.11\.3 or newer"):
         checked_nats(old)
 
 
