@@ -8,6 +8,7 @@ with the one ``--nats-config`` writes.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -70,8 +71,10 @@ def checked_nats(binary: str) -> str:
     return binary
 
 
+@functools.cache
 def _nats_version(binary: str) -> tuple[int, ...]:
-    """``nats-server --version`` prints ``nats-server: v2.11.3``; anything else reads as version 0."""
+    """``nats-server --version`` prints ``nats-server: v2.11.3``; anything else reads as version 0. Asked once per
+    path and process: a cluster's members, each started through ``nats_binary``, share the answer."""
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):

@@ -21,7 +21,8 @@ says why not Debian's 2.9). What differs from the mosquitto writer, and why:
 - A client certificate maps to the user named by its subject (``CN=<node>``;
   ``verify_and_map``). NATS reads no CRL (2.15 still has OCSP only): a node is
   revoked by removing it from ``--nats-nodes`` and reloading (``nats-server
-  --signal reload``), which also cuts off its open connection. ``--crl-file`` is refused rather than ignored.
+  --signal reload``), which also cuts off its open connection. ``--crl-file`` is
+  refused rather than ignored.
 - One MQTT listener per member (NATS has one), and no device listener (the
   cloud broker has no devices).
 - Members of a cluster authenticate each other's routes with a shared secret: a
@@ -53,8 +54,8 @@ each of the session's JetStream consumers' MaxAckPending.
 The limit is per session, over all its subscriptions, and what passes it is not held back but skipped: NATS's MQTT
 delivery (mqttDeliverMsgCbQos1, later mqttDeliverMsgCbQoS12; alike from 2.9 to 2.15) gives the message no packet
 identifier, sends nothing, and leaves it to JetStream to deliver again after ``ACK_WAIT``, 30 s later, flagged
-duplicate. What is in transit
-counts too: written to the socket and not yet read, or acknowledged and the PUBACK not yet read back.
+duplicate. What is in transit counts too: written to the socket and not yet read, or acknowledged and the PUBACK
+not yet read back.
 
 At 100 (this value until now) a CloudHub replica taking over a dead one's nodes passed it in every run traced
 (edgehive bench scale --broker nats --replicas 3 --nodes 300, 2 runs): within half a second its session gets its own

@@ -7,10 +7,8 @@ nothing private of another scenario; a figure measured two ways would not compar
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from typing import Any
 from edgehive.errors import EdgehiveError
 from edgehive.localcluster import LocalApiServer
 from runtime.connection import Connection, ConnectionSettings, Incoming
+from runtime.ports import NoFreePort, PortPicker
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.batch import Batch
@@ -73,25 +72,18 @@ def bench_apiserver(stack: ExitStack, work: Path, control_plane: bool = False) -
 
 
 BENCH_PORTS = range(10000, 20000)
-"""Where the benchmarks' servers listen: below Linux's ephemeral range (32768-60999) and the tests' ports
-(tests/fixtures/processes.py). A port from ``bind(0)`` comes from the ephemeral range, where any connection
-opened before the server binds it may take it as its local port: a NATS member once died on start, its MQTT port
-taken (``bind: address already in use``), with hundreds of connections opening around it."""
-_BENCH_START = (os.getpid() * 7919) % len(BENCH_PORTS)  # runs one after another do not start on the same port
-_BENCH_CANDIDATES: Iterator[int] = itertools.cycle([*BENCH_PORTS[_BENCH_START:], *BENCH_PORTS[:_BENCH_START]])
+"""Where the benchmarks' servers listen: below the ephemeral range (runtime/ports.py says why) and the tests' ports
+(tests/fixtures/processes.py). With ``bind(0)`` a NATS member once died on start, its MQTT port taken by one of
+the hundreds of connections opening around it."""
+_BENCH_PORTS = PortPicker(BENCH_PORTS)
 
 
 def free_port() -> int:
     """A TCP port nothing listens on now, never handed out twice by this process (until the range wraps)."""
-    for _ in range(len(BENCH_PORTS)):
-        port = next(_BENCH_CANDIDATES)
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
-            return port
-    raise BenchError(f"no free TCP port in {BENCH_PORTS.start}-{BENCH_PORTS.stop - 1}")
+    try:
+        return _BENCH_PORTS.free_port()
+    except NoFreePort as exc:
+        raise BenchError(str(exc)) from exc
 
 
 @contextmanager
