@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -35,7 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from runtime.backoff import Backoff
+from runtime.backoff import MemberRetry
 from runtime.connsettings import ClientIdentity, ConnectionSettings, Incoming, TlsSettings, Will
 from runtime.counters import Counters
 from runtime.cpupriority import lower_thread
@@ -51,8 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MEMBER_HOP_S = 0.2
-"""Mean pause before trying the next member of a broker cluster after one failed (jittered +/- 50%)."""
 SUBSCRIBE_RETRY_S = 1.0
 """Pause before asking again for a subscription the broker refused."""
 LOOP_WAIT_S = 1.0
@@ -119,7 +116,7 @@ class Connection:
         self._urls = (settings.url, *settings.alternates)
         self._at = 0  # which of _urls is in use
         self._moved = False  # the next connect goes to another member: paho's reconnect() would not
-        self._tried_this_round = 0  # members that failed since the last good connect, this time round the list
+        self._retry = MemberRetry(len(self._urls), settings.backoff)
         self._client = self._make_client()
 
     # -- set-up ----------------------------------------------------------------
@@ -254,7 +251,6 @@ class Connection:
         self._network_thread = threading.get_ident()
         if self.settings.nice:
             lower_thread(self.settings.nice)
-        backoff = self.settings.backoff
         first = True
         while not self._closing.is_set():
             if not self._socket_open():
@@ -274,7 +270,7 @@ class Connection:
                         self._no_delay()
                         self._opened_at, self._connack = time.monotonic(), False
                 except (OSError, ssl.SSLError) as exc:
-                    self._wait_before_retry(backoff, f"cannot connect ({exc})")
+                    self._wait_before_retry(f"cannot connect ({exc})")
                     self._next_member()
                     continue
             rc = self._client.loop(timeout=LOOP_WAIT_S)
@@ -284,7 +280,7 @@ class Connection:
             self._retry_refused_subscriptions()
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,) and not self._closing.is_set():
                 self._mark_disconnected()
-                self._wait_before_retry(backoff, f"connection lost ({mqtt.error_string(rc)})")
+                self._wait_before_retry(f"connection lost ({mqtt.error_string(rc)})")
                 self._next_member()
         with contextlib.suppress(Exception):
             self._client.disconnect()
@@ -313,21 +309,12 @@ class Connection:
     def _socket_open(self) -> bool:
         return self._client.socket() is not None
 
-    def _wait_before_retry(self, backoff: Backoff, why: str) -> None:
-        # With a member list, a failure moves to the next member after a short pause; the backoff grows
-        # only once every member has failed in turn. Growing it on each member instead meant that, with a
-        # member dead and the others briefly refusing while the cluster re-elected, the dead member's
-        # turn came round at a 6 s delay and the link stayed down well past the 10 s failover goal.
-        self._tried_this_round += 1
-        if self._tried_this_round < len(self._urls):
-            delay = MEMBER_HOP_S * (0.5 + random.random())
-        else:
-            self._tried_this_round = 0
-            delay = backoff.next()
+    def _wait_before_retry(self, why: str) -> None:
+        delay = self._retry.failed(time.monotonic())  # the next member, after a hop or the backoff (MemberRetry)
         self.counters.inc("connect_failures")
-        level = logging.INFO if backoff.attempts <= 3 else logging.WARNING
-        log.log(level, "%s: %s %s; retrying in %.1f s (attempt %d)", self.name, self.url,
-                why, delay, backoff.attempts)
+        attempts = self._retry.backoff.attempts
+        level = logging.INFO if attempts <= 3 else logging.WARNING
+        log.log(level, "%s: %s %s; retrying in %.1f s (attempt %d)", self.name, self.url, why, delay, attempts)
         self._closing.wait(delay)
 
     # -- paho callbacks (network thread) --------------------------------------
@@ -339,8 +326,7 @@ class Connection:
             log.error("%s: %s refused the connection: %s (check the username, password and ACL)",
                       self.name, self.url, code)
             return
-        self.settings.backoff.reset()
-        self._tried_this_round = 0
+        self._retry.connected()
         self.counters.inc("connects")
         self._session_present = bool(getattr(flags, "session_present", False))
         log.info("%s: connected to %s (session present: %s)", self.name, self.url, self._session_present)

@@ -54,11 +54,11 @@ def jetstream_request(member: BrokerUrl, subject: str, body: dict[str, Any] | No
     raise BenchError(f"JetStream request {subject} through {member}: no answer within {timeout:.0f} s")
 
 
-def stream_leader(member: BrokerUrl, stream: str) -> str | None:
+def stream_leader(member: BrokerUrl, stream: str, timeout: float = 1.0) -> str | None:
     """The name of the member leading ``stream``; None while it has no leader (a stream without one answers no
-    request: this one then times out after a second)."""
+    request: this one then times out after ``timeout``)."""
     try:
-        info = jetstream_request(member, f"$JS.API.STREAM.INFO.{stream}", timeout=1.0)
+        info = jetstream_request(member, f"$JS.API.STREAM.INFO.{stream}", timeout=timeout)
     except BenchError:
         return None
     leader = info.get("cluster", {}).get("leader")

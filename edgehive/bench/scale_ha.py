@@ -25,6 +25,7 @@ Phases, one function each, one progress line each on stderr (and a few while wai
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -52,6 +53,7 @@ from edgehive.bench.scale_ha_report import Failover, HaReport, Replica, Round, b
 from edgehive.bench.scale_report import OWNED_KINDS, resynced_at
 from edgehive.bench.simnode import NAMESPACE, configmap_key
 from edgehive.localcluster import LocalClusterError
+from runtime.url import BrokerUrl
 from schemas import kinds
 from schemas.envelope import Op
 from schemas.resource import ResourceKey
@@ -66,6 +68,8 @@ timed out, the clients retried, the retries made more (congestion collapse, see 
 NATS_DOWN_QOS = 0
 """The bridges' --down-qos on NATS, in both rounds: what edgehive join writes for a NATS cluster."""
 FAILOVER_TIMEOUT_S = 120.0
+LEADER_POLL_S = 0.25
+"""How often, and how long at most, the broker failover asks who leads the sessions stream."""
 SESSIONS_STREAM = "$MQTT_sess"
 """NATS's stream of MQTT session records: a client's CONNECT reads its record there, so while it has no leader no
 client can connect."""
@@ -245,14 +249,14 @@ def _failovers(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> F
         stream.start()
         try:
             failover_s, moved = _kill_replica(run, cloud, fleet, sessions)
-            broker_s, relinked = _kill_member(run, cloud, fleet)
+            broker_s, relinked, election_s = _kill_member(run, cloud, fleet)
         finally:
             stream.finish()
         lost = _lost(run, fleet, stream)
     finally:
         kube_stream.close()
     return Failover(failover_s, moved, broker_s, relinked, lost, len(stream.writes), stream.errors,
-                    fleet.stale - stale_before)
+                    fleet.stale - stale_before, election_s)
 
 
 def _kill_replica(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> tuple[float | None, int]:
@@ -291,10 +295,10 @@ def _kill_replica(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -
     return round(seconds, 2), len(victims)
 
 
-def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None, int]:
+def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None, int, float | None]:
     """SIGKILL the last NATS member (the first carries the bench's own watcher), made the leader of the MQTT
     sessions stream first (the worst case: edgehive.bench.natsapi); seconds until every node whose link was on it
-    has its link up again, on another."""
+    has its link up again, on another; and until the survivors had elected the stream's new leader."""
     index = len(cloud.members) - 1
     name = f"nats-{index + 1}"
     if stream_leader(cloud.member_clients[0], SESSIONS_STREAM) != name:  # NATS refuses a move to the leader
@@ -308,6 +312,7 @@ def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None,
             f"({len(victims)} node links on it)")
     cloud.members[index].kill()
     killed = time.monotonic_ns()
+    election = _LeaderWatch(cloud.member_clients[0], name, killed)
 
     def back() -> int:
         with fleet.lock:
@@ -318,11 +323,41 @@ def _kill_member(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[float | None,
                    progress=lambda: f"{back()} of {len(victims)} links back", say=run.say, poll=0.1)
     except BenchError as exc:
         run.notes.append(str(exc))
-        return None, len(victims)
+        return None, len(victims), election.seconds()
     with fleet.lock:
         seconds = (max(fleet.connected[n] for n in victims) - killed) / 1e9
-    run.say(f"  {len(victims)} links back {seconds:.1f} s after the kill")
-    return round(seconds, 2), len(victims)
+    elected = election.seconds()
+    run.say(f"  {len(victims)} links back {seconds:.1f} s after the kill (NATS's survivors elected "
+            + (f"{SESSIONS_STREAM}'s new leader {elected:.1f} s after it)" if elected is not None else
+               f"no new leader of {SESSIONS_STREAM} that the bench saw)"))
+    return round(seconds, 2), len(victims), elected
+
+
+class _LeaderWatch:
+    """Asks a surviving member for the sessions stream's leader until it names one other than the killed member
+    (a stream without a leader answers nothing: each ask then waits out its timeout), on its own thread."""
+
+    def __init__(self, member: BrokerUrl, killed_name: str, killed_ns: int) -> None:
+        self._found: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(member, killed_name, killed_ns), daemon=True,
+                                        name="leader-watch")
+        self._thread.start()
+
+    def _run(self, member: BrokerUrl, killed_name: str, killed_ns: int) -> None:
+        deadline = time.monotonic() + FAILOVER_TIMEOUT_S
+        while not self._done.is_set() and time.monotonic() < deadline:
+            leader = stream_leader(member, SESSIONS_STREAM, timeout=LEADER_POLL_S)
+            if leader is not None and leader != killed_name:
+                self._found = round((time.monotonic_ns() - killed_ns) / 1e9, 2)
+                return
+            self._done.wait(LEADER_POLL_S if leader is not None else 0)
+
+    def seconds(self) -> float | None:
+        """The election's time after the kill; None if the watch saw none (it stops here)."""
+        self._thread.join(timeout=2 * LEADER_POLL_S)
+        self._done.set()
+        return self._found
 
 
 def _lost(run: _Run, fleet: Fleet, stream: ConfigMapStream) -> int:

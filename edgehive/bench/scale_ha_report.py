@@ -25,6 +25,9 @@ class Failover:
     updates: int
     update_errors: int
     stale: int
+    broker_election_s: float | None = None
+    """When NATS's surviving members had elected the sessions stream's new leader (to within the poll's second),
+    after the kill: the part of ``broker_failover_s`` that is NATS's Raft (4-9 s, its constants), not ours."""
 
 
 @dataclass
@@ -212,7 +215,8 @@ def print_ha_report(report: HaReport, json_out: bool) -> None:
     if report.rounds[-1].failover is not None:
         f = report.rounds[-1].failover
         print(f"  failovers                 replica: {f.failover_nodes} nodes moved; member: {f.broker_failover_nodes} "
-              f"links moved; {f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
+              f"links moved (NATS's election {f.broker_election_s} s of it); "
+              f"{f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
     print(f"  memory per node           {report.memory_kb_per_node} KB")
     for identity, c in report.edgecontroller_replicas.items():
         print(f"  EdgeController {identity:<10} {c['cores']} cores, {c['rss_mb']} MB, owns {c['owned']} nodes, "

@@ -41,8 +41,7 @@ from edgehive.bench.mqtt311 import (
     subscribe_packet,
 )
 from edgehive.bench.simnode import KEEPALIVE_S, MQTT_KEEPALIVE_S, RECONNECT_MAX_S, STATUS_S, Note, SimNode, node_name
-from runtime.backoff import Backoff
-from runtime.connection import MEMBER_HOP_S
+from runtime.backoff import Backoff, MemberRetry
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, decode
 
@@ -92,7 +91,6 @@ class Simulator:
         self.down_qos = down_qos  # of the down topic's subscription, as the bridge's --down-qos
         self.ports = (ports,) if isinstance(ports, int) else tuple(ports)
         self.member: dict[str, int] = {}  # node -> index into ports of the member it uses or tries now
-        self.was_up: dict[str, bool] = {}
         self.nodes = {name: SimNode(name) for name in names}
         self.links: dict[str, _Link] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -157,28 +155,22 @@ class Simulator:
     async def _keep_connected(self, name: str, after_s: float = 0.0) -> None:
         if after_s:
             await asyncio.sleep(after_s)  # a fleet joining over time rather than all at once
-        backoff = Backoff(maximum=RECONNECT_MAX_S, _rng=self.rng)  # the bridge's reconnect policy
+        # the bridge's reconnect policy (runtime.connection)
+        retry = MemberRetry(len(self.ports), Backoff(maximum=RECONNECT_MAX_S, _rng=self.rng), _rng=self.rng)
         self.member.setdefault(name, int(name.rpartition("-")[2]) % len(self.ports))
-        tried = 0  # members failed since the last good connect: the backoff grows once per round of the list
         while True:
             try:
-                await self._session(name, backoff)
+                await self._session(name, retry)
                 why = "closed by the broker"
             except (OSError, EOFError, ValueError, TimeoutError) as exc:
                 why = f"{type(exc).__name__}: {exc}"[:120]
             self.counters["links_lost"] += 1
             self.emit("d", name, time.monotonic_ns(), why)
-            if self.was_up.pop(name, False):
-                tried = 0  # the link was up: a new round of the list
-            tried += 1
-            if tried < len(self.ports):
-                delay = MEMBER_HOP_S * (0.5 + self.rng.random())
-            else:
-                tried, delay = 0, backoff.next()
+            delay = retry.failed(time.monotonic())
             self.member[name] = (self.member[name] + 1) % len(self.ports)
             await asyncio.sleep(delay)
 
-    async def _session(self, name: str, backoff: Backoff) -> None:
+    async def _session(self, name: str, retry: MemberRetry) -> None:
         node = self.nodes[name]
         reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.ports[self.member[name]]),
                                                 10)
@@ -203,7 +195,7 @@ class Simulator:
                         # again (runtime.connection); here the node connects again, which asks again too.
                         self.counters["subscribe_refused"] += 1
                         raise ConnectionError("the broker refused the subscription to the down topic")
-                    backoff.reset()
+                    retry.connected()
                     self._on_ready(node, link)
         finally:
             link.abort()
@@ -215,7 +207,6 @@ class Simulator:
         link.ready = True
         now = time.monotonic()
         self.counters["connects"] += 1
-        self.was_up[node.name] = True
         self.emit("c", node.name, time.monotonic_ns(), self.member.get(node.name, 0))
         self._publish(link, node, node.keepalive())  # EdgeHub's hello: CloudHub starts the session on it
         if not node.registered:
