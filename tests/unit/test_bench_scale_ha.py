@@ -19,11 +19,12 @@ NODES = 1000
 
 
 def _round(replicas: int, hub_cpu: float, *, hub_rss: tuple[list[int], list[int]],
-           controller_rss: tuple[list[int], list[int]], failover: Failover | None = None) -> Round:
+           controller_rss: tuple[list[int], list[int]], failover: Failover | None = None,
+           simulators: float = 0.1) -> Round:
     """A round measured over 10 s: CPU seconds are ten times the cores."""
     return Round(replicas=replicas, connect_s=5.0, seconds=10.0,
                  cpu={"cloudhub": hub_cpu * 10, "edgecontroller": 2.0, "nats": 3.0 * replicas, "apiserver": 4.0,
-                      "etcd": 1.0},
+                      "etcd": 1.0, "simulators": simulators * 10},
                  machine=1.5,
                  idle_rss_kb={"cloudhub": hub_rss[0], "edgecontroller": controller_rss[0],
                               "nats": [10_000] * replicas},
@@ -63,6 +64,8 @@ def test_report_overhead_goals_and_memory_per_node() -> None:
     # cloud = CloudHub + EdgeController: 0.2 + 0.2 cores, then 0.26 + 0.2
     assert report.cloud_cpu_cores_per_1000_nodes == {"1": 0.4, "3": 0.46}
     assert report.replication_overhead == 1.15
+    assert report.control_ratio == 1.0  # the simulated fleet's CPU did not move
+    assert report.replication_overhead_vs_control == 1.15
     assert report.ownership_balance == pytest.approx(1.002, abs=1e-3)
     assert report.memory_kb_per_node == {"cloudhub_replica": 30.0, "nats_member": 50.0, "edgecontroller": 30.0}
     assert report.goals == {"replication_overhead <= 1.15": True, "ownership_balance <= 1.2": True,
@@ -78,6 +81,21 @@ def test_report_overhead_goals_and_memory_per_node() -> None:
     assert controller["name"] == "edgecontroller"
     assert controller["count"] == 29  # 20 cores (0.2 per 1,000 nodes) over replicas of at most 0.7
     assert controller["mb_each"] == pytest.approx(30.0 * 100_000 / 1024)
+
+
+def test_the_overhead_against_the_control_divides_out_what_moved_the_whole_machine() -> None:
+    """A busier machine in the second round (the fleet's CPU up by a fifth for the same work): the raw overhead
+    says 1.3, the overhead against the control what is left once the machine's share is divided out."""
+    one = _round(1, 0.20, hub_rss=([1], [2]), controller_rss=([1], [2]), simulators=0.1)
+    three = _round(3, 0.28, hub_rss=([1] * 3, [2] * 3), controller_rss=([1] * 3, [2] * 3), simulators=0.12)
+    three.cpu["edgecontroller"] = 2.4
+    report = build_ha_report(NODES, 2, [], [one, three])
+    assert report.replication_overhead == 1.3
+    assert report.control_ratio == 1.2
+    assert report.replication_overhead_vs_control == 1.083
+    assert as_json(report)["replication_overhead_vs_control"] == 1.083
+    no_fleet = _round(1, 0.20, hub_rss=([1], [2]), controller_rss=([1], [2]), simulators=0.0)
+    assert build_ha_report(NODES, 2, [], [no_fleet, three]).replication_overhead_vs_control is None
 
 
 def test_one_round_leaves_the_replica_figures_unmeasured() -> None:
