@@ -41,8 +41,8 @@ class MemberRetry:
     cluster re-elected, the dead member's turn came round at a 6 s delay). And the backoff spaces the *starts* of
     rounds: a round that already took its time (NATS answers a CONNECT it cannot serve after its JetStream
     timeout, 2 s, by closing the connection) waits only what is left of the backoff. Counting the wait from the
-    round's end instead put up to 5 s between the last refusal before a NATS election and the first attempt after
-    it (the links of a killed member back 16.4 s after the kill, the election having taken 9.2 s)."""
+    round's end instead put up to a whole backoff between the last refusal before a NATS election and the first
+    attempt after it."""
 
     members: int
     backoff: Backoff

@@ -28,7 +28,7 @@ class Failover:
     update_errors: int
     stale: int
     broker_election_s: float | None = None
-    """When NATS's surviving members had elected the sessions stream's new leader (to within the poll's second),
+    """When NATS's surviving members had elected the sessions stream's new leader (to within a poll, 0.25 s),
     after the kill: the part of ``broker_failover_s`` that is NATS's Raft (4-9 s, its constants), not ours."""
 
 
@@ -144,8 +144,8 @@ class HaReport:
     """The simulated fleet's CPU at N=3 over N=1: the same work in both rounds (the same nodes, keepalives and
     status), so what it moves by is the machine, not replication."""
     replication_overhead_vs_control: float | None = None
-    """``replication_overhead`` over ``control_ratio``. Five runs of the same code on this shared 2-core machine
-    gave a raw overhead of 1.17 to 1.91 and, divided by their controls (0.89 to 1.46, tracking it), 1.31 to 1.35:
+    """``replication_overhead`` over ``control_ratio``. Six runs of the same code on this shared 2-core machine
+    gave a raw overhead of 1.17 to 1.91 and, divided by their controls (0.90 to 1.45, tracking it), 1.30 to 1.38:
     the figure to compare runs by. The goal stays on the raw figure."""
 
 
