@@ -166,7 +166,8 @@ class ComposeStack:
                      f'{{{{index .Config.Labels "{ONE_SHOT_LABEL}"}}}} {{{{.State.Status}}}} {{{{.State.ExitCode}}}}',
                      check=False).stdout.split()
         if out[:1] == ["true"]:
-            return out[1:] == ["exited", "0"]
+            # "stopped" until podman's cleanup of the ended container has run, "exited" after
+            return len(out) == 3 and out[1] in ("exited", "stopped") and out[2] == "0"
         return podman("healthcheck", "run", container, check=False, timeout=30).returncode == 0
 
     def unhealthy(self) -> list[str]:

@@ -13,12 +13,16 @@ cluster, with no file to copy, as metrics-server does.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
 from cloud.errors import CloudError
-from cloud.kube import Kube
+from cloud.kube import Kube, KubeError
+
+log = logging.getLogger(__name__)
 
 CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 
@@ -60,8 +64,21 @@ class FrontProxy:
                    names("requestheader-extra-headers-prefix", ("X-Remote-Extra-",)))
 
     @classmethod
-    def read(cls, kube: Kube) -> FrontProxy:
-        return cls.from_configmap(kube.request_json("GET", CONFIGMAP).get("data") or {})
+    def read(cls, kube: Kube, wait_s: float = 60.0) -> FrontProxy:
+        """The ConfigMap's configuration, waiting up to ``wait_s`` for it to exist: an API server that has just
+        started answers before its post-start hook has written it, and that is not an error of ours."""
+        deadline = time.monotonic() + wait_s
+        waited = False
+        while True:
+            try:
+                return cls.from_configmap(kube.request_json("GET", CONFIGMAP).get("data") or {})
+            except KubeError as exc:
+                if exc.status != 404 or time.monotonic() >= deadline:
+                    raise
+                if not waited:
+                    log.info("waiting for the API server to publish kube-system/extension-apiserver-authentication")
+                    waited = True
+                time.sleep(0.5)
 
     def identify(self, client_cn: str, headers: Message) -> User | None:
         """The user the front proxy names; None unless the client is the front proxy and names someone."""

@@ -18,7 +18,7 @@ from kubernetes import config as k8s_config
 
 from tests.fixtures.nats import require_nats
 from tests.fixtures.processes import free_port, wait_until
-from tests.integration.test_edgehive_up import _node_ready, all_healthy, stop_stack
+from tests.integration.test_edgehive_up import _node_ready, all_healthy, status, stop_stack
 from tests.support.cluster import wait_for_service_account
 from tests.support.fleet import podman_pods
 
@@ -52,6 +52,18 @@ def _bridge_port(log: Path, bridge: str = "python") -> int | None:
     """The cloud member the bridge last connected to, from its log."""
     ports = _bridge_ports(log, bridge)
     return ports[-1] if ports else None
+
+
+def _unwell(state: Path, victim: str) -> str:
+    """What a heal that did not come shows: the children not healthy (and the victim), each with its log's end."""
+    rows = status(state)
+    shown = [row for name, row in rows.items() if not row["healthy"] or name == victim]
+    parts = []
+    for row in shown:
+        log = state / "logs" / f"{row['name']}.log"
+        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+        parts.append(f"{row}\n" + "\n".join(f"    {line[:300]}" for line in tail))
+    return "\n".join(parts)
 
 
 def _run_pod(api: Any, namespace: str, name: str) -> None:
@@ -129,8 +141,11 @@ def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
                     else "Client edgehive-bridge-edge-1-local closed its connection")
             assert lost in log.read_text(errors="replace")
             _run_pod(api, namespace, "after")
-            healed = wait_until(lambda: (r := all_healthy(state)) and r[victim]["restarts"] == 1 and r,
-                                timeout=90, what=f"{victim} restarted and every child healthy again")
+            try:
+                healed = wait_until(lambda: (r := all_healthy(state)) and r[victim]["restarts"] == 1 and r,
+                                    timeout=90, what=f"{victim} restarted and every child healthy again")
+            except pytest.fail.Exception as exc:
+                raise AssertionError(f"{exc}\n{_unwell(state, victim)}") from None
             link = "edge-broker" if bridge == "native" else "bridge-edge-1"
             assert healed[link]["restarts"] == 0
             assert bridge == "python" or not any(name.startswith("bridge") for name in healed)

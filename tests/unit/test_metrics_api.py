@@ -4,9 +4,11 @@ the front proxy's user, and the objects kubectl top reads."""
 from __future__ import annotations
 
 from email.message import Message
+from typing import Any
 
 import pytest
 
+from cloud.kube import KubeError
 from cloud.metricsapi import objects
 from cloud.metricsapi.frontproxy import FrontProxy, FrontProxyError
 from cloud.metricsapi.routes import Route, route
@@ -96,6 +98,30 @@ def test_the_front_proxy_names_the_user_only_with_an_allowed_certificate() -> No
     assert proxy.identify("front-proxy-client", Message()) is None
     with pytest.raises(FrontProxyError, match="requestheader-client-ca-file"):
         FrontProxy.from_configmap({})
+
+
+class _Answers:
+    """The API server's answers to the ConfigMap's GETs, in turn (a stand-in for Kube.request_json)."""
+
+    def __init__(self, *answers: dict[str, Any] | KubeError) -> None:
+        self.answers = list(answers)
+
+    def request_json(self, method: str, path: str) -> dict[str, Any]:
+        answer = self.answers.pop(0)
+        if isinstance(answer, KubeError):
+            raise answer
+        return answer
+
+
+def test_the_front_proxy_waits_for_a_starting_api_server_to_publish_its_configmap() -> None:
+    missing = KubeError(404, 'configmaps "extension-apiserver-authentication" not found')
+    kube = _Answers(missing, missing, {"data": {"requestheader-client-ca-file": "PEM"}})
+    assert FrontProxy.read(kube, wait_s=5).ca_pem == "PEM"  # type: ignore[arg-type]
+    assert kube.answers == []
+    with pytest.raises(KubeError, match="404"):  # not forever
+        FrontProxy.read(_Answers(missing, missing), wait_s=0)  # type: ignore[arg-type]
+    with pytest.raises(KubeError, match="403"):  # any other refusal at once
+        FrontProxy.read(_Answers(KubeError(403, "forbidden")), wait_s=5)  # type: ignore[arg-type]
 
 
 def test_quantities_as_metrics_server_writes_them() -> None:
