@@ -94,6 +94,7 @@ class Connection:
         self._generation = 0  # bumps on every connect attempt; acks for an older one are stale
         self._opened_at = 0.0  # when the current connection was opened (monotonic)
         self._connack = True  # the broker has answered it (no connection yet: nothing to wait for)
+        self._accepted_at: float | None = None  # when the broker accepted this connection (monotonic); None: off
         # paho is not safe against a publish (or ack) from another thread while it opens a new
         # socket: the packet can leave before CONNECT and the broker drops the connection
         # (measured with amqtt). Connecting and every write from outside the network thread
@@ -227,6 +228,20 @@ class Connection:
         """Connected, with every subscription made before the connect acknowledged."""
         return self._connected.is_set()
 
+    def on_broker(self, settle_s: float) -> bool:
+        """Connected, or accepted by the broker less than ``settle_s`` ago and still having its subscriptions
+        acknowledged again.
+
+        For a replica deciding whether to keep its Lease: a persistent session keeps its subscriptions (and
+        what arrives for them) on the broker while we ask for each again, and on NATS, right after a member's
+        death, the SUBACKs of a few hundred per-node subscriptions take seconds; counting those seconds as off
+        the broker made a replica drop every node it had and take them all back a moment later. A connection
+        whose subscriptions are not all back within ``settle_s`` counts as off again."""
+        if self._connected.is_set():
+            return True
+        accepted = self._accepted_at
+        return accepted is not None and time.monotonic() - accepted < settle_s
+
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self._connected.wait(timeout)
 
@@ -327,6 +342,7 @@ class Connection:
                       self.name, self.url, code)
             return
         self._retry.connected()
+        self._accepted_at = time.monotonic()
         self.counters.inc("connects")
         self._session_present = bool(getattr(flags, "session_present", False))
         log.info("%s: connected to %s (session present: %s)", self.name, self.url, self._session_present)
@@ -426,6 +442,7 @@ class Connection:
         self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:
+        self._accepted_at = None
         if self._connected.is_set():
             self._connected.clear()
             self.counters.inc("disconnects")

@@ -154,7 +154,7 @@ class CloudHub:
             self.own_inbox = topics.inbox(topics.Side.CLOUD, topics.replica_module(ROUTES_MODULE,
                                                                                    settings.replica_id))
             self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
-                                         on_broker=lambda: bus.connection.connected)
+                                         on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
         if settings.edgecontroller_shards:
             from cloud.cloudhub.shardroutes import (  # noqa: PLC0415 (as above)
                 READ_TIMEOUT_S,

@@ -48,7 +48,8 @@ class Membership:
     """Keeps this replica's Lease and node set current and calls ``apply`` with every handover (on its own
     thread, never two at once).
 
-    ``on_broker`` says whether the replica is connected to the cloud broker. A replica that is not cannot
+    ``on_broker`` says whether the replica is on the cloud broker (``Connection.on_broker``: connected, or
+    accepted again and still re-making its subscriptions, for a bounded time). A replica that is not cannot
     serve its nodes, so it does not renew its Lease then: were it to, it would keep its nodes from the others
     while they hear nothing. Its Lease runs out, it drops them, the others take them; when it is back on the
     broker it renews and joins again (a new acquireTime, so the join delay applies).

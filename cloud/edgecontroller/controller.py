@@ -152,7 +152,7 @@ class EdgeController(NodeSync):
                                  duration_s=settings.lease_duration_s,
                                  view=LeaseWatch(kube, GROUP, read_timeout_s=float(settings.lease_duration_s)))
             self.membership = ShardLoop(keeper, self.shard, self._known_nodes, self._handed,
-                                        on_broker=lambda: bus.connection.connected)
+                                        on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
 
     def start(self) -> None:
         super().start()

@@ -22,6 +22,8 @@ from edgehive.bench.simulator import PASSWORD_ENV
 from runtime.url import BrokerUrl
 from schemas import topics
 from schemas.envelope import Envelope, Op
+from schemas.fields import BodyError
+from schemas.link import SessionNews
 
 NODES_PER_SIMULATOR = 250
 
@@ -142,19 +144,46 @@ class Fleet:
             proc.wait()
 
 
+class ServedBy:
+    """Which replica announced each node's session, in turn: a change of replica is a node that moved."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, list[tuple[int, str | None]]] = {}  # node -> (when, replica), changes only
+
+    def announced(self, node: str, replica: str | None, t: int) -> None:
+        turns = self.turns.setdefault(node, [])
+        if not turns or turns[-1][1] != replica:
+            turns.append((t, replica))
+
+    def moves_since(self, since: int) -> int:
+        """The nodes that another replica than the one before took after ``since`` (each counted once)."""
+        return sum(1 for turns in self.turns.values() if any(t > since for t, _ in turns[1:]))
+
+
 class Sessions:
     """CloudHub's view of the nodes: its retained session announcements on the cloud broker, as they arrive."""
 
     def __init__(self, url: BrokerUrl) -> None:
         self.lock = threading.Lock()
         self.last: dict[str, tuple[Op, int]] = {}
+        self.served_by = ServedBy()
         self.connection = watch_envelopes(url, f"bench-scale-sessions-{os.getpid()}", topics.all_node_sessions(),
                                           self._on_envelope, "CloudHub's session announcements",
                                           clock=time.monotonic_ns)
 
     def _on_envelope(self, envelope: Envelope, t: int) -> None:
+        try:
+            replica = SessionNews.parse(envelope.body).replica
+        except BodyError:
+            replica = None
         with self.lock:
             self.last[envelope.node] = (envelope.op, t)
+            if envelope.op == Op.CONNECTED:
+                self.served_by.announced(envelope.node, replica, t)
+
+    def moves_since(self, since: int) -> int:
+        with self.lock:
+            return self.served_by.moves_since(since)
 
     def count(self, op: Op, since: int = 0) -> int:
         with self.lock:

@@ -249,14 +249,17 @@ def _failovers(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> F
         stream.start()
         try:
             failover_s, moved = _kill_replica(run, cloud, fleet, sessions)
+            member_killed = time.monotonic_ns()
             broker_s, relinked, election_s = _kill_member(run, cloud, fleet)
         finally:
             stream.finish()
         lost = _lost(run, fleet, stream)
+        owner_moves = sessions.moves_since(member_killed)
+        run.say(f"  {owner_moves} nodes served by another replica after the member's death than before")
     finally:
         kube_stream.close()
     return Failover(failover_s, moved, broker_s, relinked, lost, len(stream.writes), stream.errors,
-                    fleet.stale - stale_before, election_s)
+                    fleet.stale - stale_before, election_s, owner_moves)
 
 
 def _kill_replica(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> tuple[float | None, int]:

@@ -30,6 +30,10 @@ class Failover:
     broker_election_s: float | None = None
     """When NATS's surviving members had elected the sessions stream's new leader (to within a poll, 0.25 s),
     after the kill: the part of ``broker_failover_s`` that is NATS's Raft (4-9 s, its constants), not ours."""
+    broker_failover_owner_moves: int | None = None
+    """Nodes served by another replica after the member's death than before, counted once every stream update has
+    arrived. No replica dies then, so 0 is right; each one counted is a replica that let its Lease lapse while off
+    the broker (or while it made its subscriptions again) and a new session (a resync) for the node."""
 
 
 @dataclass
@@ -231,7 +235,8 @@ def print_ha_report(report: HaReport, json_out: bool) -> None:
     if report.rounds[-1].failover is not None:
         f = report.rounds[-1].failover
         print(f"  failovers                 replica: {f.failover_nodes} nodes moved; member: {f.broker_failover_nodes} "
-              f"links moved (NATS's election {f.broker_election_s} s of it); "
+              f"links moved (NATS's election {f.broker_election_s} s of it), "
+              f"{f.broker_failover_owner_moves} nodes' replica changed by it; "
               f"{f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
     print(f"  memory per node           {report.memory_kb_per_node} KB")
     for identity, c in report.edgecontroller_replicas.items():

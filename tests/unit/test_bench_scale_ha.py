@@ -4,6 +4,7 @@ capacity model to 100,000 nodes."""
 import pytest
 
 from edgehive.bench.capacity import Limits, PerNode, controllers_verdict, model
+from edgehive.bench.scale_fleet import ServedBy
 from edgehive.bench.scale_ha_report import (
     Failover,
     Replica,
@@ -192,3 +193,18 @@ def test_the_fleet_wide_cpu_sets_how_many_replicas_and_where_they_stop_helping()
     heavy = model(PerNode(**{**per.__dict__, "controller_fleet_cores": 0.00001}), 100_000, Limits())
     assert not heavy.part("edgecontroller").fits  # 1.0 core each before any share
     assert heavy.part("edgecontroller").max_nodes == 70_000
+
+
+def test_a_node_counts_as_moved_when_another_replica_announces_it_after_the_mark() -> None:
+    served = ServedBy()
+    served.announced("a", "hub-1", 10)
+    served.announced("b", "hub-2", 10)
+    served.announced("c", "hub-1", 10)
+    served.announced("a", "hub-1", 25)  # the same replica again (a new session of its own): not a move
+    served.announced("b", "hub-3", 15)  # moved before the mark
+    assert served.moves_since(20) == 0
+    served.announced("c", "hub-2", 30)  # dropped by hub-1 ...
+    served.announced("c", "hub-1", 31)  # ... and taken back: one node moved (twice)
+    served.announced("d", "hub-2", 32)  # a node first seen after the mark
+    assert served.moves_since(20) == 1
+    assert served.moves_since(0) == 2
