@@ -64,11 +64,14 @@ RESYNC_ATTEMPTS = 4
 SLOW_RESYNC_S = 3.0
 """A resync whose listing takes longer than this is logged, with where the time went."""
 FIRST_LISTING_TIMEOUT_S = 3.0
-"""The first listing of a resync waits this long at most (later ones ``query_timeout_s``): a page comes back in
-well under a second from a healthy node, and the first query is the one most often lost: sent while a node is
-changing hands, or right after a broker member's death, when the broker may hold it back (NATS skips a QoS 1
-delivery past a session's max_ack_pending until its ack wait, 30 s: broker/nats.py). Waiting the full timeout
-for it made a CloudHub replica's failover take 10 s longer."""
+"""A resync's first listing asks each page once more, with the same id, when no answer has come this long
+after asking (``Bus.ask``'s ``resend_after``), and takes whichever answer comes first within ``query_timeout_s``:
+a page comes back in well under a second from a healthy node, and the first query is the one most often lost:
+sent while a node is changing hands, or right after a broker member's death, when the broker may hold it back
+(NATS skips a QoS 1 delivery past a session's max_ack_pending until its ack wait, 30 s: broker/nats.py).
+Waiting the full timeout for it made a CloudHub replica's failover take 10 s longer. It is asked again rather
+than given up on, as it was at first: at 1,000 nodes a takeover keeps the new owner's handler busy for seconds,
+and an answer on its way at 3 s was dropped and the listing started over (4.4-4.6 s for 40 nodes a replica)."""
 RETRY_PAUSE_S = 0.5
 """The pause before a resync's second listing, doubled before each later one: a lost first query is answered at
 once when asked again (2 s before; it was a seventh of a CloudHub replica's failover in bench scale --broker nats
@@ -573,11 +576,13 @@ class NodeSync:
         pause = self.retry_pause_s
         for attempt in range(1, RESYNC_ATTEMPTS + 1):
             held: dict[ResourceKey, tuple[str, str | None]] = {}
-            timeout = min(FIRST_LISTING_TIMEOUT_S, self.query_timeout_s) if attempt == 1 else self.query_timeout_s
+            resend = FIRST_LISTING_TIMEOUT_S if attempt == 1 and self.query_timeout_s > FIRST_LISTING_TIMEOUT_S \
+                else None
             hub = self.hub_inbox(node)  # looked up again for each attempt: the node may have changed hands
             try:
-                for item in listings(self.bus, hub, self.owned, limit=RESYNC_PAGE, timeout=timeout, node=node,
-                                     src=self.shard.query_src() if self.shard.sharded else None):
+                for item in listings(self.bus, hub, self.owned, limit=RESYNC_PAGE, timeout=self.query_timeout_s,
+                                     node=node, src=self.shard.query_src() if self.shard.sharded else None,
+                                     resend_after=resend):
                     held[item.key] = (item.rv, item.uid)
                 return held
             except (RequestTimeout, RequestError, BodyError) as exc:

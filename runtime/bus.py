@@ -9,6 +9,7 @@ mid-handler means redelivery, not loss.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -104,7 +105,7 @@ class Asked:
     """A request published by :meth:`Bus.ask`, its reply not waited for yet."""
 
     def __init__(self, bus: Bus, topic: str, envelope: Envelope, waiter: _Waiter, deadline: float, timeout: float,
-                 closed: BusClosed) -> None:
+                 closed: BusClosed, resend_at: float = math.inf) -> None:
         self._bus = bus
         self._topic = topic
         self._envelope = envelope
@@ -112,16 +113,24 @@ class Asked:
         self._deadline = deadline
         self._timeout = timeout
         self._closed = closed
+        self._resend_at = resend_at
 
     def answer(self) -> Envelope:
-        """The reply, waited for until the request's deadline (counted from when it was asked).
+        """The reply, waited for until the request's deadline (counted from when it was asked); asked once
+        more, with the same id, if none has come by the time ``resend_after`` said.
 
         Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``."""
         try:
-            if not self._waiter.event.wait(max(0.0, self._deadline - time.monotonic())):
-                self._bus.counters.inc("request_timeouts")
-                raise RequestTimeout(f"no reply to {self._envelope.op.value} {self._envelope.res or ''} on "
-                                     f"{self._topic} within {self._timeout} s")
+            while not self._waiter.event.wait(max(0.0, min(self._deadline, self._resend_at) - time.monotonic())):
+                now = time.monotonic()
+                if now >= self._deadline:
+                    self._bus.counters.inc("request_timeouts")
+                    raise RequestTimeout(f"no reply to {self._envelope.op.value} {self._envelope.res or ''} on "
+                                         f"{self._topic} within {self._timeout} s")
+                if now >= self._resend_at:
+                    self._resend_at = math.inf
+                    self._bus.counters.inc("request_resends")
+                    self._bus.publish(self._topic, self._envelope, timeout=max(0.1, self._deadline - now))
         finally:
             self.forget()
         reply = self._waiter.reply
@@ -226,16 +235,23 @@ class Bus:
             else:
                 self.publish(item.topic, item.envelope, qos=item.qos)
 
-    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0,
+                resend_after: float | None = None) -> Envelope:
         """Publish and wait for the envelope whose ``parent`` is this one's id.
 
         Raises RequestTimeout when none comes in time and RequestError when the answer is ``error``.
         """
-        return self.ask(topic, envelope, timeout).answer()
+        return self.ask(topic, envelope, timeout, resend_after).answer()
 
-    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Asked:
+    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0,
+            resend_after: float | None = None) -> Asked:
         """Publish a request now and return at once; :meth:`Asked.answer` waits for its reply. Several asked
-        together wait out one round trip, not one each (a resync lists every kind of a node's store at once)."""
+        together wait out one round trip, not one each (a resync lists every kind of a node's store at once).
+
+        ``resend_after``: publish the same request (the same id) once more if no reply has come that long after
+        asking, still waiting for either until ``timeout``. For a request that is safe to answer twice (a
+        listing) and whose first copy is the one most often lost: a second request under a new id would give
+        up on the first one's answer, which, under load, is often on its way when the second is sent."""
         waiter = _Waiter()
         closed = BusClosed(f"no reply to {envelope.op.value} {envelope.res or ''} on {topic}: "
                            f"{self.settings.module} is stopping")
@@ -243,7 +259,9 @@ class Bus:
             if self._closed:
                 raise closed
             self._waiters[envelope.id] = waiter
-        asked = Asked(self, topic, envelope, waiter, time.monotonic() + timeout, timeout, closed)
+        now = time.monotonic()
+        asked = Asked(self, topic, envelope, waiter, now + timeout, timeout, closed,
+                      math.inf if resend_after is None else now + resend_after)
         try:
             self.publish(topic, envelope, timeout=timeout)
         except BaseException:

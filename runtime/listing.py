@@ -27,18 +27,22 @@ def listing(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float,
 
 
 def listings(bus: Bus, topic: str, kinds: Iterable[str], *, limit: int, timeout: float,
-             node: str | None = None, src: str | None = None) -> Iterator[ListedItem]:
+             node: str | None = None, src: str | None = None,
+             resend_after: float | None = None) -> Iterator[ListedItem]:
     """Every stored object of each of ``kinds``, kind after kind, as :func:`listing` gives them; but the first
     page of every kind is asked for at once, so a store whose kinds each fit in one page is listed in one round
     trip, not one per kind (a controller's resync lists five kinds: over a slow link, or a broker that writes
     each message to disk, those round trips were most of a node's resync). Each answer is still waited for
-    ``timeout`` at most, counted from when it was asked. Further pages follow one at a time."""
+    ``timeout`` at most, counted from when it was asked, and asked again (``Bus.ask``'s ``resend_after``) if it
+    has not come by then. Further pages follow one at a time."""
     asked: list[tuple[str, Asked]] = []
     try:
         for kind in kinds:
-            asked.append((kind, bus.ask(topic, _query(bus, kind, "", limit, node, src), timeout=timeout)))
+            asked.append((kind, bus.ask(topic, _query(bus, kind, "", limit, node, src), timeout=timeout,
+                                        resend_after=resend_after)))
         for kind, first in asked:
-            yield from _pages(bus, topic, kind, limit=limit, timeout=timeout, node=node, src=src, first=first)
+            yield from _pages(bus, topic, kind, limit=limit, timeout=timeout, node=node, src=src, first=first,
+                              resend_after=resend_after)
     finally:
         for _kind, first in asked:  # a listing given up on: its other answers are not waited for
             first.forget()
@@ -51,12 +55,13 @@ def _query(bus: Bus, kind: str, after: str, limit: int, node: str | None, src: s
 
 
 def _pages(bus: Bus, topic: str, kind: str, *, limit: int, timeout: float, node: str | None, src: str | None,
-           first: Asked | None = None) -> Iterator[ListedItem]:
+           first: Asked | None = None, resend_after: float | None = None) -> Iterator[ListedItem]:
     """The pages of ``kind`` from the start; ``first``: its first page, already asked for."""
     after = ""
     while True:
         if first is None:
-            reply = bus.request(topic, _query(bus, kind, after, limit, node, src), timeout=timeout)
+            reply = bus.request(topic, _query(bus, kind, after, limit, node, src), timeout=timeout,
+                                resend_after=resend_after)
         else:
             reply, first = first.answer(), None
         page = ListingPage.parse(reply.body)

@@ -4,6 +4,7 @@ test_listing.py)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from runtime.bus import Bus, RequestTimeout
 from schemas.envelope import Envelope, Group, Op
 from schemas.link import PageQuery
+from tests.fixtures.processes import wait_until
 from tests.unit.test_listing import HUB, arrive, idle_bus
 
 NODE = "edge-1"
@@ -46,3 +48,23 @@ def test_an_asked_request_times_out_from_when_it_was_asked_and_a_forgotten_one_l
     dropped.forget()
     assert not bus._waiters
     assert bus.counters.snapshot().get("request_timeouts") == 1
+
+
+def test_a_request_unanswered_after_resend_after_is_sent_again_with_its_id_and_either_answer_serves() -> None:
+    published: list[Envelope] = []
+    bus = idle_bus(published)
+    asked = bus.ask(HUB, query(bus, "pod"), timeout=5.0, resend_after=0.2)
+    answered: list[Envelope] = []
+    reader = threading.Thread(target=lambda: answered.append(asked.answer()))
+    reader.start()
+    wait_until(lambda: len(published) == 2, timeout=5, what="the request sent again")
+    assert published[0].id == published[1].id  # the same request: an answer to either copy is its answer
+    arrive(bus, published[0].reply("metamanager", {"items": [], "next": None, "n": 1}))
+    reader.join(timeout=5)
+    assert [a.body["n"] for a in answered] == [1]
+    assert bus.counters.get("request_resends") == 1
+    assert not bus._waiters
+    quick = bus.ask(HUB, query(bus, "configmap"), timeout=5.0, resend_after=0.2)
+    arrive(bus, published[-1].reply("metamanager", {"items": [], "next": None, "n": 2}))
+    assert quick.answer().body["n"] == 2
+    assert len(published) == 3  # answered in time: not sent again

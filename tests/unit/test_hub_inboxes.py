@@ -76,9 +76,10 @@ class TopicBus(FakeBus):
         self.topics.append((topic, envelope.node))
         super().publish(topic, envelope, timeout=timeout)
 
-    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0,
+                resend_after: float | None = None) -> Envelope:
         self.topics.append((topic, envelope.node))
-        return super().request(topic, envelope, timeout)
+        return super().request(topic, envelope, timeout, resend_after)
 
 
 def announce(sync: NodeSync, node: str, session: str, hub: str | None) -> None:

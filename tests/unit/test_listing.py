@@ -63,7 +63,7 @@ def bus_answering(module: str, monkeypatch: pytest.MonkeyPatch, answer: Callable
     bus = Bus(BusSettings(ConnectionSettings(url=BrokerUrl.parse("mqtt://127.0.0.1:1"), client_id=module),
                           module=module, side=topics.Side.EDGE, node=NODE))
 
-    def request(_topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(_topic: str, envelope: Envelope, timeout: float = 10.0, resend_after: float | None = None) -> Envelope:
         asked.append(envelope)
         return answer(envelope)
 
@@ -131,8 +131,8 @@ def test_listings_ask_every_kinds_first_page_before_waiting_then_page_on(manager
     bus = idle_bus(published)
     real_ask = bus.ask
 
-    def ask(topic: str, envelope: Envelope, timeout: float = 10.0) -> Any:
-        asked = real_ask(topic, envelope, timeout)
+    def ask(topic: str, envelope: Envelope, timeout: float = 10.0, resend_after: float | None = None) -> Any:
+        asked = real_ask(topic, envelope, timeout, resend_after)
         page = PageQuery.parse(envelope.body)
         events.append(f"ask {page.kind} {page.after}".rstrip())
         real_answer = asked.answer

@@ -48,7 +48,7 @@ class FakeBus:
         self.store: dict[str, dict[ResourceKey, tuple[str, str | None]]] = {}
         self.losing = False
         self.deaf = 0
-        self.timeouts: list[float] = []
+        self.timeouts: list[tuple[float, float | None]] = []  # each query's timeout and resend_after
         self.lost_listeners: list[Callable[[], None]] = []
         self.published: list[Envelope] = []
         self._lock = threading.Lock()
@@ -78,9 +78,10 @@ class FakeBus:
             else:
                 held[envelope.res] = (envelope.rv or "0", meta(envelope.body).uid)
 
-    def request(self, _topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(self, _topic: str, envelope: Envelope, timeout: float = 10.0,
+                resend_after: float | None = None) -> Envelope:
         with self._lock:
-            self.timeouts.append(timeout)
+            self.timeouts.append((timeout, resend_after))
             if self.deaf:
                 self.deaf -= 1
                 raise RequestTimeout("no reply (CloudHub not subscribed again yet)")
@@ -90,9 +91,9 @@ class FakeBus:
                           if key.kind == query.kind)
         return envelope.reply("metamanager", ListingPage(items, None).as_body())
 
-    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Later:
+    def ask(self, topic: str, envelope: Envelope, timeout: float = 10.0, resend_after: float | None = None) -> Later:
         """As ``request``, called when the answer is read (listings ask every kind first, then read)."""
-        return Later(lambda: self.request(topic, envelope, timeout))
+        return Later(lambda: self.request(topic, envelope, timeout, resend_after))
 
     def holds(self, node: str, key: ResourceKey) -> bool:
         with self._lock:
@@ -220,11 +221,11 @@ def test_a_resync_whose_listing_fails_lists_again_and_deletes_what_the_cloud_no_
     assert bus.holds("e1", DB)
 
 
-def test_the_first_listing_of_a_resync_waits_less_than_the_ones_after_it(
+def test_the_first_listing_of_a_resync_is_asked_again_soon_and_the_ones_after_it_wait_the_full_timeout(
         caplog: pytest.LogCaptureFixture) -> None:
     """The first query is the one most often lost (a node changing replicas, a QoS 0 bridge on NATS): waiting
-    the full query timeout for it made a replica's failover 10 s longer. The retries keep the full timeout, for
-    a node that is slow rather than unreached."""
+    the full query timeout for it made a replica's failover 10 s longer, so it is sent again (same id) after
+    FIRST_LISTING_TIMEOUT_S. The retries keep the full timeout, for a node that is slow rather than unreached."""
     caplog.set_level(logging.INFO, logger="cloud.nodesync")
     bus = FakeBus()
     sync = make_sync(bus, query_timeout_s=10.0)
@@ -233,7 +234,7 @@ def test_the_first_listing_of_a_resync_waits_less_than_the_ones_after_it(
         bus.deaf = 1
         connected(sync, "e1", "s1")
         wait_until(lambda: resyncs(caplog, "e1") == 1, timeout=10, what="e1 resynchronised")
-        assert bus.timeouts[:2] == [FIRST_LISTING_TIMEOUT_S, 10.0]
+        assert bus.timeouts[:2] == [(10.0, FIRST_LISTING_TIMEOUT_S), (10.0, None)]
     finally:
         sync.close()
 
@@ -332,7 +333,8 @@ class HeldBus(FakeBus):
         self.gate = threading.Event()
         self.listings = 0
 
-    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0,
+                resend_after: float | None = None) -> Envelope:
         with self._lock:
             self.listings += 1
         if not self.gate.wait(10):

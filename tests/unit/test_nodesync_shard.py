@@ -40,11 +40,12 @@ class AskingBus(FakeBus):
     def handle(self, topic: str, _handler: Any) -> None:
         self.handled.append(topic)
 
-    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0) -> Envelope:
+    def request(self, topic: str, envelope: Envelope, timeout: float = 10.0,
+                resend_after: float | None = None) -> Envelope:
         self.srcs.add(envelope.src)
         self.asked.append(envelope.node)
         self.order.append(("listed", envelope.node))
-        return super().request(topic, envelope, timeout)
+        return super().request(topic, envelope, timeout, resend_after)
 
     def publish(self, topic: str, envelope: Envelope, *, timeout: float | None = None) -> None:
         self.order.append(("published", envelope.node))
