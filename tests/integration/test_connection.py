@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from typing import Any
+
 import pytest
 
 from runtime.backoff import Backoff
@@ -72,3 +76,64 @@ def test_a_broker_that_lost_our_session_is_noticed(edgehive_broker: BrokerFactor
         assert conn.counters.get("sessions_lost") == len(lost)
     finally:
         conn.close(drain_timeout=1)
+
+
+def test_publishes_from_many_threads_keep_each_threads_order_while_the_connection_acks_what_it_receives(
+        edgehive_broker: BrokerFactory) -> None:
+    """Publishes from other threads are written by those threads when nothing is queued (runtime.connection's
+    _Client), paho's network thread writes the rest and its own acks: one writer at a time, so each thread's
+    QoS 1 messages arrive in its order, and the same connection's acks for what it receives go out meanwhile."""
+    broker = edgehive_broker("mosquitto")
+    url = BrokerUrl.parse(broker.url())
+    threads, each = 4, 300
+    # Some messages big enough to fill the socket's buffer: a write that does not finish leaves the rest queued,
+    # and whatever comes after it must wait behind it (a second writer then would interleave the bytes).
+    padding = {seq: b"." * (256 * 1024 if seq % 10 == 0 else 0) for seq in range(each)}
+    seen: dict[int, list[int]] = {t: [] for t in range(threads)}
+    echoes: list[bytes] = []
+
+    def collect(message: Incoming) -> None:
+        thread, _, rest = message.payload.partition(b":")
+        seen[int(thread)].append(int(rest.rstrip(b".")))
+        message.ack()
+
+    def echo(message: Incoming) -> None:
+        echoes.append(message.payload)
+        message.ack()  # from the network thread: paho's queue, beside the other threads' direct writes
+
+    sub = Connection(ConnectionSettings(url, client_id="order-sub", clean_start=False), name="order-sub")
+    sub.subscribe("order/t")
+    sub.on_message(collect)
+    both = Connection(ConnectionSettings(url, client_id="order-pub", window=64), name="order-pub")
+    both.subscribe("order/echo")
+    both.on_message(echo)
+    other = Connection(ConnectionSettings(url, client_id="order-echo"), name="order-echo")
+    for conn in (sub, both, other):
+        conn.start()
+    try:
+        assert all(conn.wait_connected(10) for conn in (sub, both, other))
+        # A small send buffer: the big messages' writes stop part way, as on a slow link.
+        raw: Any = both._client.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+
+        def publish(thread: int) -> None:
+            for seq in range(each):
+                both.publish("order/t", f"{thread}:{seq}".encode() + padding[seq], timeout=30)
+                if seq % 4 == 0:
+                    other.publish("order/echo", f"{thread}:{seq}".encode(), timeout=30)
+
+        workers = [threading.Thread(target=publish, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        wait_until(lambda: sum(len(s) for s in seen.values()) >= threads * each, timeout=60,
+                   what="every message at the subscriber")
+        wait_until(lambda: len(echoes) >= threads * each // 4, timeout=60, what="every echo at the publisher")
+        assert all(seen[t] == list(range(each)) for t in range(threads)), "a thread's messages arrived out of order"
+        assert both.drain(10)
+        assert both.counters.get("connects") == 1  # bytes of two packets interleaved would have broken the link
+        assert both._client.direct_written > 0  # the direct path was taken (and is what this test orders)
+    finally:
+        for conn in (sub, both, other):
+            conn.close(1)
