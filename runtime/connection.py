@@ -460,6 +460,8 @@ class Connection:
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.counters.inc("received")
         self.counters.inc(f"in:{topic_class(message.topic)}")
+        if message.dup:  # sent again by the broker: after a reconnect, or (NATS) an ack wait that ran out
+            self.counters.inc("received_dup")
         generation = self._generation
         mid, qos = message.mid, message.qos
 

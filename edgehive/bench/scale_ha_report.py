@@ -34,6 +34,8 @@ class Failover:
     """Nodes served by another replica after the member's death than before, counted once every stream update has
     arrived. No replica dies then, so 0 is right; each one counted is a replica that let its Lease lapse while off
     the broker (or while it made its subscriptions again) and a new session (a resync) for the node."""
+    slowest_update_s: float | None = None
+    """From its write to its node, the slowest of the stream's updates that arrived."""
 
 
 @dataclass
@@ -237,7 +239,8 @@ def print_ha_report(report: HaReport, json_out: bool) -> None:
         print(f"  failovers                 replica: {f.failover_nodes} nodes moved; member: {f.broker_failover_nodes} "
               f"links moved (NATS's election {f.broker_election_s} s of it), "
               f"{f.broker_failover_owner_moves} nodes' replica changed by it; "
-              f"{f.updates} updates streamed ({f.update_errors} failed writes), {f.stale} stale")
+              f"{f.updates} updates streamed ({f.update_errors} failed writes, the slowest {f.slowest_update_s} s), "
+              f"{f.stale} stale")
     print(f"  memory per node           {report.memory_kb_per_node} KB")
     for identity, c in report.edgecontroller_replicas.items():
         print(f"  EdgeController {identity:<10} {c['cores']} cores, {c['rss_mb']} MB, owns {c['owned']} nodes, "
