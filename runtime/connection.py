@@ -567,9 +567,6 @@ class Connection:
         return self._inflight
 
 
-_DIRECT_COMMANDS = frozenset({mqtt.PUBLISH, mqtt.PUBACK})
-
-
 class _Client(mqtt.Client):
     """paho's client on a socket whose reads are buffered (runtime/readbuffer.py says why), written by one
     thread at a time, and by the publishing thread itself when it can.
@@ -600,9 +597,10 @@ class _Client(mqtt.Client):
 
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
-        if (self.direct_writes and command & 0xF0 in _DIRECT_COMMANDS and (qos > 0 or command & 0xF0 != mqtt.PUBLISH)
-                and threading.get_ident() != self.network_thread and self._write_direct(command, packet, mid, qos,
-                                                                                      info)):
+        kind = command & 0xF0
+        direct = kind == mqtt.PUBACK or (kind == mqtt.PUBLISH and qos > 0)
+        if (direct and self.direct_writes and threading.get_ident() != self.network_thread
+                and self._write_direct(command, packet, mid, qos, info)):
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._packet_queue(command, packet, mid, qos, info)
 

@@ -172,10 +172,10 @@ class Sessions:
                                           clock=time.monotonic_ns)
 
     def _on_envelope(self, envelope: Envelope, t: int) -> None:
-        try:
-            replica = SessionNews.parse(envelope.body).replica
-        except BodyError:
-            replica = None
+        replica = None
+        if envelope.op == Op.CONNECTED:  # only a connected session names the replica that serves it
+            with contextlib.suppress(BodyError):  # a malformed one counts as served by no replica
+                replica = SessionNews.parse(envelope.body).replica
         with self.lock:
             self.last[envelope.node] = (envelope.op, t)
             if envelope.op == Op.CONNECTED:
