@@ -153,8 +153,10 @@ class CloudHub:
             self.router.owned = set()  # nothing until the Leases say which nodes are ours
             self.own_inbox = topics.inbox(topics.Side.CLOUD, topics.replica_module(ROUTES_MODULE,
                                                                                    settings.replica_id))
-            self.membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
-                                         on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
+            membership = Membership(kube, settings.replica_id, settings.lease_duration_s, self.hand_over,
+                                    on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
+            bus.connection.on_connection_change(lambda _up: membership.wake())  # the renewal on leaving
+            self.membership = membership
         if settings.edgecontroller_shards:
             from cloud.cloudhub.shardroutes import (  # noqa: PLC0415 (as above)
                 READ_TIMEOUT_S,

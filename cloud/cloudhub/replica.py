@@ -29,6 +29,7 @@ from cloud.packed import Packed
 from cloud.replicas.assignment import Handover, NodeAssignment
 from cloud.replicas.leases import LeaseKeeper
 from cloud.replicas.leasewatch import LeaseWatch
+from cloud.replicas.renewalgate import RenewalGate
 from schemas import kinds
 from schemas.kubeobj import EDGE_ROLE_LABEL, meta
 
@@ -52,7 +53,9 @@ class Membership:
     accepted again and still re-making its subscriptions, for a bounded time). A replica that is not cannot
     serve its nodes, so it does not renew its Lease then: were it to, it would keep its nodes from the others
     while they hear nothing. Its Lease runs out, it drops them, the others take them; when it is back on the
-    broker it renews and joins again (a new acquireTime, so the join delay applies).
+    broker it renews and joins again (a new acquireTime, so the join delay applies). It renews once at the
+    moment it leaves, so the Lease runs a whole duration from then (cloud/replicas/renewalgate.py says why);
+    :meth:`wake` makes that moment a step.
     """
 
     def __init__(self, kube: Kube, identity: str, duration_s: int, apply: Callable[[Handover], None],
@@ -61,7 +64,7 @@ class Membership:
                                   view=LeaseWatch(kube, GROUP, read_timeout_s=float(duration_s)))
         self.assignment = NodeAssignment(identity)
         self._apply = apply
-        self._on_broker = on_broker
+        self._gate = RenewalGate(on_broker, self.keeper.name)
         self._lock = threading.Lock()
         self._nodes: set[str] = set()
         self._heard: set[str] = set()
@@ -79,6 +82,10 @@ class Membership:
         self.keeper.start()
         self.informer.start()
         self._thread.start()
+
+    def wake(self) -> None:
+        """Look now (the link to the broker changed), not at the next moment due."""
+        self._changed.set()
 
     def close(self) -> None:
         """Leave on purpose: serve nothing, then delete the Lease so that the others take the nodes now."""
@@ -129,10 +136,11 @@ class Membership:
         next_renewal = next_warning = 0.0
         while not self._stop.is_set():
             now = time.time()
-            if now >= next_renewal and self._on_broker():
+            due = now >= next_renewal
+            if self._gate.renew(due):
                 members = self.keeper.tick()
                 next_renewal = now + self.keeper.renew_interval_s
-            elif now >= next_renewal:  # off the broker: look again soon, to renew once it is back
+            elif due:  # off the broker: look again soon, to renew once it is back
                 next_renewal = now + min(0.5, self.keeper.renew_interval_s)
                 if self.keeper.valid_until() and now >= next_warning:  # not before its first connection
                     log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until "
@@ -148,6 +156,6 @@ class Membership:
                          len(self.assignment.owned), len(handover.gained), len(handover.lost),
                          sorted(self.assignment.members))
                 self._apply(handover)
-            due = min(next_renewal, self.keeper.next_change() + RECOUNT_SLACK_S)
-            self._changed.wait(timeout=max(0.01, due - time.time()))
+            wake_at = min(next_renewal, self.keeper.next_change() + RECOUNT_SLACK_S)
+            self._changed.wait(timeout=max(0.01, wake_at - time.time()))
             self._changed.clear()

@@ -151,8 +151,10 @@ class EdgeController(NodeSync):
             keeper = LeaseKeeper(kube, group=GROUP, identity=settings.replica_id,
                                  duration_s=settings.lease_duration_s,
                                  view=LeaseWatch(kube, GROUP, read_timeout_s=float(settings.lease_duration_s)))
-            self.membership = ShardLoop(keeper, self.shard, self._known_nodes, self._handed,
-                                        on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
+            loop = ShardLoop(keeper, self.shard, self._known_nodes, self._handed,
+                             on_broker=lambda: bus.connection.on_broker(settle_s=settings.lease_duration_s))
+            bus.connection.on_connection_change(lambda _up: loop.wake())  # the renewal on leaving
+            self.membership = loop
 
     def start(self) -> None:
         super().start()

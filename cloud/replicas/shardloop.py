@@ -8,7 +8,8 @@ The loop CloudHub's Membership runs (cloud/cloudhub/replica.py), for a controlle
   half second at most (the known nodes are read then: nothing announces their changes here), so that a Lease
   running out (this replica's or another's) ends or moves the serving on time;
 - not on the broker, do not renew (this replica cannot hear its nodes, so its Lease must run out and the others
-  take them), but still read the watch, so that a member joining meanwhile takes its nodes from this one too;
+  take them) but once, at the moment it leaves (cloud/replicas/renewalgate.py), and still read the watch, so
+  that a member joining meanwhile takes its nodes from this one too;
 - leaving on purpose: serve nothing first, then delete the Lease, so that the others take the nodes at once.
 
 One step is :meth:`ShardLoop.step`, with the clock injected, so a test drives it without a thread or a sleep.
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 from cloud.replicas.assignment import Handover
 from cloud.replicas.leases import LeaseKeeper
+from cloud.replicas.renewalgate import RenewalGate
 from cloud.replicas.shard import NodeShard
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class ShardLoop:
         self.shard = shard
         self._nodes = nodes
         self._apply = apply
-        self._on_broker = on_broker
+        self._gate = RenewalGate(on_broker, self.keeper.name)
         self._clock = clock
         self._next_renewal = 0.0
         self._next_warning = 0.0
@@ -58,10 +60,11 @@ class ShardLoop:
     def step(self) -> float:
         """Renew or recount, then hand over what moved; the seconds until the next step is due."""
         now = self._clock()
-        if now >= self._next_renewal and self._on_broker():
+        due = now >= self._next_renewal
+        if self._gate.renew(due):
             members = self.keeper.tick()
             self._next_renewal = now + self.keeper.renew_interval_s
-        elif now >= self._next_renewal:  # off the broker: look again soon, to renew once it is back
+        elif due:  # off the broker: look again soon, to renew once it is back
             self._next_renewal = now + min(MAX_WAIT_S, self.keeper.renew_interval_s)
             if self.keeper.valid_until() and now >= self._next_warning:  # not before its first connection
                 log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until %.1f s "
@@ -87,6 +90,10 @@ class ShardLoop:
     def start(self) -> None:
         self.keeper.start()
         self._thread.start()
+
+    def wake(self) -> None:
+        """Step now (the link to the broker changed), not at the next step due."""
+        self._wake.set()
 
     def close(self) -> None:
         """Leave on purpose: serve nothing, then delete the Lease so that the others take the nodes now."""

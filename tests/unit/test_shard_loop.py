@@ -10,8 +10,9 @@ import pytest
 from cloud.edgecontroller.shard import GROUP, EdgeShard
 from cloud.kube import Kube, KubeError
 from cloud.replicas.assignment import Handover
-from cloud.replicas.leases import LeaseKeeper, join_delay, lease_name
+from cloud.replicas.leases import LeaseKeeper, default_margin, join_delay, lease_name
 from cloud.replicas.shardloop import ShardLoop
+from schemas.timefmt import micro_time
 from tests.fixtures.leaseview import DictView
 from tests.fixtures.processes import wait_until
 
@@ -78,7 +79,8 @@ def test_two_replicas_split_the_nodes_after_the_join_delay_and_one_leaving_hands
     assert a.shard.owned == frozenset(NODES)
 
 
-def test_a_replica_off_the_broker_does_not_renew_and_lets_its_nodes_go_before_the_other_takes_them() -> None:
+def test_a_replica_off_the_broker_renews_once_as_it_leaves_then_lets_its_nodes_go_before_the_other_takes_them(
+) -> None:
     clock = [T0]
     api = Api()
     off = [True]
@@ -87,18 +89,35 @@ def test_a_replica_off_the_broker_does_not_renew_and_lets_its_nodes_go_before_th
     held = b.shard.owned
     assert held
     off[0] = False
-    renewed = api.leases[lease_name(GROUP, "ec-b")]["spec"]["renewTime"]
+    left = clock[0]
+    renewals: set[str] = set()
     both: list[float] = []
-    while clock[0] < T0 + 30:
+    dropped = None
+    while clock[0] < T0 + 40:
         a.loop.step()
         b.loop.step()
-        assert api.leases[lease_name(GROUP, "ec-b")]["spec"]["renewTime"] == renewed, "renewed off the broker"
+        renewals.add(api.leases[lease_name(GROUP, "ec-b")]["spec"]["renewTime"])
         if (a.shard.owned or frozenset()) & (b.shard.owned or frozenset()):
             both.append(clock[0])
+        if dropped is None and not b.shard.owned:
+            dropped = clock[0]
         clock[0] += 0.05
+    assert renewals == {micro_time(left)}, "renewed once, as it left the broker, and never after"
     assert both == [], "a node had two owners"
+    assert dropped is not None
+    assert dropped - left >= DURATION - default_margin(DURATION) - 0.05, \
+        "its Lease ran a whole duration from when it left, not from the renewal before"
     assert b.shard.owned == frozenset()
     assert a.shard.owned == frozenset(NODES)
+
+
+def test_a_replica_never_on_the_broker_never_renews() -> None:
+    clock = [T0]
+    api = Api()
+    a = Replica(api, "ec-a", clock, [False])
+    run([a], clock, T0 + 3 * DURATION)
+    assert lease_name(GROUP, "ec-a") not in api.leases
+    assert a.shard.owned == frozenset()
 
 
 def test_after_a_failed_step_the_replica_keeps_its_nodes_only_while_its_lease_is_good() -> None:
