@@ -64,3 +64,19 @@ def test_a_failed_hand_over_is_tried_again_and_later_readings_still_go() -> None
         assert bus.counters.get("handler_errors") == 1
     finally:
         door.close()
+
+
+def test_a_lone_reading_goes_at_once_and_a_burst_goes_in_few_batches() -> None:
+    bus = FlakyBus(failures=0)
+    door = EventBus(EventBusSettings(), bus)  # type: ignore[arg-type]
+    door.start()
+    try:
+        door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": 0}')
+        wait_until(lambda: len(bus.published) == 1, timeout=10, what="the lone reading handed over")
+        for n in range(1, 201):  # within the interval after that batch: they wait for its end, together
+            door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": %d}' % n)
+        wait_until(lambda: len(handed_over(bus)) == 201, timeout=10, what="the burst handed over")
+        assert handed_over(bus) == [b'{"n": %d}' % n for n in range(201)], "in order, each once"
+        assert len(bus.published) <= 3, f"a burst of 200 in {len(bus.published) - 1} batches"
+    finally:
+        door.close()
