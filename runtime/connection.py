@@ -95,6 +95,9 @@ class Connection:
         self._opened_at = 0.0  # when the current connection was opened (monotonic)
         self._connack = True  # the broker has answered it (no connection yet: nothing to wait for)
         self._accepted_at: float | None = None  # when the broker accepted this connection (monotonic); None: off
+        # Under _lock: the connect's own subscriptions have been asked for, so a subscribe or unsubscribe from
+        # now on goes out at once, without waiting for their SUBACKs (or it would wait for the next connect).
+        self._session_open = False
         # paho is not safe against a publish (or ack) from another thread while it opens a new
         # socket: the packet can leave before CONNECT and the broker drops the connection
         # (measured with amqtt). Connecting and every write from outside the network thread
@@ -178,10 +181,12 @@ class Connection:
             return dict(self._subscriptions)
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe now if connected, and again after every reconnect."""
+        """Subscribe now if the broker has accepted the connection (the SUBACKs of the connect's own
+        subscriptions may still be coming), and again after every reconnect."""
         with self._lock:
             self._subscriptions[topic_filter] = qos
-        if self._connected.is_set():
+            now = self._session_open
+        if now:
             with self._io_lock:
                 _rc, mid = self._client.subscribe(topic_filter, qos)
             if mid is not None:
@@ -200,7 +205,8 @@ class Connection:
         with self._lock:
             self._subscriptions.pop(topic_filter, None)
             self._unsubscribe_later.add(topic_filter)
-        if self._connected.is_set():
+            now = self._session_open
+        if now:
             with self._io_lock:
                 self._client.unsubscribe(topic_filter)
             with self._lock:
@@ -362,6 +368,7 @@ class Connection:
                 if mid is not None:
                     self._awaiting_suback.add(mid)
                     self._sub_mids[mid] = topic_filter
+            self._session_open = True
             ready = not self._awaiting_suback
         if ready:
             self._mark_ready()
@@ -445,6 +452,7 @@ class Connection:
 
     def _mark_disconnected(self) -> None:
         self._accepted_at = None
+        self._session_open = False  # no lock: a subscribe that still sends now is asked for again at the connect
         if self._connected.is_set():
             self._connected.clear()
             self.counters.inc("disconnects")

@@ -44,3 +44,22 @@ def test_accepted_with_subscriptions_pending_counts_as_on_the_broker_for_settle_
         wait_until(lambda: not conn.on_broker(settle_s=60), timeout=10, what="on_broker false once the link dropped")
     finally:
         conn.close(0.1)
+
+
+def test_a_subscription_asked_for_while_the_connects_own_are_unacknowledged_goes_out_at_once(
+        mute: MuteBroker) -> None:
+    """A CloudHub replica that gets its nodes back right after a reconnect subscribes to them while the
+    SUBACKs of its other subscriptions are still coming: each such SUBSCRIBE must go out then, not wait for the
+    next connect (found in the HA bench: 301 nodes never announced after a NATS member's death)."""
+    conn = Connection(ConnectionSettings(url=BrokerUrl("127.0.0.1", mute.port), client_id="window",
+                                         backoff=Backoff(initial=0.05, maximum=0.1)), name="window")
+    conn.subscribe("on-broker/before")
+    conn.start()
+    try:
+        wait_until(lambda: mute.marked >= 1, timeout=10, what="the connect's own SUBSCRIBE")
+        assert not conn.connected  # its SUBACK never comes
+        conn.subscribe("on-broker/after")
+        wait_until(lambda: mute.marked >= 2, timeout=10, what="the SUBSCRIBE asked for meanwhile")
+        assert mute.accepted == 1, "on the same connection"
+    finally:
+        conn.close(0.1)
