@@ -6,7 +6,9 @@ reading of the node was taken by the broker and went nowhere, while everything e
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from edge.eventbus.door import EventBus, EventBusSettings
@@ -50,33 +52,39 @@ def handed_over(bus: FlakyBus) -> list[bytes]:
     return [r.payload for e in list(bus.published) for r in parse_requests(e.body) if not isinstance(r, Exception)]
 
 
-def test_a_failed_hand_over_is_tried_again_and_later_readings_still_go() -> None:
-    bus = FlakyBus(failures=1)
+@contextlib.contextmanager
+def running(bus: FlakyBus) -> Iterator[EventBus]:
     door = EventBus(EventBusSettings(), bus)  # type: ignore[arg-type]
     door.start()
     try:
-        door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": 1}')
+        yield door
+    finally:
+        door.close()
+
+
+def reading(door: EventBus, n: int) -> None:
+    door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": %d}' % n)
+
+
+def test_a_failed_hand_over_is_tried_again_and_later_readings_still_go() -> None:
+    bus = FlakyBus(failures=1)
+    with running(bus) as door:
+        reading(door, 1)
         wait_until(lambda: handed_over(bus) == [b'{"n": 1}'], timeout=10,
                    what="the first reading handed over after a failure")
-        door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": 2}')
+        reading(door, 2)
         wait_until(lambda: handed_over(bus) == [b'{"n": 1}', b'{"n": 2}'], timeout=10,
                    what="a later reading handed over")
         assert bus.counters.get("handler_errors") == 1
-    finally:
-        door.close()
 
 
 def test_a_lone_reading_goes_at_once_and_a_burst_goes_in_few_batches() -> None:
     bus = FlakyBus(failures=0)
-    door = EventBus(EventBusSettings(), bus)  # type: ignore[arg-type]
-    door.start()
-    try:
-        door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": 0}')
+    with running(bus) as door:
+        reading(door, 0)
         wait_until(lambda: len(bus.published) == 1, timeout=10, what="the lone reading handed over")
         for n in range(1, 201):  # within the interval after that batch: they wait for its end, together
-            door.on_device(topics.device("default", "thermo-1", "twin/update"), b'{"n": %d}' % n)
+            reading(door, n)
         wait_until(lambda: len(handed_over(bus)) == 201, timeout=10, what="the burst handed over")
         assert handed_over(bus) == [b'{"n": %d}' % n for n in range(201)], "in order, each once"
         assert len(bus.published) <= 3, f"a burst of 200 in {len(bus.published) - 1} batches"
-    finally:
-        door.close()
