@@ -64,7 +64,7 @@ class Membership:
                                   view=LeaseWatch(kube, GROUP, read_timeout_s=float(duration_s)))
         self.assignment = NodeAssignment(identity)
         self._apply = apply
-        self._gate = RenewalGate(on_broker, self.keeper.name)
+        self._gate = RenewalGate(on_broker, self.keeper)
         self._lock = threading.Lock()
         self._nodes: set[str] = set()
         self._heard: set[str] = set()
@@ -133,7 +133,7 @@ class Membership:
             return self._nodes | self._heard
 
     def _run(self) -> None:
-        next_renewal = next_warning = 0.0
+        next_renewal = 0.0
         while not self._stop.is_set():
             now = time.time()
             due = now >= next_renewal
@@ -142,11 +142,7 @@ class Membership:
                 next_renewal = now + self.keeper.renew_interval_s
             elif due:  # off the broker: look again soon, to renew once it is back
                 next_renewal = now + min(0.5, self.keeper.renew_interval_s)
-                if self.keeper.valid_until() and now >= next_warning:  # not before its first connection
-                    log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until "
-                                "%.1f s from now)", self.keeper.identity, self.keeper.name,
-                                max(0.0, self.keeper.valid_until() - now))
-                    next_warning = now + self.keeper.renew_interval_s
+                self._gate.held_back(now)
                 members = self.keeper.observe()  # a member joining meanwhile takes its nodes from us too
             else:  # between renewals: a Lease that ran out ends the serving on time
                 members = self.keeper.members()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from cloud.replicas.leases import LeaseKeeper
+
 log = logging.getLogger(__name__)
 
 
@@ -25,10 +27,11 @@ class RenewalGate:
     The loop must also step when the link drops (``Connection.on_connection_change``), so that the renewal on
     leaving comes at that moment, not at the next one due."""
 
-    def __init__(self, on_broker: Callable[[], bool], lease: str) -> None:
+    def __init__(self, on_broker: Callable[[], bool], keeper: LeaseKeeper) -> None:
         self._on_broker = on_broker
-        self._lease = lease
+        self._keeper = keeper
         self._was_on = False
+        self._next_warning = 0.0
 
     def renew(self, due: bool) -> bool:
         """Whether to renew now: on the broker, when a renewal is ``due``; off it, only at the first look after
@@ -37,5 +40,15 @@ class RenewalGate:
         left = self._was_on and not on
         self._was_on = on
         if left:
-            log.warning("left the cloud broker: renewing Lease %s once more, then not until back", self._lease)
+            log.warning("replica %s: left the cloud broker: renewing Lease %s once more, then not until back",
+                        self._keeper.identity, self._keeper.name)
         return (due and on) or left
+
+    def held_back(self, now: float) -> None:
+        """A renewal was due and :meth:`renew` said no: say so, once a renew interval at most, and not before the
+        first connection (there is no Lease to lose yet)."""
+        keeper = self._keeper
+        if keeper.valid_until() and now >= self._next_warning:
+            log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until %.1f s from "
+                        "now)", keeper.identity, keeper.name, max(0.0, keeper.valid_until() - now))
+            self._next_warning = now + keeper.renew_interval_s

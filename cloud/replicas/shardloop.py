@@ -48,10 +48,9 @@ class ShardLoop:
         self.shard = shard
         self._nodes = nodes
         self._apply = apply
-        self._gate = RenewalGate(on_broker, self.keeper.name)
+        self._gate = RenewalGate(on_broker, keeper)
         self._clock = clock
         self._next_renewal = 0.0
-        self._next_warning = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
         keeper.view.subscribe(self._wake.set)
@@ -66,11 +65,7 @@ class ShardLoop:
             self._next_renewal = now + self.keeper.renew_interval_s
         elif due:  # off the broker: look again soon, to renew once it is back
             self._next_renewal = now + min(MAX_WAIT_S, self.keeper.renew_interval_s)
-            if self.keeper.valid_until() and now >= self._next_warning:  # not before its first connection
-                log.warning("replica %s: not on the cloud broker, so not renewing Lease %s (serving until %.1f s "
-                            "from now)", self.keeper.identity, self.keeper.name,
-                            max(0.0, self.keeper.valid_until() - now))
-                self._next_warning = now + self.keeper.renew_interval_s
+            self._gate.held_back(now)
             members = self.keeper.observe()  # a member joining meanwhile takes its nodes from us too
         else:  # between renewals: a Lease that ran out ends the serving on time
             members = self.keeper.members()
