@@ -74,12 +74,13 @@ def test_a_close_is_answered_and_ends_the_connection() -> None:
     assert connection.receive_data(client_frame(b"late")) == []
 
 
+# Named by reason, not by the frame's bytes (a random mask): xdist's workers must collect the same test ids.
 @pytest.mark.parametrize(("frame", "reason"), [
     (client_frame(b"x", masked=False), "not masked"),
     (client_frame(b"x", 0x0), "no message to continue"),
     (bytes([0xC2]) + client_frame(b"x")[1:], "reserved bits"),
     (client_frame(b"x", 0x3), "unknown data opcode"),
-])
+], ids=lambda value: value if isinstance(value, str) else "frame")
 def test_a_bad_frame_closes_with_a_protocol_error(frame: bytes, reason: str) -> None:
     connection = WebSocketConnection()
     events = connection.receive_data(frame)
