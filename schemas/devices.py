@@ -21,7 +21,8 @@ class Reporting:
 
     to_cloud: bool = True
     cycle_ms: int = 0
-    """At most one new value per this many milliseconds (0: each one, as soon as the node sends)."""
+    """One new value per this many milliseconds on average (0: not set, the node's default cycle applies;
+    edge/devicetwin/reporting.py)."""
 
     @classmethod
     def read(cls, found: dict[str, Any], reader: Reader, where: str, *, to_cloud: bool) -> Reporting:

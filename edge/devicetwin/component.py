@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.batches import take_batch
+from edge.devicetwin.reporting import CloudReports
 from edge.devicetwin.store import TwinStore
 from edge.devicetwin.twins import DeviceTwin
 from edge.metaclient import MetaManagerRestarts, list_objects
@@ -69,6 +70,15 @@ class Relist:
 class DeviceTwinSettings(StoreSettings):
     db: str = field(default="/var/lib/edgehive/devicetwin.db", metadata={"help": "SQLite file of the twins"})
     report_interval_s: float = field(default=0.2, metadata={"help": "how often device news go to the cloud"})
+    report_cycle_ms: int = field(default=1000, metadata={
+        "help": "at most one new value per this many ms of a property (or state) whose Device sets no "
+                "reportCycle goes to the cloud (KubeEdge's mappers report every 1,000 ms by default); a value after "
+                "a quiet cycle goes at once; 0: every value"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.report_cycle_ms < 0:
+            raise ValueError(f"report_cycle_ms must be 0 or more, not {self.report_cycle_ms}")
 
 
 def failed_answers(twin: DeviceTwin, batch: list[Envelope | Relist], reason: str) -> list[Publication]:
@@ -92,7 +102,8 @@ class DeviceTwinComponent:
     def __init__(self, settings: DeviceTwinSettings, bus: Bus) -> None:
         self.settings = settings
         self.store = TwinStore(Path(settings.db))
-        self.twin = DeviceTwin(self.store, settings.node)
+        self.twin = DeviceTwin(self.store, settings.node,
+                               reports=CloudReports(default_cycle_ms=settings.report_cycle_ms))
         self.bus = bus
         self._work: queue.Queue[Envelope | Relist | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
@@ -241,7 +252,7 @@ class DeviceTwinComponent:
     def _apply(self, item: Envelope | Relist) -> list[Publication]:
         if isinstance(item, Relist):
             if item.report_all:
-                self.twin.dirty.update(device.id for device in self.store.devices())
+                self.twin.report_all()
             return self.twin.replace_devices(item.objects)
         envelope = item
         if envelope.src == "metamanager":

@@ -472,6 +472,12 @@ class DeviceTwin:
             status, pending = self.reports.status(device, self.store.twins(device_id).values())
             if pending:
                 waiting.add(device_id)
-            reports.append((ResourceKey(device.namespace, DEVICESTATUS, device.name), status))
+            if self.reports.is_new(device_id, status):  # not when all its news wait for their cycle
+                reports.append((ResourceKey(device.namespace, DEVICESTATUS, device.name), status))
         self.dirty = waiting
         return reports
+
+    def report_all(self) -> None:
+        """Every device's status to the cloud again at the next report (what went up may have been lost)."""
+        self.reports.send_again()
+        self.dirty.update(device.id for device in self.store.devices())
