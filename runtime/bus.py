@@ -224,9 +224,10 @@ class Bus:
         return Envelope(src=self.settings.module, group=group, op=op, **fields)  # type: ignore[arg-type]
 
     def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None,
-                qos: int = 1) -> None:
-        self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=qos, retain=retain,
-                                timeout=timeout)
+                qos: int = 1) -> bool:
+        """False: a QoS 0 message dropped, since the connection is down (Connection.publish)."""
+        return self.connection.publish(topic, envelope.encode(self.settings.max_size), qos=qos, retain=retain,
+                                       timeout=timeout)
 
     def send(self, sends: Iterable[Send | RawSend]) -> None:
         for item in sends:

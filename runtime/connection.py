@@ -535,11 +535,11 @@ class Connection:
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
         timeout: float | None = None, on_acked: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> bool:
         """Publish, blocking while the window is full; ``on_acked`` runs once the broker has it.
 
         QoS 1 messages published while disconnected wait in the window and go out
-        on reconnect; QoS 0 messages are dropped then (counted).
+        on reconnect; QoS 0 messages are dropped then (counted, and False returned).
         """
         if not self._slots.acquire(timeout=timeout):
             self.counters.inc("publish_timeouts")
@@ -559,7 +559,7 @@ class Connection:
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             self.counters.inc("dropped_qos0")
             self._complete(None)
-            return
+            return False
         self.counters.inc("published")
         self.counters.inc(f"out:{topic_class(topic)}")
         with self._lock:
@@ -567,8 +567,9 @@ class Connection:
                 self._early.discard(info.mid)
             else:
                 self._pending[info.mid] = on_acked
-                return
+                return True
         self._complete(on_acked)
+        return True
 
     @property
     def inflight(self) -> int:

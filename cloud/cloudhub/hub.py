@@ -294,7 +294,8 @@ class CloudHub:
         delays the controllers' resync of its node (they start it on the announcement), so a slow one says so:
         how long it waited for the handler thread, and how long the broker took to take it."""
         started = time.monotonic()
-        self.bus.publish(send.topic, send.envelope, retain=True)
+        if not self.bus.publish(send.topic, send.envelope, retain=True, qos=send.qos):
+            self.bus.publish(send.topic, send.envelope, retain=True)  # no connection: in the window, at QoS 1
         done = time.monotonic()
         if done - decided > SLOW_ANNOUNCEMENT_S:
             log.warning("the announcement on %s went out %.1f s after it was decided (%.1f s queued, %.1f s "

@@ -3,11 +3,13 @@ answers) and what its per-node queue sends, at the QoS asked for; everything els
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import pytest
 
 from cloud.cloudhub.hub import CloudHub, CloudHubSettings, is_down
+from cloud.cloudhub.routing import REPEAT_AFTER_S
 from runtime.bus import Bus
 from runtime.counters import Counters
 from schemas import topics
@@ -36,8 +38,11 @@ class FakeBus:
         callback()
 
     def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None,
-                qos: int = 1) -> None:
+                qos: int = 1) -> bool:
         self.published.append((topic, qos, retain))
+        return self.connected or qos == 1  # a QoS 0 message is dropped while the connection is down
+
+    connected = True
 
 
 def hub_with(down_qos: int) -> tuple[CloudHub, FakeBus]:
@@ -68,10 +73,21 @@ def test_the_queue_sends_at_the_down_qos(down_qos: int) -> None:
     assert bus.connection.published == [(topics.link_down(NODE), down_qos)]
 
 
-def test_session_announcements_stay_at_qos_1_and_retained() -> None:
-    hub, bus = hub_with(0)
+@pytest.mark.parametrize("down_qos", [0, 1])
+def test_a_session_change_is_announced_retained_at_qos_0_and_its_repeat_at_qos_1(down_qos: int) -> None:
+    hub, bus = hub_with(down_qos)
     hub.on_up(Envelope(node=NODE, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE), topics.link_up(NODE))
+    assert bus.published == [(topics.node_session(NODE), 0, True)]
+    bus.published.clear()
+    hub._carry_out(hub.router.expire(time.monotonic() + REPEAT_AFTER_S))
     assert bus.published == [(topics.node_session(NODE), 1, True)]
+
+
+def test_an_announcement_made_while_the_connection_is_down_waits_in_the_window_at_qos_1() -> None:
+    hub, bus = hub_with(1)
+    bus.connected = False
+    hub.on_up(Envelope(node=NODE, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE), topics.link_up(NODE))
+    assert bus.published == [(topics.node_session(NODE), 0, True), (topics.node_session(NODE), 1, True)]
 
 
 def test_only_down_topics_count_as_down() -> None:

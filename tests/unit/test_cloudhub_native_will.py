@@ -94,8 +94,10 @@ class FakeBus:
     def call_soon(self, callback: Callable[[], Any]) -> None:
         callback()
 
-    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None) -> None:
+    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None,
+                qos: int = 1) -> bool:
         self.published.append((topic, envelope, retain))
+        return True
 
 
 class FakeMembership:

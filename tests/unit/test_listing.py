@@ -48,7 +48,12 @@ def idle_bus(published: list[Envelope]) -> Bus:
     """A real Bus, never connected, whose publishes are recorded instead of sent."""
     bus = Bus(BusSettings(ConnectionSettings(BrokerUrl.parse("mqtt://127.0.0.1:1"), "edgecontroller"),
                           "edgecontroller", topics.Side.CLOUD, NODE))
-    bus.publish = lambda _topic, envelope, **_: published.append(envelope)  # type: ignore[method-assign]
+
+    def record(_topic: str, envelope: Envelope, **_: object) -> bool:
+        published.append(envelope)
+        return True
+
+    bus.publish = record  # type: ignore[method-assign,assignment]
     return bus
 
 
