@@ -39,8 +39,11 @@ NODE_PW = "node-pw"
 NODE_INDEX_LABEL = "edgehive.test/node-index"
 """On ``controlplane_cluster``'s nodes: "1" and "2", for tests that target one node with a nodeSelector."""
 SERVICE_ACCOUNT_TIMEOUT = 30.0
-STREAMS_PER_NODE = 4
-"""The cloud stream server's cap here: small, so that a test reaches it with a few kubectl processes."""
+STREAMS_PER_NODE = 8
+"""The cloud stream server's cap here: small, so that a test reaches it with a few kubectl processes, and above
+what a test opens at once plus what it closed just before: a stream's slot is freed when the stream server hears
+that kubectl's connection ended, which under load comes after the test's next connections (4 at the cap of 4:
+two of a port-forward's four concurrent connections were refused, with the suite in two workers)."""
 NAMESPACE_GONE_TIMEOUT = 60.0
 METRICS_SCRAPE_S = 2.0
 """The metrics API's scrape interval here: short, so that kubectl top has two readings within seconds."""
