@@ -323,6 +323,30 @@ class Fleet:
         for process in reversed(list(self.cloud.values())):
             process.stop(timeout=30)
 
+    def removal_evidence(self, lines: int = 40) -> str:
+        """Where the deletion of the pods stopped: the pods podman still runs, the pod keys each node's store still
+        holds, the end of each node's supervisor, EdgeD, MetaManager, EdgeHub and podman logs, and the cloud's."""
+        try:
+            out = [f"podman still runs: {sorted(podman_pods(self.namespace))}"]
+        except (subprocess.SubprocessError, OSError) as exc:
+            out = [f"podman did not list its pods: {exc}"]
+        for site in self.sites.values():
+            try:
+                pods = sorted(key for key in site.stored() if "/pod/" in key)
+                out.append(f"{site.node}: pod keys in MetaManager's store: {pods}")
+            except sqlite3.Error as exc:
+                out.append(f"{site.node}: MetaManager's store unreadable: {exc}")
+            if site.process is not None:  # the supervisor: which child it restarted (a wedged podman), and when
+                out.append(site.process.log_tail(lines))
+            for child in ("edged", "metamanager", "edgehub", "podman"):
+                log_file = site.state / "logs" / f"{child}.log"
+                with contextlib.suppress(OSError):
+                    out.append(f"{site.node} {child}.log:")
+                    out.extend(f"  {line}" for line in log_file.read_text(errors="replace").splitlines()[-lines:])
+        for name, process in self.cloud.items():
+            out.append(f"{name}:\n{process.log_tail()}")
+        return "\n".join(out)
+
     def leftovers(self) -> list[str]:
         """Processes still running that this fleet started: on a node's host, or naming a path of its workdir."""
         found = [f"{pid} on {site.node}'s host: {(command_line(pid) or '(gone)')[:160]}"
@@ -395,8 +419,15 @@ def fleet_factory(apiserver: ApiServer, netns_host: Callable[[], Host], tmp_path
             for pod in fleet.core.list_namespaced_pod(fleet.namespace).items:
                 fleet.core.delete_namespaced_pod(pod.metadata.name, fleet.namespace, grace_period_seconds=0)
             # 90 s, and up to 75 s for the supervisor to restart a deadlocked podman (edgehive/podmanprobe.py)
-            wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=180,  # type: ignore[misc]
-                       what="EdgeD removing the pods")
+            try:
+                wait_until(lambda f=fleet: not podman_pods(f.namespace), timeout=180,  # type: ignore[misc]
+                           what="EdgeD removing the pods")
+            except pytest.fail.Exception as exc:
+                try:
+                    evidence = fleet.removal_evidence()
+                except Exception as failed:  # the failure above is what must be reported
+                    evidence = f"(gathering the evidence failed: {failed!r})"
+                pytest.fail(f"{exc}\n{evidence}", pytrace=False)
         finally:
             fleet.stop()
             for name in podman_pods(fleet.namespace):  # only when the check above failed
