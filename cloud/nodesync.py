@@ -89,6 +89,11 @@ to 60, and the created-to-committed rate from 153 to 328 a second. The controlle
 BATCH_LINGER_HELP = ("milliseconds a send to CloudHub that follows the previous one closely waits, gathering the "
                      "changes that come meanwhile into the same batches (0 to 1000; 0: each reconcile pass sends "
                      "at once)")
+ANSWER_QOS_HELP = ("QoS of the answers to the nodes (through CloudHub). 1 (the default): the broker acknowledges "
+                   "each. 0 suits NATS, where each QoS 1 publish to a QoS 1 subscriber is stored and acknowledged "
+                   "through a replicated JetStream consumer, and where the nodes take their down topic at QoS 0 "
+                   "already: an answer lost leaves its entry in the node's outbox, which sends it again "
+                   "(EdgeHub's --resend-s), and it is answered again")
 DRAIN_MAX = 500
 """The most queued cluster changes and listings reconciled together before what they produced is sent: enough
 to fill batches under a burst of creates, few enough that the first of them is not held back for long."""
@@ -129,6 +134,13 @@ def linger_of(linger_ms: int) -> Linger:
         raise ValueError(f"batch_linger_ms must be 0 to 1000, not {linger_ms}") from None
 
 
+def check_answer_qos(qos: int) -> int:
+    """``answer_qos``, refused by its setting's name unless 0 or 1."""
+    if qos not in (0, 1):
+        raise ValueError(f"answer_qos must be 0 or 1, not {qos}")
+    return qos
+
+
 @dataclass
 class Resyncing:
     """A resync of one node's session under way: a second one asked meanwhile joins it (``periodic`` False once
@@ -149,8 +161,10 @@ class NodeSync:
                  query_timeout_s: float = 10.0, resync_workers: int = RESYNC_WORKERS,
                  retry_pause_s: float = RETRY_PAUSE_S, resync_period_s: float = DEFAULT_PERIOD_S,
                  max_size: int = DEFAULT_MAX_SIZE, batch_members: int = BATCH_MEMBERS,
-                 linger_ms: int = BATCH_LINGER_MS) -> None:
+                 linger_ms: int = BATCH_LINGER_MS, answer_qos: int = 1) -> None:
         self.kube = kube
+        self.answer_qos = check_answer_qos(answer_qos)
+        """QoS of ``reply``'s answers to the nodes (the controllers' ``--answer-qos``)."""
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes
         self.query_timeout_s = query_timeout_s
@@ -397,7 +411,7 @@ class NodeSync:
         """Answers to a node go through CloudHub, straight down its link; refusals are counted (``refused``)."""
         if envelope.op == Op.ERROR:
             self.bus.counters.inc("refused")
-        return Send(self.hub_inbox(envelope.node), envelope)
+        return Send(self.hub_inbox(envelope.node), envelope, self.answer_qos)
 
     def hub_inbox(self, node: str) -> str:
         """Where what is for ``node`` goes: the own inbox of the CloudHub replica that announced its session, if

@@ -237,12 +237,15 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
             healthy=lambda: cloud_watch.connection.connected))
     children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch,
                                   down_qos=0 if settings.broker == "nats" else 1)
+    # On NATS the controllers answer the nodes at QoS 0, as CloudHub passes the nodes' messages on to them
+    # (cloudhub_children): the node's outbox sends again what is not answered.
+    answers = ("--answer-qos", "0") if nats else ()
     children += [
-        *edgecontroller_children(settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args), cloud_env,
-                                 cloud_watch),
+        *edgecontroller_children(settings.replicas, ("--kubeconfig", str(kubeconfig), *stream_args, *answers),
+                                 cloud_env, cloud_watch),
         *controller_children("devicecontroller", settings.replicas,
-                             ("--kubeconfig", str(kubeconfig), "--status-object", settings.status_object), cloud_env,
-                             cloud_watch),
+                             ("--kubeconfig", str(kubeconfig), "--status-object", settings.status_object, *answers),
+                             cloud_env, cloud_watch),
         # Always: the nodes' uploads go to it, and stay in their outboxes until it acknowledges them.
         *controller_children("router", settings.replicas, ("--kubeconfig", str(kubeconfig), "--listen",
                                                            str(settings.router_listen or "")), cloud_env, cloud_watch),
@@ -275,8 +278,9 @@ def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str]
                       cloud_watch: StatusWatch, *, down_qos: int = 1) -> list[Child]:
     """The one CloudHub, or ``replicas`` of them sharing the fleet by Leases in the API server (each with its
     own identity, which also names its status topic: each replica's health is its own). ``down_qos`` 0 on NATS,
-    whose bridges take their down topic at QoS 0 anyway (CloudHub's --down-qos says what it spares)."""
-    qos = ("--down-qos", str(down_qos))
+    whose bridges take their down topic at QoS 0 anyway (CloudHub's --down-qos says what it spares); there the
+    nodes' messages are passed on to the controllers at QoS 0 too (--forward-qos)."""
+    qos = ("--down-qos", str(down_qos), "--forward-qos", str(down_qos))
     if replicas == 1:
         return [Child("cloudhub", python_module("cloud.cloudhub", *qos), env=cloud_env,
                       healthy=lambda: cloud_watch.component_up("cloudhub"))]

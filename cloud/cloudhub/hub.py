@@ -86,6 +86,13 @@ class CloudHubSettings(ComponentSettings):
                 "0 (measured), and a burst of them holds CloudHub's connection for seconds. Nothing rests on the "
                 "broker's acknowledgement: each object is resent by the node's queue until MetaManager answers it, "
                 "and a query until its asker has its answer"})
+    forward_qos: int = field(default=1, metadata={
+        "help": "QoS of what CloudHub passes on from the nodes to the cloud modules (their messages to the "
+                "controllers, their answers to a module's query). 1 (the default): the broker acknowledges each. 0 "
+                "suits NATS, where each QoS 1 publish to a QoS 1 subscriber is stored and acknowledged through a "
+                "replicated JetStream consumer, and where the nodes' messages reach CloudHub at QoS 0 already "
+                "(--up-qos 0): one lost is sent again by the node's outbox (EdgeHub's --resend-s) until its "
+                "controller answers it, and a query is asked again by its asker"})
     edgecontroller_shards: bool = field(default=False, metadata={
         "help": "EdgeController runs as replicas sharded by node (its --replica-id): read their Leases and send "
                 "each node's messages for it to its owner's own topic (cloud/replicas/routes.py), the shared topic "
@@ -110,6 +117,8 @@ class CloudHubSettings(ComponentSettings):
             raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
         if self.down_qos not in (0, 1):
             raise ValueError(f"down_qos must be 0 or 1, not {self.down_qos}")
+        if self.forward_qos not in (0, 1):
+            raise ValueError(f"forward_qos must be 0 or 1, not {self.forward_qos}")
         if not 1 <= self.batch_max_members <= MAX_MEMBERS:
             raise ValueError(f"batch_max_members must be 1 to {MAX_MEMBERS}, not {self.batch_max_members}")
         if self.batch_max_bytes < MIN_BYTES:
@@ -132,7 +141,7 @@ class CloudHub:
                                   replica=settings.replica_id or None,
                                   batch_max_members=settings.batch_max_members,
                                   batch_max_bytes=min(settings.batch_max_bytes, settings.max_envelope_size),
-                                  max_size=settings.max_envelope_size)
+                                  max_size=settings.max_envelope_size, forward_qos=settings.forward_qos)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -118,8 +118,12 @@ class Routed:
 class CloudRouter:
     def __init__(self, counters: Counters, *, window_per_node: int, keepalive_timeout_s: float,
                  session_id: Callable[[], str] = new_session_id, replica: str | None = None,
-                 batch_max_members: int = 1, batch_max_bytes: int = 0, max_size: int = DEFAULT_MAX_SIZE) -> None:
+                 batch_max_members: int = 1, batch_max_bytes: int = 0, max_size: int = DEFAULT_MAX_SIZE,
+                 forward_qos: int = 1) -> None:
         self.counters = counters
+        self.forward_qos = forward_qos
+        """QoS of what a node sent, passed on to a cloud module (a controller, or a query's asker): CloudHub's
+        ``--forward-qos``."""
         self.max_size = max_size
         """The largest envelope accepted: each member of a batch from a node is checked against it."""
         self.batch_max_members = batch_max_members
@@ -186,7 +190,7 @@ class CloudRouter:
                 return routed
             asker = self.queries.asker(envelope, now)
             if asker is not None:
-                routed.sends.append(Send(topics.inbox(topics.Side.CLOUD, asker), envelope))
+                routed.sends.append(Send(topics.inbox(topics.Side.CLOUD, asker), envelope, self.forward_qos))
             elif envelope.op == Op.ERROR and envelope.group == Group.HUB:  # a refused batch: its members go again
                 self.counters.inc("refused_by_node")
                 log.warning("node %s refused %s: %s", node, envelope.parent, envelope.body)
@@ -213,7 +217,7 @@ class CloudRouter:
                 MODULE, 400, f"no cloud module takes group {envelope.group.value}")))
             return routed
         self.counters.inc("upstream_routed")
-        routed.sends.append(Send(self.up_topic(module, node), envelope))
+        routed.sends.append(Send(self.up_topic(module, node), envelope, self.forward_qos))
         return routed
 
     def up_topic(self, module: str, node: str) -> str:

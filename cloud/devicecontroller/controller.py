@@ -30,7 +30,7 @@ from cloud.devicecontroller.statusobject import StatusObject
 from cloud.devicecontroller.statuswriters import Ack, StatusWriters
 from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
-from cloud.nodesync import BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, linger_of
+from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, check_answer_qos, linger_of
 from cloud.packed import Packed
 from cloud.placement import Change, Placement, key_of, model_refs
 from cloud.replicas.elected import LeaderElectSettings
@@ -66,6 +66,7 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         "help": "threads writing reported device status to the API server, one device at a time each; a report "
                 "arriving while its device's write waits joins that write"})
     batch_linger_ms: int = field(default=BATCH_LINGER_MS, metadata={"help": BATCH_LINGER_HELP})
+    answer_qos: int = field(default=1, metadata={"help": ANSWER_QOS_HELP})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +74,7 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         if self.status_writers < 1:
             raise ValueError(f"status_writers must be at least 1, not {self.status_writers}")
         linger_of(self.batch_linger_ms)
+        check_answer_qos(self.answer_qos)
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:
@@ -107,7 +109,7 @@ class DeviceController(NodeSync):
         super().__init__(kube, Placement(kinds.DEVICE, model_refs),
                          (kinds.DEVICEMODEL,), bus, query_timeout_s=settings.query_timeout_s,
                          resync_period_s=settings.resync_period_s, max_size=settings.max_envelope_size,
-                         linger_ms=settings.batch_linger_ms)
+                         linger_ms=settings.batch_linger_ms, answer_qos=settings.answer_qos)
         self._checked: dict[tuple[str, str], str] = {}  # the reconcile thread's: Devices' spec versions checked
         self.status_writers = StatusWriters(StatusObject(kube, settings.status_object), self.bus.send, self.reply,
                                             settings.status_writers, module=MODULE)

@@ -28,7 +28,7 @@ from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.kubeletendpoint import endpoint_repair, kubelet_endpoint
-from cloud.nodesync import BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, linger_of
+from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, check_answer_qos, linger_of
 from cloud.placement import Change, Placement
 from cloud.replicas.assignment import Handover
 from cloud.replicas.elected import LeaderElectSettings
@@ -89,6 +89,7 @@ class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
     lease_duration_s: int = field(default=10, metadata={
         "help": "a replica's Lease duration: a dead replica's nodes move to the others after this long"})
     batch_linger_ms: int = field(default=BATCH_LINGER_MS, metadata={"help": BATCH_LINGER_HELP})
+    answer_qos: int = field(default=1, metadata={"help": ANSWER_QOS_HELP})
 
     def __post_init__(self) -> None:
         # The broker client id is made of the node name: replicas left on the default would share one id, and
@@ -100,6 +101,7 @@ class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
         if self.replica_id and self.lease_duration_s < 2:
             raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
         linger_of(self.batch_linger_ms)
+        check_answer_qos(self.answer_qos)
 
     def replica(self) -> str | None:
         return self.replica_id or None
@@ -135,7 +137,7 @@ class EdgeController(NodeSync):
         super().__init__(kube, Placement(), SECONDARY, bus,
                          query_timeout_s=settings.query_timeout_s, max_size=settings.max_envelope_size,
                          resync_period_s=settings.resync_period_s,
-                         linger_ms=settings.batch_linger_ms)
+                         linger_ms=settings.batch_linger_ms, answer_qos=settings.answer_qos)
         self.writer = KeyedWriter(settings.api_writers, "api-writer")
         self.leases = NodeLeases(kube, settings.node_lease_s)
         self.controller_manager = nodehealth.ControllerManagerWatch(kube)

@@ -154,16 +154,18 @@ def start_ha_cloud(stack: ExitStack, work: Path, replicas: int, kubeconfig: Path
     for i in range(replicas):
         env = {**os.environ, "EDGEHIVE_BROKER": member_list(urls, i)}
         identity = f"cloudhub-{i + 1}" if replicas > 1 else "cloudhub"
-        # --down-qos 0 in both rounds: the nodes take their down topic at QoS 0 in both (NATS_DOWN_QOS).
-        hub_args = ["--down-qos", "0"] + (["--replica-id", identity, "--kubeconfig", str(kubeconfig),
-                                          "--lease-duration-s", str(LEASE_DURATION_S), "--up-qos", "0",
-                                          "--edgecontroller-shards"] if replicas > 1 else [])
+        # --down-qos 0 in both rounds: the nodes take their down topic at QoS 0 in both (NATS_DOWN_QOS). The
+        # nodes' messages passed on and the answers to them at QoS 0 too, as edgehive up runs them on NATS.
+        shared = ["--replica-id", identity, "--kubeconfig", str(kubeconfig), "--lease-duration-s",
+                  str(LEASE_DURATION_S), "--up-qos", "0", "--edgecontroller-shards"] if replicas > 1 else []
+        hub_args = ["--down-qos", "0", "--forward-qos", "0", *shared]
         hubs[identity] = stack.enter_context(process([sys.executable, "-m", "cloud.cloudhub", *hub_args],
                                                      work / f"{identity}.log", env))
         ec = f"ec-{i + 1}" if replicas > 1 else "edgecontroller"
         shard = ["--replica-id", ec, "--lease-duration-s", str(LEASE_DURATION_S)] if replicas > 1 else []
         controllers[ec] = stack.enter_context(process(
-            [sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig", str(kubeconfig), *shard],
+            [sys.executable, "-m", "cloud.edgecontroller", "--kubeconfig", str(kubeconfig), "--answer-qos", "0",
+             *shard],
             work / f"{ec}.log", env))
     return HaCloud(replicas, work, members, urls, clients, hubs, controllers)
 

@@ -94,7 +94,8 @@ class HaFleet:
         first = self.ids.index(identity) % len(self.nats.members)
         argv = [sys.executable, "-m", "cloud.cloudhub", "--broker", member_list(self.nats, "cloud", CLOUD_PW, first),
                 "--log-level", "info", "--replica-id", identity, "--lease-duration-s", str(LEASE_S),
-                "--up-qos", "0", "--down-qos", "0",  # as edgehive up and compose.ha.yml run replicas on NATS
+                "--up-qos", "0", "--down-qos", "0", "--forward-qos", "0",  # as edgehive up and compose.ha.yml run
+                # replicas on NATS
                 "--edgecontroller-shards",  # each node's messages to its EdgeController replica, as they do too
                 "--kubeconfig", str(self.api.kubeconfig)]
         name = f"cloudhub-{identity}-{self.starts}"
@@ -112,7 +113,8 @@ class HaFleet:
         each process's ownership spells are read apart."""
         argv = [sys.executable, "-m", f"cloud.{component}", "--log-level", "info",
                 "--broker", member_list(self.nats, "cloud", CLOUD_PW, index % len(self.nats.members)),
-                "--kubeconfig", str(self.api.kubeconfig), "--resync-period-s", str(RESYNC_PERIOD_S)]
+                "--kubeconfig", str(self.api.kubeconfig), "--resync-period-s", str(RESYNC_PERIOD_S),
+                "--answer-qos", "0"]  # as on NATS in edgehive up and compose.ha.yml
         if component == "edgecontroller":
             identity = self.edgecontroller_id(index)
             self.starts += 1

@@ -1,5 +1,6 @@
 """CloudHub's ``--down-qos``: what it publishes on the nodes' down topics, both what goes straight down (queries,
-answers) and what its per-node queue sends, at the QoS asked for; everything else at QoS 1. Driven on a fake bus."""
+answers) and what its per-node queue sends, at the QoS asked for; its ``--forward-qos``: what the nodes send, passed
+on to the cloud modules; everything else at QoS 1. Driven on a fake bus."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cloud.cloudhub.hub import CloudHub, CloudHubSettings, is_down
 from cloud.cloudhub.routing import REPEAT_AFTER_S
 from runtime.bus import Bus
 from runtime.counters import Counters
-from schemas import topics
+from schemas import kinds, topics
 from schemas.batch import Packed
 from schemas.envelope import Envelope, Group, Op
 from schemas.resource import ResourceKey
@@ -100,3 +101,33 @@ def test_only_down_topics_count_as_down() -> None:
 def test_down_qos_is_0_or_1() -> None:
     with pytest.raises(ValueError, match="down_qos must be 0 or 1, not 2"):
         CloudHubSettings(down_qos=2)
+
+
+def status_from(node: str) -> Envelope:
+    return Envelope(node=node, src="edgehub", group=Group.RESOURCE, op=Op.UPDATE,
+                    res=ResourceKey(None, kinds.NODESTATUS, node))
+
+
+@pytest.mark.parametrize("forward_qos", [0, 1])
+def test_a_nodes_message_and_its_answer_to_a_query_are_passed_on_at_the_forward_qos(forward_qos: int) -> None:
+    bus = FakeBus()
+    hub = CloudHub(CloudHubSettings(forward_qos=forward_qos), cast(Bus, bus))
+    hub.on_up(Envelope(node=NODE, src="edgehub", group=Group.HUB, op=Op.KEEPALIVE), topics.link_up(NODE))
+    sends = list(hub.on_up(status_from(NODE), topics.link_up(NODE)) or [])
+    assert [(s.topic, s.qos) for s in sends] == [(topics.from_edge("edgecontroller"), forward_qos)]
+    asked = query()
+    hub.on_module(asked, topics.inbox(topics.Side.CLOUD, "cloudhub"))
+    answer = asked.reply("metamanager", {"items": []})
+    sends = list(hub.on_up(answer, topics.link_up(NODE)) or [])
+    assert [(s.topic, s.qos) for s in sends] == [(topics.inbox(topics.Side.CLOUD, "edgecontroller"), forward_qos)]
+
+
+def test_what_a_module_sends_down_is_not_at_the_forward_qos() -> None:
+    hub = CloudHub(CloudHubSettings(forward_qos=0), cast(Bus, FakeBus()))
+    sends = list(hub.on_module(query(), topics.inbox(topics.Side.CLOUD, "cloudhub")) or [])
+    assert [(s.topic, s.qos) for s in sends] == [(topics.link_down(NODE), 1)]
+
+
+def test_forward_qos_is_0_or_1() -> None:
+    with pytest.raises(ValueError, match="forward_qos must be 0 or 1, not 2"):
+        CloudHubSettings(forward_qos=2)
