@@ -67,6 +67,17 @@ def request_counts(metrics: str) -> Counter[str]:
 
 
 
+def api_requests(local: LocalApiServer) -> Counter[str]:
+    """The API server's request counters (its /metrics, read with the admin token)."""
+    context = ssl.create_default_context(cafile=str(local.pki / "ca.crt"))
+    request = urllib.request.Request(f"{local.url}/metrics", headers={"Authorization": f"Bearer {local.token}"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return request_counts(response.read().decode())
+    except OSError as exc:
+        raise BenchError(f"bench scale: cannot read the API server's metrics: {exc}") from exc
+
+
 def per_s(before: Counter[str], after: Counter[str], seconds: float, least: float = 0.5) -> dict[str, float]:
     """Requests per second by kind between two readings, the busiest first, those under ``least``/s left out."""
     rates = {k: round((after[k] - before[k]) / seconds, 1) for k in after}
@@ -83,15 +94,7 @@ class Cloud:
     pids: dict[str, list[int]]
 
     def requests(self) -> Counter[str]:
-        """The API server's request counters (its /metrics, read with the admin token)."""
-        context = ssl.create_default_context(cafile=str(self.local.pki / "ca.crt"))
-        request = urllib.request.Request(f"{self.local.url}/metrics",
-                                         headers={"Authorization": f"Bearer {self.local.token}"})
-        try:
-            with urllib.request.urlopen(request, context=context, timeout=30) as response:
-                return request_counts(response.read().decode())
-        except OSError as exc:
-            raise BenchError(f"bench scale: cannot read the API server's metrics: {exc}") from exc
+        return api_requests(self.local)
 
 
     def memory(self) -> dict[str, Memory]:

@@ -46,13 +46,21 @@ from edgehive.bench.harness import (
 )
 from edgehive.bench.natsapi import move_stream_leader, stream_leader
 from edgehive.bench.procfs import Window
-from edgehive.bench.scale_cloud import LATENCY_RATE, ConfigMapStream, api, pod_manifest, set_configmap
+from edgehive.bench.scale_cloud import (
+    LATENCY_RATE,
+    ConfigMapStream,
+    api,
+    api_requests,
+    per_s,
+    pod_manifest,
+    set_configmap,
+)
 from edgehive.bench.scale_fleet import Fleet, Sessions
 from edgehive.bench.scale_ha_cloud import LEASE_DURATION_S, HaCloud, start_ha_cloud, status_names
 from edgehive.bench.scale_ha_report import Failover, HaReport, Replica, Round, build_ha_report
 from edgehive.bench.scale_report import OWNED_KINDS, match_latencies, resynced_at
 from edgehive.bench.simnode import NAMESPACE, configmap_key
-from edgehive.localcluster import LocalClusterError
+from edgehive.localcluster import LocalApiServer, LocalClusterError
 from runtime.url import BrokerUrl
 from schemas import kinds
 from schemas.envelope import Op
@@ -93,6 +101,7 @@ class _Run:
     api_pids: dict[str, list[int]]
     say: Callable[[str], None]
     notes: list[str]
+    local: LocalApiServer
     unserved: set[str] = field(default_factory=set)
 
 
@@ -127,7 +136,7 @@ def _start_api(stack: ExitStack, nodes: int, pods_per_node: int, say: Callable[[
     kube = Kube.connect(str(local.kubeconfig))
     stack.callback(kube.close)
     kube.ensure_namespace(NAMESPACE)
-    return _Run(nodes, pods_per_node, work, kube, local.kubeconfig, api_pids, say, notes)
+    return _Run(nodes, pods_per_node, work, kube, local.kubeconfig, api_pids, say, notes, local)
 
 
 # -- 1. the fleet's objects -----------------------------------------------------------------------------------------
@@ -164,9 +173,10 @@ def _round(run: _Run, replicas: int, first: bool) -> Round:
         if first:
             _objects(run, fleet.names)
         connect_s = _connect(run, cloud, fleet, sessions)
-        loaded, cpu, seconds, machine, controllers = _steady(run, cloud, fleet)
+        loaded, cpu, seconds, machine, controllers, requests = _steady(run, cloud, fleet)
         result = Round(replicas, connect_s, seconds, cpu, machine, idle, loaded, cloud.owned_counts(),
-                       {k: round(v / idle_s, 4) for k, v in idle_cpu.items()}, controllers=controllers)
+                       {k: round(v / idle_s, 4) for k, v in idle_cpu.items()}, controllers=controllers,
+                       api_requests_per_s=requests)
         if replicas > 1:
             result.failover = _failovers(run, cloud, fleet, sessions)
         run.say(f"N={replicas}: tearing down")
@@ -221,17 +231,21 @@ def _connect(run: _Run, cloud: HaCloud, fleet: Fleet, sessions: Sessions) -> flo
 
 
 def _steady(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[dict[str, list[int]], dict[str, float], float, float,
-                                                               dict[str, Replica]]:
-    """Memory of every process, and CPU over STEADY_S with the nodes idle but for keepalives and status; and each
-    EdgeController replica's own CPU over the same window, memory and nodes owned."""
+                                                               dict[str, Replica], dict[str, float]]:
+    """Memory of every process, and CPU over STEADY_S with the nodes idle but for keepalives and status; each
+    EdgeController replica's own CPU over the same window, memory and nodes owned; and the API server's requests
+    per second over that window, by kind."""
     time.sleep(SETTLE_S)
     run.say(f"N={cloud.replicas}: steady state, {STEADY_S:.0f} s of CPU with the nodes idle but for keepalives "
             "and node status")
     window = Window({**cloud.pids, **run.api_pids, "simulators": fleet.pids}).start()
     each = Window(cloud.controller_pids).start()
+    requested = api_requests(run.local)
     time.sleep(STEADY_S)
     seconds, cpu, machine = window.stop()
     each_s, each_cpu, _ = each.stop()
+    # What the cloud asked of the API server meanwhile: the same in both rounds, unless a replica does more.
+    requests = per_s(requested, api_requests(run.local), seconds)
     loaded = cloud.rss_kb()
     rss, owned = cloud.controller_rss_kb(), cloud.controller_owned_counts()
     controllers = {identity: Replica(round(each_cpu[identity] / each_s, 4), rss[identity], owned.get(identity))
@@ -240,7 +254,8 @@ def _steady(run: _Run, cloud: HaCloud, fleet: Fleet) -> tuple[dict[str, list[int
     run.say(f"  N={cloud.replicas}: cores {cores}; machine {machine:.2f} busy; EdgeController replicas "
             + ", ".join(f"{i} {r.cores:.3f} cores {r.rss_kb / 1024:.0f} MB owning {r.owned}"
                         for i, r in controllers.items()))
-    return loaded, cpu, seconds, machine, controllers
+    run.say(f"  N={cloud.replicas}: API requests/s {requests}")
+    return loaded, cpu, seconds, machine, controllers, requests
 
 
 # -- 3. failovers ---------------------------------------------------------------------------------------------------

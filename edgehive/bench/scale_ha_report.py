@@ -60,6 +60,7 @@ class Round:
     idle_cores: dict[str, float]  # before the fleet connected, by group of the cloud's processes
     failover: Failover | None = None
     controllers: dict[str, Replica] = field(default_factory=dict)  # by EdgeController identity
+    api_requests_per_s: dict[str, float] = field(default_factory=dict)  # in the steady state, by verb and resource
 
     def cores(self, group: str) -> float:
         return self.cpu.get(group, 0.0) / self.seconds

@@ -49,6 +49,37 @@ def test_one_write_at_a_time_per_key_in_order_and_a_queued_one_replaced() -> Non
         writer.close()
 
 
+def test_writes_of_many_keys_from_many_threads_are_all_written_by_few_workers() -> None:
+    """No write is left queued with a worker asleep: a worker is woken only for a new key, or for the next write
+    of the key a write just ended."""
+    writer = KeyedWriter(3, "test")
+    written: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def write(key: int, n: int) -> bool:
+        with lock:
+            written.append((key, n))
+        return True
+
+    def submitter(first: int) -> None:
+        for n in range(50):
+            for key in range(first, first + 10):
+                writer.submit(key, lambda k=key, i=n: write(k, i), tag=n)  # type: ignore[misc]
+
+    try:
+        threads = [threading.Thread(target=submitter, args=(first,)) for first in (0, 10, 20, 30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(lambda: writer.backlog == 0 and writer.written + writer.replaced == 40 * 50, timeout=10,
+                   what="every write done or replaced")
+        last = {key: max(n for k, n in written if k == key) for key in range(40)}
+        assert last == {key: 49 for key in range(40)}, "each key's last write is written"
+    finally:
+        writer.close()
+
+
 def test_a_replaced_write_is_not_acked_when_the_newer_one_fails() -> None:
     writer = KeyedWriter(1, "test")
     gate = threading.Event()
