@@ -37,6 +37,13 @@ from schemas.names import require_module_name, require_node_name
 
 log = logging.getLogger(__name__)
 
+STATUS_REPEAT_S = 10.0
+"""How long after each connect the retained status "up" is published once more. A NATS cluster shares retained
+messages among its members asynchronously: a component that subscribes on one member just as the status is
+published on another can get it neither live nor as retained (seen: an EdgeController replica that never counted
+a CloudHub replica up sent that replica's nodes' answers through the shared inbox, decoded by every replica). The
+session announcements are repeated the same way (cloud/cloudhub/routing.py REPEAT_AFTER_S)."""
+
 
 @dataclass(frozen=True)
 class ComponentSettings(MetricsSettings):
@@ -123,12 +130,16 @@ class Health:
     """The component's retained status and its answer to status queries."""
 
     def __init__(self, bus: Bus, module: str, extra: Callable[[], dict[str, Any]] | None = None,
-                 replica: str | None = None) -> None:
+                 replica: str | None = None, *, repeat_after_s: float = STATUS_REPEAT_S) -> None:
         self.bus = bus
         self.module = module
         self.replica = replica
         self.started = time.time()
         self.extra = extra  # the component's own report (CloudHub: every node's link)
+        self.repeat_after_s = repeat_after_s
+        self._lock = threading.Lock()
+        self._final = False  # "down" was published: no "up" may follow it
+        self._repeat: threading.Timer | None = None
 
     def report(self) -> dict[str, Any]:
         report = {"component": self.module, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
@@ -145,9 +156,37 @@ class Health:
         return [Send(topics.inbox(self.bus.settings.side, envelope.src), envelope.reply(self.module, self.report()))]
 
     def publish(self, state: str) -> None:
-        body = status_envelope(self.module, self.bus.settings.node,
-                               ComponentStatus(state, os.getpid(), started=int(self.started), replica=self.replica))
-        self.bus.publish(topics.status(self.module, self.replica), body, retain=True, timeout=5.0)
+        """Publish the retained status; after "down" (the component is stopping) nothing more."""
+        with self._lock:
+            if self._final:
+                return
+            if state == "down":
+                self._final = True
+                if self._repeat is not None:
+                    self._repeat.cancel()
+            body = status_envelope(self.module, self.bus.settings.node, ComponentStatus(
+                state, os.getpid(), started=int(self.started), replica=self.replica))
+            self.bus.publish(topics.status(self.module, self.replica), body, retain=True, timeout=5.0)
+
+    def stop(self) -> None:
+        """Publish nothing more (the component is stopping, its broker perhaps gone)."""
+        with self._lock:
+            self._final = True
+            if self._repeat is not None:
+                self._repeat.cancel()
+
+    def connected(self) -> None:
+        """The bus (re)connected: "up" now, on the handler thread (a restarted broker has forgotten the retained
+        status), and once more ``repeat_after_s`` later (STATUS_REPEAT_S says why)."""
+        self.bus.call_soon(lambda: self.publish("up"))
+        with self._lock:
+            if self._final:
+                return
+            if self._repeat is not None:
+                self._repeat.cancel()
+            self._repeat = threading.Timer(self.repeat_after_s, lambda: self.bus.call_soon(lambda: self.publish("up")))
+            self._repeat.daemon = True
+            self._repeat.start()
 
 
 def run_component(
@@ -176,9 +215,8 @@ def run_component(
     component.start()
 
     def on_connection(up: bool) -> None:
-        if up:  # (re)publish: a restarted broker has forgotten the retained status
-            bus.call_soon(lambda: health.publish("up"))
         if up:
+            health.connected()
             health_file.set("up")
         else:
             health_file.set("down", reason=f"broker {bus.connection.url} unreachable")
@@ -194,6 +232,7 @@ def run_component(
             health.publish("down")
     except Exception:
         log.warning("could not publish the final status", exc_info=True)
+    health.stop()
     drained = bus.close()
     component.close()
     health_file.close()
