@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -57,6 +58,7 @@ def _check_autonomy_webhook(api: Any) -> None:
         core.delete_namespaced_pod("autonomy-check", "default", grace_period_seconds=0)
 
 
+@pytest.mark.usefixtures("one_machine_stack")
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
     # etcd's peer port is the next one: both are taken from free_port, so that no later free_port() hands the peer

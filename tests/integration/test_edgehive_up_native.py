@@ -30,6 +30,7 @@ from tests.integration.test_edgehive_up import (
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.usefixtures("one_machine_stack")
 def test_up_with_the_native_bridge_runs_a_pod_and_survives_an_edge_broker_kill(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
     etcd_port, peer_port = free_port(), free_port()
