@@ -1,10 +1,7 @@
 """Fixtures for real parts, shared by every test (see tests/fixtures/)."""
 
-from collections.abc import Iterator
 
 import pytest
-
-from tests.support.machinestack import machine_stack
 
 pytest_plugins = [
     "tests.fixtures.apiserver",
@@ -33,11 +30,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, where in enumerate(LONGEST_FIRST) if item.nodeid.startswith(where)), len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable: each file keeps its order
-
-
-@pytest.fixture
-def one_machine_stack() -> Iterator[None]:
-    """The test runs a whole edgehive up stack on the machine's podman: one at a time (tests/support/machinestack.py
-    says why)."""
-    with machine_stack():
-        yield

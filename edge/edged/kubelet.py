@@ -29,6 +29,7 @@ from edge.edged.hostpaths import MountFailed
 from edge.edged.initcontainers import next_init, runs_again
 from edge.edged.node import capacity
 from edge.edged.node import host_ip as node_host_ip
+from edge.edged.nodeclaim import NodeTaken
 from edge.edged.podfields import FieldRefused
 from edge.edged.podspec import ConfigError, ContainerPlan, PodPlan, PodSpecError, plan_pod, podman_pod_name
 from edge.edged.podworker import (
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 SYNC_PERIOD_S = 1.0
 MIN_PASS_INTERVAL_S = 0.1
+REFUSED_SAY_S = 60.0
+"""How often EdgeD says again that another EdgeD has its node on this podman (edge/edged/nodeclaim.py)."""
 
 StatusSink = Callable[[ResourceKey, ObjectMeta, dict[str, Any]], None]
 """Receives (pod key, pod metadata, status) whenever a pod's status changes."""
@@ -189,6 +192,7 @@ class Kubelet:
 
     def _loop(self) -> None:
         last = 0.0
+        refused_said = -REFUSED_SAY_S
         while not self._stop.is_set():
             self._kick.wait(SYNC_PERIOD_S)
             # A burst of changes (a thousand ConfigMaps) makes one pass per MIN_PASS_INTERVAL_S, not one each:
@@ -200,12 +204,18 @@ class Kubelet:
                 continue
             try:
                 self.sync_once()
+            except NodeTaken as exc:
+                # Tried again each pass (the other may stop), said once a minute.
+                if time.monotonic() - refused_said >= REFUSED_SAY_S:
+                    refused_said = time.monotonic()
+                    log.error("not touching podman: %s", exc)
             except ContainerRuntimeError as exc:
                 log.warning("sync pass failed: %s", exc)
             except Exception:
                 log.exception("sync pass failed")
 
     def sync_once(self) -> None:
+        self.runtime.claim_node()  # before anything of podman's is touched: see edge/edged/nodeclaim.py
         with self._lock:
             desired = dict(self._pods)
         # A pod new to this pass starts at once, its worker reading podman for that pod alone: the list of the

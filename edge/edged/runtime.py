@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge.edged.nodeclaim import NodeClaim
 from edge.edged.podspec import ContainerPlan, PodPlan, container_name
 from edge.edged.security import podman_caps, podman_user
 from edge.errors import EdgeError
@@ -74,9 +75,27 @@ class PodmanRuntime:
         self.client = PodmanClient(url)
         self._image_path: dict[str, bool] = {}
         self._image_user: dict[str, str] = {}
+        self._claim: NodeClaim | None = None
 
     def close(self) -> None:
-        """Nothing to release: each call has a connection of its own."""
+        """Lets the node's claim go (each call has a connection of its own: nothing else to release)."""
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+
+    def claim_node(self) -> None:
+        """Make sure no other EdgeD serves this node on this podman's storage (edge/edged/nodeclaim.py); once
+        claimed, the claim is held until close. NodeTaken when another has it, ContainerRuntimeError when podman
+        cannot say where its storage is."""
+        if self._claim is not None:
+            return
+        try:
+            graph_root = str((self.client.info().get("store") or {}).get("graphRoot") or "")
+        except PodmanError as exc:
+            raise ContainerRuntimeError(f"cannot ask podman where its storage is: {exc}") from exc
+        if not graph_root:
+            raise ContainerRuntimeError("podman's info names no storage (store.graphRoot)")
+        self._claim = NodeClaim.take(graph_root, self.node)
 
     def ping(self) -> bool:
         try:

@@ -51,6 +51,11 @@ class PodmanClient:
     def ping(self) -> bool:
         return call(self.url, "GET", path_of("/_ping"), timeout=10.0).body.strip() == b"OK"
 
+    def info(self) -> dict[str, Any]:
+        """``podman info``: the host, the storage (``store.graphRoot``), the registries."""
+        found = self._get(path_of("/info"))
+        return found if isinstance(found, dict) else {}
+
     def version(self) -> dict[str, Any]:
         found = self._get(path_of("/version"))
         return found if isinstance(found, dict) else {}

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -58,7 +57,6 @@ def _check_autonomy_webhook(api: Any) -> None:
         core.delete_namespaced_pod("autonomy-check", "default", grace_period_seconds=0)
 
 
-@pytest.mark.usefixtures("one_machine_stack")
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     cloud, edge = free_port(), free_port()
     # etcd's peer port is the next one: both are taken from free_port, so that no later free_port() hands the peer
@@ -130,8 +128,8 @@ def _host_pods(namespace: str) -> list[str]:
     return result.stdout.split()
 
 
-def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
-    """The README's quick start: kubectl create deployment, scheduled on edge-1 by the stack's own scheduler and
+def _quick_start_deployment(api: Any, kubeconfig: Path, node: str = "edge-1") -> None:
+    """The README's quick start: kubectl create deployment, scheduled on ``node`` by the stack's own scheduler and
     controller-manager; then kubectl delete namespace takes its pods off the machine's podman."""
     namespace = f"up-{uuid.uuid4().hex[:6]}"
     _kubectl(kubeconfig, "create", "namespace", namespace)
@@ -146,14 +144,14 @@ def _quick_start_deployment(api: Any, kubeconfig: Path) -> None:
         _kubectl(kubeconfig, "-n", namespace, "rollout", "status", "deployment/d1", "--timeout=90s")
         pods = [p for p in k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=d1").items
                 if p.metadata.deletion_timestamp is None]
-        assert [(p.spec.node_name, p.status.phase) for p in pods] == [("edge-1", "Running")]
+        assert [(p.spec.node_name, p.status.phase) for p in pods] == [(node, "Running")]
         assert len(_host_pods(namespace)) >= 1
         # kubectl logs through the stream tunnel: the API server, the cloud stream server, the link, the node.
         wait_until(lambda: _kubectl(kubeconfig, "-n", namespace, "logs", "deployment/d1") == "hello from the edge\n",
                    timeout=30, what="kubectl logs deployment/d1")
         # kubectl top through the metrics API, which reads the node's resource metrics through the same tunnel.
-        wait_until(lambda: "edge-1" in _kubectl(kubeconfig, "top", "node", "--no-headers"), timeout=60, interval=1.0,
-                   what="kubectl top node listing edge-1")
+        wait_until(lambda: node in _kubectl(kubeconfig, "top", "node", "--no-headers"), timeout=60, interval=1.0,
+                   what=f"kubectl top node listing {node}")
         wait_until(lambda: "d1-" in _kubectl(kubeconfig, "-n", namespace, "top", "pod", "--no-headers"), timeout=60,
                    interval=1.0, what="kubectl top pod listing the deployment's pod")
     finally:

@@ -35,22 +35,23 @@ def _free_block(count: int) -> int:
     return block[0]
 
 
-BRIDGE_LOG = {"python": "bridge-edge-1.log", "native": "edge-broker.log"}
+BRIDGE_LOG = {"python": "bridge-{node}.log", "native": "edge-broker.log"}
 CONNECTED = {
-    "python": r"bridge-edge-1-cloud: connected to mqtt://edge-1@127\.0\.0\.1:(\d+)",
+    "python": r"bridge-{node}-cloud: connected to mqtt://{node}@127\.0\.0\.1:(\d+)",
     # mosquitto logs its attempts; while the link is up, the last attempt is the member it is on.
-    "native": r"Connecting bridge (?:\(step 1\) )?edgehive-edge-1 \(127\.0\.0\.1:(\d+)\)",
+    "native": r"Connecting bridge (?:\(step 1\) )?edgehive-{node} \(127\.0\.0\.1:(\d+)\)",
 }
 
 
-def _bridge_ports(log: Path, bridge: str = "python") -> list[int]:
-    """The cloud members the bridge connected to (native: tried), in turn, from its log."""
-    return [int(p) for p in re.findall(CONNECTED[bridge], log.read_text(errors="replace"))]
+def _bridge_ports(log: Path, bridge: str, node: str) -> list[int]:
+    """The cloud members ``node``'s bridge connected to (native: tried), in turn, from its log."""
+    pattern = CONNECTED[bridge].replace("{node}", re.escape(node))
+    return [int(p) for p in re.findall(pattern, log.read_text(errors="replace"))]
 
 
-def _bridge_port(log: Path, bridge: str = "python") -> int | None:
-    """The cloud member the bridge last connected to, from its log."""
-    ports = _bridge_ports(log, bridge)
+def _bridge_port(log: Path, bridge: str, node: str) -> int | None:
+    """The cloud member ``node``'s bridge last connected to, from its log."""
+    ports = _bridge_ports(log, bridge, node)
     return ports[-1] if ports else None
 
 
@@ -66,16 +67,16 @@ def _unwell(state: Path, victim: str) -> str:
     return "\n".join(parts)
 
 
-def _run_pod(api: Any, namespace: str, name: str) -> None:
+def _run_pod(api: Any, node: str, namespace: str, name: str) -> None:
     core = k8s.CoreV1Api(api)
     core.create_namespaced_pod(namespace, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"nodeName": "edge-1", "terminationGracePeriodSeconds": 1,
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
                  "tolerations": [{"operator": "Exists"}],
                  "containers": [{"name": "main", "image": "localhost/busybox", "imagePullPolicy": "IfNotPresent",
                                  "command": ["sleep", "3600"]}]}})
     wait_until(lambda: core.read_namespaced_pod(name, namespace).status.phase == "Running", timeout=90,
-               interval=0.5, what=f"pod {name} Running on edge-1")
+               interval=0.5, what=f"pod {name} Running on {node}")
 
 
 def _healthy(proc: subprocess.Popen[bytes], tmp_path: Path) -> dict[str, dict[str, Any]] | None:
@@ -93,6 +94,9 @@ def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
     etcd_port = _free_block(2)  # etcd's peer port is the next one
     state = tmp_path / "state"
     namespace = f"upnats-{uuid.uuid4().hex[:6]}"
+    # A name of its own: the other edgehive up tests may run their stacks on the machine's podman meanwhile,
+    # and EdgeD refuses a node whose name another EdgeD serves there (edge/edged/nodeclaim.py).
+    node = f"nats-{bridge}"
     with (tmp_path / "up.out").open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgehive", "up", "--broker", "nats", "--replicas", str(REPLICAS),
@@ -100,7 +104,7 @@ def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
              "--edge-listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state),
              "--apiserver-port", str(free_port()), "--etcd-port", str(etcd_port),
              "--controller-manager-port", str(free_port()), "--scheduler-port", str(free_port()),
-             "--stream-port", str(free_port()), "--bridge", bridge],
+             "--stream-port", str(free_port()), "--bridge", bridge, "--node", node],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -120,33 +124,33 @@ def test_up_nats_replicas(tmp_path: Path, bridge: str) -> None:
         try:
             # The stack's own node did not join (no Node made by the join endpoint): its owner among the replicas
             # knows of it from its bridge's hello and serves its first registration, which creates the Node.
-            wait_until(lambda: _node_ready(api, "edge-1"), timeout=90, what="edge-1 Ready in the API server")
+            wait_until(lambda: _node_ready(api, node), timeout=90, what=f"{node} Ready in the API server")
             core.create_namespace({"metadata": {"name": namespace}})
             wait_for_service_account(core, namespace)
-            _run_pod(api, namespace, "before")
+            _run_pod(api, node, namespace, "before")
 
             # Kill the member the node's bridge is on: the bridge tries the other members in turn and connects
             # again, and the node is served again. Which member takes it is NATS's to say: while JetStream elects
             # new leaders (seconds) every member refuses MQTT connects ("loading session record ... timeout"),
             # and the killed one, restarted by edgehive up meanwhile, may be the first to take the bridge back.
-            log = state / "logs" / BRIDGE_LOG[bridge]
-            port = wait_until(lambda: _bridge_port(log, bridge), timeout=10,
+            log = state / "logs" / BRIDGE_LOG[bridge].format(node=node)
+            port = wait_until(lambda: _bridge_port(log, bridge, node), timeout=10,
                               what="the bridge's cloud member in its log")
-            connects = len(_bridge_ports(log, bridge))
+            connects = len(_bridge_ports(log, bridge, node))
             victim = f"nats-{port - mqtt + 1}"
             os.kill(rows[victim]["pid"], signal.SIGKILL)
-            wait_until(lambda: len(_bridge_ports(log, bridge)) > connects, timeout=30, interval=0.2,
+            wait_until(lambda: len(_bridge_ports(log, bridge, node)) > connects, timeout=30, interval=0.2,
                        what="the bridge connected to a member again")
             lost = (f"127.0.0.1:{port} connection lost" if bridge == "python"  # it lost that one
-                    else "Client edgehive-bridge-edge-1-local closed its connection")
+                    else f"Client edgehive-bridge-{node}-local closed its connection")
             assert lost in log.read_text(errors="replace")
-            _run_pod(api, namespace, "after")
+            _run_pod(api, node, namespace, "after")
             try:
                 healed = wait_until(lambda: (r := all_healthy(state)) and r[victim]["restarts"] == 1 and r,
                                     timeout=90, what=f"{victim} restarted and every child healthy again")
             except pytest.fail.Exception as exc:
                 raise AssertionError(f"{exc}\n{_unwell(state, victim)}") from None
-            link = "edge-broker" if bridge == "native" else "bridge-edge-1"
+            link = "edge-broker" if bridge == "native" else f"bridge-{node}"
             assert healed[link]["restarts"] == 0
             assert bridge == "python" or not any(name.startswith("bridge") for name in healed)
         finally:

@@ -167,3 +167,9 @@ def test_pull_with_and_without_credentials(client: PodmanClient, registry: Regis
     lines = list(client.pull(registry.image, {"username": registry.user, "password": registry.password}))
     assert not [line for line in lines if line.get("error")], lines
     assert client.image_exists(registry.image)
+
+
+def test_info_names_the_services_own_storage(client: PodmanClient, podman: Podman) -> None:
+    """EdgeD's node claim (edge/edged/nodeclaim.py) is keyed by the storage podman reports."""
+    root = podman.storage_flags[podman.storage_flags.index("--root") + 1]
+    assert client.info()["store"]["graphRoot"] == root

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from edge.edged.kubelet import Kubelet
+from edge.edged.nodeclaim import NodeTaken
 from edge.edged.podspec import ContainerPlan, PodPlan, plan_pod
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
 from edge.edged.volumes import Volumes
@@ -33,6 +34,12 @@ class FakePodman:
     """The ids of the containers removed (not pods)."""
     listed: list[Observed] = field(default_factory=list)
     """What a list of one pod's containers answers (a worker reading back what it started)."""
+    taken_by: str | None = None
+    """Another EdgeD serving this node on this podman (its claim's holder): claim_node refuses."""
+
+    def claim_node(self) -> None:
+        if self.taken_by is not None:
+            raise NodeTaken(f"node 'web-node' is already served by another EdgeD ({self.taken_by})")
 
     def containers(self, pod_uid: str | None = None) -> list[Observed]:
         return [o for o in self.listed if pod_uid in (None, o.pod_uid)]

@@ -14,7 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from edge.edged.kubelet import Kubelet, StatusSink
+from edge.edged.nodeclaim import NodeTaken
 from edge.edged.podspec import ContainerPlan, PodPlan
 from edge.edged.podworker import PodWorker
 from edge.edged.runtime import HostMount, Observed, PodmanRuntime
@@ -140,6 +143,24 @@ def test_a_new_pod_starts_without_waiting_for_the_list_of_the_node(tmp_path: Pat
         k._pool.shutdown(wait=True)
     assert podman.made_pods == ["default_web"]
     assert podman.created == ["app-0", "side-0"]
+
+
+def test_a_pass_refused_the_node_touches_nothing_of_podmans(tmp_path: Path) -> None:
+    """Another EdgeD serves this node on this podman (edge/edged/nodeclaim.py): its pods are not this one's to
+    remove, nor is this one's pod to be made beside them."""
+    podman = BusyPodman()
+    podman.taken_by = "pid 4242"
+    podman.made_pods.append("default_other")  # the other EdgeD's pod, an orphan to this one
+    k = kubelet(podman, tmp_path)
+    try:
+        k.set_pod(KEY, pod("Always"))
+        with pytest.raises(NodeTaken, match="pid 4242"):
+            k.sync_once()
+    finally:
+        k._pool.shutdown(wait=True)
+    assert podman.made_pods == ["default_other"]
+    assert podman.created == []
+    assert podman.removed_pods == []
 
 
 def _with_config(name: str) -> dict[str, Any]:
