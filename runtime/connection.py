@@ -147,6 +147,7 @@ class Connection:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.sent_qos0 = self._published
         client.on_subscribe = self._on_subscribe
         # Without an "external loop", paho writes from whichever thread calls publish(),
         # racing our network thread for the same packet queue: packets then leave out of
@@ -497,6 +498,12 @@ class Connection:
             incoming.ack()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _code: Any, _p: Any) -> None:
+        self._published(mid)
+
+    def _published(self, mid: int) -> None:
+        """The broker has ``mid`` (its PUBACK), or, at QoS 0, it has left: on paho's network thread, or (a QoS 0
+        message written by its publisher, _Client.sent_qos0) on the publishing thread before publish() has
+        registered it."""
         with self._lock:
             if mid in self._pending:
                 callback = self._pending.pop(mid)
@@ -587,8 +594,10 @@ class _Client(mqtt.Client):
     writes take too): the order on the wire stays the order of the calls, as with one writer. Anything else, a
     packet with others before it, a socket that would block, a write that fails, goes to paho's queue and wakes
     the network thread as before. Not on TLS: an SSL object must not be read and written by two threads at once.
-    QoS 0 is left to paho too: writing one runs on_publish under paho's callback lock, which a bridge's two
-    network threads, each in a callback publishing to the other's client, would take in opposite orders."""
+    A QoS 0 PUBLISH written this way is reported through ``sent_qos0`` rather than paho's on_publish, which paho
+    runs under its callback lock: a bridge's two network threads, each in a callback publishing to the other's
+    client, would take those locks in opposite orders. (A QoS 0 message's wake of the network thread was most of
+    a lightly loaded hub's cost on NATS, where the cloud's own hops are QoS 0.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -596,6 +605,8 @@ class _Client(mqtt.Client):
         self.direct_writes = False
         self.direct_written = 0  # packets written by the calling thread (for tests and profiles)
         self.network_thread: int | None = None
+        self.sent_qos0: Callable[[int], None] = lambda _mid: None
+        """Told the packet id of each QoS 0 PUBLISH written whole by its publishing thread (no on_publish)."""
 
     def _create_socket(self) -> Any:
         return ReadBufferedSocket(super()._create_socket())
@@ -607,7 +618,7 @@ class _Client(mqtt.Client):
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
         kind = command & 0xF0
-        direct = kind == mqtt.PUBACK or (kind == mqtt.PUBLISH and qos > 0)
+        direct = kind in (mqtt.PUBACK, mqtt.PUBLISH)
         if (direct and self.direct_writes and threading.get_ident() != self.network_thread
                 and self._write_direct(command, packet, mid, qos, info)):
             return MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -632,6 +643,10 @@ class _Client(mqtt.Client):
                 self._out_packet.appendleft({"command": command, "mid": mid, "qos": qos, "pos": sent,
                                              "to_process": len(packet) - sent, "packet": packet, "info": info})
                 self._wake_network_thread()
+            elif command & 0xF0 == mqtt.PUBLISH and qos == 0:
+                if info is not None:
+                    info._set_as_published()
+                self.sent_qos0(mid)
             with self._msgtime_mutex:
                 self._last_msg_out = now
             self.direct_written += 1

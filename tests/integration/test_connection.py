@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from functools import partial
 from typing import Any
 
 import pytest
@@ -136,4 +137,39 @@ def test_publishes_from_many_threads_keep_each_threads_order_while_the_connectio
         assert both._client.direct_written > 0  # the direct path was taken (and is what this test orders)
     finally:
         for conn in (sub, both, other):
+            conn.close(1)
+
+
+def test_qos0_publishes_from_another_thread_are_written_and_completed_by_it(edgehive_broker: BrokerFactory) -> None:
+    """A QoS 0 message published from a thread other than the network thread leaves from that thread (no wake of
+    the network thread, no paho callback lock): it is complete, its on_acked run, when publish() returns, and
+    the window's slots come back, so more messages than the window go out without the network thread's help."""
+    broker = edgehive_broker("mosquitto")
+    url = BrokerUrl.parse(broker.url())
+    count = 200
+    seen: list[int] = []
+
+    def collect(message: Incoming) -> None:
+        seen.append(int(message.payload))
+        message.ack()
+
+    sub = Connection(ConnectionSettings(url, client_id="qos0-sub"), name="qos0-sub")
+    sub.subscribe("qos0/t", qos=0)
+    sub.on_message(collect)
+    pub = Connection(ConnectionSettings(url, client_id="qos0-pub", window=8), name="qos0-pub")
+    for conn in (sub, pub):
+        conn.start()
+    try:
+        assert all(conn.wait_connected(10) for conn in (sub, pub))
+        acked: list[int] = []
+        written = pub._client.direct_written
+        for seq in range(count):
+            assert pub.publish("qos0/t", str(seq).encode(), qos=0, timeout=5, on_acked=partial(acked.append, seq))
+            assert acked[-1] == seq  # completed by the publish itself, not later by the network thread
+        assert pub._client.direct_written - written == count
+        assert pub.inflight == 0
+        wait_until(lambda: len(seen) >= count, timeout=30, what="every QoS 0 message at the subscriber")
+        assert seen == list(range(count))
+    finally:
+        for conn in (sub, pub):
             conn.close(1)
