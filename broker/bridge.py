@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from broker.bridgesettings import check_qos
 from broker.resourcefirst import ResourceTraffic
 from runtime.backoff import Backoff
 from runtime.connection import Connection, ConnectionSettings, Incoming, TlsSettings, Will
 from runtime.counters import Counters
 from runtime.cpupriority import STREAM_NICE, lower_thread
+from runtime.qos import check_qos
 from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.envelope import Envelope, Group, Op

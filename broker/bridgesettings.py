@@ -12,13 +12,8 @@ from dataclasses import dataclass, field
 from runtime import settings
 from runtime.connsettings import TlsSettings
 from runtime.processsettings import MetricsSettings
+from runtime.qos import check_qos
 from runtime.url import BrokerUrl
-
-
-def check_qos(name: str, value: object) -> None:
-    """A subscription QoS we use: 0 or 1 (NATS has no QoS 2, and nothing here needs it); refused by name."""
-    if type(value) is not int or value not in (0, 1):
-        raise ValueError(f"{name} must be 0 or 1, not {value!r}")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from broker.errors import BrokerError
 from runtime.connsettings import TlsSettings
+from runtime.qos import check_qos
 from runtime.url import BrokerUrl, describe
 from schemas import topics
 from schemas.names import require_node_name
@@ -44,9 +45,10 @@ class NativeBridgeError(BrokerError, ValueError):
 
 
 def _check_qos(value: object) -> int:
-    if type(value) is not int or value not in (0, 1):
-        raise NativeBridgeError(f"down_qos must be 0 or 1, not {value!r}")
-    return value
+    try:
+        return check_qos("down_qos", value)
+    except ValueError as exc:
+        raise NativeBridgeError(str(exc)) from None
 
 
 def _conf_value(name: str, value: str) -> str:

@@ -42,6 +42,7 @@ from cloud.sessionnews import read_session_news
 from runtime.bus import Bus, RequestError, RequestTimeout
 from runtime.linger import Linger
 from runtime.listing import listings
+from runtime.qos import check_qos
 from schemas import kinds, topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, pack
 from schemas.componentstatus import ComponentStatus
@@ -134,12 +135,6 @@ def linger_of(linger_ms: int) -> Linger:
         raise ValueError(f"batch_linger_ms must be 0 to 1000, not {linger_ms}") from None
 
 
-def check_answer_qos(qos: int) -> int:
-    """``answer_qos``, refused by its setting's name unless 0 or 1."""
-    if qos not in (0, 1):
-        raise ValueError(f"answer_qos must be 0 or 1, not {qos}")
-    return qos
-
 
 @dataclass
 class Resyncing:
@@ -163,7 +158,7 @@ class NodeSync:
                  max_size: int = DEFAULT_MAX_SIZE, batch_members: int = BATCH_MEMBERS,
                  linger_ms: int = BATCH_LINGER_MS, answer_qos: int = 1) -> None:
         self.kube = kube
-        self.answer_qos = check_answer_qos(answer_qos)
+        self.answer_qos = check_qos("answer_qos", answer_qos)
         """QoS of ``reply``'s answers to the nodes (the controllers' ``--answer-qos``)."""
         self.placement = placement
         self.owned = (placement.primary, *secondary)  # the kinds this controller places on nodes

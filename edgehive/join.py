@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.bridgesettings import check_qos
 from edgehive.errors import EdgehiveError
 from runtime.address import Address
 from runtime.pki import ca_hash, cert_info, new_key_and_csr
+from runtime.qos import check_qos
 from runtime.url import BrokerUrl
 from schemas.jointoken import JoinToken, TokenError
 from schemas.names import is_node_name

@@ -235,8 +235,7 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
             "cloud-broker",
             python_module("broker", "--listen", str(settings.cloud_listen), "--password-file", str(passwd)),
             healthy=lambda: cloud_watch.connection.connected))
-    children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch,
-                                  down_qos=0 if settings.broker == "nats" else 1)
+    children += cloudhub_children(settings.replicas, kubeconfig, cloud_env, cloud_watch, nats=nats)
     # On NATS the controllers answer the nodes at QoS 0, as CloudHub passes the nodes' messages on to them
     # (cloudhub_children): the node's outbox sends again what is not answered.
     answers = ("--answer-qos", "0") if nats else ()
@@ -275,12 +274,13 @@ def build(settings: StackSettings) -> tuple[list[Child], list[Connection]]:
 
 
 def cloudhub_children(replicas: int, kubeconfig: Path, cloud_env: dict[str, str],
-                      cloud_watch: StatusWatch, *, down_qos: int = 1) -> list[Child]:
+                      cloud_watch: StatusWatch, *, nats: bool = False) -> list[Child]:
     """The one CloudHub, or ``replicas`` of them sharing the fleet by Leases in the API server (each with its
-    own identity, which also names its status topic: each replica's health is its own). ``down_qos`` 0 on NATS,
-    whose bridges take their down topic at QoS 0 anyway (CloudHub's --down-qos says what it spares); there the
-    nodes' messages are passed on to the controllers at QoS 0 too (--forward-qos)."""
-    qos = ("--down-qos", str(down_qos), "--forward-qos", str(down_qos))
+    own identity, which also names its status topic: each replica's health is its own). On ``nats`` the cloud's
+    own hops are QoS 0: down, since the bridges take their down topic at QoS 0 anyway (CloudHub's --down-qos
+    says what it spares), and the nodes' messages passed on to the controllers (--forward-qos), since what is
+    not answered stays in the node's outbox, which sends it again."""
+    qos = ("--down-qos", "0", "--forward-qos", "0") if nats else ()
     if replicas == 1:
         return [Child("cloudhub", python_module("cloud.cloudhub", *qos), env=cloud_env,
                       healthy=lambda: cloud_watch.component_up("cloudhub"))]

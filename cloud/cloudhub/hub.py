@@ -22,6 +22,7 @@ from cloud.sessionnews import read_session_news
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
 from runtime.linger import Linger
+from runtime.qos import check_qos
 from schemas import topics
 from schemas.batch import MAX_MEMBERS, MIN_BYTES, Packed
 from schemas.envelope import Envelope, Group, Op, Send
@@ -113,12 +114,8 @@ class CloudHubSettings(ComponentSettings):
         if self.replica_id and not is_module_name(f"cloudhub-{self.replica_id}"):  # and its own inbox
             raise ValueError(f"replica_id {self.replica_id!r} is too long to name an inbox (cloudhub-ID, at most "
                              "63 characters)")
-        if self.up_qos not in (0, 1):
-            raise ValueError(f"up_qos must be 0 or 1, not {self.up_qos}")
-        if self.down_qos not in (0, 1):
-            raise ValueError(f"down_qos must be 0 or 1, not {self.down_qos}")
-        if self.forward_qos not in (0, 1):
-            raise ValueError(f"forward_qos must be 0 or 1, not {self.forward_qos}")
+        for name in ("up_qos", "down_qos", "forward_qos"):
+            check_qos(name, getattr(self, name))
         if not 1 <= self.batch_max_members <= MAX_MEMBERS:
             raise ValueError(f"batch_max_members must be 1 to {MAX_MEMBERS}, not {self.batch_max_members}")
         if self.batch_max_bytes < MIN_BYTES:

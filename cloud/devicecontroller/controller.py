@@ -30,7 +30,7 @@ from cloud.devicecontroller.statusobject import StatusObject
 from cloud.devicecontroller.statuswriters import Ack, StatusWriters
 from cloud.devicecontroller.warnings import warn_if_refused
 from cloud.kube import Kube, KubeError
-from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, check_answer_qos, linger_of
+from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, linger_of
 from cloud.packed import Packed
 from cloud.placement import Change, Placement, key_of, model_refs
 from cloud.replicas.elected import LeaderElectSettings
@@ -38,6 +38,7 @@ from cloud.resyncschedule import DEFAULT_PERIOD_S
 from runtime import hoptrace
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
+from runtime.qos import check_qos
 from schemas import crds, kinds, twin
 from schemas.devices import Device, DeviceModel, ModelProperty
 from schemas.envelope import Envelope, Op, Send
@@ -74,7 +75,7 @@ class DeviceControllerSettings(ComponentSettings, LeaderElectSettings):
         if self.status_writers < 1:
             raise ValueError(f"status_writers must be at least 1, not {self.status_writers}")
         linger_of(self.batch_linger_ms)
-        check_answer_qos(self.answer_qos)
+        check_qos("answer_qos", self.answer_qos)
 
 
 def check_reported(prop: ModelProperty | None, value: str, declared: str | None = None) -> str | None:

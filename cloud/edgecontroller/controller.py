@@ -28,7 +28,7 @@ from cloud.edgecontroller.tokens import token_refusal
 from cloud.errors import CloudError
 from cloud.kube import Kube, KubeError
 from cloud.kubeletendpoint import endpoint_repair, kubelet_endpoint
-from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, check_answer_qos, linger_of
+from cloud.nodesync import ANSWER_QOS_HELP, BATCH_LINGER_HELP, BATCH_LINGER_MS, NodeSync, linger_of
 from cloud.placement import Change, Placement
 from cloud.replicas.assignment import Handover
 from cloud.replicas.elected import LeaderElectSettings
@@ -40,6 +40,7 @@ from cloud.writer import KeyedWriter
 from runtime.address import Address
 from runtime.bus import Bus
 from runtime.component import ComponentSettings
+from runtime.qos import check_qos
 from schemas import kinds
 from schemas.envelope import Envelope, Op, Send
 from schemas.events import KubeEvent
@@ -101,7 +102,7 @@ class EdgeControllerSettings(ComponentSettings, LeaderElectSettings):
         if self.replica_id and self.lease_duration_s < 2:
             raise ValueError(f"lease_duration_s must be at least 2, not {self.lease_duration_s}")
         linger_of(self.batch_linger_ms)
-        check_answer_qos(self.answer_qos)
+        check_qos("answer_qos", self.answer_qos)
 
     def replica(self) -> str | None:
         return self.replica_id or None

@@ -31,6 +31,7 @@ from cloud.joinserver.nodeobject import ensure_edge_node
 from cloud.kube import KubeError
 from runtime.address import Address
 from runtime.processsettings import ProcessSettings
+from runtime.qos import check_qos
 from runtime.url import BrokerUrl
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ class JoinServerSettings(ProcessSettings):
                 "(CloudHub resends every resource until the node answers it); default: not said, the bridge's 1"})
 
     def __post_init__(self) -> None:
-        if self.down_qos is not None and self.down_qos not in (0, 1):  # cloud/ cannot use broker.bridge's check
-            raise ValueError(f"down_qos must be 0 or 1, not {self.down_qos}")
+        if self.down_qos is not None:
+            check_qos("down_qos", self.down_qos)
         Address.parse(self.listen)
         if not self.cloud_broker.startswith("mqtts://"):
             raise ValueError("--cloud-broker must be an mqtts:// URL: nodes connect with their certificate over TLS")

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from broker.bridge import link_state
-from broker.bridgesettings import check_qos
 from edgehive.bench.mqtt311 import (
     CONNACK,
     PINGREQ_PACKET,
@@ -42,6 +41,7 @@ from edgehive.bench.mqtt311 import (
 )
 from edgehive.bench.simnode import KEEPALIVE_S, MQTT_KEEPALIVE_S, RECONNECT_MAX_S, STATUS_S, Note, SimNode, node_name
 from runtime.backoff import Backoff, MemberRetry
+from runtime.qos import check_qos
 from schemas import kinds, topics
 from schemas.envelope import Envelope, EnvelopeError, decode
 

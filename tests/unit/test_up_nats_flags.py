@@ -98,10 +98,14 @@ def test_one_replica_runs_everything_as_before() -> None:
         assert flag not in [*controller.argv, *hub.argv]
 
 
-def test_cloudhub_publishes_down_at_the_qos_it_is_given() -> None:
-    """On NATS (down_qos 0) every CloudHub, lone or replica, publishes down at QoS 0; elsewhere at 1."""
+def test_cloudhub_publishes_down_and_forwards_at_the_qos_of_its_broker() -> None:
+    """On NATS every CloudHub, lone or replica, publishes down and passes the nodes' messages on at QoS 0;
+    elsewhere at CloudHub's defaults (1)."""
     watch = _Watch()
     for replicas in (1, 3):
-        for qos in (0, 1):
-            for hub in cloudhub_children(replicas, Path("K"), {}, cast(StatusWatch, watch), down_qos=qos):
-                assert hub.argv[hub.argv.index("--down-qos") + 1] == str(qos)
+        for hub in cloudhub_children(replicas, Path("K"), {}, cast(StatusWatch, watch), nats=True):
+            for flag in ("--down-qos", "--forward-qos"):
+                assert hub.argv[hub.argv.index(flag) + 1] == "0"
+        for hub in cloudhub_children(replicas, Path("K"), {}, cast(StatusWatch, watch)):
+            assert "--down-qos" not in hub.argv
+            assert "--forward-qos" not in hub.argv
