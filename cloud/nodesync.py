@@ -135,7 +135,6 @@ def linger_of(linger_ms: int) -> Linger:
         raise ValueError(f"batch_linger_ms must be 0 to 1000, not {linger_ms}") from None
 
 
-
 @dataclass
 class Resyncing:
     """A resync of one node's session under way: a second one asked meanwhile joins it (``periodic`` False once

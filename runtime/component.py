@@ -137,8 +137,13 @@ class Health:
         self.started = time.time()
         self.extra = extra  # the component's own report (CloudHub: every node's link)
         self.repeat_after_s = repeat_after_s
+        # Two locks: _lock keeps the statuses in the order they were decided (held while one is published, so
+        # an "up" decided before the "down" leaves before it); _timer_lock guards _final and the repeat, and is
+        # all that connected() takes. connected() runs on the network thread: waiting there for a publish that
+        # waits for window slots, which only the network thread frees, would stall the connection.
         self._lock = threading.Lock()
-        self._final = False  # "down" was published: no "up" may follow it
+        self._timer_lock = threading.Lock()
+        self._final = False  # "down" was published (or the component stops): no "up" may follow it
         self._repeat: threading.Timer | None = None
 
     def report(self) -> dict[str, Any]:
@@ -158,28 +163,31 @@ class Health:
     def publish(self, state: str) -> None:
         """Publish the retained status; after "down" (the component is stopping) nothing more."""
         with self._lock:
-            if self._final:
-                return
-            if state == "down":
-                self._final = True
-                if self._repeat is not None:
-                    self._repeat.cancel()
+            with self._timer_lock:
+                if self._final:
+                    return
+                if state == "down":
+                    self._end_repeats()
             body = status_envelope(self.module, self.bus.settings.node, ComponentStatus(
                 state, os.getpid(), started=int(self.started), replica=self.replica))
             self.bus.publish(topics.status(self.module, self.replica), body, retain=True, timeout=5.0)
 
     def stop(self) -> None:
         """Publish nothing more (the component is stopping, its broker perhaps gone)."""
-        with self._lock:
-            self._final = True
-            if self._repeat is not None:
-                self._repeat.cancel()
+        with self._timer_lock:
+            self._end_repeats()
+
+    def _end_repeats(self) -> None:
+        """Under _timer_lock: nothing more is published, the pending repeat included."""
+        self._final = True
+        if self._repeat is not None:
+            self._repeat.cancel()
 
     def connected(self) -> None:
         """The bus (re)connected: "up" now, on the handler thread (a restarted broker has forgotten the retained
         status), and once more ``repeat_after_s`` later (STATUS_REPEAT_S says why)."""
         self.bus.call_soon(lambda: self.publish("up"))
-        with self._lock:
+        with self._timer_lock:
             if self._final:
                 return
             if self._repeat is not None:

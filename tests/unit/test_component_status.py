@@ -82,3 +82,45 @@ def test_a_reconnect_restarts_the_repeat_rather_than_adding_one() -> None:
     assert second.finished.wait(5)
     assert bus.states() == ["up", "up", "up"], "the first connect's repeat was cancelled"
     status.stop()
+
+
+class SlowBus(FakeBus):
+    """A publish that waits (as one does for window slots the network thread frees) until released; what is
+    scheduled is kept, as the bus's handler thread would take it later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publishing = threading.Event()
+        self.release = threading.Event()
+        self.scheduled: list[Callable[[], None]] = []
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self.scheduled.append(fn)
+
+    def publish(self, topic: str, envelope: Envelope, *, retain: bool = False, timeout: float | None = None,
+                qos: int = 1) -> bool:
+        self.publishing.set()
+        assert self.release.wait(10)
+        return super().publish(topic, envelope, retain=retain, timeout=timeout, qos=qos)
+
+
+def test_a_connect_does_not_wait_for_a_status_being_published() -> None:
+    """connected() runs on the network thread: it must not wait behind a publish that may itself be waiting
+    for the network thread."""
+    bus = SlowBus()
+    status = Health(cast(Bus, bus), "cloudhub", repeat_after_s=60)
+    publisher = threading.Thread(target=status.publish, args=("up",))
+    publisher.start()
+    try:
+        assert bus.publishing.wait(5)
+        connect = threading.Thread(target=status.connected)
+        connect.start()
+        connect.join(timeout=5)
+        assert not connect.is_alive(), "connected() waited for the publish in progress"
+        assert status._repeat is not None
+        assert len(bus.scheduled) == 1  # the "up" of the connect, for the handler thread
+    finally:
+        bus.release.set()
+        publisher.join(timeout=10)
+        status.stop()
+    assert bus.states() == ["up"]
