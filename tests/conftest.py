@@ -1,6 +1,5 @@
 """Fixtures for real parts, shared by every test (see tests/fixtures/)."""
 
-
 import pytest
 
 pytest_plugins = [

@@ -19,8 +19,7 @@ def test_a_second_edged_of_the_same_node_on_one_podman_is_refused(podman: Podman
         first.claim_node()
         with pytest.raises(NodeTaken) as refused:
             second.claim_node()
-        root = podman.storage_flags[podman.storage_flags.index("--root") + 1]
-        assert root in str(refused.value)
+        assert podman.root in str(refused.value)
         assert repr(node) in str(refused.value)
         other.claim_node()
         first.claim_node()  # the holder's own claim stands

@@ -171,5 +171,4 @@ def test_pull_with_and_without_credentials(client: PodmanClient, registry: Regis
 
 def test_info_names_the_services_own_storage(client: PodmanClient, podman: Podman) -> None:
     """EdgeD's node claim (edge/edged/nodeclaim.py) is keyed by the storage podman reports."""
-    root = podman.storage_flags[podman.storage_flags.index("--root") + 1]
-    assert client.info()["store"]["graphRoot"] == root
+    assert client.info()["store"]["graphRoot"] == podman.root
