@@ -127,9 +127,12 @@ def test_port_forward_carries_several_connections_at_once_both_ways(
 
 def test_port_forward_to_a_closed_port_reports_the_error_kubectl_shows(
         server: KubectlStreamServer, kubeconfig: dict[str, str]) -> None:
-    closed = socket.create_server(("127.0.0.1", 0))
+    # Bound but never listening: a connect is refused, and no other process (the other pytest worker's
+    # free_port(), an ephemeral port) can take the port and answer in its place while the test runs, as one
+    # could after a listener was merely closed (a CI run waited 60 s for the error that way).
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
-    closed.close()  # nothing listens there now
     forward = PortForward(["kubectl", "--server", server.url], "web", port, kubeconfig)
     try:
         assert round_trip(forward.local_port, b"hello") == b""
@@ -137,6 +140,7 @@ def test_port_forward_to_a_closed_port_reports_the_error_kubectl_shows(
                    what="kubectl to show the forwarding error")
     finally:
         forward.stop()
+        closed.close()
 
 
 def test_exec_over_websocket_v5_when_the_node_speaks_it(kubeconfig: dict[str, str]) -> None:
