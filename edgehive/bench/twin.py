@@ -2,6 +2,8 @@
 
 (a) 10 devices with 5 properties each publish twin/update messages flat out; an
 update counts once its result has been published back (after DeviceTwin's commit).
+The devices are C clients (mosquitto_pub and mosquitto_sub, edgehive/bench/cclients.py) in
+both phases, so that the load generator leaves the machine to what it measures.
 The baseline is the same publishes answered by a bare echo client on the same
 broker, measured in the same run before the edge components start. The echo puts on
 the broker what EventBus puts there for an update, as KubeEdge's does: a result and a
@@ -23,9 +25,11 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from edgehive.bench.harness import BenchError, percentiles, progress_printer, wait_until
+from edgehive.bench import cclients
+from edgehive.bench.harness import BenchError, bench_workdir, percentiles, progress_printer, wait_until
 from edgehive.bench.procfs import Window, descendants
 from edgehive.bench.system import NAMESPACE, NODE, System, start_system
 from edgehive.deathsig import die_with_parent
@@ -102,6 +106,41 @@ class _Devices:
         self.connection.close(drain_timeout=1)
 
 
+class _LoadGenerator:
+    """The devices, flat out, as C clients (edgehive/bench/cclients.py): one ``mosquitto_pub`` per device
+    publishes its updates at QoS 1, one ``mosquitto_sub`` counts the results. The Python client above took
+    0.4-0.6 of the machine's two cores in both phases of the measurement, shared with what it measured."""
+
+    def __init__(self, url: BrokerUrl, work: Path) -> None:
+        cclients.require_clients()
+        self.work = work
+        self.env = cclients.client_options(work, url)
+
+    def run(self, count: int, name: str) -> float:
+        """Publish ``count`` updates round robin over the devices (as _Devices.run); updates/s until the last
+        result."""
+        lines: list[list[bytes]] = [[] for _ in range(DEVICES)]
+        for i in range(count):
+            values = {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)}
+            lines[i % DEVICES].append(_update(f"u{i}", values) + b"\n")
+        results = cclients.Subscriber(self.env, self.work, f"$hw/events/device/{NAMESPACE}/+/twin/update/result",
+                                      count, f"{name}-results")
+        try:
+            publishers = cclients.Publishers(self.env, self.work,
+                                             [topics.device(NAMESPACE, f"dev-{k}", "twin/update")
+                                              for k in range(DEVICES)], 1, f"{name}-devices")
+            try:
+                began = publishers.publish([b"".join(chunk) for chunk in lines])
+                if not results.wait(120):
+                    raise BenchError(f"bench twin: {results.received()} of {count} results in 120 s "
+                                     f"(see {self.work}/{name}-*.log)")
+                return count / (time.perf_counter() - began)
+            finally:
+                publishers.close()
+        finally:
+            results.close()
+
+
 class _EchoProcess:
     """The echo (edgehive/bench/twinecho.py) in a process of its own, as EventBus and DeviceTwin are: in the
     devices' process, its Python would share their interpreter lock and cap the baseline instead of the broker."""
@@ -152,14 +191,13 @@ def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = T
                                          ("result_only", False, "an empty result at QoS 0")):
             say(f"baseline: {updates} updates answered by an echo client on the edge broker: {what}")
             echo = _EchoProcess(edge_url, like_eventbus=like_eventbus)
-            devices = _Devices(edge_url, f"bench-devices-baseline-{key.replace('_', '-')}")
             try:
-                baseline[key] = devices.run(updates)
+                baseline[key] = _LoadGenerator(edge_url, clients).run(updates, f"baseline-{key.replace('_', '-')}")
             finally:
-                devices.close()
                 echo.close()
 
     with ExitStack() as stack:
+        clients = bench_workdir(stack, "ehbench-twin-clients-")
         system = start_system(stack, broker, say, before_edge=measure_baseline)
         custom = system.kube.custom
         wait_until(lambda: _crds_established(system.kube), 60, "the devices.kubeedge.io CRDs")
@@ -173,7 +211,7 @@ def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = T
         say("waiting for the devices to reach the node")
         wait_until(lambda: _all_members(devices), 60, "the devices to become members of the node")
         say(f"edge: {updates} updates through EventBus and DeviceTwin")
-        edge_rate = devices.run(updates)
+        edge_rate = _LoadGenerator(system.edge_url, clients).run(updates, "edge")
 
         say(f"to the API server: updates at {RATE}/s, watching the Device status")
         latencies = _to_apiserver(system, devices)
