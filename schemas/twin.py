@@ -92,7 +92,7 @@ def loads(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_JSON_BYTES:
         raise TwinError(BAD_REQUEST, f"message is {len(payload)} bytes, over the {MAX_JSON_BYTES}-byte limit")
     try:
-        obj = json.loads(payload)
+        obj = _read_json(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TwinError(BAD_REQUEST, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -107,6 +107,26 @@ def loads(payload: bytes) -> dict[str, Any]:
         raise TwinError(BAD_REQUEST, "the message must be a JSON object")
     check_base(obj)
     return obj
+
+
+_DIGITS_ONLY = bytes(48 if byte in b"0123456789" else 32 for byte in range(256))
+"""Each digit made a "0", every other byte a space: a run of digits of the payload is then a run of zeros here. (A
+translate and a substring test take a tenth of what a regex search for 19 digits in a row takes.)"""
+_LONG_NUMBER = b"0" * 19
+
+
+def _read_json(payload: bytes) -> Any:
+    """What ``json.loads`` reads from ``payload``, read by orjson where that gives the same (a fifth of the time).
+    orjson refuses some of what json takes (NaN and Infinity, a UTF-8 BOM, lone surrogates, numbers beyond a
+    double's range, other encodings than UTF-8): those go to json, which decides. Where both read a document
+    they read the same values, but for integers beyond 64 bits, which orjson reads as floats: a payload with a
+    run of 19 digits anywhere (in a string too) goes to json as well."""
+    if _LONG_NUMBER not in payload.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(payload)
 
 
 def check_base(obj: dict[str, Any]) -> None:
@@ -239,32 +259,40 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
         if not isinstance(entry, dict):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         check_name(name)
+        # Tests of ``is None`` and plain types, not isinstance of ``dict | None``: this runs for every property of
+        # every update, and a union is built and matched per call.
         meta = entry.get("metadata")
-        if not isinstance(meta, dict | None):
-            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
-        kind = (meta or {}).get("type")
-        if not isinstance(kind, str | None):
-            raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
-        if meta is not None and kind is None:
-            kind = ""  # Go's TypeMetadata read from {} or a null type: the type "", not "not given"
-        values: dict[str, str | None] = {}
-        for side in ("expected", "actual"):
-            part = entry.get(side)
-            if part is None:
-                values[side] = None
-                continue
-            # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
-            if not isinstance(part, dict) or not isinstance(part.get("value"), str):
+        kind: str | None = None
+        if meta is not None:
+            if not isinstance(meta, dict):
                 raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
-            _go_struct(part.get("metadata"), ("timestamp",))  # ValueMetadata: read, then stamped anew
-            values[side] = check_pattern(part["value"])
+            kind = meta.get("type")
+            if kind is None:
+                kind = ""  # Go's TypeMetadata read from {} or a null type: the type "", not "not given"
+            elif not isinstance(kind, str):
+                raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+        expected = _side(entry.get("expected"))
+        actual = _side(entry.get("actual"))
         optional = entry.get("optional")
-        if not isinstance(optional, bool | None):
+        if optional is not None and not isinstance(optional, bool):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         for version in ("expected_version", "actual_version"):  # TwinVersion: read, not used for a device's update
-            _go_struct(entry.get(version), ("cloud", "edge"))
-        out[name] = PropUpdate(values["actual"], values["expected"], kind, optional)
+            if (found := entry.get(version)) is not None:
+                _go_struct(found, ("cloud", "edge"))
+        out[name] = PropUpdate(actual, expected, kind, optional)
     return out
+
+
+def _side(part: Any) -> str | None:
+    """An entry's ``expected`` or ``actual``: its value, checked (None when the side is not given)."""
+    if part is None:
+        return None
+    # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
+    if not isinstance(part, dict) or not isinstance(part.get("value"), str):
+        raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
+    if (metadata := part.get("metadata")) is not None:
+        _go_struct(metadata, ("timestamp",))  # ValueMetadata: read, then stamped anew
+    return check_pattern(part["value"])
 
 
 def _go_struct(value: Any, int64_fields: tuple[str, ...]) -> None:

@@ -46,12 +46,24 @@ class Twin:
         unknown = changes.keys() - TWIN_FIELDS
         if unknown:
             raise TypeError(f"Twin has no field {', '.join(sorted(unknown))}")
+        return self.replaced(changes)
+
+    def replaced(self, changes: Mapping[str, Any]) -> Twin:
+        """``but`` for callers whose keys are fields already (DeviceTwin's update, per property of every update)."""
         state = self.__dict__.copy()
         state.pop(_SHOWN, None)
         state.update(changes)
         copy = object.__new__(Twin)
         copy.__dict__.update(state)
         return copy
+
+    def holds(self, changes: Mapping[str, Any]) -> bool:
+        """Whether every field in ``changes`` has that value already: a copy with them would equal this twin."""
+        state = self.__dict__
+        for key, value in changes.items():  # noqa: SIM110 - a loop, not all() over a generator: half the time
+            if state[key] != value:
+                return False
+        return True
 
     def shown(self) -> dict[str, Any]:
         """The property as devices see it (KubeEdge's MsgTwin, without versions). Kept with the twin, which is

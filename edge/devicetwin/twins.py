@@ -175,10 +175,10 @@ class DeviceTwin:
             if after is None:
                 continue  # nothing to change: KubeEdge leaves it out of the result and the document
             writes.append(after)
-            changed[prop] = (shown(before) if before else None, shown(after))
+            changed[prop] = (before.shown() if before else None, after.shown())
             if before is None or (change.actual and change.expected is None and after.expected is None):
                 # What the result says of the property is then what it shows now: the same dict, built once.
-                results[prop] = shown(after)
+                results[prop] = after.shown()
             elif change.actual is None and change.expected is None:
                 # Only made required: KubeEdge's dealTwinCompare sets the result's metadata only with a value.
                 results[prop] = {"optional": after.optional}
@@ -228,8 +228,9 @@ class DeviceTwin:
                 fields["acked_version"] = base.cloud_version
         if change.expected is not None:
             fields.update(expected=change.expected, expected_ts=now)
-        after = base.but(**fields) if fields else base
-        return None if after == before else after
+        if before is not None and before.holds(fields):
+            return None
+        return base.replaced(fields) if fields else base
 
     def _state(self, device: Device, obj: dict[str, Any]) -> list[Publication]:
         sent = twin.parse_state(obj)
