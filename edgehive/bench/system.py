@@ -180,11 +180,10 @@ class System:
 
 
 def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
-                 before_edge: Callable[[BrokerUrl], None] | None = None, control_plane: bool = False,
+                 control_plane: bool = False,
                  stream: bool = False, link: ShapedLink | None = None) -> System:
     """API server, brokers, CloudHub, EdgeController, DeviceController, bridge, a podman service and the edge
-    components of node NODE, all stopped by ``stack``; namespace NAMESPACE exists. ``before_edge(edge_url)`` runs
-    before the edge components start (for a baseline that must have the edge broker to itself).
+    components of node NODE, all stopped by ``stack``; namespace NAMESPACE exists.
     ``control_plane``: kube-controller-manager and kube-scheduler too (and the ServiceAccount admission plugin:
     a pod is admitted once its namespace has its service account). ``stream``: the cloud stream server and the
     node's stream end too, the node advertising the stream server as its kubelet (kubectl logs, exec, ...).
@@ -219,8 +218,6 @@ def start_system(stack: ExitStack, broker: str, say: Callable[[str], None], *,
     podman = start_podman(stack, work)
     if bridge == "python":
         stack.enter_context(process(brokers.bridge_argv(), work / "bridge.log"))
-    if before_edge is not None:
-        before_edge(brokers.edge)
     edge = EdgeProcesses(work, brokers.edge, podman.url, bridge)
     stack.callback(edge.stop)
     edge.start(with_stream=stream)

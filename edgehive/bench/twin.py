@@ -5,7 +5,8 @@ update counts once its result has been published back (after DeviceTwin's commit
 The devices are C clients (mosquitto_pub and mosquitto_sub, edgehive/bench/cclients.py) in
 both phases, so that the load generator leaves the machine to what it measures.
 The baseline is the same publishes answered by a bare echo client on the same
-broker, measured in the same run before the edge components start. The echo puts on
+broker, on topics of their own (ECHO_PREFIX) while the edge components run idle; baseline
+and edge take turns, ROUNDS times, and the ratio is the median round's. The echo puts on
 the broker what EventBus puts there for an update, as KubeEdge's does: a result and a
 document, each at QoS 1, so that the ratio is what EventBus and DeviceTwin cost, not
 the broker's work for messages the echo would skip (on amqtt, the bottleneck, that
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from edgehive.bench import cclients
 from edgehive.bench.harness import BenchError, bench_workdir, percentiles, progress_printer, wait_until
 from edgehive.bench.procfs import Window, descendants
 from edgehive.bench.system import NAMESPACE, NODE, System, start_system
+from edgehive.bench.twinecho import DEVICE_PREFIX
 from edgehive.deathsig import die_with_parent
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
@@ -43,6 +45,13 @@ RATE = 100
 SETTLED_CORES = 0.15
 SETTLE_WINDOW_S = 1.0
 SETTLE_TIMEOUT_S = 30.0
+ROUNDS = 3
+"""Rounds of a baseline run and an edge run, one after the other: the ratio is the median round's. A lone pair,
+the baseline measured before the edge components started, spread from 0.65 to 0.92 on mosquitto in runs of the
+same code: the two were measured half a minute apart, on a machine whose other work came and went."""
+ECHO_PREFIX = "$hw/events/bench-echo"
+"""The echo's devices publish here, not on KubeEdge's device topics, so that EventBus (subscribed to those) sees
+none of them and the echo can be measured while the edge components run, between the edge's own runs."""
 UPDATES = 20_000
 """Per measurement. 5,000 took 1.5 s on mosquitto, so start-up (DeviceTwin's first reads of its store, the
 interpreter specialising the hot code) weighed in it, and runs of the same code spread from 0.65 to 0.72."""
@@ -59,6 +68,8 @@ class TwinReport:
     result_only_baseline_per_s: float = 0.0
     """Against the echo of earlier runs (an empty result at QoS 0): lighter broker traffic than EventBus's."""
     result_only_ratio: float = 0.0
+    rounds: list[tuple[float, float]] = field(default_factory=list)
+    """Each round's (baseline, edge) updates/s, in the order measured."""
 
 
 def _update(event: str, values: dict[str, str]) -> bytes:
@@ -116,19 +127,19 @@ class _LoadGenerator:
         self.work = work
         self.env = cclients.client_options(work, url)
 
-    def run(self, count: int, name: str) -> float:
-        """Publish ``count`` updates round robin over the devices (as _Devices.run); updates/s until the last
-        result."""
+    def run(self, count: int, name: str, prefix: str = DEVICE_PREFIX) -> float:
+        """Publish ``count`` updates round robin over the devices (as _Devices.run) on their topics under
+        ``prefix``; updates/s until the last result."""
         lines: list[list[bytes]] = [[] for _ in range(DEVICES)]
         for i in range(count):
             values = {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)}
             lines[i % DEVICES].append(_update(f"u{i}", values) + b"\n")
-        results = cclients.Subscriber(self.env, self.work, f"$hw/events/device/{NAMESPACE}/+/twin/update/result",
-                                      count, f"{name}-results")
+        results = cclients.Subscriber(self.env, self.work, f"{prefix}/{NAMESPACE}/+/twin/update/result", count,
+                                      f"{name}-results")
         try:
             publishers = cclients.Publishers(self.env, self.work,
-                                             [topics.device(NAMESPACE, f"dev-{k}", "twin/update")
-                                              for k in range(DEVICES)], 1, f"{name}-devices")
+                                             [f"{prefix}/{NAMESPACE}/dev-{k}/twin/update" for k in range(DEVICES)], 1,
+                                             f"{name}-devices")
             try:
                 began = publishers.publish([b"".join(chunk) for chunk in lines])
                 if not results.wait(120):
@@ -145,8 +156,9 @@ class _EchoProcess:
     """The echo (edgehive/bench/twinecho.py) in a process of its own, as EventBus and DeviceTwin are: in the
     devices' process, its Python would share their interpreter lock and cap the baseline instead of the broker."""
 
-    def __init__(self, url: BrokerUrl, *, like_eventbus: bool) -> None:
-        argv = [sys.executable, "-m", "edgehive.bench.twinecho", "--url", url.with_password(), "--namespace", NAMESPACE]
+    def __init__(self, url: BrokerUrl, *, like_eventbus: bool, prefix: str) -> None:
+        argv = [sys.executable, "-m", "edgehive.bench.twinecho", "--url", url.with_password(), "--namespace", NAMESPACE,
+                "--prefix", prefix]
         if not like_eventbus:
             argv.append("--result-only")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -178,27 +190,12 @@ def _device(name: str) -> dict[str, Any]:
                      "properties": [{"name": f"p{j}"} for j in range(PROPERTIES)]}}
 
 
-def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = True) -> TwinReport:
+def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = True,
+               rounds: int = ROUNDS) -> TwinReport:
     say = progress_printer("twin", progress)
-    baseline: dict[str, float] = {}
-
-    def measure_baseline(edge_url: BrokerUrl) -> None:
-        settled_after = wait_settled()
-        say(f"the system's processes settled in {settled_after:.1f} s" if settled_after is not None else
-            f"the system's processes still used {SETTLED_CORES} cores or more after {SETTLE_TIMEOUT_S:.0f} s: "
-            "the baseline shares the machine with them")
-        for key, like_eventbus, what in (("rate", True, "a result and a document at QoS 1, as EventBus"),
-                                         ("result_only", False, "an empty result at QoS 0")):
-            say(f"baseline: {updates} updates answered by an echo client on the edge broker: {what}")
-            echo = _EchoProcess(edge_url, like_eventbus=like_eventbus)
-            try:
-                baseline[key] = _LoadGenerator(edge_url, clients).run(updates, f"baseline-{key.replace('_', '-')}")
-            finally:
-                echo.close()
-
     with ExitStack() as stack:
         clients = bench_workdir(stack, "ehbench-twin-clients-")
-        system = start_system(stack, broker, say, before_edge=measure_baseline)
+        system = start_system(stack, broker, say)
         custom = system.kube.custom
         wait_until(lambda: _crds_established(system.kube), 60, "the devices.kubeedge.io CRDs")
         group, version = "devices.kubeedge.io", "v1beta1"
@@ -211,29 +208,56 @@ def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = T
         try:
             wait_until(lambda: _all_members(checker), 60, "the devices to become members of the node")
         finally:
-            # Gone before the measured run: subscribed to the results, it took each of them in Python (0.13 of
-            # a core) and the broker one more delivery per update, in this phase only.
+            # Gone before the measured runs: subscribed to the results, it took each of them in Python (0.13 of
+            # a core) and the broker one more delivery per update, in the edge's runs only.
             checker.close()
-        say(f"edge: {updates} updates through EventBus and DeviceTwin")
-        edge_rate = _LoadGenerator(system.edge_url, clients).run(updates, "edge")
+        settled_after = wait_settled()
+        say(f"the system's processes settled in {settled_after:.1f} s" if settled_after is not None else
+            f"the system's processes still used {SETTLED_CORES} cores or more after {SETTLE_TIMEOUT_S:.0f} s")
+        load = _LoadGenerator(system.edge_url, clients)
+        pairs: list[tuple[float, float]] = []
+        echo = _EchoProcess(system.edge_url, like_eventbus=True, prefix=ECHO_PREFIX)
+        try:
+            for round_ in range(1, rounds + 1):
+                say(f"round {round_} of {rounds}, baseline: {updates} updates answered by an echo client (a result "
+                    "and a document at QoS 1, as EventBus)")
+                baseline = load.run(updates, f"baseline-{round_}", ECHO_PREFIX)
+                say(f"round {round_} of {rounds}, edge: {updates} updates through EventBus and DeviceTwin")
+                pairs.append((baseline, load.run(updates, f"edge-{round_}")))
+        finally:
+            echo.close()
+        say(f"baseline: {updates} updates answered by an echo client (an empty result at QoS 0)")
+        echo = _EchoProcess(system.edge_url, like_eventbus=False, prefix=ECHO_PREFIX)
+        try:
+            result_only = load.run(updates, "baseline-result-only", ECHO_PREFIX)
+        finally:
+            echo.close()
 
         say(f"to the API server: updates at {RATE}/s, watching the Device status")
         devices = _Devices(system.edge_url, "bench-devices")
         stack.callback(devices.close)
         latencies = _to_apiserver(system, devices)
+    ratio, (baseline_rate, edge_rate) = _median_round(pairs)
     return TwinReport(broker=broker, updates=updates, edge_updates_per_s=round(edge_rate, 1),
-                      baseline_per_s=round(baseline["rate"], 1), ratio=round(edge_rate / baseline["rate"], 3),
-                      to_apiserver_ms=percentiles(latencies),
-                      result_only_baseline_per_s=round(baseline["result_only"], 1),
-                      result_only_ratio=round(edge_rate / baseline["result_only"], 3))
+                      baseline_per_s=round(baseline_rate, 1), ratio=round(ratio, 3),
+                      to_apiserver_ms=percentiles(latencies), result_only_baseline_per_s=round(result_only, 1),
+                      result_only_ratio=round(edge_rate / result_only, 3),
+                      rounds=[(round(b, 1), round(e, 1)) for b, e in pairs])
+
+
+def _median_round(pairs: list[tuple[float, float]]) -> tuple[float, tuple[float, float]]:
+    """The round whose ratio (edge against its own baseline) is the median of the rounds', and that ratio (the
+    lower middle one of an even number)."""
+    ranked = sorted(pairs, key=lambda pair: pair[1] / pair[0])
+    middle = ranked[(len(ranked) - 1) // 2]
+    return middle[1] / middle[0], middle
 
 
 def wait_settled() -> float | None:
-    """Wait until the processes this benchmark started (the API server, the cloud components) are idle: the
-    baseline is measured right after they start, and their start-up work (imports, the informers' first
-    listings, DeviceController's CRDs: 0.5 of a core for several seconds) slowed the baseline but not the
-    pipeline measured later, so the ratio was flattered by however long it lasted, from run to run. Seconds
-    waited, or None when they were still busy after SETTLE_TIMEOUT_S."""
+    """Wait until the processes this benchmark started (the API server, the cloud and edge components) are idle,
+    before the first round: their start-up work (imports, the informers' first listings, DeviceController's CRDs:
+    0.5 of a core for several seconds) would slow that round's baseline and not its edge run. Seconds waited, or
+    None when they were still busy after SETTLE_TIMEOUT_S."""
     started = time.monotonic()
     while time.monotonic() - started < SETTLE_TIMEOUT_S:
         window = Window({"system": descendants(os.getpid())}).start()
@@ -302,12 +326,15 @@ def print_report(report: TwinReport, as_json: bool) -> None:
                           "baseline_per_s": report.baseline_per_s, "ratio": report.ratio,
                           "to_apiserver_ms": report.to_apiserver_ms,
                           "result_only_baseline_per_s": report.result_only_baseline_per_s,
-                          "result_only_ratio": report.result_only_ratio}))
+                          "result_only_ratio": report.result_only_ratio,
+                          "rounds": [{"baseline_per_s": b, "edge_updates_per_s": e} for b, e in report.rounds]}))
         return
     print(f"twin benchmark, {report.updates} updates ({DEVICES} devices x {PROPERTIES} properties), "
           f"{report.broker} brokers")
     print(f"  edge: update -> commit -> result   {report.edge_updates_per_s:>8.0f}/s (goal >= 2000); "
           f"echo baseline {report.baseline_per_s:.0f}/s, ratio {report.ratio:.2f} (against a result-only echo "
           f"{report.result_only_baseline_per_s:.0f}/s, {report.result_only_ratio:.2f})")
+    print("  rounds (baseline, edge /s): " + ", ".join(f"{b:.0f} {e:.0f}" for b, e in report.rounds)
+          + " (the median round's ratio above)")
     print(f"  device -> Device status at {RATE}/s   p50 {report.to_apiserver_ms['p50']:.0f} ms, "
           f"p99 {report.to_apiserver_ms['p99']:.0f} ms (goal p50 <= 500 ms; only values the status showed)")

@@ -1,7 +1,8 @@
 """``python -m edgehive.bench.twinecho``: ``bench twin``'s baseline, an echo of device updates in a process of its
-own. It answers each ``twin/update`` as EventBus does for DeviceTwin (a result and a document at QoS 1, of the size
-DeviceTwin writes for five changed properties), or with ``--result-only`` as the echo of earlier runs did (an
-empty result at QoS 0), doing nothing else. It prints ``ready`` once subscribed and stops when its stdin closes.
+own. It answers each ``twin/update`` (under ``--prefix``) as EventBus does for DeviceTwin (a result and a document
+at QoS 1, of the size DeviceTwin writes for five changed properties), or with ``--result-only`` as the echo of
+earlier runs did (an empty result at QoS 0), doing nothing else. It prints ``ready`` once subscribed and stops when
+its stdin closes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 
 PROPERTIES = 5
+DEVICE_PREFIX = "$hw/events/device"
+"""Where devices publish (KubeEdge's topics). ``--prefix`` moves the echo elsewhere, out of EventBus's way, so that
+it can answer while the edge components run."""
 RESULT_ONLY = (b'{"event_id":"","timestamp":0,"twin":{}}', 0)
 """What the echo of earlier runs answered: an empty result, at QoS 0."""
 
@@ -44,13 +48,14 @@ def _eventbus_payloads() -> tuple[bytes, bytes]:
 class Echo:
     """Answers every update on the broker at ``url``; the answers go from a thread of their own, as EventBus's."""
 
-    def __init__(self, url: BrokerUrl, namespace: str, *, like_eventbus: bool = True) -> None:
+    def __init__(self, url: BrokerUrl, namespace: str, *, like_eventbus: bool = True,
+                 prefix: str = DEVICE_PREFIX) -> None:
         self.like_eventbus = like_eventbus
         self.connection = Connection(ConnectionSettings(url=url, client_id="bench-twin-echo", window=200),
                                      name="bench-twin-echo")
         self.subscribed = threading.Event()
         self.connection.on_subscribed(lambda _filter: self.subscribed.set())
-        self.connection.subscribe(f"$hw/events/device/{namespace}/+/twin/update")
+        self.connection.subscribe(f"{prefix}/{namespace}/+/twin/update")
         self._pending: list[str] = []
         self._cond = threading.Condition()
         self._stop = False
@@ -90,8 +95,9 @@ def main() -> int:
     parser.add_argument("--url", type=BrokerUrl.parse, required=True, help="the edge broker")
     parser.add_argument("--namespace", required=True, help="the devices' namespace")
     parser.add_argument("--result-only", action="store_true", help="answer an empty result at QoS 0 only")
+    parser.add_argument("--prefix", default=DEVICE_PREFIX, help="the devices' topics begin with this")
     args = parser.parse_args()
-    echo = Echo(args.url, args.namespace, like_eventbus=not args.result_only)
+    echo = Echo(args.url, args.namespace, like_eventbus=not args.result_only, prefix=args.prefix)
     try:
         if not (echo.connection.wait_connected(20) and echo.subscribed.wait(20)):
             print("the echo client could not connect and subscribe", file=sys.stderr)
