@@ -49,6 +49,8 @@ ROUNDS = 3
 """Rounds of a baseline run and an edge run, one after the other: the ratio is the median round's. A lone pair,
 the baseline measured before the edge components started, spread from 0.65 to 0.92 on mosquitto in runs of the
 same code: the two were measured half a minute apart, on a machine whose other work came and went."""
+WARM_UP_SHARE = 5
+"""Before the rounds, a fifth of a run's updates through each, untimed."""
 ECHO_PREFIX = "$hw/events/bench-echo"
 """The echo's devices publish here, not on KubeEdge's device topics, so that EventBus (subscribed to those) sees
 none of them and the echo can be measured while the edge components run, between the edge's own runs."""
@@ -211,25 +213,38 @@ def bench_twin(updates: int = UPDATES, broker: str = "amqtt", progress: bool = T
             # Gone before the measured runs: subscribed to the results, it took each of them in Python (0.13 of
             # a core) and the broker one more delivery per update, in the edge's runs only.
             checker.close()
-        settled_after = wait_settled()
-        say(f"the system's processes settled in {settled_after:.1f} s" if settled_after is not None else
-            f"the system's processes still used {SETTLED_CORES} cores or more after {SETTLE_TIMEOUT_S:.0f} s")
         load = _LoadGenerator(system.edge_url, clients)
+
+        def measured(what: str, name: str, prefix: str = DEVICE_PREFIX) -> float:
+            """One run, from a quiet machine: what the previous run left (the echo's or EventBus's last
+            documents, DeviceTwin's reports on their way to the API server) slowed the run after it, so each
+            baseline after an edge run, and no edge run."""
+            settled_after = wait_settled()
+            say(f"{what} (settled in {settled_after:.1f} s)" if settled_after is not None else
+                f"{what} (the system still used {SETTLED_CORES} cores or more after {SETTLE_TIMEOUT_S:.0f} s)")
+            return load.run(updates, name, prefix)
+
         pairs: list[tuple[float, float]] = []
         echo = _EchoProcess(system.edge_url, like_eventbus=True, prefix=ECHO_PREFIX)
         try:
+            # Untimed: the first run of each went slower than the rest (DeviceTwin's store file growing, code
+            # not yet run in each process), and the first edge run always came out the lowest.
+            say(f"warming up: {updates // WARM_UP_SHARE} updates through the echo, then through the edge")
+            load.run(updates // WARM_UP_SHARE, "warm-up-baseline", ECHO_PREFIX)
+            load.run(updates // WARM_UP_SHARE, "warm-up-edge")
             for round_ in range(1, rounds + 1):
-                say(f"round {round_} of {rounds}, baseline: {updates} updates answered by an echo client (a result "
-                    "and a document at QoS 1, as EventBus)")
-                baseline = load.run(updates, f"baseline-{round_}", ECHO_PREFIX)
-                say(f"round {round_} of {rounds}, edge: {updates} updates through EventBus and DeviceTwin")
-                pairs.append((baseline, load.run(updates, f"edge-{round_}")))
+                baseline = measured(f"round {round_} of {rounds}, baseline: {updates} updates answered by an echo "
+                                    "client (a result and a document at QoS 1, as EventBus)", f"baseline-{round_}",
+                                    ECHO_PREFIX)
+                edge = measured(f"round {round_} of {rounds}, edge: {updates} updates through EventBus and "
+                                "DeviceTwin", f"edge-{round_}")
+                pairs.append((baseline, edge))
         finally:
             echo.close()
-        say(f"baseline: {updates} updates answered by an echo client (an empty result at QoS 0)")
         echo = _EchoProcess(system.edge_url, like_eventbus=False, prefix=ECHO_PREFIX)
         try:
-            result_only = load.run(updates, "baseline-result-only", ECHO_PREFIX)
+            result_only = measured(f"baseline: {updates} updates answered by an echo client (an empty result at "
+                                   "QoS 0)", "baseline-result-only", ECHO_PREFIX)
         finally:
             echo.close()
 
@@ -254,10 +269,10 @@ def _median_round(pairs: list[tuple[float, float]]) -> tuple[float, tuple[float,
 
 
 def wait_settled() -> float | None:
-    """Wait until the processes this benchmark started (the API server, the cloud and edge components) are idle,
-    before the first round: their start-up work (imports, the informers' first listings, DeviceController's CRDs:
-    0.5 of a core for several seconds) would slow that round's baseline and not its edge run. Seconds waited, or
-    None when they were still busy after SETTLE_TIMEOUT_S."""
+    """Wait until the processes this benchmark started (the API server, the cloud and edge components, the echo)
+    are idle, before each run: their start-up work (imports, the informers' first listings, DeviceController's
+    CRDs: 0.5 of a core for several seconds), or what the run before left, would slow one run and not the other.
+    Seconds waited, or None when they were still busy after SETTLE_TIMEOUT_S."""
     started = time.monotonic()
     while time.monotonic() - started < SETTLE_TIMEOUT_S:
         window = Window({"system": descendants(os.getpid())}).start()
