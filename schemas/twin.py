@@ -277,8 +277,7 @@ def parse_update(obj: dict[str, Any]) -> dict[str, PropUpdate | None]:
         if optional is not None and not isinstance(optional, bool):
             raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
         for version in ("expected_version", "actual_version"):  # TwinVersion: read, not used for a device's update
-            if (found := entry.get(version)) is not None:
-                _go_struct(found, ("cloud", "edge"))
+            _go_struct(entry.get(version), ("cloud", "edge"))
         out[name] = PropUpdate(actual, expected, kind, optional)
     return out
 
@@ -290,8 +289,7 @@ def _side(part: Any) -> str | None:
     # A side without a value is refused: KubeEdge's edge dereferences the missing value and fails.
     if not isinstance(part, dict) or not isinstance(part.get("value"), str):
         raise TwinError(BAD_REQUEST, REASON_UNMARSHAL)
-    if (metadata := part.get("metadata")) is not None:
-        _go_struct(metadata, ("timestamp",))  # ValueMetadata: read, then stamped anew
+    _go_struct(part.get("metadata"), ("timestamp",))  # ValueMetadata: read, then stamped anew
     return check_pattern(part["value"])
 
 
