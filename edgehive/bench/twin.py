@@ -79,6 +79,11 @@ def _update(event: str, values: dict[str, str]) -> bytes:
         k: {"actual": {"value": v}, "metadata": {"type": "float"}} for k, v in values.items()}}).encode()
 
 
+def _nth_update(i: int) -> tuple[str, bytes]:
+    """The i-th update of a run: its device (round robin over DEVICES) and payload (every property new)."""
+    return f"dev-{i % DEVICES}", _update(f"u{i}", {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)})
+
+
 class _Devices:
     """One MQTT connection playing every device: publishes updates, counts the results."""
 
@@ -108,9 +113,8 @@ class _Devices:
             self.done.clear()
         start = time.perf_counter()
         for i in range(count):
-            name = f"dev-{i % DEVICES}"
-            values = {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)}
-            self.connection.publish(topics.device(NAMESPACE, name, "twin/update"), _update(f"u{i}", values))
+            device, payload = _nth_update(i)
+            self.connection.publish(topics.device(NAMESPACE, device, "twin/update"), payload)
         if not self.done.wait(120):
             raise BenchError(f"bench twin: {self.results} of {count} results in 120 s")
         return count / (time.perf_counter() - start)
@@ -134,8 +138,7 @@ class _LoadGenerator:
         ``prefix``; updates/s until the last result."""
         lines: list[list[bytes]] = [[] for _ in range(DEVICES)]
         for i in range(count):
-            values = {f"p{j}": f"{i}.{j}" for j in range(PROPERTIES)}
-            lines[i % DEVICES].append(_update(f"u{i}", values) + b"\n")
+            lines[i % DEVICES].append(_nth_update(i)[1] + b"\n")
         results = cclients.Subscriber(self.env, self.work, f"{prefix}/{NAMESPACE}/+/twin/update/result", count,
                                       f"{name}-results")
         try:
