@@ -42,6 +42,8 @@ Handler = Callable[[Envelope, str], Iterable[Send | RawSend] | None]
 """Takes an envelope and the topic it came on; returns what to publish in answer (or None)."""
 
 RawHandler = Callable[[str, bytes], Iterable[Send | RawSend] | None]
+Taker = Callable[[str, bytes], None]
+"""Takes an undecoded message on the network thread (see ``Bus.take_raw``)."""
 """For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
 
 
@@ -88,6 +90,7 @@ class _Route:
     raw: tuple[RawHandler, ...]
     handlers: tuple[Handler, ...]
     batches: bool
+    takers: tuple[Taker, ...] = ()
 
 
 ROUTES_KEPT = 4096
@@ -157,6 +160,7 @@ class Bus:
         self._error_route = error_route or self._reply_to_sender_inbox
         self._handlers: list[tuple[str, Handler]] = []
         self._raw_handlers: list[tuple[str, RawHandler]] = []
+        self._takers: list[tuple[str, Taker]] = []
         self._batch_filters: list[str] = []
         self._routes: dict[str, _Route] = {}
         self._waiters: dict[str, _Waiter] = {}
@@ -189,6 +193,16 @@ class Bus:
     def handle_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
         """Run ``handler`` for every message on topics matching ``topic_filter``, undecoded."""
         self._raw_handlers.append((topic_filter, handler))
+        self._routes = {}
+        self.connection.subscribe(topic_filter, qos)
+
+    def take_raw(self, topic_filter: str, taker: Taker, qos: int = 1) -> None:
+        """Give ``taker`` every message on topics matching ``topic_filter``, undecoded, on the network thread,
+        and acknowledge it as soon as ``taker`` returns. For a handler that only takes a message in (queues it
+        for a thread of its own) and publishes nothing: it waits for no handler before it, and the broker's
+        window of unacknowledged messages to this component does not fill while the handler thread is busy
+        (EventBus's device requests behind its answers: half its network thread's time idle, under load)."""
+        self._takers.append((topic_filter, taker))
         self._routes = {}
         self.connection.subscribe(topic_filter, qos)
 
@@ -230,11 +244,13 @@ class Bus:
                                        timeout=timeout)
 
     def send(self, sends: Iterable[Send | RawSend]) -> None:
-        for item in sends:
-            if isinstance(item, RawSend):
-                self.connection.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-            else:
-                self.publish(item.topic, item.envelope, qos=item.qos)
+        """Publish a handler's messages, in order, written together (``Connection.corked``)."""
+        with self.connection.corked():
+            for item in sends:
+                if isinstance(item, RawSend):
+                    self.connection.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                else:
+                    self.publish(item.topic, item.envelope, qos=item.qos)
 
     def request(self, topic: str, envelope: Envelope, timeout: float = 10.0,
                 resend_after: float | None = None) -> Envelope:
@@ -287,12 +303,23 @@ class Bus:
             route = routes[topic] = _Route(
                 tuple(h for f, h in self._raw_handlers if topics.matches(f, topic)),
                 tuple(h for f, h in self._handlers if topics.matches(f, topic)),
-                any(topics.matches(f, topic) for f in self._batch_filters))
+                any(topics.matches(f, topic) for f in self._batch_filters),
+                tuple(t for f, t in self._takers if topics.matches(f, topic)))
         return route
 
     def _on_incoming(self, incoming: Incoming) -> None:
         """Network thread: decode, hand replies to their waiting requests, queue the rest."""
         route = self._route(incoming.topic)
+        if route.takers:
+            for taker in route.takers:
+                try:
+                    taker(incoming.topic, incoming.payload)
+                except Exception:
+                    self.counters.inc("handler_errors")
+                    log.exception("taker for %s failed on a %d-byte message", incoming.topic, len(incoming.payload))
+            if not (route.raw or route.handlers):
+                incoming.ack()
+                return
         if route.raw:
             self._work.put((incoming, None))
             return

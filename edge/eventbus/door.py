@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 MODULE = "eventbus"
 
 
+ANSWER_WINDOW = 1000
+"""EventBus's publish window by default: DeviceTwin answers up to ``MAX_BATCH`` updates in one envelope, two
+publishes each (a result and a document), which go out together (``Bus.send``); the components' window of 100
+cut them into ten writes, each waiting for the PUBACKs of the one before. The held messages are each a few
+hundred bytes: under a megabyte."""
+
+
 @dataclass(frozen=True)
 class EventBusSettings(ComponentSettings):
+    window: int = field(default=ANSWER_WINDOW, metadata={"help": "most unacknowledged publishes at once"})
     upload_topics: tuple[str, ...] = field(default=("$hw/events/upload/#",), metadata={
         "help": "MQTT filters whose messages go to the cloud as they are; repeatable"})
 
@@ -60,9 +68,10 @@ class EventBus:
 
     def start(self) -> None:
         self._flusher.start()
+        # Taken on the network thread (they only join the next batch for DeviceTwin), not behind the answers
         for topic_filter in topics.device_requests():
-            self.bus.handle_raw(topic_filter, self.on_device)
-        self.bus.handle_raw(topics.membership(self.node, "get"), self.on_membership_get)
+            self.bus.take_raw(topic_filter, self.on_device)
+        self.bus.take_raw(topics.membership(self.node, "get"), self.on_membership_get)
         for topic_filter in self.settings.upload_topics:
             self.bus.handle_raw(topic_filter, self.on_upload)
         self.bus.handle(self.bus.inbox, self.on_answers)
@@ -74,18 +83,16 @@ class EventBus:
             self._cond.notify()
         self._flusher.join(timeout=5)
 
-    def on_device(self, topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+    def on_device(self, topic: str, payload: bytes) -> None:
         parsed = topics.parse_device(topic)
         if parsed is None:
             self.bus.counters.inc("bad_device_topic")
             log.info("dropped a message on %.200s: not a valid namespace/device name", topic)
-            return None
+            return
         self._queue(DeviceRequest(*parsed, payload))
-        return None
 
-    def on_membership_get(self, _topic: str, payload: bytes) -> Iterable[Send | RawSend] | None:
+    def on_membership_get(self, _topic: str, payload: bytes) -> None:
         self._queue(DeviceRequest("", "", MEMBERSHIP_GET, payload))
-        return None
 
     def _queue(self, request: DeviceRequest) -> None:
         with self._cond:

@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 
+from edge.eventbus.door import ANSWER_WINDOW
 from runtime.connection import Connection, ConnectionSettings, Incoming
 from runtime.url import BrokerUrl
 
@@ -51,7 +52,7 @@ class Echo:
     def __init__(self, url: BrokerUrl, namespace: str, *, like_eventbus: bool = True,
                  prefix: str = DEVICE_PREFIX) -> None:
         self.like_eventbus = like_eventbus
-        self.connection = Connection(ConnectionSettings(url=url, client_id="bench-twin-echo", window=200),
+        self.connection = Connection(ConnectionSettings(url=url, client_id="bench-twin-echo", window=ANSWER_WINDOW),
                                      name="bench-twin-echo")
         self.subscribed = threading.Event()
         self.connection.on_subscribed(lambda _filter: self.subscribed.set())
@@ -76,12 +77,13 @@ class Echo:
                 if self._stop:
                     return
                 batch, self._pending = self._pending, []
-            for update_topic in batch:
-                if self.like_eventbus:
-                    for topic, payload, qos in answers_as_eventbus(update_topic):
-                        self.connection.publish(topic, payload, qos=qos)
-                else:
-                    self.connection.publish(update_topic + "/result", RESULT_ONLY[0], qos=RESULT_ONLY[1])
+            with self.connection.corked():  # written together, as the bus writes a handler's answers
+                for update_topic in batch:
+                    if self.like_eventbus:
+                        for topic, payload, qos in answers_as_eventbus(update_topic):
+                            self.connection.publish(topic, payload, qos=qos)
+                    else:
+                        self.connection.publish(update_topic + "/result", RESULT_ONLY[0], qos=RESULT_ONLY[1])
 
     def close(self) -> None:
         with self._cond:

@@ -173,3 +173,47 @@ def test_qos0_publishes_from_another_thread_are_written_and_completed_by_it(edge
     finally:
         for conn in (sub, pub):
             conn.close(1)
+
+
+def test_publishes_in_a_cork_leave_together_in_order_and_a_full_window_lets_them_out(
+        edgehive_broker: BrokerFactory) -> None:
+    """QoS 1 publishes inside ``corked()`` are held back and written at once when the block ends; a QoS 0 publish
+    among them goes after them; and a window that fills inside the block writes what was held (its slots come
+    back only with those messages' PUBACKs) instead of waiting for ever."""
+    broker = edgehive_broker("mosquitto")
+    url = BrokerUrl.parse(broker.url())
+    seen: list[int] = []
+
+    def collect(message: Incoming) -> None:
+        seen.append(int(message.payload))
+        message.ack()
+
+    sub = Connection(ConnectionSettings(url, client_id="cork-sub"), name="cork-sub")
+    sub.subscribe("cork/t", qos=1)
+    sub.on_message(collect)
+    pub = Connection(ConnectionSettings(url, client_id="cork-pub", window=8), name="cork-pub")
+    for conn in (sub, pub):
+        conn.start()
+    try:
+        assert all(conn.wait_connected(10) for conn in (sub, pub))
+        client = pub._client
+        writes, direct = client.cork_writes, client.direct_written
+        with pub.corked():
+            for seq in range(5):
+                pub.publish("cork/t", str(seq).encode(), qos=1, timeout=5)
+            assert (client.cork_writes, client.direct_written) == (writes, direct)  # held back
+        assert (client.cork_writes, client.direct_written) == (writes + 1, direct + 1)  # one write for five
+        wait_until(lambda: len(seen) >= 5, timeout=30, what="the five held-back messages")
+
+        with pub.corked():
+            pub.publish("cork/t", b"5", qos=1, timeout=5)
+            pub.publish("cork/t", b"6", qos=0, timeout=5)  # goes at once, after 5
+            for seq in range(7, 40):  # 33 more through a window of 8: held, written as it fills
+                pub.publish("cork/t", str(seq).encode(), qos=1, timeout=5)
+        assert client.cork_writes - writes >= 1 + 33 // 8
+        wait_until(lambda: len(seen) >= 40, timeout=30, what="every message")
+        assert seen == list(range(40))
+        wait_until(lambda: pub.inflight == 0, timeout=10, what="every PUBACK")
+    finally:
+        for conn in (sub, pub):
+            conn.close(1)

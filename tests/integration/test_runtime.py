@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,33 @@ def test_kill_9_reports_down_through_the_will(echo: ManagedProcess, broker: Brok
         echo.kill()
         down = next_down(watcher, timeout=60)
     assert down == {"state": "down", "pid": down["pid"], "reason": "connection lost"}
+
+
+def test_a_taker_gets_messages_while_the_handler_thread_is_busy(tester: Bus, broker: Broker) -> None:
+    """``take_raw`` runs on the network thread and acknowledges at once: messages on its topics do not wait behind
+    a slow handler (EventBus's device requests behind its answers to devices)."""
+    taken: list[bytes] = []
+    granted = threading.Event()
+
+    def on_granted(topic_filter: str) -> None:
+        if topic_filter == "take/+":
+            granted.set()
+
+    tester.connection.on_subscribed(on_granted)
+    tester.take_raw("take/+", lambda _topic, payload: taken.append(payload))
+    release = threading.Event()
+
+    def busy() -> None:
+        release.wait(30)  # the handler thread busy until released
+
+    tester.call_soon(busy)
+    try:
+        assert granted.wait(10)
+        with TestClient(broker.host, broker.port) as sender:
+            for i in range(300):  # more than the broker lets be unacknowledged at once (100)
+                sender.publish(f"take/{i % 3}", str(i).encode(), qos=1)
+            wait_until(lambda: len(taken) >= 300, timeout=30, what="every message, the handler thread still busy")
+        assert taken == [str(i).encode() for i in range(300)]
+        assert not release.is_set()
+    finally:
+        release.set()

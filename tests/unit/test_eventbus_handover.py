@@ -37,6 +37,9 @@ class FlakyBus:
     def handle_raw(self, *_args: Any) -> None:
         pass
 
+    def take_raw(self, *_args: Any) -> None:
+        pass
+
     def envelope(self, group: Group, op: Op, **fields: Any) -> Envelope:
         return Envelope(node="edge-1", src="eventbus", group=group, op=op, **fields)
 
