@@ -299,7 +299,16 @@ class Connection:
                     self._wait_before_retry(f"cannot connect ({exc})")
                     self._next_member()
                     continue
-            rc = self._client.loop(timeout=LOOP_WAIT_S)
+            try:
+                rc = self._client.loop(timeout=LOOP_WAIT_S)
+            except Exception:
+                # A fault of ours or paho's in the loop: had it ended this thread, the connection would have
+                # stayed open and silent for good, every publish waiting on a window nobody frees.
+                self.counters.inc("loop_errors")
+                log.exception("%s: the network loop failed; reconnecting", self.name)
+                with self._io_lock:
+                    self._client._sock_close()
+                rc = MQTTErrorCode.MQTT_ERR_CONN_LOST
             if not self._connack and time.monotonic() - self._opened_at > self.settings.connack_timeout:
                 rc = self._drop_silent_broker()
             self._run_deferred()
@@ -664,7 +673,11 @@ class _Client(mqtt.Client):
         queue = self._out_packet
         run: list[Any] = []
         size = 0
-        for packet in queue:
+        # By index, not by iterating: other threads append to the queue without the write lock (paho's
+        # _packet_queue), which would end an iteration with "deque mutated"; only holders of the write lock
+        # take from its head or put back there.
+        for index in range(len(queue)):
+            packet = queue[index]
             kind = packet["command"] & 0xF0
             if not (kind == mqtt.PUBACK or (kind == mqtt.PUBLISH and packet["qos"] > 0)) or size > _JOINED_BYTES:
                 break

@@ -217,3 +217,31 @@ def test_publishes_in_a_cork_leave_together_in_order_and_a_full_window_lets_them
     finally:
         for conn in (sub, pub):
             conn.close(1)
+
+
+def test_a_fault_in_the_network_loop_reconnects_instead_of_ending_its_thread(edgehive_broker: BrokerFactory) -> None:
+    """An exception out of paho's loop (a fault of ours or paho's) is logged and counted, and the connection
+    opened again: the thread it ended left the connection open and silent, every publish waiting for ever."""
+    broker = edgehive_broker("mosquitto")
+    conn = Connection(ConnectionSettings(BrokerUrl.parse(broker.url()), client_id="loop-fault",
+                                         backoff=Backoff(initial=0.1, maximum=0.5)), name="loop-fault")
+    conn.start()
+    try:
+        assert conn.wait_connected(10)
+        client: Any = conn._client
+        loop_misc = client.loop_misc
+        faults: list[int] = []
+
+        def faulty() -> Any:
+            if not faults:
+                faults.append(1)
+                raise RuntimeError("injected")
+            return loop_misc()
+
+        client.loop_misc = faulty
+        wait_until(lambda: conn.counters.get("loop_errors") == 1, timeout=10, what="the fault counted")
+        assert conn.wait_connected(10)
+        assert conn.publish("fault/t", b"after", qos=1, timeout=10)
+        wait_until(lambda: conn.inflight == 0, timeout=10, what="the PUBACK after the fault")
+    finally:
+        conn.close(1)

@@ -4,7 +4,9 @@ takes only part of the bytes leaves the rest queued, at the right place."""
 
 from __future__ import annotations
 
+import collections
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -91,3 +93,41 @@ def test_a_lone_packet_is_paho_s_to_write() -> None:
     assert client._write_joined() is None
     client._packet_write()
     assert sock.sends == [b"A1"]
+
+
+class _AppendedMeanwhile(collections.deque[Any]):
+    """A queue another thread appends to (paho's _packet_queue, without the write lock) while the network
+    thread looks over its head."""
+
+    def __init__(self, items: list[Any], extra: Any) -> None:
+        super().__init__(items)
+        self.extra: Any = extra
+
+    def _meddle(self) -> None:
+        if self.extra is not None:
+            extra, self.extra = self.extra, None
+            self.append(extra)
+
+    def __iter__(self) -> Iterator[Any]:
+        items = super().__iter__()
+        first = next(items)
+        self._meddle()
+        yield first
+        yield from items
+
+    def __getitem__(self, index: Any) -> Any:
+        if index == 1:
+            self._meddle()
+        return super().__getitem__(index)
+
+
+def test_an_append_by_another_thread_while_the_head_is_looked_over_is_written_after_it() -> None:
+    sock = Socket()
+    client = _client(sock)
+    for packet in (b"A1", b"A2"):
+        _queue(client, mqtt.PUBACK, packet)
+    late = dict(client._out_packet[0], packet=b"P9", to_process=2)
+    client._out_packet = _AppendedMeanwhile(list(client._out_packet), late)
+    client._packet_write()
+    assert b"".join(sock.sends) == b"A1A2P9"
+    assert not client._out_packet
