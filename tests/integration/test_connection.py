@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -144,23 +146,8 @@ def test_qos0_publishes_from_another_thread_are_written_and_completed_by_it(edge
     """A QoS 0 message published from a thread other than the network thread leaves from that thread (no wake of
     the network thread, no paho callback lock): it is complete, its on_acked run, when publish() returns, and
     the window's slots come back, so more messages than the window go out without the network thread's help."""
-    broker = edgehive_broker("mosquitto")
-    url = BrokerUrl.parse(broker.url())
     count = 200
-    seen: list[int] = []
-
-    def collect(message: Incoming) -> None:
-        seen.append(int(message.payload))
-        message.ack()
-
-    sub = Connection(ConnectionSettings(url, client_id="qos0-sub"), name="qos0-sub")
-    sub.subscribe("qos0/t", qos=0)
-    sub.on_message(collect)
-    pub = Connection(ConnectionSettings(url, client_id="qos0-pub", window=8), name="qos0-pub")
-    for conn in (sub, pub):
-        conn.start()
-    try:
-        assert all(conn.wait_connected(10) for conn in (sub, pub))
+    with _publisher_and_counter(edgehive_broker, "qos0", qos=0) as (pub, seen):
         acked: list[int] = []
         written = pub._client.direct_written
         for seq in range(count):
@@ -170,6 +157,28 @@ def test_qos0_publishes_from_another_thread_are_written_and_completed_by_it(edge
         assert pub.inflight == 0
         wait_until(lambda: len(seen) >= count, timeout=30, what="every QoS 0 message at the subscriber")
         assert seen == list(range(count))
+
+
+@contextlib.contextmanager
+def _publisher_and_counter(edgehive_broker: BrokerFactory, name: str,
+                           qos: int) -> Iterator[tuple[Connection, list[int]]]:
+    """A publisher with a window of 8, and the numbers a subscriber to ``NAME/t`` has received, in order."""
+    url = BrokerUrl.parse(edgehive_broker("mosquitto").url())
+    seen: list[int] = []
+
+    def collect(message: Incoming) -> None:
+        seen.append(int(message.payload))
+        message.ack()
+
+    sub = Connection(ConnectionSettings(url, client_id=f"{name}-sub"), name=f"{name}-sub")
+    sub.subscribe(f"{name}/t", qos=qos)
+    sub.on_message(collect)
+    pub = Connection(ConnectionSettings(url, client_id=f"{name}-pub", window=8), name=f"{name}-pub")
+    for conn in (sub, pub):
+        conn.start()
+    try:
+        assert all(conn.wait_connected(10) for conn in (sub, pub))
+        yield pub, seen
     finally:
         for conn in (sub, pub):
             conn.close(1)
@@ -180,22 +189,7 @@ def test_publishes_in_a_cork_leave_together_in_order_and_a_full_window_lets_them
     """QoS 1 publishes inside ``corked()`` are held back and written at once when the block ends; a QoS 0 publish
     among them goes after them; and a window that fills inside the block writes what was held (its slots come
     back only with those messages' PUBACKs) instead of waiting for ever."""
-    broker = edgehive_broker("mosquitto")
-    url = BrokerUrl.parse(broker.url())
-    seen: list[int] = []
-
-    def collect(message: Incoming) -> None:
-        seen.append(int(message.payload))
-        message.ack()
-
-    sub = Connection(ConnectionSettings(url, client_id="cork-sub"), name="cork-sub")
-    sub.subscribe("cork/t", qos=1)
-    sub.on_message(collect)
-    pub = Connection(ConnectionSettings(url, client_id="cork-pub", window=8), name="cork-pub")
-    for conn in (sub, pub):
-        conn.start()
-    try:
-        assert all(conn.wait_connected(10) for conn in (sub, pub))
+    with _publisher_and_counter(edgehive_broker, "cork", qos=1) as (pub, seen):
         client = pub._client
         writes, direct = client.cork_writes, client.direct_written
         with pub.corked():
@@ -214,9 +208,6 @@ def test_publishes_in_a_cork_leave_together_in_order_and_a_full_window_lets_them
         wait_until(lambda: len(seen) >= 40, timeout=30, what="every message")
         assert seen == list(range(40))
         wait_until(lambda: pub.inflight == 0, timeout=10, what="every PUBACK")
-    finally:
-        for conn in (sub, pub):
-            conn.close(1)
 
 
 def test_a_fault_in_the_network_loop_reconnects_instead_of_ending_its_thread(edgehive_broker: BrokerFactory) -> None:
