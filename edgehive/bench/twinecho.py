@@ -1,8 +1,10 @@
 """``python -m edgehive.bench.twinecho``: ``bench twin``'s baseline, an echo of device updates in a process of its
 own. It answers each ``twin/update`` (under ``--prefix``) as EventBus does for DeviceTwin (a result and a document
 at QoS 1, of the size DeviceTwin writes for five changed properties), or with ``--result-only`` as the echo of
-earlier runs did (an empty result at QoS 0), doing nothing else. It prints ``ready`` once subscribed and stops when
-its stdin closes.
+earlier runs did (an empty result at QoS 0), doing nothing else. It writes its answers as the bus writes a
+handler's (``Connection.corked``, here what came in since the last wake) through a window of EventBus's size: an
+echo writing message by message would be held back by exactly the costs the bus no longer pays, and flatter the
+ratio. It prints ``ready`` once subscribed and stops when its stdin closes.
 """
 
 from __future__ import annotations
