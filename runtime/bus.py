@@ -42,9 +42,10 @@ Handler = Callable[[Envelope, str], Iterable[Send | RawSend] | None]
 """Takes an envelope and the topic it came on; returns what to publish in answer (or None)."""
 
 RawHandler = Callable[[str, bytes], Iterable[Send | RawSend] | None]
+"""For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
+
 Taker = Callable[[str, bytes], None]
 """Takes an undecoded message on the network thread (see ``Bus.take_raw``)."""
-"""For topics that do not carry envelopes (devices speak JSON): the topic and the payload as received."""
 
 
 class RequestTimeout(ComponentRuntimeError, TimeoutError):
