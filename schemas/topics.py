@@ -7,6 +7,7 @@ never turn into a wildcard or another node's topic.
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 
 from schemas.names import is_module_name, is_namespace, is_object_name, require_module_name, require_node_name
@@ -189,8 +190,10 @@ DEVICE_REQUESTS = ("twin/update", "twin/get", "state/update")
 """What devices publish; each is answered on the same topic with ``/result`` (and, for updates, more)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def device(namespace: str, name: str, suffix: str) -> str:
-    """``$hw/events/device/<ns>/<name>/<suffix>``, e.g. suffix ``twin/update/delta``."""
+    """``$hw/events/device/<ns>/<name>/<suffix>``, e.g. suffix ``twin/update/delta``. Kept once made: DeviceTwin
+    names two or three per update of the same few devices, and the names' checks were most of the cost."""
     if not is_namespace(namespace) or not is_object_name(name):
         raise ValueError(f"{namespace}/{name} is not a valid device (namespace and DNS-1123 name)")
     return f"{HW_EVENTS}/device/{namespace}/{name}/{suffix}"

@@ -215,20 +215,23 @@ class DeviceTwin:
             base = Twin(prop, kind=kind, optional=True if change.optional is None else change.optional)
         else:
             base = before
-        for value in (change.expected, change.actual):  # expected first, as KubeEdge checks them
-            if value is not None:
-                twin.check_value(value, base.kind)
-        fields: dict[str, Any] = {}  # one copy of the twin with every change (each copy costs a dataclass replace)
+        expected, actual = change.expected, change.actual
+        if expected is not None:  # expected first, as KubeEdge checks them
+            twin.check_value(expected, base.kind)
+        if actual is not None:
+            twin.check_value(actual, base.kind)
+        # One copy of the twin with every change (each copy costs a dataclass replace).
+        fields: dict[str, Any] = {} if actual is None else {
+            "actual": actual, "actual_ts": now, "edge_version": base.edge_version + 1}
+        if actual is not None and base.expected is not None and actual == base.expected:
+            # Compared with the expected value before this change sets a new one, as the actual side comes first.
+            fields["acked_version"] = base.cloud_version
         if before is not None and change.optional is False and before.optional:
             fields["optional"] = False  # KubeEdge lets a device make an optional property required only
-        if change.actual is not None:
-            fields.update(actual=change.actual, actual_ts=now, edge_version=base.edge_version + 1)
-            # Compared with the expected value before this change sets a new one, as the actual side comes first.
-            if base.expected is not None and change.actual == base.expected:
-                fields["acked_version"] = base.cloud_version
-        if change.expected is not None:
-            fields.update(expected=change.expected, expected_ts=now)
-        if before is not None and before.holds(fields):
+        if expected is not None:
+            fields["expected"] = expected
+            fields["expected_ts"] = now
+        if before is not None and actual is None and before.holds(fields):  # a new actual bumps edge_version
             return None
         return base.replaced(fields) if fields else base
 

@@ -165,6 +165,9 @@ def test_a_device_whose_desired_value_does_not_fit_its_type_is_refused(dt: Devic
     ("double", "1_0.5", twin.REASON_NOT_FLOAT), ("date", "1", twin.REASON_TYPE),
     ("boolean", "false", None), ("int", "-9223372036854775808", None), ("float", "1e-3", None),
     ("double", "-Inf", None), ("float", ".5", None), ("string", "anything", None), ("bytes", "aGk", None),
+    # Decimals without an exponent: past a float64's range only with 309 digits or more.
+    ("float", "9" * 299 + ".5", None), ("double", "-" + "9" * 308, None),
+    ("float", "1" + "0" * 309, twin.REASON_NOT_FLOAT),
 ])
 def test_values_are_checked_as_kubeedges_validate_value_does(kind: str, value: str, reason: str | None) -> None:
     assert twin.type_error(value, kind) == reason
