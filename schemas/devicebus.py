@@ -74,11 +74,14 @@ class Publication:
     """None clears a retained message."""
     qos: int = 1
     retain: bool = False
+    floats: bool = True
+    """False: the payload holds no float (only strings, integers, booleans and None, as DeviceTwin's answers to an
+    update), so its JSON is written without the check for floats that json would write otherwise."""
 
     def encoded(self) -> EncodedPublication:
         """The answer with its JSON written as KubeEdge's edge writes it (schemas/twin.py's ``dumps``); raises
         TypeError, ValueError or RecursionError when the payload cannot be JSON."""
-        payload = b"" if self.payload is None else twin.dumps(self.payload)
+        payload = b"" if self.payload is None else twin.dumps(self.payload, floats=self.floats)
         return EncodedPublication(self.topic, payload, self.qos, self.retain)
 
 

@@ -54,7 +54,7 @@ class Twin:
         state.pop(_SHOWN, None)
         state.update(changes)
         copy = object.__new__(Twin)
-        copy.__dict__.update(state)
+        object.__setattr__(copy, "__dict__", state)  # the copied dict itself, not copied again into the new one's
         return copy
 
     def holds(self, changes: Mapping[str, Any]) -> bool:
@@ -261,10 +261,14 @@ class TwinStore:
         (read back from memory meanwhile)."""
         if not twins:
             return
-        self._unwritten.setdefault(device_id, {}).update((t.prop, t) for t in twins)
+        unwritten = self._unwritten.get(device_id)
+        if unwritten is None:
+            unwritten = self._unwritten[device_id] = {}
         kept = self._twins.get(device_id)
-        if kept is not None:
-            kept.update((t.prop, t) for t in twins)
+        for t in twins:  # a loop, not dict.update over a generator: this runs for every device update
+            unwritten[t.prop] = t
+            if kept is not None:
+                kept[t.prop] = t
         if not self._depth:
             self._write_unwritten()
 

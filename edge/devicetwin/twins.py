@@ -192,11 +192,13 @@ class DeviceTwin:
             self.store.remove_twin(device.id, prop)
             current.pop(prop, None)
         base_topic = (device.namespace, device.name)
-        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results))]
+        # The answers to an update hold strings, integers, booleans and None (the twins' shown entries): no float.
+        out = [Publication(topics.device(*base_topic, "twin/update/result"), twin.result(event_id, results),
+                           floats=False)]
         if changed:
             self.dirty.add(device.id)
             out.append(Publication(topics.device(*base_topic, "twin/update/document"),
-                                   twin.document(event_id, changed)))
+                                   twin.document(event_id, changed), floats=False))
         return out + self._delta(device, current, after_update=True)
 
     @staticmethod
@@ -281,11 +283,11 @@ class DeviceTwin:
         an empty ``delta``: JSON, unlike the zero-length message that would clear it."""
         # Only twins with an expected value can be in a delta (twin.delta): the others are not shown at all.
         shown_twins = {k: shown(t) for k, t in twins.items() if t.expected}
-        payload = twin.delta(shown_twins)
+        payload = twin.delta(shown_twins) if shown_twins else None  # none expected (a device only reporting)
         if payload is None:
             self._last_delta[device.id] = None
             retained = self._retained.get(device.id)
-            if retained is not None and self._still_holds(retained, twins) and not (stale and retained):
+            if retained is not None and (not retained or (self._still_holds(retained, twins) and not stale)):
                 return []
             payload = twin.delta(shown_twins, settled=True)
             assert payload is not None
@@ -296,7 +298,7 @@ class DeviceTwin:
             self._last_delta[device.id] = differing
         self._retained[device.id] = payload["delta"]
         topic = topics.device(device.namespace, device.name, "twin/update/delta")
-        return [Publication(topic, payload, retain=True)]
+        return [Publication(topic, payload, retain=True, floats=False)]  # shown entries and strings only
 
     @staticmethod
     def _still_holds(retained: dict[str, Any], twins: dict[str, Twin]) -> bool:
