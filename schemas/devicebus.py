@@ -10,6 +10,7 @@ Each side parses the other's batch item by item: a bad item is refused (and coun
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -55,9 +56,16 @@ class DeviceRequest:
             return cls(namespace, name, request, payload)
         if request not in topics.DEVICE_REQUESTS:
             raise BodyError(f"{where}.request", f"is {request[:40]!r}, not a device request")
-        if not is_namespace(namespace) or not is_object_name(name):
+        if not _device_names(namespace, name):
             raise BodyError(where, f"names {namespace[:64]}/{name[:64]}, not a device's namespace and name")
         return cls(namespace, name, request, payload)
+
+
+@functools.lru_cache(maxsize=4096)
+def _device_names(namespace: str, name: str) -> bool:
+    """Whether these are a namespace and a device name: kept, since a batch names the same few devices again and
+    again."""
+    return is_namespace(namespace) and is_object_name(name)
 
 
 def requests_body(requests: list[DeviceRequest]) -> dict[str, Any]:
@@ -120,9 +128,14 @@ class EncodedPublication:
         return cls(topic, payload, qos, retain)
 
 
+_ANSWER_PREFIX = topics.HW_EVENTS + "/"
+_SHORT_TOPIC = 65535 // 4
+"""Characters that fit MQTT's 65,535 bytes whatever they are (UTF-8 takes at most four bytes for one)."""
+
+
 def _answer_topic(topic: str) -> bool:
-    return topic.startswith(topics.HW_EVENTS + "/") and not any(c in topic for c in "+#\0") and \
-        len(topic.encode(errors="replace")) <= 65535
+    return topic.startswith(_ANSWER_PREFIX) and "+" not in topic and "#" not in topic and "\0" not in topic and \
+        (len(topic) <= _SHORT_TOPIC or len(topic.encode(errors="replace")) <= 65535)
 
 
 def publish_body(publications: list[EncodedPublication]) -> dict[str, Any]:

@@ -204,8 +204,10 @@ def device_requests() -> list[str]:
     return [f"{HW_EVENTS}/device/+/+/{suffix}" for suffix in DEVICE_REQUESTS]
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_device(topic: str) -> tuple[str, str, str] | None:
-    """``(namespace, name, suffix)`` of a device topic; None when the topic is not one (or names are invalid)."""
+    """``(namespace, name, suffix)`` of a device topic; None when the topic is not one (or names are invalid).
+    Kept once read, as ``device``: EventBus reads the topic of every message a device sends."""
     prefix = f"{HW_EVENTS}/device/"
     if not topic.startswith(prefix):
         return None

@@ -142,6 +142,11 @@ def test_publications_go_written_as_json_and_round_trip() -> None:
                                               body=body).encode()).body) == sent
 
 
+def test_a_long_answer_topic_within_mqtts_65535_bytes_is_taken() -> None:
+    topic = "$hw/events/" + "\u00e9" * 20000  # past the characters that always fit, within the bytes
+    assert parse_publications({"publish": [[topic, b"{}", 1, False]]}) == [EncodedPublication(topic, b"{}", 1, False)]
+
+
 def test_an_answer_that_cannot_be_json_raises_when_written() -> None:
     deep: dict[str, Any] = {}
     inner = deep
@@ -159,6 +164,9 @@ def test_an_answer_that_cannot_be_json_raises_when_written() -> None:
     (["$hw/events/device/+/x", b"{}", 0, False], "body.publish[0].topic"),
     ([b"$hw/events/x", b"{}", 0, False], "body.publish[0].topic"),
     (["$hw/events/" + "x" * 70000, b"{}", 0, False], "body.publish[0].topic"),
+    (["$hw/events/" + "\u00e9" * 33000, b"{}", 0, False], "body.publish[0].topic"),  # 33,011 characters, 66,011 bytes
+    (["$hw/events/device/#", b"{}", 0, False], "body.publish[0].topic"),
+    (["$hw/events/device/a\0b", b"{}", 0, False], "body.publish[0].topic"),
     ([ANSWER, [1], 0, False], "body.publish[0].payload"),
     ([ANSWER, {"a": 1}, 0, False], "body.publish[0].payload"),
     ([ANSWER, None, 0, False], "body.publish[0].payload"),
