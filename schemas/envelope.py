@@ -254,9 +254,11 @@ class Send:
     qos: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawSend:
-    """Bytes for a topic that does not carry envelopes (device JSON), with their QoS and retain flag."""
+    """Bytes for a topic that does not carry envelopes (device JSON), with their QoS and retain flag. Not changed
+    once made, but not frozen: EventBus makes two per device update, and a frozen dataclass sets each field
+    through ``object.__setattr__`` (three times the time)."""
 
     topic: str
     payload: bytes
