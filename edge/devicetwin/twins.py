@@ -175,10 +175,11 @@ class DeviceTwin:
             if after is None:
                 continue  # nothing to change: KubeEdge leaves it out of the result and the document
             writes.append(after)
-            changed[prop] = (before.shown() if before else None, after.shown())
+            shown_after = after.shown()
+            changed[prop] = (before.shown() if before else None, shown_after)
             if before is None or (change.actual and change.expected is None and after.expected is None):
                 # What the result says of the property is then what it shows now: the same dict, built once.
-                results[prop] = after.shown()
+                results[prop] = shown_after
             elif change.actual is None and change.expected is None:
                 # Only made required: KubeEdge's dealTwinCompare sets the result's metadata only with a value.
                 results[prop] = {"optional": after.optional}
