@@ -10,14 +10,12 @@ Each side parses the other's batch item by item: a bad item is refused (and coun
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from schemas import topics, twin
 from schemas.fields import STRICT, BodyError, shape
-from schemas.names import is_namespace, is_object_name
 
 T = TypeVar("T")
 
@@ -56,16 +54,9 @@ class DeviceRequest:
             return cls(namespace, name, request, payload)
         if request not in topics.DEVICE_REQUESTS:
             raise BodyError(f"{where}.request", f"is {request[:40]!r}, not a device request")
-        if not _device_names(namespace, name):
+        if not topics.is_device(namespace, name):
             raise BodyError(where, f"names {namespace[:64]}/{name[:64]}, not a device's namespace and name")
         return cls(namespace, name, request, payload)
-
-
-@functools.lru_cache(maxsize=4096)
-def _device_names(namespace: str, name: str) -> bool:
-    """Whether these are a namespace and a device name: kept, since a batch names the same few devices again and
-    again."""
-    return is_namespace(namespace) and is_object_name(name)
 
 
 def requests_body(requests: list[DeviceRequest]) -> dict[str, Any]:

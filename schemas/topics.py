@@ -191,10 +191,16 @@ DEVICE_REQUESTS = ("twin/update", "twin/get", "state/update")
 
 
 @functools.lru_cache(maxsize=4096)
+def is_device(namespace: str, name: str) -> bool:
+    """Whether these are a device's namespace and name. Kept once answered: EventBus and DeviceTwin ask for the
+    same few devices several times per update (a topic read, a request checked, two or three topics made), and
+    the two patterns were most of each of those."""
+    return is_namespace(namespace) and is_object_name(name)
+
+
 def device(namespace: str, name: str, suffix: str) -> str:
-    """``$hw/events/device/<ns>/<name>/<suffix>``, e.g. suffix ``twin/update/delta``. Kept once made: DeviceTwin
-    names two or three per update of the same few devices, and the names' checks were most of the cost."""
-    if not is_namespace(namespace) or not is_object_name(name):
+    """``$hw/events/device/<ns>/<name>/<suffix>``, e.g. suffix ``twin/update/delta``."""
+    if not is_device(namespace, name):
         raise ValueError(f"{namespace}/{name} is not a valid device (namespace and DNS-1123 name)")
     return f"{HW_EVENTS}/device/{namespace}/{name}/{suffix}"
 
@@ -204,15 +210,13 @@ def device_requests() -> list[str]:
     return [f"{HW_EVENTS}/device/+/+/{suffix}" for suffix in DEVICE_REQUESTS]
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_device(topic: str) -> tuple[str, str, str] | None:
-    """``(namespace, name, suffix)`` of a device topic; None when the topic is not one (or names are invalid).
-    Kept once read, as ``device``: EventBus reads the topic of every message a device sends."""
+    """``(namespace, name, suffix)`` of a device topic; None when the topic is not one (or names are invalid)."""
     prefix = f"{HW_EVENTS}/device/"
     if not topic.startswith(prefix):
         return None
     parts = topic[len(prefix):].split("/", 2)
-    if len(parts) != 3 or not is_namespace(parts[0]) or not is_object_name(parts[1]):
+    if len(parts) != 3 or not is_device(parts[0], parts[1]):
         return None
     return parts[0], parts[1], parts[2]
 

@@ -317,9 +317,7 @@ def _side(part: Any) -> str:
     metadata = part.get("metadata")
     if metadata is not None:
         _go_struct(metadata, ("timestamp",))  # ValueMetadata: read, then stamped anew
-    if value != "" and _VALUE.fullmatch(value) is None:  # check_pattern's test, inline: it runs for every value
-        raise TwinError(BAD_REQUEST, REASON_VALUE)
-    return value
+    return check_pattern(value)
 
 
 def _go_struct(value: Any, int64_fields: tuple[str, ...]) -> None:
