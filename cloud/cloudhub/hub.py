@@ -266,10 +266,11 @@ class CloudHub:
                 self.router.drop(node)
             for node in handover.gained:
                 self.router.gain(node)
-        for node in handover.lost:
-            self.bus.connection.unsubscribe(topics.link_up(node))
-        for node in sorted(handover.gained):
-            self.bus.connection.subscribe(topics.link_up(node), qos=self.settings.up_qos)
+        # Asked for a hundred to a packet (runtime/connection.py SUBSCRIBE_PACK): a takeover of hundreds of nodes
+        # would otherwise hold the connection for a packet per node.
+        self.bus.connection.unsubscribe_many([topics.link_up(node) for node in handover.lost])
+        self.bus.connection.subscribe_many([(topics.link_up(node), self.settings.up_qos)
+                                            for node in sorted(handover.gained)])
 
     def on_subscribed(self, topic_filter: str) -> None:
         """The broker's SUBACK (network thread: only the lock and a queued publish here)."""
