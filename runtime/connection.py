@@ -122,8 +122,8 @@ class Connection:
         self._network_thread: int | None = None
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self._sub_mids: dict[int, tuple[str, ...]] = {}  # SUBSCRIBE packet id -> its topic filters, until the SUBACK
-        self._early_subacks: dict[int, list[bool]] = {}  # SUBACKs (granted? per filter) that beat subscribe() to
-        # registering their packet id
+        self._early_subacks: dict[int, list[ReasonCode]] = {}  # SUBACKs (a code per filter) that beat subscribe()
+        # to registering their packet id
         self._sub_retries: dict[str, float] = {}  # refused topic filter -> when to ask again (monotonic)
         # The publish window: free slots, and what to do when each PUBACK arrives.
         self._slots = threading.Semaphore(settings.window)
@@ -419,16 +419,14 @@ class Connection:
             self._mark_ready()
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
-        # One outcome per filter of the packet, in its order; a filter the broker gave no code for is not granted.
-        granted = [not code.is_failure for code in codes]
         with self._lock:
             names = self._sub_mids.pop(mid, None)
             if names is None and mid not in self._awaiting_suback:
                 # subscribe() from another thread has not registered its packet id yet: it finishes the job
-                self._early_subacks[mid] = granted
+                self._early_subacks[mid] = list(codes)
                 return
         if names is not None:
-            self._answered(names, granted)
+            self._answered(names, codes)
         with self._lock:
             if mid not in self._awaiting_suback:
                 return
@@ -437,17 +435,19 @@ class Connection:
         if ready:
             self._mark_ready()
 
-    def _answered(self, names: tuple[str, ...], granted: list[bool]) -> None:
-        """The SUBACK of a packet of ``names``: the granted filters to the listeners, the refused ones asked for
-        again later."""
+    def _answered(self, names: tuple[str, ...], codes: list[ReasonCode]) -> None:
+        """The SUBACK of a packet of ``names``, a code per filter in the packet's order: the granted filters to the
+        listeners, the refused ones (and any the broker gave no code for) asked for again later."""
         for index, topic_filter in enumerate(names):
-            if index < len(granted) and granted[index]:
+            code = codes[index] if index < len(codes) else None
+            if code is not None and not code.is_failure:
                 self._granted(topic_filter)
                 continue
             self.counters.inc("subscribe_refused")
-            log.error("%s: %s refused a subscription to %s: check the ACL for this user (on NATS, also whether "
-                      "this session's subscriptions pass 65,535 max_ack_pending together); asking again in %.0f s",
-                      self.name, self.url, topic_filter, SUBSCRIBE_RETRY_S)
+            log.error("%s: %s refused a subscription to %s (%s): check the ACL for this user (on NATS, also "
+                      "whether this session's subscriptions pass 65,535 max_ack_pending together); asking again "
+                      "in %.0f s", self.name, self.url, topic_filter, code or "no code in the SUBACK",
+                      SUBSCRIBE_RETRY_S)
             # A refusal is not always the ACL: NATS refuses a QoS 1 subscription whose JetStream consumer it
             # could not create in time (a loaded cluster, or one electing leaders after a member died), and a
             # subscription never asked for again would leave a CloudHub replica deaf to its node.

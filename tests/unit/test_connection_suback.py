@@ -35,7 +35,7 @@ def test_a_suback_that_beats_the_registration_of_its_packet_id_is_not_lost() -> 
     conn = _connection(heard)
     conn._on_subscribe(None, None, 7, [GRANTED], None)
     assert heard == []
-    assert conn._early_subacks == {7: [True]}
+    assert conn._early_subacks == {7: [GRANTED]}
 
 
 def test_a_failing_listener_does_not_stop_the_others() -> None:
@@ -69,7 +69,7 @@ def test_an_early_suback_of_a_packet_keeps_each_filters_outcome() -> None:
     heard: list[str] = []
     conn = _connection(heard)
     conn._on_subscribe(None, None, 9, [REFUSED, GRANTED], None)
-    assert conn._early_subacks == {9: [False, True]}
+    assert conn._early_subacks == {9: [REFUSED, GRANTED]}
     conn._answered(("x/up", "y/up"), conn._early_subacks.pop(9))
     assert heard == ["y/up"]
     assert set(conn._sub_retries) == {"x/up"}
